@@ -1,0 +1,1 @@
+"""The agents service: agents, their lifecycle and deployments, calls and transcripts."""

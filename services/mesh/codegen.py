@@ -1,0 +1,140 @@
+"""Regenerates `gen/` from `protos/`: messages, gRPC stubs, `.pyi` stubs, the descriptor set that
+Envoy's transcoder reads, and the OpenAPI document.
+
+    agentmesh gen            # rewrite gen/
+    agentmesh gen --check    # exit 1 when gen/ is stale against protos/
+    agentmesh gen --lint     # also run `buf lint`
+
+One script for everything, committed output, and a check that fails CI on drift (the
+protovalidate `checkgenerate` pattern).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mesh.paths import DESCRIPTOR_SET, GEN_DIR, OPENAPI_JSON, PROTOS_DIR, REPO_ROOT
+
+# googleapis protos the contract imports; copied from the installed package, never committed.
+_GOOGLE_PROTO_DIRS = ("google/api", "google/rpc", "google/type")
+# Error details must be in the descriptor set so Envoy can print `google.rpc` details.
+_EXTRA_DESCRIPTOR_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
+PROTODEPS_DIR = REPO_ROOT / ".build" / "protodeps"
+
+
+def _googleapis_root() -> Path:
+    import google.api.annotations_pb2 as annotations
+
+    return Path(annotations.__file__).resolve().parents[2]
+
+
+def _well_known_root() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).resolve().parent / "_proto"
+
+
+def prepare_protodeps() -> Path:
+    """Lays the googleapis protos into .build/protodeps for protoc and buf (offline)."""
+    src = _googleapis_root()
+    for rel in _GOOGLE_PROTO_DIRS:
+        target = PROTODEPS_DIR / rel
+        target.mkdir(parents=True, exist_ok=True)
+        for proto in (src / rel).glob("*.proto"):
+            shutil.copyfile(proto, target / proto.name)
+    return PROTODEPS_DIR
+
+
+def contract_files() -> list[str]:
+    return sorted(str(p.relative_to(PROTOS_DIR)) for p in PROTOS_DIR.rglob("*.proto"))
+
+
+def _protoc(args: list[str]) -> None:
+    from grpc_tools import protoc
+
+    code = protoc.main(["protoc", *args])
+    if code != 0:
+        raise SystemExit(f"protoc failed ({code}): {' '.join(args)}")
+
+
+def generate(out_dir: Path) -> None:
+    deps = prepare_protodeps()
+    includes = [f"-I{PROTOS_DIR}", f"-I{deps}", f"-I{_well_known_root()}"]
+    files = contract_files()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _protoc([*includes, f"--python_out={out_dir}", f"--pyi_out={out_dir}",
+             f"--grpc_python_out={out_dir}", *files])
+    descriptor = out_dir / DESCRIPTOR_SET.relative_to(GEN_DIR)
+    _protoc([*includes, "--include_imports", "--include_source_info",
+             f"--descriptor_set_out={descriptor}", *files, *_EXTRA_DESCRIPTOR_FILES])
+    # Regular packages (not namespace packages) so setuptools and editable installs find them.
+    for directory in [out_dir / "agentmesh", *(out_dir / "agentmesh").rglob("*")]:
+        if directory.is_dir() and directory.name != "__pycache__":
+            (directory / "__init__.py").touch()
+    import importlib.util
+
+    if importlib.util.find_spec("agentmesh") is None:  # first generation: nothing installed yet
+        sys.path.insert(0, str(out_dir))
+    from mesh import openapi
+
+    openapi.write(descriptor, out_dir / OPENAPI_JSON.relative_to(GEN_DIR))
+
+
+def _tree(root: Path) -> dict[str, Path]:
+    return {
+        str(p.relative_to(root)): p
+        for p in root.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def stale_files() -> list[str]:
+    """Files of gen/ that differ from a fresh generation (added, removed or changed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh_root = Path(tmp)
+        generate(fresh_root)
+        fresh, current = _tree(fresh_root), _tree(GEN_DIR)
+        names = sorted(set(fresh) | set(current))
+        return [n for n in names
+                if n not in fresh or n not in current
+                or not filecmp.cmp(fresh[n], current[n], shallow=False)]
+
+
+def buf_lint() -> int:
+    prepare_protodeps()
+    buf = shutil.which("buf") or str(Path(sys.executable).parent / "buf")
+    return subprocess.call([buf, "lint"], cwd=REPO_ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentmesh gen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
+    parser.add_argument("--lint", action="store_true", help="run buf lint as well")
+    args = parser.parse_args(argv)
+    if args.lint and buf_lint() != 0:
+        return 1
+    if args.check:
+        stale = stale_files()
+        if stale:
+            print("gen/ is stale against protos/; run `agentmesh gen`. Differs:", *stale,
+                  sep="\n  ", file=sys.stderr)
+            return 1
+        print("gen/ is up to date")
+        return 0
+    shutil.rmtree(GEN_DIR / "agentmesh", ignore_errors=True)
+    generate(GEN_DIR)
+    print(f"generated {GEN_DIR.relative_to(REPO_ROOT)}/ from {len(contract_files())} proto files")
+    return 0
+
+
+if __name__ == "__main__":
+    os.chdir(REPO_ROOT)
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The contract as data: every RPC with its REST bindings and authorization rule, read from the
+descriptor set in `gen/`. The gateway config, the OpenAPI document and the tests all read the
+contract through this module, so a path or a scope is never written twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.api import annotations_pb2, field_behavior_pb2, http_pb2
+from google.protobuf import descriptor_pb2
+
+from mesh.paths import DESCRIPTOR_SET
+
+# A path variable: `{agent_id}` or `{path=**}`.
+_VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+
+@dataclass(frozen=True)
+class HttpBinding:
+    """One REST route of an RPC, as written in its `google.api.http` option."""
+
+    method: str  # upper case: GET, POST, ...
+    template: str  # `/api/v1/agents/{agent_id}`
+    body: str  # "", "*" or a field name
+
+    @property
+    def variables(self) -> list[str]:
+        return [m.group(1) for m in _VARIABLE.finditer(self.template)]
+
+    @property
+    def openapi_path(self) -> str:
+        return _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", self.template)
+
+    def matches(self, path: str) -> int | None:
+        """Mirrors the transcoder's matching: None for no match, else the number of literal
+        segments (more literals win, so `/tools/categories` beats `/tools/{tool_id}`)."""
+        want = self.template.strip("/").split("/")
+        got = path.split("?")[0].strip("/").split("/")
+        literals = 0
+        for i, segment in enumerate(want):
+            variable = _VARIABLE.fullmatch(segment)
+            if variable and variable.group(2) == "**":
+                return literals if len(got) > i else None
+            if i >= len(got):
+                return None
+            if variable:
+                continue
+            if segment != got[i]:
+                return None
+            literals += 1
+        return literals if len(got) == len(want) else None
+
+
+@dataclass(frozen=True)
+class Rpc:
+    """One RPC of the contract."""
+
+    package: str  # agentmesh.agents.v1
+    service: str  # AgentService
+    name: str  # GetAgent
+    input_type: str  # fully qualified, without leading dot
+    output_type: str
+    server_streaming: bool
+    bindings: tuple[HttpBinding, ...]
+    scope: str  # "" = any authenticated caller
+    public: bool
+    comment: str = ""
+
+    @property
+    def full_service(self) -> str:
+        return f"{self.package}.{self.service}"
+
+    @property
+    def grpc_path(self) -> str:
+        return f"/{self.full_service}/{self.name}"
+
+    @property
+    def backend(self) -> str:
+        """The service process that owns the RPC: the package's second segment."""
+        return self.package.split(".")[1]
+
+
+@dataclass
+class Contract:
+    files: descriptor_pb2.FileDescriptorSet
+    rpcs: list[Rpc] = field(default_factory=list)
+    messages: dict[str, descriptor_pb2.DescriptorProto] = field(default_factory=dict)
+    enums: dict[str, descriptor_pb2.EnumDescriptorProto] = field(default_factory=dict)
+    comments: dict[str, str] = field(default_factory=dict)  # fq name -> leading comment
+
+    @property
+    def backends(self) -> list[str]:
+        return sorted({r.backend for r in self.rpcs})
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({r.full_service for r in self.rpcs})
+
+    def rpc(self, grpc_path: str) -> Rpc:
+        return next(r for r in self.rpcs if r.grpc_path == grpc_path)
+
+    def resolve(self, method: str, path: str) -> list[Rpc]:
+        """The RPCs a REST request would reach: the bindings with the most literal segments."""
+        scored = [(score, rpc) for rpc in self.rpcs for b in rpc.bindings
+                  if b.method == method and (score := b.matches(path)) is not None]
+        if not scored:
+            return []
+        best = max(score for score, _ in scored)
+        return [rpc for score, rpc in scored if score == best]
+
+    @staticmethod
+    def field_behaviors(field_proto: descriptor_pb2.FieldDescriptorProto) -> set[int]:
+        return set(field_proto.options.Extensions[field_behavior_pb2.field_behavior])
+
+
+def _bindings(rule: http_pb2.HttpRule) -> list[HttpBinding]:
+    found = []
+    for method in _HTTP_METHODS:
+        template = getattr(rule, method)
+        if template:
+            found.append(HttpBinding(method.upper(), template, rule.body))
+    if rule.HasField("custom"):
+        found.append(HttpBinding(rule.custom.kind.upper(), rule.custom.path, rule.body))
+    for extra in rule.additional_bindings:
+        found.extend(_bindings(extra))
+    return found
+
+
+def _comments(file: descriptor_pb2.FileDescriptorProto) -> dict[tuple[int, ...], str]:
+    return {tuple(loc.path): loc.leading_comments.strip()
+            for loc in file.source_code_info.location if loc.leading_comments}
+
+
+def _collect_messages(contract: Contract, prefix: str, messages, comments, path) -> None:
+    for i, message in enumerate(messages):
+        name = f"{prefix}.{message.name}"
+        contract.messages[name] = message
+        contract.comments[name] = comments.get((*path, i), "")
+        for j, fld in enumerate(message.field):
+            contract.comments[f"{name}.{fld.name}"] = comments.get((*path, i, 2, j), "")
+        for j, enum in enumerate(message.enum_type):
+            contract.enums[f"{name}.{enum.name}"] = enum
+            contract.comments[f"{name}.{enum.name}"] = comments.get((*path, i, 4, j), "")
+        _collect_messages(contract, name, message.nested_type, comments, (*path, i, 3))
+
+
+def load(path: Path = DESCRIPTOR_SET) -> Contract:
+    # Importing registers the custom `auth` option so that it parses as an extension.
+    from agentmesh.common.v1 import annotations_pb2 as auth_pb2
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(Path(path).read_bytes())
+    contract = Contract(files=files)
+    for file in files.file:
+        comments = _comments(file)
+        prefix = file.package
+        _collect_messages(contract, prefix, file.message_type, comments, (4,))
+        for i, enum in enumerate(file.enum_type):
+            contract.enums[f"{prefix}.{enum.name}"] = enum
+            contract.comments[f"{prefix}.{enum.name}"] = comments.get((5, i), "")
+        if not file.package.startswith("agentmesh."):
+            continue
+        for s, service in enumerate(file.service):
+            contract.comments[f"{prefix}.{service.name}"] = comments.get((6, s), "")
+            for m, method in enumerate(service.method):
+                options = method.options
+                auth = options.Extensions[auth_pb2.auth]
+                contract.rpcs.append(Rpc(
+                    package=prefix,
+                    service=service.name,
+                    name=method.name,
+                    input_type=method.input_type.lstrip("."),
+                    output_type=method.output_type.lstrip("."),
+                    server_streaming=method.server_streaming,
+                    bindings=tuple(_bindings(options.Extensions[annotations_pb2.http])),
+                    scope=auth.scope,
+                    public=auth.public,
+                    comment=comments.get((6, s, 2, m), ""),
+                ))
+                if not options.HasExtension(auth_pb2.auth):
+                    raise ValueError(f"{prefix}.{service.name}.{method.name} has no auth rule")
+    return contract
+
+
+@functools.lru_cache(maxsize=1)
+def default() -> Contract:
+    return load(DESCRIPTOR_SET)

@@ -1,0 +1,1 @@
+"""The Envoy gateway: its configuration, generated from the contract."""

@@ -1,0 +1,101 @@
+"""Signing keys and access tokens.
+
+Rotation (documented in docs/architecture.md): the JWKS always holds the `active` key, the
+`next` key and `retired` keys younger than the access-token lifetime. Rotating promotes `next`
+(already published and cached by every gateway) to `active` and makes a new `next`, so no
+gateway ever sees a token signed by a key it has not fetched: no burst of 401s.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlmodel import Session, select
+
+from mesh.identity.models import SigningKeyRow
+from mesh.runtime.repository import aware, utcnow
+from mesh.runtime.settings import Settings
+
+ALGORITHM = "ES256"
+
+
+def _new_key(state: str) -> SigningKeyRow:
+    private = ec.generate_private_key(ec.SECP256R1())
+    kid = uuid.uuid4().hex[:16]
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    jwk.update({"kid": kid, "use": "sig", "alg": ALGORITHM})
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    now = utcnow()
+    return SigningKeyRow(kid=kid, private_pem=pem, public_jwk=jwk, state=state, created_at=now,
+                         activated_at=now if state == "active" else None)
+
+
+def ensure_keys(session: Session) -> None:
+    """First run: make an active and a next key. Later runs keep what is stored."""
+    states = {row.state for row in session.exec(select(SigningKeyRow)).all()}
+    if "active" not in states:
+        session.add(_new_key("active"))
+    if "next" not in states:
+        session.add(_new_key("next"))
+    session.flush()
+
+
+def rotate(session: Session) -> SigningKeyRow:
+    """Promotes `next` to `active`, retires the old active key, makes a new `next`."""
+    ensure_keys(session)
+    now = utcnow()
+    for row in session.exec(select(SigningKeyRow).where(SigningKeyRow.state == "active")).all():
+        row.state, row.retired_at = "retired", now
+        session.add(row)
+    promoted = session.exec(select(SigningKeyRow).where(SigningKeyRow.state == "next")).one()
+    promoted.state, promoted.activated_at = "active", now
+    session.add(promoted)
+    session.add(_new_key("next"))
+    session.flush()
+    return promoted
+
+
+def active_key(session: Session, settings: Settings) -> SigningKeyRow:
+    row = session.exec(select(SigningKeyRow).where(SigningKeyRow.state == "active")).first()
+    if row is None:
+        ensure_keys(session)
+        return active_key(session, settings)
+    age = utcnow() - aware(row.activated_at or row.created_at)
+    if age > timedelta(seconds=settings.signing_key_rotation_seconds):
+        row = rotate(session)
+    return row
+
+
+def jwks(session: Session, settings: Settings) -> dict:
+    horizon = utcnow() - timedelta(seconds=settings.access_token_ttl_seconds + 300)
+    keys = []
+    for row in session.exec(select(SigningKeyRow)).all():
+        if row.state == "retired" and aware(row.retired_at) < horizon:
+            continue
+        keys.append(row.public_jwk)
+    return {"keys": sorted(keys, key=lambda k: k["kid"])}
+
+
+def issue_access_token(key: SigningKeyRow, settings: Settings, *, user_id: str, tenant_id: str,
+                       role: str, scopes: list[str]) -> str:
+    now = utcnow()
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": user_id,
+        "tid": tenant_id,
+        "role": role,
+        "scopes": scopes,
+        # Space-separated copy (RFC 8693 `scope`), passed to services as one header.
+        "scope": " ".join(scopes),
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=settings.access_token_ttl_seconds)).timestamp()),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})

@@ -1,0 +1,264 @@
+"""Builds the OpenAPI 3.1 document of the REST API from the descriptor set.
+
+Schemas follow the proto3 JSON mapping as the gateway prints it (proto field names, enums as
+names, 64-bit integers as strings, Timestamps as RFC 3339 strings). Every error response is the
+one envelope `{error, message, details, correlation_id, timestamp}`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor_pb2
+
+from mesh import contract as contract_mod
+
+_F = descriptor_pb2.FieldDescriptorProto
+_SCALARS: dict[int, dict[str, Any]] = {
+    _F.TYPE_DOUBLE: {"type": "number", "format": "double"},
+    _F.TYPE_FLOAT: {"type": "number", "format": "float"},
+    _F.TYPE_INT32: {"type": "integer", "format": "int32"},
+    _F.TYPE_SINT32: {"type": "integer", "format": "int32"},
+    _F.TYPE_SFIXED32: {"type": "integer", "format": "int32"},
+    _F.TYPE_UINT32: {"type": "integer", "format": "int64", "minimum": 0},
+    _F.TYPE_FIXED32: {"type": "integer", "format": "int64", "minimum": 0},
+    # proto3 JSON prints 64-bit integers as strings.
+    _F.TYPE_INT64: {"type": "string", "format": "int64"},
+    _F.TYPE_SINT64: {"type": "string", "format": "int64"},
+    _F.TYPE_SFIXED64: {"type": "string", "format": "int64"},
+    _F.TYPE_UINT64: {"type": "string", "format": "uint64"},
+    _F.TYPE_FIXED64: {"type": "string", "format": "uint64"},
+    _F.TYPE_BOOL: {"type": "boolean"},
+    _F.TYPE_STRING: {"type": "string"},
+    _F.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+}
+_WELL_KNOWN: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?\d+(\.\d+)?s$",
+                                 "examples": ["1.5s"]},
+    "google.protobuf.FieldMask": {"type": "string", "examples": ["name,description"]},
+    "google.protobuf.Struct": {"type": "object", "additionalProperties": True},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array", "items": {}},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}},
+                            "additionalProperties": True},
+    "google.protobuf.StringValue": {"type": ["string", "null"]},
+    "google.protobuf.BoolValue": {"type": ["boolean", "null"]},
+    "google.protobuf.Int32Value": {"type": ["integer", "null"]},
+    "google.protobuf.Int64Value": {"type": ["string", "null"]},
+    "google.protobuf.DoubleValue": {"type": ["number", "null"]},
+}
+_ERROR_STATUSES = {
+    "400": "Malformed JSON, failed validation or an unknown query parameter.",
+    "401": "Missing, invalid or expired credentials.",
+    "403": "The caller lacks the scope this operation needs.",
+    "404": "No such resource in the caller's tenant, or no such route.",
+    "409": "A resource with that name already exists, or the state forbids the change.",
+    "413": "The request body is too large.",
+    "429": "Too many requests.",
+    "500": "An unexpected server error.",
+    "501": "Not implemented yet.",
+    "503": "A service is down or not ready.",
+}
+_HTTPBODY = "google.api.HttpBody"
+
+
+class _Builder:
+    def __init__(self, contract: contract_mod.Contract) -> None:
+        self.contract = contract
+        self.schemas: dict[str, Any] = {}
+
+    # ---- schemas -------------------------------------------------------------------------
+    def ref(self, type_name: str) -> dict[str, Any]:
+        type_name = type_name.lstrip(".")
+        if type_name in _WELL_KNOWN:
+            return dict(_WELL_KNOWN[type_name])
+        if type_name in self.contract.enums:
+            if type_name not in self.schemas:
+                enum = self.contract.enums[type_name]
+                self.schemas[type_name] = {
+                    "type": "string",
+                    "enum": [v.name for v in enum.value],
+                    "description": self.contract.comments.get(type_name, ""),
+                }
+            return {"$ref": f"#/components/schemas/{type_name}"}
+        if type_name not in self.schemas:
+            self.schemas[type_name] = {}  # placeholder breaks recursion
+            self.schemas[type_name] = self.message_schema(type_name)
+        return {"$ref": f"#/components/schemas/{type_name}"}
+
+    def field_schema(self, msg_name: str, fld: _F) -> dict[str, Any]:
+        message = self.contract.messages[msg_name]
+        if fld.type == _F.TYPE_MESSAGE:
+            entry = self.contract.messages.get(fld.type_name.lstrip("."))
+            if entry is not None and entry.options.map_entry:
+                value = next(f for f in entry.field if f.name == "value")
+                return {"type": "object",
+                        "additionalProperties": self.field_schema(fld.type_name.lstrip("."), value)}
+            item = self.ref(fld.type_name)
+        elif fld.type == _F.TYPE_ENUM:
+            item = self.ref(fld.type_name)
+        else:
+            item = dict(_SCALARS[fld.type])
+        del message
+        if fld.label == _F.LABEL_REPEATED:
+            return {"type": "array", "items": item}
+        return item
+
+    def message_schema(self, name: str, exclude: set[str] = frozenset()) -> dict[str, Any]:
+        message = self.contract.messages[name]
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for fld in message.field:
+            if fld.name in exclude:
+                continue
+            schema = self.field_schema(name, fld)
+            behaviors = contract_mod.Contract.field_behaviors(fld)
+            description = self.contract.comments.get(f"{name}.{fld.name}", "")
+            extra: dict[str, Any] = {}
+            if description:
+                extra["description"] = description
+            if field_behavior_pb2.OUTPUT_ONLY in behaviors:
+                extra["readOnly"] = True
+            if field_behavior_pb2.INPUT_ONLY in behaviors:
+                extra["writeOnly"] = True
+            if "$ref" in schema and extra:
+                schema = {"allOf": [schema], **extra}
+            else:
+                schema.update(extra)
+            properties[fld.name] = schema
+            if field_behavior_pb2.REQUIRED in behaviors:
+                required.append(fld.name)
+        out: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            out["required"] = required
+        comment = self.contract.comments.get(name, "")
+        if comment:
+            out["description"] = comment
+        return out
+
+    # ---- operations ----------------------------------------------------------------------
+    def query_parameters(self, rpc: contract_mod.Rpc, binding, skip: set[str]) -> list[dict]:
+        params = []
+        message = self.contract.messages[rpc.input_type]
+        for fld in message.field:
+            if fld.name in skip:
+                continue
+            is_message = fld.type == _F.TYPE_MESSAGE
+            if is_message and fld.type_name.lstrip(".") not in _WELL_KNOWN:
+                continue  # the transcoder takes nested fields as `a.b=`, not documented here
+            schema = self.field_schema(rpc.input_type, fld)
+            params.append({
+                "name": fld.name,
+                "in": "query",
+                "required": False,
+                "description": self.contract.comments.get(f"{rpc.input_type}.{fld.name}", ""),
+                "schema": schema,
+            })
+        return params
+
+    def operation(self, rpc: contract_mod.Rpc, binding) -> dict[str, Any]:
+        path_vars = set(binding.variables)
+        lines = rpc.comment.splitlines()
+        op: dict[str, Any] = {
+            "operationId": f"{rpc.service}_{rpc.name}"
+                           + ("" if binding == rpc.bindings[0] else f"_{binding.method.lower()}"
+                              f"{binding.openapi_path.replace('/', '_').replace('{', '').replace('}', '')}"),
+            "tags": [rpc.service],
+            "summary": lines[0] if lines else rpc.name,
+            "description": rpc.comment,
+            "x-grpc-method": rpc.grpc_path,
+        }
+        if rpc.public:
+            op["security"] = []
+        else:
+            op["x-required-scope"] = rpc.scope or None
+            needed = f"Requires scope `{rpc.scope}`." if rpc.scope else "Requires any valid credentials."
+            op["description"] = f"{rpc.comment}\n\n{needed}".strip()
+        params = [{"name": v, "in": "path", "required": True,
+                   "description": self.contract.comments.get(f"{rpc.input_type}.{v}", ""),
+                   "schema": {"type": "string"}} for v in binding.variables]
+        if binding.body == "":
+            params += self.query_parameters(rpc, binding, path_vars)
+        elif binding.body == "*":
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": self.message_schema(rpc.input_type, exclude=path_vars)}}}
+        else:
+            message = self.contract.messages[rpc.input_type]
+            body_field = next(f for f in message.field if f.name == binding.body)
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": self.field_schema(rpc.input_type, body_field)}}}
+            params += self.query_parameters(rpc, binding, path_vars | {binding.body})
+        if params:
+            op["parameters"] = params
+        if rpc.output_type == _HTTPBODY:
+            content = {"*/*": {"schema": {"type": "string"}}}
+        elif rpc.server_streaming:
+            content = {"text/event-stream": {"schema": {
+                "type": "string",
+                "description": "Server-Sent Events; each `data:` line is one JSON "
+                               f"`{rpc.output_type.split('.')[-1]}`.",
+                "contentMediaType": "application/json",
+                "contentSchema": self.ref(rpc.output_type)}}}
+        else:
+            content = {"application/json": {"schema": self.ref(rpc.output_type)}}
+        op["responses"] = {"200": {"description": "OK", "content": content}}
+        for status in _ERROR_STATUSES:
+            if rpc.public and status in ("401", "403"):
+                continue
+            op["responses"][status] = {"$ref": f"#/components/responses/Error{status}"}
+        return op
+
+
+def build(contract: contract_mod.Contract) -> dict[str, Any]:
+    builder = _Builder(contract)
+    paths: dict[str, dict[str, Any]] = {}
+    for rpc in contract.rpcs:
+        for binding in rpc.bindings:
+            paths.setdefault(binding.openapi_path, {})[binding.method.lower()] = \
+                builder.operation(rpc, binding)
+    envelope = builder.message_schema("agentmesh.common.v1.ErrorEnvelope")
+    envelope["required"] = ["error", "message", "correlation_id", "timestamp"]
+    builder.schemas["agentmesh.common.v1.ErrorEnvelope"] = envelope
+    responses = {
+        f"Error{status}": {
+            "description": text,
+            "headers": {"X-Correlation-ID": {"schema": {"type": "string"},
+                                             "description": "The request's correlation id."}},
+            "content": {"application/json": {"schema": {
+                "$ref": "#/components/schemas/agentmesh.common.v1.ErrorEnvelope"}}},
+        } for status, text in _ERROR_STATUSES.items()
+    }
+    tags = [{"name": s.split(".")[-1], "description": contract.comments.get(s, "")}
+            for s in contract.services]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Agent Mesh API",
+            "version": "v1",
+            "description": "The REST face of Agent Mesh's gRPC services, transcoded by the "
+                           "Envoy gateway. Authenticate with `Authorization: Bearer <JWT>` "
+                           "(from `/api/v1/auth/login`) or `X-API-Key`.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": tags,
+        "security": [{"bearerAuth": []}, {"apiKeyAuth": []}],
+        "paths": dict(sorted(paths.items())),
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+            "schemas": dict(sorted(builder.schemas.items())),
+            "responses": responses,
+        },
+    }
+
+
+def write(descriptor: Path, out: Path) -> None:
+    document = build(contract_mod.load(descriptor))
+    out.write_text(json.dumps(document, indent=1, sort_keys=False) + "\n")

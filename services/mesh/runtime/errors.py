@@ -1,0 +1,107 @@
+"""Domain errors and their one mapping to gRPC status, `google.rpc` details and the REST envelope.
+
+A service raises `NotFound(...)`, `AlreadyExists(...)`, ...; `mesh.runtime.server` catches them
+(and anything unexpected) in one interceptor. Native gRPC clients get a `google.rpc.Status` with
+`ErrorInfo` (and `BadRequest` field violations); the same error also travels as the
+`x-agentmesh-error` trailer, which the gateway's Lua filter turns into the REST envelope
+`{error, message, details, correlation_id, timestamp}` without parsing protobuf.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_TRAILER = "x-agentmesh-error"
+
+
+@dataclass
+class DomainError(Exception):
+    message: str
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    field_violations: list[tuple[str, str]] = field(default_factory=list)
+
+    code = grpc.StatusCode.UNKNOWN
+
+    def __post_init__(self) -> None:
+        super().__init__(self.message)
+        if not self.reason:
+            self.reason = self.code.name
+
+
+class InvalidArgument(DomainError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(DomainError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(DomainError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(DomainError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unauthenticated(DomainError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DomainError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unimplemented(DomainError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Unavailable(DomainError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class Internal(DomainError):
+    code = grpc.StatusCode.INTERNAL
+
+
+def invalid_field(field_name: str, problem: str) -> InvalidArgument:
+    return InvalidArgument(f"{field_name}: {problem}", field_violations=[(field_name, problem)])
+
+
+def to_status(error: DomainError, domain: str) -> grpc.Status:
+    """The `grpc.Status` to abort with: rich details plus the envelope trailer."""
+    details = []
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=domain,
+        metadata={k: str(v) for k, v in error.details.items()},
+    )
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    details.append(packed)
+    if error.field_violations:
+        bad = error_details_pb2.BadRequest(field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+            for f, d in error.field_violations])
+        packed = any_pb2.Any()
+        packed.Pack(bad)
+        details.append(packed)
+    status = rpc_status.to_status(status_pb2.Status(
+        code=getattr(code_pb2, error.code.name), message=error.message, details=details))
+    envelope_details: dict[str, Any] = dict(error.details)
+    if error.reason != error.code.name:
+        envelope_details["reason"] = error.reason
+    if error.field_violations:
+        envelope_details["field_violations"] = [
+            {"field": f, "description": d} for f, d in error.field_violations]
+    envelope = {"error": error.code.name, "message": error.message, "details": envelope_details}
+    # ASCII-only JSON on one line: a valid gRPC metadata value.
+    trailer = (ERROR_TRAILER, json.dumps(envelope, ensure_ascii=True, separators=(",", ":")))
+    return status._replace(trailing_metadata=(*status.trailing_metadata, trailer))
