@@ -67,11 +67,12 @@ def _scope_principals(scope: str) -> list[dict[str, Any]]:
     ids = []
     for granted in dict.fromkeys([scope, f"{area}:*", "*"]):
         match = {"list_match": {"one_of": {"string_match": {"exact": granted}}}}
-        ids.append({"metadata": {"filter": "envoy.filters.http.jwt_authn",
-                                 "path": [{"key": "jwt_payload"}, {"key": "scopes"}],
-                                 "value": match}})
-        ids.append({"metadata": {"filter": "envoy.filters.http.ext_authz",
-                                 "path": [{"key": "scopes"}], "value": match}})
+        ids.append({"sourced_metadata": {"metadata_matcher": {
+            "filter": "envoy.filters.http.jwt_authn",
+            "path": [{"key": "jwt_payload"}, {"key": "scopes"}], "value": match}}})
+        ids.append({"sourced_metadata": {"metadata_matcher": {
+            "filter": "envoy.filters.http.ext_authz",
+            "path": [{"key": "scopes"}], "value": match}}})
     return [{"or_ids": {"ids": ids}}]
 
 
@@ -258,7 +259,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                 "typed_per_filter_config": {"envoy.filters.http.cors": {
                     "@type": f"{_T}filters.http.cors.v3.CorsPolicy",
                     "allow_origin_string_match": [
-                        {"exact": o} if o != "*" else {"prefix": ""} for o in options.cors_origins],
+                        {"exact": o} if o != "*" else {"safe_regex": {"regex": ".*"}}
+                        for o in options.cors_origins],
                     "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
                     "allow_headers": "authorization, content-type, x-api-key, x-correlation-id",
                     "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
