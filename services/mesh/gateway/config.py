@@ -171,6 +171,16 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     if missing:
         raise ValueError(f"no address for services: {', '.join(sorted(missing))}")
     routes = [_route(rpc, options) for rpc in contract.rpcs]
+    # REST paths match no route until the transcoder rewrites them to gRPC paths. This
+    # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
+    # response headers), and answers 404 for a path nothing else claims.
+    routes.append({
+        "name": "not_found",
+        "match": {"prefix": "/"},
+        "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
+        "typed_per_filter_config": {"envoy.filters.http.rbac": {
+            "@type": f"{_T}filters.http.rbac.v3.RBACPerRoute"}},
+    })
     self_uri = f"http://127.0.0.1:{options.listen_port}/api/v1/auth/jwks"
     filters = [
         {"name": "envoy.filters.http.lua", "typed_config": {

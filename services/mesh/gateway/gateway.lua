@@ -39,6 +39,22 @@ function envoy_on_response(handle)
   for name, value in pairs(SECURITY_HEADERS) do
     headers:replace(name, value)
   end
+  local timestamp = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  if headers:get(":status") == "403" then
+    -- jwt_authn answers 403 for a token with the wrong audience. A 403 from the scope check
+    -- always follows a verified identity (jwt_authn or ext_authz metadata); without one the
+    -- caller is not authenticated, which is a 401.
+    local dynamic = handle:streamInfo():dynamicMetadata()
+    if dynamic:get("envoy.filters.http.jwt_authn") == nil
+        and dynamic:get("envoy.filters.http.ext_authz") == nil then
+      headers:replace(":status", "401")
+      headers:replace("content-type", "application/json")
+      handle:body():setBytes('{"error":"UNAUTHENTICATED","message":"the token is not valid ' ..
+          'for this API (audience)","details":{},"correlation_id":"' .. cid ..
+          '","timestamp":"' .. timestamp .. '"}')
+      return
+    end
+  end
   local content_type = headers:get("content-type") or ""
   if string.sub(content_type, 1, 16) == "application/grpc" then
     headers:remove("x-agentmesh-error")
@@ -54,7 +70,7 @@ function envoy_on_response(handle)
   end
   headers:remove("x-agentmesh-error")
   local envelope = string.sub(err, 1, -2) .. ',"correlation_id":"' .. cid ..
-      '","timestamp":"' .. os.date("!%Y-%m-%dT%H:%M:%SZ") .. '"}'
+      '","timestamp":"' .. timestamp .. '"}'
   handle:body():setBytes(envelope)
   headers:replace("content-type", "application/json")
 end

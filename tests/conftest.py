@@ -1,0 +1,122 @@
+"""Shared fixtures. The mesh fixture starts the product the way a user does: `agentmesh up` as a
+process, real Envoy, real services, a fresh data directory; tests talk to it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+POSTGRES_URL = os.environ.get("AGENTMESH_TEST_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningMesh:
+    url: str
+    data_dir: Path
+    process: subprocess.Popen
+
+    def client(self, token: str | None = None, api_key: str | None = None) -> httpx.Client:
+        headers = {}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if api_key:
+            headers["X-API-Key"] = api_key
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
+               rate_limit: int = 100000) -> RunningMesh:
+    port = _free_port()
+    env = {**os.environ, **(extra_env or {})}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
+         "--rate-limit", str(rate_limit)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    output = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "is up at" in line:
+            return RunningMesh(url, data_dir, process)
+    process.kill()
+    raise RuntimeError("agentmesh up did not start:\n" + "".join(output))
+
+
+def stop_mesh(mesh: RunningMesh) -> None:
+    mesh.process.send_signal(signal.SIGTERM)
+    try:
+        mesh.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        mesh.process.kill()
+        raise
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory) -> RunningMesh:
+    running = start_mesh(tmp_path_factory.mktemp("mesh"))
+    yield running
+    stop_mesh(running)
+
+
+@dataclass
+class Tenant:
+    token: str
+    refresh_token: str
+    tenant_id: str
+    user_id: str
+    email: str
+    password: str
+
+
+def register(mesh: RunningMesh, name: str = "acme") -> Tenant:
+    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
+    with mesh.client() as client:
+        reply = client.post("/api/v1/auth/register", json={
+            "tenant_name": name, "email": email, "password": "correct-horse-1"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    return Tenant(body["access_token"], body["refresh_token"], body["tenant"]["id"],
+                  body["user"]["id"], email, "correct-horse-1")
+
+
+@pytest.fixture
+def tenant(mesh) -> Tenant:
+    return register(mesh)
+
+
+@pytest.fixture
+def other_tenant(mesh) -> Tenant:
+    return register(mesh, "globex")
+
+
+def assert_envelope(reply: httpx.Response, status: int, error: str) -> dict:
+    """Every non-2xx answer: the one envelope, the status, the correlation id echoed."""
+    assert reply.status_code == status, reply.text
+    assert reply.headers["content-type"].startswith("application/json")
+    body = reply.json()
+    assert set(body) >= {"error", "message", "details", "correlation_id", "timestamp"}, body
+    assert body["error"] == error, body
+    assert body["correlation_id"] == reply.headers["x-correlation-id"]
+    assert body["correlation_id"]
+    return body

@@ -1,0 +1,126 @@
+"""Every error, whoever produced it, comes back in the one envelope with the right status."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.conftest import assert_envelope
+
+
+def test_malformed_json_is_400(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        reply = client.post("/api/v1/agents", content=b"{not json",
+                            headers={"Content-Type": "application/json"})
+    assert_envelope(reply, 400, "INVALID_ARGUMENT")
+
+
+def test_unknown_query_parameter_is_400(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        body = assert_envelope(client.get("/api/v1/agents", params={"colour": "red"}), 400,
+                               "INVALID_ARGUMENT")
+    assert "colour" in body["message"]
+
+
+def test_wrongly_typed_query_parameter_is_400(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        assert_envelope(client.get("/api/v1/agents", params={"page": "two"}), 400,
+                        "INVALID_ARGUMENT")
+
+
+def test_unknown_route_is_404(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        assert_envelope(client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
+        assert_envelope(client.patch("/api/v1/agents"), 404, "NOT_FOUND")
+
+
+def test_body_cannot_override_path_bound_field(mesh, tenant, other_tenant):
+    with mesh.client(tenant.token) as client:
+        mine = client.post("/api/v1/agents", json={"name": f"a-{uuid.uuid4().hex[:6]}"}).json()
+        client.post(f"/api/v1/agents/{mine['id']}/activate", json={})
+        reply = client.post(f"/api/v1/agents/{mine['id']}/deploy",
+                            json={"agent_id": "someone-else", "environment": "prod"})
+    assert_envelope(reply, 400, "INVALID_ARGUMENT")
+
+
+def test_body_too_large_is_413(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        reply = client.post("/api/v1/agents", json={"name": "big", "system_prompt": "x" * 2_000_000})
+    assert_envelope(reply, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_not_built_service_is_501(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        body = assert_envelope(client.get("/api/v1/tools"), 501, "UNIMPLEMENTED")
+        assert body["details"]["method"] == "/agentmesh.tools.v1.ToolService/ListTools"
+        # Literal paths reach their own RPC, not GetTool.
+        body = assert_envelope(client.get("/api/v1/tools/categories"), 501, "UNIMPLEMENTED")
+        assert body["details"]["method"].endswith("/ListToolCategories")
+        body = assert_envelope(client.get("/api/v1/master-data/skills/search"), 501, "UNIMPLEMENTED")
+        assert body["details"]["method"].endswith("/SearchSkills")
+
+
+def test_correlation_id_is_echoed_on_success_and_made_when_absent(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        reply = client.get("/api/v1/agents", headers={"X-Correlation-ID": "abc-123"})
+        assert reply.status_code == 200 and reply.headers["x-correlation-id"] == "abc-123"
+        made = client.get("/api/v1/agents")
+        assert len(made.headers["x-correlation-id"]) >= 16
+        # An unsafe id is replaced, never reflected into the body.
+        odd = client.get("/api/v1/nothing", headers={"X-Correlation-ID": 'x"}, "evil": "1'})
+        assert odd.json()["correlation_id"] != 'x"}, "evil": "1'
+
+
+def test_security_headers_and_cors(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        reply = client.get("/api/v1/agents")
+        assert reply.headers["x-content-type-options"] == "nosniff"
+        assert reply.headers["x-frame-options"] == "DENY"
+        assert reply.headers["referrer-policy"] == "no-referrer"
+        assert "grpc-status" not in reply.headers
+        preflight = client.options("/api/v1/agents", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+
+
+def test_health_openapi_and_docs_are_public(mesh):
+    with mesh.client() as client:
+        health = client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "healthy"
+        names = {s["name"] for s in health.json()["services"]}
+        assert {"identity", "agents", "tools", "system"} <= names
+        spec = client.get("/api/v1/openapi.json")
+        assert spec.status_code == 200 and spec.json()["openapi"] == "3.1.0"
+        docs = client.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
+        bundle = client.get("/docs/swagger-ui-bundle.js")
+        assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        jwks = client.get("/api/v1/auth/jwks").json()
+        assert len(jwks["keys"]) >= 2 and all("kid" in k for k in jwks["keys"])
+
+
+def test_native_grpc_clients_get_the_same_checks(mesh, tenant):
+    import grpc
+
+    from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
+
+    target = httpx.URL(mesh.url).netloc.decode()
+    with grpc.insecure_channel(target) as channel:
+        stub = agents_pb2_grpc.AgentServiceStub(channel)
+        try:
+            stub.ListAgents(agents_pb2.ListAgentsRequest(), timeout=10)
+            raise AssertionError("call without a token passed")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+        reply = stub.ListAgents(agents_pb2.ListAgentsRequest(page_size=5), timeout=10,
+                                metadata=(("authorization", f"Bearer {tenant.token}"),))
+        assert reply.page_size == 5
+        try:
+            stub.GetAgent(agents_pb2.GetAgentRequest(agent_id="missing"), timeout=10,
+                          metadata=(("authorization", f"Bearer {tenant.token}"),))
+            raise AssertionError("missing agent found")
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
