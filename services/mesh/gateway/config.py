@@ -155,6 +155,8 @@ def _cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, A
         "name": name,
         "type": kind,
         "connect_timeout": "2s",
+        # The transcoder buffers a whole message; Swagger UI's bundle is ~1.5 MB.
+        "per_connection_buffer_limit_bytes": 8 * 1024 * 1024,
         "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
             "address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
     }
@@ -173,11 +175,13 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     routes = [_route(rpc, options) for rpc in contract.rpcs]
     # REST paths match no route until the transcoder rewrites them to gRPC paths. This
     # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
-    # response headers), and answers 404 for a path nothing else claims.
+    # response headers; it ignores direct-response routes). Unknown REST paths never get past
+    # the transcoder (404); an unknown gRPC method reaches the system service, which answers
+    # UNIMPLEMENTED as any gRPC server would.
     routes.append({
-        "name": "not_found",
+        "name": "fallback",
         "match": {"prefix": "/"},
-        "direct_response": {"status": 404, "body": {"inline_string": "no such route"}},
+        "route": {"cluster": "system", "timeout": _duration(options.request_timeout_seconds)},
         "typed_per_filter_config": {"envoy.filters.http.rbac": {
             "@type": f"{_T}filters.http.rbac.v3.RBACPerRoute"}},
     })
@@ -287,6 +291,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         "static_resources": {
             "listeners": [{
                 "name": "gateway",
+                "per_connection_buffer_limit_bytes": 8 * 1024 * 1024,
                 "address": {"socket_address": {"address": options.listen_address,
                                                "port_value": options.listen_port}},
                 "filter_chains": [{"filters": [{
