@@ -81,7 +81,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             _check_name(update["name"])
 
         def apply(session: Session) -> AgentRow:
-            row = agents.get(session, caller.tenant_id, request.agent_id)
+            row = agents.get(session, caller.tenant_id, request.agent_id, lock=True)
             if row.status == "AGENT_STATUS_ARCHIVED":
                 raise FailedPrecondition(f"agent {row.name!r} is archived and read-only",
                                          reason="AGENT_ARCHIVED")
@@ -96,7 +96,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         caller = require_caller(context)
 
         def remove(session: Session) -> str:
-            row = agents.get(session, caller.tenant_id, request.agent_id)
+            row = agents.get(session, caller.tenant_id, request.agent_id, lock=True)
             if row.status == "AGENT_STATUS_DEPLOYED":
                 raise FailedPrecondition(f"agent {row.name!r} is deployed; undeploy it first",
                                          reason="AGENT_DEPLOYED", details={"agent": row.name})
@@ -111,7 +111,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         allowed, target = _TRANSITIONS[action]
 
         def apply(session: Session) -> AgentRow:
-            row = agents.get(session, caller.tenant_id, key)
+            row = agents.get(session, caller.tenant_id, key, lock=True)
             current = pb.AgentStatus.Value(row.status)
             if current not in allowed:
                 raise FailedPrecondition(
@@ -146,7 +146,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         caller = require_caller(context)
 
         def stats(session: Session) -> pb.AgentStats:
-            row = agents.get(session, caller.tenant_id, request.agent_id)
+            row = agents.get(session, caller.tenant_id, request.agent_id, lock=True)
             scoped = (CallRow.tenant_id == caller.tenant_id, CallRow.agent_id == row.id)
             by_status = dict(session.exec(select(CallRow.status, func.count()).where(*scoped)
                                           .group_by(CallRow.status)).all())

@@ -152,7 +152,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         token_hash = _sha256(request.refresh_token)
 
         def refresh(session: Session) -> pb.TokenResponse | None:
-            row = session.exec(select(RefreshTokenRow)
+            row = session.exec(select(RefreshTokenRow).with_for_update()
                                .where(RefreshTokenRow.token_hash == token_hash)).first()
             if row is None or aware(row.expires_at) < utcnow():
                 raise Unauthenticated("refresh token is invalid or expired",
@@ -248,7 +248,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
             update["role"] = _check_role(pb.Role.Value(update["role"]))
 
         def apply(session: Session) -> UserRow:
-            row = users.get(session, caller.tenant_id, request.user_id)
+            row = users.get(session, caller.tenant_id, request.user_id, lock=True)
             demoting = row.role == "ROLE_ADMIN" and (
                 update.get("role", "ROLE_ADMIN") != "ROLE_ADMIN" or update.get("active") is False)
             if demoting:
@@ -272,7 +272,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         caller = require_caller(context)
 
         def remove(session: Session) -> str:
-            row = users.get(session, caller.tenant_id, request.user_id)
+            row = users.get(session, caller.tenant_id, request.user_id, lock=True)
             if row.role == "ROLE_ADMIN":
                 self._keep_an_admin(session, caller.tenant_id, row.id)
             for token in session.exec(select(RefreshTokenRow).where(
@@ -315,7 +315,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         caller = require_caller(context)
 
         def revoke(session: Session) -> str:
-            row = api_keys.get(session, caller.tenant_id, request.api_key_id)
+            row = api_keys.get(session, caller.tenant_id, request.api_key_id, lock=True)
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 api_keys.save(session, row)

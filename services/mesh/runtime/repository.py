@@ -95,19 +95,23 @@ class TenantRepository(Generic[Row]):
     def _scoped(self, tenant_id: str):
         return select(self.model).where(self.model.tenant_id == tenant_id)
 
-    def find(self, session: Session, tenant_id: str, key: str) -> Row | None:
-        """By id, or by the name column when `key` is not a UUID."""
+    def find(self, session: Session, tenant_id: str, key: str, *, lock: bool = False) -> Row | None:
+        """By id, or by the name column when `key` is not a UUID. `lock` takes a row lock
+        (SELECT ... FOR UPDATE on PostgreSQL) for read-modify-write; SQLite's BEGIN IMMEDIATE
+        already serialises writers."""
         query = self._scoped(tenant_id)
+        if lock:
+            query = query.with_for_update()
         if is_uuid(key) or not self.name_column:
             query = query.where(self.model.id == key)
         else:
             query = query.where(getattr(self.model, self.name_column) == key)
         return session.exec(query).first()
 
-    def get(self, session: Session, tenant_id: str, key: str) -> Row:
+    def get(self, session: Session, tenant_id: str, key: str, *, lock: bool = False) -> Row:
         if not key:
             raise invalid_field(f"{self.noun}_id", "is required")
-        row = self.find(session, tenant_id, key)
+        row = self.find(session, tenant_id, key, lock=lock)
         if row is None:
             raise NotFound(f"{self.noun} {key!r} not found", reason=f"{self.noun.upper()}_NOT_FOUND",
                            details={self.noun: key})

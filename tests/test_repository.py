@@ -1,0 +1,106 @@
+"""The shared repository and database layer, on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from mesh.agents.models import AgentRow
+from mesh.agents.service import DEFINITION as AGENTS
+from mesh.runtime.db import Database
+from mesh.runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from mesh.runtime.repository import PageRequest, TenantRepository
+from mesh.runtime.settings import Settings
+from tests.conftest import POSTGRES_URL
+
+repo = TenantRepository(AgentRow, noun="agent", search_columns=("name",), order_columns=("name",))
+
+
+def _postgres_available() -> bool:
+    try:
+        with sa.create_engine(POSTGRES_URL).connect():
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        settings = Settings(data_dir=tmp_path)
+    else:
+        if not _postgres_available():
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+        settings = Settings(data_dir=tmp_path, database_url=POSTGRES_URL)
+    service = f"agents_test_{uuid.uuid4().hex[:8]}" if request.param == "postgres" else "agents"
+    db = Database.for_service(service, settings)
+    db.migrate(AGENTS.migrations)
+    db.migrate(AGENTS.migrations)  # idempotent
+    yield db
+    if request.param == "postgres":
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{service}" CASCADE')
+    db.close()
+
+
+def _add(db, tenant, name):
+    return asyncio.run(db.write(lambda s: repo.add(s, AgentRow(tenant_id=tenant, name=name))))
+
+
+def test_rows_are_scoped_to_their_tenant(database):
+    row = _add(database, "t1", "alpha")
+    found = asyncio.run(database.read(lambda s: repo.get(s, "t1", "alpha")))
+    assert found.id == row.id
+    with pytest.raises(NotFound):
+        asyncio.run(database.read(lambda s: repo.get(s, "t2", row.id)))
+    assert asyncio.run(database.read(lambda s: repo.list(s, "t2", PageRequest()))).total == 0
+
+
+def test_duplicate_name_per_tenant_is_already_exists_and_writes_nothing(database):
+    _add(database, "t1", "alpha")
+    with pytest.raises(AlreadyExists):
+        _add(database, "t1", "alpha")
+    _add(database, "t2", "alpha")  # another tenant may use the name
+    page = asyncio.run(database.read(lambda s: repo.list(s, "t1", PageRequest())))
+    assert page.total == 1
+
+
+def test_list_pages_search_and_order(database):
+    for i in range(7):
+        _add(database, "t1", f"agent-{i}")
+    page = asyncio.run(database.read(lambda s: repo.list(
+        s, "t1", PageRequest(page=2, page_size=3, order_by="-name"), search="AGENT")))
+    assert (page.total, page.pages) == (7, 3)
+    assert [r.name for r in page.items] == ["agent-3", "agent-2", "agent-1"]
+    with pytest.raises(InvalidArgument):
+        asyncio.run(database.read(lambda s: repo.list(s, "t1", PageRequest(order_by="secret"))))
+
+
+def test_page_request_bounds():
+    class Request:
+        page, page_size, order_by = 0, 0, ""
+    assert PageRequest.of(Request()) == PageRequest(1, 20, "")
+    Request.page_size = 101
+    with pytest.raises(InvalidArgument):
+        PageRequest.of(Request())
+
+
+def test_concurrent_read_then_write_transactions_do_not_fail(database):
+    """Each writer reads the row, then updates it: on SQLite without BEGIN IMMEDIATE this fails
+    with "database is locked" when two transactions try to upgrade their read locks."""
+    row = _add(database, "t1", "counter")
+
+    def bump(session):
+        current = repo.get(session, "t1", row.id, lock=True)
+        current.version += 1
+        repo.save(session, current)
+
+    async def many():
+        await asyncio.gather(*(database.write(bump) for _ in range(40)))
+
+    asyncio.run(many())
+    final = asyncio.run(database.read(lambda s: repo.get(s, "t1", row.id)))
+    assert final.version == 1 + 40
