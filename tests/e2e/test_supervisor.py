@@ -1,0 +1,45 @@
+"""`agentmesh up` as a supervisor: rate limiting, restarts of crashed services, a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_rate_limit_restart_and_clean_stop(tmp_path):
+    mesh = start_mesh(tmp_path / "small", rate_limit=40)
+    children = _children(mesh.process.pid)
+    assert len(children) == 11  # ten services and Envoy
+    tenant = register(mesh)
+    with mesh.client(tenant.token) as client:
+        statuses = [client.get("/api/v1/agents").status_code for _ in range(60)]
+        assert 429 in statuses and statuses[0] == 200
+        limited = client.get("/api/v1/agents")
+        body = assert_envelope(limited, 429, "RATE_LIMIT_EXCEEDED")
+        assert body["correlation_id"]
+        assert limited.headers["x-ratelimit-limit"] == "40"
+    # A crashed service is restarted by the supervisor.
+    agents_pid = next(p for p in _children(mesh.process.pid)
+                      if "serve agents" in open(f"/proc/{p}/cmdline").read().replace("\0", " "))
+    os.kill(agents_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    restarted = False
+    while time.monotonic() < deadline and not restarted:
+        time.sleep(0.5)
+        now = _children(mesh.process.pid)
+        restarted = len(now) == 11 and agents_pid not in now
+    assert restarted, "agents was not restarted"
+    stop_mesh(mesh)
+    assert mesh.process.returncode == 0
+    for pid in children:
+        assert not os.path.exists(f"/proc/{pid}") or \
+            open(f"/proc/{pid}/status").read().find("State:\tZ") >= 0, f"{pid} left behind"
