@@ -59,6 +59,11 @@ def _keys_rotate(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
+        from mesh import codegen
+
+        return codegen.main(argv[1:])
     parser = argparse.ArgumentParser(prog="agentmesh", description="Agent Mesh control plane")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -74,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="overrides AGENTMESH_PORT")
     serve.set_defaults(func=_serve)
 
-    gen = sub.add_parser("gen", help="regenerate gen/ from protos/ (--check, --lint)",
-                         add_help=False)
-    gen.set_defaults(func=lambda a: __import__("mesh.codegen").codegen.main(a.rest))
-    gen.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("gen", help="regenerate gen/ from protos/ (--check, --lint)")
 
     gateway = sub.add_parser("gateway-config", help="print the Envoy bootstrap for given backends")
     gateway.add_argument("--backend", action="append", default=[], metavar="NAME=HOST:PORT")

@@ -92,7 +92,6 @@ class _Builder:
         return {"$ref": f"#/components/schemas/{type_name}"}
 
     def field_schema(self, msg_name: str, fld: _F) -> dict[str, Any]:
-        message = self.contract.messages[msg_name]
         if fld.type == _F.TYPE_MESSAGE:
             entry = self.contract.messages.get(fld.type_name.lstrip("."))
             if entry is not None and entry.options.map_entry:
@@ -104,7 +103,6 @@ class _Builder:
             item = self.ref(fld.type_name)
         else:
             item = dict(_SCALARS[fld.type])
-        del message
         if fld.label == _F.LABEL_REPEATED:
             return {"type": "array", "items": item}
         return item

@@ -159,7 +159,7 @@ class Mesh:
         (self.data_dir / "logs").mkdir(exist_ok=True)
         services = self._service_children()
         self.children = services
-        # identity first: it makes the signing keys the gateway fetches.
+        # All services before Envoy: the gateway fetches its JWKS from identity at start.
         await asyncio.gather(*(c.start() for c in services))
         await asyncio.gather(*(self._wait_serving(c) for c in services))
         gateway = self._envoy_child()

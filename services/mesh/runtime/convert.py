@@ -7,7 +7,7 @@ fields as JSON columns.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC
 from typing import Any, TypeVar
 
 from google.protobuf import json_format
@@ -63,7 +63,7 @@ def python_value(message: Message, field: FieldDescriptor) -> Any:
     if _is_repeated(field):
         return list(value)
     if target == _TIMESTAMP:
-        return value.ToDatetime(tzinfo=datetime.now().astimezone().tzinfo) if value.seconds or value.nanos else None
+        return value.ToDatetime(tzinfo=UTC) if value.seconds or value.nanos else None
     if target == _STRUCT:
         return json_format.MessageToDict(value)
     if field.enum_type is not None:
