@@ -234,3 +234,10 @@ def test_openapi_document_validates_and_lists_every_documented_route():
     assert set(envelope["properties"]) == {"error", "message", "details", "correlation_id",
                                            "timestamp"}
     assert get_agent["responses"]["404"]["$ref"].endswith("Error404")
+
+
+def test_documented_gen_check_command_works():
+    reply = subprocess.run([sys.executable, "-m", "mesh.cli", "gen", "--check"],
+                           capture_output=True, text=True, cwd=REPO_ROOT)
+    assert reply.returncode == 0, reply.stderr
+    assert "up to date" in reply.stdout
