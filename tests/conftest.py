@@ -20,6 +20,18 @@ POSTGRES_URL = os.environ.get("AGENTMESH_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The real PostgreSQL this machine kind runs; a test that needs it fails without it."""
+    import sqlalchemy as sa
+
+    try:
+        with sa.create_engine(POSTGRES_URL).connect():
+            return POSTGRES_URL
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -42,12 +54,12 @@ class RunningMesh:
 
 
 def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
-               rate_limit: int = 100000) -> RunningMesh:
+               rate_limit: int = 100000, isolation: str = "shared") -> RunningMesh:
     port = _free_port()
     env = {**os.environ, **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
-         "--rate-limit", str(rate_limit)],
+         "--rate-limit", str(rate_limit), "--isolation", isolation],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

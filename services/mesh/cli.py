@@ -11,20 +11,33 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from mesh import catalog
-    from mesh.runtime.server import serve
+    from mesh.runtime.peers import parse_peers
+    from mesh.runtime.server import serve_many
     from mesh.runtime.settings import get_settings
 
     settings = get_settings()
     if args.port is not None:
+        if len(args.service) > 1:
+            raise SystemExit("--port needs one service; several take their ports from AGENTMESH_PEERS")
         settings.port = args.port
-    asyncio.run(serve(catalog.definition(args.service), settings))
+    ports = {}
+    if len(args.service) > 1 or (not settings.port and args.port is None):
+        # A process serving several services binds each at its own address in the peer list.
+        addresses = parse_peers(settings.peers)
+        missing = [name for name in args.service if name not in addresses]
+        if missing and len(args.service) > 1:
+            raise SystemExit(f"no address in AGENTMESH_PEERS for: {', '.join(missing)}")
+        ports = {name: int(addresses[name].rpartition(":")[2]) for name in args.service
+                 if name in addresses}
+    definitions = [catalog.definition(name) for name in args.service]
+    asyncio.run(serve_many(definitions, settings, ports))
     return 0
 
 
 def _up(args: argparse.Namespace) -> int:
     from mesh.supervisor import run_up
 
-    return asyncio.run(run_up(Path(args.data_dir), args.port, args.rate_limit))
+    return asyncio.run(run_up(Path(args.data_dir), args.port, args.rate_limit, args.isolation))
 
 
 def _gateway_config(args: argparse.Namespace) -> int:
@@ -43,19 +56,47 @@ def _gateway_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _keys_rotate(args: argparse.Namespace) -> int:
-    from mesh.identity import keys
+def _migrated_database(service: str):
+    from mesh import catalog
     from mesh.runtime.db import Database
     from mesh.runtime.settings import get_settings
 
-    settings = get_settings()
-    database = Database.for_service("identity", settings)
-    from sqlmodel import Session
+    database = Database.for_service(service, get_settings())
+    database.migrate(catalog.definition(service).migration_dirs())
+    return database
 
-    with Session(database._writer) as session, session.begin():
+
+def _keys_rotate(args: argparse.Namespace) -> int:
+    from mesh.identity import keys
+
+    database = _migrated_database("identity")
+    with database.session(write=True) as session, session.begin():
         promoted = keys.rotate(session)
         print(f"signing key {promoted.kid} is now active; a new next key is published")
+    database.close()
     return 0
+
+
+def _db_revision(args: argparse.Namespace) -> int:
+    from mesh import migrations
+
+    path = migrations.revision(args.service, args.message)
+    print(f"wrote {path}" if path else f"{args.service}: the models match the migrations; "
+          "nothing to write")
+    return 0
+
+
+def _db_check(args: argparse.Namespace) -> int:
+    from mesh import catalog, migrations
+
+    failed = 0
+    for name in args.service or [n for n in catalog.names() if catalog.definition(n).tables]:
+        drift = migrations.drift(name)
+        print(f"{name}: " + ("in step with its migrations" if not drift
+                             else "differs from its migrations:\n  " +
+                             "\n  ".join(map(str, drift))))
+        failed |= bool(drift)
+    return int(failed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--data-dir", default=".agentmesh", help="state directory (default ./.agentmesh)")
     up.add_argument("--rate-limit", type=int, default=6000,
                     help="gateway requests per minute before 429 (default 6000)")
+    up.add_argument("--isolation", choices=["shared", "process"], default="shared",
+                    help="shared: one process hosts every service (each its own server, port "
+                         "and database; least memory); process: one process per service")
     up.set_defaults(func=_up)
 
-    serve = sub.add_parser("serve", help="run one service (what a Kubernetes pod runs)")
-    serve.add_argument("service")
-    serve.add_argument("--port", type=int, help="overrides AGENTMESH_PORT")
+    serve = sub.add_parser("serve", help="run a service (what a Kubernetes pod runs); several "
+                           "names run several services in one process")
+    serve.add_argument("service", nargs="+")
+    serve.add_argument("--port", type=int, help="overrides AGENTMESH_PORT (one service only)")
     serve.set_defaults(func=_serve)
 
     sub.add_parser("gen", help="regenerate gen/ from protos/ (--check, --lint)")
@@ -92,6 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="promote the pre-published next key now")
     rotate.set_defaults(func=_keys_rotate)
+
+    db = sub.add_parser("db", help="database migrations of a service")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    revision = db_sub.add_parser("revision", help="write a migration from the models' changes")
+    revision.add_argument("service")
+    revision.add_argument("-m", "--message", required=True)
+    revision.set_defaults(func=_db_revision)
+    check = db_sub.add_parser("check", help="fail when models and migrations differ")
+    check.add_argument("service", nargs="*")
+    check.set_defaults(func=_db_check)
 
     args = parser.parse_args(argv)
     return args.func(args)

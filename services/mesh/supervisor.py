@@ -1,7 +1,12 @@
 """`agentmesh up`: every service plus Envoy as supervised processes on 127.0.0.1.
 
 Services start first (each on a free port, waiting for gRPC health SERVING), then Envoy with a
-config generated for those ports. A child that dies is restarted with backoff. SIGINT/SIGTERM
+config generated for those ports. By default (`--isolation shared`) one Python process hosts
+every service, each still its own gRPC server, port, database and health: ten interpreters
+with the same libraries would cost ten times the memory. `--isolation process` runs one process
+per service, as Kubernetes does (`agentmesh serve <service>` per pod): a crash then takes down
+only its service. In the shared shape a crash takes down all services of the process, and the
+supervisor restarts them together. A child that dies is restarted with backoff. SIGINT/SIGTERM
 stop everything: children get SIGTERM (graceful drain), then SIGKILL after the grace period.
 Children also die with the supervisor (PR_SET_PDEATHSIG), so no process is left behind even if
 the supervisor is killed hard.
@@ -57,6 +62,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    services: list[str] = field(default_factory=list)
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -87,6 +93,7 @@ class Mesh:
     admin_port: int = 0
     rate_limit_per_minute: int = 6000
     quiet: bool = False
+    isolation: str = "shared"  # shared: one process for every service; process: one each
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
@@ -99,13 +106,15 @@ class Mesh:
         names = catalog.names()
         self.ports = {name: free_port() for name in names}
         peers = ",".join(f"{n}=127.0.0.1:{p}" for n, p in self.ports.items())
+        env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
+               "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
+        env.pop("AGENTMESH_PORT", None)
+        groups = [names] if self.isolation == "shared" else [[name] for name in names]
         children = []
-        for name in names:
-            env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
-                   "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PORT": str(self.ports[name]),
-                   "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
-            children.append(Child(name, [sys.executable, "-m", "mesh.cli", "serve", name], env,
-                                  self.data_dir / "logs" / f"{name}.log"))
+        for group in groups:
+            label = group[0] if len(group) == 1 else "services"
+            children.append(Child(label, [sys.executable, "-m", "mesh.cli", "serve", *group],
+                                  env, self.data_dir / "logs" / f"{label}.log", services=group))
         return children
 
     def _envoy_child(self) -> Child:
@@ -121,8 +130,11 @@ class Mesh:
         return Child("gateway", argv, dict(os.environ), self.data_dir / "logs" / "gateway.log")
 
     async def _wait_serving(self, child: Child, timeout: float = 60) -> None:
+        await asyncio.gather(*(self._wait_service(child, name, timeout) for name in child.services))
+
+    async def _wait_service(self, child: Child, service: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[child.name]}") as channel:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[service]}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if child.process and child.process.returncode is not None:
@@ -193,9 +205,10 @@ class Mesh:
         await asyncio.gather(*(c.stop(grace) for c in self.children if c.name != "gateway"))
 
 
-async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int) -> int:
+async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
+                 isolation: str = "shared") -> int:
     mesh = Mesh(data_dir=data_dir.resolve(), port=port,
-                rate_limit_per_minute=rate_limit_per_minute)
+                rate_limit_per_minute=rate_limit_per_minute, isolation=isolation)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

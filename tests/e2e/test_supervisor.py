@@ -15,8 +15,37 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def _cmdline(pid: int) -> str:
+    return open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+
+
+def test_shared_process_hosts_every_service_and_is_restarted_whole(tmp_path):
+    mesh = start_mesh(tmp_path / "shared")
+    children = _children(mesh.process.pid)
+    assert len(children) == 2  # one Python process for the ten services, and Envoy
+    services = next(p for p in children if " serve " in _cmdline(p))
+    tenant = register(mesh)
+    os.kill(services, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _children(mesh.process.pid)
+        if len(now) == 2 and services not in now:
+            break
+    else:
+        raise AssertionError("the services process was not restarted")
+    with mesh.client(tenant.token) as client:  # data and keys survive the restart
+        for _ in range(60):
+            if client.get("/api/v1/agents").status_code == 200:
+                break
+            time.sleep(0.5)
+        assert client.get("/api/v1/agents").status_code == 200
+    stop_mesh(mesh)
+    assert mesh.process.returncode == 0
+
+
 def test_rate_limit_restart_and_clean_stop(tmp_path):
-    mesh = start_mesh(tmp_path / "small", rate_limit=40)
+    mesh = start_mesh(tmp_path / "small", rate_limit=40, isolation="process")
     children = _children(mesh.process.pid)
     assert len(children) == 11  # ten services and Envoy
     tenant = register(mesh)
@@ -28,8 +57,7 @@ def test_rate_limit_restart_and_clean_stop(tmp_path):
         assert body["correlation_id"]
         assert limited.headers["x-ratelimit-limit"] == "40"
     # A crashed service is restarted by the supervisor.
-    agents_pid = next(p for p in _children(mesh.process.pid)
-                      if "serve agents" in open(f"/proc/{p}/cmdline").read().replace("\0", " "))
+    agents_pid = next(p for p in _children(mesh.process.pid) if "serve agents" in _cmdline(p))
     os.kill(agents_pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     restarted = False

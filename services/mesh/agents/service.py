@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sqlmodel import Session, func, select
 
@@ -12,16 +11,15 @@ from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
 from mesh.agents.models import AgentRow, CallRow
 from mesh.runtime.context import require_caller
-from mesh.runtime.convert import changes, to_message, values
-from mesh.runtime.db import Database
+from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.errors import FailedPrecondition, invalid_field
-from mesh.runtime.repository import PageRequest, TenantRepository, is_uuid, utcnow
-from mesh.runtime.server import ServiceDefinition
-from mesh.runtime.settings import Settings
+from mesh.runtime.paging import PageRequest
+from mesh.runtime.repository import TenantRepository
+from mesh.runtime.service import Runtime, ServiceDefinition
+from mesh.runtime.tables import is_uuid, utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_WRITABLE = {"name", "description", "agent_type", "model", "system_prompt", "prompt_id",
-             "tools", "skills", "constraints", "config", "labels"}
+_WRITABLE = writable(pb.Agent)
 S = pb.AgentStatus
 
 # Which lifecycle action is allowed from which status, and where it leads.
@@ -32,9 +30,9 @@ _TRANSITIONS: dict[str, tuple[set[int], int]] = {
     "undeploy": ({S.AGENT_STATUS_DEPLOYED}, S.AGENT_STATUS_ACTIVE),
 }
 
-agents = TenantRepository(AgentRow, noun="agent", search_columns=("name", "description"),
-                          order_columns=("name", "status"))
-calls = TenantRepository(CallRow, noun="call", name_column=None,
+agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
+                          search_columns=("name", "description"), order_columns=("name", "status"))
+calls = TenantRepository(CallRow, noun="call", message=pb.Call, name_column=None,
                          order_columns=("started_at", "duration_ms"), default_order="-created_at")
 
 
@@ -51,17 +49,16 @@ def _agent(row: AgentRow) -> pb.Agent:
 
 
 class AgentService(pb_grpc.AgentServiceServicer):
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
 
     async def ListAgents(self, request: pb.ListAgentsRequest, context) -> pb.ListAgentsResponse:
         caller = require_caller(context)
         page = PageRequest.of(request)
         status = pb.AgentStatus.Name(request.status) if request.status else None
-        result = await self.db.read(lambda s: agents.list(
-            s, caller.tenant_id, page, search=request.search,
-            filters={"status": status, "agent_type": request.agent_type}))
-        return pb.ListAgentsResponse(**result.fields(_agent))
+        result = await agents.page(self.db, caller.tenant_id, page, search=request.search,
+                                   filters={"status": status, "agent_type": request.agent_type})
+        return pb.ListAgentsResponse(**result.fields())
 
     async def CreateAgent(self, request: pb.CreateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
@@ -72,7 +69,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def GetAgent(self, request: pb.GetAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
-        return _agent(await self.db.read(lambda s: agents.get(s, caller.tenant_id, request.agent_id)))
+        return await agents.fetch(self.db, caller.tenant_id, request.agent_id)
 
     async def UpdateAgent(self, request: pb.UpdateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
@@ -146,7 +143,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         caller = require_caller(context)
 
         def stats(session: Session) -> pb.AgentStats:
-            row = agents.get(session, caller.tenant_id, request.agent_id, lock=True)
+            row = agents.get(session, caller.tenant_id, request.agent_id)
             scoped = (CallRow.tenant_id == caller.tenant_id, CallRow.agent_id == row.id)
             by_status = dict(session.exec(select(CallRow.status, func.count()).where(*scoped)
                                           .group_by(CallRow.status)).all())
@@ -168,33 +165,28 @@ class AgentService(pb_grpc.AgentServiceServicer):
         return await self.db.read(stats)
 
 
-def _call(row: CallRow) -> pb.Call:
-    return to_message(row, pb.Call, metadata=row.call_metadata)
-
-
 class CallService(pb_grpc.CallServiceServicer):
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
 
     async def ListCalls(self, request: pb.ListCallsRequest, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
         page = PageRequest.of(request)
         status = pb.CallStatus.Name(request.status) if request.status else None
-        result = await self.db.read(lambda s: calls.list(
-            s, caller.tenant_id, page, filters={"agent_id": request.agent_id, "status": status}))
-        return pb.ListCallsResponse(**result.fields(_call))
+        result = await calls.page(self.db, caller.tenant_id, page,
+                                  filters={"agent_id": request.agent_id, "status": status})
+        return pb.ListCallsResponse(**result.fields())
 
     async def ListActiveCalls(self, request, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
         page = PageRequest.of(request)
-        result = await self.db.read(lambda s: calls.list(
-            s, caller.tenant_id, page,
-            filters={"agent_id": request.agent_id, "status": "CALL_STATUS_ACTIVE"}))
-        return pb.ListCallsResponse(**result.fields(_call))
+        result = await calls.page(self.db, caller.tenant_id, page, filters={
+            "agent_id": request.agent_id, "status": "CALL_STATUS_ACTIVE"})
+        return pb.ListCallsResponse(**result.fields())
 
     async def GetCall(self, request: pb.GetCallRequest, context) -> pb.Call:
         caller = require_caller(context)
-        return _call(await self.db.read(lambda s: calls.get(s, caller.tenant_id, request.call_id)))
+        return await calls.fetch(self.db, caller.tenant_id, request.call_id)
 
     async def GetCallTranscript(self, request, context) -> pb.CallTranscript:
         caller = require_caller(context)
@@ -211,15 +203,5 @@ class CallService(pb_grpc.CallServiceServicer):
         return to_message(row, pb.CallMetrics, call_id=row.id, turns=len(row.transcript))
 
 
-def _build(settings: Settings, db: Database | None):
-    assert db is not None
-    return [
-        (pb_grpc.add_AgentServiceServicer_to_server, AgentService(db),
-         pb.DESCRIPTOR.services_by_name["AgentService"].full_name),
-        (pb_grpc.add_CallServiceServicer_to_server, CallService(db),
-         pb.DESCRIPTOR.services_by_name["CallService"].full_name),
-    ]
-
-
-DEFINITION = ServiceDefinition(name="agents", build=_build,
-                               migrations=Path(__file__).parent / "migrations")
+DEFINITION = ServiceDefinition("agents", servicers=[AgentService, CallService],
+                               tables=[AgentRow, CallRow])

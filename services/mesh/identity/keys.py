@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, select
 
 from mesh.identity.models import SigningKeyRow
-from mesh.runtime.repository import aware, utcnow
+from mesh.runtime.tables import aware, utcnow
 from mesh.runtime.settings import Settings
 
 ALGORITHM = "ES256"

@@ -1,4 +1,5 @@
-"""Tables of the identity service."""
+"""Tables of the identity service. A change here needs a migration:
+`agentmesh db revision identity -m "..."`."""
 
 from __future__ import annotations
 
@@ -6,64 +7,52 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import Field, SQLModel
 
-from mesh.runtime.repository import new_id, timestamp_column
-
-
-def _ts(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=timestamp_column(nullable=nullable))
+from mesh.runtime.tables import TenantTable, json_field, new_id, timestamp_field
 
 
 class TenantRow(SQLModel, table=True):
     __tablename__ = "tenants"
     id: str = Field(default_factory=new_id, primary_key=True)
     name: str
-    created_at: datetime | None = _ts(False)
-    updated_at: datetime | None = _ts(False)
+    created_at: datetime | None = timestamp_field(nullable=False)
+    updated_at: datetime | None = timestamp_field(nullable=False)
 
 
-class UserRow(SQLModel, table=True):
+class UserRow(TenantTable, table=True):
     __tablename__ = "users"
-    id: str = Field(default_factory=new_id, primary_key=True)
-    tenant_id: str = Field(index=True)
-    email: str = Field(sa_column=Column(sa.String, unique=True, nullable=False))
+    email: str = Field(sa_column_kwargs={"unique": True})
     full_name: str = ""
     role: str = "ROLE_VIEWER"
     active: bool = True
     password_hash: str
-    last_login_at: datetime | None = _ts()
-    created_at: datetime | None = _ts(False)
-    updated_at: datetime | None = _ts(False)
+    last_login_at: datetime | None = timestamp_field()
 
 
 class RefreshTokenRow(SQLModel, table=True):
     __tablename__ = "refresh_tokens"
     id: str = Field(default_factory=new_id, primary_key=True)
-    token_hash: str = Field(sa_column=Column(sa.String, unique=True, nullable=False))
+    token_hash: str = Field(sa_column_kwargs={"unique": True})
     family_id: str = Field(index=True)
     user_id: str = Field(index=True)
     tenant_id: str
-    expires_at: datetime | None = _ts(False)
-    revoked_at: datetime | None = _ts()
-    created_at: datetime | None = _ts(False)
+    expires_at: datetime | None = timestamp_field(nullable=False)
+    revoked_at: datetime | None = timestamp_field()
+    created_at: datetime | None = timestamp_field(nullable=False)
 
 
-class ApiKeyRow(SQLModel, table=True):
+class ApiKeyRow(TenantTable, table=True):
     __tablename__ = "api_keys"
     __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_api_keys_tenant_name"),)
-    id: str = Field(default_factory=new_id, primary_key=True)
-    tenant_id: str = Field(index=True)
     name: str
-    key_hash: str = Field(sa_column=Column(sa.String, unique=True, nullable=False))
+    key_hash: str = Field(sa_column_kwargs={"unique": True})
     prefix: str
-    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    scopes: list[str] = json_field(list)
     created_by: str = ""
-    expires_at: datetime | None = _ts()
-    revoked_at: datetime | None = _ts()
-    last_used_at: datetime | None = _ts()
-    created_at: datetime | None = _ts(False)
-    updated_at: datetime | None = _ts(False)
+    expires_at: datetime | None = timestamp_field()
+    revoked_at: datetime | None = timestamp_field()
+    last_used_at: datetime | None = timestamp_field()
 
 
 class SigningKeyRow(SQLModel, table=True):
@@ -73,8 +62,8 @@ class SigningKeyRow(SQLModel, table=True):
     __tablename__ = "signing_keys"
     kid: str = Field(primary_key=True)
     private_pem: str
-    public_jwk: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    public_jwk: dict[str, Any] = json_field(dict)
     state: str  # next | active | retired
-    created_at: datetime | None = _ts(False)
-    activated_at: datetime | None = _ts()
-    retired_at: datetime | None = _ts()
+    created_at: datetime | None = timestamp_field(nullable=False)
+    activated_at: datetime | None = timestamp_field()
+    retired_at: datetime | None = timestamp_field()

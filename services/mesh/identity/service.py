@@ -8,7 +8,6 @@ import json
 import secrets
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import argon2
 from google.api import httpbody_pb2
@@ -24,17 +23,17 @@ from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 from envoy.type.v3 import http_status_pb2
 from mesh.identity import keys
-from mesh.identity.models import ApiKeyRow, RefreshTokenRow, TenantRow, UserRow
+from mesh.identity.models import ApiKeyRow, RefreshTokenRow, SigningKeyRow, TenantRow, UserRow
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.convert import changes, to_message
-from mesh.runtime.db import Database
 from mesh.runtime.errors import (AlreadyExists, FailedPrecondition,
                                  PermissionDenied, Unauthenticated, invalid_field)
-from mesh.runtime.repository import PageRequest, TenantRepository, aware, utcnow
-from mesh.runtime.server import ServiceDefinition
-from mesh.runtime.settings import Settings
+from mesh.runtime.paging import PageRequest
+from mesh.runtime.repository import TenantRepository
+from mesh.runtime.service import Runtime, ServiceDefinition
+from mesh.runtime.tables import aware, utcnow
 
 _hasher = argon2.PasswordHasher()
 # Checked against on unknown emails too, so a login takes as long whether or not the email exists.
@@ -81,9 +80,9 @@ def _check_role(role: int) -> str:
 
 
 class IdentityService(pb_grpc.IdentityServiceServicer):
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
+        self.settings = runtime.settings
 
     # ---- tokens --------------------------------------------------------------------------
     def _issue(self, session: Session, user: UserRow, family_id: str | None = None) -> pb.TokenResponse:
@@ -330,8 +329,8 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
     It authenticates the key; the scope check itself stays in Envoy's RBAC rules, which read the
     scopes this returns as dynamic metadata."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
 
     @staticmethod
     def _deny(message: str) -> authz.CheckResponse:
@@ -369,20 +368,10 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
             ]))
 
 
-def _build(settings: Settings, db: Database | None):
-    assert db is not None
-    return [
-        (pb_grpc.add_IdentityServiceServicer_to_server, IdentityService(db, settings),
-         pb.DESCRIPTOR.services_by_name["IdentityService"].full_name),
-        (authz_grpc.add_AuthorizationServicer_to_server, ApiKeyAuthorizer(db),
-         authz.DESCRIPTOR.services_by_name["Authorization"].full_name),
-    ]
+async def _make_first_keys(runtime: Runtime) -> None:
+    await runtime.database.write(keys.ensure_keys)
 
 
-async def _make_first_keys(db: Database | None) -> None:
-    assert db is not None
-    await db.write(keys.ensure_keys)
-
-
-DEFINITION = ServiceDefinition(name="identity", build=_build, on_start=_make_first_keys,
-                               migrations=Path(__file__).parent / "migrations")
+DEFINITION = ServiceDefinition("identity", servicers=[IdentityService, ApiKeyAuthorizer],
+                               tables=[TenantRow, UserRow, RefreshTokenRow, ApiKeyRow, SigningKeyRow],
+                               on_start=_make_first_keys)

@@ -17,7 +17,25 @@ USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
 CORRELATION_HEADER = "x-correlation-id"
 
-correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")
+# The call being served, set by the runtime around every handler; read lazily (the correlation
+# id for a log line, the identity passed on to peers) so that a call that logs nothing and
+# calls no one pays nothing for them.
+current_call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar(
+    "current_call", default=None)
+current_service: contextvars.ContextVar[str] = contextvars.ContextVar("current_service", default="")
+
+
+def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
+    for item in context.invocation_metadata() or ():
+        if item[0] == key:
+            return item[1]
+    return ""
+
+
+def correlation_id() -> str:
+    """The correlation id of the call being served ("" outside a call)."""
+    context = current_call.get()
+    return metadata_value(context, CORRELATION_HEADER) if context is not None else ""
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,7 @@ class Caller:
 
 
 def caller_from(context: grpc.aio.ServicerContext) -> Caller:
-    metadata = {k: v for k, v in context.invocation_metadata() or ()}
+    metadata = dict(context.invocation_metadata() or ())
     scopes = metadata.get(SCOPES_HEADER, "")
     return Caller(
         tenant_id=metadata.get(TENANT_HEADER, ""),

@@ -1,47 +1,57 @@
-"""Persistence: one SQLModel engine per service, migrations through Alembic, and sessions that run
-in worker threads so database work never blocks the event loop.
+"""Persistence: one database per service, migrations through Alembic, and two ways to run work.
 
-SQLite (default): one file per service in the data directory, WAL mode, and every write
-transaction opened with `BEGIN IMMEDIATE`, so concurrent read-then-write transactions queue on the
-write lock instead of failing with "database is locked" when they upgrade.
-PostgreSQL (`AGENTMESH_DATABASE_URL`): one schema per service in the given database.
+* `write(fn)` / `read(fn)`: `fn(session)` in a SQLModel session on a worker thread, in one
+  transaction, so database work never blocks the event loop. Writers on SQLite open with
+  `BEGIN IMMEDIATE`: concurrent read-then-write transactions queue on the write lock instead of
+  failing with "database is locked" when they upgrade.
+* `fetch(sql, params, inline=...)`: the hot read path. A statement planned once (see
+  `mesh.runtime.repository`) runs on a raw DB-API connection, no ORM, no session. On SQLite,
+  short indexed reads (a row by key, one page through an index) run inline on the event loop on
+  a read-only connection: they take tens of microseconds, less than the hop to a thread. WAL
+  readers never wait for writers, so inline reads cannot stall the loop behind a write.
+  Anything that may scan (search, filtered counts) passes `inline=False` and runs on the pool.
+
+SQLite (default): one file per service in the data directory, WAL mode.
+PostgreSQL (`AGENTMESH_DATABASE_URL`): one schema per service in the given database; every
+read runs on the pool (a network round trip must not block the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlmodel import Session
 
 from mesh.runtime.settings import Settings
 
 T = TypeVar("T")
-_ALEMBIC_DIR = Path(__file__).parent / "alembic"
 _WRITE = "agentmesh_write"
+WORKERS = 8
+_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON",
+                   "PRAGMA busy_timeout=30000", "PRAGMA synchronous=NORMAL")
 
 
 def _sqlite_engine(path: Path) -> sa.Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"check_same_thread": False,
-                                                                "timeout": 30})
+    # One pooled connection per worker thread, kept open: reconnecting reruns the PRAGMAs.
+    engine = sa.create_engine(f"sqlite:///{path}", pool_size=WORKERS + 2, max_overflow=0,
+                              connect_args={"check_same_thread": False, "timeout": 30})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         # Let SQLAlchemy's "begin" event, not pysqlite, decide how transactions start.
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        for pragma in _SQLITE_PRAGMAS:
+            dbapi_connection.execute(pragma)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
@@ -54,34 +64,57 @@ def _sqlite_engine(path: Path) -> sa.Engine:
 class Database:
     """The database of one service."""
 
-    def __init__(self, engine: sa.Engine, schema: str | None, workers: int = 8) -> None:
+    def __init__(self, engine: sa.Engine, schema: str | None, sqlite_path: Path | None = None,
+                 workers: int = WORKERS) -> None:
         self.engine = engine
         self.schema = schema
-        self._writer = engine.execution_options(**{_WRITE: True})
+        self.sqlite_path = sqlite_path
+        self.writer = engine.execution_options(**{_WRITE: True})
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="db")
+        self._inline: sqlite3.Connection | None = None
+        self._local = threading.local()
 
     @classmethod
-    def for_service(cls, service: str, settings: Settings) -> "Database":
+    def for_service(cls, service: str, settings: Settings, schema: str = "") -> "Database":
+        """The service's SQLite file, or its schema (`schema` or the service's name)."""
         if not settings.database_url:
-            return cls(_sqlite_engine(settings.data_dir / f"{service}.db"), schema=None)
+            path = settings.data_dir / f"{service}.db"
+            return cls(_sqlite_engine(path), schema=None, sqlite_path=path)
+        schema = schema or service
         engine = sa.create_engine(
-            settings.database_url, pool_pre_ping=True, pool_size=10,
-            connect_args={"options": f"-csearch_path={service}"})
-        return cls(engine, schema=service)
+            settings.database_url, pool_pre_ping=True, pool_size=WORKERS + 2,
+            connect_args={"options": f"-csearch_path={schema}"})
+        return cls(engine, schema=schema)
 
-    def migrate(self, versions_dir: Path) -> None:
-        """Brings the schema to the newest migration of the service (idempotent)."""
-        config = Config()
-        config.set_main_option("script_location", str(_ALEMBIC_DIR))
-        config.set_main_option("version_locations", str(versions_dir))
-        config.set_main_option("path_separator", "os")
+    def drop_schema(self) -> None:
+        """Removes a PostgreSQL schema made for a test or a check."""
+        if self.schema:
+            with self.engine.begin() as connection:
+                connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def placeholder(self) -> str:
+        """The DB-API parameter marker of this database (`?` or `%s`)."""
+        return "?" if self.sqlite_path is not None else "%s"
+
+    # ---- migrations ------------------------------------------------------------------------
+    def migrate(self, versions_dirs: Sequence[Path]) -> None:
+        """Brings the schema to the newest migration of every branch (idempotent)."""
+        from alembic import command
+
+        config = alembic_config(versions_dirs)
         with self.engine.begin() as connection:
             if self.schema:
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             config.attributes["connection"] = connection
             config.attributes["schema"] = self.schema
-            command.upgrade(config, "head")
+            command.upgrade(config, "heads")
 
+    # ---- sessions on the pool ---------------------------------------------------------------
     def _run(self, engine: sa.Engine, fn: Callable[[Session], T]) -> T:
         with Session(engine, expire_on_commit=False) as session:
             with session.begin():
@@ -95,8 +128,71 @@ class Database:
     async def write(self, fn: Callable[[Session], T]) -> T:
         """Runs `fn(session)` in a write transaction (committed, or rolled back on error)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, self._writer, fn)
+        return await loop.run_in_executor(self._pool, self._run, self.writer, fn)
+
+    def session(self, write: bool = False) -> Session:
+        """A session for synchronous tools (CLI commands), outside any service."""
+        return Session(self.writer if write else self.engine, expire_on_commit=False)
+
+    # ---- the hot read path ------------------------------------------------------------------
+    def _sqlite_reader(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.sqlite_path, check_same_thread=False,
+                                     isolation_level=None, cached_statements=512)
+        for pragma in (*_SQLITE_PRAGMAS, "PRAGMA query_only=ON"):
+            connection.execute(pragma)
+        return connection
+
+    def _fetch_on_thread(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+        if self.sqlite_path is not None:
+            connection = getattr(self._local, "reader", None)
+            if connection is None:
+                connection = self._local.reader = self._sqlite_reader()
+            return _run_statements(connection, statements)
+        raw = self.engine.raw_connection()
+        try:  # psycopg opens a transaction at the first statement: one snapshot for all
+            connection = raw.driver_connection
+            return [connection.execute(sql, params).fetchall() for sql, params in statements]
+        finally:
+            raw.rollback()
+            raw.close()
+
+    async def fetch(self, *statements: tuple[str, Sequence[Any]],
+                    inline: bool = False) -> list[list[tuple]]:
+        """Runs read statements (SQL, parameters) in one snapshot; one list of rows each."""
+        if inline and self.sqlite_path is not None:
+            if self._inline is None:
+                self._inline = self._sqlite_reader()
+            return _run_statements(self._inline, statements)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._fetch_on_thread, statements)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        if self._inline is not None:
+            self._inline.close()
         self.engine.dispose()
+
+
+def _run_statements(connection: sqlite3.Connection,
+                    statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
+    if len(statements) == 1:  # one statement is its own snapshot
+        sql, params = statements[0]
+        return [connection.execute(sql, params).fetchall()]
+    connection.execute("BEGIN")
+    try:
+        return [connection.execute(sql, params).fetchall() for sql, params in statements]
+    finally:
+        connection.execute("COMMIT")
+
+
+def alembic_config(versions_dirs: Sequence[Path]):
+    """Alembic's configuration for a service: the shared env.py, the service's versions folder
+    and the runtime's own (the tables every service has)."""
+    from alembic.config import Config
+
+    config = Config()
+    script_location = resources.files("mesh.runtime") / "alembic"
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("version_locations", " ".join(str(d) for d in versions_dirs))
+    config.set_main_option("path_separator", "space")
+    return config

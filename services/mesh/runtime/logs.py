@@ -7,7 +7,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from mesh.runtime.context import correlation_id
+from mesh.runtime.context import correlation_id, current_service
 
 
 class _CorrelationFilter(logging.Filter):
@@ -16,8 +16,8 @@ class _CorrelationFilter(logging.Filter):
         self.service = service
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.correlation_id = correlation_id.get()
-        record.service = self.service
+        record.correlation_id = correlation_id()
+        record.service = current_service.get() or self.service
         return True
 
 

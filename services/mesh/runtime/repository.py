@@ -1,97 +1,77 @@
-"""A generic, tenant-scoped repository over SQLModel tables.
+"""A generic, tenant-scoped repository over one `TenantTable`.
 
 Every query it builds starts from `WHERE tenant_id = :tenant`, so a service cannot forget tenant
 isolation; a row of another tenant is simply "not found" (never "forbidden", which would leak
-that it exists). Lists share one shape: page from 1, page_size 1-100 (default 20), equality
-filters, a case-insensitive search over chosen columns, and `order_by` from an allow-list.
+that it exists). Lists share one shape (`mesh.runtime.paging`): equality filters, a
+case-insensitive search over chosen columns, and `order_by` from an allow-list.
+
+Two faces:
+* inside a session (`find`, `get`, `list`, `add`, `save`, `delete`): ORM rows, for writes and
+  for the read-modify-write of updates;
+* the hot read path (`fetch`, `page`): SQL planned once when the repository is made, run on a
+  raw connection (`Database.fetch`), rows turned straight into the service's proto message.
+
+Lists stay flat as data grows: the repository declares a `(tenant_id, column, id)` index for
+every orderable column (the migrations create them), pages are found in that index before the
+rows are read (a deferred join, so deep pages skip index entries, not rows), and the unfiltered
+`total` is a per-tenant counter kept in the same transaction as every insert and delete
+(`row_counts`), not a count over the tenant's rows.
 """
 
 from __future__ import annotations
 
-import math
-import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, func, or_, select
+from sqlmodel import Session, func, or_, select
 
-from mesh.runtime.errors import AlreadyExists, InvalidArgument, NotFound, invalid_field
+from mesh.runtime.convert import TupleReader
+from mesh.runtime.db import Database
+from mesh.runtime.errors import AlreadyExists, NotFound, invalid_field
+from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.tables import RowCount, TenantTable, is_uuid, utcnow
 
-Row = TypeVar("Row", bound=SQLModel)
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
+Row = TypeVar("Row", bound=TenantTable)
+M = TypeVar("M", bound=Message)
 
 
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
-
-
-@dataclass(frozen=True)
-class PageRequest:
-    page: int = 1
-    page_size: int = DEFAULT_PAGE_SIZE
-    order_by: str = ""
-
-    @classmethod
-    def of(cls, request: Any) -> "PageRequest":
-        """From a list request message: 0 means "not given" in proto3."""
-        page, size = request.page or 1, request.page_size or DEFAULT_PAGE_SIZE
-        violations = []
-        if page < 1:
-            violations.append(("page", "must be at least 1"))
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            violations.append(("page_size", f"must be between 1 and {MAX_PAGE_SIZE}"))
-        if violations:
-            raise InvalidArgument("; ".join(f"{f} {d}" for f, d in violations),
-                                  field_violations=violations)
-        return cls(page, size, getattr(request, "order_by", ""))
-
-
-@dataclass(frozen=True)
-class Page(Generic[Row]):
-    items: list[Row]
-    total: int
-    page: int
-    page_size: int
-
-    @property
-    def pages(self) -> int:
-        return math.ceil(self.total / self.page_size) if self.total else 0
-
-    def fields(self, convert) -> dict[str, Any]:
-        """Keyword arguments for a `List*Response` message."""
-        return {"items": [convert(r) for r in self.items], "total": self.total,
-                "page": self.page, "page_size": self.page_size, "pages": self.pages}
+def like_pattern(text: str) -> str:
+    """`%text%` for LIKE ... ESCAPE '\\', with the user's own wildcards taken literally."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 class TenantRepository(Generic[Row]):
-    """CRUD for one table whose rows carry `id`, `tenant_id`, `created_at`, `updated_at`."""
+    """CRUD and lists for one tenant table, answering `message` on the fast read path."""
 
-    def __init__(self, model: type[Row], *, noun: str, name_column: str | None = "name",
-                 search_columns: tuple[str, ...] = (), order_columns: tuple[str, ...] = (),
-                 default_order: str = "-created_at") -> None:
+    def __init__(self, model: type[Row], *, noun: str, message: type[Message] | None = None,
+                 name_column: str | None = "name", search_columns: tuple[str, ...] = (),
+                 order_columns: tuple[str, ...] = (), default_order: str = "-created_at",
+                 finish: Callable[[Message], Message] | None = None) -> None:
         self.model = model
+        self.table: sa.Table = model.__table__
         self.noun = noun
         self.name_column = name_column
         self.search_columns = search_columns
-        self.order_columns = {"created_at", "updated_at", *order_columns}
+        self.order_columns = ("created_at", "updated_at", *order_columns)
         self.default_order = default_order
+        self.message = message
+        self.finish = finish
+        unique = {tuple(c.name for c in constraint.columns) for constraint in self.table.constraints
+                  if isinstance(constraint, sa.UniqueConstraint)}
+        for column in self.order_columns:
+            name = f"ix_{self.table.name}_tenant_{column}"
+            if ("tenant_id", column) in unique or \
+                    name in {index.name for index in self.table.indexes}:
+                continue  # a unique (tenant_id, column) constraint is already that index
+            sa.Index(name, self.table.c.tenant_id, self.table.c[column], self.table.c.id)
+        self.columns = [c.name for c in self.table.columns]
+        self._reader = TupleReader(message, self.columns) if message is not None else None
 
+    # ---- inside a session -------------------------------------------------------------------
     def _scoped(self, tenant_id: str):
         return select(self.model).where(self.model.tenant_id == tenant_id)
 
@@ -108,44 +88,55 @@ class TenantRepository(Generic[Row]):
             query = query.where(getattr(self.model, self.name_column) == key)
         return session.exec(query).first()
 
-    def get(self, session: Session, tenant_id: str, key: str, *, lock: bool = False) -> Row:
+    def not_found(self, key: str) -> NotFound:
+        return NotFound(f"{self.noun} {key!r} not found", reason=f"{self.noun.upper()}_NOT_FOUND",
+                        details={self.noun: key})
+
+    def _require_key(self, key: str) -> None:
         if not key:
             raise invalid_field(f"{self.noun}_id", "is required")
+
+    def get(self, session: Session, tenant_id: str, key: str, *, lock: bool = False) -> Row:
+        self._require_key(key)
         row = self.find(session, tenant_id, key, lock=lock)
         if row is None:
-            raise NotFound(f"{self.noun} {key!r} not found", reason=f"{self.noun.upper()}_NOT_FOUND",
-                           details={self.noun: key})
+            raise self.not_found(key)
         return row
 
-    def _order(self, order_by: str) -> list[Any]:
-        clauses = []
+    def _order(self, order_by: str) -> list[tuple[str, bool]]:
+        """(column, descending) pairs, ending with `id` in the direction of the first, so that
+        the `(tenant_id, column, id)` index serves the whole ORDER BY."""
+        pairs = []
         for part in filter(None, (order_by or self.default_order).split(",")):
             part = part.strip()
             name = part.lstrip("-")
             if name not in self.order_columns:
                 raise invalid_field("order_by", f"cannot order by {name!r}; "
                                     f"use one of {', '.join(sorted(self.order_columns))}")
-            column = getattr(self.model, name)
-            clauses.append(column.desc() if part.startswith("-") else column.asc())
-        clauses.append(self.model.id.asc())  # stable pages
-        return clauses
+            pairs.append((name, part.startswith("-")))
+        pairs.append(("id", pairs[0][1] if pairs else False))
+        return pairs
+
+    def _search_clause(self, search: str):
+        pattern = like_pattern(search)
+        return or_(*(func.lower(getattr(self.model, c)).like(pattern, escape="\\")
+                     for c in self.search_columns))
 
     def list(self, session: Session, tenant_id: str, page: PageRequest, *,
              filters: dict[str, Any] | None = None, search: str = "",
              where: tuple[Any, ...] = ()) -> Page[Row]:
-        """`filters` are equality filters whose empty values mean "no filter"; `where` adds
-        SQLAlchemy clauses as they are."""
+        """ORM rows of one page. `filters` are equality filters whose empty values mean "no
+        filter"; `where` adds SQLAlchemy clauses as they are."""
         query = self._scoped(tenant_id).where(*where)
         for column, value in (filters or {}).items():
             if value not in (None, "", 0):
                 query = query.where(getattr(self.model, column) == value)
         if search and self.search_columns:
-            pattern = f"%{search.lower()}%"
-            query = query.where(or_(*(func.lower(getattr(self.model, c)).like(pattern)
-                                      for c in self.search_columns)))
+            query = query.where(self._search_clause(search))
         total = session.exec(select(func.count()).select_from(query.subquery())).one()
-        rows = session.exec(query.order_by(*self._order(page.order_by))
-                            .offset((page.page - 1) * page.page_size).limit(page.page_size)).all()
+        order = [getattr(self.model, c).desc() if d else getattr(self.model, c).asc()
+                 for c, d in self._order(page.order_by)]
+        rows = session.exec(query.order_by(*order).offset(page.offset).limit(page.page_size)).all()
         return Page(list(rows), total, page.page, page.page_size)
 
     def add(self, session: Session, row: Row) -> Row:
@@ -155,6 +146,7 @@ class TenantRepository(Generic[Row]):
         row.updated_at = now
         session.add(row)
         self._flush(session, row)
+        self._count(session, row.tenant_id, +1)
         return row
 
     def save(self, session: Session, row: Row) -> Row:
@@ -176,14 +168,68 @@ class TenantRepository(Generic[Row]):
     def delete(self, session: Session, row: Row) -> None:
         session.delete(row)
         session.flush()
+        self._count(session, row.tenant_id, -1)
 
+    def _count(self, session: Session, tenant_id: str, delta: int) -> None:
+        key = (RowCount.table_name == self.table.name, RowCount.tenant_id == tenant_id)
+        updated = session.execute(sa.update(RowCount).where(*key)
+                                  .values(n=RowCount.n + delta)).rowcount
+        if not updated:  # first write of this tenant here: start from an exact count
+            exact = session.exec(select(func.count()).select_from(self.model)
+                                 .where(self.model.tenant_id == tenant_id)).one()
+            session.add(RowCount(table_name=self.table.name, tenant_id=tenant_id, n=exact))
+            session.flush()
 
-def aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything here is stored in UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
+    # ---- the hot read path ------------------------------------------------------------------
+    def _select(self, db: Database) -> str:
+        return ", ".join(f'"{c}"' for c in self.columns)
 
+    def _convert(self, row: tuple) -> Message:
+        message = self._reader(row)
+        return self.finish(message) if self.finish else message
 
-def timestamp_column(**kwargs: Any) -> Any:
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)
+    async def fetch(self, db: Database, tenant_id: str, key: str) -> Message:
+        """The row with this id (or name) as the repository's message, or NOT_FOUND."""
+        self._require_key(key)
+        column = "id" if is_uuid(key) or not self.name_column else self.name_column
+        p = db.placeholder
+        sql = f'SELECT {self._select(db)} FROM "{self.table.name}" ' \
+              f'WHERE "tenant_id" = {p} AND "{column}" = {p}'
+        (rows,) = await db.fetch((sql, (tenant_id, key)), inline=True)
+        if not rows:
+            raise self.not_found(key)
+        return self._convert(rows[0])
+
+    async def page(self, db: Database, tenant_id: str, page: PageRequest, *,
+                   filters: dict[str, Any] | None = None, search: str = "") -> Page[Message]:
+        """One page as messages. Unfiltered pages are index walks and run inline; filtered or
+        searched ones may scan and run on the pool."""
+        p = db.placeholder
+        where, params = [f'"tenant_id" = {p}'], [tenant_id]
+        for column, value in (filters or {}).items():
+            if value not in (None, "", 0):
+                where.append(f'"{column}" = {p}')
+                params.append(value)
+        if search and self.search_columns:
+            where.append("(" + " OR ".join(f"lower(\"{c}\") LIKE {p} ESCAPE '\\'"
+                                           for c in self.search_columns) + ")")
+            params.extend([like_pattern(search)] * len(self.search_columns))
+        order = ", ".join(f'"{c}" {"DESC" if d else "ASC"}' for c, d in self._order(page.order_by))
+        condition = " AND ".join(where)
+        table = f'"{self.table.name}"'
+        rows_sql = (f"SELECT {self._select(db)} FROM {table} WHERE \"id\" IN "
+                    f"(SELECT \"id\" FROM {table} WHERE {condition} ORDER BY {order} "
+                    f"LIMIT {p} OFFSET {p}) ORDER BY {order}")
+        unfiltered = len(where) == 1
+        if unfiltered:
+            count_sql = (f'SELECT coalesce((SELECT "n" FROM "row_counts" WHERE "table_name" = {p} '
+                         f'AND "tenant_id" = {p}), (SELECT count(*) FROM {table} '
+                         f'WHERE "tenant_id" = {p}))')
+            count_params = (self.table.name, tenant_id, tenant_id)
+        else:
+            count_sql = f"SELECT count(*) FROM {table} WHERE {condition}"
+            count_params = tuple(params)
+        rows, count = await db.fetch((rows_sql, (*params, page.page_size, page.offset)),
+                                     (count_sql, count_params), inline=unfiltered)
+        return Page([self._convert(r) for r in rows], int(count[0][0]), page.page,
+                    page.page_size)

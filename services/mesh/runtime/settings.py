@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     # Where this process listens (agentmesh serve) and where its peers are.
     host: str = "127.0.0.1"
     port: int = 0
-    # `service=host:port,...`: addresses of the other services, for internal gRPC calls.
+    # `service=host:port,...`: addresses of the services, for internal gRPC calls
+    # (mesh.runtime.peers). A process serving several services binds each at its address here.
     peers: str = ""
 
     # Tokens. The issuer and audience must match the gateway's jwt_authn provider.
@@ -46,13 +47,6 @@ class Settings(BaseSettings):
         if self.environment == "production" and not self.database_url:
             raise ValueError("AGENTMESH_DATABASE_URL is required in production")
         return self
-
-    def peer_address(self, service: str) -> str:
-        for item in filter(None, self.peers.split(",")):
-            name, _, address = item.partition("=")
-            if name.strip() == service:
-                return address.strip()
-        raise KeyError(f"no address for service {service!r} in AGENTMESH_PEERS")
 
 
 @lru_cache(maxsize=1)

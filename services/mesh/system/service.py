@@ -17,10 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from agentmesh.system.v1 import system_pb2 as pb
 from agentmesh.system.v1 import system_pb2_grpc as pb_grpc
 from mesh.paths import OPENAPI_JSON
-from mesh.runtime.db import Database
 from mesh.runtime.errors import NotFound, Unavailable
-from mesh.runtime.server import ServiceDefinition
-from mesh.runtime.settings import Settings
+from mesh.runtime.service import Runtime, ServiceDefinition
 
 _SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 _DOCS_PAGE = """<!doctype html>
@@ -46,14 +44,10 @@ def _version() -> str:
 
 
 class SystemService(pb_grpc.SystemServiceServicer):
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.peers = {}
-        for item in filter(None, settings.peers.split(",")):
-            name, _, address = item.partition("=")
-            if name.strip() == "system":
-                continue
-            self.peers[name.strip()] = grpc.aio.insecure_channel(address.strip())
+    def __init__(self, runtime: Runtime) -> None:
+        self.settings = runtime.settings
+        self.peers = {name: runtime.peers.channel(name)
+                      for name in runtime.peers.addresses if name != "system"}
         self.openapi = OPENAPI_JSON.read_bytes()
 
     async def _check(self, name: str, channel: grpc.aio.Channel) -> pb.ServiceHealth:
@@ -108,9 +102,4 @@ class SystemService(pb_grpc.SystemServiceServicer):
         return httpbody_pb2.HttpBody(content_type=content_type, data=data)
 
 
-def _build(settings: Settings, db: Database | None):
-    return [(pb_grpc.add_SystemServiceServicer_to_server, SystemService(settings),
-             pb.DESCRIPTOR.services_by_name["SystemService"].full_name)]
-
-
-DEFINITION = ServiceDefinition(name="system", build=_build)
+DEFINITION = ServiceDefinition("system", servicers=[SystemService])

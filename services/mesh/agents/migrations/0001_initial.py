@@ -9,7 +9,7 @@ from alembic import op
 
 revision = "agents_0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("agents",)
 depends_on = None
 
 

@@ -9,7 +9,7 @@ from alembic import op
 
 revision = "identity_0001"
 down_revision = None
-branch_labels = None
+branch_labels = ("identity",)
 depends_on = None
 
 TS = sa.DateTime(timezone=True)

@@ -8,15 +8,18 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from agentmesh.agents.v1 import agents_pb2 as pb
 from mesh.agents.models import AgentRow
 from mesh.agents.service import DEFINITION as AGENTS
 from mesh.runtime.db import Database
 from mesh.runtime.errors import AlreadyExists, InvalidArgument, NotFound
-from mesh.runtime.repository import PageRequest, TenantRepository
+from mesh.runtime.paging import PageRequest
+from mesh.runtime.repository import TenantRepository
 from mesh.runtime.settings import Settings
 from tests.conftest import POSTGRES_URL
 
-repo = TenantRepository(AgentRow, noun="agent", search_columns=("name",), order_columns=("name",))
+repo = TenantRepository(AgentRow, noun="agent", message=pb.Agent, search_columns=("name",),
+                        order_columns=("name",))
 
 
 def _postgres_available() -> bool:
@@ -37,8 +40,8 @@ def database(request, tmp_path):
         settings = Settings(data_dir=tmp_path, database_url=POSTGRES_URL)
     service = f"agents_test_{uuid.uuid4().hex[:8]}" if request.param == "postgres" else "agents"
     db = Database.for_service(service, settings)
-    db.migrate(AGENTS.migrations)
-    db.migrate(AGENTS.migrations)  # idempotent
+    db.migrate(AGENTS.migration_dirs())
+    db.migrate(AGENTS.migration_dirs())  # idempotent
     yield db
     if request.param == "postgres":
         with db.engine.begin() as connection:
@@ -104,3 +107,39 @@ def test_concurrent_read_then_write_transactions_do_not_fail(database):
     asyncio.run(many())
     final = asyncio.run(database.read(lambda s: repo.get(s, "t1", row.id)))
     assert final.version == 1 + 40
+
+
+def test_fast_path_fetch_and_page_match_the_session_path(database):
+    rows = [_add(database, "t1", f"agent-{i}") for i in range(5)]
+    _add(database, "t2", "agent-0")
+    got = asyncio.run(repo.fetch(database, "t1", rows[2].id))
+    assert (got.id, got.name, got.tenant_id) == (rows[2].id, "agent-2", "t1")
+    assert got.status == pb.AGENT_STATUS_DRAFT and got.created_at.seconds > 0
+    assert asyncio.run(repo.fetch(database, "t1", "agent-3")).id == rows[3].id
+    with pytest.raises(NotFound):
+        asyncio.run(repo.fetch(database, "t2", rows[2].id))
+    page = asyncio.run(repo.page(database, "t1", PageRequest(page=2, page_size=2)))
+    assert (page.total, page.pages) == (5, 3)
+    assert [m.name for m in page.items] == ["agent-2", "agent-1"]  # newest first
+    by_name = asyncio.run(repo.page(database, "t1", PageRequest(order_by="name"), search="NT-4"))
+    assert [m.name for m in by_name.items] == ["agent-4"] and by_name.total == 1
+
+
+def test_search_takes_like_wildcards_literally(database):
+    _add(database, "t1", "plain")
+    _add(database, "t1", "with_underscore")
+    for search in ("%", "_"):
+        page = asyncio.run(repo.page(database, "t1", PageRequest(), search=search))
+        assert [m.name for m in page.items] == (["with_underscore"] if search == "_" else [])
+        session_page = asyncio.run(database.read(lambda s: repo.list(s, "t1", PageRequest(),
+                                                                     search=search)))
+        assert session_page.total == page.total
+
+
+def test_total_is_kept_per_tenant_through_inserts_and_deletes(database):
+    rows = [_add(database, "t1", f"a-{i}") for i in range(3)]
+    asyncio.run(database.write(lambda s: repo.delete(s, repo.get(s, "t1", rows[0].id))))
+    page = asyncio.run(repo.page(database, "t1", PageRequest()))
+    counted = asyncio.run(database.read(lambda s: repo.list(s, "t1", PageRequest()))).total
+    assert page.total == counted == 2
+    assert asyncio.run(repo.page(database, "t3", PageRequest())).total == 0

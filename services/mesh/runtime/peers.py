@@ -1,0 +1,116 @@
+"""Calls to other services: one lazily made channel per peer, a deadline on every call, retries
+of UNAVAILABLE for idempotent methods only, the caller's identity and correlation id passed on,
+channels closed at shutdown.
+
+    agents = runtime.peers.stub(agents_pb2_grpc.AgentServiceStub)
+    agent = await agents.GetAgent(agents_pb2.GetAgentRequest(agent_id=key))
+
+Addresses come from one setting, `AGENTMESH_PEERS=service=host:port,...`, written by
+`agentmesh up` for local runs and by the Helm chart (`service=agentmesh-service:50051`) in
+Kubernetes. Deadlines and retries are a gRPC service config derived from the contract: an RPC is
+idempotent when it is bound to HTTP GET (reads) — those are retried on UNAVAILABLE, as
+googleapis service configs declare it; nothing else is retried, because a retried create or
+execute could happen twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any, TypeVar
+
+import grpc
+
+from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER,
+                                  current_call)
+from mesh.runtime.errors import Unavailable
+from mesh.runtime.settings import Settings
+
+S = TypeVar("S")
+DEFAULT_DEADLINE_SECONDS = 10.0
+_PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, CORRELATION_HEADER)
+
+
+def parse_peers(text: str) -> dict[str, str]:
+    """`a=host:1,b=host:2` -> {"a": "host:1", "b": "host:2"}."""
+    peers = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = item.partition("=")
+        if not sep or not name.strip() or ":" not in address:
+            raise ValueError(f"AGENTMESH_PEERS entry {item!r} is not service=host:port")
+        peers[name.strip()] = address.strip()
+    return peers
+
+
+@functools.cache
+def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> str:
+    """The gRPC service config for the channel to one backend, from the contract."""
+    from mesh import contract
+
+    rpcs = [r for r in contract.default().rpcs if r.backend == backend]
+    idempotent = [{"service": r.full_service, "method": r.name} for r in rpcs
+                  if any(b.method == "GET" for b in r.bindings) and not r.server_streaming]
+    services = sorted({r.full_service for r in rpcs})
+    timeout = f"{deadline:g}s"
+    configs: list[dict[str, Any]] = [{"name": [{"service": s} for s in services], "timeout": timeout}]
+    if idempotent:
+        configs.append({"name": idempotent, "timeout": timeout, "retryPolicy": {
+            "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
+            "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}})
+    return json.dumps({"methodConfig": configs})
+
+
+def outgoing_metadata() -> list[tuple[str, str]]:
+    """The identity and correlation id of the call being served, for a call it makes."""
+    context = current_call.get()
+    if context is None:
+        return []
+    return [(k, v) for k, v in context.invocation_metadata() or () if k in _PASSED_ON]
+
+
+class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = list(details.metadata or ())
+        present = {k for k, _ in metadata}
+        metadata.extend(item for item in outgoing_metadata() if item[0] not in present)
+        return details._replace(metadata=grpc.aio.Metadata(*metadata))
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        return await continuation(await self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation, details, request):
+        return await continuation(await self._details(details), request)
+
+
+class Peers:
+    """The channels of one service to the others."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.addresses = parse_peers(settings.peers)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def address(self, service: str) -> str:
+        try:
+            return self.addresses[service]
+        except KeyError:
+            raise Unavailable(f"no address for service {service!r}; set AGENTMESH_PEERS",
+                              reason="PEER_NOT_CONFIGURED", details={"service": service}) from None
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        channel = self._channels.get(service)
+        if channel is None:
+            channel = self._channels[service] = grpc.aio.insecure_channel(
+                self.address(service), interceptors=[_PassOn()],
+                options=[("grpc.service_config", service_config(service)),
+                         ("grpc.enable_retries", 1)])
+        return channel
+
+    def stub(self, stub_class: type[S]) -> S:
+        """A stub of the generated module `agentmesh.<service>.v1.*_pb2_grpc`."""
+        service = stub_class.__module__.split(".")[1]
+        return stub_class(self.channel(service))
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()

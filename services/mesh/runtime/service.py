@@ -1,0 +1,120 @@
+"""What a service is, declared once:
+
+    DEFINITION = ServiceDefinition("agents", servicers=[AgentService, CallService],
+                                   tables=[AgentRow, CallRow])
+
+Everything else is derived: the gRPC registration of each servicer (from the generated
+`<Name>Servicer` base it extends), the names for health and reflection, the database and its
+migrations (the service's `migrations/` folder plus the runtime's own), and the metadata that
+`agentmesh db revision` and the drift test compare with the migrations. A service without a
+module of its own runs the generated servicers untouched (`ServiceDefinition.placeholder`), so
+each of its RPCs answers UNIMPLEMENTED until it is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import sqlalchemy as sa
+
+from mesh.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from mesh.runtime.db import Database
+    from mesh.runtime.peers import Peers
+
+# (add_XServicer_to_server, servicer, full service name)
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
+
+
+@dataclass
+class Runtime:
+    """What a servicer is given: its service's settings, database and peers."""
+
+    name: str
+    settings: Settings
+    peers: "Peers"
+    db: "Database | None" = None
+
+    @property
+    def database(self) -> "Database":
+        if self.db is None:
+            raise RuntimeError(f"service {self.name!r} declares no tables, so it has no database")
+        return self.db
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    # Servicer classes; each is built as `cls(runtime)`.
+    servicers: Sequence[type] = ()
+    # SQLModel table classes the service owns; a service with tables gets a database.
+    tables: Sequence[type] = ()
+    # Work after the server starts and before it reports SERVING (e.g. first signing keys).
+    on_start: Callable[[Runtime], Awaitable[None]] | None = None
+    on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    placeholder: bool = False
+
+    @classmethod
+    def placeholder_for(cls, name: str) -> "ServiceDefinition":
+        """The generated servicers of a service not built yet: every RPC is UNIMPLEMENTED."""
+        package = importlib.import_module(f"agentmesh.{name}.v1")
+        servicers = []
+        for module_info in pkgutil.iter_modules(package.__path__):
+            if module_info.name.endswith("_pb2_grpc"):
+                module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+                servicers.extend(getattr(module, attr) for attr in dir(module)
+                                 if attr.endswith("Servicer") and isinstance(getattr(module, attr), type))
+        return cls(name=name, servicers=servicers, placeholder=True)
+
+    @property
+    def package(self) -> str:
+        return f"mesh.{self.name}"
+
+    def migration_dirs(self) -> list[Path]:
+        dirs = [Path(str(resources.files("mesh.runtime") / "migrations"))]
+        own = resources.files(self.package) / "migrations"
+        if own.is_dir():
+            dirs.append(Path(str(own)))
+        return dirs
+
+    def metadata(self) -> sa.MetaData:
+        """The service's tables (and the runtime's), apart from every other service's."""
+        from mesh.runtime.tables import RowCount
+
+        metadata = sa.MetaData()
+        for table in [RowCount, *self.tables]:
+            table.__table__.to_metadata(metadata)
+        return metadata
+
+    def build(self, runtime: Runtime) -> list[Any]:
+        if self.placeholder:
+            return [cls() for cls in self.servicers]
+        return [cls(runtime) for cls in self.servicers]
+
+
+def registration(servicer: Any) -> Registration:
+    """How the generated code registers this servicer: found from the `<Name>Servicer` base."""
+    for base in type(servicer).__mro__:
+        module_name = base.__module__
+        if module_name.endswith("_pb2_grpc") and base.__name__.endswith("Servicer"):
+            module = sys.modules[module_name]
+            messages = importlib.import_module(module_name.removesuffix("_grpc"))
+            service = messages.DESCRIPTOR.services_by_name[base.__name__.removesuffix("Servicer")]
+            return getattr(module, f"add_{base.__name__}_to_server"), servicer, service.full_name
+    raise TypeError(f"{type(servicer).__name__} does not extend a generated *Servicer class")
+
+
+def service_descriptor(servicer: Any):
+    add, _, full_name = registration(servicer)
+    messages = importlib.import_module(add.__module__.removesuffix("_grpc"))
+    return next(s for s in messages.DESCRIPTOR.services_by_name.values()
+                if s.full_name == full_name)

@@ -1,0 +1,82 @@
+"""What every table of every service shares: ids, times, JSON columns, and the tenant-row base.
+
+    class AgentRow(TenantTable, table=True):
+        __tablename__ = "agents"
+        name: str
+        tools: list[str] = json_field(list)
+
+gives the table `id` (UUID text), `tenant_id`, `created_at` and `updated_at` (timezone-aware,
+UTC) without writing them again. The tenant repository (`mesh.runtime.repository`) fills the
+times and declares the list indexes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def is_uuid(value: str) -> bool:
+    # Cheaper than uuid.UUID() on the hot path, and as strict for the canonical form we store.
+    if len(value) != 36 or value[8] != "-" or value[13] != "-" or value[18] != "-" or value[23] != "-":
+        return False
+    try:
+        int(value.replace("-", ""), 16)
+    except ValueError:
+        return False
+    return True
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes; everything here is stored in UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def timestamp_field(*, nullable: bool = True) -> Any:
+    """A timezone-aware timestamp column (None until set)."""
+    return Field(default=None, sa_type=sa.DateTime(timezone=True), nullable=nullable)
+
+
+def json_field(factory: type = dict) -> Any:
+    """A JSON column holding a dict or list (maps, repeated fields, Structs of the proto)."""
+    return Field(default_factory=factory, sa_type=JSON, nullable=False)
+
+
+class TenantTable(SQLModel):
+    """Base of every tenant-owned table: rows are only ever reached through their tenant."""
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str = Field(nullable=False)
+    created_at: datetime | None = timestamp_field(nullable=False)
+    updated_at: datetime | None = timestamp_field(nullable=False)
+
+
+class RowCount(SQLModel, table=True):
+    """Rows per tenant of each tenant table, kept by the repository in the same transaction as
+    every insert and delete, so an unfiltered list answers `total` without counting rows.
+    Every service has this table (the runtime's own migration branch creates it)."""
+
+    __tablename__ = "row_counts"
+
+    table_name: str = Field(primary_key=True)
+    tenant_id: str = Field(primary_key=True)
+    n: int = 0
+
+
+def timestamp_column(**kwargs: Any) -> sa.Column:
+    """A timezone-aware timestamp as a Column, for tables that do not extend TenantTable."""
+    return sa.Column(sa.DateTime(timezone=True), **kwargs)
