@@ -197,7 +197,7 @@ def test_no_two_rpcs_share_a_route(the_contract):
 
 def test_every_rpc_declares_a_scope_or_is_public(the_contract):
     for rpc in the_contract.rpcs:
-        assert rpc.bindings, f"{rpc.grpc_path} has no REST binding"
+        assert rpc.bindings or rpc.internal, f"{rpc.grpc_path} has no REST binding"
         if rpc.scope:
             area, _, action = rpc.scope.partition(":")
             assert area and action in {"read", "write", "delete", "execute"}, rpc.scope

@@ -70,6 +70,7 @@ class Rpc:
     scope: str  # "" = any authenticated caller
     public: bool
     comment: str = ""
+    internal: bool = False  # service-to-service only: never routed by the gateway
 
     @property
     def full_service(self) -> str:
@@ -99,7 +100,13 @@ class Contract:
 
     @property
     def services(self) -> list[str]:
-        return sorted({r.full_service for r in self.rpcs})
+        """gRPC services with at least one RPC that the gateway routes."""
+        return sorted({r.full_service for r in self.rpcs if not r.internal})
+
+    @property
+    def routed(self) -> list[Rpc]:
+        """The RPCs the gateway routes (everything but internal ones)."""
+        return [r for r in self.rpcs if not r.internal]
 
     def rpc(self, grpc_path: str) -> Rpc:
         return next(r for r in self.rpcs if r.grpc_path == grpc_path)
@@ -180,9 +187,14 @@ def load(path: Path = DESCRIPTOR_SET) -> Contract:
                     scope=auth.scope,
                     public=auth.public,
                     comment=comments.get((6, s, 2, m), ""),
+                    internal=auth.internal,
                 ))
+                rpc = contract.rpcs[-1]
                 if not options.HasExtension(auth_pb2.auth):
-                    raise ValueError(f"{prefix}.{service.name}.{method.name} has no auth rule")
+                    raise ValueError(f"{rpc.grpc_path} has no auth rule")
+                if rpc.internal == bool(rpc.bindings):
+                    raise ValueError(f"{rpc.grpc_path}: an internal RPC has no REST binding, "
+                                     "every other RPC has one")
     return contract
 
 

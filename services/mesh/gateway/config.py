@@ -172,7 +172,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     missing = set(contract.backends) - set(options.backends)
     if missing:
         raise ValueError(f"no address for services: {', '.join(sorted(missing))}")
-    routes = [_route(rpc, options) for rpc in contract.rpcs]
+    routes = [_route(rpc, options) for rpc in contract.routed]
     # REST paths match no route until the transcoder rewrites them to gRPC paths. This
     # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
     # response headers; it ignores direct-response routes). Unknown REST paths never get past
