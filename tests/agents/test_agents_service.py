@@ -94,3 +94,17 @@ def test_call_without_tenant_is_unauthenticated(stub):
     with pytest.raises(grpc.RpcError) as caught:
         stub.ListAgents(pb.ListAgentsRequest())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_archived_agent_is_read_only(stub, me):
+    agent = _create(stub, me)
+    archived = stub.ArchiveAgent(pb.ArchiveAgentRequest(agent_id=agent.id), metadata=me.metadata())
+    assert archived.status == pb.AGENT_STATUS_ARCHIVED
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ActivateAgent(pb.ActivateAgentRequest(agent_id=agent.id), metadata=me.metadata())
+    assert error_reason(caught.value) == "INVALID_AGENT_TRANSITION"
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.UpdateAgent(pb.UpdateAgentRequest(agent_id=agent.id, agent=pb.Agent(description="x")),
+                         metadata=me.metadata())
+    assert error_reason(caught.value) == "AGENT_ARCHIVED"
+    assert stub.GetAgent(pb.GetAgentRequest(agent_id=agent.id), metadata=me.metadata()).id == agent.id

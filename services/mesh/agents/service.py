@@ -28,6 +28,8 @@ _TRANSITIONS: dict[str, tuple[set[int], int]] = {
     "deactivate": ({S.AGENT_STATUS_ACTIVE}, S.AGENT_STATUS_INACTIVE),
     "deploy": ({S.AGENT_STATUS_ACTIVE}, S.AGENT_STATUS_DEPLOYED),
     "undeploy": ({S.AGENT_STATUS_DEPLOYED}, S.AGENT_STATUS_ACTIVE),
+    "archive": ({S.AGENT_STATUS_DRAFT, S.AGENT_STATUS_ACTIVE, S.AGENT_STATUS_INACTIVE},
+                S.AGENT_STATUS_ARCHIVED),
 }
 
 agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
@@ -138,6 +140,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def DeactivateAgent(self, request, context):
         return await self._transition(context, request.agent_id, "deactivate")
+
+    async def ArchiveAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "archive")
 
     async def GetAgentStats(self, request: pb.GetAgentStatsRequest, context) -> pb.AgentStats:
         caller = require_caller(context)

@@ -7,7 +7,7 @@ import hashlib
 import json
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import argon2
 from google.api import httpbody_pb2
@@ -299,7 +299,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(tenant_id=caller.tenant_id, name=spec.name.strip(), key_hash=_sha256(key),
                         prefix=key[:12], scopes=sorted(set(spec.scopes)), created_by=caller.user_id,
-                        expires_at=spec.expires_at.ToDatetime() if spec.HasField("expires_at") else None)
+                        expires_at=spec.expires_at.ToDatetime(tzinfo=UTC) if spec.HasField("expires_at") else None)
         return _api_key(await self.db.write(lambda s: api_keys.add(s, row)), key)
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context) -> pb.ListApiKeysResponse:

@@ -269,6 +269,12 @@ class DeactivateAgentRequest(_message.Message):
     agent_id: str
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
+class ArchiveAgentRequest(_message.Message):
+    __slots__ = ("agent_id",)
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+
 class GetAgentStatsRequest(_message.Message):
     __slots__ = ("agent_id",)
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]

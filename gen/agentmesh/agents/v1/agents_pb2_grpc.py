@@ -82,6 +82,11 @@ class AgentServiceStub:
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeactivateAgentRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
                 _registered_method=True)
+        self.ArchiveAgent = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/ArchiveAgent',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ArchiveAgentRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
+                _registered_method=True)
         self.GetAgentStats = channel.unary_unary(
                 '/agentmesh.agents.v1.AgentService/GetAgentStats',
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentStatsRequest.SerializeToString,
@@ -168,6 +173,15 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ArchiveAgent(self, request, context):
+        """Archives an agent: it becomes read-only and can no longer be activated,
+        deployed or updated; it stays readable for its calls' history.
+        FAILED_PRECONDITION while deployed (undeploy first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetAgentStats(self, request, context):
         """Returns usage statistics of one agent.
         """
@@ -229,6 +243,11 @@ def add_AgentServiceServicer_to_server(servicer, server):
             'DeactivateAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.DeactivateAgent,
                     request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeactivateAgentRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.SerializeToString,
+            ),
+            'ArchiveAgent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ArchiveAgent,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ArchiveAgentRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.SerializeToString,
             ),
             'GetAgentStats': grpc.unary_unary_rpc_method_handler(
@@ -486,6 +505,33 @@ class AgentService:
             target,
             '/agentmesh.agents.v1.AgentService/DeactivateAgent',
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeactivateAgentRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveAgent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/ArchiveAgent',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ArchiveAgentRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
             options,
             channel_credentials,
