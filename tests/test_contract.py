@@ -220,6 +220,12 @@ def test_buf_lint_passes():
     assert codegen.buf_lint() == 0
 
 
+def test_no_breaking_change_against_the_released_contract():
+    """protos/BASELINE names the commit of the last released contract; a field removed,
+    renamed or renumbered since then fails here (buf's FILE rules)."""
+    assert codegen.buf_breaking() == 0
+
+
 def test_openapi_document_validates_and_lists_every_documented_route():
     document = json.loads(OPENAPI_JSON.read_text())
     validate(document)

@@ -113,13 +113,41 @@ def buf_lint() -> int:
     return subprocess.call([buf, "lint"], cwd=REPO_ROOT)
 
 
+BASELINE_FILE = PROTOS_DIR / "BASELINE"
+
+
+def buf_breaking(against: str = "") -> int:
+    """`buf breaking` against the released contract: the commit named in protos/BASELINE
+    (moved deliberately at a release), so a field renamed or renumbered since fails."""
+    deps = prepare_protodeps()
+    ref = against or BASELINE_FILE.read_text().split()[0]
+    buf = shutil.which("buf") or str(Path(sys.executable).parent / "buf")
+    with tempfile.TemporaryDirectory() as tmp:
+        # The baseline's protos with today's googleapis copy (never committed), built to an
+        # image that buf compares the working tree with.
+        archive = subprocess.run(["git", "archive", ref, "protos", "buf.yaml"], cwd=REPO_ROOT,
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        shutil.copytree(deps, Path(tmp) / ".build" / "protodeps")
+        baseline, current = Path(tmp) / "baseline.binpb", Path(tmp) / "current.binpb"
+        if subprocess.call([buf, "build", tmp, "-o", str(baseline)]) != 0 or \
+                subprocess.call([buf, "build", ".", "-o", str(current)], cwd=REPO_ROOT) != 0:
+            return 1
+        return subprocess.call([buf, "breaking", str(current), "--against", str(baseline)],
+                               cwd=REPO_ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentmesh gen", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
     parser.add_argument("--lint", action="store_true", help="run buf lint as well")
+    parser.add_argument("--breaking", action="store_true",
+                        help="run buf breaking against the baseline in protos/BASELINE")
     args = parser.parse_args(argv)
     if args.lint and buf_lint() != 0:
+        return 1
+    if args.breaking and buf_breaking() != 0:
         return 1
     if args.check:
         stale = stale_files()

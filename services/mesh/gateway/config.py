@@ -266,6 +266,12 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         "local_reply_config": _local_reply_config(),
         "route_config": {
             "name": "agentmesh",
+            # Services trust the identity headers the gateway sets; the credentials themselves
+            # and Envoy's bookkeeping headers would only cost every service HPACK and metadata
+            # work on every call. Removed by the router, after authentication has read them.
+            "request_headers_to_remove": ["authorization", "x-api-key", "cookie",
+                                          "x-envoy-expected-rq-timeout-ms", "x-envoy-original-path",
+                                          "x-forwarded-proto", "user-agent", "accept"],
             "virtual_hosts": [{
                 "name": "agentmesh",
                 "domains": ["*"],

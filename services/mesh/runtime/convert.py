@@ -67,10 +67,17 @@ def _plan(cls: type[Message]) -> tuple[tuple[str, int, frozenset[str]], ...]:
     return tuple(plan)
 
 
-def _time(value: Any) -> datetime:
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _time(value: Any) -> dict[str, int]:
+    """A Timestamp's fields from a datetime or SQLite's ISO text (naive values are UTC).
+    A dict is what the constructor takes fastest: ~5x cheaper than a datetime."""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    delta = value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)
+    return {"seconds": delta.days * 86400 + delta.seconds, "nanos": delta.microseconds * 1000}
 
 
 def _value(kind: int, value: Any, enums: frozenset[str]) -> Any:
