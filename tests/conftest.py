@@ -56,7 +56,8 @@ class RunningMesh:
 def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
                rate_limit: int = 100000, isolation: str = "shared") -> RunningMesh:
     port = _free_port()
-    env = {**os.environ, **(extra_env or {})}
+    # Every request traced, so a test can follow any call's trace.
+    env = {**os.environ, "AGENTMESH_TRACE_SAMPLE_PERCENT": "100", **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
          "--rate-limit", str(rate_limit), "--isolation", isolation],

@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
+from mesh.runtime.settings import get_settings
 
 
 def free_port() -> int:
@@ -109,6 +110,9 @@ class Mesh:
         env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
         env.pop("AGENTMESH_PORT", None)
+        if "observability" in self.ports:  # spans go to the OTLP receiver of the mesh
+            env.setdefault("AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT",
+                           f"127.0.0.1:{self.ports['observability']}")
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
         children = []
         for group in groups:
@@ -121,7 +125,9 @@ class Mesh:
         options = GatewayOptions(
             backends={n: ("127.0.0.1", p) for n, p in self.ports.items()},
             listen_port=self.port, admin_port=self.admin_port,
-            rate_limit_per_minute=self.rate_limit_per_minute)
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            trace_cluster="observability" if "observability" in self.ports else "",
+            trace_sample_percent=get_settings().trace_sample_percent)
         config = build(contract_mod.default(), options)
         path = self.data_dir / "envoy.json"
         path.write_text(json.dumps(config, indent=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from sqlmodel import Session, func, select
@@ -18,6 +19,7 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import is_uuid, utcnow
 
+log = logging.getLogger("mesh.agents")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _WRITABLE = writable(pb.Agent)
 S = pb.AgentStatus
@@ -67,7 +69,9 @@ class AgentService(pb_grpc.AgentServiceServicer):
         fields = values(request.agent, _WRITABLE)
         _check_name(fields["name"])
         row = AgentRow(tenant_id=caller.tenant_id, created_by=caller.user_id, **fields)
-        return _agent(await self.db.write(lambda s: agents.add(s, row)))
+        created = await self.db.write(lambda s: agents.add(s, row))
+        log.info("agent %r created (%s)", created.name, created.id)
+        return _agent(created)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
@@ -103,6 +107,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             return row.name
 
         name = await self.db.write(remove)
+        log.info("agent %r deleted", name)
         return common_pb2.DeleteResponse(success=True, message=f"agent {name!r} deleted")
 
     async def _transition(self, context, key: str, action: str, environment: str = "") -> pb.Agent:

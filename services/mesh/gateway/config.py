@@ -44,6 +44,10 @@ class GatewayOptions:
     request_timeout_seconds: int = 30
     rate_limit_per_minute: int = 6000
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Traces: the cluster of an OTLP/gRPC receiver ("" = no tracing) and the share of
+    # requests sampled (a request with a sampled `traceparent` is always traced).
+    trace_cluster: str = ""
+    trace_sample_percent: float = 10.0
 
 
 def _duration(seconds: float) -> str:
@@ -168,6 +172,20 @@ def _cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, A
     return cluster
 
 
+def _tracing(options: GatewayOptions) -> dict[str, Any]:
+    """Envoy's OpenTelemetry tracer: spans to the OTLP receiver, with the caller's tenant."""
+    return {
+        "random_sampling": {"value": options.trace_sample_percent},
+        "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            "grpc_service": {"envoy_grpc": {"cluster_name": options.trace_cluster},
+                             "timeout": "1s"},
+            "service_name": "gateway"}},
+        "custom_tags": [{"tag": "tenant_id",
+                         "request_header": {"name": "x-agentmesh-tenant-id"}}],
+    }
+
+
 def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     missing = set(contract.backends) - set(options.backends)
     if missing:
@@ -269,6 +287,10 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
             # Services trust the identity headers the gateway sets; the credentials themselves
             # and Envoy's bookkeeping headers would only cost every service HPACK and metadata
             # work on every call. Removed by the router, after authentication has read them.
+            # The trace id of a sampled request, so a user can look its trace up.
+            "response_headers_to_add": [{"header": {"key": "x-trace-id", "value": "%TRACE_ID%"},
+                                         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                                         "keep_empty_value": False}],
             "request_headers_to_remove": ["authorization", "x-api-key", "cookie",
                                           "x-envoy-expected-rq-timeout-ms", "x-envoy-original-path",
                                           "x-forwarded-proto", "user-agent", "accept"],
@@ -289,6 +311,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         },
         "http_filters": filters,
     }
+    if options.trace_cluster:
+        hcm["tracing"] = _tracing(options)
     clusters = [_cluster(name, *address) for name, address in sorted(options.backends.items())
                 if name in contract.backends]
     clusters.append(_cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False))

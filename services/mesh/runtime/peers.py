@@ -25,6 +25,7 @@ from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEAD
                                   current_call)
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
+from mesh.runtime.telemetry import TRACEPARENT, current_traceparent
 
 S = TypeVar("S")
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -61,11 +62,16 @@ def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> 
 
 
 def outgoing_metadata() -> list[tuple[str, str]]:
-    """The identity and correlation id of the call being served, for a call it makes."""
+    """The identity, correlation id and trace context of the call being served, for a call it
+    makes."""
     context = current_call.get()
     if context is None:
         return []
-    return [(k, v) for k, v in context.invocation_metadata() or () if k in _PASSED_ON]
+    metadata = [(k, v) for k, v in context.invocation_metadata() or () if k in _PASSED_ON]
+    traceparent = current_traceparent.get()
+    if traceparent:
+        metadata.append((TRACEPARENT, traceparent))
+    return metadata
 
 
 class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):

@@ -1,5 +1,5 @@
-"""One gRPC server per service: health, reflection, error mapping, telemetry when configured,
-graceful shutdown. A service supplies a `ServiceDefinition`; this module does the rest.
+"""One gRPC server per service: health, reflection, error mapping, traces, graceful shutdown. A service supplies a `ServiceDefinition`; this module does the rest.
+Traces: see `mesh.runtime.telemetry` (a span only for calls the gateway sampled).
 
 Error mapping and the call context are applied by wrapping each servicer method once, when the
 server is built, rather than by a server interceptor: an interceptor runs per call and builds a
@@ -25,11 +25,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime import errors, logs
-from mesh.runtime.context import current_call, current_service
+from mesh.runtime.context import TENANT_HEADER, current_call, current_service
 from mesh.runtime.db import Database
 from mesh.runtime.peers import Peers
 from mesh.runtime.service import Runtime, ServiceDefinition, registration, service_descriptor
 from mesh.runtime.settings import Settings
+from mesh.runtime.telemetry import TRACEPARENT, Tracing, current_traceparent
 
 log = logging.getLogger("mesh.server")
 
@@ -87,8 +88,9 @@ def _wrap_stream(fn, method: str, service: str, domain: str):
     return handler
 
 
-def wrap_servicer(servicer: Any, service: str) -> None:
-    """Replaces each RPC method of `servicer` with one that maps errors and sets the context."""
+def wrap_servicer(servicer: Any, service: str, tracing: Tracing | None = None) -> None:
+    """Replaces each RPC method of `servicer` with one that maps errors and sets the context
+    (and, when tracing is on, records a span for sampled calls)."""
     descriptor = service_descriptor(servicer)
     domain = f"{service}.agentmesh.dev"
     for method in descriptor.methods:
@@ -98,29 +100,39 @@ def wrap_servicer(servicer: Any, service: str) -> None:
             wrapped = _wrap_stream(fn, path, service, domain)
         else:
             wrapped = _wrap_unary(fn, path, service, domain)
+            if tracing is not None and not descriptor.full_name.startswith("opentelemetry."):
+                wrapped = _traced(wrapped, tracing, service, path)
         setattr(servicer, method.name, wrapped)
 
 
-def _telemetry_interceptors(settings: Settings, service: str) -> list[Any]:
-    """OpenTelemetry only when an exporter is configured: unused spans still cost per call."""
-    if not settings.otel_exporter_otlp_endpoint:
-        return []
-    from opentelemetry import trace
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
+def _traced(handler, tracing: Tracing, service: str, method: str):
+    """`handler` with a server span when the call's traceparent says sampled."""
 
-    provider = TracerProvider(resource=Resource.create({"service.name": f"agentmesh-{service}"}))
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    @functools.wraps(handler)
+    async def traced(request, context):
+        traceparent = tenant = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == TRACEPARENT:
+                traceparent = value
+            elif key == TENANT_HEADER:
+                tenant = value
+        started = tracing.start(service, method, traceparent, tenant) if traceparent else None
+        if started is None:
+            return await handler(request, context)
+        span, child = started
+        token = current_traceparent.set(child)
+        try:
+            return await handler(request, context)
+        except grpc.aio.AbortError:
+            from opentelemetry.trace import Status, StatusCode
 
-        provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=settings.otel_exporter_otlp_endpoint, insecure=True)))
-    except ImportError:
-        log.warning("OTLP endpoint set but opentelemetry-exporter-otlp is not installed")
-    trace.set_tracer_provider(provider)
-    return [aio_server_interceptor(tracer_provider=provider)]
+            span.set_status(Status(StatusCode.ERROR))
+            raise
+        finally:
+            current_traceparent.reset(token)
+            span.end()
+
+    return traced
 
 
 @dataclass
@@ -157,13 +169,13 @@ async def start(definition: ServiceDefinition, settings: Settings,
         database = Database.for_service(definition.name, settings)
         await asyncio.to_thread(database.migrate, definition.migration_dirs())
     runtime = Runtime(definition.name, settings, Peers(settings), database)
-    server = grpc.aio.server(interceptors=_telemetry_interceptors(settings, definition.name),
-                             options=[("grpc.so_reuseport", 0)])
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    tracing = Tracing.of(settings)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = []
     for servicer in definition.build(runtime):
-        wrap_servicer(servicer, definition.name)
+        wrap_servicer(servicer, definition.name, tracing)
         add, _, full_name = registration(servicer)
         add(servicer, server)
         names.append(full_name)
@@ -192,6 +204,10 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     running = []
     for definition in definitions:
         running.append(await start(definition, settings, (ports or {}).get(definition.name)))
+    # One shipper per process; the observability service stores its own logs directly.
+    shipper = None
+    if not any(d.name == "observability" for d in definitions) or len(definitions) > 1:
+        shipper = logs.ship_to_observability(running[0].runtime.peers, settings.log_level)
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
@@ -200,7 +216,14 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("draining %s", ", ".join(d.name for d in definitions))
+    if shipper is not None:
+        await shipper.stop()
+    tracing = Tracing.of(settings)
+    if tracing is not None:  # queued spans leave while the receiver may still be up
+        await asyncio.to_thread(tracing.provider.force_flush, 2000)
     await asyncio.gather(*(r.stop(settings.grace_period_seconds) for r in running))
+    if tracing is not None:
+        tracing.shutdown()
 
 
 async def serve(definition: ServiceDefinition, settings: Settings,

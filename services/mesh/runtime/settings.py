@@ -37,8 +37,11 @@ class Settings(BaseSettings):
     # ahead of use so that gateways have it cached before the first token it signs.
     signing_key_rotation_seconds: int = Field(default=30 * 24 * 3600, ge=60)
 
-    # OpenTelemetry: spans are exported only when an OTLP endpoint is set.
+    # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
+    # it to the observability service). The gateway samples this share of requests; a service
+    # records spans only for sampled calls (mesh.runtime.telemetry).
     otel_exporter_otlp_endpoint: str = ""
+    trace_sample_percent: float = Field(default=10.0, ge=0, le=100)
 
     grace_period_seconds: float = 10.0
 

@@ -82,6 +82,11 @@ class ObservabilityServiceStub:
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
                 _registered_method=True)
+        self.IngestLogs = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/IngestLogs',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.FromString,
+                _registered_method=True)
 
 
 class ObservabilityServiceServicer:
@@ -166,6 +171,14 @@ class ObservabilityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IngestLogs(self, request, context):
+        """Stores log records shipped by the services' runtime (batched, best effort).
+        Internal: services call it over gRPC; the gateway never routes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObservabilityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +226,11 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
                     servicer.CreateAlert,
                     request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.FromString,
                     response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.SerializeToString,
+            ),
+            'IngestLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestLogs,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,6 +479,33 @@ class ObservabilityService:
             '/agentmesh.observability.v1.ObservabilityService/CreateAlert',
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.SerializeToString,
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/IngestLogs',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""The observability service: traces (an OTLP receiver), events, logs."""

@@ -1,0 +1,260 @@
+"""ObservabilityService (traces, events, logs) and the OTLP trace receiver.
+
+Traces arrive over OTLP/gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`, the
+standard wire format, so any collector can stand in for this service): from the gateway (Envoy's
+OpenTelemetry tracer) and from every service (`mesh.runtime.telemetry`). Logs arrive from the
+services' runtime (`mesh.runtime.logs`) through the internal `IngestLogs`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+from sqlmodel import Session, func, select
+
+from agentmesh.observability.v1 import observability_pb2 as pb
+from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
+from mesh.observability.models import EventRow, LogRow, SpanRow
+from mesh.runtime.context import require_caller
+from mesh.runtime.convert import to_message, values, writable
+from mesh.runtime.errors import NotFound, invalid_field
+from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.repository import TenantRepository
+from mesh.runtime.service import Runtime, ServiceDefinition
+from mesh.runtime.tables import utcnow
+
+events = TenantRepository(EventRow, noun="event", message=pb.Event, name_column=None,
+                          search_columns=("message", "event_type"))
+logs = TenantRepository(LogRow, noun="log", message=pb.LogEntry, name_column=None,
+                        search_columns=("message",), order_columns=("timestamp",),
+                        default_order="-timestamp")
+spans = TenantRepository(SpanRow, noun="span", name_column=None, order_columns=("started_at",))
+
+_KINDS = {0: "SPAN_KIND_UNSPECIFIED", 1: "SPAN_KIND_INTERNAL", 2: "SPAN_KIND_SERVER",
+          3: "SPAN_KIND_CLIENT", 4: "SPAN_KIND_PRODUCER", 5: "SPAN_KIND_CONSUMER"}
+_STATUS = {0: "SPAN_STATUS_UNSPECIFIED", 1: "SPAN_STATUS_OK", 2: "SPAN_STATUS_ERROR"}
+# Attribute names that carry the tenant: ours, and the gateway's custom tag.
+_TENANT_KEYS = ("agentmesh.tenant_id", "tenant_id")
+
+
+def _value(any_value) -> Any:
+    kind = any_value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind in ("array_value", "kvlist_value"):
+        return json_format.MessageToDict(getattr(any_value, kind))
+    if kind == "bytes_value":
+        return any_value.bytes_value.hex()
+    return getattr(any_value, kind)
+
+
+def _time(nanos: int) -> datetime | None:
+    return datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else None
+
+
+def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
+    rows = []
+    for resource_spans in request.resource_spans:
+        resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                attributes = {a.key: _value(a.value) for a in span.attributes}
+                tenant = next((str(attributes[k]) for k in _TENANT_KEYS if attributes.get(k)), "")
+                service = str(attributes.get("agentmesh.service")
+                              or resource.get("service.name", ""))
+                rows.append(SpanRow(
+                    tenant_id=tenant, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
+                    parent_span_id=span.parent_span_id.hex(), name=span.name, service=service,
+                    kind=_KINDS.get(span.kind, "SPAN_KIND_UNSPECIFIED"),
+                    started_at=_time(span.start_time_unix_nano),
+                    ended_at=_time(span.end_time_unix_nano),
+                    duration_ms=max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
+                    status=_STATUS.get(span.status.code, "SPAN_STATUS_UNSPECIFIED"),
+                    status_message=span.status.message, attributes=attributes))
+    return rows
+
+
+class TraceReceiver(otlp_grpc.TraceServiceServicer):
+    """OTLP/gRPC trace receiver: stores every span it is sent."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
+
+    async def Export(self, request: otlp.ExportTraceServiceRequest, context):
+        rows = span_rows(request)
+        if rows:
+            now = utcnow()
+
+            def store(session: Session) -> None:
+                for row in rows:
+                    row.created_at = row.updated_at = now
+                session.add_all(rows)
+
+            await self.db.write(store)
+        return otlp.ExportTraceServiceResponse()
+
+
+def _span(row: SpanRow) -> pb.Span:
+    return to_message(row, pb.Span)
+
+
+def _trace(trace_id: str, rows: list[SpanRow], tenant_id: str, with_spans: bool) -> pb.Trace:
+    rows = sorted(rows, key=lambda r: r.started_at or datetime.min.replace(tzinfo=UTC))
+    ids = {r.span_id for r in rows}
+    root = next((r for r in rows if not r.parent_span_id or r.parent_span_id not in ids), rows[0])
+    start = min(r.started_at for r in rows if r.started_at)
+    end = max(r.ended_at for r in rows if r.ended_at)
+    failed = any(r.status == "SPAN_STATUS_ERROR" for r in rows)
+    trace = pb.Trace(trace_id=trace_id, tenant_id=tenant_id, root_span_name=root.name,
+                     services=sorted({r.service for r in rows if r.service}),
+                     span_count=len(rows), duration_ms=(end - start).total_seconds() * 1000,
+                     status="SPAN_STATUS_ERROR" if failed else "SPAN_STATUS_OK")
+    trace.started_at.FromDatetime(start)
+    if with_spans:
+        trace.spans.extend(_span(r) for r in rows)
+    return trace
+
+
+def _between(column, request) -> list[Any]:
+    clauses = []
+    if request.HasField("start_time"):
+        clauses.append(column >= request.start_time.ToDatetime(tzinfo=UTC))
+    if request.HasField("end_time"):
+        clauses.append(column <= request.end_time.ToDatetime(tzinfo=UTC))
+    return clauses
+
+
+class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
+
+    # ---- traces ----------------------------------------------------------------------------
+    async def ListTraces(self, request: pb.ListTracesRequest, context) -> pb.ListTracesResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        if request.order_by not in ("", "-started_at", "started_at"):
+            raise invalid_field("order_by", "use started_at or -started_at")
+
+        def query(session: Session) -> Page[pb.Trace]:
+            mine = select(SpanRow.trace_id).where(SpanRow.tenant_id == caller.tenant_id)
+            if request.service:
+                mine = mine.where(SpanRow.service == request.service)
+            grouped = (select(SpanRow.trace_id, func.min(SpanRow.started_at).label("start"),
+                              (func.max(SpanRow.duration_ms)).label("longest"),
+                              func.max(sa.case((SpanRow.status == "SPAN_STATUS_ERROR", 1),
+                                               else_=0)).label("failed"))
+                       .where(SpanRow.trace_id.in_(mine.distinct()))
+                       .group_by(SpanRow.trace_id))
+            having = []
+            if request.min_duration_ms:
+                having.append(func.max(SpanRow.duration_ms) >= request.min_duration_ms)
+            if request.status == pb.SPAN_STATUS_ERROR:
+                having.append(func.max(sa.case((SpanRow.status == "SPAN_STATUS_ERROR", 1),
+                                               else_=0)) == 1)
+            elif request.status == pb.SPAN_STATUS_OK:
+                having.append(func.max(sa.case((SpanRow.status == "SPAN_STATUS_ERROR", 1),
+                                               else_=0)) == 0)
+            if request.HasField("start_time"):
+                having.append(func.min(SpanRow.started_at) >= request.start_time.ToDatetime(tzinfo=UTC))
+            if request.HasField("end_time"):
+                having.append(func.min(SpanRow.started_at) <= request.end_time.ToDatetime(tzinfo=UTC))
+            if having:
+                grouped = grouped.having(*having)
+            sub = grouped.subquery()
+            total = session.exec(select(func.count()).select_from(sub)).one()
+            order = sub.c.start.asc() if request.order_by == "started_at" else sub.c.start.desc()
+            ids = list(session.exec(select(sub.c.trace_id).order_by(order)
+                                    .offset(page.offset).limit(page.page_size)))
+            found: dict[str, list[SpanRow]] = {i: [] for i in ids}
+            for row in session.exec(select(SpanRow).where(SpanRow.trace_id.in_(ids))):
+                found[row.trace_id].append(row)
+            if request.root_span_name:
+                found = {k: v for k, v in found.items()
+                         if _trace(k, v, caller.tenant_id, False).root_span_name == request.root_span_name}
+            items = [_trace(i, found[i], caller.tenant_id, False) for i in ids if i in found]
+            return Page(items, total, page.page, page.page_size)
+
+        result = await self.db.read(query)
+        return pb.ListTracesResponse(**result.fields())
+
+    async def GetTrace(self, request: pb.GetTraceRequest, context) -> pb.Trace:
+        caller = require_caller(context)
+        trace_id = request.trace_id.lower()
+        if not trace_id:
+            raise invalid_field("trace_id", "is required")
+
+        def query(session: Session) -> list[SpanRow]:
+            rows = list(session.exec(select(SpanRow).where(SpanRow.trace_id == trace_id)))
+            return rows if any(r.tenant_id == caller.tenant_id for r in rows) else []
+
+        rows = await self.db.read(query)
+        if not rows:
+            raise NotFound(f"trace {trace_id!r} not found", reason="TRACE_NOT_FOUND",
+                           details={"trace_id": trace_id})
+        return _trace(trace_id, rows, caller.tenant_id, True)
+
+    # ---- events ----------------------------------------------------------------------------
+    async def CreateEvent(self, request: pb.CreateEventRequest, context) -> pb.Event:
+        caller = require_caller(context)
+        fields = values(request.event, writable(pb.Event))
+        if not fields["event_type"]:
+            raise invalid_field("event.event_type", "is required")
+        if not fields["message"]:
+            raise invalid_field("event.message", "is required")
+        fields["severity"] = fields["severity"] if request.event.severity else "SEVERITY_INFO"
+        fields["correlation_id"] = fields["correlation_id"] or caller.correlation_id
+        row = EventRow(tenant_id=caller.tenant_id, **fields)
+        return to_message(await self.db.write(lambda s: events.add(s, row)), pb.Event)
+
+    async def ListEvents(self, request: pb.ListEventsRequest, context) -> pb.ListEventsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        severity = pb.Severity.Name(request.severity) if request.severity else None
+        result = await self.db.read(lambda s: events.list(
+            s, caller.tenant_id, page, search=request.search,
+            filters={"event_type": request.event_type, "source": request.source,
+                     "severity": severity, "correlation_id": request.correlation_id,
+                     "trace_id": request.trace_id},
+            where=tuple(_between(EventRow.created_at, request))))
+        return pb.ListEventsResponse(**result.fields(lambda r: to_message(r, pb.Event)))
+
+    # ---- logs ------------------------------------------------------------------------------
+    async def IngestLogs(self, request: pb.IngestLogsRequest, context) -> pb.IngestLogsResponse:
+        now = utcnow()
+        rows = [LogRow(tenant_id=e.tenant_id, level=pb.LogLevel.Name(e.level),
+                       service=e.service, message=e.message[:8000],
+                       correlation_id=e.correlation_id, trace_id=e.trace_id,
+                       attributes=json_format.MessageToDict(e.attributes),
+                       timestamp=e.timestamp.ToDatetime(tzinfo=UTC) if e.HasField("timestamp") else now,
+                       created_at=now, updated_at=now)
+                for e in request.entries]
+
+        def store(session: Session) -> None:
+            session.add_all(rows)
+
+        if rows:
+            await self.db.write(store)
+        return pb.IngestLogsResponse(stored=len(rows))
+
+    async def ListLogs(self, request: pb.ListLogsRequest, context) -> pb.ListLogsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        where = list(_between(LogRow.timestamp, request))
+        if request.level:  # a level and everything more severe
+            names = [pb.LogLevel.Name(v) for v in pb.LogLevel.values() if v >= request.level]
+            where.append(LogRow.level.in_(names))
+        result = await self.db.read(lambda s: logs.list(
+            s, caller.tenant_id, page, search=request.search, where=tuple(where),
+            filters={"service": request.service, "correlation_id": request.correlation_id,
+                     "trace_id": request.trace_id}))
+        return pb.ListLogsResponse(**result.fields(lambda r: to_message(r, pb.LogEntry)))
+
+
+DEFINITION = ServiceDefinition("observability",
+                               servicers=[ObservabilityService, TraceReceiver],
+                               tables=[SpanRow, EventRow, LogRow])
