@@ -114,11 +114,18 @@ class Mesh:
             env.setdefault("AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT",
                            f"127.0.0.1:{self.ports['observability']}")
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
+        # Each process serves its Prometheus metrics; observability gathers them and Envoy's.
+        metrics_ports = [free_port() for _ in groups]
+        self.admin_port = self.admin_port or free_port()
+        env["AGENTMESH_METRICS_TARGETS"] = ",".join(
+            [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
+            + [f"http://127.0.0.1:{self.admin_port}/stats/prometheus"])
         children = []
-        for group in groups:
+        for group, metrics_port in zip(groups, metrics_ports):
             label = group[0] if len(group) == 1 else "services"
             children.append(Child(label, [sys.executable, "-m", "mesh.cli", "serve", *group],
-                                  env, self.data_dir / "logs" / f"{label}.log", services=group))
+                                  {**env, "AGENTMESH_METRICS_PORT": str(metrics_port)},
+                                  self.data_dir / "logs" / f"{label}.log", services=group))
         return children
 
     def _envoy_child(self) -> Child:

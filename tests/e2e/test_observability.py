@@ -78,3 +78,37 @@ def test_service_logs_are_searchable_by_correlation_id(mesh, tenant, other_tenan
     with mesh.client(other_tenant.token) as client:
         assert client.get("/api/v1/observability/logs",
                           params={"correlation_id": correlation}).json()["total"] == 0
+
+
+def test_metrics_in_prometheus_text_move_with_traffic(mesh, tenant):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def created_agents(text: str) -> float:
+        return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                   if s.name == "agentmesh_requests_total" and s.labels["method"] == "CreateAgent"
+                   and s.labels["code"] == "OK")
+
+    with mesh.client(tenant.token) as client:
+        first = client.get("/metrics")
+        assert first.status_code == 200, first.text
+        assert first.headers["content-type"].startswith("text/plain")
+        before = created_agents(first.text)
+        for _ in range(3):
+            client.post("/api/v1/agents", json={"name": f"m-{uuid.uuid4().hex[:6]}"})
+        after_text = client.get("/metrics").text
+        assert created_agents(after_text) == before + 3
+        families = {f.name for f in text_string_to_metric_families(after_text)}
+        assert {"agentmesh_request_duration_seconds", "process_resident_memory_bytes"} <= families
+        assert any(name.startswith("envoy_http_downstream_rq") for name in families), \
+            "the gateway's own statistics are part of /metrics"
+        as_json = client.get("/api/v1/observability/metrics",
+                             params={"names": "agentmesh_requests_total", "service": "agents"})
+        assert as_json.status_code == 200, as_json.text
+        series = [s for s in as_json.json()["series"] if s["labels"].get("method") == "CreateAgent"
+                  and s["labels"].get("code") == "OK"]
+        assert series and series[0]["points"][0]["value"] >= before + 3
+
+
+def test_metrics_need_credentials(mesh):
+    with mesh.client() as client:
+        assert_envelope(client.get("/metrics"), 401, "UNAUTHENTICATED")

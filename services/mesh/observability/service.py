@@ -8,10 +8,13 @@ services' runtime (`mesh.runtime.logs`) through the internal `IngestLogs`.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from google.api import httpbody_pb2
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
@@ -28,6 +31,7 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import utcnow
 
+log = logging.getLogger("mesh.observability")
 events = TenantRepository(EventRow, noun="event", message=pb.Event, name_column=None,
                           search_columns=("message", "event_type"))
 logs = TenantRepository(LogRow, noun="log", message=pb.LogEntry, name_column=None,
@@ -129,9 +133,60 @@ def _between(column, request) -> list[Any]:
     return clauses
 
 
+def _scrape(url: str) -> str:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.read(8 * 1024 * 1024).decode()
+    except OSError as exc:
+        log.warning("metrics target %s unreachable: %s", url, exc)
+        return ""
+
+
 class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
+
+    # ---- metrics ---------------------------------------------------------------------------
+    async def _prometheus_text(self) -> str:
+        """Every process's metrics and the gateway's; this process's own registry when no
+        targets are configured (one process serving every service)."""
+        if not self.targets:
+            from prometheus_client import REGISTRY, generate_latest
+
+            return generate_latest(REGISTRY).decode()
+        texts = await asyncio.gather(*(asyncio.to_thread(_scrape, t) for t in self.targets))
+        return "\n".join(t.strip() for t in texts if t.strip()) + "\n"
+
+    async def GetPrometheusMetrics(self, request, context) -> httpbody_pb2.HttpBody:
+        text = await self._prometheus_text()
+        return httpbody_pb2.HttpBody(content_type="text/plain; version=0.0.4; charset=utf-8",
+                                     data=text.encode())
+
+    async def GetMetrics(self, request: pb.GetMetricsRequest, context) -> pb.Metrics:
+        """The same numbers as GET /metrics, as JSON: one point (now) per series."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        require_caller(context)
+        text = await self._prometheus_text()
+        now = utcnow()
+        wanted = set(request.names)
+        metrics = pb.Metrics()
+        metrics.start_time.FromDatetime(now)
+        metrics.end_time.FromDatetime(now)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if wanted and sample.name not in wanted and family.name not in wanted:
+                    continue
+                if request.service and sample.labels.get("service") != request.service:
+                    continue
+                series = metrics.series.add(name=sample.name, labels=sample.labels,
+                                            unit=family.unit or "")
+                point = series.points.add(value=float(sample.value))
+                point.timestamp.FromDatetime(now)
+        return metrics
 
     # ---- traces ----------------------------------------------------------------------------
     async def ListTraces(self, request: pb.ListTracesRequest, context) -> pb.ListTracesResponse:
@@ -255,6 +310,47 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
         return pb.ListLogsResponse(**result.fields(lambda r: to_message(r, pb.LogEntry)))
 
 
+def prune(session: Session, before: datetime) -> int:
+    """Deletes spans, logs and events older than `before`; how many rows went."""
+    removed = 0
+    for table, column in ((SpanRow, SpanRow.created_at), (LogRow, LogRow.timestamp),
+                          (EventRow, EventRow.created_at)):
+        removed += session.execute(sa.delete(table).where(column < before)).rowcount
+    return removed
+
+
+async def _keep_pruning(runtime: Runtime) -> None:
+    """Retention: every `AGENTMESH_RETENTION_PRUNE_SECONDS`, rows older than
+    `AGENTMESH_RETENTION_DAYS` go, so storage does not grow without bound."""
+    from datetime import timedelta
+
+    settings = runtime.settings
+    while True:
+        try:
+            before = utcnow() - timedelta(days=settings.retention_days)
+            removed = await runtime.database.write(lambda s: prune(s, before))
+            if removed:
+                log.info("retention: removed %d spans, logs and events older than %s",
+                         removed, before.isoformat())
+        except Exception:  # noqa: BLE001 - retried at the next round
+            log.exception("retention round failed")
+        await asyncio.sleep(settings.retention_prune_seconds)
+
+
+_pruner: dict[int, asyncio.Task] = {}
+
+
+async def _start(runtime: Runtime) -> None:
+    _pruner[id(runtime)] = asyncio.get_running_loop().create_task(_keep_pruning(runtime))
+
+
+async def _stop(runtime: Runtime) -> None:
+    task = _pruner.pop(id(runtime), None)
+    if task is not None:
+        task.cancel()
+
+
 DEFINITION = ServiceDefinition("observability",
                                servicers=[ObservabilityService, TraceReceiver],
-                               tables=[SpanRow, EventRow, LogRow])
+                               tables=[SpanRow, EventRow, LogRow],
+                               on_start=_start, on_stop=_stop)

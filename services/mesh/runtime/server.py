@@ -16,6 +16,7 @@ import functools
 import inspect
 import logging
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from mesh.runtime import errors, logs
 from mesh.runtime.context import TENANT_HEADER, current_call, current_service
 from mesh.runtime.db import Database
+from mesh.runtime.metrics import MethodMetrics, expose
 from mesh.runtime.peers import Peers
 from mesh.runtime.service import Runtime, ServiceDefinition, registration, service_descriptor
 from mesh.runtime.settings import Settings
@@ -47,17 +49,28 @@ def _failure(exc: BaseException, method: str) -> errors.DomainError:
 
 def _wrap_unary(fn, method: str, service: str, domain: str):
     is_coroutine = inspect.iscoroutinefunction(fn)
+    metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
 
     @functools.wraps(fn)
     async def handler(request, context):
+        started = time.perf_counter()
         call_token, service_token = current_call.set(context), current_service.set(service)
         try:
             result = fn(request, context)
-            return await result if is_coroutine else result
-        except (grpc.aio.AbortError, asyncio.CancelledError):
+            if is_coroutine:
+                result = await result
+            metrics.observe(time.perf_counter() - started)
+            return result
+        except grpc.aio.AbortError:
+            metrics.observe(time.perf_counter() - started, "ABORTED")
+            raise
+        except asyncio.CancelledError:
+            metrics.observe(time.perf_counter() - started, "CANCELLED")
             raise
         except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
-            await context.abort_with_status(errors.to_status(_failure(exc, method), domain))
+            error = _failure(exc, method)
+            metrics.observe(time.perf_counter() - started, error.code.name)
+            await context.abort_with_status(errors.to_status(error, domain))
         finally:
             current_call.reset(call_token)
             current_service.reset(service_token)
@@ -201,6 +214,7 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     calls get `grace_period_seconds` to finish."""
     logs.configure(definitions[0].name if len(definitions) == 1 else "mesh",
                    settings.log_level, settings.log_format)
+    expose(settings)
     running = []
     for definition in definitions:
         running.append(await start(definition, settings, (ports or {}).get(definition.name)))

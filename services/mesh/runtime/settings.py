@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     # records spans only for sampled calls (mesh.runtime.telemetry).
     otel_exporter_otlp_endpoint: str = ""
     trace_sample_percent: float = Field(default=10.0, ge=0, le=100)
+    # Prometheus: this process serves its metrics over HTTP on this port (0 = not served).
+    metrics_port: int = 0
+    # The observability service gathers these for GET /metrics: comma-separated URLs of
+    # Prometheus text endpoints (other service processes, the gateway's admin stats).
+    metrics_targets: str = ""
+    # Retention of spans, logs and events (observability), and how often it is enforced.
+    retention_days: float = Field(default=7, gt=0)
+    retention_prune_seconds: float = Field(default=3600, gt=0)
 
     grace_period_seconds: float = 10.0
 

@@ -2,6 +2,7 @@ import datetime
 
 from agentmesh.common.v1 import annotations_pb2 as _annotations_pb2
 from google.api import annotations_pb2 as _annotations_pb2_1
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -788,6 +789,10 @@ class GetActiveCallStatsRequest(_message.Message):
     agent_id: str
     workflow_id: str
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., agent_id: _Optional[str] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class GetPrometheusMetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class IngestLogsRequest(_message.Message):
     __slots__ = ("entries",)

@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from agentmesh.observability.v1 import observability_pb2 as agentmesh_dot_observability_dot_v1_dot_observability__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -51,6 +52,11 @@ class ObservabilityServiceStub:
                 '/agentmesh.observability.v1.ObservabilityService/GetMetrics',
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetMetricsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Metrics.FromString,
+                _registered_method=True)
+        self.GetPrometheusMetrics = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/GetPrometheusMetrics',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetPrometheusMetricsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListTraces = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/ListTraces',
@@ -115,6 +121,16 @@ class ObservabilityServiceServicer:
         """Returns metric series over a time range, one point per `interval`.
         Returns INVALID_ARGUMENT for an unknown metric name, a bad label matcher
         or a time range whose end precedes its start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPrometheusMetrics(self, request, context):
+        """Returns every metric of the platform in the Prometheus text format: the
+        services' request counts and latencies, the gateway's own statistics,
+        process CPU and memory. For a Prometheus scrape with a bearer token or an
+        API key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +212,11 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
                     servicer.GetMetrics,
                     request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetMetricsRequest.FromString,
                     response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Metrics.SerializeToString,
+            ),
+            'GetPrometheusMetrics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPrometheusMetrics,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetPrometheusMetricsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListTraces': grpc.unary_unary_rpc_method_handler(
                     servicer.ListTraces,
@@ -317,6 +338,33 @@ class ObservabilityService:
             '/agentmesh.observability.v1.ObservabilityService/GetMetrics',
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetMetricsRequest.SerializeToString,
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.Metrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPrometheusMetrics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/GetPrometheusMetrics',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetPrometheusMetricsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,77 @@
+"""The observability service alone: OTLP spans in, traces out; retention."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from datetime import timedelta
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from agentmesh.observability.v1 import observability_pb2 as pb
+from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
+from mesh.observability.service import DEFINITION, prune
+from mesh.runtime.tables import utcnow
+from tests.harness import Identity, ServiceHarness, error_reason
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("observability"))
+    yield harness
+    harness.close()
+
+
+def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, tenant: str,
+          error: bool = False) -> trace_pb2.Span:
+    now = time.time_ns()
+    return trace_pb2.Span(
+        trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
+        kind=trace_pb2.Span.SPAN_KIND_SERVER, start_time_unix_nano=now,
+        end_time_unix_nano=now + 2_000_000,
+        status=trace_pb2.Status(code=2 if error else 1),
+        attributes=[common_pb2.KeyValue(key="agentmesh.tenant_id",
+                                        value=common_pb2.AnyValue(string_value=tenant))])
+
+
+def _export(service, spans, service_name="agents"):
+    resource_spans = trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
+    resource_spans.resource.attributes.add(key="service.name").value.string_value = service_name
+    service.stub(otlp_grpc.TraceServiceStub).Export(
+        otlp.ExportTraceServiceRequest(resource_spans=[resource_spans]))
+
+
+def test_exported_spans_become_a_tenant_scoped_trace(service):
+    me, other = Identity(), Identity()
+    trace_id, root, child = secrets.token_bytes(16), secrets.token_bytes(8), secrets.token_bytes(8)
+    _export(service, [_span(trace_id, root, b"", "ingress", me.tenant_id),
+                      _span(trace_id, child, root, "GetAgent", me.tenant_id, error=True)])
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    trace = stub.GetTrace(pb.GetTraceRequest(trace_id=trace_id.hex()), metadata=me.metadata())
+    assert (trace.span_count, trace.root_span_name, trace.status) == (2, "ingress",
+                                                                     pb.SPAN_STATUS_ERROR)
+    failed = stub.ListTraces(pb.ListTracesRequest(status=pb.SPAN_STATUS_ERROR),
+                             metadata=me.metadata())
+    assert [t.trace_id for t in failed.items] == [trace_id.hex()]
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.GetTrace(pb.GetTraceRequest(trace_id=trace_id.hex()), metadata=other.metadata())
+    assert error_reason(caught.value) == "TRACE_NOT_FOUND"
+    assert stub.ListTraces(pb.ListTracesRequest(), metadata=other.metadata()).total == 0
+
+
+def test_retention_prunes_old_rows(service):
+    me = Identity()
+    _export(service, [_span(secrets.token_bytes(16), secrets.token_bytes(8), b"", "old",
+                            me.tenant_id)])
+    database = service.running.runtime.database
+    removed = asyncio.run_coroutine_threadsafe(
+        database.write(lambda s: prune(s, utcnow() + timedelta(seconds=1))), service.loop).result()
+    assert removed >= 1
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    assert stub.ListTraces(pb.ListTracesRequest(), metadata=me.metadata()).total == 0
