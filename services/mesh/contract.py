@@ -70,6 +70,13 @@ class Rpc:
     scope: str  # "" = any authenticated caller
     public: bool
     comment: str = ""
+    # Service-to-service only: no REST binding, never routed by the gateway.
+    internal: bool = False
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the gateway routes it (REST and native gRPC through the gateway)."""
+        return bool(self.bindings) and not self.internal
 
     @property
     def full_service(self) -> str:
@@ -180,6 +187,7 @@ def load(path: Path = DESCRIPTOR_SET) -> Contract:
                     scope=auth.scope,
                     public=auth.public,
                     comment=comments.get((6, s, 2, m), ""),
+                    internal=auth.internal,
                 ))
                 if not options.HasExtension(auth_pb2.auth):
                     raise ValueError(f"{prefix}.{service.name}.{method.name} has no auth rule")

@@ -140,8 +140,9 @@ class TenantRepository(Generic[Row]):
             if value not in (None, "", 0):
                 query = query.where(getattr(self.model, column) == value)
         if search and self.search_columns:
-            pattern = f"%{search.lower()}%"
-            query = query.where(or_(*(func.lower(getattr(self.model, c)).like(pattern)
+            escaped = search.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"  # the search is literal: % and _ match only themselves
+            query = query.where(or_(*(func.lower(getattr(self.model, c)).like(pattern, escape="\\")
                                       for c in self.search_columns)))
         total = session.exec(select(func.count()).select_from(query.subquery())).one()
         rows = session.exec(query.order_by(*self._order(page.order_by))

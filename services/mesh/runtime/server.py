@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mesh.runtime import errors, logs
+from mesh.runtime import idempotency, revocation, wire  # issue 7: edge hardening
 from mesh.runtime.context import CORRELATION_HEADER, correlation_id
 from mesh.runtime.db import Database
 from mesh.runtime.settings import Settings
@@ -132,9 +133,16 @@ async def serve(definition: ServiceDefinition, settings: Settings,
     if definition.migrations is not None:
         database = Database.for_service(definition.name, settings)
         await asyncio.to_thread(database.migrate, definition.migrations)
+    # issue 7: revocation check, malformed-request mapping and Idempotency-Key, all inside the
+    # error interceptor (which maps what they raise). See their modules.
+    revocations = revocation.RevocationGuard(settings, definition.name)
+    guards = [revocations.interceptor(), wire.MalformedRequestInterceptor()]
+    if database is not None:
+        await asyncio.to_thread(idempotency.ensure_table, database)
+        guards.append(idempotency.IdempotencyInterceptor(database, settings))
     server = grpc.aio.server(
         interceptors=[*_telemetry_interceptors(settings, definition.name),
-                      ErrorInterceptor(f"{definition.name}.agentmesh.dev")],
+                      ErrorInterceptor(f"{definition.name}.agentmesh.dev"), *guards],
         options=[("grpc.so_reuseport", 0)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -149,6 +157,7 @@ async def serve(definition: ServiceDefinition, settings: Settings,
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     await server.start()
+    await revocations.start()  # issue 7
     if definition.on_start:
         await definition.on_start(database)
     for name in ["", *(r[2] for r in registrations)]:
@@ -165,6 +174,7 @@ async def serve(definition: ServiceDefinition, settings: Settings,
     log.info("draining %s", definition.name)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(settings.grace_period_seconds)
+    await revocations.stop()  # issue 7
     for hook in definition.extra_shutdown:
         await hook()
     if database is not None:

@@ -8,9 +8,11 @@ AUTH_FIELD_NUMBER: _ClassVar[int]
 auth: _descriptor.FieldDescriptor
 
 class AuthRule(_message.Message):
-    __slots__ = ("scope", "public")
+    __slots__ = ("scope", "public", "internal")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
     scope: str
     public: bool
-    def __init__(self, scope: _Optional[str] = ..., public: _Optional[bool] = ...) -> None: ...
+    internal: bool
+    def __init__(self, scope: _Optional[str] = ..., public: _Optional[bool] = ..., internal: _Optional[bool] = ...) -> None: ...
