@@ -35,7 +35,7 @@ end
 -- while the client is still sending, which the client sees as a reset. Instead the excess is
 -- read and dropped here (the first dropped chunk becomes invalid JSON, so nothing downstream
 -- can act on the truncated body) and envoy_on_response turns the answer into the 413 envelope.
-local function drain_oversized(handle, headers, metadata)
+local function drain_oversized(handle, headers)
   local length = tonumber(headers:get("content-length") or "")
   if length ~= nil and length <= MAX_REQUEST_BYTES then
     return
@@ -51,7 +51,8 @@ local function drain_oversized(handle, headers, metadata)
       chunk:setBytes("")
     elseif seen > MAX_REQUEST_BYTES - 1024 then
       over = true
-      metadata:set("agentmesh", "too_large", true)
+      -- Objects taken before a yield are out of scope after it: fetch the metadata anew.
+      handle:streamInfo():dynamicMetadata():set("agentmesh", "too_large", true)
       chunk:setBytes("\0")
     end
   end
@@ -87,7 +88,7 @@ function envoy_on_request(handle)
         "send the body as application/json")
     return
   end
-  drain_oversized(handle, headers, metadata)
+  drain_oversized(handle, headers)
 end
 
 function envoy_on_response(handle)
@@ -158,8 +159,9 @@ function envoy_on_response(handle)
     return
   end
   headers:remove("x-agentmesh-error")
+  -- Headers first: handle:body() yields, and `headers` is out of scope after it.
+  headers:replace("content-type", "application/json")
   local envelope = string.sub(err, 1, -2) .. ',"correlation_id":"' .. cid ..
       '","timestamp":"' .. timestamp .. '"}'
   handle:body():setBytes(envelope)
-  headers:replace("content-type", "application/json")
 end
