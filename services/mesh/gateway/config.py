@@ -11,6 +11,7 @@ routes match. Every route, scope and public path below comes from `mesh.contract
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,11 @@ _HIDDEN_5XX = {
 }
 
 
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
 @dataclass
 class GatewayOptions:
     backends: dict[str, tuple[str, int]]  # service -> (host, port)
@@ -50,10 +56,12 @@ class GatewayOptions:
     request_timeout_seconds: int = 30
     rate_limit_per_minute: int = 6000  # per tenant (a JWT's `tid` or an API key's tenant)
     # Per client IP, for every request (a backstop against one address flooding). 0: 10x the
-    # tenant limit.
-    ip_rate_limit_per_minute: int = 0
+    # tenant limit. Defaults from AGENTMESH_GATEWAY_IP_RATE_LIMIT / _AUTH_RATE_LIMIT.
+    ip_rate_limit_per_minute: int = field(
+        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_IP_RATE_LIMIT", 0))
     # Per client IP on the unauthenticated auth routes (register, login, refresh).
-    auth_rate_limit_per_minute: int = 60
+    auth_rate_limit_per_minute: int = field(
+        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_AUTH_RATE_LIMIT", 60))
     # Allowed JWT clock skew (exp/nbf), seconds. Kept small: it extends every token's life.
     jwt_clock_skew_seconds: int = 5
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
