@@ -116,6 +116,7 @@ class RevocationGuard:
 
     async def _run(self) -> None:
         failing = False
+        started = time.monotonic()
         while True:
             try:
                 await self.refresh()
@@ -125,6 +126,11 @@ class RevocationGuard:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep the last list, retry
+                if not self.current.refreshed_at and time.monotonic() - started < 30:
+                    # identity is still starting: not news yet
+                    log.debug("revocation list not reachable yet (%s)", exc.__class__.__name__)
+                    await asyncio.sleep(self.settings.revocation_poll_seconds)
+                    continue
                 if not failing:
                     log.warning("cannot refresh the revocation list (%s); keeping the last one",
                                 exc.__class__.__name__)
