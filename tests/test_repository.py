@@ -104,3 +104,26 @@ def test_concurrent_read_then_write_transactions_do_not_fail(database):
     asyncio.run(many())
     final = asyncio.run(database.read(lambda s: repo.get(s, "t1", row.id)))
     assert final.version == 1 + 40
+
+
+def test_search_wildcards_match_only_themselves(database):
+    for name in ("alpha", "50%-off", "snake_case", "back\\slash"):
+        _add(database, "t-like", name)
+
+    def names(term):
+        page = asyncio.run(database.read(lambda s: repo.list(s, "t-like", PageRequest(),
+                                                             search=term)))
+        return sorted(r.name for r in page.items)
+
+    assert names("%") == ["50%-off"]
+    assert names("_") == ["snake_case"]
+    assert names("\\") == ["back\\slash"]
+    assert names("a") == ["alpha", "back\\slash", "snake_case"]
+
+
+def test_idempotency_table_is_created_beside_the_service_tables(database):
+    from mesh.runtime import idempotency
+
+    idempotency.ensure_table(database)
+    idempotency.ensure_table(database)  # idempotent
+    assert "agentmesh_idempotency_keys" in sa.inspect(database.engine).get_table_names()
