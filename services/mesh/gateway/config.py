@@ -380,8 +380,10 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                         {"exact": o} if o != "*" else {"safe_regex": {"regex": ".*"}}
                         for o in options.cors_origins],
                     "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                    "allow_headers": "authorization, content-type, x-api-key, x-correlation-id",
-                    "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
+                    "allow_headers": "authorization, content-type, x-api-key, x-correlation-id, "
+                                     "idempotency-key",
+                    "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, "
+                                      "x-ratelimit-reset, retry-after, idempotency-replayed",
                     "max_age": "600"}},
             }],
         },

@@ -131,7 +131,7 @@ class IdempotencyInterceptor(grpc.aio.ServerInterceptor):
             digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
             stored = await self._claim(tenant, method, key, digest)
             if stored is not None:
-                context.set_trailing_metadata(((REPLAYED_HEADER, "true"),))
+                await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
                 return _Stored(stored)
             try:
                 response = await inner(request, context)
