@@ -309,6 +309,27 @@ def test_deactivated_users_token_and_login_are_refused(mesh, tenant):
             "email": email, "password": "user-pass-123"}), 401, "UNAUTHENTICATED")
 
 
+def test_a_role_change_refuses_old_tokens_and_a_new_sign_in_works_at_once(mesh, tenant):
+    user_id, email, token = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    with mesh.client(tenant.token) as admin:
+        demoted = admin.put(f"/api/v1/auth/users/{user_id}", json={"role": "ROLE_VIEWER",
+                                                                    "active": True})
+        assert demoted.status_code == 200, demoted.text
+    with mesh.client() as client:  # in the same second as the revocation
+        fresh = client.post("/api/v1/auth/login", json={"email": email,
+                                                         "password": "user-pass-123"})
+        assert fresh.status_code == 200
+    with mesh.client(token) as client:  # the developer token (agents:*) is refused
+        reply, delay = _refused_within(client, lambda c: c.post("/api/v1/agents",
+                                                                  json={"name": _name()}))
+    assert_envelope(reply, 401, "UNAUTHENTICATED")
+    assert delay <= REVOCATION_WINDOW_SECONDS
+    with mesh.client(fresh.json()["access_token"]) as client:
+        assert client.get("/api/v1/agents").status_code == 200
+        assert_envelope(client.post("/api/v1/agents", json={"name": _name()}), 403,
+                        "PERMISSION_DENIED")
+
+
 def test_logged_out_sessions_token_is_refused_but_other_sessions_work(mesh, tenant):
     with mesh.client() as client:
         one = client.post("/api/v1/auth/login", json={"email": tenant.email,
