@@ -198,7 +198,10 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateUser(self, request, context):
-        """Changes a user's name, role or active flag.
+        """Changes a user's name, role or active flag. Only the fields named in
+        `update_mask` change; without a mask, all three are replaced (PUT is a
+        full replacement), so `role` is then required. Deactivating a user or
+        changing their role revokes their access tokens within seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
