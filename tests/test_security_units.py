@@ -230,3 +230,12 @@ def test_revocations_round_up_and_later_tokens_pass(identity_session):
     users, sessions = security.revocations(identity_session)
     assert sessions == ["fam"] and users["u1"] >= int(time.time())
     assert security.user_not_before(identity_session, "u1") > 0
+
+
+def test_internal_rpcs_are_not_in_the_openapi_document():
+    from mesh.paths import OPENAPI_JSON
+
+    document = OPENAPI_JSON.read_text()
+    assert "ListRevocations" not in document and "revocation" not in document.lower()
+    health = json.loads(document)["paths"]["/api/v1/system/health"]["get"]
+    assert health["x-required-scope"] == "system:read"
