@@ -23,14 +23,6 @@ local function envelope(error, message, cid, timestamp)
       '"correlation_id":"' .. cid .. '","timestamp":"' .. timestamp .. '"}'
 end
 
-local function has_body(headers)
-  local length = headers:get("content-length")
-  if length ~= nil then
-    return tonumber(length) ~= nil and tonumber(length) > 0
-  end
-  return headers:get("transfer-encoding") ~= nil
-end
-
 -- A body over the limit: the buffer filter would answer 413 at once and close the connection
 -- while the client is still sending, which the client sees as a reset. Instead the excess is
 -- read and dropped here (the first dropped chunk becomes invalid JSON, so nothing downstream
@@ -40,9 +32,7 @@ local function drain_oversized(handle, headers)
   if length ~= nil and length <= MAX_REQUEST_BYTES then
     return
   end
-  if length == nil and headers:get("transfer-encoding") == nil then
-    return
-  end
+  -- Too long, or of unknown length (chunked HTTP/1.1, HTTP/2 without content-length).
   local seen = 0
   local over = false
   for chunk in handle:bodyChunks() do
@@ -78,12 +68,18 @@ function envoy_on_request(handle)
   if headers:get("x-api-key") ~= nil and headers:get("authorization") == nil then
     metadata:set("agentmesh", "api_key", true)
   end
-  local content_type = string.lower(headers:get("content-type") or "")
-  if string.sub(content_type, 1, 16) == "application/grpc" or not has_body(headers) then
+  local method = headers:get(":method")
+  if method ~= "POST" and method ~= "PUT" and method ~= "PATCH" then
     return
   end
+  local content_type = string.lower(headers:get("content-type") or "")
+  if string.sub(content_type, 1, 16) == "application/grpc" then
+    return
+  end
+  -- REST bodies are JSON: a declared other type is 415 (no type: parsed as JSON).
   local media = string.match(content_type, "^%s*([^;%s]+)") or ""
-  if media ~= "application/json" and not string.match(media, "^application/[%w%.%-]+%+json$") then
+  if media ~= "" and media ~= "application/json"
+      and not string.match(media, "^application/[%w%.%-]+%+json$") then
     handle:respond({[":status"] = "415", ["content-type"] = "text/plain"},
         "send the body as application/json")
     return
