@@ -105,7 +105,8 @@ def record_failure(session: Session, settings: Settings, key: str, free: int) ->
     row = session.get(LoginThrottleRow, key)
     if row is None:
         row = LoginThrottleRow(key=key, failures=0, last_failure_at=now)
-    elif aware(row.last_failure_at) < now - timedelta(seconds=settings.login_backoff_max_seconds * 2):
+    elif now - aware(row.last_failure_at) > timedelta(
+            seconds=settings.login_backoff_max_seconds * 2):
         row.failures = 0  # an old streak is forgotten
     row.failures += 1
     row.last_failure_at = now

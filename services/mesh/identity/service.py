@@ -420,7 +420,8 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
         if not key.startswith(API_KEY_PREFIX):
             return self._deny("invalid API key")
         found = await self.db.read(lambda s: s.exec(
-            select(ApiKeyRow, UserRow).join(UserRow, UserRow.id == ApiKeyRow.created_by, isouter=True)
+            select(ApiKeyRow, UserRow)
+            .join(UserRow, UserRow.id == ApiKeyRow.created_by, isouter=True)
             .where(ApiKeyRow.key_hash == _sha256(key))).first())
         row, creator = found if found else (None, None)
         now = utcnow()

@@ -110,7 +110,8 @@ class RevocationGuard:
 
         assert self._channel is not None
         reply = await identity_pb2_grpc.IdentityServiceStub(self._channel).ListRevocations(
-            identity_pb2.ListRevocationsRequest(), timeout=max(1.0, self.settings.revocation_poll_seconds))
+            identity_pb2.ListRevocationsRequest(),
+            timeout=max(1.0, self.settings.revocation_poll_seconds))
         self.current = RevocationList(dict(reply.users_not_before),
                                       frozenset(reply.revoked_sessions), time.monotonic())
 

@@ -82,7 +82,7 @@ def find_bad_field(descriptor: Descriptor, data: bytes, prefix: str = "") -> str
 
 
 def _field_label(path: str) -> str:
-    # A map entry is a nested message with `key` and `value`: `labels.value` reads better.
+    # Map entries are nested messages: `agent.labels.value` names the map field and the part.
     return path or "body"
 
 
