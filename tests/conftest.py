@@ -56,8 +56,12 @@ class RunningMesh:
 def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
                rate_limit: int = 100000, isolation: str = "shared") -> RunningMesh:
     port = _free_port()
-    # Every request traced, so a test can follow any call's trace.
-    env = {**os.environ, "AGENTMESH_TRACE_SAMPLE_PERCENT": "100", **(extra_env or {})}
+    # Every request traced, so a test can follow any call's trace. Many tests sign in from
+    # 127.0.0.1: the per-IP auth limit and login throttle are tested on their own
+    # (tests/e2e/test_security.py), not by accident here.
+    env = {**os.environ, "AGENTMESH_TRACE_SAMPLE_PERCENT": "100",
+           "AGENTMESH_GATEWAY_AUTH_RATE_LIMIT": str(rate_limit),
+           "AGENTMESH_LOGIN_FREE_FAILURES_PER_IP": "100000", **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
          "--rate-limit", str(rate_limit), "--isolation", isolation],
@@ -103,10 +107,11 @@ class Tenant:
 
 
 def register(mesh: RunningMesh, name: str = "acme") -> Tenant:
-    email = f"{name}-{uuid.uuid4().hex[:8]}@example.com"
-    with mesh.client() as client:
+    suffix = uuid.uuid4().hex[:8]
+    email = f"{name}-{suffix}@example.com"
+    with mesh.client() as client:  # tenant names are unique: one per test
         reply = client.post("/api/v1/auth/register", json={
-            "tenant_name": name, "email": email, "password": "correct-horse-1"})
+            "tenant_name": f"{name}-{suffix}", "email": email, "password": "correct-horse-1"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     return Tenant(body["access_token"], body["refresh_token"], body["tenant"]["id"],

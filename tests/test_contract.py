@@ -197,7 +197,8 @@ def test_no_two_rpcs_share_a_route(the_contract):
 
 def test_every_rpc_declares_a_scope_or_is_public(the_contract):
     for rpc in the_contract.rpcs:
-        assert rpc.bindings or rpc.internal, f"{rpc.grpc_path} has no REST binding"
+        # Internal RPCs (service to service) have no REST binding; every other RPC has one.
+        assert bool(rpc.bindings) != rpc.internal, f"{rpc.grpc_path}: binding vs internal"
         if rpc.scope:
             area, _, action = rpc.scope.partition(":")
             assert area and action in {"read", "write", "delete", "execute"}, rpc.scope

@@ -70,7 +70,13 @@ class Rpc:
     scope: str  # "" = any authenticated caller
     public: bool
     comment: str = ""
-    internal: bool = False  # service-to-service only: never routed by the gateway
+    # Service-to-service only: no REST binding, never routed by the gateway.
+    internal: bool = False
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the gateway routes it (REST and native gRPC through the gateway)."""
+        return bool(self.bindings) and not self.internal
 
     @property
     def full_service(self) -> str:

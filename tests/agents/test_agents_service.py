@@ -104,7 +104,8 @@ def test_archived_agent_is_read_only(stub, me):
         stub.ActivateAgent(pb.ActivateAgentRequest(agent_id=agent.id), metadata=me.metadata())
     assert error_reason(caught.value) == "INVALID_AGENT_TRANSITION"
     with pytest.raises(grpc.RpcError) as caught:
-        stub.UpdateAgent(pb.UpdateAgentRequest(agent_id=agent.id, agent=pb.Agent(description="x")),
+        stub.UpdateAgent(pb.UpdateAgentRequest(agent_id=agent.id, agent=pb.Agent(description="x"),
+                                               update_mask={"paths": ["description"]}),
                          metadata=me.metadata())
     assert error_reason(caught.value) == "AGENT_ARCHIVED"
     assert stub.GetAgent(pb.GetAgentRequest(agent_id=agent.id), metadata=me.metadata()).id == agent.id

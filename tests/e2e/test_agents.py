@@ -23,11 +23,16 @@ def test_create_get_update_delete_by_id_and_name(mesh, tenant):
         assert agent["created_at"] and agent["updated_at"]
         assert client.get(f"/api/v1/agents/{agent['id']}").json()["id"] == agent["id"]
         assert client.get(f"/api/v1/agents/{name}").json()["id"] == agent["id"]
-        updated = client.put(f"/api/v1/agents/{name}", json={"description": "triages tickets"})
-        assert updated.status_code == 200
+        # With update_mask: a partial update; untouched fields stay.
+        updated = client.put(f"/api/v1/agents/{name}", json={"description": "triages tickets"},
+                             params={"update_mask": "description"})
+        assert updated.status_code == 200, updated.text
         assert updated.json()["description"] == "triages tickets"
-        assert updated.json()["model"] == "gpt-4o"  # untouched fields stay
+        assert updated.json()["model"] == "gpt-4o"
         assert updated.json()["version"] == 2
+        # Without one: a full replacement of the writable fields.
+        replaced = client.put(f"/api/v1/agents/{name}", json={"name": name, "model": "gpt-4o"})
+        assert replaced.json()["description"] == "" and replaced.json()["version"] == 3
         deleted = client.delete(f"/api/v1/agents/{agent['id']}")
         assert deleted.json() == {"success": True, "message": f"agent '{name}' deleted"}
         assert_envelope(client.get(f"/api/v1/agents/{agent['id']}"), 404, "NOT_FOUND")
@@ -40,7 +45,7 @@ def test_tenants_cannot_see_or_touch_each_others_agents(mesh, tenant, other_tena
     with mesh.client(other_tenant.token) as client:
         for key in (agent["id"], name):
             assert_envelope(client.get(f"/api/v1/agents/{key}"), 404, "NOT_FOUND")
-            assert_envelope(client.put(f"/api/v1/agents/{key}", json={"description": "x"}),
+            assert_envelope(client.put(f"/api/v1/agents/{key}", json={"name": "x"}),
                             404, "NOT_FOUND")
             assert_envelope(client.delete(f"/api/v1/agents/{key}"), 404, "NOT_FOUND")
             assert_envelope(client.post(f"/api/v1/agents/{key}/activate", json={}),

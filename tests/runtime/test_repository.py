@@ -143,3 +143,16 @@ def test_total_is_kept_per_tenant_through_inserts_and_deletes(database):
     counted = asyncio.run(database.read(lambda s: repo.list(s, "t1", PageRequest()))).total
     assert page.total == counted == 2
     assert asyncio.run(repo.page(database, "t3", PageRequest())).total == 0
+def test_search_wildcards_match_only_themselves(database):
+    for name in ("alpha", "50%-off", "snake_case", "back\\slash"):
+        _add(database, "t-like", name)
+
+    def names(term):
+        page = asyncio.run(database.read(lambda s: repo.list(s, "t-like", PageRequest(),
+                                                             search=term)))
+        return sorted(r.name for r in page.items)
+
+    assert names("%") == ["50%-off"]
+    assert names("_") == ["snake_case"]
+    assert names("\\") == ["back\\slash"]
+    assert names("a") == ["alpha", "back\\slash", "snake_case"]

@@ -21,6 +21,8 @@ from mesh.runtime.tables import is_uuid, utcnow
 
 log = logging.getLogger("mesh.agents")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# The documented agent types (agents.proto, Agent.agent_type); "" means not set.
+AGENT_TYPES = ("conversational", "task", "router", "supervisor", "workflow", "tool", "custom")
 _WRITABLE = writable(pb.Agent)
 S = pb.AgentStatus
 
@@ -48,6 +50,11 @@ def _check_name(name: str) -> None:
                             "letter or digit, and not a UUID")
 
 
+def _check_agent_type(agent_type: str) -> None:
+    if agent_type and agent_type not in AGENT_TYPES:
+        raise invalid_field("agent_type", f"must be one of {', '.join(AGENT_TYPES)} (or empty)")
+
+
 def _agent(row: AgentRow) -> pb.Agent:
     return to_message(row, pb.Agent)
 
@@ -68,6 +75,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         caller = require_caller(context)
         fields = values(request.agent, _WRITABLE)
         _check_name(fields["name"])
+        _check_agent_type(fields["agent_type"])
         row = AgentRow(tenant_id=caller.tenant_id, created_by=caller.user_id, **fields)
         created = await self.db.write(lambda s: agents.add(s, row))
         log.info("agent %r created (%s)", created.name, created.id)
@@ -82,12 +90,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
         update = changes(request.agent, _WRITABLE, list(request.update_mask.paths))
         if "name" in update:
             _check_name(update["name"])
+        if "agent_type" in update:
+            _check_agent_type(update["agent_type"])
 
         def apply(session: Session) -> AgentRow:
             row = agents.get(session, caller.tenant_id, request.agent_id, lock=True)
             if row.status == "AGENT_STATUS_ARCHIVED":
                 raise FailedPrecondition(f"agent {row.name!r} is archived and read-only",
                                          reason="AGENT_ARCHIVED")
+            if all(getattr(row, key) == value for key, value in update.items()):
+                return row  # a no-op update keeps version and updated_at
             for key, value in update.items():
                 setattr(row, key, value)
             row.version += 1

@@ -11,6 +11,7 @@ routes match. Every route, scope and public path below comes from `mesh.contract
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,22 @@ _T = "type.googleapis.com/envoy.extensions."
 _ERROR_NAMES = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED", 408: "DEADLINE_EXCEEDED", 409: "ALREADY_EXISTS",
-    413: "PAYLOAD_TOO_LARGE", 429: "RATE_LIMIT_EXCEEDED", 500: "INTERNAL", 501: "UNIMPLEMENTED",
+    413: "PAYLOAD_TOO_LARGE", 415: "UNSUPPORTED_MEDIA_TYPE", 429: "RATE_LIMIT_EXCEEDED",
+    500: "INTERNAL", 501: "UNIMPLEMENTED",
     502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }
 IDENTITY_CLUSTER = "identity"
+_HIDDEN_5XX = {
+    500: "internal error; quote the correlation id to support",
+    502: "the service is unavailable; retry later",
+    503: "the service is unavailable; retry later",
+    504: "the service did not answer in time; retry later",
+}
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
 
 
 @dataclass
@@ -42,7 +55,16 @@ class GatewayOptions:
     jwks_cache_seconds: int = 300
     max_request_bytes: int = 1024 * 1024
     request_timeout_seconds: int = 30
-    rate_limit_per_minute: int = 6000
+    rate_limit_per_minute: int = 6000  # per tenant (a JWT's `tid` or an API key's tenant)
+    # Per client IP, for every request (a backstop against one address flooding). 0: 10x the
+    # tenant limit. Defaults from AGENTMESH_GATEWAY_IP_RATE_LIMIT / _AUTH_RATE_LIMIT.
+    ip_rate_limit_per_minute: int = field(
+        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_IP_RATE_LIMIT", 0))
+    # Per client IP on the unauthenticated auth routes (register, login, refresh).
+    auth_rate_limit_per_minute: int = field(
+        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_AUTH_RATE_LIMIT", 60))
+    # Allowed JWT clock skew (exp/nbf), seconds. Kept small: it extends every token's life.
+    jwt_clock_skew_seconds: int = 5
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     # Traces: the cluster of an OTLP/gRPC receiver ("" = no tracing) and the share of
     # requests sampled (a request with a sampled `traceparent` is always traced).
@@ -98,15 +120,93 @@ def _route(rpc: Rpc, options: GatewayOptions) -> dict[str, Any]:
             "timeout": "0s" if rpc.server_streaming else _duration(options.request_timeout_seconds),
         },
         "metadata": {"filter_metadata": {"agentmesh": {
-            "scope": rpc.scope, "public": rpc.public, "method": rpc.grpc_path}}},
-        "typed_per_filter_config": {"envoy.filters.http.rbac": _rbac_per_route(rpc)},
+            "scope": rpc.scope, "public": rpc.public, "method": rpc.grpc_path,
+            **_rate_class_metadata(rpc)}}},
+        "typed_per_filter_config": {"envoy.filters.http.rbac": _rbac_per_route(rpc),
+                                    **_rate_limit_per_route(rpc)},
     }
+
+
+# ---- rate limits (docs/rate-limits.md) --------------------------------------------------------
+# One descriptor scheme for the local limits here and, later, governance's global rate-limit
+# service (envoy.service.ratelimit.v3, domain "agentmesh"): the same `rate_limits` actions would
+# feed envoy.filters.http.ratelimit, whose service keeps the counters in Redis.
+RATE_LIMIT_DOMAIN = "agentmesh"
+_AUTH_RPCS = {"Register", "Login", "Refresh"}  # unauthenticated routes, limited per client IP
+_UNLIMITED_RPCS = {"/agentmesh.system.v1.SystemService/CheckHealth"}  # probes: never limited
+
+
+def _rate_class_metadata(rpc: Rpc) -> dict[str, Any]:
+    if rpc.public and rpc.name in _AUTH_RPCS and rpc.backend == "identity":
+        return {"rate_class": "auth"}
+    return {}
+
+
+def _bucket(per_minute: int) -> dict[str, Any]:
+    """A bucket that holds a minute's worth and refills every second: a client over its
+    limit waits about a second (Retry-After: 1), not a minute."""
+    return {"max_tokens": max(1, per_minute), "tokens_per_fill": max(1, -(-per_minute // 60)),
+            "fill_interval": "1s"}
+
+
+def _rate_limit_per_route(rpc: Rpc) -> dict[str, Any]:
+    if rpc.grpc_path not in _UNLIMITED_RPCS:
+        return {}
+    return {"envoy.filters.http.local_ratelimit": {
+        "@type": f"{_T}filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": "gateway_rate_limit_off",
+        "token_bucket": _bucket(60),  # required by Envoy; unused while the filter is off
+        "filter_enabled": {"default_value": {"numerator": 0, "denominator": "HUNDRED"},
+                           "runtime_key": "agentmesh.rate_limit.health_enabled"}}}
+
+
+def rate_limit_actions() -> list[dict[str, Any]]:
+    """The descriptors each request produces (an action list yields nothing when a header or
+    metadata it needs is absent):
+      [rate_class=auth, remote_address=<ip>]  register/login/refresh, per client IP
+      [tenant=<tenant id>]                    every authenticated request (JWT or API key)
+      [remote_address=<ip>]                   every request, per client IP
+    """
+    return [
+        {"actions": [
+            {"metadata": {"descriptor_key": "rate_class", "source": "ROUTE_ENTRY",
+                          "metadata_key": {"key": "agentmesh", "path": [{"key": "rate_class"}]},
+                          "skip_if_absent": True}},
+            {"remote_address": {}}]},
+        {"actions": [{"request_headers": {"header_name": "x-agentmesh-tenant-id",
+                                          "descriptor_key": "tenant", "skip_if_absent": True}}]},
+        {"actions": [{"remote_address": {}}]},
+    ]
+
+
+def _rate_limit_filter(options: GatewayOptions) -> dict[str, Any]:
+    per_ip = options.ip_rate_limit_per_minute or options.rate_limit_per_minute * 10
+    return {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
+        "@type": f"{_T}filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": "gateway_rate_limit",
+        # Only for requests no descriptor matches (none today): a gateway-wide backstop.
+        "token_bucket": _bucket(per_ip * 10),
+        "always_consume_default_token_bucket": False,
+        # An empty value is a wildcard: one bucket per distinct value (LRU, bounded).
+        "descriptors": [
+            {"entries": [{"key": "rate_class", "value": "auth"}, {"key": "remote_address"}],
+             "token_bucket": _bucket(options.auth_rate_limit_per_minute)},
+            {"entries": [{"key": "tenant"}], "token_bucket": _bucket(options.rate_limit_per_minute)},
+            {"entries": [{"key": "remote_address"}], "token_bucket": _bucket(per_ip)},
+        ],
+        "max_dynamic_descriptors": 100000,
+        "rate_limits": rate_limit_actions(),
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                           "runtime_key": "agentmesh.rate_limit.enabled"},
+        "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"},
+                            "runtime_key": "agentmesh.rate_limit.enforced"},
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03"}}
 
 
 def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for rpc in contract.rpcs:
-        if not rpc.public:
+        if not rpc.public or not rpc.exposed:
             continue
         rules.append({"match": {"path": rpc.grpc_path}})
         for binding in rpc.bindings:
@@ -128,7 +228,8 @@ def _local_reply_config() -> dict[str, Any]:
             "message": message,
             "details": details or {},
             "correlation_id": "%REQ(X-CORRELATION-ID)%",
-            "timestamp": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+            # Second precision, as gateway.lua writes it for service errors.
+            "timestamp": "%START_TIME(%Y-%m-%dT%H:%M:%SZ)%",
         }, "content_type": "application/json"}
 
     def status_is(code: int) -> dict[str, Any]:
@@ -143,10 +244,19 @@ def _local_reply_config() -> dict[str, Any]:
              "method": "%METADATA(ROUTE:agentmesh:method)%"}),
     }]
     for code, name in _ERROR_NAMES.items():
-        if code != 403:
-            mappers.append({"filter": status_is(code),
-                            "body_format_override": body(name, "%LOCAL_REPLY_BODY%")})
+        if code == 403:
+            continue
+        # Envoy's own 5xx texts ("upstream connect error or disconnect/reset before headers.
+        # reset reason: ...") describe the inside of the gateway: never shown to clients.
+        message = _HIDDEN_5XX.get(code, "%LOCAL_REPLY_BODY%")
+        mappers.append({"filter": status_is(code), "body_format_override": body(name, message)})
     return {"mappers": mappers, "body_format": body("ERROR", "%LOCAL_REPLY_BODY%")}
+
+
+def _lua_source(options: GatewayOptions) -> str:
+    """gateway.lua with the gateway's own numbers filled in."""
+    return (f"local MAX_REQUEST_BYTES = {int(options.max_request_bytes)}\n"
+            + _LUA.read_text())
 
 
 def _cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, Any]:
@@ -190,7 +300,9 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     missing = set(contract.backends) - set(options.backends)
     if missing:
         raise ValueError(f"no address for services: {', '.join(sorted(missing))}")
-    routes = [_route(rpc, options) for rpc in contract.routed]
+    # Internal RPCs (and any without a REST binding) get no route: a native gRPC call to one
+    # through the gateway falls to the catch-all route and is answered UNIMPLEMENTED.
+    routes = [_route(rpc, options) for rpc in contract.rpcs if rpc.exposed]
     # REST paths match no route until the transcoder rewrites them to gRPC paths. This
     # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
     # response headers; it ignores direct-response routes). Unknown REST paths never get past
@@ -207,7 +319,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     filters = [
         {"name": "envoy.filters.http.lua", "typed_config": {
             "@type": f"{_T}filters.http.lua.v3.Lua",
-            "default_source_code": {"inline_string": _LUA.read_text()}}},
+            "default_source_code": {"inline_string": _lua_source(options)}}},
         {"name": "envoy.filters.http.cors", "typed_config": {
             "@type": f"{_T}filters.http.cors.v3.Cors"}},
         {"name": "envoy.filters.http.buffer", "typed_config": {
@@ -230,8 +342,11 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                     {"header_name": "x-agentmesh-tenant-id", "claim_name": "tid"},
                     {"header_name": "x-agentmesh-user-id", "claim_name": "sub"},
                     {"header_name": "x-agentmesh-scopes", "claim_name": "scope"},
+                    # For the runtime's revocation check (mesh/runtime/revocation.py).
+                    {"header_name": "x-agentmesh-session-id", "claim_name": "sid"},
+                    {"header_name": "x-agentmesh-token-iat", "claim_name": "iat"},
                 ],
-                "clock_skew_seconds": 30,
+                "clock_skew_seconds": options.jwt_clock_skew_seconds,
             }},
             "rules": _jwt_rules(contract),
         }},
@@ -261,17 +376,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
             "@type": f"{_T}filters.http.rbac.v3.RBAC",
             # Routes carry their own policy; anything without one is denied.
             "rules": {"action": "ALLOW", "policies": {}}}},
-        {"name": "envoy.filters.http.local_ratelimit", "typed_config": {
-            "@type": f"{_T}filters.http.local_ratelimit.v3.LocalRateLimit",
-            "stat_prefix": "gateway_rate_limit",
-            "token_bucket": {"max_tokens": options.rate_limit_per_minute,
-                             "tokens_per_fill": options.rate_limit_per_minute,
-                             "fill_interval": "60s"},
-            "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"},
-                               "runtime_key": "agentmesh.rate_limit.enabled"},
-            "filter_enforced": {"default_value": {"numerator": 100, "denominator": "HUNDRED"},
-                                "runtime_key": "agentmesh.rate_limit.enforced"},
-            "enable_x_ratelimit_headers": "DRAFT_VERSION_03"}},
+        _rate_limit_filter(options),
         {"name": "envoy.filters.http.router", "typed_config": {
             "@type": f"{_T}filters.http.router.v3.Router"}},
     ]
@@ -304,8 +409,10 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                         {"exact": o} if o != "*" else {"safe_regex": {"regex": ".*"}}
                         for o in options.cors_origins],
                     "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-                    "allow_headers": "authorization, content-type, x-api-key, x-correlation-id",
-                    "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, x-ratelimit-reset",
+                    "allow_headers": "authorization, content-type, x-api-key, x-correlation-id, "
+                                     "idempotency-key",
+                    "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, "
+                                      "x-ratelimit-reset, retry-after, idempotency-replayed",
                     "max_age": "600"}},
             }],
         },

@@ -9,6 +9,7 @@ gateway ever sees a token signed by a key it has not fetched: no burst of 401s.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import timedelta
 
@@ -83,8 +84,13 @@ def jwks(session: Session, settings: Settings) -> dict:
 
 
 def issue_access_token(key: SigningKeyRow, settings: Settings, *, user_id: str, tenant_id: str,
-                       role: str, scopes: list[str]) -> str:
+                       role: str, scopes: list[str], session_id: str = "",
+                       not_before: float = 0.0) -> str:
+    """`session_id` becomes `sid` (the refresh-token family, revocable by logout). `iat` is
+    never earlier than the user's revocation time `not_before`, so a token issued in the same
+    second as a revocation, but after it, is not refused with the old ones."""
     now = utcnow()
+    issued_at = max(int(now.timestamp()), math.ceil(not_before))
     claims = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
@@ -94,8 +100,10 @@ def issue_access_token(key: SigningKeyRow, settings: Settings, *, user_id: str, 
         "scopes": scopes,
         # Space-separated copy (RFC 8693 `scope`), passed to services as one header.
         "scope": " ".join(scopes),
-        "iat": int(now.timestamp()),
+        "iat": issued_at,
         "exp": int((now + timedelta(seconds=settings.access_token_ttl_seconds)).timestamp()),
         "jti": uuid.uuid4().hex,
     }
+    if session_id:
+        claims["sid"] = session_id
     return jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})

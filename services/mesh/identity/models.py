@@ -67,3 +67,28 @@ class SigningKeyRow(SQLModel, table=True):
     created_at: datetime | None = timestamp_field(nullable=False)
     activated_at: datetime | None = timestamp_field()
     retired_at: datetime | None = timestamp_field()
+
+
+class TokenRevocationRow(SQLModel, table=True):
+    """Published through ListRevocations. `user`: the user's access tokens issued before
+    `not_before` are refused; `session`: tokens whose `sid` is `subject` are refused. Kept
+    until `expires_at`, when every token it covers has expired anyway."""
+
+    __tablename__ = "token_revocations"
+    id: str = Field(default_factory=new_id, primary_key=True)
+    kind: str
+    subject: str = Field(index=True)
+    not_before: datetime | None = timestamp_field(nullable=False)
+    expires_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True),
+                                        nullable=False, index=True)
+    created_at: datetime | None = timestamp_field(nullable=False)
+
+
+class LoginThrottleRow(SQLModel, table=True):
+    """Failed logins per account (hashed email) and per client IP; shared by replicas."""
+
+    __tablename__ = "login_throttle"
+    key: str = Field(primary_key=True)
+    failures: int = 0
+    locked_until: datetime | None = timestamp_field()
+    last_failure_at: datetime | None = timestamp_field(nullable=False)

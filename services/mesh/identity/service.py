@@ -13,7 +13,7 @@ import argon2
 from google.api import httpbody_pb2
 from google.protobuf import struct_pb2
 from google.rpc import code_pb2, status_pb2
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from agentmesh.common.v1 import common_pb2
 from agentmesh.identity.v1 import identity_pb2 as pb
@@ -22,13 +22,15 @@ from envoy.config.core.v3 import base_pb2
 from envoy.service.auth.v3 import external_auth_pb2 as authz
 from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
 from envoy.type.v3 import http_status_pb2
-from mesh.identity import keys
-from mesh.identity.models import ApiKeyRow, RefreshTokenRow, SigningKeyRow, TenantRow, UserRow
+from mesh import contract as contract_mod
+from mesh.identity import keys, security
+from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, SigningKeyRow,
+                                  TenantRow, TokenRevocationRow, UserRow)
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.convert import changes, to_message
-from mesh.runtime.errors import (AlreadyExists, FailedPrecondition,
+from mesh.runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument,
                                  PermissionDenied, Unauthenticated, invalid_field)
 from mesh.runtime.paging import PageRequest
 from mesh.runtime.repository import TenantRepository
@@ -73,6 +75,19 @@ def _check_password(password: str) -> None:
         raise invalid_field("password", "must be at least 8 characters")
 
 
+def known_scopes() -> set[str]:
+    """Every scope an API key may name: each RPC's scope, `area:*` for each area, and `*`."""
+    scopes = {rpc.scope for rpc in contract_mod.default().rpcs if rpc.scope}
+    return scopes | {f"{s.split(':', 1)[0]}:*" for s in scopes} | {"*"}
+
+
+def _client_ip(context) -> str:
+    """The client address Envoy appended last to X-Forwarded-For (use_remote_address)."""
+    metadata = dict(context.invocation_metadata() or ())
+    forwarded = metadata.get("x-forwarded-for", "")
+    return forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+
+
 def _check_role(role: int) -> str:
     if role not in ROLE_SCOPES:
         raise invalid_field("role", "must be ROLE_ADMIN, ROLE_DEVELOPER or ROLE_VIEWER")
@@ -87,13 +102,15 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
     # ---- tokens --------------------------------------------------------------------------
     def _issue(self, session: Session, user: UserRow, family_id: str | None = None) -> pb.TokenResponse:
         key = keys.active_key(session, self.settings)
+        family_id = family_id or uuid.uuid4().hex
         access = keys.issue_access_token(key, self.settings, user_id=user.id,
                                          tenant_id=user.tenant_id, role=user.role,
-                                         scopes=_role_scopes(user.role))
+                                         scopes=_role_scopes(user.role), session_id=family_id,
+                                         not_before=security.user_not_before(session, user.id))
         refresh = secrets.token_urlsafe(32)
         now = utcnow()
         session.add(RefreshTokenRow(
-            token_hash=_sha256(refresh), family_id=family_id or uuid.uuid4().hex,
+            token_hash=_sha256(refresh), family_id=family_id,
             user_id=user.id, tenant_id=user.tenant_id, created_at=now,
             expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl_seconds)))
         session.flush()
@@ -107,12 +124,21 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         _check_password(request.password)
         password_hash = await asyncio.to_thread(_hasher.hash, request.password)
 
+        tenant_name = request.tenant_name.strip()
+
         def register(session: Session) -> pb.RegisterResponse:
-            if session.exec(select(UserRow).where(UserRow.email == email)).first():
-                raise AlreadyExists(f"a user with email {email!r} already exists",
-                                    reason="EMAIL_TAKEN", details={"email": email})
+            # One answer for a taken email and a taken tenant name, naming neither value: the
+            # caller learns only that one of its two values is in use (docs/threat-model.md:
+            # Register signs the new admin in, so it cannot answer the same way in both cases).
+            taken = session.exec(select(UserRow).where(UserRow.email == email)).first() or \
+                session.exec(select(TenantRow).where(
+                    func.lower(TenantRow.name) == tenant_name.lower())).first()
+            if taken:
+                raise AlreadyExists("cannot register with this email and tenant name; sign in, "
+                                    "or choose another tenant name",
+                                    reason="REGISTRATION_CONFLICT")
             now = utcnow()
-            tenant = TenantRow(name=request.tenant_name.strip(), created_at=now, updated_at=now)
+            tenant = TenantRow(name=tenant_name, created_at=now, updated_at=now)
             session.add(tenant)
             session.flush()
             user = users.add(session, UserRow(tenant_id=tenant.id, email=email,
@@ -128,16 +154,30 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
 
     async def Login(self, request: pb.LoginRequest, context) -> pb.TokenResponse:
         email = request.email.strip().lower()
-        user = await self.db.read(lambda s: s.exec(select(UserRow).where(UserRow.email == email)).first())
-        try:
+        account, address = security.account_key(email), security.ip_key(_client_ip(context))
+
+        def find(session: Session) -> UserRow | None:
+            security.check_not_locked(session, [account, address])  # 429 before any hashing
+            return session.exec(select(UserRow).where(UserRow.email == email)).first()
+
+        user = await self.db.read(find)
+        try:  # always one Argon2 verification: the same time for unknown emails
             await asyncio.to_thread(_hasher.verify, user.password_hash if user else _DUMMY_HASH,
                                     request.password)
         except argon2.exceptions.VerificationError:
             user = None
         if user is None or not user.active:
+            def failed(session: Session) -> None:
+                security.record_failure(session, self.settings, account,
+                                        self.settings.login_free_failures_per_account)
+                security.record_failure(session, self.settings, address,
+                                        self.settings.login_free_failures_per_ip)
+
+            await self.db.write(failed)
             raise Unauthenticated("wrong email or password", reason="INVALID_CREDENTIALS")
 
         def login(session: Session) -> pb.TokenResponse:
+            security.clear(session, account)
             row = session.get(UserRow, user.id)
             row.last_login_at = utcnow()
             session.add(row)
@@ -163,6 +203,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                         RefreshTokenRow.revoked_at.is_(None))).all():
                     other.revoked_at = utcnow()
                     session.add(other)
+                security.revoke_session(session, self.settings, row.family_id)
                 return None
             user = session.get(UserRow, row.user_id)
             if user is None or not user.active:
@@ -186,13 +227,20 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         def logout(session: Session) -> None:
             row = session.exec(select(RefreshTokenRow).where(
                 RefreshTokenRow.token_hash == token_hash,
-                RefreshTokenRow.tenant_id == caller.tenant_id)).first()
-            if row is not None and row.revoked_at is None:
+                RefreshTokenRow.tenant_id == caller.tenant_id,
+                RefreshTokenRow.user_id == caller.user_id)).first()
+            if row is None:  # another user's or tenant's token, or none at all: nothing revoked
+                raise InvalidArgument("the refresh token is not one of your sessions",
+                                      reason="INVALID_REFRESH_TOKEN",
+                                      field_violations=[("refresh_token", "not your session")])
+            if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 session.add(row)
+            # The session's access tokens (claim `sid`) are refused within seconds too.
+            security.revoke_session(session, self.settings, row.family_id)
 
         await self.db.write(logout)
-        return pb.LogoutResponse(success=True, message="refresh token revoked")
+        return pb.LogoutResponse(success=True, message="session signed out; its tokens are revoked")
 
     async def GetMe(self, request, context) -> pb.User:
         caller = require_caller(context)
@@ -208,6 +256,13 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         document = await self.db.read(lambda s: keys.jwks(s, self.settings))
         return httpbody_pb2.HttpBody(content_type="application/json",
                                      data=json.dumps(document).encode())
+
+    async def ListRevocations(self, request, context) -> pb.ListRevocationsResponse:
+        users_not_before, sessions = await self.db.read(security.revocations)
+        reply = pb.ListRevocationsResponse(users_not_before=users_not_before,
+                                           revoked_sessions=sessions)
+        reply.generated_at.GetCurrentTime()
+        return reply
 
     # ---- users ---------------------------------------------------------------------------
     async def ListUsers(self, request: pb.ListUsersRequest, context) -> pb.ListUsersResponse:
@@ -252,11 +307,25 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                 update.get("role", "ROLE_ADMIN") != "ROLE_ADMIN" or update.get("active") is False)
             if demoting:
                 self._keep_an_admin(session, caller.tenant_id, row.id)
+            if all(getattr(row, key) == value for key, value in update.items()):
+                return row  # a no-op update changes nothing, not even updated_at
+            # Tokens carry the role's scopes and outlive a deactivation: refuse them now.
+            if update.get("active") is False or update.get("role", row.role) != row.role:
+                security.revoke_user(session, self.settings, row.id)
+            if update.get("active") is False:
+                self._revoke_refresh_tokens(session, row.id)
             for key, value in update.items():
                 setattr(row, key, value)
             return users.save(session, row)
 
         return _user(await self.db.write(apply))
+
+    @staticmethod
+    def _revoke_refresh_tokens(session: Session, user_id: str) -> None:
+        for token in session.exec(select(RefreshTokenRow).where(
+                RefreshTokenRow.user_id == user_id, RefreshTokenRow.revoked_at.is_(None))).all():
+            token.revoked_at = utcnow()
+            session.add(token)
 
     @staticmethod
     def _keep_an_admin(session: Session, tenant_id: str, leaving: str) -> None:
@@ -274,10 +343,8 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
             row = users.get(session, caller.tenant_id, request.user_id, lock=True)
             if row.role == "ROLE_ADMIN":
                 self._keep_an_admin(session, caller.tenant_id, row.id)
-            for token in session.exec(select(RefreshTokenRow).where(
-                    RefreshTokenRow.user_id == row.id, RefreshTokenRow.revoked_at.is_(None))).all():
-                token.revoked_at = utcnow()
-                session.add(token)
+            self._revoke_refresh_tokens(session, row.id)
+            security.revoke_user(session, self.settings, row.id)
             users.delete(session, row)
             return row.email
 
@@ -292,6 +359,14 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
             raise invalid_field("name", "is required")
         if not spec.scopes:
             raise invalid_field("scopes", "name at least one scope, such as agents:read")
+        unknown = sorted(set(spec.scopes) - known_scopes())
+        if unknown:
+            raise InvalidArgument(f"unknown scopes: {', '.join(unknown)}", reason="UNKNOWN_SCOPE",
+                                  details={"scopes": ",".join(unknown)},
+                                  field_violations=[("scopes", f"unknown: {', '.join(unknown)}")])
+        expires_at = spec.expires_at.ToDatetime(tzinfo=UTC) if spec.HasField("expires_at") else None
+        if expires_at is not None and expires_at <= utcnow():
+            raise invalid_field("expires_at", "must be in the future")
         beyond = [s for s in spec.scopes if not covers(caller.scopes, s)]
         if beyond:
             raise PermissionDenied(f"cannot grant scopes you do not hold: {', '.join(beyond)}",
@@ -299,7 +374,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
         row = ApiKeyRow(tenant_id=caller.tenant_id, name=spec.name.strip(), key_hash=_sha256(key),
                         prefix=key[:12], scopes=sorted(set(spec.scopes)), created_by=caller.user_id,
-                        expires_at=spec.expires_at.ToDatetime(tzinfo=UTC) if spec.HasField("expires_at") else None)
+                        expires_at=expires_at)
         return _api_key(await self.db.write(lambda s: api_keys.add(s, row)), key)
 
     async def ListApiKeys(self, request: pb.ListApiKeysRequest, context) -> pb.ListApiKeysResponse:
@@ -344,11 +419,17 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
         key = request.attributes.request.http.headers.get("x-api-key", "")
         if not key.startswith(API_KEY_PREFIX):
             return self._deny("invalid API key")
-        row = await self.db.read(lambda s: s.exec(select(ApiKeyRow).where(
-            ApiKeyRow.key_hash == _sha256(key))).first())
+        found = await self.db.read(lambda s: s.exec(
+            select(ApiKeyRow, UserRow)
+            .join(UserRow, UserRow.id == ApiKeyRow.created_by, isouter=True)
+            .where(ApiKeyRow.key_hash == _sha256(key))).first())
+        row, creator = found if found else (None, None)
         now = utcnow()
         if row is None or row.revoked_at is not None or (
                 row.expires_at is not None and aware(row.expires_at) < now):
+            return self._deny("invalid, revoked or expired API key")
+        # A key acts for its creator: it dies with them (deleted, deactivated, other tenant).
+        if creator is None or not creator.active or creator.tenant_id != row.tenant_id:
             return self._deny("invalid, revoked or expired API key")
         metadata = struct_pb2.Struct()
         metadata.update({"scopes": list(row.scopes), "tenant_id": row.tenant_id})
@@ -373,5 +454,6 @@ async def _make_first_keys(runtime: Runtime) -> None:
 
 
 DEFINITION = ServiceDefinition("identity", servicers=[IdentityService, ApiKeyAuthorizer],
-                               tables=[TenantRow, UserRow, RefreshTokenRow, ApiKeyRow, SigningKeyRow],
+                               tables=[TenantRow, UserRow, RefreshTokenRow, ApiKeyRow, SigningKeyRow,
+                                       TokenRevocationRow, LoginThrottleRow],
                                on_start=_make_first_keys)

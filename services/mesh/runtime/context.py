@@ -16,6 +16,9 @@ TENANT_HEADER = "x-agentmesh-tenant-id"
 USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
 CORRELATION_HEADER = "x-correlation-id"
+# Claims of the access token, for the revocation check (mesh/runtime/revocation.py).
+SESSION_HEADER = "x-agentmesh-session-id"
+TOKEN_IAT_HEADER = "x-agentmesh-token-iat"
 
 # The call being served, set by the runtime around every handler; read lazily (the correlation
 # id for a log line, the identity passed on to peers) so that a call that logs nothing and

@@ -151,11 +151,15 @@ def python_value(message: Message, field: FieldDescriptor) -> Any:
     return value
 
 
-def changes(message: Message, writable: set[str] | frozenset[str],
-            mask_paths: list[str] | None = None, body_name: str = "") -> dict[str, Any]:
-    """The fields an update changes: those named in the mask, else every populated field.
-    A masked field that is not writable is INVALID_ARGUMENT; populated output-only fields are
-    ignored (clients echo back what they read)."""
+def changes(message: Message, writable: set[str] | frozenset[str], mask_paths: list[str] | None = None,
+            body_name: str = "") -> dict[str, Any]:
+    """The fields an update changes. One rule for every service (docs/contract.md, "Updates"):
+    with an `update_mask`, exactly the fields it names (partial update); without one, the
+    update is a full replacement of every writable field, so a field left out of the body takes
+    its default. proto3 cannot tell a field sent as `false`/`0`/`""` from one left out, so
+    "every populated field" would silently drop `{"active": false}`. A masked field that is not
+    writable is INVALID_ARGUMENT; output-only fields in the body are ignored (clients echo back
+    what they read)."""
     fields = message.DESCRIPTOR.fields_by_name
     if mask_paths:
         unknown = [p for p in mask_paths if p not in writable]
@@ -164,7 +168,7 @@ def changes(message: Message, writable: set[str] | frozenset[str],
                                 f"updatable: {', '.join(sorted(writable))}")
         names = mask_paths
     else:
-        names = [f.name for f, _ in message.ListFields() if f.name in writable]
+        names = sorted(writable)
     return {name: python_value(message, fields[name]) for name in names}
 
 

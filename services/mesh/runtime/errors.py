@@ -72,6 +72,19 @@ class Internal(DomainError):
     code = grpc.StatusCode.INTERNAL
 
 
+class Aborted(DomainError):
+    """A conflict with a concurrent or earlier request (HTTP 409)."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class ResourceExhausted(DomainError):
+    """Too many attempts (HTTP 429). `details["retry_after"]` (seconds) also becomes the
+    `retry-after` trailer, which reaches REST clients as the Retry-After header."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 def invalid_field(field_name: str, problem: str) -> InvalidArgument:
     return InvalidArgument(f"{field_name}: {problem}", field_violations=[(field_name, problem)])
 
@@ -103,5 +116,7 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
             {"field": f, "description": d} for f, d in error.field_violations]
     envelope = {"error": error.code.name, "message": error.message, "details": envelope_details}
     # ASCII-only JSON on one line: a valid gRPC metadata value.
-    trailer = (ERROR_TRAILER, json.dumps(envelope, ensure_ascii=True, separators=(",", ":")))
-    return status._replace(trailing_metadata=(*status.trailing_metadata, trailer))
+    trailers = [(ERROR_TRAILER, json.dumps(envelope, ensure_ascii=True, separators=(",", ":")))]
+    if "retry_after" in error.details:
+        trailers.append(("retry-after", str(error.details["retry_after"])))
+    return status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))

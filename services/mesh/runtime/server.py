@@ -25,11 +25,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from mesh.runtime import errors, logs
-from mesh.runtime.context import TENANT_HEADER, current_call, current_service
+from google.protobuf import message_factory
+
+from mesh.runtime import errors, idempotency, logs, wire
+from mesh.runtime.context import TENANT_HEADER, current_call, current_service, metadata_value
 from mesh.runtime.db import Database
+from mesh.runtime.idempotency import Idempotency
 from mesh.runtime.metrics import MethodMetrics, expose
 from mesh.runtime.peers import Peers
+from mesh.runtime.revocation import RevocationGuard
 from mesh.runtime.service import Runtime, ServiceDefinition, registration, service_descriptor
 from mesh.runtime.settings import Settings
 from mesh.runtime.telemetry import TRACEPARENT, Tracing, current_traceparent
@@ -47,18 +51,41 @@ def _failure(exc: BaseException, method: str) -> errors.DomainError:
                            details={"method": method})
 
 
-def _wrap_unary(fn, method: str, service: str, domain: str):
+@dataclass
+class Guards:
+    """Checks every call goes through before its handler (the edge hardening): revoked tokens
+    refused, Idempotency-Key on creates. Each costs a lookup or less when it does not apply."""
+
+    revocations: RevocationGuard | None = None
+    idempotency: Idempotency | None = None
+
+
+def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards):
     is_coroutine = inspect.iscoroutinefunction(fn)
     metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
+    revocations = guards.revocations
+    keys = guards.idempotency if idempotency.applies_to(method) else None
+
+    async def call(request, context):
+        result = fn(request, context)
+        return await result if is_coroutine else result
 
     @functools.wraps(fn)
     async def handler(request, context):
         started = time.perf_counter()
         call_token, service_token = current_call.set(context), current_service.set(service)
         try:
-            result = fn(request, context)
-            if is_coroutine:
-                result = await result
+            if type(request) is wire.Malformed:
+                raise wire.refusal(request)
+            if revocations is not None:
+                revocations.check(context)
+            key = metadata_value(context, idempotency.HEADER) if keys is not None else ""
+            tenant = metadata_value(context, TENANT_HEADER) if key else ""
+            if key and tenant:
+                result = await keys.run(method, key, tenant, request, context,
+                                        lambda: call(request, context))
+            else:
+                result = await call(request, context)
             metrics.observe(time.perf_counter() - started)
             return result
         except grpc.aio.AbortError:
@@ -78,11 +105,17 @@ def _wrap_unary(fn, method: str, service: str, domain: str):
     return handler
 
 
-def _wrap_stream(fn, method: str, service: str, domain: str):
+def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards):
+    revocations = guards.revocations
+
     @functools.wraps(fn)
     async def handler(request, context):
         call_token, service_token = current_call.set(context), current_service.set(service)
         try:
+            if type(request) is wire.Malformed:
+                raise wire.refusal(request)
+            if revocations is not None:
+                revocations.check(context)
             stream = fn(request, context)
             if inspect.isasyncgen(stream):
                 async for item in stream:
@@ -101,21 +134,34 @@ def _wrap_stream(fn, method: str, service: str, domain: str):
     return handler
 
 
-def wrap_servicer(servicer: Any, service: str, tracing: Tracing | None = None) -> None:
-    """Replaces each RPC method of `servicer` with one that maps errors and sets the context
-    (and, when tracing is on, records a span for sampled calls)."""
+def handlers(servicer: Any, service: str, guards: Guards,
+             tracing: Tracing | None = None) -> grpc.GenericRpcHandler:
+    """The servicer's methods as gRPC handlers, each wrapped once: errors mapped, context set,
+    guards applied, malformed bodies refused (`wire.safe_deserializer`), a span for sampled
+    calls when tracing is on. Built here rather than by the generated `add_*_to_server`, so the
+    deserializers can be the safe ones."""
     descriptor = service_descriptor(servicer)
     domain = f"{service}.agentmesh.dev"
+    traced = tracing is not None and not descriptor.full_name.startswith("opentelemetry.")
+    table = {}
     for method in descriptor.methods:
         fn = getattr(servicer, method.name)
         path = f"/{descriptor.full_name}/{method.name}"
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        deserialize = wire.safe_deserializer(request_class)
         if method.server_streaming:
-            wrapped = _wrap_stream(fn, path, service, domain)
-        else:
-            wrapped = _wrap_unary(fn, path, service, domain)
-            if tracing is not None and not descriptor.full_name.startswith("opentelemetry."):
-                wrapped = _traced(wrapped, tracing, service, path)
-        setattr(servicer, method.name, wrapped)
+            table[method.name] = grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(fn, path, service, domain, guards), deserialize,
+                response_class.SerializeToString)
+            continue
+        handler = _wrap_unary(fn, path, service, domain, guards)
+        if traced:
+            handler = _traced(handler, tracing, service, path)
+        serialize = (idempotency.serializer(response_class) if idempotency.applies_to(path)
+                     else response_class.SerializeToString)
+        table[method.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
+    return grpc.method_handlers_generic_handler(descriptor.full_name, table)
 
 
 def _traced(handler, tracing: Tracing, service: str, method: str):
@@ -174,8 +220,8 @@ class RunningService:
         log.info("stopped %s", self.definition.name)
 
 
-async def start(definition: ServiceDefinition, settings: Settings,
-                port: int | None = None) -> RunningService:
+async def start(definition: ServiceDefinition, settings: Settings, port: int | None = None,
+                revocations: RevocationGuard | None = None) -> RunningService:
     """Migrates, builds and starts one service; it reports SERVING when this returns."""
     database = None
     if definition.tables:
@@ -186,12 +232,11 @@ async def start(definition: ServiceDefinition, settings: Settings,
     tracing = Tracing.of(settings)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    guards = Guards(revocations, Idempotency(database, settings) if database else None)
     names = []
     for servicer in definition.build(runtime):
-        wrap_servicer(servicer, definition.name, tracing)
-        add, _, full_name = registration(servicer)
-        add(servicer, server)
-        names.append(full_name)
+        server.add_generic_rpc_handlers((handlers(servicer, definition.name, guards, tracing),))
+        names.append(registration(servicer)[2])
     reflection.enable_server_reflection(
         [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME,
          *names], server)
@@ -215,9 +260,13 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     logs.configure(definitions[0].name if len(definitions) == 1 else "mesh",
                    settings.log_level, settings.log_format)
     expose(settings)
+    # One revocation list per process, refreshed from identity, checked by every service.
+    revocations = RevocationGuard(settings, Peers(settings))
     running = []
     for definition in definitions:
-        running.append(await start(definition, settings, (ports or {}).get(definition.name)))
+        running.append(await start(definition, settings, (ports or {}).get(definition.name),
+                                   revocations))
+    await revocations.start()
     # One shipper per process; the observability service stores its own logs directly.
     shipper = None
     if not any(d.name == "observability" for d in definitions) or len(definitions) > 1:
@@ -230,6 +279,8 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("draining %s", ", ".join(d.name for d in definitions))
+    await revocations.stop()
+    await revocations.peers.close()
     if shipper is not None:
         await shipper.stop()
     tracing = Tracing.of(settings)

@@ -88,11 +88,12 @@ class ServiceDefinition:
 
     def metadata(self) -> sa.MetaData:
         """The service's tables (and the runtime's), apart from every other service's."""
+        from mesh.runtime import idempotency
         from mesh.runtime.tables import RowCount
 
         metadata = sa.MetaData()
-        for table in [RowCount, *self.tables]:
-            table.__table__.to_metadata(metadata)
+        for table in [RowCount.__table__, idempotency.TABLE, *(t.__table__ for t in self.tables)]:
+            table.to_metadata(metadata)
         return metadata
 
     def build(self, runtime: Runtime) -> list[Any]:

@@ -53,6 +53,19 @@ class Settings(BaseSettings):
 
     grace_period_seconds: float = 10.0
 
+    # Token revocation (mesh/runtime/revocation.py): how often every service refreshes the
+    # revocation list from identity. A revoked token is refused at most about this long (plus
+    # one round trip) after the revocation.
+    revocation_poll_seconds: float = Field(default=1.0, gt=0, le=30)
+    # Idempotency-Key (mesh/runtime/idempotency.py): how long a create's first answer is kept.
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Login throttling (identity): failures allowed before back-off starts, per account and
+    # per client IP; the back-off then doubles from base up to max.
+    login_free_failures_per_account: int = Field(default=5, ge=1)
+    login_free_failures_per_ip: int = Field(default=20, ge=1)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":
         if self.environment == "production" and not self.database_url:

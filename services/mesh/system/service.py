@@ -78,7 +78,17 @@ class SystemService(pb_grpc.SystemServiceServicer):
         return report
 
     async def CheckHealth(self, request, context) -> pb.HealthResponse:
-        return await self._report()
+        """For probes and anonymous callers: the status only, never the list of services
+        (that is GetHealth, behind system:read)."""
+        report = await self._report_or_unavailable()
+        return pb.HealthResponse(status=report.status, timestamp=report.timestamp)
+
+    async def _report_or_unavailable(self) -> pb.HealthResponse:
+        try:
+            return await self._report()
+        except Unavailable as exc:
+            raise Unavailable("not ready", reason="NOT_READY",
+                              details={"status": "unhealthy"}) from exc
 
     async def GetHealth(self, request, context) -> pb.HealthResponse:
         return await self._report()

@@ -280,3 +280,24 @@ class RevokeApiKeyRequest(_message.Message):
 class GetJwksRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListRevocationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListRevocationsResponse(_message.Message):
+    __slots__ = ("users_not_before", "revoked_sessions", "generated_at")
+    class UsersNotBeforeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    USERS_NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    users_not_before: _containers.ScalarMap[str, int]
+    revoked_sessions: _containers.RepeatedScalarFieldContainer[str]
+    generated_at: _timestamp_pb2.Timestamp
+    def __init__(self, users_not_before: _Optional[_Mapping[str, int]] = ..., revoked_sessions: _Optional[_Iterable[str]] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -115,6 +115,11 @@ class IdentityServiceStub:
                 request_serializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.ListRevocations = channel.unary_unary(
+                '/agentmesh.identity.v1.IdentityService/ListRevocations',
+                request_serializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -193,7 +198,10 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateUser(self, request, context):
-        """Changes a user's name, role or active flag.
+        """Changes a user's name, role or active flag. Only the fields named in
+        `update_mask` change; without a mask, all three are replaced (PUT is a
+        full replacement), so `role` is then required. Deactivating a user or
+        changing their role revokes their access tokens within seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -232,6 +240,17 @@ class IdentityServiceServicer:
 
     def GetJwks(self, request, context):
         """The public keys that verify access tokens, as a JWKS document.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRevocations(self, request, context):
+        """Lists the access-token revocations in force: per-user "not before" times
+        (user deleted, deactivated or changed role) and revoked sessions (logout,
+        refresh-token reuse). Internal: the shared runtime of every service polls
+        it every second or so and refuses revoked tokens from memory. Entries
+        leave the list once every token they cover has expired.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -314,6 +333,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.GetJwks,
                     request_deserializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.GetJwksRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListRevocations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevocations,
+                    request_deserializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsRequest.FromString,
+                    response_serializer=agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -725,6 +749,33 @@ class IdentityService:
             '/agentmesh.identity.v1.IdentityService/GetJwks',
             agentmesh_dot_identity_dot_v1_dot_identity__pb2.GetJwksRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.identity.v1.IdentityService/ListRevocations',
+            agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsRequest.SerializeToString,
+            agentmesh_dot_identity_dot_v1_dot_identity__pb2.ListRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -109,7 +109,7 @@ class SkillServiceServicer:
 
     def UpdateSkill(self, request, context):
         """Updates a skill. Only the fields named in `update_mask` change; without a
-        mask, every field the body populates changes. NOT_FOUND when the tenant
+        mask, every writable field is replaced. NOT_FOUND when the tenant
         has no such skill, ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT
         for a bad field.
         """
@@ -463,7 +463,7 @@ class ConstraintServiceServicer:
 
     def UpdateConstraint(self, request, context):
         """Updates a constraint. Only the fields named in `update_mask` change;
-        without a mask, every field the body populates changes. NOT_FOUND when
+        without a mask, every writable field is replaced. NOT_FOUND when
         the tenant has no such constraint, ALREADY_EXISTS when a rename collides,
         INVALID_ARGUMENT for a bad field.
         """
@@ -791,7 +791,7 @@ class PromptServiceServicer:
 
     def UpdatePrompt(self, request, context):
         """Updates a prompt. Only the fields named in `update_mask` change; without
-        a mask, every field the body populates changes. A change of `content` or
+        a mask, every writable field is replaced. A change of `content` or
         `variables` records a new version (without changelog) and makes it
         current. NOT_FOUND when the tenant has no such prompt, ALREADY_EXISTS
         when a rename collides, INVALID_ARGUMENT for a bad field.
@@ -1192,7 +1192,7 @@ class ModelServiceServicer:
 
     def UpdateModel(self, request, context):
         """Updates a model. Only the fields named in `update_mask` change; without a
-        mask, every field the body populates changes. NOT_FOUND when the tenant
+        mask, every writable field is replaced. NOT_FOUND when the tenant
         has no such model, ALREADY_EXISTS when a rename collides,
         INVALID_ARGUMENT for a bad field.
         """
@@ -1503,11 +1503,11 @@ class SecretServiceServicer:
 
     def UpdateSecret(self, request, context):
         """Updates a secret and answers its metadata, without the value. Only the
-        fields named in `update_mask` change; without a mask, every field the
-        body populates changes. A new `value` replaces the old one, raises
-        `version` by one and sets `last_rotated_at`. NOT_FOUND when the tenant has
-        no such secret, ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT
-        for a bad field.
+        fields named in `update_mask` change; without a mask, every writable field
+        is replaced (PUT is a full replacement). A new `value` replaces the old
+        one, raises `version` by one and sets `last_rotated_at`. NOT_FOUND when the
+        tenant has no such secret, ALREADY_EXISTS when a rename collides,
+        INVALID_ARGUMENT for a bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -152,10 +152,11 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetHealth(self, request, context):
-        """Reports whether the platform and its dependencies are healthy. It needs
-        no credentials and never returns tenant data. An unhealthy platform
-        answers UNAVAILABLE (HTTP 503) with ErrorInfo reason `UNHEALTHY`, whose
-        metadata names the failing components.
+        """Reports whether the platform and each of its services are healthy, with
+        versions and latencies. It needs `system:read`: the list of internal
+        services is for operators, not for anonymous callers. An unhealthy
+        platform answers UNAVAILABLE (HTTP 503) with ErrorInfo reason
+        `NOT_READY`, whose metadata names the failing components.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,7 +263,7 @@ class SystemServiceServicer:
     def UpdateFeatureFlag(self, request, context):
         """Updates one feature flag; the change reaches every service within
         seconds. Only the fields named in `update_mask` change; without a mask,
-        every field the body populates changes. NOT_FOUND for an unknown flag
+        every writable field is replaced. NOT_FOUND for an unknown flag
         unless `allow_missing` is set, INVALID_ARGUMENT for a bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -271,8 +272,9 @@ class SystemServiceServicer:
 
     def CheckHealth(self, request, context):
         """The gateway's unversioned readiness route for load balancers and
-        probes: the same report and the same UNAVAILABLE (HTTP 503) when
-        unhealthy as GetHealth. It needs no credentials.
+        probes: only `status` (and the time), never the list of services, and
+        UNAVAILABLE (HTTP 503) when unhealthy. It needs no credentials and is
+        never rate limited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -147,7 +147,7 @@ class TemplateServiceServicer:
 
     def UpdateTemplate(self, request, context):
         """Updates a template. Only the fields named in `update_mask` change;
-        without a mask, every field the body populates changes. A change of
+        without a mask, every writable field is replaced. A change of
         `content` or `parameters` records a new version (without changelog) and
         makes it current. NOT_FOUND when the tenant has no such template,
         ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT for a bad field.

@@ -157,12 +157,12 @@ class WorkflowServiceServicer:
 
     def UpdateWorkflow(self, request, context):
         """Updates a workflow and increases its version by one; running executions
-        keep the version they started with. Only the fields named in
-        `update_mask` change; without a mask, every field the body populates
-        changes. Status changes only through activate and deactivate. NOT_FOUND
-        when the tenant has no such workflow, ALREADY_EXISTS when the new slug is
-        taken, FAILED_PRECONDITION when it is ARCHIVED, INVALID_ARGUMENT for a bad
-        field or step graph.
+        keep the version they started with. Only the fields named in `update_mask`
+        change; without a mask, every writable field is replaced (PUT is a full
+        replacement). Status changes only through activate and deactivate.
+        NOT_FOUND when the tenant has no such workflow, ALREADY_EXISTS when the new
+        slug is taken, FAILED_PRECONDITION when it is ARCHIVED, INVALID_ARGUMENT
+        for a bad field or step graph.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

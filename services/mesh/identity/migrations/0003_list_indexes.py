@@ -1,15 +1,15 @@
 """list indexes
 
-Revision ID: identity_0002
-Revises: identity_0001
+Revision ID: identity_0003
+Revises: identity_0002
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'identity_0002'
-down_revision = 'identity_0001'
+revision = 'identity_0003'
+down_revision = 'identity_0002'
 branch_labels = None
 depends_on = None
 
