@@ -242,12 +242,14 @@ class CreateTemplateVersionRequest(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., template_version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...
 
 class ImportTemplateRequest(_message.Message):
-    __slots__ = ("format", "content")
+    __slots__ = ("format", "content", "name")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     format: TemplateFormat
     content: str
-    def __init__(self, format: _Optional[_Union[TemplateFormat, str]] = ..., content: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, format: _Optional[_Union[TemplateFormat, str]] = ..., content: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ExportTemplateRequest(_message.Message):
     __slots__ = ("template_id", "format", "version")

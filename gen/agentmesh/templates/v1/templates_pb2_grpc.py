@@ -38,7 +38,12 @@ class TemplateServiceStub:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     def __init__(self, channel):
@@ -115,7 +120,12 @@ class TemplateServiceServicer:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     def ListTemplates(self, request, context):
@@ -131,7 +141,9 @@ class TemplateServiceServicer:
         already has a template of that name, INVALID_ARGUMENT for a bad field (no
         kind or content, a placeholder that `parameters` does not declare, a
         parameter declared twice or with a default of the wrong type, a reserved
-        or UUID-like name).
+        or UUID-like name, a placeholder that is more than a parameter and
+        allowed filters, such as `{{ ''.__class__ }}`; the violation names the
+        path in `content`, such as `content.config.prompt`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,13 +178,15 @@ class TemplateServiceServicer:
 
     def InstantiateTemplate(self, request, context):
         """Renders a template with parameters and, when `create` is true, creates
-        the rendered agent, workflow or tool through its own service (which also
-        requires the caller to hold that area's write scope, such as
-        `agents:write`). NOT_FOUND when the tenant has no such template or
-        version, INVALID_ARGUMENT for a missing required parameter, an unknown
-        parameter or a value of the wrong type; with `create`, the creating
-        service's errors (ALREADY_EXISTS, INVALID_ARGUMENT, PERMISSION_DENIED)
-        pass through.
+        the rendered agent, workflow or tool through its own service over gRPC,
+        as the caller (which also requires the caller to hold that area's write
+        scope, such as `agents:write`). NOT_FOUND when the tenant has no such
+        template or version, INVALID_ARGUMENT for a missing required parameter,
+        an unknown parameter, a value of the wrong type or a rendered body the
+        resource does not accept; with `create`, the creating service's errors
+        (ALREADY_EXISTS, INVALID_ARGUMENT, PERMISSION_DENIED) pass through, and
+        UNIMPLEMENTED (reason `TARGET_SERVICE_NOT_BUILT`) while the owning
+        service (workflows, tools) does not create that kind yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,9 +224,12 @@ class TemplateServiceServicer:
 
     def ImportTemplate(self, request, context):
         """Creates a template at version 1 from a document in the export format
-        (the document's `version` is ignored). ALREADY_EXISTS when the tenant already has a template of that name,
-        INVALID_ARGUMENT when the content does not parse or describes a bad
-        template (the same checks as create).
+        (the document's `version` is ignored), named `name` when given (to
+        import a copy) or as the document says. ALREADY_EXISTS when the tenant
+        already has a template of that name, INVALID_ARGUMENT when the content
+        does not parse or describes a bad template (the same checks as create;
+        the violation names the field path in the document, such as
+        `parameters[1].type`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,7 +239,8 @@ class TemplateServiceServicer:
         """Answers a template as a JSON or YAML document that import accepts: the
         template's `name`, `description`, `kind`, `category`, `tags`, `content`,
         `parameters` and `version`, without ids, tenant or timestamps. The
-        content type is `application/json` or `application/yaml`. NOT_FOUND when
+        content type is `application/json` or `application/yaml`: `format`
+        decides, else an `Accept` header naming YAML, else JSON. NOT_FOUND when
         the tenant has no such template or version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -306,7 +324,12 @@ class TemplateService:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     @staticmethod
