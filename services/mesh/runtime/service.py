@@ -88,10 +88,11 @@ class ServiceDefinition:
 
     def metadata(self) -> sa.MetaData:
         """The service's tables (and the runtime's), apart from every other service's."""
+        from mesh.runtime.audit import AuditEvent
         from mesh.runtime.tables import RowCount
 
         metadata = sa.MetaData()
-        for table in [RowCount, *self.tables]:
+        for table in [RowCount, AuditEvent, *self.tables]:
             table.__table__.to_metadata(metadata)
         return metadata
 
