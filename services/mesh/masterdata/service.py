@@ -801,10 +801,16 @@ _SECRET = writable(pb.Secret)
 
 
 def keyring_of(runtime: Runtime) -> keys.Keyring:
-    """The service's key-encryption keys, loaded once per runtime (a clear error if wrong)."""
+    """The service's key-encryption keys, loaded and checked against the stored secrets once per
+    runtime, when the servicers are built and before the server listens: a missing or wrong key
+    stops the service at start with a clear KeyringError, never garbage later."""
     keyring = runtime.__dict__.get("_keyring")
     if keyring is None:
-        keyring = runtime.__dict__["_keyring"] = keys.Keyring.load(runtime.settings)
+        keyring = keys.Keyring.load(runtime.settings)
+        with runtime.database.session(write=True) as session, session.begin():
+            used = set(session.exec(select(SecretRow.key_id).distinct()).all())
+            keyring.verify(session, used)
+        runtime.__dict__["_keyring"] = keyring
     return keyring
 
 
@@ -942,19 +948,8 @@ class SecretAccessService(pb_grpc.SecretAccessServiceServicer):
         return await self.db.write(reveal)
 
 
-async def _check_keys(runtime: Runtime) -> None:
-    """At start: the configured keys must be the ones the stored secrets were sealed with."""
-    keyring = keyring_of(runtime)
-
-    def verify(session: Session) -> None:
-        used = set(session.exec(select(SecretRow.key_id).distinct()).all())
-        keyring.verify(session, used)
-
-    await runtime.database.write(verify)
-
-
 DEFINITION = ServiceDefinition(
     "masterdata",
     servicers=[SkillService, ConstraintService, PromptService, ModelService, SecretService,
                SecretAccessService],
-    tables=TABLES, on_start=_check_keys)
+    tables=TABLES)
