@@ -21,7 +21,12 @@ from tests.harness import Identity, ServiceHarness, error_reason, field_violatio
 def service(request, tmp_path_factory):
     settings = {}
     if request.param == "postgres":
+        from mesh.runtime.db import Database
+        from mesh.runtime.settings import Settings
+
+        # A fresh schema: secrets left by an earlier run were sealed with that run's key file.
         settings["database_url"] = request.getfixturevalue("postgres_url")
+        Database.for_service("masterdata", Settings(**settings)).drop_schema()
     harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("masterdata"), **settings)
     yield harness
     harness.close()

@@ -1,5 +1,6 @@
-"""The templates service in-process, with the real agents service (and the not-yet-built
-workflows service) as its peers: rendering, validation, versions, export/import, instantiate."""
+"""The templates service in-process (on SQLite and on PostgreSQL), with the real agents service
+(and the not-yet-built workflows service) as its peers: rendering, validation, versions,
+export/import, instantiate."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ from mesh.templates.service import DEFINITION
 from tests.harness import Identity, ServiceHarness, error_reason, field_violations
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory):
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def services(request, tmp_path_factory):
+    settings = {}
+    if request.param == "postgres":
+        settings["database_url"] = request.getfixturevalue("postgres_url")
     agents = ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"))
     workflows = ServiceHarness(ServiceDefinition.placeholder_for("workflows"),
                                tmp_path_factory.mktemp("workflows"))
     peers = f"agents=127.0.0.1:{agents.running.port},workflows=127.0.0.1:{workflows.running.port}"
-    templates = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("templates"), peers=peers)
+    templates = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("templates"), peers=peers,
+                               **settings)
     yield templates, agents
     for harness in (templates, workflows, agents):
         harness.close()
