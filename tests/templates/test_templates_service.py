@@ -197,3 +197,19 @@ def test_versions_export_and_import_round_trip(stub, me):
     _raises(lambda: stub.ImportTemplate(pb.ImportTemplateRequest(
         content=exported.data.decode()), metadata=me.metadata()),
         grpc.StatusCode.ALREADY_EXISTS, "TEMPLATE_ALREADY_EXISTS")
+
+
+def test_import_refuses_yaml_aliases_and_keeps_dates_as_text(stub, me):
+    bomb = "name: bomb\nkind: agent\ncontent:\n  a: &x [1, 2]\n  b: *x\n"
+    error = _raises(lambda: stub.ImportTemplate(pb.ImportTemplateRequest(content=bomb),
+                                                metadata=me.metadata()),
+                    grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["content"]
+    made = stub.ImportTemplate(pb.ImportTemplateRequest(
+        content=f"name: {_name()}\nkind: agent\ncontent:\n  name: x\n  since: 2024-01-01\n"),
+        metadata=me.metadata())
+    assert made.content["since"] == "2024-01-01" and made.kind == pb.TEMPLATE_KIND_AGENT
+    error = _raises(lambda: stub.ImportTemplate(pb.ImportTemplateRequest(
+        content=f"name: {_name()}\nkind: agent\ncontent: {{x: !!binary aGk=}}\n"),
+        metadata=me.metadata()), grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["content"]

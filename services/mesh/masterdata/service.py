@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,7 +33,7 @@ from mesh.runtime.errors import (DomainError, FailedPrecondition, InvalidArgumen
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository, like_pattern
 from mesh.runtime.service import Runtime, ServiceDefinition
-from mesh.runtime.tables import is_uuid, utcnow
+from mesh.runtime.tables import aware, is_uuid, utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
@@ -929,7 +928,7 @@ class SecretAccessService(pb_grpc.SecretAccessServiceServicer):
 
         def reveal(session: Session) -> pb.RevealSecretResponse:
             row = secrets.get(session, caller.tenant_id, request.secret_id)
-            if row.expires_at is not None and row.expires_at.replace(tzinfo=UTC) <= utcnow():
+            if row.expires_at is not None and aware(row.expires_at) <= utcnow():
                 raise FailedPrecondition(f"secret {row.name!r} expired", reason="SECRET_EXPIRED",
                                          details={"secret": row.name})
             try:

@@ -62,6 +62,21 @@ _ERRORS = {c.code: c for c in (errors.InvalidArgument, errors.NotFound, errors.A
                                errors.PermissionDenied, errors.Unimplemented, errors.Unavailable)}
 
 
+class _DocumentLoader(yaml.SafeLoader):
+    """YAML for imported documents: no aliases (`*a` could expand a small document into a huge
+    one), and dates stay the strings they were written as (JSON has no date type)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+_DocumentLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                                lambda loader, node: loader.construct_scalar(node))
+
+
 def _tag_clause(tag: str):
     pattern = "%" + json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%") \
         .replace("_", "\\_") + "%"
@@ -482,7 +497,10 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
             if request.format == pb.TEMPLATE_FORMAT_JSON:
                 document = json.loads(request.content)
             else:
-                document = yaml.safe_load(request.content)
+                document = yaml.load(request.content, Loader=_DocumentLoader)  # noqa: S506
+            json.dumps(document, allow_nan=False)
+        except TypeError as exc:
+            raise invalid_field("content", f"holds a value JSON cannot carry: {exc}") from None
         except (ValueError, yaml.YAMLError) as exc:
             kind = "JSON" if request.format == pb.TEMPLATE_FORMAT_JSON else "YAML"
             raise invalid_field("content", f"does not parse as {kind}: "
