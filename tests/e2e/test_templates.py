@@ -48,6 +48,13 @@ def test_crud_versions_and_tenant_isolation(mesh, tenant, other_tenant):
         assert changed.json()["version"] == 2 and changed.json()["description"] == "smaller"
         versions = client.get(f"{URL}/{name}/versions").json()
         assert [v["version"] for v in versions["items"]] == [2, 1]
+        labelled = client.put(f"{URL}/{name}/labels/production", json={"version": 1})
+        assert labelled.status_code == 200, labelled.text
+        assert labelled.json()["labels"] == {"production": 1}
+        stable = client.get(f"{URL}/{name}/export", params={"label": "production"}).json()
+        assert stable["version"] == 1 and stable["content"]["tools"] == ["search"]
+        preview = client.get(f"{URL}/{name}/preview", params={"label": "production"}).json()
+        assert preview["version"] == 1
         listed = client.get(URL, params={"search": name, "kind": "TEMPLATE_KIND_AGENT"}).json()
         assert listed["total"] == 1 and listed["items"][0]["id"] == template["id"]
         assert client.get(URL, params={"tag": "e2e", "search": name}).json()["total"] == 1

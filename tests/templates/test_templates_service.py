@@ -25,7 +25,11 @@ from tests.harness import Identity, ServiceHarness, error_reason, field_violatio
 def services(request, tmp_path_factory):
     settings = {}
     if request.param == "postgres":
+        from mesh.runtime.db import Database
+        from mesh.runtime.settings import Settings
+
         settings["database_url"] = request.getfixturevalue("postgres_url")
+        Database.for_service("templates", Settings(**settings)).drop_schema()  # a fresh schema
     agents = ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"))
     workflows = ServiceHarness(ServiceDefinition.placeholder_for("workflows"),
                                tmp_path_factory.mktemp("workflows"))
@@ -213,3 +217,41 @@ def test_import_refuses_yaml_aliases_and_keeps_dates_as_text(stub, me):
         content=f"name: {_name()}\nkind: agent\ncontent: {{x: !!binary aGk=}}\n"),
         metadata=me.metadata()), grpc.StatusCode.INVALID_ARGUMENT)
     assert field_violations(error) == ["content"]
+
+
+def test_labels_point_at_versions_for_preview_instantiate_and_export(stub, me):
+    t = stub.CreateTemplate(pb.CreateTemplateRequest(template=_template(
+        _name(), {"name": "v1 {{ n }}"}, [{"name": "n", "default_value": "x"}])),
+        metadata=me.metadata())
+    body = pb.TemplateVersion()
+    body.content.update({"name": "v2 {{ n }}"})
+    stub.CreateTemplateVersion(pb.CreateTemplateVersionRequest(template_id=t.id,
+                                                               template_version=body),
+                               metadata=me.metadata())
+    labelled = stub.SetTemplateLabel(pb.SetTemplateLabelRequest(
+        template_id=t.id, label="production", version=1), metadata=me.metadata())
+    assert dict(labelled.labels) == {"production": 1} and labelled.version == 2
+    preview = stub.PreviewTemplate(pb.PreviewTemplateRequest(template_id=t.id,
+                                                             label="production"),
+                                   metadata=me.metadata())
+    assert (preview.version, preview.result["name"]) == (1, "v1 x")
+    current = stub.InstantiateTemplate(pb.InstantiateTemplateRequest(template_id=t.id),
+                                       metadata=me.metadata())
+    assert current.result["name"] == "v2 x"
+    exported = stub.ExportTemplate(pb.ExportTemplateRequest(template_id=t.id, label="production"),
+                                   metadata=me.metadata())
+    assert json.loads(exported.data)["version"] == 1
+    listed = stub.ListTemplateVersions(pb.ListTemplateVersionsRequest(template_id=t.id),
+                                       metadata=me.metadata())
+    assert [list(v.labels) for v in listed.items] == [[], ["production"]]
+    _raises(lambda: stub.PreviewTemplate(pb.PreviewTemplateRequest(template_id=t.id,
+                                                                   label="staging"),
+                                         metadata=me.metadata()),
+            grpc.StatusCode.NOT_FOUND, "TEMPLATE_LABEL_NOT_FOUND")
+    _raises(lambda: stub.SetTemplateLabel(pb.SetTemplateLabelRequest(
+        template_id=t.id, label="production", version=9), metadata=me.metadata()),
+        grpc.StatusCode.NOT_FOUND, "TEMPLATE_VERSION_NOT_FOUND")
+    stub.DeleteTemplateLabel(pb.DeleteTemplateLabelRequest(template_id=t.id, label="production"),
+                             metadata=me.metadata())
+    assert dict(stub.GetTemplate(pb.GetTemplateRequest(template_id=t.id),
+                                 metadata=me.metadata()).labels) == {}

@@ -24,6 +24,7 @@ class TemplateRow(TenantTable, table=True):
     content: dict[str, Any] = json_field(dict)
     parameters: list[dict[str, Any]] = json_field(list)
     version: int = 1
+    labels: dict[str, int] = json_field(dict)
     created_by: str = ""
 
 

@@ -34,6 +34,7 @@ from mesh.runtime.tables import is_uuid
 from mesh.templates.models import TemplateRow, TemplateVersionRow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _TEMPLATE = writable(pb.Template)
@@ -263,11 +264,21 @@ def _template_message(row: TemplateRow) -> pb.Template:
     return to_message(row, pb.Template, parameters=_parameter_messages(row.parameters))
 
 
-def _version_message(row: TemplateVersionRow) -> pb.TemplateVersion:
-    return to_message(row, pb.TemplateVersion, parameters=_parameter_messages(row.parameters))
+def _version_message(version: TemplateVersionRow, row: TemplateRow) -> pb.TemplateVersion:
+    return to_message(version, pb.TemplateVersion,
+                      parameters=_parameter_messages(version.parameters),
+                      labels=sorted(k for k, v in row.labels.items() if v == version.version))
 
 
-def _version(session: Session, row: TemplateRow, number: int) -> TemplateVersionRow:
+def _version(session: Session, row: TemplateRow, number: int,
+             label: str = "") -> TemplateVersionRow:
+    if label and number:
+        raise invalid_field("label", "give a label or a version, not both")
+    if label:
+        if label not in row.labels:
+            raise NotFound(f"template {row.name!r} has no label {label!r}",
+                           reason="TEMPLATE_LABEL_NOT_FOUND", details={"label": label})
+        number = row.labels[label]
     number = number or row.version
     found = session.exec(select(TemplateVersionRow).where(
         TemplateVersionRow.tenant_id == row.tenant_id, TemplateVersionRow.template_id == row.id,
@@ -385,11 +396,11 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"template {name!r} deleted")
 
-    async def _load(self, caller: Caller, key: str,
-                    number: int) -> tuple[TemplateRow, TemplateVersionRow]:
+    async def _load(self, caller: Caller, key: str, number: int,
+                    label: str = "") -> tuple[TemplateRow, TemplateVersionRow]:
         def load(session: Session):
             row = templates.get(session, caller.tenant_id, key)
-            return row, _version(session, row, number)
+            return row, _version(session, row, number, label)
         return await self.db.read(load)
 
     async def PreviewTemplate(self, request, context):
@@ -402,7 +413,8 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
                 given = None
             if not isinstance(given, dict):
                 raise invalid_field("parameters", "must be a JSON object")
-        row, version = await self._load(caller, request.template_id, request.version)
+        row, version = await self._load(caller, request.template_id, request.version,
+                                        request.label)
         values_, missing = _values(version.parameters, given)
         result = _render(version.content, values_, keep_missing=True)
         out = pb.PreviewTemplateResponse(template_id=row.id, version=version.version,
@@ -413,7 +425,8 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
     async def InstantiateTemplate(self, request, context):
         caller = require_caller(context)
         given = python_value(request, request.DESCRIPTOR.fields_by_name["parameters"]) or {}
-        row, version = await self._load(caller, request.template_id, request.version)
+        row, version = await self._load(caller, request.template_id, request.version,
+                                        request.label)
         values_, missing = _values(version.parameters, given)
         if missing:
             raise InvalidArgument(f"missing required parameter(s) {', '.join(missing)}",
@@ -462,8 +475,8 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
 
         def run(session: Session) -> dict[str, Any]:
             row = templates.get(session, caller.tenant_id, request.template_id)
-            return versions.list(session, caller.tenant_id, page,
-                                 filters={"template_id": row.id}).fields(_version_message)
+            return versions.list(session, caller.tenant_id, page, filters={
+                "template_id": row.id}).fields(lambda v: _version_message(v, row))
 
         return pb.ListTemplateVersionsResponse(**await self.db.read(run))
 
@@ -483,9 +496,44 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
             templates.save(session, row)
             audit.record(session, caller, "create", "template_version", row.id,
                          version=version.version)
-            return _version_message(version)
+            return _version_message(version, row)
 
         return await self.db.write(create)
+
+    async def SetTemplateLabel(self, request, context):
+        caller = require_caller(context)
+        if not _LABEL.match(request.label):
+            raise invalid_field("label", "1-50 letters, digits, '.', '_' or '-'")
+        if request.version < 1:
+            raise invalid_field("version", "is required (a version number from 1)")
+
+        def apply(session: Session) -> TemplateRow:
+            row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
+            _version(session, row, request.version)
+            previous = row.labels.get(request.label)
+            row.labels = {**row.labels, request.label: request.version}
+            audit.record(session, caller, "label", "template", row.id, label=request.label,
+                         version=request.version, previous=previous)
+            return templates.save(session, row)
+
+        return _template_message(await self.db.write(apply))
+
+    async def DeleteTemplateLabel(self, request, context):
+        caller = require_caller(context)
+
+        def remove(session: Session) -> str:
+            row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
+            if request.label not in row.labels:
+                raise NotFound(f"template {row.name!r} has no label {request.label!r}",
+                               reason="TEMPLATE_LABEL_NOT_FOUND", details={"label": request.label})
+            row.labels = {k: v for k, v in row.labels.items() if k != request.label}
+            templates.save(session, row)
+            audit.record(session, caller, "unlabel", "template", row.id, label=request.label)
+            return row.name
+
+        name = await self.db.write(remove)
+        return common_pb2.DeleteResponse(
+            success=True, message=f"label {request.label!r} removed from template {name!r}")
 
     async def ImportTemplate(self, request, context):
         caller = require_caller(context)
@@ -519,7 +567,8 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
 
     async def ExportTemplate(self, request, context):
         caller = require_caller(context)
-        row, version = await self._load(caller, request.template_id, request.version)
+        row, version = await self._load(caller, request.template_id, request.version,
+                                        request.label)
         document = {"name": row.name, "description": row.description, "kind": row.kind,
                     "category": row.category, "tags": list(row.tags),
                     "content": version.content, "parameters": version.parameters,

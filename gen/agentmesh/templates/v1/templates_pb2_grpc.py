@@ -107,6 +107,16 @@ class TemplateServiceStub:
                 request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.SetTemplateLabel = channel.unary_unary(
+                '/agentmesh.templates.v1.TemplateService/SetTemplateLabel',
+                request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.FromString,
+                _registered_method=True)
+        self.DeleteTemplateLabel = channel.unary_unary(
+                '/agentmesh.templates.v1.TemplateService/DeleteTemplateLabel',
+                request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class TemplateServiceServicer:
@@ -247,6 +257,25 @@ class TemplateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTemplateLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of a template, creating or moving it in one
+        step, and answers the template with its labels. Preview, instantiate and
+        export take the label instead of a version number. NOT_FOUND when the
+        tenant has no such template or version, INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTemplateLabel(self, request, context):
+        """Removes a label from a template. NOT_FOUND when the tenant has no such
+        template or the template no such label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TemplateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +333,16 @@ def add_TemplateServiceServicer_to_server(servicer, server):
                     servicer.ExportTemplate,
                     request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'SetTemplateLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTemplateLabel,
+                    request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.SerializeToString,
+            ),
+            'DeleteTemplateLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTemplateLabel,
+                    request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,6 +658,60 @@ class TemplateService:
             '/agentmesh.templates.v1.TemplateService/ExportTemplate',
             agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTemplateLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.templates.v1.TemplateService/SetTemplateLabel',
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.SerializeToString,
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTemplateLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.templates.v1.TemplateService/DeleteTemplateLabel',
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

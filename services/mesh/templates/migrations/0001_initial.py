@@ -49,6 +49,7 @@ def upgrade() -> None:
     sa.Column('content', sa.JSON(), nullable=False),
     sa.Column('parameters', sa.JSON(), nullable=False),
     sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('labels', sa.JSON(), nullable=False),
     sa.Column('created_by', sa.String(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'name', name='uq_templates_tenant_name')
