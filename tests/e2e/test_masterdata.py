@@ -201,11 +201,20 @@ def test_secret_value_never_leaves_in_clear(mesh, tenant):
 
 
 def test_the_gateway_does_not_route_the_internal_reveal_rpc(mesh, tenant):
+    value = f"never-through-the-gateway-{uuid.uuid4().hex}"
     with mesh.client(tenant.token) as client:
-        reply = client.post("/agentmesh.masterdata.v1.SecretAccessService/RevealSecret",
-                            content=b"\x00\x00\x00\x00\x00",
-                            headers={"content-type": "application/grpc"})
-        assert_envelope(reply, 404, "NOT_FOUND")
+        secret = client.post(f"{BASE}/secrets", json={"name": _name("s"), "value": value}).json()
+        message = pb.RevealSecretRequest(secret_id=secret["id"],
+                                         requested_by="outsider").SerializeToString()
+        framed = b"\x00" + len(message).to_bytes(4, "big") + message
+        for content_type in ("application/grpc", "application/grpc-web+proto"):
+            reply = client.post("/agentmesh.masterdata.v1.SecretAccessService/RevealSecret",
+                                content=framed, headers={"content-type": content_type})
+            assert value.encode() not in reply.content
+            assert reply.status_code != 200 or reply.headers.get("grpc-status", "") not in ("", "0")
+        for method in ("GET", "POST"):
+            reply = client.request(method, f"{BASE}/secrets/{secret['id']}/reveal")
+            assert reply.status_code == 404 and value not in reply.text
 
 
 def test_ciphertext_moved_to_another_tenants_row_fails_to_decrypt(mesh, tenant, other_tenant):
