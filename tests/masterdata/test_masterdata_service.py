@@ -201,6 +201,9 @@ def test_models_need_a_known_provider_and_an_existing_secret(service, me):
     assert by_name["azure_openai"].requirements.endpoint_url_required
     _raises(lambda: secrets.DeleteSecret(pb.DeleteSecretRequest(secret_id=key), metadata=md),
             grpc.StatusCode.FAILED_PRECONDITION, "SECRET_IN_USE")
+    _raises(lambda: secrets.UpdateSecret(pb.UpdateSecretRequest(
+        secret_id=key, secret=pb.Secret(name=_name("renamed"))), metadata=md),
+        grpc.StatusCode.FAILED_PRECONDITION, "SECRET_IN_USE")
 
 
 def test_secret_value_never_comes_back_and_reveal_is_audited(service, me):

@@ -25,7 +25,7 @@ from mesh.masterdata import keys
 from mesh.masterdata.models import (TABLES, ConstraintRow, ModelRow, PromptRow, PromptVersionRow,
                                     SecretRow, SkillRow)
 from mesh.masterdata.rules import CONSTRAINT_TYPES, PROVIDERS, rule_problems
-from mesh.runtime import audit, placeholders
+from mesh.runtime import audit, errors, placeholders
 from mesh.runtime.context import Caller, require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.errors import (DomainError, FailedPrecondition, InvalidArgument, NotFound,
@@ -88,7 +88,7 @@ async def _list(db, repo: TenantRepository, caller: Caller, page: PageRequest,
     return (await repo.page(db, caller.tenant_id, page, filters=filters, search=search)).fields()
 
 
-def _facets(db, model, column: str, caller: Caller, page: PageRequest,
+def _facets(model, column: str, caller: Caller, page: PageRequest,
             known: dict[str, Any] | None = None) -> Callable[[Session], Page]:
     """Counts per value of `column` (every known value, zero included, when `known` is given)."""
     def run(session: Session) -> Page:
@@ -180,7 +180,7 @@ class SkillService(pb_grpc.SkillServiceServicer):
     async def ListSkillCategories(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-        result = await self.db.read(_facets(self.db, SkillRow, "category", caller, page))
+        result = await self.db.read(_facets(SkillRow, "category", caller, page))
         return pb.ListSkillCategoriesResponse(**result.fields(
             lambda item: pb.FacetCount(name=item[0], count=item[1])))
 
@@ -312,7 +312,7 @@ class ConstraintService(pb_grpc.ConstraintServiceServicer):
     async def ListConstraintTypes(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-        result = await self.db.read(_facets(self.db, ConstraintRow, "constraint_type", caller,
+        result = await self.db.read(_facets(ConstraintRow, "constraint_type", caller,
                                             page, known=CONSTRAINT_TYPES))
 
         def facet(item) -> pb.FacetCount:
@@ -503,7 +503,7 @@ class PromptService(pb_grpc.PromptServiceServicer):
     async def ListPromptCategories(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-        result = await self.db.read(_facets(self.db, PromptRow, "category", caller, page))
+        result = await self.db.read(_facets(PromptRow, "category", caller, page))
         return pb.ListPromptCategoriesResponse(**result.fields(
             lambda item: pb.FacetCount(name=item[0], count=item[1])))
 
@@ -777,7 +777,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
     async def ListModelProviders(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-        result = await self.db.read(_facets(self.db, ModelRow, "provider", caller, page,
+        result = await self.db.read(_facets(ModelRow, "provider", caller, page,
                                             known=PROVIDERS))
 
         def facet(item) -> pb.FacetCount:
@@ -840,6 +840,16 @@ def _store_value(keyring: keys.Keyring, row: SecretRow, value: str) -> None:
     row.fingerprint, row.value_hint = sealed.fingerprint, _hint(value)
 
 
+def _refuse_if_referenced(session: Session, row: SecretRow, change: str) -> None:
+    users = session.exec(select(ModelRow.name).where(
+        ModelRow.tenant_id == row.tenant_id, ModelRow.secret_ref.in_([row.name, row.id]))).all()
+    if users:
+        raise FailedPrecondition(
+            f"secret {row.name!r} is the secret_ref of model(s) {', '.join(users)}; it cannot be "
+            f"{change} while they name it", reason="SECRET_IN_USE",
+            details={"models": ",".join(users)})
+
+
 class SecretService(pb_grpc.SecretServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
@@ -882,6 +892,8 @@ class SecretService(pb_grpc.SecretServiceServicer):
 
         def apply(session: Session) -> SecretRow:
             row = secrets.get(session, caller.tenant_id, request.secret_id, lock=True)
+            if update.get("name", row.name) != row.name:
+                _refuse_if_referenced(session, row, "renamed")
             for key, field_value in update.items():
                 setattr(row, key, field_value)
             if value:
@@ -899,13 +911,7 @@ class SecretService(pb_grpc.SecretServiceServicer):
 
         def remove(session: Session) -> str:
             row = secrets.get(session, caller.tenant_id, request.secret_id, lock=True)
-            users = session.exec(select(ModelRow.name).where(
-                ModelRow.tenant_id == caller.tenant_id,
-                ModelRow.secret_ref.in_([row.name, row.id]))).all()
-            if users:
-                raise FailedPrecondition(
-                    f"secret {row.name!r} is the secret_ref of model(s) {', '.join(users)}",
-                    reason="SECRET_IN_USE", details={"models": ",".join(users)})
+            _refuse_if_referenced(session, row, "deleted")
             secrets.delete(session, row)
             audit.record(session, caller, "delete", "secret", row.id, name=row.name)
             return row.name
@@ -934,6 +940,10 @@ class SecretAccessService(pb_grpc.SecretAccessServiceServicer):
             try:
                 value = keys.open_value(self.keyring, row.tenant_id, row.id, row.key_id,
                                         row.wrapped_key, row.ciphertext)
+            except keys.KeyringError as exc:
+                raise errors.Internal(f"secret {row.name!r} cannot be decrypted here: {exc}",
+                                      reason="SECRET_KEY_UNAVAILABLE",
+                                      details={"secret": row.name, "key_id": row.key_id}) from None
             except keys.DecryptionFailed:
                 raise DataLoss(f"secret {row.name!r} does not decrypt for this tenant and id: "
                                "its ciphertext was altered or copied from another record",

@@ -1750,9 +1750,10 @@ class SecretServiceServicer:
         """Updates a secret and answers its metadata, without the value. Only the
         fields named in `update_mask` change; without a mask, every field the
         body populates changes. A new `value` replaces the old one, raises
-        `version` by one and sets `last_rotated_at`. NOT_FOUND when the tenant has
-        no such secret, ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT
-        for a bad field.
+        `version` by one and sets `last_rotated_at`; the id never changes.
+        NOT_FOUND when the tenant has no such secret, ALREADY_EXISTS when a rename
+        collides, FAILED_PRECONDITION (reason `SECRET_IN_USE`) for a rename while
+        a model's `secret_ref` names it, INVALID_ARGUMENT for a bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
