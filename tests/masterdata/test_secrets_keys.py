@@ -90,3 +90,30 @@ def test_ciphertext_moved_to_another_tenants_row_fails_to_decrypt(service, tmp_p
     assert error_reason(caught.value) == "SECRET_DECRYPTION_FAILED"
     assert "tenant-a" not in caught.value.details()
     assert _reveal(service, a, mine.id) == "tenant-a-secret-value"
+
+
+def test_rotation_with_keys_from_settings(tmp_path):
+    import base64
+    import os
+
+    old, new = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    me = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path, secrets_kek=old, secrets_kek_id="k-old")
+    secret = _create(first, me, "settings-managed-value")
+    first.close()
+    assert not (tmp_path / keys.KEY_FILE).exists()
+    rotated = dict(secrets_kek=new, secrets_kek_id="k-new", secrets_previous_keks=f"k-old={old}")
+    second = ServiceHarness(DEFINITION, tmp_path, **rotated)
+    try:
+        assert _reveal(second, me, secret.id) == "settings-managed-value"  # old key still opens
+        active, done = keys.rotate(second.settings, say=lambda _: None)
+        assert (active, done) == ("k-new", 1)
+        assert _reveal(second, me, secret.id) == "settings-managed-value"
+    finally:
+        second.close()
+    # every secret is under k-new now: the old key can go
+    third = ServiceHarness(DEFINITION, tmp_path, secrets_kek=new, secrets_kek_id="k-new")
+    try:
+        assert _reveal(third, me, secret.id) == "settings-managed-value"
+    finally:
+        third.close()
