@@ -152,10 +152,11 @@ def test_malformed_requests_become_a_marker_not_an_exception():
 
 
 # ---- PUT semantics ---------------------------------------------------------------------------
-def test_put_without_mask_replaces_every_writable_field():
+def test_put_without_mask_applies_what_the_body_carries_false_included():
     user = identity_pb2.User(active=False)
-    update = changes(user, {"full_name", "role", "active"})
-    assert update == {"full_name": "", "role": "ROLE_UNSPECIFIED", "active": False}
+    assert changes(user, {"full_name", "role", "active"}) == {"active": False}
+    assert changes(identity_pb2.User(full_name="Ann"), {"full_name", "role", "active"}) == {
+        "full_name": "Ann"}
 
 
 def test_put_with_mask_changes_exactly_the_named_fields():

@@ -77,6 +77,18 @@ def _keys_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secrets_rotate(args: argparse.Namespace) -> int:
+    from mesh.masterdata import keys
+    from mesh.runtime.settings import get_settings
+
+    try:
+        keys.rotate(get_settings(), new_key=not args.resume)
+    except keys.KeyringError as exc:
+        print(f"agentmesh secrets rotate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _db_revision(args: argparse.Namespace) -> int:
     from mesh import migrations
 
@@ -137,6 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="promote the pre-published next key now")
     rotate.set_defaults(func=_keys_rotate)
+
+    secrets = sub.add_parser("secrets", help="secrets encryption keys (docs/secrets.md)")
+    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets_rotate = secrets_sub.add_parser(
+        "rotate", help="make a new key-encryption key active and re-wrap every data key "
+                       "(online; run again to resume)")
+    secrets_rotate.add_argument("--resume", action="store_true",
+                                help="only re-wrap what is not yet under the active key")
+    secrets_rotate.set_defaults(func=_secrets_rotate)
 
     db = sub.add_parser("db", help="database migrations of a service")
     db_sub = db.add_subparsers(dest="db_command", required=True)

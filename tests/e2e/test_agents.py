@@ -30,9 +30,13 @@ def test_create_get_update_delete_by_id_and_name(mesh, tenant):
         assert updated.json()["description"] == "triages tickets"
         assert updated.json()["model"] == "gpt-4o"
         assert updated.json()["version"] == 2
-        # Without one: a full replacement of the writable fields.
-        replaced = client.put(f"/api/v1/agents/{name}", json={"name": name, "model": "gpt-4o"})
-        assert replaced.json()["description"] == "" and replaced.json()["version"] == 3
+        # Without one: the fields the body carries; the others stay.
+        plain = client.put(f"/api/v1/agents/{name}", json={"model": "gpt-4o-mini"})
+        assert plain.json()["model"] == "gpt-4o-mini" and plain.json()["version"] == 3
+        assert plain.json()["description"] == "triages tickets"
+        # The mask sets a field to its default, which a plain body cannot.
+        cleared = client.put(f"/api/v1/agents/{name}", json={}, params={"update_mask": "description"})
+        assert cleared.json()["description"] == "" and cleared.json()["model"] == "gpt-4o-mini"
         deleted = client.delete(f"/api/v1/agents/{agent['id']}")
         assert deleted.json() == {"success": True, "message": f"agent '{name}' deleted"}
         assert_envelope(client.get(f"/api/v1/agents/{agent['id']}"), 404, "NOT_FOUND")

@@ -57,8 +57,10 @@ def test_not_built_service_is_501(mesh, tenant):
         # Literal paths reach their own RPC, not GetTool.
         body = assert_envelope(client.get("/api/v1/tools/categories"), 501, "UNIMPLEMENTED")
         assert body["details"]["method"].endswith("/ListToolCategories")
-        body = assert_envelope(client.get("/api/v1/master-data/skills/search"), 501, "UNIMPLEMENTED")
-        assert body["details"]["method"].endswith("/SearchSkills")
+        # Built now: SearchSkills (not GetSkill's 404) answers that `q` is missing.
+        body = assert_envelope(client.get("/api/v1/master-data/skills/search"), 400,
+                               "INVALID_ARGUMENT")
+        assert body["details"]["field_violations"][0]["field"] == "q"
 
 
 def test_correlation_id_is_echoed_on_success_and_made_when_absent(mesh, tenant):

@@ -559,15 +559,16 @@ def test_503_answers_hide_envoy_internals(tmp_path):
 def test_put_applies_or_refuses_every_field(mesh, tenant):
     user_id, _, _ = _new_user(mesh, tenant, "ROLE_VIEWER")
     with mesh.client(tenant.token) as client:
-        # A full replacement needs the role: refused, not silently half-applied.
-        assert_envelope(client.put(f"/api/v1/auth/users/{user_id}", json={"active": False}),
-                        400, "INVALID_ARGUMENT")
-        assert client.get(f"/api/v1/auth/users/{user_id}").json()["active"] is True
-        # With update_mask: exactly the named field.
-        masked = client.put(f"/api/v1/auth/users/{user_id}", json={"active": False},
-                            params={"update_mask": "active"})
-        assert masked.status_code == 200 and masked.json()["active"] is False
-        assert masked.json()["role"] == "ROLE_VIEWER"
+        # The field the body carries is applied, false included; the others stay.
+        plain = client.put(f"/api/v1/auth/users/{user_id}", json={"active": False})
+        assert plain.status_code == 200, plain.text
+        assert plain.json()["active"] is False and plain.json()["role"] == "ROLE_VIEWER"
+        assert client.get(f"/api/v1/auth/users/{user_id}").json()["active"] is False
+        # With update_mask: exactly the named field, even to its default.
+        masked = client.put(f"/api/v1/auth/users/{user_id}", json={"full_name": "Ann"},
+                            params={"update_mask": "active,full_name"})
+        assert masked.status_code == 200 and masked.json()["full_name"] == "Ann"
+        assert masked.json()["active"] is False and masked.json()["role"] == "ROLE_VIEWER"
 
 
 def test_noop_update_keeps_the_version(mesh, tenant):

@@ -398,7 +398,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                                          "keep_empty_value": False}],
             "request_headers_to_remove": ["authorization", "x-api-key", "cookie",
                                           "x-envoy-expected-rq-timeout-ms", "x-envoy-original-path",
-                                          "x-forwarded-proto", "user-agent", "accept"],
+                                          "x-forwarded-proto", "user-agent"],
             "virtual_hosts": [{
                 "name": "agentmesh",
                 "domains": ["*"],

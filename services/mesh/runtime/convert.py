@@ -154,12 +154,12 @@ def python_value(message: Message, field: FieldDescriptor) -> Any:
 def changes(message: Message, writable: set[str] | frozenset[str], mask_paths: list[str] | None = None,
             body_name: str = "") -> dict[str, Any]:
     """The fields an update changes. One rule for every service (docs/contract.md, "Updates"):
-    with an `update_mask`, exactly the fields it names (partial update); without one, the
-    update is a full replacement of every writable field, so a field left out of the body takes
-    its default. proto3 cannot tell a field sent as `false`/`0`/`""` from one left out, so
-    "every populated field" would silently drop `{"active": false}`. A masked field that is not
-    writable is INVALID_ARGUMENT; output-only fields in the body are ignored (clients echo back
-    what they read)."""
+    with an `update_mask`, exactly the fields it names; without one, the fields the body
+    carries (AIP-134's implied mask). A field that must be settable to `false`/`0`/`""` through
+    a plain PUT is `optional` in the contract (it has presence, so `{"active": false}` is
+    carried); any field can be set to its default by naming it in the mask. A masked field that
+    is not writable is INVALID_ARGUMENT; output-only fields in the body are ignored (clients
+    echo back what they read)."""
     fields = message.DESCRIPTOR.fields_by_name
     if mask_paths:
         unknown = [p for p in mask_paths if p not in writable]
@@ -168,7 +168,7 @@ def changes(message: Message, writable: set[str] | frozenset[str], mask_paths: l
                                 f"updatable: {', '.join(sorted(writable))}")
         names = mask_paths
     else:
-        names = sorted(writable)
+        names = [f.name for f, _ in message.ListFields() if f.name in writable]
     return {name: python_value(message, fields[name]) for name in names}
 
 

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     # ahead of use so that gateways have it cached before the first token it signs.
     signing_key_rotation_seconds: int = Field(default=30 * 24 * 3600, ge=60)
 
+    # Secrets (masterdata): the key-encryption key, base64 of 32 bytes, and its id. Empty: a key
+    # file made on first run in data_dir (mode 0600). Never stored in a database. Keys that older
+    # data keys are still wrapped with, until `agentmesh secrets rotate` re-wraps them:
+    # `id=base64,...`. See docs/secrets.md.
+    secrets_kek: str = Field(default="", repr=False)
+    secrets_kek_id: str = "kek-1"
+    secrets_previous_keks: str = Field(default="", repr=False)
+
     # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
     # it to the observability service). The gateway samples this share of requests; a service
     # records spans only for sampled calls (mesh.runtime.telemetry).

@@ -128,7 +128,7 @@ class AgentServiceServicer:
 
     def UpdateAgent(self, request, context):
         """Updates an agent. Only the fields named in `update_mask` change; without
-        a mask, every writable field is replaced. Status and deployment
+        a mask, the fields the body carries change. Status and deployment
         change only through their own RPCs.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -130,7 +130,7 @@ class GovernanceServiceServicer:
 
     def UpdatePolicy(self, request, context):
         """Updates a policy. Only the fields named in `update_mask` change; without
-        a mask, every writable field is replaced. NOT_FOUND when the
+        a mask, the fields the body carries change. NOT_FOUND when the
         tenant has no such policy, ALREADY_EXISTS when a rename collides,
         INVALID_ARGUMENT for a bad field.
         """

@@ -199,8 +199,8 @@ class IdentityServiceServicer:
 
     def UpdateUser(self, request, context):
         """Changes a user's name, role or active flag. Only the fields named in
-        `update_mask` change; without a mask, all three are replaced (PUT is a
-        full replacement), so `role` is then required. Deactivating a user or
+        `update_mask` change; without a mask, the fields the body carries change
+        (`active` has presence, so `{"active": false}` applies). Deactivating a user or
         changing their role revokes their access tokens within seconds.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -25,6 +25,13 @@ class ConstraintType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CONSTRAINT_TYPE_COST_LIMIT: _ClassVar[ConstraintType]
     CONSTRAINT_TYPE_TIME_LIMIT: _ClassVar[ConstraintType]
     CONSTRAINT_TYPE_CUSTOM: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_MAX_TOKENS_PER_CALL: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_MAX_COST_PER_DAY: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_ALLOWED_TOOLS: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_DENIED_TOOLS: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_MAX_STEPS: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_TIMEOUT_SECONDS: _ClassVar[ConstraintType]
+    CONSTRAINT_TYPE_REQUIRE_APPROVAL_FOR: _ClassVar[ConstraintType]
 
 class ConstraintEnforcement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -62,6 +69,13 @@ CONSTRAINT_TYPE_CONTENT_POLICY: ConstraintType
 CONSTRAINT_TYPE_COST_LIMIT: ConstraintType
 CONSTRAINT_TYPE_TIME_LIMIT: ConstraintType
 CONSTRAINT_TYPE_CUSTOM: ConstraintType
+CONSTRAINT_TYPE_MAX_TOKENS_PER_CALL: ConstraintType
+CONSTRAINT_TYPE_MAX_COST_PER_DAY: ConstraintType
+CONSTRAINT_TYPE_ALLOWED_TOOLS: ConstraintType
+CONSTRAINT_TYPE_DENIED_TOOLS: ConstraintType
+CONSTRAINT_TYPE_MAX_STEPS: ConstraintType
+CONSTRAINT_TYPE_TIMEOUT_SECONDS: ConstraintType
+CONSTRAINT_TYPE_REQUIRE_APPROVAL_FOR: ConstraintType
 CONSTRAINT_ENFORCEMENT_UNSPECIFIED: ConstraintEnforcement
 CONSTRAINT_ENFORCEMENT_BLOCK: ConstraintEnforcement
 CONSTRAINT_ENFORCEMENT_WARN: ConstraintEnforcement
@@ -82,12 +96,30 @@ SECRET_TYPE_CERTIFICATE: SecretType
 SECRET_TYPE_GENERIC: SecretType
 
 class FacetCount(_message.Message):
-    __slots__ = ("name", "count")
+    __slots__ = ("name", "count", "description", "rules_schema", "requirements")
     NAME_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    RULES_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     count: int
-    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+    description: str
+    rules_schema: _struct_pb2.Struct
+    requirements: ProviderRequirements
+    def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ..., description: _Optional[str] = ..., rules_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., requirements: _Optional[_Union[ProviderRequirements, _Mapping]] = ...) -> None: ...
+
+class ProviderRequirements(_message.Message):
+    __slots__ = ("secret_required", "endpoint_url_required", "default_endpoint_url", "required_parameters")
+    SECRET_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    ENDPOINT_URL_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    secret_required: bool
+    endpoint_url_required: bool
+    default_endpoint_url: str
+    required_parameters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, secret_required: _Optional[bool] = ..., endpoint_url_required: _Optional[bool] = ..., default_endpoint_url: _Optional[str] = ..., required_parameters: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Skill(_message.Message):
     __slots__ = ("id", "tenant_id", "name", "description", "category", "skill_type", "parameters", "tags", "created_by", "created_at", "updated_at")
@@ -154,7 +186,14 @@ class PromptVariable(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[str] = ...) -> None: ...
 
 class Prompt(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "category", "content", "variables", "version", "model_hint", "tags", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "category", "content", "variables", "version", "model_hint", "tags", "created_by", "created_at", "updated_at", "labels", "served_version", "placeholders")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -168,6 +207,9 @@ class Prompt(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PLACEHOLDERS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -181,10 +223,13 @@ class Prompt(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ..., content: _Optional[str] = ..., variables: _Optional[_Iterable[_Union[PromptVariable, _Mapping]]] = ..., version: _Optional[int] = ..., model_hint: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, int]
+    served_version: int
+    placeholders: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., category: _Optional[str] = ..., content: _Optional[str] = ..., variables: _Optional[_Iterable[_Union[PromptVariable, _Mapping]]] = ..., version: _Optional[int] = ..., model_hint: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, int]] = ..., served_version: _Optional[int] = ..., placeholders: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PromptVersion(_message.Message):
-    __slots__ = ("prompt_id", "version", "content", "variables", "changelog", "created_by", "created_at")
+    __slots__ = ("prompt_id", "version", "content", "variables", "changelog", "created_by", "created_at", "labels")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +237,7 @@ class PromptVersion(_message.Message):
     CHANGELOG_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
     version: int
     content: str
@@ -199,17 +245,18 @@ class PromptVersion(_message.Message):
     changelog: str
     created_by: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[str] = ..., variables: _Optional[_Iterable[_Union[PromptVariable, _Mapping]]] = ..., changelog: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[str] = ..., variables: _Optional[_Iterable[_Union[PromptVariable, _Mapping]]] = ..., changelog: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelPricing(_message.Message):
-    __slots__ = ("input_per_1k_tokens", "output_per_1k_tokens", "currency")
-    INPUT_PER_1K_TOKENS_FIELD_NUMBER: _ClassVar[int]
-    OUTPUT_PER_1K_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("input_per_1m_tokens", "output_per_1m_tokens", "currency")
+    INPUT_PER_1M_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_PER_1M_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
-    input_per_1k_tokens: float
-    output_per_1k_tokens: float
+    input_per_1m_tokens: float
+    output_per_1m_tokens: float
     currency: str
-    def __init__(self, input_per_1k_tokens: _Optional[float] = ..., output_per_1k_tokens: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
+    def __init__(self, input_per_1m_tokens: _Optional[float] = ..., output_per_1m_tokens: _Optional[float] = ..., currency: _Optional[str] = ...) -> None: ...
 
 class Model(_message.Message):
     __slots__ = ("id", "tenant_id", "name", "description", "provider", "model_id", "model_type", "context_window", "max_output_tokens", "default_parameters", "pricing", "secret_ref", "endpoint_url", "status", "created_by", "created_at", "updated_at")
@@ -250,7 +297,7 @@ class Model(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., provider: _Optional[str] = ..., model_id: _Optional[str] = ..., model_type: _Optional[_Union[ModelType, str]] = ..., context_window: _Optional[int] = ..., max_output_tokens: _Optional[int] = ..., default_parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., pricing: _Optional[_Union[ModelPricing, _Mapping]] = ..., secret_ref: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., status: _Optional[_Union[ModelStatus, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Secret(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "secret_type", "value", "value_hint", "version", "last_rotated_at", "expires_at", "tags", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "secret_type", "value", "value_hint", "version", "last_rotated_at", "expires_at", "tags", "created_by", "created_at", "updated_at", "fingerprint", "key_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +312,8 @@ class Secret(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -279,7 +328,9 @@ class Secret(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., secret_type: _Optional[_Union[SecretType, str]] = ..., value: _Optional[str] = ..., value_hint: _Optional[str] = ..., version: _Optional[int] = ..., last_rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    fingerprint: str
+    key_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., secret_type: _Optional[_Union[SecretType, str]] = ..., value: _Optional[str] = ..., value_hint: _Optional[str] = ..., version: _Optional[int] = ..., last_rotated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fingerprint: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class ListSkillsRequest(_message.Message):
     __slots__ = ("page", "page_size", "category", "skill_type", "tag", "search", "order_by")
@@ -508,10 +559,14 @@ class CreatePromptRequest(_message.Message):
     def __init__(self, prompt: _Optional[_Union[Prompt, _Mapping]] = ...) -> None: ...
 
 class GetPromptRequest(_message.Message):
-    __slots__ = ("prompt_id",)
+    __slots__ = ("prompt_id", "label", "version")
     PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     prompt_id: str
-    def __init__(self, prompt_id: _Optional[str] = ...) -> None: ...
+    label: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class UpdatePromptRequest(_message.Message):
     __slots__ = ("prompt_id", "prompt", "update_mask")
@@ -582,6 +637,69 @@ class CreatePromptVersionRequest(_message.Message):
     prompt_id: str
     prompt_version: PromptVersion
     def __init__(self, prompt_id: _Optional[str] = ..., prompt_version: _Optional[_Union[PromptVersion, _Mapping]] = ...) -> None: ...
+
+class GetPromptVersionRequest(_message.Message):
+    __slots__ = ("prompt_id", "version")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeletePromptVersionRequest(_message.Message):
+    __slots__ = ("prompt_id", "version")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class SetPromptLabelRequest(_message.Message):
+    __slots__ = ("prompt_id", "label", "version")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    label: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeletePromptLabelRequest(_message.Message):
+    __slots__ = ("prompt_id", "label")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    label: str
+    def __init__(self, prompt_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class RenderPromptRequest(_message.Message):
+    __slots__ = ("prompt_id", "variables", "label", "version")
+    class VariablesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    variables: _containers.ScalarMap[str, str]
+    label: str
+    version: int
+    def __init__(self, prompt_id: _Optional[str] = ..., variables: _Optional[_Mapping[str, str]] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class RenderPromptResponse(_message.Message):
+    __slots__ = ("prompt_id", "version", "content")
+    PROMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    prompt_id: str
+    version: int
+    content: str
+    def __init__(self, prompt_id: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ("page", "page_size", "provider", "model_type", "status", "search", "order_by")
@@ -722,3 +840,27 @@ class DeleteSecretRequest(_message.Message):
     SECRET_ID_FIELD_NUMBER: _ClassVar[int]
     secret_id: str
     def __init__(self, secret_id: _Optional[str] = ...) -> None: ...
+
+class RevealSecretRequest(_message.Message):
+    __slots__ = ("secret_id", "requested_by", "purpose")
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    requested_by: str
+    purpose: str
+    def __init__(self, secret_id: _Optional[str] = ..., requested_by: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class RevealSecretResponse(_message.Message):
+    __slots__ = ("secret_id", "name", "value", "version", "secret_type")
+    SECRET_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SECRET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    secret_id: str
+    name: str
+    value: str
+    version: int
+    secret_type: SecretType
+    def __init__(self, secret_id: _Optional[str] = ..., name: _Optional[str] = ..., value: _Optional[str] = ..., version: _Optional[int] = ..., secret_type: _Optional[_Union[SecretType, str]] = ...) -> None: ...

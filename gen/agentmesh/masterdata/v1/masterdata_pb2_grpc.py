@@ -109,7 +109,7 @@ class SkillServiceServicer:
 
     def UpdateSkill(self, request, context):
         """Updates a skill. Only the fields named in `update_mask` change; without a
-        mask, every writable field is replaced. NOT_FOUND when the tenant
+        mask, the fields the body carries change. NOT_FOUND when the tenant
         has no such skill, ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT
         for a bad field.
         """
@@ -463,7 +463,7 @@ class ConstraintServiceServicer:
 
     def UpdateConstraint(self, request, context):
         """Updates a constraint. Only the fields named in `update_mask` change;
-        without a mask, every writable field is replaced. NOT_FOUND when
+        without a mask, the fields the body carries change. NOT_FOUND when
         the tenant has no such constraint, ALREADY_EXISTS when a rename collides,
         INVALID_ARGUMENT for a bad field.
         """
@@ -480,8 +480,9 @@ class ConstraintServiceServicer:
 
     def ListConstraintTypes(self, request, context):
         """Lists every constraint type, each with the number of the tenant's
-        constraints of that type (zero included). INVALID_ARGUMENT for a bad
-        page or page size.
+        constraints of that type (zero included), its description and the JSON
+        schema its `rules` must satisfy. INVALID_ARGUMENT for a bad page or page
+        size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -752,6 +753,31 @@ class PromptServiceStub:
                 request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.CreatePromptVersionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.PromptVersion.FromString,
                 _registered_method=True)
+        self.GetPromptVersion = channel.unary_unary(
+                '/agentmesh.masterdata.v1.PromptService/GetPromptVersion',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.GetPromptVersionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.PromptVersion.FromString,
+                _registered_method=True)
+        self.DeletePromptVersion = channel.unary_unary(
+                '/agentmesh.masterdata.v1.PromptService/DeletePromptVersion',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptVersionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.SetPromptLabel = channel.unary_unary(
+                '/agentmesh.masterdata.v1.PromptService/SetPromptLabel',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.SetPromptLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.Prompt.FromString,
+                _registered_method=True)
+        self.DeletePromptLabel = channel.unary_unary(
+                '/agentmesh.masterdata.v1.PromptService/DeletePromptLabel',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.RenderPrompt = channel.unary_unary(
+                '/agentmesh.masterdata.v1.PromptService/RenderPrompt',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptResponse.FromString,
+                _registered_method=True)
 
 
 class PromptServiceServicer:
@@ -782,8 +808,12 @@ class PromptServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPrompt(self, request, context):
-        """Returns one prompt, at its current version, by id or name. NOT_FOUND when
-        the tenant has none.
+        """Returns one prompt by id or name: at its current version, or with
+        `label` at the version the label points at, or with `version` at that
+        version (`content` and `variables` are then that version's). Other
+        services (the agent runtime) call this to resolve an agent's prompt.
+        NOT_FOUND when the tenant has no such prompt, label or version,
+        INVALID_ARGUMENT when both `label` and `version` are given.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -791,7 +821,7 @@ class PromptServiceServicer:
 
     def UpdatePrompt(self, request, context):
         """Updates a prompt. Only the fields named in `update_mask` change; without
-        a mask, every writable field is replaced. A change of `content` or
+        a mask, the fields the body carries change. A change of `content` or
         `variables` records a new version (without changelog) and makes it
         current. NOT_FOUND when the tenant has no such prompt, ALREADY_EXISTS
         when a rename collides, INVALID_ARGUMENT for a bad field.
@@ -829,6 +859,55 @@ class PromptServiceServicer:
         and makes it current. NOT_FOUND when the tenant has no such prompt,
         INVALID_ARGUMENT for no content or a placeholder that the variables do
         not declare.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPromptVersion(self, request, context):
+        """Returns one immutable version of a prompt. NOT_FOUND when the tenant has
+        no such prompt or version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePromptVersion(self, request, context):
+        """Deletes one version of a prompt. FAILED_PRECONDITION while a label points
+        at it (reason `PROMPT_VERSION_LABELLED`) or while it is the current
+        version (`PROMPT_VERSION_CURRENT`); NOT_FOUND when the tenant has no such
+        prompt or version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPromptLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of a prompt, creating or moving it in one
+        step, and answers the prompt with its labels. NOT_FOUND when the tenant
+        has no such prompt or version, INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePromptLabel(self, request, context):
+        """Removes a label from a prompt. NOT_FOUND when the tenant has no such
+        prompt or the prompt no such label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RenderPrompt(self, request, context):
+        """Renders a prompt (current version, or the one `label` or `version`
+        names) with variable values: each `{{name}}` is replaced by its value,
+        else its default. The agent runtime calls this to build a system prompt.
+        INVALID_ARGUMENT (reason `PROMPT_VARIABLES_MISSING`, the missing names in
+        `details.missing` and as field violations `variables.<name>`) when a
+        required variable has neither; NOT_FOUND when the tenant has no such
+        prompt, label or version.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -876,6 +955,31 @@ def add_PromptServiceServicer_to_server(servicer, server):
                     servicer.CreatePromptVersion,
                     request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.CreatePromptVersionRequest.FromString,
                     response_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.PromptVersion.SerializeToString,
+            ),
+            'GetPromptVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPromptVersion,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.GetPromptVersionRequest.FromString,
+                    response_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.PromptVersion.SerializeToString,
+            ),
+            'DeletePromptVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePromptVersion,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptVersionRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+            'SetPromptLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPromptLabel,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.SetPromptLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.Prompt.SerializeToString,
+            ),
+            'DeletePromptLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePromptLabel,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+            'RenderPrompt': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenderPrompt,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptRequest.FromString,
+                    response_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1109,6 +1213,141 @@ class PromptService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def GetPromptVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.PromptService/GetPromptVersion',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.GetPromptVersionRequest.SerializeToString,
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.PromptVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePromptVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.PromptService/DeletePromptVersion',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptVersionRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPromptLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.PromptService/SetPromptLabel',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.SetPromptLabelRequest.SerializeToString,
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.Prompt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePromptLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.PromptService/DeletePromptLabel',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeletePromptLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenderPrompt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.PromptService/RenderPrompt',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptRequest.SerializeToString,
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RenderPromptResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class ModelServiceStub:
     """Manages models: the LLM endpoints agents run on, with their limits, default
@@ -1175,16 +1414,21 @@ class ModelServiceServicer:
     def CreateModel(self, request, context):
         """Creates a model in status ACTIVE unless the body says otherwise. Returns
         ALREADY_EXISTS when the tenant already has a model of that name,
-        INVALID_ARGUMENT for a bad field (no provider or `model_id`, a
-        `secret_ref` that names none of the tenant's secrets, a bad
-        `endpoint_url`, a reserved or UUID-like name).
+        INVALID_ARGUMENT for a bad field (no provider or `model_id`, a provider
+        not in `models/providers`, a missing `secret_ref` or `endpoint_url` the
+        provider needs, a `secret_ref` that names none of the tenant's secrets, a
+        bad `endpoint_url`, a negative limit or price, a reserved or UUID-like
+        name).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetModel(self, request, context):
-        """Returns one model by id or name. NOT_FOUND when the tenant has none.
+        """Returns one model by id or name. The agent runtime calls this to find
+        the provider, `model_id`, `endpoint_url`, limits and `secret_ref` (then
+        SecretAccessService.RevealSecret for the key). NOT_FOUND when the tenant
+        has none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1192,7 +1436,7 @@ class ModelServiceServicer:
 
     def UpdateModel(self, request, context):
         """Updates a model. Only the fields named in `update_mask` change; without a
-        mask, every writable field is replaced. NOT_FOUND when the tenant
+        mask, the fields the body carries change. NOT_FOUND when the tenant
         has no such model, ALREADY_EXISTS when a rename collides,
         INVALID_ARGUMENT for a bad field.
         """
@@ -1208,8 +1452,9 @@ class ModelServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModelProviders(self, request, context):
-        """Lists the providers the tenant's models use, each with the number of
-        models from it. INVALID_ARGUMENT for a bad page or page size.
+        """Lists every supported provider, each with what a model of it needs
+        (`requirements`) and the number of the tenant's models from it (zero
+        included). INVALID_ARGUMENT for a bad page or page size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1503,11 +1748,12 @@ class SecretServiceServicer:
 
     def UpdateSecret(self, request, context):
         """Updates a secret and answers its metadata, without the value. Only the
-        fields named in `update_mask` change; without a mask, every writable field
-        is replaced (PUT is a full replacement). A new `value` replaces the old
-        one, raises `version` by one and sets `last_rotated_at`. NOT_FOUND when the
-        tenant has no such secret, ALREADY_EXISTS when a rename collides,
-        INVALID_ARGUMENT for a bad field.
+        fields named in `update_mask` change; without a mask, every field the
+        body populates changes. A new `value` replaces the old one, raises
+        `version` by one and sets `last_rotated_at`; the id never changes.
+        NOT_FOUND when the tenant has no such secret, ALREADY_EXISTS when a rename
+        collides, FAILED_PRECONDITION (reason `SECRET_IN_USE`) for a rename while
+        a model's `secret_ref` names it, INVALID_ARGUMENT for a bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1689,6 +1935,102 @@ class SecretService:
             '/agentmesh.masterdata.v1.SecretService/DeleteSecret',
             agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.DeleteSecretRequest.SerializeToString,
             agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SecretAccessServiceStub:
+    """Hands a secret's value to another service (the agent runtime needs a
+    model's API key, a tool its token). Internal: no REST binding, never routed
+    by the gateway, reachable only over the services' own network. The tenant
+    is the caller's (passed on by mesh.runtime.peers), and every read is
+    written to the audit trail with the user, the requesting service and the
+    purpose.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.RevealSecret = channel.unary_unary(
+                '/agentmesh.masterdata.v1.SecretAccessService/RevealSecret',
+                request_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretResponse.FromString,
+                _registered_method=True)
+
+
+class SecretAccessServiceServicer:
+    """Hands a secret's value to another service (the agent runtime needs a
+    model's API key, a tool its token). Internal: no REST binding, never routed
+    by the gateway, reachable only over the services' own network. The tenant
+    is the caller's (passed on by mesh.runtime.peers), and every read is
+    written to the audit trail with the user, the requesting service and the
+    purpose.
+    """
+
+    def RevealSecret(self, request, context):
+        """Returns the decrypted value of one of the caller's tenant's secrets, by
+        id or name. NOT_FOUND when the tenant has no such secret,
+        FAILED_PRECONDITION (reason `SECRET_EXPIRED`) after its `expires_at`,
+        DATA_LOSS (reason `SECRET_DECRYPTION_FAILED`) when the stored ciphertext
+        does not authenticate for this tenant and secret (it was tampered with
+        or copied from another row), INVALID_ARGUMENT without `requested_by`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SecretAccessServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'RevealSecret': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevealSecret,
+                    request_deserializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretRequest.FromString,
+                    response_serializer=agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'agentmesh.masterdata.v1.SecretAccessService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('agentmesh.masterdata.v1.SecretAccessService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class SecretAccessService:
+    """Hands a secret's value to another service (the agent runtime needs a
+    model's API key, a tool its token). Internal: no REST binding, never routed
+    by the gateway, reachable only over the services' own network. The tenant
+    is the caller's (passed on by mesh.runtime.peers), and every read is
+    written to the audit trail with the user, the requesting service and the
+    purpose.
+    """
+
+    @staticmethod
+    def RevealSecret(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.masterdata.v1.SecretAccessService/RevealSecret',
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretRequest.SerializeToString,
+            agentmesh_dot_masterdata_dot_v1_dot_masterdata__pb2.RevealSecretResponse.FromString,
             options,
             channel_credentials,
             insecure,

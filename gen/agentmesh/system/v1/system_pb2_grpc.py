@@ -263,7 +263,7 @@ class SystemServiceServicer:
     def UpdateFeatureFlag(self, request, context):
         """Updates one feature flag; the change reaches every service within
         seconds. Only the fields named in `update_mask` change; without a mask,
-        every writable field is replaced. NOT_FOUND for an unknown flag
+        the fields the body carries change. NOT_FOUND for an unknown flag
         unless `allow_missing` is set, INVALID_ARGUMENT for a bad field.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

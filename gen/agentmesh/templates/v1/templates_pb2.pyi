@@ -52,7 +52,14 @@ class TemplateParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., type: _Optional[str] = ..., required: _Optional[bool] = ..., default_value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class Template(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "kind", "category", "tags", "content", "parameters", "version", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "kind", "category", "tags", "content", "parameters", "version", "created_by", "created_at", "updated_at", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +73,7 @@ class Template(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -79,10 +87,11 @@ class Template(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[TemplateKind, str]] = ..., category: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., kind: _Optional[_Union[TemplateKind, str]] = ..., category: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class TemplateVersion(_message.Message):
-    __slots__ = ("template_id", "version", "content", "parameters", "changelog", "created_by", "created_at")
+    __slots__ = ("template_id", "version", "content", "parameters", "changelog", "created_by", "created_at", "labels")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +99,7 @@ class TemplateVersion(_message.Message):
     CHANGELOG_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     version: int
     content: _struct_pb2.Struct
@@ -97,7 +107,8 @@ class TemplateVersion(_message.Message):
     changelog: str
     created_by: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, template_id: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., changelog: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, template_id: _Optional[str] = ..., version: _Optional[int] = ..., content: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Iterable[_Union[TemplateParameter, _Mapping]]] = ..., changelog: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListTemplatesRequest(_message.Message):
     __slots__ = ("page", "page_size", "kind", "category", "tag", "search", "order_by")
@@ -160,16 +171,18 @@ class DeleteTemplateRequest(_message.Message):
     def __init__(self, template_id: _Optional[str] = ...) -> None: ...
 
 class InstantiateTemplateRequest(_message.Message):
-    __slots__ = ("template_id", "parameters", "create", "version")
+    __slots__ = ("template_id", "parameters", "create", "version", "label")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     CREATE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     parameters: _struct_pb2.Struct
     create: bool
     version: int
-    def __init__(self, template_id: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create: _Optional[bool] = ..., version: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, template_id: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., create: _Optional[bool] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class InstantiateTemplateResponse(_message.Message):
     __slots__ = ("result", "template_id", "version", "resource_kind", "resource_id")
@@ -186,14 +199,16 @@ class InstantiateTemplateResponse(_message.Message):
     def __init__(self, result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., template_id: _Optional[str] = ..., version: _Optional[int] = ..., resource_kind: _Optional[_Union[TemplateKind, str]] = ..., resource_id: _Optional[str] = ...) -> None: ...
 
 class PreviewTemplateRequest(_message.Message):
-    __slots__ = ("template_id", "parameters", "version")
+    __slots__ = ("template_id", "parameters", "version", "label")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     parameters: str
     version: int
-    def __init__(self, template_id: _Optional[str] = ..., parameters: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, template_id: _Optional[str] = ..., parameters: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class PreviewTemplateResponse(_message.Message):
     __slots__ = ("result", "template_id", "version", "resource_kind", "missing_parameters")
@@ -242,19 +257,41 @@ class CreateTemplateVersionRequest(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., template_version: _Optional[_Union[TemplateVersion, _Mapping]] = ...) -> None: ...
 
 class ImportTemplateRequest(_message.Message):
-    __slots__ = ("format", "content")
+    __slots__ = ("format", "content", "name")
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     CONTENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     format: TemplateFormat
     content: str
-    def __init__(self, format: _Optional[_Union[TemplateFormat, str]] = ..., content: _Optional[str] = ...) -> None: ...
+    name: str
+    def __init__(self, format: _Optional[_Union[TemplateFormat, str]] = ..., content: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class ExportTemplateRequest(_message.Message):
-    __slots__ = ("template_id", "format", "version")
+    __slots__ = ("template_id", "format", "version", "label")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     template_id: str
     format: TemplateFormat
     version: int
-    def __init__(self, template_id: _Optional[str] = ..., format: _Optional[_Union[TemplateFormat, str]] = ..., version: _Optional[int] = ...) -> None: ...
+    label: str
+    def __init__(self, template_id: _Optional[str] = ..., format: _Optional[_Union[TemplateFormat, str]] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class SetTemplateLabelRequest(_message.Message):
+    __slots__ = ("template_id", "label", "version")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    label: str
+    version: int
+    def __init__(self, template_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteTemplateLabelRequest(_message.Message):
+    __slots__ = ("template_id", "label")
+    TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    template_id: str
+    label: str
+    def __init__(self, template_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...

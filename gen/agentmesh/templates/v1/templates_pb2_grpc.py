@@ -38,7 +38,12 @@ class TemplateServiceStub:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     def __init__(self, channel):
@@ -102,6 +107,16 @@ class TemplateServiceStub:
                 request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.SetTemplateLabel = channel.unary_unary(
+                '/agentmesh.templates.v1.TemplateService/SetTemplateLabel',
+                request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.FromString,
+                _registered_method=True)
+        self.DeleteTemplateLabel = channel.unary_unary(
+                '/agentmesh.templates.v1.TemplateService/DeleteTemplateLabel',
+                request_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class TemplateServiceServicer:
@@ -115,7 +130,12 @@ class TemplateServiceServicer:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     def ListTemplates(self, request, context):
@@ -131,7 +151,9 @@ class TemplateServiceServicer:
         already has a template of that name, INVALID_ARGUMENT for a bad field (no
         kind or content, a placeholder that `parameters` does not declare, a
         parameter declared twice or with a default of the wrong type, a reserved
-        or UUID-like name).
+        or UUID-like name, a placeholder that is more than a parameter and
+        allowed filters, such as `{{ ''.__class__ }}`; the violation names the
+        path in `content`, such as `content.config.prompt`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -147,7 +169,7 @@ class TemplateServiceServicer:
 
     def UpdateTemplate(self, request, context):
         """Updates a template. Only the fields named in `update_mask` change;
-        without a mask, every writable field is replaced. A change of
+        without a mask, the fields the body carries change. A change of
         `content` or `parameters` records a new version (without changelog) and
         makes it current. NOT_FOUND when the tenant has no such template,
         ALREADY_EXISTS when a rename collides, INVALID_ARGUMENT for a bad field.
@@ -166,13 +188,15 @@ class TemplateServiceServicer:
 
     def InstantiateTemplate(self, request, context):
         """Renders a template with parameters and, when `create` is true, creates
-        the rendered agent, workflow or tool through its own service (which also
-        requires the caller to hold that area's write scope, such as
-        `agents:write`). NOT_FOUND when the tenant has no such template or
-        version, INVALID_ARGUMENT for a missing required parameter, an unknown
-        parameter or a value of the wrong type; with `create`, the creating
-        service's errors (ALREADY_EXISTS, INVALID_ARGUMENT, PERMISSION_DENIED)
-        pass through.
+        the rendered agent, workflow or tool through its own service over gRPC,
+        as the caller (which also requires the caller to hold that area's write
+        scope, such as `agents:write`). NOT_FOUND when the tenant has no such
+        template or version, INVALID_ARGUMENT for a missing required parameter,
+        an unknown parameter, a value of the wrong type or a rendered body the
+        resource does not accept; with `create`, the creating service's errors
+        (ALREADY_EXISTS, INVALID_ARGUMENT, PERMISSION_DENIED) pass through, and
+        UNIMPLEMENTED (reason `TARGET_SERVICE_NOT_BUILT`) while the owning
+        service (workflows, tools) does not create that kind yet.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,9 +234,12 @@ class TemplateServiceServicer:
 
     def ImportTemplate(self, request, context):
         """Creates a template at version 1 from a document in the export format
-        (the document's `version` is ignored). ALREADY_EXISTS when the tenant already has a template of that name,
-        INVALID_ARGUMENT when the content does not parse or describes a bad
-        template (the same checks as create).
+        (the document's `version` is ignored), named `name` when given (to
+        import a copy) or as the document says. ALREADY_EXISTS when the tenant
+        already has a template of that name, INVALID_ARGUMENT when the content
+        does not parse or describes a bad template (the same checks as create;
+        the violation names the field path in the document, such as
+        `parameters[1].type`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -222,8 +249,28 @@ class TemplateServiceServicer:
         """Answers a template as a JSON or YAML document that import accepts: the
         template's `name`, `description`, `kind`, `category`, `tags`, `content`,
         `parameters` and `version`, without ids, tenant or timestamps. The
-        content type is `application/json` or `application/yaml`. NOT_FOUND when
+        content type is `application/json` or `application/yaml`: `format`
+        decides, else an `Accept` header naming YAML, else JSON. NOT_FOUND when
         the tenant has no such template or version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTemplateLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of a template, creating or moving it in one
+        step, and answers the template with its labels. Preview, instantiate and
+        export take the label instead of a version number. NOT_FOUND when the
+        tenant has no such template or version, INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTemplateLabel(self, request, context):
+        """Removes a label from a template. NOT_FOUND when the tenant has no such
+        template or the template no such label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -287,6 +334,16 @@ def add_TemplateServiceServicer_to_server(servicer, server):
                     request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
+            'SetTemplateLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTemplateLabel,
+                    request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.SerializeToString,
+            ),
+            'DeleteTemplateLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTemplateLabel,
+                    request_deserializer=agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agentmesh.templates.v1.TemplateService', rpc_method_handlers)
@@ -306,7 +363,12 @@ class TemplateService:
     the parameter's value (its default when the caller gives none). A string
     that is exactly one placeholder takes the value with its JSON type (number,
     object, ...); a placeholder inside longer text is replaced by the value's
-    text. Placeholders in object keys are not replaced.
+    text. Placeholders in object keys are not replaced. A placeholder may pass
+    the value through a filter from a fixed list (`{{ name | upper }}`: upper,
+    lower, title, capitalize, trim, tojson, default with a constant); nothing
+    else is accepted (no attribute access, calls, loops or includes), and the
+    text is rendered by Jinja2's sandbox, so a template can never run code or
+    read files.
     """
 
     @staticmethod
@@ -596,6 +658,60 @@ class TemplateService:
             '/agentmesh.templates.v1.TemplateService/ExportTemplate',
             agentmesh_dot_templates_dot_v1_dot_templates__pb2.ExportTemplateRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTemplateLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.templates.v1.TemplateService/SetTemplateLabel',
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.SetTemplateLabelRequest.SerializeToString,
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.Template.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTemplateLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.templates.v1.TemplateService/DeleteTemplateLabel',
+            agentmesh_dot_templates_dot_v1_dot_templates__pb2.DeleteTemplateLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,8 +132,8 @@ class ToolServiceServicer:
 
     def UpdateTool(self, request, context):
         """Updates a tool and increases its version by one. Only the fields named in
-        `update_mask` change; without a mask, every writable field is replaced (PUT
-        is a full replacement). Setting status ACTIVE or INACTIVE on a deployed
+        `update_mask` change; without a mask, the fields the body
+        carries change. Setting status ACTIVE or INACTIVE on a deployed
         tool undeploys it. NOT_FOUND when the tenant has no such tool,
         ALREADY_EXISTS when the new name is taken, INVALID_ARGUMENT for a bad field
         or a status of DEPLOYED.

@@ -158,8 +158,7 @@ class WorkflowServiceServicer:
     def UpdateWorkflow(self, request, context):
         """Updates a workflow and increases its version by one; running executions
         keep the version they started with. Only the fields named in `update_mask`
-        change; without a mask, every writable field is replaced (PUT is a full
-        replacement). Status changes only through activate and deactivate.
+        change; without a mask, the fields the body carries change. Status changes only through activate and deactivate.
         NOT_FOUND when the tenant has no such workflow, ALREADY_EXISTS when the new
         slug is taken, FAILED_PRECONDITION when it is ARCHIVED, INVALID_ARGUMENT
         for a bad field or step graph.
