@@ -42,6 +42,10 @@ class Settings(BaseSettings):
 
     grace_period_seconds: float = 10.0
 
+    # Outbound HTTP from tools, MCP servers and model endpoints (mesh.runtime.egress): hosts and
+    # CIDRs allowed although internal (loopback, private, link-local); empty by default.
+    egress_allow: str = ""
+
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":
         if self.environment == "production" and not self.database_url:
