@@ -77,11 +77,9 @@ def _setup(me, agents, tools, masterdata, model_server, steps, *, constraints=()
            endpoint=None) -> pb.Agent:
     """A model playing `steps`, builtin tools, an active agent using them."""
     script = model_server.script(_name("script"), steps)
-    model = masterdata.add_model(_name("model"), provider="local", model_id=script,
+    model = masterdata.add_model(_name("model"), provider="openai_compatible", model_id=script,
                                  endpoint_url=endpoint or model_server.base_url,
-                                 secret_ref="model-key",
-                                 pricing={"input_per_1k_tokens": 0.5,
-                                          "output_per_1k_tokens": 1.5})
+                                 secret_ref="model-key", input_per_1m=500, output_per_1m=1500)
     names = []
     for builtin in tool_names:
         tool = tools.CreateTool(tools_pb.CreateToolRequest(tool=tools_pb.Tool(
@@ -126,7 +124,7 @@ def test_answer_that_needs_a_tool_call(me, agents, calls, tools, masterdata, mod
 
     call = calls.GetCall(pb.GetCallRequest(call_id=answer.call_id), metadata=me.metadata())
     assert call.status == pb.CALL_STATUS_COMPLETED and call.agent_id == agent.id
-    assert call.model == agent.model and call.provider == "local" and call.tool_calls == 1
+    assert call.model == agent.model and call.provider == "openai_compatible" and call.tool_calls == 1
     assert call.prompt_tokens + call.completion_tokens == answer.tokens
     expected = (call.prompt_tokens * 500 + call.completion_tokens * 1500) / 1e6
     assert call.cost_usd == pytest.approx(expected)
@@ -261,7 +259,8 @@ def test_prompt_from_master_data_is_rendered_with_the_context(
     assert sent["messages"][0]["content"] == "You help ACME in English."
     with pytest.raises(grpc.RpcError) as caught:
         _interact(agents, me, agent, "no context")
-    assert error_reason(caught.value) == "PROMPT_VARIABLE_MISSING"
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(caught.value) == "PROMPT_VARIABLES_MISSING"
 
 
 def test_only_active_or_deployed_agents_interact(me, agents):

@@ -71,7 +71,15 @@ class FakeMasterData:
         self.address = f"127.0.0.1:{self.port}"
         self.server.start()
 
-    def add_model(self, name: str, **fields) -> md.Model:
+    def add_model(self, name: str, *, input_per_1m: float = 0.0, output_per_1m: float = 0.0,
+                  **fields) -> md.Model:
+        """A model; prices per million tokens, written in whichever unit the contract has."""
+        pricing_fields = md.ModelPricing.DESCRIPTOR.fields_by_name
+        per_1m = "input_per_1m_tokens" in pricing_fields
+        scale = 1 if per_1m else 1 / 1000
+        unit = "1m" if per_1m else "1k"
+        fields["pricing"] = {f"input_per_{unit}_tokens": input_per_1m * scale,
+                             f"output_per_{unit}_tokens": output_per_1m * scale}
         model = json_format.ParseDict({"name": name, "id": f"model-{name}", **fields}, md.Model())
         self.models[name] = model
         return model

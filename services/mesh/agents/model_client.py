@@ -1,10 +1,11 @@
 """Model calls: one client for every OpenAI-compatible chat-completions endpoint.
 
 Supported: any provider that speaks the OpenAI chat-completions protocol with tool calling —
-OpenAI itself (no `endpoint_url` needed), Azure OpenAI's v1 endpoint, Ollama (`/v1`), vLLM,
-LiteLLM, LM Studio, OpenRouter, Groq, Together, Mistral, and Anthropic's or Google's
-OpenAI-compatible endpoints — through the `openai` package with `base_url` from the model record
-and the API key from the model's secret. Other wire protocols can come later behind the same
+`openai` (no `endpoint_url` needed), `openai_compatible` (vLLM, LM Studio, LiteLLM, OpenRouter,
+Groq, Together, Mistral, a gateway...), `ollama` (its root URL; `/v1` is added), `anthropic`
+through Anthropic's OpenAI-compatible endpoint (`/v1` is added), and Azure OpenAI when
+`endpoint_url` is the resource's `/openai/v1` URL — through the `openai` package with `base_url`
+from the model record and the API key from the model's secret. Other wire protocols can come later behind the same
 `complete()`.
 
 The client retries 429 and 5xx answers with exponential backoff (the `openai` client's own
@@ -68,6 +69,15 @@ class ModelTurn:
         return message
 
 
+def base_url(spec: ModelSpec) -> str | None:
+    """The chat-completions base URL of a model: its `endpoint_url`, with `/v1` added for the
+    providers whose record holds the server's root (Ollama, Anthropic's compatible API)."""
+    url = (spec.base_url or "").rstrip("/")
+    if url and spec.provider in ("ollama", "anthropic") and not url.endswith("/v1"):
+        url += "/v1"
+    return url or None
+
+
 def _parse_arguments(text: str) -> tuple[dict[str, Any] | None, str]:
     try:
         value = json.loads(text or "{}")
@@ -87,7 +97,7 @@ class ChatClient:
                            if k in _PASSED_PARAMETERS}
         self.http = policy.client(timeout=timeout)
         self.client = openai.AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=spec.base_url or None, timeout=timeout,
+            api_key=api_key or "not-needed", base_url=base_url(spec), timeout=timeout,
             max_retries=max_retries, http_client=self.http)
 
     async def close(self) -> None:

@@ -34,7 +34,7 @@ from google.protobuf import json_format
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
-from mesh.agents.model_client import ChatClient, ModelError, ModelTurn
+from mesh.agents.model_client import ChatClient, ModelError, ModelTurn, base_url
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound
 from mesh.runtime.masterdata_client import Limits, MasterData, ModelSpec
@@ -130,11 +130,11 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
                                      details={"agent": agent.name, noun: key}) from None
 
     model = await resolved(masterdata.model(agent.model), "model", agent.model)
-    api_key = await resolved(masterdata.reveal_secret(model.secret_ref), "secret",
-                             model.secret_ref) if model.secret_ref else ""
+    api_key = await resolved(masterdata.reveal_secret(model.secret_ref, f"model {model.name}"),
+                             "secret", model.secret_ref) if model.secret_ref else ""
     if agent.prompt_id:
-        prompt = await resolved(masterdata.prompt(agent.prompt_id), "prompt", agent.prompt_id)
-        system_prompt = prompt.render(context)
+        system_prompt = await resolved(masterdata.render_prompt(agent.prompt_id, context),
+                                       "prompt", agent.prompt_id)
     else:
         system_prompt = agent.system_prompt
     config = json_format.MessageToDict(agent.config)
@@ -234,7 +234,7 @@ class AgentLoop:
         plan = self.plan
         if plan.model.base_url:
             try:
-                await self.policy.check_url(plan.model.base_url)
+                await self.policy.check_url(base_url(plan.model) or "")
             except DomainError as exc:
                 raise ModelError(exc.reason, exc.message) from None
         messages = ([{"role": "system", "content": plan.system_prompt}]

@@ -3,7 +3,7 @@ from the masterdata service over gRPC, turned into small plain records.
 
     md = MasterData(runtime.peers)
     model = await md.model("gpt-4o-mini")          # ModelSpec, prices per 1M tokens
-    prompt = await md.prompt("support", label="production")
+    system = await md.render_prompt("support", {"customer": "ACME"})  # label production
     limits = await md.limits(["strict", "fast"])   # Limits, merged (the strictest wins)
     key = await md.reveal_secret("openai-key")     # the value; never logged, never returned
 
@@ -18,6 +18,7 @@ answering `Secret` (its `value`).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from google.protobuf import json_format, message_factory
 
 from agentmesh.masterdata.v1 import masterdata_pb2 as md_pb
 from agentmesh.masterdata.v1 import masterdata_pb2_grpc as md_grpc
-from mesh.runtime.errors import FailedPrecondition, NotFound, Unavailable
+from mesh.runtime.context import current_service
+from mesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from mesh.runtime.peers import Peers
 
 SERVICE = "masterdata"
@@ -64,10 +66,11 @@ class PromptSpec:
         values = {**self.defaults, **{k: str(v) for k, v in variables.items()}}
         missing = sorted(n for n in self.required if n not in values)
         if missing:
-            raise FailedPrecondition(
+            raise InvalidArgument(
                 f"prompt {self.name!r} needs the variables {', '.join(missing)}; pass them in "
-                "the interaction's context", reason="PROMPT_VARIABLE_MISSING",
-                details={"prompt": self.name, "missing": ",".join(missing)})
+                "the interaction's context", reason="PROMPT_VARIABLES_MISSING",
+                details={"prompt": self.name, "missing": ",".join(missing)},
+                field_violations=[(f"context.{n}", "is required by the prompt") for n in missing])
         return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), self.content)
 
 
@@ -168,6 +171,26 @@ class MasterData:
             max_output_tokens=int(d.get("max_output_tokens") or 0),
             parameters=dict(d.get("default_parameters") or {}))
 
+    async def render_prompt(self, key: str, variables: dict[str, Any],
+                            label: str = "production") -> str:
+        """The prompt's text at `label`, rendered with `variables` by the masterdata service
+        (RenderPrompt) or, where it has no such RPC, here from GetPrompt."""
+        if "RenderPromptRequest" in md_pb.DESCRIPTOR.message_types_by_name:
+            stub = self.peers.stub(md_grpc.PromptServiceStub)
+            request = md_pb.RenderPromptRequest(prompt_id=key, label=label, variables={
+                k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()})
+            try:
+                return (await stub.RenderPrompt(request, timeout=self.timeout)).content
+            except grpc.aio.AioRpcError as error:
+                if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                    raise InvalidArgument(
+                        f"prompt {key!r} cannot be rendered with the interaction's context: "
+                        f"{error.details()}", reason="PROMPT_VARIABLES_MISSING",
+                        details={"prompt": key}) from None
+                if error.code() != grpc.StatusCode.UNIMPLEMENTED:
+                    raise _translate(error, "prompt", key) from None
+        return (await self.prompt(key, label)).render(variables)
+
     async def prompt(self, key: str, label: str = "production") -> PromptSpec:
         stub = self.peers.stub(md_grpc.PromptServiceStub)
         request = md_pb.GetPromptRequest(prompt_id=key)
@@ -195,13 +218,18 @@ class MasterData:
             except grpc.aio.AioRpcError as error:
                 raise _translate(error, "constraint", key) from None
             d = _flat(constraint)
-            if d.get("enabled") is False:
-                continue
+            if d.get("enabled") is False or d.get("enforcement", "").endswith(("_WARN", "_LOG")):
+                continue   # only blocking constraints stop an interaction
             rules: dict[str, Any] = {}
             for value in d.values():   # a typed body, whatever its field name
                 if isinstance(value, dict):
                     rules.update(value)
             rules.update({k: v for k, v in d.items() if not isinstance(v, dict)})
+            kind = d.get("constraint_type", "")
+            if kind.endswith("_ALLOWED_TOOLS") and "tools" in rules:
+                rules["allowed_tools"] = rules["tools"]
+            elif kind.endswith("_DENIED_TOOLS") and "tools" in rules:
+                rules["denied_tools"] = rules["tools"]
             limits.merge(rules, constraint.name or key)
         return limits
 
@@ -215,11 +243,17 @@ class MasterData:
             raise _translate(error, "secret", name) from None
         return True
 
-    async def reveal_secret(self, name: str) -> str:
+    async def reveal_secret(self, name: str, purpose: str = "") -> str:
+        """The secret's value, asked for by this service (`current_service`) for `purpose`."""
         call = self._reveal_call()
         request_class, response_field = self._reveal_types()
         request = request_class()
         _set_first(request, ("name", "secret_id", "secret_name", "secret"), name)
+        fields = request.DESCRIPTOR.fields_by_name
+        if "requested_by" in fields:
+            request.requested_by = current_service.get() or "agentmesh"
+        if "purpose" in fields:
+            request.purpose = purpose
         try:
             answer = await call(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:

@@ -312,6 +312,11 @@ class ToolService(pb_grpc.ToolServiceServicer):
         return common_pb2.DeleteResponse(success=True, message=f"tool {name!r} deleted")
 
     # ---- running ------------------------------------------------------------------------------
+    def _reveal(self, tool: pb.Tool):
+        async def reveal(name: str) -> str:
+            return await self.masterdata.reveal_secret(name, f"tool {tool.name}")
+        return reveal
+
     async def ExecuteTool(self, request: pb.ExecuteToolRequest, context) -> pb.ToolExecution:
         caller = require_caller(context)
         tool = await tools.fetch(self.db, caller.tenant_id, request.tool_id)
@@ -327,7 +332,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
                                   reason="ARGUMENTS_INVALID", field_violations=errors)
         started = utcnow()
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self.masterdata.reveal_secret)
+                                    reveal=self._reveal(tool))
         self._check_output(tool, outcome)
         row = ToolExecutionRow(
             tenant_id=caller.tenant_id, tool_id=tool.id, tool_version=tool.version,
@@ -363,7 +368,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
                 error="the arguments do not match input_schema",
                 errors=[pb.ValidationError(field=f, message=m) for f, m in errors])
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self.masterdata.reveal_secret)
+                                    reveal=self._reveal(tool))
         errors = self._check_output(tool, outcome)
         if outcome.status == E.TOOL_EXECUTION_STATUS_COMPLETED and \
                 request.HasField("expected_output"):
