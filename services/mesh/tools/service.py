@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
@@ -106,11 +107,17 @@ def schema_errors(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
     return []
 
 
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str):
+    schema = json.loads(schema_json)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
 def instance_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[tuple[str, str]]:
     """(field path, problem) for each way `instance` does not match `schema`."""
     if not schema:
         return []
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     found = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
         path = [str(p) for p in error.absolute_path]
