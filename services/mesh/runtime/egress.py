@@ -26,8 +26,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,9 +52,9 @@ class ResponseTooLarge(PermissionDenied):
 def _why_internal(address: IPAddress) -> str:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    for attribute, label in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
-                             ("is_private", "private"), ("is_multicast", "multicast"),
-                             ("is_unspecified", "unspecified"), ("is_reserved", "reserved")):
+    for attribute, label in (("is_unspecified", "unspecified"), ("is_loopback", "loopback"),
+                             ("is_link_local", "link-local"), ("is_private", "private"),
+                             ("is_multicast", "multicast"), ("is_reserved", "reserved")):
         if getattr(address, attribute):
             return label
     return "" if address.is_global else "non-global"
@@ -74,7 +73,6 @@ class EgressPolicy:
     networks: tuple[IPNetwork, ...] = ()
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     max_redirects: int = DEFAULT_MAX_REDIRECTS
-    _resolved: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str, **kwargs) -> "EgressPolicy":
@@ -169,7 +167,3 @@ async def read_capped(response: httpx.Response, limit: int) -> bytes:
                                    reason="RESPONSE_TOO_LARGE", details={"limit": limit})
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def describe(addresses: Iterable[IPAddress]) -> str:
-    return ", ".join(str(a) for a in addresses)
