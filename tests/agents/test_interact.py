@@ -305,3 +305,31 @@ def test_calls_are_listed_filtered_and_tenant_scoped(me, agents, calls, tools, m
             fn(request_type(call_id=ok.call_id), metadata=other.metadata())
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert calls.ListCalls(pb.ListCallsRequest(), metadata=other.metadata()).total == 0
+
+
+def test_a_call_in_progress_is_listed_as_active(me, agents, calls, tools, masterdata,
+                                                model_server):
+    import threading
+
+    agent = _setup(me, agents, tools, masterdata, model_server, [{"sleep": 1.5, "content": "done"}])
+    answers = []
+    worker = threading.Thread(target=lambda: answers.append(_interact(agents, me, agent, "slow")))
+    worker.start()
+    deadline = time.monotonic() + 5
+    active = None
+    while time.monotonic() < deadline:
+        active = calls.ListActiveCalls(pb.ListActiveCallsRequest(agent_id=agent.id),
+                                       metadata=me.metadata())
+        if active.total:
+            break
+        time.sleep(0.05)
+    assert active.total == 1 and active.items[0].status == pb.CALL_STATUS_ACTIVE
+    call_id = active.items[0].id
+    with pytest.raises(grpc.RpcError) as caught:  # one message at a time per call
+        _interact(agents, me, agent, "meanwhile", call_id=call_id)
+    assert caught.value.code() == grpc.StatusCode.ABORTED
+    assert error_reason(caught.value) == "CALL_IN_PROGRESS"
+    worker.join(10)
+    assert answers[0].call_id == call_id and answers[0].reply == "done"
+    assert calls.ListActiveCalls(pb.ListActiveCallsRequest(agent_id=agent.id),
+                                 metadata=me.metadata()).total == 0
