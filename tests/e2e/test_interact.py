@@ -132,3 +132,24 @@ def test_constraint_breaches_end_the_call_with_their_reason(masterdata, model_se
     assert answer["status"] == "CALL_STATUS_FAILED" and answer["reason"] == reason
     call = _ok(client.get(f"/api/v1/calls/{answer['call_id']}"))
     assert call["status"] == "CALL_STATUS_FAILED" and call["reason"] == reason and call["error"]
+
+
+def test_system_prompt_from_master_data_at_label_production(masterdata, model_server):
+    client = masterdata
+    prompt = _ok(client.post("/api/v1/master-data/prompts", json={
+        "name": _name("prompt"), "content": "Draft: help {{ customer }}.",
+        "variables": [{"name": "customer", "required": True}]}))
+    _ok(client.post(f"/api/v1/master-data/prompts/{prompt['id']}/versions", json={
+        "content": "You help {{ customer }} politely.", "changelog": "v2"}))
+    _ok(client.put(f"/api/v1/master-data/prompts/{prompt['id']}/labels/production",
+                   json={"version": 1}))
+    model, script = _model(client, model_server, [{"content": "hello"}])
+    agent = _agent(client, model, prompt_id=prompt["name"], system_prompt="")
+    answer = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={
+        "message": "hi", "context": {"customer": "ACME"}}))
+    assert answer["status"] == "CALL_STATUS_COMPLETED", answer
+    system = model_server.requests_for(script)[-1]["body"]["messages"][0]
+    assert system == {"role": "system", "content": "Draft: help ACME."}  # version 1: production
+    body = assert_envelope(client.post(f"/api/v1/agents/{agent['id']}/interact",
+                                       json={"message": "no context"}), 400, "INVALID_ARGUMENT")
+    assert body["details"]["reason"] == "PROMPT_VARIABLES_MISSING"

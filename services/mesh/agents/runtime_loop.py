@@ -1,7 +1,8 @@
 """The agent loop behind `POST /api/v1/agents/{agent_id}/interact`.
 
-One turn: the system prompt (the agent's master-data prompt at label `production`, rendered with
-the request's context, or its inline `system_prompt`), the call's history when `call_id` is
+One turn: the system prompt (the agent's master-data prompt at label `production` — or
+`config.prompt_label` — rendered with the request's context; a prompt without a `production`
+label is used at its current version; else the agent's inline `system_prompt`), the call's history when `call_id` is
 given, the user's message; then the model is asked, with the agent's tools offered as functions.
 Each tool call is executed by the tools service over gRPC, as the caller, and its result fed
 back, until the model answers without tool calls or a limit is reached.
@@ -132,12 +133,14 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
     model = await resolved(masterdata.model(agent.model), "model", agent.model)
     api_key = await resolved(masterdata.reveal_secret(model.secret_ref, f"model {model.name}"),
                              "secret", model.secret_ref) if model.secret_ref else ""
+    config = json_format.MessageToDict(agent.config)
     if agent.prompt_id:
-        system_prompt = await resolved(masterdata.render_prompt(agent.prompt_id, context),
-                                       "prompt", agent.prompt_id)
+        label = str(config.get("prompt_label") or "")
+        system_prompt = await resolved(masterdata.render_prompt(
+            agent.prompt_id, context, label or "production", label_required=bool(label)),
+            "prompt", agent.prompt_id)
     else:
         system_prompt = agent.system_prompt
-    config = json_format.MessageToDict(agent.config)
     limits = await resolved(masterdata.limits(list(agent.constraints)), "constraint",
                             ",".join(agent.constraints))
     limits = _limits_from_config(config, limits)

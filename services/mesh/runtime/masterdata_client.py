@@ -172,15 +172,27 @@ class MasterData:
             parameters=dict(d.get("default_parameters") or {}))
 
     async def render_prompt(self, key: str, variables: dict[str, Any],
-                            label: str = "production") -> str:
+                            label: str = "production", *, label_required: bool = False) -> str:
         """The prompt's text at `label`, rendered with `variables` by the masterdata service
-        (RenderPrompt) or, where it has no such RPC, here from GetPrompt."""
+        (RenderPrompt) or, where it has no such RPC, here from GetPrompt. A prompt without the
+        label is used at its current version unless `label_required`."""
         if "RenderPromptRequest" in md_pb.DESCRIPTOR.message_types_by_name:
             stub = self.peers.stub(md_grpc.PromptServiceStub)
             request = md_pb.RenderPromptRequest(prompt_id=key, label=label, variables={
                 k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()})
             try:
-                return (await stub.RenderPrompt(request, timeout=self.timeout)).content
+                try:
+                    return (await stub.RenderPrompt(request, timeout=self.timeout)).content
+                except grpc.aio.AioRpcError as error:
+                    if error.code() != grpc.StatusCode.NOT_FOUND or not label:
+                        raise
+                    if label_required:
+                        raise FailedPrecondition(
+                            f"prompt {key!r} has no version labelled {label!r}",
+                            reason="PROMPT_LABEL_NOT_FOUND",
+                            details={"prompt": key, "label": label}) from None
+                    request.label = ""   # no such label: the current version
+                    return (await stub.RenderPrompt(request, timeout=self.timeout)).content
             except grpc.aio.AioRpcError as error:
                 if error.code() == grpc.StatusCode.INVALID_ARGUMENT:
                     raise InvalidArgument(
