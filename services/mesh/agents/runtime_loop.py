@@ -9,8 +9,8 @@ back, until the model answers without tool calls or a limit is reached.
 
 Limits, from the agent's constraints (master data, merged: the strictest wins) and its config:
 * `max_steps` — model requests per turn (default 10)          -> MAX_STEPS_REACHED
-* `max_tokens_per_call` — `max_tokens` of each model request;
-  an answer cut off by it                                     -> MAX_TOKENS_EXCEEDED
+* `max_tokens_per_call` — tokens (prompt plus completion) of one model request; also sent as
+  its `max_tokens`; a call using more, or an answer cut off   -> MAX_TOKENS_EXCEEDED
 * `allowed_tools` / `denied_tools` — only allowed, never denied tools are offered; a model that
   asks for a denied one anyway                                -> TOOL_DENIED
 * `timeout_seconds` — the whole turn                          -> TIMEOUT
@@ -256,6 +256,11 @@ class AgentLoop:
                 if not turn.first_response_ms:
                     turn.first_response_ms = int((time.perf_counter() - started) * 1000)
                 self._count(turn, answer, step)
+                limit = plan.limits.max_tokens_per_call
+                used = answer.prompt_tokens + answer.completion_tokens
+                if limit and used > limit:
+                    raise Breach("MAX_TOKENS_EXCEEDED", f"model call {step} used {used} tokens "
+                                 f"(prompt plus completion); max_tokens_per_call is {limit}")
                 if answer.finish_reason == "length" and not answer.tool_calls:
                     raise Breach("MAX_TOKENS_EXCEEDED", f"the model's answer was cut off at "
                                  f"max_tokens_per_call={plan.limits.max_tokens_per_call}"
