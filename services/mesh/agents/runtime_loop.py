@@ -37,7 +37,7 @@ from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
 from mesh.agents.model_client import ChatClient, ModelError, ModelTurn, base_url
 from mesh.runtime.egress import EgressPolicy
-from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound
+from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from mesh.runtime.masterdata_client import Limits, MasterData, ModelSpec
 from mesh.runtime.peers import Peers
 from mesh.runtime.tables import utcnow
@@ -125,7 +125,8 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
     async def resolved(coroutine, noun: str, key: str):
         try:
             return await coroutine
-        except NotFound:
+        except NotFound as exc:
+            key = str(exc.details.get(noun, key))
             raise FailedPrecondition(f"agent {agent.name!r} names {noun} {key!r}, which does "
                                      "not exist", reason=f"{noun.upper()}_NOT_FOUND",
                                      details={"agent": agent.name, noun: key}) from None
@@ -156,7 +157,9 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
                 raise FailedPrecondition(f"agent {agent.name!r} names tool {key!r}, which does "
                                          "not exist", reason="TOOL_NOT_FOUND",
                                          details={"agent": agent.name, "tool": key}) from None
-            raise
+            raise Unavailable(f"the tools service cannot answer for tool {key!r}: "
+                              f"{error.code().name}", reason="TOOLS_UNAVAILABLE",
+                              details={"tool": key}) from None
         names = _names(tool, key)
         if names & limits.denied_tools or (limits.allowed_tools is not None
                                            and not names & limits.allowed_tools):
