@@ -333,3 +333,27 @@ def test_a_call_in_progress_is_listed_as_active(me, agents, calls, tools, master
     assert answers[0].call_id == call_id and answers[0].reply == "done"
     assert calls.ListActiveCalls(pb.ListActiveCallsRequest(agent_id=agent.id),
                                  metadata=me.metadata()).total == 0
+
+
+def test_misconfigured_agents_are_refused_before_any_call(me, agents, calls, tools, masterdata,
+                                                          model_server):
+    def refused(**fields):
+        agent = agents.CreateAgent(pb.CreateAgentRequest(agent=pb.Agent(
+            name=_name("broken"), **fields)), metadata=me.metadata())
+        agents.ActivateAgent(pb.ActivateAgentRequest(agent_id=agent.id), metadata=me.metadata())
+        with pytest.raises(grpc.RpcError) as caught:
+            _interact(agents, me, agent, "hi")
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        return error_reason(caught.value)
+
+    assert refused() == "AGENT_HAS_NO_MODEL"
+    assert refused(model="no-such-model") == "MODEL_NOT_FOUND"
+    good = _setup(me, agents, tools, masterdata, model_server, [{"content": "x"}])
+    assert refused(model=good.model, constraints=["no-such-limit"]) == "CONSTRAINT_NOT_FOUND"
+    # A tool of another tenant is not found for this one.
+    stranger = Identity()
+    theirs = tools.CreateTool(tools_pb.CreateToolRequest(tool=tools_pb.Tool(
+        name=_name("theirs"), type=tools_pb.TOOL_TYPE_BUILTIN, status=tools_pb.TOOL_STATUS_ACTIVE,
+        builtin=tools_pb.BuiltinToolConfig(builtin_name="echo"))), metadata=stranger.metadata())
+    assert refused(model=good.model, tools=[theirs.id]) == "TOOL_NOT_FOUND"
+    assert calls.ListCalls(pb.ListCallsRequest(), metadata=me.metadata()).total == 0  # none recorded
