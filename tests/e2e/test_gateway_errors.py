@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
+import pytest
 
 from tests.conftest import assert_envelope
 
@@ -51,16 +52,25 @@ def test_body_too_large_is_413(mesh, tenant):
 
 
 def test_not_built_service_is_501(mesh, tenant):
+    """Any RPC of a service nobody has built yet answers 501 in the envelope."""
+    from mesh import catalog, contract
+
+    unbuilt = [(rpc, binding) for rpc in contract.default().rpcs if not catalog.is_built(rpc.backend)
+               for binding in rpc.bindings if binding.method == "GET" and "{" not in binding.template]
+    if not unbuilt:
+        pytest.skip("every service is built")
+    rpc, binding = unbuilt[0]
     with mesh.client(tenant.token) as client:
-        body = assert_envelope(client.get("/api/v1/tools"), 501, "UNIMPLEMENTED")
-        assert body["details"]["method"] == "/agentmesh.tools.v1.ToolService/ListTools"
-        # Literal paths reach their own RPC, not GetTool.
-        body = assert_envelope(client.get("/api/v1/tools/categories"), 501, "UNIMPLEMENTED")
-        assert body["details"]["method"].endswith("/ListToolCategories")
-        # Built now: SearchSkills (not GetSkill's 404) answers that `q` is missing.
-        body = assert_envelope(client.get("/api/v1/master-data/skills/search"), 400,
-                               "INVALID_ARGUMENT")
-        assert body["details"]["field_violations"][0]["field"] == "q"
+        body = assert_envelope(client.get(binding.template), 501, "UNIMPLEMENTED")
+        assert body["details"]["method"] == f"/{rpc.full_service}/{rpc.name}"
+
+
+def test_literal_paths_reach_their_own_rpc(mesh, tenant):
+    """`/api/v1/tools/categories` sits beside `/api/v1/tools/{tool_id}`: the literal wins."""
+    with mesh.client(tenant.token) as client:
+        reply = client.get("/api/v1/tools/categories")
+        assert reply.status_code == 200, reply.text
+        assert set(reply.json()) == {"items", "total", "page", "page_size", "pages"}
 
 
 def test_correlation_id_is_echoed_on_success_and_made_when_absent(mesh, tenant):
@@ -125,3 +135,12 @@ def test_native_grpc_clients_get_the_same_checks(mesh, tenant):
             raise AssertionError("missing agent found")
         except grpc.RpcError as exc:
             assert exc.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_search_path_reaches_search_not_get(mesh, tenant):
+    """`/master-data/skills/search` beside `/skills/{skill_id}`: SearchSkills (not GetSkill's 404)
+    answers that `q` is missing."""
+    with mesh.client(tenant.token) as client:
+        body = assert_envelope(client.get("/api/v1/master-data/skills/search"), 400,
+                               "INVALID_ARGUMENT")
+    assert body["details"]["field_violations"][0]["field"] == "q"

@@ -55,3 +55,5 @@ class CallRow(TenantTable, table=True):
     first_response_ms: int = 0
     tool_calls: int = 0
     cost_usd: float = 0.0
+    model: str = ""
+    reason: str = ""

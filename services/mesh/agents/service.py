@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from datetime import UTC, datetime
 
+import grpc
+from google.protobuf import json_format
 from sqlmodel import Session, func, select
 
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
+from mesh.agents import runtime_loop
 from mesh.agents.models import AgentRow, CallRow
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
-from mesh.runtime.errors import FailedPrecondition, invalid_field
-from mesh.runtime.paging import PageRequest
+from mesh.runtime.egress import EgressPolicy
+from mesh.runtime.errors import DomainError, FailedPrecondition, invalid_field
+from mesh.runtime.masterdata_client import MasterData
+from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import is_uuid, utcnow
@@ -59,9 +66,21 @@ def _agent(row: AgentRow) -> pb.Agent:
     return to_message(row, pb.Agent)
 
 
+class Conflict(DomainError):
+    """A request that conflicts with the resource's current state (HTTP 409)."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+_RUNNABLE = {"AGENT_STATUS_ACTIVE", "AGENT_STATUS_DEPLOYED"}
+
+
 class AgentService(pb_grpc.AgentServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.peers = runtime.peers
+        self.masterdata = MasterData(runtime.peers)
+        self.policy = EgressPolicy.from_settings(runtime.settings)
 
     async def ListAgents(self, request: pb.ListAgentsRequest, context) -> pb.ListAgentsResponse:
         caller = require_caller(context)
@@ -187,6 +206,83 @@ class AgentService(pb_grpc.AgentServiceServicer):
         return await self.db.read(stats)
 
 
+    async def InteractWithAgent(self, request: pb.InteractWithAgentRequest,
+                                context) -> pb.InteractWithAgentResponse:
+        caller = require_caller(context)
+        if not request.message.strip():
+            raise invalid_field("message", "is required")
+        agent = await agents.fetch(self.db, caller.tenant_id, request.agent_id)
+        status = pb.AgentStatus.Name(agent.status)
+        if status not in _RUNNABLE:
+            raise Conflict(f"agent {agent.name!r} is {status}; only ACTIVE or DEPLOYED agents "
+                           "interact (activate or deploy it first)", reason="AGENT_NOT_RUNNABLE",
+                           details={"agent": agent.name, "status": status})
+        earlier: list = []
+        if request.call_id:
+            previous = await self.db.read(
+                lambda s: calls.get(s, caller.tenant_id, request.call_id))
+            if previous.agent_id != agent.id:
+                raise invalid_field("call_id", f"call {request.call_id!r} belongs to another agent")
+            earlier = runtime_loop.history(previous.transcript)
+        variables = json_format.MessageToDict(request.context)
+        plan = await runtime_loop.plan(agent, variables, self.masterdata, self.peers)
+        call_id = await self.db.write(lambda s: self._begin(s, caller, agent, plan, request,
+                                                            variables))
+        turn = runtime_loop.Turn()
+        started = time.perf_counter()
+        try:
+            await runtime_loop.AgentLoop(plan, self.peers, self.policy, call_id).run(
+                turn, earlier, request.message)
+        except BaseException:
+            turn.reason, turn.error = "INTERNAL_ERROR", "the interaction failed unexpectedly"
+            raise
+        finally:
+            duration = int((time.perf_counter() - started) * 1000)
+            await self.db.write(lambda s: self._finish(s, caller.tenant_id, call_id, turn,
+                                                       duration))
+        response = pb.InteractWithAgentResponse(
+            call_id=call_id, reply=turn.reply,
+            tokens=turn.prompt_tokens + turn.completion_tokens, duration_ms=duration,
+            status=pb.CALL_STATUS_FAILED if turn.reason else pb.CALL_STATUS_COMPLETED,
+            reason=turn.reason, error=turn.error, cost_usd=turn.cost_usd)
+        for record in turn.tool_calls:
+            response.tool_calls.add().update(record)
+        return response
+
+    @staticmethod
+    def _begin(session: Session, caller, agent: pb.Agent, plan, request, variables) -> str:
+        if request.call_id:
+            row = calls.get(session, caller.tenant_id, request.call_id, lock=True)
+            if row.status == "CALL_STATUS_ACTIVE":
+                raise Conflict(f"call {row.id!r} is answering another message; retry when it "
+                               "has ended", reason="CALL_IN_PROGRESS", details={"call": row.id})
+            row.status, row.ended_at = "CALL_STATUS_ACTIVE", None
+            row.model, row.provider, row.reason, row.error = \
+                plan.model.name, plan.model.provider, "", ""
+            return calls.save(session, row).id
+        row = CallRow(tenant_id=caller.tenant_id, agent_id=agent.id, status="CALL_STATUS_ACTIVE",
+                      provider=plan.model.provider, model=plan.model.name, started_at=utcnow(),
+                      call_metadata={"channel": "api", "caller": caller.user_id,
+                                     "correlation_id": caller.correlation_id,
+                                     "context": variables})
+        return calls.add(session, row).id
+
+    @staticmethod
+    def _finish(session: Session, tenant_id: str, call_id: str, turn, duration: int) -> None:
+        row = calls.get(session, tenant_id, call_id, lock=True)
+        row.status = "CALL_STATUS_FAILED" if turn.reason else "CALL_STATUS_COMPLETED"
+        row.ended_at = utcnow()
+        row.duration_ms += duration
+        row.prompt_tokens += turn.prompt_tokens
+        row.completion_tokens += turn.completion_tokens
+        row.cost_usd += turn.cost_usd
+        row.tool_calls += len(turn.tool_calls)
+        row.first_response_ms = row.first_response_ms or turn.first_response_ms
+        row.transcript = [*row.transcript, *turn.entries]
+        row.reason, row.error = turn.reason, turn.error
+        calls.save(session, row)
+
+
 class CallService(pb_grpc.CallServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
@@ -195,9 +291,19 @@ class CallService(pb_grpc.CallServiceServicer):
         caller = require_caller(context)
         page = PageRequest.of(request)
         status = pb.CallStatus.Name(request.status) if request.status else None
-        result = await calls.page(self.db, caller.tenant_id, page,
-                                  filters={"agent_id": request.agent_id, "status": status})
-        return pb.ListCallsResponse(**result.fields())
+        filters = {"agent_id": request.agent_id, "status": status}
+        where = []
+        if request.HasField("started_after"):
+            where.append(CallRow.started_at >= request.started_after.ToDatetime(tzinfo=UTC))
+        if request.HasField("started_before"):
+            where.append(CallRow.started_at < request.started_before.ToDatetime(tzinfo=UTC))
+        if not where:
+            result = await calls.page(self.db, caller.tenant_id, page, filters=filters)
+            return pb.ListCallsResponse(**result.fields())
+        rows: Page = await self.db.read(lambda s: calls.list(
+            s, caller.tenant_id, page, filters=filters, where=tuple(where)))
+        return pb.ListCallsResponse(**rows.fields(
+            lambda r: to_message(r, pb.Call, metadata=r.call_metadata)))
 
     async def ListActiveCalls(self, request, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
@@ -215,8 +321,12 @@ class CallService(pb_grpc.CallServiceServicer):
         row = await self.db.read(lambda s: calls.get(s, caller.tenant_id, request.call_id))
         transcript = pb.CallTranscript(call_id=row.id)
         for entry in row.transcript:
-            transcript.entries.append(pb.TranscriptEntry(
-                role=entry.get("role", ""), content=entry.get("content", "")))
+            item = transcript.entries.add(role=entry.get("role", ""),
+                                          content=entry.get("content", ""))
+            if entry.get("timestamp"):
+                item.timestamp.FromDatetime(datetime.fromisoformat(entry["timestamp"]))
+            if entry.get("metadata"):
+                item.metadata.update(entry["metadata"])
         return transcript
 
     async def GetCallMetrics(self, request, context) -> pb.CallMetrics:

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     login_free_failures_per_ip: int = Field(default=20, ge=1)
     login_backoff_base_seconds: float = Field(default=1.0, gt=0)
     login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    # Outbound HTTP from tools, MCP servers and model endpoints (mesh.runtime.egress): hosts and
+    # CIDRs allowed although internal (loopback, private, link-local); empty by default.
+    egress_allow: str = ""
 
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":

@@ -116,7 +116,7 @@ class AgentStats(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., total_calls: _Optional[int] = ..., successful_calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., active_calls: _Optional[int] = ..., average_duration_ms: _Optional[float] = ..., total_tokens: _Optional[int] = ..., last_call_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deployments: _Optional[int] = ...) -> None: ...
 
 class Call(_message.Message):
-    __slots__ = ("id", "tenant_id", "agent_id", "execution_id", "status", "provider", "started_at", "ended_at", "duration_ms", "error", "metadata", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "agent_id", "execution_id", "status", "provider", "started_at", "ended_at", "duration_ms", "error", "metadata", "created_at", "updated_at", "model", "prompt_tokens", "completion_tokens", "cost_usd", "reason", "tool_calls")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,12 @@ class Call(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     agent_id: str
@@ -143,7 +149,13 @@ class Call(_message.Message):
     metadata: _struct_pb2.Struct
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., provider: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    reason: str
+    tool_calls: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., provider: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., reason: _Optional[str] = ..., tool_calls: _Optional[int] = ...) -> None: ...
 
 class TranscriptEntry(_message.Message):
     __slots__ = ("role", "content", "timestamp", "metadata")
@@ -294,32 +306,44 @@ class InteractWithAgentRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class InteractWithAgentResponse(_message.Message):
-    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms")
+    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms", "status", "reason", "error", "cost_usd")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     reply: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     tokens: int
     duration_ms: int
-    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ...) -> None: ...
+    status: CallStatus
+    reason: str
+    error: str
+    cost_usd: float
+    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[_Union[CallStatus, str]] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
 
 class ListCallsRequest(_message.Message):
-    __slots__ = ("page", "page_size", "agent_id", "status", "order_by")
+    __slots__ = ("page", "page_size", "agent_id", "status", "order_by", "started_after", "started_before")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     page: int
     page_size: int
     agent_id: str
     status: CallStatus
     order_by: str
-    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., order_by: _Optional[str] = ...) -> None: ...
+    started_after: _timestamp_pb2.Timestamp
+    started_before: _timestamp_pb2.Timestamp
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., agent_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., order_by: _Optional[str] = ..., started_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListCallsResponse(_message.Message):
     __slots__ = ("items", "total", "page", "page_size", "pages")

@@ -190,8 +190,15 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def InteractWithAgent(self, request, context):
-        """Sends one message to a deployed agent and returns its answer; the
-        exchange is recorded as a call with a transcript.
+        """Sends one message to an active or deployed agent and returns its answer;
+        the exchange is recorded as a call with a transcript. The agent's model
+        is called with its system prompt, the call's history and its tools
+        offered as functions until it answers or a constraint stops it. A
+        breached constraint (max steps, max tokens per call, a denied tool, the
+        timeout) or a failing model ends the call normally with status FAILED
+        and a `reason`. NOT_FOUND when the tenant has no such agent or call,
+        FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when
+        its model, prompt or constraints cannot be used.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -141,7 +141,7 @@ class BuiltinToolConfig(_message.Message):
     def __init__(self, builtin_name: _Optional[str] = ...) -> None: ...
 
 class ToolExecution(_message.Message):
-    __slots__ = ("id", "tenant_id", "tool_id", "tool_version", "status", "input", "output", "error", "duration_ms", "started_at", "ended_at", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "tool_id", "tool_version", "status", "input", "output", "error", "duration_ms", "started_at", "ended_at", "created_at", "updated_at", "caller", "correlation_id", "call_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TOOL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -155,6 +155,9 @@ class ToolExecution(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     tool_id: str
@@ -168,7 +171,10 @@ class ToolExecution(_message.Message):
     ended_at: _timestamp_pb2.Timestamp
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_id: _Optional[str] = ..., tool_version: _Optional[int] = ..., status: _Optional[_Union[ToolExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration_ms: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    caller: str
+    correlation_id: str
+    call_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., tool_id: _Optional[str] = ..., tool_version: _Optional[int] = ..., status: _Optional[_Union[ToolExecutionStatus, str]] = ..., input: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., duration_ms: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., caller: _Optional[str] = ..., correlation_id: _Optional[str] = ..., call_id: _Optional[str] = ...) -> None: ...
 
 class ValidationError(_message.Message):
     __slots__ = ("field", "message")
@@ -179,20 +185,26 @@ class ValidationError(_message.Message):
     def __init__(self, field: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ToolStats(_message.Message):
-    __slots__ = ("tool_id", "total_executions", "successful_executions", "failed_executions", "average_duration_ms", "last_executed_at")
+    __slots__ = ("tool_id", "total_executions", "successful_executions", "failed_executions", "average_duration_ms", "last_executed_at", "error_rate", "p50_duration_ms", "p95_duration_ms")
     TOOL_ID_FIELD_NUMBER: _ClassVar[int]
     TOTAL_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     SUCCESSFUL_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     FAILED_EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     AVERAGE_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_EXECUTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    P50_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     tool_id: str
     total_executions: int
     successful_executions: int
     failed_executions: int
     average_duration_ms: float
     last_executed_at: _timestamp_pb2.Timestamp
-    def __init__(self, tool_id: _Optional[str] = ..., total_executions: _Optional[int] = ..., successful_executions: _Optional[int] = ..., failed_executions: _Optional[int] = ..., average_duration_ms: _Optional[float] = ..., last_executed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    error_rate: float
+    p50_duration_ms: float
+    p95_duration_ms: float
+    def __init__(self, tool_id: _Optional[str] = ..., total_executions: _Optional[int] = ..., successful_executions: _Optional[int] = ..., failed_executions: _Optional[int] = ..., average_duration_ms: _Optional[float] = ..., last_executed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error_rate: _Optional[float] = ..., p50_duration_ms: _Optional[float] = ..., p95_duration_ms: _Optional[float] = ...) -> None: ...
 
 class ToolCategory(_message.Message):
     __slots__ = ("name", "description", "count")
@@ -277,12 +289,14 @@ class DeleteToolRequest(_message.Message):
     def __init__(self, tool_id: _Optional[str] = ...) -> None: ...
 
 class ExecuteToolRequest(_message.Message):
-    __slots__ = ("tool_id", "arguments")
+    __slots__ = ("tool_id", "arguments", "call_id")
     TOOL_ID_FIELD_NUMBER: _ClassVar[int]
     ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
     tool_id: str
     arguments: _struct_pb2.Struct
-    def __init__(self, tool_id: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    call_id: str
+    def __init__(self, tool_id: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., call_id: _Optional[str] = ...) -> None: ...
 
 class TestToolRequest(_message.Message):
     __slots__ = ("tool_id", "arguments", "expected_output")

@@ -1,0 +1,151 @@
+"""Model calls: one client for every OpenAI-compatible chat-completions endpoint.
+
+Supported: any provider that speaks the OpenAI chat-completions protocol with tool calling —
+`openai` (no `endpoint_url` needed), `openai_compatible` (vLLM, LM Studio, LiteLLM, OpenRouter,
+Groq, Together, Mistral, a gateway...), `ollama` (its root URL; `/v1` is added), `anthropic`
+through Anthropic's OpenAI-compatible endpoint (`/v1` is added), and Azure OpenAI when
+`endpoint_url` is the resource's `/openai/v1` URL — through the `openai` package with `base_url`
+from the model record and the API key from the model's secret. Other wire protocols can come later behind the same
+`complete()`.
+
+The client retries 429 and 5xx answers with exponential backoff (the `openai` client's own
+retries, honouring `Retry-After`), bounds each request by a timeout, and every request goes
+through the egress guard (mesh.runtime.egress) like tools do. Each answer carries its token
+usage and cost, from the model's prices per million tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from mesh.runtime.egress import EgressPolicy
+from mesh.runtime.errors import DomainError
+from mesh.runtime.masterdata_client import ModelSpec
+
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 2
+_PASSED_PARAMETERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed",
+                      "stop")
+
+
+class ModelError(Exception):
+    """The model could not answer; `reason` is the call's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments_text: str
+    arguments: dict[str, Any] | None = None
+    problem: str = ""          # why the arguments cannot be used (malformed JSON, not an object)
+
+
+@dataclass
+class ModelTurn:
+    content: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: int = 0
+
+    def assistant_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
+        if self.tool_calls:
+            message["tool_calls"] = [{"id": c.id, "type": "function", "function": {
+                "name": c.name, "arguments": c.arguments_text}} for c in self.tool_calls]
+        return message
+
+
+def base_url(spec: ModelSpec) -> str | None:
+    """The chat-completions base URL of a model: its `endpoint_url`, with `/v1` added for the
+    providers whose record holds the server's root (Ollama, Anthropic's compatible API)."""
+    url = (spec.base_url or "").rstrip("/")
+    if url and spec.provider in ("ollama", "anthropic") and not url.endswith("/v1"):
+        url += "/v1"
+    return url or None
+
+
+def _parse_arguments(text: str) -> tuple[dict[str, Any] | None, str]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        return None, f"the arguments are not valid JSON ({exc.msg} at {exc.pos}): {text[:200]}"
+    if not isinstance(value, dict):
+        return None, "the arguments must be a JSON object"
+    return value, ""
+
+
+class ChatClient:
+    def __init__(self, spec: ModelSpec, api_key: str, policy: EgressPolicy, *,
+                 timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES,
+                 parameters: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+        self.parameters = {k: v for k, v in {**spec.parameters, **(parameters or {})}.items()
+                           if k in _PASSED_PARAMETERS}
+        self.http = policy.client(timeout=timeout)
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed", base_url=base_url(spec), timeout=timeout,
+            max_retries=max_retries, http_client=self.http)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                       max_tokens: int | None = None) -> ModelTurn:
+        request: dict[str, Any] = {"model": self.spec.model, "messages": messages,
+                                   **self.parameters}
+        if tools:
+            request["tools"] = tools
+        limit = max_tokens or self.spec.max_output_tokens or None
+        if limit:
+            request["max_tokens"] = limit
+        started = time.perf_counter()
+        try:
+            answer = await self.client.chat.completions.create(**request)
+        except openai.APITimeoutError:
+            raise ModelError("MODEL_TIMEOUT", f"model {self.spec.name!r} did not answer within "
+                             f"{self.client.timeout} s") from None
+        except openai.RateLimitError as exc:
+            raise ModelError("MODEL_RATE_LIMITED", f"model {self.spec.name!r} is rate limited "
+                             f"(429) after retries: {exc.message}") from None
+        except openai.APIStatusError as exc:
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered HTTP "
+                             f"{exc.status_code}: {exc.message}") from None
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__
+            while cause is not None and not isinstance(cause, DomainError):
+                cause = cause.__cause__ or cause.__context__
+            if isinstance(cause, DomainError):   # the egress guard refused the endpoint
+                raise ModelError(cause.reason, cause.message) from None
+            raise ModelError("MODEL_UNREACHABLE", f"model {self.spec.name!r} at "
+                             f"{self.spec.base_url or 'the provider default'} cannot be "
+                             f"reached: {exc}") from None
+        latency = int((time.perf_counter() - started) * 1000)
+        if not answer.choices:
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered no choices")
+        choice = answer.choices[0]
+        calls = []
+        for call in choice.message.tool_calls or ():
+            function = getattr(call, "function", None)
+            text = function.arguments if function is not None else ""
+            arguments, problem = _parse_arguments(text)
+            calls.append(ToolCall(call.id, function.name if function else "", text, arguments,
+                                  problem))
+        usage = answer.usage
+        prompt = usage.prompt_tokens if usage else 0
+        completion = usage.completion_tokens if usage else 0
+        return ModelTurn(choice.message.content or "", calls, choice.finish_reason or "",
+                         prompt, completion, self.spec.cost(prompt, completion), latency)

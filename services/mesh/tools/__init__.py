@@ -1,0 +1,1 @@
+"""The tools service: tools (http, builtin, mcp), their executions and stats."""

@@ -1,0 +1,41 @@
+"""Fixtures of the end-to-end tests that need outbound traffic to local servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import start_mesh, stop_mesh
+from tests.fakes.http_server import LocalHTTPServer
+from tests.fakes.mcp_server import LocalMCPServer
+from tests.fakes.openai_server import ScriptedModelServer
+
+
+@pytest.fixture(scope="session")
+def egress_mesh(tmp_path_factory):
+    """A mesh whose egress allow-list names 127.0.0.1 (only), so tools, MCP servers and models
+    may be served by local test servers. The shared `mesh` keeps the default, empty list."""
+    running = start_mesh(tmp_path_factory.mktemp("egress-mesh"),
+                         extra_env={"AGENTMESH_EGRESS_ALLOW": "127.0.0.1"})
+    yield running
+    stop_mesh(running)
+
+
+@pytest.fixture(scope="session")
+def web():
+    server = LocalHTTPServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mcp_server():
+    server = LocalMCPServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    server = ScriptedModelServer()
+    yield server
+    server.close()

@@ -1,0 +1,142 @@
+"""Tools through the real gateway: the three types, schema errors, tenancy, stats and the
+egress guard."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import assert_envelope, register
+
+
+def _name(prefix="tool"):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def owner(egress_mesh):
+    return register(egress_mesh)
+
+
+def _create(client, **tool):
+    tool.setdefault("name", _name())
+    tool.setdefault("status", "TOOL_STATUS_ACTIVE")
+    reply = client.post("/api/v1/tools", json=tool)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_builtin_tool_crud_execute_and_stats(egress_mesh, owner):
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "math"},
+                       category="util", description="arithmetic")
+        assert tool["status"] == "TOOL_STATUS_ACTIVE" and tool["version"] == 1
+        assert client.get(f"/api/v1/tools/{tool['name']}").json()["id"] == tool["id"]
+        run = client.post(f"/api/v1/tools/{tool['name']}/execute",
+                          json={"arguments": {"expression": "6 * 7"}})
+        assert run.status_code == 200, run.text
+        body = run.json()
+        assert body["status"] == "TOOL_EXECUTION_STATUS_COMPLETED" and body["output"] == {"result": 42}
+        assert body["caller"] == owner.user_id
+        assert body["correlation_id"] == run.headers["x-correlation-id"]
+        failed = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                             json={"arguments": {"expression": "1/0"}}).json()
+        assert failed["status"] == "TOOL_EXECUTION_STATUS_FAILED" and "division" in failed["error"]
+        stats = client.get(f"/api/v1/tools/{tool['id']}/stats").json()
+        assert stats["total_executions"] == 2 and stats["failed_executions"] == 1
+        assert stats["error_rate"] == 0.5 and "p95_duration_ms" in stats
+        test = client.post(f"/api/v1/tools/{tool['id']}/test", json={
+            "arguments": {"expression": "2+2"}, "expected_output": {"result": 4}}).json()
+        assert test["passed"] is True
+        assert client.get(f"/api/v1/tools/{tool['id']}/stats").json()["total_executions"] == 2
+        categories = client.get("/api/v1/tools/categories").json()
+        assert {"name": "util", "count": 1} in [
+            {k: c[k] for k in ("name", "count")} for c in categories["items"]]
+        types = client.get("/api/v1/tools/types").json()
+        assert [t["name"] for t in types["items"]] == ["http", "builtin", "mcp"]
+        deployed = client.post(f"/api/v1/tools/{tool['id']}/deploy", json={}).json()
+        assert deployed["status"] == "TOOL_STATUS_DEPLOYED"
+        body = assert_envelope(client.delete(f"/api/v1/tools/{tool['id']}"), 400,
+                               "FAILED_PRECONDITION")
+        assert body["details"]["reason"] == "TOOL_DEPLOYED"
+
+
+def test_arguments_not_matching_the_schema_are_400_naming_the_field(egress_mesh, owner):
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "echo"},
+                       input_schema={"type": "object", "required": ["city"],
+                                     "properties": {"city": {"type": "string"},
+                                                    "days": {"type": "integer"}}})
+        body = assert_envelope(client.post(f"/api/v1/tools/{tool['id']}/execute",
+                                           json={"arguments": {"days": "three"}}),
+                               400, "INVALID_ARGUMENT")
+        fields = [v["field"] for v in body["details"]["field_violations"]]
+        assert fields == ["arguments.city", "arguments.days"]
+        assert "arguments.city" in body["message"]
+
+
+def test_a_tool_of_another_tenant_is_404(egress_mesh, owner):
+    stranger = register(egress_mesh, "globex")
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "echo"})
+    with egress_mesh.client(stranger.token) as client:
+        for key in (tool["id"], tool["name"]):
+            assert_envelope(client.get(f"/api/v1/tools/{key}"), 404, "NOT_FOUND")
+            assert_envelope(client.post(f"/api/v1/tools/{key}/execute", json={"arguments": {}}),
+                            404, "NOT_FOUND")
+            assert_envelope(client.get(f"/api/v1/tools/{key}/stats"), 404, "NOT_FOUND")
+
+
+def test_http_tool_against_a_local_server(egress_mesh, owner, web):
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_HTTP",
+                       http={"url": web.url + "/orders/{order_id}", "method": "GET"},
+                       input_schema={"type": "object", "required": ["order_id"],
+                                     "properties": {"order_id": {"type": "string"}}})
+        assert client.post(f"/api/v1/tools/{tool['id']}/validate", json={}).json() == {
+            "valid": True, "errors": []}
+        run = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                          json={"arguments": {"order_id": "A-1", "verbose": "yes"}}).json()
+        assert run["status"] == "TOOL_EXECUTION_STATUS_COMPLETED", run
+        assert run["output"]["path"] == "/orders/A-1" and run["output"]["query"] == {"verbose": "yes"}
+
+
+def test_mcp_tool_against_a_real_mcp_server(egress_mesh, owner, mcp_server):
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_MCP",
+                       mcp={"server_url": mcp_server.url, "tool_name": "shout"},
+                       input_schema={"type": "object", "properties": {"text": {"type": "string"}}})
+        assert client.post(f"/api/v1/tools/{tool['id']}/validate", json={}).json()["valid"] is True
+        run = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                          json={"arguments": {"text": "hello"}}).json()
+        assert run["status"] == "TOOL_EXECUTION_STATUS_COMPLETED", run
+        assert run["output"] == {"result": "HELLO"}
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/iam",
+                                 "http://127.0.0.1:{port}/", "http://localhost:{port}/"])
+def test_ssrf_targets_are_refused_without_allow_list(mesh, tenant, web, url):
+    """The shared mesh has the default, empty AGENTMESH_EGRESS_ALLOW."""
+    with mesh.client(tenant.token) as client:
+        tool = _create(client, type="TOOL_TYPE_HTTP",
+                       http={"url": url.format(port=web.port), "timeout": "2s"})
+        body = assert_envelope(client.post(f"/api/v1/tools/{tool['id']}/execute",
+                                           json={"arguments": {}}), 403, "PERMISSION_DENIED")
+        assert body["details"]["reason"] == "EGRESS_DENIED"
+        assert "refused" in body["message"] and body["details"]["range"] in (
+            "link-local", "loopback")
+        validation = client.post(f"/api/v1/tools/{tool['id']}/validate", json={}).json()
+        assert validation["valid"] is False and validation["errors"][0]["field"] == "http.url"
+
+
+def test_ssrf_redirect_to_loopback_is_refused(egress_mesh, owner, web):
+    """127.0.0.1 is allowed on this mesh; the redirect goes to 127.0.0.2, loopback, not allowed."""
+    before = len(web.requests)
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_HTTP", http={
+            "url": f"{web.url}/redirect?to=http://127.0.0.2:{web.port}/secret", "method": "GET"})
+        body = assert_envelope(client.post(f"/api/v1/tools/{tool['id']}/execute",
+                                           json={"arguments": {}}), 403, "PERMISSION_DENIED")
+        assert body["details"]["reason"] == "EGRESS_DENIED" and body["details"]["range"] == "loopback"
+    assert [r["path"] for r in web.requests[before:]] == ["/redirect"]

@@ -1,0 +1,1 @@
+"""Small real servers that speak the protocols of outside services, for tests."""

@@ -1,0 +1,143 @@
+"""A small OpenAI-compatible chat-completions server for tests: a real HTTP server on a port
+that answers deterministically from a script.
+
+    server = ScriptedModelServer()
+    server.script("m-tool", [
+        {"tool_call": {"name": "$first", "arguments": {"text": "hi"}}},   # call the first tool offered
+        {"content": "The tool said {tool_result}"},                       # then answer
+    ])
+    # a model record with endpoint_url=server.base_url and model_id="m-tool" plays this script
+
+A script is chosen by the request's `model`; each request plays the next step and the last step
+repeats. Steps: `tool_call` (name and arguments; `$first` names the first function offered),
+`raw_tool_call` (arguments sent as given, e.g. malformed JSON), `content` (a final answer;
+`{tool_result}` and `{user}` are replaced by the last tool result and user message),
+`status` (an HTTP error such as 429, with `Retry-After: 0`), `sleep` (seconds before answering),
+`length` (finish_reason "length"). Usage is counted as characters / 4, deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def _tokens(text: str) -> int:
+    return max(1, len(text) // 4)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: dict, headers=()) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for key, value in headers:
+            self.send_header(key, value)
+        self.end_headers()
+        try:
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        request = json.loads(self.rfile.read(length) or b"{}")
+        owner: ScriptedModelServer = self.server.owner
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        step = owner.next_step(request, {k.lower(): v for k, v in self.headers.items()})
+        if step is None:
+            self._send(404, {"error": {"message": f"no script for model {request.get('model')}",
+                                       "type": "invalid_request_error"}})
+            return
+        if "sleep" in step:
+            time.sleep(step["sleep"])
+        if "status" in step:
+            self._send(step["status"], {"error": {"message": step.get("message", "scripted"),
+                                                  "type": "rate_limit_error"}},
+                       headers=[("Retry-After", "0"), ("retry-after-ms", "10")])
+            return
+        messages = request.get("messages", [])
+        tool_result = next((m.get("content", "") for m in reversed(messages)
+                            if m.get("role") == "tool"), "")
+        user = next((m.get("content", "") for m in reversed(messages)
+                     if m.get("role") == "user"), "")
+        message: dict = {"role": "assistant", "content": None}
+        finish = "stop"
+        completion_text = ""
+        if "tool_call" in step or "raw_tool_call" in step:
+            spec = step.get("tool_call") or step["raw_tool_call"]
+            name = spec["name"]
+            if name == "$first":
+                name = request["tools"][0]["function"]["name"]
+            arguments = spec.get("arguments", {})
+            if "tool_call" in step:
+                arguments = json.dumps(arguments)
+            message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+                                      "function": {"name": name, "arguments": arguments}}]
+            finish = "tool_calls"
+            completion_text = name + arguments
+        else:
+            content = step.get("content", "").replace("{tool_result}", tool_result) \
+                .replace("{user}", user)
+            message["content"] = content
+            completion_text = content
+            if step.get("length"):
+                finish = "length"
+        prompt = _tokens(json.dumps(messages))
+        completion = _tokens(completion_text)
+        self._send(200, {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+            "created": int(time.time()), "model": request.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                      "total_tokens": prompt + completion}})
+
+
+class ScriptedModelServer:
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[dict]] = {}
+        self.cursors: dict[str, int] = {}
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.owner = self
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def script(self, model: str, steps: list[dict]) -> str:
+        with self.lock:
+            self.scripts[model] = steps
+            self.cursors[model] = 0
+        return model
+
+    def next_step(self, request: dict, headers: dict) -> dict | None:
+        model = request.get("model", "")
+        with self.lock:
+            self.requests.append({"model": model, "body": request, "headers": headers})
+            steps = self.scripts.get(model)
+            if not steps:
+                return None
+            index = self.cursors[model]
+            self.cursors[model] = index + 1
+            return steps[min(index, len(steps) - 1)]
+
+    def requests_for(self, model: str) -> list[dict]:
+        return [r for r in self.requests if r["model"] == model]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
