@@ -121,7 +121,10 @@ class Mesh:
         options = GatewayOptions(
             backends={n: ("127.0.0.1", p) for n, p in self.ports.items()},
             listen_port=self.port, admin_port=self.admin_port,
-            rate_limit_per_minute=self.rate_limit_per_minute)
+            rate_limit_per_minute=self.rate_limit_per_minute,
+            global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
+            in {"1", "true", "yes"},
+            global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))
         config = build(contract_mod.default(), options)
         path = self.data_dir / "envoy.json"
         path.write_text(json.dumps(config, indent=1))

@@ -178,6 +178,7 @@ class RateLimitService(rls_grpc.RateLimitServiceServicer):
     async def ShouldRateLimit(self, request: rls.RateLimitRequest, context) -> rls.RateLimitResponse:
         hits = request.hits_addend or 1
         response = rls.RateLimitResponse(overall_code=OK)
+        exceeded = []
         for descriptor in request.descriptors:
             entries = [(e.key, e.value) for e in descriptor.entries]
             code, limit, remaining, reset_in = await self.limits.hit(
@@ -192,6 +193,12 @@ class RateLimitService(rls_grpc.RateLimitServiceServicer):
                 status.duration_until_reset.FromTimedelta(timedelta(seconds=reset_in))
             if code == OVER_LIMIT:
                 response.overall_code = OVER_LIMIT
+                exceeded.append((self.limits.limit_for(entries)[0], limit, reset_in))
+        if exceeded:
+            # Envoy puts this in the 429's body, which becomes the envelope's `message`.
+            name, limit, reset_in = exceeded[0]
+            response.raw_body = (f"rate limit exceeded: {name} allows {limit} requests per "
+                                 f"{self.limits.window}s; retry in {reset_in}s").encode()
         return response
 
 
