@@ -236,3 +236,58 @@ def test_budgets_check_and_usage(stub, me):
     assert names == ["tenant", "agent:triage"]
     assert limits.budgets[1].max_cost_per_day == 1.0
     assert [l.name for l in limits.limits] == ["global", "per_tenant"]
+
+
+def test_client_helpers_decide_through_the_rpc(governance, stub, me):
+    """What the agent runtime does before a tool call: the helper calls Decide over gRPC."""
+    import asyncio
+
+    from mesh.governance import client
+    from mesh.runtime.peers import Peers
+    from mesh.runtime.settings import Settings
+    from mesh.runtime.service import Runtime
+
+    _policy(stub, me, "no-search", DENY_SEARCH)
+
+    from mesh.runtime.context import current_call
+
+    class Served:
+        """The call another service is serving: its identity is what the helper passes on."""
+
+        def invocation_metadata(self):
+            return me.metadata()
+
+    async def run():
+        settings = Settings(peers=f"governance=127.0.0.1:{governance.running.port}")
+        runtime = Runtime("agents", settings, Peers(settings))
+        token = current_call.set(Served())
+        try:
+            return await client.check_tool_call(runtime, agent="triage", tool="search",
+                                                arguments={"query": "weather"})
+        finally:
+            current_call.reset(token)
+            await runtime.peers.close()
+
+    decision = asyncio.run(run())
+    assert not decision.allowed and decision.matching_policies == ["no-search@1"]
+
+
+def test_client_helper_without_governance_is_unavailable():
+    import asyncio
+
+    from mesh.governance import client
+    from mesh.runtime.errors import Unavailable
+    from mesh.runtime.peers import Peers
+    from mesh.runtime.service import Runtime
+    from mesh.runtime.settings import Settings
+
+    async def run():
+        settings = Settings(peers="governance=127.0.0.1:9")
+        runtime = Runtime("agents", settings, Peers(settings))
+        try:
+            await client.check_tool_call(runtime, agent="triage", tool="search")
+        finally:
+            await runtime.peers.close()
+
+    with pytest.raises(Unavailable):
+        asyncio.run(run())
