@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
@@ -205,8 +206,15 @@ def _policy_text(policy: pb.Policy, fields: dict[str, Any]) -> str:
 def _bump(session: Session, tenant_id: str) -> int:
     row = session.exec(select(PolicySetRow).where(PolicySetRow.tenant_id == tenant_id)
                        .with_for_update()).first()
-    if row is None:
-        row = PolicySetRow(tenant_id=tenant_id, version=0, created_at=utcnow())
+    if row is None:  # the tenant's first policy; two concurrent firsts: one insert wins
+        try:
+            with session.begin_nested():
+                session.add(PolicySetRow(tenant_id=tenant_id, version=0, created_at=utcnow(),
+                                         updated_at=utcnow()))
+        except IntegrityError:
+            pass
+        row = session.exec(select(PolicySetRow).where(PolicySetRow.tenant_id == tenant_id)
+                           .with_for_update()).one()
     row.version += 1
     row.enabled_policies = len(session.exec(select(PolicyRow.id).where(
         PolicyRow.tenant_id == tenant_id, PolicyRow.enabled)).all())
