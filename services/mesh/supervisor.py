@@ -134,7 +134,10 @@ class Mesh:
             listen_port=self.port, admin_port=self.admin_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             trace_cluster="observability" if "observability" in self.ports else "",
-            trace_sample_percent=get_settings().trace_sample_percent)
+            trace_sample_percent=get_settings().trace_sample_percent,
+            global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
+            in {"1", "true", "yes"},
+            global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))
         config = build(contract_mod.default(), options)
         path = self.data_dir / "envoy.json"
         path.write_text(json.dumps(config, indent=1))

@@ -70,6 +70,12 @@ class GatewayOptions:
     # requests sampled (a request with a sampled `traceparent` is always traced).
     trace_cluster: str = ""
     trace_sample_percent: float = 10.0
+    # Envoy's global rate-limit filter asking governance's RateLimitService (off by default;
+    # `global_rate_limit()` and docs/governance.md).
+    global_rate_limit: bool = False
+    global_rate_limit_domain: str = "agentmesh"
+    global_rate_limit_timeout_ms: int = 50
+    global_rate_limit_fail_open: bool = True
 
 
 def _duration(seconds: float) -> str:
@@ -294,6 +300,41 @@ def _tracing(options: GatewayOptions) -> dict[str, Any]:
         "custom_tags": [{"tag": "tenant_id",
                          "request_header": {"name": "x-agentmesh-tenant-id"}}],
     }
+def global_rate_limit(options: GatewayOptions) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Envoy's global rate-limit filter and the rate-limit actions of the virtual host.
+
+    Every request is described to governance's `RateLimitService` (cluster `governance`) by
+    four descriptors, each counted against its own limit there (mesh.governance.limits):
+    [generic_key=global], [remote_address=<client ip>], [tenant=<tenant id>] and
+    [tenant, route=<gRPC method path>]. The filter sits after the transcoder and jwt_authn /
+    ext_authz, so the tenant header is the verified one and `:path` is the RPC.
+    Timeout and failure mode are deliberate (docs/governance.md): 50 ms, then fail open, because
+    the gateway's local limits stay in force as a backstop and an outage of the limit service
+    should not become an outage of the API. `global_rate_limit_fail_open=False` turns it into
+    fail closed (503 in the envelope).
+    """
+    tenant = {"request_headers": {"header_name": "x-agentmesh-tenant-id", "descriptor_key": "tenant",
+                                  "skip_if_absent": True}}
+    actions = [
+        {"actions": [{"generic_key": {"descriptor_value": "global"}}]},
+        {"actions": [{"remote_address": {}}]},
+        {"actions": [tenant]},
+        {"actions": [tenant, {"request_headers": {"header_name": ":path",
+                                                  "descriptor_key": "route"}}]},
+    ]
+    config: dict[str, Any] = {
+        "@type": f"{_T}filters.http.ratelimit.v3.RateLimit",
+        "domain": options.global_rate_limit_domain,
+        "request_type": "both",
+        "timeout": f"{options.global_rate_limit_timeout_ms / 1000:g}s",
+        "failure_mode_deny": not options.global_rate_limit_fail_open,
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+        "rate_limit_service": {"grpc_service": {"envoy_grpc": {"cluster_name": "governance"}},
+                               "transport_api_version": "V3"},
+    }
+    if not options.global_rate_limit_fail_open:
+        config["status_on_error"] = {"code": 503}
+    return {"name": "envoy.filters.http.ratelimit", "typed_config": config}, actions
 
 
 def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
@@ -380,6 +421,15 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         {"name": "envoy.filters.http.router", "typed_config": {
             "@type": f"{_T}filters.http.router.v3.Router"}},
     ]
+    virtual_host_limits: list[dict[str, Any]] = []
+    if options.global_rate_limit:
+        limit_filter, virtual_host_limits = global_rate_limit(options)
+        filters.insert(len(filters) - 1, limit_filter)  # just before the router
+        # X-RateLimit-* then report the shared limits; the local bucket stays a silent backstop
+        # (two filters each adding the headers would answer "4, 99999").
+        for item in filters:
+            if item["name"] == "envoy.filters.http.local_ratelimit":
+                item["typed_config"].pop("enable_x_ratelimit_headers", None)
     hcm = {
         "@type": f"{_T}filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "gateway",
@@ -414,6 +464,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                     "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, "
                                       "x-ratelimit-reset, retry-after, idempotency-replayed",
                     "max_age": "600"}},
+                **({"rate_limits": virtual_host_limits} if virtual_host_limits else {}),
             }],
         },
         "http_filters": filters,

@@ -27,18 +27,22 @@ POLICY_EFFECT_ALLOW: PolicyEffect
 POLICY_EFFECT_DENY: PolicyEffect
 
 class GovernanceDecision(_message.Message):
-    __slots__ = ("allowed", "reason", "decision_time_ms", "policy_id", "decision_id")
+    __slots__ = ("allowed", "reason", "decision_time_ms", "policy_id", "decision_id", "correlation_id", "matching_policies")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_POLICIES_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: str
     decision_time_ms: int
     policy_id: str
     decision_id: str
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., policy_id: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
+    correlation_id: str
+    matching_policies: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., policy_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PolicyMatch(_message.Message):
     __slots__ = ("intents", "scopes", "resources")
@@ -59,7 +63,7 @@ class RateLimitRule(_message.Message):
     def __init__(self, requests: _Optional[int] = ..., per: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "effect", "priority", "match", "rules", "rate_limit", "enabled", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "effect", "priority", "match", "rules", "rate_limit", "enabled", "created_at", "updated_at", "cedar", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +76,8 @@ class Policy(_message.Message):
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CEDAR_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -84,10 +90,28 @@ class Policy(_message.Message):
     enabled: bool
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., effect: _Optional[_Union[PolicyEffect, str]] = ..., priority: _Optional[int] = ..., match: _Optional[_Union[PolicyMatch, _Mapping]] = ..., rules: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimitRule, _Mapping]] = ..., enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    cedar: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., effect: _Optional[_Union[PolicyEffect, str]] = ..., priority: _Optional[int] = ..., match: _Optional[_Union[PolicyMatch, _Mapping]] = ..., rules: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimitRule, _Mapping]] = ..., enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cedar: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class PolicyVersion(_message.Message):
+    __slots__ = ("policy_id", "version", "cedar", "enabled", "created_by", "created_at")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CEDAR_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    version: int
+    cedar: str
+    enabled: bool
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., cedar: _Optional[str] = ..., enabled: _Optional[bool] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("id", "tenant_id", "correlation_id", "intent", "subject", "allowed", "reason", "policy_id", "decision_time_ms", "created_at", "context")
+    __slots__ = ("id", "tenant_id", "correlation_id", "intent", "subject", "allowed", "reason", "policy_id", "decision_time_ms", "created_at", "context", "action", "principal", "resource", "matching_policies", "policy_version", "decision_time_us")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +123,12 @@ class Decision(_message.Message):
     DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_US_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     correlation_id: str
@@ -110,7 +140,13 @@ class Decision(_message.Message):
     decision_time_ms: int
     created_at: _timestamp_pb2.Timestamp
     context: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., intent: _Optional[str] = ..., subject: _Optional[str] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., policy_id: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    action: str
+    principal: str
+    resource: str
+    matching_policies: _containers.RepeatedScalarFieldContainer[str]
+    policy_version: int
+    decision_time_us: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., intent: _Optional[str] = ..., subject: _Optional[str] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., policy_id: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., action: _Optional[str] = ..., principal: _Optional[str] = ..., resource: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., decision_time_us: _Optional[int] = ...) -> None: ...
 
 class RateLimitUsage(_message.Message):
     __slots__ = ("name", "policy_id", "limit", "used", "remaining", "window", "reset_at")
@@ -131,14 +167,30 @@ class RateLimitUsage(_message.Message):
     def __init__(self, name: _Optional[str] = ..., policy_id: _Optional[str] = ..., limit: _Optional[int] = ..., used: _Optional[int] = ..., remaining: _Optional[int] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reset_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RateLimits(_message.Message):
-    __slots__ = ("tenant_id", "timestamp", "limits")
+    __slots__ = ("tenant_id", "timestamp", "limits", "budgets")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    BUDGETS_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     timestamp: _timestamp_pb2.Timestamp
     limits: _containers.RepeatedCompositeFieldContainer[RateLimitUsage]
-    def __init__(self, tenant_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Iterable[_Union[RateLimitUsage, _Mapping]]] = ...) -> None: ...
+    budgets: _containers.RepeatedCompositeFieldContainer[BudgetUsage]
+    def __init__(self, tenant_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limits: _Optional[_Iterable[_Union[RateLimitUsage, _Mapping]]] = ..., budgets: _Optional[_Iterable[_Union[BudgetUsage, _Mapping]]] = ...) -> None: ...
+
+class BudgetUsage(_message.Message):
+    __slots__ = ("name", "tokens_today", "cost_today_usd", "max_cost_per_day", "reset_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_TODAY_FIELD_NUMBER: _ClassVar[int]
+    COST_TODAY_USD_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    RESET_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tokens_today: int
+    cost_today_usd: float
+    max_cost_per_day: float
+    reset_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., tokens_today: _Optional[int] = ..., cost_today_usd: _Optional[float] = ..., max_cost_per_day: _Optional[float] = ..., reset_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DispatchRequest(_message.Message):
     __slots__ = ("intent", "context")
@@ -149,20 +201,24 @@ class DispatchRequest(_message.Message):
     def __init__(self, intent: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DispatchResponse(_message.Message):
-    __slots__ = ("status", "message", "reason", "correlation_id", "timestamp", "governance")
+    __slots__ = ("status", "message", "reason", "correlation_id", "timestamp", "governance", "operation", "result")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
     GOVERNANCE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
     status: str
     message: str
     reason: str
     correlation_id: str
     timestamp: _timestamp_pb2.Timestamp
     governance: GovernanceDecision
-    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., correlation_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., governance: _Optional[_Union[GovernanceDecision, _Mapping]] = ...) -> None: ...
+    operation: str
+    result: _struct_pb2.Struct
+    def __init__(self, status: _Optional[str] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ..., correlation_id: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., governance: _Optional[_Union[GovernanceDecision, _Mapping]] = ..., operation: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ListPoliciesRequest(_message.Message):
     __slots__ = ("page", "page_size", "effect", "enabled", "intent", "search", "order_by")
@@ -271,3 +327,161 @@ class GetDecisionRequest(_message.Message):
 class GetRateLimitsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ListPolicyVersionsRequest(_message.Message):
+    __slots__ = ("policy_id", "page", "page_size")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    page: int
+    page_size: int
+    def __init__(self, policy_id: _Optional[str] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListPolicyVersionsResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PolicyVersion]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class DecisionRequest(_message.Message):
+    __slots__ = ("principal_type", "principal_id", "action", "resource_type", "resource_id", "arguments")
+    PRINCIPAL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENTS_FIELD_NUMBER: _ClassVar[int]
+    principal_type: str
+    principal_id: str
+    action: str
+    resource_type: str
+    resource_id: str
+    arguments: _struct_pb2.Struct
+    def __init__(self, principal_type: _Optional[str] = ..., principal_id: _Optional[str] = ..., action: _Optional[str] = ..., resource_type: _Optional[str] = ..., resource_id: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class DryRunPolicyRequest(_message.Message):
+    __slots__ = ("policy", "request")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    policy: Policy
+    request: DecisionRequest
+    def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ..., request: _Optional[_Union[DecisionRequest, _Mapping]] = ...) -> None: ...
+
+class DryRunPolicyResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "matching_policies", "errors")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: str
+    matching_policies: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("request", "intent")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    INTENT_FIELD_NUMBER: _ClassVar[int]
+    request: DecisionRequest
+    intent: str
+    def __init__(self, request: _Optional[_Union[DecisionRequest, _Mapping]] = ..., intent: _Optional[str] = ...) -> None: ...
+
+class CheckBudgetRequest(_message.Message):
+    __slots__ = ("agent_id", "model", "estimated_tokens", "max_tokens_per_call", "max_cost_per_day", "tenant_max_cost_per_day")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_PER_CALL_FIELD_NUMBER: _ClassVar[int]
+    MAX_COST_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_MAX_COST_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    model: str
+    estimated_tokens: int
+    max_tokens_per_call: int
+    max_cost_per_day: float
+    tenant_max_cost_per_day: float
+    def __init__(self, agent_id: _Optional[str] = ..., model: _Optional[str] = ..., estimated_tokens: _Optional[int] = ..., max_tokens_per_call: _Optional[int] = ..., max_cost_per_day: _Optional[float] = ..., tenant_max_cost_per_day: _Optional[float] = ...) -> None: ...
+
+class BudgetCheck(_message.Message):
+    __slots__ = ("allowed", "reason", "agent", "tenant")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: str
+    agent: BudgetUsage
+    tenant: BudgetUsage
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., agent: _Optional[_Union[BudgetUsage, _Mapping]] = ..., tenant: _Optional[_Union[BudgetUsage, _Mapping]] = ...) -> None: ...
+
+class RecordUsageRequest(_message.Message):
+    __slots__ = ("agent_id", "tokens", "cost_usd")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    tokens: int
+    cost_usd: float
+    def __init__(self, agent_id: _Optional[str] = ..., tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+
+class Webhook(_message.Message):
+    __slots__ = ("id", "tenant_id", "url", "events", "secret", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SECRET_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant_id: str
+    url: str
+    events: str
+    secret: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[str] = ..., secret: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateWebhookRequest(_message.Message):
+    __slots__ = ("webhook",)
+    WEBHOOK_FIELD_NUMBER: _ClassVar[int]
+    webhook: Webhook
+    def __init__(self, webhook: _Optional[_Union[Webhook, _Mapping]] = ...) -> None: ...
+
+class ListWebhooksRequest(_message.Message):
+    __slots__ = ("page", "page_size")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    page_size: int
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListWebhooksResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Webhook]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Webhook, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class DeleteWebhookRequest(_message.Message):
+    __slots__ = ("webhook_id",)
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    def __init__(self, webhook_id: _Optional[str] = ...) -> None: ...

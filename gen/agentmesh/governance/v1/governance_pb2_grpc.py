@@ -83,6 +83,46 @@ class GovernanceServiceStub:
                 request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetRateLimitsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RateLimits.FromString,
                 _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/ListPolicyVersions',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.FromString,
+                _registered_method=True)
+        self.DryRunPolicy = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/DryRunPolicy',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyResponse.FromString,
+                _registered_method=True)
+        self.Decide = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/Decide',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DecideRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Decision.FromString,
+                _registered_method=True)
+        self.CheckBudget = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/CheckBudget',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.CheckBudgetRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetCheck.FromString,
+                _registered_method=True)
+        self.RecordUsage = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/RecordUsage',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.FromString,
+                _registered_method=True)
+        self.CreateWebhook = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/CreateWebhook',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.CreateWebhookRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Webhook.FromString,
+                _registered_method=True)
+        self.ListWebhooks = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/ListWebhooks',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksResponse.FromString,
+                _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/DeleteWebhook',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class GovernanceServiceServicer:
@@ -170,6 +210,76 @@ class GovernanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicyVersions(self, request, context):
+        """Lists the immutable versions of one policy, newest first. NOT_FOUND
+        when the tenant has no such policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DryRunPolicy(self, request, context):
+        """Evaluates a request against the tenant's enabled policies with a draft
+        policy added (or replacing the policy of the same name), without saving
+        anything or recording a decision. INVALID_ARGUMENT (naming the line)
+        when the draft does not parse.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Decide(self, request, context):
+        """Decides one request with the tenant's policies and records the
+        decision: the one evaluation path that dispatch, the agent runtime
+        (before tool and model calls) and workflows (before each step) use. A
+        denial is an answer with `allowed` false, not an error.
+        INVALID_ARGUMENT for an unknown action or missing principal/resource.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckBudget(self, request, context):
+        """Checks a model call against the token and cost budgets of the tenant
+        and the agent before it is made. A call over budget is an answer with
+        `allowed` false, not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordUsage(self, request, context):
+        """Adds the tokens and cost of a finished model call to the tenant's and
+        the agent's usage of the day.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateWebhook(self, request, context):
+        """Registers a URL that receives the tenant's decision events, signed
+        with HMAC-SHA256. The secret is returned once, in this answer.
+        INVALID_ARGUMENT for a URL that is not http(s).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhooks(self, request, context):
+        """Lists the tenant's decision webhooks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes a decision webhook. NOT_FOUND when the tenant has no such
+        webhook.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GovernanceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +327,46 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
                     servicer.GetRateLimits,
                     request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetRateLimitsRequest.FromString,
                     response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RateLimits.SerializeToString,
+            ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.SerializeToString,
+            ),
+            'DryRunPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DryRunPolicy,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyResponse.SerializeToString,
+            ),
+            'Decide': grpc.unary_unary_rpc_method_handler(
+                    servicer.Decide,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DecideRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Decision.SerializeToString,
+            ),
+            'CheckBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckBudget,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.CheckBudgetRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetCheck.SerializeToString,
+            ),
+            'RecordUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordUsage,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.SerializeToString,
+            ),
+            'CreateWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWebhook,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.CreateWebhookRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Webhook.SerializeToString,
+            ),
+            'ListWebhooks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhooks,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -465,6 +615,222 @@ class GovernanceService:
             '/agentmesh.governance.v1.GovernanceService/GetRateLimits',
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetRateLimitsRequest.SerializeToString,
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.RateLimits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/ListPolicyVersions',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DryRunPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/DryRunPolicy',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Decide(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/Decide',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DecideRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.Decision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/CheckBudget',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.CheckBudgetRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetCheck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/RecordUsage',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/CreateWebhook',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.CreateWebhookRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.Webhook.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhooks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/ListWebhooks',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/DeleteWebhook',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteWebhookRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Governance: Cedar policies, decisions, dispatch, rate limits, budgets, decision webhooks."""

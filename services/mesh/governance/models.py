@@ -1,0 +1,87 @@
+"""Tables of the governance service. A change here needs a migration:
+`agentmesh db revision governance -m "..."`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from mesh.runtime.tables import TenantTable, json_field, timestamp_field
+
+
+class PolicyRow(TenantTable, table=True):
+    """A policy's current state; its history is in `policy_versions`."""
+
+    __tablename__ = "policies"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_policies_tenant_name"),)
+
+    name: str
+    description: str = ""
+    effect: str = "POLICY_EFFECT_UNSPECIFIED"
+    priority: int = 0
+    match: dict[str, Any] = json_field(dict)
+    cedar: str = ""
+    enabled: bool = True
+    version: int = 1
+    created_by: str = ""
+
+
+class PolicyVersionRow(TenantTable, table=True):
+    """One immutable version of a policy: written on create and on every update, never changed."""
+
+    __tablename__ = "policy_versions"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "policy_id", "version",
+                                          name="uq_policy_versions_policy_version"),)
+
+    policy_id: str
+    version: int
+    cedar: str
+    enabled: bool = True
+    created_by: str = ""
+
+
+class PolicySetRow(TenantTable, table=True):
+    """The version of a tenant's whole policy set: one more on every policy change, so replicas
+    know from one small read whether their compiled copy is current."""
+
+    __tablename__ = "policy_sets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", name="uq_policy_sets_tenant"),)
+
+    version: int = 0
+    enabled_policies: int = 0
+
+
+class DecisionRow(TenantTable, table=True):
+    """The audit record of one decision. Never updated."""
+
+    __tablename__ = "decisions"
+
+    correlation_id: str = Field(default="", index=True)
+    intent: str = ""
+    subject: str = ""
+    allowed: bool = True
+    reason: str = ""
+    policy_id: str = ""
+    decision_time_ms: int = 0
+    decision_time_us: int = 0
+    context: dict[str, Any] = json_field(dict)
+    action: str = ""
+    principal: str = ""
+    resource: str = ""
+    matching_policies: list[str] = json_field(list)
+    policy_version: int = 0
+
+
+class WebhookRow(TenantTable, table=True):
+    """A URL that receives the tenant's decision events."""
+
+    __tablename__ = "governance_webhooks"
+
+    url: str
+    events: str = "all"
+    secret: str = ""
+    created_by: str = ""
+    last_delivery_at: datetime | None = timestamp_field()

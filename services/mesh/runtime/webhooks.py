@@ -1,0 +1,166 @@
+"""Outgoing webhooks: signed, retried with backoff in the background, never blocking the caller.
+
+    sender = WebhookSender()
+    sender.send(url, secret, "governance.decision", {...})   # returns at once
+    ...
+    await sender.close()                                     # at shutdown: drains briefly
+
+Every delivery is a POST of the JSON payload with
+    X-AgentMesh-Event:      the event type
+    X-AgentMesh-Delivery:   a UUID, the same on every retry of one delivery (receivers dedupe)
+    X-AgentMesh-Signature:  t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>
+A receiver checks the signature with `verify()` (or the same three lines in its own language)
+and rejects old timestamps, which stops replays. A network error, a timeout, 408, 429 or a 5xx
+is retried with exponential backoff and jitter up to `max_attempts`; any other 4xx is final (the
+receiver refused it). Deliveries live in memory: a restart loses the ones still pending.
+Used by governance decision events; integration webhooks and alert notifications reuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("mesh.webhooks")
+
+SIGNATURE_HEADER = "X-AgentMesh-Signature"
+EVENT_HEADER = "X-AgentMesh-Event"
+DELIVERY_HEADER = "X-AgentMesh-Delivery"
+_RETRYABLE = {408, 429}
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: str, header: str, body: bytes, tolerance_seconds: int = 300,
+           now: float | None = None) -> bool:
+    """True when `header` is a valid signature of `body` made within `tolerance_seconds`."""
+    parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+    try:
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((now or time.time()) - timestamp) > tolerance_seconds:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+@dataclass
+class Delivery:
+    url: str
+    secret: str
+    event: str
+    body: bytes
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    attempts: int = 0
+    status_code: int = 0
+    error: str = ""
+    delivered: bool = False
+
+
+class WebhookSender:
+    """Background delivery of signed webhooks, bounded in concurrency and in pending work."""
+
+    def __init__(self, *, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 30.0,
+                 timeout: float = 5.0, concurrency: int = 8, max_pending: int = 10000,
+                 on_result: Callable[[Delivery], Any] | None = None) -> None:
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.timeout = timeout
+        self.max_pending = max_pending
+        self.on_result = on_result
+        self._concurrency = concurrency
+        self._semaphore: asyncio.Semaphore | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._tasks)
+
+    def send(self, url: str, secret: str, event: str, payload: dict[str, Any]) -> Delivery | None:
+        """Schedules a delivery on the running event loop and returns at once; None when too
+        much is pending already (the event is dropped and logged, never queued without bound)."""
+        if len(self._tasks) >= self.max_pending:
+            log.warning("webhook queue full (%d pending); dropping %s to %s",
+                        len(self._tasks), event, url)
+            return None
+        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
+        delivery = Delivery(url, secret, event, body)
+        task = asyncio.get_running_loop().create_task(self._deliver(delivery))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return delivery
+
+    def _backoff(self, attempt: int) -> float:
+        delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return delay * random.uniform(0.8, 1.2)
+
+    async def _post(self, delivery: Delivery) -> bool:
+        """One attempt; True when no retry should follow."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self._concurrency)
+        headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event,
+                   DELIVERY_HEADER: delivery.id,
+                   SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), delivery.body)}
+        async with self._semaphore:
+            try:
+                reply = await self._client.post(delivery.url, content=delivery.body,
+                                                headers=headers)
+            except httpx.HTTPError as exc:
+                delivery.error = f"{type(exc).__name__}: {exc}"
+                return False
+        delivery.status_code = reply.status_code
+        if 200 <= reply.status_code < 300:
+            delivery.delivered, delivery.error = True, ""
+            return True
+        delivery.error = f"HTTP {reply.status_code}"
+        return not (reply.status_code >= 500 or reply.status_code in _RETRYABLE)
+
+    async def _deliver(self, delivery: Delivery) -> None:
+        try:
+            while delivery.attempts < self.max_attempts:
+                delivery.attempts += 1
+                if await self._post(delivery):
+                    break
+                if delivery.attempts < self.max_attempts:
+                    await asyncio.sleep(self._backoff(delivery.attempts))
+            if not delivery.delivered:
+                log.warning("webhook %s to %s failed after %d attempts: %s", delivery.event,
+                            delivery.url, delivery.attempts, delivery.error)
+            if self.on_result is not None:
+                result = self.on_result(delivery)
+                if asyncio.iscoroutine(result):
+                    await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a delivery must never take anything else down
+            log.exception("webhook delivery %s crashed", delivery.id)
+
+    async def close(self, drain_seconds: float = 2.0) -> None:
+        """Waits up to `drain_seconds` for pending deliveries, cancels the rest."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=drain_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,129 @@
+"""Decision webhooks: delivered to a real local HTTP server, signed, retried after a failure,
+without holding up the decision."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from agentmesh.governance.v1 import governance_pb2 as pb
+from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
+from mesh.governance.service import DEFINITION
+from mesh.runtime.webhooks import SIGNATURE_HEADER, WebhookSender, verify
+from tests.harness import Identity, ServiceHarness
+
+
+class Receiver:
+    """A small HTTP server that fails the first `failures` requests with 503."""
+
+    def __init__(self, failures: int = 0, delay: float = 0.0) -> None:
+        self.failures = failures
+        self.delay = delay
+        self.received: list[tuple[dict, bytes]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(receiver.delay)
+                receiver.attempts += 1
+                if receiver.attempts <= receiver.failures:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                receiver.received.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait(self, count: int = 1, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, f"got {len(self.received)} deliveries"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver(failures=2)
+    yield server
+    server.close()
+
+
+def test_sender_signs_and_retries_with_backoff(receiver):
+    results = []
+
+    async def run():
+        sender = WebhookSender(base_delay=0.05, on_result=results.append)
+        delivery = sender.send(receiver.url, "s3cret", "test.event", {"hello": "world"})
+        assert delivery is not None and sender.pending == 1  # scheduled, not yet sent
+        await sender.close(drain_seconds=10)
+
+    asyncio.run(run())
+    receiver.wait()
+    headers, body = receiver.received[0]
+    assert json.loads(body) == {"hello": "world"}
+    assert verify("s3cret", headers[SIGNATURE_HEADER], body)
+    assert not verify("wrong", headers[SIGNATURE_HEADER], body)
+    assert not verify("s3cret", headers[SIGNATURE_HEADER], body + b" ")
+    assert receiver.attempts == 3 and results[0].delivered and results[0].attempts == 3
+
+
+def test_sender_gives_up_on_a_refusal():
+    results = []
+
+    async def run():
+        sender = WebhookSender(base_delay=0.01, on_result=results.append)
+        sender.send("http://127.0.0.1:9/unreachable", "k", "e", {})
+        await sender.close(drain_seconds=10)
+
+    asyncio.run(run())
+    assert not results[0].delivered and results[0].attempts == 5
+
+
+def test_decisions_are_sent_to_the_tenant_webhook_without_waiting(tmp_path):
+    slow = Receiver(failures=1, delay=0.5)
+    harness = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        stub = harness.stub(pb_grpc.GovernanceServiceStub)
+        me = Identity()
+        hook = stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(url=slow.url)),
+                                  metadata=me.metadata())
+        assert hook.secret.startswith("whsec_")
+        listed = stub.ListWebhooks(pb.ListWebhooksRequest(), metadata=me.metadata())
+        assert listed.total == 1 and listed.items[0].secret == ""  # shown once only
+        started = time.monotonic()
+        decision = stub.Decide(pb.DecideRequest(request=pb.DecisionRequest(
+            principal_type="Agent", principal_id="triage", action="call_tool",
+            resource_type="Tool", resource_id="search")), metadata=me.metadata())
+        assert time.monotonic() - started < 0.4  # the slow receiver does not hold it up
+        slow.wait(timeout=15)
+        headers, body = slow.received[0]
+        assert verify(hook.secret, headers[SIGNATURE_HEADER], body)
+        event = json.loads(body)
+        assert event["event"] == "governance.decision" and event["id"] == decision.id
+        assert event["allowed"] is True and event["correlation_id"] == decision.correlation_id
+        assert slow.attempts == 2
+    finally:
+        harness.close()
+        slow.close()
