@@ -13,6 +13,7 @@ from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
 from mesh.workflows.service import DEFINITION
 from tests.harness import Identity, ServiceHarness
+from tests.workflows.servers import EffectServer, FakePeers
 
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
@@ -25,9 +26,23 @@ def _drop_schemas(url: str) -> None:
     engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def peers():
+    running = FakePeers()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def web():
+    running = EffectServer()
+    yield running
+    running.close()
+
+
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def service(request, tmp_path_factory):
-    settings = {}
+def service(request, tmp_path_factory, peers):
+    settings = {"peers": f"tools={peers.address},agents={peers.address}"}
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         _drop_schemas(url)
