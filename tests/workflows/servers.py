@@ -76,7 +76,11 @@ class EffectServer:
                     return self._answer(int(query.get("code", "200")), {"code": query.get("code")})
                 return self._answer(404, {"error": "no such path"})
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client that went away (a killed process) is part of these tests
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
