@@ -58,6 +58,7 @@ QUEUES = {  # priority -> (DBOS queue, concurrency per process)
     "EXECUTION_PRIORITY_LOW": ("workflows-low", 8),
 }
 APPROVAL_WAIT_SECONDS = 7 * 24 * 3600
+PURE = {T.STEP_TYPE_TRANSFORM, T.STEP_TYPE_CONDITION}
 NAMESPACE = uuid.UUID("5a4b8a52-0f0e-4b8e-9f36-6c1f0d3f7a10")
 ENGINE: "Engine | None" = None
 
@@ -627,8 +628,12 @@ class Run:
                 states = [dict(s) for s in row.step_states]
                 for state in states:
                     if state["step_id"] == sid:
+                        now = iso()
+                        if "attempts" in result and state["status"] != S + "COMPLETED":
+                            state["attempts"] = state.get("attempts", 0) + result["attempts"]
+                            state["started_at"] = state.get("started_at") or now
                         state.update(status=S + "COMPLETED", output=output, error="",
-                                     open_attempt=0, ended_at=state.get("ended_at") or iso())
+                                     open_attempt=0, ended_at=state.get("ended_at") or now)
                 row.step_states = states
                 if name not in row.phases_completed:
                     row.phases_completed = [*row.phases_completed, name]
@@ -650,6 +655,23 @@ class Run:
         multiplier = policy.backoff_multiplier or 2.0
         max_backoff = defn.duration_seconds(policy, "max_backoff") or 60.0
         timeout = defn.duration_seconds(step, "timeout")
+        if step.type in PURE and early is None:
+            # No effect outside the run: no attempt to mark before it, one write after it.
+            try:
+                work = self._perform(step, args, "")
+                return {"ok": True, "output": await (asyncio.wait_for(work, timeout)
+                                                     if timeout else work),
+                        "attempts": 1}
+            except defn.ExpressionError as exc:
+                failure = StepFailure("EXPRESSION_FAILED", str(exc))
+            except TimeoutError:
+                failure = StepFailure("TIMEOUT", f"step {sid!r} took longer than {timeout:g}s")
+
+            def failed_pure(state: dict, row: ExecutionRow):
+                state["attempts"] = state.get("attempts", 0) + 1
+                row.errors = [*row.errors, _error(sid, failure.code, failure.message)]
+            await engine.step_state(self.execution_id, sid, failed_pure)
+            return {"ok": False, "code": failure.code, "message": failure.message}
         while True:
             def begin(state: dict, row: ExecutionRow):
                 if state["status"] == S + "COMPLETED" and "output" in state:
