@@ -368,3 +368,27 @@ def test_other_tenant_gets_404_on_every_execution_route(service, client):
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert status_name(client.get(eid)) == "EXECUTION_STATUS_WAITING_APPROVAL"
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=eid))
+
+
+def test_workflow_timeout_fails_the_execution(client, web):
+    wf = client.create(_name(), [http_step("slow", f"{web.url}/slow?seconds=10")], timeout="1s")
+    started = time.monotonic()
+    done = client.wait(client.execute(wf.id).id, timeout=20)
+    assert time.monotonic() - started < 8
+    assert status_name(done) == "EXECUTION_STATUS_FAILED", done
+    assert done.errors[-1].code == "TIMEOUT"
+
+
+def test_delete_archives_a_workflow_with_executions(client):
+    wf = client.create(_name(), [{"id": "a", "type": "STEP_TYPE_TRANSFORM",
+                                  "transform": {"expression": "inputs"}}])
+    execution = client.wait(client.execute(wf.id).id)
+    deleted = client.call("DeleteWorkflow", pb.DeleteWorkflowRequest(workflow_id=wf.id))
+    assert "archived" in deleted.message
+    archived = client.call("GetWorkflow", pb.GetWorkflowRequest(workflow_id=wf.id))
+    assert archived.status == pb.WORKFLOW_STATUS_ARCHIVED
+    assert client.get(execution.id).id == execution.id
+    with pytest.raises(grpc.RpcError) as caught:
+        client.call("UpdateWorkflow", pb.UpdateWorkflowRequest(
+            workflow_id=wf.id, workflow=pb.Workflow(description="x")))
+    assert error_reason(caught.value) == "WORKFLOW_ARCHIVED"

@@ -437,7 +437,11 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
                 from mesh.runtime.errors import AlreadyExists
                 raise AlreadyExists(exc.details(), reason="TEMPLATE_ALREADY_EXISTS") from None
-            raise Unavailable(f"the templates service cannot create templates yet "
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                from mesh.runtime.errors import Unimplemented
+                raise Unimplemented("the templates service cannot create templates yet",
+                                    reason="TEMPLATES_UNIMPLEMENTED") from None
+            raise Unavailable(f"the templates service cannot create templates now "
                               f"({exc.code().name}): {exc.details()}",
                               reason="TEMPLATES_UNAVAILABLE") from None
         out = pb.CreateTemplateFromWorkflowResponse(
