@@ -106,6 +106,8 @@ class Engine:
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self.http: httpx.AsyncClient | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopping = False
+        self._interpreters: set[asyncio.Task] = set()
 
     # ---- lifecycle --------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -145,9 +147,12 @@ class Engine:
 
     async def stop(self) -> None:
         global ENGINE
-        for tasks in self._tasks.values():
-            for task in tasks:
-                task.cancel()
+        self.stopping = True
+        # Interpreters in flight stop here; DBOS recovers them (PENDING) on the next start.
+        running = [*self._interpreters, *(t for tasks in self._tasks.values() for t in tasks)]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         await asyncio.to_thread(DBOS.destroy, workflow_completion_timeout_sec=0)
         if self.http is not None:
             await self.http.aclose()
@@ -245,6 +250,14 @@ class Engine:
         return await self.db.read(read)
 
     async def interpret(self, execution_id: str) -> dict:
+        task = asyncio.current_task()
+        self._interpreters.add(task)
+        try:
+            return await self._interpret(execution_id)
+        finally:
+            self._interpreters.discard(task)
+
+    async def _interpret(self, execution_id: str) -> dict:
         snapshot = await DBOS.run_step_async({"name": "load"}, self._load, execution_id)
         run = Run(self, execution_id, snapshot)
         try:
@@ -252,11 +265,19 @@ class Engine:
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
+            if self.stopping:
+                # The process is shutting down under the interpreter: DBOS recovers it on
+                # the next start; the row must not say it failed.
+                raise
             if type(exc).__module__.startswith("dbos"):
                 # Cancelled by a user (the row already says so) or past the workflow's
                 # timeout (DBOS cancels it): the latter is a failure with code TIMEOUT.
-                await self.update(execution_id, lambda row: _end(row, E + "FAILED", _error(
-                    "", "TIMEOUT", "the execution ran longer than the workflow's timeout")))
+                if "Cancel" in type(exc).__name__:
+                    error = _error("", "TIMEOUT",
+                                   "the execution ran longer than the workflow's timeout")
+                else:
+                    error = _error("", "INTERNAL", f"{type(exc).__name__}: {exc}")
+                await self.update(execution_id, lambda row: _end(row, E + "FAILED", error))
                 raise
             log.exception("interpreter of %s failed", execution_id)
             await self.update(execution_id, lambda row: _end(

@@ -1,0 +1,82 @@
+"""No stuck runs across a restart of the service (in-process; the kill -9 test through
+`agentmesh up` is tests/e2e/test_workflows.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.workflows.service import DEFINITION, executions, new_execution
+from tests.harness import Identity, ServiceHarness
+from tests.workflows.conftest import Client, states, status_name, step_status
+
+
+def test_an_execution_never_enqueued_is_run_after_a_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}}])
+        db = first.running.runtime.database
+
+        def insert(session):  # a crash between the insert and the enqueue leaves this row
+            row = new_execution(session.get(WorkflowRow, wf.id), {"x": 1},
+                                "EXECUTION_PRIORITY_NORMAL", identity.user_id)
+            row.dbos_workflow_id = row.id
+            return executions.add(session, row).id
+        execution_id = first._run(db.write(insert))
+        assert status_name(client.get(execution_id)) == "EXECUTION_STATUS_QUEUED"
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        done = Client(second, identity).wait(execution_id)
+        assert status_name(done) == "EXECUTION_STATUS_COMPLETED"
+    finally:
+        second.close()
+
+
+def test_an_interrupted_approval_wait_survives_a_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "prep", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
+            {"id": "ask", "type": "STEP_TYPE_APPROVAL", "depends_on": ["prep"], "approval": {}},
+            {"id": "after", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["ask"],
+             "transform": {"expression": "steps.prep.output"}}])
+        execution = client.execute(wf.id, {"v": 7})
+        client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(second, identity)
+        client.call("ApproveStep", pb.ApproveStepRequest(execution_id=execution.id, step_id="ask"))
+        done = client.wait(execution.id)
+        assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+        assert states(done)["prep"].attempts == 1  # replayed from its checkpoint, not re-run
+    finally:
+        second.close()
+
+
+def test_cancel_reaches_child_executions(client, web):
+    child = client.create(f"Child {uuid.uuid4().hex[:6]}", [
+        {"id": "slow", "type": "STEP_TYPE_HTTP", "http": {"url": f"{web.url}/slow?seconds=20"}}])
+    parent = client.create(f"Parent {uuid.uuid4().hex[:6]}", [
+        {"id": "sub", "type": "STEP_TYPE_SUB_WORKFLOW",
+         "sub_workflow": {"workflow_id": child.id}}])
+    execution = client.execute(parent.id)
+    running = client.wait(execution.id, lambda e: states(e)["sub"].child_execution_id != "")
+    child_id = states(running)["sub"].child_execution_id
+    client.wait(child_id, lambda e: step_status(e, "slow") == "STEP_STATUS_RUNNING")
+    client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))
+    assert status_name(client.get(child_id)) == "EXECUTION_STATUS_CANCELLED"
+    assert step_status(client.get(child_id), "slow") == "STEP_STATUS_CANCELLED"
