@@ -148,13 +148,42 @@ def test_terminate_then_retry_from_the_failed_step(client, web):
         client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=execution.id))
     assert error_reason(caught.value) == "EXECUTION_NOT_FAILED"
 
-    long = client.create(_name(), [http_step("long", f"{web.url}/slow?seconds=20")])
+    long = client.create(_name(), [
+        http_step("before", f"{web.url}/effect?name={name}-before"),
+        http_step("long", f"{web.url}/slow?seconds=1.5", depends_on=["before"])])
     running = client.execute(long.id)
     client.wait(running.id, lambda e: step_status(e, "long") == "STEP_STATUS_RUNNING")
     terminated = client.call("TerminateExecution", pb.TerminateExecutionRequest(
         execution_id=running.id))
     assert status_name(terminated) == "EXECUTION_STATUS_FAILED"
     assert terminated.errors[-1].code == "TERMINATED"
+    assert step_status(terminated, "long") == "STEP_STATUS_CANCELLED"
+    # A terminated execution can be retried: from the step that was stopped.
+    client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=running.id))
+    done = client.wait(running.id)
+    assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+    assert web.by_name[f"{name}-before"] == 1 and states(done)["long"].attempts == 2
+
+
+def test_retry_after_a_rejected_approval_asks_again(client):
+    wf = client.create(_name(), [
+        {"id": "first", "type": "STEP_TYPE_APPROVAL", "approval": {}},
+        {"id": "second", "type": "STEP_TYPE_APPROVAL", "depends_on": ["first"], "approval": {}}])
+    execution = client.execute(wf.id)
+    for step in ("first", "second"):
+        client.wait(execution.id, lambda e: step_status(e, step) == "STEP_STATUS_WAITING_APPROVAL")
+        method = "ApproveStep" if step == "first" else "RejectStep"
+        request = getattr(pb, f"{method}Request")(execution_id=execution.id, step_id=step)
+        client.call(method, request)
+    assert status_name(client.wait(execution.id)) == "EXECUTION_STATUS_FAILED"
+    client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=execution.id))
+    waiting = client.wait(execution.id, lambda e: step_status(e, "second") ==
+                          "STEP_STATUS_WAITING_APPROVAL")
+    assert step_status(waiting, "first") == "STEP_STATUS_COMPLETED"  # not asked again
+    client.call("ApproveStep", pb.ApproveStepRequest(execution_id=execution.id, step_id="second"))
+    done = client.wait(execution.id)
+    assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+    assert len(states(done)["second"].decisions) == 2
 
 
 def test_approval_approve_reject_and_timeout(client):

@@ -321,8 +321,8 @@ class Engine:
 
     async def retry(self, execution_id: str) -> None:
         def apply(row: ExecutionRow):
-            failed = next((s["step_id"] for s in row.step_states
-                           if s["status"] in (S + "FAILED", S + "CANCELLED")), None)
+            failed = {s["step_id"] for s in row.step_states
+                      if s["status"] in (S + "FAILED", S + "CANCELLED")}
             old = row.dbos_workflow_id or row.id
             row.runs += 1
             row.dbos_workflow_id = f"{row.id}.r{row.runs}"
@@ -340,8 +340,11 @@ class Engine:
             return old, row.dbos_workflow_id, failed, row.priority
         old, new, failed, priority = await self.update(execution_id, apply)
         steps = await DBOS.list_workflow_steps_async(old)
-        start = next((s["function_id"] for s in steps if s["function_name"] == f"step:{failed}"),
-                     None) if failed else None
+        # From the earliest checkpoint of a step that did not complete: everything before it
+        # is copied (not run again), that step and what follows run again.
+        names = {f"step:{sid}" for sid in failed}
+        start = min((s["function_id"] for s in steps if s["function_name"] in names),
+                    default=None)
         if start is None:  # failed before any step ran: from the first step after `load`
             start = 1
         queue_name = (self.queues.get(priority) or self.queues["EXECUTION_PRIORITY_NORMAL"]).name
@@ -401,14 +404,18 @@ class Engine:
     # ---- sub-workflows ----------------------------------------------------------------------
     async def start_child(self, parent: "Run", step_id: str, workflow_key: str,
                           inputs: dict) -> str:
+        """The child execution of a sub-workflow step: made once (its id derives from the
+        parent and the step), enqueued once, retried when the parent is retried."""
         from mesh.workflows.service import executions, find_workflow, new_execution
 
         child_id = str(uuid.uuid5(NAMESPACE, f"{parent.execution_id}/{step_id}"))
 
-        def make(session: Session):
+        def make(session: Session) -> dict:
             existing = session.get(ExecutionRow, child_id)
             if existing is not None:
-                return existing.priority, None, existing.dbos_workflow_id or child_id
+                workflow = session.get(WorkflowRow, existing.workflow_id)
+                return {"priority": existing.priority, "status": existing.status,
+                        "timeout": _timeout(workflow.definition) if workflow else None}
             workflow = find_workflow(session, parent.tenant_id, workflow_key)
             if workflow is None:
                 raise StepFailure("SUB_WORKFLOW_NOT_FOUND",
@@ -420,11 +427,14 @@ class Engine:
                                 execution_id=child_id)
             row.parent_execution_id = parent.execution_id
             executions.add(session, row)
-            return row.priority, _timeout(workflow.definition), child_id
-        priority, timeout, workflow_id = await self.db.write(make)
+            return {"priority": row.priority, "status": row.status,
+                    "timeout": _timeout(workflow.definition)}
+        child = await self.db.write(make)
         await parent.set_state(step_id, child_execution_id=child_id)
-        if await DBOS.get_workflow_status_async(workflow_id) is None:
-            await _detached(self.enqueue(child_id, priority, timeout))
+        if child["status"] == E + "FAILED":  # the parent is retried: so is its failed child
+            await _detached(self.retry(child_id))
+        elif await DBOS.get_workflow_status_async(child_id) is None:
+            await _detached(self.enqueue(child_id, child["priority"], child["timeout"]))
         return child_id
 
     async def wait_child(self, child_id: str) -> dict:
@@ -838,13 +848,16 @@ class Run:
 
         def wait(state: dict, row: ExecutionRow):
             if state["status"] == S + "PENDING":
-                state.update(status=S + "WAITING_APPROVAL", started_at=iso(), attempts=1,
-                             name=step.name or sid)
+                state.update(status=S + "WAITING_APPROVAL", name=step.name or sid,
+                             started_at=state.get("started_at") or iso(),
+                             attempts=state.get("attempts", 0) + 1)
                 if message:
                     state["message"] = message
             if row.status not in ENDED:
                 row.status = E + "WAITING_APPROVAL"
         await self.engine.step_state(self.execution_id, sid, wait)
+        # A checkpoint named after the step, so a retry can fork the run right here.
+        await DBOS.run_step_async({"name": f"step:{sid}"}, _waiting, sid)
         approvers: set[str] = set()
         outcome = None
         while len(approvers) < needed:
@@ -904,6 +917,10 @@ class Run:
         output = {b.name: self.outputs.get(b.step_ids[-1]) if b.step_ids else None
                   for b in branches}
         return await self._record(sid, {"ok": True, "output": output})
+
+
+async def _waiting(step_id: str) -> str:
+    return step_id
 
 
 def _failure_of(task: asyncio.Task) -> tuple[str, str, str] | None:
