@@ -459,7 +459,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     ExecutionRow.tenant_id == caller.tenant_id,
                     ExecutionRow.idempotency_key == idempotency_key)).first()
                 if existing is not None:
-                    return existing, False
+                    return existing, False  # already enqueued
             if workflow.status != W + "ACTIVE":
                 raise FailedPrecondition(
                     f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
@@ -470,13 +470,11 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                 idempotency_key=idempotency_key)
             row.dbos_workflow_id = row.id
             executions.add(session, row)
-            return row, True
-        row, created = await self.db.write(create)
-        if created:
-            from mesh.workflows.engine import _timeout
-
-            workflow = await self.db.read(lambda s: s.get(WorkflowRow, row.workflow_id))
-            await self.engine.enqueue(row.id, row.priority, _timeout(workflow.definition))
+            return row, workflow.definition.get("timeout")
+        row, timeout = await self.db.write(create)
+        if timeout is not False:
+            seconds = float(timeout.rstrip("s")) if timeout else None
+            await self.engine.enqueue(row.id, row.priority, seconds)
         return row
 
     async def ExecuteWorkflow(self, request, context):
