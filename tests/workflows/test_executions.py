@@ -4,7 +4,6 @@ approvals, sub-workflows, schedules, idempotency keys, the watch stream, tenancy
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 

@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
-import pytest
-
 from agentmesh.workflows.v1 import workflows_pb2 as pb
-from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.workflows.models import WorkflowRow
 from mesh.workflows.service import DEFINITION, executions, new_execution
 from tests.harness import Identity, ServiceHarness
 from tests.workflows.conftest import Client, states, status_name, step_status

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -282,8 +281,8 @@ class Engine:
                 await self.update(execution_id, lambda row: _end(row, E + "FAILED", error))
                 raise
             log.exception("interpreter of %s failed", execution_id)
-            await self.update(execution_id, lambda row: _end(
-                row, E + "FAILED", _error("", "INTERNAL", str(exc))))
+            error = _error("", "INTERNAL", f"{type(exc).__name__}: {exc}")
+            await self.update(execution_id, lambda row: _end(row, E + "FAILED", error))
             return {"status": "FAILED"}
 
     # ---- control ----------------------------------------------------------------------------

@@ -7,9 +7,8 @@ service starts: `mesh.workflows.engine`.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -24,7 +23,7 @@ from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, 
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
-from mesh.runtime.tables import aware, is_uuid, new_id, utcnow
+from mesh.runtime.tables import aware, new_id, utcnow
 from mesh.workflows import definition as defn
 from mesh.workflows.models import ExecutionRow, ScheduleRow, WorkflowRow, WorkflowVersionRow
 
@@ -32,6 +31,7 @@ W = "WORKFLOW_STATUS_"
 E = "EXECUTION_STATUS_"
 ENDED = {E + "COMPLETED", E + "FAILED", E + "CANCELLED"}
 LIVE = {E + "QUEUED", E + "RUNNING", E + "WAITING_APPROVAL"}
+HEARTBEAT_SECONDS = 25.0
 # Fields of Workflow that make its definition (versioned); the rest is metadata.
 _DEFINITION_FIELDS = ("steps", "input_schema", "output_schema", "outputs", "timeout")
 _WRITABLE = ("name", "slug", "description", "labels", *_DEFINITION_FIELDS)
@@ -637,10 +637,17 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if not last and header.isdigit():
             last = int(header)
         engine = self.engine
+        sent_at = time.monotonic()
         while True:
             changed = engine.changed(row.id)
             if row.seq > last or last == 0:
                 last = row.seq
+                sent_at = time.monotonic()
+                yield progress_message(row)
+            elif time.monotonic() - sent_at > HEARTBEAT_SECONDS:
+                # Nothing changed for a while (an approval wait): the same state again, same
+                # event id, so that proxies do not close an idle stream.
+                sent_at = time.monotonic()
                 yield progress_message(row)
             if row.status in ENDED:
                 return
