@@ -90,6 +90,8 @@ def render_text(template: str, values: dict[str, Any]) -> str:
                 value = _search(name, {"args": values, **values})
             except ExpressionError:
                 return match.group(0)
+            if value is None:  # not an input: left as written
+                return match.group(0)
         return value if isinstance(value, str) else json.dumps(value)
     return _TEMPLATE.sub(one, template)
 
