@@ -319,6 +319,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     reason="WORKFLOW_HAS_RUNNING_EXECUTIONS", details={"workflow": row.slug})
             total = session.exec(select(func.count()).select_from(ExecutionRow)
                                  .where(*scoped)).one()
+            for schedule in session.exec(select(ScheduleRow).where(
+                    ScheduleRow.workflow_id == row.id)).all():
+                schedules.delete(session, schedule)
             if total:
                 row.status = W + "ARCHIVED"
                 workflows.save(session, row)
@@ -326,9 +329,6 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             for version in session.exec(select(WorkflowVersionRow).where(
                     WorkflowVersionRow.workflow_id == row.id)).all():
                 versions.delete(session, version)
-            for schedule in session.exec(select(ScheduleRow).where(
-                    ScheduleRow.workflow_id == row.id)).all():
-                schedules.delete(session, schedule)
             workflows.delete(session, row)
             return f"workflow {row.slug!r} deleted"
         ids = await self.db.read(lambda s: [r.id for r in s.exec(
