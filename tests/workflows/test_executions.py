@@ -420,3 +420,24 @@ def test_delete_archives_a_workflow_with_executions(client):
         client.call("UpdateWorkflow", pb.UpdateWorkflowRequest(
             workflow_id=wf.id, workflow=pb.Workflow(description="x")))
     assert error_reason(caught.value) == "WORKFLOW_ARCHIVED"
+
+
+def test_min_approvals_counts_distinct_approvers(client):
+    wf = client.create(_name(), [{"id": "ask", "type": "STEP_TYPE_APPROVAL",
+                                  "approval": {"min_approvals": 2}}])
+    execution = client.execute(wf.id)
+    client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+    second = Client.__new__(Client)
+    second.identity = Identity(tenant_id=client.identity.tenant_id)
+    second.stub = client.stub
+    request = pb.ApproveStepRequest(execution_id=execution.id, step_id="ask", comment="ok")
+    client.call("ApproveStep", request)
+    client.call("ApproveStep", request)  # the same approver twice counts once
+    time.sleep(0.8)
+    assert step_status(client.get(execution.id), "ask") == "STEP_STATUS_WAITING_APPROVAL"
+    second.call("ApproveStep", request)
+    done = client.wait(execution.id)
+    assert status_name(done) == "EXECUTION_STATUS_COMPLETED"
+    assert sorted(output(done, "ask")["approvers"]) == sorted(
+        [client.identity.user_id, second.identity.user_id])
+    assert len(states(done)["ask"].decisions) == 3
