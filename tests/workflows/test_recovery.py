@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
-from mesh.workflows.models import WorkflowRow
+from mesh.workflows.models import ExecutionRow, WorkflowRow
 from mesh.workflows.service import DEFINITION, executions, new_execution
 from tests.harness import Identity, ServiceHarness
 from tests.workflows.conftest import Client, states, status_name, step_status
@@ -76,3 +76,32 @@ def test_cancel_reaches_child_executions(client, web):
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))
     assert status_name(client.get(child_id)) == "EXECUTION_STATUS_CANCELLED"
     assert step_status(client.get(child_id), "slow") == "STEP_STATUS_CANCELLED"
+
+
+def test_a_cancel_cut_off_by_a_crash_is_finished_on_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "ask", "type": "STEP_TYPE_APPROVAL", "approval": {}}])
+        execution = client.execute(wf.id)
+        client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+
+        def cancel_row_only(session):  # the row was written, then the process died
+            row = session.get(ExecutionRow, execution.id)
+            row.status = "EXECUTION_STATUS_CANCELLED"
+            session.add(row)
+        first._run(first.running.runtime.database.write(cancel_row_only))
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        from dbos import DBOS
+
+        status = second._run(DBOS.get_workflow_status_async(execution.id))
+        assert status.status == "CANCELLED"
+        assert status_name(Client(second, identity).get(execution.id)) == \
+            "EXECUTION_STATUS_CANCELLED"
+    finally:
+        second.close()

@@ -29,7 +29,7 @@ import contextvars
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -173,6 +173,16 @@ class Engine:
                 await self.enqueue(execution_id, priority, None)
             elif current.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
                 await self._finish_from_dbos(execution_id, current.status, str(current.error or ""))
+        # A cancel or terminate cut off by a crash after the row was written and before DBOS
+        # heard of it: the row says ended, so DBOS must stop the interpreter too.
+        since = utcnow() - timedelta(days=1)
+        stopped = await self.db.read(lambda s: [r.dbos_workflow_id or r.id for r in s.exec(
+            select(ExecutionRow).where(ExecutionRow.status.in_([E + "CANCELLED", E + "FAILED"]),
+                                       ExecutionRow.updated_at >= since)).all()])
+        for workflow_id in stopped:
+            current = await DBOS.get_workflow_status_async(workflow_id)
+            if current is not None and current.status in ("PENDING", "ENQUEUED"):
+                await DBOS.cancel_workflow_async(workflow_id)
 
     async def _finish_from_dbos(self, execution_id: str, status: str, error: str) -> None:
         def apply(row: ExecutionRow) -> None:
