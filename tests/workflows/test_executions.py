@@ -441,3 +441,18 @@ def test_min_approvals_counts_distinct_approvers(client):
     assert sorted(output(done, "ask")["approvers"]) == sorted(
         [client.identity.user_id, second.identity.user_id])
     assert len(states(done)["ask"].decisions) == 3
+
+
+def test_cancel_reaches_child_executions(client, web):
+    child = client.create(f"Child {uuid.uuid4().hex[:6]}", [
+        {"id": "slow", "type": "STEP_TYPE_HTTP", "http": {"url": f"{web.url}/slow?seconds=20"}}])
+    parent = client.create(f"Parent {uuid.uuid4().hex[:6]}", [
+        {"id": "sub", "type": "STEP_TYPE_SUB_WORKFLOW",
+         "sub_workflow": {"workflow_id": child.id}}])
+    execution = client.execute(parent.id)
+    running = client.wait(execution.id, lambda e: states(e)["sub"].child_execution_id != "")
+    child_id = states(running)["sub"].child_execution_id
+    client.wait(child_id, lambda e: step_status(e, "slow") == "STEP_STATUS_RUNNING")
+    client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))
+    assert status_name(client.get(child_id)) == "EXECUTION_STATUS_CANCELLED"
+    assert step_status(client.get(child_id), "slow") == "STEP_STATUS_CANCELLED"

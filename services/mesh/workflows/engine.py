@@ -104,6 +104,7 @@ class Engine:
         self.runtime = runtime
         self.db = runtime.database
         self.queue: Any = None
+        self.ready = asyncio.Event()
         self._changed: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self.http: httpx.AsyncClient | None = None
@@ -134,16 +135,23 @@ class Engine:
 
     async def start(self) -> None:
         global ENGINE
+        if ENGINE is not None:
+            raise RuntimeError("DBOS is a process singleton: one workflows service per process")
         ENGINE = self
         self.loop = asyncio.get_running_loop()
         self.http = httpx.AsyncClient(timeout=None)
         logging.getLogger("dbos").setLevel(logging.WARNING)
-        DBOS(config=self.config())
-        # On the service's loop: recovered and queued interpreters run here.
-        DBOS.launch()
-        self.queue = await DBOS.register_queue_async(
-            QUEUE, worker_concurrency=QUEUE_CONCURRENCY,
-            polling_interval_sec=QUEUE_POLLING_SECONDS)
+        try:
+            DBOS(config=self.config())
+            # On the service's loop: recovered and queued interpreters run here.
+            DBOS.launch()
+            self.queue = await DBOS.register_queue_async(
+                QUEUE, worker_concurrency=QUEUE_CONCURRENCY,
+                polling_interval_sec=QUEUE_POLLING_SECONDS)
+        except BaseException:
+            ENGINE = None
+            raise
+        self.ready.set()  # recovered interpreters may enqueue (sub-workflows) from now on
         await self.reconcile()
 
     async def stop(self) -> None:
@@ -201,6 +209,7 @@ class Engine:
     # ---- starting ---------------------------------------------------------------------------
     async def enqueue(self, execution_id: str, priority: str, timeout: float | None,
                       workflow_id: str | None = None) -> None:
+        await self.ready.wait()
         with SetWorkflowID(workflow_id or execution_id), SetWorkflowTimeout(timeout), \
                 SetEnqueueOptions(priority=PRIORITIES.get(priority, 3)):
             await self.queue.enqueue_async(interpret, execution_id)
@@ -358,6 +367,7 @@ class Engine:
                     default=None)
         if start is None:  # failed before any step ran: from the first step after `load`
             start = 1
+        await self.ready.wait()
         with SetWorkflowID(new):
             await DBOS.fork_workflow_async(old, start, queue_name=QUEUE)
 

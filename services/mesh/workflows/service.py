@@ -639,7 +639,6 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         engine = self.engine
         sent_at = time.monotonic()
         while True:
-            changed = engine.changed(row.id)
             if row.seq > last or last == 0:
                 last = row.seq
                 sent_at = time.monotonic()
@@ -651,6 +650,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 yield progress_message(row)
             if row.status in ENDED:
                 return
+            changed = engine.changed(row.id)
             try:
                 await asyncio.wait_for(changed.wait(), 1.0)
             except TimeoutError:
