@@ -635,6 +635,9 @@ class Run:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()
             for sid, task in zip(sids, tasks):
                 if task.cancelled():
                     self.status[sid] = "CANCELLED"
@@ -691,9 +694,10 @@ class Run:
                 row.partial_results = {**row.partial_results, sid: output}
             await self.engine.update(self.execution_id, done)
             return None
-        self.status[sid] = "FAILED"
-        await self.set_state(sid, status=S + "FAILED", error=result["message"],
-                             ended_at=iso(), open_attempt=0)
+        cancelled = result["code"] == "CANCELLED"
+        self.status[sid] = "CANCELLED" if cancelled else "FAILED"
+        await self.set_state(sid, status=S + ("CANCELLED" if cancelled else "FAILED"),
+                             error=result["message"], ended_at=iso(), open_attempt=0)
         return sid, result["code"], result["message"]
 
     # -- one step: attempts, backoff and timeouts inside one DBOS step --
@@ -863,7 +867,14 @@ class Run:
         step = self.graph.steps[sid]
         needed = max(1, step.approval.min_approvals)
         timeout = defn.duration_seconds(step, "timeout") or APPROVAL_WAIT_SECONDS
-        args = self.resolve_inputs(step)
+        try:
+            args = self.resolve_inputs(step)
+        except defn.ExpressionError as exc:
+            problem = _error(sid, "EXPRESSION_FAILED", str(exc))
+            await self.engine.step_state(self.execution_id, sid, lambda state, row: setattr(
+                row, "errors", [*row.errors, problem]))
+            return await self._record(sid, {"ok": False, "code": problem["code"],
+                                            "message": problem["message"]})
         message = defn.render_text(step.approval.message, args)
 
         def wait(state: dict, row: ExecutionRow):
