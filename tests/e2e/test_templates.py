@@ -100,17 +100,20 @@ def test_preview_then_instantiate_creates_an_agent(mesh, tenant):
             409, "ALREADY_EXISTS")
 
 
-def test_workflow_template_instantiate_is_501_until_workflows_exist(mesh, tenant):
+def test_workflow_template_instantiates_a_workflow(mesh, tenant):
     name = _name()
+    steps = [{"id": "shape", "type": "STEP_TYPE_TRANSFORM",
+              "transform": {"expression": "inputs"}}]
     with mesh.client(tenant.token) as client:
         client.post(URL, json={"name": name, "kind": "TEMPLATE_KIND_WORKFLOW",
-                               "content": {"name": "{{ n }}"},
-                               "parameters": [{"name": "n", "default_value": "flow"}]})
+                               "content": {"name": "{{ n }}", "steps": steps},
+                               "parameters": [{"name": "n", "default_value": f"flow-{name}"}]})
         rendered = client.post(f"{URL}/{name}/instantiate", json={})
-        assert rendered.json()["result"] == {"name": "flow"}
-        body = assert_envelope(client.post(f"{URL}/{name}/instantiate", json={"create": True}),
-                               501, "UNIMPLEMENTED")
-        assert body["details"]["reason"] == "TARGET_SERVICE_NOT_BUILT"
+        assert rendered.json()["result"]["name"] == f"flow-{name}"
+        created = client.post(f"{URL}/{name}/instantiate", json={"create": True})
+        assert created.status_code == 200, created.text
+        listed = client.get("/api/v1/workflows", params={"search": f"flow-{name}"}).json()
+        assert [w["name"] for w in listed["items"]] == [f"flow-{name}"]
 
 
 def test_export_yaml_and_import_a_copy_round_trips(mesh, tenant):

@@ -35,6 +35,7 @@ class StepType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STEP_TYPE_APPROVAL: _ClassVar[StepType]
     STEP_TYPE_TRANSFORM: _ClassVar[StepType]
     STEP_TYPE_SUB_WORKFLOW: _ClassVar[StepType]
+    STEP_TYPE_HTTP: _ClassVar[StepType]
 
 class ExecutionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -77,6 +78,7 @@ STEP_TYPE_PARALLEL: StepType
 STEP_TYPE_APPROVAL: StepType
 STEP_TYPE_TRANSFORM: StepType
 STEP_TYPE_SUB_WORKFLOW: StepType
+STEP_TYPE_HTTP: StepType
 EXECUTION_STATUS_UNSPECIFIED: ExecutionStatus
 EXECUTION_STATUS_QUEUED: ExecutionStatus
 EXECUTION_STATUS_RUNNING: ExecutionStatus
@@ -149,7 +151,7 @@ class Workflow(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("id", "name", "type", "depends_on", "inputs", "agent", "tool", "condition", "parallel", "approval", "transform", "sub_workflow", "retry_policy", "timeout")
+    __slots__ = ("id", "name", "type", "depends_on", "inputs", "agent", "tool", "condition", "parallel", "approval", "transform", "sub_workflow", "http", "retry_policy", "timeout")
     class InputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +171,7 @@ class Step(_message.Message):
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
     SUB_WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -183,9 +186,10 @@ class Step(_message.Message):
     approval: ApprovalStepConfig
     transform: TransformStepConfig
     sub_workflow: SubWorkflowStepConfig
+    http: HttpStepConfig
     retry_policy: RetryPolicy
     timeout: _duration_pb2.Duration
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[StepType, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Mapping[str, str]] = ..., agent: _Optional[_Union[AgentStepConfig, _Mapping]] = ..., tool: _Optional[_Union[ToolStepConfig, _Mapping]] = ..., condition: _Optional[_Union[ConditionStepConfig, _Mapping]] = ..., parallel: _Optional[_Union[ParallelStepConfig, _Mapping]] = ..., approval: _Optional[_Union[ApprovalStepConfig, _Mapping]] = ..., transform: _Optional[_Union[TransformStepConfig, _Mapping]] = ..., sub_workflow: _Optional[_Union[SubWorkflowStepConfig, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., type: _Optional[_Union[StepType, str]] = ..., depends_on: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Mapping[str, str]] = ..., agent: _Optional[_Union[AgentStepConfig, _Mapping]] = ..., tool: _Optional[_Union[ToolStepConfig, _Mapping]] = ..., condition: _Optional[_Union[ConditionStepConfig, _Mapping]] = ..., parallel: _Optional[_Union[ParallelStepConfig, _Mapping]] = ..., approval: _Optional[_Union[ApprovalStepConfig, _Mapping]] = ..., transform: _Optional[_Union[TransformStepConfig, _Mapping]] = ..., sub_workflow: _Optional[_Union[SubWorkflowStepConfig, _Mapping]] = ..., http: _Optional[_Union[HttpStepConfig, _Mapping]] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class RetryPolicy(_message.Message):
     __slots__ = ("max_attempts", "initial_backoff", "backoff_multiplier", "max_backoff", "retryable_errors")
@@ -269,6 +273,25 @@ class SubWorkflowStepConfig(_message.Message):
     inputs: _struct_pb2.Struct
     def __init__(self, workflow_id: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
+class HttpStepConfig(_message.Message):
+    __slots__ = ("method", "url", "headers", "body")
+    class HeadersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    url: str
+    headers: _containers.ScalarMap[str, str]
+    body: _struct_pb2.Struct
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
 class WorkflowStats(_message.Message):
     __slots__ = ("workflow_id", "total_executions", "successful_executions", "failed_executions", "running_executions", "cancelled_executions", "average_duration_ms", "last_executed_at")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -306,7 +329,7 @@ class WorkflowType(_message.Message):
     def __init__(self, workflow_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at", "idempotency_key", "parent_execution_id", "schedule_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -327,6 +350,9 @@ class Execution(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARENT_EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     workflow_id: str
@@ -347,7 +373,10 @@ class Execution(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     ended_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    parent_execution_id: str
+    schedule_id: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_execution_id: _Optional[str] = ..., schedule_id: _Optional[str] = ...) -> None: ...
 
 class ExecutionError(_message.Message):
     __slots__ = ("step_id", "code", "message", "occurred_at")
@@ -362,7 +391,7 @@ class ExecutionError(_message.Message):
     def __init__(self, step_id: _Optional[str] = ..., code: _Optional[str] = ..., message: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StepState(_message.Message):
-    __slots__ = ("step_id", "status", "attempts", "started_at", "ended_at", "output", "error")
+    __slots__ = ("step_id", "status", "attempts", "started_at", "ended_at", "output", "error", "decisions", "child_execution_id")
     STEP_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -370,6 +399,8 @@ class StepState(_message.Message):
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    CHILD_EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     step_id: str
     status: StepStatus
     attempts: int
@@ -377,10 +408,24 @@ class StepState(_message.Message):
     ended_at: _timestamp_pb2.Timestamp
     output: _struct_pb2.Struct
     error: str
-    def __init__(self, step_id: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    decisions: _containers.RepeatedCompositeFieldContainer[ApprovalDecision]
+    child_execution_id: str
+    def __init__(self, step_id: _Optional[str] = ..., status: _Optional[_Union[StepStatus, str]] = ..., attempts: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., output: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., error: _Optional[str] = ..., decisions: _Optional[_Iterable[_Union[ApprovalDecision, _Mapping]]] = ..., child_execution_id: _Optional[str] = ...) -> None: ...
+
+class ApprovalDecision(_message.Message):
+    __slots__ = ("user_id", "approved", "comment", "decided_at")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    approved: bool
+    comment: str
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, user_id: _Optional[str] = ..., approved: _Optional[bool] = ..., comment: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExecutionProgress(_message.Message):
-    __slots__ = ("execution_id", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "updated_at")
+    __slots__ = ("execution_id", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "updated_at", "event_id", "session_id", "step_states")
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
@@ -389,6 +434,9 @@ class ExecutionProgress(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_STATES_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     status: ExecutionStatus
     progress: float
@@ -397,7 +445,10 @@ class ExecutionProgress(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[ExecutionError]
     partial_results: _struct_pb2.Struct
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, execution_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    event_id: int
+    session_id: str
+    step_states: _containers.RepeatedCompositeFieldContainer[StepState]
+    def __init__(self, execution_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., event_id: _Optional[int] = ..., session_id: _Optional[str] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ...) -> None: ...
 
 class ListWorkflowsRequest(_message.Message):
     __slots__ = ("page", "page_size", "status", "search", "order_by")
@@ -468,14 +519,16 @@ class DeactivateWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
 
 class ExecuteWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id", "inputs", "priority")
+    __slots__ = ("workflow_id", "inputs", "priority", "idempotency_key")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     inputs: _struct_pb2.Struct
     priority: ExecutionPriority
-    def __init__(self, workflow_id: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, workflow_id: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowExecutionsRequest(_message.Message):
     __slots__ = ("page", "page_size", "workflow_id", "status", "order_by")
@@ -538,16 +591,18 @@ class CreateTemplateFromWorkflowResponse(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., name: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("requirements", "workflow_type", "configuration", "priority")
+    __slots__ = ("requirements", "workflow_type", "configuration", "priority", "idempotency_key")
     REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     requirements: str
     workflow_type: str
     configuration: _struct_pb2.Struct
     priority: ExecutionPriority
-    def __init__(self, requirements: _Optional[str] = ..., workflow_type: _Optional[str] = ..., configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ...) -> None: ...
+    idempotency_key: str
+    def __init__(self, requirements: _Optional[str] = ..., workflow_type: _Optional[str] = ..., configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
     __slots__ = ("session_id", "status", "message", "created_at", "estimated_completion_at")
@@ -610,7 +665,157 @@ class CancelExecutionRequest(_message.Message):
     def __init__(self, execution_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class WatchExecutionRequest(_message.Message):
+    __slots__ = ("execution_id", "last_event_id")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    last_event_id: int
+    def __init__(self, execution_id: _Optional[str] = ..., last_event_id: _Optional[int] = ...) -> None: ...
+
+class ApproveStepRequest(_message.Message):
+    __slots__ = ("execution_id", "step_id", "comment")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    step_id: str
+    comment: str
+    def __init__(self, execution_id: _Optional[str] = ..., step_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class RejectStepRequest(_message.Message):
+    __slots__ = ("execution_id", "step_id", "comment")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    step_id: str
+    comment: str
+    def __init__(self, execution_id: _Optional[str] = ..., step_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class TerminateExecutionRequest(_message.Message):
+    __slots__ = ("execution_id", "reason")
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    execution_id: str
+    reason: str
+    def __init__(self, execution_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RetryExecutionRequest(_message.Message):
     __slots__ = ("execution_id",)
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
+
+class WorkflowVersion(_message.Message):
+    __slots__ = ("workflow_id", "version", "workflow", "created_by", "created_at")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    version: int
+    workflow: Workflow
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListWorkflowVersionsRequest(_message.Message):
+    __slots__ = ("page", "page_size", "workflow_id")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    page_size: int
+    workflow_id: str
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class ListWorkflowVersionsResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[WorkflowVersion]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[WorkflowVersion, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class GetWorkflowVersionRequest(_message.Message):
+    __slots__ = ("workflow_id", "version")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    version: int
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class Schedule(_message.Message):
+    __slots__ = ("id", "tenant_id", "workflow_id", "cron", "timezone", "inputs", "priority", "created_by", "last_fired_at", "fired", "created_at", "updated_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    CRON_FIELD_NUMBER: _ClassVar[int]
+    TIMEZONE_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIRED_AT_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant_id: str
+    workflow_id: str
+    cron: str
+    timezone: str
+    inputs: _struct_pb2.Struct
+    priority: ExecutionPriority
+    created_by: str
+    last_fired_at: _timestamp_pb2.Timestamp
+    fired: int
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateScheduleRequest(_message.Message):
+    __slots__ = ("workflow_id", "schedule")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    schedule: Schedule
+    def __init__(self, workflow_id: _Optional[str] = ..., schedule: _Optional[_Union[Schedule, _Mapping]] = ...) -> None: ...
+
+class ListSchedulesRequest(_message.Message):
+    __slots__ = ("page", "page_size", "workflow_id")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    page_size: int
+    workflow_id: str
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., workflow_id: _Optional[str] = ...) -> None: ...
+
+class ListSchedulesResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Schedule]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class DeleteScheduleRequest(_message.Message):
+    __slots__ = ("workflow_id", "schedule_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    schedule_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., schedule_id: _Optional[str] = ...) -> None: ...

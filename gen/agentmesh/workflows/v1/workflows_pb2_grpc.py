@@ -123,6 +123,51 @@ class WorkflowServiceStub:
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WatchExecutionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.FromString,
                 _registered_method=True)
+        self.ApproveStep = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/ApproveStep',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ApproveStepRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+                _registered_method=True)
+        self.RejectStep = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/RejectStep',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RejectStepRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+                _registered_method=True)
+        self.TerminateExecution = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/TerminateExecution',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.TerminateExecutionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+                _registered_method=True)
+        self.RetryExecution = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/RetryExecution',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RetryExecutionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+                _registered_method=True)
+        self.ListWorkflowVersions = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/ListWorkflowVersions',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflowVersion = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/GetWorkflowVersion',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.FromString,
+                _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/CreateSchedule',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Schedule.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/ListSchedules',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/DeleteSchedule',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -285,6 +330,90 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApproveStep(self, request, context):
+        """Records an approval of a step in status WAITING_APPROVAL, with who
+        approved and why; the execution continues once the step has its
+        `min_approvals`. NOT_FOUND when the tenant has no such execution or the
+        workflow no such step, FAILED_PRECONDITION when the step is not waiting
+        for approval, PERMISSION_DENIED when the caller is not one of the step's
+        approvers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectStep(self, request, context):
+        """Rejects a step in status WAITING_APPROVAL, with who rejected and why; the
+        step and the execution fail with `APPROVAL_REJECTED`. NOT_FOUND when the
+        tenant has no such execution or the workflow no such step,
+        FAILED_PRECONDITION when the step is not waiting for approval,
+        PERMISSION_DENIED when the caller is not one of the step's approvers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TerminateExecution(self, request, context):
+        """Stops a queued, running or waiting execution at once and marks it FAILED
+        with an error of code `TERMINATED` (cancel marks it CANCELLED); a
+        terminated execution can be retried. NOT_FOUND when the tenant has no such
+        execution, FAILED_PRECONDITION when it has already ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryExecution(self, request, context):
+        """Runs a FAILED execution again from its failed step: the steps that
+        completed keep their outputs and are not run again; the execution goes
+        back to QUEUED with the same id and version. NOT_FOUND when the tenant has
+        no such execution, FAILED_PRECONDITION when it is not FAILED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflowVersions(self, request, context):
+        """Lists the immutable versions of a workflow, newest first. NOT_FOUND when
+        the tenant has no such workflow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflowVersion(self, request, context):
+        """Returns one version of a workflow as it was saved. NOT_FOUND when the
+        tenant has no such workflow or the workflow no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSchedule(self, request, context):
+        """Creates a cron schedule that starts an execution of the workflow at every
+        fire time. NOT_FOUND when the tenant has no such workflow,
+        INVALID_ARGUMENT for a bad cron expression or time zone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists the schedules of one workflow. NOT_FOUND when the tenant has no
+        such workflow.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule; executions it started stay. NOT_FOUND when the
+        tenant has no such workflow or schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -372,6 +501,51 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.WatchExecution,
                     request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WatchExecutionRequest.FromString,
                     response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.SerializeToString,
+            ),
+            'ApproveStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveStep,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ApproveStepRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.SerializeToString,
+            ),
+            'RejectStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectStep,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RejectStepRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.SerializeToString,
+            ),
+            'TerminateExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.TerminateExecution,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.TerminateExecutionRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.SerializeToString,
+            ),
+            'RetryExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryExecution,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RetryExecutionRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.SerializeToString,
+            ),
+            'ListWorkflowVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflowVersions,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsResponse.SerializeToString,
+            ),
+            'GetWorkflowVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflowVersion,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Schedule.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -836,6 +1010,249 @@ class WorkflowService:
             '/agentmesh.workflows.v1.WorkflowService/WatchExecution',
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WatchExecutionRequest.SerializeToString,
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/ApproveStep',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ApproveStepRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/RejectStep',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RejectStepRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TerminateExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/TerminateExecution',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.TerminateExecutionRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/RetryExecution',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.RetryExecutionRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Execution.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflowVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/ListWorkflowVersions',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListWorkflowVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflowVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/GetWorkflowVersion',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/CreateSchedule',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CreateScheduleRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Schedule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/ListSchedules',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/DeleteSchedule',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""The workflows service: definitions, durable executions on DBOS, live progress."""

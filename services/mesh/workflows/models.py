@@ -1,0 +1,91 @@
+"""Tables of the workflows service (the API's view). DBOS keeps its own system tables apart
+(see mesh.workflows.engine and docs/workflows.md). A change here needs a migration:
+`agentmesh db revision workflows -m "..."`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field
+
+from mesh.runtime.tables import TenantTable, json_field, timestamp_field
+
+
+class WorkflowRow(TenantTable, table=True):
+    __tablename__ = "workflows"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "slug", name="uq_workflows_tenant_slug"),)
+
+    name: str
+    slug: str
+    description: str = ""
+    version: int = 1
+    status: str = "WORKFLOW_STATUS_DRAFT"
+    # The definition as proto JSON (steps, schemas, outputs, timeout); every version's copy is
+    # in workflow_versions.
+    definition: dict[str, Any] = json_field(dict)
+    labels: dict[str, str] = json_field(dict)
+    created_by: str = ""
+
+
+class WorkflowVersionRow(TenantTable, table=True):
+    """One immutable version of a workflow: what an execution of that version runs."""
+
+    __tablename__ = "workflow_versions"
+    __table_args__ = (sa.UniqueConstraint("workflow_id", "version",
+                                          name="uq_workflow_versions_workflow_version"),)
+
+    workflow_id: str = Field(index=True)
+    version: int
+    # The whole Workflow message as proto JSON, at this version.
+    workflow: dict[str, Any] = json_field(dict)
+    created_by: str = ""
+
+
+class ExecutionRow(TenantTable, table=True):
+    """An execution as the API shows it. Its id is also the DBOS workflow id of the
+    interpreter (a retry runs a fork whose id is `dbos_workflow_id`)."""
+
+    __tablename__ = "executions"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "idempotency_key",
+                                          name="uq_executions_tenant_idempotency_key"),)
+
+    workflow_id: str = Field(index=True)
+    workflow_slug: str = ""
+    workflow_version: int = 1
+    status: str = "EXECUTION_STATUS_QUEUED"
+    priority: str = "EXECUTION_PRIORITY_NORMAL"
+    progress: float = 0.0
+    current_phase: str = ""
+    phases_completed: list[str] = json_field(list)
+    errors: list[dict[str, Any]] = json_field(list)
+    partial_results: dict[str, Any] = json_field(dict)
+    inputs: dict[str, Any] = json_field(dict)
+    outputs: dict[str, Any] = json_field(dict)
+    step_states: list[dict[str, Any]] = json_field(list)
+    created_by: str = ""
+    started_at: datetime | None = timestamp_field()
+    ended_at: datetime | None = timestamp_field()
+    # NULL when none was given (NULLs never collide in the unique constraint).
+    idempotency_key: str | None = Field(default=None, nullable=True)
+    parent_execution_id: str = ""
+    schedule_id: str = ""
+    dbos_workflow_id: str = ""
+    # Retries of a failed execution so far (each runs a DBOS fork).
+    runs: int = 0
+    # Grows by one on every change; the event id of WatchExecution.
+    seq: int = 0
+
+
+class ScheduleRow(TenantTable, table=True):
+    __tablename__ = "schedules"
+
+    workflow_id: str = Field(index=True)
+    cron: str
+    timezone: str = "UTC"
+    inputs: dict[str, Any] = json_field(dict)
+    priority: str = "EXECUTION_PRIORITY_NORMAL"
+    created_by: str = ""
+    last_fired_at: datetime | None = timestamp_field()
+    fired: int = 0

@@ -1,0 +1,335 @@
+"""Workflows through the real gateway: a multi-step workflow watched over Server-Sent Events
+and approved, the seed-000 routes in their shape, cancel, validation errors, tenancy, and the
+crash test (kill -9 of the workflows process while 20 executions run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
+from tests.workflows.servers import EffectServer
+
+ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
+
+
+@pytest.fixture(scope="module")
+def web():
+    server = EffectServer()
+    yield server
+    server.close()
+
+
+def _slug():
+    return f"flow-{uuid.uuid4().hex[:8]}"
+
+
+def _create(client, steps, activate=True, **extra) -> dict:
+    reply = client.post("/api/v1/workflows", json={"name": extra.pop("name", _slug()),
+                                                   "steps": steps, **extra})
+    assert reply.status_code == 200, reply.text
+    workflow = reply.json()
+    if activate:
+        reply = client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={})
+        assert reply.status_code == 200, reply.text
+        workflow = reply.json()
+    return workflow
+
+
+def _wait(client, execution_id, until=None, timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = client.get(f"/api/v1/workflows/executions/{execution_id}")
+        body = reply.json()
+        if reply.status_code == 503:  # the service is restarting
+            body = {}
+        else:
+            assert reply.status_code == 200, reply.text
+        if body and (until(body) if until else body["status"] in ENDED):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+
+def _step(execution: dict, step_id: str) -> dict:
+    return next(s for s in execution["step_states"] if s["step_id"] == step_id)
+
+
+def _sse(client, path, events: list, headers=None):
+    with client.stream("GET", path, headers=headers or {}, timeout=60) as reply:
+        assert reply.status_code == 200, reply.read()
+        events.append(("content-type", reply.headers.get("content-type", "")))
+        for line in reply.iter_lines():
+            if line.startswith("data:"):
+                events.append((time.monotonic(), json.loads(line[5:])))
+
+
+def test_multi_step_workflow_watched_over_sse_and_approved(mesh, tenant, web):
+    steps = [
+        {"id": "prepare", "type": "STEP_TYPE_TRANSFORM",
+         "transform": {"expression": "{topic: inputs.topic}"}},
+        # An HTTP step stands in for the tool step until the tools service executes tools.
+        {"id": "fetch", "type": "STEP_TYPE_HTTP", "depends_on": ["prepare"],
+         "inputs": {"q": "steps.prepare.output.topic"},
+         "http": {"url": f"{web.url}/effect?name=e2e-fetch&sleep=0.5"}},
+        {"id": "check", "type": "STEP_TYPE_CONDITION", "depends_on": ["fetch"],
+         "condition": {"expression": "steps.fetch.output.ok == `true`",
+                       "then_step_ids": ["fanout"], "else_step_ids": ["give_up"]}},
+        {"id": "give_up", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "'no'"}},
+        {"id": "fanout", "type": "STEP_TYPE_PARALLEL", "parallel": {"branches": [
+            {"name": "a", "step_ids": ["a1"]}, {"name": "b", "step_ids": ["b1"]}]}},
+        {"id": "a1", "type": "STEP_TYPE_HTTP", "http": {"url": f"{web.url}/effect?sleep=0.4"}},
+        {"id": "b1", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`2`"}},
+        {"id": "approve", "type": "STEP_TYPE_APPROVAL", "depends_on": ["fanout"],
+         "approval": {"message": "publish {{topic}}?"}, "inputs": {"topic": "inputs.topic"}},
+        # A transform stands in for the agent step until agents interact.
+        {"id": "write", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["approve"],
+         "transform": {"expression": "join(' ', ['report on', inputs.topic])"}},
+    ]
+    with mesh.client(tenant.token) as client:
+        workflow = _create(client, steps, outputs={"report": "steps.write.output",
+                                                   "b": "steps.fanout.output.b"})
+        started = client.post(f"/api/v1/workflows/{workflow['slug']}/execute",
+                              json={"inputs": {"topic": "durability"}})
+        assert started.status_code == 200, started.text
+        execution = started.json()
+        assert execution["status"] == "EXECUTION_STATUS_QUEUED"
+        events: list = []
+        watcher = threading.Thread(target=_sse, args=(
+            mesh.client(tenant.token), f"/api/v1/workflows/executions/{execution['id']}/watch",
+            events))
+        watcher.start()
+        waiting = _wait(client, execution["id"],
+                        lambda e: e["status"] == "EXECUTION_STATUS_WAITING_APPROVAL")
+        assert waiting["current_phase"] == "approve"
+        seen_before_approval = len(events)
+        approved = client.post(f"/api/v1/workflows/executions/{execution['id']}/steps/approve/approve",
+                               json={"comment": "ship it"})
+        assert approved.status_code == 200, approved.text
+        assert _step(approved.json(), "approve")["decisions"][0]["user_id"] == tenant.user_id
+        watcher.join(30)
+        done = _wait(client, execution["id"])
+    assert done["status"] == "EXECUTION_STATUS_COMPLETED", done
+    assert done["outputs"] == {"report": "report on durability", "b": 2}
+    assert _step(done, "give_up")["status"] == "STEP_STATUS_SKIPPED"
+    assert events[0][1].startswith("text/event-stream")
+    data = [e for _, e in events[1:]]
+    assert seen_before_approval >= 3  # events arrived while it ran
+    assert data[-1]["status"] == "EXECUTION_STATUS_COMPLETED" and data[-1]["progress"] == 100
+    assert all(d["status"] != "EXECUTION_STATUS_COMPLETED" for d in data[:-1])
+    assert any(d["status"] == "EXECUTION_STATUS_WAITING_APPROVAL" for d in data)
+    ids = [d["event_id"] for d in data]
+    assert ids == sorted(ids)
+    # Resumable: with Last-Event-ID, only what changed after it comes again.
+    resumed: list = []
+    _sse(mesh.client(tenant.token), f"/api/v1/workflows/executions/{execution['id']}/watch",
+         resumed, headers={"Last-Event-ID": str(ids[1])})
+    assert [d["event_id"] for _, d in resumed[1:]] == [ids[-1]]
+    resumed = []
+    _sse(mesh.client(tenant.token),
+         f"/api/v1/workflows/executions/{execution['id']}/watch?last_event_id={ids[-1]}", resumed)
+    assert resumed[1:] == []
+
+
+def test_seed_000_routes_return_the_seed_shape(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        workflow = _create(client, [
+            {"id": "plan", "name": "Planning", "type": "STEP_TYPE_TRANSFORM",
+             "transform": {"expression": "inputs.requirements"}},
+            {"id": "build", "name": "Building", "type": "STEP_TYPE_TRANSFORM",
+             "depends_on": ["plan"], "transform": {"expression": "inputs.configuration"}}],
+            description="plans and builds")
+        types = client.get("/api/v1/workflow-types").json()
+        assert {"items", "total", "page", "page_size", "pages"} <= set(types)
+        mine = next(t for t in types["items"] if t["workflow_type"] == workflow["slug"])
+        assert mine["description"] == "plans and builds" and mine["workflow_id"] == workflow["id"]
+        reply = client.post("/api/v1/execute-workflow", json={
+            "requirements": "a landing page", "workflow_type": workflow["slug"],
+            "configuration": {"style": "plain"}, "priority": "EXECUTION_PRIORITY_HIGH"})
+        assert reply.status_code == 200, reply.text
+        submitted = reply.json()
+        assert set(submitted) >= {"session_id", "status", "message", "created_at"}
+        assert submitted["status"] == "EXECUTION_STATUS_QUEUED"
+        assert submitted["message"] == "Workflow queued for execution"
+        session = submitted["session_id"]
+        deadline = time.monotonic() + 30
+        while True:
+            status = client.get(f"/api/v1/workflow-status/{session}")
+            assert status.status_code == 200, status.text
+            body = status.json()
+            if body["status"] in ENDED or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert set(body) >= {"session_id", "status", "progress", "current_phase",
+                             "phases_completed", "errors", "partial_results"}
+        assert body["session_id"] == session and body["status"] == "EXECUTION_STATUS_COMPLETED"
+        assert body["progress"] == 100 and body["phases_completed"] == ["Planning", "Building"]
+        assert body["errors"] == []
+        assert body["partial_results"] == {"plan": "a landing page", "build": {"style": "plain"}}
+        assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": "no-such-type"}), 404, "NOT_FOUND")
+        assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "", "workflow_type": workflow["slug"]}), 400, "INVALID_ARGUMENT")
+        # Templates are made by the templates service, which does not create them yet.
+        template = client.post(f"/api/v1/workflows/{workflow['id']}/template", json={})
+        assert template.status_code in (200, 501), template.text
+        again = client.post("/api/v1/execute-workflow", json={
+            "requirements": "r", "workflow_type": workflow["slug"], "idempotency_key": "k-1"})
+        same = client.post("/api/v1/execute-workflow", json={
+            "requirements": "r", "workflow_type": workflow["slug"], "idempotency_key": "k-1"})
+        assert again.json()["session_id"] == same.json()["session_id"]
+
+
+def test_cancel_within_a_second_and_validation_names_the_step(mesh, tenant, web):
+    with mesh.client(tenant.token) as client:
+        body = assert_envelope(client.post("/api/v1/workflows", json={
+            "name": "bad", "steps": [
+                {"id": "first", "type": "STEP_TYPE_TRANSFORM",
+                 "transform": {"expression": "steps.later.output"}},
+                {"id": "later", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["first"],
+                 "transform": {"expression": "inputs"}}]}), 400, "INVALID_ARGUMENT")
+        assert "step 'first' refers to step 'later'" in body["message"]
+        assert body["details"]["field_violations"][0]["field"] == "steps.first.transform.expression"
+        workflow = _create(client, [{"id": "long", "type": "STEP_TYPE_HTTP",
+                                     "http": {"url": f"{web.url}/slow?seconds=30"}}])
+        execution = client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}).json()
+        _wait(client, execution["id"],
+              lambda e: _step(e, "long")["status"] == "STEP_STATUS_RUNNING")
+        started = time.monotonic()
+        cancelled = client.post(f"/api/v1/workflows/executions/{execution['id']}/cancel",
+                                json={"reason": "stop"})
+        assert time.monotonic() - started < 1.0
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "EXECUTION_STATUS_CANCELLED"
+        assert _step(cancelled.json(), "long")["status"] == "STEP_STATUS_CANCELLED"
+
+
+def test_a_tool_step_runs_the_tool_through_the_tools_service(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        tool = client.post("/api/v1/tools", json={
+            "name": _slug(), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+            "builtin": {"builtin_name": "echo"}}).json()
+        workflow = _create(client, [
+            {"id": "tool", "type": "STEP_TYPE_TOOL",
+             "tool": {"tool_id": tool["id"], "arguments": {"greeting": "hello"}}}])
+        execution = client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}).json()
+        done = _wait(client, execution["id"])
+        assert done["status"] == "EXECUTION_STATUS_COMPLETED", done
+        stats = client.get(f"/api/v1/tools/{tool['id']}/stats").json()
+        assert stats["total_executions"] == 1, stats
+        missing = client.post("/api/v1/workflows", json={"name": _slug(), "steps": [
+            {"id": "tool", "type": "STEP_TYPE_TOOL", "tool": {"tool_id": "no-such-tool"}}]})
+        body = assert_envelope(missing, 400, "INVALID_ARGUMENT")
+        assert "tool" in body["message"]
+
+
+def test_other_tenant_gets_404_on_every_route(mesh, tenant, other_tenant):
+    with mesh.client(tenant.token) as client:
+        workflow = _create(client, [{"id": "ask", "type": "STEP_TYPE_APPROVAL",
+                                     "approval": {}}])
+        execution = client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}).json()
+        _wait(client, execution["id"],
+              lambda e: e["status"] == "EXECUTION_STATUS_WAITING_APPROVAL")
+        schedule = client.post(f"/api/v1/workflows/{workflow['id']}/schedules",
+                               json={"cron": "0 0 1 1 *"}).json()
+    w, e = workflow["id"], execution["id"]
+    routes = [
+        ("GET", f"/api/v1/workflows/{w}"), ("GET", f"/api/v1/workflows/{workflow['slug']}"),
+        ("PUT", f"/api/v1/workflows/{w}"), ("DELETE", f"/api/v1/workflows/{w}"),
+        ("POST", f"/api/v1/workflows/{w}/activate"), ("POST", f"/api/v1/workflows/{w}/deactivate"),
+        ("POST", f"/api/v1/workflows/{w}/execute"), ("GET", f"/api/v1/workflows/{w}/executions"),
+        ("GET", f"/api/v1/workflows/{w}/stats"), ("GET", f"/api/v1/workflows/{w}/versions"),
+        ("GET", f"/api/v1/workflows/{w}/versions/1"), ("GET", f"/api/v1/workflows/{w}/schedules"),
+        ("POST", f"/api/v1/workflows/{w}/schedules"),
+        ("DELETE", f"/api/v1/workflows/{w}/schedules/{schedule['id']}"),
+        ("POST", f"/api/v1/workflows/{w}/template"),
+        ("GET", f"/api/v1/workflows/executions/{e}"), ("GET", f"/api/v1/workflow-status/{e}"),
+        ("POST", f"/api/v1/workflows/executions/{e}/cancel"),
+        ("POST", f"/api/v1/workflows/executions/{e}/terminate"),
+        ("POST", f"/api/v1/workflows/executions/{e}/retry"),
+        ("POST", f"/api/v1/workflows/executions/{e}/steps/ask/approve"),
+        ("POST", f"/api/v1/workflows/executions/{e}/steps/ask/reject"),
+        ("GET", f"/api/v1/workflows/executions/{e}/watch"),
+    ]
+    with mesh.client(other_tenant.token) as client:
+        for method, path in routes:
+            body = {"cron": "* * * * *"} if path.endswith("/schedules") else {}
+            reply = client.request(method, path, json=body if method in ("POST", "PUT") else None)
+            if path.endswith("/watch") and reply.status_code == 200:
+                raise AssertionError("watch of another tenant's execution streamed")
+            assert_envelope(reply, 404, "NOT_FOUND")
+        assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": workflow["slug"]}), 404, "NOT_FOUND")
+    with mesh.client(tenant.token) as client:
+        got = client.get(f"/api/v1/workflows/executions/{e}").json()
+        assert got["status"] == "EXECUTION_STATUS_WAITING_APPROVAL"
+        client.post(f"/api/v1/workflows/executions/{e}/cancel", json={})
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _workflows_pid(mesh) -> int | None:
+    for pid in _children(mesh.process.pid):
+        try:
+            if "serve workflows" in open(f"/proc/{pid}/cmdline").read().replace("\0", " "):
+                return pid
+        except FileNotFoundError:
+            pass
+    return None
+
+
+def test_crash_of_the_workflows_process_completes_every_execution_once(tmp_path, web):
+    """20 executions of transform -> HTTP effect -> HTTP effect; the workflows process is
+    killed with SIGKILL while they run; after `agentmesh up` restarts it every execution
+    completes and the counting server saw each step's effect exactly once per execution."""
+    mesh = start_mesh(tmp_path / "crash", isolation="process")
+    try:
+        tenant = register(mesh)
+        run = uuid.uuid4().hex[:6]
+        with mesh.client(tenant.token) as client:
+            workflow = _create(client, [
+                {"id": "prep", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
+                {"id": "charge", "type": "STEP_TYPE_HTTP", "depends_on": ["prep"],
+                 "http": {"url": f"{web.url}/effect?name={run}-charge&sleep=1.0"}},
+                {"id": "notify", "type": "STEP_TYPE_HTTP", "depends_on": ["charge"],
+                 "http": {"url": f"{web.url}/effect?name={run}-notify&sleep=1.0"}}])
+            ids = [client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                               json={"inputs": {"n": i}}).json()["id"] for i in range(20)]
+            deadline = time.monotonic() + 30
+            while web.by_name[f"{run}-charge"] < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            victim = _workflows_pid(mesh)
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.monotonic()
+            while True:
+                now = _workflows_pid(mesh)
+                if now and now != victim:
+                    break
+                assert time.monotonic() - killed_at < 60, "workflows was not restarted"
+                time.sleep(0.2)
+            results = {}
+            for execution_id in ids:
+                results[execution_id] = _wait(client, execution_id, timeout=120)
+        assert {r["status"] for r in results.values()} == {"EXECUTION_STATUS_COMPLETED"}, \
+            [r["errors"] for r in results.values() if r["status"] != "EXECUTION_STATUS_COMPLETED"]
+        for execution_id in ids:
+            for step in ("charge", "notify"):
+                keys = [k for k in web.effects if k.startswith(f"{execution_id}:{step}:")]
+                assert keys == [f"{execution_id}:{step}:1"], keys  # one attempt, one key
+                assert web.effects[keys[0]] == 1
+        redelivered = sum(1 for k, n in web.deliveries.items() if n > 1 and
+                          k.split(":")[0] in ids)
+        print(f"crash test: {redelivered} step deliveries were repeated after the crash and "
+              "deduplicated by their idempotency key")
+    finally:
+        stop_mesh(mesh)

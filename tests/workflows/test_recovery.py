@@ -1,0 +1,93 @@
+"""No stuck runs across a restart of the service (in-process; the kill -9 test through
+`agentmesh up` is tests/e2e/test_workflows.py). Each test runs its own service (DBOS is one per
+process, so none of them uses the module-wide `service` fixture)."""
+
+from __future__ import annotations
+
+import uuid
+
+from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.workflows.service import DEFINITION, executions, new_execution
+from tests.harness import Identity, ServiceHarness
+from tests.workflows.conftest import Client, states, status_name, step_status
+
+
+def test_an_execution_never_enqueued_is_run_after_a_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}}])
+        db = first.running.runtime.database
+
+        def insert(session):  # a crash between the insert and the enqueue leaves this row
+            row = new_execution(session.get(WorkflowRow, wf.id), {"x": 1},
+                                "EXECUTION_PRIORITY_NORMAL", identity.user_id)
+            row.dbos_workflow_id = row.id
+            return executions.add(session, row).id
+        execution_id = first._run(db.write(insert))
+        assert status_name(client.get(execution_id)) == "EXECUTION_STATUS_QUEUED"
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        done = Client(second, identity).wait(execution_id)
+        assert status_name(done) == "EXECUTION_STATUS_COMPLETED"
+    finally:
+        second.close()
+
+
+def test_an_interrupted_approval_wait_survives_a_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "prep", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
+            {"id": "ask", "type": "STEP_TYPE_APPROVAL", "depends_on": ["prep"], "approval": {}},
+            {"id": "after", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["ask"],
+             "transform": {"expression": "steps.prep.output"}}])
+        execution = client.execute(wf.id, {"v": 7})
+        client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(second, identity)
+        client.call("ApproveStep", pb.ApproveStepRequest(execution_id=execution.id, step_id="ask"))
+        done = client.wait(execution.id)
+        assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+        assert states(done)["prep"].attempts == 1  # replayed from its checkpoint, not re-run
+    finally:
+        second.close()
+
+
+def test_a_cancel_cut_off_by_a_crash_is_finished_on_restart(tmp_path):
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "ask", "type": "STEP_TYPE_APPROVAL", "approval": {}}])
+        execution = client.execute(wf.id)
+        client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+
+        def cancel_row_only(session):  # the row was written, then the process died
+            row = session.get(ExecutionRow, execution.id)
+            row.status = "EXECUTION_STATUS_CANCELLED"
+            session.add(row)
+        first._run(first.running.runtime.database.write(cancel_row_only))
+    finally:
+        first.close()
+    second = ServiceHarness(DEFINITION, tmp_path)
+    try:
+        from dbos import DBOS
+
+        status = second._run(DBOS.get_workflow_status_async(execution.id))
+        assert status.status == "CANCELLED"
+        assert status_name(Client(second, identity).get(execution.id)) == \
+            "EXECUTION_STATUS_CANCELLED"
+    finally:
+        second.close()
