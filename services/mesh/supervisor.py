@@ -247,6 +247,27 @@ async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
 # ---- scale-out: several processes of each service on one PostgreSQL ----------------------------
 
 
+def stable_port() -> int:
+    """A free port below the kernel's ephemeral range: a port from free_port() may be handed to
+    some other process's outgoing connection before a slow-starting replica binds it."""
+    import random
+
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(low, max(low + 1000, low_ephemeral))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 @dataclass
 class ReplicatedMesh(Mesh):
     """`agentmesh up --replicas N --database-url postgresql+psycopg://...`: N processes of each
@@ -263,7 +284,7 @@ class ReplicatedMesh(Mesh):
 
     def _service_children(self) -> list[Child]:
         names = catalog.names()
-        self.replica_ports = {n: [free_port() for _ in range(self.replicas)] for n in names}
+        self.replica_ports = {n: [stable_port() for _ in range(self.replicas)] for n in names}
         self.ports = {n: ports[0] for n, ports in self.replica_ports.items()}
         peers = ",".join(f"{n}=" + "|".join(f"127.0.0.1:{p}" for p in ports)
                          for n, ports in self.replica_ports.items())
@@ -278,6 +299,10 @@ class ReplicatedMesh(Mesh):
 
     def backends(self) -> dict:
         return {n: [("127.0.0.1", p) for p in ports] for n, ports in self.replica_ports.items()}
+
+    async def _wait_serving(self, child: Child, timeout: float = 180) -> None:
+        # Twenty-odd interpreters start at once: on a small machine that takes a while.
+        await super()._wait_serving(child, timeout)
 
     async def migrate(self) -> None:
         env = {**os.environ, "AGENTMESH_DATABASE_URL": self.database_url,

@@ -154,8 +154,15 @@ def _local_reply_config() -> dict[str, Any]:
 # A request that never reached a replica (connection refused or reset before it was sent: the
 # replica died or is restarting) is safe to send to another one, whatever the method. A request
 # already sent is never retried here: the client decides (a create could happen twice).
-_RETRY_UNSENT = {"retry_on": "connect-failure,refused-stream,reset-before-request",
-                 "num_retries": 2}
+_RETRY_UNSENT = {
+    "retry_on": "connect-failure,refused-stream,reset-before-request",
+    "num_retries": 2,
+    # ...to another replica than the one that just failed, when there is one.
+    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                              "typed_config": {"@type": f"{_T}retry.host.previous_hosts.v3."
+                                                        "PreviousHostsPredicate"}}],
+    "host_selection_retry_max_attempts": "3",
+}
 
 
 def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[str, int]]:
