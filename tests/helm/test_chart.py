@@ -181,3 +181,37 @@ def test_a_values_typo_fails_with_a_schema_error(typo):
         chart.render(typo, name=RELEASE, namespace=NAMESPACE, is_install=True)  # = helm install
     report = helm.lint(CHART, typo)
     assert report["errors"] or any(m["severity"] == 3 for m in report["messages"])
+
+
+def test_per_service_values_fall_back_to_the_defaults():
+    documents = _render(_values("production"))
+    deployments = _by_kind(documents, "Deployment")
+    autoscalers = _by_kind(documents, "HorizontalPodAutoscaler")
+    budgets = _by_kind(documents, "PodDisruptionBudget")
+
+    def container(name: str) -> dict:
+        return deployments[f"mesh-{name}"]["spec"]["template"]["spec"]["containers"][0]
+
+    # agents overrides maxReplicas and resources; the rest of autoscaling comes from defaults.
+    assert autoscalers["mesh-agents"]["spec"]["maxReplicas"] == 20
+    assert autoscalers["mesh-agents"]["spec"]["minReplicas"] == 3
+    assert container("agents")["resources"]["requests"]["cpu"] == "500m"
+    assert autoscalers["mesh-tools"]["spec"]["maxReplicas"] == 12
+    assert container("tools")["resources"]["requests"]["cpu"] == "250m"
+    # integration turns autoscaling off: a fixed replica count, no autoscaler.
+    assert "mesh-integration" not in autoscalers
+    assert deployments["mesh-integration"]["spec"]["replicas"] == 2
+    assert "replicas" not in deployments["mesh-agents"]["spec"]  # the autoscaler owns it
+    # observability drains longer: its grace period follows.
+    observability = deployments["mesh-observability"]["spec"]["template"]["spec"]
+    assert observability["terminationGracePeriodSeconds"] == 5 + 45 + 5
+    env = {e["name"]: e.get("value") for e in container("observability")["env"]}
+    assert env["AGENTMESH_LOG_LEVEL"] == "WARNING" and env["AGENTMESH_GRACE_PERIOD_SECONDS"] == "45"
+    assert set(budgets) == {f"mesh-{n}" for n in catalog.names()} | {"mesh-gateway"}
+
+
+def test_a_service_can_be_switched_off():
+    documents = _render({"services": {"templates": {"enabled": False}}})
+    names = {d["metadata"]["name"] for d in documents}
+    assert f"{RELEASE}-agentmesh-templates" not in names
+    assert f"{RELEASE}-agentmesh-agents" in names
