@@ -247,7 +247,7 @@ async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
 # ---- scale-out: several processes of each service on one PostgreSQL ----------------------------
 
 
-def stable_port() -> int:
+def stable_port(taken: set[int] | None = None) -> int:
     """A free port below the kernel's ephemeral range: a port from free_port() may be handed to
     some other process's outgoing connection before a slow-starting replica binds it."""
     import random
@@ -259,12 +259,16 @@ def stable_port() -> int:
         low_ephemeral = 32768
     for _ in range(200):
         port = random.randrange(low, max(low + 1000, low_ephemeral))
+        if taken is not None and port in taken:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        if taken is not None:
+            taken.add(port)
+        return port
     return free_port()
 
 
@@ -284,7 +288,8 @@ class ReplicatedMesh(Mesh):
 
     def _service_children(self) -> list[Child]:
         names = catalog.names()
-        self.replica_ports = {n: [stable_port() for _ in range(self.replicas)] for n in names}
+        taken: set[int] = {self.port}
+        self.replica_ports = {n: [stable_port(taken) for _ in range(self.replicas)] for n in names}
         self.ports = {n: ports[0] for n, ports in self.replica_ports.items()}
         peers = ",".join(f"{n}=" + "|".join(f"127.0.0.1:{p}" for p in ports)
                          for n, ports in self.replica_ports.items())
