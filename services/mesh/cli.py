@@ -35,21 +35,37 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from mesh.supervisor import run_up
+    from mesh.supervisor import run_up, run_up_replicated
 
+    if args.replicas > 1 or args.database_url:
+        return asyncio.run(run_up_replicated(Path(args.data_dir), args.port, args.rate_limit,
+                                             args.replicas, args.database_url))
     return asyncio.run(run_up(Path(args.data_dir), args.port, args.rate_limit, args.isolation))
+
+
+def parse_backends(items: list[str]) -> dict[str, tuple[str, int] | list[tuple[str, int]]]:
+    """`name=host:port` items; a name given twice, or `name=h1:p1,h2:p2`, has several replicas."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for item in items:
+        name, sep, addresses = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--backend {item!r} is not NAME=HOST:PORT")
+        for address in addresses.split(","):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit():
+                raise SystemExit(f"--backend {item!r}: {address!r} is not HOST:PORT")
+            found.setdefault(name, []).append((host, int(port)))
+    return {name: addresses[0] if len(addresses) == 1 else addresses
+            for name, addresses in found.items()}
 
 
 def _gateway_config(args: argparse.Namespace) -> int:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
 
-    backends = {}
-    for item in args.backend:
-        name, _, address = item.partition("=")
-        host, _, port = address.rpartition(":")
-        backends[name] = (host, int(port))
-    options = GatewayOptions(backends=backends, listen_address=args.listen, listen_port=args.port)
+    backends = parse_backends(args.backend)
+    options = GatewayOptions(backends=backends, listen_address=args.listen, listen_port=args.port,
+                             admin_port=args.admin_port, metrics_port=args.metrics_port)
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))
@@ -89,12 +105,39 @@ def _secrets_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_bootstrap_secret(args: argparse.Namespace) -> int:
+    from mesh import keysecret
+
+    created = keysecret.bootstrap(args.secret, args.namespace, args.api)
+    print(f"secret {args.secret}: " + ("created with a new key-encryption key" if created
+                                       else "exists; left as it is"))
+    return 0
+
+
 def _db_revision(args: argparse.Namespace) -> int:
     from mesh import migrations
 
     path = migrations.revision(args.service, args.message)
     print(f"wrote {path}" if path else f"{args.service}: the models match the migrations; "
           "nothing to write")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    """Migrates every service's database to its newest migration, then makes identity's first
+    signing keys: what a Helm pre-install/pre-upgrade Job runs, once, before any replica starts
+    (replicas starting together would otherwise race to create the first keys)."""
+    from mesh import catalog
+    from mesh.identity import keys
+
+    names = args.service or [n for n in catalog.names() if catalog.definition(n).tables]
+    for name in names:
+        database = _migrated_database(name)
+        if name == "identity":
+            with database.session(write=True) as session, session.begin():
+                keys.ensure_keys(session)
+        database.close()
+        print(f"{name}: migrated")
     return 0
 
 
@@ -117,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         from mesh import codegen
 
         return codegen.main(argv[1:])
+    if argv[:1] == ["helm-gen"]:
+        from mesh import helmgen
+
+        return helmgen.main(argv[1:])
     parser = argparse.ArgumentParser(prog="agentmesh", description="Agent Mesh control plane")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -128,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--isolation", choices=["shared", "process"], default="shared",
                     help="shared: one process hosts every service (each its own server, port "
                          "and database; least memory); process: one process per service")
+    up.add_argument("--replicas", type=int, default=1,
+                    help="processes per service (more than 1 needs --database-url); the "
+                         "gateway balances over them")
+    up.add_argument("--database-url", default="",
+                    help="PostgreSQL URL (postgresql+psycopg://...) shared by every replica")
     up.set_defaults(func=_up)
 
     serve = sub.add_parser("serve", help="run a service (what a Kubernetes pod runs); several "
@@ -137,18 +189,30 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(func=_serve)
 
     sub.add_parser("gen", help="regenerate gen/ from protos/ (--check, --lint)")
+    sub.add_parser("helm-gen", help="regenerate the Helm chart's generated files (--check)")
 
     gateway = sub.add_parser("gateway-config", help="print the Envoy bootstrap for given backends")
-    gateway.add_argument("--backend", action="append", default=[], metavar="NAME=HOST:PORT")
+    gateway.add_argument("--backend", action="append", default=[], metavar="NAME=HOST:PORT",
+                         help="repeat a name (or NAME=H1:P1,H2:P2) for several replicas")
     gateway.add_argument("--listen", default="0.0.0.0")
     gateway.add_argument("--port", type=int, default=8080)
     gateway.add_argument("--descriptor", help="descriptor set path as Envoy sees it")
+    gateway.add_argument("--admin-port", type=int, default=0,
+                         help="Envoy's admin interface on 127.0.0.1 (default: none)")
+    gateway.add_argument("--metrics-port", type=int, default=0,
+                         help="serve /stats/prometheus on --listen:PORT (needs --admin-port)")
     gateway.set_defaults(func=_gateway_config)
 
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="promote the pre-published next key now")
     rotate.set_defaults(func=_keys_rotate)
+    secret = keys_sub.add_parser("bootstrap-secret", help="make the key-encryption key in a "
+                                 "Kubernetes Secret unless it exists (the Helm hook Job)")
+    secret.add_argument("--secret", required=True, help="the Secret's name")
+    secret.add_argument("--namespace", help="default: the pod's namespace")
+    secret.add_argument("--api", help="Kubernetes API URL (default: in-cluster)")
+    secret.set_defaults(func=_keys_bootstrap_secret)
 
     secrets = sub.add_parser("secrets", help="secrets encryption keys (docs/secrets.md)")
     secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
@@ -168,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     check = db_sub.add_parser("check", help="fail when models and migrations differ")
     check.add_argument("service", nargs="*")
     check.set_defaults(func=_db_check)
+    upgrade = db_sub.add_parser("upgrade", help="migrate every service's database (or the named "
+                                "ones) and make the first signing keys")
+    upgrade.add_argument("service", nargs="*")
+    upgrade.set_defaults(func=_db_upgrade)
 
     args = parser.parse_args(argv)
     return args.func(args)

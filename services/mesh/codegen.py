@@ -160,7 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(GEN_DIR / "agentmesh", ignore_errors=True)
     generate(GEN_DIR)
     print(f"generated {GEN_DIR.relative_to(REPO_ROOT)}/ from {len(contract_files())} proto files")
-    return 0
+    # The Helm chart's gateway config and descriptor set come from the same contract.
+    return _regenerate_helm_chart()
+
+
+def _regenerate_helm_chart() -> int:
+    from mesh import contract, helmgen
+
+    contract.default.cache_clear()  # read the descriptor set just written
+    return helmgen.main([])
 
 
 if __name__ == "__main__":

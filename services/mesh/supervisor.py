@@ -67,6 +67,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
+    port: int = 0  # a replica's own port (ReplicatedMesh); 0: the mesh's port of its service
 
     async def start(self) -> None:
         log = open(self.log_path, "ab")
@@ -130,7 +131,7 @@ class Mesh:
 
     def _envoy_child(self) -> Child:
         options = GatewayOptions(
-            backends={n: ("127.0.0.1", p) for n, p in self.ports.items()},
+            backends=self.backends(),
             listen_port=self.port, admin_port=self.admin_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             trace_cluster="observability" if "observability" in self.ports else "",
@@ -145,12 +146,16 @@ class Mesh:
                 "--concurrency", str(min(2, os.cpu_count() or 1))]
         return Child("gateway", argv, dict(os.environ), self.data_dir / "logs" / "gateway.log")
 
+    def backends(self) -> dict:
+        return {n: ("127.0.0.1", p) for n, p in self.ports.items()}
+
     async def _wait_serving(self, child: Child, timeout: float = 60) -> None:
         await asyncio.gather(*(self._wait_service(child, name, timeout) for name in child.services))
 
     async def _wait_service(self, child: Child, service: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports[service]}") as channel:
+        port = child.port or self.ports[service]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if child.process and child.process.returncode is not None:
@@ -222,9 +227,9 @@ class Mesh:
 
 
 async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
-                 isolation: str = "shared") -> int:
-    mesh = Mesh(data_dir=data_dir.resolve(), port=port,
-                rate_limit_per_minute=rate_limit_per_minute, isolation=isolation)
+                 isolation: str = "shared", mesh: Mesh | None = None) -> int:
+    mesh = mesh or Mesh(data_dir=data_dir.resolve(), port=port,
+                        rate_limit_per_minute=rate_limit_per_minute, isolation=isolation)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -253,3 +258,95 @@ async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
     supervisor.cancel()
     mesh.say("stopped")
     return 0
+
+
+# ---- scale-out: several processes of each service on one PostgreSQL ----------------------------
+
+
+def stable_port(taken: set[int] | None = None) -> int:
+    """A free port below the kernel's ephemeral range: a port from free_port() may be handed to
+    some other process's outgoing connection before a slow-starting replica binds it."""
+    import random
+
+    low = 20000
+    try:
+        low_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low_ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(low, max(low + 1000, low_ephemeral))
+        if taken is not None and port in taken:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if taken is not None:
+            taken.add(port)
+        return port
+    return free_port()
+
+
+@dataclass
+class ReplicatedMesh(Mesh):
+    """`agentmesh up --replicas N --database-url postgresql+psycopg://...`: N processes of each
+    service (`--isolation process` semantics, each on its own port), all on one PostgreSQL, and
+    one Envoy whose cluster for a service lists every replica (round robin, a failing replica
+    ejected). The same topology as the Helm chart, on one machine. Migrations and the first
+    signing keys are made once, before any replica starts (`agentmesh db upgrade`, as the
+    chart's pre-install Job does), so replicas never race on them. A peer's address lists every
+    replica of it (`host:p1|host:p2`, see mesh.runtime.peers)."""
+
+    replicas: int = 2
+    database_url: str = ""
+    replica_ports: dict[str, list[int]] = field(default_factory=dict)
+
+    def _service_children(self) -> list[Child]:
+        names = catalog.names()
+        taken: set[int] = {self.port}
+        self.replica_ports = {n: [stable_port(taken) for _ in range(self.replicas)] for n in names}
+        self.ports = {n: ports[0] for n, ports in self.replica_ports.items()}
+        peers = ",".join(f"{n}=" + "|".join(f"127.0.0.1:{p}" for p in ports)
+                         for n, ports in self.replica_ports.items())
+        env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
+               "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1",
+               "AGENTMESH_DATABASE_URL": self.database_url}
+        env.pop("AGENTMESH_PORT", None)
+        return [Child(f"{name}-{i}",
+                      [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
+                      env, self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
+                for name in names for i, port in enumerate(self.replica_ports[name])]
+
+    def backends(self) -> dict:
+        return {n: [("127.0.0.1", p) for p in ports] for n, ports in self.replica_ports.items()}
+
+    async def _wait_serving(self, child: Child, timeout: float = 180) -> None:
+        # Twenty-odd interpreters start at once: on a small machine that takes a while.
+        await super()._wait_serving(child, timeout)
+
+    async def migrate(self) -> None:
+        env = {**os.environ, "AGENTMESH_DATABASE_URL": self.database_url,
+               "AGENTMESH_DATA_DIR": str(self.data_dir)}
+        log_path = self.data_dir / "logs" / "migrate.log"
+        with open(log_path, "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mesh.cli", "db", "upgrade", env=env, stdout=log,
+                stderr=log, stdin=asyncio.subprocess.DEVNULL)
+            if await process.wait() != 0:
+                raise RuntimeError(f"agentmesh db upgrade failed; see {log_path}")
+
+    async def start(self) -> None:
+        if self.replicas > 1 and not self.database_url.startswith("postgresql"):
+            raise RuntimeError("--replicas above 1 needs --database-url postgresql+psycopg://...")
+        (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        await self.migrate()
+        await super().start()
+
+
+async def run_up_replicated(data_dir: Path, port: int, rate_limit_per_minute: int,
+                            replicas: int, database_url: str) -> int:
+    mesh = ReplicatedMesh(data_dir=data_dir.resolve(), port=port,
+                          rate_limit_per_minute=rate_limit_per_minute, isolation="process",
+                          replicas=replicas, database_url=database_url)
+    return await run_up(data_dir, port, rate_limit_per_minute, mesh=mesh)

@@ -45,7 +45,8 @@ def _env_int(name: str, default: int) -> int:
 
 @dataclass
 class GatewayOptions:
-    backends: dict[str, tuple[str, int]]  # service -> (host, port)
+    # service -> (host, port), or a list of them: the replicas Envoy balances over.
+    backends: dict[str, tuple[str, int] | list[tuple[str, int]]]
     listen_address: str = "127.0.0.1"
     listen_port: int = 8080
     admin_port: int = 0  # 0 = no admin listener
@@ -76,6 +77,10 @@ class GatewayOptions:
     global_rate_limit_domain: str = "agentmesh"
     global_rate_limit_timeout_ms: int = 50
     global_rate_limit_fail_open: bool = True
+    # A listener on listen_address:metrics_port that serves only Envoy's Prometheus stats
+    # (/stats/prometheus, from the admin interface, which itself stays on 127.0.0.1). 0 = none;
+    # needs admin_port. The Helm chart's ServiceMonitor scrapes it.
+    metrics_port: int = 0
 
 
 def _duration(seconds: float) -> str:
@@ -122,6 +127,7 @@ def _route(rpc: Rpc, options: GatewayOptions) -> dict[str, Any]:
         "match": {"path": rpc.grpc_path},
         "route": {
             "cluster": rpc.backend,
+            "retry_policy": _RETRY_UNSENT,
             # Streams (Server-Sent Events) stay open; unary calls get the request timeout.
             "timeout": "0s" if rpc.server_streaming else _duration(options.request_timeout_seconds),
         },
@@ -263,6 +269,43 @@ def _lua_source(options: GatewayOptions) -> str:
     """gateway.lua with the gateway's own numbers filled in."""
     return (f"local MAX_REQUEST_BYTES = {int(options.max_request_bytes)}\n"
             + _LUA.read_text())
+# A request that never reached a replica (connection refused or reset before it was sent: the
+# replica died or is restarting) is safe to send to another one, whatever the method. A request
+# already sent is never retried here: the client decides (a create could happen twice).
+_RETRY_UNSENT = {
+    "retry_on": "connect-failure,refused-stream,reset-before-request",
+    "num_retries": 2,
+    # ...to another replica than the one that just failed, when there is one.
+    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                              "typed_config": {"@type": f"{_T}retry.host.previous_hosts.v3."
+                                                        "PreviousHostsPredicate"}}],
+    "host_selection_retry_max_attempts": "3",
+}
+
+
+def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One backend's addresses: a (host, port) pair or a list of them (replicas)."""
+    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[1], int):
+        return [address]
+    return [(host, int(port)) for host, port in address]
+
+
+def _replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]]
+                        ) -> dict[str, Any]:
+    """A service's cluster: every replica an endpoint, round robin; a replica that fails
+    connections is ejected for a while (outlier detection) instead of taking every Nth call."""
+    addresses = endpoints(address)
+    cluster = _cluster(name, *addresses[0])
+    if len(addresses) > 1:
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in addresses]
+    cluster["outlier_detection"] = {"consecutive_gateway_failure": 2,
+                                    "consecutive_local_origin_failure": 2,
+                                    "split_external_local_origin_errors": True,
+                                    "interval": "2s", "base_ejection_time": "5s",
+                                    "max_ejection_percent": 100}
+    return cluster
 
 
 def _cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, Any]:
@@ -471,8 +514,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     }
     if options.trace_cluster:
         hcm["tracing"] = _tracing(options)
-    clusters = [_cluster(name, *address) for name, address in sorted(options.backends.items())
-                if name in contract.backends]
+    clusters = [_replicated_cluster(name, address)
+                for name, address in sorted(options.backends.items()) if name in contract.backends]
     clusters.append(_cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False))
     bootstrap: dict[str, Any] = {
         "node": {"id": "agentmesh-gateway", "cluster": "agentmesh"},
@@ -497,4 +540,34 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     if options.admin_port:
         bootstrap["admin"] = {"address": {"socket_address": {
             "address": "127.0.0.1", "port_value": options.admin_port}}}
+    if options.metrics_port and options.admin_port:
+        _add_metrics_listener(bootstrap, options)
     return bootstrap
+
+
+def _add_metrics_listener(bootstrap: dict[str, Any], options: GatewayOptions) -> None:
+    """GET /stats/prometheus on the metrics port, proxied to the admin interface; nothing else
+    of the admin interface (which can stop Envoy) is reachable from outside."""
+    resources = bootstrap["static_resources"]
+    resources["clusters"].append(_cluster("gateway_admin", "127.0.0.1", options.admin_port,
+                                          http2=False))
+    resources["listeners"].append({
+        "name": "metrics",
+        "address": {"socket_address": {"address": options.listen_address,
+                                       "port_value": options.metrics_port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": f"{_T}filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "metrics",
+                "route_config": {"name": "metrics", "virtual_hosts": [{
+                    "name": "metrics", "domains": ["*"],
+                    "routes": [{"match": {"path": "/stats/prometheus",
+                                          "headers": [{"name": ":method",
+                                                       "string_match": {"exact": "GET"}}]},
+                                "route": {"cluster": "gateway_admin"}},
+                               {"match": {"prefix": "/"},
+                                "direct_response": {"status": 404}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": f"{_T}filters.http.router.v3.Router"}}]}}]}],
+    })

@@ -109,6 +109,11 @@ class Database:
         config = alembic_config(versions_dirs)
         with self.engine.begin() as connection:
             if self.schema:
+                # Replicas (pods) starting together migrate one at a time; the others then find
+                # the schema at its newest revision. Held until this transaction ends.
+                connection.exec_driver_sql(
+                    "SELECT pg_advisory_xact_lock(hashtext(%(key)s))",
+                    {"key": f"agentmesh-migrate:{self.schema}"})
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             config.attributes["connection"] = connection
             config.attributes["schema"] = self.schema

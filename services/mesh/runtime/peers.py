@@ -58,7 +58,9 @@ def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> 
         configs.append({"name": idempotent, "timeout": timeout, "retryPolicy": {
             "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
             "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}})
-    return json.dumps({"methodConfig": configs})
+    # Round robin: calls spread over every address the name resolves to (a headless Service's
+    # pods in Kubernetes, or the replicas `agentmesh up --replicas` lists).
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": configs})
 
 
 def outgoing_metadata() -> list[tuple[str, str]]:
@@ -88,6 +90,14 @@ class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientIn
         return await continuation(await self._details(details), request)
 
 
+def replicas_target(address: str) -> str:
+    """`host:p1|host:p2` (several replicas, as `agentmesh up --replicas` writes it) becomes one
+    gRPC target over every address (IP literals), balanced per call by the service config's
+    round robin; a dead replica's calls move to the others. One address stays as it is (in
+    Kubernetes, a headless Service name that resolves to every pod)."""
+    return "ipv4:" + ",".join(address.split("|")) if "|" in address else address
+
+
 class Peers:
     """The channels of one service to the others."""
 
@@ -106,7 +116,7 @@ class Peers:
         channel = self._channels.get(service)
         if channel is None:
             channel = self._channels[service] = grpc.aio.insecure_channel(
-                self.address(service), interceptors=[_PassOn()],
+                replicas_target(self.address(service)), interceptors=[_PassOn()],
                 options=[("grpc.service_config", service_config(service)),
                          ("grpc.enable_retries", 1)])
         return channel

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, or_, select
@@ -177,8 +179,16 @@ class TenantRepository(Generic[Row]):
         if not updated:  # first write of this tenant here: start from an exact count
             exact = session.exec(select(func.count()).select_from(self.model)
                                  .where(self.model.tenant_id == tenant_id)).one()
-            session.add(RowCount(table_name=self.table.name, tenant_id=tenant_id, n=exact))
-            session.flush()
+            # Concurrent first writes (worker threads, replicas) race to create the counter:
+            # the loser's insert does nothing, and it counts its own row on the winner's, which
+            # did not see it (it was not committed yet).
+            insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
+                      else sqlite_insert)(RowCount.__table__)
+            created = session.execute(insert.values(
+                table_name=self.table.name, tenant_id=tenant_id, n=exact
+            ).on_conflict_do_nothing().returning(RowCount.__table__.c.n)).first()
+            if created is None:
+                session.execute(sa.update(RowCount).where(*key).values(n=RowCount.n + delta))
 
     # ---- the hot read path ------------------------------------------------------------------
     def _select(self, db: Database) -> str:

@@ -1,0 +1,108 @@
+"""Generates the Helm chart's inputs from the contract, with the same code as `agentmesh up`.
+
+    agentmesh helm-gen            # rewrite helm/agentmesh/files/ and the schema's service list
+    agentmesh helm-gen --check    # exit 1 when they are stale (a test runs this)
+
+Writes, under `helm/agentmesh/`:
+
+* `files/envoy.json`: the gateway's bootstrap, built by `mesh.gateway.config.build()` for the
+  backends `<fullname>-<service>:50051` (the chart's headless Services). The release's full
+  name is not known here, so it is the placeholder `__AGENTMESH_FULLNAME__`; the chart replaces
+  it (`replace` in templates/gateway-configmap.yaml), nothing else. `agentmesh gateway-config
+  --backend <service>=<fullname>-<service>:50051 ... --listen 0.0.0.0 --admin-port 9901
+  --metrics-port 9102 --descriptor /etc/agentmesh/descriptor.binpb` prints the same document
+  (tests/helm checks it).
+* `files/descriptor.binpb`: the descriptor set Envoy's transcoder reads, without source info
+  (comments): it reaches Envoy through a ConfigMap, which holds at most 1 MiB.
+* `files/services.json`: the services the chart deploys (one Deployment/Service each), and the
+  same list as the allowed keys of `services` in values.schema.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mesh.paths import DESCRIPTOR_SET, REPO_ROOT
+
+CHART_DIR = REPO_ROOT / "helm" / "agentmesh"
+FILES_DIR = CHART_DIR / "files"
+SCHEMA = CHART_DIR / "values.schema.json"
+FULLNAME = "__AGENTMESH_FULLNAME__"
+SERVICE_PORT = 50051
+GATEWAY_PORT = 8080
+ADMIN_PORT = 9901  # Envoy's admin interface, 127.0.0.1 only
+METRICS_PORT = 9102  # /stats/prometheus for the ServiceMonitor
+DESCRIPTOR_IN_POD = "/etc/agentmesh/descriptor.binpb"
+
+
+def backends(fullname: str) -> dict[str, tuple[str, int]]:
+    """Where the chart's Services are: `<fullname>-<service>:50051` for every service."""
+    from mesh import catalog
+
+    return {name: (f"{fullname}-{name}", SERVICE_PORT) for name in catalog.names()}
+
+
+def gateway_config(fullname: str = FULLNAME) -> dict:
+    from mesh import contract
+    from mesh.gateway.config import GatewayOptions, build
+
+    options = GatewayOptions(backends=backends(fullname), listen_address="0.0.0.0",
+                             listen_port=GATEWAY_PORT, admin_port=ADMIN_PORT,
+                             metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD))
+    return build(contract.default(), options)
+
+
+def _descriptor() -> bytes:
+    from google.protobuf import descriptor_pb2
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes())
+    for file in files.file:
+        file.ClearField("source_code_info")
+    return files.SerializeToString(deterministic=True)
+
+
+def _schema_text() -> str:
+    from mesh import catalog
+
+    schema = json.loads(SCHEMA.read_text())
+    schema["properties"]["services"]["propertyNames"] = {"enum": catalog.names()}
+    return json.dumps(schema, indent=2) + "\n"
+
+
+def outputs() -> dict[Path, bytes]:
+    from mesh import catalog
+
+    return {
+        FILES_DIR / "envoy.json": (json.dumps(gateway_config(), separators=(",", ":")) + "\n").encode(),
+        FILES_DIR / "descriptor.binpb": _descriptor(),
+        FILES_DIR / "services.json": (json.dumps({"services": catalog.names()}) + "\n").encode(),
+        SCHEMA: _schema_text().encode(),
+    }
+
+
+def stale() -> list[Path]:
+    return [path for path, data in outputs().items()
+            if not path.exists() or path.read_bytes() != data]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentmesh helm-gen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail when the chart is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        paths = stale()
+        if paths:
+            print("helm/agentmesh is stale against the contract; run `agentmesh helm-gen`:",
+                  *(str(p.relative_to(REPO_ROOT)) for p in paths), sep="\n  ", file=sys.stderr)
+            return 1
+        print("helm/agentmesh is up to date")
+        return 0
+    FILES_DIR.mkdir(parents=True, exist_ok=True)
+    for path, data in outputs().items():
+        path.write_bytes(data)
+    print(f"generated {FILES_DIR.relative_to(REPO_ROOT)}/ and the schema's service list")
+    return 0
