@@ -245,8 +245,14 @@ class Reference:
         sys.path.insert(0, str(BENCH_DIR))
         import reference_app  # noqa: PLC0415 - configured by the environment just set
 
+        import sqlalchemy as sa  # noqa: PLC0415
+
         self.app = reference_app
-        reference_app.create_db_and_tables()
+        # The app's own tables, created and loaded here through a plain (sync) engine.
+        self.engine = sa.create_engine(f"sqlite:///{self.database}")
+        reference_app.SQLModel.metadata.create_all(self.engine)
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
 
     def token(self, mesh_claims: dict) -> str:
         """A token with the mesh's claims (same tenant, user and scopes), signed by our key."""
@@ -259,7 +265,7 @@ class Reference:
     def insert(self, rows: list[dict]) -> None:
         from sqlmodel import Session, insert  # noqa: PLC0415
 
-        with Session(self.app.engine) as session:
+        with Session(self.engine) as session:
             for start in range(0, len(rows), 5000):
                 session.execute(insert(self.app.Agent), rows[start:start + 5000])
             session.commit()
@@ -297,6 +303,7 @@ class Reference:
         return [Proc("reference", self.process.pid)]
 
     def stop(self) -> None:
+        self.engine.dispose()
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
@@ -730,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c]
 
+    # `kill <pid>` stops the mesh and the reference too (the finally below), not only this script.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk = shutil.which("wrk")
     if not wrk:
         print("wrk is not installed: run `bash bench/setup` first", file=sys.stderr)
@@ -862,6 +871,11 @@ def main(argv: list[str] | None = None) -> int:
                               f"{brps:6.0f} = {rps / brps if brps else math.nan:4.2f}x")
 
         all_ok = print_run_errors(all_runs)
+        log = (work / "reference.log").read_text(errors="replace")
+        if "Traceback" in log:
+            print(f"!! the reference logged {log.count('Traceback')} tracebacks (see "
+                  f"{work / 'reference.log'})")
+            keep = True
         print("\n== memory (VmRSS), after load ==")
         mesh_after = memory_table("mesh, after load", mesh.processes())
         memory_table("reference, after load", reference.processes())

@@ -1,4 +1,4 @@
-"""The reference Agent Mesh is measured against: the seeds' stack, written as FastAPI's docs would.
+"""The reference Agent Mesh is measured against: the seeds' stack, written as they would.
 
 FastAPI + uvicorn (as `fastapi[standard]` installs them: uvloop, httptools), one worker; PyJWT
 verifying an ES256 bearer token (signature, `exp`, `iss`, `aud`) and the `agents:read` scope;
@@ -8,11 +8,18 @@ two reads the benchmark compares, with the JSON shapes of Agent Mesh:
     GET /api/v1/agents/{agent_id}             one agent (by id, or by name)
     GET /api/v1/agents?page=&page_size=       {items, total, page, page_size, pages}
 
-The structure follows FastAPI's tutorials ("SQL (Relational) Databases" with SQLModel, "OAuth2
-with JWT") and the router pattern of seed 003 (a Session dependency, `require_scope(...)`):
-plain `def` path operations with a sync Session (FastAPI runs them in its thread pool), an
-`async def` token dependency, Pydantic response models. Nothing in it is slowed down, and
-nothing is tuned beyond what those docs show: no caches, no raw SQL, no extra indexes.
+The structure is the seeds': `async def` path operations with a session dependency and
+`require_scope("agents:read")` (seed 003, the router ADR), an async engine and session factory
+yielding one session per request (seed 000, `async def get_db()`; SQLModel's AsyncSession on
+aiosqlite here), an `async def` bearer-token dependency as in FastAPI's "OAuth2 with JWT"
+tutorial, and Pydantic response models. Nothing in it is slowed down, and nothing is tuned
+beyond what those documents show: no caches, no raw SQL, no extra indexes, default pool.
+
+(A first version followed FastAPI's SQL tutorial instead: plain `def` endpoints and a sync
+Session from a `yield` dependency. Under 64 connections it stalled for 30 s at a time: the 40
+threads of FastAPI's pool blocked on SQLAlchemy's 5+10 connections while the sessions holding
+them waited for a thread to close them ("QueuePool limit ... reached, connection timed out").
+The async shape of the seeds has no such trap.)
 
 Configuration (environment; bench/lean_runtime.py sets it):
 
@@ -41,7 +48,9 @@ from fastapi import Depends, FastAPI, HTTPException, Query, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy import JSON, Column, UniqueConstraint, event
-from sqlmodel import Field, Session, SQLModel, create_engine, func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlmodel import Field, SQLModel, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 DATABASE = os.environ.get("REFERENCE_DATABASE", "reference.db")
 ISSUER = os.environ.get("REFERENCE_ISSUER", "agentmesh-reference")
@@ -52,10 +61,11 @@ PUBLIC_KEY = Path(_KEY_FILE).read_text() if _KEY_FILE else None
 
 # --- database -------------------------------------------------------------------------------
 
-engine = create_engine(f"sqlite:///{DATABASE}", connect_args={"check_same_thread": False})
+engine = create_async_engine(f"sqlite+aiosqlite:///{DATABASE}")
+async_session = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 
-@event.listens_for(engine, "connect")
+@event.listens_for(engine.sync_engine, "connect")
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -113,16 +123,17 @@ class PaginatedResponse(BaseModel, Generic[T]):
     pages: int
 
 
-def create_db_and_tables() -> None:
-    SQLModel.metadata.create_all(engine)
+async def create_db_and_tables() -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
 
 
-def get_session():
-    with Session(engine) as session:
+async def get_session():
+    async with async_session() as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
 # --- authentication -------------------------------------------------------------------------
@@ -182,27 +193,28 @@ def require_scope(scope: str):
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI):
-    create_db_and_tables()
+    await create_db_and_tables()
     yield
+    await engine.dispose()
 
 
 app = FastAPI(title="Agent Mesh reference (FastAPI + SQLModel)", lifespan=lifespan)
 
 
 @app.get("/api/v1/agents", response_model=PaginatedResponse[AgentPublic])
-def list_agents(
+async def list_agents(
     session: SessionDep,
     user: Annotated[AuthenticatedUser, Depends(require_scope("agents:read"))],
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ):
     tenant = Agent.tenant_id == user.tenant_id
-    total = session.exec(select(func.count()).select_from(Agent).where(tenant)).one()
-    agents = session.exec(
+    total = (await session.exec(select(func.count()).select_from(Agent).where(tenant))).one()
+    agents = (await session.exec(
         select(Agent).where(tenant)
         .order_by(Agent.created_at.desc(), Agent.id)
         .offset((page - 1) * page_size).limit(page_size)
-    ).all()
+    )).all()
     return PaginatedResponse[AgentPublic](
         items=agents, total=total, page=page, page_size=page_size,
         pages=math.ceil(total / page_size) if total else 0,
@@ -210,15 +222,15 @@ def list_agents(
 
 
 @app.get("/api/v1/agents/{agent_id}", response_model=AgentPublic)
-def get_agent(
+async def get_agent(
     agent_id: str,
     session: SessionDep,
     user: Annotated[AuthenticatedUser, Depends(require_scope("agents:read"))],
 ):
     tenant = Agent.tenant_id == user.tenant_id
-    agent = session.exec(select(Agent).where(tenant, Agent.id == agent_id)).first()
+    agent = (await session.exec(select(Agent).where(tenant, Agent.id == agent_id))).first()
     if agent is None:  # agents are also addressed by name
-        agent = session.exec(select(Agent).where(tenant, Agent.name == agent_id)).first()
+        agent = (await session.exec(select(Agent).where(tenant, Agent.name == agent_id))).first()
     if agent is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Agent not found")
     return agent
