@@ -634,6 +634,13 @@ def summarize(runs: list[Run], calls: list[str], args: argparse.Namespace) -> di
             out.setdefault((call, c), {})["mesh_py_ms"] = py
             print(f"{call:<16} {c:>5} {py:>12.3f} {envoy:>9.3f} {envoy_cores:>7.2f} "
                   f"{num(refcpu, 10, 3)} {wrk:>6.2f} {machine:>8.2f} {other:>7.2f}")
+    separate = [r for r in runs if r.target == "mesh" and "agents" in r.cpu and r.requests]
+    for call in calls if separate else ():
+        for c in args.connections:
+            own = median([r.cpu["agents"] / r.requests * 1000 for r in separate
+                          if (r.call, r.connections) == (call, c)])
+            print(f"  {call} c{c}: the agents service's own process {own:.3f} ms/req "
+                  "(--isolation process)")
     print(f"  mesh Python = every service process of the mesh (the agents service does the "
           f"work); machine = all {os.cpu_count()} CPUs busy during the runs; other = machine "
           "minus mesh, reference and wrk: load from other users of this shared machine")
