@@ -30,13 +30,15 @@ def _up(args: argparse.Namespace) -> int:
 def _gateway_config(args: argparse.Namespace) -> int:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
+    from mesh.runtime.settings import get_settings
 
     backends = {}
     for item in args.backend:
         name, _, address = item.partition("=")
         host, _, port = address.rpartition(":")
         backends[name] = (host, int(port))
-    options = GatewayOptions(backends=backends, listen_address=args.listen, listen_port=args.port)
+    options = GatewayOptions.from_settings(get_settings(), backends=backends,
+                                           listen_address=args.listen, listen_port=args.port)
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))

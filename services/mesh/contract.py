@@ -1,5 +1,5 @@
 """The contract as data: every RPC with its REST bindings and authorization rule, read from the
-descriptor set in `gen/`. The gateway config, the OpenAPI document and the tests all read the
+descriptor set of the generated `agentmesh` package (a package resource). The gateway config, the OpenAPI document and the tests all read the
 contract through this module, so a path or a scope is never written twice.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
-from mesh.paths import DESCRIPTOR_SET
+from mesh import resources
 
 # A path variable: `{agent_id}` or `{path=**}`.
 _VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
@@ -149,11 +149,12 @@ def _collect_messages(contract: Contract, prefix: str, messages, comments, path)
         _collect_messages(contract, name, message.nested_type, comments, (*path, i, 3))
 
 
-def load(path: Path = DESCRIPTOR_SET) -> Contract:
+def load(path: Path | None = None) -> Contract:
     # Importing registers the custom `auth` option so that it parses as an extension.
     from agentmesh.common.v1 import annotations_pb2 as auth_pb2
 
-    files = descriptor_pb2.FileDescriptorSet.FromString(Path(path).read_bytes())
+    data = Path(path or resources.descriptor_set()).read_bytes()
+    files = descriptor_pb2.FileDescriptorSet.FromString(data)
     contract = Contract(files=files)
     for file in files.file:
         comments = _comments(file)
@@ -188,4 +189,4 @@ def load(path: Path = DESCRIPTOR_SET) -> Contract:
 
 @functools.lru_cache(maxsize=1)
 def default() -> Contract:
-    return load(DESCRIPTOR_SET)
+    return load(resources.descriptor_set())

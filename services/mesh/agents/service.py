@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sqlmodel import Session, func, select
 
@@ -222,4 +221,4 @@ def _build(settings: Settings, db: Database | None):
 
 
 DEFINITION = ServiceDefinition(name="agents", build=_build,
-                               migrations=Path(__file__).parent / "migrations")
+                               migrations="mesh.agents:migrations")

@@ -8,7 +8,6 @@ import json
 import secrets
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import argon2
 from google.api import httpbody_pb2
@@ -385,4 +384,4 @@ async def _make_first_keys(db: Database | None) -> None:
 
 
 DEFINITION = ServiceDefinition(name="identity", build=_build, on_start=_make_first_keys,
-                               migrations=Path(__file__).parent / "migrations")
+                               migrations="mesh.identity:migrations")

@@ -15,6 +15,9 @@ import grpc
 TENANT_HEADER = "x-agentmesh-tenant-id"
 USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
+# Every header only the gateway may set: its Lua filter drops client-sent copies of these
+# (mesh.gateway.config fills this list into gateway.lua).
+IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER)
 CORRELATION_HEADER = "x-correlation-id"
 
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="")

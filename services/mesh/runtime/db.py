@@ -24,7 +24,8 @@ from sqlmodel import Session
 from mesh.runtime.settings import Settings
 
 T = TypeVar("T")
-_ALEMBIC_DIR = Path(__file__).parent / "alembic"
+# A package resource (`package:dir`), which Alembic resolves itself: works from a wheel too.
+_ALEMBIC_DIR = "mesh.runtime:alembic"
 _WRITE = "agentmesh_write"
 
 
@@ -69,12 +70,13 @@ class Database:
             connect_args={"options": f"-csearch_path={service}"})
         return cls(engine, schema=service)
 
-    def migrate(self, versions_dir: Path) -> None:
+    def migrate(self, versions_dir: Path | str) -> None:
         """Brings the schema to the newest migration of the service (idempotent)."""
         config = Config()
-        config.set_main_option("script_location", str(_ALEMBIC_DIR))
+        config.set_main_option("script_location", _ALEMBIC_DIR)
         config.set_main_option("version_locations", str(versions_dir))
-        config.set_main_option("path_separator", "os")
+        # Not ":" (os): a location may be a package resource, `mesh.agents:migrations`.
+        config.set_main_option("path_separator", "newline")
         with self.engine.begin() as connection:
             if self.schema:
                 connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')

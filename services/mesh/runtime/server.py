@@ -32,7 +32,7 @@ class ServiceDefinition:
 
     name: str
     build: Callable[[Settings, Database | None], list[Registration]]
-    migrations: Path | None = None
+    migrations: Path | str | None = None  # a directory or an Alembic `package:dir`
     # Work before the service reports SERVING (for example making the first signing keys).
     on_start: Callable[[Database | None], Awaitable[None]] | None = None
     extra_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

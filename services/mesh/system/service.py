@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.system.v1 import system_pb2 as pb
 from agentmesh.system.v1 import system_pb2_grpc as pb_grpc
-from mesh.paths import OPENAPI_JSON
+from mesh import resources
 from mesh.runtime.db import Database
 from mesh.runtime.errors import NotFound, Unavailable
 from mesh.runtime.server import ServiceDefinition
@@ -54,7 +54,7 @@ class SystemService(pb_grpc.SystemServiceServicer):
             if name.strip() == "system":
                 continue
             self.peers[name.strip()] = grpc.aio.insecure_channel(address.strip())
-        self.openapi = OPENAPI_JSON.read_bytes()
+        self.openapi = resources.openapi_document()
 
     async def _check(self, name: str, channel: grpc.aio.Channel) -> pb.ServiceHealth:
         started = time.perf_counter()
