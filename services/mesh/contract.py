@@ -9,6 +9,7 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
@@ -70,6 +71,8 @@ class Rpc:
     scope: str  # "" = any authenticated caller
     public: bool
     comment: str = ""
+    # The `http_body` option of an RPC returning google.api.HttpBody (None when absent).
+    http_body: Any = None
 
     @property
     def full_service(self) -> str:
@@ -181,6 +184,8 @@ def load(path: Path | None = None) -> Contract:
                     scope=auth.scope,
                     public=auth.public,
                     comment=comments.get((6, s, 2, m), ""),
+                    http_body=(options.Extensions[auth_pb2.http_body]
+                               if options.HasExtension(auth_pb2.http_body) else None),
                 ))
                 if not options.HasExtension(auth_pb2.auth):
                     raise ValueError(f"{prefix}.{service.name}.{method.name} has no auth rule")

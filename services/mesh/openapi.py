@@ -15,6 +15,7 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from mesh import contract as contract_mod
+from agentmesh.common.v1 import annotations_pb2
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -92,19 +93,34 @@ class _Builder:
         return {"$ref": f"#/components/schemas/{type_name}"}
 
     def field_schema(self, msg_name: str, fld: _F) -> dict[str, Any]:
+        # The bounds `mesh.runtime.limits` enforces, from the same field option.
+        limits = fld.options.Extensions[annotations_pb2.limits]
+        length = {"maxLength": limits.max_length} if limits.max_length else {}
         if fld.type == _F.TYPE_MESSAGE:
             entry = self.contract.messages.get(fld.type_name.lstrip("."))
             if entry is not None and entry.options.map_entry:
                 value = next(f for f in entry.field if f.name == "value")
-                return {"type": "object",
-                        "additionalProperties": self.field_schema(fld.type_name.lstrip("."), value)}
+                value_schema = self.field_schema(fld.type_name.lstrip("."), value)
+                if value.type == _F.TYPE_STRING:
+                    value_schema.update(length)
+                schema = {"type": "object", "additionalProperties": value_schema}
+                if length:
+                    schema["propertyNames"] = dict(length)
+                if limits.max_items:
+                    schema["maxProperties"] = limits.max_items
+                return schema
             item = self.ref(fld.type_name)
         elif fld.type == _F.TYPE_ENUM:
             item = self.ref(fld.type_name)
         else:
             item = dict(_SCALARS[fld.type])
+            if fld.type == _F.TYPE_STRING:
+                item.update(length)
         if fld.label == _F.LABEL_REPEATED:
-            return {"type": "array", "items": item}
+            schema = {"type": "array", "items": item}
+            if limits.max_items:
+                schema["maxItems"] = limits.max_items
+            return schema
         return item
 
     def message_schema(self, name: str, exclude: set[str] = frozenset()) -> dict[str, Any]:
@@ -131,7 +147,10 @@ class _Builder:
             properties[fld.name] = schema
             if field_behavior_pb2.REQUIRED in behaviors:
                 required.append(fld.name)
-        out: dict[str, Any] = {"type": "object", "properties": properties}
+        # The transcoder refuses fields the message does not have ("unknown field" → 400), in
+        # requests; responses never carry any. Either way, nothing else is allowed.
+        out: dict[str, Any] = {"type": "object", "properties": properties,
+                               "additionalProperties": False}
         if required:
             out["required"] = required
         comment = self.contract.comments.get(name, "")
@@ -158,6 +177,19 @@ class _Builder:
                 "schema": schema,
             })
         return params
+
+    def http_body_content(self, rpc: contract_mod.Rpc) -> dict[str, Any]:
+        """What an RPC returning `google.api.HttpBody` answers, from its `http_body` option."""
+        declared = rpc.http_body
+        if declared is None or not declared.content_type:
+            return {"*/*": {"schema": {"type": "string"}}}
+        if declared.message:
+            schema = self.ref(declared.message)
+        elif declared.content_type == "application/json":
+            schema = {"type": "object"}
+        else:
+            schema = {"type": "string"}
+        return {declared.content_type: {"schema": schema}}
 
     def operation(self, rpc: contract_mod.Rpc, binding) -> dict[str, Any]:
         path_vars = set(binding.variables)
@@ -194,7 +226,7 @@ class _Builder:
         if params:
             op["parameters"] = params
         if rpc.output_type == _HTTPBODY:
-            content = {"*/*": {"schema": {"type": "string"}}}
+            content = self.http_body_content(rpc)
         elif rpc.server_streaming:
             content = {"text/event-stream": {"schema": {
                 "type": "string",

@@ -10,6 +10,7 @@ from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
 from mesh.agents.models import AgentRow, CallRow
+from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values
 from mesh.runtime.db import Database
@@ -64,6 +65,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def CreateAgent(self, request: pb.CreateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
+        limits.check(request.agent)
         fields = values(request.agent, _WRITABLE)
         _check_name(fields["name"])
         row = AgentRow(tenant_id=caller.tenant_id, created_by=caller.user_id, **fields)
@@ -75,6 +77,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def UpdateAgent(self, request: pb.UpdateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
+        limits.check(request.agent)
         update = changes(request.agent, _WRITABLE, list(request.update_mask.paths))
         if "name" in update:
             _check_name(update["name"])

@@ -25,6 +25,7 @@ from envoy.type.v3 import http_status_pb2
 from mesh.identity import keys
 from mesh.identity.models import ApiKeyRow, RefreshTokenRow, TenantRow, UserRow
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers
+from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.convert import changes, to_message
@@ -101,6 +102,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                                 expires_in=self.settings.access_token_ttl_seconds)
 
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterResponse:
+        limits.check(request)
         if not request.tenant_name.strip():
             raise invalid_field("tenant_name", "is required")
         email = _check_email(request.email)
@@ -127,6 +129,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         return await self.db.write(register)
 
     async def Login(self, request: pb.LoginRequest, context) -> pb.TokenResponse:
+        limits.check(request)
         email = request.email.strip().lower()
         user = await self.db.read(lambda s: s.exec(select(UserRow).where(UserRow.email == email)).first())
         try:
@@ -220,6 +223,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context) -> pb.User:
         caller = require_caller(context)
+        limits.check(request.user)
         email = _check_email(request.user.email)
         _check_password(request.user.password)
         role = _check_role(request.user.role or pb.ROLE_VIEWER)
@@ -241,6 +245,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context) -> pb.User:
         caller = require_caller(context)
+        limits.check(request.user)
         update = changes(request.user, {"full_name", "role", "active"},
                          list(request.update_mask.paths))
         if "role" in update:
@@ -288,6 +293,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context) -> pb.ApiKey:
         caller = require_caller(context)
         spec = request.api_key
+        limits.check(spec)
         if not spec.name.strip():
             raise invalid_field("name", "is required")
         if not spec.scopes:

@@ -6,6 +6,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 AUTH_FIELD_NUMBER: _ClassVar[int]
 auth: _descriptor.FieldDescriptor
+HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+http_body: _descriptor.FieldDescriptor
+LIMITS_FIELD_NUMBER: _ClassVar[int]
+limits: _descriptor.FieldDescriptor
 
 class AuthRule(_message.Message):
     __slots__ = ("scope", "public")
@@ -14,3 +18,19 @@ class AuthRule(_message.Message):
     scope: str
     public: bool
     def __init__(self, scope: _Optional[str] = ..., public: _Optional[bool] = ...) -> None: ...
+
+class HttpBodyResponse(_message.Message):
+    __slots__ = ("content_type", "message")
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    content_type: str
+    message: str
+    def __init__(self, content_type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class FieldLimits(_message.Message):
+    __slots__ = ("max_length", "max_items")
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    max_length: int
+    max_items: int
+    def __init__(self, max_length: _Optional[int] = ..., max_items: _Optional[int] = ...) -> None: ...
