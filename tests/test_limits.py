@@ -57,9 +57,13 @@ def test_the_openapi_document_states_the_bounds():
     agent = schemas["agentmesh.agents.v1.Agent"]["properties"]
     assert agent["description"]["maxLength"] == 2000
     assert agent["name"]["maxLength"] == 100
-    assert agent["tools"]["maxItems"] == 100 and agent["tools"]["items"]["maxLength"] == 200
+    listed = agent["tools"]["anyOf"][0]
+    assert listed["maxItems"] == 100
+    item = listed["items"]["$ref"].rsplit("/", 1)[1]
+    assert schemas[item]["anyOf"][0]["maxLength"] == 200
     assert agent["labels"]["maxProperties"] == 50
     assert agent["labels"]["additionalProperties"]["maxLength"] == 200
+    assert agent["name"]["pattern"].startswith("^")
     document = json.loads(OPENAPI_JSON.read_text())
     register = document["paths"]["/api/v1/auth/register"]["post"]["requestBody"]["content"]
     assert register["application/json"]["schema"]["properties"]["password"]["maxLength"] == 128

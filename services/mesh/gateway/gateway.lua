@@ -77,6 +77,7 @@ function envoy_on_response(handle)
     return
   end
   headers:remove(ERROR_TRAILER)
+  set_conflict_status(headers, err)
   local envelope = string.sub(err, 1, -2) .. ',"correlation_id":"' .. cid ..
       '","timestamp":"' .. timestamp .. '"}'
   handle:body():setBytes(envelope)
@@ -154,4 +155,13 @@ function complete_method_not_allowed(headers)
   headers:remove(UNDECLARED_METHOD_HEADER)
   local _, allow = allowed_methods(string.match(path, "^[^?#]*"))
   headers:replace("allow", method_list(allow))
+end
+
+-- FAILED_PRECONDITION ("the state forbids the change": the last admin, a deployed agent) is a
+-- 409 Conflict, as the OpenAPI document says; the transcoder's gRPC mapping would give 400,
+-- which reads as "your request is malformed".
+function set_conflict_status(headers, err)
+  if string.find(err, '"error":"FAILED_PRECONDITION"', 1, true) then
+    headers:replace(":status", "409")
+  end
 end

@@ -248,6 +248,8 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         limits.check(request.user)
         update = changes(request.user, {"full_name", "role", "active"},
                          list(request.update_mask.paths))
+        if update.get("role") == "ROLE_UNSPECIFIED":  # proto3's "not set", as on create
+            del update["role"]
         if "role" in update:
             update["role"] = _check_role(pb.Role.Value(update["role"]))
 

@@ -12,6 +12,7 @@ costs a handful of `len()` calls per request.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -26,6 +27,9 @@ class _Bound:
     field: FieldDescriptor
     max_length: int  # 0 = none
     max_items: int  # 0 = none
+    min_length: int  # 0 = none
+    pattern: re.Pattern[str] | None
+    min_items: int  # 0 = none
     nested: tuple["_Bound", ...] | None  # for message fields that hold bounded fields
     is_map: bool
     map_value_is_string: bool
@@ -46,17 +50,26 @@ def _plan(descriptor: Descriptor) -> tuple[_Bound, ...]:
         if (field.type == FieldDescriptor.TYPE_MESSAGE and not is_map
                 and field.message_type.full_name.startswith("agentmesh.")):
             nested = _plan(field.message_type) or None
-        if limits.max_length or limits.max_items or nested:
+        declared = (limits.max_length, limits.max_items, limits.min_length, limits.pattern,
+                    limits.min_items)
+        if any(declared) or nested:
             value_is_string = is_map and (
                 field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_STRING)
-            bounds.append(_Bound(field, limits.max_length, limits.max_items, nested, is_map,
-                                 value_is_string))
+            bounds.append(_Bound(field, limits.max_length, limits.max_items, limits.min_length,
+                                 re.compile(limits.pattern) if limits.pattern else None,
+                                 limits.min_items, nested, is_map, value_is_string))
     return tuple(bounds)
 
 
-def _too_long(path: str, text: str, limit: int) -> None:
-    if len(text) > limit:
-        raise invalid_field(path, f"at most {limit} characters (got {len(text)})")
+def _text(path: str, text: str, bound: _Bound) -> None:
+    if bound.max_length and len(text) > bound.max_length:
+        raise invalid_field(path, f"at most {bound.max_length} characters (got {len(text)})")
+    if not text:
+        return  # proto3: an empty string is a field not sent; REQUIRED is the service's rule
+    if len(text) < bound.min_length:
+        raise invalid_field(path, f"at least {bound.min_length} characters")
+    if bound.pattern is not None and not bound.pattern.search(text):
+        raise invalid_field(path, f"must match {bound.pattern.pattern}")
 
 
 def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
@@ -68,19 +81,20 @@ def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
         if repeated and bound.max_items and len(value) > bound.max_items:
             noun = "entries" if bound.is_map else "items"
             raise invalid_field(path, f"at most {bound.max_items} {noun} (got {len(value)})")
-        if bound.max_length:
-            if bound.is_map:
-                for key, item in value.items():
-                    if len(key) > bound.max_length:
-                        raise invalid_field(path, f"keys of at most {bound.max_length} "
-                                                  f"characters (got {len(key)})")
-                    if bound.map_value_is_string:
-                        _too_long(f"{path}.{key}", item, bound.max_length)
-            elif repeated:
-                for index, item in enumerate(value):
-                    _too_long(f"{path}[{index}]", item, bound.max_length)
-            elif isinstance(value, str):
-                _too_long(path, value, bound.max_length)
+        if repeated and len(value) < bound.min_items:
+            raise invalid_field(path, f"at least {bound.min_items} item(s)")
+        if bound.is_map:
+            for key, item in value.items():
+                if bound.max_length and len(key) > bound.max_length:
+                    raise invalid_field(path, f"keys of at most {bound.max_length} "
+                                              f"characters (got {len(key)})")
+                if bound.map_value_is_string:
+                    _text(f"{path}.{key}", item, bound)
+        elif repeated and bound.field.type == FieldDescriptor.TYPE_STRING:
+            for index, item in enumerate(value):
+                _text(f"{path}[{index}]", item, bound)
+        elif isinstance(value, str):
+            _text(path, value, bound)
         if bound.nested:
             if repeated:
                 for index, item in enumerate(value):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, func, or_, select
 
+from mesh.runtime import limits
 from mesh.runtime.errors import AlreadyExists, InvalidArgument, NotFound, invalid_field
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -49,7 +50,9 @@ class PageRequest:
 
     @classmethod
     def of(cls, request: Any) -> "PageRequest":
-        """From a list request message: 0 means "not given" in proto3."""
+        """From a list request message: 0 means "not given" in proto3. Its declared field
+        bounds (the `order_by` pattern) are checked here, once for every list."""
+        limits.check(request)
         page, size = request.page or 1, request.page_size or DEFAULT_PAGE_SIZE
         violations = []
         if page < 1:
@@ -164,11 +167,12 @@ class TenantRepository(Generic[Row]):
         return row
 
     def _flush(self, session: Session, row: Row) -> None:
+        # Read before flushing: a failed flush expires the row in a closed transaction.
+        name = getattr(row, self.name_column, "") if self.name_column else ""
         try:
             with session.begin_nested():
                 session.flush()
         except IntegrityError as exc:
-            name = getattr(row, self.name_column, "") if self.name_column else ""
             raise AlreadyExists(f"{self.noun} {name!r} already exists",
                                 reason=f"{self.noun.upper()}_ALREADY_EXISTS",
                                 details={self.noun: name}) from exc
