@@ -55,6 +55,7 @@ checks.positive_data_acceptance.expected-statuses = [
 # Bounded so that the run stays well under CI's budget on a 2-core machine.
 MAX_EXAMPLES = int(os.environ.get("AGENTMESH_SCHEMATHESIS_MAX_EXAMPLES", "10"))
 SEED = os.environ.get("AGENTMESH_SCHEMATHESIS_SEED", "20261125")
+PHASES = os.environ.get("AGENTMESH_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing,stateful")
 TIMEOUT_SECONDS = 240
 
 
@@ -92,7 +93,7 @@ def test_schemathesis_finds_no_failure_on_built_routes(mesh, tmp_path, capsys):
         *[arg for service in _built_services() for arg in ("--include-tag", service)],
         # operationIds are `Service_Method`, plus a suffix for additional bindings.
         "--exclude-operation-id-regex", f"^({excluded})(_|$)",
-        "--phases", "examples,coverage,fuzzing",
+        "--phases", PHASES,
         "--max-examples", str(MAX_EXAMPLES), "--seed", SEED,
         # One worker: Hypothesis's lambda introspection is not thread-safe on CPython 3.11.
         "--workers", "1", "--request-timeout", "10", "--no-color",

@@ -1,9 +1,10 @@
 """Bounds of free-text and repeated fields, declared in the protos and checked here.
 
-A field carries `[(agentmesh.common.v1.limits) = {max_length: 2000}]` (and/or `max_items`).
-`check(message)` refuses a message past any bound with INVALID_ARGUMENT naming the field, which
-the gateway answers as 400. The OpenAPI generator emits the same bounds (`maxLength`,
-`maxItems`, `maxProperties`), so the published document states them.
+A field carries `[(agentmesh.common.v1.limits) = {max_length: 2000}]` (or `min_length`,
+`pattern`, `max_items`, `min_items`). `check(message)` refuses a message past any bound with
+INVALID_ARGUMENT naming the field, which the gateway answers as 400. The OpenAPI generator emits
+the same bounds (`maxLength`, `minLength`, `pattern`, `maxItems`, `minItems`, `maxProperties`), so
+the published document states them and Schemathesis holds the two together.
 
 The fields to look at are planned once per message type (a few descriptor reads), so a check
 costs a handful of `len()` calls per request.
