@@ -126,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="fail when gen/ is stale")
     parser.add_argument("--lint", action="store_true", help="run buf lint as well")
     args = parser.parse_args(argv)
+    if not PROTOS_DIR.is_dir():
+        print(f"agentmesh gen works on a checkout (an editable install): no {PROTOS_DIR}",
+              file=sys.stderr)
+        return 2
     if args.lint and buf_lint() != 0:
         return 1
     if args.check:
