@@ -11,7 +11,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from mesh import codegen, contract
-from mesh.paths import OPENAPI_JSON, REPO_ROOT
+from mesh.codegen import OPENAPI_JSON, REPO_ROOT
 
 # The seeds' routes: seed 001 (every section), seed 003, seed 000, seed 002.
 SEED_ROUTES = """

@@ -62,10 +62,13 @@ def parse_backends(items: list[str]) -> dict[str, tuple[str, int] | list[tuple[s
 def _gateway_config(args: argparse.Namespace) -> int:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
+    from mesh.runtime.settings import get_settings
 
     backends = parse_backends(args.backend)
-    options = GatewayOptions(backends=backends, listen_address=args.listen, listen_port=args.port,
-                             admin_port=args.admin_port, metrics_port=args.metrics_port)
+    options = GatewayOptions.from_settings(get_settings(), backends=backends,
+                                           listen_address=args.listen, listen_port=args.port,
+                                           admin_port=args.admin_port,
+                                           metrics_port=args.metrics_port)
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))

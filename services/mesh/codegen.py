@@ -20,7 +20,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mesh.paths import DESCRIPTOR_SET, GEN_DIR, OPENAPI_JSON, PROTOS_DIR, REPO_ROOT
+# Code generation is the only part of Agent Mesh that knows the repository: it runs from a
+# checkout (editable install) and writes gen/. Everything else reads package resources
+# (`mesh.resources`).
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PROTOS_DIR = REPO_ROOT / "protos"
+GEN_DIR = REPO_ROOT / "gen"
+DESCRIPTOR_SET = GEN_DIR / "agentmesh" / "descriptor.binpb"
+OPENAPI_JSON = GEN_DIR / "agentmesh" / "openapi.json"
 
 # googleapis protos the contract imports; copied from the installed package, never committed.
 _GOOGLE_PROTO_DIRS = ("google/api", "google/rpc", "google/type")
@@ -145,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--breaking", action="store_true",
                         help="run buf breaking against the baseline in protos/BASELINE")
     args = parser.parse_args(argv)
+    if not PROTOS_DIR.is_dir():
+        print(f"agentmesh gen works on a checkout (an editable install): no {PROTOS_DIR}",
+              file=sys.stderr)
+        return 2
     if args.lint and buf_lint() != 0:
         return 1
     if args.breaking and buf_breaking() != 0:

@@ -1,5 +1,5 @@
 """The contract as data: every RPC with its REST bindings and authorization rule, read from the
-descriptor set in `gen/`. The gateway config, the OpenAPI document and the tests all read the
+descriptor set of the generated `agentmesh` package (a package resource). The gateway config, the OpenAPI document and the tests all read the
 contract through this module, so a path or a scope is never written twice.
 """
 
@@ -9,11 +9,12 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from google.api import annotations_pb2, field_behavior_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
-from mesh.paths import DESCRIPTOR_SET
+from mesh import resources
 
 # A path variable: `{agent_id}` or `{path=**}`.
 _VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
@@ -77,6 +78,8 @@ class Rpc:
     def exposed(self) -> bool:
         """Whether the gateway routes it (REST and native gRPC through the gateway)."""
         return bool(self.bindings) and not self.internal
+    # The `http_body` option of an RPC returning google.api.HttpBody (None when absent).
+    http_body: Any = None
 
     @property
     def full_service(self) -> str:
@@ -162,11 +165,12 @@ def _collect_messages(contract: Contract, prefix: str, messages, comments, path)
         _collect_messages(contract, name, message.nested_type, comments, (*path, i, 3))
 
 
-def load(path: Path = DESCRIPTOR_SET) -> Contract:
+def load(path: Path | None = None) -> Contract:
     # Importing registers the custom `auth` option so that it parses as an extension.
     from agentmesh.common.v1 import annotations_pb2 as auth_pb2
 
-    files = descriptor_pb2.FileDescriptorSet.FromString(Path(path).read_bytes())
+    data = Path(path or resources.descriptor_set()).read_bytes()
+    files = descriptor_pb2.FileDescriptorSet.FromString(data)
     contract = Contract(files=files)
     for file in files.file:
         comments = _comments(file)
@@ -194,6 +198,8 @@ def load(path: Path = DESCRIPTOR_SET) -> Contract:
                     public=auth.public,
                     comment=comments.get((6, s, 2, m), ""),
                     internal=auth.internal,
+                    http_body=(options.Extensions[auth_pb2.http_body]
+                               if options.HasExtension(auth_pb2.http_body) else None),
                 ))
                 rpc = contract.rpcs[-1]
                 if not options.HasExtension(auth_pb2.auth):
@@ -206,4 +212,4 @@ def load(path: Path = DESCRIPTOR_SET) -> Contract:
 
 @functools.lru_cache(maxsize=1)
 def default() -> Contract:
-    return load(DESCRIPTOR_SET)
+    return load(resources.descriptor_set())

@@ -15,6 +15,8 @@ from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
 from mesh import contract as contract_mod
+from mesh.runtime.paging import MAX_PAGE_SIZE
+from agentmesh.common.v1 import annotations_pb2
 
 _F = descriptor_pb2.FieldDescriptorProto
 _SCALARS: dict[int, dict[str, Any]] = {
@@ -65,6 +67,23 @@ _ERROR_STATUSES = {
     "503": "A service is down or not ready.",
 }
 _HTTPBODY = "google.api.HttpBody"
+# The list convention (docs/contract.md): 0 means "not given" (page 1, 20 items).
+_PAGING = {"page": {"minimum": 0},
+           "page_size": {"minimum": 0, "maximum": MAX_PAGE_SIZE}}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """proto3 JSON reads `null` as "not set" for every field; an optional field may be null."""
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if isinstance(kind, list):
+        return {**schema, "type": [*kind, "null"]} if "null" not in kind else schema
+    if "$ref" in schema or "allOf" in schema:
+        outer = {k: v for k, v in schema.items() if k in ("description", "readOnly", "writeOnly")}
+        inner = {k: v for k, v in schema.items() if k not in outer}
+        return {"anyOf": [inner, {"type": "null"}], **outer}
+    return schema  # any JSON value already
 
 
 class _Builder:
@@ -81,8 +100,9 @@ class _Builder:
             if type_name not in self.schemas:
                 enum = self.contract.enums[type_name]
                 self.schemas[type_name] = {
-                    "type": "string",
-                    "enum": [v.name for v in enum.value],
+                    # Names, or their numbers: the transcoder accepts both, and prints names.
+                    "type": ["string", "integer"],
+                    "enum": [v.name for v in enum.value] + [v.number for v in enum.value],
                     "description": self.contract.comments.get(type_name, ""),
                 }
             return {"$ref": f"#/components/schemas/{type_name}"}
@@ -92,19 +112,47 @@ class _Builder:
         return {"$ref": f"#/components/schemas/{type_name}"}
 
     def field_schema(self, msg_name: str, fld: _F) -> dict[str, Any]:
+        # The bounds `mesh.runtime.limits` enforces, from the same field option.
+        limits = fld.options.Extensions[annotations_pb2.limits]
+        length: dict[str, Any] = {}
+        if limits.max_length:
+            length["maxLength"] = limits.max_length
+        if limits.min_length:
+            length["minLength"] = limits.min_length
+        if limits.pattern:
+            length["pattern"] = limits.pattern
         if fld.type == _F.TYPE_MESSAGE:
             entry = self.contract.messages.get(fld.type_name.lstrip("."))
             if entry is not None and entry.options.map_entry:
                 value = next(f for f in entry.field if f.name == "value")
-                return {"type": "object",
-                        "additionalProperties": self.field_schema(fld.type_name.lstrip("."), value)}
+                value_schema = self.field_schema(fld.type_name.lstrip("."), value)
+                if value.type == _F.TYPE_STRING:
+                    value_schema.update(length)
+                value_schema = _nullable(value_schema)  # a null value reads as the default
+                schema = {"type": "object", "additionalProperties": value_schema}
+                if limits.max_length:
+                    schema["propertyNames"] = {"maxLength": limits.max_length}
+                if limits.max_items:
+                    schema["maxProperties"] = limits.max_items
+                return schema
             item = self.ref(fld.type_name)
         elif fld.type == _F.TYPE_ENUM:
             item = self.ref(fld.type_name)
         else:
             item = dict(_SCALARS[fld.type])
+            if fld.type == _F.TYPE_STRING:
+                item.update(length)
         if fld.label == _F.LABEL_REPEATED:
-            return {"type": "array", "items": item}
+            listed: dict[str, Any] = {"type": "array"}
+            if limits.max_items:
+                listed["maxItems"] = limits.max_items
+            if limits.min_items:
+                listed["minItems"] = limits.min_items
+            if fld.type == _F.TYPE_MESSAGE:
+                return {**listed, "items": item}
+            # The transcoder also takes one item where a list of scalars is expected.
+            item = self.list_item(f"{msg_name}.{fld.name}.Item", item)
+            return {"anyOf": [{**listed, "items": item}, item]}
         return item
 
     def message_schema(self, name: str, exclude: set[str] = frozenset()) -> dict[str, Any]:
@@ -128,10 +176,20 @@ class _Builder:
                 schema = {"allOf": [schema], **extra}
             else:
                 schema.update(extra)
+            if (field_behavior_pb2.REQUIRED in behaviors and fld.type == _F.TYPE_STRING
+                    and fld.label != _F.LABEL_REPEATED and "minLength" not in schema):
+                schema["minLength"] = 1  # proto3: an empty string is a field not sent
+            if field_behavior_pb2.REQUIRED not in behaviors:
+                schema = _nullable(schema)
             properties[fld.name] = schema
-            if field_behavior_pb2.REQUIRED in behaviors:
+            # REQUIRED and INPUT_ONLY (a password): required when creating, never in answers.
+            if (field_behavior_pb2.REQUIRED in behaviors
+                    and field_behavior_pb2.INPUT_ONLY not in behaviors):
                 required.append(fld.name)
-        out: dict[str, Any] = {"type": "object", "properties": properties}
+        # The transcoder ignores JSON fields the message does not have, but refuses an empty
+        # name ("Proto fields must have a name", 400): say exactly that.
+        out: dict[str, Any] = {"type": "object", "properties": properties,
+                               "propertyNames": {"minLength": 1}}
         if required:
             out["required"] = required
         comment = self.contract.comments.get(name, "")
@@ -150,6 +208,10 @@ class _Builder:
             if is_message and fld.type_name.lstrip(".") not in _WELL_KNOWN:
                 continue  # the transcoder takes nested fields as `a.b=`, not documented here
             schema = self.field_schema(rpc.input_type, fld)
+            if fld.name in _PAGING and fld.type == _F.TYPE_INT32:
+                schema.update(_PAGING[fld.name])
+            if fld.type_name.lstrip(".") == "google.protobuf.FieldMask" and binding.body:
+                schema.update(self.update_mask_schema(message, binding.body))
             params.append({
                 "name": fld.name,
                 "in": "query",
@@ -158,6 +220,85 @@ class _Builder:
                 "schema": schema,
             })
         return params
+
+    def list_item(self, name: str, element: dict[str, Any]) -> dict[str, Any]:
+        """An item of a list of scalars as the transcoder reads it: the element, or null
+        (skipped), or a nested list (flattened into this one)."""
+        ref = {"$ref": f"#/components/schemas/{name}"}
+        self.schemas[name] = {"anyOf": [element, {"type": "null"},
+                                        {"type": "array", "items": ref}]}
+        return ref
+
+    def resource_body(self, request: descriptor_pb2.DescriptorProto,
+                      body_field: _F) -> tuple[dict[str, Any], bool]:
+        """The body of a create or update (`body: "<resource>"`) and whether it is required.
+
+        An update (the request has an update mask) is partial: no field is required, and a
+        bounded string may also be empty (proto3's "not sent"). A create requires the resource's
+        REQUIRED fields, INPUT_ONLY ones (a password) included."""
+        type_name = body_field.type_name.lstrip(".")
+        if body_field.type != _F.TYPE_MESSAGE or type_name not in self.contract.messages:
+            return self.field_schema(request.name, body_field), True
+        is_update = any(f.type_name.lstrip(".") == "google.protobuf.FieldMask"
+                        for f in request.field)
+        if is_update:
+            name = f"{type_name}.Update"
+            if name not in self.schemas:
+                self.schemas[name] = self.partial_schema(type_name)
+            return {"$ref": f"#/components/schemas/{name}"}, False
+        resource = self.contract.messages[type_name]
+        on_create = [f.name for f in resource.field
+                     if {field_behavior_pb2.REQUIRED, field_behavior_pb2.INPUT_ONLY}
+                     <= contract_mod.Contract.field_behaviors(f)]
+        schema = self.ref(type_name)
+        if on_create:
+            schema = {"allOf": [schema, {"required": on_create}]}
+        return schema, True
+
+    def partial_schema(self, type_name: str) -> dict[str, Any]:
+        schema = self.message_schema(type_name)
+        schema.pop("required", None)
+        schema["type"] = ["object", "null"]  # no body at all, or null: nothing changes
+        for name, prop in list(schema["properties"].items()):
+            if (prop.get("type") in ("string", ["string", "null"])
+                    and ("pattern" in prop or "minLength" in prop)):
+                bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
+                           if k in prop}
+                prop["anyOf"] = [{"maxLength": 0}, bounded]
+            schema["properties"][name] = _nullable(prop)
+        schema["description"] = (f"The fields to change (all optional; see `update_mask`). "
+                                 f"{schema.get('description', '')}").strip()
+        return schema
+
+    def update_mask_schema(self, request: descriptor_pb2.DescriptorProto,
+                           body: str) -> dict[str, Any]:
+        """An update mask may name the fields of the updated resource that a client can change:
+        neither OUTPUT_ONLY, IMMUTABLE nor INPUT_ONLY."""
+        body_field = next((f for f in request.field if f.name == body), None)
+        resource = body_field and self.contract.messages.get(body_field.type_name.lstrip("."))
+        if resource is None:
+            return {}
+        fixed = {field_behavior_pb2.OUTPUT_ONLY, field_behavior_pb2.IMMUTABLE,
+                 field_behavior_pb2.INPUT_ONLY}
+        names = [f.name for f in resource.field
+                 if not fixed & contract_mod.Contract.field_behaviors(f)]
+        if not names:
+            return {}
+        one = "(" + "|".join(names) + ")"
+        return {"pattern": f"^({one}(,{one})*)?$", "examples": [",".join(names[:2])]}
+
+    def http_body_content(self, rpc: contract_mod.Rpc) -> dict[str, Any]:
+        """What an RPC returning `google.api.HttpBody` answers, from its `http_body` option."""
+        declared = rpc.http_body
+        if declared is None or not declared.content_type:
+            return {"*/*": {"schema": {"type": "string"}}}
+        if declared.message:
+            schema = self.ref(declared.message)
+        elif declared.content_type == "application/json":
+            schema = {"type": "object"}
+        else:
+            schema = {"type": "string"}
+        return {declared.content_type: {"schema": schema}}
 
     def operation(self, rpc: contract_mod.Rpc, binding) -> dict[str, Any]:
         path_vars = set(binding.variables)
@@ -183,18 +324,22 @@ class _Builder:
         if binding.body == "":
             params += self.query_parameters(rpc, binding, path_vars)
         elif binding.body == "*":
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": self.message_schema(rpc.input_type, exclude=path_vars)}}}
+            schema = self.message_schema(rpc.input_type, exclude=path_vars)
+            # A missing body is an empty message: it fails only when a field is required.
+            required = bool(schema.get("required"))
+            op["requestBody"] = {"required": required, "content": {
+                "application/json": {"schema": schema}}}
         else:
             message = self.contract.messages[rpc.input_type]
             body_field = next(f for f in message.field if f.name == binding.body)
-            op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": self.field_schema(rpc.input_type, body_field)}}}
+            schema, required = self.resource_body(message, body_field)
+            op["requestBody"] = {"required": required, "content": {"application/json": {
+                "schema": schema}}}
             params += self.query_parameters(rpc, binding, path_vars | {binding.body})
         if params:
             op["parameters"] = params
         if rpc.output_type == _HTTPBODY:
-            content = {"*/*": {"schema": {"type": "string"}}}
+            content = self.http_body_content(rpc)
         elif rpc.server_streaming:
             content = {"text/event-stream": {"schema": {
                 "type": "string",
@@ -206,7 +351,9 @@ class _Builder:
             content = {"application/json": {"schema": self.ref(rpc.output_type)}}
         op["responses"] = {"200": {"description": "OK", "content": content}}
         for status in _ERROR_STATUSES:
-            if rpc.public and status in ("401", "403"):
+            if rpc.public and status == "403":
+                continue
+            if rpc.public and status == "401" and "UNAUTHENTICATED" not in rpc.comment:
                 continue
             op["responses"][status] = {"$ref": f"#/components/responses/Error{status}"}
         return op

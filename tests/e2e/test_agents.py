@@ -85,14 +85,14 @@ def test_lifecycle_transitions_and_refusals(mesh, tenant):
     with mesh.client(tenant.token) as client:
         client.post("/api/v1/agents", json={"name": name})
         refused = client.post(f"/api/v1/agents/{name}/deploy", json={})
-        body = assert_envelope(refused, 400, "FAILED_PRECONDITION")
+        body = assert_envelope(refused, 409, "FAILED_PRECONDITION")
         assert body["details"]["status"] == "AGENT_STATUS_DRAFT"
         assert client.post(f"/api/v1/agents/{name}/activate", json={}).json()["status"] == "AGENT_STATUS_ACTIVE"
         deployed = client.post(f"/api/v1/agents/{name}/deploy", json={"environment": "staging"}).json()
         assert deployed["status"] == "AGENT_STATUS_DEPLOYED" and deployed["environment"] == "staging"
         assert deployed["deployed_at"]
-        assert_envelope(client.delete(f"/api/v1/agents/{name}"), 400, "FAILED_PRECONDITION")
-        assert_envelope(client.post(f"/api/v1/agents/{name}/deactivate", json={}), 400,
+        assert_envelope(client.delete(f"/api/v1/agents/{name}"), 409, "FAILED_PRECONDITION")
+        assert_envelope(client.post(f"/api/v1/agents/{name}/deactivate", json={}), 409,
                         "FAILED_PRECONDITION")
         assert client.post(f"/api/v1/agents/{name}/undeploy", json={}).json()["status"] == "AGENT_STATUS_ACTIVE"
         assert client.post(f"/api/v1/agents/{name}/deactivate", json={}).json()["status"] == "AGENT_STATUS_INACTIVE"

@@ -33,7 +33,26 @@ def test_wrongly_typed_query_parameter_is_400(mesh, tenant):
 def test_unknown_route_is_404(mesh, tenant):
     with mesh.client(tenant.token) as client:
         assert_envelope(client.get("/api/v1/nothing-here"), 404, "NOT_FOUND")
-        assert_envelope(client.patch("/api/v1/agents"), 404, "NOT_FOUND")
+        assert_envelope(client.patch("/api/v1/nothing-here"), 404, "NOT_FOUND")
+
+
+def test_undeclared_method_on_a_known_path_is_405_with_allow(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        for method in ("PATCH", "TRACE", "DELETE"):
+            reply = client.request(method, "/api/v1/agents")
+            assert_envelope(reply, 405, "METHOD_NOT_ALLOWED")
+            assert reply.headers["allow"] == "GET, POST"
+        reply = client.request("TRACE", "/api/v1/agents/some-agent")
+        assert_envelope(reply, 405, "METHOD_NOT_ALLOWED")
+        assert reply.headers["allow"] == "DELETE, GET, PUT"
+        # Envoy itself refuses QUERY without Content-Type; it still ends as 405 with Allow.
+        reply = client.request("QUERY", "/api/v1/auth/me")
+        assert reply.status_code == 405 and reply.headers["allow"] == "GET"
+        assert reply.json()["error"] == "METHOD_NOT_ALLOWED"
+        # A CORS preflight is not an undeclared method.
+        preflight = client.options("/api/v1/agents", headers={
+            "Origin": "https://app.example.com", "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 200
 
 
 def test_body_cannot_override_path_bound_field(mesh, tenant, other_tenant):

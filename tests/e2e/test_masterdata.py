@@ -164,7 +164,7 @@ def test_prompt_versions_labels_and_render(mesh, tenant):
                                   400, "INVALID_ARGUMENT")
         assert missing["details"]["missing"] == "team"
         assert [v["field"] for v in missing["details"]["field_violations"]] == ["variables.team"]
-        assert_envelope(client.delete(f"{url}/versions/3"), 400, "FAILED_PRECONDITION")
+        assert_envelope(client.delete(f"{url}/versions/3"), 409, "FAILED_PRECONDITION")
         assert client.delete(f"{url}/versions/1").json()["success"] is True
         assert_envelope(client.get(url, params={"label": "staging"}), 404, "NOT_FOUND")
 
@@ -188,7 +188,7 @@ def test_secret_value_never_leaves_in_clear(mesh, tenant):
             "secret_ref": name}))
         assert replies[-1].status_code == 200, replies[-1].text
         replies.append(client.delete(f"{BASE}/secrets/{name}"))
-        assert_envelope(replies[-1], 400, "FAILED_PRECONDITION")
+        assert_envelope(replies[-1], 409, "FAILED_PRECONDITION")
         replies.append(client.get("/api/v1/openapi.json"))
     for reply in replies:
         assert value not in reply.text

@@ -57,7 +57,7 @@ def test_builtin_tool_crud_execute_and_stats(egress_mesh, owner):
         assert [t["name"] for t in types["items"]] == ["http", "builtin", "mcp"]
         deployed = client.post(f"/api/v1/tools/{tool['id']}/deploy", json={}).json()
         assert deployed["status"] == "TOOL_STATUS_DEPLOYED"
-        body = assert_envelope(client.delete(f"/api/v1/tools/{tool['id']}"), 400,
+        body = assert_envelope(client.delete(f"/api/v1/tools/{tool['id']}"), 409,
                                "FAILED_PRECONDITION")
         assert body["details"]["reason"] == "TOOL_DEPLOYED"
 

@@ -16,6 +16,7 @@ from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
 from mesh.agents import runtime_loop
 from mesh.agents.models import AgentRow, CallRow
+from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -92,6 +93,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def CreateAgent(self, request: pb.CreateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
+        limits.check(request.agent)
         fields = values(request.agent, _WRITABLE)
         _check_name(fields["name"])
         _check_agent_type(fields["agent_type"])
@@ -106,6 +108,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
     async def UpdateAgent(self, request: pb.UpdateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
+        limits.check(request.agent)
         update = changes(request.agent, _WRITABLE, list(request.update_mask.paths))
         if "name" in update:
             _check_name(update["name"])

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh import resources
 from mesh.contract import Contract, Rpc
-from mesh.paths import DESCRIPTOR_SET
+from mesh.runtime.context import (IDENTITY_HEADERS, SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER,
+                                  TOKEN_IAT_HEADER, USER_HEADER)
+from mesh.runtime.errors import ERROR_TRAILER
+from mesh.runtime.settings import Settings
 
-_LUA = Path(__file__).with_name("gateway.lua")
 _T = "type.googleapis.com/envoy.extensions."
 _ERROR_NAMES = {
     400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
@@ -50,9 +54,11 @@ class GatewayOptions:
     listen_address: str = "127.0.0.1"
     listen_port: int = 8080
     admin_port: int = 0  # 0 = no admin listener
-    descriptor_set: Path = DESCRIPTOR_SET
-    jwt_issuer: str = "agentmesh"
-    jwt_audience: str = "agentmesh-api"
+    # The descriptor set as Envoy sees it; None = the one in the installed `agentmesh` package.
+    descriptor_set: Path | None = None
+    # Defaults are the settings' own; `from_settings` passes the configured values.
+    jwt_issuer: str = Settings.model_fields["jwt_issuer"].default
+    jwt_audience: str = Settings.model_fields["jwt_audience"].default
     jwks_cache_seconds: int = 300
     max_request_bytes: int = 1024 * 1024
     request_timeout_seconds: int = 30
@@ -81,6 +87,85 @@ class GatewayOptions:
     # (/stats/prometheus, from the admin interface, which itself stays on 127.0.0.1). 0 = none;
     # needs admin_port. The Helm chart's ServiceMonitor scrapes it.
     metrics_port: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, backends: dict[str, tuple[str, int]],
+                      **overrides: Any) -> "GatewayOptions":
+        """The gateway options for the settings the services read (`AGENTMESH_*`), so that
+        what the identity service signs (issuer, audience) is what the gateway verifies."""
+        return cls(**{"backends": backends, "jwt_issuer": settings.jwt_issuer,
+                      "jwt_audience": settings.jwt_audience,
+                      "trace_sample_percent": settings.trace_sample_percent, **overrides})
+
+
+def _lua_literal(value: Any) -> str:
+    """A Lua literal for strings, numbers, booleans, lists and string-keyed tables."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=True)  # JSON's escapes of ASCII text are Lua's
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "{" + ", ".join(_lua_literal(v) for v in value) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"[{_lua_literal(k)}] = {_lua_literal(v)}"
+                               for k, v in value.items()) + "}"
+    raise TypeError(f"no Lua literal for {value!r}")
+
+
+def _lua_pattern(template: str) -> str:
+    """A Lua pattern matching a REST path template: `{var}` one segment, `{var=**}` the rest."""
+    parts = []
+    for segment in template.strip("/").split("/"):
+        if segment.startswith("{") and "**" in segment:
+            parts.append(".+")
+        elif segment.startswith("{"):
+            parts.append("[^/]+")
+        else:
+            parts.append(re.sub(r"([^A-Za-z0-9])", r"%\1", segment))
+    return "^/" + "/".join(parts) + "$"
+
+
+def _lua_routes(contract: Contract) -> tuple[dict[str, list], list]:
+    """The REST routes for the Lua 405 check: templates with their methods, grouped by the key
+    `gateway.lua`'s `route_key` computes (segment count and the first three segments)."""
+    methods: dict[str, set[str]] = {}
+    for rpc in contract.rpcs:
+        for binding in rpc.bindings:
+            methods.setdefault(binding.template, set()).add(binding.method)
+    grouped: dict[str, list] = {}
+    wildcard: list = []
+    for template, allowed in sorted(methods.items()):
+        segments = template.strip("/").split("/")
+        entry = [_lua_pattern(template), sorted(allowed)]
+        if "**" in template or any(s.startswith("{") for s in segments[:3]):
+            wildcard.append(entry)
+        else:
+            grouped.setdefault(f"{len(segments)}:{'/'.join(segments[:3])}", []).append(entry)
+    return grouped, wildcard
+
+
+def lua_source(contract: Contract) -> str:
+    """`gateway.lua` with the names it shares with Python and the contract's routes filled in."""
+    routes, wildcard = _lua_routes(contract)
+    values = {
+        "IDENTITY_HEADERS": list(IDENTITY_HEADERS),
+        "ERROR_TRAILER": ERROR_TRAILER,
+        "UNDECLARED_METHOD_HEADER": UNDECLARED_METHOD_HEADER,
+        "ROUTES": routes,
+        "WILDCARD_ROUTES": wildcard,
+    }
+    source = resources.gateway_lua()
+    for name, value in values.items():
+        marker = f"__AGENTMESH_{name}__"
+        if marker not in source:
+            raise ValueError(f"gateway.lua has no {marker}")
+        source = source.replace(marker, _lua_literal(value))
+    left = re.findall(r"__AGENTMESH_[A-Z_]+__", source)
+    if left:
+        raise ValueError(f"gateway.lua: nothing fills in {', '.join(sorted(set(left)))}")
+    return source
 
 
 def _duration(seconds: float) -> str:
@@ -233,6 +318,23 @@ def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
     return rules
 
 
+UNDECLARED_METHOD_HEADER = "x-agentmesh-undeclared-method"
+
+
+def _query_method_mapper(body, status_is) -> dict[str, Any]:
+    """Envoy answers a QUERY request without Content-Type with 400 before any filter runs (RFC
+    10008 asks servers to fail it). No route accepts QUERY, so it becomes the 405 every other
+    undeclared method gets; the Lua filter adds `Allow` for the path passed in this header."""
+    return {
+        "filter": {"and_filter": {"filters": [status_is(400), {"header_filter": {"header": {
+            "name": ":method", "string_match": {"exact": "QUERY"}}}}]}},
+        "status_code": 405,
+        "headers_to_add": [{"header": {"key": UNDECLARED_METHOD_HEADER, "value": "%REQ(:PATH)%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        "body_format_override": body("METHOD_NOT_ALLOWED", "method QUERY is not allowed here"),
+    }
+
+
 def _local_reply_config() -> dict[str, Any]:
     def body(error: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
         return {"json_format": {
@@ -248,7 +350,7 @@ def _local_reply_config() -> dict[str, Any]:
         return {"status_code_filter": {"comparison": {
             "op": "EQ", "value": {"default_value": code, "runtime_key": f"agentmesh.reply.{code}"}}}}
 
-    mappers = [{
+    mappers = [_query_method_mapper(body, status_is), {
         "filter": status_is(403),
         "body_format_override": body(
             "PERMISSION_DENIED", "this operation needs scope %METADATA(ROUTE:agentmesh:scope)%",
@@ -265,10 +367,11 @@ def _local_reply_config() -> dict[str, Any]:
     return {"mappers": mappers, "body_format": body("ERROR", "%LOCAL_REPLY_BODY%")}
 
 
-def _lua_source(options: GatewayOptions) -> str:
-    """gateway.lua with the gateway's own numbers filled in."""
-    return (f"local MAX_REQUEST_BYTES = {int(options.max_request_bytes)}\n"
-            + _LUA.read_text())
+def _lua_source(contract: Contract, options: GatewayOptions) -> str:
+    """gateway.lua with the contract's names and the gateway's own numbers filled in."""
+    return f"local MAX_REQUEST_BYTES = {int(options.max_request_bytes)}\n" + lua_source(contract)
+
+
 # A request that never reached a replica (connection refused or reset before it was sent: the
 # replica died or is restarting) is safe to send to another one, whatever the method. A request
 # already sent is never retried here: the client decides (a create could happen twice).
@@ -403,7 +506,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     filters = [
         {"name": "envoy.filters.http.lua", "typed_config": {
             "@type": f"{_T}filters.http.lua.v3.Lua",
-            "default_source_code": {"inline_string": _lua_source(options)}}},
+            "default_source_code": {"inline_string": _lua_source(contract, options)}}},
         {"name": "envoy.filters.http.cors", "typed_config": {
             "@type": f"{_T}filters.http.cors.v3.Cors"}},
         {"name": "envoy.filters.http.buffer", "typed_config": {
@@ -423,12 +526,12 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                 },
                 "payload_in_metadata": "jwt_payload",
                 "claim_to_headers": [
-                    {"header_name": "x-agentmesh-tenant-id", "claim_name": "tid"},
-                    {"header_name": "x-agentmesh-user-id", "claim_name": "sub"},
-                    {"header_name": "x-agentmesh-scopes", "claim_name": "scope"},
+                    {"header_name": TENANT_HEADER, "claim_name": "tid"},
+                    {"header_name": USER_HEADER, "claim_name": "sub"},
+                    {"header_name": SCOPES_HEADER, "claim_name": "scope"},
                     # For the runtime's revocation check (mesh/runtime/revocation.py).
-                    {"header_name": "x-agentmesh-session-id", "claim_name": "sid"},
-                    {"header_name": "x-agentmesh-token-iat", "claim_name": "iat"},
+                    {"header_name": SESSION_HEADER, "claim_name": "sid"},
+                    {"header_name": TOKEN_IAT_HEADER, "claim_name": "iat"},
                 ],
                 "clock_skew_seconds": options.jwt_clock_skew_seconds,
             }},
@@ -436,7 +539,7 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         }},
         {"name": "envoy.filters.http.grpc_json_transcoder", "typed_config": {
             "@type": f"{_T}filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-            "proto_descriptor": str(options.descriptor_set),
+            "proto_descriptor": str(options.descriptor_set or resources.descriptor_set()),
             "services": contract.services,
             "convert_grpc_status": True,
             "print_options": {"always_print_primitive_fields": True,

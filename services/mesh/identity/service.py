@@ -27,6 +27,7 @@ from mesh.identity import keys, security
 from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, SigningKeyRow,
                                   TenantRow, TokenRevocationRow, UserRow)
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers
+from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.convert import changes, to_message
@@ -118,6 +119,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                                 expires_in=self.settings.access_token_ttl_seconds)
 
     async def Register(self, request: pb.RegisterRequest, context) -> pb.RegisterResponse:
+        limits.check(request)
         if not request.tenant_name.strip():
             raise invalid_field("tenant_name", "is required")
         email = _check_email(request.email)
@@ -153,6 +155,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         return await self.db.write(register)
 
     async def Login(self, request: pb.LoginRequest, context) -> pb.TokenResponse:
+        limits.check(request)
         email = request.email.strip().lower()
         account, address = security.account_key(email), security.ip_key(_client_ip(context))
 
@@ -275,6 +278,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
 
     async def CreateUser(self, request: pb.CreateUserRequest, context) -> pb.User:
         caller = require_caller(context)
+        limits.check(request.user)
         email = _check_email(request.user.email)
         _check_password(request.user.password)
         role = _check_role(request.user.role or pb.ROLE_VIEWER)
@@ -296,8 +300,11 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context) -> pb.User:
         caller = require_caller(context)
+        limits.check(request.user)
         update = changes(request.user, {"full_name", "role", "active"},
                          list(request.update_mask.paths))
+        if update.get("role") == "ROLE_UNSPECIFIED":  # proto3's "not set", as on create
+            del update["role"]
         if "role" in update:
             update["role"] = _check_role(pb.Role.Value(update["role"]))
 
@@ -355,6 +362,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context) -> pb.ApiKey:
         caller = require_caller(context)
         spec = request.api_key
+        limits.check(spec)
         if not spec.name.strip():
             raise invalid_field("name", "is required")
         if not spec.scopes:

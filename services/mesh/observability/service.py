@@ -16,11 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from google.api import httpbody_pb2
 from google.protobuf import json_format
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+import grpc
 from sqlmodel import Session, func, select
 
 from agentmesh.observability.v1 import observability_pb2 as pb
+from agentmesh.otlp.v1 import trace_pb2 as otlp
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.models import EventRow, LogRow, SpanRow
 from mesh.runtime.context import require_caller
@@ -83,8 +83,11 @@ def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
     return rows
 
 
-class TraceReceiver(otlp_grpc.TraceServiceServicer):
-    """OTLP/gRPC trace receiver: stores every span it is sent."""
+class TraceReceiver:
+    """OTLP/gRPC trace receiver: stores every span it is sent. Registered by hand under OTLP's
+    method name with Agent Mesh's copy of the messages (protos/agentmesh/otlp/v1)."""
+
+    METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
@@ -99,8 +102,19 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
                     row.created_at = row.updated_at = now
                 session.add_all(rows)
 
-            await self.db.write(store)
+            try:
+                await self.db.write(store)
+            except Exception:  # noqa: BLE001 - an exporter retries; never a stack trace out
+                log.exception("could not store %d spans", len(rows))
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "spans not stored; retry")
         return otlp.ExportTraceServiceResponse()
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        service, method = self.METHOD.strip("/").split("/")
+        return grpc.method_handlers_generic_handler(service, {
+            method: grpc.unary_unary_rpc_method_handler(
+                self.Export, otlp.ExportTraceServiceRequest.FromString,
+                otlp.ExportTraceServiceResponse.SerializeToString)})
 
 
 def _span(row: SpanRow) -> pb.Span:
@@ -351,6 +365,7 @@ async def _stop(runtime: Runtime) -> None:
 
 
 DEFINITION = ServiceDefinition("observability",
-                               servicers=[ObservabilityService, TraceReceiver],
+                               servicers=[ObservabilityService],
+                               extra_handlers=lambda runtime: [TraceReceiver(runtime).handler()],
                                tables=[SpanRow, EventRow, LogRow],
                                on_start=_start, on_stop=_stop)

@@ -15,10 +15,13 @@ import grpc
 TENANT_HEADER = "x-agentmesh-tenant-id"
 USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
-CORRELATION_HEADER = "x-correlation-id"
+# Every header only the gateway may set: its Lua filter drops client-sent copies of these
+# (mesh.gateway.config fills this list into gateway.lua).
 # Claims of the access token, for the revocation check (mesh/runtime/revocation.py).
 SESSION_HEADER = "x-agentmesh-session-id"
 TOKEN_IAT_HEADER = "x-agentmesh-token-iat"
+IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER)
+CORRELATION_HEADER = "x-correlation-id"
 
 # The call being served, set by the runtime around every handler; read lazily (the correlation
 # id for a log line, the identity passed on to peers) so that a call that logs nothing and

@@ -26,7 +26,12 @@ class PageRequest:
 
     @classmethod
     def of(cls, request: Any) -> "PageRequest":
-        """From a list request message: 0 means "not given" in proto3."""
+        """From a list request message: 0 means "not given" in proto3. Its declared field
+        bounds (the `order_by` pattern) are checked here, once for every list."""
+        if hasattr(request, "DESCRIPTOR"):  # a protobuf message (tests pass plain objects)
+            from mesh.runtime import limits
+
+            limits.check(request)
         page, size = request.page or 1, request.page_size or DEFAULT_PAGE_SIZE
         violations = []
         if page < 1:

@@ -158,11 +158,12 @@ class TenantRepository(Generic[Row]):
         return row
 
     def _flush(self, session: Session, row: Row) -> None:
+        # Read before flushing: a failed flush expires the row in a closed transaction.
+        name = getattr(row, self.name_column, "") if self.name_column else ""
         try:
             with session.begin_nested():
                 session.flush()
         except IntegrityError as exc:
-            name = getattr(row, self.name_column, "") if self.name_column else ""
             raise AlreadyExists(f"{self.noun} {name!r} already exists",
                                 reason=f"{self.noun.upper()}_ALREADY_EXISTS",
                                 details={self.noun: name}) from exc

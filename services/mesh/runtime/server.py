@@ -237,6 +237,8 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     for servicer in definition.build(runtime):
         server.add_generic_rpc_handlers((handlers(servicer, definition.name, guards, tracing),))
         names.append(registration(servicer)[2])
+    if definition.extra_handlers is not None:
+        server.add_generic_rpc_handlers(tuple(definition.extra_handlers(runtime)))
     reflection.enable_server_reflection(
         [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME,
          *names], server)

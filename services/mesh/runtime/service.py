@@ -61,6 +61,9 @@ class ServiceDefinition:
     # Work after the server starts and before it reports SERVING (e.g. first signing keys).
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
+    # gRPC handlers registered as they are, for a method whose service is not one of ours
+    # (the OTLP receiver of observability).
+    extra_handlers: Callable[[Runtime], Sequence[grpc.GenericRpcHandler]] | None = None
     placeholder: bool = False
 
     @classmethod

@@ -7,6 +7,11 @@ and passes `traceparent` on. A service makes a span only for a call whose `trace
 context on (`mesh.runtime.peers`). Spans are exported over OTLP/gRPC to
 `AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT` (the observability service under `agentmesh up`; any
 collector in production). An unsampled call pays one metadata lookup.
+
+The exporter is ours (`OtlpExporter`, ~50 lines over the SDK's `SpanExporter` interface), not
+`opentelemetry-exporter-otlp`: that package needs the `opentelemetry.proto` modules, which the
+`xds-protos` wheel overwrites with an old copy whenever it is installed after them, so it broke
+in a clean install. The messages are Agent Mesh's copy (protos/agentmesh/otlp/v1).
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ class Tracing:
     _instance: "Tracing | None" = None
 
     def __init__(self, endpoint: str) -> None:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -38,8 +42,7 @@ class Tracing:
 
         self.provider = TracerProvider(resource=Resource.create({"service.name": "agentmesh"}))
         self.provider.add_span_processor(BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=endpoint, insecure=True, timeout=2),
-            schedule_delay_millis=500))
+            OtlpExporter(endpoint, timeout=2), schedule_delay_millis=500))
         self.propagator = TraceContextTextMapPropagator()
         self._tracers: dict[str, Any] = {}
 
@@ -76,3 +79,73 @@ class Tracing:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+class OtlpExporter:
+    """Sends finished spans to an OTLP/gRPC receiver (`TraceService/Export`). Runs on the
+    BatchSpanProcessor's thread, with a blocking channel of its own."""
+
+    METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+    def __init__(self, endpoint: str, timeout: float = 2.0) -> None:
+        import grpc
+
+        from agentmesh.otlp.v1 import trace_pb2
+
+        self.pb = trace_pb2
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(endpoint)
+        self.export_call = self.channel.unary_unary(
+            self.METHOD, request_serializer=trace_pb2.ExportTraceServiceRequest.SerializeToString,
+            response_deserializer=trace_pb2.ExportTraceServiceResponse.FromString)
+
+    def _value(self, value: Any):
+        pb = self.pb
+        if isinstance(value, bool):
+            return pb.AnyValue(bool_value=value)
+        if isinstance(value, int):
+            return pb.AnyValue(int_value=value)
+        if isinstance(value, float):
+            return pb.AnyValue(double_value=value)
+        if isinstance(value, (list, tuple)):
+            return pb.AnyValue(array_value=pb.ArrayValue(values=[self._value(v) for v in value]))
+        return pb.AnyValue(string_value=str(value))
+
+    def _attributes(self, attributes) -> list:
+        return [self.pb.KeyValue(key=k, value=self._value(v)) for k, v in (attributes or {}).items()]
+
+    def encode(self, spans) -> Any:
+        pb = self.pb
+        by_resource: dict[int, tuple[Any, list]] = {}
+        for span in spans:
+            entry = by_resource.setdefault(id(span.resource), (span.resource, []))
+            context, parent = span.get_span_context(), span.parent
+            entry[1].append(pb.Span(
+                trace_id=context.trace_id.to_bytes(16, "big"),
+                span_id=context.span_id.to_bytes(8, "big"),
+                parent_span_id=parent.span_id.to_bytes(8, "big") if parent else b"",
+                name=span.name, kind=span.kind.value + 1,  # SDK kinds count from INTERNAL=0
+                start_time_unix_nano=span.start_time or 0, end_time_unix_nano=span.end_time or 0,
+                attributes=self._attributes(span.attributes),
+                status=pb.Status(code=span.status.status_code.value,
+                                 message=span.status.description or "")))
+        return pb.ExportTraceServiceRequest(resource_spans=[
+            pb.ResourceSpans(resource=pb.Resource(attributes=self._attributes(resource.attributes)),
+                             scope_spans=[pb.ScopeSpans(spans=items)])
+            for resource, items in by_resource.values()])
+
+    def export(self, spans):
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        try:
+            self.export_call(self.encode(spans), timeout=self.timeout)
+            return SpanExportResult.SUCCESS
+        except Exception as exc:  # noqa: BLE001 - the receiver may be down; spans are dropped
+            log.debug("span export failed: %s", exc)
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.channel.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

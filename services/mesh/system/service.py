@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from agentmesh.system.v1 import system_pb2 as pb
 from agentmesh.system.v1 import system_pb2_grpc as pb_grpc
-from mesh.paths import OPENAPI_JSON
+from mesh import resources
 from mesh.runtime.errors import NotFound, Unavailable
 from mesh.runtime.service import Runtime, ServiceDefinition
 
@@ -48,7 +48,7 @@ class SystemService(pb_grpc.SystemServiceServicer):
         self.settings = runtime.settings
         self.peers = {name: runtime.peers.channel(name)
                       for name in runtime.peers.addresses if name != "system"}
-        self.openapi = OPENAPI_JSON.read_bytes()
+        self.openapi = resources.openapi_document()
 
     async def _check(self, name: str, channel: grpc.aio.Channel) -> pb.ServiceHealth:
         started = time.perf_counter()

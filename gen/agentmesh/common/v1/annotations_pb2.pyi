@@ -6,6 +6,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional
 DESCRIPTOR: _descriptor.FileDescriptor
 AUTH_FIELD_NUMBER: _ClassVar[int]
 auth: _descriptor.FieldDescriptor
+HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+http_body: _descriptor.FieldDescriptor
+LIMITS_FIELD_NUMBER: _ClassVar[int]
+limits: _descriptor.FieldDescriptor
 
 class AuthRule(_message.Message):
     __slots__ = ("scope", "public", "internal")
@@ -16,3 +20,25 @@ class AuthRule(_message.Message):
     public: bool
     internal: bool
     def __init__(self, scope: _Optional[str] = ..., public: _Optional[bool] = ..., internal: _Optional[bool] = ...) -> None: ...
+
+class HttpBodyResponse(_message.Message):
+    __slots__ = ("content_type", "message")
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    content_type: str
+    message: str
+    def __init__(self, content_type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class FieldLimits(_message.Message):
+    __slots__ = ("max_length", "max_items", "min_length", "pattern", "min_items")
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MIN_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_FIELD_NUMBER: _ClassVar[int]
+    MIN_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    max_length: int
+    max_items: int
+    min_length: int
+    pattern: str
+    min_items: int
+    def __init__(self, max_length: _Optional[int] = ..., max_items: _Optional[int] = ..., min_length: _Optional[int] = ..., pattern: _Optional[str] = ..., min_items: _Optional[int] = ...) -> None: ...

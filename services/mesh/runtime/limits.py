@@ -1,0 +1,110 @@
+"""Bounds of free-text and repeated fields, declared in the protos and checked here.
+
+A field carries `[(agentmesh.common.v1.limits) = {max_length: 2000}]` (or `min_length`,
+`pattern`, `max_items`, `min_items`). `check(message)` refuses a message past any bound with
+INVALID_ARGUMENT naming the field, which the gateway answers as 400. The OpenAPI generator emits
+the same bounds (`maxLength`, `minLength`, `pattern`, `maxItems`, `minItems`, `maxProperties`), so
+the published document states them and Schemathesis holds the two together.
+
+The fields to look at are planned once per message type (a few descriptor reads), so a check
+costs a handful of `len()` calls per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from agentmesh.common.v1 import annotations_pb2
+from mesh.runtime.errors import invalid_field
+
+
+@dataclass(frozen=True)
+class _Bound:
+    field: FieldDescriptor
+    max_length: int  # 0 = none
+    max_items: int  # 0 = none
+    min_length: int  # 0 = none
+    pattern: re.Pattern[str] | None
+    min_items: int  # 0 = none
+    nested: tuple["_Bound", ...] | None  # for message fields that hold bounded fields
+    is_map: bool
+    map_value_is_string: bool
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return (field.type == FieldDescriptor.TYPE_MESSAGE
+            and field.message_type.GetOptions().map_entry)
+
+
+@functools.cache
+def _plan(descriptor: Descriptor) -> tuple[_Bound, ...]:
+    bounds = []
+    for field in descriptor.fields:
+        limits = field.GetOptions().Extensions[annotations_pb2.limits]
+        nested = None
+        is_map = _is_map(field)
+        if (field.type == FieldDescriptor.TYPE_MESSAGE and not is_map
+                and field.message_type.full_name.startswith("agentmesh.")):
+            nested = _plan(field.message_type) or None
+        declared = (limits.max_length, limits.max_items, limits.min_length, limits.pattern,
+                    limits.min_items)
+        if any(declared) or nested:
+            value_is_string = is_map and (
+                field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_STRING)
+            bounds.append(_Bound(field, limits.max_length, limits.max_items, limits.min_length,
+                                 re.compile(limits.pattern) if limits.pattern else None,
+                                 limits.min_items, nested, is_map, value_is_string))
+    return tuple(bounds)
+
+
+def _text(path: str, text: str, bound: _Bound) -> None:
+    if bound.max_length and len(text) > bound.max_length:
+        raise invalid_field(path, f"at most {bound.max_length} characters (got {len(text)})")
+    if not text:
+        return  # proto3: an empty string is a field not sent; REQUIRED is the service's rule
+    if len(text) < bound.min_length:
+        raise invalid_field(path, f"at least {bound.min_length} characters")
+    if bound.pattern is not None and not bound.pattern.search(text):
+        raise invalid_field(path, f"must match {bound.pattern.pattern}")
+
+
+def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
+    for bound in plan:
+        name = bound.field.name
+        path = prefix + name
+        value = getattr(message, name)
+        repeated = bound.field.is_repeated
+        if repeated and bound.max_items and len(value) > bound.max_items:
+            noun = "entries" if bound.is_map else "items"
+            raise invalid_field(path, f"at most {bound.max_items} {noun} (got {len(value)})")
+        if repeated and len(value) < bound.min_items:
+            raise invalid_field(path, f"at least {bound.min_items} item(s)")
+        if bound.is_map:
+            for key, item in value.items():
+                if bound.max_length and len(key) > bound.max_length:
+                    raise invalid_field(path, f"keys of at most {bound.max_length} "
+                                              f"characters (got {len(key)})")
+                if bound.map_value_is_string:
+                    _text(f"{path}.{key}", item, bound)
+        elif repeated and bound.field.type == FieldDescriptor.TYPE_STRING:
+            for index, item in enumerate(value):
+                _text(f"{path}[{index}]", item, bound)
+        elif isinstance(value, str):
+            _text(path, value, bound)
+        if bound.nested:
+            if repeated:
+                for index, item in enumerate(value):
+                    _check(item, bound.nested, f"{path}[{index}].")
+            elif message.HasField(name):
+                _check(value, bound.nested, f"{path}.")
+
+
+def check(message: Message) -> None:
+    """Raises `InvalidArgument` (400) for the first field of `message` past its declared bound;
+    nested `agentmesh` messages are checked too. Field names are relative to `message`."""
+    _check(message, _plan(message.DESCRIPTOR), "")

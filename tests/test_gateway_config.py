@@ -1,0 +1,51 @@
+"""The gateway config is generated from the contract and from the settings the services read."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from mesh import contract
+from mesh.gateway.config import GatewayOptions, build, lua_source
+from mesh.runtime.context import IDENTITY_HEADERS
+from mesh.runtime.errors import ERROR_TRAILER
+from mesh.runtime.settings import Settings
+
+
+def _backends() -> dict[str, tuple[str, int]]:
+    return {name: ("127.0.0.1", 9000 + i) for i, name in enumerate(contract.default().backends)}
+
+
+def _filter(config: dict, name: str) -> dict:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    return next(f for f in hcm["typed_config"]["http_filters"] if f["name"] == name)["typed_config"]
+
+
+def test_jwt_issuer_and_audience_come_from_settings():
+    settings = Settings(jwt_issuer="https://issuer.example", jwt_audience="aud-x")
+    options = GatewayOptions.from_settings(settings, backends=_backends(), listen_port=18080)
+    provider = _filter(build(contract.default(), options),
+                       "envoy.filters.http.jwt_authn")["providers"]["identity"]
+    assert provider["issuer"] == "https://issuer.example"
+    assert provider["audiences"] == ["aud-x"]
+    assert options.listen_port == 18080
+
+
+def test_defaults_are_the_settings_defaults():
+    options = GatewayOptions(backends=_backends())
+    assert (options.jwt_issuer, options.jwt_audience) == (Settings().jwt_issuer,
+                                                          Settings().jwt_audience)
+
+
+def test_lua_gets_the_shared_names_and_the_routes_filled_in():
+    source = lua_source(contract.default())
+    assert not re.search(r"__AGENTMESH_[A-Z_]+__", source)
+    assert json.dumps(ERROR_TRAILER) in source
+    assert all(json.dumps(header) in source for header in IDENTITY_HEADERS)
+    assert '"^/api/v1/agents/[^/]+$", {"DELETE", "GET", "PUT"}' in source
+
+
+def test_the_descriptor_set_is_the_installed_package_resource():
+    config = build(contract.default(), GatewayOptions(backends=_backends()))
+    path = _filter(config, "envoy.filters.http.grpc_json_transcoder")["proto_descriptor"]
+    assert path.endswith("agentmesh/descriptor.binpb")

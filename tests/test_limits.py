@@ -1,0 +1,84 @@
+"""Field bounds: declared once in the protos, enforced by `mesh.runtime.limits`, published in
+the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from google.api import field_behavior_pb2
+
+from agentmesh.agents.v1 import agents_pb2
+from agentmesh.identity.v1 import identity_pb2
+from mesh.codegen import OPENAPI_JSON
+from mesh.runtime import limits
+from mesh.runtime.errors import InvalidArgument
+
+
+def _violation(message) -> tuple[str, str]:
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(message)
+    assert caught.value.code.name == "INVALID_ARGUMENT"
+    (violation,) = caught.value.field_violations
+    return violation
+
+
+def test_a_message_within_its_bounds_passes():
+    limits.check(agents_pb2.Agent(name="a" * 100, description="d" * 2000, tools=["t"] * 100,
+                                  labels={"k" * 200: "v" * 200}))
+    limits.check(identity_pb2.RegisterRequest(tenant_name="acme", email="a@b.c", password="x" * 8))
+
+
+@pytest.mark.parametrize("agent, field", [
+    (agents_pb2.Agent(name="ok", description="d" * 900_000), "description"),
+    (agents_pb2.Agent(name="n" * 101), "name"),
+    (agents_pb2.Agent(name="ok", system_prompt="p" * 32_001), "system_prompt"),
+    (agents_pb2.Agent(name="ok", tools=["t"] * 101), "tools"),
+    (agents_pb2.Agent(name="ok", skills=["ok", "s" * 201]), "skills[1]"),
+    (agents_pb2.Agent(name="ok", labels={str(i): "" for i in range(51)}), "labels"),
+    (agents_pb2.Agent(name="ok", labels={"k" * 201: "v"}), "labels"),
+    (agents_pb2.Agent(name="ok", labels={"team": "v" * 201}), "labels.team"),
+])
+def test_a_field_past_its_bound_is_named(agent, field):
+    name, problem = _violation(agent)
+    assert name == field
+    assert "at most" in problem or "keys of at most" in problem
+
+
+def test_nested_contract_messages_are_checked():
+    request = agents_pb2.CreateAgentRequest(agent=agents_pb2.Agent(name="x", model="m" * 201))
+    assert _violation(request)[0] == "agent.model"
+    register = identity_pb2.RegisterRequest(tenant_name="t", email="e" * 255, password="p")
+    assert _violation(register)[0] == "email"
+
+
+def test_the_openapi_document_states_the_bounds():
+    schemas = json.loads(OPENAPI_JSON.read_text())["components"]["schemas"]
+    agent = schemas["agentmesh.agents.v1.Agent"]["properties"]
+    assert agent["description"]["maxLength"] == 2000
+    assert agent["name"]["maxLength"] == 100
+    listed = agent["tools"]["anyOf"][0]
+    assert listed["maxItems"] == 100
+    item = listed["items"]["$ref"].rsplit("/", 1)[1]
+    assert schemas[item]["anyOf"][0]["maxLength"] == 200
+    assert agent["labels"]["maxProperties"] == 50
+    assert agent["labels"]["additionalProperties"]["maxLength"] == 200
+    assert agent["name"]["pattern"].startswith("^")
+    document = json.loads(OPENAPI_JSON.read_text())
+    register = document["paths"]["/api/v1/auth/register"]["post"]["requestBody"]["content"]
+    assert register["application/json"]["schema"]["properties"]["password"]["maxLength"] == 128
+
+
+def test_every_free_text_field_of_a_built_write_is_bounded():
+    """Strings a user writes into agents and identity have a bound (ids and enums aside)."""
+    unbounded = []
+    for message in (agents_pb2.Agent, identity_pb2.User, identity_pb2.ApiKey,
+                    identity_pb2.RegisterRequest, identity_pb2.LoginRequest):
+        for field in message.DESCRIPTOR.fields:
+            behaviors = field.GetOptions().Extensions[field_behavior_pb2.field_behavior]
+            output_only = field_behavior_pb2.OUTPUT_ONLY in behaviors
+            if field.type != field.TYPE_STRING or output_only:
+                continue
+            if not field.GetOptions().Extensions[limits.annotations_pb2.limits].max_length:
+                unbounded.append(f"{message.DESCRIPTOR.name}.{field.name}")
+    assert not unbounded, unbounded

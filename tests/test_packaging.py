@@ -1,0 +1,127 @@
+"""What a user installs is what the product imports: every third-party module imported under
+services/mesh/ comes from a distribution listed in `[project].dependencies` (not an extra).
+
+Code generation (`mesh/codegen.py`) is a developer command: its tools (grpcio-tools, buf) are in
+the `dev` extra. tests/e2e/test_install.py proves the same thing the slow way, from a wheel.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import importlib.util
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCES = REPO / "services" / "mesh"
+# Modules that only code generation runs; what they import may come from the dev extra.
+DEV_ONLY = {"codegen.py"}
+FIRST_PARTY = {"mesh", "agentmesh"}
+# Imported only inside `try: ... except ImportError`, for a feature that is off by default:
+# module prefix -> the distribution, which an extra other than `dev` must list.
+# Modules the product imports only when an optional feature is on; none today (the OTLP exporter
+# is a runtime dependency: `agentmesh up` exports traces to the observability service).
+OPTIONAL: dict[str, str] = {}
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _project() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+
+def _requirements(extra: str | None = None) -> set[str]:
+    project = _project()
+    listed = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
+    return {_normalize(re.split(r"[\[<>=!~; ]", item, maxsplit=1)[0]) for item in listed}
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute imports anywhere in the module, function-level ones included."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def _third_party_imports() -> dict[str, set[str]]:
+    """module -> the source files importing it."""
+    modules: dict[str, set[str]] = {}
+    for path in sorted(SOURCES.rglob("*.py")):
+        if path.name in DEV_ONLY or "migrations" in path.parts:
+            continue
+        for module in _imports(path):
+            top = module.split(".")[0]
+            if top in FIRST_PARTY or top in sys.stdlib_module_names:
+                continue
+            modules.setdefault(module, set()).add(str(path.relative_to(REPO)))
+    return modules
+
+
+def _files_by_distribution() -> dict[Path, str]:
+    owners = {}
+    for dist in importlib.metadata.distributions():
+        for file in dist.files or ():
+            owners[Path(dist.locate_file(file)).resolve()] = _normalize(dist.metadata["Name"])
+    return owners
+
+
+def _distribution_of(module: str, owners: dict[Path, str]) -> str | None:
+    # `google` is shared by several distributions: find the one whose files hold this module.
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            spec = importlib.util.find_spec(".".join(parts[:end]))
+        except ModuleNotFoundError:  # a parent package is not installed at all
+            spec = None
+        if spec is None:
+            continue
+        for location in [spec.origin, *(spec.submodule_search_locations or [])]:
+            if not location or location in ("built-in", "frozen", "namespace"):
+                continue
+            path = Path(location).resolve()
+            if path.is_dir():
+                path = next((p.resolve() for p in path.iterdir() if p.suffix == ".py"), path)
+            if path in owners:
+                return owners[path]
+    return None
+
+
+def test_every_third_party_import_is_a_runtime_dependency():
+    runtime = _requirements()
+    owners = _files_by_distribution()
+    missing = {}
+    for module, users in sorted(_third_party_imports().items()):
+        if any(module.startswith(prefix) for prefix in OPTIONAL):
+            continue
+        distribution = _distribution_of(module, owners)
+        if distribution not in runtime:
+            missing[module] = (distribution, sorted(users))
+    assert not missing, (
+        "imported by the product but not in [project].dependencies "
+        "(module: (distribution, importers)):\n"
+        + "\n".join(f"  {m}: {d}" for m, d in missing.items()))
+
+
+def test_optional_features_are_extras_not_dev_tools():
+    extras = {name for name in _project()["optional-dependencies"] if name != "dev"}
+    offered = set().union(*(_requirements(extra) for extra in extras))
+    assert {_normalize(d) for d in OPTIONAL.values()} <= offered  # an empty set passes
+
+
+def test_the_scan_sees_the_imports_that_matter():
+    modules = _third_party_imports()
+    assert "grpc" in modules and "sqlmodel" in modules
+    assert not any(m.split(".")[0] == "grpc_tools" for m in modules)  # codegen only
+
+
+def test_dev_extra_holds_no_runtime_dependency_twice():
+    assert not _requirements() & _requirements("dev")
