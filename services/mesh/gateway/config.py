@@ -138,7 +138,10 @@ def _lua_routes(contract: Contract) -> tuple[dict[str, list], list]:
     wildcard: list = []
     for template, allowed in sorted(methods.items()):
         segments = template.strip("/").split("/")
-        entry = [_lua_pattern(template), sorted(allowed)]
+        # Literal segments: as in the transcoder, the routes with the most of them win
+        # (`/tools/categories` over `/tools/{tool_id}`).
+        literals = sum(1 for s in segments if not s.startswith("{"))
+        entry = [_lua_pattern(template), sorted(allowed), literals]
         if "**" in template or any(s.startswith("{") for s in segments[:3]):
             wildcard.append(entry)
         else:

@@ -190,20 +190,25 @@ local function route_key(path)
 end
 
 local function allowed_methods(path)
-  local found, allow = false, {}
+  -- Only the matching routes with the most literal segments count, as in the transcoder.
+  local best, allow = -1, {}
   local function visit(routes)
     for _, route in ipairs(routes or {}) do
       if string.find(path, route[1]) then
-        found = true
-        for _, method in ipairs(route[2]) do
-          allow[method] = true
+        if route[3] > best then
+          best, allow = route[3], {}
+        end
+        if route[3] == best then
+          for _, method in ipairs(route[2]) do
+            allow[method] = true
+          end
         end
       end
     end
   end
   visit(ROUTES[route_key(path)])
   visit(WILDCARD_ROUTES)
-  return found, allow
+  return best >= 0, allow
 end
 
 function method_list(allow)

@@ -31,7 +31,7 @@ from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.convert import changes, to_message
-from mesh.runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument,
+from mesh.runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                  PermissionDenied, Unauthenticated, invalid_field)
 from mesh.runtime.paging import PageRequest
 from mesh.runtime.repository import TenantRepository
@@ -233,9 +233,8 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                 RefreshTokenRow.tenant_id == caller.tenant_id,
                 RefreshTokenRow.user_id == caller.user_id)).first()
             if row is None:  # another user's or tenant's token, or none at all: nothing revoked
-                raise InvalidArgument("the refresh token is not one of your sessions",
-                                      reason="INVALID_REFRESH_TOKEN",
-                                      field_violations=[("refresh_token", "not your session")])
+                raise NotFound("no session of yours has this refresh token",
+                               reason="SESSION_NOT_FOUND")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
                 session.add(row)

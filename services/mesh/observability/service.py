@@ -364,8 +364,15 @@ async def _stop(runtime: Runtime) -> None:
         task.cancel()
 
 
+class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
+    """Not built yet: every RPC answers UNIMPLEMENTED (501 in the envelope)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        pass
+
+
 DEFINITION = ServiceDefinition("observability",
-                               servicers=[ObservabilityService],
+                               servicers=[ObservabilityService, AnalyticsService],
                                extra_handlers=lambda runtime: [TraceReceiver(runtime).handler()],
                                tables=[SpanRow, EventRow, LogRow],
                                on_start=_start, on_stop=_stop)
