@@ -241,3 +241,12 @@ def test_internal_rpcs_are_not_in_the_openapi_document():
     assert "ListRevocations" not in document and "revocation" not in document.lower()
     health = json.loads(document)["paths"]["/api/v1/system/health"]["get"]
     assert health["x-required-scope"] == "system:read"
+
+
+def test_a_huge_rate_limit_still_makes_a_valid_bucket():
+    """`--rate-limit 1000000000` (a benchmark's "no limit"): the per-IP bucket is 10x that,
+    past Envoy's uint32 fields; it is capped instead of failing Envoy's start."""
+    from mesh.gateway.config import _bucket
+
+    assert _bucket(10_000_000_000)["max_tokens"] == 2**32 - 1
+    assert _bucket(0)["max_tokens"] == 1

@@ -245,8 +245,12 @@ def _rate_class_metadata(rpc: Rpc) -> dict[str, Any]:
 def _bucket(per_minute: int) -> dict[str, Any]:
     """A bucket that holds a minute's worth and refills every second: a client over its
     limit waits about a second (Retry-After: 1), not a minute."""
-    return {"max_tokens": max(1, per_minute), "tokens_per_fill": max(1, -(-per_minute // 60)),
+    per_minute = min(max(1, per_minute), _UINT32_MAX)  # Envoy's fields are uint32
+    return {"max_tokens": per_minute, "tokens_per_fill": max(1, -(-per_minute // 60)),
             "fill_interval": "1s"}
+
+
+_UINT32_MAX = 2**32 - 1
 
 
 def _rate_limit_per_route(rpc: Rpc) -> dict[str, Any]:
