@@ -25,7 +25,7 @@ from mesh.masterdata import keys
 from mesh.masterdata.models import (TABLES, ConstraintRow, ModelRow, PromptRow, PromptVersionRow,
                                     SecretRow, SkillRow)
 from mesh.masterdata.rules import CONSTRAINT_TYPES, PROVIDERS, rule_problems
-from mesh.runtime import audit, errors, placeholders
+from mesh.runtime import audit, errors, labels, placeholders
 from mesh.runtime.context import Caller, require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.errors import (DomainError, FailedPrecondition, InvalidArgument, NotFound,
@@ -36,7 +36,6 @@ from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import aware, is_uuid, utcnow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _MAX_SECRET_BYTES = 64 * 1024
 
 
@@ -552,12 +551,12 @@ class PromptService(pb_grpc.PromptServiceServicer):
         def remove(session: Session) -> str:
             row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
             version = _prompt_version(session, row, request.version)
-            labels = sorted(k for k, v in row.labels.items() if v == version.version)
-            if labels:
+            pointing = sorted(k for k, v in row.labels.items() if v == version.version)
+            if pointing:
                 raise FailedPrecondition(
                     f"version {version.version} of prompt {row.name!r} is labelled "
-                    f"{', '.join(labels)}; move the label(s) first",
-                    reason="PROMPT_VERSION_LABELLED", details={"labels": ",".join(labels)})
+                    f"{', '.join(pointing)}; move the label(s) first",
+                    reason="PROMPT_VERSION_LABELLED", details={"labels": ",".join(pointing)})
             if version.version == row.version:
                 raise FailedPrecondition(
                     f"version {version.version} is the current version of prompt {row.name!r}",
@@ -573,16 +572,12 @@ class PromptService(pb_grpc.PromptServiceServicer):
 
     async def SetPromptLabel(self, request, context):
         caller = require_caller(context)
-        if not _LABEL.match(request.label):
-            raise invalid_field("label", "1-50 letters, digits, '.', '_' or '-'")
-        if request.version < 1:
-            raise invalid_field("version", "is required (a version number from 1)")
+        labels.check(request.label, request.version)
 
         def apply(session: Session) -> PromptRow:
             row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
             _prompt_version(session, row, request.version)
-            previous = row.labels.get(request.label)
-            row.labels = {**row.labels, request.label: request.version}
+            previous = labels.point(row, request.label, request.version)
             audit.record(session, caller, "label", "prompt", row.id, label=request.label,
                          version=request.version, previous=previous)
             return prompts.save(session, row)
@@ -594,10 +589,7 @@ class PromptService(pb_grpc.PromptServiceServicer):
 
         def remove(session: Session) -> str:
             row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
-            if request.label not in row.labels:
-                raise NotFound(f"prompt {row.name!r} has no label {request.label!r}",
-                               reason="PROMPT_LABEL_NOT_FOUND", details={"label": request.label})
-            row.labels = {k: v for k, v in row.labels.items() if k != request.label}
+            labels.remove(row, request.label, "prompt")
             prompts.save(session, row)
             audit.record(session, caller, "unlabel", "prompt", row.id, label=request.label)
             return row.name

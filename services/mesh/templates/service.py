@@ -23,7 +23,7 @@ from agentmesh.templates.v1 import templates_pb2 as pb
 from agentmesh.templates.v1 import templates_pb2_grpc as pb_grpc
 from agentmesh.tools.v1 import tools_pb2, tools_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2, workflows_pb2_grpc
-from mesh.runtime import audit, errors, placeholders
+from mesh.runtime import audit, errors, labels, placeholders
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.convert import changes, python_value, to_message, values, writable
 from mesh.runtime.errors import InvalidArgument, NotFound, invalid_field
@@ -34,7 +34,6 @@ from mesh.runtime.tables import is_uuid
 from mesh.templates.models import TemplateRow, TemplateVersionRow
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _TEMPLATE = writable(pb.Template)
@@ -502,16 +501,12 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
 
     async def SetTemplateLabel(self, request, context):
         caller = require_caller(context)
-        if not _LABEL.match(request.label):
-            raise invalid_field("label", "1-50 letters, digits, '.', '_' or '-'")
-        if request.version < 1:
-            raise invalid_field("version", "is required (a version number from 1)")
+        labels.check(request.label, request.version)
 
         def apply(session: Session) -> TemplateRow:
             row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
             _version(session, row, request.version)
-            previous = row.labels.get(request.label)
-            row.labels = {**row.labels, request.label: request.version}
+            previous = labels.point(row, request.label, request.version)
             audit.record(session, caller, "label", "template", row.id, label=request.label,
                          version=request.version, previous=previous)
             return templates.save(session, row)
@@ -523,10 +518,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
 
         def remove(session: Session) -> str:
             row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
-            if request.label not in row.labels:
-                raise NotFound(f"template {row.name!r} has no label {request.label!r}",
-                               reason="TEMPLATE_LABEL_NOT_FOUND", details={"label": request.label})
-            row.labels = {k: v for k, v in row.labels.items() if k != request.label}
+            labels.remove(row, request.label, "template")
             templates.save(session, row)
             audit.record(session, caller, "unlabel", "template", row.id, label=request.label)
             return row.name
