@@ -153,3 +153,28 @@ def test_system_prompt_from_master_data_at_label_production(masterdata, model_se
     body = assert_envelope(client.post(f"/api/v1/agents/{agent['id']}/interact",
                                        json={"message": "no context"}), 400, "INVALID_ARGUMENT")
     assert body["details"]["reason"] == "PROMPT_VARIABLES_MISSING"
+
+
+def test_a_policy_that_denies_a_tool_ends_the_call_with_the_decision(masterdata, model_server):
+    """Governance decides every tool call of an agent: a Cedar policy forbidding this agent
+    this tool ends the call before the tool runs, with the decision recorded."""
+    client = masterdata
+    tool = _ok(client.post("/api/v1/tools", json={
+        "name": _name("echo"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+        "builtin": {"builtin_name": "echo"}}))
+    model, _ = _model(client, model_server,
+                      [{"tool_call": {"name": tool["name"], "arguments": {}}}])
+    agent = _agent(client, model, tools=[tool["name"]])
+    _ok(client.post("/api/v1/governance/policies", json={
+        "name": _name("allow"), "cedar": "permit(principal, action, resource);"}))
+    _ok(client.post("/api/v1/governance/policies", json={
+        "name": _name("no-echo"),
+        "cedar": f'forbid(principal == Agent::"{agent["name"]}", action == Action::"call_tool", '
+                 f'resource == Tool::"{tool["name"]}");'}))
+    answer = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "go"}))
+    assert answer["status"] == "CALL_STATUS_FAILED" and answer["reason"] == "TOOL_DENIED_BY_POLICY"
+    stats = _ok(client.get(f"/api/v1/tools/{tool['id']}/stats"))
+    assert stats["total_executions"] == 0  # the tool never ran
+    decisions = _ok(client.get("/api/v1/governance/decisions", params={"allowed": "false"}))
+    denied = [d for d in decisions["items"] if d["resource"] == f'Tool::"{tool["name"]}"']
+    assert denied and denied[0]["principal"] == f'Agent::"{agent["name"]}"'

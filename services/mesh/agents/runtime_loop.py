@@ -26,6 +26,7 @@ import asyncio
 import json
 import re
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,7 @@ class Plan:
     tools: dict[str, OfferedTool]
     denied: set[str]
     model_timeout: float
+    agent: str = ""  # the agent's name: the principal of governance decisions
 
 
 @dataclass
@@ -170,7 +172,8 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
     denied |= limits.denied_tools
     model_timeout = float(config.get("model_timeout_seconds") or model.parameters.get(
         "timeout_seconds") or 60)
-    return Plan(model, api_key, system_prompt, limits, offered, denied, model_timeout)
+    return Plan(model, api_key, system_prompt, limits, offered, denied, model_timeout,
+                agent=agent.name)
 
 
 def history(transcript: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -305,6 +308,8 @@ class AgentLoop:
             raise Breach("TOOL_DENIED", f"the model asked for tool {call.name!r}, which the "
                          "agent's constraints deny")
         offered = plan.tools.get(call.name)
+        if offered is not None and not call.problem:
+            await self._governed(turn, call, offered, record)
         started = time.perf_counter()
         if offered is None:
             status, content = "FAILED", {"error": f"there is no tool {call.name!r}; use one of "
@@ -322,6 +327,26 @@ class AgentLoop:
                  call.name, arguments=record["arguments"], status=status, duration_ms=duration,
                  execution_id=record.get("execution_id", ""))
         return {"role": "tool", "tool_call_id": call.id, "content": text}
+
+    async def _governed(self, turn: Turn, call, offered: OfferedTool,
+                        record: dict[str, Any]) -> None:
+        """The tenant's policies decide the tool call before it runs (mesh.governance); a
+        denial ends the call, recorded with the decision. Without a governance service
+        configured (AGENTMESH_PEERS), the agent's constraints and the caller's scopes decide."""
+        if "governance" not in self.peers.addresses:
+            return
+        from mesh.governance import client as governance
+
+        decision = await governance.check_tool_call(
+            SimpleNamespace(peers=self.peers), agent=self.plan.agent, tool=offered.tool.name,
+            arguments=call.arguments if isinstance(call.arguments, dict) else {})
+        if decision.allowed:
+            return
+        record.update(status="DENIED", error=decision.reason, decision_id=decision.id)
+        turn.add("tool", f"denied by policy: {decision.reason}", tool_call_id=call.id,
+                 tool=offered.tool.name, status="DENIED", decision_id=decision.id)
+        raise Breach("TOOL_DENIED_BY_POLICY", f"governance denied tool {offered.tool.name!r}: "
+                     f"{decision.reason}")
 
     async def _execute(self, offered: OfferedTool, arguments: dict[str, Any],
                        record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
