@@ -112,3 +112,23 @@ def test_metrics_in_prometheus_text_move_with_traffic(mesh, tenant):
 def test_metrics_need_credentials(mesh):
     with mesh.client() as client:
         assert_envelope(client.get("/metrics"), 401, "UNAUTHENTICATED")
+
+
+def test_a_call_that_crosses_services_is_one_trace(mesh, tenant):
+    """dispatch goes gateway -> governance -> agents: one trace id, spans from all three, the
+    agents span a child of governance's."""
+    with mesh.client(tenant.token) as client:
+        name = f"traced-{uuid.uuid4().hex[:6]}"
+        client.post("/api/v1/agents", json={"name": name})
+        reply = client.post("/api/v1/dispatch", json={"intent": "get_agent",
+                                                      "context": {"agent_id": name}})
+        assert reply.status_code == 200, reply.text
+        trace_id = reply.headers["x-trace-id"]
+        trace = _eventually(lambda: client.get(f"/api/v1/observability/traces/{trace_id}"),
+                            lambda r: r.status_code == 200 and
+                            {"gateway", "governance", "agents"} <= set(r.json()["services"]))
+        body = trace.json()
+        assert {"gateway", "governance", "agents"} <= set(body["services"]), body["services"]
+        spans = {s["span_id"]: s for s in body["spans"]}
+        get_agent = next(s for s in body["spans"] if s["service"] == "agents")
+        assert spans[get_agent["parent_span_id"]]["service"] == "governance"
