@@ -289,18 +289,25 @@ def _workflows_pid(mesh) -> int | None:
 
 
 def test_crash_of_the_workflows_process_completes_every_execution_once(tmp_path, web):
-    """20 executions of transform -> HTTP effect -> HTTP effect; the workflows process is
-    killed with SIGKILL while they run; after `agentmesh up` restarts it every execution
-    completes and the counting server saw each step's effect exactly once per execution."""
-    mesh = start_mesh(tmp_path / "crash", isolation="process")
+    """20 executions of transform -> HTTP tool (through the tools service) -> HTTP step; the
+    workflows process is killed with SIGKILL while they run; after `agentmesh up` restarts it
+    every execution completes and the counting server saw each step's effect exactly once per
+    execution (the step's idempotency key reaches it as `Idempotency-Key`, through the tool)."""
+    mesh = start_mesh(tmp_path / "crash", isolation="process",
+                      extra_env={"AGENTMESH_EGRESS_ALLOW": "127.0.0.1"})
     try:
         tenant = register(mesh)
         run = uuid.uuid4().hex[:6]
         with mesh.client(tenant.token) as client:
+            tool = client.post("/api/v1/tools", json={
+                "name": f"charge-{run}", "type": "TOOL_TYPE_HTTP", "status": "TOOL_STATUS_ACTIVE",
+                "http": {"url": f"{web.url}/effect?name={run}-charge&sleep=1.0",
+                         "method": "GET"}})
+            assert tool.status_code == 200, tool.text
             workflow = _create(client, [
                 {"id": "prep", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
-                {"id": "charge", "type": "STEP_TYPE_HTTP", "depends_on": ["prep"],
-                 "http": {"url": f"{web.url}/effect?name={run}-charge&sleep=1.0"}},
+                {"id": "charge", "type": "STEP_TYPE_TOOL", "depends_on": ["prep"],
+                 "tool": {"tool_id": tool.json()["id"]}},
                 {"id": "notify", "type": "STEP_TYPE_HTTP", "depends_on": ["charge"],
                  "http": {"url": f"{web.url}/effect?name={run}-notify&sleep=1.0"}}])
             ids = [client.post(f"/api/v1/workflows/{workflow['id']}/execute",

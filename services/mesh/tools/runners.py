@@ -159,6 +159,11 @@ async def _run_http(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
             headers["Authorization"] = f"Basic {token}"
         else:
             raise ToolFailed(f"unknown auth type {kind!r}; use bearer, header or basic")
+    # A caller's idempotency key (a workflow step's `<execution>:<step>:<attempt>`) goes on to
+    # the server, so a step re-run after a crash has its effect once where the server honours it.
+    key = _caller_idempotency_key()
+    if key and not any(k.lower() == "idempotency-key" for k in headers):
+        headers["Idempotency-Key"] = key
     request: dict[str, Any] = {"headers": headers}
     if method in ("GET", "DELETE"):
         if rest:
@@ -289,3 +294,10 @@ async def run(tool: pb.Tool, arguments: dict[str, Any], *, policy: EgressPolicy,
         exc.message = secrets.redact(exc.message)
         return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None, exc.message, elapsed(), refusal=exc)
     return Outcome(E.TOOL_EXECUTION_STATUS_COMPLETED, secrets.redact(output), "", elapsed())
+
+
+def _caller_idempotency_key() -> str:
+    from mesh.runtime.context import current_call, metadata_value
+
+    context = current_call.get()
+    return metadata_value(context, "idempotency-key") if context is not None else ""
