@@ -93,10 +93,6 @@ class Database:
                 connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
 
     @property
-    def dialect(self) -> str:
-        return self.engine.dialect.name
-
-    @property
     def placeholder(self) -> str:
         """The DB-API parameter marker of this database (`?` or `%s`)."""
         return "?" if self.sqlite_path is not None else "%s"

@@ -75,8 +75,3 @@ class RowCount(SQLModel, table=True):
     table_name: str = Field(primary_key=True)
     tenant_id: str = Field(primary_key=True)
     n: int = 0
-
-
-def timestamp_column(**kwargs: Any) -> sa.Column:
-    """A timezone-aware timestamp as a Column, for tables that do not extend TenantTable."""
-    return sa.Column(sa.DateTime(timezone=True), **kwargs)
