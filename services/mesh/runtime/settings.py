@@ -46,10 +46,11 @@ class Settings(BaseSettings):
     secrets_previous_keks: str = Field(default="", repr=False)
 
     # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
-    # it to the observability service). The gateway samples this share of requests; a service
-    # records spans only for sampled calls (mesh.runtime.telemetry).
+    # it to the observability service). The gateway samples this percentage of requests (1 by
+    # default; raise it while investigating); a service records spans only for sampled calls
+    # (mesh.runtime.telemetry).
     otel_exporter_otlp_endpoint: str = ""
-    trace_sample_percent: float = Field(default=10.0, ge=0, le=100)
+    trace_sample_percent: float = Field(default=1.0, ge=0, le=100)
     # Prometheus: this process serves its metrics over HTTP on this port (0 = not served).
     metrics_port: int = 0
     # The observability service gathers these for GET /metrics: comma-separated URLs of
