@@ -157,10 +157,7 @@ class SkillService(pb_grpc.SkillServiceServicer):
 
         def apply(session: Session) -> SkillRow:
             row = skills.get(session, caller.tenant_id, request.skill_id, lock=True)
-            for key, value in update.items():
-                setattr(row, key, value)
-            audit.record(session, caller, "update", "skill", row.id, fields=sorted(update))
-            return skills.save(session, row)
+            return skills.change(session, row, update, caller)
 
         return to_message(await self.db.write(apply), pb.Skill)
 
@@ -169,9 +166,7 @@ class SkillService(pb_grpc.SkillServiceServicer):
 
         def remove(session: Session) -> str:
             row = skills.get(session, caller.tenant_id, request.skill_id, lock=True)
-            skills.delete(session, row)
-            audit.record(session, caller, "delete", "skill", row.id, name=row.name)
-            return row.name
+            return skills.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"skill {name!r} deleted")
@@ -289,10 +284,7 @@ class ConstraintService(pb_grpc.ConstraintServiceServicer):
             row = constraints.get(session, caller.tenant_id, request.constraint_id, lock=True)
             _check_constraint({"constraint_type": update.get("constraint_type", row.constraint_type),
                                "rules": update.get("rules", row.rules)})
-            for key, value in update.items():
-                setattr(row, key, value)
-            audit.record(session, caller, "update", "constraint", row.id, fields=sorted(update))
-            return constraints.save(session, row)
+            return constraints.change(session, row, update, caller)
 
         return to_message(await self.db.write(apply), pb.Constraint)
 
@@ -301,9 +293,7 @@ class ConstraintService(pb_grpc.ConstraintServiceServicer):
 
         def remove(session: Session) -> str:
             row = constraints.get(session, caller.tenant_id, request.constraint_id, lock=True)
-            constraints.delete(session, row)
-            audit.record(session, caller, "delete", "constraint", row.id, name=row.name)
-            return row.name
+            return constraints.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"constraint {name!r} deleted")
@@ -492,9 +482,7 @@ class PromptService(pb_grpc.PromptServiceServicer):
                     PromptVersionRow.tenant_id == row.tenant_id,
                     PromptVersionRow.prompt_id == row.id)).all():
                 prompt_versions.delete(session, version)
-            prompts.delete(session, row)
-            audit.record(session, caller, "delete", "prompt", row.id, name=row.name)
-            return row.name
+            return prompts.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"prompt {name!r} deleted")
@@ -747,10 +735,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
             _check_model(state)
             if "secret_ref" in update:
                 _check_secret_ref(session, caller.tenant_id, update["secret_ref"])
-            for key, value in update.items():
-                setattr(row, key, value)
-            audit.record(session, caller, "update", "model", row.id, fields=sorted(update))
-            return models.save(session, row)
+            return models.change(session, row, update, caller)
 
         return to_message(await self.db.write(apply), pb.Model)
 
@@ -759,9 +744,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
 
         def remove(session: Session) -> str:
             row = models.get(session, caller.tenant_id, request.model_id, lock=True)
-            models.delete(session, row)
-            audit.record(session, caller, "delete", "model", row.id, name=row.name)
-            return row.name
+            return models.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"model {name!r} deleted")
@@ -904,9 +887,7 @@ class SecretService(pb_grpc.SecretServiceServicer):
         def remove(session: Session) -> str:
             row = secrets.get(session, caller.tenant_id, request.secret_id, lock=True)
             _refuse_if_referenced(session, row, "deleted")
-            secrets.delete(session, row)
-            audit.record(session, caller, "delete", "secret", row.id, name=row.name)
-            return row.name
+            return secrets.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"secret {name!r} deleted")

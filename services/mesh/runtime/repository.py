@@ -30,6 +30,7 @@ from google.protobuf.message import Message
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, or_, select
 
+from mesh.runtime import audit
 from mesh.runtime.convert import TupleReader
 from mesh.runtime.db import Database
 from mesh.runtime.errors import AlreadyExists, NotFound, invalid_field
@@ -167,6 +168,23 @@ class TenantRepository(Generic[Row]):
             raise AlreadyExists(f"{self.noun} {name!r} already exists",
                                 reason=f"{self.noun.upper()}_ALREADY_EXISTS",
                                 details={self.noun: name}) from exc
+
+    def change(self, session: Session, row: Row, update: dict[str, Any], caller=None) -> Row:
+        """Sets the fields of `update` on `row` and saves it; with `caller`, the change is in
+        the audit trail, in the same transaction."""
+        for key, value in update.items():
+            setattr(row, key, value)
+        if caller is not None:
+            audit.record(session, caller, "update", self.noun, row.id, fields=sorted(update))
+        return self.save(session, row)
+
+    def remove(self, session: Session, row: Row, caller=None) -> str:
+        """Deletes `row` (audited with `caller`); its name, for the answer's message."""
+        name = getattr(row, self.name_column, row.id) if self.name_column else row.id
+        self.delete(session, row)
+        if caller is not None:
+            audit.record(session, caller, "delete", self.noun, row.id, name=name)
+        return name
 
     def delete(self, session: Session, row: Row) -> None:
         session.delete(row)

@@ -388,9 +388,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
                     TemplateVersionRow.tenant_id == row.tenant_id,
                     TemplateVersionRow.template_id == row.id)).all():
                 versions.delete(session, version)
-            templates.delete(session, row)
-            audit.record(session, caller, "delete", "template", row.id, name=row.name)
-            return row.name
+            return templates.remove(session, row, caller)
 
         name = await self.db.write(remove)
         return common_pb2.DeleteResponse(success=True, message=f"template {name!r} deleted")
