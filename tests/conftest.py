@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,9 +32,11 @@ def postgres_url() -> str:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Below the ephemeral range (mesh.supervisor.stable_port): a port picked there can be taken
+    by another process's outgoing connection before the gateway binds it."""
+    from mesh.supervisor import stable_port
+
+    return stable_port()
 
 
 @dataclass

@@ -132,7 +132,8 @@ class Mesh:
 
     def _service_children(self) -> list[Child]:
         names = catalog.names()
-        self.ports = {name: free_port() for name in names}
+        taken: set[int] = {self.port}
+        self.ports = {name: stable_port(taken) for name in names}
         peers = ",".join(f"{n}=127.0.0.1:{p}" for n, p in self.ports.items())
         env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
@@ -142,8 +143,8 @@ class Mesh:
                            f"127.0.0.1:{self.ports['observability']}")
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
         # Each process serves its Prometheus metrics; observability gathers them and Envoy's.
-        metrics_ports = [free_port() for _ in groups]
-        self.admin_port = self.admin_port or free_port()
+        metrics_ports = [stable_port(taken) for _ in groups]
+        self.admin_port = self.admin_port or stable_port(taken)
         env["AGENTMESH_METRICS_TARGETS"] = ",".join(
             [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
             + [f"http://127.0.0.1:{self.admin_port}/stats/prometheus"])
