@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlmodel import Session, select
 
 from mesh.identity.models import SigningKeyRow
+from mesh.runtime.db import serialize
 from mesh.runtime.tables import aware, utcnow
 from mesh.runtime.settings import Settings
 
@@ -39,6 +40,7 @@ def _new_key(state: str) -> SigningKeyRow:
 
 def ensure_keys(session: Session) -> None:
     """First run: make an active and a next key. Later runs keep what is stored."""
+    serialize(session, "identity-signing-keys")  # replicas starting together make one pair
     states = {row.state for row in session.exec(select(SigningKeyRow)).all()}
     if "active" not in states:
         session.add(_new_key("active"))
@@ -49,7 +51,7 @@ def ensure_keys(session: Session) -> None:
 
 def rotate(session: Session) -> SigningKeyRow:
     """Promotes `next` to `active`, retires the old active key, makes a new `next`."""
-    ensure_keys(session)
+    ensure_keys(session)  # also holds the lock until commit: one rotation at a time
     now = utcnow()
     for row in session.exec(select(SigningKeyRow).where(SigningKeyRow.state == "active")).all():
         row.state, row.retired_at = "retired", now
@@ -67,10 +69,19 @@ def active_key(session: Session, settings: Settings) -> SigningKeyRow:
     if row is None:
         ensure_keys(session)
         return active_key(session, settings)
-    age = utcnow() - aware(row.activated_at or row.created_at)
-    if age > timedelta(seconds=settings.signing_key_rotation_seconds):
-        row = rotate(session)
+    if _due(row, settings):
+        serialize(session, "identity-signing-keys")
+        # Another replica may have rotated while this one waited for the lock.
+        session.expire_all()
+        row = session.exec(select(SigningKeyRow).where(SigningKeyRow.state == "active")).one()
+        if _due(row, settings):
+            row = rotate(session)
     return row
+
+
+def _due(row: SigningKeyRow, settings: Settings) -> bool:
+    age = utcnow() - aware(row.activated_at or row.created_at)
+    return age > timedelta(seconds=settings.signing_key_rotation_seconds)
 
 
 def jwks(session: Session, settings: Settings) -> dict:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
@@ -36,6 +37,9 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import timestamp_field, utcnow
+
+if TYPE_CHECKING:
+    from mesh.runtime.db import Database
 
 KEY_FILE = "secrets-kek.json"
 _NONCE = 12
@@ -80,20 +84,22 @@ def _write_key_file(path: Path, active: str, keys: dict[str, bytes], *, create: 
                 "keys": {kid: base64.b64encode(key).decode() for kid, key in keys.items()}}
     data = json.dumps(document, indent=1).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if create:  # first run: fails if another process made it meanwhile
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    if not create:
+        os.replace(tmp, path)
+        return
+    # First run: link the complete file into place, so that a replica starting at the same time
+    # either finds no file or the whole one, never a half-written one; it fails if another
+    # process made it meanwhile.
+    try:
+        os.link(tmp, path)
+    finally:
+        tmp.unlink()
 
 
 @dataclass
@@ -182,6 +188,18 @@ class Keyring:
         return key
 
     # ---- checks kept in the database -------------------------------------------------------
+    def verify_in(self, database: "Database", used_ids: Callable[[Session], set[str]]) -> None:
+        """`verify` in its own transaction. Replicas starting together may both record the check
+        value of a new key: the one that loses the race verifies against the winner's."""
+        for attempt in (1, 2):
+            try:
+                with database.session(write=True) as session, session.begin():
+                    self.verify(session, used_ids(session))
+                return
+            except sa.exc.IntegrityError:
+                if attempt == 2:
+                    raise
+
     def verify(self, session: Session, used_ids: set[str]) -> None:
         """Refuses keys that are not the ones the database was sealed with, and data sealed
         with keys that are not configured; records a check value for new keys."""
@@ -291,8 +309,7 @@ def rotate(settings: Settings, *, new_key: bool = True, batch: int = 100,
     database = Database.for_service("masterdata", settings)
     try:
         database.migrate(catalog.definition("masterdata").migration_dirs())
-        with database.session(write=True) as session, session.begin():
-            keyring.verify(session, set())
+        keyring.verify_in(database, lambda session: set())
         active, done = keyring.active_id, 0
         while True:
             with database.session(write=True) as session, session.begin():

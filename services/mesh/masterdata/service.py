@@ -781,9 +781,8 @@ def keyring_of(runtime: Runtime) -> keys.Keyring:
     keyring = runtime.__dict__.get("_keyring")
     if keyring is None:
         keyring = keys.Keyring.load(runtime.settings)
-        with runtime.database.session(write=True) as session, session.begin():
-            used = set(session.exec(select(SecretRow.key_id).distinct()).all())
-            keyring.verify(session, used)
+        keyring.verify_in(runtime.database, lambda session: set(
+            session.exec(select(SecretRow.key_id).distinct()).all()))
         runtime.__dict__["_keyring"] = keyring
     return keyring
 

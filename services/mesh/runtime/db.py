@@ -174,6 +174,16 @@ class Database:
         self.engine.dispose()
 
 
+def serialize(session: Session, name: str) -> None:
+    """Makes the rest of this write transaction exclusive among every replica doing the same
+    `name`: a PostgreSQL advisory lock held until commit. On SQLite, where one process writes
+    at a time and a write transaction already excludes the others, there is nothing to do. For
+    check-then-insert work that replicas starting together would otherwise both do."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+                        {"name": f"agentmesh:{name}"})
+
+
 def _run_statements(connection: sqlite3.Connection,
                     statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple]]:
     if len(statements) == 1:  # one statement is its own snapshot
