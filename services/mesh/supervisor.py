@@ -336,7 +336,7 @@ class ReplicatedMesh(Mesh):
         env.pop("AGENTMESH_PORT", None)
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
-                      env, self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
+                      {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}"}, self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
                 for name in names for i, port in enumerate(self.replica_ports[name])]
 
     def backends(self) -> dict:

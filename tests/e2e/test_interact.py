@@ -7,6 +7,7 @@ through the masterdata REST API and are skipped while that service is not built 
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -178,3 +179,39 @@ def test_a_policy_that_denies_a_tool_ends_the_call_with_the_decision(masterdata,
     decisions = _ok(client.get("/api/v1/governance/decisions", params={"allowed": "false"}))
     denied = [d for d in decisions["items"] if d["resource"] == f'Tool::"{tool["name"]}"']
     assert denied and denied[0]["principal"] == f'Agent::"{agent["name"]}"'
+
+
+def test_a_workflow_runs_a_real_tool_step_then_a_real_agent_step(masterdata, model_server):
+    """A workflow's tool step runs through the tools service and its agent step through the
+    agents service (which asks the model): the execution's outputs are theirs, and the call
+    and the tool execution are recorded where a user looks for them."""
+    client = masterdata
+    calc = _ok(client.post("/api/v1/tools", json={
+        "name": _name("calc"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+        "builtin": {"builtin_name": "math"}}))
+    model, _ = _model(client, model_server, [{"content": "You said: {user}"}])
+    agent = _agent(client, model)
+    workflow = _ok(client.post("/api/v1/workflows", json={
+        "name": _name("flow"),
+        "steps": [
+            {"id": "calc", "type": "STEP_TYPE_TOOL",
+             "tool": {"tool_id": calc["id"], "arguments": {"expression": "6 * 7"}}},
+            {"id": "ask", "type": "STEP_TYPE_AGENT", "depends_on": ["calc"],
+             "inputs": {"n": "steps.calc.output.result"},
+             "agent": {"agent_id": agent["id"], "prompt": "The number is {{n}}"}}],
+        "outputs": {"n": "steps.calc.output.result", "answer": "steps.ask.output.reply",
+                    "call_id": "steps.ask.output.call_id"}}))
+    _ok(client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={}))
+    execution = _ok(client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}))
+    deadline = time.monotonic() + 60
+    while execution["status"] not in ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED"):
+        assert time.monotonic() < deadline, execution
+        time.sleep(0.2)
+        execution = _ok(client.get(f"/api/v1/workflows/executions/{execution['id']}"))
+    assert execution["status"] == "EXECUTION_STATUS_COMPLETED", execution
+    assert execution["outputs"]["n"] == 42
+    assert execution["outputs"]["answer"] == "You said: The number is 42"
+    call = _ok(client.get(f"/api/v1/calls/{execution['outputs']['call_id']}"))
+    assert call["agent_id"] == agent["id"] and call["status"] == "CALL_STATUS_COMPLETED"
+    stats = _ok(client.get(f"/api/v1/tools/{calc['id']}/stats"))
+    assert stats["total_executions"] == 1 and stats["successful_executions"] == 1

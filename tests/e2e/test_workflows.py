@@ -75,7 +75,7 @@ def test_multi_step_workflow_watched_over_sse_and_approved(mesh, tenant, web):
     steps = [
         {"id": "prepare", "type": "STEP_TYPE_TRANSFORM",
          "transform": {"expression": "{topic: inputs.topic}"}},
-        # An HTTP step stands in for the tool step until the tools service executes tools.
+        # Tool and agent steps: tests/e2e/test_interact.py (they need the egress mesh).
         {"id": "fetch", "type": "STEP_TYPE_HTTP", "depends_on": ["prepare"],
          "inputs": {"q": "steps.prepare.output.topic"},
          "http": {"url": f"{web.url}/effect?name=e2e-fetch&sleep=0.5"}},
@@ -89,7 +89,6 @@ def test_multi_step_workflow_watched_over_sse_and_approved(mesh, tenant, web):
         {"id": "b1", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`2`"}},
         {"id": "approve", "type": "STEP_TYPE_APPROVAL", "depends_on": ["fanout"],
          "approval": {"message": "publish {{topic}}?"}, "inputs": {"topic": "inputs.topic"}},
-        # A transform stands in for the agent step until agents interact.
         {"id": "write", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["approve"],
          "transform": {"expression": "join(' ', ['report on', inputs.topic])"}},
     ]

@@ -102,3 +102,16 @@ def test_redis_counters_are_shared_by_two_instances(tmp_path_factory, redis_url)
     finally:
         first.close()
         second.close()
+
+
+def test_a_route_can_have_its_own_limit():
+    from mesh.governance.limits import GovernanceSettings, Limits, MemoryCounters
+
+    settings = GovernanceSettings(rate_limit_per_route_per_minute=100, rate_limit_routes={
+        "/agentmesh.agents.v1.AgentService/InteractWithAgent": 3})
+    limits = Limits(settings, MemoryCounters())
+    tenant = ("tenant", "t1")
+    assert limits.limit_for([tenant, ("route", "/agentmesh.agents.v1.AgentService/InteractWithAgent")]) \
+        == ("per_route", 3)
+    assert limits.limit_for([tenant, ("route", "/agentmesh.agents.v1.AgentService/GetAgent")]) \
+        == ("per_route", 100)

@@ -37,3 +37,9 @@ def test_errors_and_references():
     assert render_text("Summarize {{text}} for {{who}}", {"text": "it", "who": {"n": 1}}) == \
         'Summarize it for {"n": 1}'
     assert render_text("keep {{unknown}}", {}) == "keep {{unknown}}"
+
+
+def test_whole_numbers_are_written_as_whole_numbers_in_text():
+    from mesh.workflows.definition import render_text
+
+    assert render_text("n={{n}} xs={{xs}}", {"n": 42.0, "xs": [1.0, 2.5]}) == "n=42 xs=[1, 2.5]"

@@ -4,7 +4,10 @@ process, so none of them uses the module-wide `service` fixture)."""
 
 from __future__ import annotations
 
+import time
 import uuid
+
+import grpc
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.workflows.models import ExecutionRow, WorkflowRow
@@ -89,5 +92,61 @@ def test_a_cancel_cut_off_by_a_crash_is_finished_on_restart(tmp_path):
         assert status.status == "CANCELLED"
         assert status_name(Client(second, identity).get(execution.id)) == \
             "EXECUTION_STATUS_CANCELLED"
+    finally:
+        second.close()
+
+
+def test_a_replica_that_never_comes_back_is_recovered_by_another(tmp_path, monkeypatch):
+    """Replica `workflows-a` stops with an execution waiting for approval and is never started
+    again (a pod gone for good). Replica `workflows-b`, on the same database, sees its heartbeat
+    grow old and takes the execution over: approved there, it completes from its checkpoints."""
+    from datetime import timedelta
+
+    from mesh.runtime.tables import utcnow
+    from mesh.workflows import engine
+    from mesh.workflows.models import ExecutorRow
+
+    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.5)
+    identity = Identity()
+    first = ServiceHarness(DEFINITION, tmp_path, replica_id="workflows-a")
+    try:
+        client = Client(first, identity)
+        wf = client.create(f"Flow {uuid.uuid4().hex[:6]}", [
+            {"id": "prep", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
+            {"id": "ask", "type": "STEP_TYPE_APPROVAL", "depends_on": ["prep"], "approval": {}},
+            {"id": "after", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["ask"],
+             "transform": {"expression": "steps.prep.output"}}])
+        execution = client.execute(wf.id, {"v": 7})
+        client.wait(execution.id, lambda e: step_status(e, "ask") == "STEP_STATUS_WAITING_APPROVAL")
+        db = first.running.runtime.database
+    finally:
+        first.close()
+
+    def age(session):  # as if `workflows-a` had been gone for a while
+        row = session.get(ExecutorRow, "workflows-a")
+        row.heartbeat_at = utcnow() - timedelta(seconds=engine.EXECUTOR_LOST_AFTER_SECONDS + 5)
+        session.add(row)
+    with db.session(write=True) as session, session.begin():
+        age(session)
+    second = ServiceHarness(DEFINITION, tmp_path, replica_id="workflows-b")
+    try:
+        client = Client(second, identity)
+        done = None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # approve once b runs the interpreter again
+            try:
+                client.call("ApproveStep", pb.ApproveStepRequest(execution_id=execution.id,
+                                                                 step_id="ask"))
+            except grpc.RpcError:
+                pass
+            done = client.get(execution.id)
+            if status_name(done) == "EXECUTION_STATUS_COMPLETED":
+                break
+            time.sleep(0.3)
+        assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+        assert states(done)["prep"].attempts == 1  # replayed from its checkpoint, not re-run
+        with second.running.runtime.database.session() as session:
+            assert session.get(ExecutorRow, "workflows-a") is None  # claimed once
+            assert session.get(ExecutorRow, "workflows-b") is not None
     finally:
         second.close()

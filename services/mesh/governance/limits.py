@@ -8,7 +8,9 @@ Descriptors the gateway sends (mesh.gateway.config.global_rate_limit), and the l
     [generic_key=global]                 AGENTMESH_RATE_LIMIT_GLOBAL_PER_MINUTE      (1000)
     [remote_address=<client ip>]         AGENTMESH_RATE_LIMIT_PER_IP_PER_MINUTE      (100)
     [tenant=<tenant id>]                 AGENTMESH_RATE_LIMIT_PER_TENANT_PER_MINUTE  (600)
-    [tenant=<tenant id>, route=<rpc>]    AGENTMESH_RATE_LIMIT_PER_ROUTE_PER_MINUTE   (0: none)
+    [tenant=<tenant id>, route=<rpc>]    AGENTMESH_RATE_LIMIT_PER_ROUTE_PER_MINUTE   (0: none),
+                                         or the route's own limit in
+                                         AGENTMESH_RATE_LIMIT_ROUTES (JSON: {"<rpc>": n})
 
 A limit of 0 is no limit. Windows are aligned to the clock (a minute starts at :00), so every
 replica agrees on when a window ends without talking to the others.
@@ -44,6 +46,10 @@ class GovernanceSettings(BaseSettings):
     rate_limit_per_ip_per_minute: int = 100
     rate_limit_per_tenant_per_minute: int = 600
     rate_limit_per_route_per_minute: int = 0
+    # Per-route limits that differ from the one above, by gRPC method path, for example
+    # {"/agentmesh.agents.v1.AgentService/InteractWithAgent": 60}: an expensive route limited
+    # tighter than reads. Counted per tenant, like the per-route limit.
+    rate_limit_routes: dict[str, int] = {}
     # How long a replica trusts its compiled copy of a tenant's policies before it rereads the
     # policy-set version (replicas converge on a change within this time).
     policy_cache_ttl_seconds: float = 2.0
@@ -140,7 +146,8 @@ class Limits:
         if keys == ["tenant"]:
             return "per_tenant", s.rate_limit_per_tenant_per_minute
         if keys == ["tenant", "route"]:
-            return "per_route", s.rate_limit_per_route_per_minute
+            return "per_route", s.rate_limit_routes.get(entries[1][1],
+                                                        s.rate_limit_per_route_per_minute)
         return "", 0
 
     def key(self, domain: str, entries: list[tuple[str, str]], window: Window) -> str:

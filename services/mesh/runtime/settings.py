@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # `service=host:port,...`: addresses of the services, for internal gRPC calls
     # (mesh.runtime.peers). A process serving several services binds each at its address here.
     peers: str = ""
+    # Which replica of its service this process is (`agents-1`, a pod's name): names the
+    # process's durable work (the workflows service's DBOS executor). Empty: the only one.
+    replica_id: str = ""
 
     # Tokens. The issuer and audience must match the gateway's jwt_authn provider.
     jwt_issuer: str = "agentmesh"

@@ -67,7 +67,7 @@ def evaluate(text: str, document: dict[str, Any]) -> Any:
 
         def render(match: re.Match) -> str:
             value = _search(match.group(1), document)
-            return value if isinstance(value, str) else json.dumps(value)
+            return as_text(value)
         return _TEMPLATE.sub(render, text)
     return _search(text, document)
 
@@ -77,6 +77,24 @@ def _search(text: str, document: dict[str, Any]) -> Any:
         return compile_expression(text).search(document)
     except jmespath.exceptions.JMESPathError as exc:
         raise ExpressionError(f"{text!r} failed: {exc}") from None
+
+
+def as_text(value: Any) -> str:
+    """A value inside text: strings as they are, the rest as JSON. Numbers travel as doubles
+    (protobuf Struct), so a whole number is written as one: `42`, never `42.0`."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(_whole_numbers(value))
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 def render_text(template: str, values: dict[str, Any]) -> str:
@@ -92,7 +110,7 @@ def render_text(template: str, values: dict[str, Any]) -> str:
                 return match.group(0)
             if value is None:  # not an input: left as written
                 return match.group(0)
-        return value if isinstance(value, str) else json.dumps(value)
+        return as_text(value)
     return _TEMPLATE.sub(one, template)
 
 

@@ -40,10 +40,12 @@ from sqlmodel import Session, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.db import serialize
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
 from mesh.workflows import definition as defn
-from mesh.workflows.models import ExecutionRow, ScheduleRow, WorkflowRow, WorkflowVersionRow
+from mesh.workflows.models import (ExecutionRow, ExecutorRow, ScheduleRow, WorkflowRow,
+                                   WorkflowVersionRow)
 
 log = logging.getLogger("mesh.workflows.engine")
 T = pb.StepType
@@ -57,6 +59,10 @@ ENDED = {E + "COMPLETED", E + "FAILED", E + "CANCELLED"}
 QUEUE = "agentmesh-workflows"
 QUEUE_CONCURRENCY = 64  # interpreters running at once per process
 QUEUE_POLLING_SECONDS = 0.2
+# A replica's heartbeat, and how long without one before another replica takes its pending
+# executions over (a pod that is gone for good; one restarted under its name recovers its own).
+HEARTBEAT_SECONDS = 5.0
+EXECUTOR_LOST_AFTER_SECONDS = 30.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 APPROVAL_WAIT_SECONDS = 7 * 24 * 3600
@@ -111,6 +117,8 @@ class Engine:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
         self._interpreters: set[asyncio.Task] = set()
+        self.executor_id = runtime.settings.replica_id or "local"
+        self._watcher: asyncio.Task | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -120,6 +128,9 @@ class Engine:
             # Pinned: the interpreter is data-driven, so a new build must recover the
             # executions an older build left running (DBOS recovers only its own version).
             "application_version": "agentmesh-workflows-1",
+            # Each replica its own executor, so that a replica restarting recovers only the
+            # executions it was running, never one another replica is running now.
+            "executor_id": self.executor_id,
             "log_level": "WARNING",
             "scheduler_polling_interval_sec": 1.0,
             "notification_listener_polling_interval_sec": 0.5,
@@ -152,11 +163,18 @@ class Engine:
             ENGINE = None
             raise
         self.ready.set()  # recovered interpreters may enqueue (sub-workflows) from now on
+        await self.heartbeat()
         await self.reconcile()
+        self._watcher = asyncio.create_task(self.watch_executors())
 
     async def stop(self) -> None:
         global ENGINE
         self.stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        # The heartbeat row stays: if this replica does not come back under its name, another
+        # one recovers what it leaves pending once the heartbeat is old.
         # Interpreters in flight stop here; DBOS recovers them (PENDING) on the next start.
         running = [*self._interpreters, *(t for tasks in self._tasks.values() for t in tasks)]
         for task in running:
@@ -166,6 +184,51 @@ class Engine:
         if self.http is not None:
             await self.http.aclose()
         ENGINE = None
+
+    # ---- replicas ---------------------------------------------------------------------------
+    async def heartbeat(self) -> None:
+        executor_id, now = self.executor_id, utcnow()
+
+        def beat(session: Session) -> None:
+            row = session.get(ExecutorRow, executor_id)
+            if row is None:
+                session.add(ExecutorRow(executor_id=executor_id, started_at=now, heartbeat_at=now))
+            else:
+                row.heartbeat_at = now
+                session.add(row)
+        await self.db.write(beat)
+
+    async def recover_lost_executors(self) -> list[str]:
+        """Executors without a heartbeat for EXECUTOR_LOST_AFTER_SECONDS are gone: their pending
+        interpreters go back on the queue (DBOS recovery, which only matches rows still owned by
+        the lost executor, so an execution is never taken from a live one), and any replica
+        runs them from their checkpoints. One replica does it at a time."""
+        cutoff = utcnow() - timedelta(seconds=EXECUTOR_LOST_AFTER_SECONDS)
+        me = self.executor_id
+
+        def claim(session: Session) -> list[str]:
+            serialize(session, "workflows-executor-recovery")
+            lost = session.exec(select(ExecutorRow).where(ExecutorRow.heartbeat_at < cutoff,
+                                                          ExecutorRow.executor_id != me)).all()
+            for row in lost:
+                session.delete(row)
+            return [row.executor_id for row in lost]
+        lost = await self.db.write(claim)
+        if lost:
+            log.warning("recovering the pending executions of lost replica(s) %s", ", ".join(lost))
+            await asyncio.to_thread(DBOS._recover_pending_workflows, lost)
+        return lost
+
+    async def watch_executors(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.heartbeat()
+                await self.recover_lost_executors()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the database is away for a moment: try again next beat
+                log.warning("executor heartbeat failed", exc_info=True)
 
     async def reconcile(self) -> None:
         """No stuck runs: an execution the API shows as not ended has a DBOS workflow that is

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
@@ -89,3 +89,15 @@ class ScheduleRow(TenantTable, table=True):
     created_by: str = ""
     last_fired_at: datetime | None = timestamp_field()
     fired: int = 0
+
+
+class ExecutorRow(SQLModel, table=True):
+    """A live replica of the workflows service (its DBOS executor), kept by a heartbeat. A
+    replica whose heartbeat stops is lost: another replica recovers its pending executions
+    (mesh.workflows.engine.Engine.watch_executors)."""
+
+    __tablename__ = "workflow_executors"
+
+    executor_id: str = Field(primary_key=True)
+    started_at: datetime | None = timestamp_field(nullable=False)
+    heartbeat_at: datetime | None = timestamp_field(nullable=False)

@@ -25,7 +25,8 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import aware, new_id, utcnow
 from mesh.workflows import definition as defn
-from mesh.workflows.models import ExecutionRow, ScheduleRow, WorkflowRow, WorkflowVersionRow
+from mesh.workflows.models import (ExecutionRow, ExecutorRow, ScheduleRow, WorkflowRow,
+                                   WorkflowVersionRow)
 
 W = "WORKFLOW_STATUS_"
 E = "EXECUTION_STATUS_"
@@ -738,5 +739,6 @@ async def _on_stop(runtime: Runtime) -> None:
 
 
 DEFINITION = ServiceDefinition("workflows", servicers=[WorkflowService],
-                               tables=[WorkflowRow, WorkflowVersionRow, ExecutionRow, ScheduleRow],
+                               tables=[WorkflowRow, WorkflowVersionRow, ExecutionRow, ScheduleRow,
+                                       ExecutorRow],
                                on_start=_on_start, on_stop=_on_stop)
