@@ -80,6 +80,9 @@ class Rpc:
         return bool(self.bindings) and not self.internal
     # The `http_body` option of an RPC returning google.api.HttpBody (None when absent).
     http_body: Any = None
+    # Marked `(agentmesh.common.v1.idempotent)`: work with effects that takes its own time
+    # (running a tool, an agent's conversation), deduplicated by Idempotency-Key.
+    effect: bool = False
 
     @property
     def full_service(self) -> str:
@@ -200,6 +203,7 @@ def load(path: Path | None = None) -> Contract:
                     internal=auth.internal,
                     http_body=(options.Extensions[auth_pb2.http_body]
                                if options.HasExtension(auth_pb2.http_body) else None),
+                    effect=options.Extensions[auth_pb2.idempotent],
                 ))
                 rpc = contract.rpcs[-1]
                 if not options.HasExtension(auth_pb2.auth):

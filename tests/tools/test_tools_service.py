@@ -309,3 +309,42 @@ def test_mcp_server_on_loopback_is_refused_without_allow_list(strict, me, mcp_se
     error = _fails(lambda: _execute(strict, me, tool, {"a": 1, "b": 2}),
                    grpc.StatusCode.PERMISSION_DENIED)
     assert error_reason(error) == "EGRESS_DENIED"
+
+
+def test_an_execution_with_an_idempotency_key_happens_once(stub, me, tools_service, web):
+    """A workflow step's call (or a client's retry) with the same key gets the first execution
+    back; the HTTP tool's server saw one request. A claim left by a call whose process died
+    (its lease run out) does not block the key: the next call runs."""
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from mesh.runtime import idempotency
+    from mesh.runtime.tables import utcnow
+
+    tool = _create(stub, me, type="TOOL_TYPE_HTTP", http={"url": web.url + "/once", "method": "POST"})
+    key = uuid.uuid4().hex
+    request = pb.ExecuteToolRequest(tool_id=tool.id)
+    request.arguments.update({"n": 1})
+    seen = len(web.requests)
+    metadata = (*me.metadata(), ("idempotency-key", key))
+    first = stub.ExecuteTool(request, metadata=metadata)
+    again, call = stub.ExecuteTool.with_call(request, metadata=metadata)
+    assert again == first and first.status == pb.TOOL_EXECUTION_STATUS_COMPLETED
+    assert ("idempotency-replayed", "true") in call.initial_metadata()
+    assert len(web.requests) == seen + 1
+
+    database = tools_service.running.runtime.database
+    stale = uuid.uuid4().hex
+    with database.session(write=True) as session, session.begin():  # a claim of a dead process
+        session.execute(idempotency.TABLE.insert().values(
+            tenant_id=me.tenant_id, method="/agentmesh.tools.v1.ToolService/ExecuteTool",
+            key=stale, request_hash="0" * 64, response=None, created_at=utcnow(),
+            expires_at=utcnow() - timedelta(seconds=1)))
+    taken_over = stub.ExecuteTool(request, metadata=(*me.metadata(), ("idempotency-key", stale)))
+    assert taken_over.status == pb.TOOL_EXECUTION_STATUS_COMPLETED
+    assert taken_over.id != first.id and len(web.requests) == seen + 2
+    with database.session() as session:
+        stored = session.execute(sa.select(idempotency.TABLE.c.response).where(
+            idempotency.TABLE.c.key == stale)).scalar_one()
+    assert stored is not None

@@ -106,6 +106,12 @@ class FakeTools(tools_pb2_grpc.ToolServiceServicer):
         arguments = json_format.MessageToDict(request.arguments)
         self.calls.append((request.tool_id, metadata.get("idempotency-key", ""), arguments))
         self.tenants.append(metadata.get("x-agentmesh-tenant-id", ""))
+        if request.tool_id == "busy" and sum(c[0] == "busy" for c in self.calls) <= 2:
+            # As a tools service answers while an earlier call with the key still runs.
+            from mesh.runtime import errors, idempotency
+
+            context.abort_with_status(errors.to_status(errors.Aborted(
+                "still running", reason=idempotency.IN_PROGRESS), "tools.agentmesh.dev"))
         if request.tool_id == "broken":
             return tools_pb2.ToolExecution(status=tools_pb2.TOOL_EXECUTION_STATUS_FAILED,
                                            error="the tool broke")

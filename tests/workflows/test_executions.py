@@ -373,6 +373,19 @@ def test_failing_tool_and_unavailable_agent(client):
     assert done.errors[0].code == "TOOL_FAILED" and "the tool broke" in done.errors[0].message
 
 
+def test_a_tool_call_still_running_elsewhere_is_waited_for_not_failed(client, peers):
+    """The tools service answers IDEMPOTENCY_KEY_IN_PROGRESS while an earlier call with the
+    step's key runs (after a crash, until that call's claim runs out): the step waits and asks
+    again, within the same attempt and with the same key."""
+    wf = client.create(_name(), [{"id": "t", "type": "STEP_TYPE_TOOL", "tool": {"tool_id": "busy"}}])
+    busy_before = sum(c[0] == "busy" for c in peers.tools.calls)
+    done = client.wait(client.execute(wf.id).id)
+    assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+    assert states(done)["t"].attempts == 1
+    mine = [key for tool, key, _ in peers.tools.calls if key.startswith(done.id)]
+    assert mine == [f"{done.id}:t:1"] * (3 if busy_before == 0 else 1)
+
+
 def test_other_tenant_gets_404_on_every_execution_route(service, client):
     wf = client.create(_name(), [{"id": "ask", "type": "STEP_TYPE_APPROVAL", "approval": {}}])
     execution = client.execute(wf.id)

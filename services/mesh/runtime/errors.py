@@ -120,3 +120,13 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     if "retry_after" in error.details:
         trailers.append(("retry-after", str(error.details["retry_after"])))
     return status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))
+
+
+def reason_of(error: grpc.RpcError) -> str:
+    """The `ErrorInfo.reason` a peer's error carries (what a calling service branches on)."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info.reason
+    return ""

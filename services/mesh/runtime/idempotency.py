@@ -11,16 +11,21 @@ passes request headers to the service as gRPC metadata), a retry is safe:
 * the same key with a different request is refused: ABORTED (HTTP 409),
   reason IDEMPOTENCY_KEY_REUSED; while the first call is still running, a replay is refused
   the same way with reason IDEMPOTENCY_KEY_IN_PROGRESS (retry shortly);
-* a first call that fails stores nothing, so the client may retry with the same key.
+* a first call that fails stores nothing, so the client may retry with the same key;
+* a first call cut off by a crash of its process is not waited for forever: while it runs it
+  holds the key on a lease of CLAIM_LEASE_SECONDS, renewed as it goes; once the lease is out,
+  a replay runs the call again (a workflow step recovered after a crash waits for that).
 
-It applies to RPCs whose name starts with `Create` and that run for a tenant (the method
-wrapper of mesh.runtime.server calls `Idempotency.run`). The table is the runtime's own
+It applies to RPCs whose name starts with `Create`, and to those the contract marks
+`(agentmesh.common.v1.idempotent)` (ExecuteTool, InteractWithAgent), when they run for a tenant
+(the method wrapper of mesh.runtime.server calls `Idempotency.run`). The table is the runtime's own
 (`agentmesh_idempotency_keys`, in every service's database through the runtime's migration
 branch); expired rows are purged as new keys arrive.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from datetime import timedelta
@@ -38,6 +43,8 @@ log = logging.getLogger("mesh.idempotency")
 HEADER = "idempotency-key"
 REPLAYED_HEADER = "idempotency-replayed"
 MAX_KEY_LENGTH = 200
+IN_PROGRESS = "IDEMPOTENCY_KEY_IN_PROGRESS"
+CLAIM_LEASE_SECONDS = 30.0
 
 _metadata = sa.MetaData()
 TABLE = sa.Table(
@@ -52,8 +59,14 @@ TABLE = sa.Table(
 )
 
 
-def applies_to(method: str) -> bool:
-    return method.rsplit("/", 1)[-1].startswith("Create")
+def applies_to(method) -> bool:
+    """Whether an RPC (its MethodDescriptor) honours the header: every `Create...`, and the
+    RPCs the contract marks `(agentmesh.common.v1.idempotent)`."""
+    if method.name.startswith("Create"):
+        return True
+    from agentmesh.common.v1 import annotations_pb2
+
+    return method.GetOptions().Extensions[annotations_pb2.idempotent]
 
 
 class _Stored:
@@ -89,13 +102,29 @@ class Idempotency:
         if stored is not None:
             await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
             return _Stored(stored)
+        renewal = asyncio.create_task(self._renew(tenant, method, key))
         try:
             response = await call()
         except BaseException:
+            renewal.cancel()
             await self._finish(tenant, method, key, None)
             raise
+        renewal.cancel()
         await self._finish(tenant, method, key, response.SerializeToString())
         return response
+
+    async def _renew(self, tenant: str, method: str, key: str) -> None:
+        """Keeps a running call's claim alive (the lease runs out only if its process dies)."""
+        where = (TABLE.c.tenant_id == tenant, TABLE.c.method == method, TABLE.c.key == key,
+                 TABLE.c.response.is_(None))
+        while True:
+            await asyncio.sleep(CLAIM_LEASE_SECONDS / 3)
+            expires = utcnow() + timedelta(seconds=CLAIM_LEASE_SECONDS)
+            try:
+                await self.db.write(lambda session: session.execute(
+                    TABLE.update().where(*where).values(expires_at=expires)))
+            except Exception:  # noqa: BLE001 - the next renewal tries again
+                log.warning("could not renew the claim of an idempotency key", exc_info=True)
 
     async def _claim(self, tenant: str, method: str, key: str, digest: str) -> bytes | None:
         """Registers the key (None: this call runs) or returns the stored answer."""
@@ -109,9 +138,12 @@ class Idempotency:
             if row is None:
                 try:
                     with session.begin_nested():
+                        # A claim: a lease that the running call renews (an expired one,
+                        # of a call whose process died, was purged above).
                         session.execute(TABLE.insert().values(
                             tenant_id=tenant, method=method, key=key, request_hash=digest,
-                            response=None, created_at=now, expires_at=now + self.ttl))
+                            response=None, created_at=now,
+                            expires_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS)))
                     return None
                 except IntegrityError:
                     row = session.execute(sa.select(TABLE.c.request_hash, TABLE.c.response)
@@ -121,7 +153,7 @@ class Idempotency:
                               reason="IDEMPOTENCY_KEY_REUSED", details={"idempotency_key": key})
             if row.response is None:
                 raise Aborted("a request with this Idempotency-Key is still running; retry",
-                              reason="IDEMPOTENCY_KEY_IN_PROGRESS",
+                              reason=IN_PROGRESS,
                               details={"idempotency_key": key})
             return bytes(row.response)
 
@@ -134,6 +166,7 @@ class Idempotency:
             if response is None:  # the first call failed: free the key for a retry
                 session.execute(TABLE.delete().where(*where, TABLE.c.response.is_(None)))
             else:
-                session.execute(TABLE.update().where(*where).values(response=response))
+                session.execute(TABLE.update().where(*where).values(
+                    response=response, expires_at=utcnow() + self.ttl))
 
         await self.db.write(finish)

@@ -29,6 +29,9 @@ from mesh.runtime.telemetry import TRACEPARENT, current_traceparent
 
 S = TypeVar("S")
 DEFAULT_DEADLINE_SECONDS = 10.0
+# Running a tool or an agent's conversation (RPCs marked `idempotent` in the contract) is bounded
+# by the tool's timeout or the agent's constraints, which may be minutes: the call waits for them.
+EFFECT_DEADLINE_SECONDS = 900.0
 _PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, CORRELATION_HEADER)
 
 
@@ -54,6 +57,9 @@ def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> 
     services = sorted({r.full_service for r in rpcs})
     timeout = f"{deadline:g}s"
     configs: list[dict[str, Any]] = [{"name": [{"service": s} for s in services], "timeout": timeout}]
+    effects = [{"service": r.full_service, "method": r.name} for r in rpcs if r.effect]
+    if effects:
+        configs.append({"name": effects, "timeout": f"{EFFECT_DEADLINE_SECONDS:g}s"})
     if idempotent:
         configs.append({"name": idempotent, "timeout": timeout, "retryPolicy": {
             "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",

@@ -60,11 +60,12 @@ class Guards:
     idempotency: Idempotency | None = None
 
 
-def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards):
+def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards,
+                idempotent: bool = False):
     is_coroutine = inspect.iscoroutinefunction(fn)
     metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
     revocations = guards.revocations
-    keys = guards.idempotency if idempotency.applies_to(method) else None
+    keys = guards.idempotency if idempotent else None
 
     async def call(request, context):
         result = fn(request, context)
@@ -155,10 +156,11 @@ def handlers(servicer: Any, service: str, guards: Guards,
                 _wrap_stream(fn, path, service, domain, guards), deserialize,
                 response_class.SerializeToString)
             continue
-        handler = _wrap_unary(fn, path, service, domain, guards)
+        idempotent = idempotency.applies_to(method)
+        handler = _wrap_unary(fn, path, service, domain, guards, idempotent)
         if traced:
             handler = _traced(handler, tracing, service, path)
-        serialize = (idempotency.serializer(response_class) if idempotency.applies_to(path)
+        serialize = (idempotency.serializer(response_class) if idempotent
                      else response_class.SerializeToString)
         table[method.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
     return grpc.method_handlers_generic_handler(descriptor.full_name, table)

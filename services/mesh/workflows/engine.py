@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -896,13 +897,8 @@ class Run:
         arguments = struct_pb2.Struct()
         arguments.update({**json_format.MessageToDict(step.tool.arguments), **args})
         stub = self.engine.runtime.peers.stub(tools_pb2_grpc.ToolServiceStub)
-        try:
-            reply = await stub.ExecuteTool(tools_pb2.ExecuteToolRequest(
-                tool_id=step.tool.tool_id, arguments=arguments), metadata=self._metadata(key))
-        except grpc.aio.AioRpcError as exc:
-            raise _rpc_failure("TOOL", exc) from None
-        except Exception as exc:  # noqa: BLE001 - peers not configured
-            raise StepFailure("TOOL_UNAVAILABLE", str(exc)) from None
+        reply = await self._once("TOOL", lambda: stub.ExecuteTool(tools_pb2.ExecuteToolRequest(
+            tool_id=step.tool.tool_id, arguments=arguments), metadata=self._metadata(key)))
         if reply.error or reply.status in (tools_pb2.ToolExecutionStatus.Value(n) for n in
                                            tools_pb2.ToolExecutionStatus.keys()
                                            if "FAIL" in n or "TIMED" in n):
@@ -915,15 +911,32 @@ class Run:
         context = struct_pb2.Struct()
         context.update({**args, "idempotency_key": key, "execution_id": self.execution_id})
         stub = self.engine.runtime.peers.stub(agents_pb2_grpc.AgentServiceStub)
-        try:
-            reply = await stub.InteractWithAgent(agents_pb2.InteractWithAgentRequest(
+        reply = await self._once("AGENT", lambda: stub.InteractWithAgent(
+            agents_pb2.InteractWithAgentRequest(
                 agent_id=step.agent.agent_id, message=defn.render_text(step.agent.prompt, args),
-                context=context), metadata=self._metadata(key))
-        except grpc.aio.AioRpcError as exc:
-            raise _rpc_failure("AGENT", exc) from None
-        except Exception as exc:  # noqa: BLE001
-            raise StepFailure("AGENT_UNAVAILABLE", str(exc)) from None
+                context=context), metadata=self._metadata(key)))
         return {"reply": reply.reply, "call_id": reply.call_id, "tokens": reply.tokens}
+
+    async def _once(self, kind: str, call: Callable[[], Any]) -> Any:
+        """A tool or agent call made once in effect: it carries the step attempt's key, which
+        the peer honours (mesh.runtime.idempotency). Replayed after a crash, the call gets the
+        recorded answer; while the interrupted first call still holds the key (its lease runs
+        out CLAIM_LEASE_SECONDS after its process died) this waits, then runs it."""
+        from mesh.runtime.errors import reason_of
+        from mesh.runtime.idempotency import CLAIM_LEASE_SECONDS, IN_PROGRESS
+
+        deadline = time.monotonic() + CLAIM_LEASE_SECONDS + 15
+        while True:
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as exc:
+                if (exc.code() == grpc.StatusCode.ABORTED and reason_of(exc) == IN_PROGRESS
+                        and time.monotonic() < deadline):
+                    await asyncio.sleep(1.0)
+                    continue
+                raise _rpc_failure(kind, exc) from None
+            except Exception as exc:  # noqa: BLE001 - peers not configured
+                raise StepFailure(f"{kind}_UNAVAILABLE", str(exc)) from None
 
     # -- approval: the execution waits on a DBOS message --
     async def _approval(self, sid: str) -> tuple[str, str, str] | None:

@@ -8,6 +8,8 @@ AUTH_FIELD_NUMBER: _ClassVar[int]
 auth: _descriptor.FieldDescriptor
 HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
 http_body: _descriptor.FieldDescriptor
+IDEMPOTENT_FIELD_NUMBER: _ClassVar[int]
+idempotent: _descriptor.FieldDescriptor
 LIMITS_FIELD_NUMBER: _ClassVar[int]
 limits: _descriptor.FieldDescriptor
 
