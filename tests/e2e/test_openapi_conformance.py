@@ -28,20 +28,6 @@ NOT_BUILT = [
     "AnalyticsService.GetProviderLatency",
     "AnalyticsService.GetErrorStats",
     "AnalyticsService.GetActiveCallStats",
-    "SystemService.GetSystemStatus",
-    "SystemService.GetSystemInfo",
-    "SystemService.GetSystemStats",
-    "SystemService.GetSystemMetrics",
-    "SystemService.GetSystemMetricsHistory",
-    "SystemService.GetSystemConfig",
-    "SystemService.UpdateSystemConfig",
-    "SystemService.ListFeatureFlags",
-    "SystemService.UpdateFeatureFlag",
-    "SystemService.RestartService",
-    "SystemService.ClearCache",
-    "SystemService.CreateBackup",
-    "SystemService.ListSystemLogs",
-    "SystemService.ListSystemAlerts",
 ]
 # Where a schema-valid request may still be refused, and why (each one an honest limit of what
 # an OpenAPI document can say, not a mismatch): written to schemathesis.toml for the run.
