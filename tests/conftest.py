@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Tests' meshes run with this operator tenant; only its admins hold system:write.
+OPERATOR_TENANT = "operators"
 POSTGRES_URL = os.environ.get("AGENTMESH_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -62,7 +64,8 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
     # (tests/e2e/test_security.py), not by accident here.
     env = {**os.environ, "AGENTMESH_TRACE_SAMPLE_PERCENT": "100",
            "AGENTMESH_GATEWAY_AUTH_RATE_LIMIT": str(rate_limit),
-           "AGENTMESH_LOGIN_FREE_FAILURES_PER_IP": "100000", **(extra_env or {})}
+           "AGENTMESH_LOGIN_FREE_FAILURES_PER_IP": "100000",
+           "AGENTMESH_OPERATOR_TENANTS": OPERATOR_TENANT, **(extra_env or {})}
     process = subprocess.Popen(
         [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
          "--rate-limit", str(rate_limit), "--isolation", isolation],
@@ -122,6 +125,23 @@ def register(mesh: RunningMesh, name: str = "acme") -> Tenant:
 @pytest.fixture
 def tenant(mesh) -> Tenant:
     return register(mesh)
+
+
+@pytest.fixture(scope="session")
+def operator(mesh) -> Tenant:
+    """The admin of the tenant that operates the platform (AGENTMESH_OPERATOR_TENANTS)."""
+    return register_operator(mesh)
+
+
+def register_operator(mesh: RunningMesh) -> Tenant:
+    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    with mesh.client() as client:
+        reply = client.post("/api/v1/auth/register", json={
+            "tenant_name": OPERATOR_TENANT, "email": email, "password": "correct-horse-1"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    return Tenant(body["access_token"], body["refresh_token"], body["tenant"]["id"],
+                  body["user"]["id"], email, "correct-horse-1")
 
 
 @pytest.fixture

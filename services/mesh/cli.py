@@ -157,6 +157,21 @@ def _db_check(args: argparse.Namespace) -> int:
     return int(failed)
 
 
+def _restore(args: argparse.Namespace) -> int:
+    """`agentmesh restore BACKUP_DIR --data-dir NEW_DIR` (mesh/system/backup.py)."""
+    from mesh.system import backup
+
+    try:
+        manifest = backup.restore(Path(args.backup_dir), Path(args.data_dir), force=args.force)
+    except (backup.RestoreError, OSError, KeyError) as exc:
+        print(f"agentmesh restore: {exc}", file=sys.stderr)
+        return 1
+    print(f"restored {len(manifest['services'])} databases of backup {manifest['id']} "
+          f"({manifest['created_at']}) into {args.data_dir}; the secrets key is not in backups: "
+          "copy secrets-kek.json from the old data directory or set AGENTMESH_SECRETS_KEK")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
@@ -239,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
                                 "ones) and make the first signing keys")
     upgrade.add_argument("service", nargs="*")
     upgrade.set_defaults(func=_db_upgrade)
+
+    restore = sub.add_parser("restore", help="bring a new data directory to the state of a "
+                             "backup (POST /api/v1/system/backup; docs/system.md)")
+    restore.add_argument("backup_dir", help="DATA_DIR/backups/<time>-<id> of the backup")
+    restore.add_argument("--data-dir", required=True, help="the data directory to fill")
+    restore.add_argument("--force", action="store_true",
+                         help="replace databases the data directory already holds")
+    restore.set_defaults(func=_restore)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
 from mesh.runtime.settings import Settings, get_settings
+from mesh.system import restart
 
 
 def free_port() -> int:
@@ -90,6 +91,7 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
+    restarting: bool = False  # being restarted on request: the watchdog leaves it alone
     port: int = 0  # a replica's own port (ReplicatedMesh); 0: the mesh's port of its service
 
     async def start(self) -> None:
@@ -125,6 +127,7 @@ class Mesh:
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     stopping: bool = False
+    _tasks: set = field(default_factory=set)
 
     def say(self, text: str) -> None:
         if not self.quiet:
@@ -142,6 +145,9 @@ class Mesh:
             env.setdefault("AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT",
                            f"127.0.0.1:{self.ports['observability']}")
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
+        # Restart requests of the system service arrive here (mesh/system/restart.py).
+        restart.prepare(self.control_dir, groups)
+        env["AGENTMESH_SUPERVISOR_CONTROL_DIR"] = str(self.control_dir)
         # Each process serves its Prometheus metrics; observability gathers them and Envoy's.
         metrics_ports = [stable_port(taken) for _ in groups]
         self.admin_port = self.admin_port or stable_port(taken)
@@ -174,6 +180,39 @@ class Mesh:
 
     def backends(self) -> dict:
         return {n: ("127.0.0.1", p) for n, p in self.ports.items()}
+
+    @property
+    def control_dir(self) -> Path:
+        return self.data_dir / "control"
+
+    async def _restart(self, request: dict) -> None:
+        """One restart request: the process hosting the service stops gracefully, starts
+        again and is waited for; the marker goes when it serves (or failed to)."""
+        service = request.get("service", "")
+        children = [c for c in self.children if service in c.services]
+        grace = float(request.get("grace_seconds") or self.settings.grace_period_seconds)
+        try:
+            for child in children:
+                child.restarting = True
+                self.say(f"restarting {child.name} on request ({service}: "
+                         f"{request.get('reason') or 'no reason given'})")
+                await child.stop(grace)
+                if self.stopping:
+                    return
+                await child.start()
+                await self._wait_serving(child)
+        except RuntimeError as exc:
+            self.say(f"restart of {service} failed: {exc}")
+        finally:
+            for child in children:
+                child.restarting = False
+            restart.done(self.control_dir, service)
+
+    def _take_restarts(self) -> None:
+        for request in restart.take(self.control_dir):
+            task = asyncio.ensure_future(self._restart(request))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _wait_serving(self, child: Child, timeout: float = 60) -> None:
         await asyncio.gather(*(self._wait_service(child, name, timeout) for name in child.services))
@@ -224,9 +263,12 @@ class Mesh:
     async def supervise(self) -> None:
         """Restarts children that exit, until stop() is called."""
         while not self.stopping:
+            with contextlib.suppress(OSError):
+                self._take_restarts()
             for child in self.children:
                 process = child.process
-                if process is None or process.returncode is None or self.stopping:
+                if process is None or process.returncode is None or self.stopping \
+                        or child.restarting:
                     continue
                 backoff = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
                 if time.monotonic() - child.started_at > 60:
@@ -332,8 +374,10 @@ class ReplicatedMesh(Mesh):
                          for n, ports in self.replica_ports.items())
         env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1",
-               "AGENTMESH_DATABASE_URL": self.database_url}
+               "AGENTMESH_DATABASE_URL": self.database_url,
+               "AGENTMESH_SUPERVISOR_CONTROL_DIR": str(self.control_dir)}
         env.pop("AGENTMESH_PORT", None)
+        restart.prepare(self.control_dir, [[n] for n in names])
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
                       {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}"}, self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)

@@ -285,3 +285,13 @@ class PolicyCache:
 
     def invalidate(self, tenant_id: str) -> None:
         self._entries.pop(tenant_id, None)
+
+    def clear(self, pattern: str = "") -> int:
+        """Drops the entries of the tenants matching `pattern` (all when empty)."""
+        from mesh.runtime.caches import matching
+
+        with self._lock:
+            gone = matching(list(self._entries), pattern)
+            for key in gone:
+                self._entries.pop(key, None)
+        return len(gone)

@@ -15,6 +15,7 @@ from agentmesh.governance.v1 import governance_pb2 as pb
 from mesh.governance import engine
 from mesh.governance.limits import GovernanceSettings, Limits, counters_for, day_window
 from mesh.governance.models import DecisionRow, PolicyRow, PolicySetRow, WebhookRow
+from mesh.runtime import caches
 from mesh.runtime.db import Database
 from mesh.runtime.tables import new_id, utcnow
 from mesh.runtime.webhooks import WebhookSender
@@ -131,6 +132,7 @@ class Shared:
         self.counters = counters_for(self.settings)
         self.limits = Limits(self.settings, self.counters)
         self.cache = engine.PolicyCache(ttl=self.settings.policy_cache_ttl_seconds)
+        caches.register("policies", self.cache.clear)
         self.budgets = Budgets(self.counters)
         self.sender = WebhookSender()
         self._background: set = set()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from agentmesh.identity.v1 import identity_pb2 as pb
 
 BUILD_AREAS = ("agents", "calls", "workflows", "tools", "masterdata", "templates",
@@ -15,8 +17,31 @@ ROLE_SCOPES: dict[int, tuple[str, ...]] = {
                         "system:read", "apikeys:read", "apikeys:write", "apikeys:delete"),
     pb.ROLE_VIEWER: tuple(f"{a}:read" for a in READ_AREAS),
 }
+# The admin of a tenant that does not operate the platform: everything but the platform-wide
+# writes (`system:write`: config, restarts, caches, backups), which would let any self-registered
+# tenant steer the platform every other tenant runs on.
+SYSTEM_WRITE = "system:write"
+
+
+@functools.cache
+def tenant_admin_scopes() -> tuple[str, ...]:
+    from mesh import contract
+
+    areas = {rpc.scope.partition(":")[0] for rpc in contract.default().rpcs if rpc.scope}
+    return tuple(sorted({f"{a}:*" for a in areas if a != "system"} |
+                        {f"system:{rpc.scope.partition(':')[2]}" for rpc in contract.default().rpcs
+                         if rpc.scope.startswith("system:") and rpc.scope != SYSTEM_WRITE}))
+
+
+def scopes_for(role: int, operator: bool) -> tuple[str, ...]:
+    """The scopes of a role in a tenant; `operator`: the tenant operates the platform."""
+    if role == pb.ROLE_ADMIN and not operator:
+        return tenant_admin_scopes()
+    return ROLE_SCOPES.get(role, ())
+
 ROLE_DESCRIPTIONS = {
-    pb.ROLE_ADMIN: "Everything in the tenant, including users and API keys.",
+    pb.ROLE_ADMIN: "Everything in the tenant, including users and API keys; platform-wide "
+                   "system writes only in an operator tenant (AGENTMESH_OPERATOR_TENANTS).",
     pb.ROLE_DEVELOPER: "Builds and runs agents, workflows and tools; cannot manage users.",
     pb.ROLE_VIEWER: "Reads everything except secrets, users and API keys; changes nothing.",
 }

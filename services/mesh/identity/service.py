@@ -26,10 +26,11 @@ from mesh import contract as contract_mod
 from mesh.identity import keys, security
 from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, SigningKeyRow,
                                   TenantRow, TokenRevocationRow, UserRow)
-from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers
+from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers, scopes_for
 from mesh.runtime import limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.db import serialize
 from mesh.runtime.convert import changes, to_message
 from mesh.runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                                  PermissionDenied, Unauthenticated, invalid_field)
@@ -52,12 +53,36 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def _role_scopes(role: str) -> list[str]:
-    return list(ROLE_SCOPES.get(pb.Role.Value(role), ()))
+class Operators:
+    """The tenants that operate the platform (settings.operator_tenants by name, else the first
+    tenant registered): their admins hold `system:write`. Resolved once per process; the first
+    tenant never changes, and named tenants are looked up until every one exists."""
+
+    def __init__(self, database, settings) -> None:
+        self.db = database
+        self.names = {n.strip().lower() for n in settings.operator_tenants.split(",") if n.strip()}
+        self.ids: set[str] = set()
+        self._complete = False
+
+    def refresh(self, session: Session) -> None:
+        if self.names:
+            rows = session.exec(select(TenantRow.id).where(
+                func.lower(TenantRow.name).in_(sorted(self.names)))).all()
+            self.ids, self._complete = set(rows), len(rows) == len(self.names)
+        else:
+            first = session.exec(select(TenantRow.id).order_by(TenantRow.created_at,
+                                                               TenantRow.id).limit(1)).first()
+            self.ids, self._complete = ({first} if first else set()), first is not None
+
+    def __contains__(self, tenant_id: str) -> bool:
+        if not self._complete and tenant_id not in self.ids:
+            with self.db.session() as session:  # once per process, or until they all exist
+                self.refresh(session)
+        return tenant_id in self.ids
 
 
-def _user(row: UserRow) -> pb.User:
-    return to_message(row, pb.User, scopes=_role_scopes(row.role), password=None)
+def _role_scopes(role: str, operator: bool) -> list[str]:
+    return list(scopes_for(pb.Role.Value(role), operator))
 
 
 def _api_key(row: ApiKeyRow, key: str = "") -> pb.ApiKey:
@@ -99,6 +124,13 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
         self.settings = runtime.settings
+        self.operators = Operators(runtime.database, runtime.settings)
+
+    def _scopes(self, user: UserRow) -> list[str]:
+        return _role_scopes(user.role, user.tenant_id in self.operators)
+
+    def _user(self, row: UserRow) -> pb.User:
+        return to_message(row, pb.User, scopes=self._scopes(row), password=None)
 
     # ---- tokens --------------------------------------------------------------------------
     def _issue(self, session: Session, user: UserRow, family_id: str | None = None) -> pb.TokenResponse:
@@ -106,7 +138,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         family_id = family_id or uuid.uuid4().hex
         access = keys.issue_access_token(key, self.settings, user_id=user.id,
                                          tenant_id=user.tenant_id, role=user.role,
-                                         scopes=_role_scopes(user.role), session_id=family_id,
+                                         scopes=self._scopes(user), session_id=family_id,
                                          not_before=security.user_not_before(session, user.id))
         refresh = secrets.token_urlsafe(32)
         now = utcnow()
@@ -143,11 +175,14 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
             tenant = TenantRow(name=tenant_name, created_at=now, updated_at=now)
             session.add(tenant)
             session.flush()
+            if not self.operators._complete:
+                serialize(session, "identity-first-tenant")  # one first tenant, even in a race
+                self.operators.refresh(session)
             user = users.add(session, UserRow(tenant_id=tenant.id, email=email,
                                               full_name=request.full_name, role="ROLE_ADMIN",
                                               password_hash=password_hash))
             tokens = self._issue(session, user)
-            return pb.RegisterResponse(tenant=to_message(tenant, pb.Tenant), user=_user(user),
+            return pb.RegisterResponse(tenant=to_message(tenant, pb.Tenant), user=self._user(user),
                                        access_token=tokens.access_token,
                                        refresh_token=tokens.refresh_token,
                                        token_type=tokens.token_type, expires_in=tokens.expires_in)
@@ -247,7 +282,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
     async def GetMe(self, request, context) -> pb.User:
         caller = require_caller(context)
         row = await self.db.read(lambda s: users.get(s, caller.tenant_id, caller.user_id))
-        return _user(row)
+        return self._user(row)
 
     async def ListRoles(self, request, context) -> pb.ListRolesResponse:
         return pb.ListRolesResponse(items=[
@@ -273,7 +308,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         role = pb.Role.Name(request.role) if request.role else None
         result = await self.db.read(lambda s: users.list(
             s, caller.tenant_id, page, filters={"role": role}, search=request.search))
-        return pb.ListUsersResponse(**result.fields(_user))
+        return pb.ListUsersResponse(**result.fields(self._user))
 
     async def CreateUser(self, request: pb.CreateUserRequest, context) -> pb.User:
         caller = require_caller(context)
@@ -291,11 +326,11 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                                               full_name=request.user.full_name, role=role,
                                               active=True, password_hash=password_hash))
 
-        return _user(await self.db.write(create))
+        return self._user(await self.db.write(create))
 
     async def GetUser(self, request: pb.GetUserRequest, context) -> pb.User:
         caller = require_caller(context)
-        return _user(await self.db.read(lambda s: users.get(s, caller.tenant_id, request.user_id)))
+        return self._user(await self.db.read(lambda s: users.get(s, caller.tenant_id, request.user_id)))
 
     async def UpdateUser(self, request: pb.UpdateUserRequest, context) -> pb.User:
         caller = require_caller(context)
@@ -324,7 +359,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                 setattr(row, key, value)
             return users.save(session, row)
 
-        return _user(await self.db.write(apply))
+        return self._user(await self.db.write(apply))
 
     @staticmethod
     def _revoke_refresh_tokens(session: Session, user_id: str) -> None:

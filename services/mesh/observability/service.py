@@ -23,6 +23,7 @@ from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.otlp.v1 import trace_pb2 as otlp
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.models import EventRow, LogRow, SpanRow
+from mesh.runtime import live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
 from mesh.runtime.errors import NotFound, invalid_field
@@ -341,7 +342,10 @@ async def _keep_pruning(runtime: Runtime) -> None:
     settings = runtime.settings
     while True:
         try:
-            before = utcnow() - timedelta(days=settings.retention_days)
+            # The runtime configuration (PUT /api/v1/system/config, `retention.days`) wins
+            # over the setting the process started with.
+            days = float(live.value("retention", "days", settings.retention_days))
+            before = utcnow() - timedelta(days=days)
             removed = await runtime.database.write(lambda s: prune(s, before))
             if removed:
                 log.info("retention: removed %d spans, logs and events older than %s",

@@ -115,6 +115,12 @@ class Database:
             config.attributes["schema"] = self.schema
             command.upgrade(config, "heads")
 
+    def revisions(self) -> list[str]:
+        """The Alembic revisions the database is at (one per migration branch), sorted."""
+        with self.engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        return sorted(r[0] for r in rows)
+
     # ---- sessions on the pool ---------------------------------------------------------------
     def _run(self, engine: sa.Engine, fn: Callable[[Session], T]) -> T:
         with Session(engine, expire_on_commit=False) as session:

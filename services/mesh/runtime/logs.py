@@ -10,6 +10,54 @@ from pythonjsonlogger.json import JsonFormatter
 from mesh.runtime.context import correlation_id, current_service
 
 
+# Levels applied at run time (`apply_levels`, from the runtime configuration): a default and
+# overrides per service. The root logger is set to the most verbose of them; each handler then
+# drops what is below the level of the record's service.
+_default_level = logging.INFO
+_service_levels: dict[str, int] = {}
+
+
+def level_for(service: str) -> int:
+    return _service_levels.get(service, _default_level)
+
+
+def _number(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(str(level).upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
+
+
+def apply_levels(default: str | int, services: dict[str, str] | None = None) -> None:
+    """Sets the process's log levels now: every logger, every handler (the stderr one and the
+    shipper to observability)."""
+    global _default_level, _service_levels
+    _default_level = _number(default)
+    _service_levels = {name: _number(level) for name, level in (services or {}).items()}
+    lowest = min([_default_level, *_service_levels.values()])
+    root = logging.getLogger()
+    root.setLevel(lowest)
+    for handler in root.handlers:
+        handler.setLevel(lowest)
+
+
+class _LevelFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= level_for(getattr(record, "service", "") or
+                                           current_service.get())
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError, version as package_version
+
+    try:
+        return package_version("agentmesh")
+    except PackageNotFoundError:
+        return "dev"
+
+
 class _CorrelationFilter(logging.Filter):
     def __init__(self, service: str) -> None:
         super().__init__()
@@ -31,9 +79,10 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s"))
     handler.addFilter(_CorrelationFilter(service))
+    handler.addFilter(_LevelFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    apply_levels(level)
 
 
 class LogShipper(logging.Handler):
@@ -51,7 +100,8 @@ class LogShipper(logging.Handler):
         self._task = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(("grpc", "mesh.logs")):
+        if record.name.startswith(("grpc", "mesh.logs")) or \
+                record.levelno < level_for(current_service.get()):
             return
         if len(self.buffer) == self.buffer.maxlen:
             self.dropped += 1
@@ -112,7 +162,8 @@ def ship_to_observability(peers, level: str = "INFO") -> LogShipper | None:
     """Adds a LogShipper to the root logger when the observability service has an address."""
     if "observability" not in peers.addresses:
         return None
-    shipper = LogShipper(peers, level=logging.getLevelName(level.upper()))
+    shipper = LogShipper(peers, level=min(logging.getLogger().level or logging.INFO,
+                                              _number(level)))
     logging.getLogger().addHandler(shipper)
     shipper.start()
     return shipper

@@ -126,3 +126,9 @@ def render(text: str, values: dict[str, Any], *, keep_missing: bool = False) -> 
         return _compiled(text, keep_missing).render(values)
     except Exception as exc:  # noqa: BLE001 - a filter may refuse a value
         raise PlaceholderError(f"cannot render: {exc}") from None
+
+
+from mesh.runtime import caches as _caches  # noqa: E402
+
+_caches.register_lru("templates", _parse)
+_caches.register_lru("templates", _compiled)

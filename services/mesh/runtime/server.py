@@ -27,7 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, logs, wire
+from mesh.runtime import errors, idempotency, live, logs, wire
 from mesh.runtime.context import TENANT_HEADER, current_call, current_service, metadata_value
 from mesh.runtime.db import Database
 from mesh.runtime.idempotency import Idempotency
@@ -87,7 +87,10 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards,
                                         lambda: call(request, context))
             else:
                 result = await call(request, context)
-            metrics.observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            metrics.observe(elapsed)
+            if log.isEnabledFor(logging.DEBUG):  # a runtime log level of DEBUG shows each call
+                log.debug("%s answered OK in %.2f ms", method, elapsed * 1000)
             return result
         except grpc.aio.AbortError:
             metrics.observe(time.perf_counter() - started, "ABORTED")
@@ -204,6 +207,9 @@ class RunningService:
     health: Any
     port: int
     names: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+    database_kind: str = ""
+    revisions: list[str] = field(default_factory=list)
 
     async def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -245,6 +251,9 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
         [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME,
          *names], server)
     running = RunningService(definition, runtime, server, health_servicer, 0, names)
+    if database is not None:
+        running.database_kind = "sqlite" if database.sqlite_path is not None else "postgresql"
+        running.revisions = await asyncio.to_thread(database.revisions)
     await running.set_serving(False)
     wanted = settings.port if port is None else port
     running.port = server.add_insecure_port(f"{settings.host}:{wanted}")
@@ -271,6 +280,7 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
         running.append(await start(definition, settings, (ports or {}).get(definition.name),
                                    revocations))
     await revocations.start()
+    poller = live.start(settings, Peers(settings), running)
     # One shipper per process; the observability service stores its own logs directly.
     shipper = None
     if not any(d.name == "observability" for d in definitions) or len(definitions) > 1:
@@ -285,6 +295,9 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     log.info("draining %s", ", ".join(d.name for d in definitions))
     await revocations.stop()
     await revocations.peers.close()
+    if poller is not None:
+        await poller.stop()
+        await poller.peers.close()
     if shipper is not None:
         await shipper.stop()
     tracing = Tracing.of(settings)

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     # process's durable work (the workflows service's DBOS executor). Empty: the only one.
     replica_id: str = ""
 
+    # The tenants that operate the platform, by name (comma-separated): only their admins hold
+    # `system:write` (platform config, restarts, caches, backups); every other tenant's admin
+    # holds everything else. Empty: the first tenant ever registered.
+    operator_tenants: str = ""
+
     # Tokens. The issuer and audience must match the gateway's jwt_authn provider.
     jwt_issuer: str = "agentmesh"
     jwt_audience: str = "agentmesh-api"
@@ -64,6 +69,18 @@ class Settings(BaseSettings):
     retention_prune_seconds: float = Field(default=3600, gt=0)
 
     grace_period_seconds: float = 10.0
+
+    # Runtime configuration (mesh.runtime.live): how often each process polls the system
+    # service for log levels, retention, feature flags and cache clears.
+    live_poll_seconds: float = Field(default=2.0, gt=0, le=60)
+    # The system service's sampler (mesh.system.sampler): every this many seconds it records
+    # CPU, memory, disk and request rates, and checks every service's health; it keeps
+    # `system_history_seconds` of samples.
+    system_sample_seconds: float = Field(default=15.0, ge=1, le=3600)
+    system_history_seconds: float = Field(default=3600.0, ge=60, le=7 * 24 * 3600)
+    # `agentmesh up` sets this for its children: where the supervisor watches for restart
+    # requests (docs/system.md). Empty: no supervisor (Kubernetes, a bare `agentmesh serve`).
+    supervisor_control_dir: str = ""
 
     # Token revocation (mesh/runtime/revocation.py): how often every service refreshes the
     # revocation list from identity. A revoked token is refused at most about this long (plus

@@ -1,2 +1,1 @@
-"""The system service. Built so far: platform health (`GET /health`), the OpenAPI document and
-the Swagger UI; the rest of its contract answers 501 until built."""
+"""The system service: the operator's view and controls of the platform (docs/system.md)."""

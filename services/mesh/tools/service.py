@@ -15,6 +15,7 @@ from sqlmodel import Session, func, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
+from mesh.runtime import caches
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -111,6 +112,9 @@ def schema_errors(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
 def _validator(schema_json: str):
     schema = json.loads(schema_json)
     return jsonschema.validators.validator_for(schema)(schema)
+
+
+caches.register_lru("schemas", _validator)
 
 
 def instance_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[tuple[str, str]]:

@@ -406,3 +406,8 @@ def check_slug(slug: str) -> None:
 def slugify(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100].strip("-")
     return slug or "workflow"
+
+
+from mesh.runtime import caches as _caches  # noqa: E402
+
+_caches.register_lru("expressions", compile_expression)

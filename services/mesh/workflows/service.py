@@ -542,6 +542,24 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         result = await self.db.read(read)
         return pb.ListWorkflowExecutionsResponse(**result.fields(execution_message))
 
+    async def CountExecutions(self, request, context) -> pb.ExecutionCounts:
+        """For the platform's statistics (system): the tenant's executions since a time, and
+        those not finished."""
+        caller = require_caller(context)
+        since = request.since.ToDatetime(UTC) if request.HasField("since") else None
+        running = ("EXECUTION_STATUS_QUEUED", "EXECUTION_STATUS_RUNNING",
+                   "EXECUTION_STATUS_WAITING_APPROVAL")
+
+        def count(session: Session) -> tuple[int, int]:
+            scoped = select(func.count()).select_from(ExecutionRow).where(
+                ExecutionRow.tenant_id == caller.tenant_id)
+            recent = scoped.where(ExecutionRow.created_at >= since) if since else scoped
+            return (session.exec(recent).one(),
+                    session.exec(scoped.where(ExecutionRow.status.in_(running))).one())
+
+        total, active = await self.db.read(count)
+        return pb.ExecutionCounts(since=total, running=active)
+
     async def ListWorkflowTypes(self, request, context):
         caller = require_caller(context)
         order = request.order_by or "slug"

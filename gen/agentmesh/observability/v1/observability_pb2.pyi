@@ -1,6 +1,7 @@
 import datetime
 
 from agentmesh.common.v1 import annotations_pb2 as _annotations_pb2
+from agentmesh.common.v1 import common_pb2 as _common_pb2
 from google.api import annotations_pb2 as _annotations_pb2_1
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
@@ -236,32 +237,6 @@ class LogEntry(_message.Message):
     trace_id: str
     tenant_id: str
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., level: _Optional[_Union[LogLevel, str]] = ..., service: _Optional[str] = ..., message: _Optional[str] = ..., correlation_id: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trace_id: _Optional[str] = ..., tenant_id: _Optional[str] = ...) -> None: ...
-
-class ServiceHealth(_message.Message):
-    __slots__ = ("name", "status", "message", "latency_ms")
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    status: str
-    message: str
-    latency_ms: float
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., message: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
-
-class HealthResponse(_message.Message):
-    __slots__ = ("status", "service", "version", "timestamp", "services")
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    SERVICE_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
-    SERVICES_FIELD_NUMBER: _ClassVar[int]
-    status: str
-    service: str
-    version: str
-    timestamp: _timestamp_pb2.Timestamp
-    services: _containers.RepeatedCompositeFieldContainer[ServiceHealth]
-    def __init__(self, status: _Optional[str] = ..., service: _Optional[str] = ..., version: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., services: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ...) -> None: ...
 
 class AlertCondition(_message.Message):
     __slots__ = ("metric", "labels", "operator", "threshold", "window")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from agentmesh.common.v1 import common_pb2 as agentmesh_dot_common_dot_v1_dot_common__pb2
 from agentmesh.observability.v1 import observability_pb2 as agentmesh_dot_observability_dot_v1_dot_observability__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
@@ -76,7 +77,7 @@ class ObservabilityServiceStub:
         self.GetHealth = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/GetHealth',
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetHealthRequest.SerializeToString,
-                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.HealthResponse.FromString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
                 _registered_method=True)
         self.ListAlerts = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/ListAlerts',
@@ -236,7 +237,7 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
             'GetHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHealth,
                     request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetHealthRequest.FromString,
-                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.HealthResponse.SerializeToString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.SerializeToString,
             ),
             'ListAlerts': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAlerts,
@@ -472,7 +473,7 @@ class ObservabilityService:
             target,
             '/agentmesh.observability.v1.ObservabilityService/GetHealth',
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetHealthRequest.SerializeToString,
-            agentmesh_dot_observability_dot_v1_dot_observability__pb2.HealthResponse.FromString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,7 @@
 import datetime
 
 from agentmesh.common.v1 import annotations_pb2 as _annotations_pb2
+from agentmesh.common.v1 import common_pb2 as _common_pb2
 from google.api import annotations_pb2 as _annotations_pb2_1
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
@@ -65,47 +66,29 @@ BACKUP_STATUS_RUNNING: BackupStatus
 BACKUP_STATUS_COMPLETED: BackupStatus
 BACKUP_STATUS_FAILED: BackupStatus
 
-class ServiceHealth(_message.Message):
-    __slots__ = ("name", "status", "message", "latency_ms")
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    status: str
-    message: str
-    latency_ms: float
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., message: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
-
-class HealthResponse(_message.Message):
-    __slots__ = ("status", "service", "version", "timestamp", "services")
-    STATUS_FIELD_NUMBER: _ClassVar[int]
-    SERVICE_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
-    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
-    SERVICES_FIELD_NUMBER: _ClassVar[int]
-    status: str
-    service: str
-    version: str
-    timestamp: _timestamp_pb2.Timestamp
-    services: _containers.RepeatedCompositeFieldContainer[ServiceHealth]
-    def __init__(self, status: _Optional[str] = ..., service: _Optional[str] = ..., version: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., services: _Optional[_Iterable[_Union[ServiceHealth, _Mapping]]] = ...) -> None: ...
-
 class ServiceStatus(_message.Message):
-    __slots__ = ("name", "status", "version", "ready_instances", "started_at", "message")
+    __slots__ = ("name", "status", "version", "ready_instances", "started_at", "message", "address", "database", "migration_revisions", "config_revision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     READY_INSTANCES_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     status: str
     version: str
     ready_instances: int
     started_at: _timestamp_pb2.Timestamp
     message: str
-    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., version: _Optional[str] = ..., ready_instances: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    address: str
+    database: str
+    migration_revisions: _containers.RepeatedScalarFieldContainer[str]
+    config_revision: str
+    def __init__(self, name: _Optional[str] = ..., status: _Optional[str] = ..., version: _Optional[str] = ..., ready_instances: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., address: _Optional[str] = ..., database: _Optional[str] = ..., migration_revisions: _Optional[_Iterable[str]] = ..., config_revision: _Optional[str] = ...) -> None: ...
 
 class SystemStatus(_message.Message):
     __slots__ = ("status", "version", "environment", "started_at", "uptime_seconds", "services", "timestamp")
@@ -126,7 +109,7 @@ class SystemStatus(_message.Message):
     def __init__(self, status: _Optional[str] = ..., version: _Optional[str] = ..., environment: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., uptime_seconds: _Optional[float] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SystemInfo(_message.Message):
-    __slots__ = ("name", "version", "api_version", "build_commit", "built_at", "environment", "python_version", "gateway_version", "enabled_features")
+    __slots__ = ("name", "version", "api_version", "build_commit", "built_at", "environment", "python_version", "gateway_version", "enabled_features", "uptime_seconds", "database", "services")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +119,9 @@ class SystemInfo(_message.Message):
     PYTHON_VERSION_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     api_version: str
@@ -145,7 +131,10 @@ class SystemInfo(_message.Message):
     python_version: str
     gateway_version: str
     enabled_features: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., build_commit: _Optional[str] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., environment: _Optional[str] = ..., python_version: _Optional[str] = ..., gateway_version: _Optional[str] = ..., enabled_features: _Optional[_Iterable[str]] = ...) -> None: ...
+    uptime_seconds: float
+    database: str
+    services: _containers.RepeatedCompositeFieldContainer[ServiceStatus]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., api_version: _Optional[str] = ..., build_commit: _Optional[str] = ..., built_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., environment: _Optional[str] = ..., python_version: _Optional[str] = ..., gateway_version: _Optional[str] = ..., enabled_features: _Optional[_Iterable[str]] = ..., uptime_seconds: _Optional[float] = ..., database: _Optional[str] = ..., services: _Optional[_Iterable[_Union[ServiceStatus, _Mapping]]] = ...) -> None: ...
 
 class SystemLogEntry(_message.Message):
     __slots__ = ("timestamp", "level", "service", "message", "correlation_id", "attributes")
@@ -581,3 +570,47 @@ class GetDocsAssetRequest(_message.Message):
     PATH_FIELD_NUMBER: _ClassVar[int]
     path: str
     def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class GetRuntimeConfigRequest(_message.Message):
+    __slots__ = ("services", "known_revision")
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
+    known_revision: str
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., known_revision: _Optional[str] = ...) -> None: ...
+
+class RuntimeConfig(_message.Message):
+    __slots__ = ("revision", "unchanged", "config", "feature_flags", "cache_generation", "clear_caches")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_FLAGS_FIELD_NUMBER: _ClassVar[int]
+    CACHE_GENERATION_FIELD_NUMBER: _ClassVar[int]
+    CLEAR_CACHES_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    unchanged: bool
+    config: _struct_pb2.Struct
+    feature_flags: _containers.RepeatedCompositeFieldContainer[FeatureFlag]
+    cache_generation: int
+    clear_caches: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., feature_flags: _Optional[_Iterable[_Union[FeatureFlag, _Mapping]]] = ..., cache_generation: _Optional[int] = ..., clear_caches: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ServiceReport(_message.Message):
+    __slots__ = ("name", "version", "started_at", "database", "migration_revisions", "config_revision", "pid", "host")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DATABASE_FIELD_NUMBER: _ClassVar[int]
+    MIGRATION_REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    started_at: _timestamp_pb2.Timestamp
+    database: str
+    migration_revisions: _containers.RepeatedScalarFieldContainer[str]
+    config_revision: str
+    pid: int
+    host: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., database: _Optional[str] = ..., migration_revisions: _Optional[_Iterable[str]] = ..., config_revision: _Optional[str] = ..., pid: _Optional[int] = ..., host: _Optional[str] = ...) -> None: ...

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from agentmesh.common.v1 import common_pb2 as agentmesh_dot_common_dot_v1_dot_common__pb2
 from agentmesh.system.v1 import system_pb2 as agentmesh_dot_system_dot_v1_dot_system__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
@@ -47,7 +48,7 @@ class SystemServiceStub:
         self.GetHealth = channel.unary_unary(
                 '/agentmesh.system.v1.SystemService/GetHealth',
                 request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetHealthRequest.SerializeToString,
-                response_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.FromString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
                 _registered_method=True)
         self.GetSystemInfo = channel.unary_unary(
                 '/agentmesh.system.v1.SystemService/GetSystemInfo',
@@ -117,7 +118,7 @@ class SystemServiceStub:
         self.CheckHealth = channel.unary_unary(
                 '/agentmesh.system.v1.SystemService/CheckHealth',
                 request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.CheckHealthRequest.SerializeToString,
-                response_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.FromString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
                 _registered_method=True)
         self.GetOpenApiDocument = channel.unary_unary(
                 '/agentmesh.system.v1.SystemService/GetOpenApiDocument',
@@ -133,6 +134,11 @@ class SystemServiceStub:
                 '/agentmesh.system.v1.SystemService/GetDocsAsset',
                 request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetRuntimeConfig = channel.unary_unary(
+                '/agentmesh.system.v1.SystemService/GetRuntimeConfig',
+                request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetRuntimeConfigRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.RuntimeConfig.FromString,
                 _registered_method=True)
 
 
@@ -305,6 +311,16 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRuntimeConfig(self, request, context):
+        """The runtime configuration, feature flags and cache-clear generation
+        every service process polls (`mesh.runtime.live`), so a change reaches
+        running services without a restart. `known_revision` set to the current
+        revision answers `unchanged` with nothing else.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -316,7 +332,7 @@ def add_SystemServiceServicer_to_server(servicer, server):
             'GetHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.GetHealth,
                     request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetHealthRequest.FromString,
-                    response_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.SerializeToString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.SerializeToString,
             ),
             'GetSystemInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSystemInfo,
@@ -386,7 +402,7 @@ def add_SystemServiceServicer_to_server(servicer, server):
             'CheckHealth': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckHealth,
                     request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.CheckHealthRequest.FromString,
-                    response_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.SerializeToString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.SerializeToString,
             ),
             'GetOpenApiDocument': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOpenApiDocument,
@@ -402,6 +418,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.GetDocsAsset,
                     request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetRuntimeConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRuntimeConfig,
+                    request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetRuntimeConfigRequest.FromString,
+                    response_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.RuntimeConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -461,7 +482,7 @@ class SystemService:
             target,
             '/agentmesh.system.v1.SystemService/GetHealth',
             agentmesh_dot_system_dot_v1_dot_system__pb2.GetHealthRequest.SerializeToString,
-            agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.FromString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -839,7 +860,7 @@ class SystemService:
             target,
             '/agentmesh.system.v1.SystemService/CheckHealth',
             agentmesh_dot_system_dot_v1_dot_system__pb2.CheckHealthRequest.SerializeToString,
-            agentmesh_dot_system_dot_v1_dot_system__pb2.HealthResponse.FromString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.HealthResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -921,6 +942,33 @@ class SystemService:
             '/agentmesh.system.v1.SystemService/GetDocsAsset',
             agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRuntimeConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.system.v1.SystemService/GetRuntimeConfig',
+            agentmesh_dot_system_dot_v1_dot_system__pb2.GetRuntimeConfigRequest.SerializeToString,
+            agentmesh_dot_system_dot_v1_dot_system__pb2.RuntimeConfig.FromString,
             options,
             channel_credentials,
             insecure,

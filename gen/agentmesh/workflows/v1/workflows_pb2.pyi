@@ -819,3 +819,17 @@ class DeleteScheduleRequest(_message.Message):
     workflow_id: str
     schedule_id: str
     def __init__(self, workflow_id: _Optional[str] = ..., schedule_id: _Optional[str] = ...) -> None: ...
+
+class CountExecutionsRequest(_message.Message):
+    __slots__ = ("since",)
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExecutionCounts(_message.Message):
+    __slots__ = ("since", "running")
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    since: int
+    running: int
+    def __init__(self, since: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
