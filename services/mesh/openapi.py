@@ -158,6 +158,10 @@ class _Builder:
             if limits.min_items:
                 listed["minItems"] = limits.min_items
             if fld.type == _F.TYPE_MESSAGE:
+                if fld.type_name.lstrip(".") in _WELL_KNOWN:
+                    return {**listed, "items": item}
+                # As for scalars, the transcoder skips null items and flattens nested lists.
+                item = self.list_item(f"{fld.type_name.lstrip('.')}.Item", item)
                 return {**listed, "items": item}
             # The transcoder also takes one item where a list of scalars is expected.
             item = self.list_item(f"{msg_name}.{fld.name}.Item", item)
@@ -365,7 +369,8 @@ class _Builder:
         """What an RPC returning `google.api.HttpBody` answers, from its `http_body` option."""
         declared = rpc.http_body
         if declared is None or not declared.content_type:
-            return {"*/*": {"schema": {"type": "string"}}}
+            # It varies (a JSON or a YAML document, say): any body, of any type.
+            return {"*/*": {"schema": {}}}
         if declared.message:
             schema = self.ref(declared.message)
         elif declared.content_type == "application/json":

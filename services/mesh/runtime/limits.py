@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from agentmesh.common.v1 import annotations_pb2
-from mesh.runtime.errors import invalid_field
+from mesh.runtime.errors import InvalidArgument, invalid_field
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class _Bound:
     map_value_is_string: bool
     minimum: int | None = None
     maximum: int | None = None
+    reason: str = ""
 
 
 def _is_map(field: FieldDescriptor) -> bool:
@@ -63,28 +64,36 @@ def _plan(descriptor: Descriptor) -> tuple[_Bound, ...]:
             bounds.append(_Bound(field, limits.max_length, limits.max_items, limits.min_length,
                                  re.compile(limits.pattern) if limits.pattern else None,
                                  limits.min_items, nested, is_map, value_is_string,
-                                 minimum, maximum))
+                                 minimum, maximum, limits.reason))
     return tuple(bounds)
 
 
-def _text(path: str, text: str, bound: _Bound) -> None:
+def _refuse(bound: _Bound, path: str, problem: str) -> InvalidArgument:
+    error = invalid_field(path, problem)
+    if bound.reason:
+        error = InvalidArgument(f"{path}: {problem}", reason=bound.reason,
+                                field_violations=[(path, problem)])
+    return error
+
+
+def _text(path: str, text: str, bound: _Bound, item: bool = False) -> None:
     if bound.max_length and len(text) > bound.max_length:
-        raise invalid_field(path, f"at most {bound.max_length} characters (got {len(text)})")
-    if not text:
+        raise _refuse(bound, path, f"at most {bound.max_length} characters (got {len(text)})")
+    if not text and not item:
         return  # proto3: an empty string is a field not sent; REQUIRED is the service's rule
     if len(text) < bound.min_length:
-        raise invalid_field(path, f"at least {bound.min_length} characters")
+        raise _refuse(bound, path, f"at least {bound.min_length} characters")
     if bound.pattern is not None and not bound.pattern.search(text):
-        raise invalid_field(path, f"must match {bound.pattern.pattern}")
+        raise _refuse(bound, path, f"must match {bound.pattern.pattern}")
 
 
 def _number(path: str, value: int, bound: _Bound) -> None:
     if not value:
         return  # proto3: zero is a field not sent; REQUIRED is the service's rule
     if bound.minimum is not None and value < bound.minimum:
-        raise invalid_field(path, f"at least {bound.minimum} (got {value})")
+        raise _refuse(bound, path, f"at least {bound.minimum} (got {value})")
     if bound.maximum is not None and value > bound.maximum:
-        raise invalid_field(path, f"at most {bound.maximum} (got {value})")
+        raise _refuse(bound, path, f"at most {bound.maximum} (got {value})")
 
 
 def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
@@ -95,19 +104,19 @@ def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
         repeated = bound.field.is_repeated
         if repeated and bound.max_items and len(value) > bound.max_items:
             noun = "entries" if bound.is_map else "items"
-            raise invalid_field(path, f"at most {bound.max_items} {noun} (got {len(value)})")
+            raise _refuse(bound, path, f"at most {bound.max_items} {noun} (got {len(value)})")
         if repeated and len(value) < bound.min_items:
-            raise invalid_field(path, f"at least {bound.min_items} item(s)")
+            raise _refuse(bound, path, f"at least {bound.min_items} item(s)")
         if bound.is_map:
             for key, item in value.items():
                 if bound.max_length and len(key) > bound.max_length:
-                    raise invalid_field(path, f"keys of at most {bound.max_length} "
+                    raise _refuse(bound, path, f"keys of at most {bound.max_length} "
                                               f"characters (got {len(key)})")
                 if bound.map_value_is_string:
                     _text(f"{path}.{key}", item, bound)
         elif repeated and bound.field.type == FieldDescriptor.TYPE_STRING:
-            for index, item in enumerate(value):
-                _text(f"{path}[{index}]", item, bound)
+            for index, item in enumerate(value):  # an empty item is an item, not "not sent"
+                _text(f"{path}[{index}]", item, bound, item=True)
         elif isinstance(value, str):
             _text(path, value, bound)
         elif bound.minimum is not None or bound.maximum is not None:
