@@ -82,3 +82,48 @@ def test_every_free_text_field_of_a_built_write_is_bounded():
             if not field.GetOptions().Extensions[limits.annotations_pb2.limits].max_length:
                 unbounded.append(f"{message.DESCRIPTOR.name}.{field.name}")
     assert not unbounded, unbounded
+
+
+# ---- ranges, empty list items, REST body naming (found by Schemathesis) ----------------------
+def test_integer_ranges_and_empty_items_and_body_field_names():
+    from agentmesh.masterdata.v1 import masterdata_pb2 as md
+
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(md.SetPromptLabelRequest(prompt_id="p", label="production", version=-1))
+    assert [v[0] for v in caught.value.field_violations] == ["version"]
+    # zero is proto3's "not sent": REQUIRED is the service's rule, not a bound
+    limits.check(md.SetPromptLabelRequest(prompt_id="p", label="production"))
+    # an empty item of a list is an item, not a field left out
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(md.CreateSkillRequest(skill=md.Skill(name="s", tags=["a", ""])), "skill")
+    assert [v[0] for v in caught.value.field_violations] == ["tags[1]"]
+    # without the body name, the path is the request's
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(md.CreateSkillRequest(skill=md.Skill(name="s", tags=[""])))
+    assert [v[0] for v in caught.value.field_violations] == ["skill.tags[0]"]
+
+
+def test_the_document_states_what_the_generator_derives():
+    document = json.loads(OPENAPI_JSON.read_text())
+    schemas = document["components"]["schemas"]
+    # a path parameter of an int32 field is an integer in the int32 range
+    params = document["paths"]["/api/v1/master-data/prompts/{prompt_id}/versions/{version}"][
+        "get"]["parameters"]
+    version = next(p for p in params if p["name"] == "version")["schema"]
+    assert version["type"] == "integer" and version["maximum"] == 2**31 - 1
+    # a required query parameter is required
+    search = document["paths"]["/api/v1/master-data/skills/search"]["get"]["parameters"]
+    assert next(p for p in search if p["name"] == "q")["required"] is True
+    # a required enum excludes its zero value
+    kind = schemas["agentmesh.templates.v1.Template"]["properties"]["kind"]
+    assert kind["not"] == {"enum": ["TEMPLATE_KIND_UNSPECIFIED", 0]}
+    # members of a oneof are exclusive
+    assert any(set(p["required"]) == {"http", "mcp"}
+               for p in schemas["agentmesh.tools.v1.Tool"]["not"]["anyOf"])
+    # an INPUT_ONLY string without presence is printed empty in answers: not writeOnly, and
+    # the create body asks for a value
+    value = schemas["agentmesh.masterdata.v1.Secret"]["properties"]["value"]
+    assert "writeOnly" not in value
+    create = document["paths"]["/api/v1/master-data/secrets"]["post"]["requestBody"]
+    assert create["content"]["application/json"]["schema"]["allOf"][1]["properties"] == {
+        "value": {"minLength": 1}}

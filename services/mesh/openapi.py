@@ -121,6 +121,8 @@ class _Builder:
             length["minLength"] = limits.min_length
         if limits.pattern:
             length["pattern"] = limits.pattern
+        behaviors = contract_mod.Contract.field_behaviors(fld)
+        required = field_behavior_pb2.REQUIRED in behaviors
         if fld.type == _F.TYPE_MESSAGE:
             entry = self.contract.messages.get(fld.type_name.lstrip("."))
             if entry is not None and entry.options.map_entry:
@@ -138,10 +140,17 @@ class _Builder:
             item = self.ref(fld.type_name)
         elif fld.type == _F.TYPE_ENUM:
             item = self.ref(fld.type_name)
+            if required and fld.label != _F.LABEL_REPEATED:
+                # A required enum must be given: its zero value reads as "not sent".
+                zero = next(v.name for v in self.contract.enums[fld.type_name.lstrip(".")].value
+                            if v.number == 0)
+                item = {"allOf": [item], "not": {"enum": [zero, 0]}}
         else:
             item = dict(_SCALARS[fld.type])
             if fld.type == _F.TYPE_STRING:
                 item.update(length)
+            elif item.get("type") == "integer":
+                item.update(self.range(limits, required))
         if fld.label == _F.LABEL_REPEATED:
             listed: dict[str, Any] = {"type": "array"}
             if limits.max_items:
@@ -149,11 +158,28 @@ class _Builder:
             if limits.min_items:
                 listed["minItems"] = limits.min_items
             if fld.type == _F.TYPE_MESSAGE:
+                if fld.type_name.lstrip(".") in _WELL_KNOWN:
+                    return {**listed, "items": item}
+                # As for scalars, the transcoder skips null items and flattens nested lists.
+                item = self.list_item(f"{fld.type_name.lstrip('.')}.Item", item)
                 return {**listed, "items": item}
             # The transcoder also takes one item where a list of scalars is expected.
             item = self.list_item(f"{msg_name}.{fld.name}.Item", item)
             return {"anyOf": [{**listed, "items": item}, item]}
         return item
+
+    @staticmethod
+    def range(limits, required: bool) -> dict[str, Any]:
+        """`minimum`/`maximum` of an integer field. As `mesh.runtime.limits` reads them, zero
+        is a field not sent and always passes unless the field is REQUIRED."""
+        bounds: dict[str, Any] = {}
+        if limits.HasField("minimum"):
+            bounds["minimum"] = limits.minimum
+        if limits.HasField("maximum"):
+            bounds["maximum"] = limits.maximum
+        if not bounds or required or (bounds.get("minimum", 0) <= 0 <= bounds.get("maximum", 0)):
+            return bounds
+        return {"anyOf": [{"const": 0}, bounds]}
 
     def message_schema(self, name: str, exclude: set[str] = frozenset()) -> dict[str, Any]:
         message = self.contract.messages[name]
@@ -170,14 +196,26 @@ class _Builder:
                 extra["description"] = description
             if field_behavior_pb2.OUTPUT_ONLY in behaviors:
                 extra["readOnly"] = True
-            if field_behavior_pb2.INPUT_ONLY in behaviors:
+            # INPUT_ONLY (a password, a secret's value) is never returned. With tracked presence
+            # (`optional`) the gateway omits it from answers: writeOnly. Without, every answer
+            # prints it empty, so the resource's schema admits "" and the create body
+            # (`resource_body`) asks for a value.
+            printed_empty = (field_behavior_pb2.INPUT_ONLY in behaviors
+                             and fld.type == _F.TYPE_STRING and not fld.proto3_optional
+                             and fld.label != _F.LABEL_REPEATED)
+            if field_behavior_pb2.INPUT_ONLY in behaviors and not printed_empty:
                 extra["writeOnly"] = True
+            if printed_empty and ("minLength" in schema or "pattern" in schema):
+                bounded = {k: schema.pop(k) for k in ("pattern", "minLength", "maxLength")
+                           if k in schema}
+                schema["anyOf"] = [{"maxLength": 0}, bounded]
             if "$ref" in schema and extra:
                 schema = {"allOf": [schema], **extra}
             else:
                 schema.update(extra)
             if (field_behavior_pb2.REQUIRED in behaviors and fld.type == _F.TYPE_STRING
-                    and fld.label != _F.LABEL_REPEATED and "minLength" not in schema):
+                    and fld.label != _F.LABEL_REPEATED and "minLength" not in schema
+                    and not printed_empty):
                 schema["minLength"] = 1  # proto3: an empty string is a field not sent
             if field_behavior_pb2.REQUIRED not in behaviors:
                 schema = _nullable(schema)
@@ -192,6 +230,18 @@ class _Builder:
                                "propertyNames": {"minLength": 1}}
         if required:
             out["required"] = required
+        # A oneof holds one member: the transcoder refuses a second one (400); null is unset.
+        groups: dict[int, list[str]] = {}
+        for fld in message.field:
+            if (fld.HasField("oneof_index") and not fld.proto3_optional
+                    and fld.name not in exclude):
+                groups.setdefault(fld.oneof_index, []).append(fld.name)
+        pairs = [{"required": [a, b], "properties": {a: {"not": {"type": "null"}},
+                                                     b: {"not": {"type": "null"}}}}
+                 for members in groups.values()
+                 for i, a in enumerate(members) for b in members[i + 1:]]
+        if pairs:
+            out["not"] = {"anyOf": pairs}
         comment = self.contract.comments.get(name, "")
         if comment:
             out["description"] = comment
@@ -212,14 +262,32 @@ class _Builder:
                 schema.update(_PAGING[fld.name])
             if fld.type_name.lstrip(".") == "google.protobuf.FieldMask" and binding.body:
                 schema.update(self.update_mask_schema(message, binding.body))
+            required = field_behavior_pb2.REQUIRED in contract_mod.Contract.field_behaviors(fld)
+            if required and fld.type == _F.TYPE_STRING and "minLength" not in schema:
+                schema["minLength"] = 1  # proto3: an empty string is a parameter not sent
             params.append({
                 "name": fld.name,
                 "in": "query",
-                "required": False,
+                "required": required,
                 "description": self.contract.comments.get(f"{rpc.input_type}.{fld.name}", ""),
                 "schema": schema,
             })
         return params
+
+    def path_schema(self, message_name: str, variable: str) -> dict[str, Any]:
+        """A path segment as the transcoder parses it into its field: an integer field takes
+        only an integer (in its bounds); a string field takes its declared bounds."""
+        message = self.contract.messages[message_name]
+        fld = next((f for f in message.field if f.name == variable), None)
+        if fld is None or fld.type == _F.TYPE_MESSAGE or fld.label == _F.LABEL_REPEATED:
+            return {"type": "string"}
+        schema = self.field_schema(message_name, fld)
+        if fld.type == _F.TYPE_ENUM:
+            return {"type": "string"}
+        if schema.get("type") == "integer" and "format" in schema and "int32" in schema["format"]:
+            schema.setdefault("minimum", -2**31)
+            schema.setdefault("maximum", 2**31 - 1)
+        return schema
 
     def list_item(self, name: str, element: dict[str, Any]) -> dict[str, Any]:
         """An item of a list of scalars as the transcoder reads it: the element, or null
@@ -247,12 +315,19 @@ class _Builder:
                 self.schemas[name] = self.partial_schema(type_name)
             return {"$ref": f"#/components/schemas/{name}"}, False
         resource = self.contract.messages[type_name]
-        on_create = [f.name for f in resource.field
-                     if {field_behavior_pb2.REQUIRED, field_behavior_pb2.INPUT_ONLY}
-                     <= contract_mod.Contract.field_behaviors(f)]
+        created = [f for f in resource.field
+                   if {field_behavior_pb2.REQUIRED, field_behavior_pb2.INPUT_ONLY}
+                   <= contract_mod.Contract.field_behaviors(f)]
+        on_create = [f.name for f in created]
         schema = self.ref(type_name)
         if on_create:
-            schema = {"allOf": [schema, {"required": on_create}]}
+            given = {"required": on_create}
+            # An INPUT_ONLY string without presence reads "" as not sent: a value is needed.
+            strings = {f.name: {"minLength": 1} for f in created
+                       if f.type == _F.TYPE_STRING and not f.proto3_optional}
+            if strings:
+                given["properties"] = strings
+            schema = {"allOf": [schema, given]}
         return schema, True
 
     def partial_schema(self, type_name: str) -> dict[str, Any]:
@@ -260,6 +335,9 @@ class _Builder:
         schema.pop("required", None)
         schema["type"] = ["object", "null"]  # no body at all, or null: nothing changes
         for name, prop in list(schema["properties"].items()):
+            if "not" in prop and "allOf" in prop:  # a required enum: zero is "not sent" here
+                prop = {**prop["allOf"][0], **{k: v for k, v in prop.items()
+                                              if k not in ("allOf", "not")}}
             if (prop.get("type") in ("string", ["string", "null"])
                     and ("pattern" in prop or "minLength" in prop)):
                 bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
@@ -291,7 +369,8 @@ class _Builder:
         """What an RPC returning `google.api.HttpBody` answers, from its `http_body` option."""
         declared = rpc.http_body
         if declared is None or not declared.content_type:
-            return {"*/*": {"schema": {"type": "string"}}}
+            # It varies (a JSON or a YAML document, say): any body, of any type.
+            return {"*/*": {"schema": {}}}
         if declared.message:
             schema = self.ref(declared.message)
         elif declared.content_type == "application/json":
@@ -320,7 +399,7 @@ class _Builder:
             op["description"] = f"{rpc.comment}\n\n{needed}".strip()
         params = [{"name": v, "in": "path", "required": True,
                    "description": self.contract.comments.get(f"{rpc.input_type}.{v}", ""),
-                   "schema": {"type": "string"}} for v in binding.variables]
+                   "schema": self.path_schema(rpc.input_type, v)} for v in binding.variables]
         if binding.body == "":
             params += self.query_parameters(rpc, binding, path_vars)
         elif binding.body == "*":

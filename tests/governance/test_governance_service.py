@@ -291,3 +291,22 @@ def test_client_helper_without_governance_is_unavailable():
 
     with pytest.raises(Unavailable):
         asyncio.run(run())
+
+
+# ---- found by Schemathesis over the published OpenAPI document (tests/e2e) -------------------
+@pytest.mark.parametrize("url", ["http://[", "ftp://example.com", "0"])
+def test_a_webhook_url_that_is_not_http_is_a_400_naming_url(stub, me, url):
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(url=url)),
+                           metadata=me.metadata())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(caught.value) == ["url"]
+
+
+def test_unknown_intent_and_order_by_are_refused_by_the_declared_patterns(stub, me):
+    for call in (lambda: stub.Dispatch(pb.DispatchRequest(intent="nope"), metadata=me.metadata()),
+                 lambda: stub.ListDecisions(pb.ListDecisionsRequest(order_by="name"),
+                                            metadata=me.metadata())):
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -261,3 +261,51 @@ def test_wrong_kek_is_refused_at_start(tmp_path):
         ServiceHarness(DEFINITION, tmp_path, secrets_kek=other, secrets_kek_id="k2")
     with pytest.raises(Exception, match="must be 32 bytes"):
         ServiceHarness(DEFINITION, tmp_path, secrets_kek="c2hvcnQ=", secrets_kek_id="k1")
+
+
+# ---- found by Schemathesis over the published OpenAPI document (tests/e2e) -------------------
+def test_a_label_with_a_version_selects_that_version_only_if_labelled(service, me):
+    """Both query parameters are allowed by the document, so both together are not a 400: the
+    version, if the label points at it, else NOT_FOUND."""
+    stub = service.stub(pb_grpc.PromptServiceStub)
+    md = me.metadata()
+    name = _name("both")
+    stub.CreatePrompt(pb.CreatePromptRequest(prompt=pb.Prompt(name=name, content="a")), metadata=md)
+    stub.CreatePromptVersion(pb.CreatePromptVersionRequest(
+        prompt_id=name, prompt_version=pb.PromptVersion(content="b")), metadata=md)
+    stub.SetPromptLabel(pb.SetPromptLabelRequest(prompt_id=name, label="production", version=1),
+                        metadata=md)
+    got = stub.GetPrompt(pb.GetPromptRequest(prompt_id=name, label="production", version=1),
+                         metadata=md)
+    assert got.content == "a"
+    _raises(lambda: stub.GetPrompt(pb.GetPromptRequest(prompt_id=name, label="production",
+                                                       version=2), metadata=md),
+            grpc.StatusCode.NOT_FOUND, "PROMPT_LABEL_NOT_FOUND")
+
+
+def test_declared_limits_are_enforced_for_every_request(service, me):
+    """The runtime checks the proto's limits before the handler: what the document forbids is
+    refused with the field named as a REST client wrote it (no `skill.` prefix)."""
+    skills = service.stub(pb_grpc.SkillServiceStub)
+    md = me.metadata()
+    error = _raises(lambda: skills.ListSkills(pb.ListSkillsRequest(order_by="name;drop"),
+                                              metadata=md), grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["order_by"]
+    error = _raises(lambda: skills.CreateSkill(pb.CreateSkillRequest(skill=pb.Skill(
+        name=_name(), tags=["ok", ""])), metadata=md), grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["tags[1]"]
+    error = _raises(lambda: skills.SearchSkills(pb.SearchSkillsRequest(q="  "), metadata=md),
+                    grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["q"]
+    prompts = service.stub(pb_grpc.PromptServiceStub)
+    error = _raises(lambda: prompts.SetPromptLabel(pb.SetPromptLabelRequest(
+        prompt_id=_name(), label="production", version=-3), metadata=md),
+        grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["version"]
+
+
+def test_an_endpoint_url_python_cannot_parse_is_a_400(service, me):
+    stub = service.stub(pb_grpc.ModelServiceStub)
+    _raises(lambda: stub.CreateModel(pb.CreateModelRequest(model=pb.Model(
+        name=_name(), provider="ollama", model_id="llama3", endpoint_url="http://[")),
+        metadata=me.metadata()), grpc.StatusCode.INVALID_ARGUMENT)

@@ -547,7 +547,10 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
     async def CreateWebhook(self, request: pb.CreateWebhookRequest, context) -> pb.Webhook:
         caller = require_caller(context)
         url = request.webhook.url.strip()
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError:  # "http://[": not a URL at all
+            raise invalid_field("url", "must be an http or https URL") from None
         if parsed.scheme not in {"http", "https"} or not parsed.netloc:
             raise invalid_field("url", "must be an http or https URL")
         events = request.webhook.events or "all"

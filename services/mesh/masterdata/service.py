@@ -366,11 +366,11 @@ def _prompt_variables(content: str, declared: list[dict[str, Any]] | None,
 
 
 def _version_number(session: Session, row: PromptRow, label: str, version: int) -> int:
-    if label and version:
-        raise invalid_field("label", "give a label or a version, not both")
     if label:
-        if label not in row.labels:
-            raise NotFound(f"prompt {row.name!r} has no label {label!r}",
+        # With a version too, that version, if the label points at it.
+        if label not in row.labels or (version and row.labels[label] != version):
+            at = f" at version {version}" if version else ""
+            raise NotFound(f"prompt {row.name!r} has no label {label!r}{at}",
                            reason="PROMPT_LABEL_NOT_FOUND", details={"label": label})
         return row.labels[label]
     return version or row.version
@@ -639,7 +639,10 @@ def _check_model(state: dict[str, Any]) -> None:
         raise invalid_field("model_id", "is required (the provider's name of the model)")
     url = state.get("endpoint_url") or ""
     if url:
-        parsed = urlparse(url)
+        try:
+            parsed = urlparse(url)
+        except ValueError:  # "http://[": not a URL at all
+            raise invalid_field("endpoint_url", "an http or https URL") from None
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise invalid_field("endpoint_url", "an http or https URL")
     elif provider.endpoint_url_required:

@@ -1,10 +1,10 @@
 """Bounds of free-text and repeated fields, declared in the protos and checked here.
 
 A field carries `[(agentmesh.common.v1.limits) = {max_length: 2000}]` (or `min_length`,
-`pattern`, `max_items`, `min_items`). `check(message)` refuses a message past any bound with
+`pattern`, `max_items`, `min_items`, `minimum`, `maximum`). `check(message)` refuses a message past any bound with
 INVALID_ARGUMENT naming the field, which the gateway answers as 400. The OpenAPI generator emits
-the same bounds (`maxLength`, `minLength`, `pattern`, `maxItems`, `minItems`, `maxProperties`), so
-the published document states them and Schemathesis holds the two together.
+the same bounds (`maxLength`, `minLength`, `pattern`, `maxItems`, `minItems`, `maxProperties`,
+`minimum`, `maximum`), so the published document states them and Schemathesis holds the two together.
 
 The fields to look at are planned once per message type (a few descriptor reads), so a check
 costs a handful of `len()` calls per request.
@@ -20,7 +20,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from agentmesh.common.v1 import annotations_pb2
-from mesh.runtime.errors import invalid_field
+from mesh.runtime.errors import InvalidArgument, invalid_field
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,9 @@ class _Bound:
     nested: tuple["_Bound", ...] | None  # for message fields that hold bounded fields
     is_map: bool
     map_value_is_string: bool
+    minimum: int | None = None
+    maximum: int | None = None
+    reason: str = ""
 
 
 def _is_map(field: FieldDescriptor) -> bool:
@@ -51,26 +54,46 @@ def _plan(descriptor: Descriptor) -> tuple[_Bound, ...]:
         if (field.type == FieldDescriptor.TYPE_MESSAGE and not is_map
                 and field.message_type.full_name.startswith("agentmesh.")):
             nested = _plan(field.message_type) or None
+        minimum = limits.minimum if limits.HasField("minimum") else None
+        maximum = limits.maximum if limits.HasField("maximum") else None
         declared = (limits.max_length, limits.max_items, limits.min_length, limits.pattern,
-                    limits.min_items)
+                    limits.min_items, minimum is not None, maximum is not None)
         if any(declared) or nested:
             value_is_string = is_map and (
                 field.message_type.fields_by_name["value"].type == FieldDescriptor.TYPE_STRING)
             bounds.append(_Bound(field, limits.max_length, limits.max_items, limits.min_length,
                                  re.compile(limits.pattern) if limits.pattern else None,
-                                 limits.min_items, nested, is_map, value_is_string))
+                                 limits.min_items, nested, is_map, value_is_string,
+                                 minimum, maximum, limits.reason))
     return tuple(bounds)
 
 
-def _text(path: str, text: str, bound: _Bound) -> None:
+def _refuse(bound: _Bound, path: str, problem: str) -> InvalidArgument:
+    error = invalid_field(path, problem)
+    if bound.reason:
+        error = InvalidArgument(f"{path}: {problem}", reason=bound.reason,
+                                field_violations=[(path, problem)])
+    return error
+
+
+def _text(path: str, text: str, bound: _Bound, item: bool = False) -> None:
     if bound.max_length and len(text) > bound.max_length:
-        raise invalid_field(path, f"at most {bound.max_length} characters (got {len(text)})")
-    if not text:
+        raise _refuse(bound, path, f"at most {bound.max_length} characters (got {len(text)})")
+    if not text and not item:
         return  # proto3: an empty string is a field not sent; REQUIRED is the service's rule
     if len(text) < bound.min_length:
-        raise invalid_field(path, f"at least {bound.min_length} characters")
+        raise _refuse(bound, path, f"at least {bound.min_length} characters")
     if bound.pattern is not None and not bound.pattern.search(text):
-        raise invalid_field(path, f"must match {bound.pattern.pattern}")
+        raise _refuse(bound, path, f"must match {bound.pattern.pattern}")
+
+
+def _number(path: str, value: int, bound: _Bound) -> None:
+    if not value:
+        return  # proto3: zero is a field not sent; REQUIRED is the service's rule
+    if bound.minimum is not None and value < bound.minimum:
+        raise _refuse(bound, path, f"at least {bound.minimum} (got {value})")
+    if bound.maximum is not None and value > bound.maximum:
+        raise _refuse(bound, path, f"at most {bound.maximum} (got {value})")
 
 
 def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
@@ -81,21 +104,27 @@ def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
         repeated = bound.field.is_repeated
         if repeated and bound.max_items and len(value) > bound.max_items:
             noun = "entries" if bound.is_map else "items"
-            raise invalid_field(path, f"at most {bound.max_items} {noun} (got {len(value)})")
+            raise _refuse(bound, path, f"at most {bound.max_items} {noun} (got {len(value)})")
         if repeated and len(value) < bound.min_items:
-            raise invalid_field(path, f"at least {bound.min_items} item(s)")
+            raise _refuse(bound, path, f"at least {bound.min_items} item(s)")
         if bound.is_map:
             for key, item in value.items():
                 if bound.max_length and len(key) > bound.max_length:
-                    raise invalid_field(path, f"keys of at most {bound.max_length} "
+                    raise _refuse(bound, path, f"keys of at most {bound.max_length} "
                                               f"characters (got {len(key)})")
                 if bound.map_value_is_string:
                     _text(f"{path}.{key}", item, bound)
         elif repeated and bound.field.type == FieldDescriptor.TYPE_STRING:
-            for index, item in enumerate(value):
-                _text(f"{path}[{index}]", item, bound)
+            for index, item in enumerate(value):  # an empty item is an item, not "not sent"
+                _text(f"{path}[{index}]", item, bound, item=True)
         elif isinstance(value, str):
             _text(path, value, bound)
+        elif bound.minimum is not None or bound.maximum is not None:
+            if repeated:
+                for index, item in enumerate(value):
+                    _number(f"{path}[{index}]", item, bound)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                _number(path, value, bound)
         if bound.nested:
             if repeated:
                 for index, item in enumerate(value):
@@ -104,7 +133,16 @@ def _check(message: Message, plan: tuple[_Bound, ...], prefix: str) -> None:
                 _check(value, bound.nested, f"{path}.")
 
 
-def check(message: Message) -> None:
+def check(message: Message, body: str = "") -> None:
     """Raises `InvalidArgument` (400) for the first field of `message` past its declared bound;
-    nested `agentmesh` messages are checked too. Field names are relative to `message`."""
-    _check(message, _plan(message.DESCRIPTOR), "")
+    nested `agentmesh` messages are checked too. Field names are relative to `message`, but for
+    the fields of `body` (the request field a REST body fills, `agent` of `body: "agent"`): a
+    REST client sent those at the top of its JSON, so they are named as it wrote them."""
+    plan = _plan(message.DESCRIPTOR)
+    if not body or body == "*":
+        _check(message, plan, "")
+        return
+    _check(message, tuple(b for b in plan if b.field.name != body), "")
+    for bound in plan:
+        if bound.field.name == body and bound.nested and message.HasField(body):
+            _check(getattr(message, body), bound.nested, "")

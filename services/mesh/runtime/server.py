@@ -25,9 +25,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, live, logs, wire
+from mesh.runtime import errors, idempotency, limits, live, logs, wire
 from mesh.runtime.context import TENANT_HEADER, current_call, current_service, metadata_value
 from mesh.runtime.db import Database
 from mesh.runtime.idempotency import Idempotency
@@ -60,7 +61,12 @@ class Guards:
     idempotency: Idempotency | None = None
 
 
-def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards,
+def _body_field(method) -> str:
+    """The request field a REST body fills (`body: "agent"`), or "" / "*"."""
+    return method.GetOptions().Extensions[annotations_pb2.http].body
+
+
+def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body: str = "",
                 idempotent: bool = False):
     is_coroutine = inspect.iscoroutinefunction(fn)
     metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
@@ -80,6 +86,7 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards,
                 raise wire.refusal(request)
             if revocations is not None:
                 revocations.check(context)
+            limits.check(request, body)
             key = metadata_value(context, idempotency.HEADER) if keys is not None else ""
             tenant = metadata_value(context, TENANT_HEADER) if key else ""
             if key and tenant:
@@ -109,7 +116,7 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards,
     return handler
 
 
-def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards):
+def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, body: str = ""):
     revocations = guards.revocations
 
     @functools.wraps(fn)
@@ -120,6 +127,7 @@ def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards):
                 raise wire.refusal(request)
             if revocations is not None:
                 revocations.check(context)
+            limits.check(request, body)
             stream = fn(request, context)
             if inspect.isasyncgen(stream):
                 async for item in stream:
@@ -156,11 +164,11 @@ def handlers(servicer: Any, service: str, guards: Guards,
         deserialize = wire.safe_deserializer(request_class)
         if method.server_streaming:
             table[method.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(fn, path, service, domain, guards), deserialize,
+                _wrap_stream(fn, path, service, domain, guards, _body_field(method)), deserialize,
                 response_class.SerializeToString)
             continue
         idempotent = idempotency.applies_to(method)
-        handler = _wrap_unary(fn, path, service, domain, guards, idempotent)
+        handler = _wrap_unary(fn, path, service, domain, guards, _body_field(method), idempotent)
         if traced:
             handler = _traced(handler, tracing, service, path)
         serialize = (idempotency.serializer(response_class) if idempotent

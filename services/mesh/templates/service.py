@@ -271,11 +271,11 @@ def _version_message(version: TemplateVersionRow, row: TemplateRow) -> pb.Templa
 
 def _version(session: Session, row: TemplateRow, number: int,
              label: str = "") -> TemplateVersionRow:
-    if label and number:
-        raise invalid_field("label", "give a label or a version, not both")
     if label:
-        if label not in row.labels:
-            raise NotFound(f"template {row.name!r} has no label {label!r}",
+        # With a version too, that version, if the label points at it.
+        if label not in row.labels or (number and row.labels[label] != number):
+            at = f" at version {number}" if number else ""
+            raise NotFound(f"template {row.name!r} has no label {label!r}{at}",
                            reason="TEMPLATE_LABEL_NOT_FOUND", details={"label": label})
         number = row.labels[label]
     number = number or row.version

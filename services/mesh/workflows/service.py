@@ -438,6 +438,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
                 from mesh.runtime.errors import AlreadyExists
                 raise AlreadyExists(exc.details(), reason="TEMPLATE_ALREADY_EXISTS") from None
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                # The caller's name or tags, which the templates service judges: a 400, not 503.
+                from mesh.runtime.errors import InvalidArgument
+                raise InvalidArgument(exc.details(), reason="INVALID_TEMPLATE") from None
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 from mesh.runtime.errors import Unimplemented
                 raise Unimplemented("the templates service cannot create templates yet",

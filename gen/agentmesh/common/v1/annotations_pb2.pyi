@@ -32,15 +32,21 @@ class HttpBodyResponse(_message.Message):
     def __init__(self, content_type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class FieldLimits(_message.Message):
-    __slots__ = ("max_length", "max_items", "min_length", "pattern", "min_items")
+    __slots__ = ("max_length", "max_items", "min_length", "pattern", "min_items", "minimum", "maximum", "reason")
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
     MIN_LENGTH_FIELD_NUMBER: _ClassVar[int]
     PATTERN_FIELD_NUMBER: _ClassVar[int]
     MIN_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MINIMUM_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     max_length: int
     max_items: int
     min_length: int
     pattern: str
     min_items: int
-    def __init__(self, max_length: _Optional[int] = ..., max_items: _Optional[int] = ..., min_length: _Optional[int] = ..., pattern: _Optional[str] = ..., min_items: _Optional[int] = ...) -> None: ...
+    minimum: int
+    maximum: int
+    reason: str
+    def __init__(self, max_length: _Optional[int] = ..., max_items: _Optional[int] = ..., min_length: _Optional[int] = ..., pattern: _Optional[str] = ..., min_items: _Optional[int] = ..., minimum: _Optional[int] = ..., maximum: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...

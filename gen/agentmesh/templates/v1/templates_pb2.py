@@ -32,7 +32,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&agentmesh/templates/v1/templates.proto\x12\x16\x61gentmesh.templates.v1\x1a%agentmesh/common/v1/annotations.proto\x1a agentmesh/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x01\n\x11TemplateParameter\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x10\n\x08required\x18\x04 \x01(\x08\x12-\n\rdefault_value\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\"\xb7\x04\n\x08Template\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x12\n\x04name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x38\n\x04kind\x18\x05 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKindB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12.\n\x07\x63ontent\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12=\n\nparameters\x18\t \x03(\x0b\x32).agentmesh.templates.v1.TemplateParameter\x12\x15\n\x07version\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\ncreated_by\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x42\n\x06labels\x18\x0e \x03(\x0b\x32,.agentmesh.templates.v1.Template.LabelsEntryB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xab\x02\n\x0fTemplateVersion\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12.\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12=\n\nparameters\x18\x04 \x03(\x0b\x32).agentmesh.templates.v1.TemplateParameter\x12\x11\n\tchangelog\x18\x05 \x01(\t\x12\x18\n\ncreated_by\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06labels\x18\x08 \x03(\tB\x04\xe2\x41\x01\x03\"\xac\x01\n\x14ListTemplatesRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\x0e\n\x06search\x18\x06 \x01(\t\x12\x10\n\x08order_by\x18\x07 \x01(\t\"\x87\x01\n\x15ListTemplatesResponse\x12/\n\x05items\x18\x01 \x03(\x0b\x32 .agentmesh.templates.v1.Template\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\r\n\x05pages\x18\x05 \x01(\x05\"Q\n\x15\x43reateTemplateRequest\x12\x38\n\x08template\x18\x01 \x01(\x0b\x32 .agentmesh.templates.v1.TemplateB\x04\xe2\x41\x01\x02\"/\n\x12GetTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x9d\x01\n\x15UpdateTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x08template\x18\x02 \x01(\x0b\x32 .agentmesh.templates.v1.TemplateB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x15\x44\x65leteTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x1aInstantiateTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\r\n\x05label\x18\x05 \x01(\t\"\xbe\x01\n\x1bInstantiateTemplateResponse\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12;\n\rresource_kind\x18\x04 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x13\n\x0bresource_id\x18\x05 \x01(\t\"g\n\x16PreviewTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nparameters\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05label\x18\x04 \x01(\t\"\xc1\x01\n\x17PreviewTemplateResponse\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12;\n\rresource_kind\x18\x04 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x1a\n\x12missing_parameters\x18\x05 \x03(\t\"Y\n\x1bListTemplateVersionsRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x19\n\x0btemplate_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\x95\x01\n\x1cListTemplateVersionsResponse\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.agentmesh.templates.v1.TemplateVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\r\n\x05pages\x18\x05 \x01(\x05\"\x82\x01\n\x1c\x43reateTemplateVersionRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12G\n\x10template_version\x18\x02 \x01(\x0b\x32\'.agentmesh.templates.v1.TemplateVersionB\x04\xe2\x41\x01\x02\"t\n\x15ImportTemplateRequest\x12\x36\n\x06\x66ormat\x18\x01 \x01(\x0e\x32&.agentmesh.templates.v1.TemplateFormat\x12\x15\n\x07\x63ontent\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x8a\x01\n\x15\x45xportTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x06\x66ormat\x18\x02 \x01(\x0e\x32&.agentmesh.templates.v1.TemplateFormat\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05label\x18\x04 \x01(\t\"`\n\x17SetTemplateLabelRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05label\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x15\n\x07version\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x02\"L\n\x1a\x44\x65leteTemplateLabelRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05label\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*z\n\x0cTemplateKind\x12\x1d\n\x19TEMPLATE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TEMPLATE_KIND_AGENT\x10\x01\x12\x1a\n\x16TEMPLATE_KIND_WORKFLOW\x10\x02\x12\x16\n\x12TEMPLATE_KIND_TOOL\x10\x03*e\n\x0eTemplateFormat\x12\x1f\n\x1bTEMPLATE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14TEMPLATE_FORMAT_JSON\x10\x01\x12\x18\n\x14TEMPLATE_FORMAT_YAML\x10\x02\x32\x91\x12\n\x0fTemplateService\x12\x9b\x01\n\rListTemplates\x12,.agentmesh.templates.v1.ListTemplatesRequest\x1a-.agentmesh.templates.v1.ListTemplatesResponse\"-\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/templates\x12\x9b\x01\n\x0e\x43reateTemplate\x12-.agentmesh.templates.v1.CreateTemplateRequest\x1a .agentmesh.templates.v1.Template\"8\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x1d\"\x11/api/v1/templates:\x08template\x12\x98\x01\n\x0bGetTemplate\x12*.agentmesh.templates.v1.GetTemplateRequest\x1a .agentmesh.templates.v1.Template\";\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/templates/{template_id}\x12\xa9\x01\n\x0eUpdateTemplate\x12-.agentmesh.templates.v1.UpdateTemplateRequest\x1a .agentmesh.templates.v1.Template\"F\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02+\x1a\x1f/api/v1/templates/{template_id}:\x08template\x12\xa3\x01\n\x0e\x44\x65leteTemplate\x12-.agentmesh.templates.v1.DeleteTemplateRequest\x1a#.agentmesh.common.v1.DeleteResponse\"=\x8a\xb5\x18\x12\n\x10templates:delete\x82\xd3\xe4\x93\x02!*\x1f/api/v1/templates/{template_id}\x12\xcd\x01\n\x13InstantiateTemplate\x12\x32.agentmesh.templates.v1.InstantiateTemplateRequest\x1a\x33.agentmesh.templates.v1.InstantiateTemplateResponse\"M\x8a\xb5\x18\x13\n\x11templates:execute\x82\xd3\xe4\x93\x02\x30\"+/api/v1/templates/{template_id}/instantiate:\x01*\x12\xb7\x01\n\x0fPreviewTemplate\x12..agentmesh.templates.v1.PreviewTemplateRequest\x1a/.agentmesh.templates.v1.PreviewTemplateResponse\"C\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02)\x12\'/api/v1/templates/{template_id}/preview\x12\xc7\x01\n\x14ListTemplateVersions\x12\x33.agentmesh.templates.v1.ListTemplateVersionsRequest\x1a\x34.agentmesh.templates.v1.ListTemplateVersionsResponse\"D\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02*\x12(/api/v1/templates/{template_id}/versions\x12\xcf\x01\n\x15\x43reateTemplateVersion\x12\x34.agentmesh.templates.v1.CreateTemplateVersionRequest\x1a\'.agentmesh.templates.v1.TemplateVersion\"W\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02<\"(/api/v1/templates/{template_id}/versions:\x10template_version\x12\x9b\x01\n\x0eImportTemplate\x12-.agentmesh.templates.v1.ImportTemplateRequest\x1a .agentmesh.templates.v1.Template\"8\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/templates/import:\x01*\x12\x99\x01\n\x0e\x45xportTemplate\x12-.agentmesh.templates.v1.ExportTemplateRequest\x1a\x14.google.api.HttpBody\"B\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02(\x12&/api/v1/templates/{template_id}/export\x12\xb5\x01\n\x10SetTemplateLabel\x12/.agentmesh.templates.v1.SetTemplateLabelRequest\x1a .agentmesh.templates.v1.Template\"N\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x33\x1a./api/v1/templates/{template_id}/labels/{label}:\x01*\x12\xbc\x01\n\x13\x44\x65leteTemplateLabel\x12\x32.agentmesh.templates.v1.DeleteTemplateLabelRequest\x1a#.agentmesh.common.v1.DeleteResponse\"L\x8a\xb5\x18\x12\n\x10templates:delete\x82\xd3\xe4\x93\x02\x30*./api/v1/templates/{template_id}/labels/{label}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&agentmesh/templates/v1/templates.proto\x12\x16\x61gentmesh.templates.v1\x1a%agentmesh/common/v1/annotations.proto\x1a agentmesh/common/v1/common.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe5\x01\n\x11TemplateParameter\x12\x35\n\x04name\x18\x01 \x01(\tB\'\xe2\x41\x01\x02\x92\xb5\x18\x1f\"\x1d^[A-Za-z_][A-Za-z0-9_]{0,63}$\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x43\n\x04type\x18\x03 \x01(\tB5\x92\xb5\x18\x31\"/^(string|number|integer|boolean|object|array)?$\x12\x10\n\x08required\x18\x04 \x01(\x08\x12-\n\rdefault_value\x18\x05 \x01(\x0b\x32\x16.google.protobuf.Value\"\xe8\x04\n\x08Template\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\ttenant_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x39\n\x04name\x18\x03 \x01(\tB+\xe2\x41\x01\x02\x92\xb5\x18#\"!^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x38\n\x04kind\x18\x05 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKindB\x04\xe2\x41\x01\x02\x12\x10\n\x08\x63\x61tegory\x18\x06 \x01(\t\x12\x16\n\x04tags\x18\x07 \x03(\tB\x08\x92\xb5\x18\x04\x08@\x18\x01\x12.\n\x07\x63ontent\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12=\n\nparameters\x18\t \x03(\x0b\x32).agentmesh.templates.v1.TemplateParameter\x12\x15\n\x07version\x18\n \x01(\x05\x42\x04\xe2\x41\x01\x03\x12\x18\n\ncreated_by\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x34\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x42\n\x06labels\x18\x0e \x03(\x0b\x32,.agentmesh.templates.v1.Template.LabelsEntryB\x04\xe2\x41\x01\x03\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xab\x02\n\x0fTemplateVersion\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x15\n\x07version\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03\x12.\n\x07\x63ontent\x18\x03 \x01(\x0b\x32\x17.google.protobuf.StructB\x04\xe2\x41\x01\x02\x12=\n\nparameters\x18\x04 \x03(\x0b\x32).agentmesh.templates.v1.TemplateParameter\x12\x11\n\tchangelog\x18\x05 \x01(\t\x12\x18\n\ncreated_by\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x14\n\x06labels\x18\x08 \x03(\tB\x04\xe2\x41\x01\x03\"\x95\x02\n\x14ListTemplatesRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x32\n\x04kind\x18\x03 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x10\n\x08\x63\x61tegory\x18\x04 \x01(\t\x12\x0b\n\x03tag\x18\x05 \x01(\t\x12\x0e\n\x06search\x18\x06 \x01(\t\x12y\n\x08order_by\x18\x07 \x01(\tBg\x92\xb5\x18\x63\"a^(-?(name|kind|category|created_at|updated_at)(,-?(name|kind|category|created_at|updated_at))*)?$\"\x87\x01\n\x15ListTemplatesResponse\x12/\n\x05items\x18\x01 \x03(\x0b\x32 .agentmesh.templates.v1.Template\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\r\n\x05pages\x18\x05 \x01(\x05\"Q\n\x15\x43reateTemplateRequest\x12\x38\n\x08template\x18\x01 \x01(\x0b\x32 .agentmesh.templates.v1.TemplateB\x04\xe2\x41\x01\x02\"/\n\x12GetTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x9d\x01\n\x15UpdateTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x38\n\x08template\x18\x02 \x01(\x0b\x32 .agentmesh.templates.v1.TemplateB\x04\xe2\x41\x01\x02\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x15\x44\x65leteTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"\x94\x01\n\x1aInstantiateTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12+\n\nparameters\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06\x63reate\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x05\x12\r\n\x05label\x18\x05 \x01(\t\"\xbe\x01\n\x1bInstantiateTemplateResponse\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12;\n\rresource_kind\x18\x04 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x13\n\x0bresource_id\x18\x05 \x01(\t\"g\n\x16PreviewTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\nparameters\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05label\x18\x04 \x01(\t\"\xc1\x01\n\x17PreviewTemplateResponse\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btemplate_id\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12;\n\rresource_kind\x18\x04 \x01(\x0e\x32$.agentmesh.templates.v1.TemplateKind\x12\x1a\n\x12missing_parameters\x18\x05 \x03(\t\"Y\n\x1bListTemplateVersionsRequest\x12\x0c\n\x04page\x18\x01 \x01(\x05\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x19\n\x0btemplate_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\"\x95\x01\n\x1cListTemplateVersionsResponse\x12\x36\n\x05items\x18\x01 \x03(\x0b\x32\'.agentmesh.templates.v1.TemplateVersion\x12\r\n\x05total\x18\x02 \x01(\x05\x12\x0c\n\x04page\x18\x03 \x01(\x05\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\r\n\x05pages\x18\x05 \x01(\x05\"\x82\x01\n\x1c\x43reateTemplateVersionRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12G\n\x10template_version\x18\x02 \x01(\x0b\x32\'.agentmesh.templates.v1.TemplateVersionB\x04\xe2\x41\x01\x02\"t\n\x15ImportTemplateRequest\x12\x36\n\x06\x66ormat\x18\x01 \x01(\x0e\x32&.agentmesh.templates.v1.TemplateFormat\x12\x15\n\x07\x63ontent\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x0c\n\x04name\x18\x03 \x01(\t\"\x8a\x01\n\x15\x45xportTemplateRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x36\n\x06\x66ormat\x18\x02 \x01(\x0e\x32&.agentmesh.templates.v1.TemplateFormat\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\r\n\x05label\x18\x04 \x01(\t\"\x8d\x01\n\x17SetTemplateLabelRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12:\n\x05label\x18\x02 \x01(\tB+\xe2\x41\x01\x02\x92\xb5\x18#\"!^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$\x12\x1b\n\x07version\x18\x03 \x01(\x05\x42\n\xe2\x41\x01\x02\x92\xb5\x18\x02\x30\x01\"L\n\x1a\x44\x65leteTemplateLabelRequest\x12\x19\n\x0btemplate_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x13\n\x05label\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02*z\n\x0cTemplateKind\x12\x1d\n\x19TEMPLATE_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13TEMPLATE_KIND_AGENT\x10\x01\x12\x1a\n\x16TEMPLATE_KIND_WORKFLOW\x10\x02\x12\x16\n\x12TEMPLATE_KIND_TOOL\x10\x03*e\n\x0eTemplateFormat\x12\x1f\n\x1bTEMPLATE_FORMAT_UNSPECIFIED\x10\x00\x12\x18\n\x14TEMPLATE_FORMAT_JSON\x10\x01\x12\x18\n\x14TEMPLATE_FORMAT_YAML\x10\x02\x32\x91\x12\n\x0fTemplateService\x12\x9b\x01\n\rListTemplates\x12,.agentmesh.templates.v1.ListTemplatesRequest\x1a-.agentmesh.templates.v1.ListTemplatesResponse\"-\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02\x13\x12\x11/api/v1/templates\x12\x9b\x01\n\x0e\x43reateTemplate\x12-.agentmesh.templates.v1.CreateTemplateRequest\x1a .agentmesh.templates.v1.Template\"8\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x1d\"\x11/api/v1/templates:\x08template\x12\x98\x01\n\x0bGetTemplate\x12*.agentmesh.templates.v1.GetTemplateRequest\x1a .agentmesh.templates.v1.Template\";\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02!\x12\x1f/api/v1/templates/{template_id}\x12\xa9\x01\n\x0eUpdateTemplate\x12-.agentmesh.templates.v1.UpdateTemplateRequest\x1a .agentmesh.templates.v1.Template\"F\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02+\x1a\x1f/api/v1/templates/{template_id}:\x08template\x12\xa3\x01\n\x0e\x44\x65leteTemplate\x12-.agentmesh.templates.v1.DeleteTemplateRequest\x1a#.agentmesh.common.v1.DeleteResponse\"=\x8a\xb5\x18\x12\n\x10templates:delete\x82\xd3\xe4\x93\x02!*\x1f/api/v1/templates/{template_id}\x12\xcd\x01\n\x13InstantiateTemplate\x12\x32.agentmesh.templates.v1.InstantiateTemplateRequest\x1a\x33.agentmesh.templates.v1.InstantiateTemplateResponse\"M\x8a\xb5\x18\x13\n\x11templates:execute\x82\xd3\xe4\x93\x02\x30\"+/api/v1/templates/{template_id}/instantiate:\x01*\x12\xb7\x01\n\x0fPreviewTemplate\x12..agentmesh.templates.v1.PreviewTemplateRequest\x1a/.agentmesh.templates.v1.PreviewTemplateResponse\"C\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02)\x12\'/api/v1/templates/{template_id}/preview\x12\xc7\x01\n\x14ListTemplateVersions\x12\x33.agentmesh.templates.v1.ListTemplateVersionsRequest\x1a\x34.agentmesh.templates.v1.ListTemplateVersionsResponse\"D\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02*\x12(/api/v1/templates/{template_id}/versions\x12\xcf\x01\n\x15\x43reateTemplateVersion\x12\x34.agentmesh.templates.v1.CreateTemplateVersionRequest\x1a\'.agentmesh.templates.v1.TemplateVersion\"W\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02<\"(/api/v1/templates/{template_id}/versions:\x10template_version\x12\x9b\x01\n\x0eImportTemplate\x12-.agentmesh.templates.v1.ImportTemplateRequest\x1a .agentmesh.templates.v1.Template\"8\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x1d\"\x18/api/v1/templates/import:\x01*\x12\x99\x01\n\x0e\x45xportTemplate\x12-.agentmesh.templates.v1.ExportTemplateRequest\x1a\x14.google.api.HttpBody\"B\x8a\xb5\x18\x10\n\x0etemplates:read\x82\xd3\xe4\x93\x02(\x12&/api/v1/templates/{template_id}/export\x12\xb5\x01\n\x10SetTemplateLabel\x12/.agentmesh.templates.v1.SetTemplateLabelRequest\x1a .agentmesh.templates.v1.Template\"N\x8a\xb5\x18\x11\n\x0ftemplates:write\x82\xd3\xe4\x93\x02\x33\x1a./api/v1/templates/{template_id}/labels/{label}:\x01*\x12\xbc\x01\n\x13\x44\x65leteTemplateLabel\x12\x32.agentmesh.templates.v1.DeleteTemplateLabelRequest\x1a#.agentmesh.common.v1.DeleteResponse\"L\x8a\xb5\x18\x12\n\x10templates:delete\x82\xd3\xe4\x93\x02\x30*./api/v1/templates/{template_id}/labels/{label}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,7 +40,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.templates.v1.temp
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TEMPLATEPARAMETER'].fields_by_name['name']._loaded_options = None
-  _globals['_TEMPLATEPARAMETER'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_TEMPLATEPARAMETER'].fields_by_name['name']._serialized_options = b'\342A\001\002\222\265\030\037\"\035^[A-Za-z_][A-Za-z0-9_]{0,63}$'
+  _globals['_TEMPLATEPARAMETER'].fields_by_name['type']._loaded_options = None
+  _globals['_TEMPLATEPARAMETER'].fields_by_name['type']._serialized_options = b'\222\265\0301\"/^(string|number|integer|boolean|object|array)?$'
   _globals['_TEMPLATE_LABELSENTRY']._loaded_options = None
   _globals['_TEMPLATE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_TEMPLATE'].fields_by_name['id']._loaded_options = None
@@ -48,9 +50,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATE'].fields_by_name['tenant_id']._loaded_options = None
   _globals['_TEMPLATE'].fields_by_name['tenant_id']._serialized_options = b'\342A\001\003'
   _globals['_TEMPLATE'].fields_by_name['name']._loaded_options = None
-  _globals['_TEMPLATE'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_TEMPLATE'].fields_by_name['name']._serialized_options = b'\342A\001\002\222\265\030#\"!^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$'
   _globals['_TEMPLATE'].fields_by_name['kind']._loaded_options = None
   _globals['_TEMPLATE'].fields_by_name['kind']._serialized_options = b'\342A\001\002'
+  _globals['_TEMPLATE'].fields_by_name['tags']._loaded_options = None
+  _globals['_TEMPLATE'].fields_by_name['tags']._serialized_options = b'\222\265\030\004\010@\030\001'
   _globals['_TEMPLATE'].fields_by_name['content']._loaded_options = None
   _globals['_TEMPLATE'].fields_by_name['content']._serialized_options = b'\342A\001\002'
   _globals['_TEMPLATE'].fields_by_name['version']._loaded_options = None
@@ -75,6 +79,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATEVERSION'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
   _globals['_TEMPLATEVERSION'].fields_by_name['labels']._loaded_options = None
   _globals['_TEMPLATEVERSION'].fields_by_name['labels']._serialized_options = b'\342A\001\003'
+  _globals['_LISTTEMPLATESREQUEST'].fields_by_name['order_by']._loaded_options = None
+  _globals['_LISTTEMPLATESREQUEST'].fields_by_name['order_by']._serialized_options = b'\222\265\030c\"a^(-?(name|kind|category|created_at|updated_at)(,-?(name|kind|category|created_at|updated_at))*)?$'
   _globals['_CREATETEMPLATEREQUEST'].fields_by_name['template']._loaded_options = None
   _globals['_CREATETEMPLATEREQUEST'].fields_by_name['template']._serialized_options = b'\342A\001\002'
   _globals['_GETTEMPLATEREQUEST'].fields_by_name['template_id']._loaded_options = None
@@ -102,9 +108,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['template_id']._loaded_options = None
   _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['template_id']._serialized_options = b'\342A\001\002'
   _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['label']._loaded_options = None
-  _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['label']._serialized_options = b'\342A\001\002'
+  _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['label']._serialized_options = b'\342A\001\002\222\265\030#\"!^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$'
   _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['version']._loaded_options = None
-  _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['version']._serialized_options = b'\342A\001\002'
+  _globals['_SETTEMPLATELABELREQUEST'].fields_by_name['version']._serialized_options = b'\342A\001\002\222\265\030\0020\001'
   _globals['_DELETETEMPLATELABELREQUEST'].fields_by_name['template_id']._loaded_options = None
   _globals['_DELETETEMPLATELABELREQUEST'].fields_by_name['template_id']._serialized_options = b'\342A\001\002'
   _globals['_DELETETEMPLATELABELREQUEST'].fields_by_name['label']._loaded_options = None
@@ -135,52 +141,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATESERVICE'].methods_by_name['SetTemplateLabel']._serialized_options = b'\212\265\030\021\n\017templates:write\202\323\344\223\0023\032./api/v1/templates/{template_id}/labels/{label}:\001*'
   _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplateLabel']._loaded_options = None
   _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplateLabel']._serialized_options = b'\212\265\030\022\n\020templates:delete\202\323\344\223\0020*./api/v1/templates/{template_id}/labels/{label}'
-  _globals['_TEMPLATEKIND']._serialized_start=3453
-  _globals['_TEMPLATEKIND']._serialized_end=3575
-  _globals['_TEMPLATEFORMAT']._serialized_start=3577
-  _globals['_TEMPLATEFORMAT']._serialized_end=3678
+  _globals['_TEMPLATEKIND']._serialized_start=3743
+  _globals['_TEMPLATEKIND']._serialized_end=3865
+  _globals['_TEMPLATEFORMAT']._serialized_start=3867
+  _globals['_TEMPLATEFORMAT']._serialized_end=3968
   _globals['_TEMPLATEPARAMETER']._serialized_start=327
-  _globals['_TEMPLATEPARAMETER']._serialized_end=466
-  _globals['_TEMPLATE']._serialized_start=469
-  _globals['_TEMPLATE']._serialized_end=1036
-  _globals['_TEMPLATE_LABELSENTRY']._serialized_start=991
-  _globals['_TEMPLATE_LABELSENTRY']._serialized_end=1036
-  _globals['_TEMPLATEVERSION']._serialized_start=1039
-  _globals['_TEMPLATEVERSION']._serialized_end=1338
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1341
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1513
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1516
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1651
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1653
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1734
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=1736
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=1783
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1786
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=1943
-  _globals['_DELETETEMPLATEREQUEST']._serialized_start=1945
-  _globals['_DELETETEMPLATEREQUEST']._serialized_end=1995
-  _globals['_INSTANTIATETEMPLATEREQUEST']._serialized_start=1998
-  _globals['_INSTANTIATETEMPLATEREQUEST']._serialized_end=2146
-  _globals['_INSTANTIATETEMPLATERESPONSE']._serialized_start=2149
-  _globals['_INSTANTIATETEMPLATERESPONSE']._serialized_end=2339
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=2341
-  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=2444
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=2447
-  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=2640
-  _globals['_LISTTEMPLATEVERSIONSREQUEST']._serialized_start=2642
-  _globals['_LISTTEMPLATEVERSIONSREQUEST']._serialized_end=2731
-  _globals['_LISTTEMPLATEVERSIONSRESPONSE']._serialized_start=2734
-  _globals['_LISTTEMPLATEVERSIONSRESPONSE']._serialized_end=2883
-  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_start=2886
-  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_end=3016
-  _globals['_IMPORTTEMPLATEREQUEST']._serialized_start=3018
-  _globals['_IMPORTTEMPLATEREQUEST']._serialized_end=3134
-  _globals['_EXPORTTEMPLATEREQUEST']._serialized_start=3137
-  _globals['_EXPORTTEMPLATEREQUEST']._serialized_end=3275
-  _globals['_SETTEMPLATELABELREQUEST']._serialized_start=3277
-  _globals['_SETTEMPLATELABELREQUEST']._serialized_end=3373
-  _globals['_DELETETEMPLATELABELREQUEST']._serialized_start=3375
-  _globals['_DELETETEMPLATELABELREQUEST']._serialized_end=3451
-  _globals['_TEMPLATESERVICE']._serialized_start=3681
-  _globals['_TEMPLATESERVICE']._serialized_end=6002
+  _globals['_TEMPLATEPARAMETER']._serialized_end=556
+  _globals['_TEMPLATE']._serialized_start=559
+  _globals['_TEMPLATE']._serialized_end=1175
+  _globals['_TEMPLATE_LABELSENTRY']._serialized_start=1130
+  _globals['_TEMPLATE_LABELSENTRY']._serialized_end=1175
+  _globals['_TEMPLATEVERSION']._serialized_start=1178
+  _globals['_TEMPLATEVERSION']._serialized_end=1477
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1480
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1757
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1760
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1895
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1897
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1978
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1980
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=2027
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=2030
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=2187
+  _globals['_DELETETEMPLATEREQUEST']._serialized_start=2189
+  _globals['_DELETETEMPLATEREQUEST']._serialized_end=2239
+  _globals['_INSTANTIATETEMPLATEREQUEST']._serialized_start=2242
+  _globals['_INSTANTIATETEMPLATEREQUEST']._serialized_end=2390
+  _globals['_INSTANTIATETEMPLATERESPONSE']._serialized_start=2393
+  _globals['_INSTANTIATETEMPLATERESPONSE']._serialized_end=2583
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_start=2585
+  _globals['_PREVIEWTEMPLATEREQUEST']._serialized_end=2688
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_start=2691
+  _globals['_PREVIEWTEMPLATERESPONSE']._serialized_end=2884
+  _globals['_LISTTEMPLATEVERSIONSREQUEST']._serialized_start=2886
+  _globals['_LISTTEMPLATEVERSIONSREQUEST']._serialized_end=2975
+  _globals['_LISTTEMPLATEVERSIONSRESPONSE']._serialized_start=2978
+  _globals['_LISTTEMPLATEVERSIONSRESPONSE']._serialized_end=3127
+  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_start=3130
+  _globals['_CREATETEMPLATEVERSIONREQUEST']._serialized_end=3260
+  _globals['_IMPORTTEMPLATEREQUEST']._serialized_start=3262
+  _globals['_IMPORTTEMPLATEREQUEST']._serialized_end=3378
+  _globals['_EXPORTTEMPLATEREQUEST']._serialized_start=3381
+  _globals['_EXPORTTEMPLATEREQUEST']._serialized_end=3519
+  _globals['_SETTEMPLATELABELREQUEST']._serialized_start=3522
+  _globals['_SETTEMPLATELABELREQUEST']._serialized_end=3663
+  _globals['_DELETETEMPLATELABELREQUEST']._serialized_start=3665
+  _globals['_DELETETEMPLATELABELREQUEST']._serialized_end=3741
+  _globals['_TEMPLATESERVICE']._serialized_start=3971
+  _globals['_TEMPLATESERVICE']._serialized_end=6292
 # @@protoc_insertion_point(module_scope)
