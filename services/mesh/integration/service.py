@@ -42,6 +42,8 @@ MAX_BATCH = 100
 MAX_DOCUMENT_BYTES = 1024 * 1024
 DEPENDENCIES = ("agents", "workflows", "tools", "templates", "masterdata")
 _SYNC_KINDS = ("skills", "constraints", "models", "prompts")
+# Agents are deployed from ACTIVE: a draft or inactive agent is activated on the way.
+_ACTIVATE_FIRST = (agents_pb2.AGENT_STATUS_DRAFT, agents_pb2.AGENT_STATUS_INACTIVE)
 
 webhooks = TenantRepository(WebhookRow, noun="webhook", search_columns=("name", "url"),
                             order_columns=("name",), default_order="name")
@@ -222,6 +224,9 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
                                    agents_pb2.CreateAgentRequest(agent=agent))
         if request.deploy:
             try:
+                if created.status in _ACTIVATE_FIRST:
+                    await calls.call("agents", agents.ActivateAgent,
+                                     agents_pb2.ActivateAgentRequest(agent_id=created.id))
                 created = await calls.call("agents", agents.DeployAgent,
                                            agents_pb2.DeployAgentRequest(
                                                agent_id=created.id,
@@ -359,6 +364,12 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
                     workflow_created = False
             # 3. deploy the agent, 4. activate the workflow
             was_deployed = agent.status == agents_pb2.AGENT_STATUS_DEPLOYED
+            if agent.status in _ACTIVATE_FIRST:
+                agent = await calls.call("agents", agents.ActivateAgent,
+                                         agents_pb2.ActivateAgentRequest(agent_id=agent.id))
+                if not agent_created:
+                    undo.append(lambda a=agent: agents.DeactivateAgent(
+                        agents_pb2.DeactivateAgentRequest(agent_id=a.id)))
             agent = await calls.call("agents", agents.DeployAgent, agents_pb2.DeployAgentRequest(
                 agent_id=agent.id, environment=environment))
             if not was_deployed:
