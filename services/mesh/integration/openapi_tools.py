@@ -50,7 +50,7 @@ def _operation_name(method: str, path: str, operation: dict[str, Any]) -> str:
     raw = operation.get("operationId")
     if not isinstance(raw, str) or not raw.strip():
         raw = f"{method}_{path.strip('/').replace('/', '_')}" or method
-    return _NAME_PART.sub("_", raw.strip()).strip("_")[:39] or method
+    return re.sub("_+", "_", _NAME_PART.sub("_", raw.strip())).strip("_")[:39] or method
 
 
 def tools_from_openapi(document: Any, *, prefix: str, base_url: str = "") -> list[dict[str, Any]]:
