@@ -28,6 +28,10 @@ def check_url(url: Any, field: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
         raise invalid_field(field, "must be an absolute http or https URL")
+    host = parts.hostname
+    if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.rstrip(".").split(".")):
+        # what the resolver cannot encode (IDNA: labels of 1-63 characters) is not a host
+        raise invalid_field(field, "has a host name that is not valid")
     if parts.username or parts.password:
         raise invalid_field(field, "must not carry credentials; use secret_ref")
     return url
