@@ -54,6 +54,22 @@ checks.positive_data_acceptance.expected-statuses = [
 include-operation-id = "IdentityService_CreateApiKey"
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+# Integration: bodies whose validity the document cannot state. A Struct body (`data`,
+# `document`, `openapi`, `agent`, `workflow`, template `parameters`) is checked against the
+# target resource or bundle; "one of these two fields" (deploy-agent-workflow, external-tool,
+# sync-master-data) and known event names, auth types needing `secret_ref`, and a non-negative
+# `template_version` (an int32; the kit bounds strings and lists only) are rules of the service.
+[[operations]]
+include-operation-id-regex = "^IntegrationService_(CreateAgentFromTemplate|DeployAgentWorkflow|IntegrateExternalTool|SyncMasterData|ImportData|ImportFile|CreateWebhook|CreateApiConnection)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+# Batches: Envoy's transcoder takes a JSON object where the repeated `agents`/`workflows` field
+# is expected as a list of one item, which the service then reports per item (200).
+[[operations]]
+include-operation-id-regex = "^IntegrationService_BatchCreate(Agents|Workflows)$"
+checks.negative_data_rejection.enabled = false
 """
 # Bounded so that the run stays well under CI's budget on a 2-core machine.
 MAX_EXAMPLES = int(os.environ.get("AGENTMESH_SCHEMATHESIS_MAX_EXAMPLES", "10"))
@@ -62,12 +78,15 @@ PHASES = os.environ.get("AGENTMESH_SCHEMATHESIS_PHASES", "examples,coverage,fuzz
 TIMEOUT_SECONDS = 240
 
 
-# Services built in the same change as this list and not yet brought to 0 failures: the run of
-# 2026-11-25 over them found 59 (31 schema-valid requests refused where the service validates
-# more than the document says, 12 responses outside their schema, 9 from the 501s of analytics
-# and alerts, 6 Allow headers, 1 schema-violating request accepted). Each leaves this list when
-# its own run is clean; until then it is visibly outside the promise this test keeps.
-CONFORMANCE_PENDING = ["masterdata", "templates", "tools", "workflows", "governance"]
+# Services not yet brought to 0 failures, each visibly outside the promise this test keeps until
+# its own run is clean. The run of 2026-11-25 over the first five found 21 (from 50): 9 updates
+# whose update_mask names a required field with an empty body (OpenAPI cannot tie a query
+# parameter to a body field), 10 rules that depend on another field (a constraint's rules on its
+# type, a tool's config on its type, a step's config on its type, dispatch's agent_id on the
+# intent, ...), a secret's expires_at in the past, and 1 masked update that ignores unnamed
+# fields. Integration: 4 (batch bodies the transcoder accepts as {}, the YAML export's content
+# type, one 500 fixed since).
+CONFORMANCE_PENDING = ["masterdata", "templates", "tools", "workflows", "governance", "integration"]
 
 
 def _built_services() -> list[str]:

@@ -13,7 +13,9 @@ A receiver checks the signature with `verify()` (or the same three lines in its 
 and rejects old timestamps, which stops replays. A network error, a timeout, 408, 429 or a 5xx
 is retried with exponential backoff and jitter up to `max_attempts`; any other 4xx is final (the
 receiver refused it). Deliveries live in memory: a restart loses the ones still pending.
-Used by governance decision events; integration webhooks and alert notifications reuse it.
+Used by governance decision events and integration webhooks (`mesh.integration.events`, which
+passes `egress=`: each attempt then goes through the egress guard, and a refused address is a
+final failure, not retried); alert notifications reuse it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from mesh.runtime.errors import DomainError
 
 log = logging.getLogger("mesh.webhooks")
 
@@ -77,13 +81,16 @@ class WebhookSender:
 
     def __init__(self, *, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 30.0,
                  timeout: float = 5.0, concurrency: int = 8, max_pending: int = 10000,
-                 on_result: Callable[[Delivery], Any] | None = None) -> None:
+                 on_result: Callable[[Delivery], Any] | None = None,
+                 egress: Any = None) -> None:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.timeout = timeout
         self.max_pending = max_pending
         self.on_result = on_result
+        # A mesh.runtime.egress.EgressPolicy: when given, every attempt is checked by it.
+        self.egress = egress
         self._concurrency = concurrency
         self._semaphore: asyncio.Semaphore | None = None
         self._client: httpx.AsyncClient | None = None
@@ -114,7 +121,9 @@ class WebhookSender:
     async def _post(self, delivery: Delivery) -> bool:
         """One attempt; True when no retry should follow."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._client = (httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+                            if self.egress is None else
+                            self.egress.client(timeout=self.timeout, follow_redirects=False))
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event,
@@ -127,6 +136,9 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 delivery.error = f"{type(exc).__name__}: {exc}"
                 return False
+            except DomainError as exc:  # the egress guard refused the address: final
+                delivery.error = f"{exc.reason}: {exc.message}"
+                return True
         delivery.status_code = reply.status_code
         if 200 <= reply.status_code < 300:
             delivery.delivered, delivery.error = True, ""

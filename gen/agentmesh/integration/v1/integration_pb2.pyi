@@ -1,6 +1,7 @@
 import datetime
 
 from agentmesh.common.v1 import annotations_pb2 as _annotations_pb2
+from agentmesh.common.v1 import common_pb2 as _common_pb2
 from google.api import annotations_pb2 as _annotations_pb2_1
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
@@ -27,6 +28,7 @@ class ImportMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_MODE_SKIP_EXISTING: _ClassVar[ImportMode]
     IMPORT_MODE_OVERWRITE: _ClassVar[ImportMode]
     IMPORT_MODE_FAIL_ON_EXISTING: _ClassVar[ImportMode]
+    IMPORT_MODE_RENAME: _ClassVar[ImportMode]
 
 class AuthType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +46,7 @@ IMPORT_MODE_UNSPECIFIED: ImportMode
 IMPORT_MODE_SKIP_EXISTING: ImportMode
 IMPORT_MODE_OVERWRITE: ImportMode
 IMPORT_MODE_FAIL_ON_EXISTING: ImportMode
+IMPORT_MODE_RENAME: ImportMode
 AUTH_TYPE_UNSPECIFIED: AuthType
 AUTH_TYPE_NONE: AuthType
 AUTH_TYPE_API_KEY: AuthType
@@ -53,28 +56,34 @@ AUTH_TYPE_OAUTH2: AuthType
 AUTH_TYPE_AWS_SIGV4: AuthType
 
 class EntityResult(_message.Message):
-    __slots__ = ("entity_type", "name", "id", "action", "error")
+    __slots__ = ("entity_type", "name", "id", "action", "error", "original_name")
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_NAME_FIELD_NUMBER: _ClassVar[int]
     entity_type: str
     name: str
     id: str
     action: str
     error: str
-    def __init__(self, entity_type: _Optional[str] = ..., name: _Optional[str] = ..., id: _Optional[str] = ..., action: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    original_name: str
+    def __init__(self, entity_type: _Optional[str] = ..., name: _Optional[str] = ..., id: _Optional[str] = ..., action: _Optional[str] = ..., error: _Optional[str] = ..., original_name: _Optional[str] = ...) -> None: ...
 
 class BatchItemResult(_message.Message):
-    __slots__ = ("index", "id", "error")
+    __slots__ = ("index", "id", "error", "status", "name")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
     index: int
     id: str
     error: str
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    status: str
+    name: str
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., error: _Optional[str] = ..., status: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class DependencyStatus(_message.Message):
     __slots__ = ("name", "status", "latency_ms")
@@ -131,7 +140,7 @@ class Webhook(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., url: _Optional[str] = ..., events: _Optional[_Iterable[str]] = ..., secret: _Optional[str] = ..., secret_hint: _Optional[str] = ..., active: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ApiConnection(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "base_url", "auth_type", "secret_ref", "headers", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "base_url", "auth_type", "secret_ref", "headers", "auth_param", "created_at", "updated_at")
     class HeadersEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -146,6 +155,7 @@ class ApiConnection(_message.Message):
     AUTH_TYPE_FIELD_NUMBER: _ClassVar[int]
     SECRET_REF_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
+    AUTH_PARAM_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
@@ -155,9 +165,10 @@ class ApiConnection(_message.Message):
     auth_type: AuthType
     secret_ref: str
     headers: _containers.ScalarMap[str, str]
+    auth_param: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., base_url: _Optional[str] = ..., auth_type: _Optional[_Union[AuthType, str]] = ..., secret_ref: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., base_url: _Optional[str] = ..., auth_type: _Optional[_Union[AuthType, str]] = ..., secret_ref: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., auth_param: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateAgentFromTemplateRequest(_message.Message):
     __slots__ = ("template_id", "name", "parameters", "template_version", "deploy", "environment")
@@ -194,19 +205,23 @@ class CreateAgentFromTemplateResponse(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., name: _Optional[str] = ..., template_id: _Optional[str] = ..., template_version: _Optional[int] = ..., status: _Optional[str] = ..., deployed: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class DeployAgentWorkflowRequest(_message.Message):
-    __slots__ = ("agent_id", "workflow_id", "environment", "config")
+    __slots__ = ("agent_id", "workflow_id", "environment", "config", "agent", "workflow")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     workflow_id: str
     environment: str
     config: _struct_pb2.Struct
-    def __init__(self, agent_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., environment: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    agent: _struct_pb2.Struct
+    workflow: _struct_pb2.Struct
+    def __init__(self, agent_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., environment: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., agent: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class DeployAgentWorkflowResponse(_message.Message):
-    __slots__ = ("agent_id", "workflow_id", "environment", "agent_status", "workflow_status", "deployed_at", "message")
+    __slots__ = ("agent_id", "workflow_id", "environment", "agent_status", "workflow_status", "deployed_at", "message", "agent_created", "workflow_created")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
@@ -214,6 +229,8 @@ class DeployAgentWorkflowResponse(_message.Message):
     WORKFLOW_STATUS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYED_AT_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_CREATED_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_CREATED_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     workflow_id: str
     environment: str
@@ -221,10 +238,12 @@ class DeployAgentWorkflowResponse(_message.Message):
     workflow_status: str
     deployed_at: _timestamp_pb2.Timestamp
     message: str
-    def __init__(self, agent_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., environment: _Optional[str] = ..., agent_status: _Optional[str] = ..., workflow_status: _Optional[str] = ..., deployed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+    agent_created: bool
+    workflow_created: bool
+    def __init__(self, agent_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., environment: _Optional[str] = ..., agent_status: _Optional[str] = ..., workflow_status: _Optional[str] = ..., deployed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., agent_created: _Optional[bool] = ..., workflow_created: _Optional[bool] = ...) -> None: ...
 
 class IntegrateExternalToolRequest(_message.Message):
-    __slots__ = ("name", "description", "endpoint_url", "http_method", "api_connection_id", "input_schema", "output_schema", "config", "deploy")
+    __slots__ = ("name", "description", "endpoint_url", "http_method", "api_connection_id", "input_schema", "output_schema", "config", "deploy", "openapi", "openapi_url")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_URL_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +253,8 @@ class IntegrateExternalToolRequest(_message.Message):
     OUTPUT_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DEPLOY_FIELD_NUMBER: _ClassVar[int]
+    OPENAPI_FIELD_NUMBER: _ClassVar[int]
+    OPENAPI_URL_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     endpoint_url: str
@@ -243,33 +264,53 @@ class IntegrateExternalToolRequest(_message.Message):
     output_schema: _struct_pb2.Struct
     config: _struct_pb2.Struct
     deploy: bool
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., http_method: _Optional[str] = ..., api_connection_id: _Optional[str] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deploy: _Optional[bool] = ...) -> None: ...
+    openapi: _struct_pb2.Struct
+    openapi_url: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., endpoint_url: _Optional[str] = ..., http_method: _Optional[str] = ..., api_connection_id: _Optional[str] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deploy: _Optional[bool] = ..., openapi: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., openapi_url: _Optional[str] = ...) -> None: ...
+
+class RegisteredTool(_message.Message):
+    __slots__ = ("tool_id", "name", "method", "url")
+    TOOL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    tool_id: str
+    name: str
+    method: str
+    url: str
+    def __init__(self, tool_id: _Optional[str] = ..., name: _Optional[str] = ..., method: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
 
 class IntegrateExternalToolResponse(_message.Message):
-    __slots__ = ("tool_id", "name", "status", "deployed", "created_at")
+    __slots__ = ("tool_id", "name", "status", "deployed", "created_at", "tools")
     TOOL_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     DEPLOYED_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
     tool_id: str
     name: str
     status: str
     deployed: bool
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, tool_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., deployed: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    tools: _containers.RepeatedCompositeFieldContainer[RegisteredTool]
+    def __init__(self, tool_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., deployed: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[RegisteredTool, _Mapping]]] = ...) -> None: ...
 
 class SyncMasterDataRequest(_message.Message):
-    __slots__ = ("api_connection_id", "entity_types", "mode", "dry_run")
+    __slots__ = ("api_connection_id", "entity_types", "mode", "dry_run", "document", "path")
     API_CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     ENTITY_TYPES_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     api_connection_id: str
     entity_types: _containers.RepeatedScalarFieldContainer[str]
     mode: ImportMode
     dry_run: bool
-    def __init__(self, api_connection_id: _Optional[str] = ..., entity_types: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+    document: _struct_pb2.Struct
+    path: str
+    def __init__(self, api_connection_id: _Optional[str] = ..., entity_types: _Optional[_Iterable[str]] = ..., mode: _Optional[_Union[ImportMode, str]] = ..., dry_run: _Optional[bool] = ..., document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., path: _Optional[str] = ...) -> None: ...
 
 class SyncMasterDataResponse(_message.Message):
     __slots__ = ("created", "updated", "skipped", "failed", "results", "dry_run", "synced_at")
@@ -410,10 +451,12 @@ class ListApiConnectionsResponse(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[ApiConnection, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
 
 class BatchCreateAgentsRequest(_message.Message):
-    __slots__ = ("agents",)
+    __slots__ = ("agents", "atomic")
     AGENTS_FIELD_NUMBER: _ClassVar[int]
+    ATOMIC_FIELD_NUMBER: _ClassVar[int]
     agents: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, agents: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    atomic: bool
+    def __init__(self, agents: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., atomic: _Optional[bool] = ...) -> None: ...
 
 class BatchCreateAgentsResponse(_message.Message):
     __slots__ = ("results", "succeeded", "failed")
@@ -426,10 +469,12 @@ class BatchCreateAgentsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class BatchCreateWorkflowsRequest(_message.Message):
-    __slots__ = ("workflows",)
+    __slots__ = ("workflows", "atomic")
     WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    ATOMIC_FIELD_NUMBER: _ClassVar[int]
     workflows: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, workflows: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    atomic: bool
+    def __init__(self, workflows: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., atomic: _Optional[bool] = ...) -> None: ...
 
 class BatchCreateWorkflowsResponse(_message.Message):
     __slots__ = ("results", "succeeded", "failed")
@@ -440,3 +485,81 @@ class BatchCreateWorkflowsResponse(_message.Message):
     succeeded: int
     failed: int
     def __init__(self, results: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
+
+class DeleteWebhookRequest(_message.Message):
+    __slots__ = ("webhook_id",)
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    def __init__(self, webhook_id: _Optional[str] = ...) -> None: ...
+
+class WebhookDelivery(_message.Message):
+    __slots__ = ("id", "webhook_id", "event", "status", "attempts", "status_code", "error", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    webhook_id: str
+    event: str
+    status: str
+    attempts: int
+    status_code: int
+    error: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., webhook_id: _Optional[str] = ..., event: _Optional[str] = ..., status: _Optional[str] = ..., attempts: _Optional[int] = ..., status_code: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListWebhookDeliveriesRequest(_message.Message):
+    __slots__ = ("webhook_id", "page", "page_size")
+    WEBHOOK_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    webhook_id: str
+    page: int
+    page_size: int
+    def __init__(self, webhook_id: _Optional[str] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ListWebhookDeliveriesResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[WebhookDelivery]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[WebhookDelivery, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class DeleteApiConnectionRequest(_message.Message):
+    __slots__ = ("connection_id",)
+    CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    connection_id: str
+    def __init__(self, connection_id: _Optional[str] = ...) -> None: ...
+
+class TestApiConnectionRequest(_message.Message):
+    __slots__ = ("connection_id", "path")
+    CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    connection_id: str
+    path: str
+    def __init__(self, connection_id: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class TestApiConnectionResponse(_message.Message):
+    __slots__ = ("ok", "status_code", "latency_ms", "error", "url")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    status_code: int
+    latency_ms: float
+    error: str
+    url: str
+    def __init__(self, ok: _Optional[bool] = ..., status_code: _Optional[int] = ..., latency_ms: _Optional[float] = ..., error: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...

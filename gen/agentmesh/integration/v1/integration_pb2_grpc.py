@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from agentmesh.common.v1 import common_pb2 as agentmesh_dot_common_dot_v1_dot_common__pb2
 from agentmesh.integration.v1 import integration_pb2 as agentmesh_dot_integration_dot_v1_dot_integration__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
@@ -90,6 +91,16 @@ class IntegrationServiceStub:
                 request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhooksRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhooksResponse.FromString,
                 _registered_method=True)
+        self.DeleteWebhook = channel.unary_unary(
+                '/agentmesh.integration.v1.IntegrationService/DeleteWebhook',
+                request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteWebhookRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/agentmesh.integration.v1.IntegrationService/ListWebhookDeliveries',
+                request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
         self.CreateApiConnection = channel.unary_unary(
                 '/agentmesh.integration.v1.IntegrationService/CreateApiConnection',
                 request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.CreateApiConnectionRequest.SerializeToString,
@@ -99,6 +110,16 @@ class IntegrationServiceStub:
                 '/agentmesh.integration.v1.IntegrationService/ListApiConnections',
                 request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteApiConnection = channel.unary_unary(
+                '/agentmesh.integration.v1.IntegrationService/DeleteApiConnection',
+                request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteApiConnectionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+        self.TestApiConnection = channel.unary_unary(
+                '/agentmesh.integration.v1.IntegrationService/TestApiConnection',
+                request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionResponse.FromString,
                 _registered_method=True)
         self.BatchCreateAgents = channel.unary_unary(
                 '/agentmesh.integration.v1.IntegrationService/BatchCreateAgents',
@@ -132,60 +153,81 @@ class IntegrationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeployAgentWorkflow(self, request, context):
-        """Deploys an agent and activates a workflow that uses it, together. When
-        either step fails, the other is rolled back. NOT_FOUND when the agent or
-        the workflow does not exist, FAILED_PRECONDITION when the agent cannot
-        be deployed from its current status.
+        """Creates or updates an agent and a workflow that uses it, validates the
+        workflow, then deploys the agent and activates the workflow: all or
+        nothing. An agent or workflow is given by id or name (`agent_id`,
+        `workflow_id`) or as a body (`agent`, `workflow`) that creates it, or
+        updates the one of that name. When any step fails, what this call
+        created is deleted and what it changed is put back, and the step's error
+        is the answer. NOT_FOUND when a referenced agent or workflow does not
+        exist, INVALID_ARGUMENT when the workflow does not validate,
+        FAILED_PRECONDITION when the agent cannot be deployed from its status.
+        Sends `agent.deployed` and `workflow.activated` to the tenant's webhooks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IntegrateExternalTool(self, request, context):
-        """Registers an external HTTP API as a tool, optionally through an API
-        connection, and optionally deploys it. ALREADY_EXISTS when the tenant
-        already has a tool of that name, NOT_FOUND when `api_connection_id`
-        does not exist, INVALID_ARGUMENT for a bad URL or schema.
+        """Registers an external HTTP API as tools: one tool from `endpoint_url`,
+        or one `http` tool per operation of an OpenAPI 3 document given as
+        `openapi` (the document) or `openapi_url` (fetched through the egress
+        guard), with the input schema built from the operation's parameters and
+        JSON request body. Optionally through an API connection (base URL,
+        credentials, headers) and optionally deployed. ALREADY_EXISTS when the
+        tenant already has a tool of that name, NOT_FOUND when
+        `api_connection_id` does not exist, INVALID_ARGUMENT for a bad URL,
+        schema or document, PERMISSION_DENIED when `openapi_url` points at an
+        internal address.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SyncMasterData(self, request, context):
-        """Synchronizes master data (skills, constraints, prompts, models) from an
-        API connection into the tenant. NOT_FOUND when the connection does not
-        exist, UNAVAILABLE when the source cannot be reached,
-        INVALID_ARGUMENT for an unknown entity type.
+        """Upserts master data (skills, constraints, prompts, models) from a
+        document (`{"skills": [...], "constraints": [...], "prompts": [...],
+        "models": [...]}`) given as `document` or read with GET from an API
+        connection (`api_connection_id` and `path`), reporting each entity as
+        created, updated, unchanged (skipped) or failed. NOT_FOUND when the
+        connection does not exist, UNAVAILABLE when the source cannot be
+        reached, INVALID_ARGUMENT for an unknown entity type or a malformed
+        document.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ExportData(self, request, context):
-        """Exports the tenant's configuration as one document, JSON or YAML, served
-        as a download (`Content-Disposition: attachment`). Secret values are
-        never exported, only their names. INVALID_ARGUMENT for an unknown
-        entity type.
+        """Exports the tenant's configuration as one versioned bundle, JSON or
+        YAML: agents, workflows, tools, templates (with versions), skills,
+        constraints, prompts (with versions and labels), models, secrets and
+        API connections. References between them are by name. Secret values are
+        never exported: each secret's `value` is a placeholder to fill before
+        importing it into a tenant that lacks it. INVALID_ARGUMENT for an
+        unknown entity type.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImportData(self, request, context):
-        """Imports a document in the shape ExportData writes, given as JSON in the
-        body. INVALID_ARGUMENT when the document is malformed; per-entity
-        failures are reported in the answer, not as an error.
+        """Imports a bundle in the shape ExportData writes, given as JSON in the
+        body. The whole bundle is validated first: INVALID_ARGUMENT listing
+        every problem (field violations), nothing changed. Then it is applied
+        with the conflict strategy of `mode`; per-entity failures of that step
+        are reported in the answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ImportFile(self, request, context):
-        """Imports a document in the shape ExportData writes, sent as the raw
-        request body (`application/json` or `application/yaml`) or as the
-        `file` part of `multipart/form-data`. INVALID_ARGUMENT for an
-        unsupported content type or a malformed document; per-entity failures
-        are reported in the answer.
+        """Imports a bundle in the shape ExportData writes, sent as the raw request
+        body: the file's bytes, JSON or YAML, with `Content-Type:
+        application/json` (the gateway passes only JSON media types; a YAML
+        file is recognised by its content). `mode` and `dry_run` are query
+        parameters. INVALID_ARGUMENT for a malformed bundle, as ImportData.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,9 +243,11 @@ class IntegrationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateWebhook(self, request, context):
-        """Creates a webhook that receives the named events. ALREADY_EXISTS when
+        """Creates a webhook that receives the named events as signed, retried
+        POSTs (the same delivery as governance webhooks). ALREADY_EXISTS when
         the tenant already has a webhook of that name, INVALID_ARGUMENT for a
-        URL that is not HTTPS or an unknown event type.
+        URL that is not http(s) or an unknown event type, PERMISSION_DENIED for
+        a URL at an internal address (the egress guard).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +255,23 @@ class IntegrationServiceServicer:
 
     def ListWebhooks(self, request, context):
         """Lists the tenant's webhooks, by name unless `order_by` says otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWebhook(self, request, context):
+        """Deletes a webhook (id or name); deliveries already scheduled still run.
+        NOT_FOUND when it does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """The delivery history of a webhook (id or name), newest first: each
+        delivery's event, attempts, last HTTP status and error. NOT_FOUND when
+        the webhook does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,9 +295,33 @@ class IntegrationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteApiConnection(self, request, context):
+        """Deletes an API connection (id or name). Tools registered through it keep
+        the URL and credentials reference they were given. NOT_FOUND when it does
+        not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TestApiConnection(self, request, context):
+        """Tests an API connection (id or name): one GET of its base URL (or
+        `path` under it) through the egress guard, with its headers and
+        credentials. Answers 200 with `ok` false and the reason when the API
+        answers with an error or cannot be reached; PERMISSION_DENIED
+        (EGRESS_DENIED) when the URL resolves to an internal address.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BatchCreateAgents(self, request, context):
-        """Creates up to 100 agents. Items are created independently and in order;
-        a failing item does not stop the others and is reported in its result.
+        """Creates up to 100 agents, each in the body shape of POST
+        /api/v1/agents. Every item is validated first. Without `atomic`, items
+        are created independently and in order; a failing item does not stop
+        the others and is reported in its result. With `atomic`, an invalid
+        item creates nothing, and a failure while creating deletes the agents
+        created before it (their results say "rolled_back").
         INVALID_ARGUMENT when the batch is empty or has more than 100 items.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -244,10 +329,10 @@ class IntegrationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchCreateWorkflows(self, request, context):
-        """Creates up to 100 workflows. Items are created independently and in
-        order; a failing item does not stop the others and is reported in its
-        result. INVALID_ARGUMENT when the batch is empty or has more than 100
-        items.
+        """Creates up to 100 workflows, each in the body shape of POST
+        /api/v1/workflows, with the same per-item results and `atomic` option
+        as BatchCreateAgents. INVALID_ARGUMENT when the batch is empty or has
+        more than 100 items.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,6 +391,16 @@ def add_IntegrationServiceServicer_to_server(servicer, server):
                     request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhooksRequest.FromString,
                     response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhooksResponse.SerializeToString,
             ),
+            'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWebhook,
+                    request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteWebhookRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesResponse.SerializeToString,
+            ),
             'CreateApiConnection': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiConnection,
                     request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.CreateApiConnectionRequest.FromString,
@@ -315,6 +410,16 @@ def add_IntegrationServiceServicer_to_server(servicer, server):
                     servicer.ListApiConnections,
                     request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsRequest.FromString,
                     response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsResponse.SerializeToString,
+            ),
+            'DeleteApiConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApiConnection,
+                    request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteApiConnectionRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+            'TestApiConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.TestApiConnection,
+                    request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionRequest.FromString,
+                    response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionResponse.SerializeToString,
             ),
             'BatchCreateAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchCreateAgents,
@@ -613,6 +718,60 @@ class IntegrationService:
             _registered_method=True)
 
     @staticmethod
+    def DeleteWebhook(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.integration.v1.IntegrationService/DeleteWebhook',
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteWebhookRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.integration.v1.IntegrationService/ListWebhookDeliveries',
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListWebhookDeliveriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CreateApiConnection(request,
             target,
             options=(),
@@ -656,6 +815,60 @@ class IntegrationService:
             '/agentmesh.integration.v1.IntegrationService/ListApiConnections',
             agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsRequest.SerializeToString,
             agentmesh_dot_integration_dot_v1_dot_integration__pb2.ListApiConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApiConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.integration.v1.IntegrationService/DeleteApiConnection',
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.DeleteApiConnectionRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TestApiConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.integration.v1.IntegrationService/TestApiConnection',
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionRequest.SerializeToString,
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.TestApiConnectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
