@@ -168,6 +168,11 @@ class WorkflowServiceStub:
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.AggregateExecutions = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/AggregateExecutions',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -414,6 +419,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AggregateExecutions(self, request, context):
+        """Aggregates the tenant's executions for analytics and alerts (the
+        observability service), grouped by the requested keys with SQL GROUP BY.
+        Internal: the gateway never routes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -546,6 +560,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.DeleteSchedule,
                     request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.FromString,
                     response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+            'AggregateExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.AggregateExecutions,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1253,6 +1272,33 @@ class WorkflowService:
             '/agentmesh.workflows.v1.WorkflowService/DeleteSchedule',
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteScheduleRequest.SerializeToString,
             agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AggregateExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/AggregateExecutions',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
