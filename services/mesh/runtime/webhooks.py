@@ -32,6 +32,8 @@ from typing import Any
 
 import httpx
 
+from mesh.runtime.errors import DomainError
+
 log = logging.getLogger("mesh.webhooks")
 
 SIGNATURE_HEADER = "X-AgentMesh-Signature"
@@ -77,13 +79,17 @@ class WebhookSender:
 
     def __init__(self, *, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 30.0,
                  timeout: float = 5.0, concurrency: int = 8, max_pending: int = 10000,
-                 on_result: Callable[[Delivery], Any] | None = None) -> None:
+                 on_result: Callable[[Delivery], Any] | None = None,
+                 client_factory: Callable[[], httpx.AsyncClient] | None = None) -> None:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.timeout = timeout
         self.max_pending = max_pending
         self.on_result = on_result
+        # Makes the HTTP client (e.g. `EgressPolicy.client`, which refuses internal addresses);
+        # a plain httpx client without it.
+        self.client_factory = client_factory
         self._concurrency = concurrency
         self._semaphore: asyncio.Semaphore | None = None
         self._client: httpx.AsyncClient | None = None
@@ -114,7 +120,8 @@ class WebhookSender:
     async def _post(self, delivery: Delivery) -> bool:
         """One attempt; True when no retry should follow."""
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
+            self._client = (self.client_factory() if self.client_factory is not None else
+                            httpx.AsyncClient(timeout=self.timeout, follow_redirects=False))
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event,
@@ -127,6 +134,9 @@ class WebhookSender:
             except httpx.HTTPError as exc:
                 delivery.error = f"{type(exc).__name__}: {exc}"
                 return False
+            except DomainError as exc:  # refused before sending (the egress guard): final
+                delivery.error = f"{exc.reason}: {exc.message}"
+                return True
         delivery.status_code = reply.status_code
         if 200 <= reply.status_code < 300:
             delivery.delivered, delivery.error = True, ""
