@@ -19,15 +19,6 @@ from tests.conftest import register
 
 # RPCs of built services that still answer UNIMPLEMENTED (501), as `Service.Method`.
 NOT_BUILT = [
-    "ObservabilityService.GetHealth",
-    "ObservabilityService.ListAlerts",
-    "ObservabilityService.CreateAlert",
-    "AnalyticsService.GetAnalyticsSummary",
-    "AnalyticsService.GetCallVolume",
-    "AnalyticsService.GetWorkflowAnalytics",
-    "AnalyticsService.GetProviderLatency",
-    "AnalyticsService.GetErrorStats",
-    "AnalyticsService.GetActiveCallStats",
     "SystemService.GetSystemStatus",
     "SystemService.GetSystemInfo",
     "SystemService.GetSystemStats",
