@@ -50,6 +50,39 @@ checks.positive_data_acceptance.expected-statuses = [
 include-operation-id = "IdentityService_CreateApiKey"
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+# Analytics: an `end_time` before `start_time`, or an `interval` that cuts the range (24 hours by
+# default) into more than 1000 buckets, is 400 (analytics.proto says so); both are relations
+# between parameters, which OpenAPI cannot state.
+[[operations]]
+include-operation-id = "AnalyticsService_GetAnalyticsSummary"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+[[operations]]
+include-operation-id = "AnalyticsService_GetCallVolume"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+[[operations]]
+include-operation-id = "AnalyticsService_GetWorkflowAnalytics"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+[[operations]]
+include-operation-id = "AnalyticsService_GetProviderLatency"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+[[operations]]
+include-operation-id = "AnalyticsService_GetErrorStats"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+[[operations]]
+include-operation-id = "AnalyticsService_GetActiveCallStats"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 """
 # Bounded so that the run stays well under CI's budget on a 2-core machine.
 MAX_EXAMPLES = int(os.environ.get("AGENTMESH_SCHEMATHESIS_MAX_EXAMPLES", "10"))

@@ -27,6 +27,7 @@ from sqlmodel import Session, func, select
 from agentmesh.observability.v1 import observability_pb2 as pb
 from mesh.observability.analytics import Sources, Window
 from mesh.observability.models import AlertRow, EventRow, LogRow
+from mesh.runtime import limits
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
@@ -79,7 +80,10 @@ def alert_message(row: AlertRow, *, with_secret: bool = False) -> pb.Alert:
 
 def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> AlertRow:
     alert = request.alert
+    limits.check(request)
     condition = alert.condition
+    if not alert.name:
+        raise invalid_field("alert.name", "is required")
     if condition.metric not in LABELS:
         raise invalid_field("alert.condition.metric", f"use one of {', '.join(METRICS)}")
     if condition.operator not in _COMPARE:
@@ -90,7 +94,7 @@ def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> A
     if window < 0 or window > MAX_WINDOW:
         raise invalid_field("alert.condition.window", "must be between 1 s and 7 days")
     return AlertRow(
-        tenant_id=tenant_id, name=alert.name.strip() or alert.name, description=alert.description,
+        tenant_id=tenant_id, name=alert.name, description=alert.description,
         metric=condition.metric, labels=dict(condition.labels),
         operator=pb.ComparisonOperator.Name(condition.operator), threshold=condition.threshold,
         window_seconds=max(1.0, window) if window else DEFAULT_WINDOW,
