@@ -171,14 +171,18 @@ class Evaluator:
         value = await self.metric(row)
         holds = _COMPARE[pb.ComparisonOperator.Value(row.operator)](value, row.threshold)
         now = utcnow()
-        was = row.status
-        change = FIRING if holds and was != FIRING else RESOLVED if not holds and was == FIRING \
-            else None
+        change = None
 
         def store(session: Session) -> AlertRow | None:
-            current = session.get(AlertRow, row.id)
+            nonlocal change
+            # The state is read again under a row lock (PostgreSQL), so that of two replicas
+            # evaluating the same rule only one moves it and notifies.
+            current = session.get(AlertRow, row.id, with_for_update=True)
             if current is None or not current.enabled:
                 return None
+            was = current.status
+            change = FIRING if holds and was != FIRING else \
+                RESOLVED if not holds and was == FIRING else None
             current.last_value, current.last_evaluated_at = value, now
             if change == FIRING:
                 current.status, current.last_fired_at = FIRING, now
