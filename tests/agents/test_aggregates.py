@@ -4,6 +4,7 @@ concurrency equal what is computed by hand from the inserted calls."""
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,42 +14,41 @@ from sqlmodel import Session
 from agentmesh.agents.v1 import agents_pb2 as pb
 from mesh.agents.aggregates import aggregate_calls
 from mesh.agents.models import AgentRow, CallRow
+from tests.conftest import POSTGRES_URL
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def _engines(tmp_path):
-    yield sa.create_engine(f"sqlite:///{tmp_path}/a.db")
-    admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                             isolation_level="AUTOCOMMIT")
-    name = "agg_" + uuid.uuid4().hex[:8]
+@contextmanager
+def database(kind: str, tmp_path, tables):
+    """A session on SQLite or on the test PostgreSQL (a schema of its own, dropped after)."""
+    if kind == "sqlite":
+        engine = sa.create_engine(f"sqlite:///{tmp_path}/a.db")
+        schema = None
+    else:
+        schema = "agg_" + uuid.uuid4().hex[:8]
+        with sa.create_engine(POSTGRES_URL).begin() as c:
+            c.execute(sa.text(f"CREATE SCHEMA {schema}"))
+        engine = sa.create_engine(POSTGRES_URL,
+                                  connect_args={"options": f"-csearch_path={schema}"})
+    for table in tables:
+        table.create(engine)
     try:
-        with admin.connect() as c:
-            c.execute(sa.text(f"CREATE DATABASE {name}"))
-    except Exception:  # noqa: BLE001 - PostgreSQL missing here: SQLite alone
-        return
-    engine = sa.create_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
-    yield engine
-    engine.dispose()
-    with admin.connect() as c:
-        c.execute(sa.text(f"DROP DATABASE {name}"))
+        with Session(engine) as s:
+            yield s
+    finally:
+        engine.dispose()
+        if schema:
+            with sa.create_engine(POSTGRES_URL).begin() as c:
+                c.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def session(request, tmp_path):
-    engines = _engines(tmp_path)
-    engine = next(engines)
     if request.param == "postgresql":
-        engine = next(engines, None)
-        if engine is None:
-            pytest.skip("no PostgreSQL")
-    for table in (AgentRow.__table__, CallRow.__table__):
-        table.create(engine)
-    with Session(engine) as s:
+        request.getfixturevalue("postgres_url")
+    with database(request.param, tmp_path, (AgentRow.__table__, CallRow.__table__)) as s:
         yield s
-    for table in (CallRow.__table__, AgentRow.__table__):
-        table.drop(engine)
-    next(engines, None)
 
 
 def _call(tenant, agent, minute, seconds, status="CALL_STATUS_COMPLETED", provider="openai",

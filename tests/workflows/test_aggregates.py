@@ -10,7 +10,7 @@ import pytest
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.workflows.aggregates import aggregate_executions
 from mesh.workflows.models import ExecutionRow, WorkflowRow
-from tests.agents.test_aggregates import _engines
+from tests.agents.test_aggregates import database
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 TABLES = (WorkflowRow.__table__, ExecutionRow.__table__)
@@ -18,21 +18,10 @@ TABLES = (WorkflowRow.__table__, ExecutionRow.__table__)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def session(request, tmp_path):
-    from sqlmodel import Session
-
-    engines = _engines(tmp_path)
-    engine = next(engines)
     if request.param == "postgresql":
-        engine = next(engines, None)
-        if engine is None:
-            pytest.skip("no PostgreSQL")
-    for table in TABLES:
-        table.create(engine)
-    with Session(engine) as s:
+        request.getfixturevalue("postgres_url")
+    with database(request.param, tmp_path, TABLES) as s:
         yield s
-    for table in reversed(TABLES):
-        table.drop(engine)
-    next(engines, None)
 
 
 def _run(workflow, minute, seconds, status):
