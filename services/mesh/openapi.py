@@ -217,6 +217,14 @@ class _Builder:
                     and fld.label != _F.LABEL_REPEATED and "minLength" not in schema
                     and not printed_empty):
                 schema["minLength"] = 1  # proto3: an empty string is a field not sent
+            if (field_behavior_pb2.REQUIRED in behaviors and fld.type == _F.TYPE_ENUM
+                    and fld.label != _F.LABEL_REPEATED):
+                # proto3: the zero value is a field not sent, which a required field refuses.
+                enum = self.contract.enums[fld.type_name.lstrip(".")]
+                values = [v for v in enum.value if v.number != 0]
+                schema = {**{k: v for k, v in schema.items() if k not in ("$ref", "allOf")},
+                          "type": ["string", "integer"],
+                          "enum": [v.name for v in values] + [v.number for v in values]}
             if field_behavior_pb2.REQUIRED not in behaviors:
                 schema = _nullable(schema)
             properties[fld.name] = schema

@@ -29,7 +29,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
         self.server.requests.append({"method": self.command, "path": parts.path,
-                                     "query": query, "body": body,
+                                     "query": query, "body": body, "raw": raw,
                                      "headers": dict(self.headers)})
         if parts.path.startswith("/redirect"):
             self._answer(302, b"", headers=[("Location", query["to"])])

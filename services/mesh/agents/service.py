@@ -337,6 +337,13 @@ class CallService(pb_grpc.CallServiceServicer):
         row = await self.db.read(lambda s: calls.get(s, caller.tenant_id, request.call_id))
         return to_message(row, pb.CallMetrics, call_id=row.id, turns=len(row.transcript))
 
+    async def AggregateCalls(self, request: pb.AggregateCallsRequest,
+                             context) -> pb.AggregateCallsResponse:
+        from mesh.agents.aggregates import aggregate_calls
+
+        caller = require_caller(context)
+        return await self.db.read(lambda s: aggregate_calls(s, caller.tenant_id, request))
+
 
 DEFINITION = ServiceDefinition("agents", servicers=[AgentService, CallService],
                                tables=[AgentRow, CallRow])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Field
 
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
@@ -52,3 +53,29 @@ class LogRow(TenantTable, table=True):
     correlation_id: str = Field(default="", index=True)
     trace_id: str = ""
     attributes: dict[str, Any] = json_field(dict)
+
+
+class AlertRow(TenantTable, table=True):
+    """An alert rule and its current state; its firing/resolved history is events
+    (`alert.firing`, `alert.resolved`) in the events table."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_alerts_tenant_name"),)
+
+    name: str
+    description: str = ""
+    metric: str
+    labels: dict[str, str] = json_field(dict)
+    operator: str
+    threshold: float = 0.0
+    window_seconds: float = 300.0
+    severity: str = "SEVERITY_WARNING"
+    status: str = "ALERT_STATUS_OK"
+    channels: list[str] = json_field(list)
+    enabled: bool = True
+    signing_secret: str = ""
+    last_value: float = 0.0
+    last_fired_at: datetime | None = timestamp_field()
+    last_resolved_at: datetime | None = timestamp_field()
+    last_evaluated_at: datetime | None = timestamp_field()
+    created_by: str = ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,11 +23,13 @@ from sqlmodel import Session, func, select
 from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.otlp.v1 import trace_pb2 as otlp
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
-from mesh.observability.models import EventRow, LogRow, SpanRow
-from mesh.runtime import live
+from mesh.observability.alerts import Evaluator, alert_message, alerts, new_alert
+from mesh.observability.analytics import AnalyticsService
+from mesh.observability.models import AlertRow, EventRow, LogRow, SpanRow
+from mesh.runtime import audit, live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
-from mesh.runtime.errors import NotFound, invalid_field
+from mesh.runtime.errors import NotFound, Unavailable, invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
@@ -84,6 +87,29 @@ def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
     return rows
 
 
+@dataclass
+class State:
+    """What the observability service knows about itself, for GetHealth."""
+
+    started_at: datetime = field(default_factory=utcnow)
+    spans_received: int = 0
+    last_export_at: datetime | None = None
+    logs_received: int = 0
+    last_ingest_at: datetime | None = None
+    retention_last_run_at: datetime | None = None
+    retention_removed: int = 0
+    retention_error: str = ""
+    evaluator: Evaluator | None = None
+    tasks: list = field(default_factory=list)
+
+
+_states: dict[int, State] = {}
+
+
+def state_of(runtime: Runtime) -> State:
+    return _states.setdefault(id(runtime), State())
+
+
 class TraceReceiver:
     """OTLP/gRPC trace receiver: stores every span it is sent. Registered by hand under OTLP's
     method name with Agent Mesh's copy of the messages (protos/agentmesh/otlp/v1)."""
@@ -92,6 +118,7 @@ class TraceReceiver:
 
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.state = state_of(runtime)
 
     async def Export(self, request: otlp.ExportTraceServiceRequest, context):
         rows = span_rows(request)
@@ -108,6 +135,8 @@ class TraceReceiver:
             except Exception:  # noqa: BLE001 - an exporter retries; never a stack trace out
                 log.exception("could not store %d spans", len(rows))
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "spans not stored; retry")
+            self.state.spans_received += len(rows)
+            self.state.last_export_at = now
         return otlp.ExportTraceServiceResponse()
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -162,6 +191,8 @@ def _scrape(url: str) -> str:
 class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.runtime = runtime
+        self.state = state_of(runtime)
         self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
 
     # ---- metrics ---------------------------------------------------------------------------
@@ -309,6 +340,8 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
 
         if rows:
             await self.db.write(store)
+            self.state.logs_received += len(rows)
+            self.state.last_ingest_at = now
         return pb.IngestLogsResponse(stored=len(rows))
 
     async def ListLogs(self, request: pb.ListLogsRequest, context) -> pb.ListLogsResponse:
@@ -323,6 +356,95 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
             filters={"service": request.service, "correlation_id": request.correlation_id,
                      "trace_id": request.trace_id}))
         return pb.ListLogsResponse(**result.fields(lambda r: to_message(r, pb.LogEntry)))
+
+    # ---- alerts ----------------------------------------------------------------------------
+    async def CreateAlert(self, request: pb.CreateAlertRequest, context) -> pb.Alert:
+        caller = require_caller(context)
+        row = new_alert(request, caller.tenant_id, caller.user_id)
+
+        def add(session: Session) -> AlertRow:
+            added = alerts.add(session, row)
+            audit.record(session, caller, "create", "alert", added.id, name=added.name,
+                         metric=added.metric)
+            return added
+
+        return alert_message(await self.db.write(add), with_secret=True)
+
+    async def ListAlerts(self, request: pb.ListAlertsRequest, context) -> pb.ListAlertsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        where = []
+        if request.status == pb.ALERT_STATUS_DISABLED:
+            where.append(AlertRow.enabled == False)  # noqa: E712
+        elif request.status:
+            where += [AlertRow.enabled == True,  # noqa: E712
+                      AlertRow.status == pb.AlertStatus.Name(request.status)]
+        severity = pb.Severity.Name(request.severity) if request.severity else None
+        result = await self.db.read(lambda s: alerts.list(
+            s, caller.tenant_id, page, search=request.search, where=tuple(where),
+            filters={"severity": severity}))
+        return pb.ListAlertsResponse(**result.fields(alert_message))
+
+    # ---- health ----------------------------------------------------------------------------
+    async def GetHealth(self, request, context) -> pb.HealthResponse:
+        import time
+        from importlib.metadata import PackageNotFoundError, version
+
+        state = self.state
+        components: list[pb.ServiceHealth] = []
+        started = time.perf_counter()
+        try:
+            sizes = await self.db.read(lambda s: {
+                table.__tablename__: s.exec(select(func.count()).select_from(table)).one()
+                for table in (SpanRow, LogRow, EventRow, AlertRow)})
+            database = pb.ServiceHealth(name="database", status="healthy")
+            database.details.update({f"{k}_rows": v for k, v in sizes.items()})
+        except Exception as exc:  # noqa: BLE001 - the report names it
+            database = pb.ServiceHealth(name="database", status="unhealthy",
+                                        message=f"{type(exc).__name__}: {exc}"[:500])
+        database.latency_ms = (time.perf_counter() - started) * 1000
+        components.append(database)
+
+        def stamp(value: datetime | None) -> str:
+            return value.isoformat() if value else ""
+
+        receiver = pb.ServiceHealth(name="otlp-receiver", status="healthy")
+        receiver.details.update({"spans_received": state.spans_received,
+                                 "last_export_at": stamp(state.last_export_at)})
+        ingest = pb.ServiceHealth(name="log-ingest", status="healthy")
+        ingest.details.update({"records_received": state.logs_received,
+                               "last_ingest_at": stamp(state.last_ingest_at)})
+        settings = self.runtime.settings
+        retention = pb.ServiceHealth(name="retention", status="unhealthy" if state.retention_error
+                                     else "healthy", message=state.retention_error)
+        retention.details.update({"retention_days": settings.retention_days,
+                                  "interval_seconds": settings.retention_prune_seconds,
+                                  "last_run_at": stamp(state.retention_last_run_at),
+                                  "rows_removed": state.retention_removed})
+        components += [receiver, ingest, retention]
+        evaluator = state.evaluator
+        if evaluator is not None:
+            alive = bool(state.tasks) and not any(t.done() for t in state.tasks)
+            problem = evaluator.last_error or ("" if alive else "background tasks stopped")
+            check = pb.ServiceHealth(name="alert-evaluator",
+                                     status="unhealthy" if problem else "healthy", message=problem)
+            check.details.update({"interval_seconds": settings.alert_evaluation_seconds,
+                                  "rounds": evaluator.rounds,
+                                  "last_round_at": stamp(evaluator.last_round_at),
+                                  "notifications_pending": evaluator.sender.pending})
+            components.append(check)
+        failing = [c.name for c in components if c.status != "healthy"]
+        try:
+            release = version("agentmesh")
+        except PackageNotFoundError:
+            release = ""
+        if "database" in failing:
+            raise Unavailable("the observability service is unhealthy", reason="UNHEALTHY",
+                              details={"status": "unhealthy", "failing": ",".join(failing)})
+        out = pb.HealthResponse(status="degraded" if failing else "healthy",
+                                service="observability", version=release, services=components)
+        out.timestamp.FromDatetime(utcnow())
+        return out
 
 
 def prune(session: Session, before: datetime) -> int:
@@ -340,6 +462,7 @@ async def _keep_pruning(runtime: Runtime) -> None:
     from datetime import timedelta
 
     settings = runtime.settings
+    state = state_of(runtime)
     while True:
         try:
             # The runtime configuration (PUT /api/v1/system/config, `retention.days`) wins
@@ -347,36 +470,38 @@ async def _keep_pruning(runtime: Runtime) -> None:
             days = float(live.value("retention", "days", settings.retention_days))
             before = utcnow() - timedelta(days=days)
             removed = await runtime.database.write(lambda s: prune(s, before))
+            state.retention_last_run_at, state.retention_error = utcnow(), ""
+            state.retention_removed += removed
             if removed:
                 log.info("retention: removed %d spans, logs and events older than %s",
                          removed, before.isoformat())
-        except Exception:  # noqa: BLE001 - retried at the next round
+        except Exception as exc:  # noqa: BLE001 - retried at the next round
+            state.retention_error = f"{type(exc).__name__}: {exc}"[:500]
             log.exception("retention round failed")
         await asyncio.sleep(settings.retention_prune_seconds)
 
 
-_pruner: dict[int, asyncio.Task] = {}
-
-
 async def _start(runtime: Runtime) -> None:
-    _pruner[id(runtime)] = asyncio.get_running_loop().create_task(_keep_pruning(runtime))
+    state = state_of(runtime)
+    state.evaluator = Evaluator(runtime)
+    loop = asyncio.get_running_loop()
+    state.tasks = [loop.create_task(_keep_pruning(runtime)),
+                   loop.create_task(state.evaluator.run())]
 
 
 async def _stop(runtime: Runtime) -> None:
-    task = _pruner.pop(id(runtime), None)
-    if task is not None:
+    state = _states.pop(id(runtime), None)
+    if state is None:
+        return
+    for task in state.tasks:
         task.cancel()
-
-
-class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
-    """Not built yet: every RPC answers UNIMPLEMENTED (501 in the envelope)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        pass
+    await asyncio.gather(*state.tasks, return_exceptions=True)
+    if state.evaluator is not None:
+        await state.evaluator.close()
 
 
 DEFINITION = ServiceDefinition("observability",
                                servicers=[ObservabilityService, AnalyticsService],
                                extra_handlers=lambda runtime: [TraceReceiver(runtime).handler()],
-                               tables=[SpanRow, EventRow, LogRow],
+                               tables=[SpanRow, EventRow, LogRow, AlertRow],
                                on_start=_start, on_stop=_stop)

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # Retention of spans, logs and events (observability), and how often it is enforced.
     retention_days: float = Field(default=7, gt=0)
     retention_prune_seconds: float = Field(default=3600, gt=0)
+    # How often the observability service evaluates the tenants' alert rules.
+    alert_evaluation_seconds: float = Field(default=30, gt=0)
 
     grace_period_seconds: float = 10.0
 

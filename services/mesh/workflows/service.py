@@ -738,6 +738,12 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         await self.engine.remove_schedule(schedule_id)
         return common_pb2.DeleteResponse(success=True, message=f"schedule {schedule_id} deleted")
 
+    async def AggregateExecutions(self, request, context):
+        from mesh.workflows.aggregates import aggregate_executions
+
+        caller = require_caller(context)
+        return await self.db.read(lambda s: aggregate_executions(s, caller.tenant_id, request))
+
 
 def _version_message(row: WorkflowVersionRow) -> pb.WorkflowVersion:
     out = pb.WorkflowVersion(workflow_id=row.workflow_id, version=row.version,

@@ -386,3 +386,81 @@ class GetCallMetricsRequest(_message.Message):
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     def __init__(self, call_id: _Optional[str] = ...) -> None: ...
+
+class AggregateCallsRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "interval_seconds", "agent_id", "provider", "status", "execution_ids", "by_execution", "group_by", "concurrency")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    BY_EXECUTION_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    interval_seconds: int
+    agent_id: str
+    provider: str
+    status: str
+    execution_ids: _containers.RepeatedScalarFieldContainer[str]
+    by_execution: bool
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    concurrency: bool
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval_seconds: _Optional[int] = ..., agent_id: _Optional[str] = ..., provider: _Optional[str] = ..., status: _Optional[str] = ..., execution_ids: _Optional[_Iterable[str]] = ..., by_execution: _Optional[bool] = ..., group_by: _Optional[_Iterable[str]] = ..., concurrency: _Optional[bool] = ...) -> None: ...
+
+class CallAggregate(_message.Message):
+    __slots__ = ("agent_id", "agent_name", "provider", "model", "status", "reason", "bucket", "calls", "completed", "failed", "active", "ended", "total_duration_ms", "tokens", "cost_usd", "p50_ms", "p95_ms", "p99_ms", "last_started_at", "sample_error", "agents")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_USD_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    agent_name: str
+    provider: str
+    model: str
+    status: str
+    reason: str
+    bucket: int
+    calls: int
+    completed: int
+    failed: int
+    active: int
+    ended: int
+    total_duration_ms: float
+    tokens: int
+    cost_usd: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    last_started_at: _timestamp_pb2.Timestamp
+    sample_error: str
+    agents: int
+    def __init__(self, agent_id: _Optional[str] = ..., agent_name: _Optional[str] = ..., provider: _Optional[str] = ..., model: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., bucket: _Optional[int] = ..., calls: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., active: _Optional[int] = ..., ended: _Optional[int] = ..., total_duration_ms: _Optional[float] = ..., tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., last_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., sample_error: _Optional[str] = ..., agents: _Optional[int] = ...) -> None: ...
+
+class AggregateCallsResponse(_message.Message):
+    __slots__ = ("groups", "peaks")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    PEAKS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[CallAggregate]
+    peaks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, groups: _Optional[_Iterable[_Union[CallAggregate, _Mapping]]] = ..., peaks: _Optional[_Iterable[int]] = ...) -> None: ...

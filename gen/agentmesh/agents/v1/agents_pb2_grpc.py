@@ -640,6 +640,11 @@ class CallServiceStub:
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallMetricsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CallMetrics.FromString,
                 _registered_method=True)
+        self.AggregateCalls = channel.unary_unary(
+                '/agentmesh.agents.v1.CallService/AggregateCalls',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.FromString,
+                _registered_method=True)
 
 
 class CallServiceServicer:
@@ -681,6 +686,16 @@ class CallServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AggregateCalls(self, request, context):
+        """Aggregates the tenant's calls for analytics and alerts (the observability
+        service): counts, tokens, cost and duration percentiles, grouped by the
+        requested keys, computed with SQL GROUP BY. Internal: the gateway never
+        routes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -708,6 +723,11 @@ def add_CallServiceServicer_to_server(servicer, server):
                     servicer.GetCallMetrics,
                     request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallMetricsRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CallMetrics.SerializeToString,
+            ),
+            'AggregateCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.AggregateCalls,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -846,6 +866,33 @@ class CallService:
             '/agentmesh.agents.v1.CallService/GetCallMetrics',
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallMetricsRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.CallMetrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AggregateCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.CallService/AggregateCalls',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -260,7 +260,7 @@ class AlertCondition(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., operator: _Optional[_Union[ComparisonOperator, str]] = ..., threshold: _Optional[float] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "condition", "severity", "status", "channels", "enabled", "last_fired_at", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "condition", "severity", "status", "channels", "enabled", "last_fired_at", "created_at", "updated_at", "signing_secret", "last_value", "last_resolved_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +273,9 @@ class Alert(_message.Message):
     LAST_FIRED_AT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
+    LAST_VALUE_FIELD_NUMBER: _ClassVar[int]
+    LAST_RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -285,7 +288,10 @@ class Alert(_message.Message):
     last_fired_at: _timestamp_pb2.Timestamp
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., condition: _Optional[_Union[AlertCondition, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    signing_secret: str
+    last_value: float
+    last_resolved_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., condition: _Optional[_Union[AlertCondition, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signing_secret: _Optional[str] = ..., last_value: _Optional[float] = ..., last_resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AnalyticsSummary(_message.Message):
     __slots__ = ("start_time", "end_time", "total_calls", "completed_calls", "failed_calls", "active_calls", "success_rate", "average_duration_ms", "total_tokens", "total_cost_usd", "workflow_executions", "failed_workflow_executions", "active_agents")
@@ -392,7 +398,7 @@ class LatencyPoint(_message.Message):
     def __init__(self, timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., requests: _Optional[int] = ...) -> None: ...
 
 class ProviderLatencyEntry(_message.Message):
-    __slots__ = ("provider", "requests", "errors", "average_ms", "p50_ms", "p95_ms", "p99_ms", "points")
+    __slots__ = ("provider", "requests", "errors", "average_ms", "p50_ms", "p95_ms", "p99_ms", "points", "models")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
@@ -401,6 +407,7 @@ class ProviderLatencyEntry(_message.Message):
     P95_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     provider: str
     requests: int
     errors: int
@@ -409,7 +416,26 @@ class ProviderLatencyEntry(_message.Message):
     p95_ms: float
     p99_ms: float
     points: _containers.RepeatedCompositeFieldContainer[LatencyPoint]
-    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., average_ms: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., points: _Optional[_Iterable[_Union[LatencyPoint, _Mapping]]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelLatencyEntry]
+    def __init__(self, provider: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., average_ms: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., points: _Optional[_Iterable[_Union[LatencyPoint, _Mapping]]] = ..., models: _Optional[_Iterable[_Union[ModelLatencyEntry, _Mapping]]] = ...) -> None: ...
+
+class ModelLatencyEntry(_message.Message):
+    __slots__ = ("model", "requests", "errors", "average_ms", "p50_ms", "p95_ms", "p99_ms")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    AVERAGE_MS_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    requests: int
+    errors: int
+    average_ms: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    def __init__(self, model: _Optional[str] = ..., requests: _Optional[int] = ..., errors: _Optional[int] = ..., average_ms: _Optional[float] = ..., p50_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ...) -> None: ...
 
 class ProviderLatency(_message.Message):
     __slots__ = ("start_time", "end_time", "interval", "providers")

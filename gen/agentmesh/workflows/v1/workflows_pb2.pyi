@@ -833,3 +833,59 @@ class ExecutionCounts(_message.Message):
     since: int
     running: int
     def __init__(self, since: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+
+class AggregateExecutionsRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "interval_seconds", "workflow_id", "agent_id", "group_by", "with_execution_ids", "limit")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    WITH_EXECUTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    interval_seconds: int
+    workflow_id: str
+    agent_id: str
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    with_execution_ids: bool
+    limit: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval_seconds: _Optional[int] = ..., workflow_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., group_by: _Optional[_Iterable[str]] = ..., with_execution_ids: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ExecutionAggregate(_message.Message):
+    __slots__ = ("workflow_id", "workflow_name", "status", "bucket", "executions", "completed", "failed", "running", "ended", "total_duration_ms", "p95_ms", "last_created_at")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    workflow_name: str
+    status: str
+    bucket: int
+    executions: int
+    completed: int
+    failed: int
+    running: int
+    ended: int
+    total_duration_ms: float
+    p95_ms: float
+    last_created_at: _timestamp_pb2.Timestamp
+    def __init__(self, workflow_id: _Optional[str] = ..., workflow_name: _Optional[str] = ..., status: _Optional[str] = ..., bucket: _Optional[int] = ..., executions: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., running: _Optional[int] = ..., ended: _Optional[int] = ..., total_duration_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., last_created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class AggregateExecutionsResponse(_message.Message):
+    __slots__ = ("groups", "execution_ids")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_IDS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[ExecutionAggregate]
+    execution_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, groups: _Optional[_Iterable[_Union[ExecutionAggregate, _Mapping]]] = ..., execution_ids: _Optional[_Iterable[str]] = ...) -> None: ...

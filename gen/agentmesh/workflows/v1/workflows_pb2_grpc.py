@@ -173,6 +173,11 @@ class WorkflowServiceStub:
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CountExecutionsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionCounts.FromString,
                 _registered_method=True)
+        self.AggregateExecutions = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/AggregateExecutions',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkflowServiceServicer:
@@ -428,6 +433,15 @@ class WorkflowServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AggregateExecutions(self, request, context):
+        """Aggregates the tenant's executions for analytics and alerts (the
+        observability service), grouped by the requested keys with SQL GROUP BY.
+        Internal: the gateway never routes it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkflowServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -565,6 +579,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.CountExecutions,
                     request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CountExecutionsRequest.FromString,
                     response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionCounts.SerializeToString,
+            ),
+            'AggregateExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.AggregateExecutions,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1299,6 +1318,33 @@ class WorkflowService:
             '/agentmesh.workflows.v1.WorkflowService/CountExecutions',
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CountExecutionsRequest.SerializeToString,
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionCounts.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AggregateExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/AggregateExecutions',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.AggregateExecutionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,251 @@
+"""Alert rules: stored per tenant, evaluated by a background task every
+`AGENTMESH_ALERT_EVALUATION_SECONDS`, with their firing/resolved history as events
+(`alert.firing`, `alert.resolved`) and notifications through the runtime's signed, retried
+webhooks (`mesh.runtime.webhooks`, every request through the egress guard).
+
+Metrics (per tenant, over the rule's trailing window; docs/observability.md):
+    calls, call_errors, call_error_rate, call_p95_latency_ms   agents' calls (AggregateCalls)
+    active_calls                                               calls in progress now
+    workflow_failures                                          failed executions (workflows)
+    error_events                                               events of severity ERROR or worse
+    error_logs                                                 log lines of level ERROR or worse
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import operator
+import secrets
+from datetime import timedelta
+
+import grpc
+from google.protobuf import json_format
+from sqlmodel import Session, func, select
+
+from agentmesh.observability.v1 import observability_pb2 as pb
+from mesh.observability.analytics import Sources, Window
+from mesh.observability.models import AlertRow, EventRow, LogRow
+from mesh.runtime import limits
+from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.egress import EgressPolicy
+from mesh.runtime.errors import invalid_field
+from mesh.runtime.repository import TenantRepository
+from mesh.runtime.service import Runtime
+from mesh.runtime.tables import aware, utcnow
+from mesh.runtime.webhooks import Delivery, WebhookSender
+
+log = logging.getLogger("mesh.observability.alerts")
+alerts = TenantRepository(AlertRow, noun="alert", search_columns=("name", "description"),
+                          order_columns=("name", "severity", "last_fired_at"))
+
+CALL_METRICS = {"calls", "call_errors", "call_error_rate", "call_p95_latency_ms", "active_calls"}
+LABELS = {**{m: {"agent_id", "provider"} for m in CALL_METRICS},
+          "workflow_failures": {"workflow_id"}, "error_events": {"source", "event_type"},
+          "error_logs": {"service"}}
+METRICS = tuple(LABELS)
+_COMPARE = {
+    pb.COMPARISON_OPERATOR_GREATER_THAN: operator.gt,
+    pb.COMPARISON_OPERATOR_GREATER_THAN_OR_EQUAL: operator.ge,
+    pb.COMPARISON_OPERATOR_LESS_THAN: operator.lt,
+    pb.COMPARISON_OPERATOR_LESS_THAN_OR_EQUAL: operator.le,
+    pb.COMPARISON_OPERATOR_EQUAL: operator.eq,
+    pb.COMPARISON_OPERATOR_NOT_EQUAL: operator.ne,
+}
+DEFAULT_WINDOW = 300.0
+MAX_WINDOW = 7 * 86400.0
+FIRING, RESOLVED = "ALERT_STATUS_FIRING", "ALERT_STATUS_RESOLVED"
+ERROR_LEVELS = ("LOG_LEVEL_ERROR", "LOG_LEVEL_CRITICAL")
+ERROR_SEVERITIES = ("SEVERITY_ERROR", "SEVERITY_CRITICAL")
+
+
+def alert_message(row: AlertRow, *, with_secret: bool = False) -> pb.Alert:
+    out = pb.Alert(
+        id=row.id, tenant_id=row.tenant_id, name=row.name, description=row.description,
+        severity=row.severity, status=row.status if row.enabled else "ALERT_STATUS_DISABLED",
+        channels=row.channels, enabled=row.enabled, last_value=row.last_value)
+    condition = out.condition
+    condition.metric, condition.operator, condition.threshold = row.metric, row.operator, row.threshold
+    condition.labels.update(row.labels)
+    condition.window.FromTimedelta(timedelta(seconds=row.window_seconds))
+    for name in ("last_fired_at", "last_resolved_at", "created_at", "updated_at"):
+        value = getattr(row, name)
+        if value is not None:
+            getattr(out, name).FromDatetime(aware(value))
+    if with_secret:
+        out.signing_secret = row.signing_secret
+    return out
+
+
+def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> AlertRow:
+    alert = request.alert
+    limits.check(request)
+    condition = alert.condition
+    if not alert.name:
+        raise invalid_field("alert.name", "is required")
+    if condition.metric not in LABELS:
+        raise invalid_field("alert.condition.metric", f"use one of {', '.join(METRICS)}")
+    if condition.operator not in _COMPARE:
+        raise invalid_field("alert.condition.operator", "is required")
+    if not math.isfinite(condition.threshold):
+        raise invalid_field("alert.condition.threshold", "must be a finite number")
+    window = condition.window.ToTimedelta().total_seconds() if condition.HasField("window") else 0
+    if window < 0 or window > MAX_WINDOW:
+        raise invalid_field("alert.condition.window", "must be between 1 s and 7 days")
+    return AlertRow(
+        tenant_id=tenant_id, name=alert.name, description=alert.description,
+        metric=condition.metric, labels=dict(condition.labels),
+        operator=pb.ComparisonOperator.Name(condition.operator), threshold=condition.threshold,
+        window_seconds=max(1.0, window) if window else DEFAULT_WINDOW,
+        severity=pb.Severity.Name(alert.severity) if alert.severity else "SEVERITY_WARNING",
+        channels=list(alert.channels), enabled=alert.enabled if alert.HasField("enabled") else True,
+        status="ALERT_STATUS_OK" if not alert.HasField("enabled") or alert.enabled
+        else "ALERT_STATUS_DISABLED",
+        signing_secret="whsec_" + secrets.token_urlsafe(32), created_by=user_id)
+
+
+def _tenant_metadata(tenant_id: str) -> list[tuple[str, str]]:
+    """The identity of a background evaluation: the rule's tenant, no user, no scopes (the
+    internal RPCs it calls check the tenant only)."""
+    return [(TENANT_HEADER, tenant_id), (USER_HEADER, ""), (SCOPES_HEADER, "")]
+
+
+class Evaluator:
+    """Evaluates every enabled rule each round, moves its state and notifies on a change."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.db = runtime.database
+        self.sources = Sources(runtime)
+        policy = EgressPolicy.from_settings(runtime.settings)
+        self.sender = WebhookSender(egress=policy, on_result=self._delivered)
+        self.rounds = 0
+        self.last_round_at = None
+        self.last_error = ""
+
+    async def metric(self, row: AlertRow) -> float:
+        labels = row.labels
+        if set(labels) - LABELS[row.metric]:
+            return 0.0  # a label the metric does not have: no series matches
+        now = utcnow()
+        span = Window(now - timedelta(seconds=row.window_seconds), now)
+        metadata = _tenant_metadata(row.tenant_id)
+        if row.metric in CALL_METRICS:
+            filters = {"agent_id": labels.get("agent_id", ""), "provider": labels.get("provider", "")}
+            if row.metric == "active_calls":
+                answer = await self.sources.calls(metadata, status="CALL_STATUS_ACTIVE", **filters)
+            else:
+                answer = await self.sources.calls(metadata, span=span, **filters)
+            g = answer.groups[0] if answer.groups else None
+            if g is None:
+                return 0.0
+            return {"calls": g.calls, "active_calls": g.calls, "call_errors": g.failed,
+                    "call_error_rate": g.failed / g.ended if g.ended else 0.0,
+                    "call_p95_latency_ms": g.p95_ms}[row.metric]
+        if row.metric == "workflow_failures":
+            answer = await self.sources.executions(metadata, span=span,
+                                                   workflow_id=labels.get("workflow_id", ""))
+            return float(answer.groups[0].failed) if answer.groups else 0.0
+
+        def count(session: Session) -> int:
+            if row.metric == "error_logs":
+                query = select(func.count()).select_from(LogRow).where(
+                    LogRow.tenant_id == row.tenant_id, LogRow.level.in_(ERROR_LEVELS),
+                    LogRow.timestamp >= span.start)
+                if labels.get("service"):
+                    query = query.where(LogRow.service == labels["service"])
+            else:  # error_events, without the alerts' own history
+                query = select(func.count()).select_from(EventRow).where(
+                    EventRow.tenant_id == row.tenant_id, EventRow.severity.in_(ERROR_SEVERITIES),
+                    EventRow.created_at >= span.start, ~EventRow.event_type.startswith("alert."))
+                for key in ("source", "event_type"):
+                    if labels.get(key):
+                        query = query.where(getattr(EventRow, key) == labels[key])
+            return session.exec(query).one()
+
+        return float(await self.db.read(count))
+
+    async def evaluate(self, row: AlertRow) -> None:
+        value = await self.metric(row)
+        holds = _COMPARE[pb.ComparisonOperator.Value(row.operator)](value, row.threshold)
+        now = utcnow()
+        change = None
+
+        def store(session: Session) -> AlertRow | None:
+            nonlocal change
+            # The state is read again under a row lock (PostgreSQL), so that of two replicas
+            # evaluating the same rule only one moves it and notifies.
+            current = session.get(AlertRow, row.id, with_for_update=True)
+            if current is None or not current.enabled:
+                return None
+            was = current.status
+            change = FIRING if holds and was != FIRING else \
+                RESOLVED if not holds and was == FIRING else None
+            current.last_value, current.last_evaluated_at = value, now
+            if change == FIRING:
+                current.status, current.last_fired_at = FIRING, now
+            elif change == RESOLVED:
+                current.status, current.last_resolved_at = RESOLVED, now
+            session.add(current)
+            if change:
+                session.add(EventRow(
+                    tenant_id=row.tenant_id, event_type="alert." + change.rsplit("_", 1)[1].lower(),
+                    source="observability",
+                    severity=row.severity if change == FIRING else "SEVERITY_INFO",
+                    message=f"alert {row.name!r} {'fired' if change == FIRING else 'resolved'}: "
+                            f"{row.metric} = {value:g} ({row.operator.removeprefix('COMPARISON_OPERATOR_').lower()} "
+                            f"{row.threshold:g} over {row.window_seconds:g} s)",
+                    attributes={"alert_id": row.id, "alert": row.name, "metric": row.metric,
+                                "value": value, "threshold": row.threshold,
+                                "channels": list(row.channels)},
+                    created_at=now, updated_at=now))
+            session.flush()
+            session.refresh(current)
+            session.expunge(current)
+            return current
+
+        current = await self.db.write(store)
+        if current is not None and change:
+            self.notify(current, change, value)
+
+    def notify(self, row: AlertRow, change: str, value: float) -> None:
+        event = "alert.firing" if change == FIRING else "alert.resolved"
+        payload = {"event": event, "service": "observability", "value": value,
+                   "alert": json_format.MessageToDict(alert_message(row),
+                                                      preserving_proto_field_name=True)}
+        for channel in row.channels:
+            kind, _, target = channel.partition(":")
+            if kind == "webhook":
+                self.sender.send(target, row.signing_secret, event, payload)
+
+    async def _delivered(self, delivery: Delivery) -> None:
+        if not delivery.delivered:
+            log.warning("alert notification %s to %s not delivered after %d attempts: %s",
+                        delivery.event, delivery.url, delivery.attempts, delivery.error)
+
+    async def round(self) -> int:
+        rows = await self.db.read(lambda s: list(s.exec(
+            select(AlertRow).where(AlertRow.enabled == True))))  # noqa: E712
+        for row in rows:
+            try:
+                await self.evaluate(row)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("alert %s of tenant %s not evaluated: %s %s", row.name,
+                            row.tenant_id, exc.code().name, exc.details())
+        return len(rows)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.round()
+                self.last_error = ""
+            except Exception as exc:  # noqa: BLE001 - retried at the next round
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("alert evaluation round failed")
+            self.rounds += 1
+            self.last_round_at = utcnow()
+            await asyncio.sleep(self.runtime.settings.alert_evaluation_seconds)
+
+    async def close(self) -> None:
+        await self.sender.close()
