@@ -55,7 +55,7 @@ def test_webhook_create_list_delete_and_checks(stub, me):
         stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
             name=_name(), url="http://127.0.0.1:9/h", events=["nope.event"])),
             metadata=me.metadata())
-    assert field_violations(err.value) == ["webhook.events[0]"]
+    assert field_violations(err.value) == ["events[0]"]
     with pytest.raises(grpc.RpcError) as err:
         stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
             name=_name(), url="http://10.0.0.1/h")), metadata=me.metadata())
@@ -70,14 +70,14 @@ def test_webhook_create_list_delete_and_checks(stub, me):
 
 def test_api_connection_checks(stub, me):
     for connection, field in [
-        (pb.ApiConnection(name="a", base_url="ftp://x"), "api_connection.base_url"),
+        (pb.ApiConnection(name="a", base_url="ftp://x"), "base_url"),
         (pb.ApiConnection(name="a", base_url="https://u:p@x.example.com"),
-         "api_connection.base_url"),
+         "base_url"),
         (pb.ApiConnection(name="a", base_url="https://x.example.com",
-                          auth_type=pb.AUTH_TYPE_BEARER), "api_connection.secret_ref"),
+                          auth_type=pb.AUTH_TYPE_BEARER), "secret_ref"),
         (pb.ApiConnection(name="a", base_url="https://x.example.com",
                           headers={"Authorization": "Bearer x"}),
-         "api_connection.headers.Authorization"),
+         "headers.Authorization"),
     ]:
         with pytest.raises(grpc.RpcError) as err:
             stub.CreateApiConnection(pb.CreateApiConnectionRequest(api_connection=connection),

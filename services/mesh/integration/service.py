@@ -193,7 +193,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- agent from template -----------------------------------------------------------------
     async def CreateAgentFromTemplate(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         if not request.template_id:
             raise invalid_field("template_id", "is required")
         if not request.name:
@@ -259,7 +258,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- deploy agent + workflow ---------------------------------------------------------------
     async def DeployAgentWorkflow(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         agent_body = _struct_value(request, "agent")
         workflow_body = _struct_value(request, "workflow")
         if bool(request.agent_id) == (agent_body is not None):
@@ -401,7 +399,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- external tools --------------------------------------------------------------------
     async def IntegrateExternalTool(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         if not request.name:
             raise invalid_field("name", "is required")
         sources = [bool(request.endpoint_url), request.HasField("openapi"),
@@ -479,7 +476,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- master-data sync --------------------------------------------------------------------
     async def SyncMasterData(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         if bool(request.api_connection_id) == request.HasField("document"):
             raise invalid_field("document", "give either document or api_connection_id")
         kinds = list(request.entity_types) or list(_SYNC_KINDS)
@@ -571,7 +567,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- export / import ---------------------------------------------------------------------
     async def ExportData(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         kinds = list(request.entity_types) or bundles.ALL_KEYS
         unknown = [k for k in kinds if k not in bundles.ALL_KEYS]
         if unknown:
@@ -804,19 +799,18 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- webhooks ----------------------------------------------------------------------------
     async def CreateWebhook(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         hook = request.webhook
         if not hook.name:
-            raise invalid_field("webhook.name", "is required")
-        url = connections.check_url(hook.url, "webhook.url")
+            raise invalid_field("name", "is required")
+        url = connections.check_url(hook.url, "url")
         for i, event in enumerate(hook.events):
             if not events.known(event):
-                raise invalid_field(f"webhook.events[{i}]",
+                raise invalid_field(f"events[{i}]",
                                     f"unknown event; known: {', '.join(events.EVENTS)}")
         await self.egress.check_url(url)
         secret = hook.secret or "whsec_" + pysecrets.token_urlsafe(32)
         if len(secret) < 16:
-            raise invalid_field("webhook.secret", "at least 16 characters")
+            raise invalid_field("secret", "at least 16 characters")
         row = WebhookRow(tenant_id=caller.tenant_id, name=hook.name, url=url,
                          events=sorted(set(hook.events)), secret=secret,
                          secret_hint="****" + secret[-4:],
@@ -874,16 +868,12 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
     # ---- API connections ---------------------------------------------------------------------
     async def CreateApiConnection(self, request, context):
         caller = require_caller(context)
-        limits.check(request)
         given = calls.to_dict(request.api_connection)
         entity = {k: given[k] for k in ("name", "base_url", "auth_type", "secret_ref",
                                         "headers", "auth_param") if k in given}
-        try:
-            fields = connections.check(entity)
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"api_connection.{exc.message}", reason=exc.reason,
-                                  field_violations=[(f"api_connection.{f}", d)
-                                                    for f, d in exc.field_violations]) from None
+        # Fields are named as a REST client writes them (the body is the connection), as the
+        # runtime's limits name them.
+        fields = connections.check(entity)
         if fields["secret_ref"] and not await self.masterdata.secret_exists(fields["secret_ref"]):
             raise NotFound(f"secret {fields['secret_ref']!r} not found",
                            reason="SECRET_NOT_FOUND", details={"secret": fields["secret_ref"]})
@@ -916,7 +906,6 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
         import httpx
 
         caller = require_caller(context)
-        limits.check(request)
         connection = await self._connection(caller, request.connection_id)
         url = connections.join(connection["base_url"], request.path)
         connections.check_url(url, "path")

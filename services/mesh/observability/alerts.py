@@ -27,7 +27,6 @@ from sqlmodel import Session, func, select
 from agentmesh.observability.v1 import observability_pb2 as pb
 from mesh.observability.analytics import Sources, Window
 from mesh.observability.models import AlertRow, EventRow, LogRow
-from mesh.runtime import limits
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
@@ -80,7 +79,6 @@ def alert_message(row: AlertRow, *, with_secret: bool = False) -> pb.Alert:
 
 def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> AlertRow:
     alert = request.alert
-    limits.check(request)
     condition = alert.condition
     if not alert.name:
         raise invalid_field("alert.name", "is required")

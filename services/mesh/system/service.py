@@ -28,7 +28,7 @@ from agentmesh.common.v1 import common_pb2
 from agentmesh.system.v1 import system_pb2 as pb
 from agentmesh.system.v1 import system_pb2_grpc as pb_grpc
 from mesh import catalog, resources
-from mesh.runtime import audit, caches, limits, live
+from mesh.runtime import audit, caches, live
 from mesh.runtime.context import Caller, require_caller
 from mesh.runtime.convert import to_message
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, Unavailable,
@@ -319,7 +319,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
                       for name, point in sorted(sample.services.items())])
 
     async def GetSystemMetricsHistory(self, request, context) -> pb.SystemMetricsHistory:
-        limits.check(request)
         unknown = [n for n in request.names if n not in _METRICS]
         if unknown:
             raise invalid_field("names", f"unknown metrics {', '.join(unknown)}; known: "
@@ -565,7 +564,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def UpdateFeatureFlag(self, request, context) -> pb.FeatureFlag:
         caller = require_caller(context)
-        limits.check(request)
         if not request.flag_name:
             raise invalid_field("flag_name", "is required")
         flag = request.feature_flag
@@ -628,7 +626,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
         return value
 
     async def GetRuntimeConfig(self, request, context) -> pb.RuntimeConfig:
-        limits.check(request)
         now = time.monotonic()
         for report in request.services:
             self.reports.setdefault(report.name, {})[(report.host, report.pid)] = (now, report)
@@ -649,7 +646,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def RestartService(self, request, context) -> pb.RestartServiceResponse:
         caller = require_caller(context)
-        limits.check(request)
         if not request.service:
             raise invalid_field("service", "is required")
         if request.service not in catalog.names():
@@ -689,7 +685,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def ClearCache(self, request, context) -> pb.ClearCacheResponse:
         caller = require_caller(context)
-        limits.check(request)
         unknown = [c for c in request.caches if c not in caches.KNOWN]
         if unknown:
             raise invalid_field("caches", f"unknown caches {', '.join(unknown)}; caches: "
@@ -714,7 +709,6 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def CreateBackup(self, request, context) -> pb.Backup:
         caller = require_caller(context)
-        limits.check(request)
         wanted = list(dict.fromkeys(request.backup.services))
         known = [n for n in catalog.names()]
         backup_plan = backup.plan(self.settings, wanted, known)
