@@ -48,9 +48,11 @@ from mesh.runtime.service import Runtime, ServiceDefinition
 
 log = logging.getLogger("mesh.live")
 TICKET_SECONDS = 30
-QUEUE_MESSAGES = 256  # per socket; past it the client is dropped (4008)
+QUEUE_MESSAGES = 256  # per socket; past it (or QUEUE_BYTES) the client is dropped (4008)
+QUEUE_BYTES = 1024 * 1024
 WRITE_LIMIT = 64 * 1024  # bytes websockets buffers before a send waits for the client
 CLOSE_SLOW = 4008
+SLOW_REASON = "too slow: reconnect with ?after= the last seq"
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 1011
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
@@ -177,6 +179,26 @@ class LiveService(live_pb2_grpc.LiveServiceServicer):
         return live_pb2.PublishEventResponse()
 
 
+class _Outbox(asyncio.Queue):
+    """A socket's queue, bounded in messages and in bytes: `put_nowait` raises QueueFull past
+    either bound, which drops the client."""
+
+    def __init__(self) -> None:
+        super().__init__(maxsize=QUEUE_MESSAGES)
+        self.size = 0
+
+    def put_nowait(self, item: str | None) -> None:
+        if item is not None and self.size + len(item) > QUEUE_BYTES and self.qsize():
+            raise asyncio.QueueFull
+        super().put_nowait(item)
+        self.size += len(item or "")
+
+    def get_nowait(self) -> str | None:
+        item = super().get_nowait()
+        self.size -= len(item or "")
+        return item
+
+
 # ---- WebSockets -------------------------------------------------------------------------------
 def _envelope(status: int, error: str, message: str, correlation_id: str) -> Response:
     body = json.dumps({"error": error, "message": message, "details": {},
@@ -298,15 +320,18 @@ class Hub:
     # -- one socket ---------------------------------------------------------------------------
     async def handle(self, ws: ServerConnection) -> None:
         route, identity, after, state = ws.watch
-        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=QUEUE_MESSAGES)
+        queue = _Outbox()
         self.sockets.add(ws)
-        sender = asyncio.ensure_future(self._send(ws, queue))
+        sender = asyncio.ensure_future(self._send(ws, queue,
+                                                  self.settings.live_send_timeout_seconds))
         reader = asyncio.ensure_future(self._read(ws, queue))
         pump = asyncio.ensure_future(self._pump(route, identity, after, state, queue))
         try:
             done, _ = await asyncio.wait({sender, reader, pump},
                                          return_when=asyncio.FIRST_COMPLETED)
-            if pump in done and pump.exception() is None:
+            if sender in done and isinstance(sender.exception(), TimeoutError):
+                await self._close(ws, sender, CLOSE_SLOW, SLOW_REASON)
+            elif pump in done and pump.exception() is None:
                 code, reason = pump.result()
                 if code == 1000:  # the stream ended: let the client have every message first
                     await queue.put(None)
@@ -329,9 +354,13 @@ class Hub:
             await ws.close(code, reason)
 
     @staticmethod
-    async def _send(ws: ServerConnection, queue: asyncio.Queue) -> None:
+    async def _send(ws: ServerConnection, queue: asyncio.Queue, timeout: float) -> None:
+        """Sends in order; a send the client does not take within `timeout` (TCP and the
+        gateway's buffers full) raises TimeoutError, which drops the client (4008): with a bus
+        that holds events back when this socket is not reading (JetStream's flow control), the
+        queue alone would never overflow."""
         while (text := await queue.get()) is not None:
-            await ws.send(text)
+            await asyncio.wait_for(ws.send(text), timeout)
 
     @staticmethod
     async def _read(ws: ServerConnection, queue: asyncio.Queue) -> None:
@@ -395,7 +424,7 @@ class Hub:
                         continue  # already in the state message
                     seen_floor = max(seen_floor, event_id)
                 if not offer(_message(event.type, event.seq, event.payload)):
-                    return CLOSE_SLOW, "too slow: reconnect with ?after= the last seq"
+                    return CLOSE_SLOW, SLOW_REASON
                 if single_execution and event.payload.get("status") in ENDED:
                     return 1000, "the execution has ended"
         except StopAsyncIteration:

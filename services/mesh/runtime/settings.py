@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     nats_url: str = ""
     # The live service's WebSocket listener (its gRPC port serves CreateTicket).
     live_ws_port: int = 0
+    # A socket whose client has not taken a message for this long is closed (4008, "too slow");
+    # it may resume with its last seq.
+    live_send_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":
