@@ -59,6 +59,16 @@ def parse_backends(items: list[str]) -> dict[str, tuple[str, int] | list[tuple[s
             for name, addresses in found.items()}
 
 
+def _websocket_backends(items: list[str]) -> list[tuple[str, int]] | tuple[str, int] | None:
+    found = []
+    for item in items:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"--websocket {item!r} is not HOST:PORT")
+        found.append((host, int(port)))
+    return found[0] if len(found) == 1 else (found or None)
+
+
 def _gateway_config(args: argparse.Namespace) -> int:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
@@ -68,7 +78,9 @@ def _gateway_config(args: argparse.Namespace) -> int:
     options = GatewayOptions.from_settings(get_settings(), backends=backends,
                                            listen_address=args.listen, listen_port=args.port,
                                            admin_port=args.admin_port,
-                                           metrics_port=args.metrics_port)
+                                           metrics_port=args.metrics_port,
+                                           live_websocket=_websocket_backends(
+                                               getattr(args, "websocket", [])))
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))
@@ -239,9 +251,13 @@ def gateway_config_command(
         help="Envoy's admin interface on 127.0.0.1 (default: none)")] = 0,
     metrics_port: Annotated[int, typer.Option(
         help="serve /stats/prometheus on --listen:PORT (needs --admin-port)")] = 0,
+    websocket: Annotated[list[str], typer.Option(
+        metavar="HOST:PORT", help="the live service's WebSocket listener (repeat for "
+        "replicas): routes /ws/... there")] = [],  # noqa: B006
 ) -> None:
     _run(_gateway_config, backend=backend, listen=listen, port=port,
-         descriptor=descriptor or None, admin_port=admin_port, metrics_port=metrics_port)
+         descriptor=descriptor or None, admin_port=admin_port, metrics_port=metrics_port,
+         websocket=websocket)
 
 
 @keys_app.command("rotate", help="promote the pre-published next key now")
