@@ -314,7 +314,8 @@ def _prompt() -> str | None:
 
 
 def tail(output: Output = "table",
-         count: Annotated[int, typer.Option(help="stop after this many events (0: never)")] = 0
+         count: Annotated[int, typer.Option(help="stop after this many call events "
+                                                   "(0: never)")] = 0
          ) -> None:
     """Follow the tenant's agent calls live (WebSocket /ws/calls)."""
     from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -335,21 +336,19 @@ def tail(output: Output = "table",
             try:
                 for text in socket:
                     event = json.loads(text)
-                    if event["type"] == "state":
-                        if output == "table":
-                            active = event["payload"].get("active_calls", [])
-                            out.print(f"[dim]{len(active)} active calls; following…[/dim]")
-                        continue
-                    if output != "table":
+                    if output != "table":  # every message, the first state included
                         sys.stdout.write(json.dumps(event) + "\n")
                         sys.stdout.flush()
+                    elif event["type"] == "state":
+                        active = event["payload"].get("active_calls", [])
+                        out.print(f"[dim]{len(active)} active calls; following…[/dim]")
                     else:
                         call = event["payload"]
                         out.print(f"{event['type']:<13} {call.get('id', '')}  agent "
                                   f"{call.get('agent_id', '')}  "
                                   f"{call.get('status', '').removeprefix('CALL_STATUS_')}  "
                                   f"{call.get('duration_ms', 0)} ms", highlight=False)
-                    seen += 1
+                    seen += event["type"] != "state"
                     if count and seen >= count:
                         return
             except ConnectionClosed:
