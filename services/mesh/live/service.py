@@ -174,8 +174,12 @@ class LiveService(live_pb2_grpc.LiveServiceServicer):
         if not (events.valid_token(request.tenant_id) and events.valid_token(request.key)
                 and request.kind in ("execution", "call") and request.type):
             raise InvalidArgument("tenant_id, kind, key and type are required")
+        try:
+            payload = json.loads(request.payload_json or "{}")
+        except ValueError:
+            raise InvalidArgument("payload_json is not JSON") from None
         await self.hub.bus.publish(request.tenant_id, request.kind, request.key, request.type,
-                                   json_format.MessageToDict(request.payload))
+                                   payload if isinstance(payload, dict) else {"value": payload})
         return live_pb2.PublishEventResponse()
 
 

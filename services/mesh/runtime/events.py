@@ -257,18 +257,15 @@ class _Forwarder:
             self.task = asyncio.get_running_loop().create_task(self._send())
 
     async def _send(self) -> None:
-        from google.protobuf import struct_pb2
-
         from agentmesh.live.v1 import live_pb2, live_pb2_grpc
 
         stub = self.peers.stub(live_pb2_grpc.LiveServiceStub)
         while not self.queue.empty():
             tenant_id, kind, key, type_, payload = self.queue.get_nowait()
-            body = struct_pb2.Struct()
-            body.update(payload)
             try:
                 await stub.PublishEvent(live_pb2.PublishEventRequest(
-                    tenant_id=tenant_id, kind=kind, key=key, type=type_, payload=body),
+                    tenant_id=tenant_id, kind=kind, key=key, type=type_,
+                    payload_json=json.dumps(payload, separators=(",", ":"))),
                     timeout=5, metadata=())
             except Exception as exc:  # noqa: BLE001
                 log.warning("live event not delivered: %s", exc)

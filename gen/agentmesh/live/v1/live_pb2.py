@@ -25,11 +25,10 @@ _sym_db = _symbol_database.Default()
 from agentmesh.common.v1 import annotations_pb2 as agentmesh_dot_common_dot_v1_dot_annotations__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
-from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentmesh/live/v1/live.proto\x12\x11\x61gentmesh.live.v1\x1a%agentmesh/common/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13\x43reateTicketRequest\"n\n\x06Ticket\x12\x14\n\x06ticket\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nexpires_in\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\x93\x01\n\x13PublishEventRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04kind\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03key\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12(\n\x07payload\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x16\n\x14PublishEventResponse2\xee\x01\n\x0bLiveService\x12v\n\x0c\x43reateTicket\x12&.agentmesh.live.v1.CreateTicketRequest\x1a\x19.agentmesh.live.v1.Ticket\"#\x8a\xb5\x18\x00\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/live/tickets:\x01*\x12g\n\x0cPublishEvent\x12&.agentmesh.live.v1.PublishEventRequest\x1a\'.agentmesh.live.v1.PublishEventResponse\"\x06\x8a\xb5\x18\x02\x18\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61gentmesh/live/v1/live.proto\x12\x11\x61gentmesh.live.v1\x1a%agentmesh/common/v1/annotations.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13\x43reateTicketRequest\"n\n\x06Ticket\x12\x14\n\x06ticket\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03\x12\x34\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x18\n\nexpires_in\x18\x03 \x01(\x05\x42\x04\xe2\x41\x01\x03\"\x7f\n\x13PublishEventRequest\x12\x17\n\ttenant_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04kind\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03key\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02\x12\x12\n\x04type\x18\x04 \x01(\tB\x04\xe2\x41\x01\x02\x12\x14\n\x0cpayload_json\x18\x05 \x01(\t\"\x16\n\x14PublishEventResponse2\xee\x01\n\x0bLiveService\x12v\n\x0c\x43reateTicket\x12&.agentmesh.live.v1.CreateTicketRequest\x1a\x19.agentmesh.live.v1.Ticket\"#\x8a\xb5\x18\x00\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/live/tickets:\x01*\x12g\n\x0cPublishEvent\x12&.agentmesh.live.v1.PublishEventRequest\x1a\'.agentmesh.live.v1.PublishEventResponse\"\x06\x8a\xb5\x18\x02\x18\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -54,14 +53,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LIVESERVICE'].methods_by_name['CreateTicket']._serialized_options = b'\212\265\030\000\202\323\344\223\002\031\"\024/api/v1/live/tickets:\001*'
   _globals['_LIVESERVICE'].methods_by_name['PublishEvent']._loaded_options = None
   _globals['_LIVESERVICE'].methods_by_name['PublishEvent']._serialized_options = b'\212\265\030\002\030\001'
-  _globals['_CREATETICKETREQUEST']._serialized_start=216
-  _globals['_CREATETICKETREQUEST']._serialized_end=237
-  _globals['_TICKET']._serialized_start=239
-  _globals['_TICKET']._serialized_end=349
-  _globals['_PUBLISHEVENTREQUEST']._serialized_start=352
-  _globals['_PUBLISHEVENTREQUEST']._serialized_end=499
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=501
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=523
-  _globals['_LIVESERVICE']._serialized_start=526
-  _globals['_LIVESERVICE']._serialized_end=764
+  _globals['_CREATETICKETREQUEST']._serialized_start=186
+  _globals['_CREATETICKETREQUEST']._serialized_end=207
+  _globals['_TICKET']._serialized_start=209
+  _globals['_TICKET']._serialized_end=319
+  _globals['_PUBLISHEVENTREQUEST']._serialized_start=321
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=448
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=450
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=472
+  _globals['_LIVESERVICE']._serialized_start=475
+  _globals['_LIVESERVICE']._serialized_end=713
 # @@protoc_insertion_point(module_scope)

@@ -3,7 +3,6 @@ import datetime
 from agentmesh.common.v1 import annotations_pb2 as _annotations_pb2
 from google.api import annotations_pb2 as _annotations_pb2_1
 from google.api import field_behavior_pb2 as _field_behavior_pb2
-from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -27,18 +26,18 @@ class Ticket(_message.Message):
     def __init__(self, ticket: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_in: _Optional[int] = ...) -> None: ...
 
 class PublishEventRequest(_message.Message):
-    __slots__ = ("tenant_id", "kind", "key", "type", "payload")
+    __slots__ = ("tenant_id", "kind", "key", "type", "payload_json")
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_JSON_FIELD_NUMBER: _ClassVar[int]
     tenant_id: str
     kind: str
     key: str
     type: str
-    payload: _struct_pb2.Struct
-    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[str] = ..., type: _Optional[str] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    payload_json: str
+    def __init__(self, tenant_id: _Optional[str] = ..., kind: _Optional[str] = ..., key: _Optional[str] = ..., type: _Optional[str] = ..., payload_json: _Optional[str] = ...) -> None: ...
 
 class PublishEventResponse(_message.Message):
     __slots__ = ()
