@@ -332,7 +332,11 @@ class ReplicatedMesh(Mesh):
     def _service_children(self) -> list[Child]:
         names = catalog.names()
         taken: set[int] = {self.port}
-        self.replica_ports = {n: [stable_port(taken) for _ in range(self.replicas)] for n in names}
+        # Live replicas share events only through NATS: without it, one live process holds
+        # them all (docs/live-events.md).
+        copies = {n: 1 if n == "live" and not os.environ.get("AGENTMESH_NATS_URL")
+                  else self.replicas for n in names}
+        self.replica_ports = {n: [stable_port(taken) for _ in range(copies[n])] for n in names}
         self.ports = {n: ports[0] for n, ports in self.replica_ports.items()}
         peers = ",".join(f"{n}=" + "|".join(f"127.0.0.1:{p}" for p in ports)
                          for n, ports in self.replica_ports.items())
@@ -342,8 +346,6 @@ class ReplicatedMesh(Mesh):
         env.pop("AGENTMESH_PORT", None)
         # Each live replica its own WebSocket port; replicas share events through NATS only.
         self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
-        if self.ws_ports and not os.environ.get("AGENTMESH_NATS_URL"):
-            self.say("note: live events need AGENTMESH_NATS_URL with several live replicas")
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
                       {**env, **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
