@@ -59,6 +59,16 @@ def parse_backends(items: list[str]) -> dict[str, tuple[str, int] | list[tuple[s
             for name, addresses in found.items()}
 
 
+def _websocket_backends(items: list[str]) -> list[tuple[str, int]] | tuple[str, int] | None:
+    found = []
+    for item in items:
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise SystemExit(f"--websocket {item!r} is not HOST:PORT")
+        found.append((host, int(port)))
+    return found[0] if len(found) == 1 else (found or None)
+
+
 def _gateway_config(args: argparse.Namespace) -> int:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
@@ -68,7 +78,9 @@ def _gateway_config(args: argparse.Namespace) -> int:
     options = GatewayOptions.from_settings(get_settings(), backends=backends,
                                            listen_address=args.listen, listen_port=args.port,
                                            admin_port=args.admin_port,
-                                           metrics_port=args.metrics_port)
+                                           metrics_port=args.metrics_port,
+                                           live_websocket=_websocket_backends(
+                                               getattr(args, "websocket", [])))
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))
@@ -170,9 +182,161 @@ def _restore(args: argparse.Namespace) -> int:
           f"({manifest['created_at']}) into {args.data_dir}; the secrets key is not in backups: "
           "copy secrets-kek.json from the old data directory or set AGENTMESH_SECRETS_KEK")
     return 0
+# ---- the command line (typer) ------------------------------------------------------------------
+# Operator commands (up, serve, gateway-config, keys, secrets rotate, db) keep their handlers
+# above, which take an argparse-style namespace: each typer command below only collects its
+# options into one (`_run`), so a handler written for argparse ports by adding a command here.
+# Client commands (login, agents, workflows, ...) live in mesh.cli_client.
+import typer  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+app = typer.Typer(name="agentmesh", help="Agent Mesh control plane", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+keys_app = typer.Typer(help="signing keys", no_args_is_help=True)
+db_app = typer.Typer(help="database migrations of a service", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+
+def _run(handler, **values) -> None:
+    code = handler(SimpleNamespace(**values))
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("up", help="run every service and the Envoy gateway on 127.0.0.1")
+def up_command(
+    port: Annotated[int, typer.Option(help="gateway port")] = 8080,
+    data_dir: Annotated[str, typer.Option(help="state directory")] = ".agentmesh",
+    rate_limit: Annotated[int, typer.Option(help="gateway requests per minute before 429")] = 6000,
+    isolation: Annotated[str, typer.Option(
+        help="shared: one process hosts every service (each its own server, port and "
+             "database; least memory); process: one process per service")] = "shared",
+    replicas: Annotated[int, typer.Option(
+        help="processes per service (more than 1 needs --database-url); the gateway "
+             "balances over them")] = 1,
+    database_url: Annotated[str, typer.Option(
+        help="PostgreSQL URL (postgresql+psycopg://...) shared by every replica")] = "",
+) -> None:
+    if isolation not in ("shared", "process"):
+        raise typer.BadParameter("shared or process", param_hint="--isolation")
+    _run(_up, port=port, data_dir=data_dir, rate_limit=rate_limit, isolation=isolation,
+         replicas=replicas, database_url=database_url)
+
+
+@app.command("serve", help="run a service (what a Kubernetes pod runs); several names run "
+             "several services in one process")
+def serve_command(
+    service: Annotated[list[str], typer.Argument()],
+    port: Annotated[Optional[int], typer.Option(  # noqa: UP007
+        help="overrides AGENTMESH_PORT (one service only)")] = None,
+) -> None:
+    _run(_serve, service=service, port=port)
+
+
+@app.command("gen", help="regenerate gen/ from protos/ (--check, --lint)",
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def gen_command(ctx: typer.Context) -> None:  # dispatched in main() before parsing
+    from mesh import codegen
+
+    raise typer.Exit(codegen.main(list(ctx.args)))
+
+
+@app.command("helm-gen", help="regenerate the Helm chart's generated files (--check)",
+             context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+def helm_gen_command(ctx: typer.Context) -> None:
+    from mesh import helmgen
+
+    raise typer.Exit(helmgen.main(list(ctx.args)))
+
+
+@app.command("gateway-config", help="print the Envoy bootstrap for given backends")
+def gateway_config_command(
+    backend: Annotated[list[str], typer.Option(
+        metavar="NAME=HOST:PORT",
+        help="repeat a name (or NAME=H1:P1,H2:P2) for several replicas")] = [],  # noqa: B006
+    listen: str = "0.0.0.0",
+    port: int = 8080,
+    descriptor: Annotated[str, typer.Option(help="descriptor set path as Envoy sees it")] = "",
+    admin_port: Annotated[int, typer.Option(
+        help="Envoy's admin interface on 127.0.0.1 (default: none)")] = 0,
+    metrics_port: Annotated[int, typer.Option(
+        help="serve /stats/prometheus on --listen:PORT (needs --admin-port)")] = 0,
+    websocket: Annotated[list[str], typer.Option(
+        metavar="HOST:PORT", help="the live service's WebSocket listener (repeat for "
+        "replicas): routes /ws/... there")] = [],  # noqa: B006
+) -> None:
+    _run(_gateway_config, backend=backend, listen=listen, port=port,
+         descriptor=descriptor or None, admin_port=admin_port, metrics_port=metrics_port,
+         websocket=websocket)
+
+
+@keys_app.command("rotate", help="promote the pre-published next key now")
+def keys_rotate_command() -> None:
+    _run(_keys_rotate)
+
+
+@keys_app.command("bootstrap-secret", help="make the key-encryption key in a Kubernetes Secret "
+                  "unless it exists (the Helm hook Job)")
+def keys_bootstrap_secret_command(
+    secret: Annotated[str, typer.Option(help="the Secret's name")],
+    namespace: Annotated[str, typer.Option(help="default: the pod's namespace")] = "",
+    api: Annotated[str, typer.Option(help="Kubernetes API URL (default: in-cluster)")] = "",
+) -> None:
+    _run(_keys_bootstrap_secret, secret=secret, namespace=namespace or None, api=api or None)
+
+
+@db_app.command("revision", help="write a migration from the models' changes")
+def db_revision_command(service: str,
+                        message: Annotated[str, typer.Option("-m", "--message")]) -> None:
+    _run(_db_revision, service=service, message=message)
+
+
+@db_app.command("check", help="fail when models and migrations differ")
+def db_check_command(service: Annotated[Optional[list[str]], typer.Argument()] = None  # noqa: UP007
+                     ) -> None:
+    _run(_db_check, service=service or [])
+
+
+@db_app.command("upgrade", help="migrate every service's database (or the named ones) and "
+                "make the first signing keys")
+def db_upgrade_command(service: Annotated[Optional[list[str]], typer.Argument()] = None  # noqa: UP007
+                       ) -> None:
+    _run(_db_upgrade, service=service or [])
+
+
+@app.command("restore", help="bring a new data directory to the state of a backup "
+             "(POST /api/v1/system/backup; docs/system.md)")
+def restore_command(
+    backup_dir: Annotated[str, typer.Argument(help="DATA_DIR/backups/<time>-<id> of the backup")],
+    data_dir: Annotated[str, typer.Option(help="the data directory to fill")],
+    force: Annotated[bool, typer.Option(
+        help="replace databases the data directory already holds")] = False,
+) -> None:
+    _run(_restore, backup_dir=backup_dir, data_dir=data_dir, force=force)
+
+
+def _secrets_rotate_command(
+    resume: Annotated[bool, typer.Option(
+        help="only re-wrap what is not yet under the active key")] = False,
+) -> None:
+    _run(_secrets_rotate, resume=resume)
+
+
+def _build() -> typer.Typer:
+    from mesh import cli_client
+
+    secrets_app = cli_client.register(app)  # login, agents, workflows, ..., secrets list/get/...
+    secrets_app.command("rotate", help="make a new key-encryption key active and re-wrap every "
+                        "data key (online; run again to resume)")(_secrets_rotate_command)
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
+    import click
+
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
         from mesh import codegen
@@ -182,89 +346,17 @@ def main(argv: list[str] | None = None) -> int:
         from mesh import helmgen
 
         return helmgen.main(argv[1:])
-    parser = argparse.ArgumentParser(prog="agentmesh", description="Agent Mesh control plane")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    up = sub.add_parser("up", help="run every service and the Envoy gateway on 127.0.0.1")
-    up.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
-    up.add_argument("--data-dir", default=".agentmesh", help="state directory (default ./.agentmesh)")
-    up.add_argument("--rate-limit", type=int, default=6000,
-                    help="gateway requests per minute before 429 (default 6000)")
-    up.add_argument("--isolation", choices=["shared", "process"], default="shared",
-                    help="shared: one process hosts every service (each its own server, port "
-                         "and database; least memory); process: one process per service")
-    up.add_argument("--replicas", type=int, default=1,
-                    help="processes per service (more than 1 needs --database-url); the "
-                         "gateway balances over them")
-    up.add_argument("--database-url", default="",
-                    help="PostgreSQL URL (postgresql+psycopg://...) shared by every replica")
-    up.set_defaults(func=_up)
-
-    serve = sub.add_parser("serve", help="run a service (what a Kubernetes pod runs); several "
-                           "names run several services in one process")
-    serve.add_argument("service", nargs="+")
-    serve.add_argument("--port", type=int, help="overrides AGENTMESH_PORT (one service only)")
-    serve.set_defaults(func=_serve)
-
-    sub.add_parser("gen", help="regenerate gen/ from protos/ (--check, --lint)")
-    sub.add_parser("helm-gen", help="regenerate the Helm chart's generated files (--check)")
-
-    gateway = sub.add_parser("gateway-config", help="print the Envoy bootstrap for given backends")
-    gateway.add_argument("--backend", action="append", default=[], metavar="NAME=HOST:PORT",
-                         help="repeat a name (or NAME=H1:P1,H2:P2) for several replicas")
-    gateway.add_argument("--listen", default="0.0.0.0")
-    gateway.add_argument("--port", type=int, default=8080)
-    gateway.add_argument("--descriptor", help="descriptor set path as Envoy sees it")
-    gateway.add_argument("--admin-port", type=int, default=0,
-                         help="Envoy's admin interface on 127.0.0.1 (default: none)")
-    gateway.add_argument("--metrics-port", type=int, default=0,
-                         help="serve /stats/prometheus on --listen:PORT (needs --admin-port)")
-    gateway.set_defaults(func=_gateway_config)
-
-    keys = sub.add_parser("keys", help="signing keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    rotate = keys_sub.add_parser("rotate", help="promote the pre-published next key now")
-    rotate.set_defaults(func=_keys_rotate)
-    secret = keys_sub.add_parser("bootstrap-secret", help="make the key-encryption key in a "
-                                 "Kubernetes Secret unless it exists (the Helm hook Job)")
-    secret.add_argument("--secret", required=True, help="the Secret's name")
-    secret.add_argument("--namespace", help="default: the pod's namespace")
-    secret.add_argument("--api", help="Kubernetes API URL (default: in-cluster)")
-    secret.set_defaults(func=_keys_bootstrap_secret)
-
-    secrets = sub.add_parser("secrets", help="secrets encryption keys (docs/secrets.md)")
-    secrets_sub = secrets.add_subparsers(dest="secrets_command", required=True)
-    secrets_rotate = secrets_sub.add_parser(
-        "rotate", help="make a new key-encryption key active and re-wrap every data key "
-                       "(online; run again to resume)")
-    secrets_rotate.add_argument("--resume", action="store_true",
-                                help="only re-wrap what is not yet under the active key")
-    secrets_rotate.set_defaults(func=_secrets_rotate)
-
-    db = sub.add_parser("db", help="database migrations of a service")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    revision = db_sub.add_parser("revision", help="write a migration from the models' changes")
-    revision.add_argument("service")
-    revision.add_argument("-m", "--message", required=True)
-    revision.set_defaults(func=_db_revision)
-    check = db_sub.add_parser("check", help="fail when models and migrations differ")
-    check.add_argument("service", nargs="*")
-    check.set_defaults(func=_db_check)
-    upgrade = db_sub.add_parser("upgrade", help="migrate every service's database (or the named "
-                                "ones) and make the first signing keys")
-    upgrade.add_argument("service", nargs="*")
-    upgrade.set_defaults(func=_db_upgrade)
-
-    restore = sub.add_parser("restore", help="bring a new data directory to the state of a "
-                             "backup (POST /api/v1/system/backup; docs/system.md)")
-    restore.add_argument("backup_dir", help="DATA_DIR/backups/<time>-<id> of the backup")
-    restore.add_argument("--data-dir", required=True, help="the data directory to fill")
-    restore.add_argument("--force", action="store_true",
-                         help="replace databases the data directory already holds")
-    restore.set_defaults(func=_restore)
-
-    args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        result = _build()(args=argv, prog_name="agentmesh", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

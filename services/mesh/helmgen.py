@@ -32,6 +32,7 @@ FILES_DIR = CHART_DIR / "files"
 SCHEMA = CHART_DIR / "values.schema.json"
 FULLNAME = "__AGENTMESH_FULLNAME__"
 SERVICE_PORT = 50051
+LIVE_WS_PORT = 8081  # the live service's WebSocket listener (templates/services.yaml)
 GATEWAY_PORT = 8080
 ADMIN_PORT = 9901  # Envoy's admin interface, 127.0.0.1 only
 METRICS_PORT = 9102  # /stats/prometheus for the ServiceMonitor
@@ -51,7 +52,8 @@ def gateway_config(fullname: str = FULLNAME) -> dict:
 
     options = GatewayOptions(backends=backends(fullname), listen_address="0.0.0.0",
                              listen_port=GATEWAY_PORT, admin_port=ADMIN_PORT,
-                             metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD))
+                             metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD),
+                             live_websocket=(f"{fullname}-live", LIVE_WS_PORT))
     return build(contract.default(), options)
 
 

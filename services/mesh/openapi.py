@@ -446,6 +446,30 @@ class _Builder:
         return op
 
 
+# OpenAPI cannot describe WebSockets; the document's description lists them
+# (docs/live-events.md has the details and a browser example).
+WEBSOCKETS = """## Live events (WebSocket)
+
+| socket | what it carries | scope |
+|---|---|---|
+| `GET /ws/{session_id}` | the progress of one workflow execution, ending with its final state | `workflows:read` |
+| `GET /ws/executions` | every execution event of the tenant | `workflows:read` |
+| `GET /ws/calls` | every agent call event of the tenant (`call.started`, `call.ended`) | `calls:read` |
+| `GET /ws/calls/{call_id}` | the events of one call | `calls:read` |
+
+Authenticate the upgrade request like any other: `Authorization: Bearer <JWT>` or `X-API-Key`.
+Browsers, which cannot set headers on a WebSocket, first get a ticket with
+`POST /api/v1/live/tickets` (single use, valid 30 s) and open `/ws/...?ticket=<ticket>`.
+Without credentials the upgrade is refused (401).
+
+Every message is JSON `{"type", "seq", "payload"}`. The first is `state` (the current state, as
+the REST API shows it); then events in order (`execution.progress` carries what
+`/api/v1/workflows/executions/{id}/watch` streams). Send `{"type": "ping"}` to get a `pong`.
+Reconnect with `?after=<last seq>` to get the events you missed (kept ten minutes). A client too
+slow to read is closed with code 4008 and may resume; an execution's socket closes with 1000
+after its final state."""
+
+
 def build(contract: contract_mod.Contract) -> dict[str, Any]:
     builder = _Builder(contract)
     paths: dict[str, dict[str, Any]] = {}
@@ -474,7 +498,8 @@ def build(contract: contract_mod.Contract) -> dict[str, Any]:
             "version": "v1",
             "description": "The REST face of Agent Mesh's gRPC services, transcoded by the "
                            "Envoy gateway. Authenticate with `Authorization: Bearer <JWT>` "
-                           "(from `/api/v1/auth/login`) or `X-API-Key`.",
+                           "(from `/api/v1/auth/login`) or `X-API-Key`.\n\n"
+                           + WEBSOCKETS,
         },
         "servers": [{"url": "/"}],
         "tags": tags,

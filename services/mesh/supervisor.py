@@ -126,6 +126,7 @@ class Mesh:
     settings: Settings = field(default_factory=get_settings)
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
+    ws_ports: list[int] = field(default_factory=list)
     stopping: bool = False
     _tasks: set = field(default_factory=set)
 
@@ -137,9 +138,13 @@ class Mesh:
         names = catalog.names()
         taken: set[int] = {self.port}
         self.ports = {name: stable_port(taken) for name in names}
+        # The live service's WebSocket listener, which the gateway routes /ws/... to.
+        self.ws_ports = [stable_port(taken)] if "live" in names else []
         peers = ",".join(f"{n}=127.0.0.1:{p}" for n, p in self.ports.items())
         env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
+        if self.ws_ports:
+            env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
         env.pop("AGENTMESH_PORT", None)
         if "observability" in self.ports:  # spans go to the OTLP receiver of the mesh
             env.setdefault("AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -167,6 +172,7 @@ class Mesh:
             self.settings, backends=self.backends(),
             listen_port=self.port, admin_port=self.admin_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
+            live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
             trace_cluster="observability" if "observability" in self.ports else "",
             global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
             in {"1", "true", "yes"},
@@ -368,7 +374,11 @@ class ReplicatedMesh(Mesh):
     def _service_children(self) -> list[Child]:
         names = catalog.names()
         taken: set[int] = {self.port}
-        self.replica_ports = {n: [stable_port(taken) for _ in range(self.replicas)] for n in names}
+        # Live replicas share events only through NATS: without it, one live process holds
+        # them all (docs/live-events.md).
+        copies = {n: 1 if n == "live" and not os.environ.get("AGENTMESH_NATS_URL")
+                  else self.replicas for n in names}
+        self.replica_ports = {n: [stable_port(taken) for _ in range(copies[n])] for n in names}
         self.ports = {n: ports[0] for n, ports in self.replica_ports.items()}
         peers = ",".join(f"{n}=" + "|".join(f"127.0.0.1:{p}" for p in ports)
                          for n, ports in self.replica_ports.items())
@@ -378,9 +388,14 @@ class ReplicatedMesh(Mesh):
                "AGENTMESH_SUPERVISOR_CONTROL_DIR": str(self.control_dir)}
         env.pop("AGENTMESH_PORT", None)
         restart.prepare(self.control_dir, [[n] for n in names])
+        # Each live replica its own WebSocket port; replicas share events through NATS only.
+        self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
-                      {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}"}, self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
+                      {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}",
+                       **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
+                          if name == "live" else {})},
+                      self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
                 for name in names for i, port in enumerate(self.replica_ports[name])]
 
     def backends(self) -> dict:

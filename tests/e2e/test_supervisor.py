@@ -44,11 +44,39 @@ def test_shared_process_hosts_every_service_and_is_restarted_whole(tmp_path):
     assert mesh.process.returncode == 0
 
 
+def _live_events_cross_processes(mesh, tenant) -> None:
+    """With one process per service (and no NATS), the workflows process hands its events to
+    the live process, whose socket shows them."""
+    import asyncio
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from tests.e2e.test_live_events import _approval_flow, _approve, _read_until, _wait_status
+
+    async def scenario():
+        with mesh.client(tenant.token) as client:
+            execution = _approval_flow(client)
+            await _wait_status(client, execution["id"], "EXECUTION_STATUS_WAITING_APPROVAL")
+            async with connect(mesh.url.replace("http", "ws") + f"/ws/{execution['id']}",
+                               additional_headers={"Authorization": f"Bearer {tenant.token}"}
+                               ) as ws:
+                assert json.loads(await ws.recv())["type"] == "state"
+                _approve(client, execution["id"])
+                return await _read_until(ws, lambda m: m["payload"].get("status") ==
+                                         "EXECUTION_STATUS_COMPLETED")
+    seen = asyncio.run(scenario())
+    assert all(m["type"] == "execution.progress" for m in seen)
+    assert [m["payload"]["event_id"] for m in seen] == sorted(m["payload"]["event_id"]
+                                                               for m in seen)
+
+
 def test_rate_limit_restart_and_clean_stop(tmp_path):
     mesh = start_mesh(tmp_path / "small", rate_limit=40, isolation="process")
     children = _children(mesh.process.pid)
-    assert len(children) == 11  # ten services and Envoy
+    assert len(children) == 12  # eleven services and Envoy
     tenant = register(mesh)
+    _live_events_cross_processes(mesh, tenant)
     with mesh.client(tenant.token) as client:
         statuses = [client.get("/api/v1/agents").status_code for _ in range(60)]
         assert 429 in statuses and statuses[0] == 200
@@ -64,7 +92,7 @@ def test_rate_limit_restart_and_clean_stop(tmp_path):
     while time.monotonic() < deadline and not restarted:
         time.sleep(0.5)
         now = _children(mesh.process.pid)
-        restarted = len(now) == 11 and agents_pid not in now
+        restarted = len(now) == 12 and agents_pid not in now
     assert restarted, "agents was not restarted"
     stop_mesh(mesh)
     assert mesh.process.returncode == 0

@@ -150,6 +150,7 @@ def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, tmp
             "--descriptor", "/etc/agentmesh/descriptor.binpb"]
     for name in catalog.names():
         argv += ["--backend", f"{name}={fullname}-{name}:50051"]
+    argv += ["--websocket", f"{fullname}-live:8081"]
     printed = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
     assert config == printed
     # Envoy itself accepts it, with the descriptor set from the chart's ConfigMap.

@@ -16,7 +16,7 @@ from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
 from mesh.agents import runtime_loop
 from mesh.agents.models import AgentRow, CallRow
-from mesh.runtime import limits
+from mesh.runtime import events, limits
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -79,6 +79,7 @@ _RUNNABLE = {"AGENT_STATUS_ACTIVE", "AGENT_STATUS_DEPLOYED"}
 class AgentService(pb_grpc.AgentServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.settings = runtime.settings
         self.peers = runtime.peers
         self.masterdata = MasterData(runtime.peers)
         self.policy = EgressPolicy.from_settings(runtime.settings)
@@ -231,6 +232,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         plan = await runtime_loop.plan(agent, variables, self.masterdata, self.peers)
         call_id = await self.db.write(lambda s: self._begin(s, caller, agent, plan, request,
                                                             variables))
+        await self._publish(caller.tenant_id, call_id, "call.started")
         turn = runtime_loop.Turn()
         started = time.perf_counter()
         try:
@@ -243,6 +245,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
             duration = int((time.perf_counter() - started) * 1000)
             await self.db.write(lambda s: self._finish(s, caller.tenant_id, call_id, turn,
                                                        duration))
+            await self._publish(caller.tenant_id, call_id, "call.ended")
         response = pb.InteractWithAgentResponse(
             call_id=call_id, reply=turn.reply,
             tokens=turn.prompt_tokens + turn.completion_tokens, duration_ms=duration,
@@ -251,6 +254,16 @@ class AgentService(pb_grpc.AgentServiceServicer):
         for record in turn.tool_calls:
             response.tool_calls.add().update(record)
         return response
+
+    async def _publish(self, tenant_id: str, call_id: str, type_: str) -> None:
+        """The call as GET /calls/{id} shows it, to the live sockets (/ws/calls...)."""
+        try:
+            call = await calls.fetch(self.db, tenant_id, call_id)
+        except DomainError:
+            return
+        await events.publish(self.settings, tenant_id, "call", call_id, type_,
+                             json_format.MessageToDict(call, preserving_proto_field_name=True,
+                                                       always_print_fields_with_no_presence=True))
 
     @staticmethod
     def _begin(session: Session, caller, agent: pb.Agent, plan, request, variables) -> str:

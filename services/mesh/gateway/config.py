@@ -87,6 +87,9 @@ class GatewayOptions:
     # (/stats/prometheus, from the admin interface, which itself stays on 127.0.0.1). 0 = none;
     # needs admin_port. The Helm chart's ServiceMonitor scrapes it.
     metrics_port: int = 0
+    # The live service's WebSocket listener(s): /ws/... is routed there with the upgrade
+    # enabled (docs/live-events.md). None: no WebSocket routes.
+    live_websocket: tuple[str, int] | list[tuple[str, int]] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, backends: dict[str, tuple[str, int]],
@@ -317,6 +320,13 @@ def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
             rules.append({"match": {
                 "safe_regex": {"regex": _template_regex(binding.template)},
                 "headers": [{"name": ":method", "string_match": {"exact": binding.method}}]}})
+    # A WebSocket upgrade from a browser carries a single-use ticket (POST /api/v1/live/tickets)
+    # instead of a token, which the live service redeems before it accepts the upgrade; a bearer
+    # token, if sent, must still be valid.
+    rules.append({"match": {"prefix": WS_PREFIX, "query_parameters": [
+        {"name": "ticket", "present_match": True}]},
+        "requires": {"requires_any": {"requirements": [
+            {"provider_name": "identity"}, {"allow_missing": {}}]}}})
     # An X-API-Key request is authenticated by ext_authz; a bearer token, if sent, must be valid.
     rules.append({"match": {"prefix": "/", "headers": [{"name": "x-api-key", "present_match": True}]},
                   "requires": {"requires_any": {"requirements": [
@@ -326,6 +336,50 @@ def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
 
 
 UNDECLARED_METHOD_HEADER = "x-agentmesh-undeclared-method"
+
+# ---- WebSockets (the live service) ------------------------------------------------------------
+WS_PREFIX = "/ws/"
+LIVE_WS_CLUSTER = "live_ws"
+# Which scope each socket needs: the same as reading the resource over REST.
+WS_ROUTES = [("^/ws/calls(/[A-Za-z0-9_-]+)?$", "calls:read"),
+             ("^/ws/[A-Za-z0-9_-]+$", "workflows:read")]
+
+
+def _ws_routes() -> list[dict[str, Any]]:
+    """GET /ws/... to the live service with the WebSocket upgrade, after jwt_authn (or ext_authz
+    for an API key) and the scope check. A request that carries a `ticket` and no identity is
+    let through to the live service, which redeems the ticket (single use, 30 s) and checks its
+    scopes before it accepts the upgrade. No body filter or transcoder touches these routes."""
+    ticket = {"and_ids": {"ids": [
+        {"not_id": {"header": {"name": TENANT_HEADER, "present_match": True}}},
+        {"url_path": {"path": {"safe_regex": {"regex": "^/ws/.*"}}}},
+        {"header": {"name": ":path", "string_match": {
+            "safe_regex": {"regex": ".*[?&]ticket=wst_[A-Za-z0-9_-]+.*"}}}}]}}
+    routes = []
+    for regex, scope in WS_ROUTES:
+        principals = [*_scope_principals(scope), ticket]
+        routes.append({
+            "name": f"websocket {scope}",
+            "match": {"safe_regex": {"regex": regex},
+                      "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "route": {"cluster": LIVE_WS_CLUSTER, "timeout": "0s",
+                      "upgrade_configs": [{"upgrade_type": "websocket"}],
+                      "idle_timeout": "3600s"},
+            "metadata": {"filter_metadata": {"agentmesh": {"scope": scope, "public": False,
+                                                           "method": "websocket"}}},
+            "typed_per_filter_config": {
+                "envoy.filters.http.rbac": {
+                    "@type": f"{_T}filters.http.rbac.v3.RBACPerRoute",
+                    "rbac": {"rules": {"action": "ALLOW", "policies": {scope: {
+                        "permissions": [{"any": True}], "principals": principals}}}}},
+                "envoy.filters.http.buffer": {
+                    "@type": f"{_T}filters.http.buffer.v3.BufferPerRoute", "disabled": True},
+                "envoy.filters.http.grpc_json_transcoder": {
+                    "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                    "disabled": True},
+            },
+        })
+    return routes
 
 
 def _query_method_mapper(body, status_is) -> dict[str, Any]:
@@ -497,6 +551,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     # Internal RPCs (and any without a REST binding) get no route: a native gRPC call to one
     # through the gateway falls to the catch-all route and is answered UNIMPLEMENTED.
     routes = [_route(rpc, options) for rpc in contract.rpcs if rpc.exposed]
+    if options.live_websocket is not None:
+        routes.extend(_ws_routes())
     # REST paths match no route until the transcoder rewrites them to gRPC paths. This
     # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
     # response headers; it ignores direct-response routes). Unknown REST paths never get past
@@ -589,6 +645,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         "codec_type": "AUTO",
         "use_remote_address": True,
         "common_http_protocol_options": {"idle_timeout": "300s"},
+        # Only routes that name it (/ws/...) accept the upgrade.
+        "upgrade_configs": [{"upgrade_type": "websocket", "enabled": False}],
         "local_reply_config": _local_reply_config(),
         "route_config": {
             "name": "agentmesh",
@@ -627,6 +685,11 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     clusters = [_replicated_cluster(name, address)
                 for name, address in sorted(options.backends.items()) if name in contract.backends]
     clusters.append(_cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False))
+    if options.live_websocket is not None:
+        websocket = _replicated_cluster(LIVE_WS_CLUSTER, options.live_websocket)
+        websocket.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade
+        websocket["per_connection_buffer_limit_bytes"] = 256 * 1024
+        clusters.append(websocket)
     bootstrap: dict[str, Any] = {
         "node": {"id": "agentmesh-gateway", "cluster": "agentmesh"},
         "static_resources": {

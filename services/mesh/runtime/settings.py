@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     # Outbound HTTP from tools, MCP servers and model endpoints (mesh.runtime.egress): hosts and
     # CIDRs allowed although internal (loopback, private, link-local); empty by default.
     egress_allow: str = ""
+    # Live events (mesh.runtime.events, docs/live-events.md): a NATS server with JetStream
+    # (`nats://127.0.0.1:4222`) that every service publishes to and every replica of the live
+    # service reads from. Empty: events go to the one live service of `agentmesh up` directly.
+    nats_url: str = ""
+    # The live service's WebSocket listener (its gRPC port serves CreateTicket).
+    live_ws_port: int = 0
+    # A socket whose client has not taken a message for this long is closed (4008, "too slow");
+    # it may resume with its last seq.
+    live_send_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":

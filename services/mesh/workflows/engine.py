@@ -42,6 +42,7 @@ from sqlmodel import Session, select
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.db import serialize
+from mesh.runtime import events
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
 from mesh.workflows import definition as defn
@@ -77,6 +78,14 @@ class StepFailure(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def _progress_payload(row: ExecutionRow) -> dict:
+    """The execution's progress as WatchExecution's Server-Sent Events carry it."""
+    from mesh.workflows.service import progress_message
+
+    return json_format.MessageToDict(progress_message(row), preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
 
 
 def iso(moment: datetime | None = None) -> str:
@@ -291,9 +300,15 @@ class Engine:
             row.updated_at = utcnow()
             _touch(row)
             session.add(row)
+            changed.append((row.tenant_id, _progress_payload(row)))
             return result
+        changed: list[tuple[str, dict]] = []
         result = await self.db.write(apply)
         self.notify(execution_id)
+        for tenant_id, payload in changed[-1:]:
+            # The live service's sockets (/ws/{session_id}, /ws/executions) see every change.
+            await events.publish(self.runtime.settings, tenant_id, "execution", execution_id,
+                                 "execution.progress", payload)
         return result
 
     def notify(self, execution_id: str) -> None:

@@ -1,0 +1,495 @@
+"""The Python client of Agent Mesh: the REST API with httpx, sync and async.
+
+    from mesh.client import Client
+
+    with Client("http://127.0.0.1:8080") as mesh:
+        mesh.login("you@example.com", "change-me-now")
+        agent = mesh.agents.create({"name": "helper", "model_id": model["id"]})
+        execution = mesh.workflows.run("report", {"topic": "durability"}, wait=True)
+
+Why REST and not the generated gRPC stubs: REST is what the gateway exposes to everyone, with
+the same authentication, rate limits and error envelope; the JSON is the API's own (proto field
+names), so what the client returns is exactly what the docs and `curl` show; and it needs only
+httpx, not grpcio, in a user's program.
+
+What it does for you: sends the bearer token and refreshes it once on a 401 when it has a
+refresh token (`on_tokens` is told the new pair, so the CLI can store it); retries idempotent
+calls (GET, PUT, DELETE, and POSTs given an `Idempotency-Key`) on connection errors, 502, 503,
+504 and 429 with backoff; turns every error into `ApiError` with the envelope's `error`,
+`message`, `details` and `correlation_id`; iterates over every page of a list (`iterate`);
+follows an execution over Server-Sent Events (`workflows.watch`) or a WebSocket
+(`live_url` + any WebSocket client; `AsyncClient.live` with `websockets`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+JSON = dict[str, Any]
+RETRY_STATUS = {429, 502, 503, 504}
+IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
+ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
+
+# The resources the CLI manages: name -> collection path.
+RESOURCES = {
+    "agents": "/api/v1/agents",
+    "tools": "/api/v1/tools",
+    "workflows": "/api/v1/workflows",
+    "prompts": "/api/v1/master-data/prompts",
+    "models": "/api/v1/master-data/models",
+    "secrets": "/api/v1/master-data/secrets",
+    "templates": "/api/v1/templates",
+}
+
+
+class ApiError(Exception):
+    """A non-2xx answer, with the API's error envelope."""
+
+    def __init__(self, status: int, error: str, message: str, details: JSON | None = None,
+                 correlation_id: str = "") -> None:
+        super().__init__(f"{status} {error}: {message}")
+        self.status, self.error, self.message = status, error, message
+        self.details = details or {}
+        self.correlation_id = correlation_id
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> "ApiError":
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        return cls(response.status_code, str(body.get("error") or response.reason_phrase),
+                   str(body.get("message") or response.text[:200]), body.get("details") or {},
+                   str(body.get("correlation_id") or response.headers.get("x-correlation-id", "")))
+
+
+@dataclass
+class Tokens:
+    access_token: str = ""
+    refresh_token: str = ""
+
+
+@dataclass
+class _Config:
+    base_url: str
+    tokens: Tokens = field(default_factory=Tokens)
+    api_key: str = ""
+    retries: int = 3
+    on_tokens: Callable[[Tokens], None] | None = None
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self.tokens.access_token:
+            headers["Authorization"] = f"Bearer {self.tokens.access_token}"
+        if self.api_key:
+            headers["X-API-Key"] = self.api_key
+        return headers
+
+    def retryable(self, method: str, headers: dict[str, str] | None) -> bool:
+        return method in IDEMPOTENT or bool(headers and "Idempotency-Key" in headers)
+
+    def set_tokens(self, body: JSON) -> None:
+        self.tokens = Tokens(body.get("access_token", ""),
+                             body.get("refresh_token", "") or self.tokens.refresh_token)
+        if self.on_tokens:
+            self.on_tokens(self.tokens)
+
+
+def _backoff(attempt: int, response: httpx.Response | None) -> float:
+    after = response.headers.get("retry-after", "") if response is not None else ""
+    if after.isdigit():
+        return min(float(after), 10.0)
+    return min(0.2 * 2 ** attempt, 3.0)
+
+
+def _result(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise ApiError.from_response(response)
+    if not response.content:
+        return {}
+    return response.json()
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[JSON]:
+    for line in lines:
+        if line.startswith("data:"):
+            yield json.loads(line[5:])
+
+
+# ---- sync ---------------------------------------------------------------------------------------
+class Resource:
+    """One collection of the API (`client.agents`, `client.workflows`, ...)."""
+
+    def __init__(self, client: "Client", path: str) -> None:
+        self.client, self.path = client, path
+
+    def list(self, **params: Any) -> JSON:
+        """One page: `{items, total, page, page_size, pages}`."""
+        return self.client.request("GET", self.path, params=params)
+
+    def iterate(self, page_size: int = 100, **params: Any) -> Iterator[JSON]:
+        """Every item over every page."""
+        return self.client.iterate(self.path, page_size=page_size, **params)
+
+    def get(self, key: str) -> JSON:
+        return self.client.request("GET", f"{self.path}/{key}")
+
+    def create(self, body: JSON, idempotency_key: str | None = None) -> JSON:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.client.request("POST", self.path, json=body, headers=headers)
+
+    def update(self, key: str, body: JSON) -> JSON:
+        return self.client.request("PATCH", f"{self.path}/{key}", json=body)
+
+    def delete(self, key: str) -> JSON:
+        return self.client.request("DELETE", f"{self.path}/{key}")
+
+
+class Workflows(Resource):
+    def activate(self, key: str) -> JSON:
+        return self.client.request("POST", f"{self.path}/{key}/activate", json={})
+
+    def execute(self, key: str, inputs: JSON | None = None,
+                idempotency_key: str | None = None) -> JSON:
+        """Starts an execution (QUEUED); retried safely thanks to its Idempotency-Key."""
+        return self.client.request(
+            "POST", f"{self.path}/{key}/execute", json={"inputs": inputs or {}},
+            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
+
+    def execution(self, execution_id: str) -> JSON:
+        return self.client.request("GET", f"{self.path}/executions/{execution_id}")
+
+    def watch(self, execution_id: str, last_event_id: int = 0) -> Iterator[JSON]:
+        """The execution's progress as it changes (Server-Sent Events), ending with its final
+        state; resumes after `last_event_id`."""
+        path = f"{self.path}/executions/{execution_id}/watch"
+        params = {"last_event_id": last_event_id} if last_event_id else None
+        yield from self.client.stream_events(path, params=params)
+
+    def run(self, key: str, inputs: JSON | None = None, wait: bool = True) -> JSON:
+        """Executes the workflow; with `wait`, returns the execution once it has ended."""
+        execution = self.execute(key, inputs)
+        if not wait:
+            return execution
+        for progress in self.watch(execution["id"]):
+            if progress.get("status") in ENDED:
+                break
+        return self.execution(execution["id"])
+
+
+class Agents(Resource):
+    def interact(self, key: str, message: str, call_id: str = "",
+                 context: JSON | None = None) -> JSON:
+        body: JSON = {"message": message}
+        if call_id:
+            body["call_id"] = call_id
+        if context:
+            body["context"] = context
+        return self.client.request("POST", f"{self.path}/{key}/interact", json=body)
+
+
+class Client:
+    """A synchronous client; use as a context manager or call `close()`."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", *, token: str = "",
+                 refresh_token: str = "", api_key: str = "", timeout: float = 30.0,
+                 retries: int = 3, on_tokens: Callable[[Tokens], None] | None = None,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.config = _Config(base_url.rstrip("/"), Tokens(token, refresh_token), api_key,
+                              retries, on_tokens)
+        self.http = httpx.Client(base_url=self.config.base_url, timeout=timeout,
+                                 transport=transport)
+        self.agents = Agents(self, RESOURCES["agents"])
+        self.workflows = Workflows(self, RESOURCES["workflows"])
+        self.tools = Resource(self, RESOURCES["tools"])
+        self.prompts = Resource(self, RESOURCES["prompts"])
+        self.models = Resource(self, RESOURCES["models"])
+        self.secrets = Resource(self, RESOURCES["secrets"])
+        self.templates = Resource(self, RESOURCES["templates"])
+        self.calls = Resource(self, "/api/v1/calls")
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def resource(self, name: str) -> Resource:
+        return getattr(self, name)
+
+    # -- authentication ------------------------------------------------------------------------
+    @property
+    def tokens(self) -> Tokens:
+        return self.config.tokens
+
+    def login(self, email: str, password: str) -> Tokens:
+        body = self.request("POST", "/api/v1/auth/login",
+                            json={"email": email, "password": password}, auth=False)
+        self.config.set_tokens(body)
+        return self.config.tokens
+
+    def refresh(self) -> Tokens:
+        if not self.config.tokens.refresh_token:
+            raise ApiError(401, "UNAUTHENTICATED", "no refresh token; log in again")
+        body = self.request("POST", "/api/v1/auth/refresh",
+                            json={"refresh_token": self.config.tokens.refresh_token}, auth=False)
+        self.config.set_tokens(body)
+        return self.config.tokens
+
+    def me(self) -> JSON:
+        return self.request("GET", "/api/v1/auth/me")
+
+    def live_url(self, path: str) -> str:
+        """The WebSocket URL of a live stream (`/ws/<execution id>`, `/ws/calls`, ...)."""
+        return "ws" + self.config.base_url.removeprefix("http") + path
+
+    # -- requests -------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, json: Any = None, params: JSON | None = None,
+                headers: dict[str, str] | None = None, auth: bool = True) -> Any:
+        response = self._send(method, path, json=json, params=params, headers=headers, auth=auth)
+        if response.status_code == 401 and auth and self.config.tokens.refresh_token:
+            self.refresh()
+            response = self._send(method, path, json=json, params=params, headers=headers)
+        return _result(response)
+
+    def _send(self, method: str, path: str, *, json: Any = None, params: JSON | None = None,
+              headers: dict[str, str] | None = None, auth: bool = True) -> httpx.Response:
+        retryable = self.config.retryable(method, headers)
+        all_headers = {**(self.config.headers() if auth else {}), **(headers or {})}
+        attempt = 0
+        while True:
+            response = None
+            try:
+                response = self.http.request(method, path, json=json, params=params,
+                                             headers=all_headers)
+                if response.status_code not in RETRY_STATUS or not retryable:
+                    return response
+            except httpx.TransportError:
+                if not retryable or attempt >= self.config.retries:
+                    raise
+            if attempt >= self.config.retries:
+                return response
+            time.sleep(_backoff(attempt, response))
+            attempt += 1
+
+    def iterate(self, path: str, page_size: int = 100, **params: Any) -> Iterator[JSON]:
+        page = 1
+        while True:
+            body = self.request("GET", path, params={**params, "page": page,
+                                                     "page_size": page_size})
+            yield from body.get("items", [])
+            if page >= int(body.get("pages") or 1):
+                return
+            page += 1
+
+    def stream_events(self, path: str, params: JSON | None = None) -> Iterator[JSON]:
+        """The `data:` of each Server-Sent Event of a streaming route."""
+        for attempt in range(2):
+            with self.http.stream("GET", path, params=params, timeout=None,
+                                  headers={**self.config.headers(),
+                                           "Accept": "text/event-stream"}) as response:
+                if response.status_code == 401 and attempt == 0 and \
+                        self.config.tokens.refresh_token:
+                    self.refresh()
+                    continue
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError.from_response(response)
+                yield from _sse_data(response.iter_lines())
+                return
+
+
+# ---- async --------------------------------------------------------------------------------------
+class AsyncResource:
+    def __init__(self, client: "AsyncClient", path: str) -> None:
+        self.client, self.path = client, path
+
+    async def list(self, **params: Any) -> JSON:
+        return await self.client.request("GET", self.path, params=params)
+
+    def iterate(self, page_size: int = 100, **params: Any) -> AsyncIterator[JSON]:
+        return self.client.iterate(self.path, page_size=page_size, **params)
+
+    async def get(self, key: str) -> JSON:
+        return await self.client.request("GET", f"{self.path}/{key}")
+
+    async def create(self, body: JSON, idempotency_key: str | None = None) -> JSON:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.client.request("POST", self.path, json=body, headers=headers)
+
+    async def update(self, key: str, body: JSON) -> JSON:
+        return await self.client.request("PATCH", f"{self.path}/{key}", json=body)
+
+    async def delete(self, key: str) -> JSON:
+        return await self.client.request("DELETE", f"{self.path}/{key}")
+
+
+class AsyncWorkflows(AsyncResource):
+    async def activate(self, key: str) -> JSON:
+        return await self.client.request("POST", f"{self.path}/{key}/activate", json={})
+
+    async def execute(self, key: str, inputs: JSON | None = None,
+                      idempotency_key: str | None = None) -> JSON:
+        return await self.client.request(
+            "POST", f"{self.path}/{key}/execute", json={"inputs": inputs or {}},
+            headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
+
+    async def execution(self, execution_id: str) -> JSON:
+        return await self.client.request("GET", f"{self.path}/executions/{execution_id}")
+
+    async def watch(self, execution_id: str, last_event_id: int = 0) -> AsyncIterator[JSON]:
+        path = f"{self.path}/executions/{execution_id}/watch"
+        params = {"last_event_id": last_event_id} if last_event_id else None
+        async for item in self.client.stream_events(path, params=params):
+            yield item
+
+    async def run(self, key: str, inputs: JSON | None = None, wait: bool = True) -> JSON:
+        execution = await self.execute(key, inputs)
+        if not wait:
+            return execution
+        async for progress in self.watch(execution["id"]):
+            if progress.get("status") in ENDED:
+                break
+        return await self.execution(execution["id"])
+
+
+class AsyncAgents(AsyncResource):
+    async def interact(self, key: str, message: str, call_id: str = "",
+                       context: JSON | None = None) -> JSON:
+        body: JSON = {"message": message}
+        if call_id:
+            body["call_id"] = call_id
+        if context:
+            body["context"] = context
+        return await self.client.request("POST", f"{self.path}/{key}/interact", json=body)
+
+
+class AsyncClient:
+    """The asynchronous client: the same methods, awaited."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", *, token: str = "",
+                 refresh_token: str = "", api_key: str = "", timeout: float = 30.0,
+                 retries: int = 3, on_tokens: Callable[[Tokens], None] | None = None) -> None:
+        self.config = _Config(base_url.rstrip("/"), Tokens(token, refresh_token), api_key,
+                              retries, on_tokens)
+        self.http = httpx.AsyncClient(base_url=self.config.base_url, timeout=timeout)
+        self.agents = AsyncAgents(self, RESOURCES["agents"])
+        self.workflows = AsyncWorkflows(self, RESOURCES["workflows"])
+        self.tools = AsyncResource(self, RESOURCES["tools"])
+        self.prompts = AsyncResource(self, RESOURCES["prompts"])
+        self.models = AsyncResource(self, RESOURCES["models"])
+        self.secrets = AsyncResource(self, RESOURCES["secrets"])
+        self.templates = AsyncResource(self, RESOURCES["templates"])
+        self.calls = AsyncResource(self, "/api/v1/calls")
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    @property
+    def tokens(self) -> Tokens:
+        return self.config.tokens
+
+    async def login(self, email: str, password: str) -> Tokens:
+        body = await self.request("POST", "/api/v1/auth/login",
+                                  json={"email": email, "password": password}, auth=False)
+        self.config.set_tokens(body)
+        return self.config.tokens
+
+    async def refresh(self) -> Tokens:
+        if not self.config.tokens.refresh_token:
+            raise ApiError(401, "UNAUTHENTICATED", "no refresh token; log in again")
+        body = await self.request("POST", "/api/v1/auth/refresh",
+                                  json={"refresh_token": self.config.tokens.refresh_token},
+                                  auth=False)
+        self.config.set_tokens(body)
+        return self.config.tokens
+
+    def live_url(self, path: str) -> str:
+        return "ws" + self.config.base_url.removeprefix("http") + path
+
+    async def live(self, path: str, after: int | None = None) -> AsyncIterator[JSON]:
+        """The messages of a live WebSocket (`/ws/<execution id>`, `/ws/calls`, ...), each
+        `{type, seq, payload}`, until the server closes it."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosedOK
+
+        url = self.live_url(path) + (f"?after={after}" if after is not None else "")
+        headers = {k: v for k, v in self.config.headers().items() if k != "Accept"}
+        async with connect(url, additional_headers=headers) as socket:
+            try:
+                async for text in socket:
+                    yield json.loads(text)
+            except ConnectionClosedOK:
+                return
+
+    async def request(self, method: str, path: str, *, json: Any = None,
+                      params: JSON | None = None, headers: dict[str, str] | None = None,
+                      auth: bool = True) -> Any:
+        response = await self._send(method, path, json=json, params=params, headers=headers,
+                                    auth=auth)
+        if response.status_code == 401 and auth and self.config.tokens.refresh_token:
+            await self.refresh()
+            response = await self._send(method, path, json=json, params=params, headers=headers)
+        return _result(response)
+
+    async def _send(self, method: str, path: str, *, json: Any = None,
+                    params: JSON | None = None, headers: dict[str, str] | None = None,
+                    auth: bool = True) -> httpx.Response:
+        retryable = self.config.retryable(method, headers)
+        all_headers = {**(self.config.headers() if auth else {}), **(headers or {})}
+        attempt = 0
+        while True:
+            response = None
+            try:
+                response = await self.http.request(method, path, json=json, params=params,
+                                                   headers=all_headers)
+                if response.status_code not in RETRY_STATUS or not retryable:
+                    return response
+            except httpx.TransportError:
+                if not retryable or attempt >= self.config.retries:
+                    raise
+            if attempt >= self.config.retries:
+                return response
+            await asyncio.sleep(_backoff(attempt, response))
+            attempt += 1
+
+    async def iterate(self, path: str, page_size: int = 100, **params: Any) -> AsyncIterator[JSON]:
+        page = 1
+        while True:
+            body = await self.request("GET", path, params={**params, "page": page,
+                                                           "page_size": page_size})
+            for item in body.get("items", []):
+                yield item
+            if page >= int(body.get("pages") or 1):
+                return
+            page += 1
+
+    async def stream_events(self, path: str, params: JSON | None = None) -> AsyncIterator[JSON]:
+        async with self.http.stream("GET", path, params=params, timeout=None,
+                                    headers={**self.config.headers(),
+                                             "Accept": "text/event-stream"}) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise ApiError.from_response(response)
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    yield json.loads(line[5:])

@@ -1,0 +1,177 @@
+"""The `agentmesh` client commands run as a user runs them (a subprocess with its own config
+dir) against the real mesh: login, create from a file, list as JSON, run a workflow with
+--watch, errors with the correlation id, agents chat and calls tail; and the README's Python
+client example."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import register
+
+
+def _cli(mesh, home: Path, *args: str, input_text: str | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AGENTMESH_CONFIG_DIR": str(home), "AGENTMESH_URL": mesh.url,
+           "COLUMNS": "160", "NO_COLOR": "1"}
+    env.pop("AGENTMESH_TOKEN", None)
+    return subprocess.run([sys.executable, "-m", "mesh.cli", *args], env=env, text=True,
+                          capture_output=True, input=input_text, timeout=timeout)
+
+
+def _login(mesh, tmp_path):
+    tenant = register(mesh)
+    home = tmp_path / "config"
+    result = _cli(mesh, home, "login", "--email", tenant.email, "--password", tenant.password)
+    assert result.returncode == 0, result.stderr
+    assert tenant.email in result.stdout
+    stored = json.loads((home / "config.json").read_text())
+    assert stored["access_token"] and stored["refresh_token"] and stored["url"] == mesh.url
+    assert (home / "config.json").stat().st_mode & 0o077 == 0  # only the user reads it
+    return tenant, home
+
+
+def test_login_create_list_run_watch(mesh, tmp_path):
+    tenant, home = _login(mesh, tmp_path)
+    name = f"cli-agent-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(
+        {"name": name, "model": "gpt-4o", "description": "made by the CLI"}))
+    created = _cli(mesh, home, "agents", "create", "-f", str(tmp_path / "agent.yaml"),
+                   "-o", "json")
+    assert created.returncode == 0, created.stderr
+    agent = json.loads(created.stdout)
+    assert agent["name"] == name and agent["tenant_id"] == tenant.tenant_id
+
+    listed = _cli(mesh, home, "agents", "list", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [a["name"] for a in json.loads(listed.stdout)["items"]] == [name]
+    table = _cli(mesh, home, "agents", "list")
+    assert name in table.stdout and "1 in all" in table.stdout
+    as_yaml = yaml.safe_load(_cli(mesh, home, "agents", "get", name, "-o", "yaml").stdout)
+    assert as_yaml["id"] == agent["id"]
+
+    slug = f"cli-flow-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "flow.json").write_text(json.dumps({"name": slug, "steps": [
+        {"id": "prepare", "type": "STEP_TYPE_TRANSFORM",
+         "transform": {"expression": "{topic: inputs.topic}"}},
+        {"id": "write", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["prepare"],
+         "transform": {"expression": "join(' ', ['report on', inputs.topic])"}}],
+        "outputs": {"report": "steps.write.output"}}))
+    (tmp_path / "inputs.json").write_text(json.dumps({"topic": "terminals"}))
+    assert _cli(mesh, home, "workflows", "create", "-f", str(tmp_path / "flow.json")).returncode == 0
+    assert _cli(mesh, home, "workflows", "activate", slug).returncode == 0
+    run = _cli(mesh, home, "workflows", "run", slug, "--input", str(tmp_path / "inputs.json"),
+               "--watch")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "✓ prepare" in run.stdout and "✓ write" in run.stdout  # the phases as they ended
+    assert "100%" in run.stdout and "COMPLETED" in run.stdout
+    assert "report on terminals" in run.stdout
+    # Scripts: --output json with --watch prints the final execution only (progress on stderr).
+    scripted = _cli(mesh, home, "workflows", "run", slug, "--input",
+                    str(tmp_path / "inputs.json"), "--watch", "-o", "json")
+    assert scripted.returncode == 0, scripted.stderr
+    assert json.loads(scripted.stdout)["outputs"] == {"report": "report on terminals"}
+
+    deleted = _cli(mesh, home, "agents", "delete", name, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_failed_workflow_exits_non_zero_and_errors_are_one_line(mesh, tmp_path):
+    _, home = _login(mesh, tmp_path)
+    slug = f"cli-fail-{uuid.uuid4().hex[:6]}"
+    (tmp_path / "flow.yaml").write_text(yaml.safe_dump({"name": slug, "steps": [
+        # The mesh's egress guard refuses loopback addresses: the step fails at once.
+        {"id": "boom", "type": "STEP_TYPE_HTTP", "http": {"url": "http://127.0.0.1:9/"},
+         "retry_policy": {"max_attempts": 1}}]}))
+    _cli(mesh, home, "workflows", "create", "-f", str(tmp_path / "flow.yaml"))
+    _cli(mesh, home, "workflows", "activate", slug)
+    run = _cli(mesh, home, "workflows", "run", slug, "--watch")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED" in run.stdout and "boom" in run.stdout
+
+    missing = _cli(mesh, home, "agents", "get", "no-such-agent")
+    assert missing.returncode == 1
+    assert "Traceback" not in missing.stderr
+    assert "not found" in missing.stderr and "correlation id" in missing.stderr
+
+    logged_out = _cli(mesh, tmp_path / "nobody", "agents", "list")
+    assert logged_out.returncode == 1 and "Traceback" not in logged_out.stderr
+    assert "UNAUTHENTICATED" in logged_out.stderr and "agentmesh login" in logged_out.stderr
+
+
+def test_expired_access_token_is_refreshed_and_stored(mesh, tmp_path):
+    _, home = _login(mesh, tmp_path)
+    config_file = home / "config.json"
+    stored = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**stored, "access_token": "expired.or.revoked"}))
+    listed = _cli(mesh, home, "agents", "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    again = json.loads(config_file.read_text())
+    assert again["access_token"] not in ("expired.or.revoked", stored["access_token"])
+    assert again["refresh_token"] != stored["refresh_token"]  # refresh tokens are single use
+
+
+def test_chat_and_calls_tail(egress_mesh, model_server, tmp_path):
+    tenant, home = _login(egress_mesh, tmp_path)
+    suffix = uuid.uuid4().hex[:6]
+    script = model_server.script(f"cli-script-{suffix}", [{"content": "Hello from the mesh"}])
+    with egress_mesh.client(tenant.token) as client:
+        assert client.post("/api/v1/master-data/secrets", json={
+            "name": f"key-{suffix}", "value": "sk-cli", "secret_type": "SECRET_TYPE_API_KEY"}
+        ).status_code == 200
+        assert client.post("/api/v1/master-data/models", json={
+            "name": f"model-{suffix}", "provider": "openai_compatible", "model_id": script,
+            "endpoint_url": model_server.base_url, "secret_ref": f"key-{suffix}"}
+        ).status_code == 200
+        agent = client.post("/api/v1/agents", json={"name": f"chatty-{suffix}",
+                                                    "model": f"model-{suffix}"}).json()
+        assert client.post(f"/api/v1/agents/{agent['id']}/activate", json={}).status_code == 200
+    env = {**os.environ, "AGENTMESH_CONFIG_DIR": str(home), "AGENTMESH_URL": egress_mesh.url}
+    tail = subprocess.Popen([sys.executable, "-m", "mesh.cli", "calls", "tail", "-o", "json",
+                             "--count", "2"], env=env, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        first = json.loads(tail.stdout.readline())  # the socket is open: the current state
+        assert first["type"] == "state" and first["payload"] == {"active_calls": []}
+        chat = _cli(egress_mesh, home, "agents", "chat", agent["name"], input_text="hi\n/exit\n")
+        assert chat.returncode == 0, chat.stderr
+        assert "Hello from the mesh" in chat.stdout
+        out, errors = tail.communicate(timeout=60)
+    finally:
+        tail.kill()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["type"] for e in events] == ["call.started", "call.ended"], (events, errors)
+    assert events[1]["payload"]["status"] == "CALL_STATUS_COMPLETED"
+    assert events[0]["seq"] < events[1]["seq"]
+
+
+def test_readme_python_client_example(mesh, tmp_path):
+    """The five lines of the README, run as written against the real mesh."""
+    tenant = register(mesh)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```python\nfrom mesh.client import Client")
+    example = readme[start + len("```python\n"):readme.index("```", start + 10)]
+    slug = f"readme-{uuid.uuid4().hex[:6]}"
+    with mesh.client(tenant.token) as client:
+        client.post("/api/v1/workflows", json={"name": slug, "steps": [
+            {"id": "write", "type": "STEP_TYPE_TRANSFORM",
+             "transform": {"expression": "join(' ', ['report on', inputs.topic])"}}],
+            "outputs": {"report": "steps.write.output"}})
+        client.post(f"/api/v1/workflows/{slug}/activate", json={})
+    program = textwrap.dedent(f"""
+        URL, EMAIL, PASSWORD, WORKFLOW = {mesh.url!r}, {tenant.email!r}, {tenant.password!r}, \\
+            {slug!r}
+        """) + example + "\nprint(agent['name'], execution['status'], execution['outputs'])\n"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "EXECUTION_STATUS_COMPLETED" in result.stdout
+    assert "report on" in result.stdout
