@@ -7,6 +7,7 @@ one envelope `{error, message, details, correlation_id, timestamp}`.
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
+from mesh import catalog
 from mesh import contract as contract_mod
 from mesh.runtime.paging import MAX_PAGE_SIZE
 from agentmesh.common.v1 import annotations_pb2
@@ -79,6 +81,10 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
         return {**schema, "type": [kind, "null"]}
     if isinstance(kind, list):
         return {**schema, "type": [*kind, "null"]} if "null" not in kind else schema
+    if "anyOf" in schema and set(schema) <= {"anyOf", "description", "readOnly", "writeOnly"}:
+        if {"type": "null"} in schema["anyOf"]:
+            return schema
+        return {**schema, "anyOf": [*schema["anyOf"], {"type": "null"}]}
     if "$ref" in schema or "allOf" in schema:
         outer = {k: v for k, v in schema.items() if k in ("description", "readOnly", "writeOnly")}
         inner = {k: v for k, v in schema.items() if k not in outer}
@@ -86,10 +92,41 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return schema  # any JSON value already
 
 
+def _conditions(contract: contract_mod.Contract) -> dict[str, tuple]:
+    """The rules that depend on another field (`mesh.runtime.limits.When`), from the `rules`
+    module of each service that has one: the tables the service's own validation reads."""
+    found: dict[str, tuple] = {}
+    for backend in sorted({r.backend for r in contract.rpcs}):
+        try:
+            module = importlib.import_module(f"mesh.{backend}.rules")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"mesh.{backend}", f"mesh.{backend}.rules"):
+                raise
+            continue
+        found.update(getattr(module, "CONDITIONS", {}))
+    return found
+
+
 class _Builder:
     def __init__(self, contract: contract_mod.Contract) -> None:
         self.contract = contract
         self.schemas: dict[str, Any] = {}
+        self.conditions = _conditions(contract)
+
+    def condition_schemas(self, name: str) -> list[dict[str, Any]]:
+        """`if`/`then` for each rule of message `name` that depends on another field."""
+        message = self.contract.messages[name]
+        out = []
+        for rule in self.conditions.get(name, ()):
+            fld = next(f for f in message.field if f.name == rule.field)
+            values: list[Any] = list(rule.values)
+            if fld.type == _F.TYPE_ENUM:
+                enum = self.contract.enums[fld.type_name.lstrip(".")]
+                values += [v.number for v in enum.value if v.name in rule.values]
+            out.append({"if": {"properties": {rule.field: {"enum": values}},
+                               "required": [rule.field]},
+                        "then": rule.then})
+        return out
 
     # ---- schemas -------------------------------------------------------------------------
     def ref(self, type_name: str) -> dict[str, Any]:
@@ -158,11 +195,12 @@ class _Builder:
             if limits.min_items:
                 listed["minItems"] = limits.min_items
             if fld.type == _F.TYPE_MESSAGE:
-                if fld.type_name.lstrip(".") in _WELL_KNOWN:
-                    return {**listed, "items": item}
-                # As for scalars, the transcoder skips null items and flattens nested lists.
-                item = self.list_item(f"{fld.type_name.lstrip('.')}.Item", item)
-                return {**listed, "items": item}
+                one = item
+                if fld.type_name.lstrip(".") not in _WELL_KNOWN:
+                    # As for scalars, the transcoder skips null items and flattens nested lists.
+                    item = self.list_item(f"{fld.type_name.lstrip('.')}.Item", item)
+                # The transcoder also takes one object where a list of messages is expected.
+                return {"anyOf": [{**listed, "items": item}, one]}
             # The transcoder also takes one item where a list of scalars is expected.
             item = self.list_item(f"{msg_name}.{fld.name}.Item", item)
             return {"anyOf": [{**listed, "items": item}, item]}
@@ -217,6 +255,10 @@ class _Builder:
                     and fld.label != _F.LABEL_REPEATED and "minLength" not in schema
                     and not printed_empty):
                 schema["minLength"] = 1  # proto3: an empty string is a field not sent
+            if (field_behavior_pb2.REQUIRED in behaviors
+                    and fld.type_name == ".google.protobuf.Struct"
+                    and fld.label != _F.LABEL_REPEATED):
+                schema["minProperties"] = 1  # an empty object is "not given"
             if (field_behavior_pb2.REQUIRED in behaviors and fld.type == _F.TYPE_ENUM
                     and fld.label != _F.LABEL_REPEATED):
                 # proto3: the zero value is a field not sent, which a required field refuses.
@@ -250,6 +292,9 @@ class _Builder:
                  for i, a in enumerate(members) for b in members[i + 1:]]
         if pairs:
             out["not"] = {"anyOf": pairs}
+        conditions = self.condition_schemas(name)
+        if conditions:
+            out["allOf"] = conditions
         comment = self.contract.comments.get(name, "")
         if comment:
             out["description"] = comment
@@ -341,11 +386,19 @@ class _Builder:
     def partial_schema(self, type_name: str) -> dict[str, Any]:
         schema = self.message_schema(type_name)
         schema.pop("required", None)
+        # Rules tied to another field hold for the resource as stored after the change, which
+        # a partial body alone does not show: the service checks them (400).
+        schema.pop("allOf", None)
         schema["type"] = ["object", "null"]  # no body at all, or null: nothing changes
         for name, prop in list(schema["properties"].items()):
             if "not" in prop and "allOf" in prop:  # a required enum: zero is "not sent" here
                 prop = {**prop["allOf"][0], **{k: v for k, v in prop.items()
                                               if k not in ("allOf", "not")}}
+            fld = next(f for f in self.contract.messages[type_name].field if f.name == name)
+            if fld.type == _F.TYPE_ENUM and fld.label != _F.LABEL_REPEATED and "enum" in prop:
+                # a required enum listed without its zero value: here zero is "not sent" too
+                prop = {**{k: v for k, v in prop.items() if k not in ("type", "enum", "not")},
+                        **self.ref(fld.type_name)}
             if (prop.get("type") in ("string", ["string", "null"])
                     and ("pattern" in prop or "minLength" in prop)):
                 bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
@@ -379,13 +432,16 @@ class _Builder:
         if declared is None or not declared.content_type:
             # It varies (a JSON or a YAML document, say): any body, of any type.
             return {"*/*": {"schema": {}}}
-        if declared.message:
-            schema = self.ref(declared.message)
-        elif declared.content_type == "application/json":
-            schema = {"type": "object"}
-        else:
-            schema = {"type": "string"}
-        return {declared.content_type: {"schema": schema}}
+        content = {}
+        for media in (declared.content_type, *declared.also):
+            if declared.message and media.endswith("json"):
+                schema = self.ref(declared.message)
+            elif media == "application/json":
+                schema = {"type": "object"}
+            else:
+                schema = {"type": "string"}
+            content[media] = {"schema": schema}
+        return content
 
     def operation(self, rpc: contract_mod.Rpc, binding) -> dict[str, Any]:
         path_vars = set(binding.variables)

@@ -7,6 +7,8 @@ through the masterdata REST API and are skipped while that service is not built 
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
 
@@ -181,10 +183,11 @@ def test_a_policy_that_denies_a_tool_ends_the_call_with_the_decision(masterdata,
     assert denied and denied[0]["principal"] == f'Agent::"{agent["name"]}"'
 
 
-def test_a_workflow_runs_a_real_tool_step_then_a_real_agent_step(masterdata, model_server):
-    """A workflow's tool step runs through the tools service and its agent step through the
-    agents service (which asks the model): the execution's outputs are theirs, and the call
-    and the tool execution are recorded where a user looks for them."""
+def test_a_workflow_of_every_kind_of_step_with_a_real_tool_and_agent(masterdata, model_server):
+    """transform -> tool -> condition -> parallel -> approval -> agent, through the gateway: the
+    tool step runs in the tools service, the agent step in the agents service (which asks the
+    model); progress arrives over SSE while it runs; approved, it completes with the outputs of
+    those steps, and the call and the tool execution are recorded where a user looks for them."""
     client = masterdata
     calc = _ok(client.post("/api/v1/tools", json={
         "name": _name("calc"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
@@ -194,24 +197,67 @@ def test_a_workflow_runs_a_real_tool_step_then_a_real_agent_step(masterdata, mod
     workflow = _ok(client.post("/api/v1/workflows", json={
         "name": _name("flow"),
         "steps": [
-            {"id": "calc", "type": "STEP_TYPE_TOOL",
-             "tool": {"tool_id": calc["id"], "arguments": {"expression": "6 * 7"}}},
-            {"id": "ask", "type": "STEP_TYPE_AGENT", "depends_on": ["calc"],
+            {"id": "prep", "type": "STEP_TYPE_TRANSFORM",
+             "transform": {"expression": "{expression: inputs.expression}"}},
+            {"id": "calc", "type": "STEP_TYPE_TOOL", "depends_on": ["prep"],
+             "inputs": {"expression": "steps.prep.output.expression"},
+             "tool": {"tool_id": calc["id"]}},
+            {"id": "check", "type": "STEP_TYPE_CONDITION", "depends_on": ["calc"],
+             "condition": {"expression": "steps.calc.output.result > 40",
+                           "then_step_ids": ["fan"], "else_step_ids": ["give_up"]}},
+            {"id": "give_up", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "'no'"}},
+            {"id": "fan", "type": "STEP_TYPE_PARALLEL", "parallel": {"branches": [
+                {"name": "a", "step_ids": ["a1"]}, {"name": "b", "step_ids": ["b1"]}]}},
+            {"id": "a1", "type": "STEP_TYPE_TRANSFORM",
+             "transform": {"expression": "{value: steps.calc.output.result}"}},
+            {"id": "b1", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "'branch b'"}},
+            {"id": "approve", "type": "STEP_TYPE_APPROVAL", "depends_on": ["fan"],
+             "approval": {"message": "ask the agent about {{n}}?"},
+             "inputs": {"n": "steps.calc.output.result"}},
+            {"id": "ask", "type": "STEP_TYPE_AGENT", "depends_on": ["approve"],
              "inputs": {"n": "steps.calc.output.result"},
              "agent": {"agent_id": agent["id"], "prompt": "The number is {{n}}"}}],
         "outputs": {"n": "steps.calc.output.result", "answer": "steps.ask.output.reply",
-                    "call_id": "steps.ask.output.call_id"}}))
+                    "call_id": "steps.ask.output.call_id", "fan": "steps.fan.output"}}))
     _ok(client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={}))
-    execution = _ok(client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}))
-    deadline = time.monotonic() + 60
-    while execution["status"] not in ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED"):
-        assert time.monotonic() < deadline, execution
-        time.sleep(0.2)
-        execution = _ok(client.get(f"/api/v1/workflows/executions/{execution['id']}"))
-    assert execution["status"] == "EXECUTION_STATUS_COMPLETED", execution
-    assert execution["outputs"]["n"] == 42
-    assert execution["outputs"]["answer"] == "You said: The number is 42"
-    call = _ok(client.get(f"/api/v1/calls/{execution['outputs']['call_id']}"))
+    execution = _ok(client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                json={"inputs": {"expression": "6 * 7"}}))
+    events: list[dict] = []
+
+    def watch():
+        with client.stream("GET", f"/api/v1/workflows/executions/{execution['id']}/watch",
+                           timeout=60) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data:"):
+                    events.append(json.loads(line[5:]))
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+
+    def wait(until):
+        deadline = time.monotonic() + 60
+        while True:
+            state = _ok(client.get(f"/api/v1/workflows/executions/{execution['id']}"))
+            if until(state):
+                return state
+            assert time.monotonic() < deadline, state
+            time.sleep(0.2)
+
+    waiting = wait(lambda e: e["status"] == "EXECUTION_STATUS_WAITING_APPROVAL")
+    assert waiting["current_phase"] == "approve"
+    seen_before_approval = len(events)
+    _ok(client.post(f"/api/v1/workflows/executions/{execution['id']}/steps/approve/approve",
+                    json={"comment": "go"}))
+    done = wait(lambda e: e["status"] in ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED"))
+    watcher.join(30)
+    assert done["status"] == "EXECUTION_STATUS_COMPLETED", done
+    assert done["outputs"]["n"] == 42 and done["outputs"]["fan"] == {"a": {"value": 42}, "b": "branch b"}
+    assert done["outputs"]["answer"] == "You said: The number is 42"
+    steps = {s["step_id"]: s["status"] for s in done["step_states"]}
+    assert steps["give_up"] == "STEP_STATUS_SKIPPED"
+    assert all(v == "STEP_STATUS_COMPLETED" for k, v in steps.items() if k != "give_up"), steps
+    assert seen_before_approval >= 2  # progress arrived while it ran, not all at the end
+    assert events[-1]["status"] == "EXECUTION_STATUS_COMPLETED"
+    call = _ok(client.get(f"/api/v1/calls/{done['outputs']['call_id']}"))
     assert call["agent_id"] == agent["id"] and call["status"] == "CALL_STATUS_COMPLETED"
     stats = _ok(client.get(f"/api/v1/tools/{calc['id']}/stats"))
     assert stats["total_executions"] == 1 and stats["successful_executions"] == 1

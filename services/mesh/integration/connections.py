@@ -22,11 +22,17 @@ _CREDENTIAL_HEADERS = {"authorization", "proxy-authorization", "cookie", "x-api-
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def check_url(url: Any, field: str) -> str:
+# A stored URL has at most 2000 characters; one joined from a base URL and a path (each up to
+# 2000, as the contract bounds them) at most twice that.
+URL_MAX = 2000
+JOINED_MAX = 2 * URL_MAX + 1
+
+
+def check_url(url: Any, field: str, max_length: int = URL_MAX) -> str:
     if not isinstance(url, str) or not url:
         raise invalid_field(field, "is required")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > max_length:
         raise invalid_field(field, "must be an absolute http or https URL")
     host = parts.hostname
     if len(host) > 253 or any(not 0 < len(label) <= 63 for label in host.rstrip(".").split(".")):

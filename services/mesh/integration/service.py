@@ -908,7 +908,7 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
         caller = require_caller(context)
         connection = await self._connection(caller, request.connection_id)
         url = connections.join(connection["base_url"], request.path)
-        connections.check_url(url, "path")
+        connections.check_url(url, "path", connections.JOINED_MAX)
         await self.egress.check_url(url)  # an internal address is refused (403), not "not ok"
         headers = await self._connection_headers(connection, "connection test")
         started = time.perf_counter()

@@ -9,6 +9,8 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from mesh.runtime.limits import When
+
 _INT = {"type": "integer", "minimum": 1}
 _NAMES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
           "uniqueItems": True}
@@ -100,3 +102,37 @@ PROVIDERS: dict[str, Provider] = {p.name: p for p in (
     Provider("openai_compatible", "Any server speaking the OpenAI chat completions API (vLLM, "
              "LM Studio, a gateway); secret_ref when it needs a key.", False),
 )}
+
+
+def _rules_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`then` for a constraint type: `rules` fits the type's schema; it may be left out (read
+    as `{}`) only when `{}` fits."""
+    if Draft202012Validator(schema).is_valid({}):
+        return {"properties": {"rules": {"anyOf": [schema, {"type": "null"}]}}}
+    return {"required": ["rules"], "properties": {"rules": schema}}
+
+
+def _provider_schema(provider: Provider) -> dict[str, Any]:
+    needed, properties = [], {}
+    if provider.secret_required:
+        needed.append("secret_ref")
+        properties["secret_ref"] = {"type": "string", "minLength": 1}
+    if provider.endpoint_url_required:
+        needed.append("endpoint_url")
+        properties["endpoint_url"] = {"type": "string", "minLength": 1}
+    if provider.required_parameters:
+        needed.append("default_parameters")
+        properties["default_parameters"] = {"type": "object",
+                                            "required": list(provider.required_parameters)}
+    return {"required": needed, "properties": properties}
+
+
+# The rules above that the OpenAPI document states too (mesh.runtime.limits.When).
+CONDITIONS: dict[str, tuple[When, ...]] = {
+    "agentmesh.masterdata.v1.Constraint": tuple(
+        When("constraint_type", (name,), _rules_schema(schema))
+        for name, (_, schema) in CONSTRAINT_TYPES.items()),
+    "agentmesh.masterdata.v1.Model": tuple(
+        When("provider", (p.name,), _provider_schema(p)) for p in PROVIDERS.values()
+        if p.secret_required or p.endpoint_url_required or p.required_parameters),
+}

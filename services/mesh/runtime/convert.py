@@ -31,6 +31,7 @@ _TIMESTAMP = "google.protobuf.Timestamp"
 _STRUCT = "google.protobuf.Struct"
 _OUTPUT_ONLY = field_behavior_pb2.OUTPUT_ONLY
 _INPUT_ONLY = field_behavior_pb2.INPUT_ONLY
+_REQUIRED = field_behavior_pb2.REQUIRED
 
 # How a stored value becomes a constructor argument.
 _PLAIN, _TIME, _JSON, _ENUM = range(4)
@@ -159,17 +160,32 @@ def changes(message: Message, writable: set[str] | frozenset[str], mask_paths: l
     a plain PUT is `optional` in the contract (it has presence, so `{"active": false}` is
     carried); any field can be set to its default by naming it in the mask. A masked field that
     is not writable is INVALID_ARGUMENT; output-only fields in the body are ignored (clients
-    echo back what they read)."""
+    echo back what they read).
+
+    A REQUIRED field cannot be cleared: named in the mask with its empty value (proto3's "not
+    sent", which the gateway cannot tell from `""`), it keeps its value. The OpenAPI document
+    says so (a partial `<Resource>.Update` body where no field is required), so the request it
+    allows is accepted."""
     fields = message.DESCRIPTOR.fields_by_name
     if mask_paths:
         unknown = [p for p in mask_paths if p not in writable]
         if unknown:
             raise invalid_field("update_mask", f"cannot update {', '.join(unknown)}; "
                                 f"updatable: {', '.join(sorted(writable))}")
-        names = mask_paths
+        names = [name for name in dict.fromkeys(mask_paths)
+                 if not (_REQUIRED in behaviors(fields[name]) and _is_empty(message, fields[name]))]
     else:
         names = [f.name for f, _ in message.ListFields() if f.name in writable]
     return {name: python_value(message, fields[name]) for name in names}
+
+
+def _is_empty(message: Message, field: FieldDescriptor) -> bool:
+    """Whether `field` holds nothing: unset (with presence), or its default, or no items."""
+    if field.is_repeated:
+        return not len(getattr(message, field.name))
+    if field.has_presence:
+        return not message.HasField(field.name)
+    return not getattr(message, field.name)
 
 
 def values(message: Message, writable: set[str] | frozenset[str]) -> dict[str, Any]:

@@ -115,6 +115,9 @@ class EgressPolicy:
         except socket.gaierror as exc:
             raise EgressDenied(f"cannot resolve host {host!r}: {exc.strerror or exc}",
                                reason="EGRESS_UNRESOLVABLE", details={"host": host}) from None
+        except UnicodeError:  # not encodable as IDNA ("\x83" in a label, an empty label)
+            raise InvalidArgument(f"host {host!r} is not a valid host name",
+                                  reason="EGRESS_BAD_HOST", details={"host": host}) from None
         return list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0])
                                   for info in infos))
 
@@ -129,7 +132,11 @@ class EgressPolicy:
             raise InvalidArgument(f"URL {url!r} has no host", reason="EGRESS_NO_HOST")
         if self.host_allowed(host):
             return
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:  # "host:99999", "host:x"
+            raise InvalidArgument(f"URL {url!r} has an invalid port",
+                                  reason="EGRESS_BAD_PORT") from None
         for address in await self.resolve(host, port):
             why = self.address_allowed(address)
             if why:

@@ -146,3 +146,17 @@ def check(message: Message, body: str = "") -> None:
     for bound in plan:
         if bound.field.name == body and bound.nested and message.HasField(body):
             _check(getattr(message, body), bound.nested, "")
+
+
+@dataclass(frozen=True)
+class When:
+    """A rule of a message that depends on the value of one of its fields, stated once by the
+    service that checks it and published by the OpenAPI generator as JSON Schema
+    `if`/`then`: when `field` (an enum, by value name, or a string) holds one of `values`, the
+    message's JSON must also match `then` (a JSON Schema, e.g. `{"required": ["http"]}`).
+
+    A service lists its rules in `CONDITIONS` (full message name -> rules) of its `rules`
+    module (`mesh.<service>.rules`), beside the tables its own validation reads."""
+    field: str
+    values: tuple[str, ...]
+    then: dict

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%agentmesh/common/v1/annotations.proto\x12\x13\x61gentmesh.common.v1\x1a google/protobuf/descriptor.proto\";\n\x08\x41uthRule\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x10\n\x08internal\x18\x03 \x01(\x08\"9\n\x10HttpBodyResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xc0\x01\n\x0b\x46ieldLimits\x12\x12\n\nmax_length\x18\x01 \x01(\x05\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x12\n\nmin_length\x18\x03 \x01(\x05\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\tmin_items\x18\x05 \x01(\x05\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x08 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum:M\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1d.agentmesh.common.v1.AuthRule:Z\n\thttp_body\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x0b\x32%.agentmesh.common.v1.HttpBodyResponse:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:Q\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32 .agentmesh.common.v1.FieldLimitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%agentmesh/common/v1/annotations.proto\x12\x13\x61gentmesh.common.v1\x1a google/protobuf/descriptor.proto\";\n\x08\x41uthRule\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x10\n\x08internal\x18\x03 \x01(\x08\"G\n\x10HttpBodyResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x61lso\x18\x03 \x03(\t\"\xc0\x01\n\x0b\x46ieldLimits\x12\x12\n\nmax_length\x18\x01 \x01(\x05\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x12\n\nmin_length\x18\x03 \x01(\x05\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\tmin_items\x18\x05 \x01(\x05\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x08 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum:M\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1d.agentmesh.common.v1.AuthRule:Z\n\thttp_body\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x0b\x32%.agentmesh.common.v1.HttpBodyResponse:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:Q\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32 .agentmesh.common.v1.FieldLimitsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,7 +35,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHRULE']._serialized_start=96
   _globals['_AUTHRULE']._serialized_end=155
   _globals['_HTTPBODYRESPONSE']._serialized_start=157
-  _globals['_HTTPBODYRESPONSE']._serialized_end=214
-  _globals['_FIELDLIMITS']._serialized_start=217
-  _globals['_FIELDLIMITS']._serialized_end=409
+  _globals['_HTTPBODYRESPONSE']._serialized_end=228
+  _globals['_FIELDLIMITS']._serialized_start=231
+  _globals['_FIELDLIMITS']._serialized_end=423
 # @@protoc_insertion_point(module_scope)

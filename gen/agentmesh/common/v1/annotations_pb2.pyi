@@ -1,6 +1,8 @@
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable
 from typing import ClassVar as _ClassVar, Optional as _Optional
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -24,12 +26,14 @@ class AuthRule(_message.Message):
     def __init__(self, scope: _Optional[str] = ..., public: _Optional[bool] = ..., internal: _Optional[bool] = ...) -> None: ...
 
 class HttpBodyResponse(_message.Message):
-    __slots__ = ("content_type", "message")
+    __slots__ = ("content_type", "message", "also")
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ALSO_FIELD_NUMBER: _ClassVar[int]
     content_type: str
     message: str
-    def __init__(self, content_type: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+    also: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, content_type: _Optional[str] = ..., message: _Optional[str] = ..., also: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FieldLimits(_message.Message):
     __slots__ = ("max_length", "max_items", "min_length", "pattern", "min_items", "minimum", "maximum", "reason")
