@@ -308,3 +308,49 @@ def test_signed_webhook_delivery_from_a_real_event(egress_mesh, web):
         _ok(client.post(f"{URL}/api-connection", json={"name": "web", "base_url": web.url}))
         tested = _ok(client.post(f"{URL}/api-connections/web/test", json={"path": "/ping"}))
         assert tested["ok"] and tested["status_code"] == 200
+
+
+def test_an_execution_that_ends_and_a_call_that_fails_reach_the_webhooks(egress_mesh, web):
+    """Events of other services: the workflows service tells integration when an execution
+    ends, the agents service when a call fails; each reaches the subscribed webhook, signed."""
+    import time
+
+    tenant = register(egress_mesh, "events")
+    secret = "whsec_" + uuid.uuid4().hex
+    with egress_mesh.client(tenant.token) as client:
+        _ok(client.post(f"{URL}/webhook", json={
+            "name": "runs", "url": f"{web.url}/runs", "events": ["execution.finished", "call.failed"],
+            "secret": secret}))
+        workflow = _ok(client.post("/api/v1/workflows", json={"name": _name("flow"), "steps": [
+            {"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}}]}))
+        _ok(client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={}))
+        execution = _ok(client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                    json={"inputs": {"x": 1}}))
+        # A model that cannot be reached: the call ends FAILED (200 with the reason).
+        _ok(client.post("/api/v1/master-data/secrets", json={
+            "name": "k", "value": "sk-nothing-here", "secret_type": "SECRET_TYPE_API_KEY"}))
+        model = _ok(client.post("/api/v1/master-data/models", json={
+            "name": _name("model"), "provider": "openai_compatible", "model_id": "m",
+            "endpoint_url": "http://127.0.0.1:9/v1", "secret_ref": "k"}))
+        agent = _ok(client.post("/api/v1/agents", json={"name": _name("agent"),
+                                                        "model": model["name"]}))
+        _ok(client.post(f"/api/v1/agents/{agent['id']}/activate", json={}))
+        answer = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact",
+                                 json={"message": "hello"}))
+        assert answer["status"] == "CALL_STATUS_FAILED", answer
+        for _ in range(150):
+            got = {r["headers"]["X-AgentMesh-Event"]: r for r in web.requests
+                   if r["path"] == "/runs"}
+            if len(got) == 2:
+                break
+            time.sleep(0.1)
+    assert set(got) == {"execution.finished", "call.failed"}, list(got)
+    finished, failed = got["execution.finished"], got["call.failed"]
+    for request in (finished, failed):
+        raw = json.dumps(request["body"], separators=(",", ":")).encode()
+        assert verify(secret, request["headers"]["X-AgentMesh-Signature"], raw)
+        assert request["body"]["tenant_id"] == tenant.tenant_id
+    assert finished["body"]["data"]["execution_id"] == execution["id"]
+    assert finished["body"]["data"]["status"] == "EXECUTION_STATUS_COMPLETED"
+    assert failed["body"]["data"]["id"] == answer["call_id"]
+    assert failed["body"]["data"]["status"] == "CALL_STATUS_FAILED"

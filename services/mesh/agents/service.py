@@ -16,7 +16,7 @@ from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from agentmesh.common.v1 import common_pb2
 from mesh.agents import runtime_loop
 from mesh.agents.models import AgentRow, CallRow
-from mesh.runtime import events, limits
+from mesh.runtime import events, limits, platform_events
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -256,14 +256,17 @@ class AgentService(pb_grpc.AgentServiceServicer):
         return response
 
     async def _publish(self, tenant_id: str, call_id: str, type_: str) -> None:
-        """The call as GET /calls/{id} shows it, to the live sockets (/ws/calls...)."""
+        """The call as GET /calls/{id} shows it, to the live sockets (/ws/calls...), and a
+        failed call to the tenant's webhooks (`call.failed`)."""
         try:
             call = await calls.fetch(self.db, tenant_id, call_id)
         except DomainError:
             return
-        await events.publish(self.settings, tenant_id, "call", call_id, type_,
-                             json_format.MessageToDict(call, preserving_proto_field_name=True,
-                                                       always_print_fields_with_no_presence=True))
+        payload = json_format.MessageToDict(call, preserving_proto_field_name=True,
+                                            always_print_fields_with_no_presence=True)
+        await events.publish(self.settings, tenant_id, "call", call_id, type_, payload)
+        if type_ == "call.ended" and call.status == pb.CALL_STATUS_FAILED:
+            platform_events.emit(self.peers, tenant_id, "call.failed", payload)
 
     @staticmethod
     def _begin(session: Session, caller, agent: pb.Agent, plan, request, variables) -> str:

@@ -28,6 +28,9 @@ EVENTS = {
     "tool.registered": "tools registered by external-tool",
     "data.imported": "a bundle imported by import or import-file",
     "master_data.synced": "master data synchronized by sync-master-data",
+    # Sent by the owning services (mesh.runtime.platform_events).
+    "execution.finished": "a workflow execution ended: completed, failed or cancelled (workflows)",
+    "call.failed": "an agent call that ended failed (agents)",
 }
 
 

@@ -865,6 +865,14 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
             attempts=r.attempts, status_code=r.status_code, error=r.error,
             created_at=r.created_at)))
 
+    async def PublishPlatformEvent(self, request, context):
+        caller = require_caller(context)
+        if request.event not in events.EVENTS:
+            raise invalid_field("event", f"is not one of: {', '.join(sorted(events.EVENTS))}")
+        data = json_format.MessageToDict(request.data)
+        queued = await self.events.publish(caller.tenant_id, request.event, data)
+        return pb.PublishPlatformEventResponse(deliveries=queued)
+
     # ---- API connections ---------------------------------------------------------------------
     async def CreateApiConnection(self, request, context):
         caller = require_caller(context)

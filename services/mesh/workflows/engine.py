@@ -42,7 +42,7 @@ from sqlmodel import Session, select
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.db import serialize
-from mesh.runtime import events
+from mesh.runtime import events, platform_events
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
 from mesh.workflows import definition as defn
@@ -295,20 +295,24 @@ class Engine:
                                .with_for_update()).first()
             if row is None:
                 return None
+            was_ended = row.status in ENDED
             result = fn(row)
             row.seq += 1
             row.updated_at = utcnow()
             _touch(row)
             session.add(row)
-            changed.append((row.tenant_id, _progress_payload(row)))
+            changed.append((row.tenant_id, _progress_payload(row),
+                            row.status in ENDED and not was_ended))
             return result
-        changed: list[tuple[str, dict]] = []
+        changed: list[tuple[str, dict, bool]] = []
         result = await self.db.write(apply)
         self.notify(execution_id)
-        for tenant_id, payload in changed[-1:]:
+        for tenant_id, payload, ended in changed[-1:]:
             # The live service's sockets (/ws/{session_id}, /ws/executions) see every change.
             await events.publish(self.runtime.settings, tenant_id, "execution", execution_id,
                                  "execution.progress", payload)
+            if ended:  # once, in the transaction that ended it: the tenant's webhooks
+                platform_events.emit(self.runtime.peers, tenant_id, "execution.finished", payload)
         return result
 
     def notify(self, execution_id: str) -> None:

@@ -55,6 +55,20 @@ AUTH_TYPE_BASIC: AuthType
 AUTH_TYPE_OAUTH2: AuthType
 AUTH_TYPE_AWS_SIGV4: AuthType
 
+class PublishPlatformEventRequest(_message.Message):
+    __slots__ = ("event", "data")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    event: str
+    data: _struct_pb2.Struct
+    def __init__(self, event: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class PublishPlatformEventResponse(_message.Message):
+    __slots__ = ("deliveries",)
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
+    deliveries: int
+    def __init__(self, deliveries: _Optional[int] = ...) -> None: ...
+
 class EntityResult(_message.Message):
     __slots__ = ("entity_type", "name", "id", "action", "error", "original_name")
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]

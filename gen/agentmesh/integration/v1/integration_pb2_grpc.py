@@ -131,6 +131,11 @@ class IntegrationServiceStub:
                 request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsResponse.FromString,
                 _registered_method=True)
+        self.PublishPlatformEvent = channel.unary_unary(
+                '/agentmesh.integration.v1.IntegrationService/PublishPlatformEvent',
+                request_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventResponse.FromString,
+                _registered_method=True)
 
 
 class IntegrationServiceServicer:
@@ -338,6 +343,15 @@ class IntegrationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishPlatformEvent(self, request, context):
+        """A platform event that happened in another service (an execution that
+        ended, a call that failed), for the caller's tenant's webhooks
+        subscribed to it. Internal: the owning services send it, never a client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntegrationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -430,6 +444,11 @@ def add_IntegrationServiceServicer_to_server(servicer, server):
                     servicer.BatchCreateWorkflows,
                     request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsRequest.FromString,
                     response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsResponse.SerializeToString,
+            ),
+            'PublishPlatformEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishPlatformEvent,
+                    request_deserializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventRequest.FromString,
+                    response_serializer=agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -923,6 +942,33 @@ class IntegrationService:
             '/agentmesh.integration.v1.IntegrationService/BatchCreateWorkflows',
             agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsRequest.SerializeToString,
             agentmesh_dot_integration_dot_v1_dot_integration__pb2.BatchCreateWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishPlatformEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.integration.v1.IntegrationService/PublishPlatformEvent',
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventRequest.SerializeToString,
+            agentmesh_dot_integration_dot_v1_dot_integration__pb2.PublishPlatformEventResponse.FromString,
             options,
             channel_credentials,
             insecure,
