@@ -17,8 +17,38 @@ import pytest
 
 # Tests' meshes run with this operator tenant; only its admins hold system:write.
 OPERATOR_TENANT = "operators"
-POSTGRES_URL = os.environ.get("AGENTMESH_TEST_POSTGRES_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The server tests use; each test session works in a database of its own on it, made at the
+# start and dropped at the end, so two sessions on one machine (two checkouts, a CI run beside a
+# developer's) never drop or migrate each other's schemas.
+SERVER_URL = os.environ.get("AGENTMESH_TEST_POSTGRES_URL",
+                            "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SESSION_DATABASE = f"agentmesh_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+POSTGRES_URL = SERVER_URL.rsplit("/", 1)[0] + "/" + SESSION_DATABASE
+
+
+def _admin(statement: str) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(SERVER_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+def pytest_configure(config) -> None:
+    try:
+        _admin(f'CREATE DATABASE "{SESSION_DATABASE}"')
+    except Exception:  # noqa: BLE001 - no server: the tests that need one fail, saying so
+        pass
+
+
+def pytest_unconfigure(config) -> None:
+    try:
+        _admin(f'DROP DATABASE IF EXISTS "{SESSION_DATABASE}" WITH (FORCE)')
+    except Exception:  # noqa: BLE001
+        pass
 
 
 @pytest.fixture(scope="session")
