@@ -148,7 +148,7 @@ def check(message: Message, body: str = "") -> None:
         return
     if body == "*":
         _check(message, plan, "")
-        _check_given(message, _given_plan(message.DESCRIPTOR), "")
+        _check_body(message)
         return
     _check(message, tuple(b for b in plan if b.field.name != body), "")
     for bound in plan:
@@ -157,7 +157,7 @@ def check(message: Message, body: str = "") -> None:
     field = message.DESCRIPTOR.fields_by_name.get(body)
     if (field is not None and field.type == FieldDescriptor.TYPE_MESSAGE
             and not field.is_repeated and message.HasField(body)):
-        _check_given(getattr(message, body), _given_plan(field.message_type), "")
+        _check_body(getattr(message, body))
 
 
 # ---- what is given in a body has the shape the document states -------------------------------
@@ -202,6 +202,22 @@ def _given_plan(descriptor: Descriptor) -> tuple[_Given, ...]:
             plan.append(_Given(field, _required(field.message_type) if name != _TIMESTAMP
                                else ()))
     return tuple(plan)
+
+
+@functools.cache
+def _required_structs(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    return tuple(f for f in _required(descriptor) if f.type == FieldDescriptor.TYPE_MESSAGE
+                 and f.message_type.full_name == _STRUCT)
+
+
+def _check_body(message: Message) -> None:
+    """The top of a body may leave its REQUIRED fields out (a partial update); a REQUIRED
+    object given empty (`"content": {}`) is refused all the same, as the document says
+    (`minProperties: 1`). Below the top, `_check_given`."""
+    for field in _required_structs(message.DESCRIPTOR):
+        if message.HasField(field.name) and not len(getattr(message, field.name).fields):
+            raise invalid_field(field.name, "must not be empty")
+    _check_given(message, _given_plan(message.DESCRIPTOR), "")
 
 
 def _is_unset(message: Message, field: FieldDescriptor) -> bool:
