@@ -127,3 +127,67 @@ def test_the_document_states_what_the_generator_derives():
     create = document["paths"]["/api/v1/master-data/secrets"]["post"]["requestBody"]
     assert create["content"]["application/json"]["schema"]["allOf"][1]["properties"] == {
         "value": {"minLength": 1}}
+
+
+# ---- a body holds the document's shape whatever the update mask (found by Schemathesis) ------
+def test_given_nested_messages_need_their_required_fields_and_timestamps_a_date():
+    from google.protobuf import field_mask_pb2, timestamp_pb2
+
+    from agentmesh.masterdata.v1 import masterdata_pb2 as md
+    from agentmesh.templates.v1 import templates_pb2 as tp
+
+    mask = field_mask_pb2.FieldMask(paths=["name", "description"])
+    # a prompt variable without its REQUIRED name, even outside the mask
+    update = md.UpdatePromptRequest(prompt_id="p", update_mask=mask,
+                                    prompt=md.Prompt(variables=[md.PromptVariable()]))
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(update, "prompt")
+    assert [v[0] for v in caught.value.field_violations] == ["variables[0].name"]
+    # and the same rule on create, named from the request without a body name
+    create = md.CreatePromptRequest(prompt=md.Prompt(name="p", content="c", variables=[
+        md.PromptVariable(name="a"), md.PromptVariable(description="no name")]))
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(create, "*")
+    assert [v[0] for v in caught.value.field_violations] == ["prompt.variables[1].name"]
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(tp.UpdateTemplateRequest(template_id="t", update_mask=mask, template=tp.Template(
+            parameters=[tp.TemplateParameter(type="string")])), "template")
+    assert [v[0] for v in caught.value.field_violations] == ["parameters[0].name"]
+    # the top of a partial body needs nothing; a nested message left out is not checked
+    limits.check(md.UpdatePromptRequest(prompt_id="p", update_mask=mask, prompt=md.Prompt()),
+                 "prompt")
+    # a Timestamp given as an object reaches the service as an empty one (the epoch): refused
+    secret = md.Secret()
+    secret.expires_at.SetInParent()
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(md.UpdateSecretRequest(secret_id="s", update_mask=mask, secret=secret),
+                     "secret")
+    assert [v[0] for v in caught.value.field_violations] == ["expires_at"]
+    limits.check(md.UpdateSecretRequest(secret_id="s", update_mask=mask, secret=md.Secret(
+        expires_at=timestamp_pb2.Timestamp(seconds=1_900_000_000))), "secret")
+    # a REQUIRED object given empty is refused at the top of a partial body too
+    template = tp.Template()
+    template.content.SetInParent()
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(tp.UpdateTemplateRequest(template_id="t", update_mask=mask,
+                                              template=template), "template")
+    assert [v[0] for v in caught.value.field_violations] == ["content"]
+    # outside a REST body (gRPC-only fields, query parameters) nothing changes
+    limits.check(md.UpdateSecretRequest(secret_id="s", secret=secret))
+
+
+def test_the_document_states_default_types_and_the_yaml_export():
+    from jsonschema import Draft202012Validator
+
+    document = json.loads(OPENAPI_JSON.read_text())
+    schemas = document["components"]["schemas"]
+    parameter = Draft202012Validator(schemas["agentmesh.templates.v1.TemplateParameter"])
+    assert parameter.is_valid({"name": "a", "default_value": "x"})
+    assert not parameter.is_valid({"name": "a", "type": "", "default_value": {}})
+    assert not parameter.is_valid({"name": "a", "default_value": 1})  # no type: a string
+    assert parameter.is_valid({"name": "a", "type": "integer", "default_value": 3})
+    assert not parameter.is_valid({"name": "a", "type": "boolean", "default_value": "yes"})
+    assert parameter.is_valid({"name": "a", "type": "object", "default_value": None})
+    # a YAML export is the JSON document in another syntax
+    export = document["paths"]["/api/v1/integration/export"]["post"]["responses"]["200"]
+    assert export["content"]["application/yaml"] == export["content"]["application/json"]

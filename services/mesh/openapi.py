@@ -120,12 +120,18 @@ class _Builder:
         for rule in self.conditions.get(name, ()):
             fld = next(f for f in message.field if f.name == rule.field)
             values: list[Any] = list(rule.values)
+            zero: Any = ""
             if fld.type == _F.TYPE_ENUM:
                 enum = self.contract.enums[fld.type_name.lstrip(".")]
                 values += [v.number for v in enum.value if v.name in rule.values]
-            out.append({"if": {"properties": {rule.field: {"enum": values}},
-                               "required": [rule.field]},
-                        "then": rule.then})
+                zero = next(v.name for v in enum.value if v.number == 0)
+            condition: dict[str, Any] = {"properties": {rule.field: {"enum": values}},
+                                         "required": [rule.field]}
+            if zero in rule.values and fld.label != _F.LABEL_REPEATED:
+                # proto3: the zero value is the field not sent (left out, or null), and the
+                # rule for it holds then too.
+                condition = {"properties": {rule.field: {"enum": [*values, None]}}}
+            out.append({"if": condition, "then": rule.then})
         return out
 
     # ---- schemas -------------------------------------------------------------------------
@@ -434,10 +440,10 @@ class _Builder:
             return {"*/*": {"schema": {}}}
         content = {}
         for media in (declared.content_type, *declared.also):
-            if declared.message and media.endswith("json"):
-                schema = self.ref(declared.message)
-            elif media == "application/json":
-                schema = {"type": "object"}
+            if media.endswith(("json", "yaml")):
+                # A YAML answer is the same document as its JSON twin, in another syntax: a
+                # client (and Schemathesis) parses it into the same object.
+                schema = self.ref(declared.message) if declared.message else {"type": "object"}
             else:
                 schema = {"type": "string"}
             content[media] = {"schema": schema}

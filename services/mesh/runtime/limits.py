@@ -16,6 +16,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -137,15 +138,122 @@ def check(message: Message, body: str = "") -> None:
     """Raises `InvalidArgument` (400) for the first field of `message` past its declared bound;
     nested `agentmesh` messages are checked too. Field names are relative to `message`, but for
     the fields of `body` (the request field a REST body fills, `agent` of `body: "agent"`): a
-    REST client sent those at the top of its JSON, so they are named as it wrote them."""
+    REST client sent those at the top of its JSON, so they are named as it wrote them.
+
+    In the body (`body: "*"`: the request; `body: "agent"`: the agent) the shape the OpenAPI
+    document gives is held too, whatever an update mask names (`_check_given`)."""
     plan = _plan(message.DESCRIPTOR)
-    if not body or body == "*":
+    if not body:
         _check(message, plan, "")
+        return
+    if body == "*":
+        _check(message, plan, "")
+        _check_body(message)
         return
     _check(message, tuple(b for b in plan if b.field.name != body), "")
     for bound in plan:
         if bound.field.name == body and bound.nested and message.HasField(body):
             _check(getattr(message, body), bound.nested, "")
+    field = message.DESCRIPTOR.fields_by_name.get(body)
+    if (field is not None and field.type == FieldDescriptor.TYPE_MESSAGE
+            and not field.is_repeated and message.HasField(body)):
+        _check_body(getattr(message, body))
+
+
+# ---- what is given in a body has the shape the document states -------------------------------
+_TIMESTAMP = "google.protobuf.Timestamp"
+_STRUCT = "google.protobuf.Struct"
+
+
+@dataclass(frozen=True)
+class _Given:
+    """A message field of a body whose value, when given, is checked: a Timestamp (given, it is
+    a date-time), or a message of the contract (given, its REQUIRED fields are set, and its own
+    message fields are checked in turn)."""
+    field: FieldDescriptor
+    required: tuple[FieldDescriptor, ...]  # of the nested message: set when it is given
+
+
+def _required(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    """The REQUIRED fields of a message whose emptiness the gateway's message shows: strings,
+    enums (zero is "not sent") and messages. A number or bool required by the document is
+    present as a JSON key, which proto3 cannot tell from 0/false; INPUT_ONLY fields (a
+    password) are required only on create, by the service."""
+    out = []
+    for field in descriptor.fields:
+        kinds = set(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+        if (field_behavior_pb2.REQUIRED not in kinds or field_behavior_pb2.INPUT_ONLY in kinds
+                or field.is_repeated):
+            continue
+        if field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_ENUM,
+                          FieldDescriptor.TYPE_MESSAGE):
+            out.append(field)
+    return tuple(out)
+
+
+@functools.cache
+def _given_plan(descriptor: Descriptor) -> tuple[_Given, ...]:
+    plan = []
+    for field in descriptor.fields:
+        if field.type != FieldDescriptor.TYPE_MESSAGE or _is_map(field):
+            continue
+        name = field.message_type.full_name
+        if name == _TIMESTAMP or name.startswith("agentmesh."):
+            plan.append(_Given(field, _required(field.message_type) if name != _TIMESTAMP
+                               else ()))
+    return tuple(plan)
+
+
+@functools.cache
+def _required_structs(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
+    return tuple(f for f in _required(descriptor) if f.type == FieldDescriptor.TYPE_MESSAGE
+                 and f.message_type.full_name == _STRUCT)
+
+
+def _check_body(message: Message) -> None:
+    """The top of a body may leave its REQUIRED fields out (a partial update); a REQUIRED
+    object given empty (`"content": {}`) is refused all the same, as the document says
+    (`minProperties: 1`). Below the top, `_check_given`."""
+    for field in _required_structs(message.DESCRIPTOR):
+        if message.HasField(field.name) and not len(getattr(message, field.name).fields):
+            raise invalid_field(field.name, "must not be empty")
+    _check_given(message, _given_plan(message.DESCRIPTOR), "")
+
+
+def _is_unset(message: Message, field: FieldDescriptor) -> bool:
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        if not message.HasField(field.name):
+            return True
+        if field.message_type.full_name == _STRUCT:  # an empty object is "not given"
+            return not len(getattr(message, field.name).fields)
+        return False
+    return not getattr(message, field.name)
+
+
+def _check_given(message: Message, plan: tuple[_Given, ...], prefix: str) -> None:
+    for given in plan:
+        name = given.field.name
+        value = getattr(message, name)
+        if given.field.is_repeated:
+            items = [(f"{prefix}{name}[{i}]", item) for i, item in enumerate(value)]
+        elif message.HasField(name):
+            items = [(f"{prefix}{name}", value)]
+        else:
+            continue
+        for path, item in items:
+            if given.field.message_type.full_name == _TIMESTAMP:
+                # The gateway reads a JSON object (`{}`) given for a Timestamp as an empty
+                # one, the Unix epoch; a date-time string is what the document asks for.
+                if not item.seconds and not item.nanos:
+                    raise invalid_field(path, "must be an RFC 3339 date-time string, not "
+                                        "an object nor the Unix epoch itself")
+                continue
+            for field in given.required:
+                if _is_unset(item, field):
+                    raise invalid_field(f"{path}.{field.name}", "is required")
+            nested = _given_plan(given.field.message_type)
+            if nested:
+                _check_given(item, nested, f"{path}.")
 
 
 @dataclass(frozen=True)

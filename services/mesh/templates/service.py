@@ -14,7 +14,6 @@ import sqlalchemy as sa
 import yaml
 from google.api import httpbody_pb2
 from google.protobuf import json_format
-from jsonschema import Draft202012Validator
 from sqlmodel import Session, select
 
 from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
@@ -32,10 +31,10 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import is_uuid
 from mesh.templates.models import TemplateRow, TemplateVersionRow
+from mesh.templates.rules import DEFAULT_TYPE, PARAMETER_TYPES, is_of_type
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PARAM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 _TEMPLATE = writable(pb.Template)
 _MAX_DOCUMENT = 1024 * 1024
 _DOCUMENT_KEYS = ("name", "description", "kind", "category", "tags", "content", "parameters",
@@ -115,7 +114,7 @@ def _check_kind(kind: Any) -> str:
 
 
 def _type_problem(kind: str, value: Any) -> str | None:
-    if Draft202012Validator({"type": kind}).is_valid(value):
+    if is_of_type(kind, value):
         return None
     return f"{json.dumps(value)[:80]} is not of type {kind}"
 
@@ -135,9 +134,9 @@ def _parameters(raw: list[Any], field: str = "parameters") -> list[dict[str, Any
         if name in seen:
             raise invalid_field(f"{where}.name", f"{name!r} is declared twice")
         seen.add(name)
-        kind = param.get("type") or "string"
-        if kind not in _TYPES:
-            raise invalid_field(f"{where}.type", f"one of {', '.join(_TYPES)}")
+        kind = param.get("type") or DEFAULT_TYPE
+        if kind not in PARAMETER_TYPES:
+            raise invalid_field(f"{where}.type", f"one of {', '.join(PARAMETER_TYPES)}")
         description = param.get("description") or ""
         if not isinstance(description, str):
             raise invalid_field(f"{where}.description", "must be a string")
