@@ -11,7 +11,7 @@ from google.api import field_behavior_pb2
 from agentmesh.agents.v1 import agents_pb2
 from agentmesh.identity.v1 import identity_pb2
 from mesh.codegen import OPENAPI_JSON
-from mesh.runtime import limits
+from mesh.runtime import convert, limits
 from mesh.runtime.errors import InvalidArgument
 
 
@@ -165,13 +165,12 @@ def test_given_nested_messages_need_their_required_fields_and_timestamps_a_date(
     assert [v[0] for v in caught.value.field_violations] == ["expires_at"]
     limits.check(md.UpdateSecretRequest(secret_id="s", update_mask=mask, secret=md.Secret(
         expires_at=timestamp_pb2.Timestamp(seconds=1_900_000_000))), "secret")
-    # a REQUIRED object given empty is refused at the top of a partial body too
+    # at the top of a partial body a REQUIRED object may be empty ("not sent", kept)
     template = tp.Template()
     template.content.SetInParent()
-    with pytest.raises(InvalidArgument) as caught:
-        limits.check(tp.UpdateTemplateRequest(template_id="t", update_mask=mask,
-                                              template=template), "template")
-    assert [v[0] for v in caught.value.field_violations] == ["content"]
+    limits.check(tp.UpdateTemplateRequest(template_id="t", update_mask=mask, template=template),
+                 "template")
+    assert convert.changes(template, {"content", "name"}, ["content"]) == {}
     # outside a REST body (gRPC-only fields, query parameters) nothing changes
     limits.check(md.UpdateSecretRequest(secret_id="s", secret=secret))
 

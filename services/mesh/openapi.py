@@ -410,6 +410,10 @@ class _Builder:
                 bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
                            if k in prop}
                 prop["anyOf"] = [{"maxLength": 0}, bounded]
+            if fld.type_name == ".google.protobuf.Struct":
+                # `{}` is "not sent" here as `""` is: a required object keeps its value
+                # (convert.changes), or a masked path inside it goes back to its default.
+                prop.pop("minProperties", None)
             schema["properties"][name] = _nullable(prop)
         schema["description"] = (f"The fields to change (all optional; see `update_mask`). "
                                  f"{schema.get('description', '')}").strip()

@@ -149,7 +149,7 @@ def test_dry_run_evaluates_a_draft_without_saving_it(stub, me):
     assert [p.name for p in listed.items] == ["allow-all"]
     assert _decide(stub, me, _tool_call()).allowed
     with pytest.raises(grpc.RpcError) as caught:
-        stub.DryRunPolicy(pb.DryRunPolicyRequest(policy=pb.Policy(cedar="forbid(principal"),
+        stub.DryRunPolicy(pb.DryRunPolicyRequest(policy=pb.Policy(name="broken", cedar="forbid(principal"),
                                                  request=_tool_call()), metadata=me.metadata())
     assert error_reason(caught.value) == "POLICY_SYNTAX_ERROR"
     # Dry runs record nothing.

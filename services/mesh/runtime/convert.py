@@ -184,6 +184,9 @@ def _is_empty(message: Message, field: FieldDescriptor) -> bool:
     if field.is_repeated:
         return not len(getattr(message, field.name))
     if field.has_presence:
+        if field.message_type is not None and field.message_type.full_name == _STRUCT:
+            # An empty object is "not given", as for a REQUIRED Struct on create.
+            return not message.HasField(field.name) or not len(getattr(message, field.name).fields)
         return not message.HasField(field.name)
     return not getattr(message, field.name)
 

@@ -204,19 +204,9 @@ def _given_plan(descriptor: Descriptor) -> tuple[_Given, ...]:
     return tuple(plan)
 
 
-@functools.cache
-def _required_structs(descriptor: Descriptor) -> tuple[FieldDescriptor, ...]:
-    return tuple(f for f in _required(descriptor) if f.type == FieldDescriptor.TYPE_MESSAGE
-                 and f.message_type.full_name == _STRUCT)
-
-
 def _check_body(message: Message) -> None:
-    """The top of a body may leave its REQUIRED fields out (a partial update); a REQUIRED
-    object given empty (`"content": {}`) is refused all the same, as the document says
-    (`minProperties: 1`). Below the top, `_check_given`."""
-    for field in _required_structs(message.DESCRIPTOR):
-        if message.HasField(field.name) and not len(getattr(message, field.name).fields):
-            raise invalid_field(field.name, "must not be empty")
+    """The top of a body may leave its REQUIRED fields out (a partial update, where `""` and
+    `{}` are "not sent" too); below the top, given messages hold their shape (`_check_given`)."""
     _check_given(message, _given_plan(message.DESCRIPTOR), "")
 
 
