@@ -184,6 +184,32 @@ def test_browser_ticket_opens_one_socket_once(mesh, tenant):
     asyncio.run(scenario())
 
 
+def test_a_socket_closes_when_its_token_is_revoked(mesh, tenant):
+    """Logging out revokes the session's access tokens: a socket opened with one is closed
+    (4401) within about a poll of the revocation list, as a REST call with it would be refused;
+    a new socket with the token is refused before the upgrade."""
+    with mesh.client() as client:
+        session = client.post("/api/v1/auth/login", json={"email": tenant.email,
+                                                          "password": tenant.password}).json()
+    token = session["access_token"]
+
+    async def scenario():
+        async with connect(_ws(mesh, "/ws/executions"), additional_headers=_auth(token)) as ws:
+            assert json.loads(await ws.recv())["type"] == "state"
+            with mesh.client(token) as client:
+                out = client.post("/api/v1/auth/logout",
+                                  json={"refresh_token": session["refresh_token"]})
+                assert out.status_code == 200, out.text
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(_read_until(ws, lambda m: False), 15)
+            assert closed.value.rcvd.code == 4401
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(_ws(mesh, "/ws/executions"), additional_headers=_auth(token)):
+                pass
+        assert refused.value.response.status_code == 401
+    asyncio.run(scenario())
+
+
 # ---- over NATS JetStream ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def nats_mesh(tmp_path_factory):

@@ -42,7 +42,8 @@ from agentmesh.live.v1 import live_pb2, live_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2, workflows_pb2_grpc
 from mesh.runtime import events
 from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, SESSION_HEADER,
-                                  TENANT_HEADER, USER_HEADER, metadata_value, require_caller)
+                                  TENANT_HEADER, TOKEN_IAT_HEADER, USER_HEADER, metadata_value,
+                                  require_caller)
 from mesh.runtime.errors import InvalidArgument
 from mesh.runtime.service import Runtime, ServiceDefinition
 
@@ -55,6 +56,7 @@ CLOSE_SLOW = 4008
 SLOW_REASON = "too slow: reconnect with ?after= the last seq"
 CLOSE_NOT_FOUND = 4404
 CLOSE_UNAVAILABLE = 1011
+CLOSE_REVOKED = 4401  # the socket's access token was revoked
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
@@ -65,6 +67,16 @@ class Identity:
     user_id: str
     scopes: frozenset[str]
     correlation_id: str = ""
+    # Of the access token the socket was opened with (none for an API key): checked against
+    # the revocation list while the socket stays open.
+    token_iat: str = ""
+    session_id: str = ""
+
+    def token_metadata(self) -> tuple[tuple[str, str], ...]:
+        if not self.token_iat:
+            return ()
+        return ((TOKEN_IAT_HEADER, self.token_iat), (SESSION_HEADER, self.session_id),
+                (USER_HEADER, self.user_id))
 
     def has_scope(self, needed: str) -> bool:
         resource = needed.split(":", 1)[0]
@@ -165,7 +177,8 @@ class LiveService(live_pb2_grpc.LiveServiceServicer):
         ticket, expires = await self.hub.tickets.issue({
             "tenant_id": caller.tenant_id, "user_id": caller.user_id,
             "scopes": sorted(caller.scopes),
-            "session_id": metadata_value(context, SESSION_HEADER)})
+            "session_id": metadata_value(context, SESSION_HEADER),
+            "token_iat": metadata_value(context, TOKEN_IAT_HEADER)})
         at = timestamp_pb2.Timestamp()
         at.FromDatetime(datetime.fromtimestamp(expires, UTC))
         return live_pb2.Ticket(ticket=ticket, expires_at=at, expires_in=TICKET_SECONDS)
@@ -246,8 +259,28 @@ class Hub:
                                   ping_interval=20, ping_timeout=20)
         bound = self.server.sockets[0].getsockname()[1]
         log.info("live: WebSocket listener on %s:%s", self.settings.host, bound)
+        self._revoker = asyncio.ensure_future(self._close_revoked())
+
+    async def _close_revoked(self) -> None:
+        """A socket lives as long as its client wants, its token does not: once the token is
+        revoked (logout, user deleted, deactivated or re-roled), the socket is closed within a
+        poll of the revocation list, as a REST call with that token would be refused."""
+        revocations = self.runtime.revocations
+        if revocations is None:
+            return
+        while True:
+            await asyncio.sleep(self.settings.revocation_poll_seconds)
+            current = revocations.current
+            for ws in list(self.sockets):
+                identity = ws.watch[1]
+                if current.refuses(identity.token_metadata()):
+                    with contextlib.suppress(Exception):
+                        await ws.close(CLOSE_REVOKED, "the access token was revoked; sign in again")
 
     async def stop(self) -> None:
+        revoker = getattr(self, "_revoker", None)
+        if revoker is not None:
+            revoker.cancel()
         if self.server is not None:
             self.server.close(close_connections=True)
             with contextlib.suppress(Exception):
@@ -265,7 +298,8 @@ class Hub:
         if tenant:  # verified by the gateway (JWT or API key); client copies are removed there
             scopes = headers.get(SCOPES_HEADER, "").replace(",", " ").split()
             identity = Identity(tenant, headers.get(USER_HEADER, ""), frozenset(scopes),
-                                correlation)
+                                correlation, headers.get(TOKEN_IAT_HEADER, ""),
+                                headers.get(SESSION_HEADER, ""))
         elif query.get("ticket"):
             found = await self.tickets.redeem(query["ticket"][0])
             if found is None:
@@ -273,10 +307,15 @@ class Hub:
                                  "expired; get a new one from POST /api/v1/live/tickets",
                                  correlation)
             identity = Identity(found["tenant_id"], found["user_id"],
-                                frozenset(found["scopes"]), correlation)
+                                frozenset(found["scopes"]), correlation,
+                                found.get("token_iat", ""), found.get("session_id", ""))
         else:
             return _envelope(401, "UNAUTHENTICATED", "send a bearer token, an API key or a "
                              "ticket", correlation)
+        revocations = self.runtime.revocations
+        if revocations is not None and revocations.current.refuses(identity.token_metadata()):
+            return _envelope(401, "UNAUTHENTICATED", "the access token was revoked; sign in "
+                             "again", correlation)
         if not identity.has_scope(route.scope):
             return _envelope(403, "PERMISSION_DENIED", f"this stream needs scope {route.scope}",
                              correlation)

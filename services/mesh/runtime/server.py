@@ -243,7 +243,7 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     if definition.tables:
         database = Database.for_service(definition.name, settings)
         await asyncio.to_thread(database.migrate, definition.migration_dirs())
-    runtime = Runtime(definition.name, settings, Peers(settings), database)
+    runtime = Runtime(definition.name, settings, Peers(settings), database, revocations)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     tracing = Tracing.of(settings)
     health_servicer = health.aio.HealthServicer()

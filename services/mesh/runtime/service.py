@@ -30,6 +30,7 @@ from mesh.runtime.settings import Settings
 if TYPE_CHECKING:
     from mesh.runtime.db import Database
     from mesh.runtime.peers import Peers
+    from mesh.runtime.revocation import RevocationGuard
 
 # (add_XServicer_to_server, servicer, full service name)
 Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
@@ -43,6 +44,9 @@ class Runtime:
     settings: Settings
     peers: "Peers"
     db: "Database | None" = None
+    # The process's revocation list (mesh.runtime.revocation), for work that outlives a call
+    # (the live service's open sockets).
+    revocations: "RevocationGuard | None" = None
 
     @property
     def database(self) -> "Database":
