@@ -65,11 +65,14 @@ def _sqlite_revisions(path: Path) -> list[str]:
 
 
 def copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a live SQLite database (the online backup API)."""
+    """A consistent copy of a live SQLite database (the online backup API), in one step: a
+    backup copied in several steps starts over whenever another connection writes between two
+    of them, so a busy database (observability's, taking spans all the time) might never finish.
+    One step reads one snapshot; in WAL mode writers go on meanwhile."""
     src = sqlite3.connect(source, timeout=30)
     dst = sqlite3.connect(target)
     try:
-        src.backup(dst, pages=1024)
+        src.backup(dst, pages=-1)
     finally:
         dst.close()
         src.close()
