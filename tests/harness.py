@@ -16,6 +16,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.errors import reason_of
 from mesh.runtime.server import RunningService, start
 from mesh.runtime.service import ServiceDefinition
 from mesh.runtime.settings import Settings
@@ -56,12 +57,7 @@ class ServiceHarness:
 
 def error_reason(error: grpc.RpcError) -> str:
     """The `ErrorInfo.reason` of a failed call (what a client should branch on)."""
-    status = rpc_status.from_call(error)
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
+    return reason_of(error)
 
 
 def field_violations(error: grpc.RpcError) -> list[str]:

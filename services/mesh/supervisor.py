@@ -59,8 +59,10 @@ def envoy_binary() -> str:
     return found
 
 
-async def _http_text(port: int, path: str, timeout: float = 2) -> str | None:
-    """The body of `GET path` on 127.0.0.1:port (Envoy's admin listener), or None."""
+async def _http_get(port: int, path: str, timeout: float = 2,
+                    body: bool = False) -> tuple[int, str] | None:
+    """`GET path` on 127.0.0.1:port: (status, body if asked), or None when there is no answer:
+    enough HTTP/1.1 for readiness polls, without an HTTP client dependency."""
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port), timeout)
@@ -70,36 +72,26 @@ async def _http_text(port: int, path: str, timeout: float = 2) -> str | None:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                      "Connection: close\r\n\r\n".encode())
         await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout)
-        head, _, body = raw.partition(b"\r\n\r\n")
-        return body.decode(errors="replace") if b" 200 " in head.split(b"\r\n", 1)[0] else None
-    except (OSError, TimeoutError, ValueError):
-        return None
-    finally:
-        writer.close()
-
-
-async def _http_status(port: int, path: str, timeout: float = 2) -> int | None:
-    """The status of `GET path` on 127.0.0.1:port, or None when there is no answer: enough
-    HTTP/1.1 for a readiness poll, without an HTTP client dependency."""
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), timeout)
-    except (OSError, TimeoutError):
-        return None
-    try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                     "Connection: close\r\n\r\n".encode())
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        parts = line.split()
-        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+        if body:
+            raw = await asyncio.wait_for(reader.read(), timeout)
+        else:
+            raw = await asyncio.wait_for(reader.readline(), timeout)
+        head, _, text = raw.partition(b"\r\n\r\n")
+        parts = head.split(b"\r\n", 1)[0].split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        return int(parts[1]), text.decode(errors="replace")
     except (OSError, TimeoutError, ValueError):
         return None
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+async def _http_status(port: int, path: str, timeout: float = 2) -> int | None:
+    answer = await _http_get(port, path, timeout)
+    return answer[0] if answer else None
 
 
 @dataclass
@@ -282,9 +274,9 @@ class Mesh:
         is not reported up before that. True when there is no admin listener to ask."""
         if not self.admin_port:
             return True
-        text = await _http_text(self.admin_port, "/stats?filter=jwks_fetch_success")
-        return any(int(count) > 0 for count in
-                   re.findall(r"jwks_fetch_success: (\d+)", text or ""))
+        answer = await _http_get(self.admin_port, "/stats?filter=jwks_fetch_success", body=True)
+        text = answer[1] if answer and answer[0] == 200 else ""
+        return any(int(count) > 0 for count in re.findall(r"jwks_fetch_success: (\d+)", text))
 
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
