@@ -174,13 +174,13 @@ def test_revocation_list_refuses_old_tokens_and_revoked_sessions():
     revoked = RevocationList({"u1": now}, frozenset({"s-dead"}))
     token = {"x-agentmesh-user-id": "u1", "x-agentmesh-token-iat": str(now - 5),
              "x-agentmesh-session-id": "s1"}
-    assert revoked.refuses(token.items()) == "TOKEN_REVOKED"
-    assert revoked.refuses({**token, "x-agentmesh-token-iat": str(now)}.items()) == ""
-    assert revoked.refuses({**token, "x-agentmesh-user-id": "u2"}.items()) == ""
+    assert revoked.refuses(token) == "TOKEN_REVOKED"
+    assert revoked.refuses({**token, "x-agentmesh-token-iat": str(now)}) == ""
+    assert revoked.refuses({**token, "x-agentmesh-user-id": "u2"}) == ""
     assert revoked.refuses({**token, "x-agentmesh-user-id": "u2",
-                            "x-agentmesh-session-id": "s-dead"}.items()) == "SESSION_REVOKED"
+                            "x-agentmesh-session-id": "s-dead"}) == "SESSION_REVOKED"
     # No token claims (API key, public or internal call): not this check's business.
-    assert revoked.refuses({"x-agentmesh-user-id": "u1"}.items()) == ""
+    assert revoked.refuses({"x-agentmesh-user-id": "u1"}) == ""
 
 
 # ---- login throttling ----------------------------------------------------------------------

@@ -659,7 +659,10 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                                          "keep_empty_value": False}],
             "request_headers_to_remove": ["authorization", "x-api-key", "cookie",
                                           "x-envoy-expected-rq-timeout-ms", "x-envoy-original-path",
-                                          "x-forwarded-proto", "user-agent"],
+                                          "x-envoy-original-method", "x-envoy-external-address",
+                                          "x-forwarded-proto", "user-agent",
+                                          # the Lua filter copied it to x-correlation-id
+                                          "x-request-id"],
             "virtual_hosts": [{
                 "name": "agentmesh",
                 "domains": ["*"],

@@ -28,7 +28,7 @@ from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, 
                                   TenantRow, TokenRevocationRow, UserRow)
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers, scopes_for
 from mesh.runtime import limits
-from mesh.runtime.context import require_caller
+from mesh.runtime.context import metadata_value, require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.db import serialize
 from mesh.runtime.convert import changes, to_message
@@ -109,8 +109,7 @@ def known_scopes() -> set[str]:
 
 def _client_ip(context) -> str:
     """The client address Envoy appended last to X-Forwarded-For (use_remote_address)."""
-    metadata = dict(context.invocation_metadata() or ())
-    forwarded = metadata.get("x-forwarded-for", "")
+    forwarded = metadata_value(context, "x-forwarded-for")
     return forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
 
 

@@ -72,11 +72,11 @@ class Identity:
     token_iat: str = ""
     session_id: str = ""
 
-    def token_metadata(self) -> tuple[tuple[str, str], ...]:
+    def token_metadata(self) -> dict[str, str]:
         if not self.token_iat:
-            return ()
-        return ((TOKEN_IAT_HEADER, self.token_iat), (SESSION_HEADER, self.session_id),
-                (USER_HEADER, self.user_id))
+            return {}
+        return {TOKEN_IAT_HEADER: self.token_iat, SESSION_HEADER: self.session_id,
+                USER_HEADER: self.user_id}
 
     def has_scope(self, needed: str) -> bool:
         resource = needed.split(":", 1)[0]

@@ -29,13 +29,23 @@ CORRELATION_HEADER = "x-correlation-id"
 current_call: contextvars.ContextVar[grpc.aio.ServicerContext | None] = contextvars.ContextVar(
     "current_call", default=None)
 current_service: contextvars.ContextVar[str] = contextvars.ContextVar("current_service", default="")
+# The metadata of the call being served, read once by the runtime: grpc.aio builds a new tuple of
+# new (key, value) pairs on every `invocation_metadata()`, which several reads per call paid for.
+current_metadata: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "current_metadata", default=None)
+
+
+def call_metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's metadata as a dict (the last value of a repeated key)."""
+    if current_call.get() is context:
+        cached = current_metadata.get()
+        if cached is not None:
+            return cached
+    return dict(context.invocation_metadata() or ())
 
 
 def metadata_value(context: grpc.aio.ServicerContext, key: str) -> str:
-    for item in context.invocation_metadata() or ():
-        if item[0] == key:
-            return item[1]
-    return ""
+    return call_metadata(context).get(key, "")
 
 
 def correlation_id() -> str:
@@ -57,7 +67,7 @@ class Caller:
 
 
 def caller_from(context: grpc.aio.ServicerContext) -> Caller:
-    metadata = dict(context.invocation_metadata() or ())
+    metadata = call_metadata(context)
     scopes = metadata.get(SCOPES_HEADER, "")
     return Caller(
         tenant_id=metadata.get(TENANT_HEADER, ""),

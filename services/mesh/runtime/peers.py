@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import grpc
 
 from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER,
-                                  current_call)
+                                  call_metadata, current_call)
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
 from mesh.runtime.telemetry import TRACEPARENT, current_traceparent
@@ -75,7 +75,7 @@ def outgoing_metadata() -> list[tuple[str, str]]:
     context = current_call.get()
     if context is None:
         return []
-    metadata = [(k, v) for k, v in context.invocation_metadata() or () if k in _PASSED_ON]
+    metadata = [(k, v) for k, v in call_metadata(context).items() if k in _PASSED_ON]
     traceparent = current_traceparent.get()
     if traceparent:
         metadata.append((TRACEPARENT, traceparent))

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mesh.runtime.context import SESSION_HEADER, TOKEN_IAT_HEADER, USER_HEADER
+from mesh.runtime.context import SESSION_HEADER, TOKEN_IAT_HEADER, USER_HEADER, call_metadata
 from mesh.runtime.errors import Unauthenticated
 from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
@@ -40,19 +41,13 @@ class RevocationList:
     revoked_sessions: frozenset[str] = frozenset()
     refreshed_at: float = 0.0  # time.monotonic() of the last successful poll; 0 = never
 
-    def refuses(self, metadata) -> str:
-        """Why the call's token is refused, or "" when it is not (or carries no token).
-        `metadata`: the call's (key, value) pairs, scanned once."""
+    def refuses(self, metadata: Mapping[str, str]) -> str:
+        """Why the call's token is refused, or "" when it is not (or carries no token)."""
         if not self.users_not_before and not self.revoked_sessions:
             return ""
-        iat = session = user = None
-        for key, value in metadata:
-            if key == TOKEN_IAT_HEADER:
-                iat = value
-            elif key == SESSION_HEADER:
-                session = value
-            elif key == USER_HEADER:
-                user = value
+        iat = metadata.get(TOKEN_IAT_HEADER)
+        session = metadata.get(SESSION_HEADER)
+        user = metadata.get(USER_HEADER)
         if iat is None:  # no access token on this call (API key, public or internal call)
             return ""
         if session and session in self.revoked_sessions:
@@ -81,7 +76,10 @@ class RevocationGuard:
 
     def check(self, context) -> None:
         """Raises UNAUTHENTICATED when the call's access token has been revoked."""
-        reason = self.current.refuses(context.invocation_metadata() or ())
+        current = self.current
+        if not current.users_not_before and not current.revoked_sessions:
+            return
+        reason = current.refuses(call_metadata(context))
         if reason:
             raise Unauthenticated("the access token was revoked; sign in again", reason=reason)
 

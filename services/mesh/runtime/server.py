@@ -29,7 +29,7 @@ from google.api import annotations_pb2
 from google.protobuf import message_factory
 
 from mesh.runtime import errors, idempotency, limits, live, logs, wire
-from mesh.runtime.context import TENANT_HEADER, current_call, current_service, metadata_value
+from mesh.runtime.context import TENANT_HEADER, current_call, current_metadata, current_service
 from mesh.runtime.db import Database
 from mesh.runtime.idempotency import Idempotency
 from mesh.runtime.metrics import MethodMetrics, expose
@@ -67,7 +67,7 @@ def _body_field(method) -> str:
 
 
 def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body: str = "",
-                idempotent: bool = False):
+                idempotent: bool = False, tracing: Tracing | None = None):
     is_coroutine = inspect.iscoroutinefunction(fn)
     metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
     revocations = guards.revocations
@@ -77,18 +77,16 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
         result = fn(request, context)
         return await result if is_coroutine else result
 
-    @functools.wraps(fn)
-    async def handler(request, context):
+    async def guarded(request, context, metadata: dict[str, str]):
         started = time.perf_counter()
-        call_token, service_token = current_call.set(context), current_service.set(service)
         try:
             if type(request) is wire.Malformed:
                 raise wire.refusal(request)
             if revocations is not None:
                 revocations.check(context)
             limits.check(request, body)
-            key = metadata_value(context, idempotency.HEADER) if keys is not None else ""
-            tenant = metadata_value(context, TENANT_HEADER) if key else ""
+            key = metadata.get(idempotency.HEADER, "") if keys is not None else ""
+            tenant = metadata.get(TENANT_HEADER, "") if key else ""
             if key and tenant:
                 result = await keys.run(method, key, tenant, request, context,
                                         lambda: call(request, context))
@@ -109,9 +107,40 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
             error = _failure(exc, method)
             metrics.observe(time.perf_counter() - started, error.code.name)
             await context.abort_with_status(errors.to_status(error, domain))
+
+    async def traced(request, context, metadata: dict[str, str], traceparent: str):
+        started = tracing.start(service, method, traceparent, metadata.get(TENANT_HEADER, ""))
+        if started is None:
+            return await guarded(request, context, metadata)
+        span, child = started
+        token = current_traceparent.set(child)
+        try:
+            return await guarded(request, context, metadata)
+        except grpc.aio.AbortError:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR))
+            raise
         finally:
-            current_call.reset(call_token)
-            current_service.reset(service_token)
+            current_traceparent.reset(token)
+            span.end()
+
+    @functools.wraps(fn)
+    async def handler(request, context):
+        # Read once: grpc.aio builds the pairs anew on every invocation_metadata().
+        metadata = dict(context.invocation_metadata() or ())
+        tokens = (current_call.set(context), current_service.set(service),
+                  current_metadata.set(metadata))
+        try:
+            # Only calls the gateway sampled (W3C flags 01) pay for a span.
+            traceparent = metadata.get(TRACEPARENT, "") if tracing is not None else ""
+            if traceparent.endswith("-01"):
+                return await traced(request, context, metadata, traceparent)
+            return await guarded(request, context, metadata)
+        finally:
+            current_call.reset(tokens[0])
+            current_service.reset(tokens[1])
+            current_metadata.reset(tokens[2])
 
     return handler
 
@@ -122,6 +151,7 @@ def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, bod
     @functools.wraps(fn)
     async def handler(request, context):
         call_token, service_token = current_call.set(context), current_service.set(service)
+        metadata_token = current_metadata.set(dict(context.invocation_metadata() or ()))
         try:
             if type(request) is wire.Malformed:
                 raise wire.refusal(request)
@@ -142,6 +172,7 @@ def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, bod
         finally:
             current_call.reset(call_token)
             current_service.reset(service_token)
+            current_metadata.reset(metadata_token)
 
     return handler
 
@@ -168,43 +199,12 @@ def handlers(servicer: Any, service: str, guards: Guards,
                 response_class.SerializeToString)
             continue
         idempotent = idempotency.applies_to(method)
-        handler = _wrap_unary(fn, path, service, domain, guards, _body_field(method), idempotent)
-        if traced:
-            handler = _traced(handler, tracing, service, path)
+        handler = _wrap_unary(fn, path, service, domain, guards, _body_field(method), idempotent,
+                              tracing if traced else None)
         serialize = (idempotency.serializer(response_class) if idempotent
                      else response_class.SerializeToString)
         table[method.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
     return grpc.method_handlers_generic_handler(descriptor.full_name, table)
-
-
-def _traced(handler, tracing: Tracing, service: str, method: str):
-    """`handler` with a server span when the call's traceparent says sampled."""
-
-    @functools.wraps(handler)
-    async def traced(request, context):
-        traceparent = tenant = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == TRACEPARENT:
-                traceparent = value
-            elif key == TENANT_HEADER:
-                tenant = value
-        started = tracing.start(service, method, traceparent, tenant) if traceparent else None
-        if started is None:
-            return await handler(request, context)
-        span, child = started
-        token = current_traceparent.set(child)
-        try:
-            return await handler(request, context)
-        except grpc.aio.AbortError:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_status(Status(StatusCode.ERROR))
-            raise
-        finally:
-            current_traceparent.reset(token)
-            span.end()
-
-    return traced
 
 
 @dataclass
