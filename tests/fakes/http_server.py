@@ -51,8 +51,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class LocalHTTPServer:
-    def __init__(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    def __init__(self, port: int = 0) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.requests = []
         self.port = self.server.server_address[1]

@@ -96,8 +96,30 @@ def test_batch_limits(stub, me):
     assert "at most 100" in err.value.details()
 
 
+def _events(harness):
+    from mesh.integration.service import _EVENTS
+
+    return _EVENTS[id(harness.running.runtime)]
+
+
+def _deliveries(stub, me, hook, until=lambda items: True, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while True:
+        items = stub.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(webhook_id=hook),
+                                           metadata=me.metadata()).items
+        if (items and until(items)) or time.monotonic() > deadline:
+            return items
+        time.sleep(0.05)
+
+
+def _ended(items):
+    return all(i.status != "pending" for i in items)
+
+
 def test_delivery_is_signed_and_recorded(harness, stub, me):
     server = LocalHTTPServer()
+    events = _events(harness)
+    events.sender.base_delay, events.sender.max_attempts = 0.01, 3
     try:
         name = _name("hook")
         stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
@@ -105,30 +127,91 @@ def test_delivery_is_signed_and_recorded(harness, stub, me):
         bad = _name("hook")
         stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
             name=bad, url=f"{server.url}/fail", events=["data.*"])), metadata=me.metadata())
-        events = harness.running.servicers[0].events if hasattr(harness.running, "servicers") \
-            else None
-        if events is None:
-            from mesh.integration.service import _EVENTS
-
-            events = next(iter(_EVENTS.values()))
-        events.sender.base_delay = 0.01
-        future = harness._run(events.publish(me.tenant_id, "data.imported", {"n": 1}))
-        assert future == 2
-        for _ in range(200):
-            done = stub.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(webhook_id=name),
-                                              metadata=me.metadata())
-            failed = stub.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(webhook_id=bad),
-                                                metadata=me.metadata())
-            if done.total and failed.total:
-                break
-            time.sleep(0.05)
-        assert done.items[0].status == "delivered" and done.items[0].event == "data.imported"
-        assert failed.items[0].status == "failed" and failed.items[0].attempts == 5
-        assert failed.items[0].status_code == 500
+        assert harness._run(events.publish(me.tenant_id, "data.imported", {"n": 1})) == 2
+        done = _deliveries(stub, me, name, _ended)
+        failed = _deliveries(stub, me, bad, _ended)
+        assert done[0].status == "delivered" and done[0].event == "data.imported"
+        assert done[0].attempts == 1 and not done[0].HasField("next_attempt_at")
+        assert failed[0].status == "failed" and failed[0].attempts == 3
+        assert failed[0].status_code == 500 and failed[0].error == "HTTP 500"
         hits = [r for r in server.requests if r["path"] == "/in"]
-        assert hits[0]["headers"]["X-AgentMesh-Delivery"] == done.items[0].id
+        assert len(hits) == 1 and hits[0]["headers"]["X-AgentMesh-Delivery"] == done[0].id
+        assert len([r for r in server.requests if r["path"] == "/fail"]) == 3
     finally:
+        events.sender.base_delay, events.sender.max_attempts = 1.0, 8
         server.close()
+
+
+def test_a_pending_delivery_survives_a_restart_and_a_receiver_that_was_down(harness, stub, me):
+    """Queued while the receiver is down and its first attempt fails; the sender then stops
+    (a restart). A new sender over the same database, as the restarted service has, delivers
+    it once the receiver is up, with the same delivery id and body."""
+    from mesh.integration.events import Events
+
+    events = _events(harness)
+    server = LocalHTTPServer()
+    port = int(server.url.rsplit(":", 1)[1])
+    server.close()  # nothing listens there now
+    name = _name("hook")
+    stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
+        name=name, url=f"http://127.0.0.1:{port}/in", events=["tool.registered"])),
+        metadata=me.metadata())
+    events.sender.base_delay = 1.5
+    try:
+        assert harness._run(events.publish(me.tenant_id, "tool.registered", {"n": 7})) == 1
+        first = _deliveries(stub, me, name, lambda items: items[0].attempts == 1)
+        assert first[0].status == "pending" and first[0].error.startswith("ConnectError")
+        assert first[0].HasField("next_attempt_at")
+        harness._run(events.close())  # the service stops before the retry
+    finally:
+        events.sender.base_delay = 1.0
+    server = LocalHTTPServer(port=port)
+    restarted = Events(harness.running.runtime.database, events.sender.egress, base_delay=0.01)
+    try:
+        harness._run(_start(restarted))
+        done = _deliveries(stub, me, name, _ended)
+        assert done[0].status == "delivered" and done[0].attempts == 2
+        (hit,) = [r for r in server.requests if r["path"] == "/in"]
+        assert hit["headers"]["X-AgentMesh-Delivery"] == done[0].id == first[0].id
+        assert hit["body"]["data"] == {"n": 7} and hit["body"]["event"] == "tool.registered"
+    finally:
+        harness._run(restarted.close())
+        harness._run(_start(events))
+        server.close()
+
+
+def test_a_claim_whose_sender_died_is_taken_again_when_its_lease_ends(harness, stub, me):
+    """A replica that claimed a delivery and died before recording anything: another replica
+    takes the row once the lease ends, and the receiver gets it (once)."""
+    from mesh.integration.events import Events
+
+    events = _events(harness)
+    server = LocalHTTPServer()
+    name = _name("hook")
+    stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(
+        name=name, url=f"{server.url}/in", events=["master_data.synced"])),
+        metadata=me.metadata())
+    harness._run(events.close())  # only the two replicas below send
+    db = harness.running.runtime.database
+    dead = Events(db, events.sender.egress, lease_seconds=1.0)
+    alive = Events(db, events.sender.egress, lease_seconds=1.0, poll_seconds=0.2)
+    try:
+        assert harness._run(dead.publish(me.tenant_id, "master_data.synced", {"k": 1})) == 1
+        (claimed,) = harness._run(db.write(dead._claim))  # claimed, then the replica dies
+        assert claimed[0].webhook_id and not server.requests
+        assert harness._run(db.write(alive._claim)) == []  # leased: not due for the other
+        harness._run(_start(alive))
+        done = _deliveries(stub, me, name, _ended)
+        assert done[0].status == "delivered" and done[0].attempts == 1
+        assert len([r for r in server.requests if r["path"] == "/in"]) == 1
+    finally:
+        harness._run(alive.close())
+        harness._run(_start(events))
+        server.close()
+
+
+async def _start(events):
+    events.start()
 
 
 def test_bundle_validation_lists_every_problem():

@@ -1,16 +1,24 @@
-"""Platform events to the tenant's webhooks, through the one delivery mechanism of the runtime
-(`mesh.runtime.webhooks.WebhookSender`: HMAC-signed, retried with backoff), with every attempt
-checked by the egress guard and each finished delivery recorded (`integration_webhook_deliveries`,
-read by ListWebhookDeliveries).
+"""Platform events to the tenant's webhooks, from an outbox in the integration database.
+
+`publish` writes one `pending` delivery per subscribed webhook (the signed body in it) and
+returns; a sender task in every replica claims due rows with a lease, makes one attempt each
+through the runtime's `WebhookSender` (HMAC-signed, egress guard on every attempt), and writes
+the outcome: delivered, failed for good, or pending again after a backoff. So a restart, a
+crash or a receiver that is down for minutes loses nothing, and `ListWebhookDeliveries` shows
+pending deliveries with their attempts as well as the ended ones.
 
 A payload is `{"id", "event", "tenant_id", "occurred_at", "data": {...}}`."""
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import json
 import logging
+from datetime import UTC, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from mesh.integration.models import DeliveryRow, WebhookRow
@@ -42,49 +50,163 @@ def matches(patterns: list[str], event: str) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(event, p) for p in patterns)
 
 
+PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
 class Events:
-    def __init__(self, db: Database, egress: EgressPolicy, *, max_attempts: int = 5,
-                 base_delay: float = 0.5) -> None:
+    """The outbox and its sender. `start()` once the service runs, `close()` on shutdown."""
+
+    def __init__(self, db: Database, egress: EgressPolicy, *, max_attempts: int = 8,
+                 base_delay: float = 1.0, max_delay: float = 300.0, lease_seconds: float = 60.0,
+                 poll_seconds: float = 2.0, batch: int = 16) -> None:
         self.db = db
-        self._targets: dict[str, tuple[str, str]] = {}  # delivery id -> (tenant, webhook id)
-        self.sender = WebhookSender(egress=egress, on_result=self._record,
-                                    max_attempts=max_attempts, base_delay=base_delay)
+        # 8 attempts over about four minutes by default: a receiver that restarts or deploys
+        # meanwhile still gets the event.
+        self.sender = WebhookSender(egress=egress, max_attempts=max_attempts,
+                                    base_delay=base_delay, max_delay=max_delay)
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    @property
+    def max_attempts(self) -> int:
+        return self.sender.max_attempts
 
     async def publish(self, tenant_id: str, event: str, data: dict[str, Any]) -> int:
-        """Schedules the event to every active webhook of the tenant that subscribes to it;
+        """Queues the event for every active webhook of the tenant that subscribes to it;
         returns how many. Never raises: an event must not fail the operation that caused it."""
+
+        def queue(session: Session) -> int:
+            hooks = session.exec(select(WebhookRow).where(
+                WebhookRow.tenant_id == tenant_id, WebhookRow.active == True)).all()  # noqa: E712
+            now = utcnow()
+            queued = 0
+            for hook in hooks:
+                if not matches(list(hook.events), event):
+                    continue
+                payload = {"id": new_id(), "event": event, "tenant_id": tenant_id,
+                           "occurred_at": now.isoformat(), "data": data}
+                session.add(DeliveryRow(
+                    tenant_id=tenant_id, webhook_id=hook.id, delivery_id=new_id(), event=event,
+                    status=PENDING, payload=json.dumps(payload, separators=(",", ":"),
+                                                       default=str),
+                    next_attempt_at=now, created_at=now, updated_at=now))
+                queued += 1
+            return queued
+
         try:
-            hooks = await self.db.read(lambda s: s.exec(select(WebhookRow).where(
-                WebhookRow.tenant_id == tenant_id, WebhookRow.active == True)).all())  # noqa: E712
+            queued = await self.db.write(queue)
         except Exception:  # noqa: BLE001
-            log.exception("could not read the webhooks of tenant %s", tenant_id)
+            log.exception("could not queue %s for the webhooks of tenant %s", event, tenant_id)
             return 0
-        sent = 0
-        for hook in hooks:
-            if not matches(list(hook.events), event):
-                continue
-            payload = {"id": new_id(), "event": event, "tenant_id": tenant_id,
-                       "occurred_at": utcnow().isoformat(), "data": data}
-            delivery = self.sender.send(hook.url, hook.secret, event, payload)
-            if delivery is not None:
-                self._targets[delivery.id] = (tenant_id, hook.id)
-                sent += 1
-        return sent
+        if queued:
+            self._wake.set()
+        return queued
 
-    async def _record(self, delivery: Delivery) -> None:
-        target = self._targets.pop(delivery.id, None)
-        if target is None:
-            return
-        tenant_id, webhook_id = target
-
-        def add(session: Session) -> None:
-            session.add(DeliveryRow(
-                tenant_id=tenant_id, webhook_id=webhook_id, delivery_id=delivery.id,
-                event=delivery.event, status="delivered" if delivery.delivered else "failed",
-                attempts=delivery.attempts, status_code=delivery.status_code,
-                error=delivery.error[:1000], created_at=utcnow(), updated_at=utcnow()))
-
-        await self.db.write(add)
+    # ---- the sender ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         await self.sender.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self.db.write(self._claim)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the database is back at the next round
+                log.exception("could not claim webhook deliveries")
+                claimed = []
+            if claimed:
+                # A lease that ends while attempts are still running would let another replica
+                # send the same rows again: the attempts must end well inside it.
+                await asyncio.gather(*(self._attempt(row) for row in claimed))
+                continue  # more may be due
+            self._wake.clear()
+            idle = await self._idle_seconds()
+            try:  # until the next retry is due, a local publish, or a poll for other replicas'
+                await asyncio.wait_for(self._wake.wait(), idle)
+            except TimeoutError:
+                pass
+
+    async def _idle_seconds(self) -> float:
+        def earliest(session: Session):
+            return session.exec(select(sa.func.min(DeliveryRow.next_attempt_at)).where(
+                DeliveryRow.status == PENDING)).one()
+
+        try:
+            due = await self.db.read(earliest)
+        except Exception:  # noqa: BLE001
+            return self.poll_seconds
+        if due is None:
+            return self.poll_seconds
+        if due.tzinfo is None:  # SQLite gives timestamps back without their zone (UTC)
+            due = due.replace(tzinfo=UTC)
+        return min(self.poll_seconds, max(0.0, (due - utcnow()).total_seconds()))
+
+    def _claim(self, session: Session) -> list[tuple[DeliveryRow, WebhookRow | None]]:
+        """Takes up to `batch` due rows for this replica: their next attempt moves to the end
+        of the lease, so no other replica takes them meanwhile (and SKIP LOCKED keeps replicas
+        claiming at the same moment apart), while a replica that dies mid-attempt leaves them
+        due again when the lease ends. Returns them with their webhooks."""
+        now = utcnow()
+        rows = session.exec(select(DeliveryRow).where(
+            DeliveryRow.status == PENDING, DeliveryRow.next_attempt_at <= now)
+            .order_by(DeliveryRow.next_attempt_at).limit(self.batch)
+            .with_for_update(skip_locked=True)).all()
+        if not rows:
+            return []
+        hooks = {h.id: h for h in session.exec(select(WebhookRow).where(
+            WebhookRow.id.in_({r.webhook_id for r in rows}))).all()}
+        for row in rows:
+            row.next_attempt_at = now + self.lease
+            session.add(row)
+        session.flush()
+        for row in rows:
+            session.expunge(row)
+        return [(row, hooks.get(row.webhook_id)) for row in rows]
+
+    async def _attempt(self, claimed: tuple[DeliveryRow, WebhookRow | None]) -> None:
+        row, hook = claimed
+        delivery = Delivery(url=hook.url if hook else "", secret=hook.secret if hook else "",
+                            event=row.event, body=row.payload.encode(), id=row.delivery_id,
+                            attempts=row.attempts + 1, status_code=row.status_code)
+        if hook is None or not hook.active:
+            delivery.attempts = row.attempts
+            delivery.error = "the webhook was deleted" if hook is None else "the webhook is inactive"
+            final = True
+        else:
+            try:
+                final = await self.sender.attempt(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded, retried like a network error
+                delivery.error, final = f"{type(exc).__name__}: {exc}", False
+        ended = final or delivery.attempts >= self.max_attempts
+        if ended and not delivery.delivered:
+            log.warning("webhook %s to %s failed after %d attempts: %s", row.event,
+                        delivery.url, delivery.attempts, delivery.error)
+        now = utcnow()
+
+        def record(session: Session) -> None:
+            session.execute(sa.update(DeliveryRow).where(DeliveryRow.id == row.id).values(
+                status=(DELIVERED if delivery.delivered else FAILED) if ended else PENDING,
+                attempts=delivery.attempts, status_code=delivery.status_code,
+                error=delivery.error[:1000], updated_at=now,
+                payload="" if ended else row.payload,
+                next_attempt_at=None if ended else
+                now + timedelta(seconds=self.sender.backoff(delivery.attempts))))
+
+        try:
+            await self.db.write(record)
+        except Exception:  # noqa: BLE001 - the lease ends and the row is attempted again
+            log.exception("could not record webhook delivery %s", row.delivery_id)

@@ -863,7 +863,8 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
         return pb.ListWebhookDeliveriesResponse(**result.fields(lambda r: pb.WebhookDelivery(
             id=r.delivery_id, webhook_id=r.webhook_id, event=r.event, status=r.status,
             attempts=r.attempts, status_code=r.status_code, error=r.error,
-            created_at=r.created_at)))
+            created_at=r.created_at, updated_at=r.updated_at,
+            next_attempt_at=r.next_attempt_at)))
 
     async def PublishPlatformEvent(self, request, context):
         caller = require_caller(context)
@@ -1014,6 +1015,11 @@ def importlib_module(cls):
     return importlib.import_module(cls.__module__)
 
 
+async def _start(runtime: Runtime) -> None:
+    # Deliveries queued before a restart (or by a replica that died) go out from here on.
+    _EVENTS[id(runtime)].start()
+
+
 async def _stop(runtime: Runtime) -> None:
     sender = _EVENTS.pop(id(runtime), None)
     if sender is not None:
@@ -1022,4 +1028,4 @@ async def _stop(runtime: Runtime) -> None:
 
 DEFINITION = ServiceDefinition("integration", servicers=[IntegrationService],
                                tables=[WebhookRow, DeliveryRow, ApiConnectionRow, ActivityRow],
-                               on_stop=_stop)
+                               on_start=_start, on_stop=_stop)

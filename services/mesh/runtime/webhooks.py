@@ -114,12 +114,14 @@ class WebhookSender:
         task.add_done_callback(self._tasks.discard)
         return delivery
 
-    def _backoff(self, attempt: int) -> float:
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (exponential, jittered)."""
         delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return delay * random.uniform(0.8, 1.2)
 
-    async def _post(self, delivery: Delivery) -> bool:
-        """One attempt; True when no retry should follow."""
+    async def attempt(self, delivery: Delivery) -> bool:
+        """One attempt (the caller counts it); True when no retry should follow. For callers
+        that keep their own schedule (the integration service's outbox in its database)."""
         if self._client is None:
             self._client = (httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
                             if self.egress is None else
@@ -150,10 +152,10 @@ class WebhookSender:
         try:
             while delivery.attempts < self.max_attempts:
                 delivery.attempts += 1
-                if await self._post(delivery):
+                if await self.attempt(delivery):
                     break
                 if delivery.attempts < self.max_attempts:
-                    await asyncio.sleep(self._backoff(delivery.attempts))
+                    await asyncio.sleep(self.backoff(delivery.attempts))
             if not delivery.delivered:
                 log.warning("webhook %s to %s failed after %d attempts: %s", delivery.event,
                             delivery.url, delivery.attempts, delivery.error)
