@@ -119,24 +119,27 @@ class Events:
 
     async def _run(self) -> None:
         while True:
+            # A read first: a write transaction that finds nothing would still take SQLite's
+            # write lock every poll.
+            self._wake.clear()  # before the read: a publish from now on wakes the wait below
+            idle = await self._idle_seconds()
+            if idle > 0:
+                try:  # until the next retry is due, a local publish, or the next poll
+                    await asyncio.wait_for(self._wake.wait(), idle)
+                except TimeoutError:
+                    pass
+                continue
             try:
                 claimed = await self.db.write(self._claim)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the database is back at the next round
                 log.exception("could not claim webhook deliveries")
-                claimed = []
-            if claimed:
-                # A lease that ends while attempts are still running would let another replica
-                # send the same rows again: the attempts must end well inside it.
-                await asyncio.gather(*(self._attempt(row) for row in claimed))
-                continue  # more may be due
-            self._wake.clear()
-            idle = await self._idle_seconds()
-            try:  # until the next retry is due, a local publish, or a poll for other replicas'
-                await asyncio.wait_for(self._wake.wait(), idle)
-            except TimeoutError:
-                pass
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            # Attempts end well inside the lease (5 s timeout each), or another replica would
+            # take the same rows again.
+            await asyncio.gather(*(self._attempt(row) for row in claimed))
 
     async def _idle_seconds(self) -> float:
         def earliest(session: Session):
