@@ -197,9 +197,9 @@ def test_a_claim_whose_sender_died_is_taken_again_when_its_lease_ends(harness, s
     alive = Events(db, events.sender.egress, lease_seconds=1.0, poll_seconds=0.2)
     try:
         assert harness._run(dead.publish(me.tenant_id, "master_data.synced", {"k": 1})) == 1
-        (claimed,) = harness._run(db.write(dead._claim))  # claimed, then the replica dies
+        (claimed,) = harness._run(db.write(dead.outbox._claim))  # claimed, then the replica dies
         assert claimed[0].webhook_id and not server.requests
-        assert harness._run(db.write(alive._claim)) == []  # leased: not due for the other
+        assert harness._run(db.write(alive.outbox._claim)) == []  # leased: not due for the other
         harness._run(_start(alive))
         done = _deliveries(stub, me, name, _ended)
         assert done[0].status == "delivered" and done[0].attempts == 1

@@ -77,3 +77,78 @@ def test_retention_prunes_old_rows(service):
     assert removed >= 1
     stub = service.stub(pb_grpc.ObservabilityServiceStub)
     assert stub.ListTraces(pb.ListTracesRequest(), metadata=me.metadata()).total == 0
+
+
+def test_alert_notifications_wait_in_the_outbox_through_a_restart(tmp_path):
+    """A rule's change queues its notification in the same transaction; with the receiver down
+    and the service stopped before any attempt succeeded, the notification is still sent, signed
+    with the rule's secret, by the sender of the restarted service. A notification of a rule
+    deleted meanwhile ends failed without an attempt."""
+    from sqlmodel import select
+
+    from mesh.observability.alerts import FIRING, _targets, queue_notifications
+    from mesh.observability.models import AlertNotificationRow, AlertRow
+    from mesh.observability.service import state_of
+    from mesh.runtime.outbox import Outbox
+    from mesh.runtime.webhooks import SIGNATURE_HEADER, WebhookSender, verify
+    from tests.fakes.http_server import LocalHTTPServer
+
+    harness = ServiceHarness(DEFINITION, tmp_path, egress_allow="127.0.0.1")
+    receiver = LocalHTTPServer()
+    port = receiver.port
+    receiver.close()  # down for now
+    try:
+        me = Identity()
+        made = harness.stub(pb_grpc.ObservabilityServiceStub).CreateAlert(
+            pb.CreateAlertRequest(alert=pb.Alert(
+                name="errors", condition=pb.AlertCondition(
+                    metric="call_errors", threshold=1,
+                    operator=pb.ComparisonOperator.COMPARISON_OPERATOR_GREATER_THAN),
+                channels=[f"webhook:http://127.0.0.1:{port}/alerts"])),
+            metadata=me.metadata())
+        evaluator = state_of(harness.running.runtime).evaluator
+        harness._run(evaluator.outbox.close())  # the service stops before any delivery
+        database = harness.running.runtime.database
+
+        def change(session):
+            row = session.get(AlertRow, made.id)
+            return queue_notifications(session, row, FIRING, 3.0, utcnow())
+
+        assert harness._run(database.write(change)) == 1
+        receiver = LocalHTTPServer(port=port)
+        restarted = Outbox(database, AlertNotificationRow, _targets,
+                           sender=WebhookSender(egress=evaluator.outbox.sender.egress))
+
+        async def start():
+            restarted.start()
+
+        harness._run(start())
+        deadline = time.monotonic() + 10
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (hit,) = receiver.requests
+        assert hit["path"] == "/alerts" and hit["body"]["event"] == "alert.firing"
+        assert hit["body"]["alert"]["id"] == made.id and hit["body"]["value"] == 3.0
+        assert verify(made.signing_secret, hit["headers"][SIGNATURE_HEADER], hit["raw"])
+
+        def gone(session):
+            row = session.get(AlertRow, made.id)
+            queue_notifications(session, row, FIRING, 4.0, utcnow())
+            session.delete(row)
+
+        harness._run(database.write(gone))
+        restarted.wake()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = harness._run(database.read(lambda s: s.exec(
+                select(AlertNotificationRow).order_by(AlertNotificationRow.created_at)).all()))
+            if all(r.status != "pending" for r in rows):
+                break
+            time.sleep(0.05)
+        assert [(r.status, r.attempts) for r in rows] == [("delivered", 1), ("failed", 0)]
+        assert rows[1].error == "the alert was deleted" and rows[1].payload == ""
+        assert len(receiver.requests) == 1
+        harness._run(restarted.close())
+    finally:
+        receiver.close()
+        harness.close()

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from mesh.runtime.outbox import OutboxFields
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
 
@@ -30,29 +31,16 @@ class WebhookRow(TenantTable, table=True):
     created_by: str = ""
 
 
-class DeliveryRow(TenantTable, table=True):
-    """One event to one webhook, and its attempts: the outbox the sender works from. A row is
-    written `pending` with the event in it, in the same transaction that finds the webhooks, so
-    a restart or a crash loses nothing; whichever replica claims it next tries it."""
+class DeliveryRow(TenantTable, OutboxFields, table=True):
+    """One event to one webhook, and its attempts: the outbox (`mesh.runtime.outbox`) the
+    webhooks are sent from, and the delivery history `ListWebhookDeliveries` reads."""
 
     __tablename__ = "integration_webhook_deliveries"
     # The sender's query: pending rows whose next attempt is due.
     __table_args__ = (sa.Index("ix_integration_webhook_deliveries_due", "status",
-                               "next_attempt_at"),)
+                                "next_attempt_at"),)
 
     webhook_id: str = Field(index=True)
-    delivery_id: str
-    event: str
-    status: str  # pending, delivered or failed
-    attempts: int = 0
-    status_code: int = 0
-    error: str = ""
-    # The signed body, exactly as every attempt sends it ("" once the delivery has ended).
-    payload: str = Field(default="", sa_type=sa.Text)
-    # When a pending row is due. Claiming a row moves this to the end of the claim's lease (a
-    # visibility timeout): no other replica takes it meanwhile, and if the claimer dies
-    # mid-attempt the row is due again when the lease ends.
-    next_attempt_at: datetime | None = timestamp_field()
 
 
 class ApiConnectionRow(TenantTable, table=True):

@@ -1,7 +1,8 @@
 """Alert rules: stored per tenant, evaluated by a background task every
 `AGENTMESH_ALERT_EVALUATION_SECONDS`, with their firing/resolved history as events
-(`alert.firing`, `alert.resolved`) and notifications through the runtime's signed, retried
-webhooks (`mesh.runtime.webhooks`, every request through the egress guard).
+(`alert.firing`, `alert.resolved`) and notifications to the rule's webhook channels, queued in
+the same transaction as the change and sent from the runtime's outbox (`mesh.runtime.outbox`:
+signed, retried across restarts, every attempt through the egress guard).
 
 Metrics (per tenant, over the rule's trailing window; docs/observability.md):
     calls, call_errors, call_error_rate, call_p95_latency_ms   agents' calls (AggregateCalls)
@@ -26,14 +27,15 @@ from sqlmodel import Session, func, select
 
 from agentmesh.observability.v1 import observability_pb2 as pb
 from mesh.observability.analytics import Sources, Window
-from mesh.observability.models import AlertRow, EventRow, LogRow
+from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import aware, utcnow
-from mesh.runtime.webhooks import Delivery, WebhookSender
+from mesh.runtime import outbox
+from mesh.runtime.webhooks import WebhookSender
 
 log = logging.getLogger("mesh.observability.alerts")
 alerts = TenantRepository(AlertRow, noun="alert", search_columns=("name", "description"),
@@ -109,6 +111,33 @@ def _tenant_metadata(tenant_id: str) -> list[tuple[str, str]]:
     return [(TENANT_HEADER, tenant_id), (USER_HEADER, ""), (SCOPES_HEADER, "")]
 
 
+def queue_notifications(session: Session, row: AlertRow, change: str, value: float,
+                        now) -> int:
+    """One outbox row per webhook channel of the rule, in the caller's transaction."""
+    event = "alert.firing" if change == FIRING else "alert.resolved"
+    payload = outbox.body({"event": event, "service": "observability", "value": value,
+                           "alert": json_format.MessageToDict(alert_message(row),
+                                                              preserving_proto_field_name=True)})
+    queued = 0
+    for channel in row.channels:
+        kind, _, target = channel.partition(":")
+        if kind == "webhook":
+            session.add(AlertNotificationRow(
+                tenant_id=row.tenant_id, alert_id=row.id, url=target, event=event,
+                payload=payload, next_attempt_at=now, created_at=now, updated_at=now))
+            queued += 1
+    return queued
+
+
+def _targets(session: Session, rows) -> dict[str, tuple[str, str] | str]:
+    """Each notification's URL, signed with its rule's current secret; a deleted rule's
+    pending notifications end."""
+    secrets_by_alert = dict(session.exec(select(AlertRow.id, AlertRow.signing_secret).where(
+        AlertRow.id.in_({r.alert_id for r in rows}))).all())
+    return {r.id: (r.url, secrets_by_alert[r.alert_id]) if r.alert_id in secrets_by_alert
+            else "the alert was deleted" for r in rows}
+
+
 class Evaluator:
     """Evaluates every enabled rule each round, moves its state and notifies on a change."""
 
@@ -117,7 +146,8 @@ class Evaluator:
         self.db = runtime.database
         self.sources = Sources(runtime)
         policy = EgressPolicy.from_settings(runtime.settings)
-        self.sender = WebhookSender(egress=policy, on_result=self._delivered)
+        self.outbox = outbox.Outbox(self.db, AlertNotificationRow, _targets,
+                                    sender=WebhookSender(egress=policy), name="alert notification")
         self.rounds = 0
         self.last_round_at = None
         self.last_error = ""
@@ -200,27 +230,15 @@ class Evaluator:
                     created_at=now, updated_at=now))
             session.flush()
             session.refresh(current)
+            if change:
+                queue_notifications(session, current, change, value, now)
             session.expunge(current)
             return current
 
         current = await self.db.write(store)
-        if current is not None and change:
-            self.notify(current, change, value)
-
-    def notify(self, row: AlertRow, change: str, value: float) -> None:
-        event = "alert.firing" if change == FIRING else "alert.resolved"
-        payload = {"event": event, "service": "observability", "value": value,
-                   "alert": json_format.MessageToDict(alert_message(row),
-                                                      preserving_proto_field_name=True)}
-        for channel in row.channels:
-            kind, _, target = channel.partition(":")
-            if kind == "webhook":
-                self.sender.send(target, row.signing_secret, event, payload)
-
-    async def _delivered(self, delivery: Delivery) -> None:
-        if not delivery.delivered:
-            log.warning("alert notification %s to %s not delivered after %d attempts: %s",
-                        delivery.event, delivery.url, delivery.attempts, delivery.error)
+        if current is not None and change and any(
+                c.startswith("webhook:") for c in current.channels):
+            self.outbox.wake()
 
     async def round(self) -> int:
         rows = await self.db.read(lambda s: list(s.exec(
@@ -246,4 +264,4 @@ class Evaluator:
             await asyncio.sleep(self.runtime.settings.alert_evaluation_seconds)
 
     async def close(self) -> None:
-        await self.sender.close()
+        await self.outbox.close()

@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from mesh.runtime.outbox import OutboxFields
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
 
@@ -79,3 +80,15 @@ class AlertRow(TenantTable, table=True):
     last_resolved_at: datetime | None = timestamp_field()
     last_evaluated_at: datetime | None = timestamp_field()
     created_by: str = ""
+
+
+class AlertNotificationRow(TenantTable, OutboxFields, table=True):
+    """One notification of an alert's change to one of its webhook channels: queued in the
+    transaction that moves the alert's state, sent from this outbox (`mesh.runtime.outbox`),
+    so a restart between the change and its delivery loses nothing."""
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (sa.Index("ix_alert_notifications_due", "status", "next_attempt_at"),)
+
+    alert_id: str = Field(index=True)
+    url: str

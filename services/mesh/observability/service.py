@@ -26,7 +26,7 @@ from agentmesh.otlp.v1 import trace_pb2 as otlp
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.alerts import Evaluator, alert_message, alerts, new_alert
 from mesh.observability.analytics import AnalyticsService
-from mesh.observability.models import AlertRow, EventRow, LogRow, SpanRow
+from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow, SpanRow
 from mesh.runtime import audit, live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
@@ -431,7 +431,7 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
             check.details.update({"interval_seconds": settings.alert_evaluation_seconds,
                                   "rounds": evaluator.rounds,
                                   "last_round_at": stamp(evaluator.last_round_at),
-                                  "notifications_pending": evaluator.sender.pending})
+                                  "notifications_pending": await evaluator.outbox.pending()})
             components.append(check)
         failing = [c.name for c in components if c.status != "healthy"]
         try:
@@ -448,11 +448,15 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
 
 
 def prune(session: Session, before: datetime) -> int:
-    """Deletes spans, logs and events older than `before`; how many rows went."""
+    """Deletes spans, logs, events and ended alert notifications older than `before`; how
+    many rows went."""
     removed = 0
     for table, column in ((SpanRow, SpanRow.created_at), (LogRow, LogRow.timestamp),
                           (EventRow, EventRow.created_at)):
         removed += session.execute(sa.delete(table).where(column < before)).rowcount
+    removed += session.execute(sa.delete(AlertNotificationRow).where(
+        AlertNotificationRow.created_at < before,
+        AlertNotificationRow.status != "pending")).rowcount
     return removed
 
 
@@ -487,6 +491,7 @@ async def _start(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     state.tasks = [loop.create_task(_keep_pruning(runtime)),
                    loop.create_task(state.evaluator.run())]
+    state.evaluator.outbox.start()  # also sends what was queued before a restart
 
 
 async def _stop(runtime: Runtime) -> None:
@@ -503,5 +508,6 @@ async def _stop(runtime: Runtime) -> None:
 DEFINITION = ServiceDefinition("observability",
                                servicers=[ObservabilityService, AnalyticsService],
                                extra_handlers=lambda runtime: [TraceReceiver(runtime).handler()],
-                               tables=[SpanRow, EventRow, LogRow, AlertRow],
+                               tables=[SpanRow, EventRow, LogRow, AlertRow,
+                                       AlertNotificationRow],
                                on_start=_start, on_stop=_stop)
