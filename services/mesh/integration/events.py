@@ -62,7 +62,7 @@ class Events:
 
     def __init__(self, db: Database, egress: EgressPolicy, *, max_attempts: int = 8,
                  base_delay: float = 1.0, max_delay: float = 300.0, lease_seconds: float = 60.0,
-                 poll_seconds: float = 2.0) -> None:
+                 poll_seconds: float = 5.0) -> None:
         self.db = db
         # 8 attempts over about four minutes by default: a receiver that restarts or deploys
         # meanwhile still gets the event.

@@ -67,7 +67,7 @@ class Outbox(Generic[Row]):
     """The sender of one outbox table. `start()` once the service runs, `close()` on stop."""
 
     def __init__(self, db: Database, table: type[Row], targets: Targets, *,
-                 sender: WebhookSender, lease_seconds: float = 60.0, poll_seconds: float = 2.0,
+                 sender: WebhookSender, lease_seconds: float = 60.0, poll_seconds: float = 5.0,
                  batch: int = 16, name: str = "webhook") -> None:
         self.db = db
         self.table = table
