@@ -5,7 +5,11 @@ which owns the subscriptions and delivers them signed and retried.
     platform_events.emit(runtime.peers, tenant_id, "execution.finished", {...})
 
 Sent in the background and never awaited by the operation that caused it: a slow or absent
-integration service delays nothing and fails nothing (the event is logged and dropped).
+integration service delays nothing and fails nothing. While integration cannot be reached
+(UNAVAILABLE: it is restarting, or a pod is being replaced; the call almost always never
+reached it) the event is tried again with backoff for about half a minute. A call that reached
+it and failed otherwise is not repeated, since it may have been queued. After that the event is
+logged and dropped.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ def emit(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None:
     task.add_done_callback(_pending.discard)
 
 
-async def _send(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None:
+# Waits between attempts while integration is UNAVAILABLE: about 30 s in all.
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+async def _send(peers, tenant_id: str, event: str, data: dict[str, Any],
+                delays: tuple[float, ...] = RETRY_DELAYS) -> bool:
+    import grpc
     from google.protobuf import struct_pb2
 
     from agentmesh.integration.v1 import integration_pb2 as pb
@@ -35,10 +45,21 @@ async def _send(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None
 
     body = struct_pb2.Struct()
     body.update(data)
-    try:
-        stub = peers.stub(pb_grpc.IntegrationServiceStub)
-        await stub.PublishPlatformEvent(pb.PublishPlatformEventRequest(event=event, data=body),
-                                        metadata=[(TENANT_HEADER, tenant_id)], timeout=5)
-    except Exception as exc:  # noqa: BLE001 - an event never fails what caused it
-        log.warning("platform event %s of tenant %s not delivered to integration: %s",
-                    event, tenant_id, exc)
+    request = pb.PublishPlatformEventRequest(event=event, data=body)
+    for attempt, delay in enumerate((*delays, None), start=1):
+        try:
+            stub = peers.stub(pb_grpc.IntegrationServiceStub)
+            await stub.PublishPlatformEvent(request, metadata=[(TENANT_HEADER, tenant_id)],
+                                            timeout=5)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and delay is not None:
+                await asyncio.sleep(delay)
+                continue
+            reason = f"{exc.code().name}: {exc.details()}"
+        except Exception as exc:  # noqa: BLE001 - an event never fails what caused it
+            reason = f"{type(exc).__name__}: {exc}"
+        log.warning("platform event %s of tenant %s not delivered to integration after %d "
+                    "attempts: %s", event, tenant_id, attempt, reason)
+        return False
+    return False
