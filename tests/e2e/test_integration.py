@@ -310,6 +310,39 @@ def test_signed_webhook_delivery_from_a_real_event(egress_mesh, web):
         assert tested["ok"] and tested["status_code"] == 200
 
 
+def test_a_delivery_the_receiver_refused_is_listed_pending_then_delivered(egress_mesh, web):
+    """What a user sees while a receiver is starting: the delivery listed as pending with its
+    attempt, the receiver's answer and when it is tried next; then delivered on the retry,
+    with the same delivery id."""
+    import time
+    from datetime import datetime
+
+    tenant = register(egress_mesh, "flaky")
+    path = f"/flaky/{uuid.uuid4().hex}"
+    with egress_mesh.client(tenant.token) as client:
+        _ok(client.post(f"{URL}/webhook", json={
+            "name": "imports", "url": f"{web.url}{path}?times=1", "events": ["data.imported"]}))
+        _ok(client.post(f"{URL}/import", json={"data": {"version": 1}}))
+        pending = None
+        for _ in range(100):
+            items = _ok(client.get(f"{URL}/webhooks/imports/deliveries"))["items"]
+            if items and items[0]["attempts"] >= 1:
+                pending = pending or items[0]
+                if items[0]["status"] != "pending":
+                    break
+            time.sleep(0.1)
+        done = items[0]
+    assert pending["status"] == "pending" and pending["attempts"] == 1, pending
+    assert pending["status_code"] == 503 and pending["error"] == "HTTP 503"
+    when = {k: datetime.fromisoformat(pending[k]) for k in ("next_attempt_at", "updated_at")}
+    assert when["next_attempt_at"] > when["updated_at"]
+    assert done["status"] == "delivered" and done["attempts"] == 2, done
+    assert done["status_code"] == 200 and not done.get("error") and "next_attempt_at" not in done
+    hits = [r for r in web.requests if r["path"] == path]
+    assert len(hits) == 2 and {h["headers"]["X-AgentMesh-Delivery"] for h in hits} == {done["id"]}
+    assert hits[1]["body"]["event"] == "data.imported"
+
+
 def test_an_execution_that_ends_and_a_call_that_fails_reach_the_webhooks(egress_mesh, web):
     """Events of other services: the workflows service tells integration when an execution
     ends, the agents service when a call fails; each reaches the subscribed webhook, signed."""

@@ -40,6 +40,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, b'{"x": "' + b"a" * int(query.get("bytes", 10)) + b'"}')
         elif parts.path.startswith("/fail"):
             self._answer(500, b'{"error": "boom"}')
+        elif parts.path.startswith("/flaky"):  # 503 for the first `times` requests of a path
+            seen = sum(1 for r in self.server.requests if r["path"] == parts.path)
+            if seen <= int(query.get("times", 1)):
+                self._answer(503, b'{"error": "starting"}')
+            else:
+                self._answer(200, b'{"ok": true}')
         elif parts.path.startswith("/text"):
             self._answer(200, b"plain text", "text/plain")
         else:

@@ -74,10 +74,11 @@ def test_sender_signs_and_retries_with_backoff(receiver):
     results = []
 
     async def run():
-        sender = WebhookSender(base_delay=0.05, on_result=results.append)
+        sender = WebhookSender(base_delay=0.05)
         delivery = sender.send(receiver.url, "s3cret", "test.event", {"hello": "world"})
         assert delivery is not None and sender.pending == 1  # scheduled, not yet sent
         await sender.close(drain_seconds=10)
+        results.append(delivery)  # filled in as the attempts went
 
     asyncio.run(run())
     receiver.wait()
@@ -93,8 +94,8 @@ def test_sender_gives_up_on_a_refusal():
     results = []
 
     async def run():
-        sender = WebhookSender(base_delay=0.01, on_result=results.append)
-        sender.send("http://127.0.0.1:9/unreachable", "k", "e", {})
+        sender = WebhookSender(base_delay=0.01)
+        results.append(sender.send("http://127.0.0.1:9/unreachable", "k", "e", {}))
         await sender.close(drain_seconds=10)
 
     asyncio.run(run())

@@ -20,6 +20,7 @@ from mesh.runtime import outbox
 from mesh.runtime.db import Database
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.tables import new_id, utcnow
+from mesh.runtime import webhooks
 from mesh.runtime.webhooks import WebhookSender
 
 log = logging.getLogger("mesh.integration.events")
@@ -87,7 +88,7 @@ class Events:
                 payload = {"id": new_id(), "event": event, "tenant_id": tenant_id,
                            "occurred_at": now.isoformat(), "data": data}
                 session.add(DeliveryRow(tenant_id=tenant_id, webhook_id=hook.id, event=event,
-                                        payload=outbox.body(payload), next_attempt_at=now,
+                                        payload=webhooks.encode(payload), next_attempt_at=now,
                                         created_at=now, updated_at=now))
                 queued += 1
             return queued

@@ -28,13 +28,13 @@ from sqlmodel import Session, func, select
 from agentmesh.observability.v1 import observability_pb2 as pb
 from mesh.observability.analytics import Sources, Window
 from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow
+from mesh.runtime import outbox, webhooks
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import aware, utcnow
-from mesh.runtime import outbox
 from mesh.runtime.webhooks import WebhookSender
 
 log = logging.getLogger("mesh.observability.alerts")
@@ -115,7 +115,7 @@ def queue_notifications(session: Session, row: AlertRow, change: str, value: flo
                         now) -> int:
     """One outbox row per webhook channel of the rule, in the caller's transaction."""
     event = "alert.firing" if change == FIRING else "alert.resolved"
-    payload = outbox.body({"event": event, "service": "observability", "value": value,
+    payload = webhooks.encode({"event": event, "service": "observability", "value": value,
                            "alert": json_format.MessageToDict(alert_message(row),
                                                               preserving_proto_field_name=True)})
     queued = 0

@@ -20,17 +20,16 @@ attempt (its webhook or alert was deleted, say).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, select
 
 from mesh.runtime.db import Database
-from mesh.runtime.tables import new_id, timestamp_field, utcnow
+from mesh.runtime.tables import aware, new_id, timestamp_field, utcnow
 from mesh.runtime.webhooks import Delivery, WebhookSender
 
 log = logging.getLogger("mesh.runtime.outbox")
@@ -52,11 +51,6 @@ class OutboxFields(SQLModel):
     payload: str = Field(default="", sa_type=sa.Text)
     # When a pending row is due; a claim moves it to the end of the claim's lease.
     next_attempt_at: datetime | None = timestamp_field()
-
-
-def body(payload: dict[str, Any]) -> str:
-    """The JSON body of a delivery, as the sender signs it."""
-    return json.dumps(payload, separators=(",", ":"), default=str)
 
 
 Row = TypeVar("Row", bound=OutboxFields)
@@ -142,9 +136,7 @@ class Outbox(Generic[Row]):
             return self.poll_seconds
         if due is None:
             return self.poll_seconds
-        if due.tzinfo is None:  # SQLite gives timestamps back without their zone (UTC)
-            due = due.replace(tzinfo=UTC)
-        return min(self.poll_seconds, max(0.0, (due - utcnow()).total_seconds()))
+        return min(self.poll_seconds, max(0.0, (aware(due) - utcnow()).total_seconds()))
 
     def _claim(self, session: Session) -> list[tuple[Row, tuple[str, str] | str]]:
         """Takes up to `batch` due rows for this replica, with where each goes."""

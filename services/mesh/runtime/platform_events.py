@@ -62,4 +62,4 @@ async def _send(peers, tenant_id: str, event: str, data: dict[str, Any],
         log.warning("platform event %s of tenant %s not delivered to integration after %d "
                     "attempts: %s", event, tenant_id, attempt, reason)
         return False
-    return False
+    raise AssertionError("unreachable: the last attempt returns")

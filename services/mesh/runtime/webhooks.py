@@ -28,7 +28,6 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +41,11 @@ SIGNATURE_HEADER = "X-AgentMesh-Signature"
 EVENT_HEADER = "X-AgentMesh-Event"
 DELIVERY_HEADER = "X-AgentMesh-Delivery"
 _RETRYABLE = {408, 429}
+
+
+def encode(payload: dict[str, Any]) -> str:
+    """The JSON body of a delivery, compact, as it is signed and sent."""
+    return json.dumps(payload, separators=(",", ":"), default=str)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -81,14 +85,12 @@ class WebhookSender:
 
     def __init__(self, *, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 30.0,
                  timeout: float = 5.0, concurrency: int = 8, max_pending: int = 10000,
-                 on_result: Callable[[Delivery], Any] | None = None,
                  egress: Any = None) -> None:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.timeout = timeout
         self.max_pending = max_pending
-        self.on_result = on_result
         # A mesh.runtime.egress.EgressPolicy: when given, every attempt is checked by it.
         self.egress = egress
         self._concurrency = concurrency
@@ -107,8 +109,7 @@ class WebhookSender:
             log.warning("webhook queue full (%d pending); dropping %s to %s",
                         len(self._tasks), event, url)
             return None
-        body = json.dumps(payload, separators=(",", ":"), default=str).encode()
-        delivery = Delivery(url, secret, event, body)
+        delivery = Delivery(url, secret, event, encode(payload).encode())
         task = asyncio.get_running_loop().create_task(self._deliver(delivery))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -159,10 +160,6 @@ class WebhookSender:
             if not delivery.delivered:
                 log.warning("webhook %s to %s failed after %d attempts: %s", delivery.event,
                             delivery.url, delivery.attempts, delivery.error)
-            if self.on_result is not None:
-                result = self.on_result(delivery)
-                if asyncio.iscoroutine(result):
-                    await result
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - a delivery must never take anything else down
