@@ -17,11 +17,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 RUN python -m venv /opt/venv
-# Dependencies first, from pyproject.toml alone, so this layer is reused while only code changes.
+# Dependencies first, from pyproject.toml and the lock (.ci/constraints.txt) alone, so this
+# layer is reused while only code changes.
 COPY pyproject.toml README.md ./
+COPY .ci/constraints.txt .ci/constraints.txt
 RUN mkdir -p services/mesh gen/agentmesh \
     && touch services/mesh/__init__.py gen/agentmesh/__init__.py \
-    && /opt/venv/bin/pip install . \
+    && /opt/venv/bin/pip install -c .ci/constraints.txt . \
     && /opt/venv/bin/pip uninstall --yes agentmesh \
     && rm -rf services gen build
 COPY services/ services/

@@ -57,8 +57,10 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
     _run([base_python, "-m", "venv", venv])
     python = venv / "bin" / "python"
     env = _clean_env(venv)
-    # Dependencies come from the package index pip is configured with (or its cache).
-    _run([python, "-m", "pip", "install", "--quiet", wheel], env=env, cwd=tmp_path)
+    # Dependencies come from the package index pip is configured with (or its cache), at the
+    # versions of the lock, as the README's set-up and the image install them.
+    _run([python, "-m", "pip", "install", "--quiet", "-c", REPO / ".ci" / "constraints.txt",
+          wheel], env=env, cwd=tmp_path)
 
     # The installed package is what runs, not the checkout; dev-only modules are absent.
     probe = _run([python, "-c", "import mesh, agentmesh, importlib.util; "
