@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     secrets_kek_id: str = "kek-1"
     secrets_previous_keks: str = Field(default="", repr=False)
 
+    # The shared token the platform's own processes present to endpoints only they may use
+    # (the OTLP span receiver; mesh.runtime.internal). Empty: DATA_DIR/internal-token, made on
+    # first run; required in production (every replica must hold the same one).
+    internal_token: str = Field(default="", repr=False)
+
     # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
     # it to the observability service). The gateway samples this percentage of requests (1 by
     # default; raise it while investigating); a service records spans only for sampled calls
