@@ -56,8 +56,9 @@ def _sha256(value: str) -> str:
 
 class Operators:
     """The tenants that operate the platform (settings.operator_tenants by name, else the first
-    tenant registered): their admins hold `system:write`. Resolved once per process; the first
-    tenant never changes, and named tenants are looked up until every one exists."""
+    tenant registered): their admins hold `platform:read` and `system:write`. Resolved once per
+    process; the first tenant never changes, and named tenants are looked up until every one
+    exists."""
 
     def __init__(self, database, settings) -> None:
         self.db = database

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     replica_id: str = ""
 
     # The tenants that operate the platform, by name (comma-separated): only their admins hold
-    # `system:write` (platform config, restarts, caches, backups); every other tenant's admin
-    # holds everything else. Empty: the first tenant ever registered.
+    # `platform:read` (the platform's inside: addresses, config, host and all-tenant metrics)
+    # and `system:write` (platform config, restarts, caches, backups); every other tenant's
+    # admin holds everything else. Empty: the first tenant ever registered.
     operator_tenants: str = ""
 
     # Tokens. The issuer and audience must match the gateway's jwt_authn provider.
