@@ -49,3 +49,37 @@ def test_the_descriptor_set_is_the_installed_package_resource():
     config = build(contract.default(), GatewayOptions(backends=_backends()))
     path = _filter(config, "envoy.filters.http.grpc_json_transcoder")["proto_descriptor"]
     assert path.endswith("agentmesh/descriptor.binpb")
+
+
+def test_span_exports_carry_the_internal_token_only_when_tracing():
+    """Envoy's tracer presents the platform's internal token to the span receiver (which refuses
+    exports without it); without tracing the token appears nowhere in the config."""
+    from mesh.runtime.internal import HEADER
+
+    traced = build(contract.default(), GatewayOptions(
+        backends=_backends(), trace_cluster="observability", trace_token="t0ken"))
+    hcm = traced["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    service = hcm["typed_config"]["tracing"]["provider"]["typed_config"]["grpc_service"]
+    assert service["initial_metadata"] == [{"key": HEADER, "value": "t0ken"}]
+    assert "t0ken" not in repr(GatewayOptions(backends=_backends(), trace_token="t0ken"))
+    untraced = build(contract.default(), GatewayOptions(backends=_backends(), trace_token="t0ken"))
+    assert "t0ken" not in json.dumps(untraced)
+
+
+def test_the_public_metrics_route_needs_platform_read_and_prometheus_has_its_own_listener():
+    """`/metrics` on the public listener is an operator's route (platform:read); the metrics
+    listener serves Envoy's Prometheus stats and nothing else."""
+    config = build(contract.default(), GatewayOptions(backends=_backends(), admin_port=9901,
+                                                      metrics_port=9102))
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    scrape = next(r for r in routes
+                  if r["name"].endswith("ObservabilityService/GetPrometheusMetrics"))
+    assert scrape["metadata"]["filter_metadata"]["agentmesh"]["scope"] == "platform:read"
+    metrics = next(l for l in config["static_resources"]["listeners"] if l["name"] == "metrics")
+    assert metrics["address"]["socket_address"]["port_value"] == 9102
+    vhost = metrics["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+        "virtual_hosts"][0]
+    served = [r["match"] for r in vhost["routes"] if "route" in r]
+    assert served == [{"path": "/stats/prometheus",
+                       "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}]

@@ -250,3 +250,29 @@ def test_a_huge_rate_limit_still_makes_a_valid_bucket():
 
     assert _bucket(10_000_000_000)["max_tokens"] == 2**32 - 1
     assert _bucket(0)["max_tokens"] == 1
+
+
+def test_an_api_keys_scopes_are_cut_to_its_creators_current_ones():
+    from mesh.identity.roles import effective_scopes, scopes_for, tenant_admin_scopes
+
+    developer = scopes_for(identity_pb2.ROLE_DEVELOPER, operator=False)
+    viewer = scopes_for(identity_pb2.ROLE_VIEWER, operator=False)
+    key = ["tools:write", "tools:read", "secrets:read"]
+    assert effective_scopes(key, developer) == sorted(key)
+    assert effective_scopes(key, viewer) == ["tools:read"]
+    assert effective_scopes(["tools:*"], viewer) == ["tools:read"]
+    assert effective_scopes(["*"], developer) == sorted(developer)
+    assert effective_scopes(["*"], ["*"]) == ["*"]
+    assert effective_scopes(["platform:read", "system:write"], tenant_admin_scopes()) == []
+    assert effective_scopes(["users:write"], viewer) == []
+
+
+def test_platform_internals_and_system_writes_are_for_operator_admins_only():
+    from mesh.identity.roles import OPERATOR_ONLY, covers, scopes_for
+
+    for role in (identity_pb2.ROLE_ADMIN, identity_pb2.ROLE_DEVELOPER, identity_pb2.ROLE_VIEWER):
+        held = frozenset(scopes_for(role, operator=False))
+        assert not any(covers(held, scope) for scope in OPERATOR_ONLY), role
+        assert covers(held, "system:read")
+    assert all(covers(frozenset(scopes_for(identity_pb2.ROLE_ADMIN, operator=True)), scope)
+               for scope in OPERATOR_ONLY)

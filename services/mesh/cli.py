@@ -123,9 +123,16 @@ def _secrets_rotate(args: argparse.Namespace) -> int:
 def _keys_bootstrap_secret(args: argparse.Namespace) -> int:
     from mesh import keysecret
 
-    created = keysecret.bootstrap(args.secret, args.namespace, args.api)
-    print(f"secret {args.secret}: " + ("created with a new key-encryption key" if created
-                                       else "exists; left as it is"))
+    if args.secret:
+        created = keysecret.bootstrap(args.secret, args.namespace, args.api)
+        print(f"secret {args.secret}: " + ("created with a new key-encryption key" if created
+                                           else "exists; left as it is"))
+    if args.internal_token_secret:
+        created = keysecret.bootstrap(args.internal_token_secret, args.namespace, args.api,
+                                      key=keysecret.INTERNAL_TOKEN_KEY,
+                                      make=keysecret.new_internal_token, component="internal")
+        print(f"secret {args.internal_token_secret}: " + (
+            "created with a new internal token" if created else "exists; left as it is"))
     return 0
 
 
@@ -278,14 +285,17 @@ def keys_rotate_command() -> None:
     _run(_keys_rotate)
 
 
-@keys_app.command("bootstrap-secret", help="make the key-encryption key in a Kubernetes Secret "
-                  "unless it exists (the Helm hook Job)")
+@keys_app.command("bootstrap-secret", help="make the key-encryption key and the internal token in "
+                  "Kubernetes Secrets unless they exist (the Helm hook Job)")
 def keys_bootstrap_secret_command(
-    secret: Annotated[str, typer.Option(help="the Secret's name")],
+    secret: Annotated[str, typer.Option(help="the key-encryption key's Secret")] = "",
+    internal_token_secret: Annotated[str, typer.Option(
+        help="the Secret of the platform's internal token (AGENTMESH_INTERNAL_TOKEN)")] = "",
     namespace: Annotated[str, typer.Option(help="default: the pod's namespace")] = "",
     api: Annotated[str, typer.Option(help="Kubernetes API URL (default: in-cluster)")] = "",
 ) -> None:
-    _run(_keys_bootstrap_secret, secret=secret, namespace=namespace or None, api=api or None)
+    _run(_keys_bootstrap_secret, secret=secret, internal_token_secret=internal_token_secret,
+         namespace=namespace or None, api=api or None)
 
 
 @db_app.command("revision", help="write a migration from the models' changes")

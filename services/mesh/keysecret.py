@@ -1,12 +1,15 @@
-"""`agentmesh keys bootstrap-secret`: makes the key-encryption key (KEK) in a Kubernetes Secret,
-once. The Helm chart runs it as a pre-install/pre-upgrade hook Job, so the key is made inside the
-cluster and never passes through Helm values, the release record or a CI log.
+"""`agentmesh keys bootstrap-secret`: makes the key-encryption key (KEK), and the platform's
+internal token, in Kubernetes Secrets, once. The Helm chart runs it as a pre-install/pre-upgrade
+hook Job, so the values are made inside the cluster and never pass through Helm values, the
+release record or a CI log.
 
-The Secret (`<release>-keys` unless the chart is given an existing one) holds
+The KEK Secret (`<release>-keys` unless the chart is given an existing one) holds
 `key-encryption-key`: 32 random bytes, base64 (`AGENTMESH_SECRETS_KEK`), the key masterdata wraps
-stored secrets with. An existing Secret is never touched: re-running the Job (every upgrade) is
-a no-op, and the Secret is not owned by the release, so `helm uninstall` leaves it (data
-encrypted with it must stay readable).
+stored secrets with. The token Secret (`<release>-internal`) holds `internal-token`
+(`AGENTMESH_INTERNAL_TOKEN`, mesh.runtime.internal), what the services present to the span
+receiver. An existing Secret is never touched: re-running the Job (every upgrade) is a no-op,
+and the Secrets are not owned by the release, so `helm uninstall` leaves them (data encrypted
+with the KEK must stay readable).
 
 Talks to the Kubernetes API with the pod's service account (token and CA mounted by the kubelet);
 two calls, so no client library: GET the Secret, POST it when it is missing (409 means another
@@ -25,6 +28,7 @@ from pathlib import Path
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KEK_KEY = "key-encryption-key"
+INTERNAL_TOKEN_KEY = "internal-token"
 
 
 def _in_cluster_api() -> str:
@@ -44,9 +48,17 @@ def new_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
+def new_internal_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
 def bootstrap(name: str, namespace: str | None = None, api: str | None = None,
-              token: str | None = None, ca_file: str | None = None) -> bool:
-    """Creates Secret `name` with a new KEK unless it exists. True when it was created."""
+              token: str | None = None, ca_file: str | None = None, key: str = KEK_KEY,
+              make=new_key, component: str = "keys") -> bool:
+    """Creates Secret `name` holding `key` (a new KEK, or what `make` returns) unless it
+    exists. True when it was created."""
     api = (api or _in_cluster_api()).rstrip("/")
     if token is None and (SERVICE_ACCOUNT / "token").exists():
         token = (SERVICE_ACCOUNT / "token").read_text().strip()
@@ -76,7 +88,7 @@ def bootstrap(name: str, namespace: str | None = None, api: str | None = None,
     secret = {
         "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "agentmesh",
-                                              "app.kubernetes.io/component": "keys"}},
-        "data": {KEK_KEY: base64.b64encode(new_key().encode()).decode()},
+                                              "app.kubernetes.io/component": component}},
+        "data": {key: base64.b64encode(make().encode()).decode()},
     }
     return call("POST", path, secret) != 409

@@ -33,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
+from mesh.runtime import internal
 from mesh.runtime.settings import Settings, get_settings
 from mesh.system import restart
 
@@ -131,6 +132,11 @@ class Mesh:
     data_dir: Path
     port: int = 8080
     admin_port: int = 0
+    # The gateway's metrics listener (Envoy's Prometheus stats only); 0: a free port, or
+    # AGENTMESH_GATEWAY_METRICS_PORT.
+    metrics_port: int = field(
+        default_factory=lambda: int(os.environ.get("AGENTMESH_GATEWAY_METRICS_PORT") or 0))
+    prometheus_targets: Path | None = None  # written when the metrics listener is set up
     rate_limit_per_minute: int = 6000
     quiet: bool = False
     isolation: str = "shared"  # shared: one process for every service; process: one each
@@ -166,12 +172,16 @@ class Mesh:
         # Restart requests of the system service arrive here (mesh/system/restart.py).
         restart.prepare(self.control_dir, groups)
         env["AGENTMESH_SUPERVISOR_CONTROL_DIR"] = str(self.control_dir)
-        # Each process serves its Prometheus metrics; observability gathers them and Envoy's.
+        # Each process serves its Prometheus metrics, and the gateway Envoy's on a metrics
+        # listener of its own (never the public one); observability gathers them for the
+        # operators' GET /metrics, Prometheus scrapes them (prometheus-targets.json).
         metrics_ports = [stable_port(taken) for _ in groups]
         self.admin_port = self.admin_port or stable_port(taken)
+        self.metrics_port = self.metrics_port or stable_port(taken)
         env["AGENTMESH_METRICS_TARGETS"] = ",".join(
             [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
-            + [f"http://127.0.0.1:{self.admin_port}/stats/prometheus"])
+            + [f"http://127.0.0.1:{self.metrics_port}/stats/prometheus"])
+        self._write_prometheus_targets(metrics_ports)
         children = []
         for group, metrics_port in zip(groups, metrics_ports):
             label = group[0] if len(group) == 1 else "services"
@@ -180,19 +190,34 @@ class Mesh:
                                   self.data_dir / "logs" / f"{label}.log", services=group))
         return children
 
+    def _write_prometheus_targets(self, service_ports: list[int]) -> None:
+        """DATA_DIR/prometheus-targets.json, for Prometheus's `file_sd_configs`: the gateway's
+        metrics listener and every service process's metrics port."""
+        groups = [{"targets": [f"127.0.0.1:{self.metrics_port}"],
+                   "labels": {"__metrics_path__": "/stats/prometheus", "component": "gateway"}},
+                  {"targets": [f"127.0.0.1:{p}" for p in service_ports],
+                   "labels": {"__metrics_path__": "/metrics", "component": "services"}}]
+        self.prometheus_targets = self.data_dir / "prometheus-targets.json"
+        self.prometheus_targets.write_text(json.dumps(groups, indent=1))
+
     def _envoy_child(self) -> Child:
         options = GatewayOptions.from_settings(
             self.settings, backends=self.backends(),
-            listen_port=self.port, admin_port=self.admin_port,
+            listen_port=self.port, admin_port=self.admin_port, metrics_port=self.metrics_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
             trace_cluster="observability" if "observability" in self.ports else "",
+            trace_token=internal.token_in(self.data_dir, self.settings.internal_token),
             global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
             in {"1", "true", "yes"},
             global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))
         config = build(contract_mod.default(), options)
         path = self.data_dir / "envoy.json"
-        path.write_text(json.dumps(config, indent=1))
+        # It holds the internal token (span exports): readable by this user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(config, indent=1))
         argv = [envoy_binary(), "-c", str(path), "--log-level", "warn", "--disable-hot-restart",
                 "--concurrency", str(min(2, os.cpu_count() or 1))]
         return Child("gateway", argv, dict(os.environ), self.data_dir / "logs" / "gateway.log")
@@ -281,6 +306,8 @@ class Mesh:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
+        # The internal token every child and the gateway present (made here, before them).
+        internal.token_in(self.data_dir, self.settings.internal_token)
         services = self._service_children()
         self.children = services
         # All services before Envoy: the gateway fetches its JWKS from identity at start.
@@ -340,6 +367,10 @@ async def run_up(data_dir: Path, port: int, rate_limit_per_minute: int,
         await mesh.stop()
         return 1
     url = f"http://127.0.0.1:{port}"
+    if mesh.prometheus_targets is not None:
+        mesh.say(f"Prometheus metrics: the gateway's at http://127.0.0.1:{mesh.metrics_port}"
+                 f"/stats/prometheus, every target in {mesh.prometheus_targets} "
+                 "(file_sd_configs)")
     mesh.say(f"\nAgent Mesh is up at {url}  (API docs: {url}/docs, logs: {mesh.data_dir}/logs)\n"
              f"Try it:\n  curl -s -X POST {url}/api/v1/auth/register "
              "-H 'Content-Type: application/json' "

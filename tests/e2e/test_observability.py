@@ -80,7 +80,7 @@ def test_service_logs_are_searchable_by_correlation_id(mesh, tenant, other_tenan
                           params={"correlation_id": correlation}).json()["total"] == 0
 
 
-def test_metrics_in_prometheus_text_move_with_traffic(mesh, tenant):
+def test_metrics_in_prometheus_text_move_with_traffic(mesh, operator):
     from prometheus_client.parser import text_string_to_metric_families
 
     def created_agents(text: str) -> float:
@@ -88,7 +88,7 @@ def test_metrics_in_prometheus_text_move_with_traffic(mesh, tenant):
                    if s.name == "agentmesh_requests_total" and s.labels["method"] == "CreateAgent"
                    and s.labels["code"] == "OK")
 
-    with mesh.client(tenant.token) as client:
+    with mesh.client(operator.token) as client:  # the platform's metrics: platform:read
         first = client.get("/metrics")
         assert first.status_code == 200, first.text
         assert first.headers["content-type"].startswith("text/plain")
@@ -132,3 +132,85 @@ def test_a_call_that_crosses_services_is_one_trace(mesh, tenant):
         spans = {s["span_id"]: s for s in body["spans"]}
         get_agent = next(s for s in body["spans"] if s["service"] == "agents")
         assert spans[get_agent["parent_span_id"]]["service"] == "governance"
+
+
+def _observability_address(mesh, operator) -> str:
+    with mesh.client(operator.token) as client:
+        status = client.get("/api/v1/system/status").json()
+    return next(s["address"] for s in status["services"] if s["name"] == "observability")
+
+
+def _export_span(address: str, trace_id: bytes, tenant_id: str, token: str = "") -> None:
+    """One span as an OTLP exporter sends it, straight to the receiver's port."""
+    import secrets
+
+    import grpc
+    from agentmesh.otlp.v1 import trace_pb2 as otlp
+
+    from mesh.runtime.internal import HEADER
+
+    now = time.time_ns()
+    span = otlp.Span(trace_id=trace_id, span_id=secrets.token_bytes(8), name="forged",
+                     start_time_unix_nano=now, end_time_unix_nano=now + 1000,
+                     attributes=[otlp.KeyValue(key=key, value=otlp.AnyValue(string_value=tenant_id))
+                                 for key in ("agentmesh.tenant_id", "tenant_id")])
+    request = otlp.ExportTraceServiceRequest(resource_spans=[otlp.ResourceSpans(
+        scope_spans=[otlp.ScopeSpans(spans=[span])])])
+    with grpc.insecure_channel(address) as channel:
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=otlp.ExportTraceServiceRequest.SerializeToString,
+            response_deserializer=otlp.ExportTraceServiceResponse.FromString)
+        export(request, timeout=10, metadata=((HEADER, token),) if token else ())
+
+
+def test_the_span_receiver_takes_spans_only_from_the_platform(mesh, operator, tenant):
+    """Anything that reaches the receiver's port without the platform's internal token is
+    refused and stores nothing, whatever tenant its spans name; the platform's own exporters
+    (the gateway's tracer and the services' runtime) still deliver."""
+    import secrets
+
+    import grpc
+    import pytest
+
+    address = _observability_address(mesh, operator)
+    for token in ("", "guessed-token"):
+        trace_id = secrets.token_bytes(16)
+        with pytest.raises(grpc.RpcError) as refused:
+            _export_span(address, trace_id, tenant.tenant_id, token)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        time.sleep(0.5)
+        with mesh.client(tenant.token) as client:
+            assert_envelope(client.get(f"/api/v1/observability/traces/{trace_id.hex()}"), 404,
+                            "NOT_FOUND")
+    # The platform's own: a call through the gateway is traced by Envoy and the service.
+    with mesh.client(tenant.token) as client:
+        trace_id = client.get("/api/v1/agents").headers["x-trace-id"]
+        trace = _eventually(lambda: client.get(f"/api/v1/observability/traces/{trace_id}"),
+                            lambda r: r.status_code == 200
+                            and {"gateway", "agents"} <= set(r.json()["services"]))
+        assert {"gateway", "agents"} <= set(trace.json()["services"]), trace.text
+
+
+def test_a_spoofed_tenant_header_does_not_file_spans_under_another_tenant(
+        mesh, tenant, other_tenant):
+    """The tenant of a span is the one the gateway verified: a client that sends another
+    tenant's id in `x-agentmesh-tenant-id`, and picks the trace id itself, still has its spans
+    filed under its own tenant; the other tenant sees none of them."""
+    import secrets
+
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    with mesh.client(tenant.token) as client:
+        reply = client.get("/api/v1/agents", headers={"x-agentmesh-tenant-id": other_tenant.tenant_id,
+                                                      "traceparent": traceparent})
+        assert reply.status_code == 200 and reply.headers["x-trace-id"] == trace_id
+        mine = _eventually(lambda: client.get(f"/api/v1/observability/traces/{trace_id}"),
+                           lambda r: r.status_code == 200
+                           and {"gateway", "agents"} <= set(r.json()["services"]))
+        assert mine.json()["tenant_id"] == tenant.tenant_id
+        assert {"gateway", "agents"} <= set(mine.json()["services"]), mine.text
+    with mesh.client(other_tenant.token) as client:
+        assert_envelope(client.get(f"/api/v1/observability/traces/{trace_id}"), 404, "NOT_FOUND")
+        listed = client.get("/api/v1/observability/traces").json()
+        assert trace_id not in [t["trace_id"] for t in listed["items"]]

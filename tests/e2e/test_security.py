@@ -640,3 +640,74 @@ def test_idempotency_keys_are_per_tenant_and_a_failed_first_call_stores_nothing(
     with mesh.client(other_tenant.token) as client:
         theirs = client.post("/api/v1/agents", json={"name": name}, headers=key)
         assert theirs.status_code == 200 and theirs.json()["tenant_id"] == other_tenant.tenant_id
+
+
+# ---- issue 20: idempotent replays by another caller, keys of a demoted creator ---------------
+def test_an_idempotent_replay_by_another_caller_never_gets_the_first_answer(mesh, tenant):
+    """The caller is part of an idempotency record: a developer who sends the admin's API-key
+    create with the admin's Idempotency-Key runs it as the developer (SCOPE_NOT_HELD), as does
+    the admin's own narrower API key; neither is handed the admin's new key. The admin's own
+    replay still gets its first answer."""
+    _, _, developer = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    body = {"name": _name("k"), "scopes": ["users:write", "apikeys:write"]}
+    with mesh.client(tenant.token) as admin:
+        first = admin.post("/api/v1/auth/api-keys", json=body, headers=key)
+        assert first.status_code == 200 and first.json()["key"].startswith("amk_"), first.text
+        narrow = admin.post("/api/v1/auth/api-keys", json={
+            "name": _name("k"), "scopes": ["apikeys:write"]}).json()["key"]
+    for client in (mesh.client(developer), mesh.client(api_key=narrow)):
+        with client:
+            replay = client.post("/api/v1/auth/api-keys", json=body, headers=key)
+            refused = assert_envelope(replay, 403, "PERMISSION_DENIED")
+            assert refused["details"]["reason"] == "SCOPE_NOT_HELD"
+            assert first.json()["key"] not in replay.text and first.json()["id"] not in replay.text
+            assert "idempotency-replayed" not in replay.headers
+    with mesh.client(tenant.token) as admin:
+        again = admin.post("/api/v1/auth/api-keys", json=body, headers=key)
+        assert again.json() == first.json() and again.headers["idempotency-replayed"] == "true"
+        # A create the other user may make runs as that user too: here a name conflict.
+        agent_key = {"Idempotency-Key": uuid.uuid4().hex}
+        agent = {"name": _name("idem")}
+        assert admin.post("/api/v1/agents", json=agent, headers=agent_key).status_code == 200
+    with mesh.client(developer) as client:
+        theirs = client.post("/api/v1/agents", json=agent, headers=agent_key)
+        assert_envelope(theirs, 409, "ALREADY_EXISTS")
+        assert "idempotency-replayed" not in theirs.headers
+
+
+def test_a_demoted_creators_api_key_loses_the_scopes_at_once(mesh, tenant):
+    """An API key's scopes are always within its creator's current ones: a developer's key
+    with tools:write and secrets:read creates tools and lists secrets until the admin makes
+    the developer a viewer, and from the next request on it does neither."""
+    user_id, _, developer = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    with mesh.client(developer) as client:
+        made = client.post("/api/v1/auth/api-keys", json={
+            "name": _name("k"), "scopes": ["tools:write", "tools:read", "secrets:read"]})
+        assert made.status_code == 200, made.text
+        key = made.json()["key"]
+
+    def tool() -> dict:
+        return {"name": _name("tool"), "type": "TOOL_TYPE_BUILTIN",
+                "status": "TOOL_STATUS_ACTIVE", "builtin": {"builtin_name": "math"}}
+
+    with mesh.client(api_key=key) as client:
+        assert client.post("/api/v1/tools", json=tool()).status_code == 200
+        assert client.get("/api/v1/master-data/secrets").status_code == 200
+    with mesh.client(tenant.token) as admin:
+        demoted = admin.put(f"/api/v1/auth/users/{user_id}",
+                            json={"role": "ROLE_VIEWER", "active": True})
+        assert demoted.status_code == 200, demoted.text
+    with mesh.client(api_key=key) as client:
+        body = assert_envelope(client.post("/api/v1/tools", json=tool()), 403,
+                               "PERMISSION_DENIED")
+        assert body["details"]["required_scope"] == "tools:write"
+        body = assert_envelope(client.get("/api/v1/master-data/secrets"), 403,
+                               "PERMISSION_DENIED")
+        assert body["details"]["required_scope"] == "secrets:read"
+        assert client.get("/api/v1/tools").status_code == 200  # what a viewer may still do
+    with mesh.client(tenant.token) as admin:  # promoted back: the key's scopes return
+        assert admin.put(f"/api/v1/auth/users/{user_id}",
+                         json={"role": "ROLE_DEVELOPER", "active": True}).status_code == 200
+    with mesh.client(api_key=key) as client:
+        assert client.post("/api/v1/tools", json=tool()).status_code == 200

@@ -41,17 +41,27 @@ def _user_token(mesh, tenant, role: str) -> str:
     return login.json()["access_token"]
 
 
-def test_status_health_info_stats_metrics(mesh, tenant):
+# The platform's internals: only an operator tenant's admin holds platform:read.
+PLATFORM_READS = ["/api/v1/system/status", "/api/v1/system/config", "/api/v1/system/metrics",
+                  "/api/v1/system/metrics/history", "/api/v1/system/alerts",
+                  "/api/v1/system/feature-flags", "/metrics", "/api/v1/observability/metrics"]
+
+
+def test_status_health_info_stats_metrics(mesh, tenant, operator):
     with mesh.client(tenant.token) as client:
         made = client.post("/api/v1/agents", json={"name": "stats-agent"})
         assert made.status_code == 200, made.text
+        stats = client.get("/api/v1/system/stats").json()
+        assert stats["tenant_id"] == tenant.tenant_id
+        assert stats["agents"] >= 1 and stats["users"] == 1
+        health = client.get("/api/v1/system/health")
+        assert health.status_code == 200 and health.json()["status"] == "healthy"
+    with mesh.client(operator.token) as client:
         status = client.get("/api/v1/system/status").json()
         assert status["status"] == "healthy", status
         names = {s["name"] for s in status["services"]}
         assert {"agents", "identity", "system", "workflows"} <= names
         assert status["uptime_seconds"] > 0
-        health = client.get("/api/v1/system/health")
-        assert health.status_code == 200 and health.json()["status"] == "healthy"
         info = _eventually(lambda: client.get("/api/v1/system/info").json(),
                            lambda i: all(s.get("migration_revisions")
                                          for s in i["services"] if s["name"] == "agents"))
@@ -60,9 +70,6 @@ def test_status_health_info_stats_metrics(mesh, tenant):
         assert agents["address"].startswith("127.0.0.1:") and agents["status"] == "healthy"
         assert agents["database"] == "sqlite" and agents["migration_revisions"]
         assert info["python_version"] and info["gateway_version"]
-        stats = client.get("/api/v1/system/stats").json()
-        assert stats["tenant_id"] == tenant.tenant_id
-        assert stats["agents"] >= 1 and stats["users"] == 1
         metrics = client.get("/api/v1/system/metrics").json()
         assert 0 < metrics["memory_percent"] <= 100
         history = _eventually(
@@ -75,9 +82,93 @@ def test_status_health_info_stats_metrics(mesh, tenant):
         assert alerts.status_code == 200 and "items" in alerts.json()
 
 
+def test_a_tenant_admin_sees_its_own_figures_and_no_platform_internals(
+        mesh, tenant, other_tenant, operator):
+    """A self-registered tenant's admin: 403 naming platform:read on every route that shows
+    the platform's inside (addresses, migrations, config, host and all-tenant figures, platform
+    alerts, the flags' tenants); its own stats, health, log lines and features only; the
+    operator's admin still gets everything."""
+    mine, theirs = f"mine-{uuid.uuid4().hex}", f"theirs-{uuid.uuid4().hex}"
+    with mesh.client(other_tenant.token) as client:
+        client.post("/api/v1/agents", json={"name": f"o-{uuid.uuid4().hex[:6]}"},
+                    headers={"X-Correlation-ID": theirs})
+    with mesh.client(tenant.token) as client:
+        client.post("/api/v1/agents", json={"name": f"m-{uuid.uuid4().hex[:6]}"},
+                    headers={"X-Correlation-ID": mine})
+        for path in PLATFORM_READS:
+            body = assert_envelope(client.get(path), 403, "PERMISSION_DENIED")
+            assert body["details"]["required_scope"] == "platform:read", path
+        info = client.get("/api/v1/system/info")
+        assert info.status_code == 200, info.text
+        info = info.json()
+        assert info["name"] == "Agent Mesh" and info["version"] and info["api_version"] == "v1"
+        assert info["services"] == [] and not info["database"], info
+        assert not (info["python_version"] or info["gateway_version"] or info["build_commit"])
+        assert "127.0.0.1" not in str(info)
+        assert client.get("/api/v1/system/stats").json()["tenant_id"] == tenant.tenant_id
+        assert client.get("/api/v1/system/health").status_code == 200
+        lines = _eventually(lambda: client.get("/api/v1/system/logs",
+                                               params={"correlation_id": mine}).json(),
+                            lambda r: r["total"] >= 1)
+        assert lines["total"] >= 1
+        assert client.get("/api/v1/system/logs",
+                          params={"correlation_id": theirs}).json()["total"] == 0
+        roles = {r["role"]: r["scopes"] for r in client.get("/api/v1/auth/roles").json()["items"]}
+        assert "system:read" in roles["ROLE_ADMIN"] and "agents:*" in roles["ROLE_ADMIN"]
+        assert not {"*", "platform:read", "platform:*", "system:write", "system:*"} & \
+            set(roles["ROLE_ADMIN"])
+        me = client.get("/api/v1/auth/me").json()
+        assert "platform:read" not in me["scopes"] and "*" not in me["scopes"]
+        refused = client.post("/api/v1/auth/api-keys", json={"name": "scraper",
+                                                             "scopes": ["platform:read"]})
+        assert assert_envelope(refused, 403, "PERMISSION_DENIED")["details"]["reason"] == \
+            "SCOPE_NOT_HELD"
+    with mesh.client(operator.token) as client:
+        for path in PLATFORM_READS:
+            assert client.get(path).status_code == 200, path
+        roles = {r["role"]: r["scopes"] for r in client.get("/api/v1/auth/roles").json()["items"]}
+        assert roles["ROLE_ADMIN"] == ["*"]
+        info = client.get("/api/v1/system/info").json()
+        assert info["services"] and info["python_version"] and info["database"] == "sqlite"
+        # An operator's API key for a Prometheus scrape of the public /metrics.
+        key = client.post("/api/v1/auth/api-keys", json={"name": "scraper",
+                                                         "scopes": ["platform:read"]})
+        assert key.status_code == 200, key.text
+    with mesh.client(api_key=key.json()["key"]) as client:
+        scraped = client.get("/metrics")
+        assert scraped.status_code == 200 and "agentmesh_requests_total" in scraped.text
+
+
+def test_prometheus_scrapes_listeners_of_its_own(mesh):
+    """The gateway's Envoy stats on its metrics listener (nothing else of Envoy's admin
+    interface there), every service process on its own port: the targets `agentmesh up`
+    writes for Prometheus's file_sd, none of them the public listener."""
+    import json
+
+    import httpx
+
+    groups = json.loads((mesh.data_dir / "prometheus-targets.json").read_text())
+    public = mesh.url.removeprefix("http://")
+    by_component = {g["labels"]["component"]: g for g in groups}
+    assert set(by_component) == {"gateway", "services"}
+    for group in groups:
+        for target in group["targets"]:
+            assert target != public
+            reply = httpx.get(f"http://{target}{group['labels']['__metrics_path__']}", timeout=10)
+            assert reply.status_code == 200, (target, reply.text[:200])
+            assert "# TYPE" in reply.text
+    gateway = by_component["gateway"]["targets"][0]
+    assert "envoy_http_downstream_rq" in httpx.get(f"http://{gateway}/stats/prometheus").text
+    for path in ("/server_info", "/config_dump", "/stats", "/metrics"):
+        assert httpx.get(f"http://{gateway}{path}").status_code == 404, path
+    assert httpx.post(f"http://{gateway}/quitquitquit").status_code == 404
+    assert httpx.get(f"http://{gateway}/stats/prometheus").status_code == 200
+
+
 def test_a_viewer_gets_403_on_every_system_write(mesh, tenant):
     """Viewers and developers, and the admin of a tenant that does not operate the platform
-    (any self-registered tenant), cannot steer the platform every tenant runs on."""
+    (any self-registered tenant), cannot steer the platform every tenant runs on, nor read its
+    internals."""
     viewer = _user_token(mesh, tenant, "ROLE_VIEWER")
     developer = _user_token(mesh, tenant, "ROLE_DEVELOPER")
     with mesh.client(tenant.token) as client:
@@ -85,7 +176,8 @@ def test_a_viewer_gets_403_on_every_system_write(mesh, tenant):
         assert "system:write" not in me["scopes"] and "agents:*" in me["scopes"]
     for token in (viewer, developer, tenant.token):
         with mesh.client(token) as client:
-            assert client.get("/api/v1/system/config").status_code == 200
+            assert client.get("/api/v1/system/stats").status_code == 200
+            assert_envelope(client.get("/api/v1/system/config"), 403, "PERMISSION_DENIED")
             for method, path, body in WRITES:
                 reply = client.request(method, path, json=body)
                 assert_envelope(reply, 403, "PERMISSION_DENIED")

@@ -116,8 +116,15 @@ def test_every_service_is_deployed_hardened_and_drains(kind):
         drain = int(env["AGENTMESH_GRACE_PERIOD_SECONDS"]["value"])
         sleep = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         assert pod["spec"]["terminationGracePeriodSeconds"] == sleep + drain + 5
-        for secret in ("AGENTMESH_DATABASE_URL", "AGENTMESH_SECRETS_KEK"):
+        for secret in ("AGENTMESH_DATABASE_URL", "AGENTMESH_SECRETS_KEK",
+                       "AGENTMESH_INTERNAL_TOKEN"):
             assert "secretKeyRef" in env[secret]["valueFrom"]
+        token = env["AGENTMESH_INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+        assert token == {"name": "agentmesh-internal" if kind == "production"
+                         else f"{fullname}-internal", "key": "internal-token"}
+        # Prometheus scrapes each service on a port of its own, never the public listener.
+        assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in \
+            container["ports"]
     gateway = deployments[f"{fullname}-gateway"]["spec"]["template"]
     assert gateway["metadata"]["annotations"]["checksum/config"]
     assert gateway["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
@@ -129,6 +136,11 @@ def test_every_service_is_deployed_hardened_and_drains(kind):
         keys = jobs[f"{fullname}-keys-bootstrap"]
         assert int(keys["metadata"]["annotations"]["helm.sh/hook-weight"]) < \
             int(migrate["metadata"]["annotations"]["helm.sh/hook-weight"])
+        assert keys["spec"]["template"]["spec"]["containers"][0]["args"] == [
+            "keys", "bootstrap-secret", "--secret", f"{fullname}-keys",
+            "--internal-token-secret", f"{fullname}-internal"]
+        role = _by_kind(documents, "Role")[f"{fullname}-keys-bootstrap"]
+        assert role["rules"][1]["resourceNames"] == [f"{fullname}-keys", f"{fullname}-internal"]
     else:
         assert f"{fullname}-keys-bootstrap" not in jobs
 
@@ -216,3 +228,25 @@ def test_a_service_can_be_switched_off():
     names = {d["metadata"]["name"] for d in documents}
     assert f"{RELEASE}-agentmesh-templates" not in names
     assert f"{RELEASE}-agentmesh-agents" in names
+
+
+def test_prometheus_scrapes_the_metrics_ports_through_service_monitors():
+    """The gateway's metrics listener and every service's metrics port, each allowed only from
+    metricsFrom; the public listener's /metrics is an operator's route, not a scrape target."""
+    documents = _render(_values("production"))
+    monitors = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ServiceMonitor"}
+    assert set(monitors) == {"mesh-gateway", "mesh-services"}
+    assert monitors["mesh-gateway"]["spec"]["endpoints"][0]["port"] == "metrics"
+    services = monitors["mesh-services"]["spec"]
+    assert services["endpoints"][0] == {"port": "metrics", "path": "/metrics", "interval": "30s",
+                                        "scrapeTimeout": "10s"}
+    assert services["selector"]["matchExpressions"][0]["values"] == catalog.names()
+    for name in catalog.names():
+        ports = _by_kind(documents, "Service")[f"mesh-{name}"]["spec"]["ports"]
+        assert {"name": "metrics", "port": 9090, "targetPort": "metrics",
+                "protocol": "TCP"} in ports
+    policy = _by_kind(documents, "NetworkPolicy")["mesh-services"]["spec"]["ingress"]
+    scrape = next(rule for rule in policy if rule["ports"] == [{"port": 9090, "protocol": "TCP"}])
+    assert scrape["from"] == yaml.safe_load(PRODUCTION.read_text())["networkPolicy"]["metricsFrom"]
+    config = _by_kind(documents, "ConfigMap")["mesh-config"]["data"]
+    assert config["AGENTMESH_METRICS_PORT"] == "9090"

@@ -66,3 +66,26 @@ def test_bootstrap_makes_the_key_once_and_never_replaces_it():
         assert [c[0] for c in _SecretsApi.calls] == ["GET", "POST", "GET"]
     finally:
         server.shutdown()
+
+
+def test_bootstrap_makes_the_internal_token_once_beside_the_key():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SecretsApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mesh.cli", "keys", "bootstrap-secret",
+                               "--internal-token-secret", "am-internal", "--namespace", "mesh",
+                               "--api", url], capture_output=True, text=True, check=True)
+
+    try:
+        assert "created with a new internal token" in run().stdout
+        secret = _SecretsApi.secrets["am-internal"]
+        token = base64.b64decode(secret["data"]["internal-token"]).decode()
+        assert len(token) >= 40 and secret["metadata"]["labels"][
+            "app.kubernetes.io/component"] == "internal"
+        assert "exists; left as it is" in run().stdout
+        assert base64.b64decode(_SecretsApi.secrets["am-internal"]["data"][
+            "internal-token"]).decode() == token
+    finally:
+        server.shutdown()

@@ -39,14 +39,20 @@ def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, tenant: str
                                         value=common_pb2.AnyValue(string_value=tenant))])
 
 
-def _export(service, spans, service_name="agents"):
+def _export(service, spans, service_name="agents", token: str | None = None):
+    """Exports as the platform's own exporters do: with the internal token (`token` overrides
+    it; "" sends none)."""
+    from mesh.runtime import internal
+
     resource_spans = trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
     resource_spans.resource.attributes.add(key="service.name").value.string_value = service_name
     export = service.channel.unary_unary(
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         request_serializer=otlp.ExportTraceServiceRequest.SerializeToString,
         response_deserializer=otlp.ExportTraceServiceResponse.FromString)
-    export(otlp.ExportTraceServiceRequest(resource_spans=[resource_spans]))
+    token = internal.token(service.settings) if token is None else token
+    export(otlp.ExportTraceServiceRequest(resource_spans=[resource_spans]),
+           metadata=((internal.HEADER, token),) if token else ())
 
 
 def test_exported_spans_become_a_tenant_scoped_trace(service):
@@ -65,6 +71,48 @@ def test_exported_spans_become_a_tenant_scoped_trace(service):
         stub.GetTrace(pb.GetTraceRequest(trace_id=trace_id.hex()), metadata=other.metadata())
     assert error_reason(caught.value) == "TRACE_NOT_FOUND"
     assert stub.ListTraces(pb.ListTracesRequest(), metadata=other.metadata()).total == 0
+
+
+def _stored_spans(service, trace_id: bytes) -> int:
+    from sqlmodel import func, select
+
+    from mesh.observability.models import SpanRow
+
+    database = service.running.runtime.database
+    return service._run(database.read(lambda s: s.exec(
+        select(func.count()).select_from(SpanRow).where(
+            SpanRow.trace_id == trace_id.hex())).one()))
+
+
+@pytest.mark.parametrize("token", ["", "not-the-platform-token"])
+def test_an_export_without_the_internal_token_is_refused_and_stores_nothing(service, token):
+    """Anything that reaches the receiver's port but is not the platform's own exporter (no
+    token, a wrong one) is UNAUTHENTICATED, even with a span naming a tenant: nothing is
+    filed under that tenant."""
+    victim = Identity()
+    trace_id = secrets.token_bytes(16)
+    with pytest.raises(grpc.RpcError) as caught:
+        _export(service, [_span(trace_id, secrets.token_bytes(8), b"", "forged",
+                                victim.tenant_id)], token=token)
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _stored_spans(service, trace_id) == 0
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    assert stub.ListTraces(pb.ListTracesRequest(), metadata=victim.metadata()).total == 0
+
+
+def test_a_trace_id_shared_with_another_tenant_shows_only_the_callers_spans(service):
+    """A trace id is whatever a client's `traceparent` says, so two tenants' spans can share
+    one: each tenant reads only its own."""
+    me, other = Identity(), Identity()
+    trace_id = secrets.token_bytes(16)
+    _export(service, [_span(trace_id, secrets.token_bytes(8), b"", "mine", me.tenant_id),
+                      _span(trace_id, secrets.token_bytes(8), b"", "theirs", other.tenant_id)])
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    for who, name in ((me, "mine"), (other, "theirs")):
+        trace = stub.GetTrace(pb.GetTraceRequest(trace_id=trace_id.hex()), metadata=who.metadata())
+        assert [s.name for s in trace.spans] == [name]
+        listed = stub.ListTraces(pb.ListTracesRequest(), metadata=who.metadata())
+        assert [(t.trace_id, t.span_count) for t in listed.items] == [(trace_id.hex(), 1)]
 
 
 def test_retention_prunes_old_rows(service):

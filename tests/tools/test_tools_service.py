@@ -338,7 +338,8 @@ def test_an_execution_with_an_idempotency_key_happens_once(stub, me, tools_servi
     stale = uuid.uuid4().hex
     with database.session(write=True) as session, session.begin():  # a claim of a dead process
         session.execute(idempotency.TABLE.insert().values(
-            tenant_id=me.tenant_id, method="/agentmesh.tools.v1.ToolService/ExecuteTool",
+            tenant_id=me.tenant_id, caller=idempotency.caller_of(dict(me.metadata())),
+            method="/agentmesh.tools.v1.ToolService/ExecuteTool",
             key=stale, request_hash="0" * 64, response=None, created_at=utcnow(),
             expires_at=utcnow() - timedelta(seconds=1)))
     taken_over = stub.ExecuteTool(request, metadata=(*me.metadata(), ("idempotency-key", stale)))

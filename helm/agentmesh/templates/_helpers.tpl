@@ -64,6 +64,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default (printf "%s-keys" (include "agentmesh.fullname" .)) .Values.keys.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the platform's internal token: an existing one, or the bootstrap Job's. */}}
+{{- define "agentmesh.internalTokenSecret" -}}
+{{- default (printf "%s-internal" (include "agentmesh.fullname" .)) .Values.internalToken.existingSecret }}
+{{- end }}
+
 {{/* AGENTMESH_PEERS: every service at its headless Service's DNS name. */}}
 {{- define "agentmesh.peers" -}}
 {{- $fullname := include "agentmesh.fullname" . }}
@@ -97,6 +102,11 @@ non-secret settings, and the secrets by reference. Never a secret value in the m
     secretKeyRef:
       name: {{ include "agentmesh.keysSecret" . }}
       key: key-encryption-key
+- name: AGENTMESH_INTERNAL_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "agentmesh.internalTokenSecret" . }}
+      key: internal-token
 {{- end }}
 
 {{/* The container security context of every container: non-root, read-only, nothing added. */}}

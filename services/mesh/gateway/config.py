@@ -23,6 +23,7 @@ from mesh.contract import Contract, Rpc
 from mesh.runtime.context import (IDENTITY_HEADERS, SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER,
                                   TOKEN_IAT_HEADER, USER_HEADER)
 from mesh.runtime.errors import ERROR_TRAILER
+from mesh.runtime.internal import HEADER as INTERNAL_TOKEN_HEADER
 from mesh.runtime.settings import Settings
 
 _T = "type.googleapis.com/envoy.extensions."
@@ -77,6 +78,9 @@ class GatewayOptions:
     # requests sampled (a request with a sampled `traceparent` is always traced).
     trace_cluster: str = ""
     trace_sample_percent: float = 10.0
+    # The platform's internal token (mesh.runtime.internal), sent with every span export: the
+    # receiver refuses exports without it.
+    trace_token: str = field(default="", repr=False)
     # Envoy's global rate-limit filter asking governance's RateLimitService (off by default;
     # `global_rate_limit()` and docs/governance.md).
     global_rate_limit: bool = False
@@ -502,7 +506,10 @@ def _tracing(options: GatewayOptions) -> dict[str, Any]:
         "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
             "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
             "grpc_service": {"envoy_grpc": {"cluster_name": options.trace_cluster},
-                             "timeout": "1s"},
+                             "timeout": "1s",
+                             **({"initial_metadata": [{"key": INTERNAL_TOKEN_HEADER,
+                                                       "value": options.trace_token}]}
+                                if options.trace_token else {})},
             "service_name": "gateway"}},
         "custom_tags": [{"tag": "tenant_id",
                          "request_header": {"name": "x-agentmesh-tenant-id"}}],

@@ -17,20 +17,25 @@ ROLE_SCOPES: dict[int, tuple[str, ...]] = {
                         "system:read", "apikeys:read", "apikeys:write", "apikeys:delete"),
     pb.ROLE_VIEWER: tuple(f"{a}:read" for a in READ_AREAS),
 }
-# The admin of a tenant that does not operate the platform: everything but the platform-wide
-# writes (`system:write`: config, restarts, caches, backups), which would let any self-registered
-# tenant steer the platform every other tenant runs on.
+# What only an operator tenant's admin holds (`*` covers them): `system:write` (platform config,
+# restarts, caches, backups), which would let any self-registered tenant steer the platform every
+# other tenant runs on, and `platform:read` (service addresses and migrations, the runtime
+# configuration, host and all-tenant metrics, platform alerts, feature flags and their tenants),
+# which is the platform's inside, not the tenant's own data. Every other tenant's admin holds
+# everything else.
 SYSTEM_WRITE = "system:write"
+PLATFORM_AREA = "platform"
+OPERATOR_ONLY = (SYSTEM_WRITE, f"{PLATFORM_AREA}:read")
 
 
 @functools.cache
 def tenant_admin_scopes() -> tuple[str, ...]:
     from mesh import contract
 
-    areas = {rpc.scope.partition(":")[0] for rpc in contract.default().rpcs if rpc.scope}
-    return tuple(sorted({f"{a}:*" for a in areas if a != "system"} |
-                        {f"system:{rpc.scope.partition(':')[2]}" for rpc in contract.default().rpcs
-                         if rpc.scope.startswith("system:") and rpc.scope != SYSTEM_WRITE}))
+    scopes = {rpc.scope for rpc in contract.default().rpcs if rpc.scope}
+    areas = {s.partition(":")[0] for s in scopes}
+    return tuple(sorted({f"{a}:*" for a in areas if a not in ("system", PLATFORM_AREA)} |
+                        {s for s in scopes if s.startswith("system:") and s not in OPERATOR_ONLY}))
 
 
 def scopes_for(role: int, operator: bool) -> tuple[str, ...]:
@@ -39,9 +44,30 @@ def scopes_for(role: int, operator: bool) -> tuple[str, ...]:
         return tenant_admin_scopes()
     return ROLE_SCOPES.get(role, ())
 
+
+def effective_scopes(granted: list[str] | tuple[str, ...], held: tuple[str, ...] | list[str]
+                     ) -> list[str]:
+    """The part of `granted` (an API key's scopes) that `held` (its creator's scopes now)
+    covers: a key never does more than the user who made it may do today. A wildcard the
+    creator no longer holds narrows to the creator's scopes inside it (`*` of a demoted admin
+    becomes the developer's scopes, `tools:*` of a viewer `tools:read`)."""
+    held_set = frozenset(held)
+    kept: set[str] = set()
+    for scope in granted:
+        if covers(held_set, scope):
+            kept.add(scope)
+        elif scope == "*":
+            kept.update(held_set)
+        elif scope.endswith(":*"):
+            area = scope[:-2]
+            kept.update(s for s in held_set if s.partition(":")[0] == area)
+    return sorted(kept)
+
+
 ROLE_DESCRIPTIONS = {
-    pb.ROLE_ADMIN: "Everything in the tenant, including users and API keys; platform-wide "
-                   "system writes only in an operator tenant (AGENTMESH_OPERATOR_TENANTS).",
+    pb.ROLE_ADMIN: "Everything in the tenant, including users and API keys; the platform's "
+                   "internals (platform:read) and platform-wide writes (system:write) only in an "
+                   "operator tenant (AGENTMESH_OPERATOR_TENANTS).",
     pb.ROLE_DEVELOPER: "Builds and runs agents, workflows and tools; cannot manage users.",
     pb.ROLE_VIEWER: "Reads everything except secrets, users and API keys; changes nothing.",
 }

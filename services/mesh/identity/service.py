@@ -26,7 +26,8 @@ from mesh import contract as contract_mod
 from mesh.identity import keys, security
 from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, SigningKeyRow,
                                   TenantRow, TokenRevocationRow, UserRow)
-from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLE_SCOPES, covers, scopes_for
+from mesh.identity.roles import (ROLE_DESCRIPTIONS, ROLE_SCOPES, covers, effective_scopes,
+                                 scopes_for)
 from mesh.runtime import limits
 from mesh.runtime.context import metadata_value, require_caller
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
@@ -55,8 +56,9 @@ def _sha256(value: str) -> str:
 
 class Operators:
     """The tenants that operate the platform (settings.operator_tenants by name, else the first
-    tenant registered): their admins hold `system:write`. Resolved once per process; the first
-    tenant never changes, and named tenants are looked up until every one exists."""
+    tenant registered): their admins hold `platform:read` and `system:write`. Resolved once per
+    process; the first tenant never changes, and named tenants are looked up until every one
+    exists."""
 
     def __init__(self, database, settings) -> None:
         self.db = database
@@ -282,9 +284,13 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         return self._user(row)
 
     async def ListRoles(self, request, context) -> pb.ListRolesResponse:
+        """The roles as they are in the caller's tenant: an admin's scopes differ between an
+        operator tenant (`*`) and any other (no `platform:read`, no `system:write`)."""
+        operator = require_caller(context).tenant_id in self.operators
         return pb.ListRolesResponse(items=[
-            pb.RoleInfo(role=role, description=ROLE_DESCRIPTIONS[role], scopes=scopes)
-            for role, scopes in ROLE_SCOPES.items()])
+            pb.RoleInfo(role=role, description=ROLE_DESCRIPTIONS[role],
+                        scopes=scopes_for(role, operator))
+            for role in ROLE_SCOPES])
 
     async def GetJwks(self, request, context) -> httpbody_pb2.HttpBody:
         document = await self.db.read(lambda s: keys.jwks(s, self.settings))
@@ -445,6 +451,7 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
 
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.operators = Operators(runtime.database, runtime.settings)
 
     @staticmethod
     def _deny(message: str) -> authz.CheckResponse:
@@ -470,8 +477,12 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
         # A key acts for its creator: it dies with them (deleted, deactivated, other tenant).
         if creator is None or not creator.active or creator.tenant_id != row.tenant_id:
             return self._deny("invalid, revoked or expired API key")
+        # A key never does more than its creator may do now: a demoted creator's keys lose
+        # what the new role lacks on their next request (computed here, per request).
+        scopes = effective_scopes(row.scopes, scopes_for(pb.Role.Value(creator.role),
+                                                         creator.tenant_id in self.operators))
         metadata = struct_pb2.Struct()
-        metadata.update({"scopes": list(row.scopes), "tenant_id": row.tenant_id})
+        metadata.update({"scopes": scopes, "tenant_id": row.tenant_id})
 
         def header(name: str, value: str) -> base_pb2.HeaderValueOption:
             return base_pb2.HeaderValueOption(
@@ -484,7 +495,7 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
             ok_response=authz.OkHttpResponse(headers=[
                 header(TENANT_HEADER, row.tenant_id),
                 header(USER_HEADER, row.created_by),
-                header(SCOPES_HEADER, " ".join(row.scopes)),
+                header(SCOPES_HEADER, " ".join(scopes)),
             ]))
 
 

@@ -27,7 +27,7 @@ from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.alerts import Evaluator, alert_message, alerts, new_alert
 from mesh.observability.analytics import AnalyticsService
 from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow, SpanRow
-from mesh.runtime import audit, live
+from mesh.runtime import audit, internal, live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
 from mesh.runtime.errors import NotFound, Unavailable, invalid_field
@@ -94,6 +94,7 @@ class State:
 
     started_at: datetime = field(default_factory=utcnow)
     spans_received: int = 0
+    spans_refused: int = 0  # Exports without the platform's internal token
     last_export_at: datetime | None = None
     logs_received: int = 0
     last_ingest_at: datetime | None = None
@@ -112,16 +113,29 @@ def state_of(runtime: Runtime) -> State:
 
 
 class TraceReceiver:
-    """OTLP/gRPC trace receiver: stores every span it is sent. Registered by hand under OTLP's
-    method name with Agent Mesh's copy of the messages (protos/agentmesh/otlp/v1)."""
+    """OTLP/gRPC trace receiver: stores the spans the platform's own exporters send. Registered
+    by hand under OTLP's method name with Agent Mesh's copy of the messages
+    (protos/agentmesh/otlp/v1).
+
+    A span is filed under the tenant its attributes name, which is to be trusted only from the
+    platform's own exporters: the services' runtime sets `agentmesh.tenant_id` and the gateway
+    its `tenant_id` tag, both from the identity the gateway verified. So an Export must present
+    the platform's internal token (`mesh.runtime.internal`, compared in constant time); anything
+    else that reaches this port is refused UNAUTHENTICATED and nothing is stored."""
 
     METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
         self.state = state_of(runtime)
+        self.token = internal.token(runtime.settings)
 
     async def Export(self, request: otlp.ExportTraceServiceRequest, context):
+        presented = dict(context.invocation_metadata() or ()).get(internal.HEADER, "")
+        if not internal.verify(presented, self.token):
+            self.state.spans_refused += 1
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "spans are accepted only from the platform's own exporters")
         rows = span_rows(request)
         if rows:
             now = utcnow()
@@ -250,7 +264,8 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
                               (func.max(SpanRow.duration_ms)).label("longest"),
                               func.max(sa.case((SpanRow.status == "SPAN_STATUS_ERROR", 1),
                                                else_=0)).label("failed"))
-                       .where(SpanRow.trace_id.in_(mine.distinct()))
+                       .where(SpanRow.trace_id.in_(mine.distinct()),
+                              SpanRow.tenant_id == caller.tenant_id)
                        .group_by(SpanRow.trace_id))
             having = []
             if request.min_duration_ms:
@@ -273,7 +288,8 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
             ids = list(session.exec(select(sub.c.trace_id).order_by(order)
                                     .offset(page.offset).limit(page.page_size)))
             found: dict[str, list[SpanRow]] = {i: [] for i in ids}
-            for row in session.exec(select(SpanRow).where(SpanRow.trace_id.in_(ids))):
+            for row in session.exec(select(SpanRow).where(SpanRow.trace_id.in_(ids),
+                                                          SpanRow.tenant_id == caller.tenant_id)):
                 found[row.trace_id].append(row)
             if request.root_span_name:
                 found = {k: v for k, v in found.items()
@@ -291,8 +307,10 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
             raise invalid_field("trace_id", "is required")
 
         def query(session: Session) -> list[SpanRow]:
-            rows = list(session.exec(select(SpanRow).where(SpanRow.trace_id == trace_id)))
-            return rows if any(r.tenant_id == caller.tenant_id for r in rows) else []
+            # Only the caller's spans: a trace id is chosen by whoever sends `traceparent`, so
+            # another tenant's spans may share it.
+            return list(session.exec(select(SpanRow).where(
+                SpanRow.trace_id == trace_id, SpanRow.tenant_id == caller.tenant_id)))
 
         rows = await self.db.read(query)
         if not rows:
@@ -410,6 +428,7 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
 
         receiver = common.ServiceHealth(name="otlp-receiver", status="healthy")
         receiver.details.update({"spans_received": state.spans_received,
+                                 "exports_refused": state.spans_refused,
                                  "last_export_at": stamp(state.last_export_at)})
         ingest = common.ServiceHealth(name="log-ingest", status="healthy")
         ingest.details.update({"records_received": state.logs_received,

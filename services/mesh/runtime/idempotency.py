@@ -5,7 +5,12 @@ was stored. With an `Idempotency-Key: <any string up to 200 chars>` header (Envo
 passes request headers to the service as gRPC metadata), a retry is safe:
 
 * the first call runs and its answer (the serialized response message) is stored with a hash
-  of the request, keyed on (tenant, method, key), for `idempotency_ttl_seconds` (24 h);
+  of the request, keyed on (tenant, caller, method, key), for `idempotency_ttl_seconds` (24 h).
+  The caller is the user and the scopes the call carries (`caller_of`): a replay hands back
+  only what the same caller, with the same power, was answered. Another user of the tenant, or
+  an API key with other scopes, sending the same key has a key of its own: its call runs as
+  itself (a developer replaying an admin's create of an API key is refused SCOPE_NOT_HELD,
+  never handed the admin's key);
 * a replay with the same request gets the first answer again, with `idempotency-replayed: true`,
   and creates nothing;
 * the same key with a different request is refused: ABORTED (HTTP 409),
@@ -33,7 +38,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from mesh.runtime.context import TENANT_HEADER
+from mesh.runtime.context import SCOPES_HEADER, USER_HEADER
 from mesh.runtime.db import Database
 from mesh.runtime.errors import Aborted, invalid_field
 from mesh.runtime.tables import utcnow
@@ -50,6 +55,7 @@ _metadata = sa.MetaData()
 TABLE = sa.Table(
     "agentmesh_idempotency_keys", _metadata,
     sa.Column("tenant_id", sa.String(), primary_key=True),
+    sa.Column("caller", sa.String(), primary_key=True),
     sa.Column("method", sa.String(), primary_key=True),
     sa.Column("key", sa.String(), primary_key=True),
     sa.Column("request_hash", sa.String(), nullable=False),
@@ -67,6 +73,15 @@ def applies_to(method) -> bool:
     from agentmesh.common.v1 import annotations_pb2
 
     return method.GetOptions().Extensions[annotations_pb2.idempotent]
+
+
+def caller_of(metadata: dict[str, str]) -> str:
+    """Whom a stored answer belongs to: the user and a digest of the scopes the call carries
+    (a JWT's, or an API key's as ext_authz narrowed them), so neither another user nor the same
+    user's narrower API key is handed an answer it could not have received itself."""
+    scopes = sorted(set(metadata.get(SCOPES_HEADER, "").replace(",", " ").split()))
+    digest = hashlib.sha256(" ".join(scopes).encode()).hexdigest()[:32]
+    return f"{metadata.get(USER_HEADER, '')}:{digest}"
 
 
 class _Stored:
@@ -93,30 +108,38 @@ class Idempotency:
         self.db = database
         self.ttl = timedelta(seconds=settings.idempotency_ttl_seconds)
 
-    async def run(self, method: str, key: str, tenant: str, request, context, call):
-        """`await call()` once per (tenant, method, key); a replay answers the first result."""
+    async def run(self, method: str, key: str, tenant: str, caller: str, request, context,
+                  call):
+        """`await call()` once per (tenant, caller, method, key); a replay answers the first
+        result."""
         if len(key) > MAX_KEY_LENGTH:
             raise invalid_field("Idempotency-Key", f"at most {MAX_KEY_LENGTH} characters")
         digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-        stored = await self._claim(tenant, method, key, digest)
+        record = (tenant, caller, method, key)
+        stored = await self._claim(record, digest)
         if stored is not None:
             await context.send_initial_metadata(((REPLAYED_HEADER, "true"),))
             return _Stored(stored)
-        renewal = asyncio.create_task(self._renew(tenant, method, key))
+        renewal = asyncio.create_task(self._renew(record))
         try:
             response = await call()
         except BaseException:
             renewal.cancel()
-            await self._finish(tenant, method, key, None)
+            await self._finish(record, None)
             raise
         renewal.cancel()
-        await self._finish(tenant, method, key, response.SerializeToString())
+        await self._finish(record, response.SerializeToString())
         return response
 
-    async def _renew(self, tenant: str, method: str, key: str) -> None:
+    @staticmethod
+    def _where(record: tuple[str, str, str, str]) -> tuple:
+        tenant, caller, method, key = record
+        return (TABLE.c.tenant_id == tenant, TABLE.c.caller == caller, TABLE.c.method == method,
+                TABLE.c.key == key)
+
+    async def _renew(self, record: tuple[str, str, str, str]) -> None:
         """Keeps a running call's claim alive (the lease runs out only if its process dies)."""
-        where = (TABLE.c.tenant_id == tenant, TABLE.c.method == method, TABLE.c.key == key,
-                 TABLE.c.response.is_(None))
+        where = (*self._where(record), TABLE.c.response.is_(None))
         while True:
             await asyncio.sleep(CLAIM_LEASE_SECONDS / 3)
             expires = utcnow() + timedelta(seconds=CLAIM_LEASE_SECONDS)
@@ -126,13 +149,14 @@ class Idempotency:
             except Exception:  # noqa: BLE001 - the next renewal tries again
                 log.warning("could not renew the claim of an idempotency key", exc_info=True)
 
-    async def _claim(self, tenant: str, method: str, key: str, digest: str) -> bytes | None:
+    async def _claim(self, record: tuple[str, str, str, str], digest: str) -> bytes | None:
         """Registers the key (None: this call runs) or returns the stored answer."""
         now = utcnow()
+        tenant, caller, method, key = record
 
         def claim(session) -> bytes | None:
             session.execute(TABLE.delete().where(TABLE.c.expires_at < now))
-            where = (TABLE.c.tenant_id == tenant, TABLE.c.method == method, TABLE.c.key == key)
+            where = self._where(record)
             row = session.execute(sa.select(TABLE.c.request_hash, TABLE.c.response)
                                   .where(*where)).first()
             if row is None:
@@ -141,7 +165,8 @@ class Idempotency:
                         # A claim: a lease that the running call renews (an expired one,
                         # of a call whose process died, was purged above).
                         session.execute(TABLE.insert().values(
-                            tenant_id=tenant, method=method, key=key, request_hash=digest,
+                            tenant_id=tenant, caller=caller, method=method, key=key,
+                            request_hash=digest,
                             response=None, created_at=now,
                             expires_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS)))
                     return None
@@ -159,8 +184,8 @@ class Idempotency:
 
         return await self.db.write(claim)
 
-    async def _finish(self, tenant: str, method: str, key: str, response: bytes | None) -> None:
-        where = (TABLE.c.tenant_id == tenant, TABLE.c.method == method, TABLE.c.key == key)
+    async def _finish(self, record: tuple[str, str, str, str], response: bytes | None) -> None:
+        where = self._where(record)
 
         def finish(session) -> None:
             if response is None:  # the first call failed: free the key for a retry

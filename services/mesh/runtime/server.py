@@ -88,8 +88,8 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
             key = metadata.get(idempotency.HEADER, "") if keys is not None else ""
             tenant = metadata.get(TENANT_HEADER, "") if key else ""
             if key and tenant:
-                result = await keys.run(method, key, tenant, request, context,
-                                        lambda: call(request, context))
+                result = await keys.run(method, key, tenant, idempotency.caller_of(metadata),
+                                        request, context, lambda: call(request, context))
             else:
                 result = await call(request, context)
             elapsed = time.perf_counter() - started

@@ -32,8 +32,9 @@ class Settings(BaseSettings):
     replica_id: str = ""
 
     # The tenants that operate the platform, by name (comma-separated): only their admins hold
-    # `system:write` (platform config, restarts, caches, backups); every other tenant's admin
-    # holds everything else. Empty: the first tenant ever registered.
+    # `platform:read` (the platform's inside: addresses, config, host and all-tenant metrics)
+    # and `system:write` (platform config, restarts, caches, backups); every other tenant's
+    # admin holds everything else. Empty: the first tenant ever registered.
     operator_tenants: str = ""
 
     # Tokens. The issuer and audience must match the gateway's jwt_authn provider.
@@ -52,6 +53,11 @@ class Settings(BaseSettings):
     secrets_kek: str = Field(default="", repr=False)
     secrets_kek_id: str = "kek-1"
     secrets_previous_keks: str = Field(default="", repr=False)
+
+    # The shared token the platform's own processes present to endpoints only they may use
+    # (the OTLP span receiver; mesh.runtime.internal). Empty: DATA_DIR/internal-token, made on
+    # first run; required in production (every replica must hold the same one).
+    internal_token: str = Field(default="", repr=False)
 
     # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
     # it to the observability service). The gateway samples this percentage of requests (1 by

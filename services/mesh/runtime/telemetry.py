@@ -34,7 +34,7 @@ class Tracing:
 
     _instance: "Tracing | None" = None
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, token: str = "") -> None:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -42,7 +42,7 @@ class Tracing:
 
         self.provider = TracerProvider(resource=Resource.create({"service.name": "agentmesh"}))
         self.provider.add_span_processor(BatchSpanProcessor(
-            OtlpExporter(endpoint, timeout=2), schedule_delay_millis=500))
+            OtlpExporter(endpoint, timeout=2, token=token), schedule_delay_millis=500))
         self.propagator = TraceContextTextMapPropagator()
         self._tracers: dict[str, Any] = {}
 
@@ -51,7 +51,9 @@ class Tracing:
         if not settings.otel_exporter_otlp_endpoint:
             return None
         if cls._instance is None:
-            cls._instance = cls(settings.otel_exporter_otlp_endpoint)
+            from mesh.runtime import internal
+
+            cls._instance = cls(settings.otel_exporter_otlp_endpoint, internal.token(settings))
         return cls._instance
 
     def tracer(self, service: str):
@@ -83,17 +85,22 @@ class Tracing:
 
 class OtlpExporter:
     """Sends finished spans to an OTLP/gRPC receiver (`TraceService/Export`). Runs on the
-    BatchSpanProcessor's thread, with a blocking channel of its own."""
+    BatchSpanProcessor's thread, with a blocking channel of its own. Every export carries the
+    platform's internal token (`mesh.runtime.internal`), without which the observability
+    service's receiver refuses spans; so the endpoint must be that receiver or a collector
+    trusted with the token."""
 
     METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
-    def __init__(self, endpoint: str, timeout: float = 2.0) -> None:
+    def __init__(self, endpoint: str, timeout: float = 2.0, token: str = "") -> None:
         import grpc
 
         from agentmesh.otlp.v1 import trace_pb2
+        from mesh.runtime.internal import HEADER
 
         self.pb = trace_pb2
         self.timeout = timeout
+        self.metadata = ((HEADER, token),) if token else ()
         self.channel = grpc.insecure_channel(endpoint)
         self.export_call = self.channel.unary_unary(
             self.METHOD, request_serializer=trace_pb2.ExportTraceServiceRequest.SerializeToString,
@@ -138,7 +145,7 @@ class OtlpExporter:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
         try:
-            self.export_call(self.encode(spans), timeout=self.timeout)
+            self.export_call(self.encode(spans), timeout=self.timeout, metadata=self.metadata)
             return SpanExportResult.SUCCESS
         except Exception as exc:  # noqa: BLE001 - the receiver may be down; spans are dropped
             log.debug("span export failed: %s", exc)

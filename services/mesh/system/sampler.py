@@ -3,7 +3,7 @@
 and disk (from /proc and the data directory's file system), and per service the request rate,
 the error rate, the 95th percentile latency, and the CPU and memory of the process hosting it —
 read from the Prometheus text every service process serves (`AGENTMESH_METRICS_TARGETS`, which
-`agentmesh up` sets; the gateway's admin stats are one of them), or from this process's own
+`agentmesh up` sets; the gateway's metrics listener is one of them), or from this process's own
 registry when no targets are set. Rates are differences between two samples."""
 
 from __future__ import annotations
@@ -92,12 +92,17 @@ def parse(text: str, target: int, into: _Counters) -> None:
             into.process_cpu[target] = value
         elif name == "process_resident_memory_bytes":
             into.process_memory[target] = value
-        elif name == "envoy_http_downstream_rq_total" and \
-                "admin" not in labels.get("envoy_http_conn_manager_prefix", ""):
+        elif name == "envoy_http_downstream_rq_total" and _public(labels):
             into.gateway_requests = (into.gateway_requests or 0.0) + value
-        elif name == "envoy_http_downstream_cx_active" and \
-                "admin" not in labels.get("envoy_http_conn_manager_prefix", ""):
+        elif name == "envoy_http_downstream_cx_active" and _public(labels):
             into.gateway_connections += int(value)
+
+
+def _public(labels: dict[str, str]) -> bool:
+    """Envoy's figures of the API's listener, not of its admin interface or metrics listener
+    (whose scrapes are not traffic)."""
+    prefix = labels.get("envoy_http_conn_manager_prefix", "")
+    return "admin" not in prefix and prefix != "metrics"
 
 
 def p95(before: dict[float, float], after: dict[float, float]) -> float:

@@ -66,6 +66,8 @@ _METRICS = {  # name -> (unit, how to read it from a sample, from a service poin
 }
 _HOST_ONLY = {"memory_percent", "memory_used_mb", "disk_percent"}
 _SERVICE_METRICS = {"cpu_percent", "memory_mb", "request_rate", "error_rate", "p95_latency_ms"}
+# The scope of the platform's internals (mesh/identity/roles.py): only operator tenants' admins.
+PLATFORM_READ = "platform:read"
 _REPORT_TTL = 30.0  # a process that has not polled for this long is not counted as running
 
 alerts_repo = TenantRepository(AlertRow, noun="alert", message=pb.SystemAlert, name_column=None,
@@ -248,13 +250,16 @@ class SystemService(pb_grpc.SystemServiceServicer):
         caller = require_caller(context)
         flags = await self._all_flags()
         info = pb.SystemInfo(
-            name="Agent Mesh", version=_version(), api_version="v1", build_commit=commit,
-            environment=self.settings.environment, python_version=platform.python_version(),
-            gateway_version=self._envoy,
+            name="Agent Mesh", version=_version(), api_version="v1",
+            environment=self.settings.environment,
             enabled_features=sorted(f.name for f in flags if live.flag_on(f, caller.tenant_id)),
-            uptime_seconds=round(time.time() - self.started, 3),
-            database="postgresql" if self.settings.database_url else "sqlite",
-            services=await self._statuses())
+            uptime_seconds=round(time.time() - self.started, 3))
+        if not caller.has_scope(PLATFORM_READ):
+            return info  # the platform's inside (build, runtimes, addresses) is the operator's
+        info.build_commit, info.python_version = commit, platform.python_version()
+        info.gateway_version = self._envoy
+        info.database = "postgresql" if self.settings.database_url else "sqlite"
+        info.services.extend(await self._statuses())
         if built is not None:
             info.built_at.CopyFrom(_stamp(built))
         return info

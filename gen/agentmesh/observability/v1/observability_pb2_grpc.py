@@ -30,7 +30,8 @@ if _version_not_supported:
 class ObservabilityServiceStub:
     """Records and serves what happens inside Agent Mesh: events, metrics, traces
     (the service is also an OTLP receiver), logs and alerts. Every read is
-    scoped to the caller's tenant.
+    scoped to the caller's tenant, except the platform's metrics, which need
+    `platform:read`.
     """
 
     def __init__(self, channel):
@@ -99,7 +100,8 @@ class ObservabilityServiceStub:
 class ObservabilityServiceServicer:
     """Records and serves what happens inside Agent Mesh: events, metrics, traces
     (the service is also an OTLP receiver), logs and alerts. Every read is
-    scoped to the caller's tenant.
+    scoped to the caller's tenant, except the platform's metrics, which need
+    `platform:read`.
     """
 
     def ListEvents(self, request, context):
@@ -119,9 +121,10 @@ class ObservabilityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetMetrics(self, request, context):
-        """Returns metric series over a time range, one point per `interval`.
-        Returns INVALID_ARGUMENT for an unknown metric name, a bad label matcher
-        or a time range whose end precedes its start.
+        """Returns metric series over a time range, one point per `interval`: the
+        platform's metrics (every tenant's traffic together), so it needs
+        `platform:read`. Returns INVALID_ARGUMENT for an unknown metric name, a
+        bad label matcher or a time range whose end precedes its start.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,8 +133,9 @@ class ObservabilityServiceServicer:
     def GetPrometheusMetrics(self, request, context):
         """Returns every metric of the platform in the Prometheus text format: the
         services' request counts and latencies, the gateway's own statistics,
-        process CPU and memory. For a Prometheus scrape with a bearer token or an
-        API key.
+        process CPU and memory. It needs `platform:read` (an operator's token or
+        API key); Prometheus itself scrapes the gateway's metrics listener and
+        each service process's metrics port instead.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -265,7 +269,8 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
 class ObservabilityService:
     """Records and serves what happens inside Agent Mesh: events, metrics, traces
     (the service is also an OTLP receiver), logs and alerts. Every read is
-    scoped to the caller's tenant.
+    scoped to the caller's tenant, except the platform's metrics, which need
+    `platform:read`.
     """
 
     @staticmethod

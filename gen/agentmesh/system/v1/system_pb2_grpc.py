@@ -32,6 +32,13 @@ class SystemServiceStub:
     build information, runtime configuration and feature flags, metrics,
     logs, alerts, restarts, caches and backups. It also serves the gateway's
     readiness route, the OpenAPI document and the Swagger UI.
+
+    What a tenant may see about itself (`system:read`: health, its statistics,
+    its log lines, the features on for it) is kept apart from the platform's
+    internals (`platform:read`: status with service addresses and migrations,
+    runtime configuration, host and all-tenant metrics, platform alerts,
+    feature flags with their targeted tenants), which only the admins of an
+    operator tenant hold.
     """
 
     def __init__(self, channel):
@@ -147,11 +154,19 @@ class SystemServiceServicer:
     build information, runtime configuration and feature flags, metrics,
     logs, alerts, restarts, caches and backups. It also serves the gateway's
     readiness route, the OpenAPI document and the Swagger UI.
+
+    What a tenant may see about itself (`system:read`: health, its statistics,
+    its log lines, the features on for it) is kept apart from the platform's
+    internals (`platform:read`: status with service addresses and migrations,
+    runtime configuration, host and all-tenant metrics, platform alerts,
+    feature flags with their targeted tenants), which only the admins of an
+    operator tenant hold.
     """
 
     def GetSystemStatus(self, request, context):
         """Returns the overall status of the platform and of each service, with
-        their versions and uptime.
+        their versions, uptime, internal addresses and migration revisions. It
+        needs `platform:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,15 +185,20 @@ class SystemServiceServicer:
 
     def GetSystemInfo(self, request, context):
         """Returns build and runtime information: versions, environment, enabled
-        features.
+        features. A caller without `platform:read` gets the product's name and
+        version, the API version, the environment and the features on for its
+        tenant; the build commit, the runtime versions, the database kind and
+        the services (addresses, migration revisions) are left empty.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListSystemLogs(self, request, context):
-        """Lists the platform's log lines, newest first unless `order_by` says
-        otherwise. INVALID_ARGUMENT when `end_time` precedes `start_time`.
+        """Lists the log lines written while serving the caller's tenant's calls,
+        newest first unless `order_by` says otherwise: never another tenant's
+        lines, nor the platform's own. INVALID_ARGUMENT when `end_time` precedes
+        `start_time`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +206,7 @@ class SystemServiceServicer:
 
     def GetSystemConfig(self, request, context):
         """Returns the current runtime configuration and its version. Secret values
-        are never included.
+        are never included. It needs `platform:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,7 +222,8 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetSystemMetrics(self, request, context):
-        """Returns a snapshot of the platform's resource use and traffic now.
+        """Returns a snapshot of the platform's resource use and traffic now: the
+        host's and every tenant's together, so it needs `platform:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,7 +232,8 @@ class SystemServiceServicer:
     def GetSystemMetricsHistory(self, request, context):
         """Returns system metrics as series over a time range. INVALID_ARGUMENT
         for an unknown metric name, a range whose end precedes its start or an
-        `interval` that would yield more than 1000 buckets.
+        `interval` that would yield more than 1000 buckets. It needs
+        `platform:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,7 +265,8 @@ class SystemServiceServicer:
 
     def ListSystemAlerts(self, request, context):
         """Lists the alerts the platform raised about itself (a service down, a
-        disk filling up), newest first unless `order_by` says otherwise.
+        disk filling up, a backup written), newest first unless `order_by` says
+        otherwise. It needs `platform:read`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -260,7 +283,9 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFeatureFlags(self, request, context):
-        """Lists the feature flags and their state, by name.
+        """Lists the feature flags and their state, by name, with the tenants each
+        one targets. It needs `platform:read`; a tenant sees the features on for
+        it in GetSystemInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -437,6 +462,13 @@ class SystemService:
     build information, runtime configuration and feature flags, metrics,
     logs, alerts, restarts, caches and backups. It also serves the gateway's
     readiness route, the OpenAPI document and the Swagger UI.
+
+    What a tenant may see about itself (`system:read`: health, its statistics,
+    its log lines, the features on for it) is kept apart from the platform's
+    internals (`platform:read`: status with service addresses and migrations,
+    runtime configuration, host and all-tenant metrics, platform alerts,
+    feature flags with their targeted tenants), which only the admins of an
+    operator tenant hold.
     """
 
     @staticmethod
