@@ -6,6 +6,7 @@ tests call it with a plain synchronous gRPC channel, as another service would.""
 from __future__ import annotations
 
 import asyncio
+import collections
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from mesh.runtime import internal
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.errors import reason_of
 from mesh.runtime.server import RunningService, start
@@ -33,6 +35,28 @@ class Identity:
                 (SCOPES_HEADER, self.scopes), (CORRELATION_HEADER, uuid.uuid4().hex))
 
 
+class _WithToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def _details(self, details):
+        metadata = [*(details.metadata or ()), (internal.HEADER, self.token)]
+        return _Details(details.method, details.timeout, metadata, details.credentials,
+                        details.wait_for_ready, details.compression)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+
+class _Details(collections.namedtuple("_Details", ("method", "timeout", "metadata", "credentials",
+                                                     "wait_for_ready", "compression")),
+               grpc.ClientCallDetails):
+    pass
+
+
 class ServiceHarness:
     def __init__(self, definition: ServiceDefinition, data_dir: Path, **settings) -> None:
         self.loop = asyncio.new_event_loop()
@@ -40,7 +64,11 @@ class ServiceHarness:
         self.thread.start()
         self.settings = Settings(data_dir=data_dir, **settings)
         self.running: RunningService = self._run(start(definition, self.settings, port=0))
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.running.port}")
+        # Calls come "as another service would": with the platform's internal token, which the
+        # internal RPCs require (`raw_channel` has none).
+        self.raw_channel = grpc.insecure_channel(f"127.0.0.1:{self.running.port}")
+        self.channel = grpc.intercept_channel(self.raw_channel,
+                                              _WithToken(internal.token(self.settings)))
 
     def _run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(60)
@@ -49,7 +77,7 @@ class ServiceHarness:
         return stub_class(self.channel)
 
     def close(self) -> None:
-        self.channel.close()
+        self.raw_channel.close()
         self._run(self.running.stop(1))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)

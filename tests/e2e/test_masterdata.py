@@ -16,6 +16,7 @@ import pytest
 
 from agentmesh.masterdata.v1 import masterdata_pb2 as pb
 from agentmesh.masterdata.v1 import masterdata_pb2_grpc as pb_grpc
+from mesh.runtime import internal
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from tests.conftest import assert_envelope
 
@@ -26,16 +27,20 @@ def _name(prefix="md"):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def _masterdata_port(mesh) -> str:
+    logs = "".join(p.read_text() for p in (mesh.data_dir / "logs").glob("*.log"))
+    return re.search(r"serving masterdata on 127\.0\.0\.1:(\d+)", logs).group(1)
+
+
 def _reveal(mesh, tenant, secret_id):
     """What another service does: the internal RPC on masterdata's own port (never routed by
-    the gateway), with the identity the gateway vouched for."""
-    logs = "".join(p.read_text() for p in (mesh.data_dir / "logs").glob("*.log"))
-    port = re.search(r"serving masterdata on 127\.0\.0\.1:(\d+)", logs).group(1)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+    the gateway), with the identity the gateway vouched for and the platform's internal token."""
+    with grpc.insecure_channel(f"127.0.0.1:{_masterdata_port(mesh)}") as channel:
         return pb_grpc.SecretAccessServiceStub(channel).RevealSecret(
             pb.RevealSecretRequest(secret_id=secret_id, requested_by="e2e-test"),
             metadata=((TENANT_HEADER, tenant.tenant_id), (USER_HEADER, tenant.user_id),
-                      (SCOPES_HEADER, "*"), (CORRELATION_HEADER, uuid.uuid4().hex)))
+                      (SCOPES_HEADER, "*"), (CORRELATION_HEADER, uuid.uuid4().hex),
+                      (internal.HEADER, internal.token_in(mesh.data_dir))))
 
 
 RESOURCES = {
@@ -198,6 +203,23 @@ def test_secret_value_never_leaves_in_clear(mesh, tenant):
             data = path.read_bytes()
             assert value.encode() not in data, f"{path} holds the value in clear"
             assert value[:20].encode() not in data, f"{path} holds part of the value"
+
+
+def test_reaching_masterdatas_port_without_the_internal_token_reveals_nothing(mesh, tenant):
+    """Whatever reaches the service's port (a request the platform was tricked into making, a
+    neighbour on the network) with made-up identity headers but not the internal token gets
+    UNAUTHENTICATED, not the secret."""
+    value = f"port-reachers-get-nothing-{uuid.uuid4().hex}"
+    with mesh.client(tenant.token) as client:
+        secret = client.post(f"{BASE}/secrets", json={"name": _name("s"), "value": value}).json()
+    with grpc.insecure_channel(f"127.0.0.1:{_masterdata_port(mesh)}") as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            pb_grpc.SecretAccessServiceStub(channel).RevealSecret(
+                pb.RevealSecretRequest(secret_id=secret["id"], requested_by="intruder"),
+                metadata=((TENANT_HEADER, tenant.tenant_id), (USER_HEADER, tenant.user_id),
+                          (SCOPES_HEADER, "*"), (CORRELATION_HEADER, uuid.uuid4().hex)))
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert value not in str(refused.value)
 
 
 def test_the_gateway_does_not_route_the_internal_reveal_rpc(mesh, tenant):

@@ -258,7 +258,9 @@ def test_client_helpers_decide_through_the_rpc(governance, stub, me):
             return me.metadata()
 
     async def run():
-        settings = Settings(peers=f"governance=127.0.0.1:{governance.running.port}")
+        # The harness's settings: the same data directory, so the same internal token.
+        settings = governance.settings.model_copy(
+            update={"peers": f"governance=127.0.0.1:{governance.running.port}"})
         runtime = Runtime("agents", settings, Peers(settings))
         token = current_call.set(Served())
         try:

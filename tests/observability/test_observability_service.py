@@ -46,7 +46,7 @@ def _export(service, spans, service_name="agents", token: str | None = None):
 
     resource_spans = trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
     resource_spans.resource.attributes.add(key="service.name").value.string_value = service_name
-    export = service.channel.unary_unary(
+    export = service.raw_channel.unary_unary(
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         request_serializer=otlp.ExportTraceServiceRequest.SerializeToString,
         response_deserializer=otlp.ExportTraceServiceResponse.FromString)
@@ -200,3 +200,23 @@ def test_alert_notifications_wait_in_the_outbox_through_a_restart(tmp_path):
     finally:
         receiver.close()
         harness.close()
+
+
+@pytest.mark.parametrize("token", ["", "not-the-platform-token"])
+def test_an_internal_rpc_without_the_internal_token_is_refused(service, token):
+    """Internal RPCs (no REST route) trust the tenant their request names, so the runtime lets
+    only the platform's own services call them: IngestLogs from anything else that reaches the
+    port is UNAUTHENTICATED and files no line under the tenant it names."""
+    from mesh.runtime import internal
+
+    victim = Identity()
+    entry = pb.LogEntry(tenant_id=victim.tenant_id, service="agents", level=pb.LOG_LEVEL_ERROR,
+                        message=f"forged-{secrets.token_hex(4)}")
+    ingest = pb_grpc.ObservabilityServiceStub(service.raw_channel).IngestLogs
+    with pytest.raises(grpc.RpcError) as caught:
+        ingest(pb.IngestLogsRequest(entries=[entry]),
+               metadata=((internal.HEADER, token),) if token else ())
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert error_reason(caught.value) == "INTERNAL_TOKEN_REQUIRED"
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    assert stub.IngestLogs(pb.IngestLogsRequest(entries=[entry])).stored == 1

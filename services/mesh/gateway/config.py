@@ -160,7 +160,7 @@ def lua_source(contract: Contract) -> str:
     """`gateway.lua` with the names it shares with Python and the contract's routes filled in."""
     routes, wildcard = _lua_routes(contract)
     values = {
-        "IDENTITY_HEADERS": list(IDENTITY_HEADERS),
+        "IDENTITY_HEADERS": [*IDENTITY_HEADERS, INTERNAL_TOKEN_HEADER],
         "ERROR_TRAILER": ERROR_TRAILER,
         "UNDECLARED_METHOD_HEADER": UNDECLARED_METHOD_HEADER,
         "ROUTES": routes,

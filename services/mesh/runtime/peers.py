@@ -23,6 +23,7 @@ import grpc
 
 from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER,
                                   call_metadata, current_call)
+from mesh.runtime import internal
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
 from mesh.runtime.telemetry import TRACEPARENT, current_traceparent
@@ -83,10 +84,16 @@ def outgoing_metadata() -> list[tuple[str, str]]:
 
 
 class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    def __init__(self, internal_token: str) -> None:
+        # Presented on every call: internal RPCs require it (mesh.runtime.server), the others
+        # ignore it. The gateway strips a client-sent copy.
+        self.token = ((internal.HEADER, internal_token),) if internal_token else ()
+
     async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = list(details.metadata or ())
         present = {k for k, _ in metadata}
         metadata.extend(item for item in outgoing_metadata() if item[0] not in present)
+        metadata.extend(self.token)
         return details._replace(metadata=grpc.aio.Metadata(*metadata))
 
     async def intercept_unary_unary(self, continuation, details, request):
@@ -109,7 +116,9 @@ class Peers:
 
     def __init__(self, settings: Settings) -> None:
         self.addresses = parse_peers(settings.peers)
+        self.settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pass_on: _PassOn | None = None
 
     def address(self, service: str) -> str:
         try:
@@ -121,8 +130,10 @@ class Peers:
     def channel(self, service: str) -> grpc.aio.Channel:
         channel = self._channels.get(service)
         if channel is None:
+            if self._pass_on is None:
+                self._pass_on = _PassOn(internal.token(self.settings))
             channel = self._channels[service] = grpc.aio.insecure_channel(
-                replicas_target(self.address(service)), interceptors=[_PassOn()],
+                replicas_target(self.address(service)), interceptors=[self._pass_on],
                 options=[("grpc.service_config", service_config(service)),
                          ("grpc.enable_retries", 1)])
         return channel

@@ -28,8 +28,9 @@ from grpc_reflection.v1alpha import reflection
 from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, limits, live, logs, wire
-from mesh.runtime.context import TENANT_HEADER, current_call, current_metadata, current_service
+from mesh.runtime import errors, idempotency, internal, limits, live, logs, wire
+from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
+                                  current_service)
 from mesh.runtime.db import Database
 from mesh.runtime.idempotency import Idempotency
 from mesh.runtime.metrics import MethodMetrics, expose
@@ -55,10 +56,40 @@ def _failure(exc: BaseException, method: str) -> errors.DomainError:
 @dataclass
 class Guards:
     """Checks every call goes through before its handler (the edge hardening): revoked tokens
-    refused, Idempotency-Key on creates. Each costs a lookup or less when it does not apply."""
+    refused, Idempotency-Key on creates, the platform's internal token on internal RPCs. Each
+    costs a lookup or less when it does not apply."""
 
     revocations: RevocationGuard | None = None
     idempotency: Idempotency | None = None
+    # The platform's internal token (mesh.runtime.internal), which RPCs the contract marks
+    # `internal` (no REST route; called only by other services) require; "" checks nothing
+    # (a servicer built without settings, in unit tests).
+    internal_token: str = ""
+
+
+def _is_internal(method) -> bool:
+    from agentmesh.common.v1 import annotations_pb2 as common
+
+    return method.GetOptions().Extensions[common.auth].internal
+
+
+def _internal_only(fn, expected: str):
+    """An internal RPC's handler behind the internal token: the gateway never routes these, and
+    the token keeps anything else that reaches the port (a tenant's outbound request aimed at
+    it, another pod) from calling them with identity headers it made up."""
+    is_coroutine = inspect.iscoroutinefunction(fn)
+
+    @functools.wraps(fn)
+    async def checked(request, context):
+        presented = call_metadata(context).get(internal.HEADER, "")
+        if not internal.verify(presented, expected):
+            raise errors.Unauthenticated(
+                "this RPC is internal: only the platform's own services may call it",
+                reason="INTERNAL_TOKEN_REQUIRED")
+        result = fn(request, context)
+        return await result if is_coroutine else result
+
+    return checked
 
 
 def _body_field(method) -> str:
@@ -189,6 +220,11 @@ def handlers(servicer: Any, service: str, guards: Guards,
     table = {}
     for method in descriptor.methods:
         fn = getattr(servicer, method.name)
+        if guards.internal_token and _is_internal(method):
+            if method.server_streaming:  # not needed yet; never leave one unchecked
+                raise TypeError(f"{method.full_name}: an internal streaming RPC needs the "
+                                "internal token check written for streams")
+            fn = _internal_only(fn, guards.internal_token)
         path = f"/{descriptor.full_name}/{method.name}"
         request_class = message_factory.GetMessageClass(method.input_type)
         response_class = message_factory.GetMessageClass(method.output_type)
@@ -248,7 +284,8 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     tracing = Tracing.of(settings)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    guards = Guards(revocations, Idempotency(database, settings) if database else None)
+    guards = Guards(revocations, Idempotency(database, settings) if database else None,
+                    internal.token(settings))
     names = []
     for servicer in definition.build(runtime):
         server.add_generic_rpc_handlers((handlers(servicer, definition.name, guards, tracing),))
