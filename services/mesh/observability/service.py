@@ -30,6 +30,7 @@ from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, 
 from mesh.runtime import audit, live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
+from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import NotFound, Unavailable, invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
@@ -195,6 +196,7 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
         self.runtime = runtime
         self.state = state_of(runtime)
         self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
+        self.egress = EgressPolicy.from_settings(runtime.settings)
 
     # ---- metrics ---------------------------------------------------------------------------
     async def _prometheus_text(self) -> str:
@@ -362,6 +364,12 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     async def CreateAlert(self, request: pb.CreateAlertRequest, context) -> pb.Alert:
         caller = require_caller(context)
         row = new_alert(request, caller.tenant_id, caller.user_id)
+        # A channel to an internal address is refused now (403 EGRESS_DENIED); each
+        # notification is checked again when it connects.
+        for channel in row.channels:
+            kind, _, target = channel.partition(":")
+            if kind == "webhook":
+                await self.egress.check_url(target)
 
         def add(session: Session) -> AlertRow:
             added = alerts.add(session, row)
