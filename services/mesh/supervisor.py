@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
+from mesh.runtime.metrics import unix_target
 from mesh.runtime.settings import Settings, get_settings
 from mesh.system import restart
 
@@ -41,6 +43,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def admin_socket_path(data_dir: Path) -> str:
+    """Where Envoy's admin socket goes: `<data dir>/envoy-admin.sock`, or, when that path is
+    too long for a Unix socket (108 bytes on Linux), a private directory of its own."""
+    path = str(Path(data_dir).resolve() / "envoy-admin.sock")
+    if len(path.encode()) < 100:
+        return path
+    return str(Path(tempfile.mkdtemp(prefix="agentmesh-")) / "envoy-admin.sock")  # mode 0700
 
 
 def _die_with_parent() -> None:
@@ -59,17 +70,20 @@ def envoy_binary() -> str:
     return found
 
 
-async def _http_get(port: int, path: str, timeout: float = 2,
+async def _http_get(where: int | str, path: str, timeout: float = 2,
                     body: bool = False) -> tuple[int, str] | None:
-    """`GET path` on 127.0.0.1:port: (status, body if asked), or None when there is no answer:
-    enough HTTP/1.1 for readiness polls, without an HTTP client dependency."""
+    """`GET path` on 127.0.0.1:<where> (a port) or on the Unix socket <where> (a path):
+    (status, body if asked), or None when there is no answer: enough HTTP/1.1 for the
+    supervisor's readiness polls of what it started, without an HTTP client dependency."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), timeout)
+        connect = (asyncio.open_connection("127.0.0.1", where) if isinstance(where, int)
+                   else asyncio.open_unix_connection(where))
+        reader, writer = await asyncio.wait_for(connect, timeout)
     except (OSError, TimeoutError):
         return None
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        host = f"127.0.0.1:{where}" if isinstance(where, int) else "localhost"
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
                      "Connection: close\r\n\r\n".encode())
         await writer.drain()
         if body:
@@ -130,7 +144,9 @@ class Child:
 class Mesh:
     data_dir: Path
     port: int = 8080
-    admin_port: int = 0
+    # Envoy's admin interface: a Unix socket (mode 0600) in the data directory, never a port
+    # (mesh.gateway.config.GatewayOptions.admin_socket says why).
+    admin_socket: str = ""
     rate_limit_per_minute: int = 6000
     quiet: bool = False
     isolation: str = "shared"  # shared: one process for every service; process: one each
@@ -168,10 +184,10 @@ class Mesh:
         env["AGENTMESH_SUPERVISOR_CONTROL_DIR"] = str(self.control_dir)
         # Each process serves its Prometheus metrics; observability gathers them and Envoy's.
         metrics_ports = [stable_port(taken) for _ in groups]
-        self.admin_port = self.admin_port or stable_port(taken)
+        self.admin_socket = self.admin_socket or admin_socket_path(self.data_dir)
         env["AGENTMESH_METRICS_TARGETS"] = ",".join(
             [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
-            + [f"http://127.0.0.1:{self.admin_port}/stats/prometheus"])
+            + [unix_target(self.admin_socket, "/stats/prometheus")])
         children = []
         for group, metrics_port in zip(groups, metrics_ports):
             label = group[0] if len(group) == 1 else "services"
@@ -183,7 +199,7 @@ class Mesh:
     def _envoy_child(self) -> Child:
         options = GatewayOptions.from_settings(
             self.settings, backends=self.backends(),
-            listen_port=self.port, admin_port=self.admin_port,
+            listen_port=self.port, admin_socket=self.admin_socket,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
             trace_cluster="observability" if "observability" in self.ports else "",
@@ -271,10 +287,11 @@ class Mesh:
         """Whether Envoy's jwt_authn holds the JWKS. It fetches it through its own listener
         after start (a listener cannot wait for a fetch that needs it), so until the first
         fetch succeeds a signed request would get 401 "Jwks remote fetch is failed": the mesh
-        is not reported up before that. True when there is no admin listener to ask."""
-        if not self.admin_port:
+        is not reported up before that. True when there is no admin interface to ask."""
+        if not self.admin_socket:
             return True
-        answer = await _http_get(self.admin_port, "/stats?filter=jwks_fetch_success", body=True)
+        answer = await _http_get(self.admin_socket, "/stats?filter=jwks_fetch_success",
+                                 body=True)
         text = answer[1] if answer and answer[0] == 200 else ""
         return any(int(count) > 0 for count in re.findall(r"jwks_fetch_success: (\d+)", text))
 

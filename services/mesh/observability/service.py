@@ -180,11 +180,10 @@ def _between(column, request) -> list[Any]:
 
 
 def _scrape(url: str) -> str:
-    import urllib.request
+    from mesh.runtime.metrics import scrape
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return reply.read(8 * 1024 * 1024).decode()
+        return scrape(url, timeout=2)
     except OSError as exc:
         log.warning("metrics target %s unreachable: %s", url, exc)
         return ""
