@@ -243,8 +243,8 @@ class GuardedTransport(httpx2.AsyncHTTPTransport):
         # Not super().__init__(): that builds a pool over the unguarded backend (and another
         # SSL context); this pool is the only one, so nothing connects around the check.
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=_ssl_context(), max_connections=20, max_keepalive_connections=10,
-            keepalive_expiry=5.0, network_backend=GuardedNetworkBackend(policy))
+            ssl_context=_ssl_context(), max_connections=100, max_keepalive_connections=20,
+            keepalive_expiry=5.0, network_backend=GuardedNetworkBackend(policy))  # httpx's limits
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes
 

@@ -71,7 +71,7 @@ PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 APPROVAL_WAIT_SECONDS = 7 * 24 * 3600
 PURE = {T.STEP_TYPE_TRANSFORM, T.STEP_TYPE_CONDITION}
-# An HTTP step's wait for each read or write when the step sets no timeout.
+# An HTTP step's wait for each read or write (the step's own timeout when that is longer).
 HTTP_STEP_TIMEOUT = 30.0
 # Failures a retry cannot change: a bad expression, an address the egress guard refuses.
 NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED"}
