@@ -69,7 +69,8 @@ def test_span_exports_carry_the_internal_token_only_when_tracing():
 def test_the_public_metrics_route_needs_platform_read_and_prometheus_has_its_own_listener():
     """`/metrics` on the public listener is an operator's route (platform:read); the metrics
     listener serves Envoy's Prometheus stats and nothing else."""
-    config = build(contract.default(), GatewayOptions(backends=_backends(), admin_port=9901,
+    config = build(contract.default(), GatewayOptions(backends=_backends(),
+                                                      admin_socket="/run/x/admin.sock",
                                                       metrics_port=9102))
     hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     routes = hcm["typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
@@ -83,3 +84,56 @@ def test_the_public_metrics_route_needs_platform_read_and_prometheus_has_its_own
     served = [r["match"] for r in vhost["routes"] if "route" in r]
     assert served == [{"path": "/stats/prometheus",
                        "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]}]
+
+
+def test_the_admin_interface_is_a_private_unix_socket_and_metrics_reach_it_through_it():
+    options = GatewayOptions(backends=_backends(), admin_socket="/run/x/admin.sock",
+                             metrics_port=9102)
+    config = build(contract.default(), options)
+    assert config["admin"] == {"address": {"pipe": {"path": "/run/x/admin.sock",
+                                                    "mode": 0o600}}}
+    admin = next(c for c in config["static_resources"]["clusters"]
+                 if c["name"] == "gateway_admin")
+    endpoint = admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"] == {"pipe": {"path": "/run/x/admin.sock"}}
+    # No admin interface at all without a socket, and never a TCP one.
+    assert "admin" not in build(contract.default(), GatewayOptions(backends=_backends()))
+    assert "socket_address" not in json.dumps(config["admin"])
+
+
+def test_the_metrics_port_serves_envoy_stats_from_the_admin_socket_and_nothing_else(tmp_path):
+    """A real Envoy: the metrics listener answers GET /stats/prometheus through the admin
+    socket; the admin interface's other routes (POST /quitquitquit) are 404 there."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    from mesh.supervisor import envoy_binary, free_port
+
+    port, metrics = free_port(), free_port()
+    options = GatewayOptions(backends=_backends(), listen_port=port, metrics_port=metrics,
+                             admin_socket=str(tmp_path / "admin.sock"))
+    (tmp_path / "envoy.json").write_text(json.dumps(build(contract.default(), options)))
+    envoy = subprocess.Popen([envoy_binary(), "-c", str(tmp_path / "envoy.json"),
+                              "--disable-hot-restart", "--log-level", "error"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url, stats = f"http://127.0.0.1:{metrics}", None
+        for _ in range(100):
+            try:
+                stats = httpx.get(f"{url}/stats/prometheus")
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert stats is not None and stats.status_code == 200, "no metrics listener"
+        assert "envoy_server_live" in stats.text
+        assert httpx.post(f"{url}/quitquitquit").status_code == 404
+        assert httpx.get(f"{url}/server_info").status_code == 404
+        assert envoy.poll() is None  # still running
+        with socket.socket(socket.AF_UNIX) as admin:  # the socket itself answers
+            admin.connect(str(tmp_path / "admin.sock"))
+    finally:
+        envoy.terminate()
+        envoy.wait(10)

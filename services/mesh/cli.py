@@ -77,7 +77,7 @@ def _gateway_config(args: argparse.Namespace) -> int:
     backends = parse_backends(args.backend)
     options = GatewayOptions.from_settings(get_settings(), backends=backends,
                                            listen_address=args.listen, listen_port=args.port,
-                                           admin_port=args.admin_port,
+                                           admin_socket=args.admin_socket,
                                            metrics_port=args.metrics_port,
                                            live_websocket=_websocket_backends(
                                                getattr(args, "websocket", [])))
@@ -267,16 +267,16 @@ def gateway_config_command(
     listen: str = "0.0.0.0",
     port: int = 8080,
     descriptor: Annotated[str, typer.Option(help="descriptor set path as Envoy sees it")] = "",
-    admin_port: Annotated[int, typer.Option(
-        help="Envoy's admin interface on 127.0.0.1 (default: none)")] = 0,
+    admin_socket: Annotated[str, typer.Option(
+        help="Envoy's admin interface on this Unix socket (default: none)")] = "",
     metrics_port: Annotated[int, typer.Option(
-        help="serve /stats/prometheus on --listen:PORT (needs --admin-port)")] = 0,
+        help="serve /stats/prometheus on --listen:PORT (needs --admin-socket)")] = 0,
     websocket: Annotated[list[str], typer.Option(
         metavar="HOST:PORT", help="the live service's WebSocket listener (repeat for "
         "replicas): routes /ws/... there")] = [],  # noqa: B006
 ) -> None:
     _run(_gateway_config, backend=backend, listen=listen, port=port,
-         descriptor=descriptor or None, admin_port=admin_port, metrics_port=metrics_port,
+         descriptor=descriptor or None, admin_socket=admin_socket, metrics_port=metrics_port,
          websocket=websocket)
 
 

@@ -9,9 +9,9 @@ Writes, under `helm/agentmesh/`:
   backends `<fullname>-<service>:50051` (the chart's headless Services). The release's full
   name is not known here, so it is the placeholder `__AGENTMESH_FULLNAME__`; the chart replaces
   it (`replace` in templates/gateway-configmap.yaml), nothing else. `agentmesh gateway-config
-  --backend <service>=<fullname>-<service>:50051 ... --listen 0.0.0.0 --admin-port 9901
-  --metrics-port 9102 --descriptor /etc/agentmesh/descriptor.binpb` prints the same document
-  (tests/helm checks it).
+  --backend <service>=<fullname>-<service>:50051 ... --listen 0.0.0.0 --admin-socket
+  /tmp/envoy-admin.sock --metrics-port 9102 --descriptor /etc/agentmesh/descriptor.binpb`
+  prints the same document (tests/helm checks it).
 * `files/descriptor.binpb`: the descriptor set Envoy's transcoder reads, without source info
   (comments): it reaches Envoy through a ConfigMap, which holds at most 1 MiB.
 * `files/services.json`: the services the chart deploys (one Deployment/Service each), and the
@@ -34,7 +34,8 @@ FULLNAME = "__AGENTMESH_FULLNAME__"
 SERVICE_PORT = 50051
 LIVE_WS_PORT = 8081  # the live service's WebSocket listener (templates/services.yaml)
 GATEWAY_PORT = 8080
-ADMIN_PORT = 9901  # Envoy's admin interface, 127.0.0.1 only
+# Envoy's admin interface: a Unix socket in the gateway pod's /tmp (an emptyDir), never a port.
+ADMIN_SOCKET = "/tmp/envoy-admin.sock"
 METRICS_PORT = 9102  # /stats/prometheus for the ServiceMonitor
 DESCRIPTOR_IN_POD = "/etc/agentmesh/descriptor.binpb"
 
@@ -51,7 +52,7 @@ def gateway_config(fullname: str = FULLNAME) -> dict:
     from mesh.gateway.config import GatewayOptions, build
 
     options = GatewayOptions(backends=backends(fullname), listen_address="0.0.0.0",
-                             listen_port=GATEWAY_PORT, admin_port=ADMIN_PORT,
+                             listen_port=GATEWAY_PORT, admin_socket=ADMIN_SOCKET,
                              metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD),
                              live_websocket=(f"{fullname}-live", LIVE_WS_PORT))
     return build(contract.default(), options)

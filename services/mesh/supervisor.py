@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def admin_socket_path(data_dir: Path) -> str:
+    """Where Envoy's admin socket goes: `<data dir>/envoy-admin.sock`, or, when that path is
+    too long for a Unix socket (108 bytes on Linux), a private directory of its own."""
+    path = str(Path(data_dir).resolve() / "envoy-admin.sock")
+    if len(path.encode()) < 100:
+        return path
+    return str(Path(tempfile.mkdtemp(prefix="agentmesh-")) / "envoy-admin.sock")  # mode 0700
+
+
 def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -60,17 +70,20 @@ def envoy_binary() -> str:
     return found
 
 
-async def _http_get(port: int, path: str, timeout: float = 2,
+async def _http_get(where: int | str, path: str, timeout: float = 2,
                     body: bool = False) -> tuple[int, str] | None:
-    """`GET path` on 127.0.0.1:port: (status, body if asked), or None when there is no answer:
-    enough HTTP/1.1 for readiness polls, without an HTTP client dependency."""
+    """`GET path` on 127.0.0.1:<where> (a port) or on the Unix socket <where> (a path):
+    (status, body if asked), or None when there is no answer: enough HTTP/1.1 for the
+    supervisor's readiness polls of what it started, without an HTTP client dependency."""
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection("127.0.0.1", port), timeout)
+        connect = (asyncio.open_connection("127.0.0.1", where) if isinstance(where, int)
+                   else asyncio.open_unix_connection(where))
+        reader, writer = await asyncio.wait_for(connect, timeout)
     except (OSError, TimeoutError):
         return None
     try:
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        host = f"127.0.0.1:{where}" if isinstance(where, int) else "localhost"
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
                      "Connection: close\r\n\r\n".encode())
         await writer.drain()
         if body:
@@ -131,9 +144,11 @@ class Child:
 class Mesh:
     data_dir: Path
     port: int = 8080
-    admin_port: int = 0
-    # The gateway's metrics listener (Envoy's Prometheus stats only); 0: a free port, or
-    # AGENTMESH_GATEWAY_METRICS_PORT.
+    # Envoy's admin interface: a Unix socket (mode 0600) in the data directory, never a port
+    # (mesh.gateway.config.GatewayOptions.admin_socket says why).
+    admin_socket: str = ""
+    # The gateway's metrics listener (Envoy's Prometheus stats only, read from the admin
+    # socket); 0: a free port, or AGENTMESH_GATEWAY_METRICS_PORT.
     metrics_port: int = field(
         default_factory=lambda: int(os.environ.get("AGENTMESH_GATEWAY_METRICS_PORT") or 0))
     prometheus_targets: Path | None = None  # written when the metrics listener is set up
@@ -176,7 +191,7 @@ class Mesh:
         # listener of its own (never the public one); observability gathers them for the
         # operators' GET /metrics, Prometheus scrapes them (prometheus-targets.json).
         metrics_ports = [stable_port(taken) for _ in groups]
-        self.admin_port = self.admin_port or stable_port(taken)
+        self.admin_socket = self.admin_socket or admin_socket_path(self.data_dir)
         self.metrics_port = self.metrics_port or stable_port(taken)
         env["AGENTMESH_METRICS_TARGETS"] = ",".join(
             [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
@@ -203,7 +218,7 @@ class Mesh:
     def _envoy_child(self) -> Child:
         options = GatewayOptions.from_settings(
             self.settings, backends=self.backends(),
-            listen_port=self.port, admin_port=self.admin_port, metrics_port=self.metrics_port,
+            listen_port=self.port, admin_socket=self.admin_socket, metrics_port=self.metrics_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
             trace_cluster="observability" if "observability" in self.ports else "",
@@ -296,10 +311,11 @@ class Mesh:
         """Whether Envoy's jwt_authn holds the JWKS. It fetches it through its own listener
         after start (a listener cannot wait for a fetch that needs it), so until the first
         fetch succeeds a signed request would get 401 "Jwks remote fetch is failed": the mesh
-        is not reported up before that. True when there is no admin listener to ask."""
-        if not self.admin_port:
+        is not reported up before that. True when there is no admin interface to ask."""
+        if not self.admin_socket:
             return True
-        answer = await _http_get(self.admin_port, "/stats?filter=jwks_fetch_success", body=True)
+        answer = await _http_get(self.admin_socket, "/stats?filter=jwks_fetch_success",
+                                 body=True)
         text = answer[1] if answer and answer[0] == 200 else ""
         return any(int(count) > 0 for count in re.findall(r"jwks_fetch_success: (\d+)", text))
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import stat
 import subprocess
 import time
+
+import httpx
 
 from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
 
@@ -19,11 +23,47 @@ def _cmdline(pid: int) -> str:
     return open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
 
 
+def _listening_tcp_ports(pid: int) -> set[int]:
+    """The TCP ports process `pid` listens on (its socket inodes matched in /proc/net/tcp*)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _envoy_admin_is_a_private_socket_only(mesh, envoy: int) -> None:
+    """Envoy's admin interface is a Unix socket in the data directory that only the mesh's
+    user may open, and no TCP port of Envoy serves it (a tenant's outbound request could reach
+    a port on 127.0.0.1; `POST /quitquitquit` would stop the gateway)."""
+    socket_path = mesh.data_dir / "envoy-admin.sock"
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+    transport = httpx.HTTPTransport(uds=str(socket_path))
+    with httpx.Client(transport=transport, base_url="http://envoy") as admin:
+        assert admin.get("/ready").text.strip() == "LIVE"
+    ports = _listening_tcp_ports(envoy)
+    assert ports == {int(mesh.url.rsplit(":", 1)[1])}, ports  # the gateway's listener only
+    for port in ports:
+        answer = httpx.get(f"http://127.0.0.1:{port}/server_info")
+        assert "hot_restart_version" not in answer.text
+
+
 def test_shared_process_hosts_every_service_and_is_restarted_whole(tmp_path):
     mesh = start_mesh(tmp_path / "shared")
     children = _children(mesh.process.pid)
     assert len(children) == 2  # one Python process for the ten services, and Envoy
     services = next(p for p in children if " serve " in _cmdline(p))
+    _envoy_admin_is_a_private_socket_only(mesh, next(p for p in children if p != services))
     tenant = register(mesh)
     os.kill(services, signal.SIGKILL)
     deadline = time.monotonic() + 30

@@ -71,7 +71,10 @@ def _sse(client, path, events: list, headers=None):
                 events.append((time.monotonic(), json.loads(line[5:])))
 
 
-def test_multi_step_workflow_watched_over_sse_and_approved(mesh, tenant, web):
+def test_multi_step_workflow_watched_over_sse_and_approved(egress_mesh, web):
+    # HTTP steps call the local effect server: the mesh whose egress allow-list names 127.0.0.1.
+    mesh = egress_mesh
+    tenant = register(mesh)
     steps = [
         {"id": "prepare", "type": "STEP_TYPE_TRANSFORM",
          "transform": {"expression": "{topic: inputs.topic}"}},
@@ -186,7 +189,9 @@ def test_seed_000_routes_return_the_seed_shape(mesh, tenant):
         assert again.json()["session_id"] == same.json()["session_id"]
 
 
-def test_cancel_within_a_second_and_validation_names_the_step(mesh, tenant, web):
+def test_cancel_within_a_second_and_validation_names_the_step(egress_mesh, web):
+    mesh = egress_mesh  # the HTTP step calls the local effect server (127.0.0.1 allowed)
+    tenant = register(mesh)
     with mesh.client(tenant.token) as client:
         body = assert_envelope(client.post("/api/v1/workflows", json={
             "name": "bad", "steps": [

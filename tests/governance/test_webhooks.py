@@ -9,13 +9,17 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import grpc
 import pytest
 
 from agentmesh.governance.v1 import governance_pb2 as pb
 from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
 from mesh.governance.service import DEFINITION
+from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.webhooks import SIGNATURE_HEADER, WebhookSender, verify
-from tests.harness import Identity, ServiceHarness
+from tests.harness import Identity, ServiceHarness, error_reason
+
+LOCAL = EgressPolicy.parse("127.0.0.1")  # the receivers here listen on 127.0.0.1
 
 
 class Receiver:
@@ -74,7 +78,7 @@ def test_sender_signs_and_retries_with_backoff(receiver):
     results = []
 
     async def run():
-        sender = WebhookSender(base_delay=0.05)
+        sender = WebhookSender(egress=LOCAL, base_delay=0.05)
         delivery = sender.send(receiver.url, "s3cret", "test.event", {"hello": "world"})
         assert delivery is not None and sender.pending == 1  # scheduled, not yet sent
         await sender.close(drain_seconds=10)
@@ -94,7 +98,7 @@ def test_sender_gives_up_on_a_refusal():
     results = []
 
     async def run():
-        sender = WebhookSender(base_delay=0.01)
+        sender = WebhookSender(egress=LOCAL, base_delay=0.01)
         results.append(sender.send("http://127.0.0.1:9/unreachable", "k", "e", {}))
         await sender.close(drain_seconds=10)
 
@@ -104,7 +108,7 @@ def test_sender_gives_up_on_a_refusal():
 
 def test_decisions_are_sent_to_the_tenant_webhook_without_waiting(tmp_path):
     slow = Receiver(failures=1, delay=0.5)
-    harness = ServiceHarness(DEFINITION, tmp_path)
+    harness = ServiceHarness(DEFINITION, tmp_path, egress_allow="127.0.0.1")
     try:
         stub = harness.stub(pb_grpc.GovernanceServiceStub)
         me = Identity()
@@ -128,3 +132,33 @@ def test_decisions_are_sent_to_the_tenant_webhook_without_waiting(tmp_path):
     finally:
         harness.close()
         slow.close()
+
+
+def test_the_sender_never_reaches_an_address_the_guard_refuses(receiver):
+    """A delivery to an internal address fails at once (no retry) and nothing is sent."""
+    results = []
+
+    async def run():
+        sender = WebhookSender(egress=EgressPolicy.parse(""), base_delay=0.01)
+        results.append(sender.send(receiver.url, "k", "e", {}))
+        await sender.close(drain_seconds=10)
+
+    asyncio.run(run())
+    assert not results[0].delivered and results[0].attempts == 1
+    assert results[0].error.startswith("EGRESS_DENIED")
+    assert receiver.attempts == 0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://169.254.169.254/latest",
+                                 "http://10.0.0.1/hook", "http://localhost/hook"])
+def test_a_webhook_to_an_internal_address_is_refused_when_registered(tmp_path, url):
+    harness = ServiceHarness(DEFINITION, tmp_path)  # the default, empty allow-list
+    try:
+        stub = harness.stub(pb_grpc.GovernanceServiceStub)
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.CreateWebhook(pb.CreateWebhookRequest(webhook=pb.Webhook(url=url)),
+                               metadata=Identity().metadata())
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert error_reason(refused.value) == "EGRESS_DENIED"
+    finally:
+        harness.close()

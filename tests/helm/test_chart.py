@@ -158,7 +158,7 @@ def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, tmp
     fullname = _fullname(kind)
     config, descriptor = _rendered_envoy(_render(_values(kind)), fullname)
     argv = [sys.executable, "-m", "mesh.cli", "gateway-config", "--listen", "0.0.0.0",
-            "--port", "8080", "--admin-port", "9901", "--metrics-port", "9102",
+            "--port", "8080", "--admin-socket", "/tmp/envoy-admin.sock", "--metrics-port", "9102",
             "--descriptor", "/etc/agentmesh/descriptor.binpb"]
     for name in catalog.names():
         argv += ["--backend", f"{name}={fullname}-{name}:50051"]

@@ -42,7 +42,9 @@ def web():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def service(request, tmp_path_factory, peers):
-    settings = {"peers": f"tools={peers.address},agents={peers.address}"}
+    # HTTP steps call the local effect server: the egress guard must allow 127.0.0.1.
+    settings = {"peers": f"tools={peers.address},agents={peers.address}",
+                "egress_allow": "127.0.0.1"}
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         _drop_schemas(url)

@@ -85,6 +85,19 @@ def test_retryable_errors_limit_retries(client, web):
     assert states(done)["bad"].attempts == 1 and done.errors[0].code == "HTTP_4XX"
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.2:9/", "http://169.254.169.254/latest",
+                                 "http://10.0.0.1/", "http://[::1]:9/"])
+def test_an_http_step_to_a_refused_address_fails_once_with_egress_denied(client, url):
+    """The service allows 127.0.0.1 only: anything else internal is refused before a
+    connection is made, and a retry policy does not try again."""
+    wf = client.create(_name(), [http_step("probe", url, retry_policy={
+        "max_attempts": 3, "initial_backoff": "0.05s"})])
+    done = client.wait(client.execute(wf.id).id)
+    assert status_name(done) == "EXECUTION_STATUS_FAILED"
+    assert states(done)["probe"].attempts == 1
+    assert [e.code for e in done.errors] == ["EGRESS_DENIED"]
+
+
 def test_step_timeout_per_attempt(client, web):
     wf = client.create(_name(), [http_step("slow", f"{web.url}/slow?seconds=5", timeout="0.3s",
                                            retry_policy={"max_attempts": 2,

@@ -10,7 +10,8 @@ from the model record and the API key from the model's secret. Other wire protoc
 
 The client retries 429 and 5xx answers with exponential backoff (the `openai` client's own
 retries, honouring `Retry-After`), bounds each request by a timeout, and every request goes
-through the egress guard (mesh.runtime.egress) like tools do. Each answer carries its token
+through the egress guard's client (mesh.runtime.egress, an httpx2 client the SDK takes as its
+own) like tools do: a refused endpoint fails the call with EGRESS_DENIED. Each answer carries its token
 usage and cost, from the model's prices per million tokens.
 """
 
@@ -124,6 +125,8 @@ class ChatClient:
         except openai.APIStatusError as exc:
             raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered HTTP "
                              f"{exc.status_code}: {exc.message}") from None
+        except DomainError as exc:  # the guard cut the answer off (RESPONSE_TOO_LARGE)
+            raise ModelError(exc.reason, exc.message) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             while cause is not None and not isinstance(cause, DomainError):

@@ -35,6 +35,7 @@ _ERROR_NAMES = {
     502: "UNAVAILABLE", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
 }
 IDENTITY_CLUSTER = "identity"
+ADMIN_SOCKET_MODE = 0o600  # the admin socket: the gateway's own user only
 _HIDDEN_5XX = {
     500: "internal error; quote the correlation id to support",
     502: "the service is unavailable; retry later",
@@ -54,7 +55,11 @@ class GatewayOptions:
     backends: dict[str, tuple[str, int] | list[tuple[str, int]]]
     listen_address: str = "127.0.0.1"
     listen_port: int = 8080
-    admin_port: int = 0  # 0 = no admin listener
+    # Envoy's admin interface, on this Unix socket ("" = none). Never a TCP port: a tenant whose
+    # mesh allows outbound requests to 127.0.0.1 (a local model server) could otherwise make the
+    # platform call it, and `POST /quitquitquit` stops the gateway. Only processes that may open
+    # the file (mode 0600, the gateway's user) reach it.
+    admin_socket: str = ""
     # The descriptor set as Envoy sees it; None = the one in the installed `agentmesh` package.
     descriptor_set: Path | None = None
     # Defaults are the settings' own; `from_settings` passes the configured values.
@@ -88,8 +93,8 @@ class GatewayOptions:
     global_rate_limit_timeout_ms: int = 50
     global_rate_limit_fail_open: bool = True
     # A listener on listen_address:metrics_port that serves only Envoy's Prometheus stats
-    # (/stats/prometheus, from the admin interface, which itself stays on 127.0.0.1). 0 = none;
-    # needs admin_port. The Helm chart's ServiceMonitor scrapes it.
+    # (GET /stats/prometheus, proxied to the admin socket). 0 = none; needs admin_socket. The
+    # Helm chart's ServiceMonitor scrapes it.
     metrics_port: int = 0
     # The live service's WebSocket listener(s): /ws/... is routed there with the upgrade
     # enabled (docs/live-events.md). None: no WebSocket routes.
@@ -720,20 +725,22 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                 "@type": f"{_T}resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
                 "max_active_downstream_connections": 10000}}]},
     }
-    if options.admin_port:
-        bootstrap["admin"] = {"address": {"socket_address": {
-            "address": "127.0.0.1", "port_value": options.admin_port}}}
-    if options.metrics_port and options.admin_port:
+    if options.admin_socket:
+        bootstrap["admin"] = {"address": {"pipe": {"path": options.admin_socket,
+                                                   "mode": ADMIN_SOCKET_MODE}}}
+    if options.metrics_port and options.admin_socket:
         _add_metrics_listener(bootstrap, options)
     return bootstrap
 
 
 def _add_metrics_listener(bootstrap: dict[str, Any], options: GatewayOptions) -> None:
-    """GET /stats/prometheus on the metrics port, proxied to the admin interface; nothing else
+    """GET /stats/prometheus on the metrics port, proxied to the admin socket; nothing else
     of the admin interface (which can stop Envoy) is reachable from outside."""
     resources = bootstrap["static_resources"]
-    resources["clusters"].append(_cluster("gateway_admin", "127.0.0.1", options.admin_port,
-                                          http2=False))
+    resources["clusters"].append({
+        "name": "gateway_admin", "type": "STATIC", "connect_timeout": "2s",
+        "load_assignment": {"cluster_name": "gateway_admin", "endpoints": [{"lb_endpoints": [{
+            "endpoint": {"address": {"pipe": {"path": options.admin_socket}}}}]}]}})
     resources["listeners"].append({
         "name": "metrics",
         "address": {"socket_address": {"address": options.listen_address,

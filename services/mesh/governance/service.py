@@ -556,6 +556,9 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
         events = request.webhook.events or "all"
         if events not in {"all", "denied", "allowed"}:
             raise invalid_field("events", "must be all, denied or allowed")
+        # An internal address is refused now (403 EGRESS_DENIED); each delivery is checked
+        # again when it connects.
+        await self.shared.egress.check_url(url)
         secret = "whsec_" + secrets.token_urlsafe(32)
         row = WebhookRow(tenant_id=caller.tenant_id, url=url, events=events, secret=secret,
                          created_by=caller.user_id)

@@ -17,6 +17,7 @@ from mesh.governance.limits import GovernanceSettings, Limits, counters_for, day
 from mesh.governance.models import DecisionRow, PolicyRow, PolicySetRow, WebhookRow
 from mesh.runtime import caches
 from mesh.runtime.db import Database
+from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.tables import new_id, utcnow
 from mesh.runtime.webhooks import WebhookSender
 
@@ -134,7 +135,9 @@ class Shared:
         self.cache = engine.PolicyCache(ttl=self.settings.policy_cache_ttl_seconds)
         caches.register("policies", self.cache.clear)
         self.budgets = Budgets(self.counters)
-        self.sender = WebhookSender()
+        # Decision webhooks are tenant URLs: every delivery goes through the egress guard.
+        self.egress = EgressPolicy.from_settings(runtime.settings)
+        self.sender = WebhookSender(egress=self.egress)
         self._background: set = set()
         self._webhooks: dict[str, tuple[float, list[tuple[str, str, str]]]] = {}
         self.db: Database | None = runtime.db

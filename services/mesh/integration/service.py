@@ -168,11 +168,12 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
 
     async def _fetch(self, url: str, headers: dict[str, str] | None = None) -> bytes:
         """GET through the egress guard, capped in size; an unreachable source is UNAVAILABLE."""
-        import httpx
+        import httpx2
 
         await self.egress.check_url(url)
         try:
-            async with self.egress.client(timeout=10) as client:
+            async with self.egress.client(timeout=10, max_response_bytes=MAX_DOCUMENT_BYTES
+                                          ) as client:
                 async with client.stream("GET", url, headers=headers or {}) as response:
                     body = await read_capped(response, MAX_DOCUMENT_BYTES)
                     if response.status_code >= 400:
@@ -180,7 +181,7 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
                             f"{url} answered HTTP {response.status_code}",
                             reason="SOURCE_ERROR", details={"status_code": response.status_code})
                     return body
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise errors.Unavailable(f"{url} cannot be reached: {type(exc).__name__}",
                                      reason="SOURCE_UNREACHABLE") from None
 
@@ -912,7 +913,7 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
                                          message=f"api connection {name!r} deleted")
 
     async def TestApiConnection(self, request, context):
-        import httpx
+        import httpx2
 
         caller = require_caller(context)
         connection = await self._connection(caller, request.connection_id)
@@ -929,7 +930,7 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
                     out.ok = response.status_code < 400
                     if not out.ok:
                         out.error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             out.error = f"{type(exc).__name__}: cannot reach {url}"
         except errors.PermissionDenied as exc:  # a redirect to an internal address
             out.error = exc.message

@@ -30,6 +30,7 @@ from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, 
 from mesh.runtime import audit, internal, live
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import to_message, values, writable
+from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import NotFound, Unavailable, invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
@@ -193,11 +194,10 @@ def _between(column, request) -> list[Any]:
 
 
 def _scrape(url: str) -> str:
-    import urllib.request
+    from mesh.runtime.metrics import scrape
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return reply.read(8 * 1024 * 1024).decode()
+        return scrape(url, timeout=2)
     except OSError as exc:
         log.warning("metrics target %s unreachable: %s", url, exc)
         return ""
@@ -209,6 +209,7 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
         self.runtime = runtime
         self.state = state_of(runtime)
         self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
+        self.egress = EgressPolicy.from_settings(runtime.settings)
 
     # ---- metrics ---------------------------------------------------------------------------
     async def _prometheus_text(self) -> str:
@@ -380,6 +381,12 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     async def CreateAlert(self, request: pb.CreateAlertRequest, context) -> pb.Alert:
         caller = require_caller(context)
         row = new_alert(request, caller.tenant_id, caller.user_id)
+        # A channel to an internal address is refused now (403 EGRESS_DENIED); each
+        # notification is checked again when it connects.
+        for channel in row.channels:
+            kind, _, target = channel.partition(":")
+            if kind == "webhook":
+                await self.egress.check_url(target)
 
         def add(session: Session) -> AlertRow:
             added = alerts.add(session, row)

@@ -5,10 +5,15 @@ Every RPC is counted by service, method and gRPC code, and timed, in the method 
 `mesh.runtime.server`. Services add their own domain metrics here (one place for the names).
 A process exposes the registry over HTTP on `AGENTMESH_METRICS_PORT` (Kubernetes scrapes each
 pod there); the observability service gathers every process's text and the gateway's for
-`GET /metrics`.
+`GET /metrics` (`scrape`, also used by the system service's sampler).
 """
 
 from __future__ import annotations
+
+import http.client
+import socket
+import urllib.request
+from urllib.parse import quote, unquote, urlsplit
 
 from prometheus_client import Counter, Histogram, start_http_server
 
@@ -48,3 +53,48 @@ def expose(settings: Settings) -> None:
     if settings.metrics_port and not _started:
         start_http_server(settings.metrics_port, addr=settings.host)
         _started = True
+
+
+# ---- the platform's own metrics targets --------------------------------------------------------
+# `AGENTMESH_METRICS_TARGETS` (set by the operator or `agentmesh up`, never by a tenant): each an
+# http:// URL, or `http+unix://<URL-encoded socket path>/<path>` for a Unix socket (Envoy's admin
+# interface in `agentmesh up`). Not the egress guard's business: these are the platform's own
+# addresses, which the guard refuses by design.
+UNIX_SCHEME = "http+unix"
+MAX_SCRAPE_BYTES = 8 * 1024 * 1024
+
+
+def unix_target(socket_path: str, path: str) -> str:
+    """The target for `path` served on the Unix socket `socket_path`."""
+    return f"{UNIX_SCHEME}://{quote(str(socket_path), safe='')}{path}"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def scrape(target: str, timeout: float = 3.0, limit: int = MAX_SCRAPE_BYTES) -> str:
+    """The text a metrics target serves (blocking: call it in a thread); OSError when it
+    cannot be read."""
+    parts = urlsplit(target)
+    if parts.scheme == UNIX_SCHEME:
+        connection = _UnixConnection(unquote(parts.netloc), timeout)
+        try:
+            connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
+            reply = connection.getresponse()
+            if reply.status != 200:
+                raise OSError(f"{target} answered HTTP {reply.status}")
+            return reply.read(limit).decode("utf-8", "replace")
+        except http.client.HTTPException as exc:
+            raise OSError(f"{target}: {exc}") from None
+        finally:
+            connection.close()
+    with urllib.request.urlopen(target, timeout=timeout) as answer:  # noqa: S310 - our own
+        return answer.read(limit).decode("utf-8", "replace")

@@ -1,6 +1,6 @@
 """Outgoing webhooks: signed, retried with backoff in the background, never blocking the caller.
 
-    sender = WebhookSender()
+    sender = WebhookSender(egress=EgressPolicy.from_settings(settings))
     sender.send(url, secret, "governance.decision", {...})   # returns at once
     ...
     await sender.close()                                     # at shutdown: drains briefly
@@ -13,9 +13,10 @@ A receiver checks the signature with `verify()` (or the same three lines in its 
 and rejects old timestamps, which stops replays. A network error, a timeout, 408, 429 or a 5xx
 is retried with exponential backoff and jitter up to `max_attempts`; any other 4xx is final (the
 receiver refused it). Deliveries live in memory: a restart loses the ones still pending.
-Used by governance decision events and integration webhooks (`mesh.integration.events`, which
-passes `egress=`: each attempt then goes through the egress guard, and a refused address is a
-final failure, not retried); alert notifications reuse it.
+Every attempt goes through the egress guard (`mesh.runtime.egress`, the one outbound client):
+a refused address is a final failure, not retried. Used by governance decision events,
+integration webhooks (`mesh.integration.events`) and alert notifications (both through the
+runtime's outbox).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 
+from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError
 
 log = logging.getLogger("mesh.webhooks")
@@ -83,19 +85,18 @@ class Delivery:
 class WebhookSender:
     """Background delivery of signed webhooks, bounded in concurrency and in pending work."""
 
-    def __init__(self, *, max_attempts: int = 5, base_delay: float = 0.5, max_delay: float = 30.0,
-                 timeout: float = 5.0, concurrency: int = 8, max_pending: int = 10000,
-                 egress: Any = None) -> None:
+    def __init__(self, *, egress: EgressPolicy, max_attempts: int = 5, base_delay: float = 0.5,
+                 max_delay: float = 30.0, timeout: float = 5.0, concurrency: int = 8,
+                 max_pending: int = 10000) -> None:
         self.max_attempts = max_attempts
         self.base_delay = base_delay
         self.max_delay = max_delay
         self.timeout = timeout
         self.max_pending = max_pending
-        # A mesh.runtime.egress.EgressPolicy: when given, every attempt is checked by it.
-        self.egress = egress
+        self.egress = egress  # every attempt is checked by it
         self._concurrency = concurrency
         self._semaphore: asyncio.Semaphore | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx2.AsyncClient | None = None
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -124,9 +125,7 @@ class WebhookSender:
         """One attempt (the caller counts it); True when no retry should follow. For callers
         that keep their own schedule (the integration service's outbox in its database)."""
         if self._client is None:
-            self._client = (httpx.AsyncClient(timeout=self.timeout, follow_redirects=False)
-                            if self.egress is None else
-                            self.egress.client(timeout=self.timeout, follow_redirects=False))
+            self._client = self.egress.client(timeout=self.timeout, follow_redirects=False)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event,
@@ -134,9 +133,11 @@ class WebhookSender:
                    SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), delivery.body)}
         async with self._semaphore:
             try:
-                reply = await self._client.post(delivery.url, content=delivery.body,
-                                                headers=headers)
-            except httpx.HTTPError as exc:
+                # Only the status matters: the receiver's body is never read.
+                async with self._client.stream("POST", delivery.url, content=delivery.body,
+                                               headers=headers) as reply:
+                    pass
+            except httpx2.HTTPError as exc:
                 delivery.error = f"{type(exc).__name__}: {exc}"
                 return False
             except DomainError as exc:  # the egress guard refused the address: final

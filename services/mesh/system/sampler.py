@@ -14,9 +14,10 @@ import math
 import re
 import shutil
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mesh.runtime.metrics import scrape
 
 # gRPC codes that mean the server failed (the 5xx of the REST API); the others are the caller's.
 SERVER_FAILURES = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS"}
@@ -147,11 +148,6 @@ def _memory() -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def _fetch(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=3) as answer:  # noqa: S310 - our own targets
-        return answer.read(8 * 1024 * 1024).decode("utf-8", "replace")
-
-
 class Sampler:
     def __init__(self, settings) -> None:
         self.settings = settings
@@ -168,7 +164,7 @@ class Sampler:
 
             parse(generate_latest().decode(), 0, counters)
             return counters
-        texts = await asyncio.gather(*(asyncio.to_thread(_fetch, url) for url in self.targets),
+        texts = await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in self.targets),
                                      return_exceptions=True)
         for index, text in enumerate(texts):
             if isinstance(text, str):

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import httpx2
 
 from agentmesh.tools.v1 import tools_pb2 as pb
 from mesh.runtime.egress import EgressPolicy, ResponseTooLarge, read_capped
@@ -179,9 +179,9 @@ async def _run_http(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
                 raw = await read_capped(response, policy.max_response_bytes)
         except ResponseTooLarge as exc:
             raise ToolFailed(exc.message) from None
-        except httpx.TooManyRedirects:
+        except httpx2.TooManyRedirects:
             raise ToolFailed(f"more than {policy.max_redirects} redirects") from None
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
     text = raw.decode(response.encoding or "utf-8", errors="replace")
     if response.status_code >= 400:
@@ -204,12 +204,12 @@ def _unwrap(error: BaseException) -> BaseException:
 
 
 def _mcp_client(server_url: str, policy: EgressPolicy, timeout: float):
-    import httpx2
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
 
-    http_client = httpx2.AsyncClient(timeout=httpx2.Timeout(timeout),
-                                     event_hooks={"request": [policy.hook]})
+    # The SDK follows only same-origin redirects itself; the guarded client checks every
+    # connection it opens.
+    http_client = policy.client(timeout=timeout, follow_redirects=False)
     return http_client, Client(streamable_http_client(server_url, http_client=http_client),
                                read_timeout_seconds=timeout)
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
-import httpx
+import httpx2
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
 from google.protobuf import json_format, struct_pb2
 from sqlmodel import Session, select
@@ -42,6 +42,8 @@ from sqlmodel import Session, select
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.db import serialize
+from mesh.runtime.egress import EgressPolicy
+from mesh.runtime.errors import DomainError
 from mesh.runtime import events, platform_events
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
@@ -69,6 +71,10 @@ PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 APPROVAL_WAIT_SECONDS = 7 * 24 * 3600
 PURE = {T.STEP_TYPE_TRANSFORM, T.STEP_TYPE_CONDITION}
+# An HTTP step's wait for each read or write (the step's own timeout when that is longer).
+HTTP_STEP_TIMEOUT = 30.0
+# Failures a retry cannot change: a bad expression, an address the egress guard refuses.
+NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED"}
 NAMESPACE = uuid.UUID("5a4b8a52-0f0e-4b8e-9f36-6c1f0d3f7a10")
 ENGINE: "Engine | None" = None
 
@@ -123,7 +129,7 @@ class Engine:
         self.ready = asyncio.Event()
         self._changed: dict[str, asyncio.Event] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
-        self.http: httpx.AsyncClient | None = None
+        self.http: httpx2.AsyncClient | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stopping = False
         self._interpreters: set[asyncio.Task] = set()
@@ -160,7 +166,9 @@ class Engine:
             raise RuntimeError("DBOS is a process singleton: one workflows service per process")
         ENGINE = self
         self.loop = asyncio.get_running_loop()
-        self.http = httpx.AsyncClient(timeout=None)
+        # HTTP steps call tenant URLs: through the egress guard, with a timeout.
+        self.http = EgressPolicy.from_settings(self.runtime.settings).client(
+            timeout=HTTP_STEP_TIMEOUT)
         logging.getLogger("dbos").setLevel(logging.WARNING)
         try:
             DBOS(config=self.config())
@@ -852,7 +860,7 @@ class Run:
                 failure = StepFailure("EXPRESSION_FAILED", str(exc))
             retryable = not policy.retryable_errors or failure.code in policy.retryable_errors
             last = began["run_attempts"] >= max_attempts or not retryable \
-                or failure.code == "EXPRESSION_FAILED"
+                or failure.code in NEVER_RETRIED
 
             def failed(state: dict, row: ExecutionRow):
                 state["open_attempt"] = 0
@@ -895,11 +903,16 @@ class Run:
         url = defn.render_text(config.url, args)
         body = {**json_format.MessageToDict(config.body), **args}
         headers = {**dict(config.headers), "Idempotency-Key": key}
+        # A step timeout bounds the attempt (TIMEOUT); a longer one lets each read wait longer.
+        timeout = max(defn.duration_seconds(step, "timeout") or 0.0, HTTP_STEP_TIMEOUT)
         try:
             reply = await self.engine.http.request(
-                method, url, headers=headers, json=body if method not in ("GET", "DELETE") else None)
-        except httpx.HTTPError as exc:
+                method, url, headers=headers, json=body if method not in ("GET", "DELETE") else None,
+                timeout=timeout)
+        except httpx2.HTTPError as exc:
             raise StepFailure("HTTP_UNREACHABLE", f"{method} {url}: {exc}") from None
+        except DomainError as exc:  # EGRESS_DENIED (nothing was sent), RESPONSE_TOO_LARGE
+            raise StepFailure(exc.reason, exc.message) from None
         if reply.status_code >= 500:
             raise StepFailure("HTTP_5XX", f"{method} {url} answered {reply.status_code}")
         if reply.status_code >= 400:
