@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import stat
@@ -51,11 +52,18 @@ def _envoy_admin_is_a_private_socket_only(mesh, envoy: int) -> None:
     transport = httpx.HTTPTransport(uds=str(socket_path))
     with httpx.Client(transport=transport, base_url="http://envoy") as admin:
         assert admin.get("/ready").text.strip() == "LIVE"
+    # The gateway's listener and its metrics listener (Prometheus's, prometheus-targets.json),
+    # which serves /stats/prometheus and nothing else of the admin interface.
+    targets = json.loads((mesh.data_dir / "prometheus-targets.json").read_text())
+    gateway_metrics = next(g for g in targets if g["labels"]["component"] == "gateway")
+    metrics_port = int(gateway_metrics["targets"][0].rsplit(":", 1)[1])
     ports = _listening_tcp_ports(envoy)
-    assert ports == {int(mesh.url.rsplit(":", 1)[1])}, ports  # the gateway's listener only
+    assert ports == {int(mesh.url.rsplit(":", 1)[1]), metrics_port}, ports
     for port in ports:
         answer = httpx.get(f"http://127.0.0.1:{port}/server_info")
         assert "hot_restart_version" not in answer.text
+        assert httpx.post(f"http://127.0.0.1:{port}/quitquitquit").status_code != 200
+    assert "envoy_server_live" in httpx.get(f"http://127.0.0.1:{metrics_port}/stats/prometheus").text
 
 
 def test_shared_process_hosts_every_service_and_is_restarted_whole(tmp_path):
