@@ -140,3 +140,28 @@ def test_ssrf_redirect_to_loopback_is_refused(egress_mesh, owner, web):
                                            json={"arguments": {}}), 403, "PERMISSION_DENIED")
         assert body["details"]["reason"] == "EGRESS_DENIED" and body["details"]["range"] == "loopback"
     assert [r["path"] for r in web.requests[before:]] == ["/redirect"]
+
+
+def test_math_results_no_answer_can_carry_are_400_naming_the_problem(egress_mesh, owner):
+    """An infinite or complex result was a 502 / 500 (the answer could not be printed); it is
+    the caller's expression, so a 400 naming it, and the execution is recorded as failed."""
+    with egress_mesh.client(owner.token) as client:
+        tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "math"})
+        for expression, problem in (("1e308*10", "not a finite number"),
+                                    ("(-8)**0.5", "complex number"),
+                                    ("10**1000", "past the range")):
+            reply = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                                json={"arguments": {"expression": expression}})
+            error = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+            assert error["details"]["reason"] == "RESULT_NOT_REPRESENTABLE"
+            assert error["details"]["field_violations"][0]["field"] == "arguments.expression"
+            assert problem in error["message"] and error["details"]["execution_id"]
+            test = client.post(f"/api/v1/tools/{tool['id']}/test",
+                               json={"arguments": {"expression": expression}})
+            assert test.status_code == 200, test.text
+            assert test.json()["passed"] is False and problem in test.json()["error"]
+        stats = client.get(f"/api/v1/tools/{tool['id']}/stats").json()
+        assert stats["total_executions"] == 3 and stats["failed_executions"] == 3
+        fine = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                           json={"arguments": {"expression": "abs((-8)**0.5) ** 2"}})
+        assert fine.status_code == 200 and round(fine.json()["output"]["result"]) == 8

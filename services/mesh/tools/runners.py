@@ -34,8 +34,9 @@ from urllib.parse import quote
 import httpx
 
 from agentmesh.tools.v1 import tools_pb2 as pb
+from mesh.runtime import documents
 from mesh.runtime.egress import EgressPolicy, ResponseTooLarge, read_capped
-from mesh.runtime.errors import DomainError
+from mesh.runtime.errors import DomainError, InvalidArgument
 from mesh.tools import builtins
 
 DEFAULT_TIMEOUT = 30.0
@@ -44,6 +45,9 @@ MAX_TIMEOUT = 300.0
 SECRET_REF = re.compile(r"\$\{secrets\.([A-Za-z0-9._-]+)\}")
 URL_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 WHOLE_VARIABLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# An output travels on inside other messages (a workflow execution's step states and partial
+# results), each level of which counts against protobuf's nesting limit.
+OUTPUT_MAX_DEPTH = documents.MAX_DEPTH - 8
 
 Reveal = Callable[[str], Awaitable[str]]
 E = pb.ToolExecutionStatus
@@ -260,6 +264,9 @@ async def _dispatch(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
     if which == "builtin":
         try:
             return builtins.run(tool.builtin.builtin_name, arguments, config)
+        except builtins.ResultNotRepresentable as exc:
+            raise InvalidArgument(str(exc), reason="RESULT_NOT_REPRESENTABLE",
+                                  field_violations=[(exc.field, str(exc))]) from None
         except builtins.BuiltinError as exc:
             raise ToolFailed(str(exc)) from None
     if which == "http":
@@ -293,6 +300,11 @@ async def run(tool: pb.Tool, arguments: dict[str, Any], *, policy: EgressPolicy,
     except DomainError as exc:
         exc.message = secrets.redact(exc.message)
         return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None, exc.message, elapsed(), refusal=exc)
+    problem = documents.problem(output, OUTPUT_MAX_DEPTH)
+    if problem:  # what a server answered that no answer can carry (NaN, 1e400, too deep)
+        return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None,
+                       secrets.redact(f"the tool's output cannot be carried: {problem}"),
+                       elapsed())
     return Outcome(E.TOOL_EXECUTION_STATUS_COMPLETED, secrets.redact(output), "", elapsed())
 
 
