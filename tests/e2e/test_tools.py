@@ -165,3 +165,62 @@ def test_math_results_no_answer_can_carry_are_400_naming_the_problem(egress_mesh
         fine = client.post(f"/api/v1/tools/{tool['id']}/execute",
                            json={"arguments": {"expression": "abs((-8)**0.5) ** 2"}})
         assert fine.status_code == 200 and round(fine.json()["output"]["result"]) == 8
+
+
+def test_schema_references_outside_the_schema_are_refused_and_never_fetched(egress_mesh, owner):
+    """A `$ref` to an address or a file made the server GET it (or read it) when a tool was
+    tested or a workflow executed. Every resource holding a user JSON Schema refuses it when
+    saved (400 naming the field); what is saved validates without fetching anything."""
+    from tests.fakes.listener import Listener
+
+    listener = Listener()
+    remote = {"$ref": f"{listener.url}/internal-admin?probe=1"}
+    key_file = {"$ref": f"file://{egress_mesh.data_dir}/secrets-kek.json#/keys"}
+    local = {"type": "object", "properties": {"q": {"$ref": "#/$defs/text"}},
+             "$defs": {"text": {"type": "string"}}}
+    try:
+        with egress_mesh.client(owner.token) as client:
+            for schema in (remote, key_file, {"type": "object",
+                                              "properties": {"q": {"$ref": "other.json"}}}):
+                for field in ("input_schema", "output_schema"):
+                    reply = client.post("/api/v1/tools", json={
+                        "name": _name(), "type": "TOOL_TYPE_BUILTIN",
+                        "builtin": {"builtin_name": "echo"}, field: schema})
+                    error = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+                    assert error["details"]["field_violations"][0]["field"].startswith(field)
+                reply = client.post("/api/v1/workflows", json={
+                    "name": _name(), "input_schema": schema, "steps": [
+                        {"id": "a", "type": "STEP_TYPE_TRANSFORM",
+                         "transform": {"expression": "inputs"}}]})
+                error = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+                assert error["details"]["field_violations"][0]["field"].startswith("input_schema")
+                reply = client.post("/api/v1/master-data/skills", json={
+                    "name": _name(), "parameters": schema})
+                error = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+                assert error["details"]["field_violations"][0]["field"].startswith("parameters")
+            # Saved with local references only: tested, executed, and updated to a remote one.
+            tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "echo"},
+                           input_schema=local)
+            tested = client.post(f"/api/v1/tools/{tool['id']}/test",
+                                 json={"arguments": {"q": 1}}).json()
+            assert tested["passed"] is False and tested["errors"][0]["field"] == "arguments.q"
+            ran = client.post(f"/api/v1/tools/{tool['id']}/execute",
+                              json={"arguments": {"q": "x"}})
+            assert ran.status_code == 200 and ran.json()["output"] == {"q": "x"}
+            assert_envelope(client.put(f"/api/v1/tools/{tool['id']}",
+                                       json={"input_schema": remote}), 400, "INVALID_ARGUMENT")
+            workflow = client.post("/api/v1/workflows", json={
+                "name": _name(), "input_schema": local, "steps": [
+                    {"id": "a", "type": "STEP_TYPE_TRANSFORM",
+                     "transform": {"expression": "inputs"}}]}).json()
+            client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={})
+            error = assert_envelope(client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                                json={"inputs": {"q": 5}}), 400,
+                                    "INVALID_ARGUMENT")
+            assert error["details"]["field_violations"][0]["field"] == "inputs.q"
+            assert_envelope(client.put(f"/api/v1/workflows/{workflow['id']}",
+                                       json={"input_schema": key_file}), 400, "INVALID_ARGUMENT")
+            assert client.get(f"/api/v1/tools/{tool['id']}").json()["input_schema"] == local
+    finally:
+        listener.close()
+    assert listener.seen == []

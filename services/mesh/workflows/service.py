@@ -17,6 +17,7 @@ from sqlmodel import Session, func, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
+from mesh.runtime import schemas
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                  Unavailable, invalid_field)
@@ -138,19 +139,11 @@ def _priority(value: int) -> str:
 
 
 def _check_inputs(workflow: WorkflowRow, inputs: dict) -> None:
-    schema = workflow.definition.get("input_schema")
-    if not schema:
-        return
-    import jsonschema
-
-    try:
-        jsonschema.validate(inputs, schema)
-    except jsonschema.ValidationError as exc:
-        path = ".".join(str(p) for p in exc.absolute_path)
-        raise invalid_field(f"inputs{'.' + path if path else ''}", exc.message) from None
-    except jsonschema.SchemaError as exc:
-        raise FailedPrecondition(f"the workflow's input_schema is invalid: {exc.message}",
-                                 reason="INVALID_INPUT_SCHEMA") from None
+    errors = schemas.instance_errors(workflow.definition.get("input_schema") or {}, inputs,
+                                     "inputs", "input_schema")
+    if errors:
+        raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
+                              field_violations=errors)
 
 
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
@@ -169,14 +162,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     # ---- definitions --------------------------------------------------------------------------
     async def _validate(self, message: pb.Workflow) -> None:
         defn.build_graph(message)
-        if message.HasField("input_schema"):
-            import jsonschema
-
-            try:
-                jsonschema.Draft202012Validator.check_schema(
-                    json_format.MessageToDict(message.input_schema))
-            except jsonschema.SchemaError as exc:
-                raise invalid_field("input_schema", exc.message) from None
+        problems = [*schemas.problems(json_format.MessageToDict(message.input_schema),
+                                      "input_schema"),
+                    *schemas.problems(json_format.MessageToDict(message.output_schema),
+                                      "output_schema")]
+        if problems:
+            raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in problems),
+                                  field_violations=problems)
         await self._check_references(message)
 
     async def _check_references(self, message: pb.Workflow) -> None:
