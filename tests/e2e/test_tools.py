@@ -224,3 +224,76 @@ def test_schema_references_outside_the_schema_are_refused_and_never_fetched(egre
     finally:
         listener.close()
     assert listener.seen == []
+
+
+def test_no_form_of_a_secret_reaches_an_answer_a_record_or_a_log(egress_mesh, owner, web):
+    """A secret in an HTTP tool's host came back lower-cased in the error (`cannot resolve host
+    'supersecretvalue123'`), past the exact-value mask. Its value, in any case and as the
+    request path transforms it (percent-encoding, punycode, JSON escapes, Basic base64), is in
+    no answer, no tool or workflow execution record and no log of the mesh."""
+    import base64
+    import json
+    import time
+    from urllib.parse import quote
+
+    hex_ = uuid.uuid4().hex[:10]
+    host_secret = f"SuperSecretValue{hex_}"  # letters a host can have, in mixed case
+    path_secret = f"Geheim Välue-{hex_}X"    # a space and a non-ASCII letter
+    with egress_mesh.client(owner.token) as client:
+        for name, value in (("s1", host_secret), ("s2", path_secret)):
+            reply = client.post("/api/v1/master-data/secrets", json={
+                "name": f"{name}-{hex_}", "value": value, "secret_type": "SECRET_TYPE_API_KEY"})
+            assert reply.status_code == 200, reply.text
+        s1, s2 = f"s1-{hex_}", f"s2-{hex_}"
+        in_host = _create(client, type="TOOL_TYPE_HTTP",
+                          http={"url": "http://${secrets.%s}/" % s1, "method": "GET"})
+        odd_host = _create(client, type="TOOL_TYPE_HTTP",
+                           http={"url": "http://${secrets.%s}/" % s2, "method": "GET"})
+        echoed = _create(client, type="TOOL_TYPE_HTTP", http={
+            "url": web.url + "/echo/${secrets.%s}/${secrets.%s}" % (s1, s2), "method": "POST",
+            "headers": {"X-Token": "${secrets.%s}" % s1}},
+            config={"auth": {"type": "basic", "username": "user", "secret": s2},
+                    "body": {"token": "${secrets.%s}" % s1}})
+        answers = []
+        for tool in (in_host, odd_host, echoed):
+            for action in ("test", "execute"):
+                reply = client.post(f"/api/v1/tools/{tool['id']}/{action}",
+                                    json={"arguments": {}})
+                assert reply.status_code < 500, reply.text
+                answers.append(reply.text)
+        assert "***" in answers[0] and "***" in answers[-1]  # the errors and echoes were masked
+        assert json.loads(answers[-1])["status"] == "TOOL_EXECUTION_STATUS_COMPLETED"
+        workflow = client.post("/api/v1/workflows", json={"name": _name("wf"), "steps": [
+            {"id": "echo", "type": "STEP_TYPE_TOOL", "tool": {"tool_id": echoed["id"]}},
+            {"id": "host", "type": "STEP_TYPE_TOOL", "depends_on": ["echo"],
+             "tool": {"tool_id": in_host["id"]}}]}).json()
+        client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={})
+        execution = client.post(f"/api/v1/workflows/{workflow['id']}/execute", json={}).json()
+        deadline = time.monotonic() + 60
+        while execution["status"] not in ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED"):
+            assert time.monotonic() < deadline, execution
+            time.sleep(0.2)
+            execution = client.get(f"/api/v1/workflows/executions/{execution['id']}").json()
+        assert execution["status"] == "EXECUTION_STATUS_FAILED"
+        records = [json.dumps(execution),
+                   client.get(f"/api/v1/workflow-status/{execution['id']}").text]
+        records.append(client.get("/api/v1/observability/logs",
+                                  params={"page_size": 100}).text)
+    # The records as stored: tool executions, workflow executions and DBOS's step checkpoints.
+    stored = sorted(egress_mesh.data_dir.glob("*.db"))
+    assert {"tools.db", "workflows.db", "workflows.dbos.db"} <= {p.name for p in stored}
+    records += [path.read_bytes().decode("utf-8", errors="replace") for path in stored
+                if path.name.startswith(("tools", "workflows"))]
+    logs = [path.read_text(errors="replace")
+            for path in (egress_mesh.data_dir / "logs").glob("*.log")]
+    assert logs
+    forms = set()
+    for value in (host_secret, path_secret):
+        forms |= {value, quote(value, safe=""), quote(value), json.dumps(value)[1:-1],
+                  base64.b64encode(f"user:{value}".encode()).decode()}
+    forms.add("xn--" + path_secret.lower().encode("punycode").decode())
+    for where, text in [("answer", a) for a in answers] + [("record", r) for r in records] + \
+            [("log", text) for text in logs]:
+        lowered = text.lower()
+        for form in forms:
+            assert form.lower() not in lowered, (where, form, text[:2000])
