@@ -17,7 +17,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mesh.runtime import internal
-from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEADER,
+                                  TENANT_HEADER, USER_HEADER)
 from mesh.runtime.errors import reason_of
 from mesh.runtime.server import RunningService, start
 from mesh.runtime.service import ServiceDefinition
@@ -29,10 +30,12 @@ class Identity:
     tenant_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     user_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     scopes: str = "*"
+    api_key_id: str = ""  # as identity's ext_authz sets it for a call with an API key
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        key = ((API_KEY_HEADER, self.api_key_id),) if self.api_key_id else ()
         return ((TENANT_HEADER, self.tenant_id), (USER_HEADER, self.user_id),
-                (SCOPES_HEADER, self.scopes), (CORRELATION_HEADER, uuid.uuid4().hex))
+                (SCOPES_HEADER, self.scopes), (CORRELATION_HEADER, uuid.uuid4().hex), *key)
 
 
 class _WithToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):

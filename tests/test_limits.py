@@ -190,3 +190,90 @@ def test_the_document_states_default_types_and_the_yaml_export():
     # a YAML export is the JSON document in another syntax
     export = document["paths"]["/api/v1/integration/export"]["post"]["responses"]["200"]
     assert export["content"]["application/yaml"] == export["content"]["application/json"]
+
+
+# ---- enums hold numbers their enum defines ----------------------------------------------------
+def _probe_messages():
+    """A message of the contract's package with every shape an enum can take: a singular,
+    repeated and map-valued enum, and the same below a nested message, a list and a map."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="agentmesh/probe/v1/probe.proto",
+                                              package="agentmesh.probe.v1", syntax="proto3")
+    file.enum_type.add(name="Colour").value.extend([
+        descriptor_pb2.EnumValueDescriptorProto(name="COLOUR_UNSPECIFIED", number=0),
+        descriptor_pb2.EnumValueDescriptorProto(name="COLOUR_RED", number=1)])
+    colour = ".agentmesh.probe.v1.Colour"
+    leaf = file.message_type.add(name="Leaf")
+    leaf.field.add(name="colour", number=1, type=F.TYPE_ENUM, type_name=colour,
+                   label=F.LABEL_OPTIONAL)
+    leaf.field.add(name="colours", number=2, type=F.TYPE_ENUM, type_name=colour,
+                   label=F.LABEL_REPEATED)
+    entry = leaf.nested_type.add(name="ByNameEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_ENUM, type_name=colour,
+                    label=F.LABEL_OPTIONAL)
+    leaf.field.add(name="by_name", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                   type_name=".agentmesh.probe.v1.Leaf.ByNameEntry")
+    root = file.message_type.add(name="Root")
+    root.field.add(name="leaf", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                   type_name=".agentmesh.probe.v1.Leaf")
+    root.field.add(name="leaves", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                   type_name=".agentmesh.probe.v1.Leaf")
+    entry = root.nested_type.add(name="LeafByNameEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                    type_name=".agentmesh.probe.v1.Leaf")
+    root.field.add(name="leaf_by_name", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_REPEATED,
+                   type_name=".agentmesh.probe.v1.Root.LeafByNameEntry")
+    root.field.add(name="name", number=4, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("agentmesh.probe.v1.Root"))
+
+
+def test_an_undefined_enum_number_is_refused_wherever_the_enum_sits():
+    Root = _probe_messages()
+
+    def refused(root, body="") -> str:
+        with pytest.raises(InvalidArgument) as caught:
+            limits.check(root, body)
+        (violation,) = caught.value.field_violations
+        assert "COLOUR_RED" in violation[1]  # the answer says what would do
+        return violation[0]
+
+    fine = Root(name="n")
+    fine.leaf.colour = 1
+    fine.leaves.add().colours.extend([0, 1])
+    fine.leaf_by_name["a"].by_name["b"] = 1
+    limits.check(fine)
+    limits.check(Root())  # no enums given: nothing to check
+
+    root = Root()
+    root.leaf.colour = 7
+    assert refused(root) == "leaf.colour"
+    assert refused(root, "leaf") == "colour"  # named as a REST client wrote the body
+    assert refused(root, "*") == "leaf.colour"
+    root = Root()
+    root.leaves.add()
+    root.leaves.add().colours.extend([1, -3])
+    assert refused(root) == "leaves[1].colours[1]"
+    root = Root()
+    root.leaf_by_name["x"].by_name["y"] = 42
+    assert refused(root) == "leaf_by_name.x.by_name.y"
+
+
+def test_an_undefined_enum_number_of_a_request_is_refused_before_its_handler():
+    from agentmesh.workflows.v1 import workflows_pb2 as wf
+
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(wf.ExecuteWorkflowRequest(workflow_id="w", priority=-1629), "*")
+    assert [v[0] for v in caught.value.field_violations] == ["priority"]
+    workflow = wf.Workflow(name="w", slug="w")
+    workflow.steps.add(id="a", type=99)
+    with pytest.raises(InvalidArgument) as caught:
+        limits.check(wf.CreateWorkflowRequest(workflow=workflow), "workflow")
+    assert [v[0] for v in caught.value.field_violations] == ["steps[0].type"]

@@ -387,3 +387,17 @@ def test_an_execution_that_ends_and_a_call_that_fails_reach_the_webhooks(egress_
     assert finished["body"]["data"]["status"] == "EXECUTION_STATUS_COMPLETED"
     assert failed["body"]["data"]["id"] == answer["call_id"]
     assert failed["body"]["data"]["status"] == "CALL_STATUS_FAILED"
+
+
+def test_deeply_nested_import_files_are_400_not_500(mesh, tenant):
+    """Past 32 levels a bundle is refused where it is parsed (it was an uncaught
+    RecursionError, a 500), in JSON and in YAML."""
+    deep_yaml = "kind: agentmesh.bundle\nversion: 1\nskills:\n" + \
+        "".join("  " * i + "- a:\n" for i in range(1, 60)) + "  " * 60 + "b: 1\n"
+    with mesh.client(tenant.token) as client:
+        for content in (b"[" * 100_000 + b"]" * 100_000, b'{"a": ' + b"[" * 40 + b"]" * 40 + b"}",
+                        deep_yaml.encode(), b"[" * 100_000):
+            reply = client.post(f"{URL}/import-file", content=content,
+                                headers={"Content-Type": "application/json"})
+            error = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+            assert error["details"]["field_violations"][0]["field"] == "file", error

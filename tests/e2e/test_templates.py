@@ -180,3 +180,41 @@ def test_bad_templates_are_400_and_create_nothing(mesh, tenant):
         error = assert_envelope(client.post(f"{URL}/import", json={"content": "a: [b"}), 400,
                                 "INVALID_ARGUMENT")
         assert error["details"]["field_violations"][0]["field"] == "content"
+
+
+def _nested(depth: int) -> dict:
+    value: object = "leaf"
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return {"x": value}
+
+
+def test_deeply_nested_documents_are_400_not_500(mesh, tenant):
+    """A document nested past 32 levels is refused where it is parsed (it was an uncaught
+    RecursionError, a 500); one within the bound imports."""
+    deep_json = "[" * 100_000 + "]" * 100_000
+    deep_yaml = "content:\n" + "".join("  " * i + "a:\n" for i in range(1, 60)) + \
+        "  " * 60 + "b: 1\n"
+    with mesh.client(tenant.token) as client:
+        for body in ({"content": deep_json, "format": "TEMPLATE_FORMAT_JSON"},
+                     {"content": "[" * 100_000 + "]" * 100_000},
+                     {"content": deep_yaml},
+                     {"content": json.dumps({"name": _name(), "kind": "TEMPLATE_KIND_AGENT",
+                                             "content": _nested(40)}),
+                      "format": "TEMPLATE_FORMAT_JSON"}):
+            error = assert_envelope(client.post(f"{URL}/import", json=body), 400,
+                                    "INVALID_ARGUMENT")
+            assert error["details"]["field_violations"][0]["field"] == "content", error
+            assert "nested deeper than 32 levels" in error["message"]
+        name = _name()
+        client.post(URL, json=_agent_template(name))
+        for parameters in ("[" * 3000 + "]" * 3000, json.dumps(_nested(40))):
+            error = assert_envelope(client.get(f"{URL}/{name}/preview", params={
+                "parameters": parameters}), 400, "INVALID_ARGUMENT")
+            assert error["details"]["field_violations"][0]["field"] == "parameters"
+        # Within the bound: the document travels and comes back as it was written.
+        fine = {"name": _name(), "kind": "TEMPLATE_KIND_AGENT", "content": _nested(20)}
+        made = client.post(f"{URL}/import", json={"content": json.dumps(fine),
+                                                  "format": "TEMPLATE_FORMAT_JSON"})
+        assert made.status_code == 200, made.text
+        assert made.json()["content"] == fine["content"]

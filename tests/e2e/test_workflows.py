@@ -344,3 +344,47 @@ def test_crash_of_the_workflows_process_completes_every_execution_once(tmp_path,
               "deduplicated by their idempotency key")
     finally:
         stop_mesh(mesh)
+
+
+def test_a_tool_step_acts_as_the_starter_and_needs_its_tools_execute(mesh, tenant):
+    """A caller who may run workflows but not tools ran tools through a one-step workflow (the
+    engine called them with fixed scopes). Now the steps act as the starter, an API key as that
+    key: without `tools:execute` the step fails SCOPE_NOT_HELD and the tool never runs."""
+    with mesh.client(tenant.token) as admin:
+        tool = admin.post("/api/v1/tools", json={
+            "name": _slug(), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+            "builtin": {"builtin_name": "echo"}}).json()
+        workflow = _create(admin, [{"id": "tool", "type": "STEP_TYPE_TOOL",
+                                    "tool": {"tool_id": tool["id"], "arguments": {"x": 1}}}])
+        keys = {}
+        for name, scopes in (("runner", ["workflows:*"]),
+                             ("builder", ["workflows:*", "tools:execute"])):
+            made = admin.post("/api/v1/auth/api-keys", json={"name": f"{name}-{_slug()}",
+                                                             "scopes": scopes})
+            assert made.status_code == 200, made.text
+            keys[name] = made.json()
+    with mesh.client(api_key=keys["runner"]["key"]) as runner:
+        assert_envelope(runner.post(f"/api/v1/tools/{tool['id']}/execute", json={}), 403,
+                        "PERMISSION_DENIED")  # the gateway's refusal, directly
+        started = runner.post(f"/api/v1/workflows/{workflow['id']}/execute", json={})
+        assert started.status_code == 200, started.text
+        refused = _wait(runner, started.json()["id"])
+    assert refused["status"] == "EXECUTION_STATUS_FAILED"
+    assert _step(refused, "tool")["status"] == "STEP_STATUS_FAILED"
+    assert [e["code"] for e in refused["errors"]] == ["SCOPE_NOT_HELD"]
+    assert refused["created_by"] == tenant.user_id  # the key's creator
+    assert refused["api_key_id"] == keys["runner"]["id"] and refused["scopes"] == ["workflows:*"]
+    with mesh.client(api_key=keys["builder"]["key"]) as builder:
+        ran = _wait(builder, builder.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                          json={}).json()["id"])
+    assert ran["status"] == "EXECUTION_STATUS_COMPLETED", ran
+    assert ran["api_key_id"] == keys["builder"]["id"]
+    assert ran["scopes"] == ["tools:execute", "workflows:*"]
+    with mesh.client(tenant.token) as admin:
+        stats = admin.get(f"/api/v1/tools/{tool['id']}/stats").json()
+        assert stats["total_executions"] == 1  # only the builder's step ran it
+        # A client's own copy of the key header is dropped at the gateway, as the others are.
+        mine = _wait(admin, admin.post(f"/api/v1/workflows/{workflow['id']}/execute", json={},
+                                       headers={"x-agentmesh-api-key-id": "forged"}).json()["id"])
+    assert mine["status"] == "EXECUTION_STATUS_COMPLETED" and not mine.get("api_key_id")
+    assert "tools:*" in mine["scopes"]  # a tenant admin's token

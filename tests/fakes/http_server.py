@@ -1,4 +1,5 @@
-"""A small local HTTP server for http tools: it echoes what it got, redirects, is slow or big."""
+"""A small local HTTP server for http tools: it echoes what it got, redirects, is slow or big,
+or answers a given body."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(503, b'{"error": "starting"}')
             else:
                 self._answer(200, b'{"ok": true}')
+        elif parts.path.startswith("/raw"):  # answers `body` as it is (JSON or not)
+            self._answer(200, query["body"].encode())
         elif parts.path.startswith("/text"):
             self._answer(200, b"plain text", "text/plain")
         else:

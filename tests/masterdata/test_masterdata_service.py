@@ -83,7 +83,7 @@ def test_skill_crud_search_categories_and_isolation(service, me):
     error = _raises(lambda: stub.CreateSkill(pb.CreateSkillRequest(skill=pb.Skill(
         name=_name(), parameters=_struct({"type": "no-such-type"}))), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT)
-    assert field_violations(error) == ["parameters"]
+    assert field_violations(error) == ["parameters.type"]
     _raises(lambda: stub.CreateSkill(pb.CreateSkillRequest(skill=pb.Skill(name=name)),
                                      metadata=md), grpc.StatusCode.ALREADY_EXISTS,
             "SKILL_ALREADY_EXISTS")

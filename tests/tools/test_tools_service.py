@@ -249,6 +249,28 @@ def test_http_failures_timeouts_and_size_cap(stub, me, web):
     assert run.status == pb.TOOL_EXECUTION_STATUS_FAILED and "limit" in run.error
 
 
+@pytest.mark.parametrize("answer", ['{"x": NaN}', '{"x": 1e400}', '{"x": -Infinity}',
+                                    '{"a": ' * 30 + "1" + "}" * 30])
+def test_a_server_answer_no_output_can_carry_fails_the_execution(stub, me, web, answer):
+    """NaN, infinities and JSON nested past what an execution can carry on: the execution
+    failed, saying why (it was a 500 or 502 when the answer was printed)."""
+    from urllib.parse import quote
+
+    tool = _create(stub, me, type="TOOL_TYPE_HTTP",
+                   http={"url": web.url + "/raw?body=" + quote(answer, safe=""), "method": "GET"})
+    run = _execute(stub, me, tool, {})
+    assert run.status == pb.TOOL_EXECUTION_STATUS_FAILED, run
+    assert "cannot be carried" in run.error and not run.HasField("output")
+
+
+def test_math_results_no_number_can_hold_are_invalid_argument(stub, me):
+    maths = _create(stub, me, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "math"})
+    for expression in ("1e308*10", "(-8)**0.5", "10**1000", "-(1e308*10)"):
+        error = _fails(lambda: _execute(stub, me, maths, {"expression": expression}),
+                       grpc.StatusCode.INVALID_ARGUMENT)
+        assert "RESULT_NOT_REPRESENTABLE" in str(error.trailing_metadata())
+
+
 @pytest.mark.parametrize("url", [
     "http://169.254.169.254/latest/meta-data/",
     "http://127.0.0.1:{port}/",

@@ -95,6 +95,7 @@ class FakeTools(tools_pb2_grpc.ToolServiceServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict]] = []   # (tool, idempotency key, arguments)
         self.tenants: list[str] = []
+        self.identities: dict[str, dict[str, str]] = {}  # idempotency key -> who called
 
     def GetTool(self, request, context):
         if request.tool_id == "missing-tool":
@@ -106,6 +107,8 @@ class FakeTools(tools_pb2_grpc.ToolServiceServicer):
         arguments = json_format.MessageToDict(request.arguments)
         self.calls.append((request.tool_id, metadata.get("idempotency-key", ""), arguments))
         self.tenants.append(metadata.get("x-agentmesh-tenant-id", ""))
+        self.identities[metadata.get("idempotency-key", "")] = {
+            k: metadata.get(f"x-agentmesh-{k}", "") for k in ("user-id", "scopes", "api-key-id")}
         if request.tool_id == "busy" and sum(c[0] == "busy" for c in self.calls) <= 2:
             # As a tools service answers while an earlier call with the key still runs.
             from mesh.runtime import errors, idempotency

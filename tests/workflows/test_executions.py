@@ -482,3 +482,88 @@ def test_cancel_reaches_child_executions(client, web):
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))
     assert status_name(client.get(child_id)) == "EXECUTION_STATUS_CANCELLED"
     assert step_status(client.get(child_id), "slow") == "STEP_STATUS_CANCELLED"
+
+
+# ---- who steps act as ---------------------------------------------------------------------------
+def _errors(execution) -> list[tuple[str, str]]:
+    return [(e.step_id, e.code) for e in execution.errors]
+
+
+def test_steps_act_as_the_starter_within_its_scopes(service, peers):
+    """A tool step needs the starter's `tools:execute` (it ran with fixed scopes nobody
+    granted); the execution records who started it, the key, and the scopes in force."""
+    tenant = Identity().tenant_id
+    runner = Client(service, Identity(tenant_id=tenant, scopes="workflows:*"))
+    keyed = Client(service, Identity(tenant_id=tenant, scopes="workflows:* tools:execute",
+                                     api_key_id="key-1"))
+    wf = runner.create(_name(), [{"id": "t", "type": "STEP_TYPE_TOOL",
+                                  "tool": {"tool_id": "search"}}])
+    refused = runner.wait(runner.execute(wf.id).id)
+    assert status_name(refused) == "EXECUTION_STATUS_FAILED"
+    assert step_status(refused, "t") == "STEP_STATUS_FAILED"
+    assert _errors(refused) == [("t", "SCOPE_NOT_HELD")]  # once: not retried
+    assert "tools:execute" in states(refused)["t"].error
+    assert not any(key.startswith(refused.id) for _, key, _ in peers.tools.calls)
+    assert list(refused.scopes) == ["workflows:*"] and refused.api_key_id == ""
+    assert refused.created_by == runner.identity.user_id
+
+    ran = keyed.wait(keyed.execute(wf.id).id)
+    assert status_name(ran) == "EXECUTION_STATUS_COMPLETED", ran
+    assert list(ran.scopes) == ["tools:execute", "workflows:*"] and ran.api_key_id == "key-1"
+    (called,) = [who for key, who in peers.tools.identities.items() if key.startswith(ran.id)]
+    assert called == {"user-id": keyed.identity.user_id, "scopes": "tools:execute workflows:*",
+                      "api-key-id": "key-1"}
+
+    # A retry by someone holding more does not widen what the steps may do.
+    admin = Client(service, Identity(tenant_id=tenant, scopes="*"))
+    admin.call("RetryExecution", pb.RetryExecutionRequest(execution_id=refused.id))
+    again = admin.wait(refused.id, until=lambda e: e.status == pb.EXECUTION_STATUS_FAILED
+                       and len(e.errors) == 2)
+    assert _errors(again)[-1] == ("t", "SCOPE_NOT_HELD") and list(again.scopes) == ["workflows:*"]
+
+
+def test_a_sub_workflow_inherits_the_starter_and_its_scopes(service):
+    tenant = Identity().tenant_id
+    runner = Client(service, Identity(tenant_id=tenant, scopes="workflows:execute workflows:write"
+                                                               " workflows:read",
+                                      api_key_id="key-2"))
+    child = runner.create(_name(), [{"id": "t", "type": "STEP_TYPE_TOOL",
+                                     "tool": {"tool_id": "search"}}])
+    parent = runner.create(_name(), [{"id": "sub", "type": "STEP_TYPE_SUB_WORKFLOW",
+                                      "sub_workflow": {"workflow_id": child.id}}])
+    done = runner.wait(runner.execute(parent.id).id)
+    assert status_name(done) == "EXECUTION_STATUS_FAILED"
+    kid = runner.get(states(done)["sub"].child_execution_id)
+    assert _errors(kid) == [("t", "SCOPE_NOT_HELD")]
+    assert (kid.created_by, kid.api_key_id, list(kid.scopes)) == (
+        done.created_by, "key-2", list(done.scopes))
+
+
+def test_a_schedule_runs_as_its_creator_with_the_scopes_it_recorded(service):
+    tenant = Identity().tenant_id
+    writer = Client(service, Identity(tenant_id=tenant, scopes="workflows:write workflows:read"))
+    wf = writer.create(_name(), [{"id": "t", "type": "STEP_TYPE_TOOL",
+                                  "tool": {"tool_id": "search"}}])
+    schedule = pb.Schedule(cron="* * * * * *")
+    with pytest.raises(grpc.RpcError) as caught:  # it would run the workflow as its creator
+        writer.call("CreateSchedule", pb.CreateScheduleRequest(workflow_id=wf.id,
+                                                               schedule=schedule))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert error_reason(caught.value) == "SCOPE_NOT_HELD"
+    creator = Client(service, Identity(tenant_id=tenant, scopes="workflows:*", api_key_id="k3"))
+    made = creator.call("CreateSchedule", pb.CreateScheduleRequest(workflow_id=wf.id,
+                                                                   schedule=schedule))
+    assert list(made.scopes) == ["workflows:*"] and made.api_key_id == "k3"
+    deadline = time.monotonic() + 15
+    while True:
+        listed = creator.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+            workflow_id=wf.id, status=pb.EXECUTION_STATUS_FAILED))
+        if listed.total or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    creator.call("DeleteSchedule", pb.DeleteScheduleRequest(workflow_id=wf.id,
+                                                            schedule_id=made.id))
+    fired = listed.items[0]
+    assert fired.schedule_id == made.id and fired.created_by == creator.identity.user_id
+    assert (fired.api_key_id, list(fired.scopes)) == ("k3", ["workflows:*"])
+    assert _errors(fired) == [("t", "SCOPE_NOT_HELD")]

@@ -27,6 +27,7 @@ import openai
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError
 from mesh.runtime.masterdata_client import ModelSpec
+from mesh.runtime.redaction import SecretMask
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
@@ -96,6 +97,9 @@ class ChatClient:
         self.spec = spec
         self.parameters = {k: v for k, v in {**spec.parameters, **(parameters or {})}.items()
                            if k in _PASSED_PARAMETERS}
+        # A server's error (or answer) may quote the key back; none of it is recorded as is.
+        self.mask = SecretMask()
+        self.mask.add(api_key)
         self.http = policy.client(timeout=timeout)
         self.client = openai.AsyncOpenAI(
             api_key=api_key or "not-needed", base_url=base_url(spec), timeout=timeout,
@@ -106,6 +110,15 @@ class ChatClient:
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        max_tokens: int | None = None) -> ModelTurn:
+        try:
+            turn = await self._complete(messages, tools, max_tokens)
+        except ModelError as exc:
+            raise ModelError(exc.reason, self.mask.text(exc.message)) from None
+        turn.content = self.mask.text(turn.content)
+        return turn
+
+    async def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                        max_tokens: int | None = None) -> ModelTurn:
         request: dict[str, Any] = {"model": self.spec.model, "messages": messages,
                                    **self.parameters}
         if tools:

@@ -30,7 +30,7 @@ from mesh.identity.roles import (ROLE_DESCRIPTIONS, ROLE_SCOPES, covers, effecti
                                  scopes_for)
 from mesh.runtime import limits
 from mesh.runtime.context import metadata_value, require_caller
-from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.context import API_KEY_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
 from mesh.runtime.db import serialize
 from mesh.runtime.convert import changes, to_message
 from mesh.runtime.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
@@ -496,6 +496,7 @@ class ApiKeyAuthorizer(authz_grpc.AuthorizationServicer):
                 header(TENANT_HEADER, row.tenant_id),
                 header(USER_HEADER, row.created_by),
                 header(SCOPES_HEADER, " ".join(scopes)),
+                header(API_KEY_HEADER, row.id),
             ]))
 
 

@@ -27,7 +27,7 @@ from agentmesh.workflows.v1 import workflows_pb2, workflows_pb2_grpc
 from mesh.integration import bundle as bundles
 from mesh.integration import calls, connections, events, openapi_tools
 from mesh.integration.models import ActivityRow, ApiConnectionRow, DeliveryRow, WebhookRow
-from mesh.runtime import audit, errors, limits
+from mesh.runtime import audit, documents, errors, limits
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.convert import to_message
 from mesh.runtime.egress import EgressPolicy, read_capped
@@ -54,42 +54,10 @@ deliveries = TenantRepository(DeliveryRow, noun="delivery", name_column=None)
 _EVENTS: dict[int, events.Events] = {}
 
 
-class _DocumentLoader(yaml.SafeLoader):
-    """YAML bundles: no aliases (a small document could expand into a huge one), dates stay
-    strings."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
-                                              self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-_DocumentLoader.add_constructor("tag:yaml.org,2002:timestamp",
-                                lambda loader, node: loader.construct_scalar(node))
-
-
 def parse_document(raw: bytes, field: str) -> Any:
-    """JSON or YAML bytes (YAML is a superset; JSON is tried first)."""
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise invalid_field(field, f"at most {MAX_DOCUMENT_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise invalid_field(field, "must be UTF-8 text (JSON or YAML)") from None
-    if not text.strip():
-        raise invalid_field(field, "is empty")
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        document = yaml.load(text, Loader=_DocumentLoader)  # noqa: S506 - a safe loader
-        json.dumps(document, allow_nan=False)
-        return document
-    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-        raise invalid_field(field, f"is neither JSON nor YAML: "
-                            f"{str(exc).splitlines()[0][:200]}") from None
+    """JSON or YAML bytes (YAML is a superset; JSON is tried first), within the limits of
+    `mesh.runtime.documents` (size, nesting depth, values JSON can carry)."""
+    return documents.parse(raw, field, max_bytes=MAX_DOCUMENT_BYTES)
 
 
 def _struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -15,7 +15,6 @@ from urllib.parse import urlparse
 
 import grpc
 import sqlalchemy as sa
-from jsonschema import Draft202012Validator, SchemaError
 from sqlmodel import Session, func, or_, select
 
 from agentmesh.common.v1 import common_pb2
@@ -25,7 +24,7 @@ from mesh.masterdata import keys
 from mesh.masterdata.models import (TABLES, ConstraintRow, ModelRow, PromptRow, PromptVersionRow,
                                     SecretRow, SkillRow)
 from mesh.masterdata.rules import CONSTRAINT_TYPES, PROVIDERS, rule_problems
-from mesh.runtime import audit, errors, labels, placeholders
+from mesh.runtime import audit, errors, labels, placeholders, schemas
 from mesh.runtime.context import Caller, require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.errors import (DomainError, FailedPrecondition, InvalidArgument, NotFound,
@@ -110,11 +109,10 @@ _SKILL = writable(pb.Skill)
 def _check_skill(fields: dict[str, Any]) -> None:
     if "name" in fields:
         _check_name(fields["name"], ("categories", "search"))
-    if fields.get("parameters"):
-        try:
-            Draft202012Validator.check_schema(fields["parameters"])
-        except SchemaError as exc:
-            raise invalid_field("parameters", f"not a JSON schema: {exc.message}") from None
+    problems = schemas.problems(fields.get("parameters") or {}, "parameters")
+    if problems:
+        raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in problems),
+                              field_violations=problems)
     _check_tags(fields.get("tags") or [])
 
 

@@ -24,7 +24,7 @@ KNOWN: dict[str, str] = {
     "policies": "compiled governance policy sets, per tenant (keys: tenant ids)",
     "templates": "parsed and compiled prompt/template texts (placeholders)",
     "expressions": "compiled JMESPath expressions of workflow definitions",
-    "schemas": "compiled JSON Schema validators of tools",
+    "schemas": "compiled JSON Schema validators of user schemas (tools, workflows)",
     "config": "the runtime configuration and feature flags a process last fetched",
 }
 

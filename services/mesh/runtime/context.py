@@ -20,7 +20,11 @@ SCOPES_HEADER = "x-agentmesh-scopes"
 # Claims of the access token, for the revocation check (mesh/runtime/revocation.py).
 SESSION_HEADER = "x-agentmesh-session-id"
 TOKEN_IAT_HEADER = "x-agentmesh-token-iat"
-IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER)
+# The API key a call came with (its id), set by identity's ext_authz; the user header is then the
+# key's creator and the scopes are the key's.
+API_KEY_HEADER = "x-agentmesh-api-key-id"
+IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER,
+                    API_KEY_HEADER)
 CORRELATION_HEADER = "x-correlation-id"
 
 # The call being served, set by the runtime around every handler; read lazily (the correlation
@@ -54,16 +58,29 @@ def correlation_id() -> str:
     return metadata_value(context, CORRELATION_HEADER) if context is not None else ""
 
 
+def holds(scopes: frozenset[str] | set[str], needed: str) -> bool:
+    """Whether `scopes` grant `needed` (`tools:execute`), directly or by `tools:*` or `*`."""
+    resource = needed.split(":", 1)[0]
+    return bool({"*", needed, f"{resource}:*"} & scopes)
+
+
+def common_scopes(a: frozenset[str] | set[str], b: frozenset[str] | set[str]) -> frozenset[str]:
+    """What both sets of scopes grant (`*` and `tools:*` understood): acting for two callers at
+    once never grants what either lacks."""
+    return frozenset({s for s in a if holds(b, s)} | {s for s in b if holds(a, s)})
+
+
 @dataclass(frozen=True)
 class Caller:
     tenant_id: str
     user_id: str
     scopes: frozenset[str] = field(default_factory=frozenset)
     correlation_id: str = ""
+    # The API key the call came with (its id), "" for a token.
+    api_key_id: str = ""
 
     def has_scope(self, needed: str) -> bool:
-        resource = needed.split(":", 1)[0]
-        return bool({"*", needed, f"{resource}:*"} & self.scopes)
+        return holds(self.scopes, needed)
 
 
 def caller_from(context: grpc.aio.ServicerContext) -> Caller:
@@ -74,6 +91,7 @@ def caller_from(context: grpc.aio.ServicerContext) -> Caller:
         user_id=metadata.get(USER_HEADER, ""),
         scopes=frozenset(s for s in scopes.replace(",", " ").split() if s),
         correlation_id=metadata.get(CORRELATION_HEADER, ""),
+        api_key_id=metadata.get(API_KEY_HEADER, ""),
     )
 
 

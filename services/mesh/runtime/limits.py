@@ -6,6 +6,9 @@ INVALID_ARGUMENT naming the field, which the gateway answers as 400. The OpenAPI
 the same bounds (`maxLength`, `minLength`, `pattern`, `maxItems`, `minItems`, `maxProperties`,
 `minimum`, `maximum`), so the published document states them and Schemathesis holds the two together.
 
+Every enum field (nested, repeated, a map's values) must hold a number its enum defines: proto3
+enums are open, so the transcoder and native gRPC clients can send any number (`_check_enums`).
+
 The fields to look at are planned once per message type (a few descriptor reads), so a check
 costs a handful of `len()` calls per request.
 """
@@ -141,7 +144,9 @@ def check(message: Message, body: str = "") -> None:
     REST client sent those at the top of its JSON, so they are named as it wrote them.
 
     In the body (`body: "*"`: the request; `body: "agent"`: the agent) the shape the OpenAPI
-    document gives is held too, whatever an update mask names (`_check_given`)."""
+    document gives is held too, whatever an update mask names (`_check_given`), and every enum
+    holds a number its enum defines (`_check_enums`)."""
+    _check_enums(message, body)
     plan = _plan(message.DESCRIPTOR)
     if not body:
         _check(message, plan, "")
@@ -158,6 +163,109 @@ def check(message: Message, body: str = "") -> None:
     if (field is not None and field.type == FieldDescriptor.TYPE_MESSAGE
             and not field.is_repeated and message.HasField(body)):
         _check_body(getattr(message, body))
+
+
+# ---- enums hold defined numbers ----------------------------------------------------------------
+# proto3 enums are open: the transcoder (and a native gRPC client) may send any number, and the
+# generated classes keep it. A number the enum does not define is refused here, once for every
+# RPC, before a handler can fail on it (`Enum.Name` raises) or store a value no client can name.
+
+@dataclass(frozen=True)
+class _EnumField:
+    """A field of a message that is, or leads to, an enum: `numbers` are the defined numbers of
+    an enum field (a map's enum values, a repeated enum's items), None for a message field
+    (or a map of messages) whose type holds enums somewhere below."""
+    field: FieldDescriptor
+    numbers: frozenset[int] | None
+    enum_name: str
+    is_map: bool
+    value: FieldDescriptor  # the field itself, or a map's `value` field
+
+
+def _contract_message(descriptor: Descriptor) -> bool:
+    return descriptor.full_name.startswith("agentmesh.")
+
+
+@functools.cache
+def _holds_enums(descriptor: Descriptor) -> bool:
+    """Whether an enum field is reachable from a message of the contract (cycles allowed)."""
+    seen, stack = {descriptor}, [descriptor]
+    while stack:
+        for field in stack.pop().fields:
+            if field.type == FieldDescriptor.TYPE_ENUM:
+                return True
+            if field.type == FieldDescriptor.TYPE_MESSAGE and _contract_message(
+                    field.message_type) and field.message_type not in seen:
+                seen.add(field.message_type)
+                stack.append(field.message_type)
+    return False
+
+
+@functools.cache
+def _enum_plan(descriptor: Descriptor) -> tuple[_EnumField, ...]:
+    plan = []
+    for field in descriptor.fields:
+        is_map = _is_map(field)
+        value = field.message_type.fields_by_name["value"] if is_map else field
+        if value.type == FieldDescriptor.TYPE_ENUM:
+            enum = value.enum_type
+            plan.append(_EnumField(field, frozenset(enum.values_by_number), enum.name, is_map,
+                                   value))
+        elif (value.type == FieldDescriptor.TYPE_MESSAGE and _contract_message(value.message_type)
+              and _holds_enums(value.message_type)):
+            plan.append(_EnumField(field, None, "", is_map, value))
+    return tuple(plan)
+
+
+def _undefined(path: str, item: _EnumField, number: int) -> InvalidArgument:
+    names = ", ".join(item.value.enum_type.values_by_name)
+    return invalid_field(path, f"{number} is not a value of {item.enum_name}; use one of {names}")
+
+
+def _walk_enums(message: Message, plan: tuple[_EnumField, ...], prefix: str) -> None:
+    for item in plan:
+        name = item.field.name
+        path = prefix + name
+        value = getattr(message, name)
+        if item.numbers is not None:
+            if item.is_map:
+                for key, number in value.items():
+                    if number not in item.numbers:
+                        raise _undefined(f"{path}.{key}", item, number)
+            elif item.field.is_repeated:
+                for index, number in enumerate(value):
+                    if number not in item.numbers:
+                        raise _undefined(f"{path}[{index}]", item, number)
+            elif value not in item.numbers:
+                raise _undefined(path, item, value)
+            continue
+        nested = _enum_plan(item.value.message_type)
+        if item.is_map:
+            for key, entry in value.items():
+                _walk_enums(entry, nested, f"{path}.{key}.")
+        elif item.field.is_repeated:
+            for index, entry in enumerate(value):
+                _walk_enums(entry, nested, f"{path}[{index}].")
+        elif message.HasField(name):
+            _walk_enums(value, nested, f"{path}.")
+
+
+def _check_enums(message: Message, body: str) -> None:
+    """Every enum of the request, nested ones too, holds a number its enum defines; the fields
+    of a `body: "<field>"` are named as the REST client wrote them (at the top of its JSON)."""
+    plan = _enum_plan(message.DESCRIPTOR)
+    if not plan:
+        return
+    if not body or body == "*":
+        _walk_enums(message, plan, "")
+        return
+    for item in plan:
+        if item.field.name != body:
+            _walk_enums(message, (item,), "")
+        elif item.numbers is None and not item.field.is_repeated and message.HasField(body):
+            _walk_enums(getattr(message, body), _enum_plan(item.value.message_type), "")
+        else:
+            _walk_enums(message, (item,), "")
 
 
 # ---- what is given in a body has the shape the document states -------------------------------

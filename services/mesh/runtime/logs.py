@@ -7,6 +7,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
+from mesh.runtime import redaction
 from mesh.runtime.context import correlation_id, current_service
 
 
@@ -69,15 +70,31 @@ class _CorrelationFilter(logging.Filter):
         return True
 
 
+class _Masked(logging.Formatter):
+    """The line another formatter makes, with the secrets this process read masked out
+    (message, exception and all: `mesh.runtime.redaction`)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redaction.LOGS.text(self.inner.format(record))
+
+
 def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
-        handler.setFormatter(JsonFormatter(
+        handler.setFormatter(_Masked(JsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s",
-            rename_fields={"asctime": "timestamp", "levelname": "level"}))
+            rename_fields={"asctime": "timestamp", "levelname": "level"})))
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s"))
+        handler.setFormatter(_Masked(logging.Formatter(
+            "%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s")))
+    # httpx logs every outbound request's full URL at INFO: a tool's URL may carry a secret or
+    # a tenant's query token, and the request is recorded by whoever made it anyway.
+    for name in ("httpx", "httpx2", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     handler.addFilter(_CorrelationFilter(service))
     handler.addFilter(_LevelFilter())
     root = logging.getLogger()
@@ -111,7 +128,7 @@ class LogShipper(logging.Handler):
         context = current_call.get()
         traceparent = current_traceparent.get()
         self.buffer.append((record.created, record.levelname, current_service.get() or "",
-                            record.getMessage()[:8000], correlation_id(),
+                            redaction.LOGS.text(record.getMessage())[:8000], correlation_id(),
                             traceparent.split("-")[1] if traceparent else "",
                             metadata_value(context, TENANT_HEADER) if context is not None else "",
                             record.name))

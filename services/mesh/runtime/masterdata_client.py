@@ -28,6 +28,7 @@ from google.protobuf import json_format, message_factory
 
 from agentmesh.masterdata.v1 import masterdata_pb2 as md_pb
 from agentmesh.masterdata.v1 import masterdata_pb2_grpc as md_grpc
+from mesh.runtime import redaction
 from mesh.runtime.context import current_service
 from mesh.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from mesh.runtime.peers import Peers
@@ -270,7 +271,9 @@ class MasterData:
             answer = await call(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as error:
             raise _translate(error, "secret", name) from None
-        return getattr(answer, response_field)
+        value = getattr(answer, response_field)
+        redaction.remember(value)  # masked out of this process's logs from now on
+        return value
 
     # ---- how RevealSecret is reached ----------------------------------------------------------
     @classmethod

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER,
-                                  call_metadata, current_call)
+from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEADER,
+                                  TENANT_HEADER, USER_HEADER, call_metadata, current_call)
 from mesh.runtime import internal
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
@@ -33,7 +33,7 @@ DEFAULT_DEADLINE_SECONDS = 10.0
 # Running a tool or an agent's conversation (RPCs marked `idempotent` in the contract) is bounded
 # by the tool's timeout or the agent's constraints, which may be minutes: the call waits for them.
 EFFECT_DEADLINE_SECONDS = 900.0
-_PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, CORRELATION_HEADER)
+_PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, API_KEY_HEADER, CORRELATION_HEADER)
 
 
 def parse_peers(text: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from agentmesh.templates.v1 import templates_pb2 as pb
 from agentmesh.templates.v1 import templates_pb2_grpc as pb_grpc
 from agentmesh.tools.v1 import tools_pb2, tools_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2, workflows_pb2_grpc
-from mesh.runtime import audit, errors, labels, placeholders
+from mesh.runtime import audit, documents, errors, labels, placeholders
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.convert import changes, python_value, to_message, values, writable
 from mesh.runtime.errors import InvalidArgument, NotFound, invalid_field
@@ -59,21 +59,6 @@ _TARGETS: dict[str, tuple[str, type, str, type, str, type]] = {
 _ERRORS = {c.code: c for c in (errors.InvalidArgument, errors.NotFound, errors.AlreadyExists,
                                errors.FailedPrecondition, errors.Unauthenticated,
                                errors.PermissionDenied, errors.Unimplemented, errors.Unavailable)}
-
-
-class _DocumentLoader(yaml.SafeLoader):
-    """YAML for imported documents: no aliases (`*a` could expand a small document into a huge
-    one), and dates stay the strings they were written as (JSON has no date type)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed",
-                                              self.peek_event().start_mark)
-        return super().compose_node(parent, index)
-
-
-_DocumentLoader.add_constructor("tag:yaml.org,2002:timestamp",
-                                lambda loader, node: loader.construct_scalar(node))
 
 
 def _tag_clause(tag: str):
@@ -403,10 +388,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
         caller = require_caller(context)
         given: Any = {}
         if request.parameters:
-            try:
-                given = json.loads(request.parameters)
-            except ValueError:
-                given = None
+            given = documents.parse(request.parameters, "parameters", syntax="json")
             if not isinstance(given, dict):
                 raise invalid_field("parameters", "must be a JSON object")
         row, version = await self._load(caller, request.template_id, request.version,
@@ -528,20 +510,9 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
         caller = require_caller(context)
         if not request.content:
             raise invalid_field("content", "is required: a document as export answers it")
-        if len(request.content.encode()) > _MAX_DOCUMENT:
-            raise invalid_field("content", f"at most {_MAX_DOCUMENT} bytes")
-        try:
-            if request.format == pb.TEMPLATE_FORMAT_JSON:
-                document = json.loads(request.content)
-            else:
-                document = yaml.load(request.content, Loader=_DocumentLoader)  # noqa: S506
-            json.dumps(document, allow_nan=False)
-        except TypeError as exc:
-            raise invalid_field("content", f"holds a value JSON cannot carry: {exc}") from None
-        except (ValueError, yaml.YAMLError) as exc:
-            kind = "JSON" if request.format == pb.TEMPLATE_FORMAT_JSON else "YAML"
-            raise invalid_field("content", f"does not parse as {kind}: "
-                                f"{str(exc).splitlines()[0]}") from None
+        syntax = "json" if request.format == pb.TEMPLATE_FORMAT_JSON else "yaml"
+        document = documents.parse(request.content, "content", syntax=syntax,
+                                   max_bytes=_MAX_DOCUMENT)
         if not isinstance(document, dict):
             raise invalid_field("content", "must be a mapping of template fields")
         unknown = [k for k in document if k not in _DOCUMENT_KEYS]

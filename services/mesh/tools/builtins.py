@@ -10,7 +10,9 @@
 `json_transform` takes its expression from the arguments or, when absent, from the tool's
 `config.expression`. `math` parses the expression with `ast` and evaluates only numbers, names
 from `variables`, + - * / // % **, unary minus and a few functions (abs, round, min, max, sqrt,
-floor, ceil, log, exp, sin, cos, tan); it never calls `eval`.
+floor, ceil, log, exp, sin, cos, tan); it never calls `eval`. A result a JSON number cannot be
+(infinite, complex, past a double's range) is the caller's mistake: 400
+`RESULT_NOT_REPRESENTABLE` naming `arguments.expression` (the execution is recorded as failed).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import math as _math
 import operator
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +33,15 @@ from jmespath.exceptions import JMESPathError
 
 class BuiltinError(Exception):
     """A built-in tool could not do what it was asked; the message is the execution's error."""
+
+
+class ResultNotRepresentable(BuiltinError):
+    """The arguments ask for a result no answer can carry (an infinite or complex number): the
+    caller's mistake, answered 400 naming the argument (`field`)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def echo(arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +70,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 _CONSTANTS = {"pi": _math.pi, "e": _math.e}
 _MAX_EXPRESSION = 500
 _MAX_POWER = 1000
+_LARGEST = sys.float_info.max
 
 
 def _evaluate(node: ast.AST, names: dict[str, float]) -> float:
@@ -100,9 +113,27 @@ def math(arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         raise BuiltinError(f"cannot parse {expression!r}: {exc.msg}") from None
     except (ArithmeticError, ValueError, TypeError) as exc:
         raise BuiltinError(f"cannot evaluate {expression!r}: {exc}") from None
+    _check_result(expression, result)
     if isinstance(result, float) and result.is_integer() and abs(result) < 2**53:
         result = int(result)
     return {"result": result}
+
+
+def _check_result(expression: str, result: Any) -> None:
+    """A JSON number is real and finite: `(-8) ** 0.5` is complex, `1e308 * 10` infinite, and
+    `10 ** 1000` past any double."""
+    if isinstance(result, complex):
+        raise ResultNotRepresentable(
+            f"the result of {expression!r} is a complex number ({result}); math answers real "
+            "numbers only", "arguments.expression")
+    if isinstance(result, float) and not _math.isfinite(result):
+        raise ResultNotRepresentable(
+            f"the result of {expression!r} is not a finite number ({result}): it is past the "
+            "range of a JSON number", "arguments.expression")
+    if isinstance(result, int) and abs(result) > _LARGEST:
+        raise ResultNotRepresentable(
+            f"the result of {expression!r} is past the range of a JSON number "
+            f"({len(str(abs(result)))} digits)", "arguments.expression")
 
 
 def current_time(arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,9 @@ MCP tools
     `mcp.server_url`. Structured content is the output (`{"result": value}` when it is not an
     object), else the text content as `{"text": ...}`; `isError` fails the execution.
 
-Secret values are never returned: every occurrence in an output or error is replaced by `***`.
+Secret values are never returned: every occurrence in an output or error, in any letter case and
+in the forms the request path gives it (percent-encoded, punycode, JSON or repr escaped, base64
+as in Basic credentials), is replaced by `***` (`mesh.runtime.redaction`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -34,8 +37,10 @@ from urllib.parse import quote
 import httpx2
 
 from agentmesh.tools.v1 import tools_pb2 as pb
+from mesh.runtime import documents
 from mesh.runtime.egress import EgressPolicy, ResponseTooLarge, read_capped
-from mesh.runtime.errors import DomainError
+from mesh.runtime.errors import DomainError, InvalidArgument
+from mesh.runtime.redaction import SecretMask
 from mesh.tools import builtins
 
 DEFAULT_TIMEOUT = 30.0
@@ -44,7 +49,11 @@ MAX_TIMEOUT = 300.0
 SECRET_REF = re.compile(r"\$\{secrets\.([A-Za-z0-9._-]+)\}")
 URL_VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 WHOLE_VARIABLE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# An output travels on inside other messages (a workflow execution's step states and partial
+# results), each level of which counts against protobuf's nesting limit.
+OUTPUT_MAX_DEPTH = documents.MAX_DEPTH - 8
 
+log = logging.getLogger("mesh.tools.runners")
 Reveal = Callable[[str], Awaitable[str]]
 E = pb.ToolExecutionStatus
 
@@ -83,18 +92,23 @@ def secret_names(tool: pb.Tool, config: dict[str, Any]) -> set[str]:
 
 
 class _Secrets:
+    """The secrets one run reads, and the mask of every form of them (mesh.runtime.redaction)."""
+
     def __init__(self, reveal: Reveal | None) -> None:
         self.reveal = reveal
         self.values: dict[str, str] = {}
+        self.mask = SecretMask()
 
     async def get(self, name: str) -> str:
         if name not in self.values:
             if self.reveal is None:
                 raise ToolFailed(f"secret {name!r} cannot be read here")
             try:
-                self.values[name] = await self.reveal(name)
+                value = await self.reveal(name)
             except DomainError as exc:
                 raise ToolFailed(f"secret {name!r} could not be read: {exc.message}") from None
+            self.values[name] = value
+            self.mask.add(value)
         return self.values[name]
 
     async def fill(self, text: str) -> str:
@@ -103,18 +117,7 @@ class _Secrets:
         return text
 
     def redact(self, value: Any) -> Any:
-        secrets = [v for v in self.values.values() if v]
-        if not secrets:
-            return value
-        if isinstance(value, str):
-            for secret in secrets:
-                value = value.replace(secret, "***")
-            return value
-        if isinstance(value, dict):
-            return {k: self.redact(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.redact(v) for v in value]
-        return value
+        return self.mask.value(value)
 
 
 def _bind(template: Any, arguments: dict[str, Any]) -> Any:
@@ -156,6 +159,7 @@ async def _run_http(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
             headers[str(auth.get("header") or "X-API-Key")] = value
         elif kind == "basic":
             token = base64.b64encode(f"{auth.get('username', '')}:{value}".encode()).decode()
+            secrets.mask.add_derived(token)
             headers["Authorization"] = f"Basic {token}"
         else:
             raise ToolFailed(f"unknown auth type {kind!r}; use bearer, header or basic")
@@ -181,7 +185,7 @@ async def _run_http(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
             raise ToolFailed(exc.message) from None
         except httpx2.TooManyRedirects:
             raise ToolFailed(f"more than {policy.max_redirects} redirects") from None
-        except httpx2.HTTPError as exc:
+        except (httpx2.HTTPError, httpx2.InvalidURL, ValueError) as exc:  # a URL httpx2 refuses
             raise ToolFailed(f"{type(exc).__name__}: {exc}") from None
     text = raw.decode(response.encoding or "utf-8", errors="replace")
     if response.status_code >= 400:
@@ -260,6 +264,9 @@ async def _dispatch(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
     if which == "builtin":
         try:
             return builtins.run(tool.builtin.builtin_name, arguments, config)
+        except builtins.ResultNotRepresentable as exc:
+            raise InvalidArgument(str(exc), reason="RESULT_NOT_REPRESENTABLE",
+                                  field_violations=[(exc.field, str(exc))]) from None
         except builtins.BuiltinError as exc:
             raise ToolFailed(str(exc)) from None
     if which == "http":
@@ -291,8 +298,18 @@ async def run(tool: pb.Tool, arguments: dict[str, Any], *, policy: EgressPolicy,
     except ToolFailed as exc:
         return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None, secrets.redact(str(exc)), elapsed())
     except DomainError as exc:
-        exc.message = secrets.redact(exc.message)
+        secrets.mask.error(exc)
         return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None, exc.message, elapsed(), refusal=exc)
+    except Exception as exc:  # noqa: BLE001 - anything else: its text masked, never a traceback
+        problem = secrets.redact(f"{type(exc).__name__}: {exc}")
+        # No traceback: its frames' text may hold the request the secrets went into.
+        log.warning("tool %s failed unexpectedly: %s", tool.name, problem)
+        return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None, problem, elapsed())
+    problem = documents.problem(output, OUTPUT_MAX_DEPTH)
+    if problem:  # what a server answered that no answer can carry (NaN, 1e400, too deep)
+        return Outcome(E.TOOL_EXECUTION_STATUS_FAILED, None,
+                       secrets.redact(f"the tool's output cannot be carried: {problem}"),
+                       elapsed())
     return Outcome(E.TOOL_EXECUTION_STATUS_COMPLETED, secrets.redact(output), "", elapsed())
 
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import statistics
 from typing import Any
 
-import jsonschema
 from google.protobuf import json_format
 from sqlmodel import Session, func, select
 
 from agentmesh.common.v1 import common_pb2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
-from mesh.runtime import caches
+from mesh.runtime import schemas
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -97,41 +95,10 @@ def _row_fields(tool: pb.Tool) -> dict[str, Any]:
     return fields
 
 
-def schema_errors(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
-    if not schema:
-        return []
-    try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        path = ".".join(str(p) for p in exc.absolute_path)
-        return [(f"{field}.{path}" if path else field, f"not a valid JSON Schema: {exc.message}")]
-    return []
-
-
-@functools.lru_cache(maxsize=1024)
-def _validator(schema_json: str):
-    schema = json.loads(schema_json)
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
-caches.register_lru("schemas", _validator)
-
-
-def instance_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[tuple[str, str]]:
-    """(field path, problem) for each way `instance` does not match `schema`."""
-    if not schema:
-        return []
-    validator = _validator(json.dumps(schema, sort_keys=True))
-    found = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        path = [str(p) for p in error.absolute_path]
-        if error.validator == "required" and isinstance(error.instance, dict):
-            for name in error.validator_value:
-                if name not in error.instance:
-                    found.append((".".join([prefix, *path, name]), "is required"))
-            continue
-        found.append((".".join([prefix, *path]), error.message))
-    return found
+def instance_errors(schema: dict[str, Any], instance: Any, prefix: str,
+                    field: str = "input_schema") -> list[tuple[str, str]]:
+    """(field path, problem) for each way `instance` does not match `schema` (`field`)."""
+    return schemas.instance_errors(schema, instance, prefix, field)
 
 
 def definition_errors(tool: pb.Tool) -> list[tuple[str, str]]:
@@ -144,8 +111,8 @@ def definition_errors(tool: pb.Tool) -> list[tuple[str, str]]:
     if expected and which != expected:
         errors.append((expected, f"is required for type {pb.ToolType.Name(tool.type)}"
                        + (f" (the tool has `{which}` instead)" if which else "")))
-    errors += schema_errors(json_format.MessageToDict(tool.input_schema), "input_schema")
-    errors += schema_errors(json_format.MessageToDict(tool.output_schema), "output_schema")
+    errors += schemas.problems(json_format.MessageToDict(tool.input_schema), "input_schema")
+    errors += schemas.problems(json_format.MessageToDict(tool.output_schema), "output_schema")
     if which == "http":
         url = tool.http.url
         if not url:
@@ -361,7 +328,13 @@ class ToolService(pb_grpc.ToolServiceServicer):
     def _check_output(tool: pb.Tool, outcome: runners.Outcome) -> list[tuple[str, str]]:
         if outcome.status != E.TOOL_EXECUTION_STATUS_COMPLETED:
             return []
-        errors = instance_errors(_as_dict(tool.output_schema), outcome.output, "output")
+        try:
+            errors = instance_errors(_as_dict(tool.output_schema), outcome.output, "output",
+                                     "output_schema")
+        except schemas.SchemaUnusable as exc:  # the tool ran: its execution is still recorded
+            outcome.status, outcome.output = E.TOOL_EXECUTION_STATUS_FAILED, None
+            outcome.error = exc.message
+            return []
         if errors:
             outcome.status = E.TOOL_EXECUTION_STATUS_FAILED
             outcome.error = "the output does not match output_schema: " + "; ".join(

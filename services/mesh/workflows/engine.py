@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 import uuid
@@ -40,7 +41,8 @@ from google.protobuf import json_format, struct_pb2
 from sqlmodel import Session, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
-from mesh.runtime.context import CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEADER,
+                                  TENANT_HEADER, USER_HEADER, holds)
 from mesh.runtime.db import serialize
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError
@@ -74,8 +76,14 @@ PURE = {T.STEP_TYPE_TRANSFORM, T.STEP_TYPE_CONDITION}
 # An HTTP step's wait for each read or write (the step's own timeout when that is longer).
 HTTP_STEP_TIMEOUT = 30.0
 # Failures a retry cannot change: a bad expression, an address the egress guard refuses.
-NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED"}
 NAMESPACE = uuid.UUID("5a4b8a52-0f0e-4b8e-9f36-6c1f0d3f7a10")
+# The RPCs steps call, whose scopes (from the contract) the execution's starter must hold.
+EXECUTE_TOOL = "/agentmesh.tools.v1.ToolService/ExecuteTool"
+INTERACT_WITH_AGENT = "/agentmesh.agents.v1.AgentService/InteractWithAgent"
+EXECUTE_WORKFLOW = "/agentmesh.workflows.v1.WorkflowService/ExecuteWorkflow"
+SCOPE_NOT_HELD = "SCOPE_NOT_HELD"
+# Failures a retry cannot change: a bad expression, a refused address, a scope not held.
+NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED", SCOPE_NOT_HELD}
 ENGINE: "Engine | None" = None
 
 
@@ -96,6 +104,13 @@ def _progress_payload(row: ExecutionRow) -> dict:
 
 def iso(moment: datetime | None = None) -> str:
     return (moment or utcnow()).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@functools.cache
+def _scope_of(rpc: str) -> str:
+    from mesh import contract
+
+    return contract.default().rpc(rpc).scope
 
 
 def _engine() -> "Engine":
@@ -357,6 +372,7 @@ class Engine:
                 WorkflowVersionRow.version == row.workflow_version)).first()
             return {"tenant_id": row.tenant_id, "workflow": version.workflow,
                     "inputs": row.inputs, "created_by": row.created_by,
+                    "api_key_id": row.api_key_id, "scopes": list(row.scopes),
                     "workflow_id": row.workflow_id}
         return await self.db.read(read)
 
@@ -430,11 +446,15 @@ class Engine:
         for child in children:
             await self.stop_execution(child, status, code, f"parent {execution_id}: {message}")
 
-    async def retry(self, execution_id: str) -> None:
+    async def retry(self, execution_id: str, scopes: list[str] | None = None) -> None:
+        """Runs a FAILED execution again from its failed steps; `scopes`, when given, replace
+        the ones its steps act within (a retry by someone else narrows them)."""
         def apply(row: ExecutionRow):
             failed = {s["step_id"] for s in row.step_states
                       if s["status"] in (S + "FAILED", S + "CANCELLED")}
             old = row.dbos_workflow_id or row.id
+            if scopes is not None:
+                row.scopes = scopes
             row.runs += 1
             row.dbos_workflow_id = f"{row.id}.r{row.runs}"
             row.status = E + "QUEUED"
@@ -501,8 +521,10 @@ class Engine:
             workflow = session.get(WorkflowRow, schedule.workflow_id)
             if workflow is None or workflow.status != "WORKFLOW_STATUS_ACTIVE":
                 return None
+            # As the schedule's creator, within the scopes recorded when it was made.
             row = new_execution(workflow, schedule.inputs, schedule.priority,
-                                schedule.created_by, execution_id=execution_id)
+                                schedule.created_by, execution_id=execution_id,
+                                api_key_id=schedule.api_key_id, scopes=schedule.scopes)
             row.schedule_id = schedule.id
             executions.add(session, row)
             schedule.fired += 1
@@ -535,7 +557,8 @@ class Engine:
                 raise StepFailure("SUB_WORKFLOW_INACTIVE",
                                   f"workflow {workflow.slug!r} is not active")
             row = new_execution(workflow, inputs, "EXECUTION_PRIORITY_HIGH", parent.created_by,
-                                execution_id=child_id)
+                                execution_id=child_id, api_key_id=parent.api_key_id,
+                                scopes=sorted(parent.scopes))  # as the parent's starter
             row.parent_execution_id = parent.execution_id
             executions.add(session, row)
             return {"priority": row.priority, "status": row.status,
@@ -606,6 +629,9 @@ class Run:
         self.execution_id = execution_id
         self.tenant_id = snapshot["tenant_id"]
         self.created_by = snapshot["created_by"]
+        # Who the steps act as (checkpointed by `load`; none before they were recorded).
+        self.api_key_id = snapshot.get("api_key_id", "")
+        self.scopes = frozenset(snapshot.get("scopes") or ())
         self.inputs = snapshot["inputs"]
         self.workflow = defn.workflow_from_json(snapshot["workflow"])
         self.graph = defn.build_graph(self.workflow)
@@ -886,6 +912,7 @@ class Run:
         if kind == T.STEP_TYPE_AGENT:
             return await self._agent(step, args, key)
         if kind == T.STEP_TYPE_SUB_WORKFLOW:
+            self._require(EXECUTE_WORKFLOW)
             inputs = {**json_format.MessageToDict(step.sub_workflow.inputs), **args}
             child = await self.engine.start_child(self, step.id, step.sub_workflow.workflow_id,
                                                   inputs)
@@ -893,9 +920,23 @@ class Run:
         raise StepFailure("UNSUPPORTED_STEP", f"step type {T.Name(kind)} cannot run here")
 
     def _metadata(self, key: str) -> list[tuple[str, str]]:
-        return [(TENANT_HEADER, self.tenant_id), (USER_HEADER, self.created_by),
-                (SCOPES_HEADER, "tools:execute agents:execute tools:read agents:read"),
-                (CORRELATION_HEADER, self.execution_id), ("idempotency-key", key)]
+        """The identity tool and agent calls carry: the starter (an API key as that key), with
+        the scopes in force when the execution started."""
+        metadata = [(TENANT_HEADER, self.tenant_id), (USER_HEADER, self.created_by),
+                    (SCOPES_HEADER, " ".join(sorted(self.scopes))),
+                    (CORRELATION_HEADER, self.execution_id), ("idempotency-key", key)]
+        if self.api_key_id:
+            metadata.append((API_KEY_HEADER, self.api_key_id))
+        return metadata
+
+    def _require(self, rpc: str) -> None:
+        """A step may do only what its starter may: the scope the contract gives the RPC the
+        step calls (the gateway's check, which a background step does not pass through)."""
+        needed = _scope_of(rpc)
+        if needed and not holds(self.scopes, needed):
+            raise StepFailure(SCOPE_NOT_HELD, f"the execution acts as its starter, whose scopes "
+                              f"({' '.join(sorted(self.scopes)) or 'none'}) do not include "
+                              f"{needed}")
 
     async def _http(self, step: pb.Step, args: dict, key: str) -> Any:
         config = step.http
@@ -926,6 +967,7 @@ class Run:
     async def _tool(self, step: pb.Step, args: dict, key: str) -> Any:
         from agentmesh.tools.v1 import tools_pb2, tools_pb2_grpc
 
+        self._require(EXECUTE_TOOL)
         arguments = struct_pb2.Struct()
         arguments.update({**json_format.MessageToDict(step.tool.arguments), **args})
         stub = self.engine.runtime.peers.stub(tools_pb2_grpc.ToolServiceStub)
@@ -940,6 +982,7 @@ class Run:
     async def _agent(self, step: pb.Step, args: dict, key: str) -> Any:
         from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 
+        self._require(INTERACT_WITH_AGENT)
         context = struct_pb2.Struct()
         context.update({**args, "idempotency_key": key, "execution_id": self.execution_id})
         stub = self.engine.runtime.peers.stub(agents_pb2_grpc.AgentServiceStub)

@@ -76,6 +76,10 @@ class ExecutionRow(TenantTable, table=True):
     runs: int = 0
     # Grows by one on every change; the event id of WatchExecution.
     seq: int = 0
+    # Who its steps act as: `created_by`, the API key it came with (its id, "" for a token), and
+    # the scopes in force when it started (docs/workflows.md, "Who steps act as").
+    api_key_id: str = ""
+    scopes: list[str] = json_field(list)
 
 
 class ScheduleRow(TenantTable, table=True):
@@ -89,6 +93,9 @@ class ScheduleRow(TenantTable, table=True):
     created_by: str = ""
     last_fired_at: datetime | None = timestamp_field()
     fired: int = 0
+    # The executions it starts act as its creator, within these (recorded when it was made).
+    api_key_id: str = ""
+    scopes: list[str] = json_field(list)
 
 
 class ExecutorRow(SQLModel, table=True):

@@ -17,7 +17,8 @@ from sqlmodel import Session, func, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
-from mesh.runtime.context import Caller, metadata_value, require_caller
+from mesh.runtime import schemas
+from mesh.runtime.context import Caller, common_scopes, metadata_value, require_caller
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                  Unavailable, invalid_field)
 from mesh.runtime.paging import Page, PageRequest
@@ -90,6 +91,7 @@ def execution_message(row: ExecutionRow) -> pb.Execution:
         "started_at": _ts(row.started_at), "ended_at": _ts(row.ended_at),
         "updated_at": _ts(row.updated_at), "idempotency_key": row.idempotency_key,
         "parent_execution_id": row.parent_execution_id, "schedule_id": row.schedule_id,
+        "api_key_id": row.api_key_id, "scopes": list(row.scopes),
     }), pb.Execution(), ignore_unknown_fields=True)
 
 
@@ -108,6 +110,7 @@ def schedule_message(row: ScheduleRow) -> pb.Schedule:
         "id": row.id, "tenant_id": row.tenant_id, "workflow_id": row.workflow_id,
         "cron": row.cron, "timezone": row.timezone, "inputs": row.inputs,
         "priority": row.priority, "created_by": row.created_by,
+        "api_key_id": row.api_key_id, "scopes": list(row.scopes),
         "last_fired_at": _ts(row.last_fired_at), "fired": row.fired,
         "created_at": _ts(row.created_at), "updated_at": _ts(row.updated_at)}), pb.Schedule())
 
@@ -119,18 +122,29 @@ def find_workflow(session: Session, tenant_id: str, key: str) -> WorkflowRow | N
 
 
 def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by: str, *,
-                  execution_id: str | None = None,
-                  idempotency_key: str | None = None) -> ExecutionRow:
+                  execution_id: str | None = None, idempotency_key: str | None = None,
+                  api_key_id: str = "", scopes: list[str] | tuple[str, ...] = ()
+                  ) -> ExecutionRow:
+    """A queued execution whose steps act as `created_by` (with `api_key_id`, the key it came
+    with), within `scopes`."""
     steps = workflow.definition.get("steps", [])
     now = utcnow()
     return ExecutionRow(
         id=execution_id or new_id(), tenant_id=workflow.tenant_id, workflow_id=workflow.id,
         workflow_slug=workflow.slug, workflow_version=workflow.version, priority=priority,
         inputs=inputs, created_by=created_by, idempotency_key=idempotency_key or None,
+        api_key_id=api_key_id, scopes=sorted(scopes),
         dbos_workflow_id=execution_id or "",
         step_states=[{"step_id": s["id"], "name": s.get("name") or s["id"],
                       "status": "STEP_STATUS_PENDING", "attempts": 0} for s in steps],
         created_at=now, updated_at=now)
+
+
+def _scope_of(rpc: str) -> str:
+    """The scope the contract gives one of this service's RPCs."""
+    from mesh import contract
+
+    return contract.default().rpc(f"/agentmesh.workflows.v1.WorkflowService/{rpc}").scope
 
 
 def _priority(value: int) -> str:
@@ -138,19 +152,11 @@ def _priority(value: int) -> str:
 
 
 def _check_inputs(workflow: WorkflowRow, inputs: dict) -> None:
-    schema = workflow.definition.get("input_schema")
-    if not schema:
-        return
-    import jsonschema
-
-    try:
-        jsonschema.validate(inputs, schema)
-    except jsonschema.ValidationError as exc:
-        path = ".".join(str(p) for p in exc.absolute_path)
-        raise invalid_field(f"inputs{'.' + path if path else ''}", exc.message) from None
-    except jsonschema.SchemaError as exc:
-        raise FailedPrecondition(f"the workflow's input_schema is invalid: {exc.message}",
-                                 reason="INVALID_INPUT_SCHEMA") from None
+    errors = schemas.instance_errors(workflow.definition.get("input_schema") or {}, inputs,
+                                     "inputs", "input_schema")
+    if errors:
+        raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
+                              field_violations=errors)
 
 
 class WorkflowService(pb_grpc.WorkflowServiceServicer):
@@ -169,14 +175,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     # ---- definitions --------------------------------------------------------------------------
     async def _validate(self, message: pb.Workflow) -> None:
         defn.build_graph(message)
-        if message.HasField("input_schema"):
-            import jsonschema
-
-            try:
-                jsonschema.Draft202012Validator.check_schema(
-                    json_format.MessageToDict(message.input_schema))
-            except jsonschema.SchemaError as exc:
-                raise invalid_field("input_schema", exc.message) from None
+        problems = [*schemas.problems(json_format.MessageToDict(message.input_schema),
+                                      "input_schema"),
+                    *schemas.problems(json_format.MessageToDict(message.output_schema),
+                                      "output_schema")]
+        if problems:
+            raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in problems),
+                                  field_violations=problems)
         await self._check_references(message)
 
     async def _check_references(self, message: pb.Workflow) -> None:
@@ -472,7 +477,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     details={"workflow": workflow.slug, "status": workflow.status})
             _check_inputs(workflow, inputs)
             row = new_execution(workflow, inputs, priority, caller.user_id,
-                                idempotency_key=idempotency_key)
+                                idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
+                                scopes=sorted(caller.scopes))
             row.dbos_workflow_id = row.id
             executions.add(session, row)
             return row, workflow.definition.get("timeout")
@@ -608,7 +614,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             raise FailedPrecondition(f"only a FAILED execution can be retried; {row.id} is "
                                      f"{row.status}", reason="EXECUTION_NOT_FAILED",
                                      details={"execution": row.id, "status": row.status})
-        await self.engine.retry(row.id)
+        # Retried by someone else, the steps act within what both the starter and they hold.
+        scopes = sorted(common_scopes(frozenset(row.scopes), caller.scopes))
+        await self.engine.retry(row.id, scopes)
         return execution_message(await self._execution(caller, row.id))
 
     async def _decide(self, request, context, approved: bool):
@@ -698,12 +706,20 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         except Exception:  # noqa: BLE001
             raise invalid_field("timezone", f"{timezone!r} is not an IANA time zone") from None
 
+        # Its executions will act as the caller: who may not run the workflow may not have it run.
+        needed = _scope_of("ExecuteWorkflow")
+        if not caller.has_scope(needed):
+            raise PermissionDenied(f"a schedule runs the workflow as its creator, which needs "
+                                   f"scope {needed}", reason="SCOPE_NOT_HELD",
+                                   details={"required_scope": needed})
+
         def create(session: Session) -> ScheduleRow:
             workflow = workflows.get(session, caller.tenant_id, request.workflow_id)
             row = ScheduleRow(tenant_id=caller.tenant_id, workflow_id=workflow.id,
                               cron=spec.cron, timezone=timezone,
                               inputs=json_format.MessageToDict(spec.inputs),
-                              priority=_priority(spec.priority), created_by=caller.user_id)
+                              priority=_priority(spec.priority), created_by=caller.user_id,
+                              api_key_id=caller.api_key_id, scopes=sorted(caller.scopes))
             return schedules.add(session, row)
         row = await self.db.write(create)
         try:
