@@ -42,7 +42,9 @@ def web():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def service(request, tmp_path_factory, peers):
-    settings = {"peers": f"tools={peers.address},agents={peers.address}"}
+    # Schedules may fire every second here (tests/workflows/test_executions.py waits for one).
+    settings = {"peers": f"tools={peers.address},agents={peers.address}",
+                "schedule_min_interval_seconds": 1}
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         _drop_schemas(url)

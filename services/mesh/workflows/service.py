@@ -25,6 +25,7 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import aware, new_id, utcnow
 from mesh.workflows import definition as defn
+from mesh.workflows import limits
 from mesh.workflows.models import (ExecutionRow, ExecutorRow, ScheduleRow, WorkflowRow,
                                    WorkflowVersionRow)
 
@@ -168,6 +169,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     # ---- definitions --------------------------------------------------------------------------
     async def _validate(self, message: pb.Workflow) -> None:
+        limits.check_step_count(message, self.runtime.settings)
         defn.build_graph(message)
         if message.HasField("input_schema"):
             import jsonschema
@@ -238,6 +240,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         definition = self._definition(message)
 
         def create(session: Session) -> WorkflowRow:
+            limits.refuse_cycles(session, caller.tenant_id, "", message.slug, message)
             row = WorkflowRow(tenant_id=caller.tenant_id, name=message.name, slug=message.slug,
                               description=message.description, labels=dict(message.labels),
                               definition=definition, created_by=caller.user_id)
@@ -294,6 +297,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if row.status == W + "ARCHIVED":
                 raise FailedPrecondition(f"workflow {row.slug!r} is archived and read-only",
                                          reason="WORKFLOW_ARCHIVED", details={"workflow": row.slug})
+            limits.refuse_cycles(session, caller.tenant_id, row.id, merged.slug, merged)
             row.name, row.slug, row.description = merged.name, merged.slug, merged.description
             row.labels = dict(merged.labels)
             row.definition = definition
@@ -471,6 +475,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     reason="WORKFLOW_NOT_ACTIVE",
                     details={"workflow": workflow.slug, "status": workflow.status})
             _check_inputs(workflow, inputs)
+            limits.check_execution_quota(session, caller.tenant_id, self.runtime.settings)
             row = new_execution(workflow, inputs, priority, caller.user_id,
                                 idempotency_key=idempotency_key)
             row.dbos_workflow_id = row.id
@@ -479,7 +484,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         row, timeout = await self.db.write(create)
         if timeout is not False:
             seconds = float(timeout.rstrip("s")) if timeout else None
-            await self.engine.enqueue(row.id, row.priority, seconds)
+            await self.engine.enqueue(row.id, row.tenant_id, row.priority, seconds)
         return row
 
     async def ExecuteWorkflow(self, request, context):
@@ -697,9 +702,12 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             ZoneInfo(timezone)
         except Exception:  # noqa: BLE001
             raise invalid_field("timezone", f"{timezone!r} is not an IANA time zone") from None
+        await asyncio.to_thread(limits.check_cron_interval, spec.cron, timezone,
+                                self.runtime.settings)
 
         def create(session: Session) -> ScheduleRow:
             workflow = workflows.get(session, caller.tenant_id, request.workflow_id)
+            limits.check_schedule_quota(session, caller.tenant_id, self.runtime.settings)
             row = ScheduleRow(tenant_id=caller.tenant_id, workflow_id=workflow.id,
                               cron=spec.cron, timezone=timezone,
                               inputs=json_format.MessageToDict(spec.inputs),
