@@ -20,7 +20,7 @@ from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.workflows.models import WorkflowRow, WorkflowVersionRow
 from mesh.workflows.service import DEFINITION
 from tests.harness import ServiceHarness, error_reason, field_violations
-from tests.workflows.conftest import Client, states, status_name
+from tests.workflows.conftest import Client, _drop_schemas, states, status_name
 from tests.workflows.servers import EffectServer
 
 LIMITS = {"workflow_max_depth": 2, "workflow_max_descendants": 5, "workflow_max_steps": 12,
@@ -36,11 +36,17 @@ def web():
     running.close()
 
 
-@pytest.fixture(scope="module")
-def limited(tmp_path_factory):
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("limited"), **LIMITS)
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def limited(request, tmp_path_factory):
+    settings = dict(LIMITS)
+    if request.param == "postgres":
+        settings["database_url"] = request.getfixturevalue("postgres_url")
+        _drop_schemas(settings["database_url"])
+    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("limited"), **settings)
     yield harness
     harness.close()
+    if request.param == "postgres":
+        _drop_schemas(settings["database_url"])
 
 
 @pytest.fixture
