@@ -234,6 +234,22 @@ def test_a_parent_waiting_for_its_child_holds_no_queue_slot(client):
     assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
 
 
+def test_retrying_a_parent_retries_its_failed_child_without_a_queue_slot(client, web):
+    # The child's HTTP step fails once; the retried parent (holding the tenant's one slot)
+    # retries the child, which must run without a slot of its own.
+    child = client.create(_slug(), [{"id": "h", "type": "STEP_TYPE_HTTP", "http": {
+        "url": f"{web.url}/flaky?fail=1&name=child-{uuid.uuid4().hex}"}}])
+    parent = _calling(client, child.slug)
+    failed = client.wait(client.execute(parent.id).id)
+    assert status_name(failed) == "EXECUTION_STATUS_FAILED"
+    assert _codes(failed) == ["SUB_WORKFLOW_FAILED"]
+    client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=failed.id))
+    done = client.wait(failed.id, lambda e: status_name(e) != "EXECUTION_STATUS_FAILED"
+                       and status_name(e) in {"EXECUTION_STATUS_COMPLETED",
+                                              "EXECUTION_STATUS_CANCELLED"}, timeout=20)
+    assert status_name(done) == "EXECUTION_STATUS_COMPLETED", done
+
+
 # ---- shares and quotas ---------------------------------------------------------------------
 
 def test_a_tenants_backlog_never_delays_another_tenant(limited, web):
