@@ -6,6 +6,7 @@ small limits (its own fixture) so the caps are reached in seconds."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -231,3 +232,23 @@ def test_a_backlog_and_the_quotas_stay_within_the_tenant(limited_mesh):
         for execution in started:
             client.post(f"/api/v1/workflows/executions/{execution['id']}/cancel", json={})
     assert len(bystander.waits) >= 3
+
+
+def test_an_import_cannot_bring_a_cycle_in(limited_mesh):
+    """An import saves workflows through the same create: the workflow that would close the
+    cycle fails (its result names the reason), the one before it is imported."""
+    importer = register(limited_mesh, "importer")
+    bundle = {"kind": "agentmesh.bundle", "version": 1, "workflows": [
+        {"name": "ping", "slug": "ping", "steps": [_sub("call", "pong")]},
+        {"name": "pong", "slug": "pong", "steps": [_sub("call", "ping")]}]}
+    with limited_mesh.client(importer.token) as client:
+        reply = client.post("/api/v1/integration/import", json={"data": bundle})
+        assert reply.status_code == 200, reply.text
+        result = reply.json()
+    assert result["created"] == 1 and result["failed"] == 1, result
+    created, failed = result["results"]
+    assert (created["name"], created["action"]) == ("ping", "created")
+    # The import's result carries the owning service's answer as text (no reason field):
+    # the refused workflow and the path it would have closed.
+    assert (failed["name"], failed["action"]) == ("pong", "failed")
+    assert "pong -> ping -> pong" in failed["error"]
