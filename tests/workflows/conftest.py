@@ -42,9 +42,10 @@ def web():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def service(request, tmp_path_factory, peers):
-    # HTTP steps call the local effect server: the egress guard must allow 127.0.0.1.
+    # HTTP steps call the local effect server: the egress guard must allow 127.0.0.1. Schedules
+    # may fire every second here (tests/workflows/test_executions.py waits for one).
     settings = {"peers": f"tools={peers.address},agents={peers.address}",
-                "egress_allow": "127.0.0.1"}
+                "egress_allow": "127.0.0.1", "schedule_min_interval_seconds": 1}
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_url")
         _drop_schemas(url)

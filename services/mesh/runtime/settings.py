@@ -78,6 +78,30 @@ class Settings(BaseSettings):
 
     grace_period_seconds: float = 10.0
 
+    # Workflows: what one execution may grow to, and each tenant's share of the engine
+    # (docs/workflows.md "Limits and fair share", docs/budgets.md).
+    # Sub-workflow nesting below a root execution (the root is depth 0): a step that would
+    # start a child deeper fails with SUB_WORKFLOW_DEPTH_EXCEEDED.
+    workflow_max_depth: int = Field(default=8, ge=1, le=100)
+    # Child executions one root execution may start in all, at every depth: the next one fails
+    # its step with SUB_WORKFLOW_FANOUT_EXCEEDED.
+    workflow_max_descendants: int = Field(default=64, ge=0)
+    # Steps a definition may hold (400 TOO_MANY_STEPS when saved), so steps an execution runs.
+    workflow_max_steps: int = Field(default=200, ge=1)
+    # Steps of one execution running at the same time (a wide wave or parallel step waits).
+    workflow_max_parallel_steps: int = Field(default=16, ge=1)
+    # Root executions running at once per replica (the DBOS queue's worker concurrency), and
+    # of those at most this many per tenant (its partition's share).
+    workflow_queue_concurrency: int = Field(default=64, ge=1)
+    workflow_tenant_concurrency: int = Field(default=8, ge=1)
+    # Per tenant: executions queued, running or waiting for approval (children included);
+    # past it 429 EXECUTION_QUOTA_EXCEEDED.
+    tenant_max_live_executions: int = Field(default=500, ge=1)
+    # Per tenant: schedules (429 SCHEDULE_QUOTA_EXCEEDED), and the shortest time between two
+    # fires of one schedule (a cron firing more often is 400 on `cron`).
+    tenant_max_schedules: int = Field(default=50, ge=0)
+    schedule_min_interval_seconds: float = Field(default=60.0, ge=1)
+
     # Runtime configuration (mesh.runtime.live): how often each process polls the system
     # service for log levels, retention, feature flags and cache clears.
     live_poll_seconds: float = Field(default=2.0, gt=0, le=60)
@@ -119,6 +143,13 @@ class Settings(BaseSettings):
     def _production_needs_a_database(self) -> "Settings":
         if self.environment == "production" and not self.database_url:
             raise ValueError("AGENTMESH_DATABASE_URL is required in production")
+        return self
+
+    @model_validator(mode="after")
+    def _tenant_share_within_the_queue(self) -> "Settings":
+        if self.workflow_tenant_concurrency > self.workflow_queue_concurrency:
+            raise ValueError("AGENTMESH_WORKFLOW_TENANT_CONCURRENCY must not exceed "
+                             "AGENTMESH_WORKFLOW_QUEUE_CONCURRENCY")
         return self
 
 

@@ -50,6 +50,7 @@ from mesh.runtime import events, platform_events
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
 from mesh.workflows import definition as defn
+from mesh.workflows import limits
 from mesh.workflows.models import (ExecutionRow, ExecutorRow, ScheduleRow, WorkflowRow,
                                    WorkflowVersionRow)
 
@@ -58,12 +59,15 @@ T = pb.StepType
 E = "EXECUTION_STATUS_"
 S = "STEP_STATUS_"
 ENDED = {E + "COMPLETED", E + "FAILED", E + "CANCELLED"}
-# One DBOS queue for every execution; the priority is DBOS's queue priority (a lower number is
-# dequeued first), so under the concurrency limit critical executions start before the rest.
+# One DBOS queue for every root execution, partitioned by tenant: each tenant's partition may
+# run AGENTMESH_WORKFLOW_TENANT_CONCURRENCY interpreters per replica, all of them together
+# AGENTMESH_WORKFLOW_QUEUE_CONCURRENCY, so one tenant's backlog never holds another's back.
+# Within a partition the priority is DBOS's queue priority (a lower number is dequeued first).
 # One queue rather than one per priority: each queue is a poller, and at idle each poll costs
-# CPU (measured: ~2.5 ms per poll on SQLite).
+# CPU (measured: ~2.5 ms per poll on SQLite). Sub-workflow executions are not queued: they start
+# at once as workflows of their own (bounded by the depth and descendant limits), so a parent
+# waiting for its child never waits for a queue slot the waiting parents hold.
 QUEUE = "agentmesh-workflows"
-QUEUE_CONCURRENCY = 64  # interpreters running at once per process
 QUEUE_POLLING_SECONDS = 0.2
 # A replica's heartbeat, and how long without one before another replica takes its pending
 # executions over (a pod that is gone for good; one restarted under its name recovers its own).
@@ -189,8 +193,10 @@ class Engine:
             DBOS(config=self.config())
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
+            settings = self.runtime.settings
             self.queue = await DBOS.register_queue_async(
-                QUEUE, worker_concurrency=QUEUE_CONCURRENCY,
+                QUEUE, worker_concurrency=settings.workflow_queue_concurrency,
+                partition_worker_concurrency=settings.workflow_tenant_concurrency,
                 polling_interval_sec=QUEUE_POLLING_SECONDS)
         except BaseException:
             ENGINE = None
@@ -269,12 +275,21 @@ class Engine:
         the insert and the enqueue) is enqueued now; one whose interpreter ended without
         updating the row is brought in line."""
         rows = await self.db.read(lambda s: [
-            (r.id, r.dbos_workflow_id, r.priority, r.status) for r in s.exec(
-                select(ExecutionRow).where(ExecutionRow.status.not_in(list(ENDED)))).all()])
-        for execution_id, workflow_id, priority, status in rows:
+            (r.id, r.dbos_workflow_id, r.priority, r.tenant_id, r.parent_execution_id)
+            for r in s.exec(select(ExecutionRow).where(
+                ExecutionRow.status.not_in(list(ENDED)))).all()])
+        for execution_id, workflow_id, priority, tenant_id, parent in rows:
             current = await DBOS.get_workflow_status_async(workflow_id or execution_id)
             if current is None:
-                await self.enqueue(execution_id, priority, None)
+                if parent:
+                    await self.launch(execution_id, None)
+                else:
+                    await self.enqueue(execution_id, tenant_id, priority, None)
+            elif current.status == "ENQUEUED" and current.queue_name == QUEUE and \
+                    current.queue_partition_key is None:
+                # Queued by a build whose queue had no partitions: no partition would ever
+                # dequeue it, so it goes back on the queue in its tenant's.
+                await self._requeue_in_partition(execution_id)
             elif current.status in ("SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):
                 await self._finish_from_dbos(execution_id, current.status, str(current.error or ""))
         # A cancel or terminate cut off by a crash after the row was written and before DBOS
@@ -302,13 +317,39 @@ class Engine:
             row.ended_at = utcnow()
         await self.update(execution_id, apply)
 
+    async def _requeue_in_partition(self, execution_id: str) -> None:
+        def apply(row: ExecutionRow):
+            old = row.dbos_workflow_id or row.id
+            row.runs += 1
+            row.dbos_workflow_id = f"{row.id}.r{row.runs}"
+            return old, row.dbos_workflow_id, row.tenant_id
+        old, new, tenant_id = await self.update(execution_id, apply)
+        await DBOS.cancel_workflow_async(old)
+        with SetWorkflowID(new):
+            await DBOS.fork_workflow_async(old, 1, queue_name=QUEUE,
+                                           queue_partition_key=tenant_id)
+
     # ---- starting ---------------------------------------------------------------------------
-    async def enqueue(self, execution_id: str, priority: str, timeout: float | None,
-                      workflow_id: str | None = None) -> None:
+    async def enqueue(self, execution_id: str, tenant_id: str, priority: str,
+                      timeout: float | None, workflow_id: str | None = None) -> None:
+        """A root execution's interpreter on the queue, in its tenant's partition."""
         await self.ready.wait()
         with SetWorkflowID(workflow_id or execution_id), SetWorkflowTimeout(timeout), \
-                SetEnqueueOptions(priority=PRIORITIES.get(priority, 3)):
+                SetEnqueueOptions(priority=PRIORITIES.get(priority, 3),
+                                  queue_partition_key=tenant_id):
             await self.queue.enqueue_async(interpret, execution_id)
+
+    async def launch(self, execution_id: str, timeout: float | None) -> None:
+        """A sub-workflow execution's interpreter, started at once in this process instead of
+        queued: its parent holds a queue slot while it waits, so a child that needed one too
+        could wait for ever once waiting parents filled the queue. It is a top-level DBOS
+        workflow (started outside the parent's context), recovered like any other."""
+        await self.ready.wait()
+
+        async def start() -> None:
+            with SetWorkflowID(execution_id), SetWorkflowTimeout(timeout):
+                await DBOS.start_workflow_async(interpret, execution_id)
+        await _detached(start())
 
     # ---- the projection ---------------------------------------------------------------------
     async def update(self, execution_id: str, fn: Callable[[ExecutionRow], Any]) -> Any:
@@ -468,8 +509,8 @@ class Engine:
                                  ended_at=None, error="")
                 states.append(state)
             row.step_states = states
-            return old, row.dbos_workflow_id, failed, row.priority
-        old, new, failed, priority = await self.update(execution_id, apply)
+            return old, row.dbos_workflow_id, failed, row.tenant_id, row.parent_execution_id
+        old, new, failed, tenant_id, parent = await self.update(execution_id, apply)
         steps = await DBOS.list_workflow_steps_async(old)
         # From the earliest checkpoint of a step that did not complete: everything before it
         # is copied (not run again), that step and what follows run again.
@@ -479,8 +520,12 @@ class Engine:
         if start is None:  # failed before any step ran: from the first step after `load`
             start = 1
         await self.ready.wait()
+        # A root waits for its tenant's share of the queue again; a child runs at once, as it
+        # did the first time (DBOS's internal queue, which has no concurrency limit).
+        where = {"queue_name": None} if parent else {"queue_name": QUEUE,
+                                                      "queue_partition_key": tenant_id}
         with SetWorkflowID(new):
-            await DBOS.fork_workflow_async(old, start, queue_name=QUEUE)
+            await DBOS.fork_workflow_async(old, start, **where)
 
     async def send_decision(self, execution_id: str, step_id: str, decision: dict) -> None:
         row = await self.db.read(lambda s: s.get(ExecutionRow, execution_id))
@@ -503,7 +548,7 @@ class Engine:
             {"name": "create_execution"}, self._scheduled_execution, schedule_id, execution_id,
             scheduled_at)
         if made:
-            await self.enqueue(execution_id, made["priority"], made["timeout"])
+            await self.enqueue(execution_id, made["tenant_id"], made["priority"], made["timeout"])
         return execution_id
 
     async def _scheduled_execution(self, schedule_id: str, execution_id: str,
@@ -516,10 +561,15 @@ class Engine:
                 return None
             if session.get(ExecutionRow, execution_id) is not None:
                 workflow = session.get(WorkflowRow, schedule.workflow_id)
-                return {"priority": schedule.priority,
+                return {"priority": schedule.priority, "tenant_id": schedule.tenant_id,
                         "timeout": _timeout(workflow.definition) if workflow else None}
             workflow = session.get(WorkflowRow, schedule.workflow_id)
             if workflow is None or workflow.status != "WORKFLOW_STATUS_ACTIVE":
+                return None
+            skipped = limits.schedule_may_fire(session, schedule, scheduled_at, settings)
+            if skipped:
+                log.info("schedule %s skipped its fire at %s: %s", schedule.id,
+                         scheduled_at.isoformat(), skipped)
                 return None
             # As the schedule's creator, within the scopes recorded when it was made.
             row = new_execution(workflow, schedule.inputs, schedule.priority,
@@ -531,16 +581,21 @@ class Engine:
             schedule.last_fired_at = scheduled_at
             schedule.updated_at = utcnow()
             session.add(schedule)
-            return {"priority": schedule.priority, "timeout": _timeout(workflow.definition)}
+            return {"priority": schedule.priority, "tenant_id": schedule.tenant_id,
+                    "timeout": _timeout(workflow.definition)}
+        settings = self.runtime.settings
         return await self.db.write(make)
 
     # ---- sub-workflows ----------------------------------------------------------------------
     async def start_child(self, parent: "Run", step_id: str, workflow_key: str,
                           inputs: dict) -> str:
         """The child execution of a sub-workflow step: made once (its id derives from the
-        parent and the step), enqueued once, retried when the parent is retried."""
+        parent and the step), started once (at once, not queued: see `launch`), retried when
+        the parent is retried. Refused, failing the step, past the depth limit, the tree's
+        limit of descendants or the tenant's execution quota."""
         from mesh.workflows.service import executions, find_workflow, new_execution
 
+        settings = self.runtime.settings
         child_id = str(uuid.uuid5(NAMESPACE, f"{parent.execution_id}/{step_id}"))
 
         def make(session: Session) -> dict:
@@ -556,10 +611,16 @@ class Engine:
             if workflow.status != "WORKFLOW_STATUS_ACTIVE":
                 raise StepFailure("SUB_WORKFLOW_INACTIVE",
                                   f"workflow {workflow.slug!r} is not active")
+            try:
+                root, depth = limits.check_child(
+                    session, session.get(ExecutionRow, parent.execution_id), settings)
+            except limits.LimitReached as exc:
+                raise StepFailure(exc.code, exc.message) from None
             row = new_execution(workflow, inputs, "EXECUTION_PRIORITY_HIGH", parent.created_by,
                                 execution_id=child_id, api_key_id=parent.api_key_id,
                                 scopes=sorted(parent.scopes))  # as the parent's starter
             row.parent_execution_id = parent.execution_id
+            row.root_execution_id, row.depth = root, depth
             executions.add(session, row)
             return {"priority": row.priority, "status": row.status,
                     "timeout": _timeout(workflow.definition)}
@@ -568,7 +629,7 @@ class Engine:
         if child["status"] == E + "FAILED":  # the parent is retried: so is its failed child
             await _detached(self.retry(child_id))
         elif await DBOS.get_workflow_status_async(child_id) is None:
-            await _detached(self.enqueue(child_id, child["priority"], child["timeout"]))
+            await self.launch(child_id, child["timeout"])
         return child_id
 
     async def wait_child(self, child_id: str) -> dict:
@@ -577,9 +638,12 @@ class Engine:
             if row.status == E + "COMPLETED":
                 return dict(row.outputs)
             if row.status in (E + "FAILED", E + "CANCELLED"):
-                last = row.errors[-1]["message"] if row.errors else row.status
-                raise StepFailure("SUB_WORKFLOW_FAILED",
-                                  f"child execution {child_id} ended {row.status}: {last}")
+                # A limit the child (or its own child) reached is the parent's reason too.
+                limit = [e for e in row.errors if e.get("code") in limits.PROPAGATED]
+                last = (limit or row.errors or [{}])[-1]
+                raise StepFailure(last["code"] if limit else "SUB_WORKFLOW_FAILED",
+                                  f"child execution {child_id} ended {row.status}: "
+                                  f"{last.get('message') or row.status}")
             event = self.changed(child_id)
             try:
                 await asyncio.wait_for(event.wait(), 1.0)
@@ -639,6 +703,8 @@ class Run:
         self.outputs: dict[str, Any] = {}
         self.not_taken: set[str] = set()
         self.finished: list[str] = []
+        # Steps of this execution running at once (a wide wave or parallel step waits).
+        self.slots = asyncio.Semaphore(engine.runtime.settings.workflow_max_parallel_steps)
 
     # -- the document expressions read --
     def document(self, args: dict | None = None) -> dict:
@@ -669,6 +735,12 @@ class Run:
             return True
         if not await self.engine.update(self.execution_id, begin):
             return {"status": "ENDED"}
+        limit = self.engine.runtime.settings.workflow_max_steps
+        if len(self.graph.order) > limit:  # a definition saved before the limit was lowered
+            error = _error("", limits.STEPS_EXCEEDED, f"the workflow has {len(self.graph.order)} "
+                           f"steps; an execution may run {limit} (AGENTMESH_WORKFLOW_MAX_STEPS)")
+            await self.engine.update(self.execution_id, lambda row: _end(row, E + "FAILED", error))
+            return {"status": "FAILED", "code": limits.STEPS_EXCEEDED}
         failed: tuple[str, str, str] | None = None
         top = self.graph.top
         while failed is None:
@@ -739,7 +811,7 @@ class Run:
         reservations = [DBOS.reserve_step() for _ in sids]
         tasks = []
         for sid, reservation in zip(sids, reservations):
-            task = asyncio.ensure_future(self._one(sid, reservation))
+            task = asyncio.ensure_future(self._bounded(sid, reservation))
             self.engine.track(self.execution_id, task)
             tasks.append(task)
         failure = None
@@ -766,6 +838,10 @@ class Run:
                 raise result
             failure = failure or _failure_of(task)
         return failure
+
+    async def _bounded(self, sid: str, reservation) -> tuple[str, str, str] | None:
+        async with self.slots:
+            return await self._one(sid, reservation)
 
     async def _one(self, sid: str, reservation) -> tuple[str, str, str] | None:
         step = self.graph.steps[sid]
@@ -886,7 +962,7 @@ class Run:
                 failure = StepFailure("EXPRESSION_FAILED", str(exc))
             retryable = not policy.retryable_errors or failure.code in policy.retryable_errors
             last = began["run_attempts"] >= max_attempts or not retryable \
-                or failure.code in NEVER_RETRIED
+                or failure.code in NEVER_RETRIED or failure.code in limits.PERMANENT
 
             def failed(state: dict, row: ExecutionRow):
                 state["open_attempt"] = 0

@@ -70,6 +70,10 @@ class ExecutionRow(TenantTable, table=True):
     # NULL when none was given (NULLs never collide in the unique constraint).
     idempotency_key: str | None = Field(default=None, nullable=True)
     parent_execution_id: str = ""
+    # The execution at the top of a sub-workflow tree (empty for the root itself) and how far
+    # below it this one is: the depth and fan-out limits count with them.
+    root_execution_id: str = Field(default="", index=True)
+    depth: int = 0
     schedule_id: str = ""
     dbos_workflow_id: str = ""
     # Retries of a failed execution so far (each runs a DBOS fork).

@@ -26,6 +26,7 @@ from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import aware, new_id, utcnow
 from mesh.workflows import definition as defn
+from mesh.workflows import limits
 from mesh.workflows.models import (ExecutionRow, ExecutorRow, ScheduleRow, WorkflowRow,
                                    WorkflowVersionRow)
 
@@ -174,6 +175,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     # ---- definitions --------------------------------------------------------------------------
     async def _validate(self, message: pb.Workflow) -> None:
+        limits.check_step_count(message, self.runtime.settings)
         defn.build_graph(message)
         problems = [*schemas.problems(json_format.MessageToDict(message.input_schema),
                                       "input_schema"),
@@ -243,6 +245,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         definition = self._definition(message)
 
         def create(session: Session) -> WorkflowRow:
+            limits.refuse_cycles(session, caller.tenant_id, "", message.slug, message)
             row = WorkflowRow(tenant_id=caller.tenant_id, name=message.name, slug=message.slug,
                               description=message.description, labels=dict(message.labels),
                               definition=definition, created_by=caller.user_id)
@@ -299,6 +302,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if row.status == W + "ARCHIVED":
                 raise FailedPrecondition(f"workflow {row.slug!r} is archived and read-only",
                                          reason="WORKFLOW_ARCHIVED", details={"workflow": row.slug})
+            limits.refuse_cycles(session, caller.tenant_id, row.id, merged.slug, merged)
             row.name, row.slug, row.description = merged.name, merged.slug, merged.description
             row.labels = dict(merged.labels)
             row.definition = definition
@@ -476,6 +480,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     reason="WORKFLOW_NOT_ACTIVE",
                     details={"workflow": workflow.slug, "status": workflow.status})
             _check_inputs(workflow, inputs)
+            limits.check_execution_quota(session, caller.tenant_id, self.runtime.settings)
             row = new_execution(workflow, inputs, priority, caller.user_id,
                                 idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
                                 scopes=sorted(caller.scopes))
@@ -485,7 +490,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         row, timeout = await self.db.write(create)
         if timeout is not False:
             seconds = float(timeout.rstrip("s")) if timeout else None
-            await self.engine.enqueue(row.id, row.priority, seconds)
+            await self.engine.enqueue(row.id, row.tenant_id, row.priority, seconds)
         return row
 
     async def ExecuteWorkflow(self, request, context):
@@ -705,6 +710,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             ZoneInfo(timezone)
         except Exception:  # noqa: BLE001
             raise invalid_field("timezone", f"{timezone!r} is not an IANA time zone") from None
+        await asyncio.to_thread(limits.check_cron_interval, spec.cron, timezone,
+                                self.runtime.settings)
 
         # Its executions will act as the caller: who may not run the workflow may not have it run.
         needed = _scope_of("ExecuteWorkflow")
@@ -715,6 +722,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
         def create(session: Session) -> ScheduleRow:
             workflow = workflows.get(session, caller.tenant_id, request.workflow_id)
+            limits.check_schedule_quota(session, caller.tenant_id, self.runtime.settings)
             row = ScheduleRow(tenant_id=caller.tenant_id, workflow_id=workflow.id,
                               cron=spec.cron, timezone=timezone,
                               inputs=json_format.MessageToDict(spec.inputs),
