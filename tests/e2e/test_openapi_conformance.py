@@ -67,6 +67,15 @@ include-operation-id-regex = "^IntegrationService_(CreateAgentFromTemplate|Deplo
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 
+# Outbound URLs (an alert rule's `webhook:` channel, a governance decision webhook): a URL whose
+# host is or resolves to an internal address is refused when saved (403 EGRESS_DENIED,
+# docs/threat-model.md "Outbound requests"); that depends on DNS and the operator's allow-list,
+# which a document cannot state.
+[[operations]]
+include-operation-id-regex = "^(ObservabilityService_CreateAlert|GovernanceService_CreateWebhook)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
 # Analytics: an `end_time` before `start_time`, or an `interval` that cuts the range (24 hours by
 # default) into more than 1000 buckets, is 400 (analytics.proto says so); both are relations
 # between parameters, which OpenAPI cannot state.
