@@ -7,6 +7,10 @@
 | `math`           | `expression` ("2 * (x + 1)"), optional `variables`     | `{"result": number}`            |
 | `current_time`   | optional `timezone` (IANA name, default UTC)           | `{"iso", "unix", "timezone"}`   |
 
+`echo` and `current_time` cost no more than copying their arguments and run where they are
+called (`INLINE`); `json_transform` and `math` can be written to run for minutes, so the tools
+service runs them in the sandbox (`mesh.runtime.sandbox`), where the tool's deadline kills them.
+
 `json_transform` takes its expression from the arguments or, when absent, from the tool's
 `config.expression`. `math` parses the expression with `ast` and evaluates only numbers, names
 from `variables`, + - * / // % **, unary minus and a few functions (abs, round, min, max, sqrt,
@@ -27,7 +31,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from mesh.runtime.sandbox import passable
 
+
+@passable
 class BuiltinError(Exception):
     """A built-in tool could not do what it was asked; the message is the execution's error."""
 
@@ -129,6 +136,10 @@ BUILTINS: dict[str, tuple[Callable[[dict, dict], dict], str, dict[str, Any]]] = 
     "current_time": (current_time, "The current time in a time zone.", {
         "type": "object", "properties": {"timezone": {"type": "string"}}}),
 }
+
+
+# Built-ins whose cost is bounded by the size of their arguments: safe on the event loop.
+INLINE = frozenset({"echo", "current_time"})
 
 
 def run(name: str, arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

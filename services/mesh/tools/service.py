@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 import statistics
@@ -15,7 +14,7 @@ from sqlmodel import Session, func, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
-from mesh.runtime import caches
+from mesh.runtime import patterns
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, to_message, values, writable
 from mesh.runtime.egress import EgressPolicy
@@ -101,27 +100,19 @@ def schema_errors(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
     if not schema:
         return []
     try:
-        jsonschema.validators.validator_for(schema).check_schema(schema)
+        # User patterns must compile on RE2 (linear-time matching): refused here, at save.
+        patterns.check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = ".".join(str(p) for p in exc.absolute_path)
         return [(f"{field}.{path}" if path else field, f"not a valid JSON Schema: {exc.message}")]
     return []
 
 
-@functools.lru_cache(maxsize=1024)
-def _validator(schema_json: str):
-    schema = json.loads(schema_json)
-    return jsonschema.validators.validator_for(schema)(schema)
-
-
-caches.register_lru("schemas", _validator)
-
-
 def instance_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[tuple[str, str]]:
     """(field path, problem) for each way `instance` does not match `schema`."""
     if not schema:
         return []
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = patterns.validator(schema)
     found = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
         path = [str(p) for p in error.absolute_path]
@@ -343,7 +334,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
                                   reason="ARGUMENTS_INVALID", field_violations=errors)
         started = utcnow()
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self._reveal(tool))
+                                    reveal=self._reveal(tool), tenant=caller.tenant_id)
         self._check_output(tool, outcome)
         row = ToolExecutionRow(
             tenant_id=caller.tenant_id, tool_id=tool.id, tool_version=tool.version,
@@ -379,7 +370,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
                 error="the arguments do not match input_schema",
                 errors=[pb.ValidationError(field=f, message=m) for f, m in errors])
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self._reveal(tool))
+                                    reveal=self._reveal(tool), tenant=caller.tenant_id)
         errors = self._check_output(tool, outcome)
         if outcome.status == E.TOOL_EXECUTION_STATUS_COMPLETED and \
                 request.HasField("expected_output"):

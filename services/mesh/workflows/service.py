@@ -143,8 +143,14 @@ def _check_inputs(workflow: WorkflowRow, inputs: dict) -> None:
         return
     import jsonschema
 
+    from mesh.runtime import patterns
+
     try:
-        jsonschema.validate(inputs, schema)
+        # Patterns on RE2: a tenant's schema cannot make matching backtrack for seconds.
+        patterns.check_schema(schema)
+        error = jsonschema.exceptions.best_match(patterns.validator(schema).iter_errors(inputs))
+        if error is not None:
+            raise error
     except jsonschema.ValidationError as exc:
         path = ".".join(str(p) for p in exc.absolute_path)
         raise invalid_field(f"inputs{'.' + path if path else ''}", exc.message) from None
@@ -172,9 +178,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         if message.HasField("input_schema"):
             import jsonschema
 
+            from mesh.runtime import patterns
+
             try:
-                jsonschema.Draft202012Validator.check_schema(
-                    json_format.MessageToDict(message.input_schema))
+                patterns.check_schema(json_format.MessageToDict(message.input_schema))
             except jsonschema.SchemaError as exc:
                 raise invalid_field("input_schema", exc.message) from None
         await self._check_references(message)
