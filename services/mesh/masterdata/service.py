@@ -338,7 +338,10 @@ def _prompt_variables(content: str, declared: list[dict[str, Any]] | None,
     if not content:
         raise invalid_field("content", "is required")
     try:
+        placeholders.check_count(placeholders.count(content))  # before it is parsed
         used = placeholders.check(content)
+    except placeholders.TooManyPlaceholders as exc:
+        raise placeholders.refusal(exc, "", "content") from None
     except placeholders.PlaceholderError as exc:
         raise invalid_field("content", str(exc)) from None
     out: list[dict[str, Any]] = []
@@ -615,9 +618,11 @@ class PromptService(pb_grpc.PromptServiceServicer):
                 reason="PROMPT_VARIABLES_MISSING", details={"missing": ",".join(missing)},
                 field_violations=[(f"variables.{n}", "is required") for n in missing])
         try:
-            text = placeholders.render(version.content, values_)
+            # Bounded before it is built; long prompts render in the sandbox.
+            text = await placeholders.render_async(version.content, values_,
+                                                   tenant=caller.tenant_id)
         except placeholders.PlaceholderError as exc:
-            raise InvalidArgument(str(exc), reason="PROMPT_RENDER_FAILED") from None
+            raise placeholders.refusal(exc, "PROMPT_RENDER_FAILED", "variables") from None
         return pb.RenderPromptResponse(prompt_id=row.id, version=version.version, content=text)
 
 
