@@ -103,7 +103,7 @@ def _facets(model, column: str, caller: Caller, page: PageRequest,
 
 # ---- skills --------------------------------------------------------------------------------
 skills = TenantRepository(SkillRow, noun="skill", message=pb.Skill,
-                          search_columns=("name", "description"), order_columns=("name", "category"))
+                          search_columns=("name", "description"), order_columns=("name", "category"), quota="resource")
 _SKILL = writable(pb.Skill)
 
 
@@ -215,7 +215,7 @@ class SkillService(pb_grpc.SkillServiceServicer):
 # ---- constraints ---------------------------------------------------------------------------
 constraints = TenantRepository(ConstraintRow, noun="constraint", message=pb.Constraint,
                                search_columns=("name", "description"),
-                               order_columns=("name", "constraint_type"))
+                               order_columns=("name", "constraint_type"), quota="resource")
 _CONSTRAINT = writable(pb.Constraint)
 
 
@@ -322,10 +322,10 @@ def _finish_prompt(message: pb.Prompt) -> pb.Prompt:
 
 prompts = TenantRepository(PromptRow, noun="prompt", message=pb.Prompt,
                            search_columns=("name", "description"),
-                           order_columns=("name", "category"), finish=_finish_prompt)
+                           order_columns=("name", "category"), finish=_finish_prompt, quota="resource")
 prompt_versions = TenantRepository(PromptVersionRow, noun="prompt_version",
                                    message=pb.PromptVersion, name_column=None,
-                                   order_columns=("version",), default_order="-version")
+                                   order_columns=("version",), default_order="-version", quota="version")
 _PROMPT = writable(pb.Prompt)
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -629,7 +629,7 @@ class PromptService(pb_grpc.PromptServiceServicer):
 # ---- models --------------------------------------------------------------------------------
 models = TenantRepository(ModelRow, noun="model", message=pb.Model,
                           search_columns=("name", "description", "model_id"),
-                          order_columns=("name", "provider"))
+                          order_columns=("name", "provider"), quota="resource")
 _MODEL = writable(pb.Model)
 
 
@@ -778,7 +778,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
 # ---- secrets -------------------------------------------------------------------------------
 secrets = TenantRepository(SecretRow, noun="secret", message=pb.Secret,
                            search_columns=("name", "description"),
-                           order_columns=("name", "expires_at", "last_rotated_at"))
+                           order_columns=("name", "expires_at", "last_rotated_at"), quota="resource")
 _SECRET = writable(pb.Secret)
 
 

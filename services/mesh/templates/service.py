@@ -42,9 +42,9 @@ _DOCUMENT_KEYS = ("name", "description", "kind", "category", "tags", "content", 
 _PARAMETER_KEYS = ("name", "description", "type", "required", "default_value")
 
 templates = TenantRepository(TemplateRow, noun="template", search_columns=("name", "description"),
-                             order_columns=("name", "kind", "category"))
+                             order_columns=("name", "kind", "category"), quota="resource")
 versions = TenantRepository(TemplateVersionRow, noun="template_version", name_column=None,
-                            order_columns=("version",), default_order="-version")
+                            order_columns=("version",), default_order="-version", quota="version")
 
 # kind -> (owning service, stub, create method, its request class, request field, message class)
 _TARGETS: dict[str, tuple[str, type, str, type, str, type]] = {

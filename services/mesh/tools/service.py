@@ -68,7 +68,7 @@ class _ToolRepository(TenantRepository):
 
 tools = _ToolRepository(ToolRow, noun="tool", message=pb.Tool,
                         search_columns=("name", "description"),
-                        order_columns=("name", "status", "category"))
+                        order_columns=("name", "status", "category"), quota="resource")
 executions = TenantRepository(ToolExecutionRow, noun="tool_execution", message=pb.ToolExecution,
                               name_column=None)
 

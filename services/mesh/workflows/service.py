@@ -39,10 +39,10 @@ _WRITABLE = ("name", "slug", "description", "labels", *_DEFINITION_FIELDS)
 
 workflows = TenantRepository(WorkflowRow, noun="workflow", name_column="slug",
                              search_columns=("name", "slug", "description"),
-                             order_columns=("name", "slug", "status"))
+                             order_columns=("name", "slug", "status"), quota="resource")
 executions = TenantRepository(ExecutionRow, noun="execution", name_column=None,
                               order_columns=("started_at", "ended_at", "status", "priority"))
-versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None)
+versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None, quota="version")
 schedules = TenantRepository(ScheduleRow, noun="schedule", name_column=None)
 
 
