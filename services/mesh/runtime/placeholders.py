@@ -31,7 +31,7 @@ from typing import Any
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mesh.runtime import sandbox
+from mesh.runtime.sandbox_worker import passable
 
 SAFE_FILTERS = ("upper", "lower", "title", "capitalize", "trim", "tojson", "default")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -41,7 +41,7 @@ INLINE_PLACEHOLDERS = 64
 INLINE_BYTES = 256 * 1024
 
 
-@sandbox.passable
+@passable
 class PlaceholderError(ValueError):
     """User text that is not plain text with allowed placeholders."""
 
@@ -304,6 +304,8 @@ def _render_plain(text: str, values: dict[str, Any], keep_missing: bool) -> str:
 
 
 async def _in_sandbox(task: str, *args: Any, tenant: str, timeout: float | None) -> Any:
+    from mesh.runtime import sandbox
+
     try:
         return await sandbox.run(task, *args, tenant=tenant, timeout=timeout)
     except TimeoutError:

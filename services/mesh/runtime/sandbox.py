@@ -9,9 +9,9 @@ a timeout only fires when the loop gets control back. So it runs here instead:
                                timeout=10, tenant=tenant_id)
 
 * A small pool of worker processes (`AGENTMESH_SANDBOX_WORKERS`, 2 by default), started on
-  first use with a fresh interpreter (`python -m mesh.runtime.sandbox`: no fork of the services
+  first use with a fresh interpreter (`python -m mesh.runtime.sandbox_worker`: no fork of the services
   process, whose gRPC threads and database pools must not be copied). A worker imports only
-  what its tasks need (the standard library, jmespath, jinja2): about 10-20 MB each.
+  what its tasks need (the standard library, jmespath, jinja2): about 15-20 MB each.
 * The deadline covers waiting for a worker and running. When it passes, or the caller is
   cancelled (a step's `timeout`), the worker is killed (SIGKILL) and a new one is started for the
   next call: nothing is left running on behalf of a caller that gave up.
@@ -28,51 +28,31 @@ A task is a `module:function` of the `mesh` package, called with the JSON argume
 exception a task raises comes back as the same class when the class is marked `@passable` (for
 example `BuiltinError`, `ExpressionError`, `PlaceholderError`), else as `SandboxError`.
 
-This module imports only the standard library: it is also the worker's `__main__`.
+The worker's side is `mesh.runtime.sandbox_worker`, which imports only the standard library
+(not even asyncio), so a worker starts at about 10 MB plus what its tasks import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
-import os
-import struct
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.runtime.sandbox_worker import (_HEADER, _PASSABLE, MAX_NESTING,  # noqa: F401
+                                         SandboxError, SandboxLimit, passable)
+
 log = logging.getLogger("mesh.runtime.sandbox")
 
-MAX_NESTING = 64  # levels of lists and objects in a result
-_HEADER = struct.Struct(">I")
-_NICE = 10
 _START_TIMEOUT = 30.0  # seconds a new worker may take to import and answer its first call
-
-
-class SandboxError(Exception):
-    """A task failed in a way its caller did not declare (`@passable`), or the worker died."""
-
-
-class SandboxLimit(SandboxError):
-    """An input or result past its cap, too deeply nested, or a worker out of memory."""
 
 
 class SandboxTimeout(TimeoutError):
     """The deadline passed; the worker running the task was killed."""
-
-
-_PASSABLE: dict[str, type[Exception]] = {}
-
-
-def passable(cls: type[Exception]) -> type[Exception]:
-    """Marks an exception class a task may raise to its caller through the sandbox (its message
-    is kept; it must accept the message as its only argument)."""
-    _PASSABLE[f"{cls.__module__}:{cls.__qualname__}"] = cls
-    return cls
 
 
 @dataclass(frozen=True)
@@ -103,7 +83,7 @@ class _Worker:
     @classmethod
     async def start(cls, limits: Limits) -> "_Worker":
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mesh.runtime.sandbox", str(limits.memory_mb),
+            sys.executable, "-m", "mesh.runtime.sandbox_worker", str(limits.memory_mb),
             str(limits.max_result_bytes), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=None, start_new_session=True)
         return cls(process)
@@ -310,108 +290,3 @@ async def shutdown() -> None:
     found = _pools.pop(id(loop), None)
     if found is not None:
         await found.close()
-
-
-# ---- the worker's side ---------------------------------------------------------------------------
-def _depth_within(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            if depth > limit:
-                return False
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            if depth > limit:
-                return False
-            stack.extend((v, depth + 1) for v in node)
-    return True
-
-
-def _resolve(task: str, cache: dict[str, Any]):
-    function = cache.get(task)
-    if function is None:
-        module_name, _, name = task.partition(":")
-        if not module_name.startswith("mesh."):
-            raise SandboxError(f"not a sandbox task: {task!r}")
-        function = cache[task] = getattr(importlib.import_module(module_name), name)
-    return function
-
-
-def _answer(request: dict, cache: dict[str, Any], max_result: int) -> dict:
-    try:
-        function = _resolve(request["task"], cache)
-        if request.get("warm"):
-            return {"ok": None}
-        result = function(*request["args"])
-        if not _depth_within(result, MAX_NESTING):
-            return {"limit": f"the result is nested deeper than {MAX_NESTING} levels"}
-        encoded = json.dumps({"ok": result}, separators=(",", ":"))
-    except MemoryError:
-        return {"limit": "the computation ran out of memory", "restart": True}
-    except RecursionError:
-        return {"limit": "the computation nested too deeply", "restart": True}
-    except Exception as exc:  # noqa: BLE001 - the caller decides what it means
-        cls = type(exc)
-        return {"error": {"type": f"{cls.__module__}:{cls.__qualname__}",
-                          "message": str(exc)[:4000]}}
-    if len(encoded) > max_result:
-        return {"limit": f"the result is larger than {max_result} bytes"}
-    return {"raw": encoded}
-
-
-def _read_exactly(stream, size: int) -> bytes | None:
-    data = bytearray()
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
-
-
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker_main(argv: list[str]) -> None:
-    memory_mb, max_result = int(argv[0]), int(argv[1])
-    _die_with_parent()
-    with contextlib.suppress(OSError):
-        os.nice(_NICE)
-    if memory_mb > 0:
-        import resource
-
-        cap = memory_mb * 1024 * 1024
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    requests = sys.stdin.buffer
-    # Frames go to a private copy of stdout; anything a task prints goes to stderr instead.
-    answers = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)
-    cache: dict[str, Any] = {}
-    while True:
-        header = _read_exactly(requests, _HEADER.size)
-        if header is None:
-            return  # the parent closed the pipe: it is gone or shutting the pool down
-        body = _read_exactly(requests, _HEADER.unpack(header)[0])
-        if body is None:
-            return
-        answer = _answer(json.loads(body), cache, max_result)
-        if "raw" in answer:
-            payload = answer["raw"].encode()
-        else:
-            payload = json.dumps(answer, separators=(",", ":")).encode()
-        answers.write(_HEADER.pack(len(payload)) + payload)
-        if answer.get("restart"):
-            return
-
-
-if __name__ == "__main__":
-    _worker_main(sys.argv[1:])

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from mesh.runtime.sandbox import passable
+from mesh.runtime.sandbox_worker import passable
 
 
 @passable

@@ -22,7 +22,7 @@ sandbox (`mesh.runtime.sandbox`), where the step's timeout kills it. Text render
 several placeholders is refused past `max_bytes` (`AGENTMESH_RENDER_MAX_BYTES`) as it is
 built, never after.
 
-This module imports only jmespath and the sandbox's (standard-library) module: the sandbox's
+This module imports only jmespath and the standard library at import time: the sandbox's
 workers import it.
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import jmespath
 
-from mesh.runtime import sandbox
+from mesh.runtime.sandbox_worker import passable
 
 _REF = re.compile(r'\bsteps\s*\.\s*(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))')
 _BARE_NUMBER = re.compile(r"(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)(?![\w`.])")
@@ -55,7 +55,7 @@ _BOUNDED_FUNCTIONS = frozenset({
     "type", "values"})
 
 
-@sandbox.passable
+@passable
 class ExpressionError(ValueError):
     pass
 
@@ -185,6 +185,8 @@ async def evaluate_async(text: str, document: dict[str, Any], *, timeout: float 
     default when None): TimeoutError when it passes, ExpressionError for what went wrong."""
     if is_bounded(text):
         return evaluate(text, document, _max_bytes())
+    from mesh.runtime import sandbox
+
     try:
         return await sandbox.run("mesh.workflows.expressions:evaluate", text, document,
                                  _max_bytes(), timeout=timeout, tenant=tenant)
@@ -198,6 +200,8 @@ async def render_text_async(template: str, values: dict[str, Any], *,
     if all(m.group(1).strip() in values or _bounded_expression(m.group(1).strip())
            for m in TEMPLATE.finditer(template)):
         return render_text(template, values, _max_bytes())
+    from mesh.runtime import sandbox
+
     try:
         return await sandbox.run("mesh.workflows.expressions:render_text", template, values,
                                  _max_bytes(), timeout=timeout, tenant=tenant)
