@@ -79,6 +79,7 @@ class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.warm: set[str] = set()
+        self.reaping: asyncio.Task | None = None
 
     @classmethod
     async def start(cls, limits: Limits) -> "_Worker":
@@ -105,13 +106,21 @@ class _Worker:
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-        # Reap it in the background; nothing waits for this.
+        # Reaped in the background (the pool's close waits for it).
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().create_task(self._reap())
+            self.reaping = asyncio.get_running_loop().create_task(self._reap())
 
     async def _reap(self) -> None:
         with contextlib.suppress(Exception):
             await self.process.wait()
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        # The subprocess transport otherwise closes when collected, maybe after its loop.
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
 
 
 @dataclass
@@ -132,6 +141,7 @@ class Sandbox:
         self._tenants: dict[str, _Share] = {}
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
+        self._dying: set[_Worker] = set()
         self.started = 0
         self.killed = 0
 
@@ -224,6 +234,9 @@ class Sandbox:
                 else:  # timed out, cancelled, died or asked to be replaced: never reused
                     self.killed += 1
                     worker.kill()
+                    self._dying.add(worker)
+                    if worker.reaping is not None:
+                        worker.reaping.add_done_callback(lambda _, w=worker: self._dying.discard(w))
         if "ok" in answer:
             return answer["ok"]
         if "limit" in answer:
@@ -235,7 +248,7 @@ class Sandbox:
         raise SandboxError(error.get("message") or "the computation failed")
 
     async def close(self) -> None:
-        workers = [*self._idle, *self._busy]
+        workers = [*self._idle, *self._busy, *self._dying]
         self._idle.clear()
         for worker in workers:
             if worker.alive:
@@ -244,6 +257,7 @@ class Sandbox:
         for worker in workers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(worker.process.wait(), 5)
+            worker.close_pipes()
 
     def stats(self) -> dict[str, int]:
         return {"idle": len(self._idle), "busy": len(self._busy), "started": self.started,
