@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -142,6 +142,16 @@ class Settings(BaseSettings):
     resource_quota_per_kind: int = Field(default=10_000, ge=1)
     version_quota_per_kind: int = Field(default=100_000, ge=1)
     resource_quotas: str = ""
+
+    @field_validator("resource_quotas")
+    @classmethod
+    def _quotas_are_kind_equals_number(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            kind, _, number = item.partition("=")
+            if not kind.strip() or not number.strip().isdigit() or int(number) < 1:
+                raise ValueError(f"AGENTMESH_RESOURCE_QUOTAS: {item!r} is not kind=number "
+                                 "(e.g. agent=500,tool=200)")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":
