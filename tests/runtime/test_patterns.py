@@ -45,3 +45,55 @@ def test_pattern_properties_and_unique_items():
     started = time.perf_counter()
     assert not list(validator.iter_errors({"tags": [{"i": i} for i in range(50_000)]}))
     assert time.perf_counter() - started < 3
+
+
+# anyOf of two branches that both recurse: every level doubles the work (depth 16: ~17 s).
+EXPONENTIAL = {"$defs": {"n": {"anyOf": [
+    {"type": "array", "items": {"$ref": "#/$defs/n"}, "minItems": 2},
+    {"type": "array", "items": {"$ref": "#/$defs/n"}}]}}, "$ref": "#/$defs/n"}
+
+
+def _nested(depth: int):
+    value = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_a_schema_with_references_is_validated_in_the_sandbox_under_a_deadline():
+    import asyncio
+
+    from mesh.runtime import sandbox
+
+    assert patterns.is_bounded({"properties": {"a": {"anyOf": [{"type": "string"}]}}})
+    assert not patterns.is_bounded(EXPONENTIAL)
+
+    async def scenario():
+        gaps, last = [], time.perf_counter()
+
+        async def ticker():
+            nonlocal last
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                gaps.append(time.perf_counter() - last)
+                last = time.perf_counter()
+        try:
+            # Small: validated in the sandbox, the same answer as inline.
+            assert await patterns.instance_errors_async(EXPONENTIAL, _nested(3), "arguments",
+                                                        tenant="t") == \
+                patterns.instance_errors(EXPONENTIAL, _nested(3), "arguments")
+            ticking = asyncio.create_task(ticker())
+            started = time.monotonic()
+            errors = await patterns.instance_errors_async(EXPONENTIAL, _nested(40), "arguments",
+                                                          tenant="t", timeout=1)
+            took = time.monotonic() - started
+            ticking.cancel()
+            return errors, took, max(gaps)
+        finally:
+            await sandbox.shutdown()
+
+    errors, took, worst_gap = asyncio.run(scenario())
+    assert errors == [("arguments", "validating against the schema took longer than its "
+                                    "deadline")]
+    assert took < 3 and worst_gap < 0.2, (took, worst_gap)

@@ -108,21 +108,9 @@ def schema_errors(schema: dict[str, Any], field: str) -> list[tuple[str, str]]:
     return []
 
 
-def instance_errors(schema: dict[str, Any], instance: Any, prefix: str) -> list[tuple[str, str]]:
-    """(field path, problem) for each way `instance` does not match `schema`."""
-    if not schema:
-        return []
-    validator = patterns.validator(schema)
-    found = []
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path)):
-        path = [str(p) for p in error.absolute_path]
-        if error.validator == "required" and isinstance(error.instance, dict):
-            for name in error.validator_value:
-                if name not in error.instance:
-                    found.append((".".join([prefix, *path, name]), "is required"))
-            continue
-        found.append((".".join([prefix, *path]), error.message))
-    return found
+# (field path, problem) for each way an instance does not match a schema; patterns on RE2, and
+# schemas with references validated in the sandbox (mesh.runtime.patterns).
+instance_errors = patterns.instance_errors
 
 
 def definition_errors(tool: pb.Tool) -> list[tuple[str, str]]:
@@ -328,14 +316,15 @@ class ToolService(pb_grpc.ToolServiceServicer):
                 f"tool {tool.name!r} is {status}; only ACTIVE or DEPLOYED tools run",
                 reason="TOOL_NOT_EXECUTABLE", details={"tool": tool.name, "status": status})
         arguments = _as_dict(request.arguments)
-        errors = instance_errors(_as_dict(tool.input_schema), arguments, "arguments")
+        errors = await patterns.instance_errors_async(_as_dict(tool.input_schema), arguments,
+                                                      "arguments", tenant=caller.tenant_id)
         if errors:
             raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
                                   reason="ARGUMENTS_INVALID", field_violations=errors)
         started = utcnow()
         outcome = await runners.run(tool, arguments, policy=self.policy,
                                     reveal=self._reveal(tool), tenant=caller.tenant_id)
-        self._check_output(tool, outcome)
+        await self._check_output(tool, outcome, caller.tenant_id)
         row = ToolExecutionRow(
             tenant_id=caller.tenant_id, tool_id=tool.id, tool_version=tool.version,
             status=E.Name(outcome.status), input=arguments, output=outcome.output,
@@ -349,10 +338,12 @@ class ToolService(pb_grpc.ToolServiceServicer):
         return to_message(saved, pb.ToolExecution)
 
     @staticmethod
-    def _check_output(tool: pb.Tool, outcome: runners.Outcome) -> list[tuple[str, str]]:
+    async def _check_output(tool: pb.Tool, outcome: runners.Outcome,
+                            tenant: str) -> list[tuple[str, str]]:
         if outcome.status != E.TOOL_EXECUTION_STATUS_COMPLETED:
             return []
-        errors = instance_errors(_as_dict(tool.output_schema), outcome.output, "output")
+        errors = await patterns.instance_errors_async(_as_dict(tool.output_schema),
+                                                      outcome.output, "output", tenant=tenant)
         if errors:
             outcome.status = E.TOOL_EXECUTION_STATUS_FAILED
             outcome.error = "the output does not match output_schema: " + "; ".join(
@@ -363,7 +354,8 @@ class ToolService(pb_grpc.ToolServiceServicer):
         caller = require_caller(context)
         tool = await tools.fetch(self.db, caller.tenant_id, request.tool_id)
         arguments = _as_dict(request.arguments)
-        errors = instance_errors(_as_dict(tool.input_schema), arguments, "arguments")
+        errors = await patterns.instance_errors_async(_as_dict(tool.input_schema), arguments,
+                                                      "arguments", tenant=caller.tenant_id)
         if errors:
             return pb.TestToolResponse(
                 passed=False, status=E.TOOL_EXECUTION_STATUS_FAILED,
@@ -371,7 +363,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
                 errors=[pb.ValidationError(field=f, message=m) for f, m in errors])
         outcome = await runners.run(tool, arguments, policy=self.policy,
                                     reveal=self._reveal(tool), tenant=caller.tenant_id)
-        errors = self._check_output(tool, outcome)
+        errors = await self._check_output(tool, outcome, caller.tenant_id)
         if outcome.status == E.TOOL_EXECUTION_STATUS_COMPLETED and \
                 request.HasField("expected_output"):
             errors += _subset_errors(_as_dict(request.expected_output), outcome.output, "output")

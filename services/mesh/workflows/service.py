@@ -137,14 +137,25 @@ def _priority(value: int) -> str:
     return pb.ExecutionPriority.Name(value or pb.EXECUTION_PRIORITY_NORMAL)
 
 
-def _check_inputs(workflow: WorkflowRow, inputs: dict) -> None:
+class _ValidateInSandbox(Exception):
+    """The input schema has references: validating may take long, so not inside the
+    transaction (nor on the event loop) but in the sandbox first (mesh.runtime.patterns)."""
+
+    def __init__(self, schema: dict) -> None:
+        super().__init__("validate in the sandbox")
+        self.schema = schema
+
+
+def _check_inputs(workflow: WorkflowRow, inputs: dict, validated: dict | None = None) -> None:
     schema = workflow.definition.get("input_schema")
-    if not schema:
+    if not schema or schema == validated:
         return
     import jsonschema
 
     from mesh.runtime import patterns
 
+    if not patterns.is_bounded(schema):
+        raise _ValidateInSandbox(schema)
     try:
         # Patterns on RE2: a tenant's schema cannot make matching backtrack for seconds.
         patterns.check_schema(schema)
@@ -464,6 +475,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     # ---- executions ---------------------------------------------------------------------------
     async def _start(self, caller: Caller, key: str, inputs: dict, priority: str,
                      idempotency_key: str) -> ExecutionRow:
+        validated: dict | None = None
+
         def create(session: Session) -> tuple[ExecutionRow, bool]:
             workflow = workflows.get(session, caller.tenant_id, key)
             if idempotency_key:
@@ -477,13 +490,30 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
                     reason="WORKFLOW_NOT_ACTIVE",
                     details={"workflow": workflow.slug, "status": workflow.status})
-            _check_inputs(workflow, inputs)
+            _check_inputs(workflow, inputs, validated)
             row = new_execution(workflow, inputs, priority, caller.user_id,
                                 idempotency_key=idempotency_key)
             row.dbos_workflow_id = row.id
             executions.add(session, row)
             return row, workflow.definition.get("timeout")
-        row, timeout = await self.db.write(create)
+        try:
+            row, timeout = await self.db.write(create)
+        except _ValidateInSandbox as needed:  # nothing was written; validate, then again
+            import jsonschema
+
+            from mesh.runtime import patterns
+
+            try:
+                patterns.check_schema(needed.schema)
+            except jsonschema.SchemaError as exc:
+                raise FailedPrecondition(f"the workflow's input_schema is invalid: {exc.message}",
+                                         reason="INVALID_INPUT_SCHEMA") from None
+            errors = await patterns.instance_errors_async(needed.schema, inputs, "inputs",
+                                                          tenant=caller.tenant_id)
+            if errors:
+                raise invalid_field(*errors[0])
+            validated = needed.schema
+            row, timeout = await self.db.write(create)
         if timeout is not False:
             seconds = float(timeout.rstrip("s")) if timeout else None
             await self.engine.enqueue(row.id, row.priority, seconds)
