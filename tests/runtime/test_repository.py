@@ -156,3 +156,35 @@ def test_search_wildcards_match_only_themselves(database):
     assert names("_") == ["snake_case"]
     assert names("\\") == ["back\\slash"]
     assert names("a") == ["alpha", "back\\slash", "snake_case"]
+
+
+def test_a_quota_holds_under_concurrent_creates_and_writes_nothing_past_it(database, monkeypatch):
+    from mesh.runtime import settings as settings_module
+    from mesh.runtime.errors import ResourceExhausted
+
+    monkeypatch.setenv("AGENTMESH_RESOURCE_QUOTAS", "agent=5")
+    settings_module.get_settings.cache_clear()
+    quoted = TenantRepository(AgentRow, noun="agent", message=pb.Agent, quota="resource")
+
+    def create(tenant, name):
+        return database.write(lambda s: quoted.add(s, AgentRow(tenant_id=tenant, name=name)))
+
+    async def many():
+        return await asyncio.gather(*(create("t1", f"a{i}") for i in range(12)),
+                                    return_exceptions=True)
+    try:
+        results = asyncio.run(many())
+        refused = [r for r in results if isinstance(r, ResourceExhausted)]
+        assert len(refused) == 7, results
+        assert all(r.reason == "RESOURCE_QUOTA_EXCEEDED" for r in refused)
+        assert refused[0].details == {"kind": "agent", "limit": 5}
+        page = asyncio.run(database.read(lambda s: quoted.list(s, "t1", PageRequest())))
+        assert page.total == 5 and len(page.items) == 5  # refused inserts rolled back
+        assert asyncio.run(create("t2", "a0")).tenant_id == "t2"  # another tenant's own quota
+        victim = page.items[0].name
+        asyncio.run(database.write(lambda s: quoted.delete(s, quoted.get(s, "t1", victim))))
+        assert asyncio.run(create("t1", "again")).name == "again"  # a freed place is usable
+        with pytest.raises(ResourceExhausted):
+            asyncio.run(create("t1", "one-more"))
+    finally:
+        settings_module.get_settings.cache_clear()

@@ -43,3 +43,50 @@ def test_whole_numbers_are_written_as_whole_numbers_in_text():
     from mesh.workflows.definition import render_text
 
     assert render_text("n={{n}} xs={{xs}}", {"n": 42.0, "xs": [1.0, 2.5]}) == "n=42 xs=[1, 2.5]"
+
+
+@pytest.mark.parametrize("expression, bounded", [
+    ("inputs.topic", True),
+    ("steps.score.output.value > 0.8 && !inputs.skip", True),
+    ('steps."fetch-page".output.items[0].url', True),
+    ("length(inputs.items)", True),
+    ("inputs.a | inputs.b", True),
+    ("about {{inputs.topic}}: {{ length(inputs.items) }}", True),
+    ("{total: sum(args.prices)}", False),        # builds a value: the sandbox
+    ("inputs.items[*].name", False),
+    ("inputs.x.[@,@][]", False),
+    ("sort_by(inputs.items, &n)", False),
+    ("x {{ inputs.x.[@,@] }}", False),
+])
+def test_only_expressions_bounded_by_the_document_run_inline(expression, bounded):
+    from mesh.workflows.expressions import is_bounded
+
+    assert is_bounded(expression) is bounded
+
+
+def test_rendered_text_is_refused_before_it_passes_its_limit():
+    from mesh.workflows.expressions import evaluate as evaluate_capped
+
+    doc = {"inputs": {"x": "y" * 1000}}
+    with pytest.raises(ExpressionError, match="larger than 10000 bytes"):
+        evaluate_capped("{{inputs.x}} " * 100, doc, 10_000)
+    with pytest.raises(ExpressionError, match="larger than 5000 bytes"):
+        render_text("{{x}}" * 100, {"x": "y" * 100}, 5000)
+    assert len(evaluate_capped("{{inputs.x}} " * 5, doc, 10_000)) == 5005
+
+
+def test_inline_and_sandboxed_evaluation_agree():
+    import asyncio
+
+    from mesh.runtime import sandbox
+    from mesh.workflows.expressions import evaluate_async
+
+    async def both():
+        try:
+            return [await evaluate_async(e, DOC, tenant="t") for e in (
+                "{total: sum(args.prices), n: length(args.prices)}",   # the sandbox
+                "length(inputs.items)",                                # inline
+                "about {{inputs.topic}}: {{ inputs.items[*] }}")]      # the sandbox
+        finally:
+            await sandbox.shutdown()
+    assert asyncio.run(both()) == [{"total": 4.0, "n": 2}, 2, "about dbos: [3, 4]"]

@@ -45,7 +45,7 @@ _TRANSITIONS: dict[str, tuple[set[int], int]] = {
 }
 
 agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
-                          search_columns=("name", "description"), order_columns=("name", "status"))
+                          search_columns=("name", "description"), order_columns=("name", "status"), quota="resource")
 calls = TenantRepository(CallRow, noun="call", message=pb.Call, name_column=None,
                          order_columns=("started_at", "duration_ms"), default_order="-created_at")
 

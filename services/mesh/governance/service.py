@@ -56,12 +56,12 @@ _WRITABLE = writable(pb.Policy)
 
 policies = TenantRepository(PolicyRow, noun="policy", message=pb.Policy,
                             search_columns=("name", "description"),
-                            order_columns=("name", "priority"), default_order="name")
+                            order_columns=("name", "priority"), default_order="name", quota="resource")
 versions = TenantRepository(PolicyVersionRow, noun="policy_version", name_column=None,
-                            order_columns=("version",), default_order="-version")
+                            order_columns=("version",), default_order="-version", quota="version")
 decisions = TenantRepository(DecisionRow, noun="decision", message=pb.Decision, name_column=None,
                              order_columns=("decision_time_ms",), default_order="-created_at")
-webhooks = TenantRepository(WebhookRow, noun="webhook", message=pb.Webhook, name_column=None)
+webhooks = TenantRepository(WebhookRow, noun="webhook", message=pb.Webhook, name_column=None, quota="resource")
 
 
 # ---- dispatch: intents and the operations they map to ----------------------------------------

@@ -46,8 +46,8 @@ _DUMMY_HASH = _hasher.hash("not-a-real-password")
 API_KEY_PREFIX = "amk_"
 
 users = TenantRepository(UserRow, noun="user", name_column=None,
-                         search_columns=("email", "full_name"), order_columns=("email",))
-api_keys = TenantRepository(ApiKeyRow, noun="api_key")
+                         search_columns=("email", "full_name"), order_columns=("email",), quota="resource")
+api_keys = TenantRepository(ApiKeyRow, noun="api_key", quota="resource")
 
 
 def _sha256(value: str) -> str:

@@ -46,10 +46,10 @@ _SYNC_KINDS = ("skills", "constraints", "models", "prompts")
 _ACTIVATE_FIRST = (agents_pb2.AGENT_STATUS_DRAFT, agents_pb2.AGENT_STATUS_INACTIVE)
 
 webhooks = TenantRepository(WebhookRow, noun="webhook", search_columns=("name", "url"),
-                            order_columns=("name",), default_order="name")
+                            order_columns=("name",), default_order="name", quota="resource")
 api_connections = TenantRepository(ApiConnectionRow, noun="api_connection",
                                    search_columns=("name", "base_url"), order_columns=("name",),
-                                   default_order="name")
+                                   default_order="name", quota="resource")
 deliveries = TenantRepository(DeliveryRow, noun="delivery", name_column=None)
 _EVENTS: dict[int, events.Events] = {}
 

@@ -36,6 +36,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 from agentmesh.live.v1 import live_pb2, live_pb2_grpc
@@ -217,8 +218,9 @@ class _Outbox(asyncio.Queue):
 
 
 # ---- WebSockets -------------------------------------------------------------------------------
-def _envelope(status: int, error: str, message: str, correlation_id: str) -> Response:
-    body = json.dumps({"error": error, "message": message, "details": {},
+def _envelope(status: int, error: str, message: str, correlation_id: str,
+              details: dict | None = None) -> Response:
+    body = json.dumps({"error": error, "message": message, "details": details or {},
                        "correlation_id": correlation_id,
                        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
@@ -243,6 +245,9 @@ class Hub:
         self.tickets = Tickets(self.bus if isinstance(self.bus, events.NatsBus) else None)
         self.server = None
         self.sockets: set[ServerConnection] = set()
+        # Per tenant, the sockets accepted by this replica (from the handshake on): the quota
+        # AGENTMESH_LIVE_MAX_SOCKETS_PER_TENANT counts them.
+        self.by_tenant: dict[str, set[ServerConnection]] = {}
 
     @classmethod
     def for_runtime(cls, runtime: Runtime) -> "Hub":
@@ -333,8 +338,37 @@ class Hub:
             log.warning("live: state of %s unavailable: %s", route, exc)
             return _envelope(503, "UNAVAILABLE", "the service is unavailable; retry later",
                              correlation)
+        # No await from here to the end: the count and the reservation cannot interleave with
+        # another handshake of the same tenant.
+        refused = self._reserve(connection, identity.tenant_id, correlation)
+        if refused is not None:
+            return refused
         connection.watch = (route, identity, int(after_text) if after_text else None, state)
         return None
+
+    def _reserve(self, connection: ServerConnection, tenant: str,
+                 correlation: str) -> Response | None:
+        """Counts the socket against its tenant's quota, or the 429 that refuses it."""
+        limit = self.settings.live_max_sockets_per_tenant
+        open_ = self.by_tenant.setdefault(tenant, set())
+        for gone in [c for c in open_ if c.state is State.CLOSED or
+                     (c.transport is not None and c.transport.is_closing())]:
+            open_.discard(gone)  # a handshake that failed after it was counted
+        if len(open_) >= limit:
+            log.info("live: tenant %s is at its quota of %d WebSockets", tenant, limit)
+            return _envelope(429, "RESOURCE_EXHAUSTED", f"the tenant has {limit} WebSockets "
+                             "open, its quota (AGENTMESH_LIVE_MAX_SOCKETS_PER_TENANT); close "
+                             "one first", correlation,
+                             {"reason": "WEBSOCKET_QUOTA_EXCEEDED", "limit": limit})
+        open_.add(connection)
+        return None
+
+    def _release(self, connection: ServerConnection, tenant: str) -> None:
+        open_ = self.by_tenant.get(tenant)
+        if open_ is not None:
+            open_.discard(connection)
+            if not open_:
+                self.by_tenant.pop(tenant, None)
 
     async def current_state(self, route: Route, identity: Identity) -> dict:
         """What the owning service answers now, as the caller (so another tenant's id is
@@ -389,6 +423,7 @@ class Hub:
                 task.cancel()
             await asyncio.gather(sender, reader, pump, return_exceptions=True)
             self.sockets.discard(ws)
+            self._release(ws, identity.tenant_id)
 
     @staticmethod
     async def _close(ws: ServerConnection, sender: asyncio.Task, code: int, reason: str) -> None:

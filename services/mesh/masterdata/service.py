@@ -102,7 +102,7 @@ def _facets(model, column: str, caller: Caller, page: PageRequest,
 
 # ---- skills --------------------------------------------------------------------------------
 skills = TenantRepository(SkillRow, noun="skill", message=pb.Skill,
-                          search_columns=("name", "description"), order_columns=("name", "category"))
+                          search_columns=("name", "description"), order_columns=("name", "category"), quota="resource")
 _SKILL = writable(pb.Skill)
 
 
@@ -213,7 +213,7 @@ class SkillService(pb_grpc.SkillServiceServicer):
 # ---- constraints ---------------------------------------------------------------------------
 constraints = TenantRepository(ConstraintRow, noun="constraint", message=pb.Constraint,
                                search_columns=("name", "description"),
-                               order_columns=("name", "constraint_type"))
+                               order_columns=("name", "constraint_type"), quota="resource")
 _CONSTRAINT = writable(pb.Constraint)
 
 
@@ -320,10 +320,10 @@ def _finish_prompt(message: pb.Prompt) -> pb.Prompt:
 
 prompts = TenantRepository(PromptRow, noun="prompt", message=pb.Prompt,
                            search_columns=("name", "description"),
-                           order_columns=("name", "category"), finish=_finish_prompt)
+                           order_columns=("name", "category"), finish=_finish_prompt, quota="resource")
 prompt_versions = TenantRepository(PromptVersionRow, noun="prompt_version",
                                    message=pb.PromptVersion, name_column=None,
-                                   order_columns=("version",), default_order="-version")
+                                   order_columns=("version",), default_order="-version", quota="version")
 _PROMPT = writable(pb.Prompt)
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -336,7 +336,10 @@ def _prompt_variables(content: str, declared: list[dict[str, Any]] | None,
     if not content:
         raise invalid_field("content", "is required")
     try:
+        placeholders.check_count(placeholders.count(content))  # before it is parsed
         used = placeholders.check(content)
+    except placeholders.TooManyPlaceholders as exc:
+        raise placeholders.refusal(exc, "", "content") from None
     except placeholders.PlaceholderError as exc:
         raise invalid_field("content", str(exc)) from None
     out: list[dict[str, Any]] = []
@@ -613,16 +616,18 @@ class PromptService(pb_grpc.PromptServiceServicer):
                 reason="PROMPT_VARIABLES_MISSING", details={"missing": ",".join(missing)},
                 field_violations=[(f"variables.{n}", "is required") for n in missing])
         try:
-            text = placeholders.render(version.content, values_)
+            # Bounded before it is built; long prompts render in the sandbox.
+            text = await placeholders.render_async(version.content, values_,
+                                                   tenant=caller.tenant_id)
         except placeholders.PlaceholderError as exc:
-            raise InvalidArgument(str(exc), reason="PROMPT_RENDER_FAILED") from None
+            raise placeholders.refusal(exc, "PROMPT_RENDER_FAILED", "variables") from None
         return pb.RenderPromptResponse(prompt_id=row.id, version=version.version, content=text)
 
 
 # ---- models --------------------------------------------------------------------------------
 models = TenantRepository(ModelRow, noun="model", message=pb.Model,
                           search_columns=("name", "description", "model_id"),
-                          order_columns=("name", "provider"))
+                          order_columns=("name", "provider"), quota="resource")
 _MODEL = writable(pb.Model)
 
 
@@ -771,7 +776,7 @@ class ModelService(pb_grpc.ModelServiceServicer):
 # ---- secrets -------------------------------------------------------------------------------
 secrets = TenantRepository(SecretRow, noun="secret", message=pb.Secret,
                            search_columns=("name", "description"),
-                           order_columns=("name", "expires_at", "last_rotated_at"))
+                           order_columns=("name", "expires_at", "last_rotated_at"), quota="resource")
 _SECRET = writable(pb.Secret)
 
 

@@ -39,7 +39,7 @@ from mesh.runtime.webhooks import WebhookSender
 
 log = logging.getLogger("mesh.observability.alerts")
 alerts = TenantRepository(AlertRow, noun="alert", search_columns=("name", "description"),
-                          order_columns=("name", "severity", "last_fired_at"))
+                          order_columns=("name", "severity", "last_fired_at"), quota="resource")
 
 CALL_METRICS = {"calls", "call_errors", "call_error_rate", "call_p95_latency_ms", "active_calls"}
 LABELS = {**{m: {"agent_id", "provider"} for m in CALL_METRICS},

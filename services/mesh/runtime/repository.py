@@ -16,10 +16,19 @@ every orderable column (the migrations create them), pages are found in that ind
 rows are read (a deferred join, so deep pages skip index entries, not rows), and the unfiltered
 `total` is a per-tenant counter kept in the same transaction as every insert and delete
 (`row_counts`), not a count over the tenant's rows.
+
+Quotas: a repository made with `quota="resource"` (agents, tools, workflows, prompts, ...) or
+`quota="version"` (their versions) refuses the insert that would take a tenant past its quota of
+that kind (`AGENTMESH_RESOURCE_QUOTA_PER_KIND`, `AGENTMESH_VERSION_QUOTA_PER_KIND`, per kind in
+`AGENTMESH_RESOURCE_QUOTAS`) with 429 RESOURCE_QUOTA_EXCEEDED. The check reads the same counter
+the insert bumps, in the same transaction: under the counter's row lock (PostgreSQL) or the
+single SQLite writer, two concurrent creates cannot both take the last unit. Records the
+platform makes (executions, calls, events, logs, deliveries) have no quota here.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -33,12 +42,33 @@ from sqlmodel import Session, func, or_, select
 from mesh.runtime import audit
 from mesh.runtime.convert import TupleReader
 from mesh.runtime.db import Database
-from mesh.runtime.errors import AlreadyExists, NotFound, invalid_field
+from mesh.runtime.errors import AlreadyExists, NotFound, ResourceExhausted, invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.tables import RowCount, TenantTable, is_uuid, utcnow
 
 Row = TypeVar("Row", bound=TenantTable)
 M = TypeVar("M", bound=Message)
+
+
+def quota_of(kind: str, quota: str) -> int:
+    """A tenant's quota of `kind` (a repository's noun) from the settings."""
+    from mesh.runtime.settings import get_settings
+
+    settings = get_settings()
+    overrides = _overrides(settings.resource_quotas)
+    if kind in overrides:
+        return overrides[kind]
+    return settings.version_quota_per_kind if quota == "version" \
+        else settings.resource_quota_per_kind
+
+
+@functools.lru_cache(maxsize=8)
+def _overrides(text: str) -> dict[str, int]:
+    found = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, _, number = item.partition("=")
+        found[kind.strip()] = int(number)
+    return found
 
 
 def like_pattern(text: str) -> str:
@@ -53,8 +83,10 @@ class TenantRepository(Generic[Row]):
     def __init__(self, model: type[Row], *, noun: str, message: type[Message] | None = None,
                  name_column: str | None = "name", search_columns: tuple[str, ...] = (),
                  order_columns: tuple[str, ...] = (), default_order: str = "-created_at",
-                 finish: Callable[[Message], Message] | None = None) -> None:
+                 finish: Callable[[Message], Message] | None = None,
+                 quota: str | None = None) -> None:
         self.model = model
+        self.quota = quota  # "resource", "version" or None (see the module's docstring)
         self.table: sa.Table = model.__table__
         self.noun = noun
         self.name_column = name_column
@@ -193,9 +225,10 @@ class TenantRepository(Generic[Row]):
 
     def _count(self, session: Session, tenant_id: str, delta: int) -> None:
         key = (RowCount.table_name == self.table.name, RowCount.tenant_id == tenant_id)
-        updated = session.execute(sa.update(RowCount).where(*key)
-                                  .values(n=RowCount.n + delta)).rowcount
-        if not updated:  # first write of this tenant here: start from an exact count
+        bump = sa.update(RowCount).where(*key).values(n=RowCount.n + delta) \
+            .returning(RowCount.n)
+        counted = session.execute(bump).first()
+        if counted is None:  # first write of this tenant here: start from an exact count
             exact = session.exec(select(func.count()).select_from(self.model)
                                  .where(self.model.tenant_id == tenant_id)).one()
             # Concurrent first writes (worker threads, replicas) race to create the counter:
@@ -203,11 +236,18 @@ class TenantRepository(Generic[Row]):
             # did not see it (it was not committed yet).
             insert = (postgresql_insert if session.get_bind().dialect.name == "postgresql"
                       else sqlite_insert)(RowCount.__table__)
-            created = session.execute(insert.values(
+            counted = session.execute(insert.values(
                 table_name=self.table.name, tenant_id=tenant_id, n=exact
             ).on_conflict_do_nothing().returning(RowCount.__table__.c.n)).first()
-            if created is None:
-                session.execute(sa.update(RowCount).where(*key).values(n=RowCount.n + delta))
+            if counted is None:
+                counted = session.execute(bump).first()
+        if delta > 0 and self.quota is not None and counted is not None:
+            limit = quota_of(self.noun, self.quota)
+            if counted[0] > limit:  # the transaction, this insert included, is rolled back
+                raise ResourceExhausted(
+                    f"the tenant has reached its quota of {limit} {self.noun}s",
+                    reason="RESOURCE_QUOTA_EXCEEDED",
+                    details={"kind": self.noun, "limit": limit})
 
     # ---- the hot read path ------------------------------------------------------------------
     def _select(self, db: Database) -> str:

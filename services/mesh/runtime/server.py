@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, internal, limits, live, logs, wire
+from mesh.runtime import errors, idempotency, internal, limits, live, logs, sandbox, wire
 from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
                                   current_service)
 from mesh.runtime.db import Database
@@ -318,6 +318,7 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     logs.configure(definitions[0].name if len(definitions) == 1 else "mesh",
                    settings.log_level, settings.log_format)
     expose(settings)
+    sandbox.configure(settings)  # its workers start on first use (mesh.runtime.sandbox)
     # One revocation list per process, refreshed from identity, checked by every service.
     revocations = RevocationGuard(settings, Peers(settings))
     running = []
@@ -349,6 +350,7 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     if tracing is not None:  # queued spans leave while the receiver may still be up
         await asyncio.to_thread(tracing.provider.force_flush, 2000)
     await asyncio.gather(*(r.stop(settings.grace_period_seconds) for r in running))
+    await sandbox.shutdown()
     if tracing is not None:
         tracing.shutdown()
 

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -138,6 +138,44 @@ class Settings(BaseSettings):
     # A socket whose client has not taken a message for this long is closed (4008, "too slow");
     # it may resume with its last seq.
     live_send_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # The sandbox (mesh.runtime.sandbox, docs/budgets.md): worker processes where untrusted
+    # computation runs under a deadline that kills it (builtin tools, JMESPath expressions,
+    # template and prompt rendering). Workers start on first use; one tenant holds at most
+    # `sandbox_workers_per_tenant` of them at once. Inputs and results are JSON, capped; a
+    # worker's address space is capped at `sandbox_memory_mb` (0: no cap).
+    sandbox_workers: int = Field(default=2, ge=1, le=64)
+    sandbox_workers_per_tenant: int = Field(default=1, ge=1, le=64)
+    sandbox_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    sandbox_max_input_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    sandbox_max_result_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    sandbox_memory_mb: int = Field(default=1024, ge=0)
+    # Rendering (templates, prompts, workflow text): the size a rendering would have is
+    # computed from its placeholders and values before it is built; past this it is refused
+    # (400 RENDERED_TOO_LARGE). Texts may hold at most `render_max_placeholders` placeholders.
+    render_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    render_max_placeholders: int = Field(default=1000, ge=1)
+    # Quotas per tenant (429 RESOURCE_EXHAUSTED): open WebSockets on a live replica
+    # (WEBSOCKET_QUOTA_EXCEEDED), and stored resources of each kind: agents, tools, workflows,
+    # prompts, templates, ... (RESOURCE_QUOTA_EXCEEDED). `resource_quotas` overrides the default
+    # per kind: `agent=500,tool=200` (kinds are the resources' nouns: agent, tool, workflow,
+    # prompt, template, skill, constraint, model, secret, policy, webhook, api_connection,
+    # alert, api_key, user, feature_flag); versions (prompt_version, template_version,
+    # workflow version, policy_version) count against `version_quota_per_kind`.
+    live_max_sockets_per_tenant: int = Field(default=100, ge=1)
+    resource_quota_per_kind: int = Field(default=10_000, ge=1)
+    version_quota_per_kind: int = Field(default=100_000, ge=1)
+    resource_quotas: str = ""
+
+    @field_validator("resource_quotas")
+    @classmethod
+    def _quotas_are_kind_equals_number(cls, value: str) -> str:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            kind, _, number = item.partition("=")
+            if not kind.strip() or not number.strip().isdigit() or int(number) < 1:
+                raise ValueError(f"AGENTMESH_RESOURCE_QUOTAS: {item!r} is not kind=number "
+                                 "(e.g. agent=500,tool=200)")
+        return value
 
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":

@@ -74,7 +74,7 @@ alerts_repo = TenantRepository(AlertRow, noun="alert", message=pb.SystemAlert, n
                                order_columns=("severity",))
 flags_repo = TenantRepository(FeatureFlagRow, noun="feature_flag", message=pb.FeatureFlag,
                               search_columns=("name", "description"), order_columns=("name",),
-                              default_order="name")
+                              default_order="name", quota="resource")
 
 
 def _now() -> timestamp_pb2.Timestamp:

@@ -42,9 +42,9 @@ _DOCUMENT_KEYS = ("name", "description", "kind", "category", "tags", "content", 
 _PARAMETER_KEYS = ("name", "description", "type", "required", "default_value")
 
 templates = TenantRepository(TemplateRow, noun="template", search_columns=("name", "description"),
-                             order_columns=("name", "kind", "category"))
+                             order_columns=("name", "kind", "category"), quota="resource")
 versions = TenantRepository(TemplateVersionRow, noun="template_version", name_column=None,
-                            order_columns=("version",), default_order="-version")
+                            order_columns=("version",), default_order="-version", quota="version")
 
 # kind -> (owning service, stub, create method, its request class, request field, message class)
 _TARGETS: dict[str, tuple[str, type, str, type, str, type]] = {
@@ -156,6 +156,10 @@ def _check_content(content: Any, parameters: list[dict[str, Any]], field: str = 
     if not isinstance(content, dict) or not content:
         raise invalid_field(field, "is required: the body of the resource, an object")
     declared = {p["name"] for p in parameters}
+    try:  # counted before any text is parsed
+        placeholders.check_count(sum(placeholders.count(t) for _, t in _strings(content, field)))
+    except placeholders.TooManyPlaceholders as exc:
+        raise placeholders.refusal(exc, "", field) from None
     for path, text in _strings(content, field):
         try:
             used = placeholders.check(text)
@@ -222,20 +226,14 @@ def _values(parameters: list[dict[str, Any]], given: dict[str, Any]) -> tuple[di
     return out, missing
 
 
-def _render(node: Any, values_: dict[str, Any], keep_missing: bool) -> Any:
-    if isinstance(node, dict):
-        return {k: _render(v, values_, keep_missing) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_render(v, values_, keep_missing) for v in node]
-    if isinstance(node, str):
-        single = placeholders.is_single(node)
-        if single is not None:
-            return values_[single] if single in values_ else node
-        try:
-            return placeholders.render(node, values_, keep_missing=keep_missing)
-        except placeholders.PlaceholderError as exc:
-            raise InvalidArgument(str(exc), reason="TEMPLATE_RENDER_FAILED") from None
-    return node
+async def _render(node: Any, values_: dict[str, Any], keep_missing: bool, tenant: str) -> Any:
+    """The content rendered: its size bounded before anything is built (400
+    RENDERED_TOO_LARGE), large renderings in the sandbox (mesh.runtime.placeholders)."""
+    try:
+        return await placeholders.render_tree_async(node, values_, keep_missing=keep_missing,
+                                                    tenant=tenant)
+    except placeholders.PlaceholderError as exc:
+        raise placeholders.refusal(exc, "TEMPLATE_RENDER_FAILED", "parameters") from None
 
 
 # ---- messages ------------------------------------------------------------------------------
@@ -394,7 +392,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
         row, version = await self._load(caller, request.template_id, request.version,
                                         request.label)
         values_, missing = _values(version.parameters, given)
-        result = _render(version.content, values_, keep_missing=True)
+        result = await _render(version.content, values_, True, caller.tenant_id)
         out = pb.PreviewTemplateResponse(template_id=row.id, version=version.version,
                                          resource_kind=row.kind, missing_parameters=missing)
         out.result.update(result)
@@ -412,7 +410,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
                                   details={"missing": ",".join(missing)},
                                   field_violations=[(f"parameters.{n}", "is required")
                                                     for n in missing])
-        result = _render(version.content, values_, keep_missing=False)
+        result = await _render(version.content, values_, False, caller.tenant_id)
         out = pb.InstantiateTemplateResponse(template_id=row.id, version=version.version,
                                              resource_kind=row.kind)
         out.result.update(result)

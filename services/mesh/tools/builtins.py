@@ -7,6 +7,10 @@
 | `math`           | `expression` ("2 * (x + 1)"), optional `variables`     | `{"result": number}`            |
 | `current_time`   | optional `timezone` (IANA name, default UTC)           | `{"iso", "unix", "timezone"}`   |
 
+`echo` and `current_time` cost no more than copying their arguments and run where they are
+called (`INLINE`); `json_transform` and `math` can be written to run for minutes, so the tools
+service runs them in the sandbox (`mesh.runtime.sandbox`), where the tool's deadline kills them.
+
 `json_transform` takes its expression from the arguments or, when absent, from the tool's
 `config.expression`. `math` parses the expression with `ast` and evaluates only numbers, names
 from `variables`, + - * / // % **, unary minus and a few functions (abs, round, min, max, sqrt,
@@ -30,16 +34,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from mesh.runtime.sandbox_worker import passable
 
+
+@passable
 class BuiltinError(Exception):
     """A built-in tool could not do what it was asked; the message is the execution's error."""
 
 
+@passable
 class ResultNotRepresentable(BuiltinError):
     """The arguments ask for a result no answer can carry (an infinite or complex number): the
-    caller's mistake, answered 400 naming the argument (`field`)."""
+    caller's mistake, answered 400 naming the argument (`field`; `math`'s expression, the one
+    argument whose result can be such a number, so the sandbox can rebuild it from the message)."""
 
-    def __init__(self, message: str, field: str) -> None:
+    def __init__(self, message: str, field: str = "arguments.expression") -> None:
         super().__init__(message)
         self.field = field
 
@@ -125,15 +134,15 @@ def _check_result(expression: str, result: Any) -> None:
     if isinstance(result, complex):
         raise ResultNotRepresentable(
             f"the result of {expression!r} is a complex number ({result}); math answers real "
-            "numbers only", "arguments.expression")
+            "numbers only")
     if isinstance(result, float) and not _math.isfinite(result):
         raise ResultNotRepresentable(
             f"the result of {expression!r} is not a finite number ({result}): it is past the "
-            "range of a JSON number", "arguments.expression")
+            "range of a JSON number")
     if isinstance(result, int) and abs(result) > _LARGEST:
         raise ResultNotRepresentable(
             f"the result of {expression!r} is past the range of a JSON number "
-            f"({len(str(abs(result)))} digits)", "arguments.expression")
+            f"({len(str(abs(result)))} digits)")
 
 
 def current_time(arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +169,10 @@ BUILTINS: dict[str, tuple[Callable[[dict, dict], dict], str, dict[str, Any]]] = 
     "current_time": (current_time, "The current time in a time zone.", {
         "type": "object", "properties": {"timezone": {"type": "string"}}}),
 }
+
+
+# Built-ins whose cost is bounded by the size of their arguments: safe on the event loop.
+INLINE = frozenset({"echo", "current_time"})
 
 
 def run(name: str, arguments: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,7 @@ import httpx2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from mesh.runtime import documents
 from mesh.runtime.egress import EgressPolicy, ResponseTooLarge, read_capped
+from mesh.runtime import sandbox
 from mesh.runtime.errors import DomainError, InvalidArgument
 from mesh.runtime.redaction import SecretMask
 from mesh.tools import builtins
@@ -259,15 +260,23 @@ async def _run_mcp(tool: pb.Tool, arguments: dict[str, Any], policy: EgressPolic
 
 
 async def _dispatch(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, Any],
-                    policy: EgressPolicy, secrets: _Secrets, timeout: float) -> dict[str, Any]:
+                    policy: EgressPolicy, secrets: _Secrets, timeout: float,
+                    tenant: str) -> dict[str, Any]:
     which = tool.WhichOneof("typed_config")
     if which == "builtin":
+        name = tool.builtin.builtin_name
         try:
-            return builtins.run(tool.builtin.builtin_name, arguments, config)
+            if name in builtins.INLINE:
+                return builtins.run(name, arguments, config)
+            # Off the event loop: the deadline (the caller's wait_for) kills the worker.
+            return await sandbox.run("mesh.tools.builtins:run", name, arguments, config,
+                                     timeout=timeout, tenant=tenant)
         except builtins.ResultNotRepresentable as exc:
             raise InvalidArgument(str(exc), reason="RESULT_NOT_REPRESENTABLE",
                                   field_violations=[(exc.field, str(exc))]) from None
         except builtins.BuiltinError as exc:
+            raise ToolFailed(str(exc)) from None
+        except sandbox.SandboxError as exc:
             raise ToolFailed(str(exc)) from None
     if which == "http":
         return await _run_http(tool, arguments, config, policy, secrets, timeout)
@@ -277,7 +286,7 @@ async def _dispatch(tool: pb.Tool, arguments: dict[str, Any], config: dict[str, 
 
 
 async def run(tool: pb.Tool, arguments: dict[str, Any], *, policy: EgressPolicy,
-              reveal: Reveal | None) -> Outcome:
+              reveal: Reveal | None, tenant: str = "") -> Outcome:
     """Runs the tool; never raises for what the tool does (the outcome says it)."""
     from google.protobuf import json_format
 
@@ -291,7 +300,7 @@ async def run(tool: pb.Tool, arguments: dict[str, Any], *, policy: EgressPolicy,
 
     try:
         output = await asyncio.wait_for(
-            _dispatch(tool, arguments, config, policy, secrets, timeout), timeout)
+            _dispatch(tool, arguments, config, policy, secrets, timeout, tenant), timeout)
     except TimeoutError:
         return Outcome(E.TOOL_EXECUTION_STATUS_TIMED_OUT, None,
                        f"the tool did not answer within {timeout:g} s", elapsed())

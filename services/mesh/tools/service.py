@@ -67,7 +67,7 @@ class _ToolRepository(TenantRepository):
 
 tools = _ToolRepository(ToolRow, noun="tool", message=pb.Tool,
                         search_columns=("name", "description"),
-                        order_columns=("name", "status", "category"))
+                        order_columns=("name", "status", "category"), quota="resource")
 executions = TenantRepository(ToolExecutionRow, noun="tool_execution", message=pb.ToolExecution,
                               name_column=None)
 
@@ -95,10 +95,6 @@ def _row_fields(tool: pb.Tool) -> dict[str, Any]:
     return fields
 
 
-def instance_errors(schema: dict[str, Any], instance: Any, prefix: str,
-                    field: str = "input_schema") -> list[tuple[str, str]]:
-    """(field path, problem) for each way `instance` does not match `schema` (`field`)."""
-    return schemas.instance_errors(schema, instance, prefix, field)
 
 
 def definition_errors(tool: pb.Tool) -> list[tuple[str, str]]:
@@ -304,14 +300,16 @@ class ToolService(pb_grpc.ToolServiceServicer):
                 f"tool {tool.name!r} is {status}; only ACTIVE or DEPLOYED tools run",
                 reason="TOOL_NOT_EXECUTABLE", details={"tool": tool.name, "status": status})
         arguments = _as_dict(request.arguments)
-        errors = instance_errors(_as_dict(tool.input_schema), arguments, "arguments")
+        errors = await schemas.instance_errors_async(_as_dict(tool.input_schema), arguments,
+                                                     "arguments", "input_schema",
+                                                     tenant=caller.tenant_id)
         if errors:
             raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
                                   reason="ARGUMENTS_INVALID", field_violations=errors)
         started = utcnow()
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self._reveal(tool))
-        self._check_output(tool, outcome)
+                                    reveal=self._reveal(tool), tenant=caller.tenant_id)
+        await self._check_output(tool, outcome, caller.tenant_id)
         row = ToolExecutionRow(
             tenant_id=caller.tenant_id, tool_id=tool.id, tool_version=tool.version,
             status=E.Name(outcome.status), input=arguments, output=outcome.output,
@@ -325,12 +323,14 @@ class ToolService(pb_grpc.ToolServiceServicer):
         return to_message(saved, pb.ToolExecution)
 
     @staticmethod
-    def _check_output(tool: pb.Tool, outcome: runners.Outcome) -> list[tuple[str, str]]:
+    async def _check_output(tool: pb.Tool, outcome: runners.Outcome,
+                            tenant: str) -> list[tuple[str, str]]:
         if outcome.status != E.TOOL_EXECUTION_STATUS_COMPLETED:
             return []
         try:
-            errors = instance_errors(_as_dict(tool.output_schema), outcome.output, "output",
-                                     "output_schema")
+            errors = await schemas.instance_errors_async(
+                _as_dict(tool.output_schema), outcome.output, "output", "output_schema",
+                tenant=tenant)
         except schemas.SchemaUnusable as exc:  # the tool ran: its execution is still recorded
             outcome.status, outcome.output = E.TOOL_EXECUTION_STATUS_FAILED, None
             outcome.error = exc.message
@@ -345,15 +345,17 @@ class ToolService(pb_grpc.ToolServiceServicer):
         caller = require_caller(context)
         tool = await tools.fetch(self.db, caller.tenant_id, request.tool_id)
         arguments = _as_dict(request.arguments)
-        errors = instance_errors(_as_dict(tool.input_schema), arguments, "arguments")
+        errors = await schemas.instance_errors_async(_as_dict(tool.input_schema), arguments,
+                                                     "arguments", "input_schema",
+                                                     tenant=caller.tenant_id)
         if errors:
             return pb.TestToolResponse(
                 passed=False, status=E.TOOL_EXECUTION_STATUS_FAILED,
                 error="the arguments do not match input_schema",
                 errors=[pb.ValidationError(field=f, message=m) for f, m in errors])
         outcome = await runners.run(tool, arguments, policy=self.policy,
-                                    reveal=self._reveal(tool))
-        errors = self._check_output(tool, outcome)
+                                    reveal=self._reveal(tool), tenant=caller.tenant_id)
+        errors = await self._check_output(tool, outcome, caller.tenant_id)
         if outcome.status == E.TOOL_EXECUTION_STATUS_COMPLETED and \
                 request.HasField("expected_output"):
             errors += _subset_errors(_as_dict(request.expected_output), outcome.output, "output")

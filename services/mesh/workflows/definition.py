@@ -1,32 +1,21 @@
-"""Workflow definitions: the step graph, its validation, and the expression syntax.
-
-Expressions are JMESPath (https://jmespath.org) evaluated over one document:
-
-    {"inputs": <the execution's inputs>,
-     "steps":  {<step id>: {"output": <its output>, "status": "COMPLETED"|"SKIPPED"|...}},
-     "args":   <the step's own resolved inputs> (transform and condition expressions only)}
-
-so `steps.fetch.output.items[0].url`, `inputs.topic`, `length(steps.search.output.hits)` and
-`{total: sum(args.prices), n: length(args.prices)}` are expressions. Two conveniences on top of
-JMESPath: a bare number after a comparison operator is a number (`steps.score.output.value >
-0.8`, where JMESPath wants `` `0.8` ``), and a string that holds `{{ expression }}` is a template:
-alone it yields the expression's value, inside other text its JSON/text rendering. Step ids with
-`-` must be quoted in JMESPath: `steps."fetch-page".output`.
-"""
+"""Workflow definitions: the step graph and its validation. The expression syntax (JMESPath
+over the execution's document, `{{ }}` templates) and where expressions run are in
+`mesh.workflows.expressions`."""
 
 from __future__ import annotations
 
-import functools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import jmespath
 from google.protobuf import json_format
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.errors import InvalidArgument
+# The expression syntax lives in a module of its own, light enough for the sandbox's workers.
+from mesh.workflows.expressions import (TEMPLATE as _TEMPLATE, ExpressionError,  # noqa: F401
+                                        as_text, compile_expression, evaluate, evaluate_async,
+                                        references, render_text, render_text_async)
 
 T = pb.StepType
 CONFIG_OF = {
@@ -40,82 +29,6 @@ BRANCH_TYPES = {T.STEP_TYPE_AGENT, T.STEP_TYPE_TOOL, T.STEP_TYPE_TRANSFORM,
                 T.STEP_TYPE_SUB_WORKFLOW, T.STEP_TYPE_HTTP}
 _STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
-_REF = re.compile(r'\bsteps\s*\.\s*(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))')
-_BARE_NUMBER = re.compile(r"(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)(?![\w`.])")
-_TEMPLATE = re.compile(r"\{\{\s*(.+?)\s*\}\}")
-
-
-class ExpressionError(ValueError):
-    pass
-
-
-@functools.lru_cache(maxsize=4096)
-def compile_expression(text: str):
-    source = _BARE_NUMBER.sub(lambda m: f"{m.group(1)} `{m.group(2)}`", text.strip())
-    try:
-        return jmespath.compile(source)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ExpressionError(f"{text!r} is not a valid expression: {exc}") from None
-
-
-def evaluate(text: str, document: dict[str, Any]) -> Any:
-    """The value of an expression or template string over the document."""
-    matches = list(_TEMPLATE.finditer(text))
-    if matches:
-        if len(matches) == 1 and matches[0].group(0) == text.strip():
-            return _search(matches[0].group(1), document)
-
-        def render(match: re.Match) -> str:
-            value = _search(match.group(1), document)
-            return as_text(value)
-        return _TEMPLATE.sub(render, text)
-    return _search(text, document)
-
-
-def _search(text: str, document: dict[str, Any]) -> Any:
-    try:
-        return compile_expression(text).search(document)
-    except jmespath.exceptions.JMESPathError as exc:
-        raise ExpressionError(f"{text!r} failed: {exc}") from None
-
-
-def as_text(value: Any) -> str:
-    """A value inside text: strings as they are, the rest as JSON. Numbers travel as doubles
-    (protobuf Struct), so a whole number is written as one: `42`, never `42.0`."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(_whole_numbers(value))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
-
-
-def render_text(template: str, values: dict[str, Any]) -> str:
-    """`{{name}}` placeholders of a prompt or message replaced by the step's inputs."""
-    def one(match: re.Match) -> str:
-        name = match.group(1).strip()
-        if name in values:
-            value = values[name]
-        else:
-            try:
-                value = _search(name, {"args": values, **values})
-            except ExpressionError:
-                return match.group(0)
-            if value is None:  # not an input: left as written
-                return match.group(0)
-        return as_text(value)
-    return _TEMPLATE.sub(one, template)
-
-
-def references(text: str) -> set[str]:
-    return {quoted or plain for quoted, plain in _REF.findall(text)}
 
 
 def duration_seconds(step_or_msg, name: str) -> float | None:
@@ -407,7 +320,3 @@ def slugify(name: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100].strip("-")
     return slug or "workflow"
 
-
-from mesh.runtime import caches as _caches  # noqa: E402
-
-_caches.register_lru("expressions", compile_expression)

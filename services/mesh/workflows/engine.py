@@ -716,9 +716,10 @@ class Run:
             doc["args"] = args
         return doc
 
-    def resolve_inputs(self, step: pb.Step) -> dict:
+    async def resolve_inputs(self, step: pb.Step) -> dict:
         doc = self.document()
-        return {name: defn.evaluate(text, doc) for name, text in step.inputs.items()}
+        return {name: await defn.evaluate_async(text, doc, tenant=self.tenant_id)
+                for name, text in step.inputs.items()}
 
     async def set_state(self, step_id: str, **changes) -> None:
         def apply(state: dict, row: ExecutionRow):
@@ -765,7 +766,7 @@ class Run:
             await self.engine.update(self.execution_id, lambda row: _end(
                 row, E + "FAILED", None))
             return {"status": "FAILED", "step": step_id, "code": code}
-        outputs = self._final_outputs()
+        outputs = await self._final_outputs()
 
         def complete(row: ExecutionRow):
             if row.status in ENDED:
@@ -775,10 +776,11 @@ class Run:
         await self.engine.update(self.execution_id, complete)
         return {"status": "COMPLETED", "outputs": outputs}
 
-    def _final_outputs(self) -> dict:
+    async def _final_outputs(self) -> dict:
         if self.workflow.outputs:
             doc = self.document()
-            return {key: defn.evaluate(text, doc) for key, text in self.workflow.outputs.items()}
+            return {key: await defn.evaluate_async(text, doc, tenant=self.tenant_id)
+                    for key, text in self.workflow.outputs.items()}
         last = self.outputs.get(self.finished[-1]) if self.finished else None
         return last if isinstance(last, dict) else ({} if last is None else {"value": last})
 
@@ -846,9 +848,11 @@ class Run:
     async def _one(self, sid: str, reservation) -> tuple[str, str, str] | None:
         step = self.graph.steps[sid]
         try:
-            args = self.resolve_inputs(step)
+            args = await self.resolve_inputs(step)
         except defn.ExpressionError as exc:
             args, early = None, StepFailure("EXPRESSION_FAILED", str(exc))
+        except TimeoutError as exc:  # an input's expression, killed in the sandbox
+            args, early = None, StepFailure("TIMEOUT", f"step {sid!r}: an input {exc}")
         else:
             early = None
         result = await reservation.run_async(
@@ -912,8 +916,9 @@ class Run:
                         "attempts": 1}
             except defn.ExpressionError as exc:
                 failure = StepFailure("EXPRESSION_FAILED", str(exc))
-            except TimeoutError:
-                failure = StepFailure("TIMEOUT", f"step {sid!r} took longer than {timeout:g}s")
+            except TimeoutError as exc:
+                failure = StepFailure("TIMEOUT", f"step {sid!r} took longer than {timeout:g}s"
+                                      if timeout else f"step {sid!r}: {exc}")
 
             def failed_pure(state: dict, row: ExecutionRow):
                 state["attempts"] = state.get("attempts", 0) + 1
@@ -953,9 +958,10 @@ class Run:
                 work = self._perform(step, args, key)
                 output = await (asyncio.wait_for(work, timeout) if timeout else work)
                 return {"ok": True, "output": output}
-            except TimeoutError:
+            except TimeoutError as exc:
                 failure = StepFailure("TIMEOUT", f"attempt {attempt} of step {sid!r} took "
-                                                 f"longer than {timeout:g}s")
+                                                 f"longer than {timeout:g}s" if timeout else
+                                      f"attempt {attempt} of step {sid!r}: {exc}")
             except StepFailure as exc:
                 failure = exc
             except defn.ExpressionError as exc:
@@ -976,10 +982,15 @@ class Run:
 
     async def _perform(self, step: pb.Step, args: dict, key: str) -> Any:
         kind = step.type
+        # Off the event loop unless bounded (mesh.workflows.expressions), under the step's
+        # timeout: the sandbox's worker is killed when it passes.
+        timeout = defn.duration_seconds(step, "timeout")
         if kind == T.STEP_TYPE_TRANSFORM:
-            return defn.evaluate(step.transform.expression, self.document(args))
+            return await defn.evaluate_async(step.transform.expression, self.document(args),
+                                             timeout=timeout, tenant=self.tenant_id)
         if kind == T.STEP_TYPE_CONDITION:
-            value = defn.evaluate(step.condition.expression, self.document(args))
+            value = await defn.evaluate_async(step.condition.expression, self.document(args),
+                                              timeout=timeout, tenant=self.tenant_id)
             return {"result": bool(value)}
         if kind == T.STEP_TYPE_HTTP:
             return await self._http(step, args, key)
@@ -1017,7 +1028,7 @@ class Run:
     async def _http(self, step: pb.Step, args: dict, key: str) -> Any:
         config = step.http
         method = (config.method or "POST").upper()
-        url = defn.render_text(config.url, args)
+        url = await defn.render_text_async(config.url, args, tenant=self.tenant_id)
         body = {**json_format.MessageToDict(config.body), **args}
         headers = {**dict(config.headers), "Idempotency-Key": key}
         # A step timeout bounds the attempt (TIMEOUT); a longer one lets each read wait longer.
@@ -1062,10 +1073,11 @@ class Run:
         context = struct_pb2.Struct()
         context.update({**args, "idempotency_key": key, "execution_id": self.execution_id})
         stub = self.engine.runtime.peers.stub(agents_pb2_grpc.AgentServiceStub)
+        message = await defn.render_text_async(step.agent.prompt, args, tenant=self.tenant_id)
         reply = await self._once("AGENT", lambda: stub.InteractWithAgent(
             agents_pb2.InteractWithAgentRequest(
-                agent_id=step.agent.agent_id, message=defn.render_text(step.agent.prompt, args),
-                context=context), metadata=self._metadata(key)))
+                agent_id=step.agent.agent_id, message=message, context=context),
+            metadata=self._metadata(key)))
         return {"reply": reply.reply, "call_id": reply.call_id, "tokens": reply.tokens}
 
     async def _once(self, kind: str, call: Callable[[], Any]) -> Any:
@@ -1095,14 +1107,15 @@ class Run:
         needed = max(1, step.approval.min_approvals)
         timeout = defn.duration_seconds(step, "timeout") or APPROVAL_WAIT_SECONDS
         try:
-            args = self.resolve_inputs(step)
-        except defn.ExpressionError as exc:
+            args = await self.resolve_inputs(step)
+            message = await defn.render_text_async(step.approval.message, args,
+                                                   tenant=self.tenant_id)
+        except (defn.ExpressionError, TimeoutError) as exc:
             problem = _error(sid, "EXPRESSION_FAILED", str(exc))
             await self.engine.step_state(self.execution_id, sid, lambda state, row: setattr(
                 row, "errors", [*row.errors, problem]))
             return await self._record(sid, {"ok": False, "code": problem["code"],
                                             "message": problem["message"]})
-        message = defn.render_text(step.approval.message, args)
 
         def wait(state: dict, row: ExecutionRow):
             if state["status"] == S + "PENDING":

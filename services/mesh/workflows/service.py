@@ -41,10 +41,10 @@ _WRITABLE = ("name", "slug", "description", "labels", *_DEFINITION_FIELDS)
 
 workflows = TenantRepository(WorkflowRow, noun="workflow", name_column="slug",
                              search_columns=("name", "slug", "description"),
-                             order_columns=("name", "slug", "status"))
+                             order_columns=("name", "slug", "status"), quota="resource")
 executions = TenantRepository(ExecutionRow, noun="execution", name_column=None,
                               order_columns=("started_at", "ended_at", "status", "priority"))
-versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None)
+versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None, quota="version")
 schedules = TenantRepository(ScheduleRow, noun="schedule", name_column=None)
 
 
@@ -152,9 +152,25 @@ def _priority(value: int) -> str:
     return pb.ExecutionPriority.Name(value or pb.EXECUTION_PRIORITY_NORMAL)
 
 
-def _check_inputs(workflow: WorkflowRow, inputs: dict) -> None:
-    errors = schemas.instance_errors(workflow.definition.get("input_schema") or {}, inputs,
-                                     "inputs", "input_schema")
+class _ValidateInSandbox(Exception):
+    """The input schema has references: validating may take long, so not inside the
+    transaction (nor on the event loop) but in the sandbox first (mesh.runtime.schemas)."""
+
+    def __init__(self, schema: dict) -> None:
+        super().__init__("validate in the sandbox")
+        self.schema = schema
+
+
+def _check_inputs(workflow: WorkflowRow, inputs: dict, validated: dict | None = None) -> None:
+    schema = workflow.definition.get("input_schema") or {}
+    if not schema or schema == validated:
+        return
+    if not schemas.is_bounded(schema):
+        raise _ValidateInSandbox(schema)
+    _refuse_inputs(schemas.instance_errors(schema, inputs, "inputs", "input_schema"))
+
+
+def _refuse_inputs(errors: list[tuple[str, str]]) -> None:
     if errors:
         raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
                               field_violations=errors)
@@ -466,6 +482,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
     # ---- executions ---------------------------------------------------------------------------
     async def _start(self, caller: Caller, key: str, inputs: dict, priority: str,
                      idempotency_key: str) -> ExecutionRow:
+        validated: dict | None = None
+
         def create(session: Session) -> tuple[ExecutionRow, bool]:
             workflow = workflows.get(session, caller.tenant_id, key)
             if idempotency_key:
@@ -479,7 +497,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                     f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
                     reason="WORKFLOW_NOT_ACTIVE",
                     details={"workflow": workflow.slug, "status": workflow.status})
-            _check_inputs(workflow, inputs)
+            _check_inputs(workflow, inputs, validated)
             limits.check_execution_quota(session, caller.tenant_id, self.runtime.settings)
             row = new_execution(workflow, inputs, priority, caller.user_id,
                                 idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
@@ -487,7 +505,13 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             row.dbos_workflow_id = row.id
             executions.add(session, row)
             return row, workflow.definition.get("timeout")
-        row, timeout = await self.db.write(create)
+        try:
+            row, timeout = await self.db.write(create)
+        except _ValidateInSandbox as needed:  # nothing was written; validate, then again
+            _refuse_inputs(await schemas.instance_errors_async(
+                needed.schema, inputs, "inputs", "input_schema", tenant=caller.tenant_id))
+            validated = needed.schema
+            row, timeout = await self.db.write(create)
         if timeout is not False:
             seconds = float(timeout.rstrip("s")) if timeout else None
             await self.engine.enqueue(row.id, row.tenant_id, row.priority, seconds)
