@@ -38,7 +38,8 @@ def web():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def limited(request, tmp_path_factory):
-    settings = dict(LIMITS)
+    # HTTP steps call the local effect server: the egress guard must allow 127.0.0.1.
+    settings = {**LIMITS, "egress_allow": "127.0.0.1"}
     if request.param == "postgres":
         settings["database_url"] = request.getfixturevalue("postgres_url")
         _drop_schemas(settings["database_url"])
