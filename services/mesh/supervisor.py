@@ -184,6 +184,9 @@ class Mesh:
         # (OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md).
         if "observability" in self.ports and not telemetry.configured_endpoint(os.environ):
             env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports['observability']}"
+        # Every service is its own agentmesh-<service>: one name for all of them (a child of
+        # --isolation process hosts one) would merge them.
+        env.pop("OTEL_SERVICE_NAME", None)
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
         # Restart requests of the system service arrive here (mesh/system/restart.py).
         restart.prepare(self.control_dir, groups)
