@@ -265,8 +265,12 @@ class Tracing:
     def tracer(self, service: str):
         tracer = self._tracers.get(service)
         if tracer is None:
+            # The schema of the RPC attributes written by default (v1.37); none when opted in
+            # to the newer ones, which no released schema describes as a whole yet.
+            schema = (None if self.new_conventions
+                      else "https://opentelemetry.io/schemas/1.37.0")
             tracer = self._tracers[service] = self.provider(service).get_tracer(
-                f"agentmesh.{service}", schema_url="https://opentelemetry.io/schemas/1.37.0")
+                f"agentmesh.{service}", schema_url=schema)
         return tracer
 
     def start(self, service: str, method: str, metadata: Mapping[str, str],
