@@ -66,6 +66,35 @@ def test_span_exports_carry_the_internal_token_only_when_tracing():
     assert "t0ken" not in json.dumps(untraced)
 
 
+def test_a_named_collector_gets_the_gateways_spans_with_its_headers_and_never_the_token():
+    """With OTEL_EXPORTER_OTLP_ENDPOINT naming a collector, Envoy's tracer exports there (an
+    https URL over TLS, verified), with OTEL_EXPORTER_OTLP_HEADERS and without the internal
+    token; its service.name is agentmesh-gateway."""
+    config = build(contract.default(), GatewayOptions(
+        backends=_backends(), trace_cluster="observability", trace_token="t0ken",
+        trace_collector="https://collector.example:4317",
+        trace_collector_headers={"authorization": "Bearer k"}))
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    tracer = hcm["typed_config"]["tracing"]["provider"]["typed_config"]
+    assert tracer["service_name"] == "agentmesh-gateway"
+    assert tracer["grpc_service"]["envoy_grpc"]["cluster_name"] == "otlp_collector"
+    assert tracer["grpc_service"]["initial_metadata"] == [{"key": "authorization",
+                                                           "value": "Bearer k"}]
+    assert "t0ken" not in json.dumps(config)
+    cluster = next(c for c in config["static_resources"]["clusters"]
+                   if c["name"] == "otlp_collector")
+    address = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert address["address"]["socket_address"] == {"address": "collector.example",
+                                                    "port_value": 4317}
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["sni"] == "collector.example"
+    plain = build(contract.default(), GatewayOptions(
+        backends=_backends(), trace_collector="http://127.0.0.1:4317"))
+    cluster = next(c for c in plain["static_resources"]["clusters"]
+                   if c["name"] == "otlp_collector")
+    assert "transport_socket" not in cluster
+
+
 def test_the_public_metrics_route_needs_platform_read_and_prometheus_has_its_own_listener():
     """`/metrics` on the public listener is an operator's route (platform:read); the metrics
     listener serves Envoy's Prometheus stats and nothing else."""

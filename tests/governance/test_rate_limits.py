@@ -11,9 +11,9 @@ import redis
 
 from agentmesh.governance.v1 import governance_pb2 as pb
 from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
-from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as common
-from envoy.service.ratelimit.v3 import rls_pb2 as rls
-from envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
+from agentmesh.thirdparty.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2 as common
+from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2 as rls
+from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
 from mesh.governance.service import DEFINITION
 from tests.harness import Identity, ServiceHarness
 

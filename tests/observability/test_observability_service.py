@@ -9,9 +9,10 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from agentmesh.otlp.v1 import trace_pb2
-from agentmesh.otlp.v1 import trace_pb2 as common_pb2
-from agentmesh.otlp.v1 import trace_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
@@ -32,9 +33,10 @@ def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, tenant: str
     now = time.time_ns()
     return trace_pb2.Span(
         trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
-        kind=trace_pb2.SPAN_KIND_SERVER, start_time_unix_nano=now,
+        kind=trace_pb2.Span.SPAN_KIND_SERVER, start_time_unix_nano=now,
         end_time_unix_nano=now + 2_000_000,
-        status=trace_pb2.Status(code=2 if error else 1),
+        status=trace_pb2.Status(code=trace_pb2.Status.STATUS_CODE_ERROR if error
+                                else trace_pb2.Status.STATUS_CODE_OK),
         attributes=[common_pb2.KeyValue(key="agentmesh.tenant_id",
                                         value=common_pb2.AnyValue(string_value=tenant))])
 
@@ -46,10 +48,7 @@ def _export(service, spans, service_name="agents", token: str | None = None):
 
     resource_spans = trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
     resource_spans.resource.attributes.add(key="service.name").value.string_value = service_name
-    export = service.raw_channel.unary_unary(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        request_serializer=otlp.ExportTraceServiceRequest.SerializeToString,
-        response_deserializer=otlp.ExportTraceServiceResponse.FromString)
+    export = otlp_grpc.TraceServiceStub(service.raw_channel).Export
     token = internal.token(service.settings) if token is None else token
     export(otlp.ExportTraceServiceRequest(resource_spans=[resource_spans]),
            metadata=((internal.HEADER, token),) if token else ())

@@ -13,6 +13,11 @@ retries, honouring `Retry-After`), bounds each request by a timeout, and every r
 through the egress guard's client (mesh.runtime.egress, an httpx2 client the SDK takes as its
 own) like tools do: a refused endpoint fails the call with EGRESS_DENIED. Each answer carries its token
 usage and cost, from the model's prices per million tokens.
+
+In a traced call each model request is a CLIENT span with OpenTelemetry's GenAI conventions
+(`chat gpt-4o-mini`: `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
+`gen_ai.usage.input_tokens`, `gen_ai.usage.output_tokens`, ...; `mesh.runtime.telemetry`). The
+messages themselves are never recorded on it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import openai
 
+from mesh.runtime import telemetry
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError
 from mesh.runtime.masterdata_client import ModelSpec
@@ -33,6 +40,16 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 2
 _PASSED_PARAMETERS = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed",
                       "stop")
+# GenAI conventions: `gen_ai.provider.name` of a model record's provider (the well-known values;
+# other providers keep their own name) and the request attributes of its parameters.
+_GEN_AI_PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "azure": "azure.ai.openai",
+                     "azure_openai": "azure.ai.openai", "groq": "groq", "mistral": "mistral_ai",
+                     "deepseek": "deepseek"}
+_GEN_AI_PARAMETERS = {"temperature": "gen_ai.request.temperature",
+                      "top_p": "gen_ai.request.top_p",
+                      "presence_penalty": "gen_ai.request.presence_penalty",
+                      "frequency_penalty": "gen_ai.request.frequency_penalty",
+                      "seed": "gen_ai.request.seed", "stop": "gen_ai.request.stop_sequences"}
 
 
 class ModelError(Exception):
@@ -62,6 +79,8 @@ class ModelTurn:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_ms: int = 0
+    response_id: str = ""      # the provider's id of the answer
+    response_model: str = ""   # the model that answered, as the provider names it
 
     def assistant_message(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": self.content or None}
@@ -108,12 +127,40 @@ class ChatClient:
     async def close(self) -> None:
         await self.client.close()
 
+    def _span_attributes(self, max_tokens: int | None) -> dict[str, Any]:
+        """The GenAI request attributes of a model request's span."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": _GEN_AI_PROVIDERS.get(self.spec.provider, self.spec.provider),
+            "gen_ai.request.model": self.spec.model}
+        url = urlsplit(base_url(self.spec) or "https://api.openai.com/v1")
+        if url.hostname:
+            attributes["server.address"] = url.hostname
+            attributes["server.port"] = url.port or (443 if url.scheme == "https" else 80)
+        limit = max_tokens or self.spec.max_output_tokens
+        if limit:
+            attributes["gen_ai.request.max_tokens"] = limit
+        for name, value in self.parameters.items():
+            if name in _GEN_AI_PARAMETERS and isinstance(value, (int, float, str, list)):
+                attributes[_GEN_AI_PARAMETERS[name]] = [value] if name == "stop" and \
+                    isinstance(value, str) else value
+        return attributes
+
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        max_tokens: int | None = None) -> ModelTurn:
-        try:
-            turn = await self._complete(messages, tools, max_tokens)
-        except ModelError as exc:
-            raise ModelError(exc.reason, self.mask.text(exc.message)) from None
+        with telemetry.client_span(f"chat {self.spec.model}",
+                                   self._span_attributes(max_tokens)) as span:
+            try:
+                turn = await self._complete(messages, tools, max_tokens)
+            except ModelError as exc:
+                raise ModelError(exc.reason, self.mask.text(exc.message)) from None
+            if span is not None:
+                span.set_attributes({
+                    "gen_ai.response.id": turn.response_id,
+                    "gen_ai.response.model": turn.response_model,
+                    "gen_ai.response.finish_reasons": [turn.finish_reason or "unknown"],
+                    "gen_ai.usage.input_tokens": turn.prompt_tokens,
+                    "gen_ai.usage.output_tokens": turn.completion_tokens})
         turn.content = self.mask.text(turn.content)
         return turn
 
@@ -164,4 +211,5 @@ class ChatClient:
         prompt = usage.prompt_tokens if usage else 0
         completion = usage.completion_tokens if usage else 0
         return ModelTurn(choice.message.content or "", calls, choice.finish_reason or "",
-                         prompt, completion, self.spec.cost(prompt, completion), latency)
+                         prompt, completion, self.spec.cost(prompt, completion), latency,
+                         answer.id or "", answer.model or "")

@@ -83,9 +83,14 @@ class GatewayOptions:
     # requests sampled (a request with a sampled `traceparent` is always traced).
     trace_cluster: str = ""
     trace_sample_percent: float = 10.0
-    # The platform's internal token (mesh.runtime.internal), sent with every span export: the
-    # receiver refuses exports without it.
+    # The platform's internal token (mesh.runtime.internal), sent with every span export to
+    # trace_cluster: the receiver refuses exports without it.
     trace_token: str = field(default="", repr=False)
+    # Or an OTLP/gRPC collector outside the mesh (OTEL_EXPORTER_OTLP_ENDPOINT, a URL: http://
+    # plaintext, https:// TLS), with its headers (OTEL_EXPORTER_OTLP_HEADERS) and never the
+    # token. Set, it wins over trace_cluster, so the gateway's spans go where the services' do.
+    trace_collector: str = ""
+    trace_collector_headers: dict[str, str] = field(default_factory=dict, repr=False)
     # Envoy's global rate-limit filter asking governance's RateLimitService (off by default;
     # `global_rate_limit()` and docs/governance.md).
     global_rate_limit: bool = False
@@ -504,18 +509,49 @@ def _cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, A
     return cluster
 
 
+TRACE_COLLECTOR_CLUSTER = "otlp_collector"
+
+
+def _trace_collector_cluster(options: GatewayOptions) -> dict[str, Any]:
+    """The cluster of an OTLP collector outside the mesh, TLS when its URL says so (verified
+    against OTEL_EXPORTER_OTLP_CERTIFICATE, else the system's CA bundle)."""
+    from mesh.runtime.telemetry import parse_endpoint
+
+    host, port, tls = parse_endpoint(options.trace_collector)
+    cluster = _cluster(TRACE_COLLECTOR_CLUSTER, host, port)
+    if tls:
+        ca = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+              or os.environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+              or next((p for p in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/"
+                                   "ca-bundle.crt", "/etc/ssl/cert.pem") if Path(p).exists()), ""))
+        context: dict[str, Any] = {"sni": host, "common_tls_context": {
+            "alpn_protocols": ["h2"]}}
+        if ca:
+            context["common_tls_context"]["validation_context"] = {
+                "trusted_ca": {"filename": ca}}
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": f"{_T}transport_sockets.tls.v3.UpstreamTlsContext", **context}}
+    return cluster
+
+
 def _tracing(options: GatewayOptions) -> dict[str, Any]:
-    """Envoy's OpenTelemetry tracer: spans to the OTLP receiver, with the caller's tenant."""
+    """Envoy's OpenTelemetry tracer: spans to the OTLP receiver (or the collector the user
+    named), with the caller's tenant. Its `service.name` is `agentmesh-gateway`, beside the
+    services' `agentmesh-<service>` (mesh.runtime.telemetry)."""
+    if options.trace_collector:
+        cluster = TRACE_COLLECTOR_CLUSTER
+        metadata = [{"key": k, "value": v} for k, v in options.trace_collector_headers.items()]
+    else:
+        cluster = options.trace_cluster
+        metadata = ([{"key": INTERNAL_TOKEN_HEADER, "value": options.trace_token}]
+                    if options.trace_token else [])
     return {
         "random_sampling": {"value": options.trace_sample_percent},
         "provider": {"name": "envoy.tracers.opentelemetry", "typed_config": {
             "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
-            "grpc_service": {"envoy_grpc": {"cluster_name": options.trace_cluster},
-                             "timeout": "1s",
-                             **({"initial_metadata": [{"key": INTERNAL_TOKEN_HEADER,
-                                                       "value": options.trace_token}]}
-                                if options.trace_token else {})},
-            "service_name": "gateway"}},
+            "grpc_service": {"envoy_grpc": {"cluster_name": cluster}, "timeout": "1s",
+                             **({"initial_metadata": metadata} if metadata else {})},
+            "service_name": "agentmesh-gateway"}},
         "custom_tags": [{"tag": "tenant_id",
                          "request_header": {"name": "x-agentmesh-tenant-id"}}],
     }
@@ -695,10 +731,12 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
         },
         "http_filters": filters,
     }
-    if options.trace_cluster:
+    if options.trace_cluster or options.trace_collector:
         hcm["tracing"] = _tracing(options)
     clusters = [_replicated_cluster(name, address)
                 for name, address in sorted(options.backends.items()) if name in contract.backends]
+    if options.trace_collector:
+        clusters.append(_trace_collector_cluster(options))
     clusters.append(_cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False))
     if options.live_websocket is not None:
         websocket = _replicated_cluster(LIVE_WS_CLUSTER, options.live_websocket)

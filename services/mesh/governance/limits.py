@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from envoy.service.ratelimit.v3 import rls_pb2 as rls
-from envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
+from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2 as rls
+from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
 
 log = logging.getLogger("mesh.governance.limits")
 OK = rls.RateLimitResponse.OK

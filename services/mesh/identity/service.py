@@ -18,10 +18,10 @@ from sqlmodel import Session, func, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.identity.v1 import identity_pb2 as pb
 from agentmesh.identity.v1 import identity_pb2_grpc as pb_grpc
-from envoy.config.core.v3 import base_pb2
-from envoy.service.auth.v3 import external_auth_pb2 as authz
-from envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
-from envoy.type.v3 import http_status_pb2
+from agentmesh.thirdparty.envoy.config.core.v3 import base_pb2
+from agentmesh.thirdparty.envoy.service.auth.v3 import external_auth_pb2 as authz
+from agentmesh.thirdparty.envoy.service.auth.v3 import external_auth_pb2_grpc as authz_grpc
+from agentmesh.thirdparty.envoy.type.v3 import http_status_pb2
 from mesh import contract as contract_mod
 from mesh.identity import keys, security
 from mesh.identity.models import (ApiKeyRow, LoginThrottleRow, RefreshTokenRow, SigningKeyRow,

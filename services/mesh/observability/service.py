@@ -1,8 +1,9 @@
 """ObservabilityService (traces, events, logs) and the OTLP trace receiver.
 
-Traces arrive over OTLP/gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`, the
-standard wire format, so any collector can stand in for this service): from the gateway (Envoy's
-OpenTelemetry tracer) and from every service (`mesh.runtime.telemetry`). Logs arrive from the
+Traces arrive over OTLP/gRPC (`opentelemetry.proto.collector.trace.v1.TraceService`, with the
+official `opentelemetry-proto` messages: the standard wire format, so any collector can stand in
+for this service): from the gateway (Envoy's OpenTelemetry tracer) and from every service
+(`mesh.runtime.telemetry`, the SDK's OTLP exporter). Logs arrive from the
 services' runtime (`mesh.runtime.logs`) through the internal `IngestLogs`.
 """
 
@@ -22,8 +23,10 @@ from sqlmodel import Session, func, select
 
 from agentmesh.common.v1 import common_pb2 as common
 from agentmesh.observability.v1 import observability_pb2 as pb
-from agentmesh.otlp.v1 import trace_pb2 as otlp
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
+
 from mesh.observability.alerts import Evaluator, alert_message, alerts, new_alert
 from mesh.observability.analytics import AnalyticsService
 from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow, SpanRow
@@ -36,6 +39,7 @@ from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import utcnow
+from mesh.runtime.telemetry import SERVICE_NAMESPACE
 
 log = logging.getLogger("mesh.observability")
 events = TenantRepository(EventRow, noun="event", message=pb.Event, name_column=None,
@@ -75,8 +79,11 @@ def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
             for span in scope_spans.spans:
                 attributes = {a.key: _value(a.value) for a in span.attributes}
                 tenant = next((str(attributes[k]) for k in _TENANT_KEYS if attributes.get(k)), "")
+                # Agent Mesh's short name (`agents`, `gateway`): the runtime's attribute, else
+                # the resource's `service.name` without the `agentmesh-` of the platform's own.
                 service = str(attributes.get("agentmesh.service")
-                              or resource.get("service.name", ""))
+                              or str(resource.get("service.name", "")).removeprefix(
+                                  f"{SERVICE_NAMESPACE}-"))
                 rows.append(SpanRow(
                     tenant_id=tenant, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
                     parent_span_id=span.parent_span_id.hex(), name=span.name, service=service,
@@ -113,18 +120,15 @@ def state_of(runtime: Runtime) -> State:
     return _states.setdefault(id(runtime), State())
 
 
-class TraceReceiver:
-    """OTLP/gRPC trace receiver: stores the spans the platform's own exporters send. Registered
-    by hand under OTLP's method name with Agent Mesh's copy of the messages
-    (protos/agentmesh/otlp/v1).
+class TraceReceiver(otlp_grpc.TraceServiceServicer):
+    """OTLP/gRPC trace receiver (the official `TraceService`): stores the spans the platform's
+    own exporters send.
 
     A span is filed under the tenant its attributes name, which is to be trusted only from the
     platform's own exporters: the services' runtime sets `agentmesh.tenant_id` and the gateway
     its `tenant_id` tag, both from the identity the gateway verified. So an Export must present
     the platform's internal token (`mesh.runtime.internal`, compared in constant time); anything
     else that reaches this port is refused UNAUTHENTICATED and nothing is stored."""
-
-    METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
@@ -156,9 +160,11 @@ class TraceReceiver:
         return otlp.ExportTraceServiceResponse()
 
     def handler(self) -> grpc.GenericRpcHandler:
-        service, method = self.METHOD.strip("/").split("/")
-        return grpc.method_handlers_generic_handler(service, {
-            method: grpc.unary_unary_rpc_method_handler(
+        """The generated registration's handler, without the runtime's wrapper: OTLP carries
+        none of the contract's annotations, and its Export must not make spans of its own."""
+        service = otlp.DESCRIPTOR.services_by_name["TraceService"]
+        return grpc.method_handlers_generic_handler(service.full_name, {
+            "Export": grpc.unary_unary_rpc_method_handler(
                 self.Export, otlp.ExportTraceServiceRequest.FromString,
                 otlp.ExportTraceServiceResponse.SerializeToString)})
 

@@ -1,10 +1,13 @@
-"""Structured JSON logs; every record carries the correlation id of the call it belongs to."""
+"""Structured JSON logs; every record carries the correlation id of the call it belongs to and,
+written during a traced call, the `trace_id` and `span_id` of its span (W3C hex, as in the
+exported spans and the `x-trace-id` answer header), so a trace's log lines are found by id."""
 
 from __future__ import annotations
 
 import logging
 import sys
 
+from opentelemetry.trace import get_current_span
 from pythonjsonlogger.json import JsonFormatter
 
 from mesh.runtime import redaction
@@ -67,6 +70,12 @@ class _CorrelationFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.correlation_id = correlation_id()
         record.service = current_service.get() or self.service
+        # The current span (mesh.runtime.telemetry makes one current only for traced calls);
+        # the JSON formatter writes these as fields, absent outside a traced call.
+        span_context = get_current_span().get_span_context()
+        if span_context.is_valid:
+            record.trace_id = format(span_context.trace_id, "032x")
+            record.span_id = format(span_context.span_id, "016x")
         return True
 
 
@@ -123,13 +132,13 @@ class LogShipper(logging.Handler):
         if len(self.buffer) == self.buffer.maxlen:
             self.dropped += 1
         from mesh.runtime.context import TENANT_HEADER, current_call, metadata_value
-        from mesh.runtime.telemetry import current_traceparent
 
         context = current_call.get()
-        traceparent = current_traceparent.get()
+        span_context = get_current_span().get_span_context()
         self.buffer.append((record.created, record.levelname, current_service.get() or "",
                             redaction.LOGS.text(record.getMessage())[:8000], correlation_id(),
-                            traceparent.split("-")[1] if traceparent else "",
+                            format(span_context.trace_id, "032x") if span_context.is_valid
+                            else "",
                             metadata_value(context, TENANT_HEADER) if context is not None else "",
                             record.name))
 

@@ -26,7 +26,7 @@ from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEA
 from mesh.runtime import internal
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
-from mesh.runtime.telemetry import TRACEPARENT, current_traceparent
+from mesh.runtime.telemetry import TRACEPARENT, TRACESTATE, current_traceparent
 
 S = TypeVar("S")
 DEFAULT_DEADLINE_SECONDS = 10.0
@@ -76,10 +76,13 @@ def outgoing_metadata() -> list[tuple[str, str]]:
     context = current_call.get()
     if context is None:
         return []
-    metadata = [(k, v) for k, v in call_metadata(context).items() if k in _PASSED_ON]
+    incoming = call_metadata(context)
+    metadata = [(k, v) for k, v in incoming.items() if k in _PASSED_ON]
     traceparent = current_traceparent.get()
-    if traceparent:
+    if traceparent:  # a traced call: its span is the parent, the vendors' trace state goes on
         metadata.append((TRACEPARENT, traceparent))
+        if incoming.get(TRACESTATE):
+            metadata.append((TRACESTATE, incoming[TRACESTATE]))
     return metadata
 
 

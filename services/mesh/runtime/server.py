@@ -1,5 +1,6 @@
 """One gRPC server per service: health, reflection, error mapping, traces, graceful shutdown. A service supplies a `ServiceDefinition`; this module does the rest.
-Traces: see `mesh.runtime.telemetry` (a span only for calls the gateway sampled).
+Traces: see `mesh.runtime.telemetry` (a span only for calls the gateway sampled, made here in
+the wrapper rather than by an interceptor, for the reason below).
 
 Error mapping and the call context are applied by wrapping each servicer method once, when the
 server is built, rather than by a server interceptor: an interceptor runs per call and builds a
@@ -38,7 +39,7 @@ from mesh.runtime.peers import Peers
 from mesh.runtime.revocation import RevocationGuard
 from mesh.runtime.service import Runtime, ServiceDefinition, registration, service_descriptor
 from mesh.runtime.settings import Settings
-from mesh.runtime.telemetry import TRACEPARENT, Tracing, current_traceparent
+from mesh.runtime.telemetry import TRACEPARENT, ServerSpan, Tracing
 
 log = logging.getLogger("mesh.server")
 
@@ -108,7 +109,7 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
         result = fn(request, context)
         return await result if is_coroutine else result
 
-    async def guarded(request, context, metadata: dict[str, str]):
+    async def guarded(request, context, metadata: dict[str, str], span: ServerSpan | None = None):
         started = time.perf_counter()
         try:
             if type(request) is wire.Malformed:
@@ -130,31 +131,39 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
             return result
         except grpc.aio.AbortError:
             metrics.observe(time.perf_counter() - started, "ABORTED")
+            if span is not None:  # the handler aborted by itself
+                span.failed(context.code() or grpc.StatusCode.UNKNOWN)
             raise
         except asyncio.CancelledError:
             metrics.observe(time.perf_counter() - started, "CANCELLED")
+            if span is not None:
+                span.failed(grpc.StatusCode.CANCELLED)
             raise
         except BaseException as exc:  # noqa: BLE001 - mapped, never leaked
             error = _failure(exc, method)
-            metrics.observe(time.perf_counter() - started, error.code.name)
+            elapsed = time.perf_counter() - started
+            metrics.observe(elapsed, error.code.name)
+            if span is not None:
+                span.failed(error.code, error, exc)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s answered %s (%s) in %.2f ms", method, error.code.name, error.reason,
+                          elapsed * 1000)
             await context.abort_with_status(errors.to_status(error, domain))
 
-    async def traced(request, context, metadata: dict[str, str], traceparent: str):
-        started = tracing.start(service, method, traceparent, metadata.get(TENANT_HEADER, ""))
-        if started is None:
+    async def traced(request, context, metadata: dict[str, str]):
+        span = tracing.start(service, method, metadata, metadata.get(TENANT_HEADER, ""))
+        if span is None:  # the sampler dropped it
             return await guarded(request, context, metadata)
-        span, child = started
-        token = current_traceparent.set(child)
+        succeeded = False
         try:
-            return await guarded(request, context, metadata)
-        except grpc.aio.AbortError:
-            from opentelemetry.trace import Status, StatusCode
-
-            span.set_status(Status(StatusCode.ERROR))
-            raise
+            result = await guarded(request, context, metadata, span)
+            succeeded = True
+            return result
         finally:
-            current_traceparent.reset(token)
-            span.end()
+            span.end(succeeded)
+
+    # A sampler other than "follow the caller" (OTEL_TRACES_SAMPLER) decides on every call.
+    every_call = tracing is not None and tracing.every_call
 
     @functools.wraps(fn)
     async def handler(request, context):
@@ -165,8 +174,8 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
         try:
             # Only calls the gateway sampled (W3C flags 01) pay for a span.
             traceparent = metadata.get(TRACEPARENT, "") if tracing is not None else ""
-            if traceparent.endswith("-01"):
-                return await traced(request, context, metadata, traceparent)
+            if traceparent.endswith("-01") or every_call:
+                return await traced(request, context, metadata)
             return await guarded(request, context, metadata)
         finally:
             current_call.reset(tokens[0])
@@ -319,6 +328,8 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
                    settings.log_level, settings.log_format)
     expose(settings)
     sandbox.configure(settings)  # its workers start on first use (mesh.runtime.sandbox)
+    # Made before the services so that it knows how many this process hosts (service.name).
+    tracing = Tracing.of(settings, tuple(d.name for d in definitions))
     # One revocation list per process, refreshed from identity, checked by every service.
     revocations = RevocationGuard(settings, Peers(settings))
     running = []
@@ -346,9 +357,8 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
         await poller.peers.close()
     if shipper is not None:
         await shipper.stop()
-    tracing = Tracing.of(settings)
     if tracing is not None:  # queued spans leave while the receiver may still be up
-        await asyncio.to_thread(tracing.provider.force_flush, 2000)
+        await asyncio.to_thread(tracing.force_flush, 2000)
     await asyncio.gather(*(r.stop(settings.grace_period_seconds) for r in running))
     await sandbox.shutdown()
     if tracing is not None:

@@ -59,10 +59,13 @@ class Settings(BaseSettings):
     # first run; required in production (every replica must hold the same one).
     internal_token: str = Field(default="", repr=False)
 
-    # OpenTelemetry: spans are exported only when an OTLP endpoint is set (agentmesh up sets
-    # it to the observability service). The gateway samples this percentage of requests (1 by
-    # default; raise it while investigating); a service records spans only for sampled calls
-    # (mesh.runtime.telemetry).
+    # OpenTelemetry: spans are exported only when an OTLP endpoint is set, with the standard
+    # variables (OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER...,
+    # read by mesh.runtime.telemetry; agentmesh up points it at the observability service). The
+    # gateway samples this percentage of requests (1 by default; raise it while investigating);
+    # a service records spans only for sampled calls.
+    # Deprecated alias of OTEL_EXPORTER_OTLP_ENDPOINT (host:port, plaintext), read when that is
+    # unset; removed in the next release.
     otel_exporter_otlp_endpoint: str = ""
     trace_sample_percent: float = Field(default=1.0, ge=0, le=100)
     # Prometheus: this process serves its metrics over HTTP on this port (0 = not served).

@@ -1,158 +1,334 @@
-"""Traces that cost nothing when a call is not sampled.
+"""Traces with the OpenTelemetry SDK, configured by the standard `OTEL_*` variables, that cost
+nothing when a call is not sampled.
 
-The gateway decides: Envoy's OpenTelemetry tracer samples a share of requests
+**Who decides.** The gateway: Envoy's OpenTelemetry tracer samples a share of requests
 (`AGENTMESH_TRACE_SAMPLE_PERCENT`, 1% by default: at 10% the spans cost ~0.1 ms of CPU per
-request, measured with bench/lean_runtime.py) and passes `traceparent` on. A service makes a span only for a call whose `traceparent` says
-"sampled", as a child of the gateway's span; its calls to other services carry the new
-context on (`mesh.runtime.peers`). Spans are exported over OTLP/gRPC to
-`AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT` (the observability service under `agentmesh up`; any
-collector in production). An unsampled call pays one metadata lookup.
+request, measured with bench/lean_runtime.py) and passes `traceparent` and `tracestate` on. A
+service makes a SERVER span only for a call whose `traceparent` says "sampled", as a child of
+the caller's span; its calls to other services carry the new context on (`mesh.runtime.peers`).
+An unsampled call pays one metadata lookup and a string test. That is why the runtime makes the
+span itself, in the handler wrapper it builds once per method (`mesh.runtime.server`), and not
+with `opentelemetry-instrumentation-grpc`: its interceptor costs ~22 us of CPU on every call,
+sampled or not (bench/otel_grpc_interceptor.py). `OTEL_TRACES_SAMPLER` is honoured: unset it
+means "follow the caller"; `always_off` turns spans off; any other sampler is asked about every
+call (each then pays for a span), as the SDK documents it.
 
-The exporter is ours (`OtlpExporter`, ~50 lines over the SDK's `SpanExporter` interface), not
-`opentelemetry-exporter-otlp`: that package needs the `opentelemetry.proto` modules, which the
-`xds-protos` wheel overwrites with an old copy whenever it is installed after them, so it broke
-in a clean install. The messages are Agent Mesh's copy (protos/agentmesh/otlp/v1).
+**Where spans go.** Through the SDK's OTLP/gRPC exporter (`opentelemetry-exporter-otlp-proto-
+grpc`: batching, retries with backoff, TLS, gzip), which reads the standard variables:
+`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (`http://host:4317`
+plaintext, `https://` TLS), `..._HEADERS`, `..._COMPRESSION`, `..._TIMEOUT`, `..._CERTIFICATE`,
+and `OTEL_BSP_*`. No endpoint, `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`: no
+spans, no cost. `agentmesh up` points it at its observability service (any collector in
+production). `AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT` (host:port, plaintext) is still read, as a
+deprecated alias, when no `OTEL_*` endpoint is set.
+
+**Whose spans.** Every service is an OpenTelemetry service of its own (`service.name`
+`agentmesh-agents`, `agentmesh-identity`, ...; `service.namespace` `agentmesh`), also when one
+process hosts them all (`agentmesh up`): a TracerProvider per service, all sharing one batch
+processor and exporter. `OTEL_SERVICE_NAME` names the service of a process that hosts one (a
+pod); `OTEL_RESOURCE_ATTRIBUTES` adds to every resource.
+
+**What a span says.** Server spans follow OpenTelemetry's RPC conventions: name
+`agentmesh.agents.v1.AgentService/GetAgent`, `rpc.system`, `rpc.service`, `rpc.method`,
+`rpc.grpc.status_code` (v1.37, the default); `OTEL_SEMCONV_STABILITY_OPT_IN=rpc` switches to
+the newer `rpc.system.name`, `rpc.method` (fully qualified), `rpc.response.status_code`, and
+`rpc/dup` sends both. A failed call has `error.type` and an `exception` event; status ERROR for
+the codes the conventions call server errors. Model requests are CLIENT spans with the GenAI
+conventions (`mesh.agents.model_client`). Log lines written during a traced call carry its
+`trace_id` and `span_id` (`mesh.runtime.logs`).
+
+**The internal token.** The observability service's receiver accepts spans only with the
+platform's internal token (`mesh.runtime.internal`). The exporter adds it only when its endpoint
+is that service's address in `AGENTMESH_PEERS`; any other collector gets just the headers of
+`OTEL_EXPORTER_OTLP_HEADERS`, never the token.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
+import os
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from mesh.runtime.settings import Settings
 
 log = logging.getLogger("mesh.telemetry")
 TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+SERVICE_NAMESPACE = "agentmesh"
 # The traceparent of the span of the call being served, for calls it makes.
 current_traceparent: contextvars.ContextVar[str] = contextvars.ContextVar("current_traceparent",
                                                                           default="")
+DEPRECATED_ENDPOINT = "AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT"
+# Server errors by OpenTelemetry's gRPC conventions: only these make a server span's status ERROR.
+_SERVER_ERRORS = {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE",
+                  "DATA_LOSS"}
+
+
+def service_name(service: str) -> str:
+    """The OpenTelemetry `service.name` of an Agent Mesh service."""
+    return f"{SERVICE_NAMESPACE}-{service}"
+
+
+def configured_endpoint(environ: Mapping[str, str] = os.environ, settings: Settings | None = None,
+                        warn: bool = False) -> str:
+    """The OTLP/gRPC endpoint traces go to, as a URL: the standard variables first, then the
+    deprecated `AGENTMESH_OTEL_EXPORTER_OTLP_ENDPOINT` (host:port, plaintext). "" = none."""
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if environ.get(name, "").strip():
+            return environ[name].strip()
+    legacy = (settings.otel_exporter_otlp_endpoint if settings is not None
+              else environ.get(DEPRECATED_ENDPOINT, "")).strip()
+    if not legacy:
+        return ""
+    if warn:
+        log.warning("%s is deprecated and will be removed in the next release: set "
+                    "OTEL_EXPORTER_OTLP_ENDPOINT=http://%s instead", DEPRECATED_ENDPOINT, legacy)
+    return legacy if "://" in legacy else f"http://{legacy}"
+
+
+def parse_endpoint(url: str, environ: Mapping[str, str] = os.environ) -> tuple[str, int, bool]:
+    """(host, port, tls) of an OTLP/gRPC endpoint, read as the SDK's exporter reads it: https
+    is TLS, http plaintext, no scheme TLS unless OTEL_EXPORTER_OTLP_INSECURE=true."""
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    if parts.scheme == "https":
+        tls = True
+    elif parts.scheme == "http":
+        tls = False
+    else:
+        insecure = environ.get("OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+                               environ.get("OTEL_EXPORTER_OTLP_INSECURE", ""))
+        tls = insecure.strip().lower() != "true"
+    return parts.hostname or "", parts.port or 4317, tls
+
+
+def configured_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`OTEL_EXPORTER_OTLP_TRACES_HEADERS` or `OTEL_EXPORTER_OTLP_HEADERS` (`k=v,k2=v2`, values
+    URL-encoded), as the SDK reads them."""
+    from opentelemetry.util.re import parse_env_headers
+
+    text = (environ.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+            or environ.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
+    return parse_env_headers(text, liberal=True) if text else {}
+
+
+def _is_platform_receiver(endpoint: str, settings: Settings) -> bool:
+    """Whether the endpoint is the observability service of this platform (its address in
+    AGENTMESH_PEERS, any replica of it): the only receiver the internal token is sent to."""
+    from mesh.runtime.peers import parse_peers
+
+    address = parse_peers(settings.peers).get("observability", "")
+    if not address:
+        return False
+    host, port, _ = parse_endpoint(endpoint)
+    return f"{host}:{port}" in address.split("|")
+
+
+def _semconv_modes(environ: Mapping[str, str] = os.environ) -> tuple[bool, bool]:
+    """(old, new) RPC conventions to emit, by OTEL_SEMCONV_STABILITY_OPT_IN."""
+    opted = {v.strip() for v in environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")}
+    if "rpc/dup" in opted:
+        return True, True
+    if "rpc" in opted:
+        return False, True
+    return True, False
+
+
+class ServerSpan:
+    """The span of one sampled call while it is served: current in OpenTelemetry's context (so
+    log lines and child spans see it) and in `current_traceparent` (for calls it makes)."""
+
+    __slots__ = ("span", "_old", "_new", "_tokens")
+
+    def __init__(self, span, old: bool, new: bool) -> None:
+        from opentelemetry.context import attach
+        from opentelemetry.trace import set_span_in_context
+
+        self.span, self._old, self._new = span, old, new
+        span_context = span.get_span_context()
+        traceparent = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+                       f"{int(span_context.trace_flags):02x}")
+        self._tokens = (attach(set_span_in_context(span)),
+                        current_traceparent.set(traceparent))
+
+    def failed(self, code, error: Any = None, exc: BaseException | None = None) -> None:
+        """Records a failure (`code` a grpc.StatusCode): the status code, `error.type`, and an
+        `exception` event: the domain error's type, reason and message, or for an unexpected
+        exception (`exc` not the domain error itself) the SDK's record with its stack."""
+        from opentelemetry.trace import Status, StatusCode
+
+        name, number = code.name, code.value[0]
+        self._code(name, number)
+        self.span.set_attribute("error.type", name)
+        message = getattr(error, "message", "") if error is not None else ""
+        if exc is not None and exc is not error:
+            self.span.record_exception(exc)
+        elif error is not None:
+            self.span.add_event("exception", {
+                "exception.type": f"{type(error).__module__}.{type(error).__qualname__}",
+                "exception.message": message, "agentmesh.error.reason": error.reason})
+        if name in _SERVER_ERRORS:
+            self.span.set_status(Status(StatusCode.ERROR, message or None))
+
+    def _code(self, code_name: str, code_number: int) -> None:
+        if self._old:
+            self.span.set_attribute("rpc.grpc.status_code", code_number)
+        if self._new:
+            self.span.set_attribute("rpc.response.status_code", code_name)
+
+    def end(self, succeeded: bool) -> None:
+        from opentelemetry.context import detach
+
+        if succeeded:
+            self._code("OK", 0)
+        current_traceparent.reset(self._tokens[1])
+        detach(self._tokens[0])
+        self.span.end()
 
 
 class Tracing:
-    """The tracer of one process (shared by the services it hosts)."""
+    """The tracing of one process: a TracerProvider per service it hosts, one exporter."""
 
     _instance: "Tracing | None" = None
 
-    def __init__(self, endpoint: str, token: str = "") -> None:
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
+    def __init__(self, endpoint: str, headers: Mapping[str, str] | None = None,
+                 exporter: Any = None, hosted: tuple[str, ...] = (),
+                 environ: Mapping[str, str] = os.environ) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-        self.provider = TracerProvider(resource=Resource.create({"service.name": "agentmesh"}))
-        self.provider.add_span_processor(BatchSpanProcessor(
-            OtlpExporter(endpoint, timeout=2, token=token), schedule_delay_millis=500))
+        if exporter is None:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers or {}) or None)
+        self.endpoint = endpoint
+        # Spans leave every half second unless OTEL_BSP_SCHEDULE_DELAY says otherwise, so a
+        # user finds a request's trace right after the answer.
+        self.processor = BatchSpanProcessor(
+            exporter, schedule_delay_millis=None if environ.get("OTEL_BSP_SCHEDULE_DELAY")
+            else 500)
+        sampler_name = environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+        # Unset: follow the caller, and start no trace of our own (the gateway decides).
+        self.sampler = None if sampler_name else ParentBased(ALWAYS_OFF)
+        # A sampler other than "follow the caller" decides on every call, sampled or not.
+        self.every_call = sampler_name not in ("", "parentbased_always_off")
+        self.old_conventions, self.new_conventions = _semconv_modes(environ)
         self.propagator = TraceContextTextMapPropagator()
+        # OTEL_SERVICE_NAME names a process's only service; several are each their own.
+        self.single_name = (environ.get("OTEL_SERVICE_NAME", "").strip()
+                            if len(hosted) == 1 else "")
+        self._providers: dict[str, Any] = {}
         self._tracers: dict[str, Any] = {}
 
     @classmethod
-    def of(cls, settings: Settings) -> "Tracing | None":
-        if not settings.otel_exporter_otlp_endpoint:
-            return None
+    def of(cls, settings: Settings, hosted: tuple[str, ...] = ()) -> "Tracing | None":
+        """The process's tracing, made on first use; None when traces are off."""
         if cls._instance is None:
-            from mesh.runtime import internal
+            environ = os.environ
+            endpoint = configured_endpoint(environ, settings, warn=True)
+            if (not endpoint or environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+                    or environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() == "none"
+                    or environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() == "always_off"):
+                return None
+            headers = configured_headers(environ)
+            if _is_platform_receiver(endpoint, settings):
+                from mesh.runtime import internal
 
-            cls._instance = cls(settings.otel_exporter_otlp_endpoint, internal.token(settings))
+                headers[internal.HEADER] = internal.token(settings)
+            cls._instance = cls(endpoint, headers, hosted=hosted)
         return cls._instance
+
+    @classmethod
+    def current(cls) -> "Tracing | None":
+        return cls._instance
+
+    def provider(self, service: str):
+        provider = self._providers.get(service)
+        if provider is None:
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+
+            from mesh.runtime.logs import version
+
+            resource = Resource.create({"service.name": self.single_name or service_name(service),
+                                        "service.namespace": SERVICE_NAMESPACE,
+                                        "service.version": version()})
+            provider = self._providers[service] = TracerProvider(
+                resource=resource, sampler=self.sampler, shutdown_on_exit=False)
+            provider.add_span_processor(self.processor)
+        return provider
 
     def tracer(self, service: str):
         tracer = self._tracers.get(service)
         if tracer is None:
-            tracer = self._tracers[service] = self.provider.get_tracer(f"agentmesh.{service}")
+            # The schema of the RPC attributes written by default (v1.37); none when opted in
+            # to the newer ones, which no released schema describes as a whole yet.
+            schema = (None if self.new_conventions
+                      else "https://opentelemetry.io/schemas/1.37.0")
+            tracer = self._tracers[service] = self.provider(service).get_tracer(
+                f"agentmesh.{service}", schema_url=schema)
         return tracer
 
-    def start(self, service: str, method: str, traceparent: str, tenant_id: str):
-        """A server span for a sampled call, or None; the caller ends it."""
-        if not traceparent.endswith("-01"):  # W3C flags: 01 = sampled
-            return None
+    def start(self, service: str, method: str, metadata: Mapping[str, str],
+              tenant_id: str = "") -> ServerSpan | None:
+        """The SERVER span of a call (`method` is the gRPC path), current until `end()`, or
+        None when the sampler drops it."""
         from opentelemetry.trace import SpanKind
 
-        parent = self.propagator.extract({TRACEPARENT: traceparent})
+        full_name = method.lstrip("/")
+        rpc_service, _, rpc_method = full_name.rpartition("/")
+        attributes: dict[str, Any] = {"agentmesh.service": service,
+                                      "agentmesh.tenant_id": tenant_id}
+        if self.old_conventions:
+            attributes.update({"rpc.system": "grpc", "rpc.service": rpc_service,
+                               "rpc.method": rpc_method})
+        if self.new_conventions:
+            attributes.update({"rpc.system.name": "grpc", "rpc.method": full_name})
         span = self.tracer(service).start_span(
-            method.rsplit("/", 1)[-1], context=parent, kind=SpanKind.SERVER,
-            attributes={"rpc.system": "grpc", "rpc.method": method, "agentmesh.service": service,
-                        "agentmesh.tenant_id": tenant_id})
-        carrier: dict[str, str] = {}
-        from opentelemetry import trace
+            full_name, context=self.propagator.extract(metadata), kind=SpanKind.SERVER,
+            attributes=attributes)
+        if not span.is_recording():
+            return None
+        return ServerSpan(span, self.old_conventions, self.new_conventions)
 
-        self.propagator.inject(carrier, context=trace.set_span_in_context(span))
-        return span, carrier.get(TRACEPARENT, "")
-
-    def shutdown(self) -> None:
-        self.provider.shutdown()
-
-
-class OtlpExporter:
-    """Sends finished spans to an OTLP/gRPC receiver (`TraceService/Export`). Runs on the
-    BatchSpanProcessor's thread, with a blocking channel of its own. Every export carries the
-    platform's internal token (`mesh.runtime.internal`), without which the observability
-    service's receiver refuses spans; so the endpoint must be that receiver or a collector
-    trusted with the token."""
-
-    METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-
-    def __init__(self, endpoint: str, timeout: float = 2.0, token: str = "") -> None:
-        import grpc
-
-        from agentmesh.otlp.v1 import trace_pb2
-        from mesh.runtime.internal import HEADER
-
-        self.pb = trace_pb2
-        self.timeout = timeout
-        self.metadata = ((HEADER, token),) if token else ()
-        self.channel = grpc.insecure_channel(endpoint)
-        self.export_call = self.channel.unary_unary(
-            self.METHOD, request_serializer=trace_pb2.ExportTraceServiceRequest.SerializeToString,
-            response_deserializer=trace_pb2.ExportTraceServiceResponse.FromString)
-
-    def _value(self, value: Any):
-        pb = self.pb
-        if isinstance(value, bool):
-            return pb.AnyValue(bool_value=value)
-        if isinstance(value, int):
-            return pb.AnyValue(int_value=value)
-        if isinstance(value, float):
-            return pb.AnyValue(double_value=value)
-        if isinstance(value, (list, tuple)):
-            return pb.AnyValue(array_value=pb.ArrayValue(values=[self._value(v) for v in value]))
-        return pb.AnyValue(string_value=str(value))
-
-    def _attributes(self, attributes) -> list:
-        return [self.pb.KeyValue(key=k, value=self._value(v)) for k, v in (attributes or {}).items()]
-
-    def encode(self, spans) -> Any:
-        pb = self.pb
-        by_resource: dict[int, tuple[Any, list]] = {}
-        for span in spans:
-            entry = by_resource.setdefault(id(span.resource), (span.resource, []))
-            context, parent = span.get_span_context(), span.parent
-            entry[1].append(pb.Span(
-                trace_id=context.trace_id.to_bytes(16, "big"),
-                span_id=context.span_id.to_bytes(8, "big"),
-                parent_span_id=parent.span_id.to_bytes(8, "big") if parent else b"",
-                name=span.name, kind=span.kind.value + 1,  # SDK kinds count from INTERNAL=0
-                start_time_unix_nano=span.start_time or 0, end_time_unix_nano=span.end_time or 0,
-                attributes=self._attributes(span.attributes),
-                status=pb.Status(code=span.status.status_code.value,
-                                 message=span.status.description or "")))
-        return pb.ExportTraceServiceRequest(resource_spans=[
-            pb.ResourceSpans(resource=pb.Resource(attributes=self._attributes(resource.attributes)),
-                             scope_spans=[pb.ScopeSpans(spans=items)])
-            for resource, items in by_resource.values()])
-
-    def export(self, spans):
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        try:
-            self.export_call(self.encode(spans), timeout=self.timeout, metadata=self.metadata)
-            return SpanExportResult.SUCCESS
-        except Exception as exc:  # noqa: BLE001 - the receiver may be down; spans are dropped
-            log.debug("span export failed: %s", exc)
-            return SpanExportResult.FAILURE
+    def force_flush(self, timeout_millis: int = 2000) -> bool:
+        return self.processor.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
-        self.channel.close()
+        self.processor.shutdown()  # shared by every provider: shut once, here
+        if Tracing._instance is self:
+            Tracing._instance = None
 
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
+
+@contextlib.contextmanager
+def client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
+    """A CLIENT span of the call being served (a model request), current inside the block, or
+    None (and no cost beyond a context lookup) when that call is not traced. An exception that
+    leaves the block fails the span, with its `reason` as `error.type` when it has one."""
+    from opentelemetry.context import attach, detach
+    from opentelemetry.trace import get_current_span, set_span_in_context
+
+    from mesh.runtime.context import current_service
+
+    tracing = Tracing._instance
+    if tracing is None or not get_current_span().is_recording():
+        yield None
+        return
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+
+    span = tracing.tracer(current_service.get() or "mesh").start_span(
+        name, kind=SpanKind.CLIENT, attributes=dict(attributes))
+    token = attach(set_span_in_context(span))
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_attribute("error.type", getattr(exc, "reason", "") or type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, str(getattr(exc, "message", "")) or None))
+        raise
+    finally:
+        detach(token)
+        span.end()
