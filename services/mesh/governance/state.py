@@ -123,7 +123,9 @@ class Decider:
 def decision_message(row: DecisionRow) -> pb.Decision:
     from mesh.runtime.convert import to_message
 
-    return to_message(row, pb.Decision)
+    decision = to_message(row, pb.Decision)
+    decision.decision_time_ms = row.decision_time_us / 1000  # the column keeps whole ms
+    return decision
 
 
 class Shared:
