@@ -35,6 +35,14 @@ local function json_string(text)
   end) .. '"'
 end
 
+-- The `details` members about one refused field: `field_violations` and the seeds' shape
+-- (`field`, `issue`), as mesh.runtime.errors writes them.
+local function field_details(field, problem)
+  return '"field_violations":[{"field":' .. json_string(field) .. ',"description":' ..
+      json_string(problem) .. '}],"field":' .. json_string(field) .. ',"issue":' ..
+      json_string(problem)
+end
+
 -- The end of every envelope: the correlation id (also as seed 000's `request_id`) and the time.
 local function envelope_tail(cid, timestamp)
   return ',"correlation_id":' .. json_string(cid) .. ',"request_id":' .. json_string(cid) ..
@@ -551,8 +559,7 @@ function check_body(handle, body)
   end
   local violation = ""
   if problem.field ~= "" then
-    violation = ',"field_violations":[{"field":' .. json_string(problem.field) ..
-        ',"description":' .. json_string(problem.problem) .. '}]'
+    violation = ',' .. field_details(problem.field, problem.problem)
   end
   local prepared = '{"error":"INVALID_ARGUMENT","message":' .. json_string(message) ..
       ',"details":{"reason":"' .. problem.reason .. '"' .. violation .. '}}'
@@ -648,8 +655,7 @@ function readable_transcoder_error(handle, body_field, cid, timestamp)
   end
   local details = "{}"
   if field ~= "" then
-    details = '{"field_violations":[{"field":' .. json_string(field) .. ',"description":' ..
-        json_string(string.gsub(message, "^[^:]*: ", "")) .. '}]}'
+    details = "{" .. field_details(field, (string.gsub(message, "^[^:]*: ", ""))) .. "}"
   end
   handle:body():setBytes(envelope("INVALID_ARGUMENT", message, cid, timestamp, details))
 end

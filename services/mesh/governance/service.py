@@ -180,6 +180,14 @@ def _governance_details(decision: pb.Decision) -> dict[str, Any]:
                                                     always_print_fields_with_no_presence=True)}
 
 
+def _recorded_context(ctx: dict[str, Any], context) -> dict[str, Any]:
+    """The dispatch context as the decision records it (and its webhook carries it, seed 002's
+    `context`): what the client sent, with `ip_address` the address the gateway saw."""
+    forwarded = metadata_value(context, "x-forwarded-for")
+    address = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    return {**ctx, "ip_address": address} if address else ctx
+
+
 def _denial(decision: pb.Decision, reason: str) -> PermissionDenied:
     """A denied dispatch: the envelope, plus seed 002's top-level `status: "denied"`,
     `reason` and `governance` (kept in `details` too, where earlier clients read them)."""
@@ -309,7 +317,8 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
             scopes=caller.scopes, intent=request.intent)
         decision = await self.decider.decide(
             caller.tenant_id, decision_request, scope_ok=scope_ok,
-            correlation_id=caller.correlation_id, intent=request.intent, context=ctx)
+            correlation_id=caller.correlation_id, intent=request.intent,
+            context=_recorded_context(ctx, context))
         if not decision.allowed:
             reason = decision.reason if scope_ok else \
                 f"missing scope {scope} for intent {request.intent!r}"

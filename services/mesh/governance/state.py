@@ -167,8 +167,10 @@ class Shared:
                 return
             if not hooks:
                 return
+            record = json_format.MessageToDict(decision, preserving_proto_field_name=True)
+            # Seed 002's decision webhook: `timestamp` is when the decision was made.
             payload = {"event": DECISION_EVENT, "service": "governance",
-                       **json_format.MessageToDict(decision, preserving_proto_field_name=True)}
+                       "timestamp": record.get("created_at", ""), **record}
             for url, secret, events in hooks:
                 if events == "all" or (events == "denied") != decision.allowed:
                     self.sender.send(url, secret, DECISION_EVENT, payload)

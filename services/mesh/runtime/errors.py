@@ -120,6 +120,9 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     if error.field_violations:
         envelope_details["field_violations"] = [
             {"field": f, "description": d} for f, d in error.field_violations]
+        # The seeds' shape of a refused field (`details: {field, issue}`): the first violation.
+        envelope_details.setdefault("field", error.field_violations[0][0])
+        envelope_details.setdefault("issue", error.field_violations[0][1])
     envelope = {**{k: v for k, v in error.top_level.items()
                    if k not in _ENVELOPE_KEYS},
                 "error": error.code.name, "message": error.message, "details": envelope_details}
