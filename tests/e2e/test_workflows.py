@@ -321,8 +321,10 @@ def test_other_tenant_gets_404_on_every_route(mesh, tenant, other_tenant):
             if path.endswith("/watch") and reply.status_code == 200:
                 raise AssertionError("watch of another tenant's execution streamed")
             assert_envelope(reply, 404, "NOT_FOUND")
-        assert_envelope(client.post("/api/v1/execute-workflow", json={
-            "requirements": "x", "workflow_type": workflow["slug"]}), 404, "NOT_FOUND")
+        # Seed 000's route: another tenant's workflow is no type of this one, as any unknown.
+        unknown = assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": workflow["slug"]}), 400, "INVALID_ARGUMENT")
+        assert unknown["details"]["reason"] == "UNKNOWN_WORKFLOW_TYPE"
     with mesh.client(tenant.token) as client:
         got = client.get(f"/api/v1/workflows/executions/{e}").json()
         assert got["status"] == "EXECUTION_STATUS_WAITING_APPROVAL"
