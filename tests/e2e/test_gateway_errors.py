@@ -200,6 +200,10 @@ def test_unknown_body_field_is_400_naming_it_on_every_route(mesh, tenant):
                                                                    "modle": "gpt-4o"}),
                                400, "INVALID_ARGUMENT")
         assert typo["message"] == "modle: unknown field; did you mean 'model'?"
+        streamed = assert_envelope(client.post(  # chunked, without a content-length
+            "/api/v1/agents", content=iter([b'{"name": "x", ', b'"modle": "gpt-4o"}']),
+            headers={"Content-Type": "application/json"}), 400, "INVALID_ARGUMENT")
+        assert streamed["details"]["field"] == "modle"
         assert client.get("/api/v1/agents", params={"search": "x"}).json()["total"] == 0
         nested = assert_envelope(client.post("/api/v1/workflows", json={
             "name": "n", "steps": [{"id": "a", "type": "STEP_TYPE_TRANSFORM",

@@ -58,14 +58,17 @@ end
 -- while the client is still sending, which the client sees as a reset. Instead the excess is
 -- read and dropped here (the first dropped chunk becomes invalid JSON, so nothing downstream
 -- can act on the truncated body) and envoy_on_response turns the answer into the 413 envelope.
+-- Returns whether the body was too large and, when it had to be read here (no
+-- content-length), its bytes for check_body (Envoy allows no body() after bodyChunks()).
 local function drain_oversized(handle, headers)
   local length = tonumber(headers:get("content-length") or "")
   if length ~= nil and length <= MAX_REQUEST_BYTES then
-    return false
+    return false, nil
   end
   -- Too long, or of unknown length (chunked HTTP/1.1, HTTP/2 without content-length).
   local seen = 0
   local over = false
+  local parts = {}
   for chunk in handle:bodyChunks() do
     seen = seen + chunk:length()
     if over then
@@ -75,9 +78,11 @@ local function drain_oversized(handle, headers)
       -- Objects taken before a yield are out of scope after it: fetch the metadata anew.
       handle:streamInfo():dynamicMetadata():set("agentmesh", "too_large", true)
       chunk:setBytes("\0")
+    else
+      parts[#parts + 1] = chunk:getBytes(0, chunk:length())
     end
   end
-  return over
+  return over, table.concat(parts)
 end
 local SECURITY_HEADERS = {
   ["x-content-type-options"] = "nosniff",
@@ -120,10 +125,11 @@ function envoy_on_request(handle)
         "send the body as application/json")
     return
   end
-  if drain_oversized(handle, headers) or body == nil then
+  local too_large, streamed = drain_oversized(handle, headers)
+  if too_large or body == nil then
     return
   end
-  check_body(handle, body)
+  check_body(handle, body, streamed)
 end
 
 function envoy_on_response(handle)
@@ -538,15 +544,22 @@ local function walk_body(text, code)
 end
 
 -- Refuses the request (400 in the envelope, via envoy_on_response) when its JSON body does not
--- fit the route's message `body` ({code, body field}).
-function check_body(handle, body)
+-- fit the route's message `body` ({code, body field}). `text`: the body when drain_oversized
+-- already read it.
+function check_body(handle, body, text)
   -- Names the body's field in the transcoder's messages (readable_transcoder_error).
   handle:streamInfo():dynamicMetadata():set("agentmesh", "body_field", body[2])
-  local buffered = handle:body()
-  if buffered == nil or buffered:length() == 0 then
+  if text == nil then
+    local buffered = handle:body()
+    if buffered == nil then
+      return
+    end
+    text = buffered:getBytes(0, buffered:length())
+  end
+  if #text == 0 then
     return
   end
-  local ok, problem = pcall(walk_body, buffered:getBytes(0, buffered:length()), body[1])
+  local ok, problem = pcall(walk_body, text, body[1])
   -- A Lua error that is not a refusal is a fault of this walker: the transcoder judges alone.
   if ok or type(problem) ~= "table" then
     return
