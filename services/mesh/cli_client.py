@@ -29,10 +29,6 @@ from mesh.client import ENDED, RESOURCES, ApiError, Client, Tokens
 
 out = Console()
 err = Console(stderr=True)
-Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml",
-                                      callback=lambda value: check_output(value))]
-
-
 # ---- the session ---------------------------------------------------------------------------------
 def config_path() -> Path:
     folder = os.environ.get("AGENTMESH_CONFIG_DIR") or typer.get_app_dir("agentmesh")
@@ -118,6 +114,10 @@ def check_output(value: str) -> str:
     if value not in FORMATS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
     return value
+
+
+Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml",
+                                      callback=check_output)]
 
 
 def word(value: Any) -> Any:

@@ -588,7 +588,8 @@ end
 local ENUM_VALUES = __AGENTMESH_ENUM_VALUES__
 local TYPE_WORDS = {
   STRING = "a string", BOOL = "true or false", DOUBLE = "a number", FLOAT = "a number",
-  INT32 = "an integer (32 bits)", SINT32 = "an integer (32 bits)", SFIXED32 = "an integer (32 bits)",
+  INT32 = "an integer (32 bits)", SINT32 = "an integer (32 bits)",
+  SFIXED32 = "an integer (32 bits)",
   UINT32 = "a non-negative integer (32 bits)", FIXED32 = "a non-negative integer (32 bits)",
   INT64 = "an integer", SINT64 = "an integer", SFIXED64 = "an integer",
   UINT64 = "a non-negative integer", FIXED64 = "a non-negative integer",
