@@ -58,31 +58,39 @@ end
 -- while the client is still sending, which the client sees as a reset. Instead the excess is
 -- read and dropped here (the first dropped chunk becomes invalid JSON, so nothing downstream
 -- can act on the truncated body) and envoy_on_response turns the answer into the 413 envelope.
--- Returns whether the body was too large and, when it had to be read here (no
--- content-length), its bytes for check_body (Envoy allows no body() after bodyChunks()).
-local function drain_oversized(handle, headers)
+-- A body of unknown length (chunked HTTP/1.1, HTTP/2 without content-length) is read here chunk
+-- by chunk (Envoy allows no body() after bodyChunks()): past the limit the excess is dropped
+-- (413), and a route's JSON (`body`, see check_body) is checked as it arrives; a refused body
+-- is made invalid JSON from that chunk on, so the transcoder cannot act on it, and
+-- envoy_on_response answers with the refusal. Returns (too large, read here).
+local function drain_oversized(handle, headers, body)
   local length = tonumber(headers:get("content-length") or "")
   if length ~= nil and length <= MAX_REQUEST_BYTES then
-    return false, nil
+    return false, false
   end
-  -- Too long, or of unknown length (chunked HTTP/1.1, HTTP/2 without content-length).
   local seen = 0
-  local over = false
+  local over, refused = false, false
   local parts = {}
   for chunk in handle:bodyChunks() do
     seen = seen + chunk:length()
-    if over then
+    if over or refused then
       chunk:setBytes("")
     elseif seen > MAX_REQUEST_BYTES - 1024 then
       over = true
       -- Objects taken before a yield are out of scope after it: fetch the metadata anew.
       handle:streamInfo():dynamicMetadata():set("agentmesh", "too_large", true)
       chunk:setBytes("\0")
-    else
+    elseif body ~= nil then
       parts[#parts + 1] = chunk:getBytes(0, chunk:length())
+      local prepared = body_refusal(table.concat(parts), body, true)
+      if prepared ~= nil then
+        refused = true
+        handle:streamInfo():dynamicMetadata():set("agentmesh", "bad_body", prepared)
+        chunk:setBytes("\0")
+      end
     end
   end
-  return over, table.concat(parts)
+  return over, true
 end
 local SECURITY_HEADERS = {
   ["x-content-type-options"] = "nosniff",
@@ -106,6 +114,9 @@ function envoy_on_request(handle)
   if rejected then
     return
   end
+  if body ~= nil then  -- names the body's field in the transcoder's messages
+    metadata:set("agentmesh", "body_field", body[2])
+  end
   if headers:get("x-api-key") ~= nil and headers:get("authorization") == nil then
     metadata:set("agentmesh", "api_key", true)
   end
@@ -125,11 +136,10 @@ function envoy_on_request(handle)
         "send the body as application/json")
     return
   end
-  local too_large, streamed = drain_oversized(handle, headers)
-  if too_large or body == nil then
-    return
+  local _, read_here = drain_oversized(handle, headers, body)
+  if not read_here and body ~= nil then
+    check_body(handle, body)
   end
-  check_body(handle, body, streamed)
 end
 
 function envoy_on_response(handle)
@@ -153,8 +163,10 @@ function envoy_on_response(handle)
         MAX_REQUEST_BYTES .. " bytes", cid, timestamp))
     return
   end
-  if meta["bad_body"] then  -- check_body's refusal, prepared as {error, message, details}
+  if meta["bad_body"] then  -- body_refusal's answer, prepared as {error, message, details}
+    headers:replace(":status", "400")
     headers:replace("content-type", "application/json")
+    headers:remove(ERROR_TRAILER)
     handle:body():setBytes(string.sub(meta["bad_body"], 1, -2) .. envelope_tail(cid, timestamp))
     return
   end
@@ -336,7 +348,8 @@ local function syntax(text, at, what)
   else
     shown = "'" .. string.gsub(shown, "[^%w%p ]", "?") .. "'"
   end
-  refuse("MALFORMED_JSON", "", what .. ", found " .. shown .. " at character " .. at)
+  error({reason = "MALFORMED_JSON", field = "", incomplete = at > #text,
+         problem = what .. ", found " .. shown .. " at character " .. at}, 0)
 end
 
 local function skip_space(text, at)
@@ -371,7 +384,8 @@ local function read_scalar(text, at)
   end
   local _, stop = find(text, "^-?%d+%.?%d*[eE]?[-+]?%d*", at)
   if stop == nil then
-    syntax(text, at, "expected a value")
+    -- A value cut by the end of what has arrived so far (`tr`, `-`) is not yet an error.
+    syntax(text, find(text, "[%s,%]}]", at) and at or #text + 1, "expected a value")
   end
   return stop + 1
 end
@@ -387,7 +401,8 @@ local function join(path, name)
   return path .. "." .. show(name)
 end
 
--- The closest known field name (edit distance at most 2), for "did you mean".
+-- The closest known field name (edit distance at most 2, and at most half the name), for
+-- "did you mean".
 local function closest(fields, name)
   local best, best_distance = nil, 3
   for known, _ in pairs(fields) do
@@ -408,6 +423,10 @@ local function closest(fields, name)
         best, best_distance = known, previous[#known]
       end
     end
+  end
+  -- Two edits turn any two-letter name into another: a hint only for what is mostly right.
+  if best ~= nil and best_distance * 2 > #name then
+    return nil
   end
   return best
 end
@@ -543,26 +562,14 @@ local function walk_body(text, code)
   end
 end
 
--- Refuses the request (400 in the envelope, via envoy_on_response) when its JSON body does not
--- fit the route's message `body` ({code, body field}). `text`: the body when drain_oversized
--- already read it.
-function check_body(handle, body, text)
-  -- Names the body's field in the transcoder's messages (readable_transcoder_error).
-  handle:streamInfo():dynamicMetadata():set("agentmesh", "body_field", body[2])
-  if text == nil then
-    local buffered = handle:body()
-    if buffered == nil then
-      return
-    end
-    text = buffered:getBytes(0, buffered:length())
-  end
-  if #text == 0 then
-    return
-  end
+-- The refusal of a JSON body that does not fit the route's message `body` ({code, body
+-- field}), prepared as the start of the envelope ({error, message, details}), and its message;
+-- nil when it fits, or when the walker itself failed (the transcoder then judges alone).
+-- `partial`: more of the body may follow, so running out of text is no refusal yet.
+function body_refusal(text, body, partial)
   local ok, problem = pcall(walk_body, text, body[1])
-  -- A Lua error that is not a refusal is a fault of this walker: the transcoder judges alone.
-  if ok or type(problem) ~= "table" then
-    return
+  if ok or type(problem) ~= "table" or (partial and problem.incomplete) then
+    return nil
   end
   local message
   if problem.reason == "MALFORMED_JSON" then
@@ -574,10 +581,22 @@ function check_body(handle, body, text)
   if problem.field ~= "" then
     violation = ',' .. field_details(problem.field, problem.problem)
   end
-  local prepared = '{"error":"INVALID_ARGUMENT","message":' .. json_string(message) ..
-      ',"details":{"reason":"' .. problem.reason .. '"' .. violation .. '}}'
-  handle:streamInfo():dynamicMetadata():set("agentmesh", "bad_body", prepared)
-  handle:respond({[":status"] = "400", ["content-type"] = "application/json"}, message)
+  return '{"error":"INVALID_ARGUMENT","message":' .. json_string(message) ..
+      ',"details":{"reason":"' .. problem.reason .. '"' .. violation .. '}}', message
+end
+
+-- A body of known length: refused at once (400 in the envelope, via envoy_on_response) when its
+-- JSON does not fit the route's message.
+function check_body(handle, body)
+  local buffered = handle:body()
+  if buffered == nil or buffered:length() == 0 then
+    return
+  end
+  local prepared, message = body_refusal(buffered:getBytes(0, buffered:length()), body, false)
+  if prepared ~= nil then
+    handle:streamInfo():dynamicMetadata():set("agentmesh", "bad_body", prepared)
+    handle:respond({[":status"] = "400", ["content-type"] = "application/json"}, message)
+  end
 end
 
 -- ---- the transcoder's words, in plain ones ---------------------------------------------------
