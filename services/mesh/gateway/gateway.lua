@@ -196,15 +196,15 @@ function envoy_on_response(handle)
     headers:remove(ERROR_TRAILER)
     return
   end
-  if string.sub(content_type, 1, 17) == "text/event-stream" then
-    sse_ids(handle)
-    return
-  end
   local grpc_status = headers:get("grpc-status")
   headers:remove("grpc-status")
   headers:remove("grpc-message")
   headers:remove("grpc-accept-encoding")
   headers:remove("grpc-encoding")
+  if string.sub(content_type, 1, 17) == "text/event-stream" then
+    sse_ids(handle)
+    return
+  end
   local err = headers:get(ERROR_TRAILER)
   if err == nil then
     -- A gRPC error that did not come through the runtime's error interceptor (the
