@@ -2,7 +2,8 @@
 
 Schemas follow the proto3 JSON mapping as the gateway prints it (proto field names, enums as
 names, 64-bit integers as strings, Timestamps as RFC 3339 strings). Every error response is the
-one envelope `{error, message, details, correlation_id, timestamp}`.
+one envelope `{error, message, details, correlation_id, request_id, timestamp}`; request bodies
+are closed (`additionalProperties: false`), as the gateway's body check holds them.
 """
 
 from __future__ import annotations
