@@ -15,6 +15,7 @@ with the caller's identity after the decision allows it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -27,8 +28,8 @@ from urllib.parse import urlparse
 
 import grpc
 from google.protobuf import json_format, struct_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -129,8 +130,7 @@ _INTERACT = Operation("/agentmesh.agents.v1.AgentService/InteractWithAgent", "Ag
                       _interact, lambda r: getattr(r, "reply", "") or "agent answered")
 INTENTS: dict[str, Operation] = {
     "interact_agent": _INTERACT,
-    "call_reasoning": Operation(_INTERACT.rpc, "Agent", "agent_id", _interact, _INTERACT.summary,
-                                without_target=_HEARTBEAT),
+    "call_reasoning": dataclasses.replace(_INTERACT, without_target=_HEARTBEAT),
     "get_agent": Operation("/agentmesh.agents.v1.AgentService/GetAgent", "Agent", "agent_id",
                            _get_agent, lambda r: f"agent {r.name!r} found"),
     "execute_tool": Operation("/agentmesh.tools.v1.ToolService/ExecuteTool", "Tool", "tool_id",
