@@ -336,9 +336,30 @@ local FREE, SCALAR, MESSAGE, MAP, FREE_OBJECT, FREE_LIST = 0, 1, 2, 3, 4, 5
 local MAX_DEPTH = 100
 local byte, find, sub = string.byte, string.find, string.sub
 
--- A refusal of the walk, raised with error() and caught by check_body's pcall.
-local function refuse(reason, field, problem)
-  error({reason = reason, field = field, problem = problem}, 0)
+-- The path being walked, a stack of field names and `[i]`, joined only for a refusal.
+local path = {}
+
+local function show(name)  -- a field name as the client wrote it, made safe to echo
+  return (string.gsub(sub(name, 1, 100), "[^%w_%-%.%[%]]", "?"))
+end
+
+local function path_text()
+  local out = ""
+  for _, segment in ipairs(path) do
+    if byte(segment, 1) == 91 then  -- [i]
+      out = out .. segment
+    elseif out == "" then
+      out = show(segment)
+    else
+      out = out .. "." .. show(segment)
+    end
+  end
+  return out
+end
+
+-- A refusal of the walk, raised with error() and caught by body_refusal's pcall.
+local function refuse(reason, problem)
+  error({reason = reason, field = path_text(), problem = problem}, 0)
 end
 
 local function syntax(text, at, what)
@@ -371,16 +392,18 @@ local function read_string(text, at)
   end
 end
 
+local LITERALS = {[116] = "true", [102] = "false", [110] = "null"}
+
+-- A string, number, true, false or null at `at`: the position after it.
 local function read_scalar(text, at)
   local c = byte(text, at)
   if c == 34 then
     local _, after = read_string(text, at)
     return after
   end
-  for _, word in ipairs({"true", "false", "null"}) do
-    if sub(text, at, at + #word - 1) == word then
-      return at + #word
-    end
+  local word = LITERALS[c]
+  if word ~= nil and sub(text, at, at + #word - 1) == word then
+    return at + #word
   end
   local _, stop = find(text, "^-?%d+%.?%d*[eE]?[-+]?%d*", at)
   if stop == nil then
@@ -390,15 +413,31 @@ local function read_scalar(text, at)
   return stop + 1
 end
 
-local function show(name)  -- a field name as the client wrote it, made safe to echo
-  return string.gsub(sub(name, 1, 100), "[^%w_%-%.%[%]]", "?")
-end
-
-local function join(path, name)
-  if path == "" then
-    return show(name)
+-- A free-form value (a Struct's, a map's): only its end is looked for, strings skipped and
+-- brackets counted; its syntax is the transcoder's to judge.
+local function skip_free(text, at)
+  local c = byte(text, at)
+  if c ~= 123 and c ~= 91 then
+    return read_scalar(text, at)
   end
-  return path .. "." .. show(name)
+  local depth, from = 0, at
+  while true do
+    local stop = find(text, '[%[%]{}"]', from)
+    if stop == nil then
+      syntax(text, #text + 1, "an object or list is not closed")
+    end
+    c = byte(text, stop)
+    if c == 34 then
+      local _, after = read_string(text, stop)
+      from = after
+    else
+      depth = depth + ((c == 123 or c == 91) and 1 or -1)
+      from = stop + 1
+      if depth == 0 then
+        return from
+      end
+    end
+  end
 end
 
 -- The closest known field name (edit distance at most 2, and at most half the name), for
@@ -445,25 +484,26 @@ end
 local walk_value
 
 -- An object at `at`: with `fields` (a message's table) every key must be one of them; without,
--- keys are free and each value is walked with `value_code` (nil: anything).
-local function walk_object(text, at, fields, value_code, path, depth)
+-- keys are free and each value is walked with `value_code` (a map of messages).
+local function walk_object(text, at, fields, value_code, depth)
   at = skip_space(text, at + 1)
   if byte(text, at) == 125 then
     return at + 1
   end
+  local level = #path + 1
   while true do
     if byte(text, at) ~= 34 then
       syntax(text, at, "expected a field name in double quotes")
     end
     local name
     name, at = read_string(text, at)
-    local field = join(path, name)
+    path[level] = name
     local code = value_code
     if fields ~= nil then
       code = fields[name]
       if code == nil then
         local hint = closest(fields, name)
-        refuse("UNKNOWN_FIELD", field, "unknown field" ..
+        refuse("UNKNOWN_FIELD", "unknown field" ..
             (hint and ("; did you mean '" .. hint .. "'?") or ""))
       end
     end
@@ -471,7 +511,8 @@ local function walk_object(text, at, fields, value_code, path, depth)
     if byte(text, at) ~= 58 then
       syntax(text, at, "expected ':' after a field name")
     end
-    at = skip_space(text, walk_value(text, skip_space(text, at + 1), code, field, depth))
+    at = skip_space(text, walk_value(text, skip_space(text, at + 1), code, depth))
+    path[level] = nil
     local c = byte(text, at)
     if c == 44 then
       at = skip_space(text, at + 1)
@@ -485,14 +526,16 @@ end
 
 -- A list at `at`: each item walked with `code` (a repeated field's; nested lists are flattened
 -- by the transcoder, so they take the same code).
-local function walk_list(text, at, code, path, depth)
+local function walk_list(text, at, code, depth)
   at = skip_space(text, at + 1)
   if byte(text, at) == 93 then
     return at + 1
   end
-  local item = 0
+  local level, item = #path + 1, 0
   while true do
-    at = skip_space(text, walk_value(text, at, code, path .. "[" .. item .. "]", depth, true))
+    path[level] = "[" .. item .. "]"
+    at = skip_space(text, walk_value(text, at, code, depth, true))
+    path[level] = nil
     item = item + 1
     local c = byte(text, at)
     if c == 44 then
@@ -505,46 +548,38 @@ local function walk_list(text, at, code, path, depth)
   end
 end
 
-walk_value = function(text, at, code, path, depth, in_list)
+walk_value = function(text, at, code, depth, in_list)
   if depth > MAX_DEPTH then
-    refuse("MALFORMED_JSON", path, "nested more than " .. MAX_DEPTH .. " levels deep")
+    refuse("MALFORMED_JSON", "nested more than " .. MAX_DEPTH .. " levels deep")
   end
   depth = depth + 1
   local c = byte(text, at)
-  if code == nil then  -- free-form: any JSON
-    if c == 123 then
-      return walk_object(text, at, nil, nil, path, depth)
-    elseif c == 91 then
-      return walk_list(text, at, nil, path, depth)
-    end
-    return read_scalar(text, at)
-  end
   local kind, repeated, index = code % 8, code % 16 >= 8, math.floor(code / 16)
   if c == 91 then
-    if repeated or kind == FREE then
-      return walk_list(text, at, repeated and code or nil, path, depth)
-    elseif kind == FREE_LIST then
-      return walk_list(text, at, nil, path, depth)
+    if repeated then
+      return walk_list(text, at, code, depth)
+    elseif kind == FREE or kind == FREE_LIST then
+      return skip_free(text, at)
     end
-    refuse("WRONG_TYPE", path, "expected " .. expected(kind, index) .. ", not a list")
+    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not a list")
   elseif c == 123 then
     if kind == MESSAGE then
-      return walk_object(text, at, BODY_TYPES[index], nil, path, depth)
+      return walk_object(text, at, BODY_TYPES[index], nil, depth)
     elseif kind == MAP then
-      return walk_object(text, at, nil, index * 16 + MESSAGE, path, depth)
+      return walk_object(text, at, nil, index * 16 + MESSAGE, depth)
     elseif kind == FREE or kind == FREE_OBJECT then
-      return walk_object(text, at, nil, nil, path, depth)
+      return skip_free(text, at)
     end
     local wanted = expected(kind, index)
     if repeated and not in_list then
       wanted = "a list of " .. string.gsub(wanted, "^an? ", "") .. " values"
     end
-    refuse("WRONG_TYPE", path, "expected " .. wanted .. ", not an object")
+    refuse("WRONG_TYPE", "expected " .. wanted .. ", not an object")
   end
   local after = read_scalar(text, at)
-  local null = sub(text, at, after - 1) == "null"
-  if not null and (kind == MESSAGE or kind == MAP or kind == FREE_OBJECT or kind == FREE_LIST) then
-    refuse("WRONG_TYPE", path, "expected " .. expected(kind, index) .. ", not " ..
+  if (kind == MESSAGE or kind == MAP or kind == FREE_OBJECT or kind == FREE_LIST)
+      and sub(text, at, after - 1) ~= "null" then
+    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not " ..
         (c == 34 and "a string" or sub(text, at, math.min(after - 1, at + 20))))
   end
   return after
@@ -552,11 +587,12 @@ end
 
 -- The whole body: one value, nothing after it.
 local function walk_body(text, code)
+  path = {}
   local at = skip_space(text, 1)
   if at > #text then
     return  -- no body: the transcoder reads it as {}
   end
-  at = skip_space(text, walk_value(text, at, code, "", 0))
+  at = skip_space(text, walk_value(text, at, code, 0))
   if at <= #text then
     syntax(text, at, "expected the end of the body")
   end
