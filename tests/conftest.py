@@ -184,8 +184,11 @@ def assert_envelope(reply: httpx.Response, status: int, error: str) -> dict:
     assert reply.status_code == status, reply.text
     assert reply.headers["content-type"].startswith("application/json")
     body = reply.json()
-    assert set(body) >= {"error", "message", "details", "correlation_id", "timestamp"}, body
+    assert set(body) >= {"error", "message", "details", "correlation_id", "request_id",
+                         "timestamp"}, body
     assert body["error"] == error, body
     assert body["correlation_id"] == reply.headers["x-correlation-id"]
     assert body["correlation_id"]
+    # Seed 000's name for the same id, in the body and (seed 002) as a header.
+    assert body["request_id"] == body["correlation_id"] == reply.headers["x-request-id"]
     return body

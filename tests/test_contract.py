@@ -239,7 +239,12 @@ def test_openapi_document_validates_and_lists_every_documented_route():
     assert get_agent["x-required-scope"] == "agents:read"
     envelope = document["components"]["schemas"]["agentmesh.common.v1.ErrorEnvelope"]
     assert set(envelope["properties"]) == {"error", "message", "details", "correlation_id",
-                                           "timestamp"}
+                                           "request_id", "timestamp"}
+    assert "request_id" in envelope["required"]
+    # Request bodies are closed: an unknown field is refused (the gateway's body check).
+    assert document["components"]["schemas"]["agentmesh.agents.v1.Agent"][
+        "additionalProperties"] is False
+    assert "UNKNOWN_FIELD" in document["components"]["responses"]["Error400"]["description"]
     assert get_agent["responses"]["404"]["$ref"].endswith("Error404")
 
 

@@ -166,3 +166,37 @@ def test_the_metrics_port_serves_envoy_stats_from_the_admin_socket_and_nothing_e
     finally:
         envoy.terminate()
         envoy.wait(10)
+
+
+def test_transcoder_reads_plus_as_a_space_and_envelopes_carry_request_id():
+    config = build(contract.default(), GatewayOptions(backends=_backends()))
+    assert _filter(config, "envoy.filters.http.grpc_json_transcoder")[
+        "query_param_unescape_plus"] is True
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]
+    for mapper in hcm["local_reply_config"]["mappers"]:
+        body = mapper["body_format_override"]["json_format"]
+        assert body["request_id"] == body["correlation_id"] == "%REQ(X-CORRELATION-ID)%"
+    cors = hcm["route_config"]["virtual_hosts"][0]["typed_per_filter_config"][
+        "envoy.filters.http.cors"]
+    assert "x-request-id" in cors["expose_headers"]
+    assert "last-event-id" in cors["allow_headers"]
+
+
+def test_body_tables_know_every_field_of_a_route_body_by_both_names():
+    from mesh.gateway.bodies import FREE_OBJECT, MESSAGE, REPEATED, SCALAR, BodySchemas
+
+    schemas = BodySchemas(contract.default())
+    create = contract.default().rpc("/agentmesh.agents.v1.AgentService/CreateAgent")
+    code, field_name = schemas.route_body(create, create.bindings[0])
+    assert (code % 8, field_name) == (MESSAGE, "agent")
+    agent = schemas.types[code // 16 - 1]
+    assert "model" in agent and agent["system_prompt"] == agent["systemPrompt"]
+    assert agent["system_prompt"] % 8 == SCALAR
+    assert agent["tools"] % 16 == REPEATED + SCALAR
+    assert agent["config"] % 8 == FREE_OBJECT and agent["labels"] % 8 == FREE_OBJECT
+    assert "modle" not in agent
+    upload = contract.default().rpc("/agentmesh.integration.v1.IntegrationService/ImportFile")
+    assert schemas.route_body(upload, upload.bindings[0]) is None  # raw bytes, not JSON
+    source = lua_source(contract.default())
+    assert '["systemPrompt"] = ' in source and "AGENT_STATUS_DRAFT, AGENT_STATUS_ACTIVE" in source

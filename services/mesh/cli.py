@@ -345,7 +345,10 @@ def _build() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
+    """The command line; every way it can end is a message and an exit code, never a
+    traceback: 0 done, 1 failed, 2 a usage error (with the usage line), 130 interrupted."""
+    # typer ships its own copy of click; its exceptions are typer's, not the click package's.
+    from typer._click import exceptions as usage
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
@@ -358,14 +361,20 @@ def main(argv: list[str] | None = None) -> int:
         return helmgen.main(argv[1:])
     try:
         result = _build()(args=argv, prog_name="agentmesh", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except usage.NoArgsIsHelpError as exc:  # `agentmesh`, `agentmesh agents`: the help
+        exc.show()
+        return 2
+    except usage.ClickException as exc:  # usage errors: the usage line, the problem; exit 2
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:  # "no" at a confirmation, Ctrl-C or end of input at a prompt
         print("aborted", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return result if isinstance(result, int) else 0
 
 

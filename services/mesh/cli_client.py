@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,9 +29,6 @@ from mesh.client import ENDED, RESOURCES, ApiError, Client, Tokens
 
 out = Console()
 err = Console(stderr=True)
-Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml")]
-
-
 # ---- the session ---------------------------------------------------------------------------------
 def config_path() -> Path:
     folder = os.environ.get("AGENTMESH_CONFIG_DIR") or typer.get_app_dir("agentmesh")
@@ -81,7 +79,10 @@ def friendly(fn):
                 err.print("log in with: agentmesh login")
             raise typer.Exit(1) from None
         except httpx.TransportError as exc:
-            err.print(f"[red]error:[/red] cannot reach the mesh: {exc}", highlight=False)
+            err.print(f"[red]error:[/red] cannot reach the mesh at {_where(exc)}: {exc}",
+                      highlight=False)
+            err.print("start it with: agentmesh up (or name another with --url / "
+                      "AGENTMESH_URL)")
             raise typer.Exit(1) from None
         except (OSError, ValueError) as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -89,9 +90,43 @@ def friendly(fn):
     return run
 
 
+def _where(exc: httpx.TransportError) -> str:
+    """The address a failed request was sent to."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # no request attached
+        return "the configured URL"
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
 # ---- output --------------------------------------------------------------------------------------
-COLUMNS = ("id", "name", "slug", "status", "kind", "provider", "version", "agent_id",
-           "duration_ms", "updated_at")
+COLUMNS = ("id", "name", "slug", "status", "kind", "provider", "version", "duration_ms",
+           "updated_at")
+# Left out of the table of one item (json and yaml keep everything): the caller's own tenant.
+HIDDEN = ("tenant_id",)
+FORMATS = ("table", "json", "yaml")
+# An enum value's word: AGENT_STATUS_DRAFT, MODEL_STATUS_ACTIVE -> draft, active.
+_ENUM_VALUE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*?_(?:STATUS|KIND|TYPE|ROLE)_([A-Z0-9_]+)$")
+
+
+def check_output(value: str) -> str:
+    """--output: checked before the command runs, so that a typo is a usage error."""
+    if value not in FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FORMATS)}")
+    return value
+
+
+Output = Annotated[str, typer.Option("--output", "-o", help="table, json or yaml",
+                                      callback=check_output)]
+
+
+def word(value: Any) -> Any:
+    """An enum value as the one lowercase word tables show for every resource."""
+    if isinstance(value, str):
+        match = _ENUM_VALUE.match(value)
+        if match:
+            return match.group(1).lower()
+    return value
 
 
 def emit(data: Any, output: str, columns: tuple[str, ...] = COLUMNS) -> None:
@@ -104,7 +139,8 @@ def emit(data: Any, output: str, columns: tuple[str, ...] = COLUMNS) -> None:
         if items is None:
             table = Table(show_header=False, box=None)
             for key, value in (data or {}).items():
-                table.add_row(f"[bold]{key}[/bold]", _cell(value, 100))
+                if key not in HIDDEN:
+                    table.add_row(f"[bold]{key}[/bold]", _cell(value, 100))
             out.print(table)
             return
         shown = [c for c in columns if any(c in item for item in items)] or ["id"]
@@ -118,14 +154,28 @@ def emit(data: Any, output: str, columns: tuple[str, ...] = COLUMNS) -> None:
 
 
 def _cell(value: Any, width: int) -> str:
+    value = word(value)
     text = value if isinstance(value, str) else json.dumps(value)
-    text = text.removeprefix("AGENT_STATUS_").removeprefix("WORKFLOW_STATUS_")
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def read_file(path: str) -> Any:
+    """A JSON (`.json`) or YAML file, or stdin (`-`); a file that does not parse is one
+    line naming it and where, not a traceback."""
     text = Path(path).read_text() if path != "-" else sys.stdin.read()
-    return json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    name = "stdin" if path == "-" else path
+    if path.endswith(".json"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{name} is not valid JSON: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"{name} is not valid YAML: {problem}{where}") from None
 
 
 # ---- commands --------------------------------------------------------------------------------------
@@ -148,7 +198,8 @@ def login(
         save_config({"url": url, "email": email, "access_token": tokens.access_token,
                      "refresh_token": tokens.refresh_token})
         out.print(f"logged in to {url} as [bold]{me.get('email', email)}[/bold] "
-                  f"(tenant {me.get('tenant_id', '?')}); session in {config_path()}",
+                  f"({me.get('role', '').removeprefix('ROLE_').lower() or 'no role'}); "
+                  f"session in {config_path()}",
                   highlight=False)
     run()
 
@@ -264,8 +315,8 @@ def _watch(api: Client, execution_id: str, quiet: bool) -> dict:
 
 
 def _summary(execution: dict) -> None:
-    status = execution["status"].removeprefix("EXECUTION_STATUS_")
-    colour = "green" if status == "COMPLETED" else "red"
+    status = word(execution["status"])
+    colour = "green" if status == "completed" else "red"
     out.print(f"execution {execution['id']}: [{colour}]{status}[/{colour}]", highlight=False)
     for error in execution.get("errors", []):
         out.print(f"  {error.get('step_id') or 'execution'}: {error.get('code')} "
@@ -331,6 +382,18 @@ def tail(output: Output = "table",
             except InvalidStatus as exc:
                 raise ApiError.from_response(httpx.Response(
                     exc.response.status_code, content=exc.response.body or b"")) from None
+            follow(api, socket)
+
+    def follow(api: Client, socket) -> None:
+        names: dict[str, str] = {}
+
+        def agent_name(agent_id: str) -> str:  # the agent's name, looked up once
+            if agent_id and agent_id not in names:
+                try:
+                    names[agent_id] = api.agents.get(agent_id).get("name") or agent_id
+                except (ApiError, httpx.TransportError):
+                    names[agent_id] = agent_id
+            return names.get(agent_id, agent_id)
         seen = 0
         with socket:
             try:
@@ -345,8 +408,8 @@ def tail(output: Output = "table",
                     else:
                         call = event["payload"]
                         out.print(f"{event['type']:<13} {call.get('id', '')}  agent "
-                                  f"{call.get('agent_id', '')}  "
-                                  f"{call.get('status', '').removeprefix('CALL_STATUS_')}  "
+                                  f"{agent_name(call.get('agent_id', ''))}  "
+                                  f"{word(call.get('status', ''))}  "
                                   f"{call.get('duration_ms', 0)} ms", highlight=False)
                     seen += event["type"] != "state"
                     if count and seen >= count:

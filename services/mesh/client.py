@@ -148,8 +148,11 @@ class Resource:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return self.client.request("POST", self.path, json=body, headers=headers)
 
-    def update(self, key: str, body: JSON) -> JSON:
-        return self.client.request("PATCH", f"{self.path}/{key}", json=body)
+    def update(self, key: str, body: JSON, update_mask: str = "") -> JSON:
+        """Changes the fields `body` carries (or exactly those `update_mask` names), with PUT
+        as every update route takes it."""
+        params = {"update_mask": update_mask} if update_mask else None
+        return self.client.request("PUT", f"{self.path}/{key}", json=body, params=params)
 
     def delete(self, key: str) -> JSON:
         return self.client.request("DELETE", f"{self.path}/{key}")
@@ -330,8 +333,9 @@ class AsyncResource:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         return await self.client.request("POST", self.path, json=body, headers=headers)
 
-    async def update(self, key: str, body: JSON) -> JSON:
-        return await self.client.request("PATCH", f"{self.path}/{key}", json=body)
+    async def update(self, key: str, body: JSON, update_mask: str = "") -> JSON:
+        params = {"update_mask": update_mask} if update_mask else None
+        return await self.client.request("PUT", f"{self.path}/{key}", json=body, params=params)
 
     async def delete(self, key: str) -> JSON:
         return await self.client.request("DELETE", f"{self.path}/{key}")

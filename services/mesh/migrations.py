@@ -1,5 +1,5 @@
 """Migrations written from the models and checked against them (`agentmesh db revision`,
-`agentmesh db check`, tests/<service>/test_migrations.py).
+`agentmesh db check`, tests/runtime/test_migrations.py).
 
 Both start from a fresh database migrated to the newest revision of the service (and the
 runtime's own branch) and compare it with the service's tables (`ServiceDefinition.metadata`):

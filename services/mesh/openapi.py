@@ -2,7 +2,8 @@
 
 Schemas follow the proto3 JSON mapping as the gateway prints it (proto field names, enums as
 names, 64-bit integers as strings, Timestamps as RFC 3339 strings). Every error response is the
-one envelope `{error, message, details, correlation_id, timestamp}`.
+one envelope `{error, message, details, correlation_id, request_id, timestamp}`; request bodies
+are closed (`additionalProperties: false`), as the gateway's body check holds them.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.DoubleValue": {"type": ["number", "null"]},
 }
 _ERROR_STATUSES = {
-    "400": "Malformed JSON, failed validation or an unknown query parameter.",
+    "400": "Malformed JSON, a body field the operation does not have (reason "
+           "`UNKNOWN_FIELD`), a value of the wrong type, failed validation or an unknown "
+           "query parameter.",
     "401": "Missing, invalid or expired credentials.",
     "403": "The caller lacks the scope this operation needs.",
     "404": "No such resource in the caller's tenant, or no such route.",
@@ -280,10 +283,11 @@ class _Builder:
             if (field_behavior_pb2.REQUIRED in behaviors
                     and field_behavior_pb2.INPUT_ONLY not in behaviors):
                 required.append(fld.name)
-        # The transcoder ignores JSON fields the message does not have, but refuses an empty
-        # name ("Proto fields must have a name", 400): say exactly that.
+        # A field the message does not have is refused (400 UNKNOWN_FIELD, by the gateway's
+        # body check: mesh.gateway.bodies), an empty name too ("Proto fields must have a name").
         out: dict[str, Any] = {"type": "object", "properties": properties,
-                               "propertyNames": {"minLength": 1}}
+                               "propertyNames": {"minLength": 1},
+                               "additionalProperties": False}
         if required:
             out["required"] = required
         # A oneof holds one member: the transcoder refuses a second one (400); null is unset.
@@ -530,7 +534,8 @@ Without credentials the upgrade is refused (401).
 
 Every message is JSON `{"type", "seq", "payload"}`. The first is `state` (the current state, as
 the REST API shows it); then events in order (`execution.progress` carries what
-`/api/v1/workflows/executions/{id}/watch` streams). Send `{"type": "ping"}` to get a `pong`.
+`/api/v1/workflows/executions/{id}/watch` streams). Send `{"type": "ping"}` to get a `pong`
+message, or the text `ping` to get the text `pong`.
 Reconnect with `?after=<last seq>` to get the events you missed (kept ten minutes). A client too
 slow to read is closed with code 4008 and may resume; an execution's socket closes with 1000
 after its final state."""
@@ -544,13 +549,18 @@ def build(contract: contract_mod.Contract) -> dict[str, Any]:
             paths.setdefault(binding.openapi_path, {})[binding.method.lower()] = \
                 builder.operation(rpc, binding)
     envelope = builder.message_schema("agentmesh.common.v1.ErrorEnvelope")
-    envelope["required"] = ["error", "message", "correlation_id", "timestamp"]
+    envelope["required"] = ["error", "message", "correlation_id", "request_id", "timestamp"]
+    # Some answers add keys a seed promises beside the envelope's (a denied dispatch:
+    # `status`, `reason`, `governance`).
+    envelope["additionalProperties"] = True
     builder.schemas["agentmesh.common.v1.ErrorEnvelope"] = envelope
     responses = {
         f"Error{status}": {
             "description": text,
             "headers": {"X-Correlation-ID": {"schema": {"type": "string"},
-                                             "description": "The request's correlation id."}},
+                                             "description": "The request's correlation id."},
+                        "X-Request-ID": {"schema": {"type": "string"},
+                                         "description": "The same id (seed 002's name)."}},
             "content": {"application/json": {"schema": {
                 "$ref": "#/components/schemas/agentmesh.common.v1.ErrorEnvelope"}}},
         } for status, text in _ERROR_STATUSES.items()

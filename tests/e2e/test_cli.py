@@ -17,6 +17,17 @@ import yaml
 
 from tests.conftest import register
 
+USAGE_ERRORS = [
+    [],  # no command: the help
+    ["--nope"],
+    ["nosuchcmd"],
+    ["agents"],
+    ["agents", "create"],  # without -f
+    ["agents", "list", "--output", "bogus"],
+    ["workflows", "run"],  # without a name
+    ["up", "--port", "abc"],
+]
+
 
 def _cli(mesh, home: Path, *args: str, input_text: str | None = None,
          timeout: float = 60) -> subprocess.CompletedProcess:
@@ -32,7 +43,8 @@ def _login(mesh, tmp_path):
     home = tmp_path / "config"
     result = _cli(mesh, home, "login", "--email", tenant.email, "--password", tenant.password)
     assert result.returncode == 0, result.stderr
-    assert tenant.email in result.stdout
+    assert tenant.email in result.stdout and "(admin)" in result.stdout
+    assert tenant.tenant_id not in result.stdout
     stored = json.loads((home / "config.json").read_text())
     assert stored["access_token"] and stored["refresh_token"] and stored["url"] == mesh.url
     assert (home / "config.json").stat().st_mode & 0o077 == 0  # only the user reads it
@@ -57,6 +69,11 @@ def test_login_create_list_run_watch(mesh, tmp_path):
     assert name in table.stdout and "1 in all" in table.stdout
     as_yaml = yaml.safe_load(_cli(mesh, home, "agents", "get", name, "-o", "yaml").stdout)
     assert as_yaml["id"] == agent["id"]
+    # Tables: status words the same for every resource, names rather than the tenant's UUID.
+    assert "draft" in table.stdout and "AGENT_STATUS" not in table.stdout
+    shown = _cli(mesh, home, "agents", "get", name)
+    assert name in shown.stdout and tenant.tenant_id not in shown.stdout
+    assert "MODEL_STATUS" not in _cli(mesh, home, "models", "list").stdout
 
     slug = f"cli-flow-{uuid.uuid4().hex[:6]}"
     (tmp_path / "flow.json").write_text(json.dumps({"name": slug, "steps": [
@@ -72,7 +89,7 @@ def test_login_create_list_run_watch(mesh, tmp_path):
                "--watch")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "✓ prepare" in run.stdout and "✓ write" in run.stdout  # the phases as they ended
-    assert "100%" in run.stdout and "COMPLETED" in run.stdout
+    assert "100%" in run.stdout and "completed" in run.stdout
     assert "report on terminals" in run.stdout
     # Scripts: --output json with --watch prints the final execution only (progress on stderr).
     scripted = _cli(mesh, home, "workflows", "run", slug, "--input",
@@ -95,7 +112,7 @@ def test_failed_workflow_exits_non_zero_and_errors_are_one_line(mesh, tmp_path):
     _cli(mesh, home, "workflows", "activate", slug)
     run = _cli(mesh, home, "workflows", "run", slug, "--watch")
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "FAILED" in run.stdout and "boom" in run.stdout
+    assert "failed" in run.stdout and "boom" in run.stdout
 
     missing = _cli(mesh, home, "agents", "get", "no-such-agent")
     assert missing.returncode == 1
@@ -175,3 +192,98 @@ def test_readme_python_client_example(mesh, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "EXECUTION_STATUS_COMPLETED" in result.stdout
     assert "report on" in result.stdout
+
+
+def test_usage_errors_print_the_usage_and_exit_2_without_a_traceback(tmp_path):
+    for args in USAGE_ERRORS:
+        result = subprocess.run([sys.executable, "-m", "mesh.cli", *args], text=True,
+                                capture_output=True, timeout=60,
+                                env={**os.environ, "AGENTMESH_CONFIG_DIR": str(tmp_path)})
+        output = result.stdout + result.stderr
+        assert result.returncode == 2, (args, output)
+        assert "Usage: agentmesh" in output, (args, output)
+        assert "Traceback" not in output and "Exception" not in output, (args, output)
+
+
+def test_files_that_do_not_parse_and_an_unreachable_mesh_are_one_line(mesh, tmp_path):
+    _, home = _login(mesh, tmp_path)
+    (tmp_path / "bad.yaml").write_text("name: [unclosed\n  model: gpt-4o\n")
+    (tmp_path / "bad.json").write_text('{"name": ')
+    for name, words in (("bad.yaml", "is not valid YAML"), ("bad.json", "is not valid JSON")):
+        result = _cli(mesh, home, "agents", "create", "-f", str(tmp_path / name))
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and words in result.stderr
+        assert name in result.stderr and len(result.stderr.strip().splitlines()) <= 2
+    # login without --url: the URL of the saved session (or the default) is the one named.
+    from mesh.supervisor import stable_port
+
+    closed = f"http://127.0.0.1:{stable_port()}"
+    (tmp_path / "away").mkdir()
+    (tmp_path / "away" / "config.json").write_text(json.dumps({"url": closed}))
+    env = {**os.environ, "AGENTMESH_CONFIG_DIR": str(tmp_path / "away"), "NO_COLOR": "1"}
+    env.pop("AGENTMESH_URL", None)
+    result = subprocess.run([sys.executable, "-m", "mesh.cli", "login", "--email", "a@b.co",
+                             "--password", "whatever1"], env=env, text=True,
+                            capture_output=True, timeout=60)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"cannot reach the mesh at {closed}" in " ".join(result.stderr.split())
+
+
+def _in_a_terminal(args: list[str], env: dict[str, str], answer: bytes, after: bytes
+                   ) -> tuple[int, str]:
+    """Runs the CLI in a pseudo-terminal (prompts need one), types `answer` once `after` is
+    shown; the exit code and everything it printed."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI
+        os.environ.update(env)
+        os.environ.pop("AGENTMESH_TOKEN", None)
+        os.execv(sys.executable, [sys.executable, "-m", "mesh.cli", *args])
+    shown, sent, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child has gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        if not sent and after in shown:
+            os.write(fd, answer)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_no_at_a_prompt_and_ctrl_c_at_the_password_prompt_end_quietly(mesh, tmp_path):
+    tenant, home = _login(mesh, tmp_path)
+    env = {"AGENTMESH_CONFIG_DIR": str(home), "AGENTMESH_URL": mesh.url, "NO_COLOR": "1"}
+    with mesh.client(tenant.token) as client:
+        name = client.post("/api/v1/agents", json={
+            "name": f"kept-{uuid.uuid4().hex[:6]}"}).json()["name"]
+    code, shown = _in_a_terminal(["agents", "delete", name], env, b"n\r", b"[y/N]")
+    assert code == 1 and "aborted" in shown and "Traceback" not in shown, shown
+    with mesh.client(tenant.token) as client:
+        assert client.get(f"/api/v1/agents/{name}").status_code == 200  # still there
+    code, shown = _in_a_terminal(["login", "--email", tenant.email], env, b"\x03", b"Password")
+    assert code != 0 and "Traceback" not in shown and "KeyboardInterrupt" not in shown, shown
+
+
+def test_python_client_update_changes_a_resource(mesh):
+    from mesh.client import Client
+
+    tenant = register(mesh)
+    name = f"upd-{uuid.uuid4().hex[:6]}"
+    with Client(mesh.url) as api:
+        api.login(tenant.email, tenant.password)
+        api.agents.create({"name": name, "description": "before"})
+        updated = api.agents.update(name, {"description": "after"})
+        assert updated["description"] == "after"
+        assert api.agents.get(name)["description"] == "after"
+        masked = api.agents.update(name, {"description": "", "model": "gpt-4o"},
+                                   update_mask="description")
+        assert masked["description"] == "" and masked["model"] == ""

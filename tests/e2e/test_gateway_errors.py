@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -268,3 +269,130 @@ def test_an_undefined_enum_number_is_400_naming_the_field_on_every_route(mesh, o
     assert not wrong, f"{len(wrong)} of {len(cases)}:\n" + "\n".join(wrong)
     for reply in replies:
         assert_envelope(reply, 400, "INVALID_ARGUMENT")
+
+
+# ---- request bodies: unknown fields, wrong shapes, invalid JSON (gateway.lua check_body) ----
+PROTOBUF_WORDS = ("Proto field", "type.googleapis.com", "TYPE_", "Unexpected token",
+                  "invalid value", "\n")
+
+
+def _body_routes():
+    """Every REST route with a JSON body, its path variables filled in."""
+    from mesh import contract
+    from mesh.gateway.bodies import BodySchemas
+
+    schemas = BodySchemas(contract.default())
+    for rpc in contract.default().routed:
+        for binding in rpc.bindings:
+            if schemas.route_body(rpc, binding) is not None:
+                path = binding.openapi_path
+                for variable in binding.variables:
+                    path = path.replace("{" + variable + "}", "x")
+                yield binding.method, path
+
+
+def test_unknown_body_field_is_400_naming_it_on_every_route(mesh, tenant):
+    routes = list(_body_routes())
+    assert len(routes) > 50
+    with mesh.client(tenant.token) as client:
+        for method, path in routes:
+            reply = client.request(method, path, json={"zz_not_a_field": 1})
+            body = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+            assert body["details"]["reason"] == "UNKNOWN_FIELD", (method, path, body)
+            assert body["details"]["field"] == "zz_not_a_field", (method, path, body)
+        # The issue's typo: nothing is created, and the answer says what was meant.
+        typo = assert_envelope(client.post("/api/v1/agents", json={"name": "x",
+                                                                   "modle": "gpt-4o"}),
+                               400, "INVALID_ARGUMENT")
+        assert typo["message"] == "modle: unknown field; did you mean 'model'?"
+        streamed = assert_envelope(client.post(  # chunked, without a content-length
+            "/api/v1/agents", content=iter([b'{"name": "x", ', b'"modle": "gpt-4o"}']),
+            headers={"Content-Type": "application/json"}), 400, "INVALID_ARGUMENT")
+        assert streamed["details"]["field"] == "modle"
+        assert client.get("/api/v1/agents", params={"search": "x"}).json()["total"] == 0
+        nested = assert_envelope(client.post("/api/v1/workflows", json={
+            "name": "n", "steps": [{"id": "a", "type": "STEP_TYPE_TRANSFORM",
+                                    "transform": {"expression": "inputs", "expresion": 1}}]}),
+            400, "INVALID_ARGUMENT")
+        assert nested["details"]["field_violations"][0]["field"] == \
+            "steps[0].transform.expresion"
+        # Free-form objects (a Struct, a map) take any key; lowerCamel names are the same field.
+        made = client.post("/api/v1/agents", json={"name": f"free-{uuid.uuid4().hex[:6]}",
+                                                  "config": {"anything": {"goes": [1]}},
+                                                  "labels": {"team": "a"},
+                                                  "systemPrompt": "be brief"})
+        assert made.status_code == 200, made.text
+        assert made.json()["system_prompt"] == "be brief"
+        document = client.get("/api/v1/openapi.json").json()
+    assert document["components"]["schemas"]["agentmesh.agents.v1.Agent"][
+        "additionalProperties"] is False
+
+
+def test_gateway_messages_name_the_field_in_plain_words(mesh, tenant):
+    """What the transcoder says in protobuf terms reaches the client as the field and what it
+    takes, in the envelope."""
+    cases = [
+        ({"name": ["x"]}, "name", "name: expected a string, not a list"),
+        ("just a string", "", "the body: expected a JSON object, not a string"),
+        ({"name": {"a": 1}}, "name", "name: expected a string, not an object"),
+        ({"name": 5}, "name", "name: expected a string, not 5"),
+        ({"version": "abc"}, "version", 'version: expected an integer (32 bits), not "abc"'),
+        ({"config": [1]}, "config", "config: expected a JSON object, not a list"),
+        ({"created_at": "yesterday"}, "created_at",
+         "created_at: expected a date-time string such as 2026-01-31T12:00:00Z"),
+    ]
+    with mesh.client(tenant.token) as client:
+        for sent, field, message in cases:
+            body = assert_envelope(client.post("/api/v1/agents", json=sent), 400,
+                                   "INVALID_ARGUMENT")
+            assert body["message"] == message, (sent, body)
+            assert body["details"].get("field", "") == field, (sent, body)
+        status = assert_envelope(client.post("/api/v1/agents", json={"name": "s",
+                                                                     "status": "NOPE"}),
+                                 400, "INVALID_ARGUMENT")
+        assert status["message"].startswith("status: expected one of AGENT_STATUS_DRAFT, ")
+        for raw in (b'{"name": }', b'{"name": "x",}', b'{"name": "x"} extra', b"{"):
+            body = assert_envelope(client.post("/api/v1/agents", content=raw, headers={
+                "Content-Type": "application/json"}), 400, "INVALID_ARGUMENT")
+            assert body["message"].startswith("the body is not valid JSON: "), body
+            assert body["details"]["reason"] == "MALFORMED_JSON"
+            assert not any(word in body["message"] for word in PROTOBUF_WORDS), body
+        query = assert_envelope(client.get("/api/v1/agents", params={"page": "two"}), 400,
+                                "INVALID_ARGUMENT")
+        assert query["message"] == 'page: expected an integer (32 bits), not "two"'
+        colour = assert_envelope(client.get("/api/v1/agents", params={"colour": "red"}), 400,
+                                 "INVALID_ARGUMENT")
+        assert colour["message"] == "colour: unknown query parameter"
+
+
+def test_a_space_in_a_query_value_sent_as_plus_is_a_space(mesh, tenant):
+    """httpx (like requests and HTML forms) encodes a space in a query value as `+`."""
+    name = f"tpl-{uuid.uuid4().hex[:6]}"
+    with mesh.client(tenant.token) as client:
+        agent = client.post("/api/v1/agents", json={"name": f"plus-{uuid.uuid4().hex[:6]}",
+                                                    "description": "alpha beta"}).json()
+        found = client.get("/api/v1/agents", params={"search": "alpha beta"})
+        assert "search=alpha+beta" in str(found.request.url)
+        assert [a["id"] for a in found.json()["items"]] == [agent["id"]]
+        literal = client.get("/api/v1/agents", params={"search": "alpha+beta"})  # sent as %2B
+        assert literal.json()["total"] == 0
+        assert client.post("/api/v1/templates", json={
+            "name": name, "kind": "TEMPLATE_KIND_AGENT",
+            "content": {"name": "{{ agent_name }}", "system_prompt": "Hello {{ team }}."},
+            "parameters": [{"name": "agent_name"}, {"name": "team"}]}).status_code == 200
+        preview = client.get(f"/api/v1/templates/{name}/preview",
+                             params={"parameters": json.dumps({"agent_name": "x",
+                                                               "team": "red team"})})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["result"]["system_prompt"] == "Hello red team."
+
+
+def test_every_answer_carries_x_request_id(mesh, tenant):
+    with mesh.client(tenant.token) as client:
+        ok = client.get("/api/v1/agents", headers={"X-Correlation-ID": "req-id-1"})
+        missing = client.get("/api/v1/agents/nope")
+        anonymous = httpx.get(f"{mesh.url}/api/v1/agents")
+    assert ok.headers["x-request-id"] == ok.headers["x-correlation-id"] == "req-id-1"
+    for reply in (missing, anonymous):
+        body = reply.json()
+        assert reply.headers["x-request-id"] == body["request_id"] == body["correlation_id"]

@@ -32,13 +32,15 @@ def test_dispatch_allowed_has_the_seed_shape_and_the_operation_result(mesh, tena
     assert body["timestamp"] and body["message"] == f"agent {name!r} found"
     governance = body["governance"]
     assert governance["allowed"] is True and governance["reason"]
-    assert isinstance(governance["decision_time_ms"], int)
+    assert governance["decision_time_ms"] > 0  # milliseconds with microsecond precision
     assert body["result"]["name"] == name
     assert body["operation"] == "agentmesh.agents.v1.AgentService/GetAgent"
     with mesh.client(tenant.token) as client:
         decision = client.get(f"/api/v1/governance/decisions/{governance['decision_id']}").json()
     assert decision["allowed"] is True and decision["correlation_id"] == "dispatch-ok-1"
     assert decision["intent"] == "get_agent" and decision["resource"] == f'Agent::"{name}"'
+    assert decision["decision_time_ms"] == governance["decision_time_ms"] == \
+        decision["decision_time_us"] / 1000
 
 
 def test_dispatch_denied_by_a_cedar_policy_is_403_with_the_decision(mesh, tenant):
@@ -56,8 +58,11 @@ def test_dispatch_denied_by_a_cedar_policy_is_403_with_the_decision(mesh, tenant
         assert body["details"]["status"] == "denied"
         governance = body["details"]["governance"]
         assert governance["allowed"] is False and "no-dispatch@1" in governance["reason"]
-        assert isinstance(governance["decision_time_ms"], int)
+        assert governance["decision_time_ms"] > 0
         assert governance["correlation_id"] == body["correlation_id"]
+        # Seed 002's denial, beside the envelope: status, reason and governance at the top.
+        assert body["status"] == "denied" and body["governance"] == governance
+        assert body["reason"] == governance["reason"]
         listed = client.get("/api/v1/governance/decisions", params={"allowed": "false"}).json()
         assert listed["total"] == 1 and listed["items"][0]["id"] == governance["decision_id"]
         assert listed["items"][0]["matching_policies"] == ["no-dispatch@1"]
@@ -80,6 +85,28 @@ def test_dispatch_runs_the_operation_it_allows(mesh, tenant):
         missing = client.post("/api/v1/dispatch", json={"intent": "execute_tool",
                                                          "context": {"tool_id": "no-such-tool"}})
         assert_envelope(missing, 404, "NOT_FOUND")
+
+
+def test_call_reasoning_without_an_agent_is_the_reasoning_heartbeat(mesh, tenant):
+    """Seed 002's example names no agent: the reasoning path's health, decided and recorded
+    like any dispatch; with an agent it is that agent's interaction."""
+    with mesh.client(tenant.token) as client:
+        reply = client.post("/api/v1/dispatch", json={
+            "intent": "call_reasoning", "context": {"user_id": "user123", "request_id": "req456"}})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["message"] == "Reasoning heartbeat OK"
+        assert body["operation"] == "grpc.health.v1.Health/Check"
+        assert body["result"] == {"service": "agents", "status": "SERVING"}
+        decision = client.get(
+            f"/api/v1/governance/decisions/{body['governance']['decision_id']}").json()
+        assert decision["intent"] == "call_reasoning"
+        assert decision["context"]["user_id"] == "user123"
+        assert decision["context"]["ip_address"]  # the client address, as the gateway saw it
+        missing = client.post("/api/v1/dispatch", json={
+            "intent": "call_reasoning",
+            "context": {"agent_id": "no-such-agent", "message": "hi"}})
+    assert_envelope(missing, 404, "NOT_FOUND")  # an agent named: its interaction
 
 
 def test_unknown_intent_is_400(mesh, tenant):

@@ -277,3 +277,53 @@ def test_slow_consumer_dropped_with_a_close_code(nats_mesh):
     assert ids == list(range(1, len(ids) + 1))  # what it got is in order, without holes
     # The 60 MB sent to the dropped socket did not pile up in the server.
     assert rss_after - rss_before < 24 * 1024, (rss_before, rss_after)
+
+
+def test_the_browser_example_works_as_written(mesh, tenant):
+    """docs/live-events.md's page, step by step as a browser runs it when the file is opened
+    (origin `null`) or served by another site: its URLs are the gateway's, the form calls
+    watch(), the ticket request passes CORS, the socket opens with the ticket and shows the
+    state, and the text `ping` gets `pong`."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "live-events.md").read_text()
+    start = doc.index("```html\n") + len("```html\n")
+    html = doc[start:doc.index("```", start)]
+    script = html[html.index("<script>"):html.index("</script>")]
+    assert re.search(r'const MESH = "http://[^"]+";', script)
+    assert re.findall(r"fetch\(`([^`]+)`", script) == ["${MESH}/api/v1/live/tickets"]
+    assert re.findall(r"new WebSocket\(`([^`]+)`", script) == [
+        "${WS}/ws/${executionId}?ticket=${ticket}${after}"]
+    assert re.search(r"^\s+watch\(form\.get\(\"execution\"\), form\.get\(\"token\"\)\);", script,
+                     re.M), "the page never calls watch()"
+    for element in re.findall(r'querySelector\("#(\w+)"\)', script):
+        assert f'id="{element}"' in html, element
+    with mesh.client(tenant.token) as client:
+        execution = _approval_flow(client)  # waits for a person: the socket stays open
+
+    async def page(origin: str) -> list:
+        async with httpx.AsyncClient(base_url=mesh.url, timeout=30) as browser:
+            preflight = await browser.options("/api/v1/live/tickets", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type"})
+            assert preflight.status_code == 200, preflight.text
+            assert preflight.headers["access-control-allow-origin"] == origin
+            assert "authorization" in preflight.headers["access-control-allow-headers"]
+            reply = await browser.post("/api/v1/live/tickets", content="{}", headers={
+                "Origin": origin, "Authorization": f"Bearer {tenant.token}",
+                "Content-Type": "application/json"})
+            assert reply.status_code == 200, reply.text
+            assert reply.headers["access-control-allow-origin"] == origin  # readable by the page
+            ticket = reply.json()["ticket"]
+        url = _ws(mesh, f"/ws/{execution['id']}?ticket={ticket}")
+        async with connect(url, origin=origin) as socket:
+            state = json.loads(await asyncio.wait_for(socket.recv(), 30))
+            await socket.send("ping")
+            pong = await asyncio.wait_for(socket.recv(), 30)
+        return [state, pong]
+
+    for origin in ("null", "http://localhost:3000"):
+        state, pong = asyncio.run(page(origin))
+        assert state["type"] == "state" and "progress" in state["payload"], state
+        assert state["payload"]["status"] or state["payload"]["current_phase"]
+        assert pong == "pong"

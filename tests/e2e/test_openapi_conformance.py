@@ -50,6 +50,13 @@ include-operation-id-regex = "^(SecretService_(Create|Update)Secret|ModelService
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 
+# Seed 000's execute-workflow: `workflow_type` must name one of the tenant's active workflows
+# (another resource); any other is the seed's 400 "Unknown workflow type".
+[[operations]]
+include-operation-id = "WorkflowService_SubmitWorkflow"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
 # CreateApiKey: `scopes` needs one scope; the transcoder drops null items, so `[null]` is a list
 # of one item in the document and an empty list in the service (400).
 [[operations]]

@@ -62,13 +62,21 @@ def _step(execution: dict, step_id: str) -> dict:
     return next(s for s in execution["step_states"] if s["step_id"] == step_id)
 
 
-def _sse(client, path, events: list, headers=None):
+def _sse(client, path, events: list, headers=None, ids: list | None = None):
+    """The stream's `data:` events; with `ids`, also the `id:` line of each event, in order
+    (what a browser's EventSource keeps as the last event id)."""
     with client.stream("GET", path, headers=headers or {}, timeout=60) as reply:
         assert reply.status_code == 200, reply.read()
         events.append(("content-type", reply.headers.get("content-type", "")))
+        last_id = None
         for line in reply.iter_lines():
-            if line.startswith("data:"):
+            if line.startswith("id:"):
+                last_id = line[3:].strip()
+            elif line.startswith("data:"):
                 events.append((time.monotonic(), json.loads(line[5:])))
+                if ids is not None:
+                    ids.append(last_id)
+                last_id = None
 
 
 def test_multi_step_workflow_watched_over_sse_and_approved(egress_mesh, web):
@@ -104,9 +112,10 @@ def test_multi_step_workflow_watched_over_sse_and_approved(egress_mesh, web):
         execution = started.json()
         assert execution["status"] == "EXECUTION_STATUS_QUEUED"
         events: list = []
+        sse_ids: list = []
         watcher = threading.Thread(target=_sse, args=(
             mesh.client(tenant.token), f"/api/v1/workflows/executions/{execution['id']}/watch",
-            events))
+            events), kwargs={"ids": sse_ids})
         watcher.start()
         waiting = _wait(client, execution["id"],
                         lambda e: e["status"] == "EXECUTION_STATUS_WAITING_APPROVAL")
@@ -129,6 +138,8 @@ def test_multi_step_workflow_watched_over_sse_and_approved(egress_mesh, web):
     assert any(d["status"] == "EXECUTION_STATUS_WAITING_APPROVAL" for d in data)
     ids = [d["event_id"] for d in data]
     assert ids == sorted(ids)
+    # Each event has an `id:` line with its event id, so EventSource resumes by itself.
+    assert sse_ids == [str(i) for i in ids]
     # Resumable: with Last-Event-ID, only what changed after it comes again.
     resumed: list = []
     _sse(mesh.client(tenant.token), f"/api/v1/workflows/executions/{execution['id']}/watch",
@@ -149,36 +160,46 @@ def test_seed_000_routes_return_the_seed_shape(mesh, tenant):
              "depends_on": ["plan"], "transform": {"expression": "inputs.configuration"}}],
             description="plans and builds")
         types = client.get("/api/v1/workflow-types").json()
-        assert {"items", "total", "page", "page_size", "pages"} <= set(types)
+        assert {"workflow_types", "items", "total", "page", "page_size", "pages"} <= set(types)
+        assert workflow["slug"] in types["workflow_types"]
         mine = next(t for t in types["items"] if t["workflow_type"] == workflow["slug"])
         assert mine["description"] == "plans and builds" and mine["workflow_id"] == workflow["id"]
         reply = client.post("/api/v1/execute-workflow", json={
             "requirements": "a landing page", "workflow_type": workflow["slug"],
-            "configuration": {"style": "plain"}, "priority": "EXECUTION_PRIORITY_HIGH"})
+            "configuration": {"style": "plain"}, "priority": "high"})
         assert reply.status_code == 200, reply.text
         submitted = reply.json()
         assert set(submitted) >= {"session_id", "status", "message", "created_at"}
-        assert submitted["status"] == "EXECUTION_STATUS_QUEUED"
+        assert submitted["status"] == "queued"
         assert submitted["message"] == "Workflow queued for execution"
         session = submitted["session_id"]
+        assert client.get(f"/api/v1/workflows/executions/{session}").json()["priority"] == \
+            "EXECUTION_PRIORITY_HIGH"
         deadline = time.monotonic() + 30
         while True:
             status = client.get(f"/api/v1/workflow-status/{session}")
             assert status.status_code == 200, status.text
             body = status.json()
-            if body["status"] in ENDED or time.monotonic() > deadline:
+            if body["status"] in ("completed", "failed", "cancelled") or \
+                    time.monotonic() > deadline:
                 break
+            assert body["status"] in ("queued", "running")
             time.sleep(0.1)
         assert set(body) >= {"session_id", "status", "progress", "current_phase",
                              "phases_completed", "errors", "partial_results"}
-        assert body["session_id"] == session and body["status"] == "EXECUTION_STATUS_COMPLETED"
+        assert body["session_id"] == session and body["status"] == "completed"
         assert body["progress"] == 100 and body["phases_completed"] == ["Planning", "Building"]
         assert body["errors"] == []
         assert body["partial_results"] == {"plan": "a landing page", "build": {"style": "plain"}}
-        assert_envelope(client.post("/api/v1/execute-workflow", json={
-            "requirements": "x", "workflow_type": "no-such-type"}), 404, "NOT_FOUND")
+        unknown = assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": "no-such-type"}), 400, "INVALID_ARGUMENT")
+        assert unknown["message"].startswith("Unknown workflow type")
+        assert unknown["details"]["reason"] == "UNKNOWN_WORKFLOW_TYPE"
         assert_envelope(client.post("/api/v1/execute-workflow", json={
             "requirements": "", "workflow_type": workflow["slug"]}), 400, "INVALID_ARGUMENT")
+        assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": workflow["slug"],
+            "priority": "EXECUTION_PRIORITY_HIGH"}), 400, "INVALID_ARGUMENT")
         # Templates are made by the templates service, which does not create them yet.
         template = client.post(f"/api/v1/workflows/{workflow['id']}/template", json={})
         assert template.status_code in (200, 501), template.text
@@ -187,6 +208,42 @@ def test_seed_000_routes_return_the_seed_shape(mesh, tenant):
         same = client.post("/api/v1/execute-workflow", json={
             "requirements": "r", "workflow_type": workflow["slug"], "idempotency_key": "k-1"})
         assert again.json()["session_id"] == same.json()["session_id"]
+
+
+def test_approvers_named_by_role_or_email_can_approve(mesh, tenant):
+    """An approval step addressed to `role:<role>` or an e-mail address waits for someone with
+    that role or address (any case), and refuses everyone else."""
+    with mesh.client(tenant.token) as client:
+        email = f"user-{uuid.uuid4().hex[:6]}@example.com"
+        assert client.post("/api/v1/auth/users", json={
+            "email": email, "password": "user-pass-123", "role": "ROLE_USER"}).status_code == 200
+        user_token = client.post("/api/v1/auth/login", json={
+            "email": email, "password": "user-pass-123"}).json()["access_token"]
+        workflow = _create(client, [
+            {"id": "by_role", "type": "STEP_TYPE_APPROVAL",
+             "approval": {"approvers": ["role:admin"]}},
+            {"id": "by_email", "type": "STEP_TYPE_APPROVAL", "depends_on": ["by_role"],
+             "approval": {"approvers": [email.upper()]}}])
+        execution = client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                json={"inputs": {}}).json()
+        base = f"/api/v1/workflows/executions/{execution['id']}/steps"
+        _wait(client, execution["id"], lambda e: _step(e, "by_role")["status"] ==
+              "STEP_STATUS_WAITING_APPROVAL")
+        with mesh.client(user_token) as user:
+            refused = assert_envelope(user.post(f"{base}/by_role/approve", json={}), 403,
+                                      "PERMISSION_DENIED")
+            assert refused["details"]["reason"] == "NOT_AN_APPROVER"
+            approved = client.post(f"{base}/by_role/approve", json={"comment": "admin ok"})
+            assert approved.status_code == 200, approved.text
+            _wait(client, execution["id"], lambda e: _step(e, "by_email")["status"] ==
+                  "STEP_STATUS_WAITING_APPROVAL")
+            assert_envelope(client.post(f"{base}/by_email/approve", json={}), 403,
+                            "PERMISSION_DENIED")
+            approved = user.post(f"{base}/by_email/approve", json={"comment": "mine"})
+            assert approved.status_code == 200, approved.text
+        done = _wait(client, execution["id"])
+    assert done["status"] == "EXECUTION_STATUS_COMPLETED", done
+    assert _step(done, "by_role")["decisions"][0]["user_id"] == tenant.user_id
 
 
 def test_cancel_within_a_second_and_validation_names_the_step(egress_mesh, web):
@@ -269,8 +326,10 @@ def test_other_tenant_gets_404_on_every_route(mesh, tenant, other_tenant):
             if path.endswith("/watch") and reply.status_code == 200:
                 raise AssertionError("watch of another tenant's execution streamed")
             assert_envelope(reply, 404, "NOT_FOUND")
-        assert_envelope(client.post("/api/v1/execute-workflow", json={
-            "requirements": "x", "workflow_type": workflow["slug"]}), 404, "NOT_FOUND")
+        # Seed 000's route: another tenant's workflow is no type of this one, as any unknown.
+        unknown = assert_envelope(client.post("/api/v1/execute-workflow", json={
+            "requirements": "x", "workflow_type": workflow["slug"]}), 400, "INVALID_ARGUMENT")
+        assert unknown["details"]["reason"] == "UNKNOWN_WORKFLOW_TYPE"
     with mesh.client(tenant.token) as client:
         got = client.get(f"/api/v1/workflows/executions/{e}").json()
         assert got["status"] == "EXECUTION_STATUS_WAITING_APPROVAL"

@@ -165,10 +165,14 @@ def test_other_tenant_sees_nothing(service, client):
         ("ListSchedules", pb.ListSchedulesRequest(workflow_id=made.id)),
         ("CreateSchedule", pb.CreateScheduleRequest(workflow_id=made.id,
                                                     schedule=pb.Schedule(cron="* * * * *"))),
-        ("SubmitWorkflow", pb.SubmitWorkflowRequest(workflow_type=made.slug, requirements="x")),
     ]
     for method, request in requests:
         with pytest.raises(grpc.RpcError) as caught:
             other.call(method, request)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND, method
+    # Seed 000's route: another tenant's workflow is no type of this one (400, as any unknown).
+    with pytest.raises(grpc.RpcError) as caught:
+        other.call("SubmitWorkflow", pb.SubmitWorkflowRequest(workflow_type=made.slug,
+                                                              requirements="x"))
+    assert error_reason(caught.value) == "UNKNOWN_WORKFLOW_TYPE"
     assert other.call("ListWorkflows", pb.ListWorkflowsRequest()).total == 0

@@ -298,21 +298,26 @@ def test_submit_and_status_in_the_seed_shape(client):
     wf = client.create(_name(), [{"id": "plan", "name": "Planning", "type": "STEP_TYPE_TRANSFORM",
                                   "transform": {"expression": "inputs.requirements"}}])
     submitted = client.call("SubmitWorkflow", pb.SubmitWorkflowRequest(
-        requirements="build a thing", workflow_type=wf.slug,
-        priority=pb.EXECUTION_PRIORITY_HIGH))
-    assert submitted.status == pb.EXECUTION_STATUS_QUEUED and submitted.session_id
+        requirements="build a thing", workflow_type=wf.slug, priority="high"))
+    assert submitted.status == "queued" and submitted.session_id
     assert submitted.message == "Workflow queued for execution" and submitted.created_at.seconds
     client.wait(submitted.session_id)
     progress = client.call("GetWorkflowStatus", pb.GetWorkflowStatusRequest(
         execution_id=submitted.session_id))
     assert progress.session_id == submitted.session_id and progress.progress == 100
+    assert progress.status == "completed"
     assert list(progress.phases_completed) == ["Planning"]
     assert json_format.MessageToDict(progress.partial_results) == {"plan": "build a thing"}
     assert client.get(submitted.session_id).priority == pb.EXECUTION_PRIORITY_HIGH
     with pytest.raises(grpc.RpcError) as caught:
         client.call("SubmitWorkflow", pb.SubmitWorkflowRequest(requirements="x",
                                                                workflow_type="no-such-type"))
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_reason(caught.value) == "UNKNOWN_WORKFLOW_TYPE"
+    with pytest.raises(grpc.RpcError) as caught:
+        client.call("SubmitWorkflow", pb.SubmitWorkflowRequest(
+            requirements="x", workflow_type=wf.slug, priority="EXECUTION_PRIORITY_HIGH"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with pytest.raises(grpc.RpcError) as caught:
         client.call("SubmitWorkflow", pb.SubmitWorkflowRequest(requirements=" ",
                                                                workflow_type=wf.slug))

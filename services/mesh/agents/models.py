@@ -1,5 +1,5 @@
 """Tables of the agents service. A change here needs a migration:
-`agentmesh db revision agents -m "..."` writes it; tests/agents/test_migrations.py fails until it
+`agentmesh db revision agents -m "..."` writes it; tests/runtime/test_migrations.py fails until it
 exists."""
 
 from __future__ import annotations

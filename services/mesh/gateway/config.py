@@ -20,6 +20,7 @@ from typing import Any
 
 from mesh import resources
 from mesh.contract import Contract, Rpc
+from mesh.gateway.bodies import SCALAR_NAMES, BodySchemas, enum_values
 from mesh.runtime.context import (IDENTITY_HEADERS, SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER,
                                   TOKEN_IAT_HEADER, USER_HEADER)
 from mesh.runtime.errors import ERROR_TRAILER
@@ -144,13 +145,18 @@ def _lua_pattern(template: str) -> str:
     return "^/" + "/".join(parts) + "$"
 
 
-def _lua_routes(contract: Contract) -> tuple[dict[str, list], list]:
-    """The REST routes for the Lua 405 check: templates with their methods, grouped by the key
+def _lua_routes(contract: Contract, schemas: BodySchemas) -> tuple[dict[str, list], list]:
+    """The REST routes for the Lua 405 check and body check: templates with their methods and
+    the shape of each method's JSON body (mesh.gateway.bodies), grouped by the key
     `gateway.lua`'s `route_key` computes (segment count and the first three segments)."""
     methods: dict[str, set[str]] = {}
+    bodies: dict[str, dict[str, list]] = {}
     for rpc in contract.rpcs:
         for binding in rpc.bindings:
             methods.setdefault(binding.template, set()).add(binding.method)
+            body = schemas.route_body(rpc, binding) if rpc.exposed else None
+            if body is not None:
+                bodies.setdefault(binding.template, {})[binding.method] = list(body)
     grouped: dict[str, list] = {}
     wildcard: list = []
     for template, allowed in sorted(methods.items()):
@@ -158,7 +164,7 @@ def _lua_routes(contract: Contract) -> tuple[dict[str, list], list]:
         # Literal segments: as in the transcoder, the routes with the most of them win
         # (`/tools/categories` over `/tools/{tool_id}`).
         literals = sum(1 for s in segments if not s.startswith("{"))
-        entry = [_lua_pattern(template), sorted(allowed), literals]
+        entry = [_lua_pattern(template), sorted(allowed), literals, bodies.get(template, {})]
         if "**" in template or any(s.startswith("{") for s in segments[:3]):
             wildcard.append(entry)
         else:
@@ -168,13 +174,17 @@ def _lua_routes(contract: Contract) -> tuple[dict[str, list], list]:
 
 def lua_source(contract: Contract) -> str:
     """`gateway.lua` with the names it shares with Python and the contract's routes filled in."""
-    routes, wildcard = _lua_routes(contract)
+    schemas = BodySchemas(contract)
+    routes, wildcard = _lua_routes(contract, schemas)
     values = {
         "IDENTITY_HEADERS": [*IDENTITY_HEADERS, INTERNAL_TOKEN_HEADER],
         "ERROR_TRAILER": ERROR_TRAILER,
         "UNDECLARED_METHOD_HEADER": UNDECLARED_METHOD_HEADER,
         "ROUTES": routes,
         "WILDCARD_ROUTES": wildcard,
+        "BODY_TYPES": schemas.types,
+        "SCALAR_NAMES": SCALAR_NAMES,
+        "ENUM_VALUES": enum_values(contract),
     }
     source = resources.gateway_lua()
     for name, value in values.items():
@@ -417,6 +427,7 @@ def _local_reply_config() -> dict[str, Any]:
             "message": message,
             "details": details or {},
             "correlation_id": "%REQ(X-CORRELATION-ID)%",
+            "request_id": "%REQ(X-CORRELATION-ID)%",  # seed 000's name for it
             # Second precision, as gateway.lua writes it for service errors.
             "timestamp": "%START_TIME(%Y-%m-%dT%H:%M:%SZ)%",
         }, "content_type": "application/json"}
@@ -653,6 +664,9 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
             "proto_descriptor": str(options.descriptor_set or resources.descriptor_set()),
             "services": contract.services,
             "convert_grpc_status": True,
+            # A `+` in a query value is a space, as every HTTP library and HTML form encodes it
+            # (`?search=alpha+beta`); a literal plus is sent as %2B.
+            "query_param_unescape_plus": True,
             "print_options": {"always_print_primitive_fields": True,
                               "always_print_enums_as_ints": False,
                               "preserve_proto_field_names": True,
@@ -722,9 +736,10 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
                         for o in options.cors_origins],
                     "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
                     "allow_headers": "authorization, content-type, x-api-key, x-correlation-id, "
-                                     "idempotency-key",
-                    "expose_headers": "x-correlation-id, x-ratelimit-limit, x-ratelimit-remaining, "
-                                      "x-ratelimit-reset, retry-after, idempotency-replayed",
+                                     "idempotency-key, last-event-id",
+                    "expose_headers": "x-correlation-id, x-request-id, x-ratelimit-limit, "
+                                      "x-ratelimit-remaining, x-ratelimit-reset, retry-after, "
+                                      "idempotency-replayed",
                     "max_age": "600"}},
                 **({"rate_limits": virtual_host_limits} if virtual_host_limits else {}),
             }],

@@ -7,6 +7,7 @@ with the caller's identity after the decision allows it.
     intent                      operation                                   resource
     interact_agent              AgentService.InteractWithAgent              Agent::<agent_id>
     call_reasoning (seed 002)   AgentService.InteractWithAgent              Agent::<agent_id>
+      without an agent_id       the agents service's gRPC health (heartbeat) Intent::call_reasoning
     get_agent                   AgentService.GetAgent                       Agent::<agent_id>
     execute_tool                ToolService.ExecuteTool                     Tool::<tool_id>
     start_workflow              WorkflowService.ExecuteWorkflow             Workflow::<workflow_id>
@@ -14,6 +15,7 @@ with the caller's identity after the decision allows it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -27,6 +29,7 @@ from urllib.parse import urlparse
 import grpc
 from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -72,6 +75,8 @@ class Operation:
     resource_key: str  # the context field naming the resource
     call: Callable[[Runtime, str, dict[str, Any]], Awaitable[Message]]
     summary: Callable[[Message], str]
+    # What the intent does when `context` names no target (None: the target is required).
+    without_target: "Operation | None" = None
 
 
 async def _interact(runtime: Runtime, key: str, ctx: dict[str, Any]) -> Message:
@@ -99,11 +104,33 @@ async def _start_workflow(runtime: Runtime, key: str, ctx: dict[str, Any]) -> Me
     return await runtime.peers.stub(workflows_pb2_grpc.WorkflowServiceStub).ExecuteWorkflow(request)
 
 
+REASONING_HEALTH_NAME = "agentmesh.agents.v1.AgentService"
+
+
+async def _reasoning_heartbeat(runtime: Runtime, key: str, ctx: dict[str, Any]) -> Message:
+    """Seed 002's `call_reasoning` with no agent named: whether the reasoning path is alive,
+    i.e. the agents service (where every agent's reasoning loop runs) answers its gRPC health
+    check SERVING. No model is called and nothing is recorded but the decision."""
+    try:
+        reply = await health_pb2_grpc.HealthStub(runtime.peers.channel("agents")).Check(
+            health_pb2.HealthCheckRequest(service=REASONING_HEALTH_NAME), timeout=2)
+    except grpc.aio.AioRpcError as exc:
+        raise errors.Unavailable(f"the reasoning service does not answer ({exc.code().name})",
+                                 reason="REASONING_UNAVAILABLE") from None
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise errors.Unavailable(f"the reasoning service is {status}",
+                                 reason="REASONING_UNAVAILABLE")
+    return _struct({"service": "agents", "status": status})
+
+
+_HEARTBEAT = Operation("/grpc.health.v1.Health/Check", "Intent", "", _reasoning_heartbeat,
+                       lambda r: "Reasoning heartbeat OK")
 _INTERACT = Operation("/agentmesh.agents.v1.AgentService/InteractWithAgent", "Agent", "agent_id",
                       _interact, lambda r: getattr(r, "reply", "") or "agent answered")
 INTENTS: dict[str, Operation] = {
     "interact_agent": _INTERACT,
-    "call_reasoning": _INTERACT,
+    "call_reasoning": dataclasses.replace(_INTERACT, without_target=_HEARTBEAT),
     "get_agent": Operation("/agentmesh.agents.v1.AgentService/GetAgent", "Agent", "agent_id",
                            _get_agent, lambda r: f"agent {r.name!r} found"),
     "execute_tool": Operation("/agentmesh.tools.v1.ToolService/ExecuteTool", "Tool", "tool_id",
@@ -151,6 +178,23 @@ def _governance_details(decision: pb.Decision) -> dict[str, Any]:
             "governance": json_format.MessageToDict(_governance(decision),
                                                     preserving_proto_field_name=True,
                                                     always_print_fields_with_no_presence=True)}
+
+
+def _recorded_context(ctx: dict[str, Any], context) -> dict[str, Any]:
+    """The dispatch context as the decision records it (and its webhook carries it, seed 002's
+    `context`): what the client sent, with `ip_address` the address the gateway saw."""
+    forwarded = metadata_value(context, "x-forwarded-for")
+    address = forwarded.rsplit(",", 1)[-1].strip() if forwarded else ""
+    return {**ctx, "ip_address": address} if address else ctx
+
+
+def _denial(decision: pb.Decision, reason: str) -> PermissionDenied:
+    """A denied dispatch: the envelope, plus seed 002's top-level `status: "denied"`,
+    `reason` and `governance` (kept in `details` too, where earlier clients read them)."""
+    details = _governance_details(decision)
+    return PermissionDenied(reason, reason="GOVERNANCE_DENIED", details=details,
+                            top_level={"status": "denied", "reason": reason,
+                                       "governance": details["governance"]})
 
 
 def _target_error(exc: grpc.aio.AioRpcError, operation: Operation,
@@ -260,6 +304,8 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
                 reason="UNKNOWN_INTENT", field_violations=[("intent", "unknown intent")])
         ctx = json_format.MessageToDict(request.context)
         key = str(ctx.get(operation.resource_key, "") or "")
+        if not key and operation.without_target is not None:
+            operation, key = operation.without_target, request.intent
         if not key:
             raise invalid_field(f"context.{operation.resource_key}",
                                 f"is required for intent {request.intent!r}")
@@ -271,12 +317,12 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
             scopes=caller.scopes, intent=request.intent)
         decision = await self.decider.decide(
             caller.tenant_id, decision_request, scope_ok=scope_ok,
-            correlation_id=caller.correlation_id, intent=request.intent, context=ctx)
+            correlation_id=caller.correlation_id, intent=request.intent,
+            context=_recorded_context(ctx, context))
         if not decision.allowed:
             reason = decision.reason if scope_ok else \
                 f"missing scope {scope} for intent {request.intent!r}"
-            raise PermissionDenied(reason, reason="GOVERNANCE_DENIED",
-                                   details=_governance_details(decision))
+            raise _denial(decision, reason)
         try:
             result = await operation.call(self.runtime, key, ctx)
         except grpc.aio.AioRpcError as exc:
@@ -332,7 +378,9 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
         caller = require_caller(context)
         if request.decision_id and not is_uuid(request.decision_id):
             raise decisions.not_found(request.decision_id)
-        return await decisions.fetch(self.db, caller.tenant_id, request.decision_id)
+        decision = await decisions.fetch(self.db, caller.tenant_id, request.decision_id)
+        decision.decision_time_ms = decision.decision_time_us / 1000  # the column: whole ms
+        return decision
 
     # -- policies --------------------------------------------------------------------------------
     async def ListPolicies(self, request: pb.ListPoliciesRequest, context) -> pb.ListPoliciesResponse:

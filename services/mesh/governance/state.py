@@ -124,7 +124,9 @@ class Decider:
 def decision_message(row: DecisionRow) -> pb.Decision:
     from mesh.runtime.convert import to_message
 
-    return to_message(row, pb.Decision)
+    decision = to_message(row, pb.Decision)
+    decision.decision_time_ms = row.decision_time_us / 1000  # the column keeps whole ms
+    return decision
 
 
 class Shared:
@@ -168,8 +170,10 @@ class Shared:
                 return
             if not hooks:
                 return
+            record = json_format.MessageToDict(decision, preserving_proto_field_name=True)
+            # Seed 002's decision webhook: `timestamp` is when the decision was made.
             payload = {"event": DECISION_EVENT, "service": "governance",
-                       **json_format.MessageToDict(decision, preserving_proto_field_name=True)}
+                       "timestamp": record.get("created_at", ""), **record}
             for url, secret, events in hooks:
                 if events == "all" or (events == "denied") != decision.allowed:
                     self.sender.send(url, secret, DECISION_EVENT, payload)

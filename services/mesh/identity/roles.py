@@ -16,6 +16,11 @@ ROLE_SCOPES: dict[int, tuple[str, ...]] = {
                         "analytics:read", "governance:read", "governance:execute",
                         "system:read", "apikeys:read", "apikeys:write", "apikeys:delete"),
     pb.ROLE_VIEWER: tuple(f"{a}:read" for a in READ_AREAS),
+    # Seed 001's "user": uses what developers build. The viewer's reads, and talking to agents
+    # (interact; dispatch, seed 002's way to call reasoning), running workflows (and answering
+    # their approvals) and tools; creates, changes and deletes nothing.
+    pb.ROLE_USER: (*(f"{a}:read" for a in READ_AREAS), "agents:execute", "workflows:execute",
+                   "tools:execute", "governance:execute"),
 }
 # What only an operator tenant's admin holds (`*` covers them): `system:write` (platform config,
 # restarts, caches, backups), which would let any self-registered tenant steer the platform every
@@ -70,6 +75,8 @@ ROLE_DESCRIPTIONS = {
                    "operator tenant (AGENTMESH_OPERATOR_TENANTS).",
     pb.ROLE_DEVELOPER: "Builds and runs agents, workflows and tools; cannot manage users.",
     pb.ROLE_VIEWER: "Reads everything except secrets, users and API keys; changes nothing.",
+    pb.ROLE_USER: "Uses what others build: reads like a viewer, talks to agents, runs workflows "
+                  "and tools; creates, changes and deletes nothing.",
 }
 
 

@@ -117,7 +117,8 @@ def _client_ip(context) -> str:
 
 def _check_role(role: int) -> str:
     if role not in ROLE_SCOPES:
-        raise invalid_field("role", "must be ROLE_ADMIN, ROLE_DEVELOPER or ROLE_VIEWER")
+        raise invalid_field("role", "must be ROLE_ADMIN, ROLE_DEVELOPER, ROLE_USER or "
+                            "ROLE_VIEWER")
     return pb.Role.Name(role)
 
 

@@ -221,7 +221,7 @@ class _Outbox(asyncio.Queue):
 def _envelope(status: int, error: str, message: str, correlation_id: str,
               details: dict | None = None) -> Response:
     body = json.dumps({"error": error, "message": message, "details": details or {},
-                       "correlation_id": correlation_id,
+                       "correlation_id": correlation_id, "request_id": correlation_id,
                        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}).encode()
     headers = Headers([("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                        ("Connection", "close")])
@@ -379,10 +379,17 @@ class Hub:
             return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                              always_print_fields_with_no_presence=True)
         if route.kind == "execution" and route.key:
+            # The first message of the watch stream: the same shape (ExecutionProgress) as the
+            # `execution.progress` events that follow it.
             stub = peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
-            return as_json(await stub.GetWorkflowStatus(
-                workflows_pb2.GetWorkflowStatusRequest(execution_id=route.key),
-                metadata=metadata))
+            call = stub.WatchExecution(
+                workflows_pb2.WatchExecutionRequest(execution_id=route.key), metadata=metadata)
+            try:
+                async for progress in call:
+                    return as_json(progress)
+            finally:
+                call.cancel()
+            raise RuntimeError(f"the watch of execution {route.key} ended without a state")
         if route.kind == "call" and route.key:
             stub = peers.stub(agents_pb2_grpc.CallServiceStub)
             return as_json(await stub.GetCall(agents_pb2.GetCallRequest(call_id=route.key),
@@ -442,9 +449,15 @@ class Hub:
 
     @staticmethod
     async def _read(ws: ServerConnection, queue: asyncio.Queue) -> None:
-        """Answers pings; anything else a client sends is ignored. Returns when it goes."""
+        """Answers pings; anything else a client sends is ignored. Returns when it goes.
+        A text `ping` is answered with the text `pong` (seed 000's keep-alive), a JSON
+        `{"type": "ping"}` with a `pong` message."""
         with contextlib.suppress(ConnectionClosed):
             async for text in ws:
+                if text == "ping":
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait("pong")
+                    continue
                 try:
                     kind = json.loads(text).get("type") if isinstance(text, str) else None
                 except (ValueError, AttributeError):

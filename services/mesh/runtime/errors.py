@@ -19,6 +19,9 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 ERROR_TRAILER = "x-agentmesh-error"
+# The envelope's own keys (the gateway adds the last three): `top_level` never replaces them.
+_ENVELOPE_KEYS = frozenset({"error", "message", "details", "correlation_id", "request_id",
+                            "timestamp"})
 
 
 @dataclass
@@ -27,6 +30,9 @@ class DomainError(Exception):
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     field_violations: list[tuple[str, str]] = field(default_factory=list)
+    # Extra keys of the REST envelope, beside `error`, `message` and `details`, where an API the
+    # seeds promise puts them (a denied dispatch's `status`, `reason` and `governance`).
+    top_level: dict[str, Any] = field(default_factory=dict)
 
     code = grpc.StatusCode.UNKNOWN
 
@@ -114,7 +120,12 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     if error.field_violations:
         envelope_details["field_violations"] = [
             {"field": f, "description": d} for f, d in error.field_violations]
-    envelope = {"error": error.code.name, "message": error.message, "details": envelope_details}
+        # The seeds' shape of a refused field (`details: {field, issue}`): the first violation.
+        envelope_details.setdefault("field", error.field_violations[0][0])
+        envelope_details.setdefault("issue", error.field_violations[0][1])
+    envelope = {**{k: v for k, v in error.top_level.items()
+                   if k not in _ENVELOPE_KEYS},
+                "error": error.code.name, "message": error.message, "details": envelope_details}
     # ASCII-only JSON on one line: a valid gRPC metadata value.
     trailers = [(ERROR_TRAILER, json.dumps(envelope, ensure_ascii=True, separators=(",", ":")))]
     if "retry_after" in error.details:

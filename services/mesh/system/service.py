@@ -184,14 +184,15 @@ class SystemService(pb_grpc.SystemServiceServicer):
         return report
 
     async def CheckHealth(self, request, context) -> common_pb2.HealthResponse:
-        """For probes and anonymous callers: the status only, never the list of services
-        (that is GetHealth, behind system:read)."""
+        """For probes and anonymous callers: seed 002's `{status, service, timestamp,
+        version}`, never the list of services (that is GetHealth, behind system:read)."""
         try:
             report = await self._report()
         except Unavailable as exc:
             raise Unavailable("not ready", reason="NOT_READY",
                               details={"status": "unhealthy"}) from exc
-        return common_pb2.HealthResponse(status=report.status, timestamp=report.timestamp)
+        return common_pb2.HealthResponse(status=report.status, service=report.service,
+                                         version=report.version, timestamp=report.timestamp)
 
     async def GetHealth(self, request, context) -> common_pb2.HealthResponse:
         return await self._report()

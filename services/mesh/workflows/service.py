@@ -15,13 +15,14 @@ from google.protobuf import json_format
 from sqlmodel import Session, func, select
 
 from agentmesh.common.v1 import common_pb2
+from agentmesh.identity.v1 import identity_pb2, identity_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
 from mesh.runtime import schemas
 from mesh.runtime.context import Caller, common_scopes, metadata_value, require_caller
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, PermissionDenied,
                                  Unavailable, invalid_field)
-from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.paging import MAX_PAGE_SIZE, Page, PageRequest
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.service import Runtime, ServiceDefinition
 from mesh.runtime.tables import aware, new_id, utcnow
@@ -104,6 +105,28 @@ def progress_message(row: ExecutionRow) -> pb.ExecutionProgress:
         "partial_results": row.partial_results, "updated_at": _ts(row.updated_at),
         "event_id": row.seq, "step_states": [_step_state(s) for s in row.step_states],
     }), pb.ExecutionProgress(), ignore_unknown_fields=True)
+
+
+# Seed 000's status words (workflow-status, execute-workflow): the enum name in lower case.
+def seed_status(status: str) -> str:
+    return status.removeprefix(E).lower()
+
+
+# Seed 000's priorities (`low|normal|high|critical`) to the platform's.
+SEED_PRIORITIES = {word: f"EXECUTION_PRIORITY_{word.upper()}"
+                   for word in ("low", "normal", "high", "critical")}
+
+
+def seed_progress_message(row: ExecutionRow) -> pb.GetWorkflowStatusResponse:
+    """The execution as seed 000's WorkflowProgressResponse."""
+    return json_format.ParseDict(_clean({
+        "session_id": row.id, "execution_id": row.id, "status": seed_status(row.status),
+        "progress": row.progress, "current_phase": row.current_phase,
+        "phases_completed": row.phases_completed, "errors": row.errors,
+        "partial_results": row.partial_results,
+        "results": row.outputs if row.status == E + "COMPLETED" else None,
+        "created_at": _ts(row.created_at), "updated_at": _ts(row.updated_at),
+    }), pb.GetWorkflowStatusResponse(), ignore_unknown_fields=True)
 
 
 def schedule_message(row: ScheduleRow) -> pb.Schedule:
@@ -525,26 +548,33 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         return execution_message(row)
 
     async def SubmitWorkflow(self, request, context):
+        """Seed 000's POST /execute-workflow: its words for statuses and priorities, and its
+        400 "Unknown workflow type" for a type the tenant has no workflow of."""
         caller = require_caller(context)
         if not request.requirements.strip():
             raise invalid_field("requirements", "is required")
         if not request.workflow_type:
             raise invalid_field("workflow_type", "is required")
+        priority = SEED_PRIORITIES.get(request.priority or "normal")
+        if priority is None:  # the contract's pattern refuses it first; kept for gRPC callers
+            raise invalid_field("priority", "must be low, normal, high or critical")
         try:
             row = await self._start(caller, request.workflow_type, {
                 "requirements": request.requirements,
                 "configuration": json_format.MessageToDict(request.configuration)},
-                _priority(request.priority), request.idempotency_key)
+                priority, request.idempotency_key)
         except NotFound:
-            raise NotFound(f"unknown workflow type {request.workflow_type!r}; see "
-                           "/api/v1/workflow-types", reason="WORKFLOW_TYPE_NOT_FOUND",
-                           details={"workflow_type": request.workflow_type}) from None
-        out = pb.SubmitWorkflowResponse(session_id=row.id, status=row.status,
+            raise InvalidArgument(
+                f"Unknown workflow type: {request.workflow_type}; see /api/v1/workflow-types",
+                reason="UNKNOWN_WORKFLOW_TYPE",
+                details={"workflow_type": request.workflow_type},
+                field_violations=[("workflow_type", "unknown workflow type")]) from None
+        out = pb.SubmitWorkflowResponse(session_id=row.id, status=seed_status(row.status),
                                         message="Workflow queued for execution")
         out.created_at.FromDatetime(aware(row.created_at))
         estimate = await self._estimate(row.workflow_id)
         if estimate is not None:
-            out.estimated_completion_at.FromDatetime(aware(row.created_at) + estimate)
+            out.estimated_completion.FromDatetime(aware(row.created_at) + estimate)
         return out
 
     async def _estimate(self, workflow_id: str) -> timedelta | None:
@@ -563,7 +593,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     async def GetWorkflowStatus(self, request, context):
         caller = require_caller(context)
-        return progress_message(await self._execution(caller, request.execution_id))
+        return seed_progress_message(await self._execution(caller, request.execution_id))
 
     async def GetExecution(self, request, context):
         caller = require_caller(context)
@@ -605,8 +635,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         order = {"workflow_type": "slug", "-workflow_type": "-slug"}.get(order, order)
         if order.lstrip("-") not in ("slug", "name"):
             raise invalid_field("order_by", "use workflow_type or name, '-' for descending")
-        page = PageRequest(*(PageRequest.of(request).page, PageRequest.of(request).page_size),
-                           order_by=order)
+        asked = PageRequest.of(request)  # bounds and the order_by pattern
+        # Every type on one page unless the client pages: a seed client reads one answer.
+        page = PageRequest(asked.page, request.page_size or MAX_PAGE_SIZE, order_by=order)
         result = await self.db.read(lambda s: workflows.list(
             s, caller.tenant_id, page, filters={"status": W + "ACTIVE"}, search=request.search))
 
@@ -616,7 +647,9 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             if row.definition.get("input_schema"):
                 out.input_schema.update(row.definition["input_schema"])
             return out
-        return pb.ListWorkflowTypesResponse(**result.fields(as_type))
+        reply = pb.ListWorkflowTypesResponse(**result.fields(as_type))
+        reply.workflow_types.extend(item.workflow_type for item in reply.items)
+        return reply
 
     async def _stop(self, request, context, status: str, code: str, default: str):
         caller = require_caller(context)
@@ -662,7 +695,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
             raise NotFound(f"execution {row.id} has no approval step {request.step_id!r}",
                            reason="STEP_NOT_FOUND", details={"step": request.step_id})
         approvers = list(step.approval.approvers)
-        if approvers and caller.user_id not in approvers:
+        if approvers and not await self._is_approver(caller, approvers):
             raise PermissionDenied(f"{caller.user_id} is not an approver of step "
                                    f"{request.step_id!r}", reason="NOT_AN_APPROVER",
                                    details={"step": request.step_id})
@@ -679,6 +712,27 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                      reason="STEP_NOT_WAITING", details={"step": request.step_id})
         await self.engine.send_decision(row.id, request.step_id, decision)
         return execution_message(await self._execution(caller, row.id))
+
+    async def _is_approver(self, caller: Caller, approvers: list[str]) -> bool:
+        """Whether an approval step's `approvers` name the caller: by user id, e-mail address
+        (any case) or `role:<role>` (`role:admin`, `role:user`, ...). The address and role come
+        from the identity service, asked as the caller, only when an approver needs them."""
+        if caller.user_id in approvers:
+            return True
+        wanted = {a.strip().lower() for a in approvers}
+        if not any("@" in a or a.startswith("role:") for a in wanted):
+            return False
+        try:
+            me = await self.runtime.peers.stub(identity_pb2_grpc.IdentityServiceStub).GetMe(
+                identity_pb2.GetMeRequest())
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAUTHENTICATED):
+                return False
+            raise Unavailable("cannot tell whether you are an approver: the identity service "
+                              "does not answer; retry", reason="IDENTITY_UNAVAILABLE") from None
+        role = identity_pb2.Role.Name(me.role).lower()  # role_admin
+        return bool(wanted & {me.email.lower(), f"role:{role.removeprefix('role_')}",
+                              f"role:{role}"})
 
     async def ApproveStep(self, request, context):
         return await self._decide(request, context, True)

@@ -27,22 +27,22 @@ POLICY_EFFECT_ALLOW: PolicyEffect
 POLICY_EFFECT_DENY: PolicyEffect
 
 class GovernanceDecision(_message.Message):
-    __slots__ = ("allowed", "reason", "decision_time_ms", "policy_id", "decision_id", "correlation_id", "matching_policies")
+    __slots__ = ("allowed", "reason", "policy_id", "decision_id", "correlation_id", "matching_policies", "decision_time_ms")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
-    DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     MATCHING_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: str
-    decision_time_ms: int
     policy_id: str
     decision_id: str
     correlation_id: str
     matching_policies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., policy_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ...) -> None: ...
+    decision_time_ms: float
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., policy_id: _Optional[str] = ..., decision_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ..., decision_time_ms: _Optional[float] = ...) -> None: ...
 
 class PolicyMatch(_message.Message):
     __slots__ = ("intents", "scopes", "resources")
@@ -111,7 +111,7 @@ class PolicyVersion(_message.Message):
     def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., cedar: _Optional[str] = ..., enabled: _Optional[bool] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("id", "tenant_id", "correlation_id", "intent", "subject", "allowed", "reason", "policy_id", "decision_time_ms", "created_at", "context", "action", "principal", "resource", "matching_policies", "policy_version", "decision_time_us")
+    __slots__ = ("id", "tenant_id", "correlation_id", "intent", "subject", "allowed", "reason", "policy_id", "created_at", "context", "action", "principal", "resource", "matching_policies", "policy_version", "decision_time_us", "decision_time_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -120,7 +120,6 @@ class Decision(_message.Message):
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
-    DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +128,7 @@ class Decision(_message.Message):
     MATCHING_POLICIES_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     DECISION_TIME_US_FIELD_NUMBER: _ClassVar[int]
+    DECISION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     correlation_id: str
@@ -137,7 +137,6 @@ class Decision(_message.Message):
     allowed: bool
     reason: str
     policy_id: str
-    decision_time_ms: int
     created_at: _timestamp_pb2.Timestamp
     context: _struct_pb2.Struct
     action: str
@@ -146,7 +145,8 @@ class Decision(_message.Message):
     matching_policies: _containers.RepeatedScalarFieldContainer[str]
     policy_version: int
     decision_time_us: int
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., intent: _Optional[str] = ..., subject: _Optional[str] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., policy_id: _Optional[str] = ..., decision_time_ms: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., action: _Optional[str] = ..., principal: _Optional[str] = ..., resource: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., decision_time_us: _Optional[int] = ...) -> None: ...
+    decision_time_ms: float
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., correlation_id: _Optional[str] = ..., intent: _Optional[str] = ..., subject: _Optional[str] = ..., allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., policy_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., action: _Optional[str] = ..., principal: _Optional[str] = ..., resource: _Optional[str] = ..., matching_policies: _Optional[_Iterable[str]] = ..., policy_version: _Optional[int] = ..., decision_time_us: _Optional[int] = ..., decision_time_ms: _Optional[float] = ...) -> None: ...
 
 class RateLimitUsage(_message.Message):
     __slots__ = ("name", "policy_id", "limit", "used", "remaining", "window", "reset_at")

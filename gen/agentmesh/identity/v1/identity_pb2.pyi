@@ -23,10 +23,12 @@ class Role(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROLE_ADMIN: _ClassVar[Role]
     ROLE_DEVELOPER: _ClassVar[Role]
     ROLE_VIEWER: _ClassVar[Role]
+    ROLE_USER: _ClassVar[Role]
 ROLE_UNSPECIFIED: Role
 ROLE_ADMIN: Role
 ROLE_DEVELOPER: Role
 ROLE_VIEWER: Role
+ROLE_USER: Role
 
 class Tenant(_message.Message):
     __slots__ = ("id", "name", "created_at", "updated_at")

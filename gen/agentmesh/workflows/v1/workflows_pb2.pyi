@@ -595,38 +595,64 @@ class CreateTemplateFromWorkflowResponse(_message.Message):
     def __init__(self, template_id: _Optional[str] = ..., name: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_version: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SubmitWorkflowRequest(_message.Message):
-    __slots__ = ("requirements", "workflow_type", "configuration", "priority", "idempotency_key")
+    __slots__ = ("requirements", "workflow_type", "configuration", "idempotency_key", "priority")
     REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
     CONFIGURATION_FIELD_NUMBER: _ClassVar[int]
-    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     requirements: str
     workflow_type: str
     configuration: _struct_pb2.Struct
-    priority: ExecutionPriority
     idempotency_key: str
-    def __init__(self, requirements: _Optional[str] = ..., workflow_type: _Optional[str] = ..., configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    priority: str
+    def __init__(self, requirements: _Optional[str] = ..., workflow_type: _Optional[str] = ..., configuration: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[str] = ...) -> None: ...
 
 class SubmitWorkflowResponse(_message.Message):
-    __slots__ = ("session_id", "status", "message", "created_at", "estimated_completion_at")
+    __slots__ = ("session_id", "message", "created_at", "status", "estimated_completion")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    STATUS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
-    ESTIMATED_COMPLETION_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_COMPLETION_FIELD_NUMBER: _ClassVar[int]
     session_id: str
-    status: ExecutionStatus
     message: str
     created_at: _timestamp_pb2.Timestamp
-    estimated_completion_at: _timestamp_pb2.Timestamp
-    def __init__(self, session_id: _Optional[str] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., estimated_completion_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    status: str
+    estimated_completion: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., message: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., estimated_completion: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetWorkflowStatusRequest(_message.Message):
     __slots__ = ("execution_id",)
     EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     execution_id: str
     def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
+
+class GetWorkflowStatusResponse(_message.Message):
+    __slots__ = ("session_id", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "results", "execution_id", "created_at", "updated_at")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_PHASE_FIELD_NUMBER: _ClassVar[int]
+    PHASES_COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    status: str
+    progress: float
+    current_phase: str
+    phases_completed: _containers.RepeatedScalarFieldContainer[str]
+    errors: _containers.RepeatedCompositeFieldContainer[ExecutionError]
+    partial_results: _struct_pb2.Struct
+    results: _struct_pb2.Struct
+    execution_id: str
+    created_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., status: _Optional[str] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., execution_id: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListWorkflowTypesRequest(_message.Message):
     __slots__ = ("page", "page_size", "search", "order_by")
@@ -641,18 +667,20 @@ class ListWorkflowTypesRequest(_message.Message):
     def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., search: _Optional[str] = ..., order_by: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowTypesResponse(_message.Message):
-    __slots__ = ("items", "total", "page", "page_size", "pages")
+    __slots__ = ("items", "total", "page", "page_size", "pages", "workflow_types")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGES_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_TYPES_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[WorkflowType]
     total: int
     page: int
     page_size: int
     pages: int
-    def __init__(self, items: _Optional[_Iterable[_Union[WorkflowType, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+    workflow_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, items: _Optional[_Iterable[_Union[WorkflowType, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ..., workflow_types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetExecutionRequest(_message.Message):
     __slots__ = ("execution_id",)

@@ -101,7 +101,7 @@ class WorkflowServiceStub:
         self.GetWorkflowStatus = channel.unary_unary(
                 '/agentmesh.workflows.v1.WorkflowService/GetWorkflowStatus',
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusRequest.SerializeToString,
-                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.FromString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusResponse.FromString,
                 _registered_method=True)
         self.ListWorkflowTypes = channel.unary_unary(
                 '/agentmesh.workflows.v1.WorkflowService/ListWorkflowTypes',
@@ -286,12 +286,14 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitWorkflow(self, request, context):
-        """Submits a workflow request in the orchestrator style: the workflow is
-        named by its slug (`workflow_type`) and receives `requirements` and
-        `configuration` as its inputs. Answers at once with the session id of the
-        queued execution. NOT_FOUND for an unknown workflow type,
-        FAILED_PRECONDITION when the workflow is not active, INVALID_ARGUMENT for
-        empty requirements.
+        """Submits a workflow request in the orchestrator style (seed 000): the
+        workflow is named by its slug (`workflow_type`) and receives
+        `requirements` and `configuration` as its inputs. Answers at once with the
+        session id of the queued execution and `status` "queued".
+        INVALID_ARGUMENT (reason `UNKNOWN_WORKFLOW_TYPE`, message "Unknown
+        workflow type: ...") for a type the tenant has no workflow of, and for
+        empty requirements or a priority other than low, normal, high or
+        critical; FAILED_PRECONDITION when the workflow is not active.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,7 +301,9 @@ class WorkflowServiceServicer:
 
     def GetWorkflowStatus(self, request, context):
         """Returns the progress of one execution (the session id of
-        SubmitWorkflow). NOT_FOUND when the tenant has no such execution.
+        SubmitWorkflow) in the orchestrator's shape: `status` is one of the
+        lowercase words queued, running, waiting_approval, completed, failed,
+        cancelled. NOT_FOUND when the tenant has no such execution.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -307,7 +311,8 @@ class WorkflowServiceServicer:
 
     def ListWorkflowTypes(self, request, context):
         """Lists the workflow types that SubmitWorkflow accepts: the tenant's
-        active workflows, by slug.
+        active workflows, by slug (`workflow_types`), with their details
+        (`items`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -508,7 +513,7 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
             'GetWorkflowStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWorkflowStatus,
                     request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusRequest.FromString,
-                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.SerializeToString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusResponse.SerializeToString,
             ),
             'ListWorkflowTypes': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWorkflowTypes,
@@ -939,7 +944,7 @@ class WorkflowService:
             target,
             '/agentmesh.workflows.v1.WorkflowService/GetWorkflowStatus',
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusRequest.SerializeToString,
-            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.ExecutionProgress.FromString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
