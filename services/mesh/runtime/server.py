@@ -273,8 +273,7 @@ class RunningService:
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        if self.definition.on_stop:
-            await self.definition.on_stop(self.runtime)
+        await self.definition.stop_state(self.runtime)
         await self.runtime.peers.close()
         if self.runtime.db is not None:
             self.runtime.db.close()
@@ -312,8 +311,7 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     wanted = settings.port if port is None else port
     running.port = server.add_insecure_port(f"{settings.host}:{wanted}")
     await server.start()
-    if definition.on_start:
-        await definition.on_start(runtime)
+    await definition.start_state(runtime)
     await running.set_serving(True)
     log.info("serving %s on %s:%d", definition.name, settings.host, running.port)
     return running

@@ -38,7 +38,7 @@ Registration = tuple[Callable[[Any, grpc.aio.Server], None], Any, str]
 
 @dataclass
 class Runtime:
-    """What a servicer is given: its service's settings, database and peers."""
+    """What a servicer is given: its service's settings, database, peers and state."""
 
     name: str
     settings: Settings
@@ -47,6 +47,10 @@ class Runtime:
     # The process's revocation list (mesh.runtime.revocation), for work that outlives a call
     # (the live service's open sockets).
     revocations: "RevocationGuard | None" = None
+    # The service's long-lived objects, built once by `ServiceDefinition.state` before the
+    # servicers (None for a service without any). A servicer keeps a typed reference:
+    # `self.state: GovernanceState = runtime.state`.
+    state: Any = None
 
     @property
     def database(self) -> "Database":
@@ -62,7 +66,14 @@ class ServiceDefinition:
     servicers: Sequence[type] = ()
     # SQLModel table classes the service owns; a service with tables gets a database.
     tables: Sequence[type] = ()
-    # Work after the server starts and before it reports SERVING (e.g. first signing keys).
+    # The one place a service keeps what outlives a call (caches, senders, an engine, counters):
+    # `state(runtime)` is called once, before the servicers are built, and the object is
+    # `runtime.state` for the servicers and the hooks. Its optional `async start()` runs after
+    # the server starts and before it reports SERVING; its optional `async close()` when the
+    # service stops, after the server has drained.
+    state: Callable[[Runtime], Any] | None = None
+    # Work after the state starts and before the service reports SERVING (e.g. first signing
+    # keys), and after the server stops, before the state closes.
     on_start: Callable[[Runtime], Awaitable[None]] | None = None
     on_stop: Callable[[Runtime], Awaitable[None]] | None = None
     # gRPC handlers registered as they are, for a method whose service is not one of ours
@@ -106,9 +117,26 @@ class ServiceDefinition:
         return metadata
 
     def build(self, runtime: Runtime) -> list[Any]:
+        """The servicers, each given the runtime (with its state, made here once)."""
         if self.placeholder:
             return [cls() for cls in self.servicers]
+        if self.state is not None and runtime.state is None:
+            runtime.state = self.state(runtime)
         return [cls(runtime) for cls in self.servicers]
+
+    async def start_state(self, runtime: Runtime) -> None:
+        start = getattr(runtime.state, "start", None)
+        if start is not None:
+            await start()
+        if self.on_start:
+            await self.on_start(runtime)
+
+    async def stop_state(self, runtime: Runtime) -> None:
+        if self.on_stop:
+            await self.on_stop(runtime)
+        close = getattr(runtime.state, "close", None)
+        if close is not None:
+            await close()
 
 
 def registration(servicer: Any) -> Registration:
