@@ -10,7 +10,7 @@ from google.api import field_behavior_pb2
 
 from agentmesh.agents.v1 import agents_pb2
 from agentmesh.identity.v1 import identity_pb2
-from mesh.codegen import OPENAPI_JSON
+from mesh.build.repo import OPENAPI_JSON
 from mesh.runtime import convert, limits
 from mesh.runtime.errors import InvalidArgument
 
