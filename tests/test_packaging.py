@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import os
 import re
 import sys
 import tomllib
@@ -70,8 +71,11 @@ def _third_party_imports() -> dict[str, set[str]]:
 def _files_by_distribution() -> dict[Path, str]:
     owners = {}
     for dist in importlib.metadata.distributions():
+        # One real path per distribution, then joined: resolving each of its files is slow.
+        base = os.path.realpath(dist.locate_file(""))
+        name = _normalize(dist.metadata["Name"])
         for file in dist.files or ():
-            owners[Path(dist.locate_file(file)).resolve()] = _normalize(dist.metadata["Name"])
+            owners[Path(os.path.normpath(os.path.join(base, file)))] = name
     return owners
 
 

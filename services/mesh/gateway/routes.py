@@ -123,7 +123,8 @@ def _ws_routes() -> list[dict[str, Any]]:
                     "rbac": {"rules": {"action": "ALLOW", "policies": {scope: {
                         "permissions": [{"any": True}], "principals": principals}}}}},
                 "envoy.filters.http.buffer": {
-                    "@type": f"{EXTENSIONS}filters.http.buffer.v3.BufferPerRoute", "disabled": True},
+                    "@type": f"{EXTENSIONS}filters.http.buffer.v3.BufferPerRoute",
+                    "disabled": True},
                 "envoy.filters.http.grpc_json_transcoder": {
                     "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
                     "disabled": True},
