@@ -42,7 +42,8 @@ prompt_versions = TenantRepository(PromptVersionRow, noun="prompt_version",
                                    quota="version")
 # A prompt's row mirrors its current version's content and variables.
 PROMPT_VERSIONS: Versions[PromptVersionRow] = Versions(
-    prompt_versions, parent="prompt_id", noun="prompt", current=("content", "variables"))
+    prompts, prompt_versions, parent="prompt_id", noun="prompt",
+    current=("content", "variables"))
 models = TenantRepository(ModelRow, noun="model", message=pb.Model,
                           search_columns=("name", "description", "model_id"),
                           order_columns=("name", "provider"), quota="resource")

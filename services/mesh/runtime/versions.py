@@ -10,11 +10,12 @@ A versioned resource is two tables:
   in a `parent` column, the `version` number, who made it (`created_by`) and when
   (`created_at`, from `TenantTable`), and the versioned fields.
 
-    PROMPT_VERSIONS = Versions(prompt_versions, parent="prompt_id", noun="prompt",
+    PROMPT_VERSIONS = Versions(prompts, prompt_versions, parent="prompt_id", noun="prompt",
                                current=("content", "variables"))
     PROMPT_VERSIONS.first(session, row, created_by=user, content=..., variables=...)
     PROMPT_VERSIONS.add(session, row, created_by=user, content=..., variables=...)   # row.version + 1
     version = PROMPT_VERSIONS.resolve(session, row, number, label)   # by label, number, or current
+    row = PROMPT_VERSIONS.move_label(session, caller, key, "production", 3)   # audited
 
 The numbers start at 1 and only grow: the next is the current one plus one (the current
 version cannot be deleted, so it is always the highest). A label (`production`, `latest`, ...)
@@ -22,8 +23,9 @@ names one version and moves when it is set again; a read may ask for a version, 
 both (then the label must point at that version). Every refusal has the resource's reason
 prefix (`PROMPT_VERSION_NOT_FOUND`, `TEMPLATE_LABEL_NOT_FOUND`, ...).
 
-Nothing here is a servicer or a message: the caller holds the row lock (`get(..., lock=True)`)
-for the writes, records the audit event, and turns rows into its own messages.
+Nothing here is a servicer or a message: for the writes on a row it was given, the caller holds
+the row lock (`get(..., lock=True)`) and records the audit event; the label moves find, lock,
+audit and save the row themselves. Rows become messages in the service.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlmodel import Session, select
 
+from mesh.runtime import audit
+from mesh.runtime.context import Caller
 from mesh.runtime.errors import FailedPrecondition, NotFound, invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.repository import TenantRepository
@@ -57,18 +61,21 @@ def check_label(label: str, version: int) -> None:
 class Versions(Generic[V]):
     """How one kind of resource keeps its versions.
 
-    `repository` is the version table's (quota "version", counted per tenant); `parent` its
-    column naming the resource; `noun` names the resource in messages and, upper-cased, in
-    reasons (`reason_prefix` overrides that: "" gives `VERSION_NOT_FOUND`); `name` is the
-    resource row's attribute that names it to a user (a workflow's `slug`); `current` are the
-    versioned fields the resource row mirrors; `name_in_details` adds `{noun: name}` to the
-    details of a refusal."""
+    `resources` is the resource table's repository, `repository` the version table's (quota
+    "version", counted per tenant); `parent` the version table's column naming the resource;
+    `noun` names the resource in messages, audit events and, upper-cased, reasons
+    (`reason_prefix` overrides that: "" gives `VERSION_NOT_FOUND`); `name` is the resource
+    row's attribute that names it to a user (a workflow's `slug`); `current` are the versioned
+    fields the resource row mirrors; `labels` the row's JSON column of version labels (None: the
+    resource has none); `name_in_details` adds `{noun: name}` to the details of a refusal."""
 
+    resources: TenantRepository
     repository: TenantRepository
     parent: str
     noun: str
     name: str = "name"
     current: Sequence[str] = ()
+    labels: str | None = "labels"
     reason_prefix: str | None = None
     name_in_details: bool = False
 
@@ -142,6 +149,12 @@ class Versions(Generic[V]):
                 getattr(self.table, self.parent) == row.id)).all():
             self.repository.delete(session, version)
 
+    def delete_resource(self, session: Session, caller: Caller, key: str) -> str:
+        """Deletes the resource `key` (id or name) with all its versions, audited; its name."""
+        row = self.resources.get(session, caller.tenant_id, key, lock=True)
+        self.delete_all(session, row)
+        return self.resources.remove(session, row, caller)
+
     # ---- reads --------------------------------------------------------------------------------
     def get(self, session: Session, row: Any, number: int) -> V:
         """Version `number` of `row`, or NOT_FOUND `<NOUN>_VERSION_NOT_FOUND`."""
@@ -158,7 +171,7 @@ class Versions(Generic[V]):
         """The version a read asks for: the label's (with a number too, only if the label
         points at it), else the number, else the current one."""
         if label:
-            labels = row.labels
+            labels = self._labels(row)
             if label not in labels or (number and labels[label] != number):
                 at = f" at version {number}" if number else ""
                 raise NotFound(f"{self._title(row)} has no label {label!r}{at}",
@@ -171,29 +184,57 @@ class Versions(Generic[V]):
         """The version row a read asks for (see `number`)."""
         return self.get(session, row, self.number(row, number, label))
 
-    def page(self, session: Session, row: Any, page: PageRequest) -> Page[V]:
-        """One page of `row`'s versions, newest first unless the request orders otherwise."""
-        return self.repository.list(session, row.tenant_id, page,
-                                    filters={self.parent: row.id})
+    def page(self, session: Session, tenant_id: str, key: str,
+             page: PageRequest) -> tuple[Any, Page[V]]:
+        """The resource `key` (id or name) and one page of its versions, newest first unless
+        the request orders otherwise."""
+        row = self.resources.get(session, tenant_id, key)
+        return row, self.repository.list(session, tenant_id, page, filters={self.parent: row.id})
 
     # ---- labels -------------------------------------------------------------------------------
-    @staticmethod
-    def labels_at(row: Any, number: int) -> list[str]:
+    def _labels(self, row: Any) -> dict[str, int]:
+        return getattr(row, self.labels) if self.labels else {}
+
+    def labels_at(self, row: Any, number: int) -> list[str]:
         """The labels that point at version `number`, sorted."""
-        return sorted(k for k, v in row.labels.items() if v == number)
+        return sorted(k for k, v in self._labels(row).items() if v == number)
 
     def set_label(self, session: Session, row: Any, label: str, number: int) -> int | None:
-        """Points `label` at version `number` (which must exist); the number it pointed at
-        before, if any. `check_label` first, before the row is read."""
+        """Points `label` of `row` (locked) at version `number`, which must exist; the number
+        it pointed at before, if any. (`check_label` first, before the row is read.)"""
+        if self.labels is None:
+            raise TypeError(f"a {self.noun} has no version labels")
         self.get(session, row, number)
-        previous = row.labels.get(label)
-        row.labels = {**row.labels, label: number}  # a new dict: the JSON column sees the change
-        return previous
+        labels = self._labels(row)
+        # A new dict: the JSON column sees the change.
+        setattr(row, self.labels, {**labels, label: number})
+        return labels.get(label)
 
     def remove_label(self, row: Any, label: str) -> None:
-        """Removes `label`, or NOT_FOUND `<NOUN>_LABEL_NOT_FOUND`."""
-        if label not in row.labels:
+        """Removes `label` from `row` (locked), or NOT_FOUND `<NOUN>_LABEL_NOT_FOUND`."""
+        labels = self._labels(row)
+        if label not in labels:
             raise NotFound(f"{self._title(row)} has no label {label!r}",
                            reason=self._reason("LABEL_NOT_FOUND"),
                            details=self._details(row, label=label))
-        row.labels = {k: v for k, v in row.labels.items() if k != label}
+        setattr(row, self.labels, {k: v for k, v in labels.items() if k != label})
+
+    def move_label(self, session: Session, caller: Caller, key: str, label: str,
+                   number: int) -> Any:
+        """The resource `key` (id or name) with `label` pointing at version `number`, saved
+        and audited ("label", with the version it pointed at before). A malformed label or
+        number is refused before the resource is read."""
+        check_label(label, number)
+        row = self.resources.get(session, caller.tenant_id, key, lock=True)
+        previous = self.set_label(session, row, label, number)
+        audit.record(session, caller, "label", self.noun, row.id, label=label, version=number,
+                     previous=previous)
+        return self.resources.save(session, row)
+
+    def drop_label(self, session: Session, caller: Caller, key: str, label: str) -> Any:
+        """The resource `key` without `label`, saved and audited ("unlabel")."""
+        row = self.resources.get(session, caller.tenant_id, key, lock=True)
+        self.remove_label(row, label)
+        self.resources.save(session, row)
+        audit.record(session, caller, "unlabel", self.noun, row.id, label=label)
+        return row

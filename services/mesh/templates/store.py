@@ -20,7 +20,8 @@ versions = TenantRepository(TemplateVersionRow, noun="template_version", name_co
                             order_columns=("version",), default_order="-version", quota="version")
 # A template's row mirrors its current version's content and parameters.
 TEMPLATE_VERSIONS: Versions[TemplateVersionRow] = Versions(
-    versions, parent="template_id", noun="template", current=("content", "parameters"))
+    templates, versions, parent="template_id", noun="template",
+    current=("content", "parameters"))
 
 
 def load(session: Session, tenant_id: str, key: str, number: int = 0,

@@ -3,8 +3,6 @@ and rendered at a version or a label."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlmodel import Session
 
 from agentmesh.common.v1 import common_pb2
@@ -15,7 +13,7 @@ from mesh.masterdata.checks import check_name, check_tags
 from mesh.masterdata.models import PromptRow, PromptVersionRow
 from mesh.masterdata.store import (PROMPT_VERSIONS, facets, list_fields, prompt_message,
                                    prompt_version_message, prompts)
-from mesh.runtime import audit, versions
+from mesh.runtime import audit
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, values, writable
 from mesh.runtime.paging import PageRequest
@@ -92,12 +90,7 @@ class PromptService(pb_grpc.PromptServiceServicer):
     async def DeletePrompt(self, request, context):
         caller = require_caller(context)
 
-        def remove(session: Session) -> str:
-            row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
-            PROMPT_VERSIONS.delete_all(session, row)
-            return prompts.remove(session, row, caller)
-
-        name = await self.db.write(remove)
+        name = await self.db.write(lambda s: PROMPT_VERSIONS.delete_resource(s, caller, request.prompt_id))
         return common_pb2.DeleteResponse(success=True, message=f"prompt {name!r} deleted")
 
     async def ListPromptCategories(self, request, context):
@@ -110,13 +103,10 @@ class PromptService(pb_grpc.PromptServiceServicer):
     async def ListPromptVersions(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-
-        def run(session: Session) -> dict[str, Any]:
-            row = prompts.get(session, caller.tenant_id, request.prompt_id)
-            return PROMPT_VERSIONS.page(session, row, page).fields(
-                lambda v: prompt_version_message(v, row))
-
-        return pb.ListPromptVersionsResponse(**await self.db.read(run))
+        row, result = await self.db.read(lambda s: PROMPT_VERSIONS.page(
+            s, caller.tenant_id, request.prompt_id, page))
+        return pb.ListPromptVersionsResponse(**result.fields(
+            lambda v: prompt_version_message(v, row)))
 
     async def CreatePromptVersion(self, request, context):
         caller = require_caller(context)
@@ -162,30 +152,15 @@ class PromptService(pb_grpc.PromptServiceServicer):
 
     async def SetPromptLabel(self, request, context):
         caller = require_caller(context)
-        versions.check_label(request.label, request.version)
-
-        def apply(session: Session) -> PromptRow:
-            row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
-            previous = PROMPT_VERSIONS.set_label(session, row, request.label, request.version)
-            audit.record(session, caller, "label", "prompt", row.id, label=request.label,
-                         version=request.version, previous=previous)
-            return prompts.save(session, row)
-
-        return prompt_message(await self.db.write(apply))
+        return prompt_message(await self.db.write(lambda s: PROMPT_VERSIONS.move_label(
+            s, caller, request.prompt_id, request.label, request.version)))
 
     async def DeletePromptLabel(self, request, context):
         caller = require_caller(context)
-
-        def remove(session: Session) -> str:
-            row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
-            PROMPT_VERSIONS.remove_label(row, request.label)
-            prompts.save(session, row)
-            audit.record(session, caller, "unlabel", "prompt", row.id, label=request.label)
-            return row.name
-
-        name = await self.db.write(remove)
+        row = await self.db.write(lambda s: PROMPT_VERSIONS.drop_label(
+            s, caller, request.prompt_id, request.label))
         return common_pb2.DeleteResponse(
-            success=True, message=f"label {request.label!r} removed from prompt {name!r}")
+            success=True, message=f"label {request.label!r} removed from prompt {row.name!r}")
 
     async def RenderPrompt(self, request, context):
         caller = require_caller(context)

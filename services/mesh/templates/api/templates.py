@@ -11,7 +11,7 @@ from sqlmodel import Session
 from agentmesh.common.v1 import common_pb2
 from agentmesh.templates.v1 import templates_pb2 as pb
 from agentmesh.templates.v1 import templates_pb2_grpc as pb_grpc
-from mesh.runtime import audit, documents, versions
+from mesh.runtime import audit, documents
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.convert import changes, plain, python_value, values, writable
 from mesh.runtime.errors import invalid_field
@@ -92,12 +92,7 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
     async def DeleteTemplate(self, request, context):
         caller = require_caller(context)
 
-        def remove(session: Session) -> str:
-            row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
-            TEMPLATE_VERSIONS.delete_all(session, row)
-            return templates.remove(session, row, caller)
-
-        name = await self.db.write(remove)
+        name = await self.db.write(lambda s: TEMPLATE_VERSIONS.delete_resource(s, caller, request.template_id))
         return common_pb2.DeleteResponse(success=True, message=f"template {name!r} deleted")
 
     async def PreviewTemplate(self, request, context):
@@ -139,13 +134,9 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
     async def ListTemplateVersions(self, request, context):
         caller = require_caller(context)
         page = PageRequest.of(request)
-
-        def run(session: Session) -> dict[str, Any]:
-            row = templates.get(session, caller.tenant_id, request.template_id)
-            return TEMPLATE_VERSIONS.page(session, row, page).fields(
-                lambda v: version_message(v, row))
-
-        return pb.ListTemplateVersionsResponse(**await self.db.read(run))
+        row, result = await self.db.read(lambda s: TEMPLATE_VERSIONS.page(
+            s, caller.tenant_id, request.template_id, page))
+        return pb.ListTemplateVersionsResponse(**result.fields(lambda v: version_message(v, row)))
 
     async def CreateTemplateVersion(self, request, context):
         caller = require_caller(context)
@@ -170,30 +161,15 @@ class TemplateService(pb_grpc.TemplateServiceServicer):
 
     async def SetTemplateLabel(self, request, context):
         caller = require_caller(context)
-        versions.check_label(request.label, request.version)
-
-        def apply(session: Session) -> TemplateRow:
-            row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
-            previous = TEMPLATE_VERSIONS.set_label(session, row, request.label, request.version)
-            audit.record(session, caller, "label", "template", row.id, label=request.label,
-                         version=request.version, previous=previous)
-            return templates.save(session, row)
-
-        return template_message(await self.db.write(apply))
+        return template_message(await self.db.write(lambda s: TEMPLATE_VERSIONS.move_label(
+            s, caller, request.template_id, request.label, request.version)))
 
     async def DeleteTemplateLabel(self, request, context):
         caller = require_caller(context)
-
-        def remove(session: Session) -> str:
-            row = templates.get(session, caller.tenant_id, request.template_id, lock=True)
-            TEMPLATE_VERSIONS.remove_label(row, request.label)
-            templates.save(session, row)
-            audit.record(session, caller, "unlabel", "template", row.id, label=request.label)
-            return row.name
-
-        name = await self.db.write(remove)
+        row = await self.db.write(lambda s: TEMPLATE_VERSIONS.drop_label(
+            s, caller, request.template_id, request.label))
         return common_pb2.DeleteResponse(
-            success=True, message=f"label {request.label!r} removed from template {name!r}")
+            success=True, message=f"label {request.label!r} removed from template {row.name!r}")
 
     async def ImportTemplate(self, request, context):
         caller = require_caller(context)
