@@ -45,3 +45,15 @@ def test_no_role_of_another_tenant_reaches_the_operators_scopes():
 def test_an_unknown_role_holds_nothing():
     assert scopes_for(pb.ROLE_UNSPECIFIED, operator=True) == ()
     assert scopes_for(99, operator=False) == ()
+
+
+def test_a_service_the_contract_gains_reaches_every_role_without_an_edit():
+    from mesh.identity.roles import contract_scopes, role_table
+
+    table = role_table(contract_scopes() | {"reports:read", "reports:write", "reports:delete"})
+    assert "reports:*" in table[pb.ROLE_DEVELOPER] and "reports:*" in table[pb.ROLE_ADMIN]
+    assert "reports:read" in table[pb.ROLE_VIEWER] and "reports:read" in table[pb.ROLE_USER]
+    assert not {"reports:write", "reports:delete"} & set(table[pb.ROLE_VIEWER])
+    # The guarded areas stay as they are.
+    assert set(table[pb.ROLE_DEVELOPER]) - {"reports:*"} == DEVELOPER
+    assert set(table[pb.ROLE_VIEWER]) - {"reports:read"} == VIEWER
