@@ -8,7 +8,7 @@ import pytest
 
 from agentmesh.identity.v1 import identity_pb2 as pb
 from mesh.identity.roles import OPERATOR_ONLY, scopes_for
-from mesh.runtime.context import holds
+from mesh.runtime.scopes import holds
 
 _BUILDING = ("agents", "calls", "workflows", "tools", "masterdata", "templates", "observability",
              "integration")

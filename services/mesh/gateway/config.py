@@ -23,6 +23,7 @@ from mesh.contract import Contract, Rpc
 from mesh.gateway.bodies import SCALAR_NAMES, BodySchemas, enum_values
 from mesh.runtime.context import (IDENTITY_HEADERS, SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER,
                                   TOKEN_IAT_HEADER, USER_HEADER)
+from mesh.runtime import scopes
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.internal import HEADER as INTERNAL_TOKEN_HEADER
 from mesh.runtime.settings import Settings
@@ -215,9 +216,8 @@ def _template_regex(template: str) -> str:
 
 
 def _scope_principals(scope: str) -> list[dict[str, Any]]:
-    area = scope.split(":", 1)[0]
     ids = []
-    for granted in dict.fromkeys([scope, f"{area}:*", "*"]):
+    for granted in scopes.granting(scope):
         match = {"list_match": {"one_of": {"string_match": {"exact": granted}}}}
         ids.append({"sourced_metadata": {"metadata_matcher": {
             "filter": "envoy.filters.http.jwt_authn",

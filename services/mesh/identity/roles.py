@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from agentmesh.identity.v1 import identity_pb2 as pb
 from mesh import contract
-from mesh.runtime.context import holds
+from mesh.runtime import scopes
+from mesh.runtime.scopes import granting, holds
 
 # What only an operator tenant's admin holds (`*` covers them): `system:write` (platform config,
 # restarts, caches, backups), which would let any self-registered tenant steer the platform every
@@ -101,23 +102,10 @@ def scopes_for(role: int, operator: bool) -> tuple[str, ...]:
 def known_scopes() -> set[str]:
     """Every scope an API key may name: each RPC's scope, `area:*` for each area, and `*`."""
     scopes = contract_scopes()
-    return {*scopes, *(f"{s.partition(':')[0]}:*" for s in scopes), "*"}
+    return {granted for scope in scopes for granted in granting(scope)}
 
 
 def effective_scopes(granted: list[str] | tuple[str, ...], held: tuple[str, ...] | list[str]
                      ) -> list[str]:
-    """The part of `granted` (an API key's scopes) that `held` (its creator's scopes now)
-    covers: a key never does more than the user who made it may do today. A wildcard the
-    creator no longer holds narrows to the creator's scopes inside it (`*` of a demoted admin
-    becomes the developer's scopes, `tools:*` of a viewer `tools:read`)."""
-    held_set = frozenset(held)
-    kept: set[str] = set()
-    for scope in granted:
-        if holds(held_set, scope):
-            kept.add(scope)
-        elif scope == "*":
-            kept.update(held_set)
-        elif scope.endswith(":*"):
-            area = scope[:-2]
-            kept.update(s for s in held_set if s.partition(":")[0] == area)
-    return sorted(kept)
+    """An API key's scopes cut to what its creator holds now (`mesh.runtime.scopes.within`)."""
+    return scopes.within(granted, held)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, SESSION_HEADER,
-                                  TENANT_HEADER, TOKEN_IAT_HEADER, USER_HEADER, holds)
+                                  TENANT_HEADER, TOKEN_IAT_HEADER, USER_HEADER)
+from mesh.runtime.scopes import holds
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 

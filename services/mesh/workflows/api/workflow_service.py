@@ -15,7 +15,8 @@ from sqlmodel import Session, select
 from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
-from mesh.runtime.context import Caller, common_scopes, metadata_value, require_caller
+from mesh.runtime import scopes
+from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, Unavailable,
                                  invalid_field)
 from mesh.runtime.paging import MAX_PAGE_SIZE, Page, PageRequest
@@ -253,8 +254,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                                      f"{row.status}", reason="EXECUTION_NOT_FAILED",
                                      details={"execution": row.id, "status": row.status})
         # Retried by someone else, the steps act within what both the starter and they hold.
-        scopes = sorted(common_scopes(frozenset(row.scopes), caller.scopes))
-        await self.engine.retry(row.id, scopes)
+        granted = sorted(scopes.common(row.scopes, caller.scopes))
+        await self.engine.retry(row.id, granted)
         return execution_message(await self._execution(caller, row.id))
 
     async def _decide(self, request, context, approved: bool):
