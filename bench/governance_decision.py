@@ -82,15 +82,19 @@ def bench_engine(n: int) -> None:
 
 async def bench_decide_rpc(n: int) -> None:
     from mesh.governance.service import DEFINITION
+    from mesh.runtime import internal
     from mesh.runtime.server import start
     from mesh.runtime.settings import Settings
 
     data_dir = Path(tempfile.mkdtemp(prefix="agentmesh-gov-bench-"))
-    running = await start(DEFINITION, Settings(data_dir=data_dir), port=0)
+    settings = Settings(data_dir=data_dir)
+    running = await start(DEFINITION, settings, port=0)
     try:
         tenant, user = str(uuid.uuid4()), str(uuid.uuid4())
+        # As another service calls it: Decide is internal, so with the platform's token.
         metadata = (("x-agentmesh-tenant-id", tenant), ("x-agentmesh-user-id", user),
-                    ("x-agentmesh-scopes", "*"), ("x-correlation-id", "bench"))
+                    ("x-agentmesh-scopes", "*"), ("x-correlation-id", "bench"),
+                    (internal.HEADER, internal.token(settings)))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.GovernanceServiceStub(channel)
             for _, name, _, text in policies():

@@ -269,7 +269,8 @@ def test_an_api_keys_scopes_are_cut_to_its_creators_current_ones():
 
 
 def test_platform_internals_and_system_writes_are_for_operator_admins_only():
-    from mesh.identity.roles import OPERATOR_ONLY, covers, scopes_for
+    from mesh.identity.roles import OPERATOR_ONLY, scopes_for
+    from mesh.runtime.scopes import holds as covers
 
     for role in (identity_pb2.ROLE_ADMIN, identity_pb2.ROLE_DEVELOPER, identity_pb2.ROLE_VIEWER):
         held = frozenset(scopes_for(role, operator=False))

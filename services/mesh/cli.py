@@ -11,7 +11,6 @@ from pathlib import Path
 
 def _serve(args: argparse.Namespace) -> int:
     from mesh import catalog
-    from mesh.runtime.peers import parse_peers
     from mesh.runtime.server import serve_many
     from mesh.runtime.settings import get_settings
 
@@ -23,7 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
     ports = {}
     if len(args.service) > 1 or (not settings.port and args.port is None):
         # A process serving several services binds each at its own address in the peer list.
-        addresses = parse_peers(settings.peers)
+        addresses = settings.peer_addresses
         missing = [name for name in args.service if name not in addresses]
         if missing and len(args.service) > 1:
             raise SystemExit(f"no address in AGENTMESH_PEERS for: {', '.join(missing)}")

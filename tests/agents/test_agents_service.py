@@ -100,3 +100,31 @@ def test_archived_agent_is_read_only(stub, me):
                          metadata=me.metadata())
     assert error_reason(caught.value) == "AGENT_ARCHIVED"
     assert stub.GetAgent(pb.GetAgentRequest(agent_id=agent.id), metadata=me.metadata()).id == agent.id
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"name": "123e4567-e89b-12d3-a456-426614174000"}, "name"),  # would shadow an id
+    ({"name": ""}, "name"),
+    ({"name": "x" * 101}, "name"),
+    ({"name": "ok", "agent_type": "robot"}, "agent_type")])
+def test_a_name_or_type_outside_the_contract_is_refused_on_create_and_update(stub, me, fields,
+                                                                           field):
+    with pytest.raises(grpc.RpcError) as created:
+        stub.CreateAgent(pb.CreateAgentRequest(agent=pb.Agent(**fields)), metadata=me.metadata())
+    assert created.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(created.value) == [field]
+    if fields.get("name") == "":
+        return  # an update that masks a REQUIRED field with "" keeps it (docs/contract.md)
+    agent = _create(stub, me, name=f"kept-{len(fields)}-{field}-{len(fields.get('name', ''))}")
+    with pytest.raises(grpc.RpcError) as updated:
+        stub.UpdateAgent(pb.UpdateAgentRequest(agent_id=agent.id, agent=pb.Agent(**fields),
+                                               update_mask={"paths": list(fields)}),
+                         metadata=me.metadata())
+    assert updated.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(updated.value) == [field]
+
+
+def test_each_documented_agent_type_is_accepted(stub, me):
+    for kind in ("conversational", "task", "router", "supervisor", "workflow", "tool", "custom",
+                 ""):
+        assert _create(stub, me, name=f"typed-{kind or 'none'}", agent_type=kind).agent_type == kind

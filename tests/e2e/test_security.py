@@ -101,8 +101,7 @@ def test_cross_tenant_matrix_by_id_and_by_name(mesh, tenant, other_tenant):
 # ---- mass assignment and escalation -------------------------------------------------------
 def test_mass_assignment_of_output_only_fields_is_ignored(mesh, tenant, other_tenant):
     forged = {"name": _name(), "id": str(uuid.uuid4()), "tenant_id": other_tenant.tenant_id,
-              "status": "AGENT_STATUS_DEPLOYED", "version": 99, "created_by": "someone",
-              "deployments": 7}
+              "status": "AGENT_STATUS_DEPLOYED", "version": 99, "created_by": "someone"}
     with mesh.client(tenant.token) as client:
         agent = client.post("/api/v1/agents", json=forged).json()
         assert agent["id"] != forged["id"] and agent["tenant_id"] == tenant.tenant_id
@@ -307,7 +306,7 @@ def test_api_key_dies_with_its_creator(mesh, tenant):
     ('{"name":"x","labels":{"a":1}}', "labels"),
     ('{"name":"x","labels":"a"}', "labels"),
     ('{"name":"x","config":5}', "config"),  # Struct
-    ('{"name":"x","config":[1]}', "agent"),  # the transcoder names only the message
+    ('{"name":"x","config":[1]}', "config"),  # a list where the Struct's object goes
     ('{"name":"x","tools":{"a":1}}', "tools"),
     ('{"name":5}', "name"),
     ('{"name":"x","version":"abc"}', "version"),

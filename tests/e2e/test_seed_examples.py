@@ -290,8 +290,11 @@ def test_seed_002_error_response(mesh, tenant):
     assert body["details"]["field"] == "intent"
 
 
-def test_seed_002_metrics_are_prometheus_text(mesh, tenant):
+def test_seed_002_metrics_are_prometheus_text(mesh, operator, tenant):
+    """The platform's metrics are an operator's (platform:read); a tenant's admin is refused."""
     with mesh.client(tenant.token) as client:
+        assert_envelope(client.get("/metrics"), 403, "PERMISSION_DENIED")
+    with mesh.client(operator.token) as client:
         reply = client.get("/metrics")
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"].startswith("text/plain")

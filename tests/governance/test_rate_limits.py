@@ -105,7 +105,8 @@ def test_redis_counters_are_shared_by_two_instances(tmp_path_factory, redis_url)
 
 
 def test_a_route_can_have_its_own_limit():
-    from mesh.governance.limits import GovernanceSettings, Limits, MemoryCounters
+    from mesh.governance.limits import Limits, MemoryCounters
+    from mesh.governance.settings import GovernanceSettings
 
     settings = GovernanceSettings(rate_limit_per_route_per_minute=100, rate_limit_routes={
         "/agentmesh.agents.v1.AgentService/InteractWithAgent": 3})

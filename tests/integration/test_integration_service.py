@@ -14,7 +14,8 @@ from google.protobuf import struct_pb2
 from agentmesh.integration.v1 import integration_pb2 as pb
 from agentmesh.integration.v1 import integration_pb2_grpc as pb_grpc
 from mesh.integration import bundle, openapi_tools
-from mesh.integration.service import DEFINITION, parse_document
+from mesh.integration.documents import parse_document
+from mesh.integration.service import DEFINITION
 from mesh.runtime import errors
 from tests.fakes.http_server import LocalHTTPServer
 from tests.harness import Identity, error_reason, field_violations, harness_fixture
@@ -87,9 +88,7 @@ def test_batch_limits(stub, me):
 
 
 def _events(harness):
-    from mesh.integration.service import _EVENTS
-
-    return _EVENTS[id(harness.running.runtime)]
+    return harness.running.runtime.state.events
 
 
 def _deliveries(stub, me, hook, until=lambda items: True, seconds=10.0):

@@ -16,7 +16,8 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
-from mesh.observability.service import DEFINITION, prune
+from mesh.observability.retention import prune
+from mesh.observability.service import DEFINITION
 from mesh.runtime.tables import utcnow
 from tests.harness import Identity, ServiceHarness, error_reason, harness_fixture
 
@@ -131,7 +132,6 @@ def test_alert_notifications_wait_in_the_outbox_through_a_restart(tmp_path):
 
     from mesh.observability.alerts import FIRING, _targets, queue_notifications
     from mesh.observability.models import AlertNotificationRow, AlertRow
-    from mesh.observability.service import state_of
     from mesh.runtime.outbox import Outbox
     from mesh.runtime.webhooks import SIGNATURE_HEADER, WebhookSender, verify
     from tests.fakes.http_server import LocalHTTPServer
@@ -149,7 +149,7 @@ def test_alert_notifications_wait_in_the_outbox_through_a_restart(tmp_path):
                     operator=pb.ComparisonOperator.COMPARISON_OPERATOR_GREATER_THAN),
                 channels=[f"webhook:http://127.0.0.1:{port}/alerts"])),
             metadata=me.metadata())
-        evaluator = state_of(harness.running.runtime).evaluator
+        evaluator = harness.running.runtime.state.evaluator
         harness._run(evaluator.outbox.close())  # the service stops before any delivery
         database = harness.running.runtime.database
 
@@ -215,3 +215,32 @@ def test_an_internal_rpc_without_the_internal_token_is_refused(service, token):
     assert error_reason(caught.value) == "INTERNAL_TOKEN_REQUIRED"
     stub = service.stub(pb_grpc.ObservabilityServiceStub)
     assert stub.IngestLogs(pb.IngestLogsRequest(entries=[entry])).stored == 1
+
+
+def test_health_names_each_component_with_what_it_took_in(service):
+    """GetHealth: the database, the OTLP receiver (spans taken and refused), the log ingest,
+    retention and the alert evaluator, each healthy while the service runs."""
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+
+    def components():
+        report = stub.GetHealth(pb.GetHealthRequest(), metadata=Identity().metadata())
+        return report, {c.name: c for c in report.services}
+
+    before, found = components()
+    assert before.status == "healthy" and before.service == "observability"
+    assert list(found) == ["database", "otlp-receiver", "log-ingest", "retention",
+                           "alert-evaluator"]
+    assert all(c.status == "healthy" for c in found.values())
+    received = found["otlp-receiver"].details["spans_received"]
+    refused = found["otlp-receiver"].details["exports_refused"]
+    me = Identity()
+    _export(service, [_span(secrets.token_bytes(16), secrets.token_bytes(8), b"", "x",
+                            me.tenant_id)])
+    with pytest.raises(grpc.RpcError):
+        _export(service, [_span(secrets.token_bytes(16), secrets.token_bytes(8), b"", "x",
+                                me.tenant_id)], token="")
+    _, after = components()
+    assert after["otlp-receiver"].details["spans_received"] == received + 1
+    assert after["otlp-receiver"].details["exports_refused"] == refused + 1
+    assert after["otlp-receiver"].details["last_export_at"]
+

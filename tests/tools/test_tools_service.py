@@ -371,3 +371,20 @@ def test_an_execution_with_an_idempotency_key_happens_once(stub, me, tools_servi
         stored = session.execute(sa.select(idempotency.TABLE.c.response).where(
             idempotency.TABLE.c.key == stale)).scalar_one()
     assert stored is not None
+
+
+@pytest.mark.parametrize("name", ["123e4567-e89b-12d3-a456-426614174000", "categories", "types",
+                                  "no spaces", "-leading", "x" * 101, ""])
+def test_a_name_that_is_an_id_a_route_or_outside_the_pattern_is_refused(stub, me, name):
+    """Create and rename alike (a renamed tool's name is checked as a new one's)."""
+    error = _fails(lambda: _create(stub, me, name=name, type="TOOL_TYPE_BUILTIN",
+                                   builtin={"builtin_name": "echo"}),
+                   grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["name"]
+    if not name:
+        return  # an update that masks a REQUIRED field with "" keeps it (docs/contract.md)
+    tool = _create(stub, me, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "echo"})
+    error = _fails(lambda: stub.UpdateTool(pb.UpdateToolRequest(
+        tool_id=tool.id, tool=pb.Tool(name=name), update_mask={"paths": ["name"]}),
+        metadata=me.metadata()), grpc.StatusCode.INVALID_ARGUMENT)
+    assert field_violations(error) == ["name"]

@@ -11,7 +11,8 @@ import grpc
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.workflows.models import ExecutionRow, WorkflowRow
-from mesh.workflows.service import DEFINITION, executions, new_execution
+from mesh.workflows.service import DEFINITION
+from mesh.workflows.store import executions, new_execution
 from tests.harness import Identity, ServiceHarness
 from tests.workflows.conftest import Client, states, status_name, step_status
 
@@ -103,10 +104,10 @@ def test_a_replica_that_never_comes_back_is_recovered_by_another(tmp_path, monke
     from datetime import timedelta
 
     from mesh.runtime.tables import utcnow
-    from mesh.workflows import engine
+    from mesh.workflows import recovery
     from mesh.workflows.models import ExecutorRow
 
-    monkeypatch.setattr(engine, "HEARTBEAT_SECONDS", 0.5)
+    monkeypatch.setattr(recovery, "HEARTBEAT_SECONDS", 0.5)
     identity = Identity()
     first = ServiceHarness(DEFINITION, tmp_path, replica_id="workflows-a")
     try:
@@ -124,7 +125,7 @@ def test_a_replica_that_never_comes_back_is_recovered_by_another(tmp_path, monke
 
     def age(session):  # as if `workflows-a` had been gone for a while
         row = session.get(ExecutorRow, "workflows-a")
-        row.heartbeat_at = utcnow() - timedelta(seconds=engine.EXECUTOR_LOST_AFTER_SECONDS + 5)
+        row.heartbeat_at = utcnow() - timedelta(seconds=recovery.EXECUTOR_LOST_AFTER_SECONDS + 5)
         session.add(row)
     with db.session(write=True) as session, session.begin():
         age(session)
@@ -194,7 +195,7 @@ def test_an_execution_queued_before_the_tenant_partitions_runs_after_a_restart(t
     their tenant's partition."""
     from dbos import SetWorkflowID
 
-    from mesh.workflows import engine
+    from mesh.workflows.state import interpret
 
     identity = Identity()
     first = ServiceHarness(DEFINITION, tmp_path)
@@ -213,7 +214,7 @@ def test_an_execution_queued_before_the_tenant_partitions_runs_after_a_restart(t
 
         async def enqueue_without_partition():
             with SetWorkflowID(execution_id):
-                await engine.ENGINE.queue.enqueue_async(engine.interpret, execution_id)
+                await first.running.runtime.state.queue.enqueue_async(interpret, execution_id)
         first._run(enqueue_without_partition())
         time.sleep(1.0)
         assert status_name(client.get(execution_id)) == "EXECUTION_STATUS_QUEUED"

@@ -11,6 +11,7 @@ from mesh.contract import Contract, Rpc
 from mesh.gateway.envoy import EXTENSIONS, duration
 from mesh.gateway.options import GatewayOptions
 from mesh.gateway.ratelimits import rate_class_metadata, rate_limit_per_route
+from mesh.runtime import scopes
 from mesh.runtime.context import TENANT_HEADER
 
 # ---- WebSockets (the live service) ------------------------------------------------------------
@@ -56,9 +57,8 @@ def routes(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
 
 
 def _scope_principals(scope: str) -> list[dict[str, Any]]:
-    area = scope.split(":", 1)[0]
     ids = []
-    for granted in dict.fromkeys([scope, f"{area}:*", "*"]):
+    for granted in scopes.granting(scope):
         match = {"list_match": {"one_of": {"string_match": {"exact": granted}}}}
         ids.append({"sourced_metadata": {"metadata_matcher": {
             "filter": "envoy.filters.http.jwt_authn",

@@ -1,7 +1,8 @@
-"""Rate limits and budgets: Envoy's `envoy.service.ratelimit.v3.RateLimitService` (the gateway's
-global rate-limit filter asks it about every request) over fixed-window counters that live in
-memory or, when `AGENTMESH_REDIS_URL` is set, in Redis so that every gateway replica and every
-governance replica share one count.
+"""Rate limits: which limit applies to a descriptor, counted in fixed windows over counters that
+live in memory or, when `AGENTMESH_REDIS_URL` is set, in Redis so that every gateway replica and
+every governance replica share one count (the budgets count there too, mesh.governance.usage).
+The gateway's global rate-limit filter asks about every request through Envoy's
+`RateLimitService` (mesh.governance.api.rate_limit_service).
 
 Descriptors the gateway sends (mesh.gateway.config.global_rate_limit), and the limit of each:
 
@@ -18,41 +19,15 @@ replica agrees on when a window ends without talking to the others.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from datetime import UTC, datetime
 
 from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2 as rls
-from agentmesh.thirdparty.envoy.service.ratelimit.v3 import rls_pb2_grpc as rls_grpc
+from mesh.governance.settings import GovernanceSettings
 
-log = logging.getLogger("mesh.governance.limits")
 OK = rls.RateLimitResponse.OK
 OVER_LIMIT = rls.RateLimitResponse.OVER_LIMIT
-_UNITS = {1: rls.RateLimitResponse.RateLimit.SECOND, 60: rls.RateLimitResponse.RateLimit.MINUTE,
-          3600: rls.RateLimitResponse.RateLimit.HOUR, 86400: rls.RateLimitResponse.RateLimit.DAY}
-
-
-class GovernanceSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AGENTMESH_", extra="ignore")
-
-    # redis://127.0.0.1:6379/0 shares counters between replicas; empty keeps them in memory.
-    redis_url: str = ""
-    rate_limit_domain: str = "agentmesh"
-    rate_limit_window_seconds: int = 60
-    rate_limit_global_per_minute: int = 1000
-    rate_limit_per_ip_per_minute: int = 100
-    rate_limit_per_tenant_per_minute: int = 600
-    rate_limit_per_route_per_minute: int = 0
-    # Per-route limits that differ from the one above, by gRPC method path, for example
-    # {"/agentmesh.agents.v1.AgentService/InteractWithAgent": 60}: an expensive route limited
-    # tighter than reads. Counted per tenant, like the per-route limit.
-    rate_limit_routes: dict[str, int] = {}
-    # How long a replica trusts its compiled copy of a tenant's policies before it rereads the
-    # policy-set version (replicas converge on a change within this time).
-    policy_cache_ttl_seconds: float = 2.0
 
 
 class MemoryCounters:
@@ -171,42 +146,6 @@ class Limits:
         window = Window.now(self.window)
         used = int(await self.counters.get(self.key(domain, entries, window)))
         return limit, used, window
-
-
-class RateLimitService(rls_grpc.RateLimitServiceServicer):
-    """Envoy's global rate-limit API. Envoy sends every descriptor of a request in one call; the
-    request is over the limit when any descriptor is."""
-
-    def __init__(self, runtime) -> None:
-        from mesh.governance.state import shared
-
-        self.limits = shared(runtime).limits
-
-    async def ShouldRateLimit(self, request: rls.RateLimitRequest, context) -> rls.RateLimitResponse:
-        hits = request.hits_addend or 1
-        response = rls.RateLimitResponse(overall_code=OK)
-        exceeded = []
-        for descriptor in request.descriptors:
-            entries = [(e.key, e.value) for e in descriptor.entries]
-            code, limit, remaining, reset_in = await self.limits.hit(
-                request.domain, entries, descriptor.hits_addend.value or hits
-                if descriptor.HasField("hits_addend") else hits)
-            status = response.statuses.add(code=code)
-            if limit:
-                status.current_limit.requests_per_unit = limit
-                status.current_limit.unit = _UNITS.get(self.limits.window,
-                                                       rls.RateLimitResponse.RateLimit.MINUTE)
-                status.limit_remaining = remaining
-                status.duration_until_reset.FromTimedelta(timedelta(seconds=reset_in))
-            if code == OVER_LIMIT:
-                response.overall_code = OVER_LIMIT
-                exceeded.append((self.limits.limit_for(entries)[0], limit, reset_in))
-        if exceeded:
-            # Envoy puts this in the 429's body, which becomes the envelope's `message`.
-            name, limit, reset_in = exceeded[0]
-            response.raw_body = (f"rate limit exceeded: {name} allows {limit} requests per "
-                                 f"{self.limits.window}s; retry in {reset_in}s").encode()
-        return response
 
 
 def day_window() -> Window:

@@ -4,7 +4,7 @@ something to do without one (`call_reasoning`: the reasoning heartbeat)."""
 
 from __future__ import annotations
 
-from mesh.governance.service import INTENTS
+from mesh.governance.dispatch import INTENTS
 from mesh.runtime.limits import When
 
 CONDITIONS: dict[str, tuple[When, ...]] = {

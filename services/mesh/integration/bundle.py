@@ -30,9 +30,9 @@ from agentmesh.masterdata.v1 import masterdata_pb2_grpc
 from agentmesh.templates.v1 import templates_pb2_grpc
 from agentmesh.tools.v1 import tools_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2_grpc
-from mesh.integration import calls
+from mesh.integration import calls, connections
 from mesh.runtime import errors, limits
-from mesh.runtime.convert import writable
+from mesh.runtime.convert import plain, writable
 from mesh.runtime.errors import InvalidArgument
 from mesh.runtime.tables import is_uuid
 
@@ -140,7 +140,7 @@ def references(key: str, entity: dict[str, Any]) -> list[tuple[str, str, str]]:
 def entity_dict(message: Message, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     keep = writable(type(message))
     data = calls.to_dict(message)
-    return {k: calls.plain(v) for k, v in data.items() if k in keep and k not in drop}
+    return {k: plain(v) for k, v in data.items() if k in keep and k not in drop}
 
 
 def name_of(key: str, entity: dict[str, Any]) -> str:
@@ -163,14 +163,14 @@ async def _versions(peers, kind: Kind, message: Message) -> tuple[list[dict], di
                                  **{f"{kind.noun}_id": message.id})
     versions = []
     for item in sorted(items, key=lambda v: v.version):
-        data = {k: calls.plain(v) for k, v in calls.to_dict(item).items()
+        data = {k: plain(v) for k, v in calls.to_dict(item).items()
                 if k in writable(type(item))}
         data["version"] = item.version
         versions.append(data)
     return versions, dict(sorted(message.labels.items()))
 
 
-async def export(peers, connections: list[dict[str, Any]], kinds: list[str],
+async def export(peers, api_connections: list[dict[str, Any]], kinds: list[str],
                  only: set[str]) -> dict[str, Any]:
     read: dict[str, list[Message]] = {}
     for kind in KINDS:
@@ -197,7 +197,7 @@ async def export(peers, connections: list[dict[str, Any]], kinds: list[str],
             entities.append(entity)
         bundle[kind.key] = sorted(entities, key=lambda e: name_of(kind.key, e))
     if "api_connections" in kinds:
-        entities = [copy.deepcopy(c) for c in connections
+        entities = [copy.deepcopy(c) for c in api_connections
                     if not only or c["name"] in only or c.get("id") in only]
         for entity in entities:
             entity.pop("id", None)
@@ -288,8 +288,6 @@ def check_shape(bundle: Any) -> Problems:
 
 def _check_entity(problems: Problems, key: str, where: str, entity: dict[str, Any]) -> None:
     if key == "api_connections":
-        from mesh.integration import connections
-
         try:
             connections.check(entity)
         except errors.InvalidArgument as exc:

@@ -1,50 +1,27 @@
 """Calls to the owning services, as the caller: the peer's error passed through with its code,
-reason and field violations (a 404 of the agents service stays a 404 here), and a paged list
-read whole."""
+reason and field violations (`errors.from_peer`: a 404 of the agents service stays a 404
+here), a paged list read whole, compensations that never hide the original error, and the
+bodies sent, parsed and checked as the owner will check them."""
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from google.protobuf.message import Message
 
-from mesh.runtime import errors
+from mesh.runtime import errors, limits
+from mesh.runtime.convert import plain
+from mesh.runtime.errors import InvalidArgument, invalid_field
 
-_ERRORS = {c.code: c for c in (errors.InvalidArgument, errors.NotFound, errors.AlreadyExists,
-                               errors.FailedPrecondition, errors.Unauthenticated,
-                               errors.PermissionDenied, errors.Unimplemented, errors.Unavailable,
-                               errors.Aborted, errors.ResourceExhausted)}
+log = logging.getLogger("mesh.integration")
+
 # A tenant's whole list is read in pages of this size, up to this many items per kind.
 PAGE_SIZE = 100
 MAX_ITEMS = 5000
-
-
-def peer_error(error: grpc.aio.AioRpcError, service: str) -> errors.DomainError:
-    """The owning service's error as a domain error of the same code."""
-    envelope: dict[str, Any] = {}
-    for key, value in error.trailing_metadata() or ():
-        if key == errors.ERROR_TRAILER:
-            try:
-                envelope = json.loads(value)
-            except ValueError:
-                envelope = {}
-    details = dict(envelope.get("details") or {})
-    violations = [(v.get("field", ""), v.get("description", ""))
-                  for v in details.pop("field_violations", []) if isinstance(v, dict)]
-    reason = str(details.pop("reason", "") or "")
-    cls = _ERRORS.get(error.code(), errors.Unavailable)
-    if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-        reason = reason or "TARGET_SERVICE_NOT_BUILT"
-    if cls is errors.Unavailable and not reason:
-        reason = "PEER_UNAVAILABLE"
-    return cls(envelope.get("message") or error.details() or f"the {service} service failed",
-               reason=reason, details={k: v for k, v in details.items()
-                                       if isinstance(v, (str, int, float, bool))},
-               field_violations=violations)
 
 
 async def call(service: str, method: Callable[[Message], Awaitable[Message]],
@@ -52,7 +29,17 @@ async def call(service: str, method: Callable[[Message], Awaitable[Message]],
     try:
         return await method(request)
     except grpc.aio.AioRpcError as exc:
-        raise peer_error(exc, service) from None
+        raise errors.from_peer(exc, service) from None
+
+
+async def quietly(awaitable) -> bool:
+    """A compensating call: its failure is logged, never raised over the original error."""
+    try:
+        await awaitable
+        return True
+    except grpc.aio.AioRpcError:
+        log.exception("compensation failed")
+        return False
 
 
 def describe(error: errors.DomainError) -> str:
@@ -77,12 +64,33 @@ def to_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
-def plain(value: Any) -> Any:
-    """JSON from a Struct with integral numbers as integers (Struct numbers are all floats)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(value)
+    return out
+
+
+def struct_value(message: Message, name: str) -> Any:
+    """The Struct field `name` of a request as JSON (None when not given)."""
+    return plain(json_format.MessageToDict(getattr(message, name))) \
+        if message.HasField(name) else None
+
+
+def parse(data: Any, cls: type[Message], field: str) -> Message:
+    """`data` as a `cls` message for another service, checked against the contract's limits
+    here, with every problem named under `field` (`agent.name`, `agents[3].config`)."""
+    if not isinstance(data, dict):
+        raise invalid_field(field, "must be an object")
+    try:
+        message = json_format.ParseDict(data, cls())
+    except json_format.ParseError as exc:
+        raise InvalidArgument(f"{field}: {str(exc).splitlines()[0][:300]}",
+                              reason="INVALID_BODY",
+                              field_violations=[(field, str(exc).splitlines()[0][:300])]) from None
+    try:
+        limits.check(message)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{field}.{exc.message}", reason=exc.reason,
+                              field_violations=[(f"{field}.{f}", d)
+                                                for f, d in exc.field_violations]) from None
+    return message

@@ -26,17 +26,17 @@ import os
 import secrets as pysecrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 
+from mesh.masterdata.models import KeyCheckRow, SecretRow
 from mesh.runtime.settings import Settings
-from mesh.runtime.tables import timestamp_field, utcnow
+from mesh.runtime.tables import utcnow
 
 if TYPE_CHECKING:
     from mesh.runtime.db import Database
@@ -52,16 +52,6 @@ class KeyringError(RuntimeError):
 
 class DecryptionFailed(Exception):
     """A ciphertext did not authenticate (wrong key, wrong row or tenant, or tampered)."""
-
-
-class KeyCheckRow(SQLModel, table=True):
-    """One row per KEK id: a constant encrypted under that KEK, never the KEK itself."""
-
-    __tablename__ = "secret_key_checks"
-
-    key_id: str = Field(primary_key=True)
-    check_value: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
-    created_at: datetime | None = timestamp_field(nullable=False)
 
 
 def _decode_key(text: str, where: str) -> bytes:
@@ -299,7 +289,6 @@ def rotate(settings: Settings, *, new_key: bool = True, batch: int = 100,
     keep the key). Safe while the service runs: each row is updated only if it has not changed
     since it was read, and the service re-reads the key file when it changes."""
     from mesh import catalog
-    from mesh.masterdata.models import SecretRow
     from mesh.runtime.db import Database
 
     keyring = Keyring.load(settings)

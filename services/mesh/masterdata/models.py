@@ -7,9 +7,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field
+from sqlmodel import Field, SQLModel
 
-from mesh.masterdata.keys import KeyCheckRow
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
 
@@ -113,6 +112,17 @@ class SecretRow(TenantTable, table=True):
     key_id: str = Field(index=True)
     wrapped_key: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
     ciphertext: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+
+
+class KeyCheckRow(SQLModel, table=True):
+    """One row per key-encryption key id: a constant encrypted under that key, never the key
+    itself (mesh.masterdata.keys checks the configured keys against it at start)."""
+
+    __tablename__ = "secret_key_checks"
+
+    key_id: str = Field(primary_key=True)
+    check_value: bytes = Field(sa_type=sa.LargeBinary, nullable=False)
+    created_at: datetime | None = timestamp_field(nullable=False)
 
 
 TABLES = [SkillRow, ConstraintRow, PromptRow, PromptVersionRow, ModelRow, SecretRow, KeyCheckRow]

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from mesh.runtime.scopes import holds
+
 TENANT_HEADER = "x-agentmesh-tenant-id"
 USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
 # Every header only the gateway may set: its Lua filter drops client-sent copies of these
-# (mesh.gateway.config fills this list into gateway.lua).
+# (mesh.gateway.lua fills this list into gateway.lua).
 # Claims of the access token, for the revocation check (mesh/runtime/revocation.py).
 SESSION_HEADER = "x-agentmesh-session-id"
 TOKEN_IAT_HEADER = "x-agentmesh-token-iat"
@@ -56,18 +58,6 @@ def correlation_id() -> str:
     """The correlation id of the call being served ("" outside a call)."""
     context = current_call.get()
     return metadata_value(context, CORRELATION_HEADER) if context is not None else ""
-
-
-def holds(scopes: frozenset[str] | set[str], needed: str) -> bool:
-    """Whether `scopes` grant `needed` (`tools:execute`), directly or by `tools:*` or `*`."""
-    resource = needed.split(":", 1)[0]
-    return bool({"*", needed, f"{resource}:*"} & scopes)
-
-
-def common_scopes(a: frozenset[str] | set[str], b: frozenset[str] | set[str]) -> frozenset[str]:
-    """What both sets of scopes grant (`*` and `tools:*` understood): acting for two callers at
-    once never grants what either lacks."""
-    return frozenset({s for s in a if holds(b, s)} | {s for s in b if holds(a, s)})
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,17 @@ class TupleReader:
         return self.cls(**kwargs)
 
 
+def plain(value: Any) -> Any:
+    """JSON from a Struct with integral numbers as integers (Struct numbers are all floats)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 @functools.cache
 def writable(cls: type[Message]) -> frozenset[str]:
     """The fields a client may set: every field that is not OUTPUT_ONLY."""

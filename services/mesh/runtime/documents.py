@@ -5,6 +5,7 @@ that a value can travel as JSON and protobuf at all.
     document = documents.parse(raw, "file")                  # JSON, else YAML
     document = documents.parse(text, "content", syntax="yaml")
     problem = documents.problem(value)                        # None, or what is wrong and where
+    content_type, data = documents.dump(document, documents.syntax_for(asked, accept))
 
 Limits, each a 400 naming the field rather than an error deeper in the stack:
 
@@ -139,3 +140,18 @@ def parse(raw: str | bytes, field: str, *, syntax: Literal["json", "yaml", "any"
 
 
 _NOTHING = object()
+
+
+def syntax_for(asked: Literal["json", "yaml", ""], accept: str) -> Literal["json", "yaml"]:
+    """What an export is written in: what the request's format field asks ("": it does not
+    say), else YAML when the `Accept` header names it, else JSON."""
+    return asked or ("yaml" if "yaml" in accept.lower() else "json")
+
+
+def dump(document: Any, syntax: Literal["json", "yaml"]) -> tuple[str, bytes]:
+    """(content type, bytes) of a document written for a client to keep: YAML in the order
+    the keys were given, or indented JSON; UTF-8 either way."""
+    if syntax == "yaml":
+        text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+        return "application/yaml", text.encode()
+    return "application/json", (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()

@@ -133,6 +133,38 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     return status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))
 
 
+_BY_CODE = {c.code: c for c in (InvalidArgument, NotFound, AlreadyExists, FailedPrecondition,
+                                Unauthenticated, PermissionDenied, Unimplemented, Unavailable,
+                                Aborted, ResourceExhausted)}
+
+
+def from_peer(error: grpc.aio.AioRpcError, service: str) -> DomainError:
+    """Another service's error as a domain error of the same code, reason, details and field
+    violations (read back from its envelope trailer), for a caller that passes it on: a 404 of
+    the agents service stays a 404. A peer that cannot be reached is UNAVAILABLE
+    PEER_UNAVAILABLE; a service not built yet, UNIMPLEMENTED TARGET_SERVICE_NOT_BUILT."""
+    envelope: dict[str, Any] = {}
+    for key, value in error.trailing_metadata() or ():
+        if key == ERROR_TRAILER:
+            try:
+                envelope = json.loads(value)
+            except ValueError:
+                envelope = {}
+    details = dict(envelope.get("details") or {})
+    violations = [(v.get("field", ""), v.get("description", ""))
+                  for v in details.pop("field_violations", []) if isinstance(v, dict)]
+    reason = str(details.pop("reason", "") or "")
+    cls = _BY_CODE.get(error.code(), Unavailable)
+    if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+        reason = reason or "TARGET_SERVICE_NOT_BUILT"
+    if cls is Unavailable and not reason:
+        reason = "PEER_UNAVAILABLE"
+    return cls(envelope.get("message") or error.details() or f"the {service} service failed",
+               reason=reason, details={k: v for k, v in details.items()
+                                       if isinstance(v, (str, int, float, bool))},
+               field_violations=violations)
+
+
 def reason_of(error: grpc.RpcError) -> str:
     """The `ErrorInfo.reason` a peer's error carries (what a calling service branches on)."""
     status = rpc_status.from_call(error)

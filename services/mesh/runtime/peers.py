@@ -36,17 +36,6 @@ EFFECT_DEADLINE_SECONDS = 900.0
 _PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, API_KEY_HEADER, CORRELATION_HEADER)
 
 
-def parse_peers(text: str) -> dict[str, str]:
-    """`a=host:1,b=host:2` -> {"a": "host:1", "b": "host:2"}."""
-    peers = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, address = item.partition("=")
-        if not sep or not name.strip() or ":" not in address:
-            raise ValueError(f"AGENTMESH_PEERS entry {item!r} is not service=host:port")
-        peers[name.strip()] = address.strip()
-    return peers
-
-
 @functools.cache
 def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> str:
     """The gRPC service config for the channel to one backend, from the contract."""
@@ -118,7 +107,7 @@ class Peers:
     """The channels of one service to the others."""
 
     def __init__(self, settings: Settings) -> None:
-        self.addresses = parse_peers(settings.peers)
+        self.addresses = settings.peer_addresses
         self.settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._pass_on: _PassOn | None = None

@@ -29,6 +29,7 @@ platform makes (executions, calls, events, logs, deliveries) have no quota here.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -75,6 +76,14 @@ def like_pattern(text: str) -> str:
     """`%text%` for LIKE ... ESCAPE '\\', with the user's own wildcards taken literally."""
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def holds(column: Any, value: str):
+    """A clause: the JSON list in `column` (tags) holds the string `value`. The list's JSON text
+    is matched for the value's JSON form, wildcards escaped, which every database can do."""
+    pattern = "%" + json.dumps(value).replace("\\", "\\\\").replace("%", "\\%") \
+        .replace("_", "\\_") + "%"
+    return sa.cast(column, sa.Text).like(pattern, escape="\\")
 
 
 class TenantRepository(Generic[Row]):

@@ -180,6 +180,11 @@ class Settings(BaseSettings):
                                  "(e.g. agent=500,tool=200)")
         return value
 
+    @property
+    def peer_addresses(self) -> dict[str, str]:
+        """`peers` as {service: "host:port"}."""
+        return parse_peers(self.peers)
+
     @model_validator(mode="after")
     def _production_needs_a_database(self) -> "Settings":
         if self.environment == "production" and not self.database_url:
@@ -192,6 +197,17 @@ class Settings(BaseSettings):
             raise ValueError("AGENTMESH_WORKFLOW_TENANT_CONCURRENCY must not exceed "
                              "AGENTMESH_WORKFLOW_QUEUE_CONCURRENCY")
         return self
+
+
+def parse_peers(text: str) -> dict[str, str]:
+    """`a=host:1,b=host:2` -> {"a": "host:1", "b": "host:2"}."""
+    peers = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = item.partition("=")
+        if not sep or not name.strip() or ":" not in address:
+            raise ValueError(f"AGENTMESH_PEERS entry {item!r} is not service=host:port")
+        peers[name.strip()] = address.strip()
+    return peers
 
 
 @lru_cache(maxsize=1)

@@ -118,9 +118,7 @@ def configured_headers(environ: Mapping[str, str] = os.environ) -> dict[str, str
 def _is_platform_receiver(endpoint: str, settings: Settings) -> bool:
     """Whether the endpoint is the observability service of this platform (its address in
     AGENTMESH_PEERS, any replica of it): the only receiver the internal token is sent to."""
-    from mesh.runtime.peers import parse_peers
-
-    address = parse_peers(settings.peers).get("observability", "")
+    address = settings.peer_addresses.get("observability", "")
     if not address:
         return False
     host, port, _ = parse_endpoint(endpoint)

@@ -47,11 +47,11 @@ def defaults(settings: Settings) -> dict[str, Any]:
             "alerts": Alerts().model_dump()}
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
@@ -72,7 +72,7 @@ def validate(document: dict[str, Any], services: list[str]) -> dict[str, Any]:
             violations.append((f"config.{name}", "must be an object"))
             continue
         try:
-            parsed = model.model_validate(_plain(section))
+            parsed = model.model_validate(plain(section))
         except ValidationError as exc:
             for error in exc.errors():
                 path = ".".join(str(p) for p in error["loc"])
@@ -83,7 +83,7 @@ def validate(document: dict[str, Any], services: list[str]) -> dict[str, Any]:
             unknown = sorted(set(parsed.services) - set(services))
             violations.extend((f"config.logging.services.{s}", "unknown service")
                               for s in unknown)
-        result[name] = _plain(parsed.model_dump(exclude_unset=True))
+        result[name] = plain(parsed.model_dump(exclude_unset=True))
     if violations:
         raise InvalidArgument("invalid configuration: " + "; ".join(
             f"{f}: {d}" for f, d in violations[:10]), field_violations=violations)

@@ -32,6 +32,12 @@ def _write(path: Path, data: dict) -> None:
     os.replace(partial, path)
 
 
+def control_dir(settings) -> Path | None:
+    """The supervisor's control directory, None when no supervisor runs the platform."""
+    path = settings.supervisor_control_dir
+    return Path(path) if path else None
+
+
 def request_path(control: Path, service: str) -> Path:
     return control / f"restart-{service}.json"
 

@@ -4,6 +4,7 @@ service's own validation reads; an empty `type` is `string`)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -20,6 +21,13 @@ _VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in PARAMETER_
 
 def is_of_type(kind: str, value: Any) -> bool:
     return _VALIDATORS[kind].is_valid(value)
+
+
+def type_problem(kind: str, value: Any) -> str | None:
+    """What is wrong with `value` as a value of a parameter of type `kind`, or None."""
+    if is_of_type(kind, value):
+        return None
+    return f"{json.dumps(value)[:80]} is not of type {kind}"
 
 
 def _default_schema(schema: dict[str, Any]) -> dict[str, Any]:

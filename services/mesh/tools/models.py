@@ -30,7 +30,7 @@ class ToolRow(TenantTable, table=True):
     output_schema: dict[str, Any] = json_field(dict)
     config: dict[str, Any] = json_field(dict)
     # The typed config (`Tool.http`, `.mcp`, `.builtin`): at most one is set. Named apart from
-    # the fields because a Duration inside is read with json_format (mesh.tools.service).
+    # the fields because a Duration inside is read with json_format (mesh.tools.store).
     http_config: dict[str, Any] | None = _optional_json()
     mcp_config: dict[str, Any] | None = _optional_json()
     builtin_config: dict[str, Any] | None = _optional_json()

@@ -1,22 +1,25 @@
-"""AggregateExecutions (internal): the tenant's executions counted and ranked in SQL, for the
-observability service's analytics and alerts. Only figures (and, when asked, ids) leave."""
+"""Executions counted in SQL: AggregateExecutions (internal: the tenant's executions counted and
+ranked for the observability service's analytics and alerts; only figures and, when asked, ids
+leave), a workflow's stats, the tenant's counts for the platform's statistics, and the estimate
+of how long a run takes."""
 
 from __future__ import annotations
 
 import math
-from datetime import UTC
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.aggregates import bucket_of, dialect_of, epoch, nearest_rank
 from mesh.runtime.errors import invalid_field
-from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.runtime.tables import aware
+from mesh.workflows.models import LIVE, ExecutionRow, WorkflowRow
+from mesh.workflows.store import workflows
 
 E = "EXECUTION_STATUS_"
-LIVE = (E + "QUEUED", E + "RUNNING", E + "WAITING_APPROVAL")
 _KEYS = {"workflow": ExecutionRow.workflow_id, "status": ExecutionRow.status}
 MAX_BUCKETS = 1000
 MAX_IDS = 10_000
@@ -118,3 +121,46 @@ def aggregate_executions(session: Session, tenant_id: str,
         answer.execution_ids.extend(session.execute(
             select(ExecutionRow.id).where(*where).limit(MAX_IDS)).scalars())
     return answer
+
+
+def workflow_stats(session: Session, tenant_id: str, workflow_key: str) -> pb.WorkflowStats:
+    row = workflows.get(session, tenant_id, workflow_key)
+    scoped = (ExecutionRow.tenant_id == tenant_id, ExecutionRow.workflow_id == row.id)
+    by_status = dict(session.exec(select(ExecutionRow.status, func.count())
+                                  .where(*scoped).group_by(ExecutionRow.status)).all())
+    ended = session.exec(select(ExecutionRow.started_at, ExecutionRow.ended_at).where(
+        *scoped, ExecutionRow.ended_at.is_not(None),
+        ExecutionRow.started_at.is_not(None))).all()
+    last = session.exec(select(func.max(ExecutionRow.created_at)).where(*scoped)).one()
+    durations = [(aware(e) - aware(s)).total_seconds() * 1000 for s, e in ended]
+    out = pb.WorkflowStats(
+        workflow_id=row.id, total_executions=sum(by_status.values()),
+        successful_executions=by_status.get(E + "COMPLETED", 0),
+        failed_executions=by_status.get(E + "FAILED", 0),
+        cancelled_executions=by_status.get(E + "CANCELLED", 0),
+        running_executions=sum(by_status.get(s, 0) for s in LIVE),
+        average_duration_ms=sum(durations) / len(durations) if durations else 0.0)
+    if last:
+        out.last_executed_at.FromDatetime(aware(last))
+    return out
+
+
+def count_executions(session: Session, tenant_id: str,
+                     since: datetime | None) -> pb.ExecutionCounts:
+    """The tenant's executions since a time (all without one), and those not ended."""
+    scoped = select(func.count()).select_from(ExecutionRow).where(
+        ExecutionRow.tenant_id == tenant_id)
+    recent = scoped.where(ExecutionRow.created_at >= since) if since else scoped
+    return pb.ExecutionCounts(since=session.exec(recent).one(),
+                              running=session.exec(scoped.where(
+                                  ExecutionRow.status.in_(LIVE))).one())
+
+
+def typical_duration(session: Session, workflow_id: str) -> timedelta | None:
+    """The mean duration of the workflow's last 20 completed executions (None without one)."""
+    recent = session.exec(select(ExecutionRow.started_at, ExecutionRow.ended_at).where(
+        ExecutionRow.workflow_id == workflow_id,
+        ExecutionRow.status == E + "COMPLETED").order_by(
+        ExecutionRow.ended_at.desc()).limit(20)).all()
+    durations = [(aware(e) - aware(s)) for s, e in recent if s and e]
+    return sum(durations, timedelta()) / len(durations) if durations else None

@@ -15,11 +15,10 @@ from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.db import serialize
 from mesh.runtime.errors import InvalidArgument, ResourceExhausted
 from mesh.runtime.settings import Settings
+from mesh.runtime.tables import aware
 from mesh.workflows import definition as defn
-from mesh.workflows.models import ExecutionRow, ScheduleRow
-
-LIVE = ("EXECUTION_STATUS_QUEUED", "EXECUTION_STATUS_RUNNING",
-        "EXECUTION_STATUS_WAITING_APPROVAL")
+from mesh.workflows.models import LIVE, ExecutionRow, ScheduleRow
+from mesh.workflows.store import find_workflow
 # Step failure codes of a limit: retrying the step cannot help, and a parent whose child
 # failed with one fails with the same code, so the root says which limit was reached.
 DEPTH_EXCEEDED = "SUB_WORKFLOW_DEPTH_EXCEEDED"
@@ -53,8 +52,6 @@ def refuse_cycles(session: Session, tenant_id: str, saved_id: str, slug: str,
     other workflows are read as they are now, with this one as it is about to be saved (its id
     and new slug); archived workflows never run, so they close no cycle. Run inside the saving
     transaction, so two saves that would close a cycle together cannot both pass."""
-    from mesh.workflows.service import workflows
-
     serialize(session, f"workflows-graph:{tenant_id}")
 
     def is_saved(key: str) -> bool:
@@ -73,7 +70,7 @@ def refuse_cycles(session: Session, tenant_id: str, saved_id: str, slug: str,
             raise InvalidArgument(f"invalid workflow: {problem}", reason="WORKFLOW_CYCLE",
                                   field_violations=[(field, problem)],
                                   details={"step": first_step, "path": route})
-        row = workflows.find(session, tenant_id, key)
+        row = find_workflow(session, tenant_id, key)
         # Not found: no edge (the step fails when it runs). The saved workflow found by its
         # old slug: after the save that slug names nothing.
         if row is None or row.id in visited or row.id == saved_id or \
@@ -210,8 +207,6 @@ def schedule_may_fire(session: Session, schedule: ScheduleRow, scheduled_at: dat
     execution is still queued or running (fires never overlap), the tenant is at its execution
     quota, or the fire comes sooner after the last than the floor (a schedule saved before the
     floor existed)."""
-    from mesh.runtime.tables import aware
-
     floor = settings.schedule_min_interval_seconds
     last = aware(schedule.last_fired_at)
     if last is not None and (aware(scheduled_at) - last).total_seconds() < floor - 0.5:

@@ -1,6 +1,6 @@
-"""Tables of the workflows service (the API's view). DBOS keeps its own system tables apart
-(see mesh.workflows.engine and docs/workflows.md). A change here needs a migration:
-`agentmesh db revision workflows -m "..."`."""
+"""Tables of the workflows service (the API's view), and the execution statuses they hold. DBOS
+keeps its own system tables apart (see mesh.workflows.state and docs/workflows.md). A change
+here needs a migration: `agentmesh db revision workflows -m "..."`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
+
+# An execution's status (ExecutionRow.status): once ended it never changes again (but for a
+# retry, which queues it anew); while live it counts against its tenant's execution quota.
+ENDED = ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED")
+LIVE = ("EXECUTION_STATUS_QUEUED", "EXECUTION_STATUS_RUNNING",
+        "EXECUTION_STATUS_WAITING_APPROVAL")
 
 
 class WorkflowRow(TenantTable, table=True):
@@ -105,7 +111,7 @@ class ScheduleRow(TenantTable, table=True):
 class ExecutorRow(SQLModel, table=True):
     """A live replica of the workflows service (its DBOS executor), kept by a heartbeat. A
     replica whose heartbeat stops is lost: another replica recovers its pending executions
-    (mesh.workflows.engine.Engine.watch_executors)."""
+    (mesh.workflows.recovery.watch_executors)."""
 
     __tablename__ = "workflow_executors"
 

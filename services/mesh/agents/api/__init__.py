@@ -1,0 +1,1 @@
+"""The agents service's servicers: AgentService and CallService."""

@@ -1,0 +1,96 @@
+"""AgentService: agents (CRUD, lifecycle, figures) and interacting with them. The rules are in
+mesh/agents/lifecycle.py and interact.py."""
+
+from __future__ import annotations
+
+import logging
+
+from agentmesh.agents.v1 import agents_pb2 as pb
+from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
+from agentmesh.common.v1 import common_pb2
+from mesh.agents import lifecycle
+from mesh.agents.interact import Interactions
+from mesh.agents.models import AgentRow
+from mesh.agents.store import agent_message, agent_stats, agents
+from mesh.runtime import limits
+from mesh.runtime.context import require_caller
+from mesh.runtime.convert import changes, values, writable
+from mesh.runtime.paging import PageRequest
+from mesh.runtime.service import Runtime
+
+log = logging.getLogger("mesh.agents")
+_WRITABLE = writable(pb.Agent)
+
+
+class AgentService(pb_grpc.AgentServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
+        self.interactions = Interactions(runtime.database, runtime.settings, runtime.peers)
+
+    async def ListAgents(self, request: pb.ListAgentsRequest, context) -> pb.ListAgentsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        status = pb.AgentStatus.Name(request.status) if request.status else None
+        result = await agents.page(self.db, caller.tenant_id, page, search=request.search,
+                                   filters={"status": status, "agent_type": request.agent_type})
+        return pb.ListAgentsResponse(**result.fields())
+
+    async def CreateAgent(self, request: pb.CreateAgentRequest, context) -> pb.Agent:
+        caller = require_caller(context)
+        limits.check(request.agent)
+        fields = values(request.agent, _WRITABLE)
+        lifecycle.check_name(fields["name"])
+        row = AgentRow(tenant_id=caller.tenant_id, created_by=caller.user_id, **fields)
+        created = await self.db.write(lambda s: agents.add(s, row))
+        log.info("agent %r created (%s)", created.name, created.id)
+        return agent_message(created)
+
+    async def GetAgent(self, request: pb.GetAgentRequest, context) -> pb.Agent:
+        caller = require_caller(context)
+        return await agents.fetch(self.db, caller.tenant_id, request.agent_id)
+
+    async def UpdateAgent(self, request: pb.UpdateAgentRequest, context) -> pb.Agent:
+        caller = require_caller(context)
+        limits.check(request.agent)
+        update = changes(request.agent, _WRITABLE, list(request.update_mask.paths))
+        if "name" in update:
+            lifecycle.check_name(update["name"])
+        row = await self.db.write(lambda s: lifecycle.update(s, caller.tenant_id,
+                                                             request.agent_id, update))
+        return agent_message(row)
+
+    async def DeleteAgent(self, request: pb.DeleteAgentRequest, context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+        name = await self.db.write(lambda s: lifecycle.delete(s, caller.tenant_id,
+                                                              request.agent_id))
+        log.info("agent %r deleted", name)
+        return common_pb2.DeleteResponse(success=True, message=f"agent {name!r} deleted")
+
+    async def _transition(self, context, key: str, action: str, environment: str = "") -> pb.Agent:
+        caller = require_caller(context)
+        row = await self.db.write(lambda s: lifecycle.transition(s, caller.tenant_id, key,
+                                                                 action, environment))
+        return agent_message(row)
+
+    async def DeployAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "deploy", request.environment)
+
+    async def UndeployAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "undeploy")
+
+    async def ActivateAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "activate")
+
+    async def DeactivateAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "deactivate")
+
+    async def ArchiveAgent(self, request, context):
+        return await self._transition(context, request.agent_id, "archive")
+
+    async def GetAgentStats(self, request: pb.GetAgentStatsRequest, context) -> pb.AgentStats:
+        caller = require_caller(context)
+        return await self.db.read(lambda s: agent_stats(s, caller.tenant_id, request.agent_id))
+
+    async def InteractWithAgent(self, request: pb.InteractWithAgentRequest,
+                                context) -> pb.InteractWithAgentResponse:
+        return await self.interactions.interact(require_caller(context), request)

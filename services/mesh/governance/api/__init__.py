@@ -1,0 +1,1 @@
+"""The governance service's servicers, one module per proto service."""

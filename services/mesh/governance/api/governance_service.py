@@ -1,0 +1,155 @@
+"""GovernanceService: dispatch, decisions, policies, rate-limit usage and budgets, decision
+webhooks. Each RPC reads its request, calls the domain (mesh.governance.dispatch, decisions,
+policies, usage, webhooks) with the service's state, and answers.
+"""
+
+from __future__ import annotations
+
+from agentmesh.common.v1 import common_pb2
+from agentmesh.governance.v1 import governance_pb2 as pb
+from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
+from mesh.governance import decisions, dispatch, policies, usage, webhooks
+from mesh.governance.models import PolicyRow
+from mesh.governance.state import GovernanceState
+from mesh.governance.store import decision_message, versions
+from mesh.governance.store import policies as policy_rows
+from mesh.governance.store import webhooks as webhook_rows
+from mesh.runtime.context import metadata_value, require_caller
+from mesh.runtime.convert import to_message
+from mesh.runtime.errors import invalid_field
+from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.service import Runtime
+
+
+class GovernanceService(pb_grpc.GovernanceServiceServicer):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.db = runtime.database
+        self.state: GovernanceState = runtime.state
+        self.decider = self.state.decider
+
+    # -- dispatch --------------------------------------------------------------------------------
+    async def Dispatch(self, request: pb.DispatchRequest, context) -> pb.DispatchResponse:
+        caller = require_caller(context)
+        return await dispatch.dispatch(self.runtime.peers, self.decider, caller, request,
+                                       metadata_value(context, "x-forwarded-for"))
+
+    # -- decisions -------------------------------------------------------------------------------
+    async def Decide(self, request: pb.DecideRequest, context) -> pb.Decision:
+        caller = require_caller(context)
+        decision_request = decisions.decision_request(request.request, caller)
+        decision_request.intent = request.intent
+        return await self.decider.decide(
+            caller.tenant_id, decision_request, correlation_id=caller.correlation_id,
+            intent=request.intent or request.request.action)
+
+    async def ListDecisions(self, request: pb.ListDecisionsRequest, context) -> pb.ListDecisionsResponse:
+        caller = require_caller(context)
+        result = await decisions.list_decisions(self.db, caller.tenant_id, request)
+        return pb.ListDecisionsResponse(**result.fields(decision_message))
+
+    async def GetDecision(self, request: pb.GetDecisionRequest, context) -> pb.Decision:
+        caller = require_caller(context)
+        return await decisions.get_decision(self.db, caller.tenant_id, request.decision_id)
+
+    # -- policies --------------------------------------------------------------------------------
+    async def ListPolicies(self, request: pb.ListPoliciesRequest, context) -> pb.ListPoliciesResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        order = page.order_by or "-priority,name"
+        where = []
+        if request.HasField("enabled"):
+            where.append(PolicyRow.enabled == request.enabled)
+        if request.intent:
+            where.append(PolicyRow.cedar.contains(request.intent))
+        result = await self.db.read(lambda s: policy_rows.list(
+            s, caller.tenant_id, PageRequest(page.page, page.page_size, order),
+            filters={"effect": pb.PolicyEffect.Name(request.effect) if request.effect else None},
+            search=request.search, where=tuple(where)))
+        return pb.ListPoliciesResponse(**result.fields(lambda r: to_message(r, pb.Policy)))
+
+    async def CreatePolicy(self, request: pb.CreatePolicyRequest, context) -> pb.Policy:
+        caller = require_caller(context)
+        row = await policies.create(self.db, self.state.cache, caller, request.policy)
+        return to_message(row, pb.Policy)
+
+    async def GetPolicy(self, request: pb.GetPolicyRequest, context) -> pb.Policy:
+        caller = require_caller(context)
+        return await policy_rows.fetch(self.db, caller.tenant_id, request.policy_id)
+
+    async def UpdatePolicy(self, request: pb.UpdatePolicyRequest, context) -> pb.Policy:
+        caller = require_caller(context)
+        row = await policies.update(self.db, self.state.cache, caller, request.policy_id,
+                                    request.policy, list(request.update_mask.paths))
+        return to_message(row, pb.Policy)
+
+    async def DeletePolicy(self, request: pb.DeletePolicyRequest, context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+        name = await policies.delete(self.db, self.state.cache, caller, request.policy_id)
+        return common_pb2.DeleteResponse(success=True, message=f"policy {name!r} deleted")
+
+    async def ListPolicyVersions(self, request: pb.ListPolicyVersionsRequest,
+                                 context) -> pb.ListPolicyVersionsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+
+        def read(session) -> Page:
+            policy = policy_rows.get(session, caller.tenant_id, request.policy_id)
+            return versions.list(session, caller.tenant_id, page,
+                                 filters={"policy_id": policy.id})
+
+        result = await self.db.read(read)
+        return pb.ListPolicyVersionsResponse(
+            **result.fields(lambda r: to_message(r, pb.PolicyVersion)))
+
+    async def DryRunPolicy(self, request: pb.DryRunPolicyRequest, context) -> pb.DryRunPolicyResponse:
+        caller = require_caller(context)
+        return await policies.dry_run(self.db, self.decider, caller, request)
+
+    # -- rate limits and budgets -----------------------------------------------------------------
+    async def GetRateLimits(self, request: pb.GetRateLimitsRequest, context) -> pb.RateLimits:
+        caller = require_caller(context)
+        client_address = metadata_value(context, "x-forwarded-for").split(",")[0].strip()
+        return await usage.rate_limits(self.state.limits, self.state.budgets,
+                                       self.state.settings.rate_limit_domain, caller.tenant_id,
+                                       client_address)
+
+    async def CheckBudget(self, request: pb.CheckBudgetRequest, context) -> pb.BudgetCheck:
+        caller = require_caller(context)
+        return await self.state.budgets.check(caller.tenant_id, request)
+
+    async def RecordUsage(self, request: pb.RecordUsageRequest, context) -> pb.BudgetUsage:
+        caller = require_caller(context)
+        if request.tokens < 0 or request.cost_usd < 0:
+            raise invalid_field("tokens", "tokens and cost_usd must not be negative")
+        return await self.state.budgets.record(caller.tenant_id, request.agent_id,
+                                               request.tokens, request.cost_usd)
+
+    # -- webhooks --------------------------------------------------------------------------------
+    async def CreateWebhook(self, request: pb.CreateWebhookRequest, context) -> pb.Webhook:
+        caller = require_caller(context)
+        row = await webhooks.create(self.db, self.state.egress, caller, request.webhook)
+        self.state.webhooks.forget(caller.tenant_id)
+        return to_message(row, pb.Webhook)
+
+    async def ListWebhooks(self, request: pb.ListWebhooksRequest, context) -> pb.ListWebhooksResponse:
+        caller = require_caller(context)
+        result = await webhook_rows.page(self.db, caller.tenant_id, PageRequest.of(request))
+        items = []
+        for item in result.items:
+            item.ClearField("secret")
+            items.append(item)
+        return pb.ListWebhooksResponse(items=items, total=result.total, page=result.page,
+                                       page_size=result.page_size, pages=result.pages)
+
+    async def DeleteWebhook(self, request: pb.DeleteWebhookRequest, context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+
+        def remove(session) -> str:
+            row = webhook_rows.get(session, caller.tenant_id, request.webhook_id)
+            webhook_rows.delete(session, row)
+            return row.url
+
+        url = await self.db.write(remove)
+        self.state.webhooks.forget(caller.tenant_id)
+        return common_pb2.DeleteResponse(success=True, message=f"webhook {url!r} deleted")

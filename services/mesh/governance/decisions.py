@@ -1,0 +1,129 @@
+"""The one decision path (docs/governance.md): the tenant's policies, compiled once per
+policy-set version and cached, decide a request in Cedar (mesh.governance.engine) with the
+tenant's usage today in its context; every decision is recorded, then sent to the tenant's
+webhooks. Decide, Dispatch and DryRunPolicy all come through here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any
+
+from google.protobuf import json_format
+from sqlmodel import Session
+
+from agentmesh.governance.v1 import governance_pb2 as pb
+from mesh.governance import engine
+from mesh.governance.models import DecisionRow
+from mesh.governance.store import decision_message, decisions, enabled_policies
+from mesh.governance.usage import Budgets
+from mesh.runtime.context import Caller
+from mesh.runtime.db import Database
+from mesh.runtime.errors import invalid_field
+from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.tables import is_uuid, new_id, utcnow
+
+
+class Decider:
+    def __init__(self, db: Database, cache: engine.PolicyCache, budgets: Budgets,
+                 notify: Callable[[str, pb.Decision], None]) -> None:
+        self.db = db
+        self.cache = cache
+        self.budgets = budgets
+        # Told every decision once it is recorded (the tenant's webhooks).
+        self.notify = notify
+
+    async def compiled(self, tenant_id: str) -> engine.CompiledPolicies | None:
+        cache = self.cache
+        hit = cache.fresh(tenant_id)
+        if hit is not None:
+            return hit
+        p = self.db.placeholder
+        (rows,) = await self.db.fetch((f'SELECT "version" FROM "policy_sets" WHERE "tenant_id" = {p}',
+                                       (tenant_id,)), inline=True)
+        version = int(rows[0][0]) if rows else 0
+        current = cache.current(tenant_id, version)
+        if current is not None:
+            return current
+        policies = await self.db.read(lambda s: enabled_policies(s, tenant_id))
+        return cache.put(tenant_id, engine.CompiledPolicies.build(version, policies))
+
+    async def usage_context(self, tenant_id: str) -> dict[str, Any]:
+        tokens, cost = await self.budgets.usage(tenant_id, "tenant")
+        return {"tokens_today": tokens, "cost_today_cents": int(cost * 100)}
+
+    async def decide(self, tenant_id: str, request: engine.Request, *, scope_ok: bool = True,
+                     correlation_id: str = "", intent: str = "",
+                     context: dict[str, Any] | None = None) -> pb.Decision:
+        request.validate()
+        request.usage = await self.usage_context(tenant_id)
+        compiled = await self.compiled(tenant_id)
+        outcome = engine.evaluate(compiled, request, scope_ok)
+        row = DecisionRow(
+            id=new_id(), tenant_id=tenant_id, correlation_id=correlation_id,
+            intent=intent or request.action, subject=request.principal_id,
+            allowed=outcome.allowed, reason=outcome.reason,
+            policy_id=outcome.policy_ids[0] if outcome.policy_ids else "",
+            decision_time_ms=outcome.micros // 1000, decision_time_us=outcome.micros,
+            context=context if context is not None else {"arguments": request.arguments},
+            action=request.action,
+            principal=f'{request.principal_type}::"{request.principal_id}"',
+            resource=f'{request.resource_type}::"{request.resource_id}"',
+            matching_policies=outcome.matching, policy_version=outcome.version)
+        now = utcnow()
+        row.created_at = row.updated_at = now
+
+        def record(session: Session) -> None:
+            session.add(row)
+
+        await self.db.write(record)
+        decision = decision_message(row)
+        self.notify(tenant_id, decision)
+        return decision
+
+
+def decision_request(message: pb.DecisionRequest, caller: Caller) -> engine.Request:
+    """A DecisionRequest as the engine takes it: the caller as principal unless one is named."""
+    return engine.Request(
+        principal_type=message.principal_type or "User",
+        principal_id=message.principal_id or caller.user_id,
+        action=message.action, resource_type=message.resource_type,
+        resource_id=message.resource_id,
+        arguments=json_format.MessageToDict(message.arguments),
+        scopes=caller.scopes)
+
+
+# ---- the record ------------------------------------------------------------------------------
+
+LIST_ORDERS = ("-created_at", "created_at", "-decision_time_ms")
+
+
+async def list_decisions(db: Database, tenant_id: str, request: pb.ListDecisionsRequest) -> Page:
+    page = PageRequest.of(request)
+    order = page.order_by or "-created_at"
+    if order not in LIST_ORDERS:
+        raise invalid_field("order_by", "use -created_at, created_at or -decision_time_ms")
+    start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
+    end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
+    if start and end and end < start:
+        raise invalid_field("end_time", "precedes start_time")
+    where = []
+    if request.HasField("allowed"):
+        where.append(DecisionRow.allowed == request.allowed)
+    if start:
+        where.append(DecisionRow.created_at >= start)
+    if end:
+        where.append(DecisionRow.created_at < end)
+    return await db.read(lambda s: decisions.list(
+        s, tenant_id, PageRequest(page.page, page.page_size, order),
+        filters={"intent": request.intent, "policy_id": request.policy_id,
+                 "subject": request.subject, "correlation_id": request.correlation_id},
+        where=tuple(where)))
+
+
+async def get_decision(db: Database, tenant_id: str, decision_id: str) -> pb.Decision:
+    if decision_id and not is_uuid(decision_id):
+        raise decisions.not_found(decision_id)
+    decision = await decisions.fetch(db, tenant_id, decision_id)
+    decision.decision_time_ms = decision.decision_time_us / 1000  # the column: whole ms
+    return decision

@@ -1,0 +1,1 @@
+"""The identity service's servicers: one module per proto service."""

@@ -1,0 +1,1 @@
+"""The masterdata servicers, one module per proto service."""

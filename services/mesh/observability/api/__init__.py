@@ -1,0 +1,2 @@
+"""The observability service's servicers: ObservabilityService, AnalyticsService and the OTLP
+trace receiver."""

@@ -1,0 +1,1 @@
+"""The system service's servicer (SystemService)."""

@@ -1,0 +1,1 @@
+"""The workflows service's servicers, one module per proto service."""

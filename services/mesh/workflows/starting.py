@@ -1,0 +1,83 @@
+"""Starting an execution from the API: the workflow must be active, the inputs must match its
+input schema, the tenant must be under its execution quota; an idempotency key makes a second
+start answer the first execution. The row is written, then its interpreter queued.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from mesh.runtime import schemas
+from mesh.runtime.context import Caller
+from mesh.runtime.db import Database
+from mesh.runtime.errors import FailedPrecondition, InvalidArgument
+from mesh.runtime.settings import Settings
+from mesh.workflows import limits
+from mesh.workflows.engine import Engine
+from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.workflows.store import executions, new_execution, timeout_of, workflows
+
+
+class _ValidateInSandbox(Exception):
+    """The input schema has references: validating may take long, so not inside the
+    transaction (nor on the event loop) but in the sandbox first (mesh.runtime.schemas)."""
+
+    def __init__(self, schema: dict) -> None:
+        super().__init__("validate in the sandbox")
+        self.schema = schema
+
+
+def _check_inputs(workflow: WorkflowRow, inputs: dict, validated: dict | None = None) -> None:
+    schema = workflow.definition.get("input_schema") or {}
+    if not schema or schema == validated:
+        return
+    if not schemas.is_bounded(schema):
+        raise _ValidateInSandbox(schema)
+    _refuse_inputs(schemas.instance_errors(schema, inputs, "inputs", "input_schema"))
+
+
+def _refuse_inputs(errors: list[tuple[str, str]]) -> None:
+    if errors:
+        raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
+                              field_violations=errors)
+
+
+async def start(db: Database, settings: Settings, engine: Engine, caller: Caller,
+                workflow_key: str, inputs: dict, priority: str,
+                idempotency_key: str) -> ExecutionRow:
+    """A new execution of the workflow (or the one its idempotency key already started),
+    acting as the caller, within the caller's scopes."""
+    validated: dict | None = None
+
+    # (the execution, whether it is new, its workflow's timeout)
+    def create(session: Session) -> tuple[ExecutionRow, bool, float | None]:
+        workflow = workflows.get(session, caller.tenant_id, workflow_key)
+        if idempotency_key:
+            existing = session.exec(select(ExecutionRow).where(
+                ExecutionRow.tenant_id == caller.tenant_id,
+                ExecutionRow.idempotency_key == idempotency_key)).first()
+            if existing is not None:
+                return existing, False, None  # already enqueued
+        if workflow.status != "WORKFLOW_STATUS_ACTIVE":
+            raise FailedPrecondition(
+                f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
+                reason="WORKFLOW_NOT_ACTIVE",
+                details={"workflow": workflow.slug, "status": workflow.status})
+        _check_inputs(workflow, inputs, validated)
+        limits.check_execution_quota(session, caller.tenant_id, settings)
+        row = new_execution(workflow, inputs, priority, caller.user_id,
+                            idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
+                            scopes=sorted(caller.scopes))
+        row.dbos_workflow_id = row.id
+        executions.add(session, row)
+        return row, True, timeout_of(workflow.definition)
+    try:
+        row, made, timeout = await db.write(create)
+    except _ValidateInSandbox as needed:  # nothing was written; validate, then again
+        _refuse_inputs(await schemas.instance_errors_async(
+            needed.schema, inputs, "inputs", "input_schema", tenant=caller.tenant_id))
+        validated = needed.schema
+        row, made, timeout = await db.write(create)
+    if made:
+        await engine.enqueue(row.id, row.tenant_id, row.priority, timeout)
+    return row

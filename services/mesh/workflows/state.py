@@ -1,0 +1,243 @@
+"""The workflows engine of this process (`DEFINITION.state`): durable execution on DBOS Transact.
+
+State lives in two places (docs/workflows.md):
+
+* The service's own tables (`mesh.workflows.models`): definitions, their immutable versions,
+  schedules, and each execution as the API shows it (status, progress, step states, errors,
+  outputs). Every change to an execution bumps its `seq`, the event id of WatchExecution
+  (`mesh.workflows.projection`).
+* DBOS's system tables, in their own SQLite file beside the service's (`workflows.dbos.db`) or
+  their own PostgreSQL schema (`<service schema>_dbos`): the durable interpreter workflows, the
+  checkpoint of every step's outcome, the queue (with priorities), approval messages and cron
+  schedules. An execution's id is the DBOS workflow id of its interpreter (a retry runs a DBOS
+  fork, whose id is `<execution id>.r<n>`).
+
+One DBOS workflow, `interpret(execution_id)`, runs every execution (`mesh.workflows.run`);
+another, `fire_schedule`, makes a schedule's execution (`mesh.workflows.schedules`).
+
+How the DBOS workflows reach the engine: DBOS registers workflow functions when their module
+is imported, before it launches, and calls them itself (a queued interpreter, one recovered
+after a crash, a cron fire), so nothing can hand them the service's state. DBOS is a process
+singleton, so the engine that launches it is one too: `WorkflowsState.start` claims the
+process's one slot before DBOS launches (refusing a second workflows service in the process)
+and `close` gives it back after DBOS is destroyed; the registered functions reach the engine
+through `running()`, the one accessor, and nothing else reads or writes the slot. Every other
+part is handed the engine (`mesh.workflows.engine.Engine`).
+
+This is the only place DBOS is launched, and `dbos` is imported only by this module and the
+engine's parts it imports (`import dbos` takes about 0.7 s): `DEFINITION.state` imports it when
+the service starts, never the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any
+
+import httpx2
+from dbos import DBOS, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+
+from mesh.runtime.egress import EgressPolicy
+from mesh.runtime.service import Runtime
+from mesh.workflows import control, recovery, run, schedules
+from mesh.workflows.engine import QUEUE, detached
+from mesh.workflows.models import ScheduleRow
+from mesh.workflows.projection import Projection
+from mesh.workflows.steps import HTTP_STEP_TIMEOUT
+from mesh.workflows.store import scheduled_execution_id
+
+log = logging.getLogger("mesh.workflows.state")
+QUEUE_POLLING_SECONDS = 0.2
+PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
+              "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
+
+_running: "WorkflowsState | None" = None
+
+
+def running() -> "WorkflowsState":
+    """The engine that launched DBOS in this process (for the registered DBOS workflows)."""
+    if _running is None:
+        raise RuntimeError("the workflows engine is not running")
+    return _running
+
+
+# ---- the DBOS workflows (registered at import, before launch) --------------------------------
+
+@DBOS.workflow(name="agentmesh.workflows.interpret")
+async def interpret(execution_id: str) -> dict:
+    return await running().interpret(execution_id)
+
+
+@DBOS.workflow(name="agentmesh.workflows.fire_schedule")
+async def fire_schedule(scheduled_at: datetime, context: Any) -> str:
+    return await running().fire_schedule(scheduled_at, context)
+
+
+class WorkflowsState:
+    def __init__(self, runtime: Runtime) -> None:
+        self.db = runtime.database
+        self.settings = runtime.settings
+        self.peers = runtime.peers
+        self.projection = Projection(self.db, self.settings, self.peers)
+        self.executor_id = runtime.settings.replica_id or "local"
+        self.queue: Any = None
+        self.ready = asyncio.Event()
+        self.http: httpx2.AsyncClient | None = None
+        self.stopping = False
+        # From start() to close(): what the API may ask of the engine.
+        self.started = False
+        self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._interpreters: set[asyncio.Task] = set()
+        self._watcher: asyncio.Task | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "name": "agentmesh-workflows",
+            # Pinned: the interpreter is data-driven, so a new build must recover the
+            # executions an older build left running (DBOS recovers only its own version).
+            "application_version": "agentmesh-workflows-1",
+            # Each replica its own executor, so that a replica restarting recovers only the
+            # executions it was running, never one another replica is running now.
+            "executor_id": self.executor_id,
+            "log_level": "WARNING",
+            "scheduler_polling_interval_sec": 1.0,
+            "notification_listener_polling_interval_sec": 0.5,
+        }
+        if self.db.sqlite_path is not None:
+            path = self.db.sqlite_path.with_suffix(".dbos.db")
+            config["system_database_url"] = f"sqlite:///{path}"
+        else:
+            config["system_database_url"] = self.settings.database_url
+            config["dbos_system_schema"] = f"{self.db.schema}_dbos"
+            config["sys_db_pool_size"] = 10
+        return config
+
+    async def start(self) -> None:
+        global _running
+        if _running is not None:
+            raise RuntimeError("DBOS is a process singleton: one workflows service per process")
+        _running = self
+        self.started = True
+        # HTTP steps call tenant URLs: through the egress guard, with a timeout.
+        self.http = EgressPolicy.from_settings(self.settings).client(timeout=HTTP_STEP_TIMEOUT)
+        logging.getLogger("dbos").setLevel(logging.WARNING)
+        try:
+            DBOS(config=self.config())
+            # On the service's loop: recovered and queued interpreters run here.
+            DBOS.launch()
+            self.queue = await DBOS.register_queue_async(
+                QUEUE, worker_concurrency=self.settings.workflow_queue_concurrency,
+                partition_worker_concurrency=self.settings.workflow_tenant_concurrency,
+                polling_interval_sec=QUEUE_POLLING_SECONDS)
+        except BaseException:
+            _running = None
+            self.started = False
+            raise
+        self.ready.set()  # recovered interpreters may enqueue (sub-workflows) from now on
+        await recovery.heartbeat(self)
+        await recovery.reconcile(self)
+        self._watcher = asyncio.create_task(recovery.watch_executors(self))
+
+    async def close(self) -> None:
+        global _running
+        self.stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        # The heartbeat row stays: if this replica does not come back under its name, another
+        # one recovers what it leaves pending once the heartbeat is old.
+        # Interpreters in flight stop here; DBOS recovers them (PENDING) on the next start.
+        in_flight = [*self._interpreters, *(t for tasks in self._tasks.values() for t in tasks)]
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
+        if self.started:
+            await asyncio.to_thread(DBOS.destroy, workflow_completion_timeout_sec=0)
+        if self.http is not None:
+            await self.http.aclose()
+        if _running is self:
+            _running = None
+        self.started = False
+
+    # ---- what the DBOS workflows run --------------------------------------------------------
+    async def interpret(self, execution_id: str) -> dict:
+        task = asyncio.current_task()
+        self._interpreters.add(task)
+        try:
+            return await run.interpret(self, execution_id)
+        finally:
+            self._interpreters.discard(task)
+
+    async def fire_schedule(self, scheduled_at: datetime, context: Any) -> str:
+        schedule_id = context["schedule_id"]
+        execution_id = scheduled_execution_id(schedule_id, scheduled_at)
+        made = await DBOS.run_step_async(
+            {"name": "create_execution"}, self._scheduled_execution, schedule_id, execution_id,
+            scheduled_at)
+        if made:
+            await self.enqueue(execution_id, made["tenant_id"], made["priority"], made["timeout"])
+        return execution_id
+
+    async def _scheduled_execution(self, schedule_id: str, execution_id: str,
+                                   scheduled_at: datetime) -> dict | None:
+        return await schedules.make_execution(self.db, self.settings, schedule_id, execution_id,
+                                              scheduled_at)
+
+    # ---- starting interpreters --------------------------------------------------------------
+    async def enqueue(self, execution_id: str, tenant_id: str, priority: str,
+                      timeout: float | None) -> None:
+        """A root execution's interpreter on the queue, in its tenant's partition."""
+        await self.ready.wait()
+        with SetWorkflowID(execution_id), SetWorkflowTimeout(timeout), \
+                SetEnqueueOptions(priority=PRIORITIES.get(priority, 3),
+                                  queue_partition_key=tenant_id):
+            await self.queue.enqueue_async(interpret, execution_id)
+
+    async def launch(self, execution_id: str, timeout: float | None) -> None:
+        """A sub-workflow execution's interpreter, started at once in this process instead of
+        queued: its parent holds a queue slot while it waits, so a child that needed one too
+        could wait for ever once waiting parents filled the queue. It is a top-level DBOS
+        workflow (started outside the parent's context), recovered like any other."""
+        await self.ready.wait()
+
+        async def start() -> None:
+            with SetWorkflowID(execution_id), SetWorkflowTimeout(timeout):
+                await DBOS.start_workflow_async(interpret, execution_id)
+        await detached(start())
+
+    def track(self, execution_id: str, task: asyncio.Task) -> None:
+        self._tasks.setdefault(execution_id, set()).add(task)
+        task.add_done_callback(lambda t: self._tasks.get(execution_id, set()).discard(t))
+
+    def cancel_steps(self, execution_id: str) -> None:
+        for task in list(self._tasks.get(execution_id, ())):
+            task.cancel()
+
+    # ---- what the API asks of the engine ----------------------------------------------------
+    def changed(self, execution_id: str) -> asyncio.Event:
+        return self.projection.changed(execution_id)
+
+    async def step_state(self, execution_id: str, step_id: str, fn) -> Any:
+        return await self.projection.step_state(execution_id, step_id, fn)
+
+    async def stop_execution(self, execution_id: str, status: str, code: str,
+                             message: str) -> None:
+        await control.stop_execution(self, execution_id, status, code, message)
+
+    async def retry(self, execution_id: str, scopes: list[str] | None = None) -> None:
+        await control.retry(self, execution_id, scopes)
+
+    async def send_decision(self, execution_id: str, step_id: str, decision: dict) -> None:
+        await control.send_decision(self, execution_id, step_id, decision)
+
+    async def add_schedule(self, schedule: ScheduleRow) -> None:
+        await DBOS.create_schedule_async(
+            schedule_name=schedule.id, workflow_fn=fire_schedule, schedule=schedule.cron,
+            context={"schedule_id": schedule.id, "tenant_id": schedule.tenant_id},
+            cron_timezone=schedule.timezone or None)
+
+    async def remove_schedule(self, schedule_id: str) -> None:
+        await DBOS.delete_schedule_async(schedule_id)
