@@ -23,6 +23,16 @@ def python_roles(run: Run) -> list[str]:
     return [r for r in run.cpu if r not in ("supervisor", "envoy", "wrk", "reference")]
 
 
+def _by_call(runs: list[Run], calls: list[str], args: argparse.Namespace):
+    """(call, connections, the mesh's runs, the reference's runs) of each pair that ran."""
+    for call in calls:
+        for c in args.connections:
+            mesh = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "mesh")]
+            ref = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "reference")]
+            if mesh:
+                yield call, c, mesh, ref
+
+
 def summarize(runs: list[Run], calls: list[str], args: argparse.Namespace) -> dict:
     """Prints the summary tables; returns {(call, c): {...medians...}} for the goals."""
     out: dict = {}
@@ -32,27 +42,22 @@ def summarize(runs: list[Run], calls: list[str], args: argparse.Namespace) -> di
               f"{'mesh p99':>9} {'ref p99':>8} {'all 200':>8}")
     print(header)
     print("-" * len(header))
-    for call in calls:
-        for c in args.connections:
-            mesh = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "mesh")]
-            ref = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "reference")]
-            if not mesh:
-                continue
-            ratios = [m.rps / f.rps for m, f in zip(mesh, ref) if f.rps]
-            m_rps, f_rps = median([r.rps for r in mesh]), median([r.rps for r in ref])
-            row = {"mesh_rps": m_rps, "ref_rps": f_rps,
-                   "ratio": m_rps / f_rps if f_rps else math.nan,
-                   "mesh_p50": median([r.p50_ms for r in mesh]),
-                   "ref_p50": median([r.p50_ms for r in ref]),
-                   "mesh_p99": median([r.p99_ms for r in mesh]),
-                   "ref_p99": median([r.p99_ms for r in ref]),
-                   "ok": all(r.ok for r in mesh + ref)}
-            out[(call, c)] = row
-            span = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
-            print(f"{call:<16} {c:>5} {row['mesh_rps']:>10.0f} {num(row['ref_rps'], 10, 0)} "
-                  f"{num(row['ratio'], 5, 2)}x {span:>13} {row['mesh_p50']:>7.2f}ms "
-                  f"{num(row['ref_p50'], 6, 2)}ms {row['mesh_p99']:>7.2f}ms "
-                  f"{num(row['ref_p99'], 6, 2)}ms {'yes' if row['ok'] else 'NO':>8}")
+    for call, c, mesh, ref in _by_call(runs, calls, args):
+        ratios = [m.rps / f.rps for m, f in zip(mesh, ref) if f.rps]
+        m_rps, f_rps = median([r.rps for r in mesh]), median([r.rps for r in ref])
+        row = {"mesh_rps": m_rps, "ref_rps": f_rps,
+               "ratio": m_rps / f_rps if f_rps else math.nan,
+               "mesh_p50": median([r.p50_ms for r in mesh]),
+               "ref_p50": median([r.p50_ms for r in ref]),
+               "mesh_p99": median([r.p99_ms for r in mesh]),
+               "ref_p99": median([r.p99_ms for r in ref]),
+               "ok": all(r.ok for r in mesh + ref)}
+        out[(call, c)] = row
+        span = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+        print(f"{call:<16} {c:>5} {row['mesh_rps']:>10.0f} {num(row['ref_rps'], 10, 0)} "
+              f"{num(row['ratio'], 5, 2)}x {span:>13} {row['mesh_p50']:>7.2f}ms "
+              f"{num(row['ref_p50'], 6, 2)}ms {row['mesh_p99']:>7.2f}ms "
+              f"{num(row['ref_p99'], 6, 2)}ms {'yes' if row['ok'] else 'NO':>8}")
 
     print("\n== CPU per request (process CPU time over each run / requests served; median) ==")
     header = (f"{'call':<16} {'conns':>5} {'mesh Python':>12} {'Envoy':>9} {'Envoy':>7} "
@@ -61,26 +66,21 @@ def summarize(runs: list[Run], calls: list[str], args: argparse.Namespace) -> di
     print(f"{'':<16} {'':>5} {'ms/req':>12} {'ms/req':>9} {'cores':>7} {'ms/req':>10} "
           f"{'cores':>6} {'cores':>8} {'cores':>7}")
     print("-" * len(header))
-    for call in calls:
-        for c in args.connections:
-            mesh = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "mesh")]
-            ref = [r for r in runs if (r.call, r.connections, r.target) == (call, c, "reference")]
-            if not mesh:
-                continue
-            py = median([sum(r.cpu[k] for k in python_roles(r)) / r.requests * 1000
-                         for r in mesh if r.requests])
-            envoy = median([r.cpu.get("envoy", 0) / r.requests * 1000 for r in mesh if r.requests])
-            envoy_cores = median([r.cpu.get("envoy", 0) / r.seconds for r in mesh if r.seconds])
-            refcpu = median([r.cpu.get("reference", 0) / r.requests * 1000
-                             for r in ref if r.requests])
-            wrk = median([r.cpu["wrk"] / r.seconds for r in mesh + ref if r.seconds])
-            machine = median([r.machine_cores for r in mesh + ref])
-            ours = median([(sum(v for k, v in r.cpu.items()) + 0.0) / r.seconds
-                           for r in mesh + ref if r.seconds])
-            other = max(0.0, machine - ours)
-            out.setdefault((call, c), {})["mesh_py_ms"] = py
-            print(f"{call:<16} {c:>5} {py:>12.3f} {envoy:>9.3f} {envoy_cores:>7.2f} "
-                  f"{num(refcpu, 10, 3)} {wrk:>6.2f} {machine:>8.2f} {other:>7.2f}")
+    for call, c, mesh, ref in _by_call(runs, calls, args):
+        py = median([sum(r.cpu[k] for k in python_roles(r)) / r.requests * 1000
+                     for r in mesh if r.requests])
+        envoy = median([r.cpu.get("envoy", 0) / r.requests * 1000 for r in mesh if r.requests])
+        envoy_cores = median([r.cpu.get("envoy", 0) / r.seconds for r in mesh if r.seconds])
+        refcpu = median([r.cpu.get("reference", 0) / r.requests * 1000
+                         for r in ref if r.requests])
+        wrk = median([r.cpu["wrk"] / r.seconds for r in mesh + ref if r.seconds])
+        machine = median([r.machine_cores for r in mesh + ref])
+        ours = median([(sum(v for k, v in r.cpu.items()) + 0.0) / r.seconds
+                       for r in mesh + ref if r.seconds])
+        other = max(0.0, machine - ours)
+        out.setdefault((call, c), {})["mesh_py_ms"] = py
+        print(f"{call:<16} {c:>5} {py:>12.3f} {envoy:>9.3f} {envoy_cores:>7.2f} "
+              f"{num(refcpu, 10, 3)} {wrk:>6.2f} {machine:>8.2f} {other:>7.2f}")
     separate = [r for r in runs if r.target == "mesh" and "agents" in r.cpu and r.requests]
     for call in calls if separate else ():
         for c in args.connections:

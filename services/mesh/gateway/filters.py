@@ -19,7 +19,7 @@ from mesh.gateway.envoy import EXTENSIONS, duration, router_filter
 from mesh.gateway.lua import lua_filter
 from mesh.gateway.options import GatewayOptions
 from mesh.gateway.ratelimits import global_rate_limit, local_rate_limit_filter
-from mesh.gateway.routes import WS_PREFIX
+from mesh.gateway.routes import WS_PREFIX, template_pattern
 from mesh.runtime.context import (SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER, TOKEN_IAT_HEADER,
                                   USER_HEADER)
 
@@ -96,18 +96,6 @@ def _jwt_authn(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     }}
 
 
-def _template_regex(template: str) -> str:
-    parts = []
-    for segment in template.strip("/").split("/"):
-        if segment.startswith("{") and "**" in segment:
-            parts.append(".+")
-        elif segment.startswith("{"):
-            parts.append("[^/]+")
-        else:
-            parts.append(re.escape(segment))
-    return "^/" + "/".join(parts) + "$"
-
-
 def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for rpc in contract.rpcs:
@@ -116,7 +104,7 @@ def _jwt_rules(contract: Contract) -> list[dict[str, Any]]:
         rules.append({"match": {"path": rpc.grpc_path}})
         for binding in rpc.bindings:
             rules.append({"match": {
-                "safe_regex": {"regex": _template_regex(binding.template)},
+                "safe_regex": {"regex": template_pattern(binding.template, re.escape)},
                 "headers": [{"name": ":method", "string_match": {"exact": binding.method}}]}})
     # A WebSocket upgrade from a browser carries a single-use ticket (POST /api/v1/live/tickets)
     # instead of a token, which the live service redeems before it accepts the upgrade; a bearer

@@ -13,6 +13,7 @@ from mesh.contract import Contract
 from mesh.gateway.bodies import SCALAR_NAMES, BodySchemas, enum_values
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
+from mesh.gateway.routes import template_pattern
 from mesh.runtime.context import IDENTITY_HEADERS
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.internal import HEADER as INTERNAL_TOKEN_HEADER
@@ -39,16 +40,8 @@ def _lua_literal(value: Any) -> str:
 
 
 def _lua_pattern(template: str) -> str:
-    """A Lua pattern matching a REST path template: `{var}` one segment, `{var=**}` the rest."""
-    parts = []
-    for segment in template.strip("/").split("/"):
-        if segment.startswith("{") and "**" in segment:
-            parts.append(".+")
-        elif segment.startswith("{"):
-            parts.append("[^/]+")
-        else:
-            parts.append(re.sub(r"([^A-Za-z0-9])", r"%\1", segment))
-    return "^/" + "/".join(parts) + "$"
+    """A Lua pattern matching a REST path template (`%` escapes every other character)."""
+    return template_pattern(template, lambda segment: re.sub(r"([^A-Za-z0-9])", r"%\1", segment))
 
 
 def _lua_routes(contract: Contract, schemas: BodySchemas) -> tuple[dict[str, list], list]:

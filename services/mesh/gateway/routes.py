@@ -5,6 +5,7 @@ filters read (scope, public, method, rate class)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mesh.contract import Contract, Rpc
@@ -33,6 +34,21 @@ _RETRY_UNSENT = {
                                                         "PreviousHostsPredicate"}}],
     "host_selection_retry_max_attempts": "3",
 }
+
+
+def template_pattern(template: str, literal: Callable[[str], str]) -> str:
+    """A pattern matching a REST path template, `{var}` one segment and `{var=**}` the rest, each
+    literal segment written by `literal` (`re.escape` for a regex, Lua's `%` escapes for a Lua
+    pattern: both read `.+` and `[^/]+` alike)."""
+    parts = []
+    for segment in template.strip("/").split("/"):
+        if segment.startswith("{") and "**" in segment:
+            parts.append(".+")
+        elif segment.startswith("{"):
+            parts.append("[^/]+")
+        else:
+            parts.append(literal(segment))
+    return "^/" + "/".join(parts) + "$"
 
 
 def routes(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
