@@ -59,7 +59,8 @@ def _service_folders() -> frozenset[str]:
 
 
 def layer_of(item: pytest.Item) -> str:
-    path = Path(str(item.fspath)).resolve().relative_to(TESTS)
+    path = Path(str(item.fspath)).resolve()
+    path = path.relative_to(TESTS) if path.is_relative_to(TESTS) else Path(path.name)
     fixtures = set(getattr(item, "fixturenames", ()))
     if path.parts[0] == "e2e" or fixtures & MESH_FIXTURES:
         return "e2e"
