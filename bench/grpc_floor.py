@@ -122,9 +122,15 @@ class BareBehindGateway:
                                        stdout=subprocess.PIPE, text=True)
         assert self.server.stdout and self.server.stdout.readline().strip() == "ready"
         config = json.loads(self.mesh_envoy_json.read_text())
-        config["admin"]["address"]["socket_address"]["port_value"] = free_port()
-        (listener,) = [item for item in config["static_resources"]["listeners"]
-                       if item["name"] == "gateway"]
+        # The mesh's admin interface is a Unix socket, and it has a metrics listener: this
+        # copy gets a socket of its own and no metrics listener (its port is the mesh's).
+        config["admin"] = {"address": {"pipe": {"path": str(self.work / "floor-admin.sock"),
+                                                "mode": 0o600}}}
+        resources = config["static_resources"]
+        resources["listeners"] = [item for item in resources["listeners"]
+                                  if item["name"] == "gateway"]
+        resources["clusters"] = [c for c in resources["clusters"] if c["name"] != "gateway_admin"]
+        (listener,) = resources["listeners"]
         listener["address"]["socket_address"]["port_value"] = self.port
         (agents,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "agents"]
         agents["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {"address": {

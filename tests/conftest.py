@@ -1,5 +1,9 @@
 """Shared fixtures. The mesh fixture starts the product the way a user does: `agentmesh up` as a
-process, real Envoy, real services, a fresh data directory; tests talk to it over HTTP."""
+process, real Envoy, real services, a fresh data directory; tests talk to it over HTTP. `me`
+is a caller of the in-process service tests (tests/harness.py); `web`, `mcp_server` and
+`model_server` are local servers for tools, MCP and models (tests/fakes/), one per session.
+
+Every test gets its layer's marker here (unit, service, e2e: tests/support/layers.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +13,14 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.support import layers
 
 # Tests' meshes run with this operator tenant; only its admins hold system:write.
 OPERATOR_TENANT = "operators"
@@ -42,6 +49,24 @@ def pytest_configure(config) -> None:
         _admin(f'CREATE DATABASE "{SESSION_DATABASE}"')
     except Exception:  # noqa: BLE001 - no server: the tests that need one fail, saying so
         pass
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Every test gets its layer's marker (tests/support/layers.py): `-m unit`, `-m service`,
+    `-m e2e`, `-m "not e2e"`."""
+    for item in items:
+        item.add_marker(layers.layer_of(item))
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_do_no_io(request):
+    """A unit test that opens a socket, starts a process or a database fails."""
+    if request.node.get_closest_marker("unit") is None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        layers.refuse_io(patch)
+        yield
 
 
 def pytest_unconfigure(config) -> None:
@@ -100,18 +125,26 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
         [sys.executable, "-m", "mesh.cli", "up", "--port", str(port), "--data-dir", str(data_dir),
          "--rate-limit", str(rate_limit), "--isolation", isolation],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    up, output = read_until_up(process, timeout=120)
+    if up:
+        return RunningMesh(f"http://127.0.0.1:{port}", data_dir, process)
+    process.kill()
+    raise RuntimeError("agentmesh up did not start:\n" + output)
+
+
+def read_until_up(process: subprocess.Popen, timeout: float) -> tuple[bool, str]:
+    """Reads what `agentmesh up` prints until it says it is up (True), ends, or `timeout`
+    passes (False); with what it printed so far."""
     output = []
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
             break
         output.append(line)
         if "is up at" in line:
-            return RunningMesh(url, data_dir, process)
-    process.kill()
-    raise RuntimeError("agentmesh up did not start:\n" + "".join(output))
+            return True, "".join(output)
+    return False, "".join(output)
 
 
 def stop_mesh(mesh: RunningMesh) -> None:
@@ -140,16 +173,19 @@ class Tenant:
     password: str
 
 
-def register(mesh: RunningMesh, name: str = "acme") -> Tenant:
-    suffix = uuid.uuid4().hex[:8]
-    email = f"{name}-{suffix}@example.com"
-    with mesh.client() as client:  # tenant names are unique: one per test
+def _register(mesh: RunningMesh, tenant_name: str, email: str) -> Tenant:
+    with mesh.client() as client:
         reply = client.post("/api/v1/auth/register", json={
-            "tenant_name": f"{name}-{suffix}", "email": email, "password": "correct-horse-1"})
+            "tenant_name": tenant_name, "email": email, "password": "correct-horse-1"})
     assert reply.status_code == 200, reply.text
     body = reply.json()
     return Tenant(body["access_token"], body["refresh_token"], body["tenant"]["id"],
                   body["user"]["id"], email, "correct-horse-1")
+
+
+def register(mesh: RunningMesh, name: str = "acme") -> Tenant:
+    suffix = uuid.uuid4().hex[:8]  # tenant names are unique: one per test
+    return _register(mesh, f"{name}-{suffix}", f"{name}-{suffix}@example.com")
 
 
 @pytest.fixture
@@ -164,14 +200,24 @@ def operator(mesh) -> Tenant:
 
 
 def register_operator(mesh: RunningMesh) -> Tenant:
-    email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
-    with mesh.client() as client:
-        reply = client.post("/api/v1/auth/register", json={
-            "tenant_name": OPERATOR_TENANT, "email": email, "password": "correct-horse-1"})
-    assert reply.status_code == 200, reply.text
-    body = reply.json()
-    return Tenant(body["access_token"], body["refresh_token"], body["tenant"]["id"],
-                  body["user"]["id"], email, "correct-horse-1")
+    return _register(mesh, OPERATOR_TENANT, f"ops-{uuid.uuid4().hex[:8]}@example.com")
+
+
+USER_PASSWORD = "user-pass-123"
+
+
+def new_user(mesh: RunningMesh, tenant: Tenant, role: str = "ROLE_DEVELOPER"
+             ) -> tuple[str, str, str]:
+    """A new user of the tenant with this role, logged in (password USER_PASSWORD):
+    (user id, email, access token)."""
+    email = f"{role.lower()}-{uuid.uuid4().hex[:6]}@example.com"
+    with mesh.client(tenant.token) as client:
+        created = client.post("/api/v1/auth/users", json={
+            "email": email, "password": USER_PASSWORD, "role": role})
+        assert created.status_code == 200, created.text
+        login = client.post("/api/v1/auth/login", json={"email": email, "password": USER_PASSWORD})
+        assert login.status_code == 200, login.text
+    return created.json()["id"], email, login.json()["access_token"]
 
 
 @pytest.fixture
@@ -192,3 +238,37 @@ def assert_envelope(reply: httpx.Response, status: int, error: str) -> dict:
     # Seed 000's name for the same id, in the body and (seed 002) as a header.
     assert body["request_id"] == body["correlation_id"] == reply.headers["x-request-id"]
     return body
+
+
+# ---- in-process service tests -------------------------------------------------------------
+@pytest.fixture
+def me():
+    """A caller of its own (a fresh tenant and user, every scope) for each test."""
+    from tests.harness import Identity
+
+    return Identity()
+
+
+# ---- local servers, one per session --------------------------------------------------------
+@pytest.fixture(scope="session")
+def web():
+    from tests.fakes.http_server import LocalHTTPServer
+
+    with closing(LocalHTTPServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mcp_server():
+    from tests.fakes.mcp_server import LocalMCPServer
+
+    with closing(LocalMCPServer()) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    from tests.fakes.openai_server import ScriptedModelServer
+
+    with closing(ScriptedModelServer()) as server:
+        yield server

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -84,6 +85,35 @@ class ServiceHarness:
         self._run(self.running.stop(1))
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+
+    def __enter__(self) -> "ServiceHarness":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def harness_fixture(definition: ServiceDefinition, *, scope: str = "module", **settings):
+    """A fixture that runs `definition` in-process for the scope, in a data directory of its
+    own, with these settings (a harness whose settings depend on other fixtures is built with
+    `with ServiceHarness(...) as harness: yield harness`)."""
+    @pytest.fixture(scope=scope)
+    def harness(tmp_path_factory):
+        with ServiceHarness(definition, tmp_path_factory.mktemp(definition.name),
+                            **settings) as running:
+            yield running
+    harness.__doc__ = f"The {definition.name} service in-process, one per {scope}."
+    return harness
+
+
+def rpc_error(call, code: grpc.StatusCode, reason: str | None = None) -> grpc.RpcError:
+    """The error `call()` fails with, checked: its code and, when given, its reason."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    assert caught.value.code() == code, caught.value.details()
+    if reason:
+        assert error_reason(caught.value) == reason
+    return caught.value
 
 
 def error_reason(error: grpc.RpcError) -> str:

@@ -6,7 +6,8 @@ import json
 import re
 
 from mesh import contract
-from mesh.gateway.config import GatewayOptions, build, lua_source
+from mesh.gateway.config import GatewayOptions, build
+from mesh.gateway.lua import lua_source
 from mesh.runtime.context import IDENTITY_HEADERS
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.settings import Settings

@@ -10,7 +10,7 @@ from google.api import field_behavior_pb2
 
 from agentmesh.agents.v1 import agents_pb2
 from agentmesh.identity.v1 import identity_pb2
-from mesh.codegen import OPENAPI_JSON
+from mesh.build.repo import OPENAPI_JSON
 from mesh.runtime import convert, limits
 from mesh.runtime.errors import InvalidArgument
 
@@ -85,7 +85,7 @@ def test_every_free_text_field_of_a_built_write_is_bounded():
 
 
 # ---- ranges, empty list items, REST body naming (found by Schemathesis) ----------------------
-def test_integer_ranges_and_empty_items_and_body_field_names():
+def test_a_refused_value_is_named_by_its_exact_field_path():
     from agentmesh.masterdata.v1 import masterdata_pb2 as md
 
     with pytest.raises(InvalidArgument) as caught:

@@ -1,8 +1,8 @@
 """What a user installs is what the product imports: every third-party module imported under
 services/mesh/ comes from a distribution listed in `[project].dependencies` (not an extra).
 
-Code generation (`mesh/codegen.py`) is a developer command: its tools (grpcio-tools, buf) are in
-the `dev` extra. tests/e2e/test_install.py proves the same thing the slow way, from a wheel.
+The build tools (`mesh/build/`) are developer commands: what proto generation runs
+(grpcio-tools, buf) is in the `dev` extra, and nothing of the product imports them. tests/e2e/test_install.py proves the same thing the slow way, from a wheel.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.metadata
 import importlib.util
+import os
 import re
 import sys
 import tomllib
@@ -17,8 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = REPO / "services" / "mesh"
-# Modules that only code generation runs; what they import may come from the dev extra.
-DEV_ONLY = {"codegen.py"}
+# Modules that only code generation runs (paths under services/mesh/); what they import may come
+# from the dev extra.
+DEV_ONLY = {"build/protos.py"}
 FIRST_PARTY = {"mesh", "agentmesh"}
 # Imported only inside `try: ... except ImportError`, for a feature that is off by default:
 # module prefix -> the distribution, which an extra other than `dev` must list.
@@ -56,7 +58,7 @@ def _third_party_imports() -> dict[str, set[str]]:
     """module -> the source files importing it."""
     modules: dict[str, set[str]] = {}
     for path in sorted(SOURCES.rglob("*.py")):
-        if path.name in DEV_ONLY or "migrations" in path.parts:
+        if path.relative_to(SOURCES).as_posix() in DEV_ONLY or "migrations" in path.parts:
             continue
         for module in _imports(path):
             top = module.split(".")[0]
@@ -69,8 +71,11 @@ def _third_party_imports() -> dict[str, set[str]]:
 def _files_by_distribution() -> dict[Path, str]:
     owners = {}
     for dist in importlib.metadata.distributions():
+        # One real path per distribution, then joined: resolving each of its files is slow.
+        base = os.path.realpath(dist.locate_file(""))
+        name = _normalize(dist.metadata["Name"])
         for file in dist.files or ():
-            owners[Path(dist.locate_file(file)).resolve()] = _normalize(dist.metadata["Name"])
+            owners[Path(os.path.normpath(os.path.join(base, file)))] = name
     return owners
 
 
@@ -120,8 +125,18 @@ def test_optional_features_are_extras_not_dev_tools():
 def test_the_scan_sees_the_imports_that_matter():
     modules = _third_party_imports()
     assert "grpc" in modules and "sqlmodel" in modules
-    assert not any(m.split(".")[0] == "grpc_tools" for m in modules)  # codegen only
+    assert not any(m.split(".")[0] == "grpc_tools" for m in modules)  # proto generation only
 
 
 def test_dev_extra_holds_no_runtime_dependency_twice():
     assert not _requirements() & _requirements("dev")
+
+
+def test_only_the_command_line_reaches_the_build_tools():
+    """The runtime reads what the build tools generate as package resources; it never imports
+    them (mesh.cli dispatches `agentmesh gen` and `helm-gen` to them, lazily)."""
+    importers = sorted(
+        str(path.relative_to(SOURCES)) for path in SOURCES.rglob("*.py")
+        if "build" not in path.relative_to(SOURCES).parts[:1] and path.name != "cli.py"
+        and any(m == "mesh.build" or m.startswith("mesh.build.") for m in _imports(path)))
+    assert importers == []

@@ -11,7 +11,8 @@ from google.protobuf import field_mask_pb2
 from agentmesh.agents.v1 import agents_pb2
 from agentmesh.identity.v1 import identity_pb2
 from mesh import contract
-from mesh.gateway.config import GatewayOptions, build, rate_limit_actions
+from mesh.gateway.config import GatewayOptions, build
+from mesh.gateway.ratelimits import rate_limit_actions
 from mesh.runtime import wire
 from mesh.runtime.convert import changes
 from mesh.runtime.errors import InvalidArgument, ResourceExhausted
@@ -246,7 +247,7 @@ def test_internal_rpcs_are_not_in_the_openapi_document():
 def test_a_huge_rate_limit_still_makes_a_valid_bucket():
     """`--rate-limit 1000000000` (a benchmark's "no limit"): the per-IP bucket is 10x that,
     past Envoy's uint32 fields; it is capped instead of failing Envoy's start."""
-    from mesh.gateway.config import _bucket
+    from mesh.gateway.ratelimits import bucket as _bucket
 
     assert _bucket(10_000_000_000)["max_tokens"] == 2**32 - 1
     assert _bucket(0)["max_tokens"] == 1

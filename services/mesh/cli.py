@@ -245,17 +245,17 @@ def serve_command(
 @app.command("gen", help="regenerate gen/ from protos/ (--check, --lint)",
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def gen_command(ctx: typer.Context) -> None:  # dispatched in main() before parsing
-    from mesh import codegen
+    from mesh.build import protos
 
-    raise typer.Exit(codegen.main(list(ctx.args)))
+    raise typer.Exit(protos.main(list(ctx.args)))
 
 
 @app.command("helm-gen", help="regenerate the Helm chart's generated files (--check)",
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 def helm_gen_command(ctx: typer.Context) -> None:
-    from mesh import helmgen
+    from mesh.build import helm
 
-    raise typer.Exit(helmgen.main(list(ctx.args)))
+    raise typer.Exit(helm.main(list(ctx.args)))
 
 
 @app.command("gateway-config", help="print the Envoy bootstrap for given backends")
@@ -351,13 +351,13 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
-        from mesh import codegen
+        from mesh.build import protos
 
-        return codegen.main(argv[1:])
+        return protos.main(argv[1:])
     if argv[:1] == ["helm-gen"]:
-        from mesh import helmgen
+        from mesh.build import helm
 
-        return helmgen.main(argv[1:])
+        return helm.main(argv[1:])
     try:
         result = _build()(args=argv, prog_name="agentmesh", standalone_mode=False)
     except typer.Exit as exc:

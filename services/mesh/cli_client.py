@@ -425,7 +425,7 @@ def _activate(name: str):
                  output: Output = "table") -> None:
         """Make it active (workflows: executable; agents: can interact)."""
         with client() as api:
-            emit(api.request("POST", f"{RESOURCES[name]}/{key}/activate", json={}), output)
+            emit(api.resource(name).activate(key), output)
     return activate
 
 

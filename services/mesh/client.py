@@ -19,12 +19,17 @@ calls (GET, PUT, DELETE, and POSTs given an `Idempotency-Key`) on connection err
 `message`, `details` and `correlation_id`; iterates over every page of a list (`iterate`);
 follows an execution over Server-Sent Events (`workflows.watch`) or a WebSocket
 (`live_url` + any WebSocket client; `AsyncClient.live` with `websockets`).
+
+Every REST path it calls is read from the contract the package ships (`mesh.contract`: each
+RPC's `google.api.http` binding), looked up by RPC: a path is written only in the proto.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -38,16 +43,60 @@ RETRY_STATUS = {429, 502, 503, 504}
 IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
-# The resources the CLI manages: name -> collection path.
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection of the API as the contract names it: its proto service and the noun of its
+    RPCs (`Agent`: ListAgents, CreateAgent, GetAgent, UpdateAgent, DeleteAgent, ...)."""
+
+    service: str  # agentmesh.agents.v1.AgentService
+    noun: str
+
+    def rpc(self, verb: str) -> str:
+        """The RPC of a verb: `List` -> `<service>/ListAgents`, `Get` -> `<service>/GetAgent`."""
+        return f"{self.service}/{verb}{self.noun}{'s' if verb == 'List' else ''}"
+
+
+# The resources the CLI manages: name -> collection.
 RESOURCES = {
-    "agents": "/api/v1/agents",
-    "tools": "/api/v1/tools",
-    "workflows": "/api/v1/workflows",
-    "prompts": "/api/v1/master-data/prompts",
-    "models": "/api/v1/master-data/models",
-    "secrets": "/api/v1/master-data/secrets",
-    "templates": "/api/v1/templates",
+    "agents": Collection("agentmesh.agents.v1.AgentService", "Agent"),
+    "tools": Collection("agentmesh.tools.v1.ToolService", "Tool"),
+    "workflows": Collection("agentmesh.workflows.v1.WorkflowService", "Workflow"),
+    "prompts": Collection("agentmesh.masterdata.v1.PromptService", "Prompt"),
+    "models": Collection("agentmesh.masterdata.v1.ModelService", "Model"),
+    "secrets": Collection("agentmesh.masterdata.v1.SecretService", "Secret"),
+    "templates": Collection("agentmesh.templates.v1.TemplateService", "Template"),
 }
+CALLS = Collection("agentmesh.agents.v1.CallService", "Call")
+_IDENTITY = "agentmesh.identity.v1.IdentityService"
+_WORKFLOWS = RESOURCES["workflows"].service
+_AGENTS = RESOURCES["agents"].service
+# A path variable of a binding: `{agent_id}` or `{path=**}`.
+_VARIABLE = re.compile(r"\{[^}]*\}")
+
+
+@functools.cache
+def _bindings() -> dict[str, tuple[str, str]]:
+    """`<package>.<Service>/<Rpc>` -> (HTTP method, path template) of its first REST binding,
+    from the descriptor set of the installed `agentmesh` package (read once, when the first
+    call is made)."""
+    from mesh import contract
+
+    return {f"{rpc.full_service}/{rpc.name}": (rpc.bindings[0].method, rpc.bindings[0].template)
+            for rpc in contract.default().rpcs if rpc.bindings}
+
+
+def route(rpc: str, *values: str) -> tuple[str, str]:
+    """(HTTP method, path) of an RPC's REST route, its path variables filled with `values` in
+    order: `route("agentmesh.agents.v1.AgentService/GetAgent", "triage")` is
+    `("GET", "/api/v1/agents/triage")`. An RPC without a route is the 405 the gateway answers."""
+    try:
+        method, template = _bindings()[rpc]
+    except KeyError:
+        raise ApiError(405, "METHOD_NOT_ALLOWED", f"{rpc} has no REST route") from None
+    filled = iter(values)
+    return method, _VARIABLE.sub(lambda _: str(next(filled)), template)
 
 
 class ApiError(Exception):
@@ -126,56 +175,73 @@ def _sse_data(lines: Iterator[str]) -> Iterator[JSON]:
             yield json.loads(line[5:])
 
 
+class _Routes:
+    """A collection's routes: the RPC of each verb, looked up in the contract."""
+
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+
+    def _route(self, verb: str, *values: str) -> tuple[str, str]:
+        return route(self.collection.rpc(verb), *values)
+
+    @property
+    def path(self) -> str:
+        """The collection's path (its List route)."""
+        return self._route("List")[1]
+
+
 # ---- sync ---------------------------------------------------------------------------------------
-class Resource:
+class Resource(_Routes):
     """One collection of the API (`client.agents`, `client.workflows`, ...)."""
 
-    def __init__(self, client: "Client", path: str) -> None:
-        self.client, self.path = client, path
+    def __init__(self, client: "Client", collection: Collection) -> None:
+        super().__init__(collection)
+        self.client = client
 
     def list(self, **params: Any) -> JSON:
         """One page: `{items, total, page, page_size, pages}`."""
-        return self.client.request("GET", self.path, params=params)
+        return self.client.request(*self._route("List"), params=params)
 
     def iterate(self, page_size: int = 100, **params: Any) -> Iterator[JSON]:
         """Every item over every page."""
         return self.client.iterate(self.path, page_size=page_size, **params)
 
     def get(self, key: str) -> JSON:
-        return self.client.request("GET", f"{self.path}/{key}")
+        return self.client.request(*self._route("Get", key))
 
     def create(self, body: JSON, idempotency_key: str | None = None) -> JSON:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self.client.request("POST", self.path, json=body, headers=headers)
+        return self.client.request(*self._route("Create"), json=body, headers=headers)
 
     def update(self, key: str, body: JSON, update_mask: str = "") -> JSON:
         """Changes the fields `body` carries (or exactly those `update_mask` names), with PUT
         as every update route takes it."""
         params = {"update_mask": update_mask} if update_mask else None
-        return self.client.request("PUT", f"{self.path}/{key}", json=body, params=params)
+        return self.client.request(*self._route("Update", key), json=body, params=params)
 
     def delete(self, key: str) -> JSON:
-        return self.client.request("DELETE", f"{self.path}/{key}")
+        return self.client.request(*self._route("Delete", key))
 
 
 class Workflows(Resource):
     def activate(self, key: str) -> JSON:
-        return self.client.request("POST", f"{self.path}/{key}/activate", json={})
+        """Makes it executable."""
+        return self.client.request(*self._route("Activate", key), json={})
 
     def execute(self, key: str, inputs: JSON | None = None,
                 idempotency_key: str | None = None) -> JSON:
         """Starts an execution (QUEUED); retried safely thanks to its Idempotency-Key."""
         return self.client.request(
-            "POST", f"{self.path}/{key}/execute", json={"inputs": inputs or {}},
+            *route(f"{_WORKFLOWS}/ExecuteWorkflow", key), json={"inputs": inputs or {}},
             headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
 
     def execution(self, execution_id: str) -> JSON:
-        return self.client.request("GET", f"{self.path}/executions/{execution_id}")
+        return self.client.request(*route(f"{_WORKFLOWS}/GetExecution", execution_id))
 
     def watch(self, execution_id: str, last_event_id: int = 0) -> Iterator[JSON]:
         """The execution's progress as it changes (Server-Sent Events), ending with its final
         state; resumes after `last_event_id`."""
-        path = f"{self.path}/executions/{execution_id}/watch"
+        _, path = route(f"{_WORKFLOWS}/WatchExecution", execution_id)
         params = {"last_event_id": last_event_id} if last_event_id else None
         yield from self.client.stream_events(path, params=params)
 
@@ -190,15 +256,24 @@ class Workflows(Resource):
         return self.execution(execution["id"])
 
 
+def _interaction(message: str, call_id: str, context: JSON | None) -> JSON:
+    body: JSON = {"message": message}
+    if call_id:
+        body["call_id"] = call_id
+    if context:
+        body["context"] = context
+    return body
+
+
 class Agents(Resource):
+    def activate(self, key: str) -> JSON:
+        """Makes it able to interact."""
+        return self.client.request(*self._route("Activate", key), json={})
+
     def interact(self, key: str, message: str, call_id: str = "",
                  context: JSON | None = None) -> JSON:
-        body: JSON = {"message": message}
-        if call_id:
-            body["call_id"] = call_id
-        if context:
-            body["context"] = context
-        return self.client.request("POST", f"{self.path}/{key}/interact", json=body)
+        return self.client.request(*route(f"{_AGENTS}/InteractWithAgent", key),
+                                   json=_interaction(message, call_id, context))
 
 
 class Client:
@@ -219,7 +294,7 @@ class Client:
         self.models = Resource(self, RESOURCES["models"])
         self.secrets = Resource(self, RESOURCES["secrets"])
         self.templates = Resource(self, RESOURCES["templates"])
-        self.calls = Resource(self, "/api/v1/calls")
+        self.calls = Resource(self, CALLS)
 
     def __enter__(self) -> "Client":
         return self
@@ -239,7 +314,7 @@ class Client:
         return self.config.tokens
 
     def login(self, email: str, password: str) -> Tokens:
-        body = self.request("POST", "/api/v1/auth/login",
+        body = self.request(*route(f"{_IDENTITY}/Login"),
                             json={"email": email, "password": password}, auth=False)
         self.config.set_tokens(body)
         return self.config.tokens
@@ -247,13 +322,13 @@ class Client:
     def refresh(self) -> Tokens:
         if not self.config.tokens.refresh_token:
             raise ApiError(401, "UNAUTHENTICATED", "no refresh token; log in again")
-        body = self.request("POST", "/api/v1/auth/refresh",
+        body = self.request(*route(f"{_IDENTITY}/Refresh"),
                             json={"refresh_token": self.config.tokens.refresh_token}, auth=False)
         self.config.set_tokens(body)
         return self.config.tokens
 
     def me(self) -> JSON:
-        return self.request("GET", "/api/v1/auth/me")
+        return self.request(*route(f"{_IDENTITY}/GetMe"))
 
     def live_url(self, path: str) -> str:
         """The WebSocket URL of a live stream (`/ws/<execution id>`, `/ws/calls`, ...)."""
@@ -316,46 +391,47 @@ class Client:
 
 
 # ---- async --------------------------------------------------------------------------------------
-class AsyncResource:
-    def __init__(self, client: "AsyncClient", path: str) -> None:
-        self.client, self.path = client, path
+class AsyncResource(_Routes):
+    def __init__(self, client: "AsyncClient", collection: Collection) -> None:
+        super().__init__(collection)
+        self.client = client
 
     async def list(self, **params: Any) -> JSON:
-        return await self.client.request("GET", self.path, params=params)
+        return await self.client.request(*self._route("List"), params=params)
 
     def iterate(self, page_size: int = 100, **params: Any) -> AsyncIterator[JSON]:
         return self.client.iterate(self.path, page_size=page_size, **params)
 
     async def get(self, key: str) -> JSON:
-        return await self.client.request("GET", f"{self.path}/{key}")
+        return await self.client.request(*self._route("Get", key))
 
     async def create(self, body: JSON, idempotency_key: str | None = None) -> JSON:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self.client.request("POST", self.path, json=body, headers=headers)
+        return await self.client.request(*self._route("Create"), json=body, headers=headers)
 
     async def update(self, key: str, body: JSON, update_mask: str = "") -> JSON:
         params = {"update_mask": update_mask} if update_mask else None
-        return await self.client.request("PUT", f"{self.path}/{key}", json=body, params=params)
+        return await self.client.request(*self._route("Update", key), json=body, params=params)
 
     async def delete(self, key: str) -> JSON:
-        return await self.client.request("DELETE", f"{self.path}/{key}")
+        return await self.client.request(*self._route("Delete", key))
 
 
 class AsyncWorkflows(AsyncResource):
     async def activate(self, key: str) -> JSON:
-        return await self.client.request("POST", f"{self.path}/{key}/activate", json={})
+        return await self.client.request(*self._route("Activate", key), json={})
 
     async def execute(self, key: str, inputs: JSON | None = None,
                       idempotency_key: str | None = None) -> JSON:
         return await self.client.request(
-            "POST", f"{self.path}/{key}/execute", json={"inputs": inputs or {}},
+            *route(f"{_WORKFLOWS}/ExecuteWorkflow", key), json={"inputs": inputs or {}},
             headers={"Idempotency-Key": idempotency_key or str(uuid.uuid4())})
 
     async def execution(self, execution_id: str) -> JSON:
-        return await self.client.request("GET", f"{self.path}/executions/{execution_id}")
+        return await self.client.request(*route(f"{_WORKFLOWS}/GetExecution", execution_id))
 
     async def watch(self, execution_id: str, last_event_id: int = 0) -> AsyncIterator[JSON]:
-        path = f"{self.path}/executions/{execution_id}/watch"
+        _, path = route(f"{_WORKFLOWS}/WatchExecution", execution_id)
         params = {"last_event_id": last_event_id} if last_event_id else None
         async for item in self.client.stream_events(path, params=params):
             yield item
@@ -371,14 +447,13 @@ class AsyncWorkflows(AsyncResource):
 
 
 class AsyncAgents(AsyncResource):
+    async def activate(self, key: str) -> JSON:
+        return await self.client.request(*self._route("Activate", key), json={})
+
     async def interact(self, key: str, message: str, call_id: str = "",
                        context: JSON | None = None) -> JSON:
-        body: JSON = {"message": message}
-        if call_id:
-            body["call_id"] = call_id
-        if context:
-            body["context"] = context
-        return await self.client.request("POST", f"{self.path}/{key}/interact", json=body)
+        return await self.client.request(*route(f"{_AGENTS}/InteractWithAgent", key),
+                                         json=_interaction(message, call_id, context))
 
 
 class AsyncClient:
@@ -386,10 +461,12 @@ class AsyncClient:
 
     def __init__(self, base_url: str = "http://127.0.0.1:8080", *, token: str = "",
                  refresh_token: str = "", api_key: str = "", timeout: float = 30.0,
-                 retries: int = 3, on_tokens: Callable[[Tokens], None] | None = None) -> None:
+                 retries: int = 3, on_tokens: Callable[[Tokens], None] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = _Config(base_url.rstrip("/"), Tokens(token, refresh_token), api_key,
                               retries, on_tokens)
-        self.http = httpx.AsyncClient(base_url=self.config.base_url, timeout=timeout)
+        self.http = httpx.AsyncClient(base_url=self.config.base_url, timeout=timeout,
+                                      transport=transport)
         self.agents = AsyncAgents(self, RESOURCES["agents"])
         self.workflows = AsyncWorkflows(self, RESOURCES["workflows"])
         self.tools = AsyncResource(self, RESOURCES["tools"])
@@ -397,7 +474,7 @@ class AsyncClient:
         self.models = AsyncResource(self, RESOURCES["models"])
         self.secrets = AsyncResource(self, RESOURCES["secrets"])
         self.templates = AsyncResource(self, RESOURCES["templates"])
-        self.calls = AsyncResource(self, "/api/v1/calls")
+        self.calls = AsyncResource(self, CALLS)
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -413,7 +490,7 @@ class AsyncClient:
         return self.config.tokens
 
     async def login(self, email: str, password: str) -> Tokens:
-        body = await self.request("POST", "/api/v1/auth/login",
+        body = await self.request(*route(f"{_IDENTITY}/Login"),
                                   json={"email": email, "password": password}, auth=False)
         self.config.set_tokens(body)
         return self.config.tokens
@@ -421,7 +498,7 @@ class AsyncClient:
     async def refresh(self) -> Tokens:
         if not self.config.tokens.refresh_token:
             raise ApiError(401, "UNAUTHENTICATED", "no refresh token; log in again")
-        body = await self.request("POST", "/api/v1/auth/refresh",
+        body = await self.request(*route(f"{_IDENTITY}/Refresh"),
                                   json={"refresh_token": self.config.tokens.refresh_token},
                                   auth=False)
         self.config.set_tokens(body)

@@ -3,7 +3,7 @@ never paths into a checkout, so a wheel installed anywhere finds them.
 
 The generated package `agentmesh` (from `gen/`) carries the descriptor set and the OpenAPI
 document; `mesh.gateway` carries the Lua filter; each service carries its Alembic migrations and
-`mesh.runtime` the Alembic environment. Only code generation (`mesh.codegen`) knows where the
+`mesh.runtime` the Alembic environment. Only the build tools (`mesh.build.repo`) know where the
 repository is.
 """
 

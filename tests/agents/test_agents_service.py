@@ -8,24 +8,15 @@ import pytest
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from mesh.agents.service import DEFINITION
-from tests.harness import Identity, ServiceHarness, error_reason, field_violations
+from tests.harness import Identity, error_reason, field_violations, harness_fixture
 
 
-@pytest.fixture(scope="module")
-def agents_service(tmp_path_factory):
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("agents"))
-    yield harness
-    harness.close()
+agents_service = harness_fixture(DEFINITION)
 
 
 @pytest.fixture
 def stub(agents_service):
     return agents_service.stub(pb_grpc.AgentServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()
 
 
 def _create(stub, me, name="triage", **fields):

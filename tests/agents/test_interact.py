@@ -16,36 +16,26 @@ from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
 from mesh.agents.service import DEFINITION as AGENTS
 from mesh.tools.service import DEFINITION as TOOLS
-from tests.fakes.masterdata import FakeMasterData
-from tests.fakes.openai_server import ScriptedModelServer
 from tests.harness import Identity, ServiceHarness, error_reason
+from tests.support.fixtures import fake_masterdata, local_server
 
 
-@pytest.fixture(scope="module")
-def masterdata():
-    fake = FakeMasterData()
-    fake.add_secret("model-key", "sk-test-123")
-    yield fake
-    fake.close()
+masterdata = fake_masterdata({"model-key": "sk-test-123"})
 
 
-@pytest.fixture(scope="module")
-def model_server():
-    server = ScriptedModelServer()
-    yield server
-    server.close()
+# Its own, not the session's: scripts are played per model name.
+model_server = local_server("tests.fakes.openai_server:ScriptedModelServer", scope="module")
 
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory, masterdata):
-    tools = ServiceHarness(TOOLS, tmp_path_factory.mktemp("tools"),
-                           peers=f"masterdata={masterdata.address}", egress_allow="127.0.0.1")
-    agents = ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"), egress_allow="127.0.0.1",
-                            peers=f"masterdata={masterdata.address},"
-                                  f"tools=127.0.0.1:{tools.running.port}")
-    yield agents, tools
-    agents.close()
-    tools.close()
+    with ServiceHarness(TOOLS, tmp_path_factory.mktemp("tools"),
+                        peers=f"masterdata={masterdata.address}",
+                        egress_allow="127.0.0.1") as tools, \
+            ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"), egress_allow="127.0.0.1",
+                           peers=f"masterdata={masterdata.address},"
+                                 f"tools=127.0.0.1:{tools.running.port}") as agents:
+        yield agents, tools
 
 
 @pytest.fixture
@@ -61,11 +51,6 @@ def calls(services):
 @pytest.fixture
 def tools(services):
     return services[1].stub(tools_grpc.ToolServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()
 
 
 def _name(prefix):

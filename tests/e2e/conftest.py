@@ -1,13 +1,11 @@
-"""Fixtures of the end-to-end tests that need outbound traffic to local servers."""
+"""Fixtures of the end-to-end tests that need outbound traffic to local servers (the servers
+themselves, `web`, `mcp_server` and `model_server`, are tests/conftest.py's)."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.conftest import start_mesh, stop_mesh
-from tests.fakes.http_server import LocalHTTPServer
-from tests.fakes.mcp_server import LocalMCPServer
-from tests.fakes.openai_server import ScriptedModelServer
 
 
 @pytest.fixture(scope="session")
@@ -21,24 +19,3 @@ def egress_mesh(tmp_path_factory):
                                     "AGENTMESH_ALERT_EVALUATION_SECONDS": "1"})
     yield running
     stop_mesh(running)
-
-
-@pytest.fixture(scope="session")
-def web():
-    server = LocalHTTPServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="session")
-def mcp_server():
-    server = LocalMCPServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="session")
-def model_server():
-    server = ScriptedModelServer()
-    yield server
-    server.close()

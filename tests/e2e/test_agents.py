@@ -11,7 +11,7 @@ def _name(prefix="agent"):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def test_create_get_update_delete_by_id_and_name(mesh, tenant):
+def test_an_agent_is_reached_by_id_or_name_through_its_whole_life(mesh, tenant):
     name = _name()
     with mesh.client(tenant.token) as client:
         created = client.post("/api/v1/agents", json={

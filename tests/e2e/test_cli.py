@@ -51,7 +51,7 @@ def _login(mesh, tmp_path):
     return tenant, home
 
 
-def test_login_create_list_run_watch(mesh, tmp_path):
+def test_everyday_commands_work_in_a_logged_in_session(mesh, tmp_path):
     tenant, home = _login(mesh, tmp_path)
     name = f"cli-agent-{uuid.uuid4().hex[:6]}"
     (tmp_path / "agent.yaml").write_text(yaml.safe_dump(

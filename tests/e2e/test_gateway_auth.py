@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import sqlite3
-import time
 import uuid
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import assert_envelope, register
-
-
-def _signing_key(mesh) -> tuple[str, str]:
-    """The mesh's active private key, read from the identity database (to forge test tokens)."""
-    with sqlite3.connect(mesh.data_dir / "identity.db") as db:
-        return db.execute("SELECT kid, private_pem FROM signing_keys WHERE state='active'").fetchone()
-
-
-def _claims(tenant, **overrides):
-    now = int(time.time())
-    claims = {"iss": "agentmesh", "aud": "agentmesh-api", "sub": tenant.user_id,
-              "tid": tenant.tenant_id, "scopes": ["*"], "scope": "*", "iat": now,
-              "exp": now + 300}
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
+from tests.conftest import assert_envelope, new_user, register
+from tests.support import tokens
 
 
 def test_missing_token_is_401_in_the_envelope(mesh):
@@ -40,32 +21,15 @@ def test_missing_token_is_401_in_the_envelope(mesh):
 @pytest.mark.parametrize("case", ["expired", "other_key", "alg_none", "wrong_audience",
                                   "no_exp", "wrong_issuer", "garbage"])
 def test_bad_tokens_are_refused_with_401(mesh, tenant, case):
-    kid, pem = _signing_key(mesh)
-    if case == "expired":
-        token = jwt.encode(_claims(tenant, exp=int(time.time()) - 120, iat=int(time.time()) - 600),
-                           pem, "ES256", headers={"kid": kid})
-    elif case == "other_key":
-        token = jwt.encode(_claims(tenant), ec.generate_private_key(ec.SECP256R1()), "ES256",
-                           headers={"kid": kid})
-    elif case == "alg_none":
-        def b64(data):
-            return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-        token = f"{b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{b64(_claims(tenant))}."
-    elif case == "wrong_audience":
-        token = jwt.encode(_claims(tenant, aud="someone-else"), pem, "ES256", headers={"kid": kid})
-    elif case == "no_exp":
-        token = jwt.encode(_claims(tenant, exp=None), pem, "ES256", headers={"kid": kid})
-    elif case == "wrong_issuer":
-        token = jwt.encode(_claims(tenant, iss="evil"), pem, "ES256", headers={"kid": kid})
-    else:
-        token = "not.a.jwt"
+    kid, pem = tokens.signing_key(mesh)
+    token = tokens.forged(case, tenant, kid, pem)
     with mesh.client(token) as client:
         assert_envelope(client.get("/api/v1/agents"), 401, "UNAUTHENTICATED")
 
 
 def test_a_correctly_signed_token_passes(mesh, tenant):
-    kid, pem = _signing_key(mesh)
-    token = jwt.encode(_claims(tenant), pem, "ES256", headers={"kid": kid})
+    kid, pem = tokens.signing_key(mesh)
+    token = tokens.signed(tenant, pem, kid)
     with mesh.client(token) as client:
         assert client.get("/api/v1/agents").status_code == 200
 
@@ -133,18 +97,8 @@ def test_me_answers_the_caller(mesh, tenant):
     assert "system:read" in me["scopes"] and "system:write" not in me["scopes"]
 
 
-def _user_token(mesh, tenant, role: str) -> str:
-    email = f"{role.lower()}-{uuid.uuid4().hex[:6]}@example.com"
-    with mesh.client(tenant.token) as client:
-        created = client.post("/api/v1/auth/users", json={
-            "email": email, "password": "viewer-pass-1", "role": role})
-        assert created.status_code == 200, created.text
-        login = client.post("/api/v1/auth/login", json={"email": email, "password": "viewer-pass-1"})
-    return login.json()["access_token"]
-
-
 def test_viewer_can_read_but_writing_is_403_naming_the_scope(mesh, tenant):
-    token = _user_token(mesh, tenant, "ROLE_VIEWER")
+    token = new_user(mesh, tenant, "ROLE_VIEWER")[2]
     with mesh.client(token) as client:
         assert client.get("/api/v1/agents").status_code == 200
         reply = client.post("/api/v1/agents", json={"name": "not-allowed"})
@@ -155,7 +109,7 @@ def test_viewer_can_read_but_writing_is_403_naming_the_scope(mesh, tenant):
 
 
 def test_developer_builds_agents_but_cannot_manage_users(mesh, tenant):
-    token = _user_token(mesh, tenant, "ROLE_DEVELOPER")
+    token = new_user(mesh, tenant, "ROLE_DEVELOPER")[2]
     with mesh.client(token) as client:
         assert client.post("/api/v1/agents", json={"name": f"dev-{uuid.uuid4().hex[:6]}"}).status_code == 200
         assert_envelope(client.post("/api/v1/auth/users", json={
@@ -188,7 +142,7 @@ def test_api_key_with_and_without_the_needed_scope(mesh, tenant):
 
 
 def test_api_key_cannot_grant_more_than_its_creator_holds(mesh, tenant):
-    token = _user_token(mesh, tenant, "ROLE_DEVELOPER")
+    token = new_user(mesh, tenant, "ROLE_DEVELOPER")[2]
     with mesh.client(token) as client:
         reply = client.post("/api/v1/auth/api-keys", json={"name": "too-much", "scopes": ["*"]})
     assert_envelope(reply, 403, "PERMISSION_DENIED")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import _free_port
+from tests.conftest import _free_port, read_until_up
 
 REPO = Path(__file__).resolve().parents[2]
 _NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", ".build", ".agentmesh", "__pycache__",
@@ -78,16 +78,8 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     try:
         url = f"http://127.0.0.1:{port}"
-        output = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            output.append(line)
-            if "is up at" in line:
-                break
-        assert "is up at" in "".join(output), "".join(output) + _logs(data_dir)
+        up, output = read_until_up(process, timeout=90)
+        assert up, output + _logs(data_dir)
         with httpx.Client(base_url=url, timeout=30) as client:
             health = client.get("/health")
             assert health.status_code == 200, health.text

@@ -57,7 +57,8 @@ RESOURCES = {
 
 
 @pytest.mark.parametrize("resource", sorted(RESOURCES))
-def test_crud_list_and_tenant_isolation(mesh, tenant, other_tenant, resource):
+def test_a_resource_is_managed_by_id_or_name_and_invisible_to_other_tenants(
+        mesh, tenant, other_tenant, resource):
     name = _name(resource[:-1])
     url = f"{BASE}/{resource}"
     with mesh.client(tenant.token) as client:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import RunningMesh, _free_port, register, stop_mesh
+from tests.conftest import RunningMesh, _free_port, read_until_up, register, stop_mesh
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(900)]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -59,18 +59,12 @@ def start_replicated_mesh(data_dir: Path, database_url: str, replicas: int,
          "--rate-limit", "1000000", "--replicas", str(replicas), "--database-url", database_url],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, **(extra_env or {})})
-    output = []
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        output.append(line)
-        if "is up at" in line:
-            threading.Thread(target=process.stdout.read, daemon=True).start()  # keep draining
-            return RunningMesh(f"http://127.0.0.1:{port}", data_dir, process)
+    up, output = read_until_up(process, timeout=400)
+    if up:
+        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep draining
+        return RunningMesh(f"http://127.0.0.1:{port}", data_dir, process)
     process.kill()
-    raise RuntimeError("agentmesh up --replicas did not start:\n" + "".join(output))
+    raise RuntimeError("agentmesh up --replicas did not start:\n" + output)
 
 
 def children(pid: int) -> dict[int, str]:

@@ -4,22 +4,19 @@ mass assignment and escalation that was refused must stay refused, and each fixe
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import re
-import sqlite3
 import threading
 import time
 import uuid
 
 import httpx
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
+from tests.conftest import (USER_PASSWORD, assert_envelope, new_user, register, start_mesh,
+                            stop_mesh)
+from tests.support import tokens
 
 REVOCATION_WINDOW_SECONDS = 3.0  # documented: poll interval (1 s) + a round trip, with margin
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -27,36 +24,6 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 def _name(prefix: str = "sec") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def _active_key(mesh) -> tuple[str, str]:
-    with sqlite3.connect(mesh.data_dir / "identity.db") as db:
-        return db.execute("SELECT kid, private_pem FROM signing_keys WHERE state='active'").fetchone()
-
-
-def _claims(tenant, **overrides):
-    now = int(time.time())
-    claims = {"iss": "agentmesh", "aud": "agentmesh-api", "sub": tenant.user_id,
-              "tid": tenant.tenant_id, "scopes": ["*"], "scope": "*", "iat": now,
-              "exp": now + 300}
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
-
-
-def _b64(data: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def _new_user(mesh, tenant, role: str = "ROLE_DEVELOPER") -> tuple[str, str, str]:
-    """(user id, email, access token) of a new user of the tenant."""
-    email = f"{role.lower()}-{uuid.uuid4().hex[:6]}@example.com"
-    with mesh.client(tenant.token) as client:
-        created = client.post("/api/v1/auth/users", json={
-            "email": email, "password": "user-pass-123", "role": role})
-        assert created.status_code == 200, created.text
-        login = client.post("/api/v1/auth/login", json={"email": email, "password": "user-pass-123"})
-        assert login.status_code == 200, login.text
-    return created.json()["id"], email, login.json()["access_token"]
 
 
 def _refused_within(client: httpx.Client, request, window: float = REVOCATION_WINDOW_SECONDS):
@@ -74,36 +41,8 @@ def _refused_within(client: httpx.Client, request, window: float = REVOCATION_WI
     "alg_none", "hs256_with_public_key", "foreign_key_real_kid", "expired_beyond_skew",
     "no_exp", "wrong_audience", "wrong_issuer", "future_nbf", "garbage"])
 def test_forged_tokens_are_refused(mesh, tenant, case):
-    kid, pem = _active_key(mesh)
-    now = int(time.time())
-    if case == "alg_none":
-        token = f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{_b64(_claims(tenant))}."
-    elif case == "hs256_with_public_key":
-        public = serialization.load_pem_private_key(pem.encode(), None).public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        header = _b64({"alg": "HS256", "typ": "JWT", "kid": kid})
-        body = _b64(_claims(tenant))
-        import hashlib
-        import hmac
-        signature = base64.urlsafe_b64encode(hmac.new(
-            public, f"{header}.{body}".encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
-        token = f"{header}.{body}.{signature}"
-    elif case == "foreign_key_real_kid":
-        token = jwt.encode(_claims(tenant), ec.generate_private_key(ec.SECP256R1()), "ES256",
-                           headers={"kid": kid})
-    elif case == "expired_beyond_skew":  # the gateway allows 5 s of clock skew, not 60
-        token = jwt.encode(_claims(tenant, exp=now - 20, iat=now - 600), pem, "ES256",
-                           headers={"kid": kid})
-    elif case == "no_exp":
-        token = jwt.encode(_claims(tenant, exp=None), pem, "ES256", headers={"kid": kid})
-    elif case == "wrong_audience":
-        token = jwt.encode(_claims(tenant, aud="someone-else"), pem, "ES256", headers={"kid": kid})
-    elif case == "wrong_issuer":
-        token = jwt.encode(_claims(tenant, iss="evil"), pem, "ES256", headers={"kid": kid})
-    elif case == "future_nbf":
-        token = jwt.encode(_claims(tenant, nbf=now + 600), pem, "ES256", headers={"kid": kid})
-    else:
-        token = "not.a.jwt"
+    kid, pem = tokens.signing_key(mesh)
+    token = tokens.forged(case, tenant, kid, pem)
     with mesh.client(token) as client:
         assert_envelope(client.get("/api/v1/agents"), 401, "UNAUTHENTICATED")
 
@@ -137,7 +76,7 @@ def test_cross_tenant_matrix_by_id_and_by_name(mesh, tenant, other_tenant):
         agent = client.post("/api/v1/agents", json={"name": name}).json()
         key = client.post("/api/v1/auth/api-keys", json={"name": _name("k"),
                                                           "scopes": ["agents:read"]}).json()
-    user_id, _, _ = _new_user(mesh, tenant, "ROLE_VIEWER")
+    user_id, _, _ = new_user(mesh, tenant, "ROLE_VIEWER")
     with mesh.client(other_tenant.token) as client:
         for ref in (agent["id"], name):
             assert_envelope(client.get(f"/api/v1/agents/{ref}"), 404, "NOT_FOUND")
@@ -177,7 +116,7 @@ def test_mass_assignment_of_output_only_fields_is_ignored(mesh, tenant, other_te
 
 
 def test_privilege_escalation_through_roles_and_api_keys_is_refused(mesh, tenant):
-    dev_id, _, dev_token = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    dev_id, _, dev_token = new_user(mesh, tenant, "ROLE_DEVELOPER")
     with mesh.client(dev_token) as client:
         # No users:write: cannot promote itself or create an admin.
         assert_envelope(client.put(f"/api/v1/auth/users/{dev_id}",
@@ -279,7 +218,7 @@ def test_auth_routes_are_limited_per_client_ip(limited_mesh):
 
 # ---- 2. revocation -----------------------------------------------------------------------------
 def test_deleted_users_token_is_refused_within_the_window(mesh, tenant):
-    user_id, _, token = _new_user(mesh, tenant)
+    user_id, _, token = new_user(mesh, tenant)
     with mesh.client(token) as client:
         assert client.get("/api/v1/agents").status_code == 200
     with mesh.client(tenant.token) as admin:
@@ -293,7 +232,7 @@ def test_deleted_users_token_is_refused_within_the_window(mesh, tenant):
 
 
 def test_deactivated_users_token_and_login_are_refused(mesh, tenant):
-    user_id, email, token = _new_user(mesh, tenant)
+    user_id, email, token = new_user(mesh, tenant)
     with mesh.client(tenant.token) as admin:
         # PUT is a full replacement: `active: false` is applied, never dropped.
         reply = admin.put(f"/api/v1/auth/users/{user_id}",
@@ -305,18 +244,18 @@ def test_deactivated_users_token_and_login_are_refused(mesh, tenant):
     assert delay <= REVOCATION_WINDOW_SECONDS
     with mesh.client() as client:
         assert_envelope(client.post("/api/v1/auth/login", json={
-            "email": email, "password": "user-pass-123"}), 401, "UNAUTHENTICATED")
+            "email": email, "password": USER_PASSWORD}), 401, "UNAUTHENTICATED")
 
 
 def test_a_role_change_refuses_old_tokens_and_a_new_sign_in_works_at_once(mesh, tenant):
-    user_id, email, token = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    user_id, email, token = new_user(mesh, tenant, "ROLE_DEVELOPER")
     with mesh.client(tenant.token) as admin:
         demoted = admin.put(f"/api/v1/auth/users/{user_id}", json={"role": "ROLE_VIEWER",
                                                                     "active": True})
         assert demoted.status_code == 200, demoted.text
     with mesh.client() as client:  # in the same second as the revocation
         fresh = client.post("/api/v1/auth/login", json={"email": email,
-                                                         "password": "user-pass-123"})
+                                                         "password": USER_PASSWORD})
         assert fresh.status_code == 200
     with mesh.client(token) as client:  # the developer token (agents:*) is refused
         reply, delay = _refused_within(client, lambda c: c.post("/api/v1/agents",
@@ -346,7 +285,7 @@ def test_logged_out_sessions_token_is_refused_but_other_sessions_work(mesh, tena
 
 
 def test_api_key_dies_with_its_creator(mesh, tenant):
-    user_id, _, token = _new_user(mesh, tenant)
+    user_id, _, token = new_user(mesh, tenant)
     with mesh.client(token) as client:
         key = client.post("/api/v1/auth/api-keys", json={"name": _name("k"),
                                                           "scopes": ["agents:*"]}).json()["key"]
@@ -508,7 +447,7 @@ def test_validation_gaps_are_closed(mesh, tenant):
 
 
 def test_health_is_a_status_for_anyone_and_detail_needs_system_read(mesh, tenant):
-    viewer_id, _, viewer = _new_user(mesh, tenant, "ROLE_VIEWER")
+    viewer_id, _, viewer = new_user(mesh, tenant, "ROLE_VIEWER")
     with mesh.client() as client:
         health = client.get("/health").json()
         assert health["status"] == "healthy" and health["services"] == []
@@ -556,7 +495,7 @@ def test_503_answers_hide_envoy_internals(tmp_path):
 
 # ---- 7. updates that lie -----------------------------------------------------------------------
 def test_put_applies_or_refuses_every_field(mesh, tenant):
-    user_id, _, _ = _new_user(mesh, tenant, "ROLE_VIEWER")
+    user_id, _, _ = new_user(mesh, tenant, "ROLE_VIEWER")
     with mesh.client(tenant.token) as client:
         # The field the body carries is applied, false included; the others stay.
         plain = client.put(f"/api/v1/auth/users/{user_id}", json={"active": False})
@@ -647,7 +586,7 @@ def test_an_idempotent_replay_by_another_caller_never_gets_the_first_answer(mesh
     create with the admin's Idempotency-Key runs it as the developer (SCOPE_NOT_HELD), as does
     the admin's own narrower API key; neither is handed the admin's new key. The admin's own
     replay still gets its first answer."""
-    _, _, developer = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    _, _, developer = new_user(mesh, tenant, "ROLE_DEVELOPER")
     key = {"Idempotency-Key": uuid.uuid4().hex}
     body = {"name": _name("k"), "scopes": ["users:write", "apikeys:write"]}
     with mesh.client(tenant.token) as admin:
@@ -679,7 +618,7 @@ def test_a_demoted_creators_api_key_loses_the_scopes_at_once(mesh, tenant):
     """An API key's scopes are always within its creator's current ones: a developer's key
     with tools:write and secrets:read creates tools and lists secrets until the admin makes
     the developer a viewer, and from the next request on it does neither."""
-    user_id, _, developer = _new_user(mesh, tenant, "ROLE_DEVELOPER")
+    user_id, _, developer = new_user(mesh, tenant, "ROLE_DEVELOPER")
     with mesh.client(developer) as client:
         made = client.post("/api/v1/auth/api-keys", json={
             "name": _name("k"), "scopes": ["tools:write", "tools:read", "secrets:read"]})

@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.conftest import assert_envelope, start_mesh, stop_mesh
+from tests.conftest import assert_envelope, new_user, start_mesh, stop_mesh
 
 WRITES = [("PUT", "/api/v1/system/config", {"config": {"logging": {"level": "INFO"}}}),
           ("POST", "/api/v1/system/restart/agents", {}),
@@ -29,16 +29,6 @@ def _eventually(fetch, ready, timeout=30.0, pause=0.5):
         if ready(value) or time.monotonic() > deadline:
             return value
         time.sleep(pause)
-
-
-def _user_token(mesh, tenant, role: str) -> str:
-    email = f"{role.lower()}-{uuid.uuid4().hex[:6]}@example.com"
-    with mesh.client(tenant.token) as client:
-        created = client.post("/api/v1/auth/users", json={
-            "email": email, "password": "viewer-pass-1", "role": role})
-        assert created.status_code == 200, created.text
-        login = client.post("/api/v1/auth/login", json={"email": email, "password": "viewer-pass-1"})
-    return login.json()["access_token"]
 
 
 # The platform's internals: only an operator tenant's admin holds platform:read.
@@ -169,8 +159,8 @@ def test_a_viewer_gets_403_on_every_system_write(mesh, tenant):
     """Viewers and developers, and the admin of a tenant that does not operate the platform
     (any self-registered tenant), cannot steer the platform every tenant runs on, nor read its
     internals."""
-    viewer = _user_token(mesh, tenant, "ROLE_VIEWER")
-    developer = _user_token(mesh, tenant, "ROLE_DEVELOPER")
+    viewer = new_user(mesh, tenant, "ROLE_VIEWER")[2]
+    developer = new_user(mesh, tenant, "ROLE_DEVELOPER")[2]
     with mesh.client(tenant.token) as client:
         me = client.get("/api/v1/auth/me").json()
         assert "system:write" not in me["scopes"] and "agents:*" in me["scopes"]

@@ -14,14 +14,10 @@ import pytest
 
 from mesh.runtime import internal
 from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
-from tests.fakes.otlp_collector import OtlpCollector
+from tests.support.fixtures import local_server
 
 
-@pytest.fixture(scope="module")
-def collector():
-    running = OtlpCollector()
-    yield running
-    running.close()
+collector = local_server("tests.fakes.otlp_collector:OtlpCollector", scope="module")
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ def _agent_template(name):
     }
 
 
-def test_crud_versions_and_tenant_isolation(mesh, tenant, other_tenant):
+def test_a_template_through_its_versions_and_labels_for_its_tenant_only(mesh, tenant, other_tenant):
     name = _name()
     with mesh.client(tenant.token) as client:
         created = client.post(URL, json=_agent_template(name))

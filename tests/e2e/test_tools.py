@@ -27,7 +27,7 @@ def _create(client, **tool):
     return reply.json()
 
 
-def test_builtin_tool_crud_execute_and_stats(egress_mesh, owner):
+def test_a_builtin_tool_through_its_whole_life(egress_mesh, owner):
     with egress_mesh.client(owner.token) as client:
         tool = _create(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "math"},
                        category="util", description="arithmetic")

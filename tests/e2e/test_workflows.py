@@ -12,19 +12,13 @@ import threading
 import time
 import uuid
 
-import pytest
-
 from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
-from tests.workflows.servers import EffectServer
+from tests.support.fixtures import local_server
 
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
 
-@pytest.fixture(scope="module")
-def web():
-    server = EffectServer()
-    yield server
-    server.close()
+web = local_server("tests.workflows.servers:EffectServer", scope="module")
 
 
 def _slug():

@@ -21,31 +21,24 @@ forbid(principal == Agent::"triage", action == Action::"call_tool", resource == 
 
 @pytest.fixture(scope="module")
 def peers(tmp_path_factory):
-    agents = ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"))
-    tools = ServiceHarness(ServiceDefinition.placeholder_for("tools"), tmp_path_factory.mktemp("tools"))
-    yield agents, tools
-    agents.close()
-    tools.close()
+    with ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents")) as agents, \
+            ServiceHarness(ServiceDefinition.placeholder_for("tools"),
+                           tmp_path_factory.mktemp("tools")) as tools:
+        yield agents, tools
 
 
 @pytest.fixture(scope="module")
 def governance(tmp_path_factory, peers):
     agents, tools = peers
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("governance"),
-                             peers=f"agents=127.0.0.1:{agents.running.port},"
-                                   f"tools=127.0.0.1:{tools.running.port}")
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("governance"),
+                        peers=f"agents=127.0.0.1:{agents.running.port},"
+                              f"tools=127.0.0.1:{tools.running.port}") as harness:
+        yield harness
 
 
 @pytest.fixture
 def stub(governance):
     return governance.stub(pb_grpc.GovernanceServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()
 
 
 def _policy(stub, me, name, cedar, **fields):

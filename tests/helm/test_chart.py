@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mesh import catalog, helmgen
+from mesh import catalog
+from mesh.build import helm as helmgen
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "agentmesh"
 PRODUCTION = CHART / "ci" / "production-values.yaml"

@@ -24,12 +24,12 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def identity(tmp_path_factory):
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("identity"),
-                             login_free_failures_per_account=2, login_backoff_base_seconds=60)
-    # The first tenant registered operates the platform (no AGENTMESH_OPERATOR_TENANTS).
-    harness.operator = _register(harness, "operators")
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("identity"),
+                        login_free_failures_per_account=2,
+                        login_backoff_base_seconds=60) as harness:
+        # The first tenant registered operates the platform (no AGENTMESH_OPERATOR_TENANTS).
+        harness.operator = _register(harness, "operators")
+        yield harness
 
 
 def _stub(identity) -> pb_grpc.IdentityServiceStub:

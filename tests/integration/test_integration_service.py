@@ -18,25 +18,15 @@ from mesh.integration.documents import parse_document
 from mesh.integration.service import DEFINITION
 from mesh.runtime import errors
 from tests.fakes.http_server import LocalHTTPServer
-from tests.harness import Identity, ServiceHarness, error_reason, field_violations
+from tests.harness import Identity, error_reason, field_violations, harness_fixture
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    running = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("integration"),
-                             egress_allow="127.0.0.1")
-    yield running
-    running.close()
+harness = harness_fixture(DEFINITION, egress_allow="127.0.0.1")
 
 
 @pytest.fixture
 def stub(harness):
     return harness.stub(pb_grpc.IntegrationServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()
 
 
 def _name(prefix="x"):

@@ -14,7 +14,8 @@ from google.protobuf import struct_pb2
 from agentmesh.masterdata.v1 import masterdata_pb2 as pb
 from agentmesh.masterdata.v1 import masterdata_pb2_grpc as pb_grpc
 from mesh.masterdata.service import DEFINITION
-from tests.harness import Identity, ServiceHarness, error_reason, field_violations
+from tests.harness import Identity, ServiceHarness, field_violations
+from tests.harness import rpc_error as _raises
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -27,14 +28,8 @@ def service(request, tmp_path_factory):
         # A fresh schema: secrets left by an earlier run were sealed with that run's key file.
         settings["database_url"] = request.getfixturevalue("postgres_url")
         Database.for_service("masterdata", Settings(**settings)).drop_schema()
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("masterdata"), **settings)
-    yield harness
-    harness.close()
-
-
-@pytest.fixture
-def me():
-    return Identity()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("masterdata"), **settings) as harness:
+        yield harness
 
 
 def _name(prefix="x"):
@@ -45,15 +40,6 @@ def _struct(value: dict) -> struct_pb2.Struct:
     s = struct_pb2.Struct()
     s.update(value)
     return s
-
-
-def _raises(call, code, reason=None):
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    assert caught.value.code() == code, caught.value.details()
-    if reason:
-        assert error_reason(caught.value) == reason
-    return caught.value
 
 
 def test_skill_crud_search_categories_and_isolation(service, me):

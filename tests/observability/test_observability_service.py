@@ -19,14 +19,10 @@ from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.retention import prune
 from mesh.observability.service import DEFINITION
 from mesh.runtime.tables import utcnow
-from tests.harness import Identity, ServiceHarness, error_reason
+from tests.harness import Identity, ServiceHarness, error_reason, harness_fixture
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("observability"))
-    yield harness
-    harness.close()
+service = harness_fixture(DEFINITION)
 
 
 def _span(trace_id: bytes, span_id: bytes, parent: bytes, name: str, tenant: str,

@@ -19,17 +19,13 @@ from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.service import DEFINITION
 from mesh.runtime import internal, logs
 from mesh.runtime.telemetry import Tracing
-from tests.fakes.otlp_collector import OtlpCollector
 from tests.harness import Identity, ServiceHarness
+from tests.support.fixtures import local_server
 
 OBSERVABILITY = "agentmesh.observability.v1.ObservabilityService"
 
 
-@pytest.fixture
-def collector():
-    running = OtlpCollector()
-    yield running
-    running.close()
+collector = local_server("tests.fakes.otlp_collector:OtlpCollector", scope="function")
 
 
 @pytest.fixture

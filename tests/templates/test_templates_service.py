@@ -18,7 +18,8 @@ from agentmesh.templates.v1 import templates_pb2_grpc as pb_grpc
 from mesh.agents.service import DEFINITION as AGENTS
 from mesh.runtime.service import ServiceDefinition
 from mesh.templates.service import DEFINITION
-from tests.harness import Identity, ServiceHarness, error_reason, field_violations
+from tests.harness import Identity, ServiceHarness, field_violations
+from tests.harness import rpc_error as _raises
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -30,25 +31,19 @@ def services(request, tmp_path_factory):
 
         settings["database_url"] = request.getfixturevalue("postgres_url")
         Database.for_service("templates", Settings(**settings)).drop_schema()  # a fresh schema
-    agents = ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"))
-    workflows = ServiceHarness(ServiceDefinition.placeholder_for("workflows"),
-                               tmp_path_factory.mktemp("workflows"))
-    peers = f"agents=127.0.0.1:{agents.running.port},workflows=127.0.0.1:{workflows.running.port}"
-    templates = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("templates"), peers=peers,
-                               **settings)
-    yield templates, agents
-    for harness in (templates, workflows, agents):
-        harness.close()
+    with ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents")) as agents, \
+            ServiceHarness(ServiceDefinition.placeholder_for("workflows"),
+                           tmp_path_factory.mktemp("workflows")) as workflows:
+        peers = (f"agents=127.0.0.1:{agents.running.port},"
+                 f"workflows=127.0.0.1:{workflows.running.port}")
+        with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("templates"), peers=peers,
+                            **settings) as templates:
+            yield templates, agents
 
 
 @pytest.fixture
 def stub(services):
     return services[0].stub(pb_grpc.TemplateServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()
 
 
 def _name(prefix="tpl"):
@@ -70,15 +65,6 @@ AGENT_PARAMS = [{"name": "agent_name", "required": True},
                 {"name": "team", "required": True},
                 {"name": "topic", "default_value": "billing"},
                 {"name": "steps", "type": "integer", "default_value": 5}]
-
-
-def _raises(call, code, reason=None):
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    assert caught.value.code() == code, caught.value.details()
-    if reason:
-        assert error_reason(caught.value) == reason
-    return caught.value
 
 
 def test_preview_renders_types_and_keeps_missing_placeholders(stub, me):

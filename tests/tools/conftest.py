@@ -4,50 +4,33 @@ import pytest
 
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
 from mesh.tools.service import DEFINITION
-from tests.fakes.http_server import LocalHTTPServer
-from tests.fakes.masterdata import FakeMasterData
-from tests.fakes.mcp_server import LocalMCPServer
-from tests.harness import Identity, ServiceHarness
+from tests.harness import ServiceHarness
+from tests.support.fixtures import fake_masterdata, local_server
 
 
-@pytest.fixture(scope="module")
-def masterdata():
-    fake = FakeMasterData()
-    fake.add_secret("api-token", "s3cr3t-token-value")
-    yield fake
-    fake.close()
+masterdata = fake_masterdata({"api-token": "s3cr3t-token-value"})
 
 
-@pytest.fixture(scope="module")
-def web():
-    server = LocalHTTPServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def mcp_server():
-    server = LocalMCPServer()
-    yield server
-    server.close()
+# Servers of their own, not the session's: the tests count what arrives.
+web = local_server("tests.fakes.http_server:LocalHTTPServer", scope="module")
+mcp_server = local_server("tests.fakes.mcp_server:LocalMCPServer", scope="module")
 
 
 @pytest.fixture(scope="module")
 def tools_service(tmp_path_factory, masterdata):
     """The tools service with loopback 127.0.0.1 (only) allowed, as a test of local servers needs."""
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("tools"),
-                             peers=f"masterdata={masterdata.address}", egress_allow="127.0.0.1")
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("tools"),
+                        peers=f"masterdata={masterdata.address}",
+                        egress_allow="127.0.0.1") as harness:
+        yield harness
 
 
 @pytest.fixture(scope="module")
 def strict_service(tmp_path_factory, masterdata):
     """The tools service with the default, empty egress allow-list."""
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("tools-strict"),
-                             peers=f"masterdata={masterdata.address}")
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("tools-strict"),
+                        peers=f"masterdata={masterdata.address}") as harness:
+        yield harness
 
 
 @pytest.fixture
@@ -58,8 +41,3 @@ def stub(tools_service):
 @pytest.fixture
 def strict(strict_service):
     return strict_service.stub(pb_grpc.ToolServiceStub)
-
-
-@pytest.fixture
-def me():
-    return Identity()

@@ -13,7 +13,7 @@ from agentmesh.workflows.v1 import workflows_pb2 as pb
 from agentmesh.workflows.v1 import workflows_pb2_grpc as pb_grpc
 from mesh.workflows.service import DEFINITION
 from tests.harness import Identity, ServiceHarness
-from tests.workflows.servers import EffectServer, FakePeers
+from tests.support.fixtures import local_server
 
 ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
@@ -26,18 +26,10 @@ def _drop_schemas(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(scope="module")
-def peers():
-    running = FakePeers()
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
-def web():
-    running = EffectServer()
-    yield running
-    running.close()
+# The tools and agents services as the engine sees them, and the effect server its HTTP steps
+# call (instead of the session's `web`: it counts effects per run).
+peers = local_server("tests.workflows.servers:FakePeers", scope="module")
+web = local_server("tests.workflows.servers:EffectServer", scope="module")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -50,10 +42,9 @@ def service(request, tmp_path_factory, peers):
         url = request.getfixturevalue("postgres_url")
         _drop_schemas(url)
         settings["database_url"] = url
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("workflows"), **settings)
-    harness.backend = request.param
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("workflows"), **settings) as harness:
+        harness.backend = request.param
+        yield harness
     if request.param == "postgres":
         _drop_schemas(settings["database_url"])
 

@@ -21,19 +21,11 @@ from mesh.workflows.models import WorkflowRow, WorkflowVersionRow
 from mesh.workflows.service import DEFINITION
 from tests.harness import ServiceHarness, error_reason, field_violations
 from tests.workflows.conftest import Client, _drop_schemas, states, status_name
-from tests.workflows.servers import EffectServer
 
 LIMITS = {"workflow_max_depth": 2, "workflow_max_descendants": 5, "workflow_max_steps": 12,
           "workflow_max_parallel_steps": 2, "workflow_queue_concurrency": 8,
           "workflow_tenant_concurrency": 1, "tenant_max_live_executions": 6,
           "tenant_max_schedules": 2, "schedule_min_interval_seconds": 2}
-
-
-@pytest.fixture(scope="module")
-def web():
-    running = EffectServer()
-    yield running
-    running.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -43,9 +35,8 @@ def limited(request, tmp_path_factory):
     if request.param == "postgres":
         settings["database_url"] = request.getfixturevalue("postgres_url")
         _drop_schemas(settings["database_url"])
-    harness = ServiceHarness(DEFINITION, tmp_path_factory.mktemp("limited"), **settings)
-    yield harness
-    harness.close()
+    with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("limited"), **settings) as harness:
+        yield harness
     if request.param == "postgres":
         _drop_schemas(settings["database_url"])
 

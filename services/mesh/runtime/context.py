@@ -18,7 +18,7 @@ TENANT_HEADER = "x-agentmesh-tenant-id"
 USER_HEADER = "x-agentmesh-user-id"
 SCOPES_HEADER = "x-agentmesh-scopes"
 # Every header only the gateway may set: its Lua filter drops client-sent copies of these
-# (mesh.gateway.config fills this list into gateway.lua).
+# (mesh.gateway.lua fills this list into gateway.lua).
 # Claims of the access token, for the revocation check (mesh/runtime/revocation.py).
 SESSION_HEADER = "x-agentmesh-session-id"
 TOKEN_IAT_HEADER = "x-agentmesh-token-iat"

@@ -21,14 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Code generation is the only part of Agent Mesh that knows the repository: it runs from a
-# checkout (editable install) and writes gen/. Everything else reads package resources
-# (`mesh.resources`).
-REPO_ROOT = Path(__file__).resolve().parents[2]
-PROTOS_DIR = REPO_ROOT / "protos"
-GEN_DIR = REPO_ROOT / "gen"
-DESCRIPTOR_SET = GEN_DIR / "agentmesh" / "descriptor.binpb"
-OPENAPI_JSON = GEN_DIR / "agentmesh" / "openapi.json"
+from mesh.build.repo import DESCRIPTOR_SET, GEN_DIR, OPENAPI_JSON, PROTOS_DIR, REPO_ROOT
 
 # googleapis protos the contract imports; copied from the installed package, never committed.
 _GOOGLE_PROTO_DIRS = ("google/api", "google/rpc", "google/type")
@@ -104,7 +97,7 @@ def generate(out_dir: Path) -> None:
 
     if importlib.util.find_spec("agentmesh") is None:  # first generation: nothing installed yet
         sys.path.insert(0, str(out_dir))
-    from mesh import openapi
+    from mesh.build import openapi  # imports the generated package: only once it exists
 
     openapi.write(descriptor, out_dir / OPENAPI_JSON.relative_to(GEN_DIR))
 
@@ -211,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _regenerate_helm_chart() -> int:
-    from mesh import contract, helmgen
+    from mesh import contract
+    from mesh.build import helm
 
     contract.default.cache_clear()  # read the descriptor set just written
-    return helmgen.main([])
+    return helm.main([])
 
 
 if __name__ == "__main__":

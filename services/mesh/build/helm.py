@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from mesh.codegen import DESCRIPTOR_SET, REPO_ROOT
+from mesh.build.repo import DESCRIPTOR_SET, REPO_ROOT
 
 CHART_DIR = REPO_ROOT / "helm" / "agentmesh"
 FILES_DIR = CHART_DIR / "files"

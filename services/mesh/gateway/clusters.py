@@ -1,0 +1,78 @@
+"""The upstream clusters: each service's replicas (HTTP/2, round robin, outlier detection),
+the gateway itself (for its JWKS) and the live service's WebSocket listener (HTTP/1.1)."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from mesh.contract import Contract
+from mesh.gateway.envoy import EXTENSIONS
+from mesh.gateway.options import GatewayOptions
+from mesh.gateway.routes import LIVE_WS_CLUSTER
+
+
+def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """One backend's addresses: a (host, port) pair or a list of them (replicas)."""
+    if isinstance(address, tuple) and len(address) == 2 and isinstance(address[1], int):
+        return [address]
+    return [(host, int(port)) for host, port in address]
+
+
+def service_clusters(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
+    """A cluster per service of the contract, by name."""
+    return [replicated_cluster(name, address)
+            for name, address in sorted(options.backends.items()) if name in contract.backends]
+
+
+def self_cluster(options: GatewayOptions) -> dict[str, Any]:
+    """The gateway's own listener, where jwt_authn fetches the JWKS (identity's public route)."""
+    return cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False)
+
+
+def websocket_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
+    websocket = replicated_cluster(LIVE_WS_CLUSTER, address)
+    websocket.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade
+    websocket["per_connection_buffer_limit_bytes"] = 256 * 1024
+    return websocket
+
+
+def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]]
+                       ) -> dict[str, Any]:
+    """A service's cluster: every replica an endpoint, round robin; a replica that fails
+    connections is ejected for a while (outlier detection) instead of taking every Nth call."""
+    addresses = endpoints(address)
+    found = cluster(name, *addresses[0])
+    if len(addresses) > 1:
+        found["load_assignment"]["endpoints"][0]["lb_endpoints"] = [
+            {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+            for host, port in addresses]
+    found["outlier_detection"] = {"consecutive_gateway_failure": 2,
+                                  "consecutive_local_origin_failure": 2,
+                                  "split_external_local_origin_errors": True,
+                                  "interval": "2s", "base_ejection_time": "5s",
+                                  "max_ejection_percent": 100}
+    return found
+
+
+def cluster(name: str, host: str, port: int, http2: bool = True) -> dict[str, Any]:
+    try:
+        ipaddress.ip_address(host)
+        kind = "STATIC"
+    except ValueError:
+        kind = "STRICT_DNS"
+    found: dict[str, Any] = {
+        "name": name,
+        "type": kind,
+        "connect_timeout": "2s",
+        # The transcoder buffers a whole message; Swagger UI's bundle is ~1.5 MB.
+        "per_connection_buffer_limit_bytes": 8 * 1024 * 1024,
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": host, "port_value": port}}}}]}]},
+    }
+    if http2:
+        found["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": f"{EXTENSIONS}upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}}
+    return found

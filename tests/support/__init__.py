@@ -1,0 +1,1 @@
+"""What several test modules share: the test layers, forged tokens, fixture helpers."""
