@@ -13,12 +13,6 @@ import pytest
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 MAX_LINES = 650
 
-# The service folders are being restructured in parallel; the coordinator removes this mark
-# once those branches are merged.
-restructuring = pytest.mark.xfail(
-    strict=False,
-    reason="the service folders are restructured on branches i-rs-data, i-rs-platform and "
-           "i-rs-workflows; the coordinator removes this mark once they are merged")
 
 
 def _modules() -> dict[str, Path]:
@@ -89,19 +83,16 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
-@restructuring
 def test_no_import_circle_under_services():
     assert _cycles(_import_graph()) == []
 
 
-@restructuring
 def test_no_module_under_services_is_over_650_lines():
     long = {str(path.relative_to(SERVICES)): lines for path in SERVICES.rglob("*.py")
             if (lines := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
 
 
-@restructuring
 def test_no_service_imports_the_supervisor():
     from mesh import catalog
 
