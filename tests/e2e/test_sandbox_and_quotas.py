@@ -106,16 +106,42 @@ def _tool(client, **tool) -> dict:
     return reply.json()
 
 
-def test_math_payload_times_out_in_the_sandbox_while_others_are_served(quota_mesh):
+def test_math_payload_is_refused_before_it_is_computed(quota_mesh):
+    """`((9**1000)**1000)**10` took 9.8 s on the shared event loop: its size is known from its
+    operands, so it is a 400 at once, without the CPU."""
     attacker, other = register(quota_mesh), register(quota_mesh, "globex")
     with quota_mesh.client(attacker.token) as client:
         tool = _tool(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "math"})
-        assert client.post(f"/api/v1/tools/{tool['id']}/execute", json={
-            "arguments": {"expression": "6 * 7"}}).json()["output"] == {"result": 42}
         with Latency(quota_mesh, other.token) as latency:
             started = time.monotonic()
             reply = client.post(f"/api/v1/tools/{tool['id']}/execute", json={
                 "arguments": {"expression": "((9**1000)**1000)**10"}})
+            took = time.monotonic() - started
+        body = assert_envelope(reply, 400, "INVALID_ARGUMENT")
+        assert body["details"]["reason"] == "RESULT_NOT_REPRESENTABLE", body
+        assert took < 2, took
+        latency.check(took)
+        assert client.post(f"/api/v1/tools/{tool['id']}/execute", json={
+            "arguments": {"expression": "6 * 7"}}).json()["output"] == {"result": 42}
+
+
+def test_a_cpu_heavy_builtin_times_out_in_the_sandbox_while_others_are_served(quota_mesh):
+    """A builtin whose cost its input decides (an exponential JMESPath in json_transform) runs
+    in a sandbox worker: at the tool's deadline (10 s) the worker is killed, the execution is
+    TIMED_OUT, and another tenant is served meanwhile."""
+    attacker, other = register(quota_mesh), register(quota_mesh, "globex")
+    # Each `.[@,@][]` doubles the list: 23 of them is ~30 s of CPU (and a few hundred MiB at
+    # most by the deadline), well past the 10 s deadline on any machine of this kind.
+    expression = "length(x" + ".[@,@][]" * 23 + ")"
+    with quota_mesh.client(attacker.token) as client:
+        tool = _tool(client, type="TOOL_TYPE_BUILTIN", builtin={"builtin_name": "json_transform"})
+        assert client.post(f"/api/v1/tools/{tool['id']}/execute", json={
+            "arguments": {"expression": "length(@)", "data": [1, 2]}}).json()["output"] == {
+                "result": 2}
+        with Latency(quota_mesh, other.token) as latency:
+            started = time.monotonic()
+            reply = client.post(f"/api/v1/tools/{tool['id']}/execute", json={
+                "arguments": {"expression": expression, "data": {"x": [1, 2, 3]}}})
             took = time.monotonic() - started
         assert reply.status_code == 200, reply.text
         execution = reply.json()
@@ -124,7 +150,8 @@ def test_math_payload_times_out_in_the_sandbox_while_others_are_served(quota_mes
         latency.check(took)
         # The worker was killed and replaced: the tool still answers.
         assert client.post(f"/api/v1/tools/{tool['id']}/execute", json={
-            "arguments": {"expression": "2 + 2"}}).json()["output"] == {"result": 4}
+            "arguments": {"expression": "length(@)", "data": [1]}}).json()["output"] == {
+                "result": 1}
 
 
 def test_jmespath_payload_ends_at_the_steps_timeout(quota_mesh):
