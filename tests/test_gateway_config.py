@@ -201,3 +201,23 @@ def test_body_tables_know_every_field_of_a_route_body_by_both_names():
     assert schemas.route_body(upload, upload.bindings[0]) is None  # raw bytes, not JSON
     source = lua_source(contract.default())
     assert '["systemPrompt"] = ' in source and "AGENT_STATUS_DRAFT, AGENT_STATUS_ACTIVE" in source
+
+
+def test_websocket_routes_and_the_rate_classes_come_from_their_one_declaration():
+    """The gateway routes each socket of mesh.runtime.sockets with its scope (the live service
+    matches the same table), and counts the contract's credential routes per client IP and its
+    unlimited ones (the health probe) against no bucket."""
+    from mesh.gateway.ratelimits import rate_class_metadata, rate_limit_per_route
+    from mesh.runtime import sockets
+
+    config = build(contract.default(), GatewayOptions(backends=_backends(),
+                                                      live_websocket=("127.0.0.1", 8081)))
+    routes = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    websockets = [(r["match"]["safe_regex"]["regex"],
+                   r["metadata"]["filter_metadata"]["agentmesh"]["scope"])
+                  for r in routes if r["name"].startswith("websocket ")]
+    assert websockets == [(s.regex, s.scope) for s in sockets.SOCKETS]
+    credentials = {r.name for r in contract.default().rpcs if rate_class_metadata(r)}
+    unlimited = {r.name for r in contract.default().rpcs if rate_limit_per_route(r)}
+    assert credentials == {"Register", "Login", "Refresh"} and unlimited == {"CheckHealth"}

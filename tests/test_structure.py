@@ -8,7 +8,6 @@ import ast
 import sys
 from pathlib import Path
 
-import pytest
 
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 MAX_LINES = 650

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from mesh.client import ENDED, RESOURCES, ApiError, Client, Tokens
+from mesh.client import RESOURCES, ApiError, Client, Tokens, ended_statuses
 
 out = Console()
 err = Console(stderr=True)
@@ -309,7 +309,7 @@ def _watch(api: Client, execution_id: str, quiet: bool) -> dict:
             phase = progress.get("current_phase") or ""
             bar.update(task, completed=float(progress.get("progress") or 0),
                        phase=f"{status} {phase}".strip())
-            if progress.get("status") in ENDED:
+            if progress.get("status") in ended_statuses():
                 break
     return last
 

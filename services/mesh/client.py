@@ -41,7 +41,6 @@ import httpx
 JSON = dict[str, Any]
 RETRY_STATUS = {429, 502, 503, 504}
 IDEMPOTENT = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"}
-ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
 
 
@@ -85,6 +84,14 @@ def _bindings() -> dict[str, tuple[str, str]]:
 
     return {f"{rpc.full_service}/{rpc.name}": (rpc.bindings[0].method, rpc.bindings[0].template)
             for rpc in contract.default().rpcs if rpc.bindings}
+
+
+@functools.cache
+def ended_statuses() -> frozenset[str]:
+    """The execution statuses after which nothing more happens (the contract's `final`)."""
+    from mesh import contract
+
+    return contract.default().final_values("agentmesh.workflows.v1.ExecutionStatus")
 
 
 def route(rpc: str, *values: str) -> tuple[str, str]:
@@ -251,7 +258,7 @@ class Workflows(Resource):
         if not wait:
             return execution
         for progress in self.watch(execution["id"]):
-            if progress.get("status") in ENDED:
+            if progress.get("status") in ended_statuses():
                 break
         return self.execution(execution["id"])
 
@@ -441,7 +448,7 @@ class AsyncWorkflows(AsyncResource):
         if not wait:
             return execution
         async for progress in self.watch(execution["id"]):
-            if progress.get("status") in ENDED:
+            if progress.get("status") in ended_statuses():
                 break
         return await self.execution(execution["id"])
 

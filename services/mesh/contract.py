@@ -83,6 +83,9 @@ class Rpc:
     # Marked `(agentmesh.common.v1.idempotent)`: work with effects that takes its own time
     # (running a tool, an agent's conversation), deduplicated by Idempotency-Key.
     effect: bool = False
+    # The gateway's rate limits the route counts against (`auth.rate_class`): "" (the tenant's
+    # and the client IP's), "credentials" (per client IP, tight) or "unlimited" (probes).
+    rate_class: str = ""
 
     @property
     def full_service(self) -> str:
@@ -122,6 +125,14 @@ class Contract:
 
     def rpc(self, grpc_path: str) -> Rpc:
         return next(r for r in self.rpcs if r.grpc_path == grpc_path)
+
+    def final_values(self, enum: str) -> frozenset[str]:
+        """The values of an enum (`agentmesh.workflows.v1.ExecutionStatus`) marked
+        `(agentmesh.common.v1.final)`: statuses after which nothing more happens."""
+        from agentmesh.common.v1 import annotations_pb2
+
+        return frozenset(value.name for value in self.enums[enum].value
+                         if value.options.Extensions[annotations_pb2.final])
 
     def resolve(self, method: str, path: str) -> list[Rpc]:
         """The RPCs a REST request would reach: the bindings with the most literal segments."""
@@ -204,6 +215,9 @@ def load(path: Path | None = None) -> Contract:
                     http_body=(options.Extensions[auth_pb2.http_body]
                                if options.HasExtension(auth_pb2.http_body) else None),
                     effect=options.Extensions[auth_pb2.idempotent],
+                    rate_class=(auth_pb2.RateClass.Name(auth.rate_class)
+                                .removeprefix("RATE_CLASS_").lower()
+                                if auth.rate_class else ""),
                 ))
                 rpc = contract.rpcs[-1]
                 if not options.HasExtension(auth_pb2.auth):

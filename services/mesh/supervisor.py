@@ -148,9 +148,8 @@ class Mesh:
     # (mesh.gateway.config.GatewayOptions.admin_socket says why).
     admin_socket: str = ""
     # The gateway's metrics listener (Envoy's Prometheus stats only, read from the admin
-    # socket); 0: a free port, or AGENTMESH_GATEWAY_METRICS_PORT.
-    metrics_port: int = field(
-        default_factory=lambda: int(os.environ.get("AGENTMESH_GATEWAY_METRICS_PORT") or 0))
+    # socket); 0: AGENTMESH_GATEWAY_METRICS_PORT, else a free port.
+    metrics_port: int = 0
     prometheus_targets: Path | None = None  # written when the metrics listener is set up
     rate_limit_per_minute: int = 6000
     quiet: bool = False
@@ -196,7 +195,8 @@ class Mesh:
         # operators' GET /metrics, Prometheus scrapes them (prometheus-targets.json).
         metrics_ports = [stable_port(taken) for _ in groups]
         self.admin_socket = self.admin_socket or admin_socket_path(self.data_dir)
-        self.metrics_port = self.metrics_port or stable_port(taken)
+        self.metrics_port = (self.metrics_port or self.settings.gateway_metrics_port
+                             or stable_port(taken))
         env["AGENTMESH_METRICS_TARGETS"] = ",".join(
             [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
             + [f"http://127.0.0.1:{self.metrics_port}/stats/prometheus"])
@@ -230,10 +230,7 @@ class Mesh:
             trace_cluster="observability" if "observability" in self.ports else "",
             trace_token=internal.token_in(self.data_dir, self.settings.internal_token),
             trace_collector=telemetry.configured_endpoint(os.environ),
-            trace_collector_headers=telemetry.configured_headers(os.environ),
-            global_rate_limit=os.environ.get("AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT", "").lower()
-            in {"1", "true", "yes"},
-            global_rate_limit_domain=os.environ.get("AGENTMESH_RATE_LIMIT_DOMAIN", "agentmesh"))
+            trace_collector_headers=telemetry.configured_headers(os.environ))
         config = build(contract_mod.default(), options)
         path = self.data_dir / "envoy.json"
         # It holds the internal token (span exports): readable by this user only.

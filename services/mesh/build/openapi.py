@@ -16,8 +16,8 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor_pb2
 
-from mesh import catalog
 from mesh import contract as contract_mod
+from mesh.runtime import sockets
 from mesh.runtime.paging import MAX_PAGE_SIZE
 from agentmesh.common.v1 import annotations_pb2
 
@@ -520,12 +520,7 @@ class _Builder:
 # (docs/live-events.md has the details and a browser example).
 WEBSOCKETS = """## Live events (WebSocket)
 
-| socket | what it carries | scope |
-|---|---|---|
-| `GET /ws/{session_id}` | the progress of one workflow execution, ending with its final state | `workflows:read` |
-| `GET /ws/executions` | every execution event of the tenant | `workflows:read` |
-| `GET /ws/calls` | every agent call event of the tenant (`call.started`, `call.ended`) | `calls:read` |
-| `GET /ws/calls/{call_id}` | the events of one call | `calls:read` |
+""" + sockets.table() + """
 
 Authenticate the upgrade request like any other: `Authorization: Bearer <JWT>` or `X-API-Key`.
 Browsers, which cannot set headers on a WebSocket, first get a ticket with

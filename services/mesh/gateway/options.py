@@ -11,9 +11,10 @@ from typing import Any
 from mesh.runtime.settings import Settings
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
+def _default(name: str) -> Any:
+    """A setting's default: the gateway's own defaults are the settings' (`from_settings`
+    passes the configured values)."""
+    return Settings.model_fields[name].default
 
 
 @dataclass
@@ -30,19 +31,17 @@ class GatewayOptions:
     # The descriptor set as Envoy sees it; None = the one in the installed `agentmesh` package.
     descriptor_set: Path | None = None
     # Defaults are the settings' own; `from_settings` passes the configured values.
-    jwt_issuer: str = Settings.model_fields["jwt_issuer"].default
-    jwt_audience: str = Settings.model_fields["jwt_audience"].default
+    jwt_issuer: str = _default("jwt_issuer")
+    jwt_audience: str = _default("jwt_audience")
     jwks_cache_seconds: int = 300
     max_request_bytes: int = 1024 * 1024
     request_timeout_seconds: int = 30
     rate_limit_per_minute: int = 6000  # per tenant (a JWT's `tid` or an API key's tenant)
     # Per client IP, for every request (a backstop against one address flooding). 0: 10x the
-    # tenant limit. Defaults from AGENTMESH_GATEWAY_IP_RATE_LIMIT / _AUTH_RATE_LIMIT.
-    ip_rate_limit_per_minute: int = field(
-        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_IP_RATE_LIMIT", 0))
-    # Per client IP on the unauthenticated auth routes (register, login, refresh).
-    auth_rate_limit_per_minute: int = field(
-        default_factory=lambda: _env_int("AGENTMESH_GATEWAY_AUTH_RATE_LIMIT", 60))
+    # tenant limit.
+    ip_rate_limit_per_minute: int = _default("gateway_ip_rate_limit")
+    # Per client IP on the credential routes (register, login, refresh).
+    auth_rate_limit_per_minute: int = _default("gateway_auth_rate_limit")
     # Allowed JWT clock skew (exp/nbf), seconds. Kept small: it extends every token's life.
     jwt_clock_skew_seconds: int = 5
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
@@ -60,8 +59,8 @@ class GatewayOptions:
     trace_collector_headers: dict[str, str] = field(default_factory=dict, repr=False)
     # Envoy's global rate-limit filter asking governance's RateLimitService (off by default;
     # `mesh.gateway.ratelimits.global_rate_limit()` and docs/governance.md).
-    global_rate_limit: bool = False
-    global_rate_limit_domain: str = "agentmesh"
+    global_rate_limit: bool = _default("gateway_global_rate_limit")
+    global_rate_limit_domain: str = _default("rate_limit_domain")
     global_rate_limit_timeout_ms: int = 50
     global_rate_limit_fail_open: bool = True
     # A listener on listen_address:metrics_port that serves only Envoy's Prometheus stats
@@ -79,4 +78,8 @@ class GatewayOptions:
         what the identity service signs (issuer, audience) is what the gateway verifies."""
         return cls(**{"backends": backends, "jwt_issuer": settings.jwt_issuer,
                       "jwt_audience": settings.jwt_audience,
-                      "trace_sample_percent": settings.trace_sample_percent, **overrides})
+                      "trace_sample_percent": settings.trace_sample_percent,
+                      "ip_rate_limit_per_minute": settings.gateway_ip_rate_limit,
+                      "auth_rate_limit_per_minute": settings.gateway_auth_rate_limit,
+                      "global_rate_limit": settings.gateway_global_rate_limit,
+                      "global_rate_limit_domain": settings.rate_limit_domain, **overrides})

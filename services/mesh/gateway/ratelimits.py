@@ -15,14 +15,13 @@ from mesh.contract import Rpc
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
 
-_AUTH_RPCS = {"Register", "Login", "Refresh"}  # unauthenticated routes, limited per client IP
-_UNLIMITED_RPCS = {"/agentmesh.system.v1.SystemService/CheckHealth"}  # probes: never limited
 _UINT32_MAX = 2**32 - 1
 
 
 def rate_class_metadata(rpc: Rpc) -> dict[str, Any]:
-    """The route metadata that puts an RPC in a rate class of its own (the auth routes)."""
-    if rpc.public and rpc.name in _AUTH_RPCS and rpc.backend == "identity":
+    """The route metadata that puts an RPC in a rate class of its own: the credential routes
+    (`auth.rate_class` in the contract), counted per client IP in the "auth" bucket."""
+    if rpc.rate_class == "credentials":
         return {"rate_class": "auth"}
     return {}
 
@@ -36,8 +35,9 @@ def bucket(per_minute: int) -> dict[str, Any]:
 
 
 def rate_limit_per_route(rpc: Rpc) -> dict[str, Any]:
-    """The per-route config that turns the local limit off (health probes), else nothing."""
-    if rpc.grpc_path not in _UNLIMITED_RPCS:
+    """The per-route config that turns the local limit off (the contract's unlimited routes:
+    health probes), else nothing."""
+    if rpc.rate_class != "unlimited":
         return {}
     return {"envoy.filters.http.local_ratelimit": {
         "@type": f"{EXTENSIONS}filters.http.local_ratelimit.v3.LocalRateLimit",

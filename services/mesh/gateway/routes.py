@@ -12,15 +12,12 @@ from mesh.contract import Contract, Rpc
 from mesh.gateway.envoy import EXTENSIONS, duration
 from mesh.gateway.options import GatewayOptions
 from mesh.gateway.ratelimits import rate_class_metadata, rate_limit_per_route
-from mesh.runtime import scopes
+from mesh.runtime import scopes, sockets
 from mesh.runtime.context import TENANT_HEADER
 
 # ---- WebSockets (the live service) ------------------------------------------------------------
-WS_PREFIX = "/ws/"
+WS_PREFIX = sockets.PREFIX
 LIVE_WS_CLUSTER = "live_ws"
-# Which scope each socket needs: the same as reading the resource over REST.
-WS_ROUTES = [("^/ws/calls(/[A-Za-z0-9_-]+)?$", "calls:read"),
-             ("^/ws/[A-Za-z0-9_-]+$", "workflows:read")]
 
 # A request that never reached a replica (connection refused or reset before it was sent: the
 # replica died or is restarting) is safe to send to another one, whatever the method. A request
@@ -122,11 +119,12 @@ def _ws_routes() -> list[dict[str, Any]]:
         {"header": {"name": ":path", "string_match": {
             "safe_regex": {"regex": ".*[?&]ticket=wst_[A-Za-z0-9_-]+.*"}}}}]}}
     found = []
-    for regex, scope in WS_ROUTES:
+    for socket in sockets.SOCKETS:
+        scope = socket.scope
         principals = [*_scope_principals(scope), ticket]
         found.append({
-            "name": f"websocket {scope}",
-            "match": {"safe_regex": {"regex": regex},
+            "name": f"websocket {socket.path}",
+            "match": {"safe_regex": {"regex": socket.regex},
                       "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
             "route": {"cluster": LIVE_WS_CLUSTER, "timeout": "0s",
                       "upgrade_configs": [{"upgrade_type": "websocket"}],

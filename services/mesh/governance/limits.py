@@ -4,7 +4,7 @@ every governance replica share one count (the budgets count there too, mesh.gove
 The gateway's global rate-limit filter asks about every request through Envoy's
 `RateLimitService` (mesh.governance.api.rate_limit_service).
 
-Descriptors the gateway sends (mesh.gateway.config.global_rate_limit), and the limit of each:
+Descriptors the gateway sends (mesh.gateway.ratelimits.global_rate_limit), and the limit of each:
 
     [generic_key=global]                 AGENTMESH_RATE_LIMIT_GLOBAL_PER_MINUTE      (1000)
     [remote_address=<client ip>]         AGENTMESH_RATE_LIMIT_PER_IP_PER_MINUTE      (100)

@@ -11,7 +11,6 @@ class GovernanceSettings(BaseSettings):
 
     # redis://127.0.0.1:6379/0 shares counters between replicas; empty keeps them in memory.
     redis_url: str = ""
-    rate_limit_domain: str = "agentmesh"
     rate_limit_window_seconds: int = 60
     rate_limit_global_per_minute: int = 1000
     rate_limit_per_ip_per_minute: int = 100

@@ -18,6 +18,8 @@ from mesh.runtime.service import Runtime
 class GovernanceState:
     def __init__(self, runtime: Runtime) -> None:
         self.settings = GovernanceSettings()
+        # The gateway's global rate limit asks with this domain (one setting for both).
+        self.rate_limit_domain = runtime.settings.rate_limit_domain
         self.counters = counters_for(self.settings)
         self.limits = Limits(self.settings, self.counters)
         self.cache = engine.PolicyCache(ttl=self.settings.policy_cache_ttl_seconds)

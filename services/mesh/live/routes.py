@@ -1,19 +1,16 @@
 """Who a socket is and what it watches: the identity the gateway verified (or a ticket
-carried), and the stream its path names (`/ws/{execution_id}`, `/ws/executions`, `/ws/calls`,
-`/ws/calls/{call_id}`) with the scope it needs."""
+carried), and the stream its path names, with the scope it needs (the sockets are declared in
+`mesh.runtime.sockets`)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, SESSION_HEADER,
                                   TENANT_HEADER, TOKEN_IAT_HEADER, USER_HEADER)
+from mesh.runtime import sockets
 from mesh.runtime.scopes import holds
-
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
 
 @dataclass(frozen=True)
 class Identity:
@@ -52,15 +49,9 @@ class Route:
 
 
 def route_of(path: str) -> Route | None:
-    parts = urlsplit(path).path.strip("/").split("/")
-    if len(parts) < 2 or parts[0] != "ws" or not all(_ID.match(p) for p in parts[1:]):
+    """The stream a socket's path names (mesh.runtime.sockets declares them), or None."""
+    found = sockets.match(urlsplit(path).path)
+    if found is None:
         return None
-    if parts[1:] == ["executions"]:
-        return Route("execution", None, "workflows:read")
-    if parts[1:] == ["calls"]:
-        return Route("call", None, "calls:read")
-    if len(parts) == 3 and parts[1] == "calls":
-        return Route("call", parts[2], "calls:read")
-    if len(parts) == 2:
-        return Route("execution", parts[1], "workflows:read")
-    return None
+    socket, key = found
+    return Route(socket.kind, key, socket.scope)

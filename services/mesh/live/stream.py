@@ -12,6 +12,7 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from mesh import contract
 from mesh.live.routes import Identity, Route
 from mesh.runtime import events
 
@@ -19,7 +20,8 @@ QUEUE_MESSAGES = 256  # per socket; past it (or QUEUE_BYTES) the client is dropp
 QUEUE_BYTES = 1024 * 1024
 CLOSE_SLOW = 4008
 SLOW_REASON = "too slow: reconnect with ?after= the last seq"
-ENDED = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
+# A single execution's socket closes after its final state (the contract's `final` values).
+ENDED = contract.default().final_values("agentmesh.workflows.v1.ExecutionStatus")
 
 
 class Outbox(asyncio.Queue):

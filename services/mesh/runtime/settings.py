@@ -68,6 +68,18 @@ class Settings(BaseSettings):
     # unset; removed in the next release.
     otel_exporter_otlp_endpoint: str = ""
     trace_sample_percent: float = Field(default=1.0, ge=0, le=100)
+    # The gateway's rate limits (docs/rate-limits.md), beside the per-tenant one `agentmesh up
+    # --rate-limit` sets: per client IP on every request (0: 10x the tenant limit) and per
+    # client IP on the credential routes (register, login, refresh).
+    gateway_ip_rate_limit: int = Field(default=0, ge=0)
+    gateway_auth_rate_limit: int = Field(default=60, ge=1)
+    # Envoy's global rate-limit filter asking governance's RateLimitService, whose counters
+    # (Redis) hold across gateway replicas; the domain keeps one platform's keys apart.
+    gateway_global_rate_limit: bool = False
+    rate_limit_domain: str = "agentmesh"
+    # The gateway's metrics listener (Envoy's Prometheus stats only); 0: agentmesh up picks a
+    # free port.
+    gateway_metrics_port: int = Field(default=0, ge=0)
     # Prometheus: this process serves its metrics over HTTP on this port (0 = not served).
     metrics_port: int = 0
     # The observability service gathers these for GET /metrics: comma-separated URLs of

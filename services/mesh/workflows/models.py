@@ -10,13 +10,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from mesh import contract
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
-# An execution's status (ExecutionRow.status): once ended it never changes again (but for a
-# retry, which queues it anew); while live it counts against its tenant's execution quota.
-ENDED = ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED")
-LIVE = ("EXECUTION_STATUS_QUEUED", "EXECUTION_STATUS_RUNNING",
-        "EXECUTION_STATUS_WAITING_APPROVAL")
+# An execution's status (ExecutionRow.status): once ended (the values the contract marks
+# `final`) it never changes again (but for a retry, which queues it anew); while live (every
+# other value) it counts against its tenant's execution quota.
+_STATUSES = contract.default().enums["agentmesh.workflows.v1.ExecutionStatus"]
+ENDED = tuple(sorted(contract.default().final_values("agentmesh.workflows.v1.ExecutionStatus")))
+LIVE = tuple(v.name for v in _STATUSES.value if v.number and v.name not in ENDED)
 
 
 class WorkflowRow(TenantTable, table=True):

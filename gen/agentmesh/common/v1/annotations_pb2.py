@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%agentmesh/common/v1/annotations.proto\x12\x13\x61gentmesh.common.v1\x1a google/protobuf/descriptor.proto\";\n\x08\x41uthRule\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x10\n\x08internal\x18\x03 \x01(\x08\"G\n\x10HttpBodyResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x61lso\x18\x03 \x03(\t\"\xc0\x01\n\x0b\x46ieldLimits\x12\x12\n\nmax_length\x18\x01 \x01(\x05\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x12\n\nmin_length\x18\x03 \x01(\x05\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\tmin_items\x18\x05 \x01(\x05\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x08 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum:M\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1d.agentmesh.common.v1.AuthRule:Z\n\thttp_body\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x0b\x32%.agentmesh.common.v1.HttpBodyResponse:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:Q\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32 .agentmesh.common.v1.FieldLimitsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%agentmesh/common/v1/annotations.proto\x12\x13\x61gentmesh.common.v1\x1a google/protobuf/descriptor.proto\"o\n\x08\x41uthRule\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06public\x18\x02 \x01(\x08\x12\x10\n\x08internal\x18\x03 \x01(\x08\x12\x32\n\nrate_class\x18\x04 \x01(\x0e\x32\x1e.agentmesh.common.v1.RateClass\"G\n\x10HttpBodyResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0c\n\x04\x61lso\x18\x03 \x03(\t\"\xc0\x01\n\x0b\x46ieldLimits\x12\x12\n\nmax_length\x18\x01 \x01(\x05\x12\x11\n\tmax_items\x18\x02 \x01(\x05\x12\x12\n\nmin_length\x18\x03 \x01(\x05\x12\x0f\n\x07pattern\x18\x04 \x01(\t\x12\x11\n\tmin_items\x18\x05 \x01(\x05\x12\x14\n\x07minimum\x18\x06 \x01(\x03H\x00\x88\x01\x01\x12\x14\n\x07maximum\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x08 \x01(\tB\n\n\x08_minimumB\n\n\x08_maximum*]\n\tRateClass\x12\x1a\n\x16RATE_CLASS_UNSPECIFIED\x10\x00\x12\x1a\n\x16RATE_CLASS_CREDENTIALS\x10\x01\x12\x18\n\x14RATE_CLASS_UNLIMITED\x10\x02:M\n\x04\x61uth\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1d.agentmesh.common.v1.AuthRule:Z\n\thttp_body\x12\x1e.google.protobuf.MethodOptions\x18\xd3\x86\x03 \x01(\x0b\x32%.agentmesh.common.v1.HttpBodyResponse:4\n\nidempotent\x12\x1e.google.protobuf.MethodOptions\x18\xd4\x86\x03 \x01(\x08:2\n\x05\x66inal\x12!.google.protobuf.EnumValueOptions\x18\xd5\x86\x03 \x01(\x08:Q\n\x06limits\x12\x1d.google.protobuf.FieldOptions\x18\xd2\x86\x03 \x01(\x0b\x32 .agentmesh.common.v1.FieldLimitsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentmesh.common.v1.annotations_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_RATECLASS']._serialized_start=477
+  _globals['_RATECLASS']._serialized_end=570
   _globals['_AUTHRULE']._serialized_start=96
-  _globals['_AUTHRULE']._serialized_end=155
-  _globals['_HTTPBODYRESPONSE']._serialized_start=157
-  _globals['_HTTPBODYRESPONSE']._serialized_end=228
-  _globals['_FIELDLIMITS']._serialized_start=231
-  _globals['_FIELDLIMITS']._serialized_end=423
+  _globals['_AUTHRULE']._serialized_end=207
+  _globals['_HTTPBODYRESPONSE']._serialized_start=209
+  _globals['_HTTPBODYRESPONSE']._serialized_end=280
+  _globals['_FIELDLIMITS']._serialized_start=283
+  _globals['_FIELDLIMITS']._serialized_end=475
 # @@protoc_insertion_point(module_scope)

@@ -111,7 +111,7 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
         caller = require_caller(context)
         client_address = metadata_value(context, "x-forwarded-for").split(",")[0].strip()
         return await usage.rate_limits(self.state.limits, self.state.budgets,
-                                       self.state.settings.rate_limit_domain, caller.tenant_id,
+                                       self.state.rate_limit_domain, caller.tenant_id,
                                        client_address)
 
     async def CheckBudget(self, request: pb.CheckBudgetRequest, context) -> pb.BudgetCheck:
