@@ -121,8 +121,9 @@ class TupleReader:
 
 
 def plain(value: Any) -> Any:
-    """JSON from a Struct with integral numbers as integers (Struct numbers are all floats)."""
-    if isinstance(value, float) and value.is_integer():
+    """JSON from a Struct with integral numbers as integers (Struct numbers are all floats):
+    `42`, never `42.0`. Past 2**53 a double no longer holds every integer, so it stays a float."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
         return int(value)
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}

@@ -1,5 +1,5 @@
 """Immutable versions of a resource, and labels that point at them: one rule set for every
-versioned resource (prompts, templates; workflows next, agents and policies later).
+versioned resource (prompts, templates, workflows; agents and policies later).
 
 A versioned resource is two tables:
 

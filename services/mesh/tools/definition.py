@@ -12,6 +12,7 @@ from google.protobuf import json_format
 
 from agentmesh.tools.v1 import tools_pb2 as pb
 from mesh.runtime import schemas
+from mesh.runtime.convert import plain
 from mesh.runtime.errors import InvalidArgument, invalid_field
 from mesh.runtime.tables import is_uuid
 from mesh.tools import builtins, runners
@@ -39,19 +40,8 @@ def check_name(name: str) -> None:
                             "letter or digit; not a UUID, 'categories' or 'types'")
 
 
-def _ints(value: Any) -> Any:
-    """Struct numbers are doubles; whole ones are given to tools as integers."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
-
-
 def as_dict(struct) -> dict[str, Any]:
-    return _ints(json_format.MessageToDict(struct))
+    return plain(json_format.MessageToDict(struct))  # whole numbers as integers
 
 
 def definition_errors(tool: pb.Tool) -> list[tuple[str, str]]:

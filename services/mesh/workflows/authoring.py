@@ -20,8 +20,8 @@ from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
 from mesh.workflows import definition as defn
 from mesh.workflows import limits
-from mesh.workflows.models import LIVE, ExecutionRow, ScheduleRow, WorkflowRow, WorkflowVersionRow
-from mesh.workflows.store import schedules, versions, workflow_message, workflows
+from mesh.workflows.models import LIVE, ExecutionRow, ScheduleRow, WorkflowRow
+from mesh.workflows.store import WORKFLOW_VERSIONS, schedules, workflow_message, workflows
 
 W = "WORKFLOW_STATUS_"
 # Fields of Workflow that make its definition (versioned); the rest is metadata.
@@ -112,9 +112,9 @@ def _merge(current: pb.Workflow, body: pb.Workflow, mask: list[str]) -> pb.Workf
 
 
 def _add_version(session: Session, row: WorkflowRow, created_by: str) -> None:
-    versions.add(session, WorkflowVersionRow(
-        tenant_id=row.tenant_id, workflow_id=row.id, version=row.version,
-        workflow=defn.to_json(workflow_message(row)), created_by=created_by))
+    """The row's current state (its `version` already set) as that immutable version."""
+    WORKFLOW_VERSIONS.add(session, row, created_by=created_by, number=row.version,
+                          workflow=defn.to_json(workflow_message(row)))
 
 
 # ---- saving ------------------------------------------------------------------------------------
@@ -198,9 +198,7 @@ async def delete(db: Database, caller: Caller, workflow_key: str) -> str:
             row.status = W + "ARCHIVED"
             workflows.save(session, row)
             return f"workflow {row.slug!r} archived (it has executions)"
-        for version in session.exec(select(WorkflowVersionRow).where(
-                WorkflowVersionRow.workflow_id == row.id)).all():
-            versions.delete(session, version)
+        WORKFLOW_VERSIONS.delete_all(session, row)
         workflows.delete(session, row)
         return f"workflow {row.slug!r} deleted"
     return await db.write(remove)

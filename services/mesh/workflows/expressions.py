@@ -35,6 +35,7 @@ from typing import Any
 
 import jmespath
 
+from mesh.runtime.convert import plain
 from mesh.runtime.sandbox_worker import passable
 
 _REF = re.compile(r'\bsteps\s*\.\s*(?:"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*))')
@@ -141,17 +142,7 @@ def as_text(value: Any) -> str:
     (protobuf Struct), so a whole number is written as one: `42`, never `42.0`."""
     if isinstance(value, str):
         return value
-    return json.dumps(_whole_numbers(value))
-
-
-def _whole_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
+    return json.dumps(plain(value))
 
 
 def render_text(template: str, values: dict[str, Any],

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.repository import TenantRepository
+from mesh.runtime.versions import Versions
 from mesh.runtime.tables import aware, new_id, utcnow
 from mesh.workflows import definition as defn
 from mesh.workflows.models import (ExecutionRow, ScheduleRow, WorkflowRow, WorkflowVersionRow)
@@ -29,7 +30,13 @@ workflows = TenantRepository(WorkflowRow, noun="workflow", name_column="slug",
                              order_columns=("name", "slug", "status"), quota="resource")
 executions = TenantRepository(ExecutionRow, noun="execution", name_column=None,
                               order_columns=("started_at", "ended_at", "status", "priority"))
-versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None, quota="version")
+versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None,
+                              order_columns=("version",), default_order="-version", quota="version")
+# A workflow's versions follow the one rule set of mesh.runtime.versions; the row's `labels` are
+# the user's own key-value labels, not version labels (a workflow has none yet).
+WORKFLOW_VERSIONS: Versions[WorkflowVersionRow] = Versions(
+    workflows, versions, parent="workflow_id", noun="workflow", name="slug", labels=None,
+    reason_prefix="", name_in_details=True)
 schedules = TenantRepository(ScheduleRow, noun="schedule", name_column=None)
 
 

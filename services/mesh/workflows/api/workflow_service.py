@@ -10,7 +10,7 @@ import time
 from datetime import UTC
 
 from google.protobuf import json_format
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
@@ -19,16 +19,16 @@ from mesh.runtime import scopes
 from mesh.runtime.context import Caller, metadata_value, require_caller
 from mesh.runtime.errors import (FailedPrecondition, InvalidArgument, NotFound, Unavailable,
                                  invalid_field)
-from mesh.runtime.paging import MAX_PAGE_SIZE, Page, PageRequest
+from mesh.runtime.paging import MAX_PAGE_SIZE, PageRequest
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import aware
 from mesh.workflows import aggregates, approvals, authoring, schedules, starting
 from mesh.workflows.engine import Engine
-from mesh.workflows.models import ENDED, ExecutionRow, WorkflowVersionRow
-from mesh.workflows.store import (SEED_PRIORITIES, execution_message, executions, priority_name,
-                                  progress_message, schedule_message, seed_progress_message,
-                                  seed_status, version_message, version_of, workflow_message,
-                                  workflow_type_message, workflows)
+from mesh.workflows.models import ENDED, ExecutionRow
+from mesh.workflows.store import (SEED_PRIORITIES, WORKFLOW_VERSIONS, execution_message,
+                                  executions, priority_name, progress_message, schedule_message,
+                                  seed_progress_message, seed_status, version_message,
+                                  workflow_message, workflow_type_message, workflows)
 from mesh.workflows.store import schedules as schedule_rows
 
 E = "EXECUTION_STATUS_"
@@ -98,13 +98,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         caller = require_caller(context)
         page = PageRequest.of(request)
 
-        def read(session: Session):
-            row = workflows.get(session, caller.tenant_id, request.workflow_id)
-            rows = session.exec(select(WorkflowVersionRow).where(
-                WorkflowVersionRow.workflow_id == row.id).order_by(
-                WorkflowVersionRow.version.desc()).offset(page.offset).limit(page.page_size)).all()
-            return Page(list(rows), row.version, page.page, page.page_size)
-        result = await self.db.read(read)
+        _, result = await self.db.read(lambda s: WORKFLOW_VERSIONS.page(
+            s, caller.tenant_id, request.workflow_id, page))
         return pb.ListWorkflowVersionsResponse(**result.fields(version_message))
 
     async def GetWorkflowVersion(self, request, context):
@@ -112,12 +107,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
         def read(session: Session):
             row = workflows.get(session, caller.tenant_id, request.workflow_id)
-            version = version_of(session, row.id, request.version)
-            if version is None:
-                raise NotFound(f"workflow {row.slug!r} has no version {request.version}",
-                               reason="VERSION_NOT_FOUND",
-                               details={"workflow": row.slug, "version": request.version})
-            return version
+            return WORKFLOW_VERSIONS.get(session, row, request.version)
         return version_message(await self.db.read(read))
 
     async def GetWorkflowStats(self, request, context):
