@@ -69,6 +69,8 @@ async def start_child(engine: Engine, child_id: str, child: dict) -> None:
 async def wait_child(engine: Engine, child_id: str) -> dict:
     """The child's outputs once it completes; StepFailure when it fails or is cancelled."""
     while True:
+        # Registered before the read, so a change between the read and the wait is not missed.
+        event = engine.projection.changed(child_id)
         row = await engine.db.read(lambda s: s.get(ExecutionRow, child_id))
         if row.status == E + "COMPLETED":
             return dict(row.outputs)
@@ -79,7 +81,6 @@ async def wait_child(engine: Engine, child_id: str) -> dict:
             raise StepFailure(last["code"] if limit else "SUB_WORKFLOW_FAILED",
                               f"child execution {child_id} ended {row.status}: "
                               f"{last.get('message') or row.status}")
-        event = engine.projection.changed(child_id)
         try:
             await asyncio.wait_for(event.wait(), 1.0)
         except TimeoutError:

@@ -7,6 +7,7 @@ execution, tells the tenant's webhooks once.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,10 @@ class Projection:
         self.db = db
         self.settings = settings
         self.peers = peers
-        self._changed: dict[str, asyncio.Event] = {}
+        # Held weakly: an execution's event lives as long as a watcher holds it, so watchers
+        # that registered and left (the execution had ended) leave nothing behind.
+        self._changed: weakref.WeakValueDictionary[str, asyncio.Event] = \
+            weakref.WeakValueDictionary()
 
     async def update(self, execution_id: str, fn: Callable[[ExecutionRow], Any]) -> Any:
         """Read-modify-write of one execution row; bumps `seq` and wakes its watchers."""

@@ -274,6 +274,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         engine = self.engine
         sent_at = time.monotonic()
         while True:
+            # Registered before the row is read: a change made between the read and the wait
+            # sets this event, so the stream never sleeps through it.
+            changed = engine.changed(row.id)
+            row = await self._execution(caller, row.id)
             if row.seq > last or last == 0:
                 last = row.seq
                 sent_at = time.monotonic()
@@ -285,12 +289,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
                 yield progress_message(row)
             if row.status in ENDED:
                 return
-            changed = engine.changed(row.id)
             try:
                 await asyncio.wait_for(changed.wait(), 1.0)
             except TimeoutError:
                 pass
-            row = await self._execution(caller, row.id)
 
     # ---- schedules ----------------------------------------------------------------------------
     async def CreateSchedule(self, request, context):
