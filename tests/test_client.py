@@ -8,7 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx2 as httpx
+import httpx2
 import pytest
 
 from agentmesh_client import (ApiError, AsyncClient, Client, Conflict, InvalidArgument,
@@ -41,16 +41,16 @@ CALLS = [
 ]
 
 
-def _recording() -> tuple[list[httpx.Request], httpx.MockTransport]:
-    sent: list[httpx.Request] = []
+def _recording() -> tuple[list[httpx2.Request], httpx2.MockTransport]:
+    sent: list[httpx2.Request] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
+    def answer(request: httpx2.Request) -> httpx2.Response:
         sent.append(request)
         if request.url.path.endswith("/watch"):
-            return httpx.Response(200, text='data: {"status": "EXECUTION_STATUS_COMPLETED"}\n\n',
+            return httpx2.Response(200, text='data: {"status": "EXECUTION_STATUS_COMPLETED"}\n\n',
                                   headers={"content-type": "text/event-stream"})
-        return httpx.Response(200, json={"items": [], "pages": 1})
-    return sent, httpx.MockTransport(answer)
+        return httpx2.Response(200, json={"items": [], "pages": 1})
+    return sent, httpx2.MockTransport(answer)
 
 
 @pytest.mark.parametrize(("call", "method", "path"), CALLS)
@@ -103,8 +103,8 @@ def test_no_rest_path_is_written_in_the_client():
         assert '"/api/' not in code and "'/api/" not in code, path
 
 
-def _answering(status: int, body: dict, headers: dict | None = None) -> httpx.MockTransport:
-    return httpx.MockTransport(lambda request: httpx.Response(status, json=body,
+def _answering(status: int, body: dict, headers: dict | None = None) -> httpx2.MockTransport:
+    return httpx2.MockTransport(lambda request: httpx2.Response(status, json=body,
                                                               headers=headers or {}))
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from tests.conftest import _free_port, read_until_up
 
@@ -80,7 +80,7 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
         url = f"http://127.0.0.1:{port}"
         up, output = read_until_up(process, timeout=90)
         assert up, output + _logs(data_dir)
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx2.Client(base_url=url, timeout=30) as client:
             health = client.get("/health")
             assert health.status_code == 200, health.text
             assert health.json()["status"] == "healthy"
