@@ -19,6 +19,8 @@ import typer
 from agentmesh_client.cli import config, exits
 
 PLUGIN_GROUP = "agentmesh.cli"
+# The server package's commands: named when the client is installed without it.
+SERVER_COMMANDS = ("up", "serve", "db", "gen", "helm-gen", "gateway-config", "keys", "restore")
 
 
 def _select_context(
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from typer._click import exceptions as usage
 
     argv = sys.argv[1:] if argv is None else argv
+    raw: dict[str, Callable[[list[str]], int]] = {}
     try:
         app, raw = build()
         if argv[:1] and argv[0] in raw:  # its own flags go to it unparsed
@@ -75,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         return exits.USAGE
     except usage.ClickException as exc:  # usage errors: the usage line, the problem; exit 2
         exc.show()
+        if argv[:1] and argv[0] in SERVER_COMMANDS and not raw:
+            print(f"`agentmesh {argv[0]}` comes with the server, which is not installed here: "
+                  "install the `agentmesh` package (the repository's root) beside this client",
+                  file=sys.stderr)
         return exc.exit_code
     except typer.Abort:  # "no" at a confirmation, Ctrl-C or end of input at a prompt
         print("aborted", file=sys.stderr)
