@@ -110,6 +110,15 @@ def test_update_and_apply_errors_have_their_own_exit_codes(mesh, tmp_path):
     assert json.loads(updated.stdout)["description"] == "from the CLI"
     assert json.loads(updated.stdout)["model"] == "gpt-4o"
 
+    # Any RPC of the contract, services without a resource group included.
+    policies = _cli(home, "call", "governance.list_policies", "--set", "page_size=5")
+    assert policies.returncode == 0, policies.stderr
+    assert json.loads(policies.stdout)["page_size"] == 5
+    stats = _cli(home, "call", "agents.get_agent_stats", name)
+    assert stats.returncode == 0 and "total_calls" in json.loads(stats.stdout), stats.stdout
+    assert "observability.list_traces" in _cli(home, "rpcs").stdout.split() or \
+        any(line.startswith("observability.") for line in _cli(home, "rpcs").stdout.split())
+
     missing = _cli(home, "agents", "update", "no-such-agent", "--set", "description=x")
     assert missing.returncode == 5 and "Traceback" not in missing.stderr, missing.stderr
     exists = _cli(home, "agents", "create", "-f", str(tmp_path / "agent.yaml"))

@@ -69,10 +69,12 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
     # The installed package is what runs, not the checkout; dev-only modules are absent.
     probe = _run([python, "-c", "import mesh, agentmesh, importlib.util; "
                                 "print(mesh.__file__); print(agentmesh.__file__); "
-                                "print(importlib.util.find_spec('pytest') is None)"],
+                                "print(importlib.util.find_spec('pytest') is None); "
+                                "print(importlib.util.find_spec('httpx') is None)"],
                  env=env, cwd=tmp_path).stdout.split()
     assert all(str(venv) in line for line in probe[:2]), probe
     assert probe[2] == "True", "pytest is a dev tool; the clean venv must not have it"
+    assert probe[3] == "True", "one HTTP stack (httpx2): httpx is not installed"
     assert (venv / "bin" / "envoy").exists()
 
     port = _free_port()

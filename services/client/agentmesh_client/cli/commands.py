@@ -343,11 +343,13 @@ def tail(output: Output = "table",
 def register(app: typer.Typer) -> dict[str, typer.Typer]:
     """Adds the client commands to `app`; returns the resource groups by name (the server's
     commands add `secrets rotate` to `secrets`)."""
-    from agentmesh_client.cli import apply, contexts
+    from agentmesh_client.cli import apply, call, contexts
 
     app.command("login")(login)
     app.command("logout")(logout)
     app.command("apply")(apply.apply_command)
+    app.command("call")(call.call_command)
+    app.command("rpcs")(call.list_command)
     app.add_typer(contexts.app, name="config")
     groups = {name: resource_app(name, service) for name, service in collections().items()}
     groups["workflows"].command("run")(run_workflow)
