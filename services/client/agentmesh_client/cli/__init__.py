@@ -9,6 +9,7 @@ Every way it ends is a message and an exit code (exits.py), never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -17,6 +18,7 @@ from typing import Annotated
 import typer
 
 from agentmesh_client.cli import config, exits
+from agentmesh_client.errors import MeshError
 
 PLUGIN_GROUP = "agentmesh.cli"
 # The server package's commands: named when the client is installed without it.
@@ -89,6 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return exits.INTERRUPTED
+    except MeshError as exc:  # outside a command's own handling
+        from agentmesh_client.cli.output import report
+
+        return report(exc)
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        if os.environ.get("AGENTMESH_DEBUG"):
+            raise
+        print(f"agentmesh: unexpected {type(exc).__name__}: {exc} (AGENTMESH_DEBUG=1 shows "
+              "the traceback)", file=sys.stderr)
+        return exits.FAILED
     return result if isinstance(result, int) else 0
 
 
