@@ -180,3 +180,17 @@ def test_every_routed_rpc_of_the_contract_is_a_client_method():
             else None
     assert ("GET", "/api/v1/governance/policies") == (sent[0].method, sent[0].url.path)
     assert sent[0].url.params["page_size"] == "5"
+
+
+def test_generated_methods_put_the_thing_in_the_body_and_the_rest_in_the_query():
+    sent, transport = _recording()
+    with Client("http://mesh.test", token="t", transport=transport) as client:
+        client.agents.update_agent("triage", {"description": "d"}, update_mask="description")
+        client.governance.create_policy(policy={"name": "p"})
+        client.agents.interact_with_agent("triage", message="hi")
+    update, create, interact = sent
+    assert (update.method, update.url.path, json.loads(update.content),
+            dict(update.url.params)) == ("PUT", "/api/v1/agents/triage", {"description": "d"},
+                                         {"update_mask": "description"})
+    assert json.loads(create.content) == {"name": "p"} and not create.url.params
+    assert json.loads(interact.content) == {"message": "hi"}

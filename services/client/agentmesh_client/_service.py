@@ -64,7 +64,11 @@ def prepare(rpc: str, path_values: tuple, body: Any, fields: JSON
         if body_field in payload and isinstance(payload[body_field], dict):
             inner = payload.pop(body_field)
             return method, path, inner, _query(payload) or None
-        return method, path, payload, None
+        # The thing itself; the request's own fields beside it (`update_mask`) are the query.
+        request = _model(ROUTES[rpc][5])
+        beside = set(request.model_fields) - {body_field} if request else set()
+        query = {k: payload.pop(k) for k in list(payload) if k in beside}
+        return method, path, payload, _query(query) or None
     return method, path, ({} if method in ("POST", "PUT", "PATCH") else None), \
         _query(payload) or None
 

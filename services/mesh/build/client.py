@@ -188,14 +188,16 @@ def _routes(contract) -> dict[str, tuple]:
         binding = rpc.bindings[0]
         found[f"{rpc.full_service}/{rpc.name}"] = (
             binding.method, binding.template, binding.body, rpc.server_streaming,
-            names[rpc.output_type] if _ours(rpc.output_type) else "")
+            names[rpc.output_type] if _ours(rpc.output_type) else "",
+            names[rpc.input_type] if _ours(rpc.input_type) else "")
     return found
 
 
 def contract_module_text(contract) -> str:
     finals = {enum: sorted(contract.final_values(enum)) for enum in sorted(contract.enums)
               if _ours(enum) and contract.final_values(enum)}
-    out = [HEADER, "# RPC -> (HTTP method, path template, body field, server streaming, answer's model)\n",
+    out = [HEADER, "# RPC -> (HTTP method, path template, body field, server streaming, answer's model,\n"
+           "#        request's model)\n",
            "ROUTES = {\n"]
     out += [f"    {rpc!r}: {route!r},\n" for rpc, route in sorted(_routes(contract).items())]
     names = _Names(contract.messages)
