@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import assert_envelope
@@ -138,7 +138,7 @@ def test_native_grpc_clients_get_the_same_checks(mesh, tenant):
 
     from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 
-    target = httpx.URL(mesh.url).netloc.decode()
+    target = httpx2.URL(mesh.url).netloc.decode()
     with grpc.insecure_channel(target) as channel:
         stub = agents_pb2_grpc.AgentServiceStub(channel)
         try:
@@ -243,9 +243,9 @@ def test_an_undefined_enum_number_is_400_naming_the_field_on_every_route(mesh, o
     names = {name for *_, name in cases}
     assert {"priority", "status", "steps[0].type"} <= names and len(cases) > 30
 
-    async def send_all() -> list[httpx.Response]:
+    async def send_all() -> list[httpx2.Response]:
         limit = asyncio.Semaphore(8)
-        async with httpx.AsyncClient(base_url=mesh.url, timeout=30, headers={
+        async with httpx2.AsyncClient(base_url=mesh.url, timeout=30, headers={
                 "Authorization": f"Bearer {operator.token}"}) as client:
             async def one(method, path, params, body):
                 async with limit:
@@ -366,7 +366,7 @@ def test_gateway_messages_name_the_field_in_plain_words(mesh, tenant):
 
 
 def test_a_space_in_a_query_value_sent_as_plus_is_a_space(mesh, tenant):
-    """httpx (like requests and HTML forms) encodes a space in a query value as `+`."""
+    """httpx2 (like requests and HTML forms) encodes a space in a query value as `+`."""
     name = f"tpl-{uuid.uuid4().hex[:6]}"
     with mesh.client(tenant.token) as client:
         agent = client.post("/api/v1/agents", json={"name": f"plus-{uuid.uuid4().hex[:6]}",
@@ -391,7 +391,7 @@ def test_every_answer_carries_x_request_id(mesh, tenant):
     with mesh.client(tenant.token) as client:
         ok = client.get("/api/v1/agents", headers={"X-Correlation-ID": "req-id-1"})
         missing = client.get("/api/v1/agents/nope")
-        anonymous = httpx.get(f"{mesh.url}/api/v1/agents")
+        anonymous = httpx2.get(f"{mesh.url}/api/v1/agents")
     assert ok.headers["x-request-id"] == ok.headers["x-correlation-id"] == "req-id-1"
     for reply in (missing, anonymous):
         body = reply.json()
