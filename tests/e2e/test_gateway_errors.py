@@ -340,11 +340,22 @@ def test_gateway_messages_name_the_field_in_plain_words(mesh, tenant):
         ({"config": [1]}, "config", "config: expected a JSON object, not a list"),
         ({"created_at": "yesterday"}, "created_at",
          "created_at: expected a date-time string such as 2026-01-31T12:00:00Z"),
+        # Exactly what the OpenAPI document says (client generators read it): a list is a
+        # list of items, an enum a value name, the body an object; the transcoder would take
+        # the other forms too.
+        ({"name": "s", "tools": "t1"}, "tools", "tools: expected a list of string values, "
+                                                "not a string"),
+        ({"name": "s", "tools": [None]}, "tools[0]", "tools[0]: a list item cannot be null"),
+        ({"name": "s", "tools": [["t1"]]}, "tools[0]",
+         "tools[0]: expected a string, not a list (lists do not nest)"),
+        ({"name": "s", "status": 1}, "status", "status: expected a value name, not 1"),
+        (None, "", "the body: the body must be a JSON object, not null"),
     ]
     with mesh.client(tenant.token) as client:
         for sent, field, message in cases:
-            body = assert_envelope(client.post("/api/v1/agents", json=sent), 400,
-                                   "INVALID_ARGUMENT")
+            body = assert_envelope(client.post("/api/v1/agents", content=json.dumps(sent),
+                                               headers={"Content-Type": "application/json"}),
+                                   400, "INVALID_ARGUMENT")
             assert body["message"] == message, (sent, body)
             assert body["details"].get("field", "") == field, (sent, body)
         status = assert_envelope(client.post("/api/v1/agents", json={"name": "s",

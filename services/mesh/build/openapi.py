@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -463,9 +464,10 @@ class _Builder:
         path_vars = set(binding.variables)
         lines = rpc.comment.splitlines()
         op: dict[str, Any] = {
+            # Letters, digits and `_` only: a generator makes a function name of it.
             "operationId": f"{rpc.service}_{rpc.name}"
-                           + ("" if binding == rpc.bindings[0] else f"_{binding.method.lower()}"
-                              f"{binding.openapi_path.replace('/', '_').replace('{', '').replace('}', '')}"),
+                           + ("" if binding == rpc.bindings[0] else f"_{binding.method.lower()}_"
+                              + re.sub(r"[^A-Za-z0-9]+", "_", binding.openapi_path).strip("_")),
             "tags": [rpc.service],
             "summary": lines[0] if lines else rpc.name,
             "description": rpc.comment,
