@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
@@ -129,6 +130,13 @@ def test_health_openapi_and_docs_are_public(mesh):
         assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
         bundle = client.get("/docs/swagger-ui-bundle.js")
         assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        # swagger-ui-dist, vendored (.ci/vendor-swagger-ui): served as the MANIFEST records it
+        from mesh.system import docs as docs_module
+        manifest = (docs_module._SWAGGER_DIR / "MANIFEST").read_text()
+        assert hashlib.sha256(bundle.content).hexdigest() + "  swagger-ui-bundle.js" in manifest
+        assert bundle.headers["content-type"].startswith("text/javascript")
+        assert client.get("/docs/swagger-ui.css").headers["content-type"].startswith("text/css")
+        assert_envelope(client.get("/docs/index.html"), 404, "NOT_FOUND")
         jwks = client.get("/api/v1/auth/jwks").json()
         assert len(jwks["keys"]) >= 2 and all("kid" in k for k in jwks["keys"])
 
