@@ -257,6 +257,8 @@ class _Builder:
             if printed_empty and ("minLength" in schema or "pattern" in schema):
                 bounded = {k: schema.pop(k) for k in ("pattern", "minLength", "maxLength")
                            if k in schema}
+                # Typed branches (a generator reads each), and null as a third when optional.
+                schema.pop("type", None)
                 schema["anyOf"] = [{"type": "string", "maxLength": 0},
                                    {"type": "string", **bounded}]
             if "$ref" in schema and extra:
@@ -416,6 +418,7 @@ class _Builder:
                     and ("pattern" in prop or "minLength" in prop)):
                 bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
                            if k in prop}
+                prop.pop("type", None)
                 prop["anyOf"] = [{"type": "string", "maxLength": 0}, {"type": "string", **bounded}]
             if fld.type_name == ".google.protobuf.Struct":
                 # `{}` is "not sent" here as `""` is: a required object keeps its value

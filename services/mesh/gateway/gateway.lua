@@ -171,7 +171,10 @@ function envoy_on_response(handle)
     return
   end
   if status == "429" and headers:get("retry-after") == nil then
-    local reset = tonumber(headers:get("x-ratelimit-reset") or "") or 1
+    -- A service's delay (google.rpc.RetryInfo for gRPC clients) is in its envelope's
+    -- `details.retry_after`; the rate limiter's, in x-ratelimit-reset.
+    local said = string.match(headers:get(ERROR_TRAILER) or "", '"retry_after":"?(%d+)')
+    local reset = tonumber(said or headers:get("x-ratelimit-reset") or "") or 1
     if reset < 1 then
       reset = 1
     end
