@@ -421,7 +421,7 @@ class ListAlertsRequest(Model):
     search: str = ""
     """Case-insensitive substring of the name or description."""
     order_by: str = ""
-    """`name`, `-created_at` (default), `severity` or `-last_fired_at`, with `-` for descending."""
+    """`name`, `-created_at` (default), `severity`, `last_fired_at` or `updated_at`, with `-` for descending; several comma-separated."""
 
 
 class ListAlertsResponse(Model):
@@ -461,7 +461,7 @@ class ListEventsRequest(Model):
     end_time: Optional[str] = None
     """Only events recorded before this time (RFC 3339)."""
     order_by: str = ""
-    """`-created_at` (default), `created_at` or `severity`, with `-` for descending."""
+    """`-created_at` (default), `created_at`, `updated_at`, with `-` for descending; several comma-separated."""
 
 
 class ListEventsResponse(Model):
@@ -499,7 +499,7 @@ class ListLogsRequest(Model):
     end_time: Optional[str] = None
     """Only lines written before this time (RFC 3339)."""
     order_by: str = ""
-    """`-timestamp` (default) or `timestamp`."""
+    """`-timestamp` (default), `timestamp`, `created_at` or `updated_at`, with `-` for descending; several comma-separated."""
 
 
 class ListLogsResponse(Model):
@@ -535,7 +535,7 @@ class ListTracesRequest(Model):
     end_time: Optional[str] = None
     """Only traces that started before this time (RFC 3339)."""
     order_by: str = ""
-    """`-started_at` (default), `started_at`, `duration_ms` or `-duration_ms`."""
+    """`-started_at` (default) or `started_at`."""
 
 
 class ListTracesResponse(Model):
