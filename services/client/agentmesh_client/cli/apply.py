@@ -137,6 +137,12 @@ def changes(fields: dict, remote: Model) -> list[str]:
             if key not in ("id",) and key not in hidden and not same(value, data.get(key))]
 
 
+def _check_output(value: str) -> str:
+    if value not in ("text", "json"):
+        raise typer.BadParameter(f"{value!r} is not one of text, json")
+    return value
+
+
 def apply_command(
     file: Annotated[list[str], typer.Option(
         "--file", "-f", help="a YAML or JSON file, or a folder of them (repeat for more)")],
@@ -144,7 +150,8 @@ def apply_command(
                                             help="also the folders inside a folder")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run",
                                           help="say what would change; change nothing")] = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json",
+                                        callback=_check_output)] = "text",
 ) -> None:
     """Create or update resources from files (idempotent: a second run changes nothing)."""
     @friendly
