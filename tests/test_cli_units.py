@@ -43,8 +43,10 @@ def test_documents_of_a_folder_in_the_order_references_need(tmp_path):
     (tmp_path / "a.yaml").write_text("kind: Agent\nname: x\nmodel: m\n---\nkind: model\nname: m\n")
     (tmp_path / "b.json").write_text(json.dumps([{"kind": "secrets", "name": "s", "value": "v"}]))
     (tmp_path / "readme.md").write_text("ignored")
-    found = [(attribute, fields["name"]) for _, attribute, fields in apply.documents([str(tmp_path)])]
-    assert found == [("secrets", "s"), ("models", "m"), ("agents", "x")]
+    (tmp_path / "p.yaml").write_text("kind: Policy\nname: p\n")
+    found = [(noun, fields["name"]) for _, (_, noun), fields in apply.documents([str(tmp_path)])]
+    assert found == [("Secret", "s"), ("Model", "m"), ("Agent", "x"), ("Policy", "p")]
+    (tmp_path / "p.yaml").unlink()
     (tmp_path / "c.yaml").write_text("kind: Spaceship\nname: z\n")
     with pytest.raises(InputError, match="Spaceship"):
         apply.documents([str(tmp_path)])

@@ -136,6 +136,9 @@ def test_rate_limited_carries_its_retry_delay():
     from agentmesh_client.errors import make_error
 
     assert make_error(429, "RESOURCE_EXHAUSTED", "m", {"retry_delay": "1.5s"}).retry_after == 1.5
+    assert make_error(429, "RESOURCE_EXHAUSTED", "m", {"retry_info": {"retry_delay": {
+        "seconds": 2, "nanos": 500000000}}}).retry_after == 2.5
+    assert make_error(429, "RESOURCE_EXHAUSTED", "m", {}).retry_after is None
 
 
 def test_answers_are_typed_models_that_keep_what_they_do_not_know():

@@ -58,6 +58,9 @@ def test_apply_a_folder_twice_the_second_run_changes_nothing(mesh, tmp_path):
     (folder / "secret.yml").write_text(yaml.safe_dump({
         "kind": "secrets", "name": f"key-{suffix}", "value": "sk-applied",
         "secret_type": "SECRET_TYPE_API_KEY"}))
+    (folder / "policy.yaml").write_text(yaml.safe_dump({  # governance's, not a collection
+        "kind": "Policy", "name": f"audit-{suffix}", "description": "allows, for the record",
+        "effect": "POLICY_EFFECT_ALLOW", "priority": 5}))
     (folder / "notes.txt").write_text("not a resource: ignored")
 
     first = _cli(home, "apply", "-f", str(folder))
@@ -65,7 +68,8 @@ def test_apply_a_folder_twice_the_second_run_changes_nothing(mesh, tmp_path):
     assert f"agent/triage-{suffix} created" in first.stdout
     assert f"workflow/flow-{suffix} created" in first.stdout
     assert f"secret/key-{suffix} created" in first.stdout
-    assert "4 created" in first.stdout
+    assert f"policy/audit-{suffix} created" in first.stdout
+    assert "5 created" in first.stdout
     # The secret came first: what others refer to applies before them.
     assert first.stdout.index("secret/") < first.stdout.index("agent/")
 
@@ -73,7 +77,7 @@ def test_apply_a_folder_twice_the_second_run_changes_nothing(mesh, tmp_path):
     assert second.returncode == 0, second.stdout + second.stderr
     assert "nothing changed" in second.stdout, second.stdout
     assert "created" not in second.stdout and "updated" not in second.stdout
-    assert second.stdout.count("unchanged") == 4
+    assert second.stdout.count("unchanged") == 5
 
     with mesh.client(tenant.token) as client:
         agent = client.get(f"/api/v1/agents/triage-{suffix}").json()
@@ -88,7 +92,7 @@ def test_apply_a_folder_twice_the_second_run_changes_nothing(mesh, tmp_path):
     third = _cli(home, "apply", "-f", str(folder), "-o", "json")
     assert third.returncode == 0, third.stderr
     report = json.loads(third.stdout)
-    assert (report["updated"], report["unchanged"], report["created"]) == (1, 3, 0)
+    assert (report["updated"], report["unchanged"], report["created"]) == (1, 4, 0)
     (updated,) = [r for r in report["results"] if r["result"] == "updated"]
     assert updated == {"kind": "agent", "key": f"triage-{suffix}", "result": "updated",
                        "changed": ["description"]}

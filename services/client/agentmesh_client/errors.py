@@ -133,8 +133,11 @@ def retry_delay(headers: dict[str, str], details: JSON) -> float | None:
     after = (headers or {}).get("retry-after", "")
     if after.strip().replace(".", "", 1).isdigit():
         return float(after)
-    for key in ("retry_after", "retry_delay", "retryDelay"):
-        value = (details or {}).get(key)
+    details = details or {}
+    # A RetryInfo detail may also sit one level down (`{"retry_info": {"retry_delay": "2s"}}`).
+    nested = [v for v in details.values() if isinstance(v, dict)]
+    for value in [d.get(k) for d in (details, *nested)
+                  for k in ("retry_after", "retry_delay", "retryDelay")]:
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str) and (match := _DURATION.match(value)):

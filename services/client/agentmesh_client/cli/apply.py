@@ -2,7 +2,8 @@
 
 Each document names its kind and carries the resource's fields:
 
-    kind: Agent            # or agent / agents; any collection with Create, Get and Update
+    kind: Agent            # or agent / agents: any noun with Create, Get and Update RPCs
+                           # (Agent, Tool, Workflow, Prompt, Model, Secret, Policy, ...)
     name: triage           # the key it is found by (`slug` or `id` where given)
     model: gpt-4o
     description: sorts the inbox
@@ -20,15 +21,16 @@ never shows (a secret's value) are set when created and not compared.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from agentmesh_client._generated.contract import INPUT_ONLY, ROUTES
+from agentmesh_client._generated.services import Services
 from agentmesh_client._model import Model
 from agentmesh_client.cli import exits
-from agentmesh_client.cli.commands import collections
 from agentmesh_client.cli.output import (InputError, err, friendly, out, parse_text, report,
                                          word)
 from agentmesh_client.cli.session import client
@@ -36,19 +38,34 @@ from agentmesh_client.errors import ApiError, NotFound
 
 # Kinds first in this list apply first: what others refer to comes before them.
 ORDER = ("secret", "model", "prompt", "constraint", "skill", "tool", "template", "agent",
-         "workflow")
+         "workflow", "policy")
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def kinds() -> dict[str, str]:
-    """Every spelling of a kind (`Agent`, `agent`, `agents`) -> the client's attribute."""
+def kinds() -> dict[str, tuple[str, str]]:
+    """Every spelling of a kind (`Agent`, `agent`, `agents`) -> (the client's attribute for
+    its service, its noun): every noun of the contract with Create, Get and Update RPCs in one
+    service (agents, tools, ..., and governance's policies)."""
+    module = sys.modules[Services.__module__]
     found = {}
-    for attribute, service in collections().items():
-        if all(f"{service.SERVICE}/{verb}{service.NOUN}" in ROUTES
-               for verb in ("Create", "Get", "Update")):
-            for spelling in (service.NOUN, service.NOUN.lower(), attribute):
-                found[spelling.lower()] = attribute
+    for attribute, annotation in Services.__annotations__.items():
+        service = getattr(module, str(annotation))
+        rpcs = {rpc.rsplit("/", 1)[1] for rpc in ROUTES
+                if rpc.rsplit("/", 1)[0] == service.SERVICE}
+        for noun in sorted(r.removeprefix("Create") for r in rpcs if r.startswith("Create")):
+            if {f"Get{noun}", f"Update{noun}"} <= rpcs:
+                plural = noun[:-1] + "ies" if noun.endswith("y") else f"{noun}s"
+                for spelling in (noun, plural, attribute if noun == service.NOUN else noun):
+                    found[spelling.lower()] = (attribute, noun)
     return found
+
+
+def resource_of(api: Any, attribute: str, noun: str) -> Any:
+    """The service's object whose collection verbs (get, create, update) act on `noun`."""
+    service = api.resource(attribute)
+    if service.NOUN == noun:
+        return service
+    return type(f"{noun}Collection", (type(service),), {"NOUN": noun})(api)
 
 
 def _files(path: Path, recursive: bool) -> list[Path]:
@@ -60,8 +77,9 @@ def _files(path: Path, recursive: bool) -> list[Path]:
     return [path]
 
 
-def documents(paths: list[str], recursive: bool = False) -> list[tuple[str, str, dict]]:
-    """(where, attribute, fields) of every document, in the order they apply."""
+def documents(paths: list[str], recursive: bool = False
+              ) -> list[tuple[str, tuple[str, str], dict]]:
+    """(where, (attribute, noun), fields) of every document, in the order they apply."""
     known = kinds()
     found = []
     for given in paths:
@@ -75,15 +93,16 @@ def documents(paths: list[str], recursive: bool = False) -> list[tuple[str, str,
                     raise InputError(f"{where}: a document is a mapping with a `kind`")
                 kind = str(item.get("kind", "")).lower()
                 if kind not in known:
+                    names = sorted({noun for _, noun in known.values()})
                     raise InputError(f"{where}: kind {item.get('kind')!r} is not one of "
-                                     f"{', '.join(sorted({k.title() for k in known if not k.endswith('s')}))}")
+                                     f"{', '.join(names)}")
                 fields = {k: v for k, v in item.items() if k != "kind"}
                 if not any(fields.get(k) for k in ("id", "slug", "name")):
                     raise InputError(f"{where}: a {kind} needs a name (or slug, or id) to be "
                                      "found by")
                 found.append((where, known[kind], fields))
     rank = {name: i for i, name in enumerate(ORDER)}
-    found.sort(key=lambda d: rank.get(d[1].removesuffix("s"), len(ORDER)))
+    found.sort(key=lambda d: rank.get(d[1][1].lower(), len(ORDER)))
     return found
 
 
@@ -118,6 +137,12 @@ def changes(fields: dict, remote: Model) -> list[str]:
             if key not in ("id",) and key not in hidden and not same(value, data.get(key))]
 
 
+def _check_output(value: str) -> str:
+    if value not in ("text", "json"):
+        raise typer.BadParameter(f"{value!r} is not one of text, json")
+    return value
+
+
 def apply_command(
     file: Annotated[list[str], typer.Option(
         "--file", "-f", help="a YAML or JSON file, or a folder of them (repeat for more)")],
@@ -125,7 +150,8 @@ def apply_command(
                                             help="also the folders inside a folder")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run",
                                           help="say what would change; change nothing")] = False,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json",
+                                        callback=_check_output)] = "text",
 ) -> None:
     """Create or update resources from files (idempotent: a second run changes nothing)."""
     @friendly
@@ -135,9 +161,9 @@ def apply_command(
             raise InputError(f"no .yaml, .yml or .json file in {', '.join(file)}")
         results, failed = [], 0
         with client() as api:
-            for where, attribute, fields in docs:
-                resource = api.resource(attribute)
-                kind = resource.NOUN.lower()
+            for where, (attribute, noun), fields in docs:
+                resource = resource_of(api, attribute, noun)
+                kind = noun.lower()
                 key = str(fields.get("id") or fields.get("slug") or fields.get("name"))
                 try:
                     outcome, changed = _apply_one(resource, key, fields, dry_run)
