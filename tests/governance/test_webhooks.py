@@ -4,6 +4,7 @@ without holding up the decision."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -18,8 +19,8 @@ from mesh.governance.service import DEFINITION
 from mesh.runtime.egress import EgressPolicy
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from mesh.runtime.webhooks import (SIGNATURE_HEADER, WebhookSender, new_secret, signing_key,
-                                   standard_secret, verify)
+from mesh.runtime.webhooks import (SIGNATURE_HEADER, WebhookSender, new_secret, signed_headers,
+                                   signing_key, standard_secret, verify)
 from tests.harness import Identity, ServiceHarness, error_reason
 
 LOCAL = EgressPolicy.parse("127.0.0.1")  # the receivers here listen on 127.0.0.1
@@ -110,6 +111,10 @@ def test_secrets_are_in_the_standard_webhooks_form():
     assert secret.startswith("whsec_") and len(signing_key(secret)) == 32
     assert standard_secret(secret) == secret  # what the user is given is what a library takes
     assert signing_key("whsec_not-base64_at-all") == b"whsec_not-base64_at-all"
+    unpadded = "whsec_" + base64.b64encode(b"0123456789abcdefghijk").decode().rstrip("=")
+    assert signing_key(unpadded) == b"0123456789abcdefghijk"
+    body, headers = b'{"a":1}', signed_headers(unpadded, "msg_1", "e", b'{"a":1}')
+    assert Webhook(unpadded).verify(body, headers) == {"a": 1}
 
 
 def test_sender_gives_up_on_a_refusal():

@@ -209,10 +209,11 @@ def test_each_hop_gets_what_is_left_of_the_callers_deadline():
         return downstream.left
 
     short, long, none, background = asyncio.run(run())
-    assert 1.5 < short <= 2.6  # what was left of 2.5 s, not 10 (gRPC rounds up a little)
-    assert 50 < long <= 60.1  # longer than the old fixed 10 s, when the caller allows it
+    # (gRPC rounds a deadline up a little on the wire)
+    assert 1.5 < short <= 3  # what was left of 2.5 s, not 10
+    assert 50 < long <= 61  # longer than the old fixed 10 s, when the caller allows it
     default = peers_mod.DEFAULT_DEADLINE_SECONDS
-    assert default - 2 < none <= default + 0.1 and default - 2 < background <= default + 0.1
+    assert default - 2 < none <= default + 1 and default - 2 < background <= default + 1
 
 
 def test_an_effect_rpc_without_a_deadline_gets_its_long_default():

@@ -75,8 +75,9 @@ def signing_key(secret: str) -> bytes:
     """The HMAC key of a secret: the bytes a `whsec_<base64>` secret encodes, or any other
     secret's UTF-8 bytes."""
     if secret.startswith(SECRET_PREFIX):
-        try:
-            key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        encoded = secret[len(SECRET_PREFIX):]
+        try:  # standard base64, its padding optional (as the libraries read it)
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
         except (binascii.Error, ValueError):
             key = b""
         if key:
