@@ -12,7 +12,7 @@ import subprocess
 import time
 
 import grpc
-import httpx
+import httpx2 as httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
