@@ -220,6 +220,12 @@ class Outcome:
     micros: int
 
 
+def _micros_since(started_ns: int) -> int:
+    """Whole microseconds since `started_ns`, rounded up: a decision without policies takes
+    well under one, and 0 would read as "not measured" (seed 002's decision_time_ms)."""
+    return -(-(time.perf_counter_ns() - started_ns) // 1000)
+
+
 def evaluate(compiled: CompiledPolicies | None, request: Request,
              scope_ok: bool = True) -> Outcome:
     """Decides `request` with `compiled` (None or empty: scopes alone)."""
@@ -229,7 +235,7 @@ def evaluate(compiled: CompiledPolicies | None, request: Request,
         reason = "Request authorized" if allowed else "missing scope"
         return Outcome(allowed, reason + (" (no policies: scopes only)" if allowed else ""), [],
                        [], [], compiled.version if compiled else 0,
-                       (time.perf_counter_ns() - started) // 1000)
+                       _micros_since(started))
     result = cedarpy.is_authorized(request.cedar(), compiled.policy_set, _EMPTY_ENTITIES)
     reasons = list(result.diagnostics.reasons)
     errors = list(result.diagnostics.errors)
@@ -248,7 +254,7 @@ def evaluate(compiled: CompiledPolicies | None, request: Request,
         allowed, reason = scope_ok, ("Request authorized (no policy matched; scopes allow it)"
                                      if scope_ok else "missing scope")
     return Outcome(allowed, reason, matching, ids, errors, compiled.version,
-                   (time.perf_counter_ns() - started) // 1000)
+                   _micros_since(started))
 
 
 class PolicyCache:
