@@ -1,0 +1,124 @@
+"""The chart refuses shapes that would deploy a platform that misbehaves quietly, each with a
+message saying what to set, and renders valid manifests for the shapes it accepts: external
+NATS/Redis/PostgreSQL by URL or existing Secret (production), bundled ones (a trial), SQLite with
+one replica of everything."""
+
+from __future__ import annotations
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.helm.test_chart import (CHART, CUSTOM_KINDS, KUBE_VERSIONS, NAMESPACE, PRODUCTION,
+                                   RELEASE, _by_kind, _render)
+
+ONE_OF_EACH = {"defaults": {"replicaCount": 1}, "gateway": {"replicaCount": 1}}
+
+
+def _production() -> dict:
+    return yaml.safe_load(PRODUCTION.read_text())
+
+
+def _validate(documents: list[dict]) -> None:
+    for document in documents:
+        if (document["apiVersion"], document["kind"]) in CUSTOM_KINDS:
+            continue
+        for version in KUBE_VERSIONS:
+            kubernetes_validate.validate(document, version, strict=True)
+
+
+def _env(documents: list[dict], deployment: str) -> dict[str, dict]:
+    container = _by_kind(documents, "Deployment")[deployment]["spec"]["template"]["spec"][
+        "containers"][0]
+    return {e["name"]: e for e in container["env"]}
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"nats": {"bundled": {"enabled": False}}},
+     "unsafe: the live service may run 2 replicas but no NATS is configured"),
+    ({"nats": {"bundled": {"enabled": False}}, "services": {"live": {"replicaCount": 1,
+                                                                     "autoscaling": {
+                                                                         "enabled": True}}}},
+     "unsafe: the live service may run 10 replicas but no NATS is configured"),
+    ({"redis": {"bundled": {"enabled": False}}},
+     "unsafe: the governance service may run 2 replicas but no Redis is configured"),
+    ({"database": {"existingSecret": "", "urlKey": "url", "sqlite": True},
+      "environment": "development"},
+     "unsafe: database.sqlite with more than one replica of agents, governance"),
+    ({"database": {"existingSecret": "", "urlKey": "url", "sqlite": True},
+      "environment": "development", "defaults": {"replicaCount": 1}},
+     "unsafe: database.sqlite with more than one replica of gateway;"),
+    ({"database": {"existingSecret": "", "urlKey": "url", "sqlite": True},
+      "environment": "development", **ONE_OF_EACH, "services": {"tools": {"replicaCount": 2}}},
+     "unsafe: database.sqlite with more than one replica of tools;"),
+    ({"database": {"existingSecret": "", "urlKey": "url", "sqlite": True}, **ONE_OF_EACH},
+     "unsafe: database.sqlite with environment production"),
+])
+def test_an_unsafe_shape_fails_the_render_with_its_message(values, message):
+    chart = helm.Chart.load(CHART)
+    chart.validate_schema(values)  # the values are well formed: the shape is what is refused
+    with pytest.raises(helm.HelmRenderError, match="execution error") as raised:
+        chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    assert message in str(raised.value)
+
+
+def test_the_same_shapes_pass_once_the_store_is_there():
+    for values in ({"nats": {"bundled": {"enabled": False}, "url": "nats://nats.infra:4222"}},
+                   {"redis": {"bundled": {"enabled": False}, "url": "redis://redis.infra:6379/0"}},
+                   {"nats": {"bundled": {"enabled": False}},
+                    "services": {"live": {"replicaCount": 1}}},
+                   {"redis": {"bundled": {"enabled": False}},
+                    "services": {"governance": {"replicaCount": 1}}}):
+        _render(values)
+
+
+def test_production_render_takes_every_store_from_existing_secrets_and_bundles_nothing():
+    values = _production()
+    helm.Chart.load(CHART).validate_schema(values)
+    documents = _render(values)
+    _validate(documents)
+    names = {d["metadata"]["name"] for d in documents}
+    assert not {"mesh-nats", "mesh-redis", "mesh-postgresql"} & names
+    for service in ("live", "governance", "agents"):
+        env = _env(documents, f"mesh-{service}")
+        assert env["AGENTMESH_NATS_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "agentmesh-nats", "key": "NATS_URL"}
+        assert env["AGENTMESH_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "agentmesh-redis", "key": "REDIS_URL"}
+        assert env["AGENTMESH_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "agentmesh-postgres", "key": "DATABASE_URL"}
+    config = _by_kind(documents, "ConfigMap")["mesh-config"]["data"]
+    assert "AGENTMESH_NATS_URL" not in config and "AGENTMESH_REDIS_URL" not in config
+
+
+def test_a_trial_bundles_nats_redis_and_postgresql_reachable_only_from_the_release():
+    documents = _render({"postgresql": {"bundled": {"enabled": True}}})
+    _validate(documents)
+    fullname = f"{RELEASE}-agentmesh"
+    config = _by_kind(documents, "ConfigMap")[f"{fullname}-config"]["data"]
+    assert config["AGENTMESH_NATS_URL"] == f"nats://{fullname}-nats:4222"
+    assert config["AGENTMESH_REDIS_URL"] == f"redis://{fullname}-redis:6379/0"
+    env = _env(documents, f"{fullname}-agents")
+    assert env["AGENTMESH_DATABASE_URL"]["value"] == \
+        f"postgresql+psycopg://postgres@{fullname}-postgresql:5432/agentmesh"
+    deployments = _by_kind(documents, "Deployment")
+    nats = deployments[f"{fullname}-nats"]["spec"]["template"]["spec"]["containers"][0]
+    assert "--jetstream" in nats["args"]
+    assert f"{fullname}-postgresql" in _by_kind(documents, "StatefulSet")
+    policies = _by_kind(documents, "NetworkPolicy")
+    for store in ("nats", "redis", "postgresql"):
+        rule = policies[f"{fullname}-{store}"]["spec"]["ingress"][0]
+        assert rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    migrate = _by_kind(documents, "Job")[f"{fullname}-migrate"]
+    # the bundled database exists only after pre-install hooks: migrate right after install
+    assert migrate["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+
+
+def test_sqlite_with_one_replica_of_everything_is_a_valid_trial():
+    values = {"database": {"existingSecret": "", "urlKey": "url", "sqlite": True},
+              "environment": "development", **ONE_OF_EACH}
+    documents = _render(values)
+    _validate(documents)
+    env = _env(documents, f"{RELEASE}-agentmesh-agents")
+    assert "AGENTMESH_DATABASE_URL" not in env
