@@ -122,3 +122,17 @@ def test_sqlite_with_one_replica_of_everything_is_a_valid_trial():
     _validate(documents)
     env = _env(documents, f"{RELEASE}-agentmesh-agents")
     assert "AGENTMESH_DATABASE_URL" not in env
+
+
+def test_governance_gets_the_global_rate_limits_from_values():
+    documents = _render({"rateLimits": {"perTenantPerMinute": 50, "routes": {
+        "/agentmesh.agents.v1.AgentService/InteractWithAgent": 5}}})
+    config = _by_kind(documents, "ConfigMap")[f"{RELEASE}-agentmesh-config"]["data"]
+    assert config["AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT"] == "1"
+    assert config["AGENTMESH_RATE_LIMIT_PER_TENANT_PER_MINUTE"] == "50"
+    assert config["AGENTMESH_RATE_LIMIT_GLOBAL_PER_MINUTE"] == "1000"
+    assert config["AGENTMESH_RATE_LIMIT_ROUTES"] == \
+        '{"/agentmesh.agents.v1.AgentService/InteractWithAgent":5}'
+    off = _render({"gateway": {"globalRateLimit": {"enabled": False}}})
+    assert _by_kind(off, "ConfigMap")[f"{RELEASE}-agentmesh-config"]["data"][
+        "AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT"] == "0"
