@@ -136,3 +136,30 @@ def test_governance_gets_the_global_rate_limits_from_values():
     off = _render({"gateway": {"globalRateLimit": {"enabled": False}}})
     assert _by_kind(off, "ConfigMap")[f"{RELEASE}-agentmesh-config"]["data"][
         "AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT"] == "0"
+
+
+def test_helm_test_runs_the_smoke_flow_from_the_image_through_the_gateway():
+    documents = _render(_production())
+    _validate(documents)
+    pod = _by_kind(documents, "Pod")["mesh-smoke"]
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    (container,) = pod["spec"]["containers"]
+    assert container["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+    assert container["command"] == ["python", "-m", "mesh.smoke"]
+    args = container["args"]
+    assert args[args.index("--gateway") + 1] == "http://mesh-gateway:80"
+    assert args[args.index("--model-url") + 1] == "http://mesh-smoke-model:8099/v1"
+    service = _by_kind(documents, "Service")["mesh-smoke-model"]
+    assert service["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "smoke"
+    config = _by_kind(documents, "ConfigMap")["mesh-config"]["data"]
+    assert config["AGENTMESH_EGRESS_ALLOW"] == "mesh-smoke-model"
+    policies = _by_kind(documents, "NetworkPolicy")
+    smoke = {"matchLabels": service["spec"]["selector"]}
+    assert {"to": [{"podSelector": smoke}], "ports": [{"port": 8099, "protocol": "TCP"}]} in \
+        policies["mesh-services"]["spec"]["egress"]
+    assert {"from": [{"podSelector": smoke}], "ports": [{"port": 8080, "protocol": "TCP"}]} in \
+        policies["mesh-gateway"]["spec"]["ingress"]
+    off = _render({"tests": {"enabled": False}})
+    assert "Pod" not in {d["kind"] for d in off}
