@@ -133,7 +133,7 @@ def run(gateway: str, model_url: str, timeout: float = 120.0) -> dict:
             "name": f"{name}-flow",
             "steps": [
                 {"id": "prep", "type": "STEP_TYPE_TRANSFORM",
-                 "transform": {"expression": "{n: inputs.n * 2}"}},
+                 "transform": {"expression": "{n: inputs.n}"}},
                 {"id": "ask", "type": "STEP_TYPE_AGENT", "depends_on": ["prep"],
                  "inputs": {"n": "steps.prep.output.n"},
                  "agent": {"agent_id": agent["id"], "prompt": "The number is {{n}}"}}],
@@ -142,7 +142,7 @@ def run(gateway: str, model_url: str, timeout: float = 120.0) -> dict:
         _ok(_retrying(client, "POST", f"/api/v1/workflows/{workflow['id']}/activate", json={}),
             "activate workflow")
         execution = _ok(_retrying(client, "POST", f"/api/v1/workflows/{workflow['id']}/execute",
-                                  json={"inputs": {"n": 21},
+                                  json={"inputs": {"n": 42},
                                         "idempotency_key": f"{name}-run"}), "execute")
         deadline = time.monotonic() + timeout
         while True:
