@@ -163,3 +163,32 @@ def test_helm_test_runs_the_smoke_flow_from_the_image_through_the_gateway():
         policies["mesh-gateway"]["spec"]["ingress"]
     off = _render({"tests": {"enabled": False}})
     assert "Pod" not in {d["kind"] for d in off}
+
+
+def test_restart_in_the_cluster_grants_the_system_pod_patch_on_the_release_deployments_only():
+    documents = _render(_production())
+    _validate(documents)
+    role = _by_kind(documents, "Role")["mesh-restart"]
+    (rule,) = role["rules"]
+    assert rule["verbs"] == ["get", "patch"] and rule["resources"] == ["deployments"]
+    from mesh import catalog
+
+    assert rule["resourceNames"] == [f"mesh-{name}" for name in catalog.names()]
+    binding = _by_kind(documents, "RoleBinding")["mesh-restart"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mesh-system",
+                                    "namespace": NAMESPACE}]
+    deployments = _by_kind(documents, "Deployment")
+    system = deployments["mesh-system"]["spec"]["template"]["spec"]
+    assert system["serviceAccountName"] == "mesh-system" and system["automountServiceAccountToken"]
+    env = _env(documents, "mesh-system")
+    assert env["AGENTMESH_KUBERNETES_RESTART"]["value"] == "1"
+    assert env["AGENTMESH_KUBERNETES_DEPLOYMENT_PREFIX"]["value"] == "mesh-"
+    assert env["AGENTMESH_KUBERNETES_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == \
+        "metadata.namespace"
+    # No other pod gets a token.
+    for name, deployment in deployments.items():
+        if name != "mesh-system" and name.startswith("mesh-"):
+            assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    assert "mesh-system-api" in _by_kind(documents, "NetworkPolicy")
+    off = _render({})
+    assert "Role" not in {d["kind"] for d in off if d["metadata"]["name"].endswith("-restart")}

@@ -68,7 +68,9 @@ class Pod:
 
 
 class Release:
-    def __init__(self, documents: list[dict], secrets: dict[str, dict[str, str]], workdir: Path):
+    def __init__(self, documents: list[dict], secrets: dict[str, dict[str, str]], workdir: Path,
+                 namespace: str = "agentmesh"):
+        self.namespace = namespace
         self.documents = documents
         self.secrets = secrets
         self.workdir = workdir
@@ -186,6 +188,8 @@ class Release:
                 env[entry["name"]] = self.config_maps[key["name"]]["data"][key["key"]]
             elif ref.get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[entry["name"]] = pod.name
+            elif ref.get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                env[entry["name"]] = self.namespace
             else:
                 raise NotImplementedError(f"env {entry['name']}: {ref}")
         return {name: self._paths(pod, self.resolve(self._own_ports(pod, value)))
