@@ -192,3 +192,28 @@ def test_restart_in_the_cluster_grants_the_system_pod_patch_on_the_release_deplo
     assert "mesh-system-api" in _by_kind(documents, "NetworkPolicy")
     off = _render({})
     assert "Role" not in {d["kind"] for d in off if d["metadata"]["name"].endswith("-restart")}
+
+
+def test_extra_volumes_mounts_and_init_containers_add_up_per_service():
+    ca = {"name": "ca", "secret": {"secretName": "corporate-ca"}}
+    wait = {"name": "wait-db", "image": "busybox:1.36", "command": ["sh", "-c", "true"]}
+    documents = _render({
+        "defaults": {"extraVolumes": [ca],
+                     "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corp"}],
+                     "initContainers": [wait]},
+        "services": {"agents": {"extraVolumes": [{"name": "x", "emptyDir": {}}],
+                                "extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]}},
+        "gateway": {"extraVolumes": [ca],
+                    "extraVolumeMounts": [{"name": "ca", "mountPath": "/etc/ssl/corp"}]}})
+    _validate(documents)
+    deployments = _by_kind(documents, "Deployment")
+    agents = deployments[f"{RELEASE}-agentmesh-agents"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in agents["volumes"]] == ["tmp", "ca", "x"]
+    assert [m["mountPath"] for m in agents["containers"][0]["volumeMounts"]] == \
+        ["/tmp", "/etc/ssl/corp", "/x"]
+    assert agents["initContainers"] == [wait]
+    tools = deployments[f"{RELEASE}-agentmesh-tools"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in tools["volumes"]] == ["tmp", "ca"]
+    gateway = deployments[f"{RELEASE}-agentmesh-gateway"]["spec"]["template"]["spec"]
+    assert [v["name"] for v in gateway["volumes"]][-1] == "ca"
+    assert "initContainers" not in gateway
