@@ -175,7 +175,13 @@ def test_live_events_complete_on_one_websocket_with_two_live_replicas_on_nats(re
             seen: dict[str, list[dict]] = {e: [] for e in started}
             done: set[str] = set()
             while done != set(started):
-                message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                try:
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                except TimeoutError:
+                    with httpx.Client(base_url=second, headers=headers, timeout=30) as client:
+                        states = {e: client.get(f"/api/v1/workflows/executions/{e}").json()
+                                  for e in set(started) - done}
+                    raise AssertionError(f"no event for 60 s; not seen ending: {states}") from None
                 if message["type"] != "execution.progress":
                     continue
                 payload = message["payload"]
