@@ -91,6 +91,9 @@ class Release:
 
     def add_pod(self, name: str, owner: str, template: dict) -> Pod:
         spec = template["spec"]
+        if spec.get("initContainers") or len(spec["containers"]) != 1:
+            # Not needed by the chart's defaults; refused rather than silently skipped.
+            raise NotImplementedError(f"{name}: only pods of one container are run here")
         pod = Pod(name, owner, spec, template["metadata"].get("labels", {}))
         for container_port in spec["containers"][0].get("ports", []):
             pod.ports[container_port["containerPort"]] = self._port()
@@ -107,6 +110,8 @@ class Release:
             elif "secret" in volume:  # a mounted Secret: its keys as files
                 for key, text in self.secrets[volume["secret"]["secretName"]].items():
                     (where / key).write_text(text)
+            elif "emptyDir" not in volume:
+                raise NotImplementedError(f"{name}: volume {volume}")
         for mount in spec["containers"][0].get("volumeMounts", []):
             pod.mounts[mount["mountPath"]] = directory / mount["name"]
         self.pods.append(pod)
