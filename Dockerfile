@@ -19,13 +19,16 @@ WORKDIR /app
 RUN python -m venv /opt/venv
 # Dependencies first, from pyproject.toml and the lock (.ci/constraints.txt) alone, so this
 # layer is reused while only code changes.
+# The server requires the client package (services/client, agentmesh-client, which provides the
+# `agentmesh` command): both are installed here, the client's code is small and changes rarely.
 COPY pyproject.toml README.md ./
 COPY .ci/constraints.txt .ci/constraints.txt
+COPY services/client/ services/client/
 RUN mkdir -p services/mesh gen/agentmesh \
     && touch services/mesh/__init__.py gen/agentmesh/__init__.py \
-    && /opt/venv/bin/pip install -c .ci/constraints.txt . \
+    && /opt/venv/bin/pip install -c .ci/constraints.txt ./services/client . \
     && /opt/venv/bin/pip uninstall --yes agentmesh \
-    && rm -rf services gen build
+    && rm -rf services/mesh gen build
 COPY services/ services/
 COPY gen/ gen/
 # Installed in place (/app, the same path in the runtime stage): the code finds the contract's

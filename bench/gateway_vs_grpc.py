@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 import grpc
-import httpx
+import httpx2
 
 from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 from mesh.supervisor import Mesh, free_port
@@ -142,7 +142,7 @@ async def measure(name: str, path: str, attempt: Attempt, args: argparse.Namespa
     cpu = CpuMeter.delta(before, meter.snapshot())
     cpu.pop("wrk")
     latencies.sort()
-    return Result(name, path, f"Python ({'httpx' if 'REST' in path else 'grpc.aio'})",
+    return Result(name, path, f"Python ({'httpx2' if 'REST' in path else 'grpc.aio'})",
                   attempts, sum(errors.values()), elapsed, percentile(latencies, 50),
                   percentile(latencies, 99), errors, cpu)
 
@@ -201,7 +201,7 @@ async def measure_wrk(wrk: str, url: str, token: str, args: argparse.Namespace,
 
 # --- setup -----------------------------------------------------------------------------------
 
-async def register_and_seed(http: httpx.AsyncClient) -> tuple[str, str, str, str]:
+async def register_and_seed(http: httpx2.AsyncClient) -> tuple[str, str, str, str]:
     """A fresh tenant with AGENT_COUNT agents. Returns (token, tenant_id, user_id, agent_id)."""
     reply = await http.post("/api/v1/auth/register", json={
         "tenant_name": "bench", "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
@@ -220,7 +220,7 @@ async def register_and_seed(http: httpx.AsyncClient) -> tuple[str, str, str, str
     return token, tenant_id, user_id, agent_ids[AGENT_COUNT // 2]
 
 
-async def sanity_check(http: httpx.AsyncClient, stub: agents_pb2_grpc.AgentServiceStub,
+async def sanity_check(http: httpx2.AsyncClient, stub: agents_pb2_grpc.AgentServiceStub,
                        metadata: tuple, agent_id: str) -> str:
     """Both paths must return the same data, or the comparison is meaningless."""
     rest_get = (await http.get(f"/api/v1/agents/{agent_id}")).raise_for_status().json()
@@ -280,7 +280,7 @@ def print_report(results: list[Result], mesh: Mesh, args: argparse.Namespace) ->
             continue
         print(f"  {call:<11} throughput x{gw.throughput / direct.throughput:.2f}   "
               f"p50 x{gw.p50_ms / direct.p50_ms:.2f}")
-    print("  httpx costs the client more CPU per request than grpc.aio (see 'client' below), and\n"
+    print("  httpx2 costs the client more CPU per request than grpc.aio (see 'client' below), and\n"
           f"  on a shared {os.cpu_count()}-core machine that CPU is taken from the mesh: "
           "the ratio includes it")
 
@@ -324,9 +324,9 @@ async def run(args: argparse.Namespace) -> int:
         await mesh.start()
         base = f"http://127.0.0.1:{mesh.port}"
         # HTTP/1.1 keep-alive with one connection per worker, so no request waits for a socket.
-        limits = httpx.Limits(max_connections=args.concurrency,
+        limits = httpx2.Limits(max_connections=args.concurrency,
                               max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=base, limits=limits,
+        async with httpx2.AsyncClient(base_url=base, limits=limits,
                                      timeout=REQUEST_TIMEOUT) as http:
             token, tenant_id, user_id, agent_id = await register_and_seed(http)
             http.headers["Authorization"] = f"Bearer {token}"

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 import grpc
-import httpx
+import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -130,8 +130,8 @@ async def drive_get(global_limit: bool, seconds: float, concurrency: int) -> tup
     mesh = Mesh(data_dir=data_dir, port=free_port(), quiet=True, rate_limit_per_minute=10_000_000)
     await mesh.start()
     try:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{mesh.port}", limits=limits,
+        limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx2.AsyncClient(base_url=f"http://127.0.0.1:{mesh.port}", limits=limits,
                                      timeout=10) as http:
             reply = await http.post("/api/v1/auth/register", json={
                 "tenant_name": "bench", "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",

@@ -46,7 +46,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from lean.data import (Tenant, bulk_rows, create_agents, insert_into_mesh_elsewhere, read_all,
                        reference_row, register)
@@ -116,15 +116,15 @@ def load_data(mesh: Mesh, reference: Reference, args: argparse.Namespace
 def compare_data(mesh: Mesh, reference: Reference, owner: Tenant) -> str:
     """Same data, same shape: one agent and one page from both. Returns the agent's id."""
     agent_id = owner.agent_ids[len(owner.agent_ids) // 2]
-    ours = httpx.get(f"{mesh.base}/api/v1/agents/{agent_id}",
+    ours = httpx2.get(f"{mesh.base}/api/v1/agents/{agent_id}",
                      headers={"Authorization": f"Bearer {owner.token}"}).json()
-    theirs = httpx.get(f"{reference.base}/api/v1/agents/{agent_id}",
+    theirs = httpx2.get(f"{reference.base}/api/v1/agents/{agent_id}",
                        headers={"Authorization": f"Bearer {owner.ref_token}"}).json()
     only_mesh = sorted(set(ours) - set(theirs))
     only_ref = sorted(set(theirs) - set(ours))
-    page_m = httpx.get(f"{mesh.base}/api/v1/agents?page_size={PAGE_SIZE}",
+    page_m = httpx2.get(f"{mesh.base}/api/v1/agents?page_size={PAGE_SIZE}",
                        headers={"Authorization": f"Bearer {owner.token}"}).json()
-    page_r = httpx.get(f"{reference.base}/api/v1/agents?page_size={PAGE_SIZE}",
+    page_r = httpx2.get(f"{reference.base}/api/v1/agents?page_size={PAGE_SIZE}",
                        headers={"Authorization": f"Bearer {owner.ref_token}"}).json()
     same_page = [a["id"] for a in page_m["items"]] == [a["id"] for a in page_r["items"]]
     print(f"\nsame data: agent {agent_id}: {len(ours)} JSON fields from the mesh, "
@@ -164,9 +164,9 @@ def run_scale(mesh: Mesh, owner: Tenant, big: Tenant, targets: list[Target],
     """List pages of the small and the big tenant: the runs, and each page's p50 against page
     1 of the small tenant by (target, connections, call)."""
     headers = {"Authorization": f"Bearer {big.token}"}
-    deep = httpx.get(f"{mesh.base}/api/v1/agents?page={args.deep_page}"
+    deep = httpx2.get(f"{mesh.base}/api/v1/agents?page={args.deep_page}"
                      f"&page_size={PAGE_SIZE}", headers=headers, timeout=60)
-    one = httpx.get(f"{mesh.base}/api/v1/agents/{big.agent_ids[0]}", headers=headers)
+    one = httpx2.get(f"{mesh.base}/api/v1/agents/{big.agent_ids[0]}", headers=headers)
     deep_body = deep.json() if deep.status_code == 200 else {}
     print(f"\nscale data check: the mesh reports total {deep_body.get('total')} for the "
           f"big tenant, page {args.deep_page} has {len(deep_body.get('items', []))} "

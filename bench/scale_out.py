@@ -28,7 +28,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 import sqlalchemy as sa
 
 from mesh.supervisor import ReplicatedMesh, free_port
@@ -78,7 +78,7 @@ def drop_database(postgres: str, name: str) -> None:
 
 
 async def seed(url: str) -> tuple[str, list[str]]:
-    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with httpx2.AsyncClient(base_url=url, timeout=30) as client:
         reply = await client.post("/api/v1/auth/register", json={
             "tenant_name": "bench", "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
             "password": "correct-horse-1"})
@@ -119,7 +119,7 @@ async def load_python(url: str, token: str, ids: list[str], seconds: int,
     errors = 0
     deadline = time.monotonic() + seconds
 
-    async def worker(client: httpx.AsyncClient, offset: int) -> None:
+    async def worker(client: httpx2.AsyncClient, offset: int) -> None:
         nonlocal errors
         n = offset
         while time.monotonic() < deadline:
@@ -128,7 +128,7 @@ async def load_python(url: str, token: str, ids: list[str], seconds: int,
             try:
                 reply = await client.get(f"/api/v1/agents/{ids[n % len(ids)]}")
                 ok = reply.status_code == 200
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 ok = False
             if ok:
                 latencies.append(time.perf_counter() - started)
@@ -136,13 +136,13 @@ async def load_python(url: str, token: str, ids: list[str], seconds: int,
                 errors += 1
 
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=url, timeout=10,
+    async with httpx2.AsyncClient(base_url=url, timeout=10,
                                  headers={"Authorization": f"Bearer {token}"}) as client:
         await asyncio.gather(*(worker(client, i) for i in range(concurrency)))
     latencies.sort()
     pick = (lambda p: latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
             if latencies else 0.0)
-    return {"generator": "Python httpx", "requests": len(latencies) + errors,
+    return {"generator": "Python httpx2", "requests": len(latencies) + errors,
             "seconds": time.monotonic() - started, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
             "errors": errors}
 

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
-import httpx
+import httpx2
 
 from agentmesh.tools.v1 import tools_pb2, tools_pb2_grpc
 from mesh.supervisor import Mesh, free_port
@@ -75,9 +75,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"starting the mesh ({data_dir}) ...", flush=True)
         await mesh.start()
         base = f"http://127.0.0.1:{mesh.port}"
-        limits = httpx.Limits(max_connections=args.concurrency,
+        limits = httpx2.Limits(max_connections=args.concurrency,
                               max_keepalive_connections=args.concurrency)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=REQUEST_TIMEOUT) as http:
+        async with httpx2.AsyncClient(base_url=base, limits=limits, timeout=REQUEST_TIMEOUT) as http:
             reply = await http.post("/api/v1/auth/register", json={
                 "tenant_name": "bench", "email": f"bench-{uuid.uuid4().hex[:8]}@example.com",
                 "password": "correct-horse-1"})

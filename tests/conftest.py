@@ -17,7 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 from tests.support import layers
@@ -102,13 +102,13 @@ class RunningMesh:
     data_dir: Path
     process: subprocess.Popen
 
-    def client(self, token: str | None = None, api_key: str | None = None) -> httpx.Client:
+    def client(self, token: str | None = None, api_key: str | None = None) -> httpx2.Client:
         headers = {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if api_key:
             headers["X-API-Key"] = api_key
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx2.Client(base_url=self.url, headers=headers, timeout=30)
 
 
 def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None,
@@ -225,7 +225,7 @@ def other_tenant(mesh) -> Tenant:
     return register(mesh, "globex")
 
 
-def assert_envelope(reply: httpx.Response, status: int, error: str) -> dict:
+def assert_envelope(reply: httpx2.Response, status: int, error: str) -> dict:
     """Every non-2xx answer: the one envelope, the status, the correlation id echoed."""
     assert reply.status_code == status, reply.text
     assert reply.headers["content-type"].startswith("application/json")

@@ -138,7 +138,7 @@ def test_the_metrics_port_serves_envoy_stats_from_the_admin_socket_and_nothing_e
     import subprocess
     import time
 
-    import httpx
+    import httpx2
 
     from mesh.supervisor import envoy_binary, free_port
 
@@ -153,14 +153,14 @@ def test_the_metrics_port_serves_envoy_stats_from_the_admin_socket_and_nothing_e
         url, stats = f"http://127.0.0.1:{metrics}", None
         for _ in range(100):
             try:
-                stats = httpx.get(f"{url}/stats/prometheus")
+                stats = httpx2.get(f"{url}/stats/prometheus")
                 break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 time.sleep(0.1)
         assert stats is not None and stats.status_code == 200, "no metrics listener"
         assert "envoy_server_live" in stats.text
-        assert httpx.post(f"{url}/quitquitquit").status_code == 404
-        assert httpx.get(f"{url}/server_info").status_code == 404
+        assert httpx2.post(f"{url}/quitquitquit").status_code == 404
+        assert httpx2.get(f"{url}/server_info").status_code == 404
         assert envoy.poll() is None  # still running
         with socket.socket(socket.AF_UNIX) as admin:  # the socket itself answers
             admin.connect(str(tmp_path / "admin.sock"))

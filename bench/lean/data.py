@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 import jwt
 
 PASSWORD = "bench-password-1"
@@ -31,7 +31,7 @@ class Tenant:
 
 async def register(base: str, name: str) -> Tenant:
     email = f"{name}-{uuid.uuid4().hex[:10]}@example.com"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as http:
         reply = await http.post("/api/v1/auth/register", json={
             "tenant_name": name, "email": email, "password": PASSWORD})
         if reply.status_code not in (200, 201):
@@ -64,7 +64,7 @@ async def create_agents(base: str, tenant: Tenant, count: int, workers: int = 8)
     queue = list(range(count))
     ids: dict[int, str] = {}
 
-    async def worker(http: httpx.AsyncClient) -> None:
+    async def worker(http: httpx2.AsyncClient) -> None:
         while queue:
             i = queue.pop()
             reply = await http.post("/api/v1/agents", json=agent_spec(i), headers=headers)
@@ -72,7 +72,7 @@ async def create_agents(base: str, tenant: Tenant, count: int, workers: int = 8)
                 raise RuntimeError(f"create agent {i}: HTTP {reply.status_code}: {reply.text}")
             ids[i] = reply.json()["id"]
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as http:
         await asyncio.gather(*(worker(http) for _ in range(workers)))
     tenant.agent_ids = [ids[i] for i in range(count)]
 
@@ -81,7 +81,7 @@ async def read_all(base: str, tenant: Tenant) -> list[dict]:
     """Every agent of the tenant as the mesh answers it (page_size 100)."""
     items: list[dict] = []
     headers = {"Authorization": f"Bearer {tenant.token}"}
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx2.AsyncClient(base_url=base, timeout=30) as http:
         page = 1
         while True:
             reply = await http.get("/api/v1/agents", params={"page": page, "page_size": 100},

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import httpx2
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -67,11 +67,11 @@ class Mesh:
                 raise RuntimeError(f"agentmesh up exited with {self.process.returncode}; "
                                    f"see {self.data_dir / 'up.log'} and {self.data_dir / 'logs'}")
             try:
-                health = httpx.get(self.base + "/health", timeout=2)
-                jwks = httpx.get(self.base + "/api/v1/auth/jwks", timeout=2)
+                health = httpx2.get(self.base + "/health", timeout=2)
+                jwks = httpx2.get(self.base + "/api/v1/auth/jwks", timeout=2)
                 if health.status_code == 200 and jwks.status_code == 200:
                     return
-            except httpx.HTTPError:
+            except httpx2.HTTPError:
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"the mesh was not ready in 180s; see {self.data_dir / 'logs'}")
@@ -171,12 +171,12 @@ class Reference:
             if self.process.poll() is not None:
                 raise RuntimeError(f"uvicorn exited; see {self.work / 'reference.log'}")
             try:
-                reply = httpx.get(self.base + "/api/v1/agents",
+                reply = httpx2.get(self.base + "/api/v1/agents",
                                   headers={"Authorization": f"Bearer {token}"}, timeout=2)
                 if reply.status_code == 200:
                     return
                 raise RuntimeError(f"reference answered {reply.status_code}: {reply.text}")
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 time.sleep(0.2)
         raise RuntimeError("the reference was not ready in 60s")
 

@@ -192,13 +192,14 @@ def _restore(args: argparse.Namespace) -> int:
 # Operator commands (up, serve, gateway-config, keys, secrets rotate, db) keep their handlers
 # above, which take an argparse-style namespace: each typer command below only collects its
 # options into one (`_run`), so a handler written for argparse ports by adding a command here.
-# Client commands (login, agents, workflows, ...) live in mesh.cli_client.
+# Client commands (login, config, apply, agents, workflows, ...) live in the client package
+# (agentmesh_client.cli), which owns the `agentmesh` command; `plugin` adds these to it.
 import typer  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 app = typer.Typer(name="agentmesh", help="Agent Mesh control plane", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False,
+                  pretty_exceptions_enable=False,
                   context_settings={"help_option_names": ["-h", "--help"]})
 keys_app = typer.Typer(help="signing keys", no_args_is_help=True)
 db_app = typer.Typer(help="database migrations of a service", no_args_is_help=True)
@@ -334,47 +335,37 @@ def _secrets_rotate_command(
     _run(_secrets_rotate, resume=resume)
 
 
-def _build() -> typer.Typer:
-    from mesh import cli_client
+def plugin(target: typer.Typer) -> dict:
+    """The server's commands, added to the `agentmesh` command of the client package (the
+    `agentmesh.cli` entry point of this package): up, serve, db, keys, restore, gateway-config,
+    `secrets rotate`; returns the commands that parse their own arguments (gen, helm-gen)."""
+    target.registered_commands.extend(app.registered_commands)
+    target.registered_groups.extend(app.registered_groups)
+    for group in target.registered_groups:
+        if group.name == "secrets" and group.typer_instance is not None:
+            group.typer_instance.command(
+                "rotate", help="make a new key-encryption key active and re-wrap every data "
+                "key (online; run again to resume)")(_secrets_rotate_command)
+    return {"gen": _gen, "helm-gen": _helm_gen}
 
-    secrets_app = cli_client.register(app)  # login, agents, workflows, ..., secrets list/get/...
-    secrets_app.command("rotate", help="make a new key-encryption key active and re-wrap every "
-                        "data key (online; run again to resume)")(_secrets_rotate_command)
-    return app
+
+def _gen(argv: list[str]) -> int:
+    from mesh.build import protos
+
+    return protos.main(argv)
+
+
+def _helm_gen(argv: list[str]) -> int:
+    from mesh.build import helm
+
+    return helm.main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line; every way it can end is a message and an exit code, never a
-    traceback: 0 done, 1 failed, 2 a usage error (with the usage line), 130 interrupted."""
-    # typer ships its own copy of click; its exceptions are typer's, not the click package's.
-    from typer._click import exceptions as usage
+    """`python -m mesh.cli`: the `agentmesh` command (agentmesh_client.cli) with these commands."""
+    from agentmesh_client.cli import main as agentmesh
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["gen"]:  # its own flags (--check, --lint) go to the generator unparsed
-        from mesh.build import protos
-
-        return protos.main(argv[1:])
-    if argv[:1] == ["helm-gen"]:
-        from mesh.build import helm
-
-        return helm.main(argv[1:])
-    try:
-        result = _build()(args=argv, prog_name="agentmesh", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except usage.NoArgsIsHelpError as exc:  # `agentmesh`, `agentmesh agents`: the help
-        exc.show()
-        return 2
-    except usage.ClickException as exc:  # usage errors: the usage line, the problem; exit 2
-        exc.show()
-        return exc.exit_code
-    except typer.Abort:  # "no" at a confirmation, Ctrl-C or end of input at a prompt
-        print("aborted", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return result if isinstance(result, int) else 0
+    return agentmesh(argv)
 
 
 if __name__ == "__main__":

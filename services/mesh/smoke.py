@@ -26,7 +26,7 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
+import httpx2
 
 FINAL = {"EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_CANCELLED"}
 
@@ -76,20 +76,20 @@ def _say(step: str, **fields) -> None:
     print(json.dumps({"step": step, **fields}), flush=True)
 
 
-def _ok(reply: httpx.Response, step: str) -> dict:
+def _ok(reply: httpx2.Response, step: str) -> dict:
     if reply.status_code != 200:
         raise SmokeFailed(f"{step}: {reply.request.method} {reply.request.url.path} answered "
                           f"{reply.status_code}: {reply.text[:500]}")
     return reply.json()
 
 
-def _retrying(client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
+def _retrying(client: httpx2.Client, method: str, path: str, **kwargs) -> httpx2.Response:
     """Reads and idempotent calls are retried briefly over a connection error or a 502/503 (a
     replica that just went away); a 4xx or a success is the answer."""
     for attempt in range(10):
         try:
             reply = client.request(method, path, **kwargs)
-        except httpx.TransportError:
+        except httpx2.TransportError:
             if attempt == 9:
                 raise
             time.sleep(0.5)
@@ -103,13 +103,13 @@ def _retrying(client: httpx.Client, method: str, path: str, **kwargs) -> httpx.R
 def run(gateway: str, model_url: str, timeout: float = 120.0) -> dict:
     """The smoke flow against `gateway`; returns what it made (ids), raises SmokeFailed."""
     name = f"smoke-{uuid.uuid4().hex[:10]}"
-    with httpx.Client(base_url=gateway.rstrip("/"), timeout=60) as anonymous:
+    with httpx2.Client(base_url=gateway.rstrip("/"), timeout=60) as anonymous:
         body = _ok(_retrying(anonymous, "POST", "/api/v1/auth/register", json={
             "tenant_name": name, "email": f"{name}@example.com",
             "password": "smoke-correct-horse-1"}), "register")
     _say("register", tenant_id=body["tenant"]["id"])
     headers = {"Authorization": f"Bearer {body['access_token']}"}
-    with httpx.Client(base_url=gateway.rstrip("/"), timeout=60, headers=headers) as client:
+    with httpx2.Client(base_url=gateway.rstrip("/"), timeout=60, headers=headers) as client:
         _ok(_retrying(client, "POST", "/api/v1/master-data/secrets", json={
             "name": f"{name}-key", "value": "sk-smoke", "secret_type": "SECRET_TYPE_API_KEY"},
             headers={"Idempotency-Key": f"{name}-secret"}), "create secret")
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     server = serve_model(args.model_listen)
     try:
         run(args.gateway, args.model_url, args.timeout)
-    except (SmokeFailed, httpx.HTTPError) as error:
+    except (SmokeFailed, httpx2.HTTPError) as error:
         _say("failed", error=str(error))
         return 1
     finally:

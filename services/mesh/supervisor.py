@@ -34,7 +34,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mesh import catalog, contract as contract_mod
 from mesh.gateway.config import GatewayOptions, build
-from mesh.runtime import internal, telemetry
+from mesh.runtime import internal, telemetry, tls
 from mesh.runtime.settings import Settings, get_settings
 from mesh.system import restart
 
@@ -284,7 +284,7 @@ class Mesh:
     async def _wait_service(self, child: Child, service: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         port = child.port or self.ports[service]
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with tls.channel(self.settings, f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if child.process and child.process.returncode is not None:

@@ -174,9 +174,9 @@ def test_alert_with_an_unknown_metric_is_400(client):
 
 
 def test_observability_health_is_public(egress_mesh):
-    import httpx
+    import httpx2
 
-    reply = httpx.get(f"{egress_mesh.url}/api/v1/observability/health")
+    reply = httpx2.get(f"{egress_mesh.url}/api/v1/observability/health")
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["status"] == "healthy" and body["service"] == "observability"

@@ -38,6 +38,11 @@ def _cli(mesh, home: Path, *args: str, input_text: str | None = None,
                           capture_output=True, input=input_text, timeout=timeout)
 
 
+def _context(home: Path, name: str = "") -> dict:
+    data = json.loads((home / "config.json").read_text())
+    return data["contexts"][name or data["current_context"]]
+
+
 def _login(mesh, tmp_path):
     tenant = register(mesh)
     home = tmp_path / "config"
@@ -45,7 +50,7 @@ def _login(mesh, tmp_path):
     assert result.returncode == 0, result.stderr
     assert tenant.email in result.stdout and "(admin)" in result.stdout
     assert tenant.tenant_id not in result.stdout
-    stored = json.loads((home / "config.json").read_text())
+    stored = _context(home)
     assert stored["access_token"] and stored["refresh_token"] and stored["url"] == mesh.url
     assert (home / "config.json").stat().st_mode & 0o077 == 0  # only the user reads it
     return tenant, home
@@ -115,23 +120,25 @@ def test_failed_workflow_exits_non_zero_and_errors_are_one_line(mesh, tmp_path):
     assert "failed" in run.stdout and "boom" in run.stdout
 
     missing = _cli(mesh, home, "agents", "get", "no-such-agent")
-    assert missing.returncode == 1
+    assert missing.returncode == 5  # not found (agentmesh_client/cli/exits.py)
     assert "Traceback" not in missing.stderr
     assert "not found" in missing.stderr and "correlation id" in missing.stderr
 
     logged_out = _cli(mesh, tmp_path / "nobody", "agents", "list")
-    assert logged_out.returncode == 1 and "Traceback" not in logged_out.stderr
+    assert logged_out.returncode == 3 and "Traceback" not in logged_out.stderr
     assert "UNAUTHENTICATED" in logged_out.stderr and "agentmesh login" in logged_out.stderr
 
 
 def test_expired_access_token_is_refreshed_and_stored(mesh, tmp_path):
     _, home = _login(mesh, tmp_path)
     config_file = home / "config.json"
-    stored = json.loads(config_file.read_text())
-    config_file.write_text(json.dumps({**stored, "access_token": "expired.or.revoked"}))
+    data = json.loads(config_file.read_text())
+    stored = dict(_context(home))
+    data["contexts"][data["current_context"]]["access_token"] = "expired.or.revoked"
+    config_file.write_text(json.dumps(data))
     listed = _cli(mesh, home, "agents", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
-    again = json.loads(config_file.read_text())
+    again = _context(home)
     assert again["access_token"] not in ("expired.or.revoked", stored["access_token"])
     assert again["refresh_token"] != stored["refresh_token"]  # refresh tokens are single use
 
@@ -174,7 +181,7 @@ def test_readme_python_client_example(mesh, tmp_path):
     """The five lines of the README, run as written against the real mesh."""
     tenant = register(mesh)
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("```python\nfrom mesh.client import Client")
+    start = readme.index("```python\nfrom agentmesh_client import Client")
     example = readme[start + len("```python\n"):readme.index("```", start + 10)]
     slug = f"readme-{uuid.uuid4().hex[:6]}"
     with mesh.client(tenant.token) as client:
@@ -186,7 +193,7 @@ def test_readme_python_client_example(mesh, tmp_path):
     program = textwrap.dedent(f"""
         URL, EMAIL, PASSWORD, WORKFLOW = {mesh.url!r}, {tenant.email!r}, {tenant.password!r}, \\
             {slug!r}
-        """) + example + "\nprint(agent['name'], execution['status'], execution['outputs'])\n"
+        """) + example
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr
@@ -211,7 +218,7 @@ def test_files_that_do_not_parse_and_an_unreachable_mesh_are_one_line(mesh, tmp_
     (tmp_path / "bad.json").write_text('{"name": ')
     for name, words in (("bad.yaml", "is not valid YAML"), ("bad.json", "is not valid JSON")):
         result = _cli(mesh, home, "agents", "create", "-f", str(tmp_path / name))
-        assert result.returncode == 1, result.stderr
+        assert result.returncode == 7, result.stderr  # invalid input
         assert "Traceback" not in result.stderr and words in result.stderr
         assert name in result.stderr and len(result.stderr.strip().splitlines()) <= 2
     # login without --url: the URL of the saved session (or the default) is the one named.
@@ -225,7 +232,7 @@ def test_files_that_do_not_parse_and_an_unreachable_mesh_are_one_line(mesh, tmp_
     result = subprocess.run([sys.executable, "-m", "mesh.cli", "login", "--email", "a@b.co",
                              "--password", "whatever1"], env=env, text=True,
                             capture_output=True, timeout=60)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 9 and "Traceback" not in result.stderr  # unreachable
     assert f"cannot reach the mesh at {closed}" in " ".join(result.stderr.split())
 
 
@@ -274,7 +281,7 @@ def test_no_at_a_prompt_and_ctrl_c_at_the_password_prompt_end_quietly(mesh, tmp_
 
 
 def test_python_client_update_changes_a_resource(mesh):
-    from mesh.client import Client
+    from agentmesh_client import Client
 
     tenant = register(mesh)
     name = f"upd-{uuid.uuid4().hex[:6]}"

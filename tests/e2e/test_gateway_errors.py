@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import assert_envelope
@@ -129,6 +130,13 @@ def test_health_openapi_and_docs_are_public(mesh):
         assert docs.status_code == 200 and "swagger-ui-bundle.js" in docs.text
         bundle = client.get("/docs/swagger-ui-bundle.js")
         assert bundle.status_code == 200 and len(bundle.content) > 100_000
+        # swagger-ui-dist, vendored (.ci/vendor-swagger-ui): served as the MANIFEST records it
+        from mesh.system import docs as docs_module
+        manifest = (docs_module._SWAGGER_DIR / "MANIFEST").read_text()
+        assert hashlib.sha256(bundle.content).hexdigest() + "  swagger-ui-bundle.js" in manifest
+        assert bundle.headers["content-type"].startswith("text/javascript")
+        assert client.get("/docs/swagger-ui.css").headers["content-type"].startswith("text/css")
+        assert_envelope(client.get("/docs/index.html"), 404, "NOT_FOUND")
         jwks = client.get("/api/v1/auth/jwks").json()
         assert len(jwks["keys"]) >= 2 and all("kid" in k for k in jwks["keys"])
 
@@ -138,7 +146,7 @@ def test_native_grpc_clients_get_the_same_checks(mesh, tenant):
 
     from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 
-    target = httpx.URL(mesh.url).netloc.decode()
+    target = httpx2.URL(mesh.url).netloc.decode()
     with grpc.insecure_channel(target) as channel:
         stub = agents_pb2_grpc.AgentServiceStub(channel)
         try:
@@ -243,9 +251,9 @@ def test_an_undefined_enum_number_is_400_naming_the_field_on_every_route(mesh, o
     names = {name for *_, name in cases}
     assert {"priority", "status", "steps[0].type"} <= names and len(cases) > 30
 
-    async def send_all() -> list[httpx.Response]:
+    async def send_all() -> list[httpx2.Response]:
         limit = asyncio.Semaphore(8)
-        async with httpx.AsyncClient(base_url=mesh.url, timeout=30, headers={
+        async with httpx2.AsyncClient(base_url=mesh.url, timeout=30, headers={
                 "Authorization": f"Bearer {operator.token}"}) as client:
             async def one(method, path, params, body):
                 async with limit:
@@ -340,11 +348,22 @@ def test_gateway_messages_name_the_field_in_plain_words(mesh, tenant):
         ({"config": [1]}, "config", "config: expected a JSON object, not a list"),
         ({"created_at": "yesterday"}, "created_at",
          "created_at: expected a date-time string such as 2026-01-31T12:00:00Z"),
+        # Exactly what the OpenAPI document says (client generators read it): a list is a
+        # list of items, an enum a value name, the body an object; the transcoder would take
+        # the other forms too.
+        ({"name": "s", "tools": "t1"}, "tools", "tools: expected a list of string values, "
+                                                "not a string"),
+        ({"name": "s", "tools": [None]}, "tools[0]", "tools[0]: a list item cannot be null"),
+        ({"name": "s", "tools": [["t1"]]}, "tools[0]",
+         "tools[0]: expected a string, not a list (lists do not nest)"),
+        ({"name": "s", "status": 1}, "status", "status: expected a value name, not 1"),
+        (None, "", "the body: the body must be a JSON object, not null"),
     ]
     with mesh.client(tenant.token) as client:
         for sent, field, message in cases:
-            body = assert_envelope(client.post("/api/v1/agents", json=sent), 400,
-                                   "INVALID_ARGUMENT")
+            body = assert_envelope(client.post("/api/v1/agents", content=json.dumps(sent),
+                                               headers={"Content-Type": "application/json"}),
+                                   400, "INVALID_ARGUMENT")
             assert body["message"] == message, (sent, body)
             assert body["details"].get("field", "") == field, (sent, body)
         status = assert_envelope(client.post("/api/v1/agents", json={"name": "s",
@@ -366,7 +385,7 @@ def test_gateway_messages_name_the_field_in_plain_words(mesh, tenant):
 
 
 def test_a_space_in_a_query_value_sent_as_plus_is_a_space(mesh, tenant):
-    """httpx (like requests and HTML forms) encodes a space in a query value as `+`."""
+    """httpx2 (like requests and HTML forms) encodes a space in a query value as `+`."""
     name = f"tpl-{uuid.uuid4().hex[:6]}"
     with mesh.client(tenant.token) as client:
         agent = client.post("/api/v1/agents", json={"name": f"plus-{uuid.uuid4().hex[:6]}",
@@ -391,7 +410,7 @@ def test_every_answer_carries_x_request_id(mesh, tenant):
     with mesh.client(tenant.token) as client:
         ok = client.get("/api/v1/agents", headers={"X-Correlation-ID": "req-id-1"})
         missing = client.get("/api/v1/agents/nope")
-        anonymous = httpx.get(f"{mesh.url}/api/v1/agents")
+        anonymous = httpx2.get(f"{mesh.url}/api/v1/agents")
     assert ok.headers["x-request-id"] == ok.headers["x-correlation-id"] == "req-id-1"
     for reply in (missing, anonymous):
         body = reply.json()

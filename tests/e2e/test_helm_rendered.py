@@ -27,7 +27,7 @@ import secrets
 import time
 import uuid
 
-import httpx
+import httpx2
 import pytest
 import yaml
 from websockets.asyncio.client import connect
@@ -108,7 +108,7 @@ def helm_test(release: Release, run: str) -> list[dict]:
 
 def register(url: str) -> str:
     name = f"rendered-{uuid.uuid4().hex[:8]}"
-    reply = httpx.post(f"{url}/api/v1/auth/register", timeout=30, json={
+    reply = httpx2.post(f"{url}/api/v1/auth/register", timeout=30, json={
         "tenant_name": name, "email": f"{name}@example.com", "password": "correct-horse-1"})
     assert reply.status_code == 200, reply.text
     return reply.json()["access_token"]
@@ -135,7 +135,7 @@ def test_every_deployment_runs_as_rendered_and_the_helm_test_smoke_flow_passes(r
     assert lines[3]["outputs"] == {"n": 42, "answer": "You said: The number is 42"}
 
 
-def _flow(client: httpx.Client) -> str:
+def _flow(client: httpx2.Client) -> str:
     steps = [{"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs.n"}},
              {"id": "b", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["a"],
               "transform": {"expression": "{v: steps.a.output}"}},
@@ -166,7 +166,7 @@ def test_live_events_complete_on_one_websocket_with_two_live_replicas_on_nats(re
             # Started through both gateways, so both workflows replicas publish events.
             for index in range(runs):
                 base = (first, second)[index % 2]
-                with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+                with httpx2.Client(base_url=base, headers=headers, timeout=30) as client:
                     workflow = _flow(client)
                     reply = client.post(f"/api/v1/workflows/{workflow}/execute",
                                         json={"inputs": {"n": index}})
@@ -178,7 +178,7 @@ def test_live_events_complete_on_one_websocket_with_two_live_replicas_on_nats(re
                 try:
                     message = json.loads(await asyncio.wait_for(ws.recv(), 60))
                 except TimeoutError:
-                    with httpx.Client(base_url=second, headers=headers, timeout=30) as client:
+                    with httpx2.Client(base_url=second, headers=headers, timeout=30) as client:
                         states = {e: client.get(f"/api/v1/workflows/executions/{e}").json()
                                   for e in set(started) - done}
                     raise AssertionError(f"no event for 60 s; not seen ending: {states}") from None
@@ -201,7 +201,7 @@ def test_live_events_complete_on_one_websocket_with_two_live_replicas_on_nats(re
         assert len(ids) >= 4  # running, and each of three steps
         seqs = [e["seq"] for e in events]
         assert seqs == sorted(seqs)
-        with httpx.Client(base_url=second, headers={"Authorization": f"Bearer {token}"},
+        with httpx2.Client(base_url=second, headers={"Authorization": f"Bearer {token}"},
                           timeout=30) as client:
             final = client.get(f"/api/v1/workflows/executions/{execution}").json()
         assert final["outputs"] == {"n": index}
@@ -216,14 +216,14 @@ def test_a_limit_of_n_per_minute_holds_across_two_gateway_replicas(release):
         time.sleep(window - time.time() % window + 0.5)
     codes = []
     for index in range(3 * LIMIT):  # alternately through each gateway replica
-        reply = httpx.get(f"{urls[index % 2]}/api/v1/governance/rate-limits", timeout=30,
+        reply = httpx2.get(f"{urls[index % 2]}/api/v1/governance/rate-limits", timeout=30,
                           headers={"Authorization": f"Bearer {token}"})
         codes.append(reply.status_code)
         if reply.status_code == 429:
             assert reply.json()["error"] == "RATE_LIMIT_EXCEEDED", reply.text
     # N in all, not N per gateway: the count is governance's, in Redis.
     assert codes == [200] * LIMIT + [429] * (2 * LIMIT), codes
-    other = httpx.get(f"{urls[1]}/api/v1/governance/policies", timeout=30,
+    other = httpx2.get(f"{urls[1]}/api/v1/governance/policies", timeout=30,
                       headers={"Authorization": f"Bearer {token}"})
     assert other.status_code == 200, other.text  # the limit is the route's
 

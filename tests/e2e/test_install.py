@@ -1,5 +1,5 @@
-"""The product as a user installs it: the wheel, in a clean virtual environment (not editable,
-no extras), then `agentmesh up` from there, one round trip through the gateway, and a clean stop.
+"""The product as a user installs it: the wheels (the server's and the client package's it
+requires), in a clean virtual environment (not editable, no extras), then `agentmesh up` from there, one round trip through the gateway, and a clean stop.
 
 This is what catches a runtime import that only the dev extra provides, or a data file that the
 wheel lacks or that the code looks for in the checkout.
@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from tests.conftest import _free_port, read_until_up
 
@@ -31,15 +31,18 @@ def _run(argv: list, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-def _build_wheel(tmp_path: Path) -> Path:
+def _build_wheels(tmp_path: Path) -> list[Path]:
+    """The server's wheel and the client package's (services/client), which it requires."""
     # From a copy, so that the build leaves nothing in the checkout.
     source = tmp_path / "source"
     shutil.copytree(REPO, source, ignore=_NOT_SOURCES)
     out = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-          "--quiet", "-w", out, source])
-    (wheel,) = out.glob("agentmesh-*.whl")
-    return wheel
+    for project in (source, source / "services" / "client"):
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+              "--quiet", "-w", out, project])
+    (server,) = out.glob("agentmesh-*.whl")
+    (client,) = out.glob("agentmesh_client-*.whl")
+    return [client, server]
 
 
 def _clean_env(venv: Path) -> dict[str, str]:
@@ -51,7 +54,7 @@ def _clean_env(venv: Path) -> dict[str, str]:
 
 def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
     started = time.monotonic()
-    wheel = _build_wheel(tmp_path)
+    wheels = _build_wheels(tmp_path)
     venv = tmp_path / "venv"
     base_python = getattr(sys, "_base_executable", None) or shutil.which("python3")
     _run([base_python, "-m", "venv", venv])
@@ -60,15 +63,18 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
     # Dependencies come from the package index pip is configured with (or its cache), at the
     # versions of the lock, as the README's set-up and the image install them.
     _run([python, "-m", "pip", "install", "--quiet", "-c", REPO / ".ci" / "constraints.txt",
-          wheel], env=env, cwd=tmp_path)
+          *wheels], env=env, cwd=tmp_path)
+    assert _run([python, "-m", "pip", "check"], env=env).returncode == 0
 
     # The installed package is what runs, not the checkout; dev-only modules are absent.
     probe = _run([python, "-c", "import mesh, agentmesh, importlib.util; "
                                 "print(mesh.__file__); print(agentmesh.__file__); "
-                                "print(importlib.util.find_spec('pytest') is None)"],
+                                "print(importlib.util.find_spec('pytest') is None); "
+                                "print(importlib.util.find_spec('httpx') is None)"],
                  env=env, cwd=tmp_path).stdout.split()
     assert all(str(venv) in line for line in probe[:2]), probe
     assert probe[2] == "True", "pytest is a dev tool; the clean venv must not have it"
+    assert probe[3] == "True", "one HTTP stack (httpx2): httpx is not installed"
     assert (venv / "bin" / "envoy").exists()
 
     port = _free_port()
@@ -80,7 +86,7 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
         url = f"http://127.0.0.1:{port}"
         up, output = read_until_up(process, timeout=90)
         assert up, output + _logs(data_dir)
-        with httpx.Client(base_url=url, timeout=30) as client:
+        with httpx2.Client(base_url=url, timeout=30) as client:
             health = client.get("/health")
             assert health.status_code == 200, health.text
             assert health.json()["status"] == "healthy"

@@ -271,6 +271,8 @@ def test_signed_webhook_delivery_from_a_real_event(egress_mesh, web):
         assert request["headers"]["X-AgentMesh-Event"] == "agent.deployed"
         raw = json.dumps(request["body"], separators=(",", ":")).encode()
         assert verify(secret, request["headers"]["X-AgentMesh-Signature"], raw)
+        from standardwebhooks import Webhook
+        assert Webhook(secret).verify(raw, request["headers"]) == request["body"]
         assert request["body"]["data"]["name"] == "hooked"
         item = history["items"][0]
         assert item["status"] == "delivered" and item["status_code"] == 200

@@ -11,7 +11,7 @@ import os
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -30,7 +30,7 @@ def _auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _approval_flow(client: httpx.Client) -> dict:
+def _approval_flow(client: httpx2.Client) -> dict:
     """prepare -> approve (waits for a person) -> write: the execution pauses where a test
     wants it, with events before and after."""
     steps = [
@@ -61,7 +61,7 @@ async def _read_until(socket, done) -> list[dict]:
             return seen
 
 
-async def _wait_status(client: httpx.Client, execution_id: str, status: str) -> None:
+async def _wait_status(client: httpx2.Client, execution_id: str, status: str) -> None:
     for _ in range(300):
         if client.get(f"/api/v1/workflows/executions/{execution_id}").json()["status"] == status:
             return
@@ -69,7 +69,7 @@ async def _wait_status(client: httpx.Client, execution_id: str, status: str) -> 
     raise AssertionError(f"execution never reached {status}")
 
 
-def _approve(client: httpx.Client, execution_id: str) -> None:
+def _approve(client: httpx2.Client, execution_id: str) -> None:
     reply = client.post(f"/api/v1/workflows/executions/{execution_id}/steps/approve/approve",
                         json={"comment": "yes"})
     assert reply.status_code == 200, reply.text
@@ -302,7 +302,7 @@ def test_the_browser_example_works_as_written(mesh, tenant):
         execution = _approval_flow(client)  # waits for a person: the socket stays open
 
     async def page(origin: str) -> list:
-        async with httpx.AsyncClient(base_url=mesh.url, timeout=30) as browser:
+        async with httpx2.AsyncClient(base_url=mesh.url, timeout=30) as browser:
             preflight = await browser.options("/api/v1/live/tickets", headers={
                 "Origin": origin, "Access-Control-Request-Method": "POST",
                 "Access-Control-Request-Headers": "authorization,content-type"})

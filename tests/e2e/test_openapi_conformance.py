@@ -83,6 +83,20 @@ include-operation-id-regex = "^(ObservabilityService_CreateAlert|GovernanceServi
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 
+# Lists over a time range (governance decisions, system logs): an `end_time` before `start_time`
+# is 400 naming `end_time`, a relation between parameters, which OpenAPI cannot state.
+[[operations]]
+include-operation-id-regex = "^(GovernanceService_ListDecisions|SystemService_ListSystemLogs)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+# Dispatch: the fields `context` needs depend on `intent` (call_reasoning needs a `message`, ...),
+# and the dispatched operation checks them (400 naming the field).
+[[operations]]
+include-operation-id = "GovernanceService_Dispatch"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
 # Analytics: an `end_time` before `start_time`, or an `interval` that cuts the range (24 hours by
 # default) into more than 1000 buckets, is 400 (analytics.proto says so); both are relations
 # between parameters, which OpenAPI cannot state.

@@ -18,7 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
@@ -44,7 +44,7 @@ class Latency:
     runs; its latencies in milliseconds."""
 
     def __init__(self, mesh, token: str) -> None:
-        self.client = httpx.Client(base_url=mesh.url, timeout=60,
+        self.client = httpx2.Client(base_url=mesh.url, timeout=60,
                                    headers={"Authorization": f"Bearer {token}"})
         self.samples: list[float] = []
         self.failures: list[int] = []

@@ -24,7 +24,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
 
@@ -99,10 +99,10 @@ class Load:
         self.ok = 0
         self.threads = [threading.Thread(target=self._work, args=(i,)) for i in range(workers)]
 
-    def _once(self, client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response | str:
+    def _once(self, client: httpx2.Client, method: str, path: str, **kwargs) -> httpx2.Response | str:
         try:
             reply = client.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
+        except httpx2.HTTPError as error:
             return type(error).__name__
         if reply.status_code >= 500:
             with self.lock:
@@ -110,8 +110,8 @@ class Load:
             return f"{reply.status_code}"
         return reply
 
-    def _call(self, client: httpx.Client, method: str, path: str, done: set[int],
-              **kwargs) -> httpx.Response | None:
+    def _call(self, client: httpx2.Client, method: str, path: str, done: set[int],
+              **kwargs) -> httpx2.Response | None:
         reply = self._once(client, method, path, **kwargs)
         if isinstance(reply, str):
             with self.lock:
@@ -225,12 +225,12 @@ def test_two_replicas_on_postgres_lose_nothing_when_an_agents_replica_is_killed(
     wait_restarted(mesh, "agents", agents[0])
 
 
-def _retrying(client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
+def _retrying(client: httpx2.Client, method: str, path: str, **kwargs) -> httpx2.Response:
     """A call retried while a replica is down (an execute carries its idempotency key)."""
     for _ in range(20):
         try:
             reply = client.request(method, path, **kwargs)
-        except httpx.HTTPError:
+        except httpx2.HTTPError:
             time.sleep(0.5)
             continue
         if reply.status_code < 500:

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 
-import httpx
+import httpx2
 import pytest
 
 from tests.conftest import (USER_PASSWORD, assert_envelope, new_user, register, start_mesh,
@@ -26,7 +26,7 @@ def _name(prefix: str = "sec") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _refused_within(client: httpx.Client, request, window: float = REVOCATION_WINDOW_SECONDS):
+def _refused_within(client: httpx2.Client, request, window: float = REVOCATION_WINDOW_SECONDS):
     """Repeats `request(client)` until it answers 401; returns that answer and the delay."""
     started = time.monotonic()
     while True:
@@ -143,7 +143,7 @@ def test_internal_rpcs_are_not_routed_by_the_gateway(mesh, tenant):
 
     from agentmesh.identity.v1 import identity_pb2, identity_pb2_grpc
 
-    target = httpx.URL(mesh.url).netloc.decode()
+    target = httpx2.URL(mesh.url).netloc.decode()
     with grpc.insecure_channel(target) as channel:
         stub = identity_pb2_grpc.IdentityServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
@@ -167,7 +167,7 @@ def limited_mesh(tmp_path_factory):
 def test_a_flooding_tenant_does_not_limit_other_tenants_login_or_health(limited_mesh):
     flooder, victim = register(limited_mesh, "flood"), register(limited_mesh, "victim")
     statuses: list[int] = []
-    limited: list[httpx.Response] = []
+    limited: list[httpx2.Response] = []
 
     def flood() -> None:
         with limited_mesh.client(flooder.token) as client:
@@ -346,7 +346,7 @@ def test_other_malformed_bodies_are_400_in_the_envelope(mesh, tenant, path, body
 def test_corrupt_wire_format_from_a_native_grpc_client_is_invalid_argument(mesh, tenant):
     import grpc
 
-    target = httpx.URL(mesh.url).netloc.decode()
+    target = httpx2.URL(mesh.url).netloc.decode()
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary("/agentmesh.agents.v1.AgentService/CreateAgent",
                                    request_serializer=lambda raw: raw,
@@ -365,7 +365,7 @@ def test_oversized_bodies_get_the_413_envelope(mesh, tenant, size):
         reply = client.post("/api/v1/agents", json={"name": "big", "system_prompt": "x" * size})
     assert_envelope(reply, 413, "PAYLOAD_TOO_LARGE")
     # A client that writes the whole body before reading (http.client, requests) too.
-    host, port = httpx.URL(mesh.url).host, httpx.URL(mesh.url).port
+    host, port = httpx2.URL(mesh.url).host, httpx2.URL(mesh.url).port
     connection = http.client.HTTPConnection(host, port, timeout=60)
     body = b'{"name":"big","system_prompt":"' + b"x" * size + b'"}'
     connection.request("POST", "/api/v1/agents", body=body, headers={

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-import httpx
+import httpx2
 from websockets.asyncio.client import connect
 
 from tests.conftest import assert_envelope, register
@@ -96,7 +96,7 @@ def assert_shape(answer: Any, example: Any, path: str = "answer") -> None:
             assert_shape(item, example[0], f"{path}[{i}]")
 
 
-def _full_workflow(client: httpx.Client, slug: str = "full") -> dict:
+def _full_workflow(client: httpx2.Client, slug: str = "full") -> dict:
     """The seed's workflow type `full`: plans, then writes the code (its `generated_code`)."""
     reply = client.post("/api/v1/workflows", json={
         "name": "Full build", "slug": slug, "description": "plan, then write the code",
@@ -111,7 +111,7 @@ def _full_workflow(client: httpx.Client, slug: str = "full") -> dict:
     return reply.json()
 
 
-def _wait_ended(client: httpx.Client, session_id: str) -> dict:
+def _wait_ended(client: httpx2.Client, session_id: str) -> dict:
     """The seed's polling loop: workflow-status until completed or failed."""
     deadline = time.monotonic() + 60
     while True:

@@ -10,7 +10,7 @@ import stat
 import subprocess
 import time
 
-import httpx
+import httpx2
 
 from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
 
@@ -49,8 +49,8 @@ def _envoy_admin_is_a_private_socket_only(mesh, envoy: int) -> None:
     socket_path = mesh.data_dir / "envoy-admin.sock"
     assert stat.S_ISSOCK(socket_path.stat().st_mode)
     assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
-    transport = httpx.HTTPTransport(uds=str(socket_path))
-    with httpx.Client(transport=transport, base_url="http://envoy") as admin:
+    transport = httpx2.HTTPTransport(uds=str(socket_path))
+    with httpx2.Client(transport=transport, base_url="http://envoy") as admin:
         assert admin.get("/ready").text.strip() == "LIVE"
     # The gateway's listener and its metrics listener (Prometheus's, prometheus-targets.json),
     # which serves /stats/prometheus and nothing else of the admin interface.
@@ -60,10 +60,10 @@ def _envoy_admin_is_a_private_socket_only(mesh, envoy: int) -> None:
     ports = _listening_tcp_ports(envoy)
     assert ports == {int(mesh.url.rsplit(":", 1)[1]), metrics_port}, ports
     for port in ports:
-        answer = httpx.get(f"http://127.0.0.1:{port}/server_info")
+        answer = httpx2.get(f"http://127.0.0.1:{port}/server_info")
         assert "hot_restart_version" not in answer.text
-        assert httpx.post(f"http://127.0.0.1:{port}/quitquitquit").status_code != 200
-    assert "envoy_server_live" in httpx.get(f"http://127.0.0.1:{metrics_port}/stats/prometheus").text
+        assert httpx2.post(f"http://127.0.0.1:{port}/quitquitquit").status_code != 200
+    assert "envoy_server_live" in httpx2.get(f"http://127.0.0.1:{metrics_port}/stats/prometheus").text
 
 
 def test_shared_process_hosts_every_service_and_is_restarted_whole(tmp_path):

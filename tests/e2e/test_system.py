@@ -135,7 +135,7 @@ def test_prometheus_scrapes_listeners_of_its_own(mesh):
     writes for Prometheus's file_sd, none of them the public listener."""
     import json
 
-    import httpx
+    import httpx2
 
     groups = json.loads((mesh.data_dir / "prometheus-targets.json").read_text())
     public = mesh.url.removeprefix("http://")
@@ -144,15 +144,15 @@ def test_prometheus_scrapes_listeners_of_its_own(mesh):
     for group in groups:
         for target in group["targets"]:
             assert target != public
-            reply = httpx.get(f"http://{target}{group['labels']['__metrics_path__']}", timeout=10)
+            reply = httpx2.get(f"http://{target}{group['labels']['__metrics_path__']}", timeout=10)
             assert reply.status_code == 200, (target, reply.text[:200])
             assert "# TYPE" in reply.text
     gateway = by_component["gateway"]["targets"][0]
-    assert "envoy_http_downstream_rq" in httpx.get(f"http://{gateway}/stats/prometheus").text
+    assert "envoy_http_downstream_rq" in httpx2.get(f"http://{gateway}/stats/prometheus").text
     for path in ("/server_info", "/config_dump", "/stats", "/metrics"):
-        assert httpx.get(f"http://{gateway}{path}").status_code == 404, path
-    assert httpx.post(f"http://{gateway}/quitquitquit").status_code == 404
-    assert httpx.get(f"http://{gateway}/stats/prometheus").status_code == 200
+        assert httpx2.get(f"http://{gateway}{path}").status_code == 404, path
+    assert httpx2.post(f"http://{gateway}/quitquitquit").status_code == 404
+    assert httpx2.get(f"http://{gateway}/stats/prometheus").status_code == 200
 
 
 def test_a_viewer_gets_403_on_every_system_write(mesh, tenant):

@@ -4,6 +4,7 @@ without holding up the decision."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -16,7 +17,10 @@ from agentmesh.governance.v1 import governance_pb2 as pb
 from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
 from mesh.governance.service import DEFINITION
 from mesh.runtime.egress import EgressPolicy
-from mesh.runtime.webhooks import SIGNATURE_HEADER, WebhookSender, verify
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from mesh.runtime.webhooks import (SIGNATURE_HEADER, WebhookSender, new_secret, signed_headers,
+                                   signing_key, standard_secret, verify)
 from tests.harness import Identity, ServiceHarness, error_reason
 
 LOCAL = EgressPolicy.parse("127.0.0.1")  # the receivers here listen on 127.0.0.1
@@ -91,7 +95,26 @@ def test_sender_signs_and_retries_with_backoff(receiver):
     assert verify("s3cret", headers[SIGNATURE_HEADER], body)
     assert not verify("wrong", headers[SIGNATURE_HEADER], body)
     assert not verify("s3cret", headers[SIGNATURE_HEADER], body + b" ")
+    # Standard Webhooks, checked by its own library: a secret that is not `whsec_<base64>`
+    # signs with its bytes, which the library takes as `whsec_` + their base64
+    assert Webhook(standard_secret("s3cret")).verify(body, headers) == {"hello": "world"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(standard_secret("wrong")).verify(body, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(standard_secret("s3cret")).verify(body + b" ", headers)
+    assert headers["webhook-id"] == headers["X-AgentMesh-Delivery"]  # the same on each retry
     assert receiver.attempts == 3 and results[0].delivered and results[0].attempts == 3
+
+
+def test_secrets_are_in_the_standard_webhooks_form():
+    secret = new_secret()
+    assert secret.startswith("whsec_") and len(signing_key(secret)) == 32
+    assert standard_secret(secret) == secret  # what the user is given is what a library takes
+    assert signing_key("whsec_not-base64_at-all") == b"whsec_not-base64_at-all"
+    unpadded = "whsec_" + base64.b64encode(b"0123456789abcdefghijk").decode().rstrip("=")
+    assert signing_key(unpadded) == b"0123456789abcdefghijk"
+    body, headers = b'{"a":1}', signed_headers(unpadded, "msg_1", "e", b'{"a":1}')
+    assert Webhook(unpadded).verify(body, headers) == {"a": 1}
 
 
 def test_sender_gives_up_on_a_refusal():
@@ -125,7 +148,7 @@ def test_decisions_are_sent_to_the_tenant_webhook_without_waiting(tmp_path):
         slow.wait(timeout=15)
         headers, body = slow.received[0]
         assert verify(hook.secret, headers[SIGNATURE_HEADER], body)
-        event = json.loads(body)
+        event = Webhook(hook.secret).verify(body, headers)  # the secret as it was given
         assert event["event"] == "governance.decision" and event["id"] == decision.id
         assert event["allowed"] is True and event["correlation_id"] == decision.correlation_id
         assert slow.attempts == 2

@@ -265,3 +265,47 @@ def test_prometheus_scrapes_the_metrics_ports_through_service_monitors():
     assert scrape["from"] == yaml.safe_load(PRODUCTION.read_text())["networkPolicy"]["metricsFrom"]
     config = _by_kind(documents, "ConfigMap")["mesh-config"]["data"]
     assert config["AGENTMESH_METRICS_PORT"] == "9090"
+
+
+def test_internal_tls_mounts_the_secret_and_the_gateway_speaks_tls_to_every_service(tmp_path):
+    """internalTls.existingSecret: every service pod gets the AGENTMESH_TLS_* settings and the
+    Secret's files, probes that do not need TLS, and the gateway a TLS transport socket on every
+    service's cluster (mesh.gateway.clusters.upstream_tls), which Envoy accepts."""
+    fullname = _fullname("default")
+    documents = _render({"internalTls": {"existingSecret": "mesh-internal-tls",
+                                         "serverName": "agentmesh-internal"}})
+    deployments = _by_kind(documents, "Deployment")
+    for name in catalog.names():
+        pod = deployments[f"{fullname}-{name}"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AGENTMESH_TLS_CA_FILE"] == "/etc/agentmesh-tls/ca.crt"
+        assert env["AGENTMESH_TLS_SERVER_NAME"] == "agentmesh-internal"
+        assert {"name": "internal-tls", "mountPath": "/etc/agentmesh-tls",
+                "readOnly": True} in container["volumeMounts"]
+        assert {"name": "internal-tls", "secret": {"secretName": "mesh-internal-tls"}} in \
+            pod["volumes"]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["tcpSocket"] == {"port": "grpc"}
+    config, descriptor = _rendered_envoy(documents, fullname)
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for name in catalog.names():
+        tls = clusters[name]["transport_socket"]["typed_config"]
+        assert tls["sni"] == "agentmesh-internal"
+    assert "transport_socket" not in clusters["gateway_self"]
+    # Envoy accepts it (with files where the Secret would be)
+    from mesh.supervisor import envoy_binary
+
+    from tests.runtime.test_internal_grpc import _authority
+
+    files = _authority(tmp_path / "pki", "chart CA")
+    (tmp_path / "descriptor.binpb").write_bytes(descriptor)
+    text = json.dumps(config).replace("/etc/agentmesh/descriptor.binpb",
+                                      str(tmp_path / "descriptor.binpb"))
+    for name, path in (("ca.crt", files["ca"]), ("tls.crt", files["cert"]),
+                       ("tls.key", files["key"])):
+        text = text.replace(f"/etc/agentmesh-tls/{name}", path)
+    (tmp_path / "envoy.json").write_text(text)
+    result = subprocess.run([envoy_binary(), "--mode", "validate", "-c",
+                             str(tmp_path / "envoy.json")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -186,6 +186,11 @@ def test_failed_logins_lock_the_account_even_for_the_right_password(identity):
         _login(identity, user.email)
     assert locked.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_reason(locked.value) == "LOGIN_THROTTLED"
+    # The wait, as gRPC says it: google.rpc.RetryInfo in the status details (no trailer of
+    # our own; the gateway turns the envelope's retry_after into REST's Retry-After)
+    from mesh.runtime.errors import retry_delay
+    assert 1 <= retry_delay(locked.value) <= 60
+    assert "retry-after" not in dict(locked.value.trailing_metadata())
 
 
 def test_an_unknown_email_fails_like_a_wrong_password(identity):

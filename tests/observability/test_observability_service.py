@@ -173,6 +173,8 @@ def test_alert_notifications_wait_in_the_outbox_through_a_restart(tmp_path):
         assert hit["path"] == "/alerts" and hit["body"]["event"] == "alert.firing"
         assert hit["body"]["alert"]["id"] == made.id and hit["body"]["value"] == 3.0
         assert verify(made.signing_secret, hit["headers"][SIGNATURE_HEADER], hit["raw"])
+        from standardwebhooks import Webhook
+        assert Webhook(made.signing_secret).verify(hit["raw"], hit["headers"])["value"] == 3.0
 
         def gone(session):
             row = session.get(AlertRow, made.id)

@@ -40,12 +40,12 @@ NEEDS_OUR_CLIENT = {
 
 # (file under services/, what it calls): why no tenant decides where that request goes.
 ALLOWED = {
-    ("mesh/client.py", "httpx.Client"):
+    ("client/agentmesh_client/client.py", "httpx2.Client"):
         "the Python client of the REST API: runs in its user's program, calls the URL its "
         "user gives, never inside the platform",
-    ("mesh/client.py", "httpx.AsyncClient"):
+    ("client/agentmesh_client/client.py", "httpx2.AsyncClient"):
         "the same client, async",
-    ("mesh/client.py", "websockets.asyncio.client.connect"):
+    ("client/agentmesh_client/client.py", "websockets.asyncio.client.connect"):
         "the same client's live events (/ws/...) from the API its user gives",
     ("mesh/supervisor.py", "asyncio.open_connection"):
         "`agentmesh up` polls the readiness of the gateway it started on 127.0.0.1",
@@ -63,7 +63,7 @@ ALLOWED = {
         "POST /system/restart/{service} in Kubernetes: the system pod's PATCH of the release's "
         "Deployment on the in-cluster API (service account); the URL holds no tenant input, "
         "the service name is checked against the catalog first",
-    ("mesh/smoke.py", "httpx.Client"):
+    ("mesh/smoke.py", "httpx2.Client"):
         "`helm test`'s smoke flow: a client of the public API in the test Pod, calling the "
         "gateway URL the chart gives it, never inside a service",
 }

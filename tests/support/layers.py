@@ -42,6 +42,7 @@ IO_MODULES = frozenset({
     "helm/test_gateway_replicas.py",  # the CLI
     "helm/test_keys_secret.py",  # a fake Kubernetes API, the CLI
     "runtime/test_egress.py",  # local servers
+    "runtime/test_internal_grpc.py",  # gRPC servers, Envoy
     "runtime/test_migrations.py",  # SQLite
     "runtime/test_patterns.py",  # the sandbox
     "runtime/test_platform_events.py",  # a gRPC server

@@ -121,6 +121,41 @@ non-secret settings, and the secrets by reference. Never a secret value in the m
       key: internal-token
 {{- end }}
 
+{{/*
+Internal gRPC TLS (internalTls.existingSecret; mesh.runtime.tls): the settings of a service pod,
+and the Secret's volume, mounted at /etc/agentmesh-tls in service and gateway pods.
+*/}}
+{{- define "agentmesh.tlsEnv" -}}
+{{- if .Values.internalTls.existingSecret }}
+- name: AGENTMESH_TLS_CERT_FILE
+  value: /etc/agentmesh-tls/tls.crt
+- name: AGENTMESH_TLS_KEY_FILE
+  value: /etc/agentmesh-tls/tls.key
+- name: AGENTMESH_TLS_CA_FILE
+  value: /etc/agentmesh-tls/ca.crt
+- name: AGENTMESH_TLS_SERVER_NAME
+  value: {{ .Values.internalTls.serverName | quote }}
+- name: AGENTMESH_TLS_CLIENT_AUTH
+  value: {{ .Values.internalTls.clientAuth | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "agentmesh.tlsVolume" -}}
+{{- if .Values.internalTls.existingSecret }}
+- name: internal-tls
+  secret:
+    secretName: {{ .Values.internalTls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "agentmesh.tlsMount" -}}
+{{- if .Values.internalTls.existingSecret }}
+- name: internal-tls
+  mountPath: /etc/agentmesh-tls
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{/* The container security context of every container: non-root, read-only, nothing added. */}}
 {{- define "agentmesh.containerSecurityContext" -}}
 allowPrivilegeEscalation: false

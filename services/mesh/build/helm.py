@@ -21,6 +21,9 @@ Writes, under `helm/agentmesh/`:
   (comments): it reaches Envoy through a ConfigMap, which holds at most 1 MiB.
 * `files/services.json`: the services the chart deploys (one Deployment/Service each), and the
   same list as the allowed keys of `services` in values.schema.json.
+* `files/upstream-tls.json`: the `transport_socket` the gateway's service clusters get when
+  `internalTls.existingSecret` is set (`mesh.gateway.clusters.upstream_tls`, files mounted at
+  TLS_DIR); the server name is the placeholder `__AGENTMESH_TLS_SERVER_NAME__`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ GATEWAY_PORT = 8080
 ADMIN_SOCKET = "/tmp/envoy-admin.sock"
 METRICS_PORT = 9102  # /stats/prometheus for the ServiceMonitor
 DESCRIPTOR_IN_POD = "/etc/agentmesh/descriptor.binpb"
+# The internal TLS Secret (tls.crt, tls.key, ca.crt) in every pod, when internalTls is set.
+TLS_DIR = "/etc/agentmesh-tls"
+TLS_SERVER_NAME = "__AGENTMESH_TLS_SERVER_NAME__"
 
 
 def backends(fullname: str) -> dict[str, tuple[str, int]]:
@@ -62,6 +68,16 @@ def gateway_config(fullname: str = FULLNAME, global_rate_limit: bool = False) ->
                              live_websocket=(f"{fullname}-live", LIVE_WS_PORT),
                              global_rate_limit=global_rate_limit)
     return build(contract.default(), options)
+
+
+def upstream_tls() -> dict:
+    from mesh.gateway.clusters import upstream_tls as socket
+    from mesh.gateway.options import GatewayOptions
+
+    return socket(GatewayOptions(backends={}, upstream_tls_ca_file=f"{TLS_DIR}/ca.crt",
+                                 upstream_tls_cert_file=f"{TLS_DIR}/tls.crt",
+                                 upstream_tls_key_file=f"{TLS_DIR}/tls.key",
+                                 upstream_tls_server_name=TLS_SERVER_NAME))
 
 
 def _descriptor() -> bytes:
@@ -93,6 +109,7 @@ def outputs() -> dict[Path, bytes]:
         FILES_DIR / "envoy-global-ratelimit.json": _json(gateway_config(global_rate_limit=True)),
         FILES_DIR / "descriptor.binpb": _descriptor(),
         FILES_DIR / "services.json": (json.dumps({"services": catalog.names()}) + "\n").encode(),
+        FILES_DIR / "upstream-tls.json": (json.dumps(upstream_tls(), indent=1) + "\n").encode(),
         SCHEMA: _schema_text().encode(),
     }
 

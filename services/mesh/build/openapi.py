@@ -4,12 +4,20 @@ Schemas follow the proto3 JSON mapping as the gateway prints it (proto field nam
 names, 64-bit integers as strings, Timestamps as RFC 3339 strings). Every error response is the
 one envelope `{error, message, details, correlation_id, request_id, timestamp}`; request bodies
 are closed (`additionalProperties: false`), as the gateway's body check holds them.
+
+The document is written for client generators (openapi-python-client, openapi-typescript:
+tests/e2e/test_openapi_generators.py) as well as for validators: a body's list is an array of
+items and an enum is its value names, exactly, because the gateway's body check refuses the other
+forms the transcoder would take (one value for a list, a null or nested-list item, an enum's
+number, a null body). No schema refers to itself. Query parameters, which the body check does not
+see, still take an enum's number and one value for a list.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +154,10 @@ class _Builder:
             if type_name not in self.schemas:
                 enum = self.contract.enums[type_name]
                 self.schemas[type_name] = {
-                    # Names, or their numbers: the transcoder accepts both, and prints names.
-                    "type": ["string", "integer"],
-                    "enum": [v.name for v in enum.value] + [v.number for v in enum.value],
+                    # Names, as answers print them; a body's number is refused by the gateway
+                    # (a query parameter's is not: `query_parameters`).
+                    "type": "string",
+                    "enum": [v.name for v in enum.value],
                     "description": self.contract.comments.get(type_name, ""),
                 }
             return {"$ref": f"#/components/schemas/{type_name}"}
@@ -190,7 +199,7 @@ class _Builder:
                 # A required enum must be given: its zero value reads as "not sent".
                 zero = next(v.name for v in self.contract.enums[fld.type_name.lstrip(".")].value
                             if v.number == 0)
-                item = {"allOf": [item], "not": {"enum": [zero, 0]}}
+                item = {"allOf": [item], "not": {"enum": [zero]}}
         else:
             item = dict(_SCALARS[fld.type])
             if fld.type == _F.TYPE_STRING:
@@ -203,16 +212,9 @@ class _Builder:
                 listed["maxItems"] = limits.max_items
             if limits.min_items:
                 listed["minItems"] = limits.min_items
-            if fld.type == _F.TYPE_MESSAGE:
-                one = item
-                if fld.type_name.lstrip(".") not in _WELL_KNOWN:
-                    # As for scalars, the transcoder skips null items and flattens nested lists.
-                    item = self.list_item(f"{fld.type_name.lstrip('.')}.Item", item)
-                # The transcoder also takes one object where a list of messages is expected.
-                return {"anyOf": [{**listed, "items": item}, one]}
-            # The transcoder also takes one item where a list of scalars is expected.
-            item = self.list_item(f"{msg_name}.{fld.name}.Item", item)
-            return {"anyOf": [{**listed, "items": item}, item]}
+            # Exactly a list: one value in its place, a null item and a nested list, which the
+            # transcoder would take, are refused by the gateway's body check (gateway.lua).
+            return {**listed, "items": item}
         return item
 
     @staticmethod
@@ -255,7 +257,10 @@ class _Builder:
             if printed_empty and ("minLength" in schema or "pattern" in schema):
                 bounded = {k: schema.pop(k) for k in ("pattern", "minLength", "maxLength")
                            if k in schema}
-                schema["anyOf"] = [{"maxLength": 0}, bounded]
+                # Typed branches (a generator reads each), and null as a third when optional.
+                schema.pop("type", None)
+                schema["anyOf"] = [{"type": "string", "maxLength": 0},
+                                   {"type": "string", **bounded}]
             if "$ref" in schema and extra:
                 schema = {"allOf": [schema], **extra}
             else:
@@ -268,14 +273,6 @@ class _Builder:
                     and fld.type_name == ".google.protobuf.Struct"
                     and fld.label != _F.LABEL_REPEATED):
                 schema["minProperties"] = 1  # an empty object is "not given"
-            if (field_behavior_pb2.REQUIRED in behaviors and fld.type == _F.TYPE_ENUM
-                    and fld.label != _F.LABEL_REPEATED):
-                # proto3: the zero value is a field not sent, which a required field refuses.
-                enum = self.contract.enums[fld.type_name.lstrip(".")]
-                values = [v for v in enum.value if v.number != 0]
-                schema = {**{k: v for k, v in schema.items() if k not in ("$ref", "allOf")},
-                          "type": ["string", "integer"],
-                          "enum": [v.name for v in values] + [v.number for v in values]}
             if field_behavior_pb2.REQUIRED not in behaviors:
                 schema = _nullable(schema)
             properties[fld.name] = schema
@@ -320,7 +317,7 @@ class _Builder:
             is_message = fld.type == _F.TYPE_MESSAGE
             if is_message and fld.type_name.lstrip(".") not in _WELL_KNOWN:
                 continue  # the transcoder takes nested fields as `a.b=`, not documented here
-            schema = self.field_schema(rpc.input_type, fld)
+            schema = self.query_schema(self.field_schema(rpc.input_type, fld), fld)
             if fld.name in _PAGING and fld.type == _F.TYPE_INT32:
                 schema.update(_PAGING[fld.name])
             if fld.type_name.lstrip(".") == "google.protobuf.FieldMask" and binding.body:
@@ -337,6 +334,21 @@ class _Builder:
             })
         return params
 
+    def query_schema(self, schema: dict[str, Any], fld: _F) -> dict[str, Any]:
+        """A query parameter as the transcoder reads it, which the gateway's body check does not
+        see: an enum by its name or its number, and one value where a list goes."""
+        if fld.type == _F.TYPE_ENUM:
+            enum = self.contract.enums[fld.type_name.lstrip(".")]
+            numbers = [v.number for v in enum.value if v.number != 0 or "not" not in schema]
+            number = {"type": "integer", "enum": numbers}
+            if fld.label == _F.LABEL_REPEATED:
+                schema = {**schema, "items": {"anyOf": [schema["items"], number]}}
+            else:
+                return {"anyOf": [schema, number]}
+        if fld.label == _F.LABEL_REPEATED:
+            return {"anyOf": [schema, schema["items"]]}
+        return schema
+
     def path_schema(self, message_name: str, variable: str) -> dict[str, Any]:
         """A path segment as the transcoder parses it into its field: an integer field takes
         only an integer (in its bounds); a string field takes its declared bounds."""
@@ -351,14 +363,6 @@ class _Builder:
             schema.setdefault("minimum", -2**31)
             schema.setdefault("maximum", 2**31 - 1)
         return schema
-
-    def list_item(self, name: str, element: dict[str, Any]) -> dict[str, Any]:
-        """An item of a list of scalars as the transcoder reads it: the element, or null
-        (skipped), or a nested list (flattened into this one)."""
-        ref = {"$ref": f"#/components/schemas/{name}"}
-        self.schemas[name] = {"anyOf": [element, {"type": "null"},
-                                        {"type": "array", "items": ref}]}
-        return ref
 
     def resource_body(self, request: descriptor_pb2.DescriptorProto,
                       body_field: _F) -> tuple[dict[str, Any], bool]:
@@ -399,7 +403,8 @@ class _Builder:
         # Rules tied to another field hold for the resource as stored after the change, which
         # a partial body alone does not show: the service checks them (400).
         schema.pop("allOf", None)
-        schema["type"] = ["object", "null"]  # no body at all, or null: nothing changes
+        # No body at all changes nothing; a null one is refused by the gateway's body check.
+        schema["type"] = "object"
         for name, prop in list(schema["properties"].items()):
             if "not" in prop and "allOf" in prop:  # a required enum: zero is "not sent" here
                 prop = {**prop["allOf"][0], **{k: v for k, v in prop.items()
@@ -413,7 +418,8 @@ class _Builder:
                     and ("pattern" in prop or "minLength" in prop)):
                 bounded = {k: prop.pop(k) for k in ("pattern", "minLength", "maxLength")
                            if k in prop}
-                prop["anyOf"] = [{"maxLength": 0}, bounded]
+                prop.pop("type", None)
+                prop["anyOf"] = [{"type": "string", "maxLength": 0}, {"type": "string", **bounded}]
             if fld.type_name == ".google.protobuf.Struct":
                 # `{}` is "not sent" here as `""` is: a required object keeps its value
                 # (convert.changes), or a masked path inside it goes back to its default.
@@ -461,9 +467,10 @@ class _Builder:
         path_vars = set(binding.variables)
         lines = rpc.comment.splitlines()
         op: dict[str, Any] = {
+            # Letters, digits and `_` only: a generator makes a function name of it.
             "operationId": f"{rpc.service}_{rpc.name}"
-                           + ("" if binding == rpc.bindings[0] else f"_{binding.method.lower()}"
-                              f"{binding.openapi_path.replace('/', '_').replace('{', '').replace('}', '')}"),
+                           + ("" if binding == rpc.bindings[0] else f"_{binding.method.lower()}_"
+                              + re.sub(r"[^A-Za-z0-9]+", "_", binding.openapi_path).strip("_")),
             "tags": [rpc.service],
             "summary": lines[0] if lines else rpc.name,
             "description": rpc.comment,

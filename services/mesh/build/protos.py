@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.breaking and buf_breaking() != 0:
         return 1
     if args.check:
-        stale = stale_files()
+        from mesh.build import client
+
+        stale = stale_files() + [f"{client.TARGET.relative_to(REPO_ROOT)}/{name}"
+                                 for name in client.stale_files()]
         if stale:
             print("gen/ is stale against protos/; run `agentmesh gen`. Differs:", *stale,
                   sep="\n  ", file=sys.stderr)
@@ -199,8 +202,19 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(GEN_DIR / "agentmesh", ignore_errors=True)
     generate(GEN_DIR)
     print(f"generated {GEN_DIR.relative_to(REPO_ROOT)}/ from {len(contract_files())} proto files")
+    _regenerate_client()
     # The Helm chart's gateway config and descriptor set come from the same contract.
     return _regenerate_helm_chart()
+
+
+def _regenerate_client() -> None:
+    """The client package's routes, models and service classes (mesh/build/client.py)."""
+    from mesh import contract
+    from mesh.build import client
+
+    contract.default.cache_clear()  # read the descriptor set just written
+    client.write()
+    print(f"generated {client.TARGET.relative_to(REPO_ROOT)}/")
 
 
 def _regenerate_helm_chart() -> int:

@@ -20,9 +20,32 @@ def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[st
 
 
 def service_clusters(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
-    """A cluster per service of the contract, by name."""
-    return [replicated_cluster(name, address)
-            for name, address in sorted(options.backends.items()) if name in contract.backends]
+    """A cluster per service of the contract, by name (TLS when the options have a CA)."""
+    clusters = [replicated_cluster(name, address)
+                for name, address in sorted(options.backends.items()) if name in contract.backends]
+    if options.upstream_tls_ca_file:
+        for found in clusters:
+            found["transport_socket"] = upstream_tls(options)
+    return clusters
+
+
+def upstream_tls(options: GatewayOptions) -> dict[str, Any]:
+    """TLS to a service's gRPC listener (mesh.runtime.tls): its certificate checked against the
+    CA (and its name, when one is set), HTTP/2 by ALPN, a client certificate when configured."""
+    validation: dict[str, Any] = {"trusted_ca": {"filename": options.upstream_tls_ca_file}}
+    context: dict[str, Any] = {"alpn_protocols": ["h2"], "validation_context": validation}
+    if options.upstream_tls_server_name:
+        validation["match_typed_subject_alt_names"] = [
+            {"san_type": "DNS", "matcher": {"exact": options.upstream_tls_server_name}}]
+    if options.upstream_tls_cert_file:
+        context["tls_certificates"] = [{
+            "certificate_chain": {"filename": options.upstream_tls_cert_file},
+            "private_key": {"filename": options.upstream_tls_key_file}}]
+    tls: dict[str, Any] = {"@type": f"{EXTENSIONS}transport_sockets.tls.v3.UpstreamTlsContext",
+                           "common_tls_context": context}
+    if options.upstream_tls_server_name:
+        tls["sni"] = options.upstream_tls_server_name
+    return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
 
 
 def self_cluster(options: GatewayOptions) -> dict[str, Any]:

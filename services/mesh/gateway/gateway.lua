@@ -171,7 +171,10 @@ function envoy_on_response(handle)
     return
   end
   if status == "429" and headers:get("retry-after") == nil then
-    local reset = tonumber(headers:get("x-ratelimit-reset") or "") or 1
+    -- A service's delay (google.rpc.RetryInfo for gRPC clients) is in its envelope's
+    -- `details.retry_after`; the rate limiter's, in x-ratelimit-reset.
+    local said = string.match(headers:get(ERROR_TRAILER) or "", '"retry_after":"?(%d+)')
+    local reset = tonumber(said or headers:get("x-ratelimit-reset") or "") or 1
     if reset < 1 then
       reset = 1
     end
@@ -524,8 +527,9 @@ local function walk_object(text, at, fields, value_code, depth)
   end
 end
 
--- A list at `at`: each item walked with `code` (a repeated field's; nested lists are flattened
--- by the transcoder, so they take the same code).
+-- A list at `at`: each item walked with `code` (a repeated field's). The transcoder would
+-- flatten a nested list and skip a null item; both are refused here (walk_value), so a list
+-- is exactly what the OpenAPI document says: an array of items.
 local function walk_list(text, at, code, depth)
   at = skip_space(text, at + 1)
   if byte(text, at) == 93 then
@@ -555,32 +559,51 @@ walk_value = function(text, at, code, depth, in_list)
   depth = depth + 1
   local c = byte(text, at)
   local kind, repeated, index = code % 8, code % 16 >= 8, math.floor(code / 16)
+  -- A repeated field takes a list, and only a list (or null: not set); the transcoder would
+  -- also take one value in its place, which the OpenAPI document does not offer.
+  local whole_list = repeated and not in_list
   if c == 91 then
-    if repeated then
+    if whole_list then
       return walk_list(text, at, code, depth)
     elseif kind == FREE or kind == FREE_LIST then
       return skip_free(text, at)
     end
-    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not a list")
+    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not a list" ..
+        (in_list and " (lists do not nest)" or ""))
   elseif c == 123 then
-    if kind == MESSAGE then
+    if whole_list then
+      refuse("WRONG_TYPE", "expected a list of " ..
+          string.gsub(expected(kind, index), "^an? ", "") .. " values, not an object")
+    elseif kind == MESSAGE then
       return walk_object(text, at, BODY_TYPES[index], nil, depth)
     elseif kind == MAP then
       return walk_object(text, at, nil, index * 16 + MESSAGE, depth)
     elseif kind == FREE or kind == FREE_OBJECT then
       return skip_free(text, at)
     end
-    local wanted = expected(kind, index)
-    if repeated and not in_list then
-      wanted = "a list of " .. string.gsub(wanted, "^an? ", "") .. " values"
-    end
-    refuse("WRONG_TYPE", "expected " .. wanted .. ", not an object")
+    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not an object")
   end
   local after = read_scalar(text, at)
-  if (kind == MESSAGE or kind == MAP or kind == FREE_OBJECT or kind == FREE_LIST)
-      and sub(text, at, after - 1) ~= "null" then
-    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not " ..
-        (c == 34 and "a string" or sub(text, at, math.min(after - 1, at + 20))))
+  local is_null = sub(text, at, after - 1) == "null"
+  local shown = c == 34 and "a string" or sub(text, at, math.min(after - 1, at + 20))
+  if is_null then
+    if in_list and kind ~= FREE then  -- (null is a value of google.protobuf.Value)
+      refuse("WRONG_TYPE", "a list item cannot be null")
+    elseif depth == 1 and kind == MESSAGE then
+      refuse("WRONG_TYPE", "the body must be a JSON object, not null")
+    end
+    return after
+  end
+  if whole_list then
+    refuse("WRONG_TYPE", "expected a list of " ..
+        string.gsub(expected(kind, index), "^an? ", "") .. " values, not " .. shown)
+  end
+  if kind == MESSAGE or kind == MAP or kind == FREE_OBJECT or kind == FREE_LIST then
+    refuse("WRONG_TYPE", "expected " .. expected(kind, index) .. ", not " .. shown)
+  end
+  -- An enum by its value name, as answers print it (the transcoder would also take a number).
+  if kind == SCALAR and index == 4 and c ~= 34 then
+    refuse("WRONG_TYPE", "expected a value name, not " .. shown)
   end
   return after
 end

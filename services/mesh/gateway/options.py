@@ -70,6 +70,13 @@ class GatewayOptions:
     # The live service's WebSocket listener(s): /ws/... is routed there with the upgrade
     # enabled (docs/live-events.md). None: no WebSocket routes.
     live_websocket: tuple[str, int] | list[tuple[str, int]] | None = None
+    # TLS to the services' gRPC listeners (mesh.runtime.tls): the CA file that signed their
+    # certificates ("" = plaintext), a client certificate and key to present (for listeners that
+    # require one), and the name their certificates carry (checked, and sent as SNI).
+    upstream_tls_ca_file: str = ""
+    upstream_tls_cert_file: str = ""
+    upstream_tls_key_file: str = ""
+    upstream_tls_server_name: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings, backends: dict[str, tuple[str, int]],
@@ -82,4 +89,8 @@ class GatewayOptions:
                       "ip_rate_limit_per_minute": settings.gateway_ip_rate_limit,
                       "auth_rate_limit_per_minute": settings.gateway_auth_rate_limit,
                       "global_rate_limit": settings.gateway_global_rate_limit,
-                      "global_rate_limit_domain": settings.rate_limit_domain, **overrides})
+                      "global_rate_limit_domain": settings.rate_limit_domain,
+                      "upstream_tls_ca_file": settings.tls_ca_file,
+                      "upstream_tls_cert_file": settings.tls_cert_file,
+                      "upstream_tls_key_file": settings.tls_key_file,
+                      "upstream_tls_server_name": settings.tls_server_name, **overrides})

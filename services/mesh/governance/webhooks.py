@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from urllib.parse import urlparse
 
@@ -21,6 +20,7 @@ from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
+from mesh.runtime import webhooks as runtime_webhooks
 from mesh.runtime.webhooks import WebhookSender
 
 log = logging.getLogger("mesh.governance")
@@ -94,7 +94,7 @@ async def create(db: Database, egress: EgressPolicy, caller: Caller,
     if events not in EVENTS:
         raise invalid_field("events", "must be all, denied or allowed")
     await egress.check_url(url)
-    secret = "whsec_" + secrets.token_urlsafe(32)
+    secret = runtime_webhooks.new_secret()
     row = WebhookRow(tenant_id=caller.tenant_id, url=url, events=events, secret=secret,
                      created_by=caller.user_id)
     return await db.write(lambda s: webhooks.add(s, row))

@@ -4,7 +4,6 @@ them through the outbox (mesh.integration.events)."""
 
 from __future__ import annotations
 
-import secrets as pysecrets
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
@@ -15,6 +14,7 @@ from mesh.integration import connections, events
 from mesh.integration.models import WebhookRow
 from mesh.integration.store import deliveries, delivery_message, webhook_message, webhooks
 from mesh.runtime import audit
+from mesh.runtime import webhooks as runtime_webhooks
 from mesh.runtime.context import Caller
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.paging import PageRequest
@@ -32,7 +32,7 @@ async def create(state: "IntegrationState", caller: Caller, hook: pb.Webhook) ->
             raise invalid_field(f"events[{i}]",
                                 f"unknown event; known: {', '.join(events.EVENTS)}")
     await state.egress.check_url(url)
-    secret = hook.secret or "whsec_" + pysecrets.token_urlsafe(32)
+    secret = hook.secret or runtime_webhooks.new_secret()
     if len(secret) < 16:
         raise invalid_field("secret", "at least 16 characters")
     row = WebhookRow(tenant_id=caller.tenant_id, name=hook.name, url=url,

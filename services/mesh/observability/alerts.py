@@ -18,7 +18,6 @@ import asyncio
 import logging
 import math
 import operator
-import secrets
 from datetime import timedelta
 
 import grpc
@@ -102,7 +101,7 @@ def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> A
         channels=list(alert.channels), enabled=alert.enabled if alert.HasField("enabled") else True,
         status="ALERT_STATUS_OK" if not alert.HasField("enabled") or alert.enabled
         else "ALERT_STATUS_DISABLED",
-        signing_secret="whsec_" + secrets.token_urlsafe(32), created_by=user_id)
+        signing_secret=webhooks.new_secret(), created_by=user_id)
 
 
 def _tenant_metadata(tenant_id: str) -> list[tuple[str, str]]:

@@ -10,11 +10,12 @@ A service raises `NotFound(...)`, `AlreadyExists(...)`, ...; `mesh.runtime.serve
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -85,10 +86,29 @@ class Aborted(DomainError):
 
 
 class ResourceExhausted(DomainError):
-    """Too many attempts (HTTP 429). `details["retry_after"]` (seconds) also becomes the
-    `retry-after` trailer, which reaches REST clients as the Retry-After header."""
+    """Too many attempts (HTTP 429). `details["retry_after"]` (seconds) also becomes a
+    `google.rpc.RetryInfo` detail for gRPC clients; the gateway gives REST clients the same
+    delay as the Retry-After header (from the envelope's `details.retry_after`)."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def retry_seconds(error: DomainError) -> int | None:
+    """Whole seconds to wait before a retry (at least 1), when the error says."""
+    try:
+        return max(1, math.ceil(float(error.details["retry_after"])))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def retry_delay(error: grpc.RpcError) -> float | None:
+    """The delay a peer's `google.rpc.RetryInfo` asks for, in seconds (None: it gives none)."""
+    status = rpc_status.from_call(error)
+    for detail in status.details if status else ():
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return info.retry_delay.ToTimedelta().total_seconds()
+    return None
 
 
 def invalid_field(field_name: str, problem: str) -> InvalidArgument:
@@ -105,6 +125,12 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
+    retry_after = retry_seconds(error)
+    if retry_after is not None:
+        packed = any_pb2.Any()
+        packed.Pack(error_details_pb2.RetryInfo(
+            retry_delay=duration_pb2.Duration(seconds=retry_after)))
+        details.append(packed)
     if error.field_violations:
         bad = error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
@@ -128,8 +154,6 @@ def to_status(error: DomainError, domain: str) -> grpc.Status:
                 "error": error.code.name, "message": error.message, "details": envelope_details}
     # ASCII-only JSON on one line: a valid gRPC metadata value.
     trailers = [(ERROR_TRAILER, json.dumps(envelope, ensure_ascii=True, separators=(",", ":")))]
-    if "retry_after" in error.details:
-        trailers.append(("retry-after", str(error.details["retry_after"])))
     return status._replace(trailing_metadata=(*status.trailing_metadata, *trailers))
 
 

@@ -7,10 +7,17 @@ channels closed at shutdown.
 
 Addresses come from one setting, `AGENTMESH_PEERS=service=host:port,...`, written by
 `agentmesh up` for local runs and by the Helm chart (`service=agentmesh-service:50051`) in
-Kubernetes. Deadlines and retries are a gRPC service config derived from the contract: an RPC is
-idempotent when it is bound to HTTP GET (reads) — those are retried on UNAVAILABLE, as
-googleapis service configs declare it; nothing else is retried, because a retried create or
-execute could happen twice.
+Kubernetes. Retries are a gRPC service config derived from the contract: an RPC is idempotent
+when it is bound to HTTP GET (reads) — those are retried on UNAVAILABLE, as googleapis service
+configs declare it; nothing else is retried, because a retried create or execute could happen
+twice.
+
+Deadlines propagate: a call made while serving a call gets what is left of that call's deadline
+(or less, when it asks for less), as gRPC's own deadline propagation does; only a call with no
+deadline to inherit (a background task, a caller that set none) gets the default, 10 s, or
+15 minutes for the contract's effect RPCs (running a tool, an agent's conversation).
+
+With `AGENTMESH_TLS_CA_FILE` set, channels are TLS, checked against that CA (mesh.runtime.tls).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import grpc
 
 from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEADER,
                                   TENANT_HEADER, USER_HEADER, call_metadata, current_call)
-from mesh.runtime import internal
+from mesh.runtime import internal, tls
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
 from mesh.runtime.telemetry import TRACEPARENT, TRACESTATE, current_traceparent
@@ -37,21 +44,52 @@ _PASSED_ON = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, API_KEY_HEADER, CORRELA
 
 
 @functools.cache
-def service_config(backend: str, deadline: float = DEFAULT_DEADLINE_SECONDS) -> str:
-    """The gRPC service config for the channel to one backend, from the contract."""
+def effect_methods() -> frozenset[bytes]:
+    """The gRPC paths of the contract's effect RPCs, which wait up to EFFECT_DEADLINE_SECONDS."""
+    from mesh import contract
+
+    return frozenset(r.grpc_path.encode() for r in contract.default().rpcs if r.effect)
+
+
+def default_deadline(method: bytes | str) -> float:
+    method = method.encode() if isinstance(method, str) else method
+    return EFFECT_DEADLINE_SECONDS if method in effect_methods() else DEFAULT_DEADLINE_SECONDS
+
+
+def time_left() -> float | None:
+    """Seconds left of the deadline of the call being served; None without one (or outside a
+    call)."""
+    context = current_call.get()
+    if context is None:
+        return None
+    try:
+        left = context.time_remaining()
+    except (AttributeError, RuntimeError):
+        return None
+    return None if left is None else max(0.0, left)
+
+
+def call_deadline(method: bytes | str, asked: float | None) -> float:
+    """The timeout of an outgoing call: what its caller asked for, never past what is left of
+    the served call's deadline, and the method's default when neither says."""
+    left = time_left()
+    if left is not None:
+        return left if asked is None else min(asked, left)
+    return default_deadline(method) if asked is None else asked
+
+
+@functools.cache
+def service_config(backend: str) -> str:
+    """The gRPC service config for the channel to one backend, from the contract: round robin
+    and the retry policy of reads (deadlines are set per call: `call_deadline`)."""
     from mesh import contract
 
     rpcs = [r for r in contract.default().rpcs if r.backend == backend]
     idempotent = [{"service": r.full_service, "method": r.name} for r in rpcs
                   if any(b.method == "GET" for b in r.bindings) and not r.server_streaming]
-    services = sorted({r.full_service for r in rpcs})
-    timeout = f"{deadline:g}s"
-    configs: list[dict[str, Any]] = [{"name": [{"service": s} for s in services], "timeout": timeout}]
-    effects = [{"service": r.full_service, "method": r.name} for r in rpcs if r.effect]
-    if effects:
-        configs.append({"name": effects, "timeout": f"{EFFECT_DEADLINE_SECONDS:g}s"})
+    configs: list[dict[str, Any]] = []
     if idempotent:
-        configs.append({"name": idempotent, "timeout": timeout, "retryPolicy": {
+        configs.append({"name": idempotent, "retryPolicy": {
             "maxAttempts": 4, "initialBackoff": "0.1s", "maxBackoff": "1s",
             "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]}})
     # Round robin: calls spread over every address the name resolves to (a headless Service's
@@ -86,7 +124,8 @@ class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientIn
         present = {k for k, _ in metadata}
         metadata.extend(item for item in outgoing_metadata() if item[0] not in present)
         metadata.extend(self.token)
-        return details._replace(metadata=grpc.aio.Metadata(*metadata))
+        return details._replace(metadata=grpc.aio.Metadata(*metadata),
+                                timeout=call_deadline(details.method, details.timeout))
 
     async def intercept_unary_unary(self, continuation, details, request):
         return await continuation(await self._details(details), request)
@@ -124,8 +163,9 @@ class Peers:
         if channel is None:
             if self._pass_on is None:
                 self._pass_on = _PassOn(internal.token(self.settings))
-            channel = self._channels[service] = grpc.aio.insecure_channel(
-                replicas_target(self.address(service)), interceptors=[self._pass_on],
+            channel = self._channels[service] = tls.channel(
+                self.settings, replicas_target(self.address(service)),
+                interceptors=[self._pass_on],
                 options=[("grpc.service_config", service_config(service)),
                          ("grpc.enable_retries", 1)])
         return channel

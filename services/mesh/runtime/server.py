@@ -29,7 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, internal, limits, live, logs, sandbox, wire
+from mesh.runtime import errors, idempotency, internal, limits, live, logs, sandbox, tls, wire
 from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
                                   current_service)
 from mesh.runtime.db import Database
@@ -309,7 +309,7 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
         running.revisions = await asyncio.to_thread(database.revisions)
     await running.set_serving(False)
     wanted = settings.port if port is None else port
-    running.port = server.add_insecure_port(f"{settings.host}:{wanted}")
+    running.port = tls.add_port(server, settings, f"{settings.host}:{wanted}")
     await server.start()
     await definition.start_state(runtime)
     await running.set_serving(True)

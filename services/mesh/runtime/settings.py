@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     # first run; required in production (every replica must hold the same one).
     internal_token: str = Field(default="", repr=False)
 
+    # TLS for internal gRPC (listeners, channels between services, the gateway's upstreams),
+    # off when empty: PEM files (mesh.runtime.tls, docs/deployment.md).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_ca_file: str = ""
+    tls_client_auth: bool = False  # listeners require a client certificate from the CA
+    tls_server_name: str = ""  # the name in the services' certificates, if not the host
+
     # OpenTelemetry: spans are exported only when an OTLP endpoint is set, with the standard
     # variables (OTEL_EXPORTER_OTLP_ENDPOINT, _HEADERS, OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER...,
     # read by mesh.runtime.telemetry; agentmesh up points it at the observability service). The
@@ -201,6 +209,15 @@ class Settings(BaseSettings):
     def _production_needs_a_database(self) -> "Settings":
         if self.environment == "production" and not self.database_url:
             raise ValueError("AGENTMESH_DATABASE_URL is required in production")
+        return self
+
+    @model_validator(mode="after")
+    def _tls_files_come_together(self) -> "Settings":
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("AGENTMESH_TLS_CERT_FILE and AGENTMESH_TLS_KEY_FILE go together")
+        if self.tls_client_auth and not (self.tls_ca_file and self.tls_cert_file):
+            raise ValueError("AGENTMESH_TLS_CLIENT_AUTH needs AGENTMESH_TLS_CA_FILE and a "
+                             "certificate (AGENTMESH_TLS_CERT_FILE, AGENTMESH_TLS_KEY_FILE)")
         return self
 
     @model_validator(mode="after")

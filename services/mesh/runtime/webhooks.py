@@ -5,12 +5,20 @@
     ...
     await sender.close()                                     # at shutdown: drains briefly
 
-Every delivery is a POST of the JSON payload with
+Every delivery is a POST of the JSON payload, signed as Standard Webhooks specifies
+(standardwebhooks.com; any receiver verifies it with a stock library in its own language):
+    webhook-id:         a UUID, the same on every retry of one delivery (receivers dedupe)
+    webhook-timestamp:  unix seconds of this attempt
+    webhook-signature:  v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">
+The key is the secret's bytes: a secret of the form `whsec_<base64>` (every secret the platform
+makes, `new_secret()`) is its base64 part decoded, as the libraries read it; any other secret (one
+a user chose for an integration webhook, or one made before Standard Webhooks) is its UTF-8 bytes,
+and `standard_secret()` gives the `whsec_` form a library takes for it. Also sent:
     X-AgentMesh-Event:      the event type
-    X-AgentMesh-Delivery:   a UUID, the same on every retry of one delivery (receivers dedupe)
+    X-AgentMesh-Delivery:   the same UUID as webhook-id
     X-AgentMesh-Signature:  t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the secret>
-A receiver checks the signature with `verify()` (or the same three lines in its own language)
-and rejects old timestamps, which stops replays. A network error, a timeout, 408, 429 or a 5xx
+the last one the platform's own signature before Standard Webhooks (`verify()`), kept for one
+release. Receivers reject old timestamps, which stops replays. A network error, a timeout, 408, 429 or a 5xx
 is retried with exponential backoff and jitter up to `max_attempts`; any other 4xx is final (the
 receiver refused it). Deliveries live in memory: a restart loses the ones still pending.
 Every attempt goes through the egress guard (`mesh.runtime.egress`, the one outbound client):
@@ -22,10 +30,13 @@ runtime's outbox).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
+import os
 import random
 import time
 import uuid
@@ -39,7 +50,11 @@ from mesh.runtime.errors import DomainError
 
 log = logging.getLogger("mesh.webhooks")
 
-SIGNATURE_HEADER = "X-AgentMesh-Signature"
+SIGNATURE_HEADER = "X-AgentMesh-Signature"  # the platform's own, before Standard Webhooks
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+STANDARD_SIGNATURE_HEADER = "webhook-signature"
+SECRET_PREFIX = "whsec_"
 EVENT_HEADER = "X-AgentMesh-Event"
 DELIVERY_HEADER = "X-AgentMesh-Delivery"
 _RETRYABLE = {408, 429}
@@ -50,7 +65,56 @@ def encode(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), default=str)
 
 
+def new_secret() -> str:
+    """A new signing secret in the Standard Webhooks form: `whsec_` and 32 random bytes in
+    base64."""
+    return SECRET_PREFIX + base64.b64encode(os.urandom(32)).decode()
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a secret: the bytes a `whsec_<base64>` secret encodes, or any other
+    secret's UTF-8 bytes."""
+    if secret.startswith(SECRET_PREFIX):
+        encoded = secret[len(SECRET_PREFIX):]
+        try:  # standard base64, its padding optional (as the libraries read it)
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if key:
+            return key
+    return secret.encode()
+
+
+def standard_secret(secret: str) -> str:
+    """The secret as a Standard Webhooks library takes it (`Webhook(standard_secret(s))`): the
+    secret itself when the platform made it."""
+    return SECRET_PREFIX + base64.b64encode(signing_key(secret)).decode()
+
+
+def standard_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value: `v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def signed_headers(secret: str, message_id: str, event: str, body: bytes,
+                   timestamp: int | None = None) -> dict[str, str]:
+    """Every header of one delivery attempt of `body`: Standard Webhooks' three, the event, and
+    the platform's own signature (kept for one release). The one place webhooks are signed:
+    each sender (governance decisions, integration webhooks, alert notifications) comes here."""
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {"Content-Type": "application/json",
+            ID_HEADER: message_id,
+            TIMESTAMP_HEADER: str(timestamp),
+            STANDARD_SIGNATURE_HEADER: standard_signature(secret, message_id, timestamp, body),
+            EVENT_HEADER: event,
+            DELIVERY_HEADER: message_id,
+            SIGNATURE_HEADER: sign(secret, timestamp, body)}
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The platform's own signature (`X-AgentMesh-Signature`), before Standard Webhooks."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={digest}"
 
@@ -128,9 +192,7 @@ class WebhookSender:
             self._client = self.egress.client(timeout=self.timeout, follow_redirects=False)
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
-        headers = {"Content-Type": "application/json", EVENT_HEADER: delivery.event,
-                   DELIVERY_HEADER: delivery.id,
-                   SIGNATURE_HEADER: sign(delivery.secret, int(time.time()), delivery.body)}
+        headers = signed_headers(delivery.secret, delivery.id, delivery.event, delivery.body)
         async with self._semaphore:
             try:
                 # Only the status matters: the receiver's body is never read.

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from mesh.runtime.metrics import scrape
 
 # gRPC codes that mean the server failed (the 5xx of the REST API); the others are the caller's.
 SERVER_FAILURES = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS"}
-_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 _WANTED = ("agentmesh_requests_total", "agentmesh_request_duration_seconds_bucket",
            "process_cpu_seconds_total", "process_resident_memory_bytes",
            "envoy_http_downstream_rq_total", "envoy_http_downstream_cx_active")
@@ -66,19 +65,28 @@ class _Counters:
     gateway_connections: int = 0
 
 
+def _samples(text: str):
+    """(name, labels, value) of the wanted samples of a Prometheus text exposition, read by
+    prometheus_client's parser. Only the wanted lines are handed to it (Envoy's exposition has
+    thousands of others), without their `# TYPE` lines: each is then one untyped sample that
+    keeps its full name (`..._total`, `..._bucket`)."""
+    lines = [line for line in text.splitlines() if line.startswith(_WANTED)]
+    try:
+        families = list(text_string_to_metric_families("\n".join(lines)))
+    except ValueError:  # a malformed line: read line by line, skipping what cannot be read
+        families = []
+        for line in lines:
+            try:
+                families.extend(text_string_to_metric_families(line))
+            except ValueError:
+                continue
+    for family in families:
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
+
+
 def parse(text: str, target: int, into: _Counters) -> None:
-    for line in text.splitlines():
-        if not line.startswith(_WANTED):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            continue
-        name, labels_text, value_text = match.groups()
-        try:
-            value = float(value_text)
-        except ValueError:
-            continue
-        labels = dict(_LABEL.findall(labels_text or ""))
+    for name, labels, value in _samples(text):
         if name == "agentmesh_requests_total":
             service = labels.get("service", "")
             into.hosts.setdefault(service, target)

@@ -1,0 +1,44 @@
+"""The sampler reads Prometheus text with prometheus_client's own parser: the figures of a real
+exposition (made by prometheus_client, as every service process serves it) and Envoy's lines."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from mesh.system.sampler import _Counters, parse
+
+
+def test_a_real_exposition_gives_requests_failures_buckets_and_the_gateways_figures():
+    registry = CollectorRegistry()
+    requests = Counter("agentmesh_requests", "calls", ["service", "method", "code"],
+                       registry=registry)
+    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service"],
+                        buckets=(0.01, 0.1), registry=registry)
+    requests.labels("agents", "GetAgent", "OK").inc(7)
+    requests.labels("agents", "GetAgent", "INTERNAL").inc(2)
+    requests.labels("agents", "GetAgent", "NOT_FOUND").inc(1)
+    latency.labels("agents").observe(0.05)
+    text = generate_latest(registry).decode() + "\n".join([
+        '# TYPE envoy_http_downstream_rq_total counter',
+        'envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="ingress_http"} 40',
+        'envoy_http_downstream_rq_total{envoy_http_conn_manager_prefix="admin"} 99',
+        'envoy_http_downstream_cx_active{envoy_http_conn_manager_prefix="ingress_http"} 3',
+        'process_resident_memory_bytes 1.5e+08',
+        'envoy_cluster_upstream_rq_total{envoy_cluster_name="agents"} 12',  # not wanted
+    ]) + "\n"
+    counters = _Counters(at=0.0)
+    parse(text, 0, counters)
+    assert counters.requests == {"agents": 10.0} and counters.failures == {"agents": 2.0}
+    assert counters.buckets == {"agents": {0.01: 0.0, 0.1: 1.0, math.inf: 1.0}}
+    assert counters.gateway_requests == 40.0 and counters.gateway_connections == 3
+    assert counters.process_memory == {0: 1.5e8} and counters.hosts == {"agents": 0}
+
+
+def test_a_malformed_line_costs_only_itself():
+    counters = _Counters(at=0.0)
+    parse('agentmesh_requests_total{service="a",code="OK"} 1\n'
+          'agentmesh_requests_total{service="b" 2\n'
+          'agentmesh_requests_total{service="c",code="OK"} 3\n', 0, counters)
+    assert counters.requests == {"a": 1.0, "c": 3.0}
