@@ -154,17 +154,31 @@ def _rendered_envoy(documents: list[dict], fullname: str) -> tuple[dict, bytes]:
     return config, descriptor
 
 
-@pytest.mark.parametrize("kind", ["default", "production"])
-def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, tmp_path):
+@pytest.mark.parametrize("kind, global_limit", [("default", True), ("production", True),
+                                                ("default", False)])
+def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, global_limit,
+                                                                       tmp_path):
+    """With gateway.globalRateLimit.enabled (the default) the gateway's filter chain carries the
+    global rate-limit filter asking governance, as `AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT=1
+    agentmesh gateway-config` prints it; without, the local buckets only."""
+    import os
+
     fullname = _fullname(kind)
-    config, descriptor = _rendered_envoy(_render(_values(kind)), fullname)
+    values = _values(kind)
+    values.setdefault("gateway", {})["globalRateLimit"] = {"enabled": global_limit}
+    config, descriptor = _rendered_envoy(_render(values), fullname)
+    filters = [f["name"] for f in config["static_resources"]["listeners"][0]["filter_chains"][0][
+        "filters"][0]["typed_config"]["http_filters"]]
+    assert ("envoy.filters.http.ratelimit" in filters) == global_limit
     argv = [sys.executable, "-m", "mesh.cli", "gateway-config", "--listen", "0.0.0.0",
             "--port", "8080", "--admin-socket", "/tmp/envoy-admin.sock", "--metrics-port", "9102",
             "--descriptor", "/etc/agentmesh/descriptor.binpb"]
     for name in catalog.names():
         argv += ["--backend", f"{name}={fullname}-{name}:50051"]
     argv += ["--websocket", f"{fullname}-live:8081"]
-    printed = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+    env = {**os.environ, "AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT": "1" if global_limit else "0"}
+    printed = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True,
+                                        env=env).stdout)
     assert config == printed
     # Envoy itself accepts it, with the descriptor set from the chart's ConfigMap.
     from mesh.supervisor import envoy_binary

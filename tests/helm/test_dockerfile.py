@@ -37,3 +37,12 @@ def test_image_runs_as_the_user_the_chart_expects():
     assert values["podSecurityContext"]["runAsUser"] == 10001
     assert values["podSecurityContext"]["runAsNonRoot"] is True
     assert 'ENTRYPOINT ["agentmesh"]' in text  # the chart passes `serve <service>` etc. as args
+
+
+def test_the_image_installs_the_same_pins_as_the_tests():
+    """The image's dependencies come from .ci/constraints.txt, the lock the tests run on."""
+    text = DOCKERFILE.read_text()
+    assert "COPY .ci/constraints.txt .ci/constraints.txt" in text
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert any("-c .ci/constraints.txt ." in line for line in installs), installs
+    assert any("--no-deps" in line for line in installs)  # the project itself adds nothing

@@ -85,17 +85,29 @@ The environment every Python container gets (services and the migration Job): th
 non-secret settings, and the secrets by reference. Never a secret value in the manifest.
 */}}
 {{- define "agentmesh.secretEnv" -}}
+{{- if include "agentmesh.bundledPostgresql" . }}
+- name: AGENTMESH_DATABASE_URL
+  value: {{ include "agentmesh.databaseUrl" . | quote }}
+{{- else if not .Values.database.sqlite }}
 - name: AGENTMESH_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ required "database.existingSecret is required: a Secret with the PostgreSQL URL" .Values.database.existingSecret }}
+      name: {{ required "database.existingSecret is required: a Secret with the PostgreSQL URL (or postgresql.bundled.enabled for a trial)" .Values.database.existingSecret }}
       key: {{ .Values.database.urlKey }}
+{{- end }}
 {{- if .Values.redis.existingSecret }}
 - name: AGENTMESH_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.existingSecret }}
       key: {{ .Values.redis.urlKey }}
+{{- end }}
+{{- if .Values.nats.existingSecret }}
+- name: AGENTMESH_NATS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.nats.existingSecret }}
+      key: {{ .Values.nats.urlKey }}
 {{- end }}
 - name: AGENTMESH_SECRETS_KEK
   valueFrom:
@@ -153,4 +165,47 @@ capabilities:
   drop: ["ALL"]
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/* The bundled stores in use: (a store's bundled pod runs only when nothing external is set). */}}
+{{- define "agentmesh.bundledRedis" -}}
+{{- if and .Values.redis.bundled.enabled (not .Values.redis.existingSecret) (not .Values.redis.url) }}true{{ end }}
+{{- end }}
+{{- define "agentmesh.bundledNats" -}}
+{{- if and .Values.nats.bundled.enabled (not .Values.nats.existingSecret) (not .Values.nats.url) }}true{{ end }}
+{{- end }}
+{{- define "agentmesh.bundledPostgresql" -}}
+{{- if and .Values.postgresql.bundled.enabled (not .Values.database.sqlite) }}true{{ end }}
+{{- end }}
+
+{{/* Non-secret store URLs for the ConfigMap (URLs with credentials come from Secrets). */}}
+{{- define "agentmesh.redisUrl" -}}
+{{- if .Values.redis.existingSecret }}
+{{- else if .Values.redis.url }}{{ .Values.redis.url }}
+{{- else if include "agentmesh.bundledRedis" . }}redis://{{ include "agentmesh.fullname" . }}-redis:6379/0
+{{- end }}
+{{- end }}
+{{- define "agentmesh.natsUrl" -}}
+{{- if .Values.nats.existingSecret }}
+{{- else if .Values.nats.url }}{{ .Values.nats.url }}
+{{- else if include "agentmesh.bundledNats" . }}nats://{{ include "agentmesh.fullname" . }}-nats:4222
+{{- end }}
+{{- end }}
+{{- define "agentmesh.databaseUrl" -}}
+{{- if include "agentmesh.bundledPostgresql" . }}postgresql+psycopg://postgres@{{ include "agentmesh.fullname" . }}-postgresql:5432/{{ .Values.postgresql.bundled.database }}
+{{- end }}
+{{- end }}
+
+{{/* The most pods a component may run: maxReplicas with an autoscaler, else replicaCount. */}}
+{{- define "agentmesh.maxReplicas" -}}
+{{- $ := index . 0 }}{{ $service := index . 1 }}
+{{- $d := $.Values.defaults }}
+{{- $s := index $.Values.services $service | default dict }}
+{{- if ne (toString (dig "enabled" true $s)) "false" }}
+{{- if dig "autoscaling" "enabled" $d.autoscaling.enabled $s }}
+{{- dig "autoscaling" "maxReplicas" $d.autoscaling.maxReplicas $s }}
+{{- else }}
+{{- dig "replicaCount" $d.replicaCount $s }}
+{{- end }}
+{{- else }}0{{ end }}
 {{- end }}

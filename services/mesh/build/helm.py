@@ -12,6 +12,11 @@ Writes, under `helm/agentmesh/`:
   --backend <service>=<fullname>-<service>:50051 ... --listen 0.0.0.0 --admin-socket
   /tmp/envoy-admin.sock --metrics-port 9102 --descriptor /etc/agentmesh/descriptor.binpb`
   prints the same document (tests/helm checks it).
+* `files/envoy-global-ratelimit.json`: the same bootstrap with Envoy's global rate-limit filter
+  (`mesh.gateway.ratelimits.global_rate_limit`: governance's RateLimitService, counters in
+  Redis, so a limit holds across gateway and governance replicas); what the chart mounts when
+  `gateway.globalRateLimit.enabled`. The same `agentmesh gateway-config` command with
+  `AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT=1` prints it.
 * `files/descriptor.binpb`: the descriptor set Envoy's transcoder reads, without source info
   (comments): it reaches Envoy through a ConfigMap, which holds at most 1 MiB.
 * `files/services.json`: the services the chart deploys (one Deployment/Service each), and the
@@ -53,14 +58,15 @@ def backends(fullname: str) -> dict[str, tuple[str, int]]:
     return {name: (f"{fullname}-{name}", SERVICE_PORT) for name in catalog.names()}
 
 
-def gateway_config(fullname: str = FULLNAME) -> dict:
+def gateway_config(fullname: str = FULLNAME, global_rate_limit: bool = False) -> dict:
     from mesh import contract
     from mesh.gateway.config import GatewayOptions, build
 
     options = GatewayOptions(backends=backends(fullname), listen_address="0.0.0.0",
                              listen_port=GATEWAY_PORT, admin_socket=ADMIN_SOCKET,
                              metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD),
-                             live_websocket=(f"{fullname}-live", LIVE_WS_PORT))
+                             live_websocket=(f"{fullname}-live", LIVE_WS_PORT),
+                             global_rate_limit=global_rate_limit)
     return build(contract.default(), options)
 
 
@@ -91,11 +97,16 @@ def _schema_text() -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
+def _json(document: dict) -> bytes:
+    return (json.dumps(document, separators=(",", ":")) + "\n").encode()
+
+
 def outputs() -> dict[Path, bytes]:
     from mesh import catalog
 
     return {
-        FILES_DIR / "envoy.json": (json.dumps(gateway_config(), separators=(",", ":")) + "\n").encode(),
+        FILES_DIR / "envoy.json": _json(gateway_config()),
+        FILES_DIR / "envoy-global-ratelimit.json": _json(gateway_config(global_rate_limit=True)),
         FILES_DIR / "descriptor.binpb": _descriptor(),
         FILES_DIR / "services.json": (json.dumps({"services": catalog.names()}) + "\n").encode(),
         FILES_DIR / "upstream-tls.json": (json.dumps(upstream_tls(), indent=1) + "\n").encode(),

@@ -1,5 +1,6 @@
 """What an operator does to the running platform: restart a service (through the supervisor's
-control directory, mesh/system/restart.py), clear caches (this process's now, the others' at
+control directory, mesh/system/restart.py, or in Kubernetes by a rollout restart of its
+Deployment, mesh/system/kube.py), clear caches (this process's now, the others' at
 their next poll) and back up the databases (mesh/system/backup.py, in the background)."""
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from mesh import catalog
 from mesh.runtime import audit, caches
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
-from mesh.runtime.errors import FailedPrecondition, NotFound, invalid_field
+from mesh.runtime.errors import (FailedPrecondition, NotFound, Unavailable, Unimplemented,
+                                 invalid_field)
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import new_id, utcnow
-from mesh.system import backup, restart
+from mesh.system import backup, kube, restart
 from mesh.system.alerts import SystemAlerts
 from mesh.system.models import CacheClearRow
 from mesh.system.store import next_clear_generation, stamp
@@ -41,6 +43,8 @@ async def restart_service(db: Database, settings: Settings, control: Path | None
         grace = request.grace_period.ToTimedelta().total_seconds()
         if not 0 < grace <= MAX_GRACE_SECONDS:
             raise invalid_field("grace_period", f"must be between 0s and {MAX_GRACE_SECONDS}s")
+    if control is None and (kube.in_cluster() or kube.KubernetesSettings().kubernetes_restart):
+        return await _rollout_restart(db, caller, request, grace)
     if control is None:
         raise FailedPrecondition(
             "no supervisor runs this platform (it was not started by `agentmesh up`); in "
@@ -64,6 +68,32 @@ async def restart_service(db: Database, settings: Settings, control: Path | None
                     "it; `agentmesh up --isolation process` restarts one service alone)")
     return pb.RestartServiceResponse(service=request.service, status="restarting",
                                      message=message, requested_at=stamp(at))
+
+
+async def _rollout_restart(db: Database, caller: Caller, request: pb.RestartServiceRequest,
+                           grace: float) -> pb.RestartServiceResponse:
+    """In Kubernetes: `kubectl rollout restart` of the service's Deployment, or a 501 that says
+    why it cannot be done from here."""
+    try:
+        name = await asyncio.to_thread(kube.rollout_restart, request.service, request.reason)
+    except kube.NotPermitted as error:
+        raise Unimplemented(str(error), reason="RESTART_NOT_PERMITTED",
+                            details={"service": request.service}) from None
+    except kube.Unreachable as error:
+        raise Unavailable(str(error), reason="KUBERNETES_API_UNAVAILABLE",
+                          details={"service": request.service}) from None
+
+    def record(session: Session) -> None:
+        audit.record(session, caller, "restart", "service", request.service,
+                     reason=request.reason, deployment=name)
+    await db.write(record)
+    message = (f"deployment/{name} is restarting (a rollout restart: its pods are replaced one "
+               "at a time under its rollout strategy)")
+    if request.HasField("grace_period"):
+        message += ("; in Kubernetes a pod's grace period is its terminationGracePeriodSeconds "
+                    f"(drainSeconds in the chart), not the {grace:g}s asked for")
+    return pb.RestartServiceResponse(service=request.service, status="restarting",
+                                     message=message, requested_at=stamp(utcnow()))
 
 
 async def clear_caches(db: Database, settings: Settings, caller: Caller,
