@@ -142,7 +142,7 @@ class Interactions:
                                                               request.thread_id, agent.id))
             earlier = threads.window(
                 rows, context_window=plan.context_window,
-                reserve=plan.limits.max_tokens_per_call or plan.model.max_output_tokens,
+                reserve=plan.model.max_output_tokens,
                 system_prompt=plan.system_prompt, message=request.message,
                 max_messages=plan.max_history_messages)
         return Prepared(agent, plan, earlier, variables)
@@ -193,8 +193,12 @@ class Interactions:
             if request.thread_id:
                 said = [("user", request.message)] + ([("assistant", turn.reply)]
                                                       if turn.reply else [])
-                await self.db.write(lambda s: threads.append(
-                    s, caller.tenant_id, request.thread_id, run.call_id, said))
+                try:
+                    await self.db.write(lambda s: threads.append(
+                        s, caller.tenant_id, request.thread_id, run.call_id, said))
+                except Exception:
+                    log.exception("call %s: its messages were not added to thread %s",
+                                  run.call_id, request.thread_id)
         finally:
             self.runs.close_run(run)
             run.emit("ended", result=response)

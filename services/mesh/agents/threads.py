@@ -88,10 +88,11 @@ def append(session: Session, tenant_id: str, thread_id: str, call_id: str,
         return
     last = session.exec(select(func.max(ThreadMessageRow.seq)).where(
         ThreadMessageRow.thread_id == thread_id)).one() or 0
+    now = utcnow()
     for offset, (role, content) in enumerate(said, start=1):
         session.add(ThreadMessageRow(tenant_id=tenant_id, thread_id=thread_id, seq=last + offset,
                                      role=role, content=content, call_id=call_id,
-                                     tokens=tokens(content)))
+                                     tokens=tokens(content), created_at=now, updated_at=now))
     thread.message_count = last + len(said)
     thread.updated_at = utcnow()
     threads.save(session, thread)
