@@ -187,3 +187,49 @@ def test_the_openai_sdk_talks_to_an_agent_through_the_gateway(egress_mesh, clien
                                     messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=base_url, api_key="amk_wrong", max_retries=0).models.list()
+
+
+def test_a_call_cut_off_by_a_crash_ends_failed_after_the_restart(tmp_path, model_server):
+    """SIGKILL of the services process mid-call (no chance to record anything): once the
+    supervisor has restarted it, the call's lease runs out and the call ends FAILED with a
+    reason, not ACTIVE forever."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.conftest import start_mesh, stop_mesh
+
+    mesh = start_mesh(tmp_path / "crash", extra_env={"AGENTMESH_EGRESS_ALLOW": "127.0.0.1"})
+    try:
+        owner = register(mesh)
+        with mesh.client(owner.token) as client:
+            if client.get("/api/v1/master-data/models").status_code == 501:
+                pytest.skip("the masterdata service is not built yet")
+            agent, _ = _agent(client, model_server, [
+                {"content": " ".join(f"w{i}" for i in range(600)), "token_delay": 0.05}])
+            call = _ok(client.post(f"/api/v1/agents/{agent['id']}/runs",
+                                   json={"message": "go"}), 202)
+            time.sleep(1.0)
+            assert _ok(client.get(f"/api/v1/calls/{call['id']}"))["status"] == \
+                "CALL_STATUS_ACTIVE"
+            children = subprocess.run(["pgrep", "-P", str(mesh.process.pid)],
+                                      capture_output=True, text=True).stdout.split()
+            services = next(int(p) for p in children
+                            if " serve " in open(f"/proc/{p}/cmdline").read().replace("\0", " "))
+            os.kill(services, signal.SIGKILL)
+            killed_at = time.monotonic()
+            status, seen = None, {}
+            while time.monotonic() - killed_at < 60:
+                time.sleep(0.5)
+                reply = client.get(f"/api/v1/calls/{call['id']}")
+                if reply.status_code == 200:
+                    seen = reply.json()
+                    status = seen["status"]
+                    if status != "CALL_STATUS_ACTIVE":
+                        break
+            assert status == "CALL_STATUS_FAILED", seen
+            assert seen["reason"] == "INTERRUPTED" and "cut off" in seen["error"]
+            result = _ok(client.get(f"/api/v1/calls/{call['id']}/result"))
+            assert result["status"] == "CALL_STATUS_FAILED" and result["reason"] == "INTERRUPTED"
+    finally:
+        stop_mesh(mesh)
