@@ -233,3 +233,29 @@ def test_a_call_cut_off_by_a_crash_ends_failed_after_the_restart(tmp_path, model
             assert result["status"] == "CALL_STATUS_FAILED" and result["reason"] == "INTERRUPTED"
     finally:
         stop_mesh(mesh)
+
+
+def test_the_call_websocket_carries_tokens_and_tool_calls(egress_mesh, owner, client,
+                                                          model_server):
+    from websockets.asyncio.client import connect
+
+    words = "one two three four"
+    agent, _ = _agent(client, model_server, [{"content": words, "token_delay": 0.3}])
+    call = _ok(client.post(f"/api/v1/agents/{agent['id']}/runs", json={"message": "go"}), 202)
+    url = egress_mesh.url.replace("http://", "ws://") + f"/ws/calls/{call['id']}"
+
+    async def scenario():
+        seen = []
+        async with connect(url, additional_headers={
+                "Authorization": f"Bearer {owner.token}"}) as ws:
+            while True:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                seen.append(message)
+                if message["type"] == "call.ended":
+                    return seen
+
+    seen = asyncio.run(scenario())
+    tokens = [m["payload"]["text"] for m in seen if m["type"] == "call.token"]
+    assert tokens and "".join(tokens) in words and "".join(tokens).endswith("four")
+    assert any(m["type"] == "call.usage" for m in seen)
+    assert seen[-1]["payload"]["status"] == "CALL_STATUS_COMPLETED"
