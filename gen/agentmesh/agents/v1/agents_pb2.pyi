@@ -313,6 +313,34 @@ class InteractWithAgentRequest(_message.Message):
     thread_id: str
     def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
 
+class StreamInteractionRequest(_message.Message):
+    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    message: str
+    call_id: str
+    context: _struct_pb2.Struct
+    thread_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
+
+class StartInteractionRequest(_message.Message):
+    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    message: str
+    call_id: str
+    context: _struct_pb2.Struct
+    thread_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
+
 class InteractionEvent(_message.Message):
     __slots__ = ("type", "call_id", "seq", "text", "tool_call", "usage", "result", "step")
     TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -485,7 +513,59 @@ class ChatMessage(_message.Message):
     refusal: str
     def __init__(self, role: _Optional[str] = ..., content: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., name: _Optional[str] = ..., tool_call_id: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., refusal: _Optional[str] = ...) -> None: ...
 
-class ChatCompletionRequest(_message.Message):
+class CreateChatCompletionRequest(_message.Message):
+    __slots__ = ("model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "user", "stop", "tools", "tool_choice", "metadata", "seed", "presence_penalty", "frequency_penalty", "response_format", "parallel_tool_calls", "store", "logit_bias", "logprobs", "reasoning_effort", "service_tier")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    STREAM_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    TOP_P_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MAX_COMPLETION_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    TOOLS_FIELD_NUMBER: _ClassVar[int]
+    TOOL_CHOICE_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    PRESENCE_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    FREQUENCY_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    STORE_FIELD_NUMBER: _ClassVar[int]
+    LOGIT_BIAS_FIELD_NUMBER: _ClassVar[int]
+    LOGPROBS_FIELD_NUMBER: _ClassVar[int]
+    REASONING_EFFORT_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_TIER_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    messages: _containers.RepeatedCompositeFieldContainer[ChatMessage]
+    stream: bool
+    stream_options: _struct_pb2.Struct
+    temperature: float
+    top_p: float
+    max_tokens: int
+    max_completion_tokens: int
+    n: int
+    user: str
+    stop: _struct_pb2.Value
+    tools: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
+    tool_choice: _struct_pb2.Value
+    metadata: _struct_pb2.Struct
+    seed: int
+    presence_penalty: float
+    frequency_penalty: float
+    response_format: _struct_pb2.Struct
+    parallel_tool_calls: bool
+    store: bool
+    logit_bias: _struct_pb2.Value
+    logprobs: bool
+    reasoning_effort: str
+    service_tier: str
+    def __init__(self, model: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ..., stream: _Optional[bool] = ..., stream_options: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., max_tokens: _Optional[int] = ..., max_completion_tokens: _Optional[int] = ..., n: _Optional[int] = ..., user: _Optional[str] = ..., stop: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., tools: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_choice: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., seed: _Optional[int] = ..., presence_penalty: _Optional[float] = ..., frequency_penalty: _Optional[float] = ..., response_format: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parallel_tool_calls: _Optional[bool] = ..., store: _Optional[bool] = ..., logit_bias: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., logprobs: _Optional[bool] = ..., reasoning_effort: _Optional[str] = ..., service_tier: _Optional[str] = ...) -> None: ...
+
+class StreamChatCompletionRequest(_message.Message):
     __slots__ = ("model", "messages", "stream", "stream_options", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "user", "stop", "tools", "tool_choice", "metadata", "seed", "presence_penalty", "frequency_penalty", "response_format", "parallel_tool_calls", "store", "logit_bias", "logprobs", "reasoning_effort", "service_tier")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]

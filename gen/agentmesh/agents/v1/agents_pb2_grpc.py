@@ -99,12 +99,12 @@ class AgentServiceStub:
                 _registered_method=True)
         self.StreamInteraction = channel.unary_stream(
                 '/agentmesh.agents.v1.AgentService/StreamInteraction',
-                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
                 _registered_method=True)
         self.StartInteraction = channel.unary_unary(
                 '/agentmesh.agents.v1.AgentService/StartInteraction',
-                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
                 _registered_method=True)
 
@@ -303,12 +303,12 @@ def add_AgentServiceServicer_to_server(servicer, server):
             ),
             'StreamInteraction': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamInteraction,
-                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.FromString,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.SerializeToString,
             ),
             'StartInteraction': grpc.unary_unary_rpc_method_handler(
                     servicer.StartInteraction,
-                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.FromString,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.SerializeToString,
             ),
     }
@@ -663,7 +663,7 @@ class AgentService:
             request,
             target,
             '/agentmesh.agents.v1.AgentService/StreamInteraction',
-            agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
             options,
             channel_credentials,
@@ -690,7 +690,7 @@ class AgentService:
             request,
             target,
             '/agentmesh.agents.v1.AgentService/StartInteraction',
-            agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
             options,
             channel_credentials,
@@ -986,12 +986,12 @@ class ChatCompletionServiceStub:
         """
         self.CreateChatCompletion = channel.unary_unary(
                 '/agentmesh.agents.v1.ChatCompletionService/CreateChatCompletion',
-                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.SerializeToString,
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.FromString,
                 _registered_method=True)
         self.StreamChatCompletion = channel.unary_stream(
                 '/agentmesh.agents.v1.ChatCompletionService/StreamChatCompletion',
-                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.SerializeToString,
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.FromString,
                 _registered_method=True)
         self.ListModels = channel.unary_unary(
@@ -1038,12 +1038,12 @@ def add_ChatCompletionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateChatCompletion': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateChatCompletion,
-                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.FromString,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.SerializeToString,
             ),
             'StreamChatCompletion': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamChatCompletion,
-                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.FromString,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.SerializeToString,
             ),
             'ListModels': grpc.unary_unary_rpc_method_handler(
@@ -1084,7 +1084,7 @@ class ChatCompletionService:
             request,
             target,
             '/agentmesh.agents.v1.ChatCompletionService/CreateChatCompletion',
-            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.FromString,
             options,
             channel_credentials,
@@ -1111,7 +1111,7 @@ class ChatCompletionService:
             request,
             target,
             '/agentmesh.agents.v1.ChatCompletionService/StreamChatCompletion',
-            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.FromString,
             options,
             channel_credentials,

@@ -100,9 +100,10 @@ class AgentService(pb_grpc.AgentServiceServicer):
                                 context) -> pb.InteractWithAgentResponse:
         return await self.interactions.interact(require_caller(context), request)
 
-    async def StreamInteraction(self, request: pb.InteractWithAgentRequest, context):
+    async def StreamInteraction(self, request: pb.StreamInteractionRequest, context):
         """The events of the interaction as they happen; a client that leaves cancels it."""
-        run = await self.interactions.launch(require_caller(context), request, stream=True)
+        run = await self.interactions.launch(require_caller(context), _interaction(request),
+                                             stream=True)
         try:
             async for event in run.follow():
                 yield event
@@ -110,8 +111,15 @@ class AgentService(pb_grpc.AgentServiceServicer):
             if not run.ended:
                 await asyncio.shield(self.runs.cancel(run))
 
-    async def StartInteraction(self, request: pb.InteractWithAgentRequest, context) -> pb.Call:
+    async def StartInteraction(self, request: pb.StartInteractionRequest, context) -> pb.Call:
         caller = require_caller(context)
-        run = await self.interactions.launch(caller, request, stream=True, channel="run")
+        run = await self.interactions.launch(caller, _interaction(request), stream=True,
+                                             channel="run")
         await accepted(context)
         return await calls.fetch(self.db, caller.tenant_id, run.call_id)
+
+
+def _interaction(request) -> pb.InteractWithAgentRequest:
+    """StreamInteractionRequest and StartInteractionRequest carry InteractWithAgentRequest's
+    fields under the same numbers (the contract names each RPC's request after it)."""
+    return pb.InteractWithAgentRequest.FromString(request.SerializeToString())

@@ -43,7 +43,7 @@ def text_of(content: Any) -> str:
     return "" if content is None else str(content)
 
 
-def conversation(request: pb.ChatCompletionRequest) -> tuple[str, list[dict[str, str]]]:
+def conversation(request) -> tuple[str, list[dict[str, str]]]:
     """The message to answer and the history before it."""
     messages = [(m.role, text_of(json_format.MessageToDict(m).get("content")))
                 for m in request.messages]
@@ -66,7 +66,7 @@ class ChatCompletionService(pb_grpc.ChatCompletionServiceServicer):
         self.interactions = Interactions(runtime.database, runtime.settings, runtime.peers,
                                          runtime.state)
 
-    async def _launch(self, caller: Caller, request: pb.ChatCompletionRequest,
+    async def _launch(self, caller: Caller, request,  # Create- or StreamChatCompletionRequest
                       stream: bool) -> Run:
         if request.n > 1:
             raise invalid_field("n", "only one choice is served")
@@ -75,7 +75,7 @@ class ChatCompletionService(pb_grpc.ChatCompletionServiceServicer):
         return await self.interactions.launch(caller, interaction, stream=stream,
                                               history=history, channel="openai")
 
-    async def CreateChatCompletion(self, request: pb.ChatCompletionRequest,
+    async def CreateChatCompletion(self, request: pb.CreateChatCompletionRequest,
                                    context) -> pb.ChatCompletion:
         caller = require_caller(context)
         run = await self._launch(caller, request, stream=False)
@@ -97,7 +97,7 @@ class ChatCompletionService(pb_grpc.ChatCompletionServiceServicer):
                                              message=pb.ChatCompletionMessage(
                                                  role="assistant", content=result.reply))])
 
-    async def StreamChatCompletion(self, request: pb.ChatCompletionRequest, context):
+    async def StreamChatCompletion(self, request: pb.StreamChatCompletionRequest, context):
         caller = require_caller(context)
         run = await self._launch(caller, request, stream=True)
         created = int(time.time())
