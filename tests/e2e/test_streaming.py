@@ -259,3 +259,17 @@ def test_the_call_websocket_carries_tokens_and_tool_calls(egress_mesh, owner, cl
     assert tokens and "".join(tokens) in words and "".join(tokens).endswith("four")
     assert any(m["type"] == "call.usage" for m in seen)
     assert seen[-1]["payload"]["status"] == "CALL_STATUS_COMPLETED"
+
+
+def test_threads_over_rest(client):
+    assert_envelope(client.post("/api/v1/threads"), 400, "INVALID_ARGUMENT")
+    assert_envelope(client.post("/api/v1/threads", json={}), 400, "INVALID_ARGUMENT")
+    thread = _ok(client.post("/api/v1/threads", json={"title": "first"}))
+    assert thread["message_count"] == 0 and thread["agent_id"] == ""
+    titled = _ok(client.post("/api/v1/threads", json={"title": "support"}))
+    assert _ok(client.get(f"/api/v1/threads/{titled['id']}"))["title"] == "support"
+    listed = _ok(client.get("/api/v1/threads"))
+    assert {thread["id"], titled["id"]} <= {t["id"] for t in listed["items"]}
+    assert _ok(client.get(f"/api/v1/threads/{thread['id']}/messages"))["total"] == 0
+    assert _ok(client.delete(f"/api/v1/threads/{thread['id']}"))["success"] is True
+    assert_envelope(client.get(f"/api/v1/threads/{thread['id']}"), 404, "NOT_FOUND")

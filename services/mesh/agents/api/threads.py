@@ -13,6 +13,7 @@ from mesh.agents.models import ThreadRow
 from mesh.agents.store import agents
 from mesh.runtime import limits
 from mesh.runtime.context import require_caller
+from mesh.runtime.errors import invalid_field
 from mesh.runtime.paging import PageRequest
 from mesh.runtime.service import Runtime
 
@@ -24,6 +25,8 @@ class ThreadService(pb_grpc.ThreadServiceServicer):
     async def CreateThread(self, request: pb.CreateThreadRequest, context) -> pb.Thread:
         caller = require_caller(context)
         limits.check(request.thread)
+        if not request.thread.title.strip():
+            raise invalid_field("title", "is required")
         agent_id = ""
         if request.thread.agent_id:
             agent_id = (await agents.fetch(self.db, caller.tenant_id, request.thread.agent_id)).id
