@@ -31,7 +31,7 @@ from mesh.runtime.errors import DomainError, invalid_field
 from mesh.runtime.masterdata_client import MasterData
 from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
-from mesh.runtime.tables import utcnow
+from mesh.runtime.tables import new_id, utcnow
 
 log = logging.getLogger("mesh.agents")
 
@@ -43,7 +43,8 @@ class Conflict(DomainError):
 
 
 def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.Plan,
-          request: pb.InteractWithAgentRequest, variables: dict, channel: str = "api") -> str:
+          request: pb.InteractWithAgentRequest, variables: dict, channel: str = "api",
+          call_id: str = "") -> str:
     """The call ACTIVE (a new one, or the one continued), leased to this process; its id."""
     if request.call_id:
         row = calls.get(session, caller.tenant_id, request.call_id, lock=True)
@@ -54,7 +55,8 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
         row.model, row.provider, row.reason, row.error = \
             plan.model.name, plan.model.provider, "", ""
         return calls.save(session, row).id
-    row = CallRow(tenant_id=caller.tenant_id, agent_id=agent.id, status="CALL_STATUS_ACTIVE",
+    row = CallRow(id=call_id or new_id(), tenant_id=caller.tenant_id, agent_id=agent.id,
+                  status="CALL_STATUS_ACTIVE",
                   provider=plan.model.provider, model=plan.model.name, started_at=utcnow(),
                   thread_id=request.thread_id, lease_until=lease(),
                   call_metadata={"channel": channel, "caller": caller.user_id,
@@ -114,6 +116,7 @@ class Interactions:
         self.runs = runs
         self.masterdata = MasterData(peers)
         self.policy = EgressPolicy.from_settings(settings)
+        self._tokens: dict[str, pb.InteractionEvent] = {}   # call -> tokens not yet relayed
         runs.on_interrupted = lambda tenant, call: self._publish(tenant, call, "call.ended")
 
     async def prepare(self, caller: Caller, request: pb.InteractWithAgentRequest,
@@ -152,19 +155,42 @@ class Interactions:
         """Checks and plans the interaction, records its call ACTIVE and starts it in a task of
         its own: the run, whose events tell how it goes."""
         prepared = await self.prepare(caller, request, history)
-        call_id = await self.db.write(lambda s: begin(s, caller, prepared.agent, prepared.plan,
-                                                      request, prepared.variables, channel))
-        run = self.runs.open(call_id, caller.tenant_id)
+
+        def record(session: Session, call_id: str = "") -> str:
+            return begin(session, caller, prepared.agent, prepared.plan, request,
+                         prepared.variables, channel, call_id)
+
+        if request.call_id:   # a continued call: it must not be answering already
+            run = self.runs.open(await self.db.write(record), caller.tenant_id)
+            run.recorded = asyncio.get_running_loop().create_future()
+            run.recorded.set_result(run.call_id)
+        else:   # a new call is recorded while the model is already asked (time to first token)
+            call_id = new_id()
+            run = self.runs.open(call_id, caller.tenant_id)
+            run.recorded = asyncio.create_task(self.db.write(lambda s: record(s, call_id)))
         run.listeners.append(lambda event: self._relay(caller.tenant_id, event))
         run.emit("started")
-        await self._publish(caller.tenant_id, call_id, "call.started")
         run.task = asyncio.create_task(self._execute(caller, request, prepared, run, stream))
         return run
+
+    async def _started(self, caller: Caller, run: Run) -> None:
+        """Once the call is recorded: `call.started` to the live sockets. A call that cannot be
+        recorded is stopped."""
+        try:
+            await run.recorded
+        except Exception:
+            log.exception("call %s could not be recorded", run.call_id)
+            run.stopping = "INTERNAL_ERROR"
+            if run.task is not None:
+                run.task.cancel()
+            return
+        await self._publish(caller.tenant_id, run.call_id, "call.started")
 
     async def _execute(self, caller: Caller, request: pb.InteractWithAgentRequest,
                        prepared: Prepared, run: Run, stream: bool) -> None:
         turn = runtime_loop.Turn()
         started = time.perf_counter()
+        announced = asyncio.create_task(self._started(caller, run))
         loop = runtime_loop.AgentLoop(prepared.plan, self.peers, self.policy, run.call_id,
                                       emit=run.emit, stream=stream)
         try:
@@ -172,8 +198,9 @@ class Interactions:
         except asyncio.CancelledError:
             why = run.stopping or INTERRUPTED
             turn.reason = why
-            turn.error = ("the call was cancelled" if why == "CANCELLED" else
-                          "the agents service stopped while the call was running")
+            turn.error = {"CANCELLED": "the call was cancelled",
+                          "INTERNAL_ERROR": "the call could not be recorded"}.get(
+                why, "the agents service stopped while the call was running")
             turn.add("system", turn.error, reason=turn.reason)
         except Exception:
             log.exception("interaction %s failed", run.call_id)
@@ -188,6 +215,7 @@ class Interactions:
             response.tool_calls.add().update(record)
         result = json_format.MessageToDict(response, preserving_proto_field_name=True)
         try:
+            await asyncio.gather(announced, return_exceptions=True)
             await self.db.write(lambda s: finish(s, caller.tenant_id, run.call_id, turn,
                                                  duration, result))
             if request.thread_id:
@@ -214,9 +242,30 @@ class Interactions:
             raise
 
     def _relay(self, tenant_id: str, event: pb.InteractionEvent) -> None:
-        """The streamed events (tokens, tool calls, usage) to the call's live sockets."""
+        """The streamed events (tokens, tool calls, usage) to the call's live sockets. Tokens
+        are merged over RELAY_SECONDS into one `call.token` (a bus message per word would cost
+        more than the word)."""
+        if event.type == "token":
+            waiting = self._tokens.get(event.call_id)
+            if waiting is None:
+                self._tokens[event.call_id] = waiting = pb.InteractionEvent()
+                asyncio.get_running_loop().call_later(
+                    RELAY_SECONDS, self._flush_tokens, tenant_id, event.call_id)
+            text = waiting.text + event.text
+            waiting.CopyFrom(event)
+            waiting.text = text
+            return
+        self._flush_tokens(tenant_id, event.call_id)
         if event.type in ("started", "ended"):
             return   # call.started / call.ended carry the call itself
+        self._send(tenant_id, event)
+
+    def _flush_tokens(self, tenant_id: str, call_id: str) -> None:
+        waiting = self._tokens.pop(call_id, None)
+        if waiting is not None:
+            self._send(tenant_id, waiting)
+
+    def _send(self, tenant_id: str, event: pb.InteractionEvent) -> None:
         payload = json_format.MessageToDict(event, preserving_proto_field_name=True)
         task = asyncio.get_running_loop().create_task(events.publish(
             self.settings, tenant_id, "call", event.call_id, f"call.{event.type}", payload))
@@ -238,3 +287,4 @@ class Interactions:
 
 
 _pending: set[asyncio.Task] = set()
+RELAY_SECONDS = 0.05

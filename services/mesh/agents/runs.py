@@ -42,6 +42,9 @@ class Run:
         self.tenant_id = tenant_id
         self.events: list[pb.InteractionEvent] = []
         self.task: asyncio.Task | None = None
+        # Resolves to the call's id once its row is written (a new call is recorded while the
+        # model is already asked).
+        self.recorded: asyncio.Future | None = None
         self.result: pb.InteractWithAgentResponse | None = None
         self.stopping = ""          # why it is being cancelled: "" (running), CANCELLED, INTERRUPTED
         self._changed = asyncio.Event()
