@@ -10,7 +10,8 @@ process's own thread) that streams its answer at once: `--tokens` words, no dela
    client. The difference is what the mesh adds (gateway, JWT, transcoding, the agent's
    checks and plan — master data, tools —, recording the call, the loop, the SSE relay).
 2. **Concurrent streams** (`--streams 100,300`): that many streams held open at once through the
-   gateway, the model writing one word every `--interval` s for `--hold` s; the services
+   gateway (opened at `--ramp` per second), the model writing one word every `--interval` s
+   for `--hold` s; the services
    process's RSS before and while they are all open (per stream = the difference / streams), and
    whether every stream got every word.
 
@@ -221,9 +222,15 @@ async def run(args: argparse.Namespace) -> int:
                         await asyncio.sleep(0.2)
 
                 sampler = asyncio.create_task(sample())
-                results = await asyncio.gather(*(timed_stream(
-                    http, "POST", f"/api/v1/agents/{slow}/interact/stream",
-                    {"message": "hi"}, "agent") for _ in range(count)), return_exceptions=True)
+
+                async def one(index: int):
+                    await asyncio.sleep(index / args.ramp)   # opened at --ramp per second
+                    return await timed_stream(http, "POST",
+                                              f"/api/v1/agents/{slow}/interact/stream",
+                                              {"message": "hi"}, "agent")
+
+                results = await asyncio.gather(*(one(i) for i in range(count)),
+                                               return_exceptions=True)
                 done.set()
                 await sampler
                 complete = sum(1 for r in results if not isinstance(r, BaseException)
@@ -235,6 +242,13 @@ async def run(args: argparse.Namespace) -> int:
                       flush=True)
                 if complete != count:
                     bad.append(count)
+                    problems: dict[str, int] = {}
+                    for r in results:
+                        key = repr(r)[:160] if isinstance(r, BaseException) else \
+                            f"{r[2]} of {words} words"
+                        problems[key] = problems.get(key, 0) + 1
+                    for problem, n in sorted(problems.items(), key=lambda p: -p[1])[:5]:
+                        print(f"    {n} x {problem}")
         failed = bool(bad)
         return 1 if failed else 0
     finally:
@@ -255,6 +269,8 @@ def main() -> int:
                         default=[100, 300])
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--hold", type=float, default=10.0)
+    parser.add_argument("--ramp", type=float, default=100.0,
+                        help="streams opened per second while they are being opened")
     args = parser.parse_args()
     return asyncio.run(run(args))
 
