@@ -273,3 +273,28 @@ def test_threads_over_rest(client):
     assert _ok(client.get(f"/api/v1/threads/{thread['id']}/messages"))["total"] == 0
     assert _ok(client.delete(f"/api/v1/threads/{thread['id']}"))["success"] is True
     assert_envelope(client.get(f"/api/v1/threads/{thread['id']}"), 404, "NOT_FOUND")
+
+
+def test_tool_calls_stay_inside_the_platform_behind_the_openai_door(egress_mesh, client,
+                                                                     model_server):
+    tool = _ok(client.post("/api/v1/tools", json={
+        "name": _name("calc"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+        "builtin": {"builtin_name": "math"}}))
+    agent, script = _agent(client, model_server, [
+        {"tool_call": {"name": tool["name"], "arguments": {"expression": "6 * 7"}}},
+        {"content": "The answer is {tool_result}"}], tools=[tool["name"]])
+    key = _ok(client.post("/api/v1/auth/api-keys", json={
+        "name": _name("sdk"), "scopes": ["agents:execute"]}))["key"]
+    sdk = openai.OpenAI(base_url=f"{egress_mesh.url}/api/v1/openai/v1", api_key=key,
+                        max_retries=0)
+    completion = sdk.chat.completions.create(model=agent["name"], messages=[
+        {"role": "user", "content": "What is 6 * 7?"}])
+    message = completion.choices[0].message
+    assert message.content.startswith("The answer is {") and "42" in message.content
+    assert not message.tool_calls                      # the tool ran inside the platform
+    call = _ok(client.get(f"/api/v1/calls/{completion.call_id}"))
+    assert call["tool_calls"] == 1 and call["metadata"]["channel"] == "openai"
+    # The client's history reached the model after the agent's own system prompt.
+    sent = model_server.requests_for(script)[0]["body"]["messages"]
+    assert sent[0] == {"role": "system", "content": "Be brief."}
+    assert sent[-1] == {"role": "user", "content": "What is 6 * 7?"}
