@@ -30,7 +30,7 @@ from mesh.agents.models import CallRow
 from mesh.runtime.tables import utcnow
 
 log = logging.getLogger("mesh.agents.runs")
-LEASE_SECONDS = 6.0
+LEASE_SECONDS = 10.0
 INTERRUPTED = "INTERRUPTED"
 
 
