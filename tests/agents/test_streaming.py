@@ -288,3 +288,32 @@ def test_fallback_model_after_a_5xx_and_retry_after_honoured(me, agents, calls, 
     call = calls.GetCall(pb.GetCallRequest(call_id=answer.call_id), metadata=me.metadata())
     assert [json_format.MessageToDict(a)["outcome"] for a in call.model_attempts] == \
         ["retried", "ok"]
+
+
+def test_a_run_cancelled_before_its_first_step_still_ends(me, agents, calls, services,
+                                                          masterdata, model_server):
+    """Cancelling the task of a run that has not run yet (a client gone at once) still records
+    its end: CANCELLED, and it is no longer kept (nor its lease renewed)."""
+    model, _ = _model(masterdata, model_server, [{"content": "never"}])
+    agent = _agent(me, agents, services, model)
+    harness = services[0]
+    runs = harness.running.runtime.state
+
+    async def launch_and_cancel():
+        from mesh.agents.interact import Interactions
+        from mesh.runtime.context import Caller
+
+        runtime = harness.running.runtime
+        flow = Interactions(runtime.database, runtime.settings, runtime.peers, runtime.state)
+        caller = Caller(tenant_id=me.tenant_id, user_id=me.user_id, scopes=frozenset({"*"}))
+        run = await flow.launch(caller, pb.InteractWithAgentRequest(agent_id=agent.id,
+                                                                    message="hi"), stream=True)
+        run.stopping = "CANCELLED"
+        run.task.cancel()          # before the task has run a step
+        return run.call_id, await run.wait()
+
+    call_id, result = harness._run(launch_and_cancel())
+    assert result.status == pb.CALL_STATUS_CANCELLED
+    assert call_id not in runs.runs
+    call = calls.GetCall(pb.GetCallRequest(call_id=call_id), metadata=me.metadata())
+    assert call.status == pb.CALL_STATUS_CANCELLED

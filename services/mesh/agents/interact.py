@@ -171,6 +171,13 @@ class Interactions:
         run.listeners.append(lambda event: self._relay(caller.tenant_id, event))
         run.emit("started")
         run.task = asyncio.create_task(self._execute(caller, request, prepared, run, stream))
+
+        def ended(task: asyncio.Task) -> None:
+            # Cancelled before it ran a single step: its end is recorded all the same.
+            if not run.ended:
+                run.task = asyncio.get_running_loop().create_task(self._execute(
+                    caller, request, prepared, run, stream, cancelled=True))
+        run.task.add_done_callback(ended)
         return run
 
     async def _started(self, caller: Caller, run: Run) -> None:
@@ -187,13 +194,16 @@ class Interactions:
         await self._publish(caller.tenant_id, run.call_id, "call.started")
 
     async def _execute(self, caller: Caller, request: pb.InteractWithAgentRequest,
-                       prepared: Prepared, run: Run, stream: bool) -> None:
+                       prepared: Prepared, run: Run, stream: bool,
+                       cancelled: bool = False) -> None:
         turn = runtime_loop.Turn()
         started = time.perf_counter()
         announced = asyncio.create_task(self._started(caller, run))
         loop = runtime_loop.AgentLoop(prepared.plan, self.peers, self.policy, run.call_id,
                                       emit=run.emit, stream=stream)
         try:
+            if cancelled:
+                raise asyncio.CancelledError
             await loop.run(turn, prepared.earlier, request.message)
         except asyncio.CancelledError:
             why = run.stopping or INTERRUPTED
