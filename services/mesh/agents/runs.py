@@ -158,13 +158,12 @@ class Runs:
         return self.runs.get(call_id)
 
     async def cancel(self, run: Run, why: str = "CANCELLED") -> None:
-        """Cancels the run's task and waits until it has recorded its end."""
+        """Cancels the run's task and waits (10 s at most) until it has recorded its end."""
         run.stopping = run.stopping or why
         if run.task is not None and not run.task.done():
             run.task.cancel()
-        if run.task is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(run.task), 10)
+        with contextlib.suppress(BaseException):   # its end recorded (`ended` comes after)
+            await asyncio.wait_for(asyncio.shield(run.wait()), 10)
 
     async def sweep(self) -> list[tuple[str, str]]:
         ended = await self.runtime.database.write(interrupt_expired)
