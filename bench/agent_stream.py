@@ -188,6 +188,11 @@ async def run(args: argparse.Namespace) -> int:
                 direct.append(await timed_stream(http, "POST", direct_url, direct_body, "model"))
                 mesh_runs.append(await timed_stream(http, "POST", agent_url, {"message": "hi"},
                                                     "agent"))
+            floor = []   # a plain read of the same agent through the gateway
+            for _ in range(args.requests):
+                began = time.perf_counter()
+                (await http.get(f"/api/v1/agents/{fast}")).raise_for_status()
+                floor.append((time.perf_counter() - began) * 1000)
             bad = [r for r in mesh_runs if r[2] != args.tokens]
             print(f"\n{args.requests} sequential streamed interactions, {args.tokens} words each, "
                   f"{os.cpu_count()} cores shared with Envoy and every service\n")
@@ -197,6 +202,8 @@ async def run(args: argparse.Namespace) -> int:
                 firsts, totals = [r[0] for r in runs], [r[1] for r in runs]
                 print(f"{label:<34}{percentile(firsts, 50):>14.2f}ms{percentile(firsts, 99):>7.2f}ms"
                       f"{percentile(totals, 50):>15.2f}ms{percentile(totals, 99):>7.2f}ms")
+            print(f"{'GET the agent (the gateway floor)':<34}{percentile(floor, 50):>14.2f}ms"
+                  f"{percentile(floor, 99):>7.2f}ms")
             added_first = [m[0] - d[0] for m, d in zip(mesh_runs, direct, strict=True)]
             added_total = [m[1] - d[1] for m, d in zip(mesh_runs, direct, strict=True)]
             print(f"{'the mesh adds (pairwise)':<34}{percentile(added_first, 50):>14.2f}ms"

@@ -202,14 +202,16 @@ class ChatClient:
         return turn
 
     def _request(self, messages, tools, max_tokens) -> dict[str, Any]:
-        request: dict[str, Any] = {"model": self.spec.model, "messages": messages,
-                                   **self.parameters}
+        """The `create()` arguments. The body goes as `extra_body`, which the SDK sends as it is:
+        its own pass over typed arguments costs ~0.5 ms of CPU per message and tool (12 ms for
+        a history of 20 messages), all of it before the request leaves."""
+        body: dict[str, Any] = {"messages": messages, **self.parameters}
         if tools:
-            request["tools"] = tools
+            body["tools"] = tools
         limit = max_tokens or self.spec.max_output_tokens or None
         if limit:
-            request["max_tokens"] = limit
-        return request
+            body["max_tokens"] = limit
+        return {"model": self.spec.model, "messages": [], "extra_body": body}
 
     def _error(self, exc: Exception, streamed: bool = False) -> ModelError:
         """The SDK's (or the egress guard's) exception as the call's reason."""
@@ -237,52 +239,68 @@ class ChatClient:
 
     async def _stream(self, messages, tools, max_tokens, on_token) -> ModelTurn:
         """The answer streamed: text passed to `on_token` as it arrives, tool calls assembled
-        from their pieces, usage from the last chunk (`stream_options.include_usage`)."""
+        from their pieces, usage from the last chunk (`stream_options.include_usage`). The SDK
+        makes the request (auth, errors); its Server-Sent Events are read here as plain JSON,
+        which costs a tenth of building the SDK's typed chunk per event."""
         request = self._request(messages, tools, max_tokens)
         if self.spec.parameters.get("stream_usage", True) is not False:
-            request["stream_options"] = {"include_usage": True}
+            request["extra_body"]["stream_options"] = {"include_usage": True}
         started = time.perf_counter()
         text: list[str] = []
         pieces: dict[int, dict[str, Any]] = {}
-        finish, usage, answer_id, answer_model = "", None, "", ""
-        stream = None
+        state = {"finish": "", "usage": None, "id": "", "model": ""}
         try:
-            stream = await self.client.chat.completions.create(**request, stream=True)
-            async for chunk in stream:
-                answer_id = answer_id or chunk.id or ""
-                answer_model = answer_model or chunk.model or ""
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices or ():
-                    delta = choice.delta
-                    if delta is not None and delta.content:
-                        text.append(delta.content)
-                        on_token(self.mask.text(delta.content))
-                    for call in (delta.tool_calls if delta is not None else None) or ():
-                        piece = pieces.setdefault(call.index or 0,
-                                                  {"id": "", "name": "", "arguments": ""})
-                        piece["id"] = call.id or piece["id"]
-                        if call.function is not None:
-                            piece["name"] += call.function.name or ""
-                            piece["arguments"] += call.function.arguments or ""
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
+            async with self.client.chat.completions.with_streaming_response.create(
+                    **request, stream=True) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    self._chunk(json.loads(data), state, text, pieces, on_token)
         except (openai.OpenAIError, DomainError) as exc:
             raise self._error(exc, streamed=bool(text)) from None
-        finally:
-            if stream is not None:
-                await stream.close()
+        except (ValueError, AttributeError, TypeError) as exc:   # not the protocol's chunks
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} streamed an answer that "
+                             f"is not chat-completion chunks: {exc}", streamed=bool(text)) from None
         calls = []
         for index in sorted(pieces):
             piece = pieces[index]
             arguments, problem = _parse_arguments(piece["arguments"])
             calls.append(ToolCall(piece["id"] or f"call_{index}", piece["name"],
                                   piece["arguments"], arguments, problem))
-        prompt = usage.prompt_tokens if usage else 0
-        completion = usage.completion_tokens if usage else 0
-        return ModelTurn("".join(text), calls, finish, prompt, completion,
+        usage = state["usage"] or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        return ModelTurn("".join(text), calls, state["finish"], prompt, completion,
                          self.spec.cost(prompt, completion),
-                         int((time.perf_counter() - started) * 1000), answer_id, answer_model)
+                         int((time.perf_counter() - started) * 1000), state["id"], state["model"])
+
+    def _chunk(self, chunk: dict, state: dict, text: list[str], pieces: dict, on_token) -> None:
+        if chunk.get("error"):
+            error = chunk["error"]
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} failed mid-answer: "
+                             f"{error.get('message', error) if isinstance(error, dict) else error}",
+                             streamed=bool(text))
+        state["id"] = state["id"] or chunk.get("id") or ""
+        state["model"] = state["model"] or chunk.get("model") or ""
+        if chunk.get("usage"):
+            state["usage"] = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                text.append(delta["content"])
+                on_token(self.mask.text(delta["content"]))
+            for call in delta.get("tool_calls") or ():
+                piece = pieces.setdefault(call.get("index") or 0,
+                                          {"id": "", "name": "", "arguments": ""})
+                piece["id"] = call.get("id") or piece["id"]
+                function = call.get("function") or {}
+                piece["name"] += function.get("name") or ""
+                piece["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                state["finish"] = choice["finish_reason"]
 
     async def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                         max_tokens: int | None = None) -> ModelTurn:
