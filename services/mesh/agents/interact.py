@@ -168,7 +168,8 @@ class Interactions:
             call_id = new_id()
             run = self.runs.open(call_id, caller.tenant_id)
             run.recorded = asyncio.create_task(self.db.write(lambda s: record(s, call_id)))
-        run.listeners.append(lambda event: self._relay(caller.tenant_id, event))
+        run.streams = stream
+        run.listeners.append(lambda event: self._relay(caller.tenant_id, run, event))
         run.emit("started")
         run.task = asyncio.create_task(self._execute(caller, request, prepared, run, stream))
 
@@ -192,6 +193,10 @@ class Interactions:
                 run.task.cancel()
             return
         await self._publish(caller.tenant_id, run.call_id, "call.started")
+        run.announced = True
+        for event in run.held:
+            self._relay(caller.tenant_id, run, event)
+        run.held.clear()
 
     async def _execute(self, caller: Caller, request: pb.InteractWithAgentRequest,
                        prepared: Prepared, run: Run, stream: bool,
@@ -251,10 +256,16 @@ class Interactions:
             await asyncio.shield(self.runs.cancel(run))
             raise
 
-    def _relay(self, tenant_id: str, event: pb.InteractionEvent) -> None:
-        """The streamed events (tokens, tool calls, usage) to the call's live sockets. Tokens
-        are merged over RELAY_SECONDS into one `call.token` (a bus message per word would cost
-        more than the word)."""
+    def _relay(self, tenant_id: str, run: Run, event: pb.InteractionEvent) -> None:
+        """The events of a streamed run (tokens, tool calls, usage) to the call's live sockets,
+        after its `call.started`; a call answered at once (InteractWithAgent) shows only its
+        start and end there. Tokens are merged over RELAY_SECONDS into one `call.token` (a bus
+        message per word would cost more than the word)."""
+        if not run.streams or event.type == "started":
+            return
+        if not run.announced and event.type != "ended":
+            run.held.append(event)
+            return
         if event.type == "token":
             waiting = self._tokens.get(event.call_id)
             if waiting is None:

@@ -49,6 +49,9 @@ class Run:
         self.stopping = ""          # why it is being cancelled: "" (running), CANCELLED, INTERRUPTED
         self._changed = asyncio.Event()
         self.listeners: list[Any] = []  # callables given each event (the live sockets)
+        self.streams = False      # its model answer is streamed (tokens are events)
+        self.announced = False    # `call.started` is on the live sockets
+        self.held: list[pb.InteractionEvent] = []   # events waiting for `call.started`
 
     @property
     def ended(self) -> bool:
