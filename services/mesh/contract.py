@@ -83,6 +83,8 @@ class Rpc:
     # Marked `(agentmesh.common.v1.idempotent)`: work with effects that takes its own time
     # (running a tool, an agent's conversation), deduplicated by Idempotency-Key.
     effect: bool = False
+    # Marked `(agentmesh.common.v1.accepted)`: answers 202, the work goes on after it.
+    accepted: bool = False
     # The gateway's rate limits the route counts against (`auth.rate_class`): "" (the tenant's
     # and the client IP's), "credentials" (per client IP, tight) or "unlimited" (probes).
     rate_class: str = ""
@@ -215,6 +217,7 @@ def load(path: Path | None = None) -> Contract:
                     http_body=(options.Extensions[auth_pb2.http_body]
                                if options.HasExtension(auth_pb2.http_body) else None),
                     effect=options.Extensions[auth_pb2.idempotent],
+                    accepted=options.Extensions[auth_pb2.accepted],
                     rate_class=(auth_pb2.RateClass.Name(auth.rate_class)
                                 .removeprefix("RATE_CLASS_").lower()
                                 if auth.rate_class else ""),

@@ -104,6 +104,15 @@ checks.positive_data_acceptance.expected-statuses = [
 include-operation-id-regex = "^AnalyticsService_(GetAnalyticsSummary|GetCallVolume|GetWorkflowAnalytics|GetProviderLatency|GetErrorStats|GetActiveCallStats)$"
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
+
+# Agents: an interaction's message must hold text and takes a `thread_id` or a `call_id`, not
+# both; the OpenAI door's messages need a user message with text and known roles, `n` at most
+# 1; a thread's agent must be the agent talked to; a call's result is 409 while it runs, a
+# cancel 409 once it ended. Relations between fields or with stored resources.
+[[operations]]
+include-operation-id-regex = "^(AgentService_(StreamInteraction|StartInteraction)|ChatCompletionService_(CreateChatCompletion|StreamChatCompletion)|CallService_(GetCallResult|CancelCall)|ThreadService_CreateThread)$"
+checks.positive_data_acceptance.expected-statuses = [
+  "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 """
 # Bounded so that the run stays well under CI's budget on a 2-core machine.
 MAX_EXAMPLES = int(os.environ.get("AGENTMESH_SCHEMATHESIS_MAX_EXAMPLES", "10"))

@@ -14,6 +14,12 @@ repeats. Steps: `tool_call` (name and arguments; `$first` names the first functi
 `{tool_result}` and `{user}` are replaced by the last tool result and user message),
 `status` (an HTTP error such as 429, with `Retry-After: 0`), `sleep` (seconds before answering),
 `length` (finish_reason "length"). Usage is counted as characters / 4, deterministically.
+
+A request with `"stream": true` is answered with Server-Sent Events as the official API does:
+the content word by word (`token_delay` seconds between words, default 0), a tool call in two
+pieces, the finish reason, usage when `stream_options.include_usage`, then `[DONE]`. A client
+that closes the connection mid-stream is noted in `disconnects` (model, monotonic time, words
+sent), which the cancel tests read.
 """
 
 from __future__ import annotations
@@ -96,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
                 finish = "length"
         prompt = _tokens(json.dumps(messages))
         completion = _tokens(completion_text)
+        if request.get("stream"):
+            self._stream(request, step, message, finish, prompt, completion)
+            return
         self._send(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": int(time.time()), "model": request.get("model"),
@@ -104,11 +113,65 @@ class _Handler(BaseHTTPRequestHandler):
                       "total_tokens": prompt + completion}})
 
 
+    def _stream(self, request: dict, step: dict, message: dict, finish: str, prompt: int,
+                completion: int) -> None:
+        owner: ScriptedModelServer = self.server.owner
+        answer_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        created = int(time.time())
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def chunk(delta: dict | None, finish_reason=None, usage=None) -> bytes:
+            body = {"id": answer_id, "object": "chat.completion.chunk", "created": created,
+                    "model": request.get("model"),
+                    "choices": [] if delta is None else [
+                        {"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            if usage is not None:
+                body["usage"] = usage
+            return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+        pieces = [chunk({"role": "assistant", "content": ""})]
+        if message.get("tool_calls"):
+            call = message["tool_calls"][0]
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            pieces.append(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                 "function": {"name": call["function"]["name"],
+                                                              "arguments": arguments[:half]}}]}))
+            pieces.append(chunk({"tool_calls": [{"index": 0, "function": {
+                "arguments": arguments[half:]}}]}))
+        else:
+            words = (message.get("content") or "").split(" ")
+            pieces += [chunk({"content": word if i == 0 else " " + word})
+                       for i, word in enumerate(words)]
+        pieces.append(chunk({}, finish))
+        if (request.get("stream_options") or {}).get("include_usage"):
+            pieces.append(chunk(None, usage={"prompt_tokens": prompt,
+                                             "completion_tokens": completion,
+                                             "total_tokens": prompt + completion}))
+        pieces.append(b"data: [DONE]\n\n")
+        delay = float(step.get("token_delay", 0))
+        for index, piece in enumerate(pieces):
+            if delay and 1 < index < len(pieces) - 2:
+                time.sleep(delay)
+            try:
+                self.wfile.write(piece)
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                with owner.lock:
+                    owner.disconnects.append((request.get("model"), time.monotonic(), index))
+                return
+
+
 class ScriptedModelServer:
     def __init__(self) -> None:
         self.scripts: dict[str, list[dict]] = {}
         self.cursors: dict[str, int] = {}
         self.requests: list[dict] = []
+        self.disconnects: list[tuple[str, float, int]] = []
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True

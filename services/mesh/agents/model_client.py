@@ -53,12 +53,43 @@ _GEN_AI_PARAMETERS = {"temperature": "gen_ai.request.temperature",
 
 
 class ModelError(Exception):
-    """The model could not answer; `reason` is the call's reason."""
+    """The model could not answer; `reason` is the call's reason. `status` is the HTTP status
+    when the server answered one, `retry_after` its Retry-After in seconds, `streamed` whether
+    part of the answer had already been passed on (then nothing may be retried)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, status: int = 0,
+                 retry_after: float | None = None, streamed: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.streamed = streamed
+
+    @property
+    def transient(self) -> bool:
+        """A 429, a 5xx, a timeout or an unreachable server: worth a retry or a fallback."""
+        return self.reason in ("MODEL_TIMEOUT", "MODEL_RATE_LIMITED", "MODEL_UNREACHABLE") or \
+            self.status >= 500
+
+
+def _retry_after(response) -> float | None:
+    """Retry-After (seconds or an HTTP date) or retry-after-ms of an answer, in seconds."""
+    headers = getattr(response, "headers", None) or {}
+    try:
+        if headers.get("retry-after-ms"):
+            return float(headers["retry-after-ms"]) / 1000
+        value = headers.get("retry-after")
+        if value:
+            try:
+                return float(value)
+            except ValueError:
+                from email.utils import parsedate_to_datetime
+
+                return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+    return None
 
 
 @dataclass
@@ -147,13 +178,19 @@ class ChatClient:
         return attributes
 
     async def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                       max_tokens: int | None = None) -> ModelTurn:
+                       max_tokens: int | None = None, on_token=None) -> ModelTurn:
+        """One model request. With `on_token` the answer is streamed and `on_token(text)` is
+        called with each piece of its text as it arrives."""
         with telemetry.client_span(f"chat {self.spec.model}",
                                    self._span_attributes(max_tokens)) as span:
             try:
-                turn = await self._complete(messages, tools, max_tokens)
+                if on_token is None:
+                    turn = await self._complete(messages, tools, max_tokens)
+                else:
+                    turn = await self._stream(messages, tools, max_tokens, on_token)
             except ModelError as exc:
-                raise ModelError(exc.reason, self.mask.text(exc.message)) from None
+                raise ModelError(exc.reason, self.mask.text(exc.message), status=exc.status,
+                                 retry_after=exc.retry_after, streamed=exc.streamed) from None
             if span is not None:
                 span.set_attributes({
                     "gen_ai.response.id": turn.response_id,
@@ -164,38 +201,115 @@ class ChatClient:
         turn.content = self.mask.text(turn.content)
         return turn
 
-    async def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-                        max_tokens: int | None = None) -> ModelTurn:
-        request: dict[str, Any] = {"model": self.spec.model, "messages": messages,
-                                   **self.parameters}
+    def _request(self, messages, tools, max_tokens) -> dict[str, Any]:
+        """The `create()` arguments. The body goes as `extra_body`, which the SDK sends as it is:
+        its own pass over typed arguments costs ~0.5 ms of CPU per message and tool (12 ms for
+        a history of 20 messages), all of it before the request leaves."""
+        body: dict[str, Any] = {"messages": messages, **self.parameters}
         if tools:
-            request["tools"] = tools
+            body["tools"] = tools
         limit = max_tokens or self.spec.max_output_tokens or None
         if limit:
-            request["max_tokens"] = limit
+            body["max_tokens"] = limit
+        return {"model": self.spec.model, "messages": [], "extra_body": body}
+
+    def _error(self, exc: Exception, streamed: bool = False) -> ModelError:
+        """The SDK's (or the egress guard's) exception as the call's reason."""
+        if isinstance(exc, openai.APITimeoutError):
+            return ModelError("MODEL_TIMEOUT", f"model {self.spec.name!r} did not answer within "
+                              f"{self.client.timeout} s", streamed=streamed)
+        if isinstance(exc, openai.RateLimitError):
+            return ModelError("MODEL_RATE_LIMITED", f"model {self.spec.name!r} is rate limited "
+                              f"(429): {exc.message}", status=429,
+                              retry_after=_retry_after(exc.response), streamed=streamed)
+        if isinstance(exc, openai.APIStatusError):
+            return ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered HTTP "
+                              f"{exc.status_code}: {exc.message}", status=exc.status_code,
+                              retry_after=_retry_after(exc.response), streamed=streamed)
+        if isinstance(exc, DomainError):  # the guard cut the answer off (RESPONSE_TOO_LARGE)
+            return ModelError(exc.reason, exc.message, streamed=streamed)
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, DomainError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, DomainError):   # the egress guard refused the endpoint
+            return ModelError(cause.reason, cause.message, streamed=streamed)
+        return ModelError("MODEL_UNREACHABLE", f"model {self.spec.name!r} at "
+                          f"{self.spec.base_url or 'the provider default'} cannot be "
+                          f"reached: {exc}", streamed=streamed)
+
+    async def _stream(self, messages, tools, max_tokens, on_token) -> ModelTurn:
+        """The answer streamed: text passed to `on_token` as it arrives, tool calls assembled
+        from their pieces, usage from the last chunk (`stream_options.include_usage`). The SDK
+        makes the request (auth, errors); its Server-Sent Events are read here as plain JSON,
+        which costs a tenth of building the SDK's typed chunk per event."""
+        request = self._request(messages, tools, max_tokens)
+        if self.spec.parameters.get("stream_usage", True) is not False:
+            request["extra_body"]["stream_options"] = {"include_usage": True}
+        started = time.perf_counter()
+        text: list[str] = []
+        pieces: dict[int, dict[str, Any]] = {}
+        state = {"finish": "", "usage": None, "id": "", "model": ""}
+        try:
+            async with self.client.chat.completions.with_streaming_response.create(
+                    **request, stream=True) as response:
+                async for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    self._chunk(json.loads(data), state, text, pieces, on_token)
+        except (openai.OpenAIError, DomainError) as exc:
+            raise self._error(exc, streamed=bool(text)) from None
+        except (ValueError, AttributeError, TypeError) as exc:   # not the protocol's chunks
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} streamed an answer that "
+                             f"is not chat-completion chunks: {exc}", streamed=bool(text)) from None
+        calls = []
+        for index in sorted(pieces):
+            piece = pieces[index]
+            arguments, problem = _parse_arguments(piece["arguments"])
+            calls.append(ToolCall(piece["id"] or f"call_{index}", piece["name"],
+                                  piece["arguments"], arguments, problem))
+        usage = state["usage"] or {}
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        return ModelTurn("".join(text), calls, state["finish"], prompt, completion,
+                         self.spec.cost(prompt, completion),
+                         int((time.perf_counter() - started) * 1000), state["id"], state["model"])
+
+    def _chunk(self, chunk: dict, state: dict, text: list[str], pieces: dict, on_token) -> None:
+        if chunk.get("error"):
+            error = chunk["error"]
+            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} failed mid-answer: "
+                             f"{error.get('message', error) if isinstance(error, dict) else error}",
+                             streamed=bool(text))
+        state["id"] = state["id"] or chunk.get("id") or ""
+        state["model"] = state["model"] or chunk.get("model") or ""
+        if chunk.get("usage"):
+            state["usage"] = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                text.append(delta["content"])
+                on_token(self.mask.text(delta["content"]))
+            for call in delta.get("tool_calls") or ():
+                piece = pieces.setdefault(call.get("index") or 0,
+                                          {"id": "", "name": "", "arguments": ""})
+                piece["id"] = call.get("id") or piece["id"]
+                function = call.get("function") or {}
+                piece["name"] += function.get("name") or ""
+                piece["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                state["finish"] = choice["finish_reason"]
+
+    async def _complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                        max_tokens: int | None = None) -> ModelTurn:
+        request = self._request(messages, tools, max_tokens)
         started = time.perf_counter()
         try:
             answer = await self.client.chat.completions.create(**request)
-        except openai.APITimeoutError:
-            raise ModelError("MODEL_TIMEOUT", f"model {self.spec.name!r} did not answer within "
-                             f"{self.client.timeout} s") from None
-        except openai.RateLimitError as exc:
-            raise ModelError("MODEL_RATE_LIMITED", f"model {self.spec.name!r} is rate limited "
-                             f"(429) after retries: {exc.message}") from None
-        except openai.APIStatusError as exc:
-            raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered HTTP "
-                             f"{exc.status_code}: {exc.message}") from None
-        except DomainError as exc:  # the guard cut the answer off (RESPONSE_TOO_LARGE)
-            raise ModelError(exc.reason, exc.message) from None
-        except openai.APIConnectionError as exc:
-            cause = exc.__cause__
-            while cause is not None and not isinstance(cause, DomainError):
-                cause = cause.__cause__ or cause.__context__
-            if isinstance(cause, DomainError):   # the egress guard refused the endpoint
-                raise ModelError(cause.reason, cause.message) from None
-            raise ModelError("MODEL_UNREACHABLE", f"model {self.spec.name!r} at "
-                             f"{self.spec.base_url or 'the provider default'} cannot be "
-                             f"reached: {exc}") from None
+        except (openai.OpenAIError, DomainError) as exc:
+            raise self._error(exc) from None
         latency = int((time.perf_counter() - started) * 1000)
         if not answer.choices:
             raise ModelError("MODEL_ERROR", f"model {self.spec.name!r} answered no choices")

@@ -57,3 +57,39 @@ class CallRow(TenantTable, table=True):
     cost_usd: float = 0.0
     model: str = ""
     reason: str = ""
+    thread_id: str = ""
+    # The model requests tried (model, outcome, status, reason, ms), in order.
+    model_attempts: list[dict[str, Any]] = json_field(list)
+    # The answer of the latest interaction (GetCallResult).
+    result: dict[str, Any] = json_field(dict)
+    # While ACTIVE: the process running it renews this; past it, the call was cut off by a
+    # crash and ends FAILED (mesh.agents.runs).
+    lease_until: datetime | None = timestamp_field()
+    __table_args__ = (sa.Index("ix_calls_status_lease", "status", "lease_until"),)
+
+
+class ThreadRow(TenantTable, table=True):
+    """A conversation kept on the server (ThreadService)."""
+
+    __tablename__ = "threads"
+
+    agent_id: str = Field(default="", index=True)
+    title: str = ""
+    thread_metadata: dict[str, Any] = Field(default_factory=dict,
+                                            sa_column_kwargs={"name": "metadata"},
+                                            sa_type=sa.JSON, nullable=False)
+    message_count: int = 0
+
+
+class ThreadMessageRow(TenantTable, table=True):
+    """One message of a thread, numbered from 1 (`seq`)."""
+
+    __tablename__ = "thread_messages"
+    __table_args__ = (sa.UniqueConstraint("thread_id", "seq", name="uq_thread_messages_seq"),)
+
+    thread_id: str = Field(index=True)
+    seq: int
+    role: str
+    content: str = ""
+    call_id: str = ""
+    tokens: int = 0

@@ -36,7 +36,8 @@ from google.protobuf import json_format
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
-from mesh.agents.model_client import ChatClient, ModelError, ModelTurn, base_url
+from mesh.agents.model_client import ModelError, ModelTurn, base_url
+from mesh.agents.model_path import DEFAULT_MAX_RETRY_AFTER, DEFAULT_RETRIES, Candidate, ModelPath
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from mesh.runtime.masterdata_client import Limits, MasterData, ModelSpec
@@ -75,6 +76,11 @@ class Plan:
     denied: set[str]
     model_timeout: float
     agent: str = ""  # the agent's name: the principal of governance decisions
+    # The model path (mesh.agents.model_path): the model, then its fallbacks.
+    candidates: list[Candidate] = field(default_factory=list)
+    # Context-window rule of a thread's history (mesh.agents.threads.window).
+    context_window: int = 0
+    max_history_messages: int = 0
 
 
 @dataclass
@@ -90,6 +96,7 @@ class Turn:
     first_response_ms: int = 0
     reason: str = ""
     error: str = ""
+    model_attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, role: str, content: str, **metadata: Any) -> None:
         self.entries.append({"role": role, "content": content, "timestamp": utcnow().isoformat(),
@@ -172,8 +179,28 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
     denied |= limits.denied_tools
     model_timeout = float(config.get("model_timeout_seconds") or model.parameters.get(
         "timeout_seconds") or 60)
+    candidates = [_candidate(model, api_key, model_timeout, config)]
+    fallbacks = config.get("fallback_models", model.parameters.get("fallback_models")) or []
+    for name in [fallbacks] if isinstance(fallbacks, str) else fallbacks:
+        spare = await resolved(masterdata.model(str(name)), "model", str(name))
+        key = await resolved(masterdata.reveal_secret(spare.secret_ref, f"model {spare.name}"),
+                             "secret", spare.secret_ref) if spare.secret_ref else ""
+        candidates.append(_candidate(spare, key, float(spare.parameters.get("timeout_seconds")
+                                                       or model_timeout), config))
     return Plan(model, api_key, system_prompt, limits, offered, denied, model_timeout,
-                agent=agent.name)
+                agent=agent.name, candidates=candidates,
+                context_window=int(config.get("context_window_tokens") or model.context_window
+                                   or 0),
+                max_history_messages=int(config.get("max_history_messages") or 0))
+
+
+def _candidate(spec: ModelSpec, api_key: str, timeout: float, config: dict[str, Any]) -> Candidate:
+    def number(name: str, default: float) -> float:
+        value = config.get(name, spec.parameters.get(name))
+        return float(value) if isinstance(value, (int, float)) else default
+
+    return Candidate(spec, api_key, timeout, retries=int(number("max_retries", DEFAULT_RETRIES)),
+                     max_retry_after=number("max_retry_after_seconds", DEFAULT_MAX_RETRY_AFTER))
 
 
 def history(transcript: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,12 +243,22 @@ def _functions(plan: Plan) -> list[dict[str, Any]]:
     return functions
 
 
+def _quiet(type_: str, **fields: Any) -> None:
+    """The events of a turn nobody streams."""
+
+
 class AgentLoop:
-    def __init__(self, plan: Plan, peers: Peers, policy: EgressPolicy, call_id: str) -> None:
+    """One turn. `emit(type, **fields)` is told what happens as it happens (mesh.agents.runs:
+    tokens when `stream`, tool calls' starts and ends, each model request's usage)."""
+
+    def __init__(self, plan: Plan, peers: Peers, policy: EgressPolicy, call_id: str,
+                 emit=_quiet, stream: bool = False) -> None:
         self.plan = plan
         self.peers = peers
         self.policy = policy
         self.call_id = call_id
+        self.emit = emit
+        self.stream = stream
 
     async def run(self, turn: Turn, earlier: list[dict[str, Any]], message: str) -> None:
         """Runs the turn into `turn`, under the whole-turn timeout."""
@@ -252,16 +289,31 @@ class AgentLoop:
         turn.add("user", message)
         functions = _functions(plan)
         max_steps = plan.limits.max_steps or DEFAULT_MAX_STEPS
-        client = ChatClient(plan.model, plan.api_key, self.policy,
-                            timeout=plan.model_timeout)
+        model = ModelPath(plan.candidates or [Candidate(plan.model, plan.api_key,
+                                                        plan.model_timeout)], self.policy)
+        turn.model_attempts = model.attempts
         started = time.perf_counter()
-        try:
-            for step in range(1, max_steps + 1):
-                answer = await client.complete(messages, functions,
-                                               plan.limits.max_tokens_per_call)
+
+        def on_token(step: int):
+            def token(text: str) -> None:
                 if not turn.first_response_ms:
                     turn.first_response_ms = int((time.perf_counter() - started) * 1000)
-                self._count(turn, answer, step)
+                self.emit("token", text=text, step=step)
+            return token
+
+        try:
+            for step in range(1, max_steps + 1):
+                # The one model request of the loop (the model path: retries, fallbacks).
+                answer = await model.complete(messages, functions,
+                                              plan.limits.max_tokens_per_call,
+                                              on_token(step) if self.stream else None)
+                if not turn.first_response_ms:
+                    turn.first_response_ms = int((time.perf_counter() - started) * 1000)
+                self._count(turn, answer, step, model.answered_by.name)
+                self.emit("usage", step=step, usage=pb.InteractionUsage(
+                    prompt_tokens=answer.prompt_tokens,
+                    completion_tokens=answer.completion_tokens, cost_usd=answer.cost_usd,
+                    model=model.answered_by.name))
                 limit = plan.limits.max_tokens_per_call
                 used = answer.prompt_tokens + answer.completion_tokens
                 if limit and used > limit:
@@ -277,30 +329,39 @@ class AgentLoop:
                     return
                 messages.append(answer.assistant_message())
                 for call in answer.tool_calls:
-                    messages.append(await self._tool(turn, call))
+                    messages.append(await self._tool(turn, call, step))
             raise Breach("MAX_STEPS_REACHED", f"the agent used its {max_steps} steps without a "
                          "final answer")
         finally:
-            await client.close()
+            await model.close()
 
-    def _count(self, turn: Turn, answer: ModelTurn, step: int) -> None:
+    def _count(self, turn: Turn, answer: ModelTurn, step: int, model: str) -> None:
         turn.prompt_tokens += answer.prompt_tokens
         turn.completion_tokens += answer.completion_tokens
         turn.cost_usd += answer.cost_usd
-        turn.add("agent", answer.content, step=step, model=self.plan.model.name,
+        turn.add("agent", answer.content, step=step, model=model,
                  prompt_tokens=answer.prompt_tokens, completion_tokens=answer.completion_tokens,
                  cost_usd=answer.cost_usd, latency_ms=answer.latency_ms,
                  finish_reason=answer.finish_reason,
                  tool_calls=[{"id": c.id, "function": c.name, "arguments": c.arguments_text}
                              for c in answer.tool_calls])
 
-    async def _tool(self, turn: Turn, call) -> dict[str, Any]:
-        """Runs one tool call and answers the tool message for the model."""
-        plan = self.plan
+    async def _tool(self, turn: Turn, call, step: int = 0) -> dict[str, Any]:
+        """Runs one tool call and answers the tool message for the model; its start and its
+        end (with the governance decision) are emitted."""
         record: dict[str, Any] = {"id": call.id, "name": call.name,
                                   "arguments": call.arguments if call.arguments is not None
                                   else call.arguments_text}
         turn.tool_calls.append(record)
+        self.emit("tool_call.started", step=step, tool_call=dict(record))
+        try:
+            return await self._run_tool(turn, call, record)
+        finally:
+            self.emit("tool_call.ended", step=step,
+                      tool_call={**record, "status": record.get("status") or "CANCELLED"})
+
+    async def _run_tool(self, turn: Turn, call, record: dict[str, Any]) -> dict[str, Any]:
+        plan = self.plan
         if call.name in plan.denied:
             record.update(status="DENIED", error=f"tool {call.name!r} is denied by a constraint")
             turn.add("tool", record["error"], tool_call_id=call.id, tool=call.name,
@@ -340,6 +401,8 @@ class AgentLoop:
         decision = await governance.check_tool_call(
             SimpleNamespace(peers=self.peers), agent=self.plan.agent, tool=offered.tool.name,
             arguments=call.arguments if isinstance(call.arguments, dict) else {})
+        record["decision"] = {"id": decision.id, "allowed": decision.allowed,
+                              "reason": decision.reason}
         if decision.allowed:
             return
         record.update(status="DENIED", error=decision.reason, decision_id=decision.id)

@@ -513,7 +513,8 @@ class _Builder:
                 "contentSchema": self.ref(rpc.output_type)}}}
         else:
             content = {"application/json": {"schema": self.ref(rpc.output_type)}}
-        op["responses"] = {"200": {"description": "OK", "content": content}}
+        ok = ("202", "Accepted") if rpc.accepted else ("200", "OK")
+        op["responses"] = {ok[0]: {"description": ok[1], "content": content}}
         for status in _ERROR_STATUSES:
             if rpc.public and status == "403":
                 continue

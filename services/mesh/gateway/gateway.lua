@@ -18,6 +18,10 @@
 -- are defined once, in mesh.runtime.context and mesh.runtime.errors.
 local IDENTITY_HEADERS = __AGENTMESH_IDENTITY_HEADERS__
 local ERROR_TRAILER = __AGENTMESH_ERROR_TRAILER__
+local HTTP_STATUS_HEADER = __AGENTMESH_HTTP_STATUS_HEADER__
+local OPENAI_PREFIX = __AGENTMESH_OPENAI_PREFIX__
+local OPENAI_CHAT_PATH = __AGENTMESH_OPENAI_CHAT_PATH__
+local OPENAI_CHAT_STREAM_PATH = __AGENTMESH_OPENAI_CHAT_STREAM_PATH__
 local GRPC_NAMES = {
   [1] = "CANCELLED", [2] = "INTERNAL", [3] = "INVALID_ARGUMENT", [4] = "DEADLINE_EXCEEDED",
   [5] = "NOT_FOUND", [6] = "ALREADY_EXISTS", [7] = "PERMISSION_DENIED", [8] = "RESOURCE_EXHAUSTED",
@@ -117,6 +121,10 @@ function envoy_on_request(handle)
   if body ~= nil then  -- names the body's field in the transcoder's messages
     metadata:set("agentmesh", "body_field", body[2])
   end
+  local path = headers:get(":path") or ""
+  if string.sub(path, 1, #OPENAI_PREFIX) == OPENAI_PREFIX then
+    openai_key(headers)
+  end
   if headers:get("x-api-key") ~= nil and headers:get("authorization") == nil then
     metadata:set("agentmesh", "api_key", true)
   end
@@ -139,6 +147,33 @@ function envoy_on_request(handle)
   local _, read_here = drain_oversized(handle, headers, body)
   if not read_here and body ~= nil then
     check_body(handle, body)
+  end
+  if not read_here and string.match(path, "^[^?]*") == OPENAI_CHAT_PATH then
+    openai_stream(handle)
+  end
+end
+
+-- ---- the OpenAI-compatible door (/api/v1/openai/v1/...) ------------------------------------
+-- OpenAI clients send the key as `Authorization: Bearer <key>`: a bearer that is not a JWT is
+-- the tenant's API key, passed on as X-API-Key (ext_authz checks it, jwt_authn lets it by).
+function openai_key(headers)
+  local token = string.match(headers:get("authorization") or "", "^[Bb]earer%s+(%S+)%s*$")
+  if token ~= nil and string.sub(token, 1, 3) ~= "eyJ" then
+    headers:remove("authorization")
+    headers:replace("x-api-key", token)
+  end
+end
+
+-- `POST /chat/completions` with `"stream": true` is the streaming RPC's route: the transcoder
+-- picks the RPC by path, and only a server-streaming one answers Server-Sent Events.
+function openai_stream(handle)
+  local buffered = handle:body()
+  if buffered == nil or buffered:length() == 0 then
+    return
+  end
+  if string.find(buffered:getBytes(0, buffered:length()), '"stream"%s*:%s*true') then
+    handle:headers():replace(":path", OPENAI_CHAT_STREAM_PATH)
+    pcall(function() handle:clearRouteCache() end)
   end
 end
 
@@ -195,9 +230,16 @@ function envoy_on_response(handle)
     end
   end
   local content_type = headers:get("content-type") or ""
+  local http_status = headers:get(HTTP_STATUS_HEADER)
+  if http_status ~= nil then
+    headers:remove(HTTP_STATUS_HEADER)
+  end
   if string.sub(content_type, 1, 16) == "application/grpc" then
     headers:remove(ERROR_TRAILER)
     return
+  end
+  if http_status == "202" and status == "200" and headers:get(ERROR_TRAILER) == nil then
+    headers:replace(":status", "202")
   end
   local grpc_status = headers:get("grpc-status")
   headers:remove("grpc-status")

@@ -14,7 +14,7 @@ from mesh.gateway.bodies import SCALAR_NAMES, BodySchemas, enum_values
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
 from mesh.gateway.routes import template_pattern
-from mesh.runtime.context import IDENTITY_HEADERS
+from mesh.runtime.context import HTTP_STATUS_HEADER, IDENTITY_HEADERS
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.internal import HEADER as INTERNAL_TOKEN_HEADER
 
@@ -71,6 +71,16 @@ def _lua_routes(contract: Contract, schemas: BodySchemas) -> tuple[dict[str, lis
     return grouped, wildcard
 
 
+def _openai_paths(contract: Contract) -> dict[str, str]:
+    """The OpenAI-compatible door's paths, from the contract's ChatCompletionService."""
+    paths = {rpc.name: rpc.bindings[0].template for rpc in contract.rpcs
+             if rpc.service == "ChatCompletionService" and rpc.bindings}
+    chat = paths.get("CreateChatCompletion", "/api/v1/openai/v1/chat/completions")
+    return {"OPENAI_PREFIX": chat.split("/v1/chat/")[0] + "/",
+            "OPENAI_CHAT_PATH": chat,
+            "OPENAI_CHAT_STREAM_PATH": paths.get("StreamChatCompletion", chat + "/stream")}
+
+
 def lua_source(contract: Contract) -> str:
     """`gateway.lua` with the names it shares with Python and the contract's routes filled in."""
     schemas = BodySchemas(contract)
@@ -78,6 +88,8 @@ def lua_source(contract: Contract) -> str:
     values = {
         "IDENTITY_HEADERS": [*IDENTITY_HEADERS, INTERNAL_TOKEN_HEADER],
         "ERROR_TRAILER": ERROR_TRAILER,
+        "HTTP_STATUS_HEADER": HTTP_STATUS_HEADER,
+        **_openai_paths(contract),
         "UNDECLARED_METHOD_HEADER": UNDECLARED_METHOD_HEADER,
         "ROUTES": routes,
         "WILDCARD_ROUTES": wildcard,

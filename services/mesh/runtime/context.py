@@ -28,6 +28,9 @@ API_KEY_HEADER = "x-agentmesh-api-key-id"
 IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER,
                     API_KEY_HEADER)
 CORRELATION_HEADER = "x-correlation-id"
+# The REST status of an answer other than 200, sent by the service as initial metadata; the
+# gateway's Lua filter makes it the answer's status (`accepted`: 202 for work that goes on).
+HTTP_STATUS_HEADER = "x-agentmesh-http-status"
 
 # The call being served, set by the runtime around every handler; read lazily (the correlation
 # id for a log line, the identity passed on to peers) so that a call that logs nothing and
@@ -93,3 +96,9 @@ def require_caller(context: grpc.aio.ServicerContext) -> Caller:
     if not caller.tenant_id:
         raise Unauthenticated("no verified tenant on this call; send a bearer token or API key")
     return caller
+
+
+async def accepted(context: grpc.aio.ServicerContext) -> None:
+    """The RPC's REST answer is 202 Accepted (an RPC marked `(agentmesh.common.v1.accepted)`:
+    the work it started goes on)."""
+    await context.send_initial_metadata(((HTTP_STATUS_HEADER, "202"),))

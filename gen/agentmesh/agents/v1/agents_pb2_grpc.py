@@ -97,6 +97,16 @@ class AgentServiceStub:
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentResponse.FromString,
                 _registered_method=True)
+        self.StreamInteraction = channel.unary_stream(
+                '/agentmesh.agents.v1.AgentService/StreamInteraction',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
+                _registered_method=True)
+        self.StartInteraction = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/StartInteraction',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
+                _registered_method=True)
 
 
 class AgentServiceServicer:
@@ -204,6 +214,30 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamInteraction(self, request, context):
+        """Sends one message like InteractWithAgent and streams the answer as it is
+        written: `started` (the call's id), `token` events with the model's text
+        as it arrives, `tool_call.started` and `tool_call.ended` around each tool
+        call (the ended event carries its status and governance decision), a
+        `usage` event after each model request and `ended` last, with the same
+        answer InteractWithAgent returns. The gateway serves the stream as
+        Server-Sent Events, one event per message. A client that goes away
+        cancels the call (status CANCELLED). Errors before the first event as
+        InteractWithAgent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartInteraction(self, request, context):
+        """Starts an interaction in the background and returns at once (HTTP 202)
+        with its call in status ACTIVE: watch it with WatchCall, read its answer
+        with GetCallResult, stop it with CancelCall. Errors as InteractWithAgent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -266,6 +300,16 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.InteractWithAgent,
                     request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentResponse.SerializeToString,
+            ),
+            'StreamInteraction': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamInteraction,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.SerializeToString,
+            ),
+            'StartInteraction': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartInteraction,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -604,6 +648,508 @@ class AgentService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def StreamInteraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/StreamInteraction',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamInteractionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartInteraction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/StartInteraction',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StartInteractionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ThreadServiceStub:
+    """Conversations kept on the server: a thread holds the messages exchanged
+    with an agent, so that a client sends only the new message
+    (InteractWithAgent with `thread_id`). What the model is sent stays within
+    the context window: the system prompt always, then the newest turns that
+    fit, oldest dropped first (docs/agents.md).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateThread = channel.unary_unary(
+                '/agentmesh.agents.v1.ThreadService/CreateThread',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateThreadRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.FromString,
+                _registered_method=True)
+        self.ListThreads = channel.unary_unary(
+                '/agentmesh.agents.v1.ThreadService/ListThreads',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsResponse.FromString,
+                _registered_method=True)
+        self.GetThread = channel.unary_unary(
+                '/agentmesh.agents.v1.ThreadService/GetThread',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetThreadRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.FromString,
+                _registered_method=True)
+        self.ListThreadMessages = channel.unary_unary(
+                '/agentmesh.agents.v1.ThreadService/ListThreadMessages',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesResponse.FromString,
+                _registered_method=True)
+        self.DeleteThread = channel.unary_unary(
+                '/agentmesh.agents.v1.ThreadService/DeleteThread',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteThreadRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
+
+
+class ThreadServiceServicer:
+    """Conversations kept on the server: a thread holds the messages exchanged
+    with an agent, so that a client sends only the new message
+    (InteractWithAgent with `thread_id`). What the model is sent stays within
+    the context window: the system prompt always, then the newest turns that
+    fit, oldest dropped first (docs/agents.md).
+    """
+
+    def CreateThread(self, request, context):
+        """Creates a thread, optionally bound to an agent (else to the first agent
+        it is used with).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThreads(self, request, context):
+        """Lists the tenant's threads, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetThread(self, request, context):
+        """Returns one thread. NOT_FOUND when the tenant has none with that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListThreadMessages(self, request, context):
+        """Lists a thread's messages, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteThread(self, request, context):
+        """Deletes a thread and its messages (its calls stay).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ThreadServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateThread,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateThreadRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.SerializeToString,
+            ),
+            'ListThreads': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThreads,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsResponse.SerializeToString,
+            ),
+            'GetThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetThread,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetThreadRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.SerializeToString,
+            ),
+            'ListThreadMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListThreadMessages,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesResponse.SerializeToString,
+            ),
+            'DeleteThread': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteThread,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteThreadRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'agentmesh.agents.v1.ThreadService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('agentmesh.agents.v1.ThreadService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ThreadService:
+    """Conversations kept on the server: a thread holds the messages exchanged
+    with an agent, so that a client sends only the new message
+    (InteractWithAgent with `thread_id`). What the model is sent stays within
+    the context window: the system prompt always, then the newest turns that
+    fit, oldest dropped first (docs/agents.md).
+    """
+
+    @staticmethod
+    def CreateThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ThreadService/CreateThread',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateThreadRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThreads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ThreadService/ListThreads',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ThreadService/GetThread',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetThreadRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Thread.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListThreadMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ThreadService/ListThreadMessages',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListThreadMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteThread(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ThreadService/DeleteThread',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteThreadRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ChatCompletionServiceStub:
+    """An OpenAI-compatible door to the tenant's agents, under the base URL
+    `/api/v1/openai/v1`: the `model` is an agent's name (or id), the API key a
+    tenant API key (`Authorization: Bearer <api key>`, or a token). The agent
+    runs as through InteractWithAgent (its own model, prompt, tools,
+    constraints and governance; tool calls stay inside the platform); the
+    client gets its answer as a chat completion. The client's system messages
+    are passed as context, the earlier messages as history.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.CreateChatCompletion = channel.unary_unary(
+                '/agentmesh.agents.v1.ChatCompletionService/CreateChatCompletion',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.FromString,
+                _registered_method=True)
+        self.StreamChatCompletion = channel.unary_stream(
+                '/agentmesh.agents.v1.ChatCompletionService/StreamChatCompletion',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.FromString,
+                _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/agentmesh.agents.v1.ChatCompletionService/ListModels',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ModelList.FromString,
+                _registered_method=True)
+
+
+class ChatCompletionServiceServicer:
+    """An OpenAI-compatible door to the tenant's agents, under the base URL
+    `/api/v1/openai/v1`: the `model` is an agent's name (or id), the API key a
+    tenant API key (`Authorization: Bearer <api key>`, or a token). The agent
+    runs as through InteractWithAgent (its own model, prompt, tools,
+    constraints and governance; tool calls stay inside the platform); the
+    client gets its answer as a chat completion. The client's system messages
+    are passed as context, the earlier messages as history.
+    """
+
+    def CreateChatCompletion(self, request, context):
+        """`POST /chat/completions`. With `"stream": true` the gateway routes the
+        request to StreamChatCompletion.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamChatCompletion(self, request, context):
+        """The streamed form: Server-Sent Events of `chat.completion.chunk`s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """`GET /models`: the tenant's ACTIVE and DEPLOYED agents, as models.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ChatCompletionServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'CreateChatCompletion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateChatCompletion,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.SerializeToString,
+            ),
+            'StreamChatCompletion': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamChatCompletion,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListModelsRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ModelList.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'agentmesh.agents.v1.ChatCompletionService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('agentmesh.agents.v1.ChatCompletionService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ChatCompletionService:
+    """An OpenAI-compatible door to the tenant's agents, under the base URL
+    `/api/v1/openai/v1`: the `model` is an agent's name (or id), the API key a
+    tenant API key (`Authorization: Bearer <api key>`, or a token). The agent
+    runs as through InteractWithAgent (its own model, prompt, tools,
+    constraints and governance; tool calls stay inside the platform); the
+    client gets its answer as a chat completion. The client's system messages
+    are passed as context, the earlier messages as history.
+    """
+
+    @staticmethod
+    def CreateChatCompletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ChatCompletionService/CreateChatCompletion',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.CreateChatCompletionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamChatCompletion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentmesh.agents.v1.ChatCompletionService/StreamChatCompletion',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.StreamChatCompletionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ChatCompletionChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.ChatCompletionService/ListModels',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListModelsRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ModelList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CallServiceStub:
     """Calls are conversations with agents, with their transcripts and metrics.
@@ -644,6 +1190,21 @@ class CallServiceStub:
                 '/agentmesh.agents.v1.CallService/AggregateCalls',
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.FromString,
+                _registered_method=True)
+        self.WatchCall = channel.unary_stream(
+                '/agentmesh.agents.v1.CallService/WatchCall',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.WatchCallRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
+                _registered_method=True)
+        self.GetCallResult = channel.unary_unary(
+                '/agentmesh.agents.v1.CallService/GetCallResult',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallResultRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentResponse.FromString,
+                _registered_method=True)
+        self.CancelCall = channel.unary_unary(
+                '/agentmesh.agents.v1.CallService/CancelCall',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CancelCallRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
                 _registered_method=True)
 
 
@@ -696,6 +1257,34 @@ class CallServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchCall(self, request, context):
+        """Streams the events of a call as StreamInteraction does: those so far,
+        then each as it happens, `ended` last. A call that has ended (or runs on
+        another replica) gets its `ended` event at once. NOT_FOUND when the
+        tenant has no such call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCallResult(self, request, context):
+        """Returns the answer of a call's latest interaction; with `wait_seconds`,
+        waits up to that long for an active call to end. FAILED_PRECONDITION
+        (409) while it is still ACTIVE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCall(self, request, context):
+        """Cancels an active call: its model request and any tool call in flight
+        are stopped and it ends with status CANCELLED. FAILED_PRECONDITION when
+        it has already ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CallServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -728,6 +1317,21 @@ def add_CallServiceServicer_to_server(servicer, server):
                     servicer.AggregateCalls,
                     request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.SerializeToString,
+            ),
+            'WatchCall': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchCall,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.WatchCallRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.SerializeToString,
+            ),
+            'GetCallResult': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCallResult,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallResultRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentResponse.SerializeToString,
+            ),
+            'CancelCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCall,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.CancelCallRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -893,6 +1497,87 @@ class CallService:
             '/agentmesh.agents.v1.CallService/AggregateCalls',
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.AggregateCallsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentmesh.agents.v1.CallService/WatchCall',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.WatchCallRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractionEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCallResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.CallService/GetCallResult',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetCallResultRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.CallService/CancelCall',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.CancelCallRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Call.FromString,
             options,
             channel_credentials,
             insecure,

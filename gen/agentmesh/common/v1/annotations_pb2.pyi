@@ -22,6 +22,8 @@ HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
 http_body: _descriptor.FieldDescriptor
 IDEMPOTENT_FIELD_NUMBER: _ClassVar[int]
 idempotent: _descriptor.FieldDescriptor
+ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+accepted: _descriptor.FieldDescriptor
 FINAL_FIELD_NUMBER: _ClassVar[int]
 final: _descriptor.FieldDescriptor
 LIMITS_FIELD_NUMBER: _ClassVar[int]

@@ -12,6 +12,7 @@ __all__ = [
     "ActivateAgentRequest",
     "Agent",
     "AgentStats",
+    "AgentsListModelsRequest",
     "AggregateCallsRequest",
     "AggregateCallsResponse",
     "ArchiveAgentRequest",
@@ -19,25 +20,54 @@ __all__ = [
     "CallAggregate",
     "CallMetrics",
     "CallTranscript",
+    "CancelCallRequest",
+    "ChatCompletion",
+    "ChatCompletionChoice",
+    "ChatCompletionChunk",
+    "ChatCompletionChunkChoice",
+    "ChatCompletionDelta",
+    "ChatCompletionError",
+    "ChatCompletionMessage",
+    "ChatCompletionUsage",
+    "ChatMessage",
     "CreateAgentRequest",
+    "CreateChatCompletionRequest",
+    "CreateThreadRequest",
     "DeactivateAgentRequest",
     "DeleteAgentRequest",
+    "DeleteThreadRequest",
     "DeployAgentRequest",
     "GetAgentRequest",
     "GetAgentStatsRequest",
     "GetCallMetricsRequest",
     "GetCallRequest",
+    "GetCallResultRequest",
     "GetCallTranscriptRequest",
+    "GetThreadRequest",
     "InteractWithAgentRequest",
     "InteractWithAgentResponse",
+    "InteractionEvent",
+    "InteractionUsage",
     "ListActiveCallsRequest",
     "ListAgentsRequest",
     "ListAgentsResponse",
     "ListCallsRequest",
     "ListCallsResponse",
+    "ListThreadMessagesRequest",
+    "ListThreadMessagesResponse",
+    "ListThreadsRequest",
+    "ListThreadsResponse",
+    "ModelList",
+    "OpenAIModel",
+    "StartInteractionRequest",
+    "StreamChatCompletionRequest",
+    "StreamInteractionRequest",
+    "Thread",
+    "ThreadMessage",
     "TranscriptEntry",
     "UndeployAgentRequest",
     "UpdateAgentRequest",
+    "WatchCallRequest",
 ]
 
 
@@ -111,6 +141,10 @@ class AgentStats(Model):
     """The time of the latest call."""
     deployments: int = 0
     """Times the agent was deployed."""
+
+
+class AgentsListModelsRequest(Model):
+    """Request of ListModels."""
 
 
 class AggregateCallsRequest(Model):
@@ -191,6 +225,10 @@ class Call(Model):
     """Why a failed call ended, in UPPER_SNAKE: MAX_STEPS_REACHED, TOOL_DENIED, MAX_TOKENS_EXCEEDED, TIMEOUT, MODEL_ERROR, ..."""
     tool_calls: int = 0
     """Tool calls made during the call."""
+    thread_id: str = ""
+    """The thread the call belongs to, if any."""
+    model_attempts: list[dict[str, Any]] = Field(default_factory=list)
+    """The model requests tried during the call, in order: model, outcome ("ok", "retried", "failed over", "failed"), HTTP status, reason, ms."""
 
 
 class CallAggregate(Model):
@@ -267,10 +305,184 @@ class CallTranscript(Model):
     """The turns, oldest first."""
 
 
+class CancelCallRequest(Model):
+    """Request of CancelCall."""
+    call_id: str = ""
+    """The call's id."""
+
+
+class ChatCompletion(Model):
+    """A chat completion (`object` "chat.completion")."""
+    id: str = ""
+    """The answer's id."""
+    object: str = ""
+    """"chat.completion"."""
+    created: int = 0
+    """Unix time in seconds."""
+    model: str = ""
+    """The agent, as the request named it."""
+    choices: list[ChatCompletionChoice] = Field(default_factory=list)
+    """One choice."""
+    usage: Optional[ChatCompletionUsage] = None
+    """Tokens used."""
+    call_id: str = ""
+    """The Agent Mesh call that answered."""
+
+
+class ChatCompletionChoice(Model):
+    """One choice of a chat completion (always one)."""
+    index: int = 0
+    """0."""
+    message: Optional[ChatCompletionMessage] = None
+    """The answer."""
+    finish_reason: str = ""
+    """"stop", or "length" when the agent stopped on a limit."""
+
+
+class ChatCompletionChunk(Model):
+    """One Server-Sent Event of a streamed chat completion (`object` "chat.completion.chunk")."""
+    id: str = ""
+    """The answer's id, the same in every chunk."""
+    object: str = ""
+    """"chat.completion.chunk"."""
+    created: int = 0
+    """Unix time in seconds."""
+    model: str = ""
+    """The agent, as the request named it."""
+    choices: list[ChatCompletionChunkChoice] = Field(default_factory=list)
+    """One choice; none in the usage chunk."""
+    usage: Optional[ChatCompletionUsage] = None
+    """In a last chunk without choices when `stream_options.include_usage`."""
+    call_id: str = ""
+    """The Agent Mesh call that answers."""
+    error: Optional[ChatCompletionError] = None
+    """Set (in the last event) when the agent's call failed: the OpenAI SDK raises it as an APIError."""
+
+
+class ChatCompletionChunkChoice(Model):
+    """One choice of a chunk."""
+    index: int = 0
+    """0."""
+    delta: Optional[ChatCompletionDelta] = None
+    """What the chunk adds."""
+    finish_reason: Optional[str] = None
+    """Set in the last chunk with content: "stop" or "length"."""
+
+
+class ChatCompletionDelta(Model):
+    """What a chunk adds to the answer."""
+    role: Optional[str] = None
+    """"assistant", in the first chunk only."""
+    content: Optional[str] = None
+    """The next piece of the answer."""
+
+
+class ChatCompletionError(Model):
+    """Why a streamed chat completion failed."""
+    message: str = ""
+    """What went wrong."""
+    type: str = ""
+    """"agent_error"."""
+    code: str = ""
+    """The call's reason (MODEL_ERROR, TIMEOUT, ...)."""
+
+
+class ChatCompletionMessage(Model):
+    """The assistant's message of a chat completion."""
+    role: str = ""
+    """"assistant"."""
+    content: str = ""
+    """The agent's answer."""
+
+
+class ChatCompletionUsage(Model):
+    """Token usage of a chat completion (every model request of the agent's turn)."""
+    prompt_tokens: int = 0
+    """Prompt tokens."""
+    completion_tokens: int = 0
+    """Completion tokens."""
+    total_tokens: int = 0
+    """Their sum."""
+
+
+class ChatMessage(Model):
+    """A chat message of the OpenAI protocol."""
+    role: str = ""
+    """"system", "developer", "user", "assistant" or "tool"."""
+    content: Optional[Any] = None
+    """A string, or a list of content parts (`{"type": "text", "text": ...}`)."""
+    name: str = ""
+    """The author's name."""
+    tool_call_id: str = ""
+    """The tool call a tool message answers."""
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    """The tool calls of an assistant message."""
+    refusal: str = ""
+    """A refusal (assistant messages)."""
+
+
 class CreateAgentRequest(Model):
     """Request of CreateAgent."""
     agent: Optional[Agent] = None
     """The agent to create; output-only fields are ignored."""
+
+
+class CreateChatCompletionRequest(Model):
+    """`POST /chat/completions` as the OpenAI protocol defines it. The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
+    model: str = ""
+    """The agent's name (or id)."""
+    messages: list[ChatMessage] = Field(default_factory=list)
+    """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
+    stream: bool = False
+    """Stream the answer as Server-Sent Events."""
+    stream_options: Optional[dict[str, Any]] = None
+    """Streaming options (`include_usage`)."""
+    temperature: float = 0.0
+    """Accepted, ignored (the agent's configuration decides)."""
+    top_p: float = 0.0
+    """Accepted, ignored."""
+    max_tokens: int = 0
+    """Accepted, ignored."""
+    max_completion_tokens: int = 0
+    """Accepted, ignored."""
+    n: int = 0
+    """Only 1 is served."""
+    user: str = ""
+    """The end user, recorded on the call."""
+    stop: Optional[Any] = None
+    """Accepted, ignored."""
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Accepted, ignored: the agent's own tools are used, inside the platform."""
+    tool_choice: Optional[Any] = None
+    """Accepted, ignored."""
+    metadata: Optional[dict[str, Any]] = None
+    """Recorded on the call."""
+    seed: int = 0
+    """Accepted, ignored."""
+    presence_penalty: float = 0.0
+    """Accepted, ignored."""
+    frequency_penalty: float = 0.0
+    """Accepted, ignored."""
+    response_format: Optional[dict[str, Any]] = None
+    """Accepted, ignored."""
+    parallel_tool_calls: bool = False
+    """Accepted, ignored."""
+    store: bool = False
+    """Accepted, ignored."""
+    logit_bias: Optional[Any] = None
+    """Accepted, ignored."""
+    logprobs: bool = False
+    """Accepted, ignored."""
+    reasoning_effort: str = ""
+    """Accepted, ignored."""
+    service_tier: str = ""
+    """Accepted, ignored."""
+
+
+class CreateThreadRequest(Model):
+    """Request of CreateThread."""
+    thread: Optional[Thread] = None
+    """The thread to create; output-only fields are ignored."""
 
 
 class DeactivateAgentRequest(Model):
@@ -283,6 +495,12 @@ class DeleteAgentRequest(Model):
     """Request of DeleteAgent."""
     agent_id: str = ""
     """The agent's id or name."""
+
+
+class DeleteThreadRequest(Model):
+    """Request of DeleteThread."""
+    thread_id: str = ""
+    """The thread's id."""
 
 
 class DeployAgentRequest(Model):
@@ -317,10 +535,24 @@ class GetCallRequest(Model):
     """The call's id."""
 
 
+class GetCallResultRequest(Model):
+    """Request of GetCallResult."""
+    call_id: str = ""
+    """The call's id."""
+    wait_seconds: int = 0
+    """Wait up to this many seconds (0-60) for an active call to end."""
+
+
 class GetCallTranscriptRequest(Model):
     """Request of GetCallTranscript."""
     call_id: str = ""
     """The call's id."""
+
+
+class GetThreadRequest(Model):
+    """Request of GetThread."""
+    thread_id: str = ""
+    """The thread's id."""
 
 
 class InteractWithAgentRequest(Model):
@@ -333,6 +565,8 @@ class InteractWithAgentRequest(Model):
     """Continue this call; empty starts a new one."""
     context: Optional[dict[str, Any]] = None
     """Extra context passed to the agent."""
+    thread_id: str = ""
+    """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
 
 
 class InteractWithAgentResponse(Model):
@@ -355,6 +589,38 @@ class InteractWithAgentResponse(Model):
     """What went wrong, when status is FAILED."""
     cost_usd: float = 0.0
     """The cost of this turn in US dollars."""
+
+
+class InteractionEvent(Model):
+    """One event of a streamed interaction (StreamInteraction, WatchCall)."""
+    type: str = ""
+    """"started", "token", "tool_call.started", "tool_call.ended", "usage" or "ended"."""
+    call_id: str = ""
+    """The call."""
+    seq: int = 0
+    """The event's number in the call's interaction, from 1."""
+    text: str = ""
+    """`token`: the text the model wrote since the previous token event."""
+    tool_call: Optional[dict[str, Any]] = None
+    """`tool_call.*`: id, name, arguments; when ended also status, output or error, duration_ms and the governance `decision` when one was made."""
+    usage: Optional[InteractionUsage] = None
+    """`usage`: the tokens and cost of the model request that just ended."""
+    result: Optional[InteractWithAgentResponse] = None
+    """`ended`: the answer, as InteractWithAgent returns it."""
+    step: int = 0
+    """The model request (step) the event belongs to, from 1."""
+
+
+class InteractionUsage(Model):
+    """The usage of one model request of a streamed interaction."""
+    prompt_tokens: int = 0
+    """Prompt (input) tokens."""
+    completion_tokens: int = 0
+    """Completion (output) tokens."""
+    cost_usd: float = 0.0
+    """Estimated cost in US dollars."""
+    model: str = ""
+    """The model that answered."""
 
 
 class ListActiveCallsRequest(Model):
@@ -429,6 +695,192 @@ class ListCallsResponse(Model):
     """Number of pages."""
 
 
+class ListThreadMessagesRequest(Model):
+    """Request of ListThreadMessages."""
+    thread_id: str = ""
+    """The thread's id."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+
+
+class ListThreadMessagesResponse(Model):
+    """A page of a thread's messages, oldest first."""
+    items: list[ThreadMessage] = Field(default_factory=list)
+    """The messages on this page."""
+    total: int = 0
+    """Messages in the thread."""
+    page: int = 0
+    """This page's number."""
+    page_size: int = 0
+    """The page size used."""
+    pages: int = 0
+    """Number of pages."""
+
+
+class ListThreadsRequest(Model):
+    """Request of ListThreads."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+    agent_id: str = ""
+    """Only threads of this agent (id)."""
+
+
+class ListThreadsResponse(Model):
+    """A page of threads."""
+    items: list[Thread] = Field(default_factory=list)
+    """The threads on this page."""
+    total: int = 0
+    """Threads matching the filters, over all pages."""
+    page: int = 0
+    """This page's number."""
+    page_size: int = 0
+    """The page size used."""
+    pages: int = 0
+    """Number of pages."""
+
+
+class ModelList(Model):
+    """`GET /models`."""
+    object: str = ""
+    """"list"."""
+    data: list[OpenAIModel] = Field(default_factory=list)
+    """The agents."""
+
+
+class OpenAIModel(Model):
+    """A model of the OpenAI protocol: one of the tenant's agents."""
+    id: str = ""
+    """The agent's name."""
+    object: str = ""
+    """"model"."""
+    created: int = 0
+    """Unix time in seconds of the agent's creation."""
+    owned_by: str = ""
+    """The tenant."""
+
+
+class StartInteractionRequest(Model):
+    """Request of StartInteraction: the same fields as InteractWithAgentRequest."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    message: str = ""
+    """The user's message."""
+    call_id: str = ""
+    """Continue this call; empty starts a new one."""
+    context: Optional[dict[str, Any]] = None
+    """Extra context passed to the agent."""
+    thread_id: str = ""
+    """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
+
+
+class StreamChatCompletionRequest(Model):
+    """Request of StreamChatCompletion: the same fields as CreateChatCompletionRequest (`POST /chat/completions` with `"stream": true`). The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
+    model: str = ""
+    """The agent's name (or id)."""
+    messages: list[ChatMessage] = Field(default_factory=list)
+    """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
+    stream: bool = False
+    """Stream the answer as Server-Sent Events."""
+    stream_options: Optional[dict[str, Any]] = None
+    """Streaming options (`include_usage`)."""
+    temperature: float = 0.0
+    """Accepted, ignored (the agent's configuration decides)."""
+    top_p: float = 0.0
+    """Accepted, ignored."""
+    max_tokens: int = 0
+    """Accepted, ignored."""
+    max_completion_tokens: int = 0
+    """Accepted, ignored."""
+    n: int = 0
+    """Only 1 is served."""
+    user: str = ""
+    """The end user, recorded on the call."""
+    stop: Optional[Any] = None
+    """Accepted, ignored."""
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    """Accepted, ignored: the agent's own tools are used, inside the platform."""
+    tool_choice: Optional[Any] = None
+    """Accepted, ignored."""
+    metadata: Optional[dict[str, Any]] = None
+    """Recorded on the call."""
+    seed: int = 0
+    """Accepted, ignored."""
+    presence_penalty: float = 0.0
+    """Accepted, ignored."""
+    frequency_penalty: float = 0.0
+    """Accepted, ignored."""
+    response_format: Optional[dict[str, Any]] = None
+    """Accepted, ignored."""
+    parallel_tool_calls: bool = False
+    """Accepted, ignored."""
+    store: bool = False
+    """Accepted, ignored."""
+    logit_bias: Optional[Any] = None
+    """Accepted, ignored."""
+    logprobs: bool = False
+    """Accepted, ignored."""
+    reasoning_effort: str = ""
+    """Accepted, ignored."""
+    service_tier: str = ""
+    """Accepted, ignored."""
+
+
+class StreamInteractionRequest(Model):
+    """Request of StreamInteraction: the same fields as InteractWithAgentRequest."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    message: str = ""
+    """The user's message."""
+    call_id: str = ""
+    """Continue this call; empty starts a new one."""
+    context: Optional[dict[str, Any]] = None
+    """Extra context passed to the agent."""
+    thread_id: str = ""
+    """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
+
+
+class Thread(Model):
+    """A conversation kept on the server."""
+    id: str = ""
+    """Server-assigned UUID."""
+    tenant_id: str = ""
+    """The owning tenant."""
+    agent_id: str = ""
+    """The agent (id) the thread talks to; set on first use when empty."""
+    title: str = ""
+    """A title for people; required."""
+    metadata: Optional[dict[str, Any]] = None
+    """Free-form metadata."""
+    message_count: int = 0
+    """Messages in the thread."""
+    created_at: Optional[str] = None
+    """Creation time."""
+    updated_at: Optional[str] = None
+    """Last update time (the latest message)."""
+
+
+class ThreadMessage(Model):
+    """One message of a thread."""
+    id: str = ""
+    """Server-assigned UUID."""
+    thread_id: str = ""
+    """The thread."""
+    role: str = ""
+    """"user" or "assistant"."""
+    content: str = ""
+    """What was said."""
+    call_id: str = ""
+    """The call that produced or answered it."""
+    seq: int = 0
+    """Its position in the thread, from 1."""
+    created_at: Optional[str] = None
+    """When it was said."""
+
+
 class TranscriptEntry(Model):
     """One turn of a call's transcript."""
     role: str = ""
@@ -455,3 +907,9 @@ class UpdateAgentRequest(Model):
     """The new values."""
     update_mask: Optional[str] = None
     """Which fields to change (query parameter `update_mask=name,description`)."""
+
+
+class WatchCallRequest(Model):
+    """Request of WatchCall."""
+    call_id: str = ""
+    """The call's id."""

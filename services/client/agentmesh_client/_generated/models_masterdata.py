@@ -36,7 +36,6 @@ __all__ = [
     "ListConstraintsResponse",
     "ListModelProvidersRequest",
     "ListModelProvidersResponse",
-    "ListModelsRequest",
     "ListModelsResponse",
     "ListPromptCategoriesRequest",
     "ListPromptCategoriesResponse",
@@ -50,6 +49,7 @@ __all__ = [
     "ListSkillCategoriesResponse",
     "ListSkillsRequest",
     "ListSkillsResponse",
+    "MasterdataListModelsRequest",
     "Model",
     "ModelPricing",
     "Prompt",
@@ -315,24 +315,6 @@ class ListModelProvidersResponse(Model):
     """Number of pages."""
 
 
-class ListModelsRequest(Model):
-    """Request of ListModels. All fields are query parameters."""
-    page: int = 0
-    """Page number, from 1 (default 1)."""
-    page_size: int = 0
-    """Items per page, 1-100 (default 20)."""
-    provider: str = ""
-    """Only models from this provider."""
-    model_type: str = ""
-    """Only models of this type."""
-    status: str = ""
-    """Only models in this status."""
-    search: str = ""
-    """Case-insensitive substring of the name, description or provider's `model_id`."""
-    order_by: str = ""
-    """A field name, `-` in front for descending: `name`, `-created_at` (default), `updated_at`, `provider`."""
-
-
 class ListModelsResponse(Model):
     """A page of models: `{items, total, page, page_size, pages}`."""
     items: list[Model] = Field(default_factory=list)
@@ -505,6 +487,24 @@ class ListSkillsResponse(Model):
     """The page size used."""
     pages: int = 0
     """Number of pages."""
+
+
+class MasterdataListModelsRequest(Model):
+    """Request of ListModels. All fields are query parameters."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+    provider: str = ""
+    """Only models from this provider."""
+    model_type: str = ""
+    """Only models of this type."""
+    status: str = ""
+    """Only models in this status."""
+    search: str = ""
+    """Case-insensitive substring of the name, description or provider's `model_id`."""
+    order_by: str = ""
+    """A field name, `-` in front for descending: `name`, `-created_at` (default), `updated_at`, `provider`."""
 
 
 class Model(Model):

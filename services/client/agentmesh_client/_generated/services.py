@@ -62,6 +62,14 @@ class AgentService(Service):
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
         return self._call('InteractWithAgent', (agent_id, ), body, fields, models.InteractWithAgentResponse)
 
+    def stream_interaction(self, agent_id: str, body: models.StreamInteractionRequest | dict[str, Any] | None = None, **fields: Any) -> Iterator[models.InteractionEvent]:
+        """Sends one message like InteractWithAgent and streams the answer as it is written: `started` (the call's id), `token` events with the model's text as it arrives, `tool_call.started` and `tool_call.ended` around each tool call (the ended event carries its status and governance decision), a `usage` event after each model request and `ended` last, with the same answer InteractWithAgent returns. The gateway serves the stream as Server-Sent Events, one event per message. A client that goes away cancels the call (status CANCELLED). Errors before the first event as InteractWithAgent. (POST /api/v1/agents/{agent_id}/interact/stream)"""
+        return self._stream('StreamInteraction', (agent_id, ), body, fields, models.InteractionEvent)
+
+    def start_interaction(self, agent_id: str, body: models.StartInteractionRequest | dict[str, Any] | None = None, **fields: Any) -> models.Call:
+        """Starts an interaction in the background and returns at once (HTTP 202) with its call in status ACTIVE: watch it with WatchCall, read its answer with GetCallResult, stop it with CancelCall. Errors as InteractWithAgent. (POST /api/v1/agents/{agent_id}/runs)"""
+        return self._call('StartInteraction', (agent_id, ), body, fields, models.Call)
+
 
 class AsyncAgentService(AsyncService):
     """Registers AI agents, moves them through their lifecycle and lets callers talk to them. Agents are addressed by id or by name (unique per tenant)."""
@@ -116,6 +124,14 @@ class AsyncAgentService(AsyncService):
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
         return await self._call('InteractWithAgent', (agent_id, ), body, fields, models.InteractWithAgentResponse)
 
+    def stream_interaction(self, agent_id: str, body: models.StreamInteractionRequest | dict[str, Any] | None = None, **fields: Any) -> AsyncIterator[models.InteractionEvent]:
+        """Sends one message like InteractWithAgent and streams the answer as it is written: `started` (the call's id), `token` events with the model's text as it arrives, `tool_call.started` and `tool_call.ended` around each tool call (the ended event carries its status and governance decision), a `usage` event after each model request and `ended` last, with the same answer InteractWithAgent returns. The gateway serves the stream as Server-Sent Events, one event per message. A client that goes away cancels the call (status CANCELLED). Errors before the first event as InteractWithAgent. (POST /api/v1/agents/{agent_id}/interact/stream)"""
+        return self._stream('StreamInteraction', (agent_id, ), body, fields, models.InteractionEvent)
+
+    async def start_interaction(self, agent_id: str, body: models.StartInteractionRequest | dict[str, Any] | None = None, **fields: Any) -> models.Call:
+        """Starts an interaction in the background and returns at once (HTTP 202) with its call in status ACTIVE: watch it with WatchCall, read its answer with GetCallResult, stop it with CancelCall. Errors as InteractWithAgent. (POST /api/v1/agents/{agent_id}/runs)"""
+        return await self._call('StartInteraction', (agent_id, ), body, fields, models.Call)
+
 
 class CallService(Service):
     """Calls are conversations with agents, with their transcripts and metrics."""
@@ -142,6 +158,18 @@ class CallService(Service):
         """Returns the metrics of one call: latency, tokens, cost. (GET /api/v1/calls/{call_id}/metrics)"""
         return self._call('GetCallMetrics', (call_id, ), body, fields, models.CallMetrics)
 
+    def watch_call(self, call_id: str, body: models.WatchCallRequest | dict[str, Any] | None = None, **fields: Any) -> Iterator[models.InteractionEvent]:
+        """Streams the events of a call as StreamInteraction does: those so far, then each as it happens, `ended` last. A call that has ended (or runs on another replica) gets its `ended` event at once. NOT_FOUND when the tenant has no such call. (GET /api/v1/calls/{call_id}/watch)"""
+        return self._stream('WatchCall', (call_id, ), body, fields, models.InteractionEvent)
+
+    def get_call_result(self, call_id: str, body: models.GetCallResultRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
+        """Returns the answer of a call's latest interaction; with `wait_seconds`, waits up to that long for an active call to end. FAILED_PRECONDITION (409) while it is still ACTIVE. (GET /api/v1/calls/{call_id}/result)"""
+        return self._call('GetCallResult', (call_id, ), body, fields, models.InteractWithAgentResponse)
+
+    def cancel_call(self, call_id: str, body: models.CancelCallRequest | dict[str, Any] | None = None, **fields: Any) -> models.Call:
+        """Cancels an active call: its model request and any tool call in flight are stopped and it ends with status CANCELLED. FAILED_PRECONDITION when it has already ended. (POST /api/v1/calls/{call_id}/cancel)"""
+        return self._call('CancelCall', (call_id, ), body, fields, models.Call)
+
 
 class AsyncCallService(AsyncService):
     """Calls are conversations with agents, with their transcripts and metrics."""
@@ -167,6 +195,106 @@ class AsyncCallService(AsyncService):
     async def get_call_metrics(self, call_id: str, body: models.GetCallMetricsRequest | dict[str, Any] | None = None, **fields: Any) -> models.CallMetrics:
         """Returns the metrics of one call: latency, tokens, cost. (GET /api/v1/calls/{call_id}/metrics)"""
         return await self._call('GetCallMetrics', (call_id, ), body, fields, models.CallMetrics)
+
+    def watch_call(self, call_id: str, body: models.WatchCallRequest | dict[str, Any] | None = None, **fields: Any) -> AsyncIterator[models.InteractionEvent]:
+        """Streams the events of a call as StreamInteraction does: those so far, then each as it happens, `ended` last. A call that has ended (or runs on another replica) gets its `ended` event at once. NOT_FOUND when the tenant has no such call. (GET /api/v1/calls/{call_id}/watch)"""
+        return self._stream('WatchCall', (call_id, ), body, fields, models.InteractionEvent)
+
+    async def get_call_result(self, call_id: str, body: models.GetCallResultRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
+        """Returns the answer of a call's latest interaction; with `wait_seconds`, waits up to that long for an active call to end. FAILED_PRECONDITION (409) while it is still ACTIVE. (GET /api/v1/calls/{call_id}/result)"""
+        return await self._call('GetCallResult', (call_id, ), body, fields, models.InteractWithAgentResponse)
+
+    async def cancel_call(self, call_id: str, body: models.CancelCallRequest | dict[str, Any] | None = None, **fields: Any) -> models.Call:
+        """Cancels an active call: its model request and any tool call in flight are stopped and it ends with status CANCELLED. FAILED_PRECONDITION when it has already ended. (POST /api/v1/calls/{call_id}/cancel)"""
+        return await self._call('CancelCall', (call_id, ), body, fields, models.Call)
+
+
+class ChatCompletionService(Service):
+    """An OpenAI-compatible door to the tenant's agents, under the base URL `/api/v1/openai/v1`: the `model` is an agent's name (or id), the API key a tenant API key (`Authorization: Bearer <api key>`, or a token). The agent runs as through InteractWithAgent (its own model, prompt, tools, constraints and governance; tool calls stay inside the platform); the client gets its answer as a chat completion. The client's system messages are passed as context, the earlier messages as history."""
+    SERVICE = 'agentmesh.agents.v1.ChatCompletionService'
+    NOUN = 'ChatCompletion'
+
+    def create_chat_completion(self, body: models.CreateChatCompletionRequest | dict[str, Any] | None = None, **fields: Any) -> models.ChatCompletion:
+        """`POST /chat/completions`. With `"stream": true` the gateway routes the request to StreamChatCompletion. (POST /api/v1/openai/v1/chat/completions)"""
+        return self._call('CreateChatCompletion', (), body, fields, models.ChatCompletion)
+
+    def stream_chat_completion(self, body: models.StreamChatCompletionRequest | dict[str, Any] | None = None, **fields: Any) -> Iterator[models.ChatCompletionChunk]:
+        """The streamed form: Server-Sent Events of `chat.completion.chunk`s. (POST /api/v1/openai/v1/chat/completions/stream)"""
+        return self._stream('StreamChatCompletion', (), body, fields, models.ChatCompletionChunk)
+
+    def list_models(self, body: models.AgentsListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ModelList:
+        """`GET /models`: the tenant's ACTIVE and DEPLOYED agents, as models. (GET /api/v1/openai/v1/models)"""
+        return self._call('ListModels', (), body, fields, models.ModelList)
+
+
+class AsyncChatCompletionService(AsyncService):
+    """An OpenAI-compatible door to the tenant's agents, under the base URL `/api/v1/openai/v1`: the `model` is an agent's name (or id), the API key a tenant API key (`Authorization: Bearer <api key>`, or a token). The agent runs as through InteractWithAgent (its own model, prompt, tools, constraints and governance; tool calls stay inside the platform); the client gets its answer as a chat completion. The client's system messages are passed as context, the earlier messages as history."""
+    SERVICE = 'agentmesh.agents.v1.ChatCompletionService'
+    NOUN = 'ChatCompletion'
+
+    async def create_chat_completion(self, body: models.CreateChatCompletionRequest | dict[str, Any] | None = None, **fields: Any) -> models.ChatCompletion:
+        """`POST /chat/completions`. With `"stream": true` the gateway routes the request to StreamChatCompletion. (POST /api/v1/openai/v1/chat/completions)"""
+        return await self._call('CreateChatCompletion', (), body, fields, models.ChatCompletion)
+
+    def stream_chat_completion(self, body: models.StreamChatCompletionRequest | dict[str, Any] | None = None, **fields: Any) -> AsyncIterator[models.ChatCompletionChunk]:
+        """The streamed form: Server-Sent Events of `chat.completion.chunk`s. (POST /api/v1/openai/v1/chat/completions/stream)"""
+        return self._stream('StreamChatCompletion', (), body, fields, models.ChatCompletionChunk)
+
+    async def list_models(self, body: models.AgentsListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ModelList:
+        """`GET /models`: the tenant's ACTIVE and DEPLOYED agents, as models. (GET /api/v1/openai/v1/models)"""
+        return await self._call('ListModels', (), body, fields, models.ModelList)
+
+
+class ThreadService(Service):
+    """Conversations kept on the server: a thread holds the messages exchanged with an agent, so that a client sends only the new message (InteractWithAgent with `thread_id`). What the model is sent stays within the context window: the system prompt always, then the newest turns that fit, oldest dropped first (docs/agents.md)."""
+    SERVICE = 'agentmesh.agents.v1.ThreadService'
+    NOUN = 'Thread'
+
+    def create_thread(self, body: models.CreateThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.Thread:
+        """Creates a thread, optionally bound to an agent (else to the first agent it is used with). (POST /api/v1/threads)"""
+        return self._call('CreateThread', (), body, fields, models.Thread)
+
+    def list_threads(self, body: models.ListThreadsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListThreadsResponse:
+        """Lists the tenant's threads, newest first. (GET /api/v1/threads)"""
+        return self._call('ListThreads', (), body, fields, models.ListThreadsResponse)
+
+    def get_thread(self, thread_id: str, body: models.GetThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.Thread:
+        """Returns one thread. NOT_FOUND when the tenant has none with that id. (GET /api/v1/threads/{thread_id})"""
+        return self._call('GetThread', (thread_id, ), body, fields, models.Thread)
+
+    def list_thread_messages(self, thread_id: str, body: models.ListThreadMessagesRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListThreadMessagesResponse:
+        """Lists a thread's messages, oldest first. (GET /api/v1/threads/{thread_id}/messages)"""
+        return self._call('ListThreadMessages', (thread_id, ), body, fields, models.ListThreadMessagesResponse)
+
+    def delete_thread(self, thread_id: str, body: models.DeleteThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Deletes a thread and its messages (its calls stay). (DELETE /api/v1/threads/{thread_id})"""
+        return self._call('DeleteThread', (thread_id, ), body, fields, models.DeleteResponse)
+
+
+class AsyncThreadService(AsyncService):
+    """Conversations kept on the server: a thread holds the messages exchanged with an agent, so that a client sends only the new message (InteractWithAgent with `thread_id`). What the model is sent stays within the context window: the system prompt always, then the newest turns that fit, oldest dropped first (docs/agents.md)."""
+    SERVICE = 'agentmesh.agents.v1.ThreadService'
+    NOUN = 'Thread'
+
+    async def create_thread(self, body: models.CreateThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.Thread:
+        """Creates a thread, optionally bound to an agent (else to the first agent it is used with). (POST /api/v1/threads)"""
+        return await self._call('CreateThread', (), body, fields, models.Thread)
+
+    async def list_threads(self, body: models.ListThreadsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListThreadsResponse:
+        """Lists the tenant's threads, newest first. (GET /api/v1/threads)"""
+        return await self._call('ListThreads', (), body, fields, models.ListThreadsResponse)
+
+    async def get_thread(self, thread_id: str, body: models.GetThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.Thread:
+        """Returns one thread. NOT_FOUND when the tenant has none with that id. (GET /api/v1/threads/{thread_id})"""
+        return await self._call('GetThread', (thread_id, ), body, fields, models.Thread)
+
+    async def list_thread_messages(self, thread_id: str, body: models.ListThreadMessagesRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListThreadMessagesResponse:
+        """Lists a thread's messages, oldest first. (GET /api/v1/threads/{thread_id}/messages)"""
+        return await self._call('ListThreadMessages', (thread_id, ), body, fields, models.ListThreadMessagesResponse)
+
+    async def delete_thread(self, thread_id: str, body: models.DeleteThreadRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Deletes a thread and its messages (its calls stay). (DELETE /api/v1/threads/{thread_id})"""
+        return await self._call('DeleteThread', (thread_id, ), body, fields, models.DeleteResponse)
 
 
 class GovernanceService(Service):
@@ -666,7 +794,7 @@ class ModelService(Service):
     SERVICE = 'agentmesh.masterdata.v1.ModelService'
     NOUN = 'Model'
 
-    def list_models(self, body: models.ListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListModelsResponse:
+    def list_models(self, body: models.MasterdataListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListModelsResponse:
         """Lists the tenant's models, newest first unless `order_by` says otherwise. INVALID_ARGUMENT for a bad page, page size or `order_by`. (GET /api/v1/master-data/models)"""
         return self._call('ListModels', (), body, fields, models.ListModelsResponse)
 
@@ -696,7 +824,7 @@ class AsyncModelService(AsyncService):
     SERVICE = 'agentmesh.masterdata.v1.ModelService'
     NOUN = 'Model'
 
-    async def list_models(self, body: models.ListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListModelsResponse:
+    async def list_models(self, body: models.MasterdataListModelsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListModelsResponse:
         """Lists the tenant's models, newest first unless `order_by` says otherwise. INVALID_ARGUMENT for a bad page, page size or `order_by`. (GET /api/v1/master-data/models)"""
         return await self._call('ListModels', (), body, fields, models.ListModelsResponse)
 
@@ -1723,6 +1851,7 @@ class Services:
     agents: AgentService
     analytics: AnalyticsService
     calls: CallService
+    chat_completion: ChatCompletionService
     constraints: ConstraintService
     governance: GovernanceService
     identity: IdentityService
@@ -1735,6 +1864,7 @@ class Services:
     skills: SkillService
     system: SystemService
     templates: TemplateService
+    threads: ThreadService
     tools: ToolService
     workflows: WorkflowService
 
@@ -1742,6 +1872,7 @@ class Services:
         self.agents = AgentService(self)  # type: ignore[arg-type]
         self.analytics = AnalyticsService(self)  # type: ignore[arg-type]
         self.calls = CallService(self)  # type: ignore[arg-type]
+        self.chat_completion = ChatCompletionService(self)  # type: ignore[arg-type]
         self.constraints = ConstraintService(self)  # type: ignore[arg-type]
         self.governance = GovernanceService(self)  # type: ignore[arg-type]
         self.identity = IdentityService(self)  # type: ignore[arg-type]
@@ -1754,6 +1885,7 @@ class Services:
         self.skills = SkillService(self)  # type: ignore[arg-type]
         self.system = SystemService(self)  # type: ignore[arg-type]
         self.templates = TemplateService(self)  # type: ignore[arg-type]
+        self.threads = ThreadService(self)  # type: ignore[arg-type]
         self.tools = ToolService(self)  # type: ignore[arg-type]
         self.workflows = WorkflowService(self)  # type: ignore[arg-type]
 
@@ -1764,6 +1896,7 @@ class AsyncServices:
     agents: AsyncAgentService
     analytics: AsyncAnalyticsService
     calls: AsyncCallService
+    chat_completion: AsyncChatCompletionService
     constraints: AsyncConstraintService
     governance: AsyncGovernanceService
     identity: AsyncIdentityService
@@ -1776,6 +1909,7 @@ class AsyncServices:
     skills: AsyncSkillService
     system: AsyncSystemService
     templates: AsyncTemplateService
+    threads: AsyncThreadService
     tools: AsyncToolService
     workflows: AsyncWorkflowService
 
@@ -1783,6 +1917,7 @@ class AsyncServices:
         self.agents = AsyncAgentService(self)  # type: ignore[arg-type]
         self.analytics = AsyncAnalyticsService(self)  # type: ignore[arg-type]
         self.calls = AsyncCallService(self)  # type: ignore[arg-type]
+        self.chat_completion = AsyncChatCompletionService(self)  # type: ignore[arg-type]
         self.constraints = AsyncConstraintService(self)  # type: ignore[arg-type]
         self.governance = AsyncGovernanceService(self)  # type: ignore[arg-type]
         self.identity = AsyncIdentityService(self)  # type: ignore[arg-type]
@@ -1795,5 +1930,6 @@ class AsyncServices:
         self.skills = AsyncSkillService(self)  # type: ignore[arg-type]
         self.system = AsyncSystemService(self)  # type: ignore[arg-type]
         self.templates = AsyncTemplateService(self)  # type: ignore[arg-type]
+        self.threads = AsyncThreadService(self)  # type: ignore[arg-type]
         self.tools = AsyncToolService(self)  # type: ignore[arg-type]
         self.workflows = AsyncWorkflowService(self)  # type: ignore[arg-type]

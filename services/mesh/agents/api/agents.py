@@ -3,6 +3,7 @@ mesh/agents/lifecycle.py and interact.py."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from agentmesh.agents.v1 import agents_pb2 as pb
@@ -11,8 +12,10 @@ from agentmesh.common.v1 import common_pb2
 from mesh.agents import lifecycle
 from mesh.agents.interact import Interactions
 from mesh.agents.models import AgentRow
-from mesh.agents.store import agent_message, agent_stats, agents
+from mesh.agents.runs import Runs
+from mesh.agents.store import agent_message, agent_stats, agents, calls
 from mesh.runtime import limits
+from mesh.runtime.context import accepted
 from mesh.runtime.context import require_caller
 from mesh.runtime.convert import changes, values, writable
 from mesh.runtime.paging import PageRequest
@@ -25,7 +28,9 @@ _WRITABLE = writable(pb.Agent)
 class AgentService(pb_grpc.AgentServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
-        self.interactions = Interactions(runtime.database, runtime.settings, runtime.peers)
+        self.runs: Runs = runtime.state
+        self.interactions = Interactions(runtime.database, runtime.settings, runtime.peers,
+                                         runtime.state)
 
     async def ListAgents(self, request: pb.ListAgentsRequest, context) -> pb.ListAgentsResponse:
         caller = require_caller(context)
@@ -94,3 +99,28 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def InteractWithAgent(self, request: pb.InteractWithAgentRequest,
                                 context) -> pb.InteractWithAgentResponse:
         return await self.interactions.interact(require_caller(context), request)
+
+    async def StreamInteraction(self, request: pb.StreamInteractionRequest, context):
+        """The events of the interaction as they happen; a client that leaves cancels it."""
+        run = await self.interactions.launch(require_caller(context), _interaction(request),
+                                             stream=True)
+        try:
+            async for event in run.follow():
+                yield event
+        finally:
+            if not run.ended:
+                await asyncio.shield(self.runs.cancel(run))
+
+    async def StartInteraction(self, request: pb.StartInteractionRequest, context) -> pb.Call:
+        caller = require_caller(context)
+        run = await self.interactions.launch(caller, _interaction(request), stream=True,
+                                             channel="run")
+        await run.recorded
+        await accepted(context)
+        return await calls.fetch(self.db, caller.tenant_id, run.call_id)
+
+
+def _interaction(request) -> pb.InteractWithAgentRequest:
+    """StreamInteractionRequest and StartInteractionRequest carry InteractWithAgentRequest's
+    fields under the same numbers (the contract names each RPC's request after it)."""
+    return pb.InteractWithAgentRequest.FromString(request.SerializeToString())

@@ -3,11 +3,15 @@ internal AggregateCalls that analytics and the alert rules read (mesh/agents/agg
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from mesh.agents.aggregates import aggregate_calls
+from mesh.agents.interact import Conflict, response_of
+from mesh.agents.runs import Runs
 from mesh.agents.models import CallRow
 from mesh.agents.store import call_message, calls
 from mesh.runtime.context import require_caller
@@ -19,6 +23,7 @@ from mesh.runtime.service import Runtime
 class CallService(pb_grpc.CallServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
+        self.runs: Runs = runtime.state
 
     async def ListCalls(self, request: pb.ListCallsRequest, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
@@ -70,3 +75,71 @@ class CallService(pb_grpc.CallServiceServicer):
                              context) -> pb.AggregateCallsResponse:
         caller = require_caller(context)
         return await self.db.read(lambda s: aggregate_calls(s, caller.tenant_id, request))
+
+    async def _ended(self, tenant_id: str, call_id: str) -> pb.InteractWithAgentResponse | None:
+        """The answer recorded on the call; None while it is ACTIVE."""
+        row = await self.db.read(lambda s: calls.get(s, tenant_id, call_id))
+        if row.status == "CALL_STATUS_ACTIVE":
+            return None
+        if row.result:
+            return response_of(row.result)
+        return pb.InteractWithAgentResponse(call_id=row.id, status=pb.CallStatus.Value(row.status),
+                                            reason=row.reason, error=row.error)
+
+    async def WatchCall(self, request: pb.WatchCallRequest, context):
+        caller = require_caller(context)
+        ended = await self._ended(caller.tenant_id, request.call_id)
+        run = self.runs.get(request.call_id)
+        if ended is None and run is not None and run.tenant_id == caller.tenant_id:
+            async for event in run.follow():
+                yield event
+            return
+        while ended is None:   # running on another replica: its end, when it comes
+            await asyncio.sleep(1.0)
+            ended = await self._ended(caller.tenant_id, request.call_id)
+        yield pb.InteractionEvent(type="ended", call_id=request.call_id, seq=1, result=ended)
+
+    async def GetCallResult(self, request: pb.GetCallResultRequest,
+                            context) -> pb.InteractWithAgentResponse:
+        caller = require_caller(context)
+        ended = await self._ended(caller.tenant_id, request.call_id)
+        if ended is None and request.wait_seconds > 0:
+            run = self.runs.get(request.call_id)
+            deadline = asyncio.get_running_loop().time() + min(request.wait_seconds, 60)
+            if run is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(run.wait(), min(request.wait_seconds, 60))
+            ended = await self._ended(caller.tenant_id, request.call_id)
+            while ended is None and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+                ended = await self._ended(caller.tenant_id, request.call_id)
+        if ended is None:
+            raise Conflict(f"call {request.call_id!r} is still ACTIVE; ask again with "
+                           "wait_seconds, or watch it", reason="CALL_IN_PROGRESS",
+                           details={"call": request.call_id})
+        return ended
+
+    async def CancelCall(self, request: pb.CancelCallRequest, context) -> pb.Call:
+        caller = require_caller(context)
+        ended = await self._ended(caller.tenant_id, request.call_id)
+        if ended is not None:
+            raise Conflict(f"call {request.call_id!r} has already ended "
+                           f"({pb.CallStatus.Name(ended.status)})", reason="CALL_ENDED",
+                           details={"call": request.call_id})
+        run = self.runs.get(request.call_id)
+        if run is not None and run.tenant_id == caller.tenant_id:
+            await self.runs.cancel(run)
+        else:
+            await self.db.write(lambda s: cancel_elsewhere(s, caller.tenant_id, request.call_id))
+        return await calls.fetch(self.db, caller.tenant_id, request.call_id)
+
+
+def cancel_elsewhere(session, tenant_id: str, call_id: str) -> None:
+    """A call another replica runs: recorded CANCELLED here (that replica's end of it does not
+    overwrite a final status)."""
+    row = calls.get(session, tenant_id, call_id, lock=True)
+    if row.status == "CALL_STATUS_ACTIVE":
+        row.status, row.reason, row.error = "CALL_STATUS_CANCELLED", "CANCELLED", \
+            "the call was cancelled"
+        row.ended_at, row.lease_until = datetime.now(UTC), None
+        calls.save(session, row)
