@@ -33,7 +33,7 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 
 from mesh.supervisor import Mesh, free_port
 
