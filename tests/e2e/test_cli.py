@@ -165,7 +165,10 @@ def test_chat_and_calls_tail(egress_mesh, model_server, tmp_path):
     try:
         first = json.loads(tail.stdout.readline())  # the socket is open: the current state
         assert first["type"] == "state" and first["payload"] == {"active_calls": []}
-        chat = _cli(egress_mesh, home, "agents", "chat", agent["name"], input_text="hi\n/exit\n")
+        # Not streamed: the socket then carries the call's start and end only (a streamed
+        # reply adds its tokens, tests/e2e/test_streaming.py).
+        chat = _cli(egress_mesh, home, "agents", "chat", agent["name"], "--no-stream",
+                    input_text="hi\n/exit\n")
         assert chat.returncode == 0, chat.stderr
         assert "Hello from the mesh" in chat.stdout
         out, errors = tail.communicate(timeout=60)

@@ -298,3 +298,37 @@ def test_tool_calls_stay_inside_the_platform_behind_the_openai_door(egress_mesh,
     sent = model_server.requests_for(script)[0]["body"]["messages"]
     assert sent[0] == {"role": "system", "content": "Be brief."}
     assert sent[-1] == {"role": "user", "content": "What is 6 * 7?"}
+
+
+def test_the_python_client_iterates_the_events_and_the_cli_prints_them(
+        egress_mesh, owner, client, model_server, tmp_path):
+    """`Client.agents.stream` yields typed events as they arrive (a token before the model
+    finished); `agentmesh agents chat` prints the streamed reply."""
+    import os
+    import subprocess
+    import sys
+
+    from agentmesh_client import Client
+
+    words = "one two three four five"
+    agent, _ = _agent(client, model_server, [{"content": words, "token_delay": 0.15}])
+    started = time.monotonic()
+    seen = []
+    with Client(egress_mesh.url, token=owner.token) as api:
+        for event in api.agents.stream(agent["name"], "go"):
+            seen.append((time.monotonic() - started, event))
+    types = [e.type for _, e in seen]
+    assert types[0] == "started" and types[-1] == "ended", types
+    assert "".join(e.text for _, e in seen if e.type == "token") == words
+    first_token = next(at for at, e in seen if e.type == "token")
+    assert first_token < seen[-1][0] - 0.3, (first_token, seen[-1][0])
+    assert seen[-1][1].result.reply == words
+
+    agent, _ = _agent(client, model_server, [{"content": words, "token_delay": 0.01}])
+    home = tmp_path / "config"
+    env = {**os.environ, "AGENTMESH_CONFIG_DIR": str(home), "AGENTMESH_URL": egress_mesh.url,
+           "AGENTMESH_TOKEN": owner.token}
+    chat = subprocess.run([sys.executable, "-m", "mesh.cli", "agents", "chat", agent["name"],
+                           "-m", "go"], env=env, capture_output=True, text=True, timeout=120)
+    assert chat.returncode == 0, chat.stderr
+    assert words in chat.stdout, chat.stdout

@@ -113,8 +113,8 @@ class Service(_Base):
     def _stream(self, name: str, path_values: tuple, body: Any, fields: JSON,
                 model: type[Model] | None = None) -> Iterator[Any]:
         rpc = self._rpc(name)
-        _, path, _, params = prepare(rpc, path_values, body, fields)
-        for item in self.client.stream_events(path, params=params):
+        method, path, json, params = prepare(rpc, path_values, body, fields)
+        for item in self.client.stream_events(path, params=params, method=method, json=json):
             yield parse(rpc, item, model)
 
     # -- the collection verbs -------------------------------------------------------------------
@@ -175,8 +175,9 @@ class AsyncService(_Base):
     async def _stream(self, name: str, path_values: tuple, body: Any, fields: JSON,
                       model: type[Model] | None = None) -> AsyncIterator[Any]:
         rpc = self._rpc(name)
-        _, path, _, params = prepare(rpc, path_values, body, fields)
-        async for item in self.client.stream_events(path, params=params):
+        method, path, json, params = prepare(rpc, path_values, body, fields)
+        async for item in self.client.stream_events(path, params=params, method=method,
+                                                    json=json):
             yield parse(rpc, item, model)
 
     async def list(self, **params: Any) -> Any:

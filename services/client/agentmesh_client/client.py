@@ -117,12 +117,14 @@ def _sse_data(line: str) -> JSON | None:
     return json.loads(line[5:]) if line.startswith("data:") else None
 
 
-def _interaction(message: str, call_id: str, context: JSON | None) -> JSON:
+def _interaction(message: str, call_id: str, context: JSON | None, thread_id: str = "") -> JSON:
     body: JSON = {"message": message}
     if call_id:
         body["call_id"] = call_id
     if context:
         body["context"] = context
+    if thread_id:
+        body["thread_id"] = thread_id
     return body
 
 
@@ -156,8 +158,16 @@ class Workflows(WorkflowService):
 
 class Agents(AgentService):
     def interact(self, key: str, message: str, call_id: str = "",
-                 context: JSON | None = None) -> models.InteractWithAgentResponse:
-        return self.interact_with_agent(key, _interaction(message, call_id, context))
+                 context: JSON | None = None, thread_id: str = ""
+                 ) -> models.InteractWithAgentResponse:
+        return self.interact_with_agent(key, _interaction(message, call_id, context, thread_id))
+
+    def stream(self, key: str, message: str, call_id: str = "", context: JSON | None = None,
+               thread_id: str = "") -> Iterator[models.InteractionEvent]:
+        """The answer as it is written: `started`, `token` (`.text`), `tool_call.started` /
+        `tool_call.ended`, `usage`, and `ended` last (`.result`, as `interact` returns it).
+        Leaving the loop early closes the stream, which cancels the call."""
+        return self.stream_interaction(key, _interaction(message, call_id, context, thread_id))
 
 
 class Client(Services):
@@ -257,11 +267,13 @@ class Client(Services):
                 return
             page += 1
 
-    def stream_events(self, path: str, params: JSON | None = None) -> Iterator[JSON]:
-        """The `data:` of each Server-Sent Event of a streaming route."""
+    def stream_events(self, path: str, params: JSON | None = None, *, method: str = "GET",
+                      json: Any = None) -> Iterator[JSON]:
+        """The `data:` of each Server-Sent Event of a streaming route (a GET, or a POST with a
+        body: `agents.stream_interaction`)."""
         for attempt in range(2):
             try:
-                with self.http.stream("GET", path, params=params, timeout=None,
+                with self.http.stream(method, path, params=params, json=json, timeout=None,
                                       headers={**self.config.headers(),
                                                "Accept": "text/event-stream"}) as response:
                     if response.status_code == 401 and attempt == 0 and \
@@ -306,8 +318,15 @@ class AsyncWorkflows(AsyncWorkflowService):
 
 class AsyncAgents(AsyncAgentService):
     async def interact(self, key: str, message: str, call_id: str = "",
-                       context: JSON | None = None) -> models.InteractWithAgentResponse:
-        return await self.interact_with_agent(key, _interaction(message, call_id, context))
+                       context: JSON | None = None, thread_id: str = ""
+                       ) -> models.InteractWithAgentResponse:
+        return await self.interact_with_agent(key, _interaction(message, call_id, context,
+                                                                thread_id))
+
+    def stream(self, key: str, message: str, call_id: str = "", context: JSON | None = None,
+               thread_id: str = "") -> AsyncIterator[models.InteractionEvent]:
+        """As `Client.agents.stream`, for `async for`."""
+        return self.stream_interaction(key, _interaction(message, call_id, context, thread_id))
 
 
 class AsyncClient(AsyncServices):
@@ -423,10 +442,12 @@ class AsyncClient(AsyncServices):
                 return
             page += 1
 
-    async def stream_events(self, path: str, params: JSON | None = None) -> AsyncIterator[JSON]:
-        """The `data:` of each Server-Sent Event of a streaming route."""
+    async def stream_events(self, path: str, params: JSON | None = None, *, method: str = "GET",
+                            json: Any = None) -> AsyncIterator[JSON]:
+        """The `data:` of each Server-Sent Event of a streaming route (a GET, or a POST with a
+        body)."""
         try:
-            async with self.http.stream("GET", path, params=params, timeout=None,
+            async with self.http.stream(method, path, params=params, json=json, timeout=None,
                                         headers={**self.config.headers(),
                                                  "Accept": "text/event-stream"}) as response:
                 if response.status_code >= 400:

@@ -241,8 +241,16 @@ def _summary(execution: dict) -> None:
 # ---- agents and calls ------------------------------------------------------------------------------
 def chat(name: Annotated[str, typer.Argument(help="the agent's id or name")],
          message: Annotated[str, typer.Option("--message", "-m",
-                                              help="send one message and exit")] = "") -> None:
-    """Talk with an agent: each line you type is one message of the same call."""
+                                              help="send one message and exit")] = "",
+         thread: Annotated[str, typer.Option("--thread", "-t",
+                                             help="a thread that keeps the conversation on "
+                                                  "the server (its id)")] = "",
+         stream: Annotated[bool, typer.Option("--stream/--no-stream",
+                                              help="print the reply as it is written")] = True,
+         ) -> None:
+    """Talk with an agent: each line you type is one message of the same call. The reply is
+    printed as the model writes it, with each tool call as it starts and ends; Ctrl-C stops
+    the reply (and cancels the call)."""
     @friendly
     def run() -> None:
         call_id = ""
@@ -253,22 +261,56 @@ def chat(name: Annotated[str, typer.Argument(help="the agent's id or name")],
                     return
                 if not text.strip():
                     continue
-                with out.status("thinking…", spinner="dots"):
-                    answer = api.agents.interact(name, text, call_id=call_id).to_dict()
+                if stream:
+                    answer = _streamed_reply(api, name, text, call_id, thread)
+                else:
+                    with out.status("thinking…", spinner="dots"):
+                        answer = api.agents.interact(name, text, call_id=call_id,
+                                                     thread_id=thread).to_dict()
+                    for tool in answer.get("tool_calls", []):
+                        out.print(f"  [dim]tool {tool.get('tool', tool.get('name', '?'))}: "
+                                  f"{tool.get('status', '')}[/dim]", highlight=False)
+                    if answer.get("status") != "CALL_STATUS_FAILED":
+                        out.print(f"[bold cyan]{name}>[/bold cyan] {answer.get('reply', '')}",
+                                  highlight=False)
                 call_id = answer.get("call_id", call_id)
-                for tool in answer.get("tool_calls", []):
-                    out.print(f"  [dim]tool {tool.get('tool', tool.get('name', '?'))}: "
-                              f"{tool.get('status', '')}[/dim]", highlight=False)
                 if answer.get("status") == "CALL_STATUS_FAILED":
                     err.print(f"[red]{answer.get('reason')}[/red] {answer.get('error', '')}")
                     if message:
                         raise typer.Exit(exits.FAILED)
-                else:
-                    out.print(f"[bold cyan]{name}>[/bold cyan] {answer.get('reply', '')}",
-                              highlight=False)
                 if message:
                     return
     run()
+
+
+def _streamed_reply(api: Client, name: str, text: str, call_id: str, thread: str) -> dict:
+    """Prints one streamed reply as it arrives; the answer of its `ended` event."""
+    answer: dict = {}
+    out.print(f"[bold cyan]{name}>[/bold cyan] ", end="", highlight=False)
+    at_line_start = False
+    try:
+        for item in api.agents.stream(name, text, call_id=call_id, thread_id=thread):
+            event = item.to_dict()
+            kind = event.get("type")
+            if kind == "started":
+                answer["call_id"] = event.get("call_id", call_id)
+            elif kind == "token":
+                out.print(event.get("text", ""), end="", markup=False, highlight=False,
+                          soft_wrap=True)
+                at_line_start = False
+            elif kind in ("tool_call.started", "tool_call.ended"):
+                tool = event.get("tool_call") or {}
+                state = "…" if kind == "tool_call.started" else tool.get("status", "ended")
+                out.print(("" if at_line_start else "\n") +
+                          f"  [dim]tool {tool.get('name', '?')}: {state}[/dim]", highlight=False)
+                at_line_start = True
+            elif kind == "ended":
+                answer = {**answer, **(event.get("result") or {})}
+    except KeyboardInterrupt:
+        out.print("\n[dim](stopped; the call is cancelled)[/dim]", highlight=False)
+        return {**answer, "status": "CALL_STATUS_CANCELLED"}
+    out.print("")
+    return answer
 
 
 def _prompt() -> str | None:
