@@ -108,7 +108,8 @@ class Interactions:
             await runtime_loop.AgentLoop(plan, self.peers, self.policy, call_id).run(
                 turn, earlier, request.message)
         except BaseException:
-            turn.reason, turn.error = "INTERNAL_ERROR", "the interaction failed unexpectedly"
+            if not turn.reason:  # a refusal (governance) keeps its own reason
+                turn.reason, turn.error = "INTERNAL_ERROR", "the interaction failed unexpectedly"
             raise
         finally:
             duration = int((time.perf_counter() - started) * 1000)

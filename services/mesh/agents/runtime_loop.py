@@ -37,6 +37,7 @@ from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
 from mesh.agents.model_client import ChatClient, ModelError, ModelTurn, base_url
+from mesh.runtime.context import AGENT_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from mesh.runtime.masterdata_client import Limits, MasterData, ModelSpec
@@ -236,6 +237,12 @@ class AgentLoop:
             turn.reason, turn.error = breach.reason, breach.message
         except ModelError as exc:
             turn.reason, turn.error = exc.reason, exc.message
+        except DomainError as exc:  # governance refused a model request: the caller's error
+            turn.reason, turn.error = exc.reason, exc.message
+            turn.add("system", turn.error, reason=turn.reason,
+                     **({"decision_id": exc.details["governance"].get("decision_id", "")}
+                        if "governance" in exc.details else {}))
+            raise
         if turn.reason:
             turn.add("system", turn.error, reason=turn.reason)
 
@@ -257,8 +264,7 @@ class AgentLoop:
         started = time.perf_counter()
         try:
             for step in range(1, max_steps + 1):
-                answer = await client.complete(messages, functions,
-                                               plan.limits.max_tokens_per_call)
+                answer = await self._model_request(client, messages, functions)
                 if not turn.first_response_ms:
                     turn.first_response_ms = int((time.perf_counter() - started) * 1000)
                 self._count(turn, answer, step)
@@ -282,6 +288,23 @@ class AgentLoop:
                          "final answer")
         finally:
             await client.close()
+
+    async def _model_request(self, client: ChatClient, messages: list[dict[str, Any]],
+                             functions: list[dict[str, Any]]) -> ModelTurn:
+        """One model request, governed (mesh.governance.client): decided (`call_model`) and
+        checked against the budgets before it is made (403 GOVERNANCE_DENIED, 429
+        BUDGET_EXCEEDED), its real tokens and cost counted after."""
+        from mesh.governance import client as governance
+
+        plan, limit = self.plan, self.plan.limits.max_tokens_per_call
+        estimated = sum(len(str(m.get("content") or "")) for m in messages) // 4 + (limit or 0)
+        await governance.guard_model_call(self.peers, agent=plan.agent, model=plan.model.name,
+                                          estimated_tokens=estimated)
+        answer = await client.complete(messages, functions, limit)
+        await governance.record_model_usage(
+            self.peers, agent=plan.agent, model=plan.model.name,
+            tokens=answer.prompt_tokens + answer.completion_tokens, cost_usd=answer.cost_usd)
+        return answer
 
     def _count(self, turn: Turn, answer: ModelTurn, step: int) -> None:
         turn.prompt_tokens += answer.prompt_tokens
@@ -355,7 +378,8 @@ class AgentLoop:
         request.arguments.update(arguments)
         remaining = max(1.0, self.deadline - time.monotonic())
         try:
-            execution = await stub.ExecuteTool(request, timeout=remaining)
+            execution = await stub.ExecuteTool(request, timeout=remaining,
+                                               metadata=((AGENT_HEADER, self.plan.agent),))
         except grpc.aio.AioRpcError as error:
             return "FAILED", {"error": error.details() or error.code().name}
         record["execution_id"] = execution.id

@@ -26,12 +26,13 @@ from mesh.runtime.tables import is_uuid, new_id, utcnow
 
 class Decider:
     def __init__(self, db: Database, cache: engine.PolicyCache, budgets: Budgets,
-                 notify: Callable[[str, pb.Decision], None]) -> None:
+                 notify: Callable[[str, pb.Decision], None], metrics=None) -> None:
         self.db = db
         self.cache = cache
         self.budgets = budgets
         # Told every decision once it is recorded (the tenant's webhooks).
         self.notify = notify
+        self.metrics = metrics
 
     async def compiled(self, tenant_id: str) -> engine.CompiledPolicies | None:
         cache = self.cache
@@ -78,6 +79,8 @@ class Decider:
 
         await self.db.write(record)
         decision = decision_message(row)
+        if self.metrics is not None:
+            self.metrics.decided(request.action, outcome.allowed, outcome.reason, outcome.micros)
         self.notify(tenant_id, decision)
         return decision
 
@@ -85,8 +88,8 @@ class Decider:
 def decision_request(message: pb.DecisionRequest, caller: Caller) -> engine.Request:
     """A DecisionRequest as the engine takes it: the caller as principal unless one is named."""
     return engine.Request(
-        principal_type=message.principal_type or "User",
-        principal_id=message.principal_id or caller.user_id,
+        principal_type=message.principal_type or ("ApiKey" if caller.api_key_id else "User"),
+        principal_id=message.principal_id or caller.api_key_id or caller.user_id,
         action=message.action, resource_type=message.resource_type,
         resource_id=message.resource_id,
         arguments=json_format.MessageToDict(message.arguments),

@@ -3,7 +3,7 @@ kept in memory, decide a request in the entity model below.
 
 Entity model (docs/governance.md):
     principals  User::"<user id>", ApiKey::"<key id>", Agent::"<agent id or name>"
-    actions     Action::"dispatch", "call_tool", "execute_workflow", "call_model"
+    actions     Action::"dispatch", "call_tool", "execute_workflow", "call_model", "approve"
     resources   Agent::"..", Tool::"..", Workflow::"..", Model::"..", Intent::".."
     context     arguments (the call's arguments), usage (tenant usage so far), time, scopes,
                 intent
@@ -26,7 +26,7 @@ import cedarpy
 
 from mesh.runtime.errors import InvalidArgument
 
-ACTIONS = ("dispatch", "call_tool", "execute_workflow", "call_model")
+ACTIONS = ("dispatch", "call_tool", "execute_workflow", "call_model", "approve")
 PRINCIPAL_TYPES = ("User", "ApiKey", "Agent")
 RESOURCE_TYPES = ("Agent", "Tool", "Workflow", "Model", "Intent")
 _EMPTY_ENTITIES = cedarpy.Entities.from_json_str("[]")

@@ -85,3 +85,17 @@ class WebhookRow(TenantTable, table=True):
     secret: str = ""
     created_by: str = ""
     last_delivery_at: datetime | None = timestamp_field()
+
+
+class BudgetRow(TenantTable, table=True):
+    """The token and cost limits of one budget holder (`tenant`, `agent:<name>`,
+    `api_key:<id>`) per UTC day and month; the usage is counted in the shared counters."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_budgets_tenant_name"),)
+
+    name: str
+    tokens_per_day: int = Field(default=0, sa_type=sa.BigInteger)
+    tokens_per_month: int = Field(default=0, sa_type=sa.BigInteger)
+    usd_per_day: float = 0.0
+    usd_per_month: float = 0.0

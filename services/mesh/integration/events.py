@@ -35,6 +35,8 @@ EVENTS = {
     # Sent by the owning services (mesh.runtime.platform_events).
     "execution.finished": "a workflow execution ended: completed, failed or cancelled (workflows)",
     "call.failed": "an agent call that ended failed (agents)",
+    "budget.exceeded": "a token or cost budget was used up; model requests are refused until "
+                       "its window ends (governance)",
 }
 
 

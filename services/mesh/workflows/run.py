@@ -45,7 +45,7 @@ async def interpret(engine: Engine, execution_id: str) -> dict:
             return {"tenant_id": row.tenant_id, "workflow": version.workflow,
                     "inputs": row.inputs, "created_by": row.created_by,
                     "api_key_id": row.api_key_id, "scopes": list(row.scopes),
-                    "workflow_id": row.workflow_id}
+                    "workflow_id": row.workflow_id, "workflow_slug": row.workflow_slug}
         return await engine.db.read(read)
 
     snapshot = await DBOS.run_step_async({"name": "load"}, load, execution_id)
@@ -91,6 +91,7 @@ class Run(StepKinds):
         self.scopes = frozenset(snapshot.get("scopes") or ())
         self.inputs = snapshot["inputs"]
         self.workflow = defn.workflow_from_json(snapshot["workflow"])
+        self.workflow_key = snapshot.get("workflow_slug") or self.workflow.name
         self.graph = defn.build_graph(self.workflow)
         self.status: dict[str, str] = {sid: "PENDING" for sid in self.graph.order}
         self.outputs: dict[str, Any] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
+from mesh.governance import client as governance
 from mesh.runtime import schemas
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
@@ -46,8 +47,14 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
                 workflow_key: str, inputs: dict, priority: str,
                 idempotency_key: str) -> ExecutionRow:
     """A new execution of the workflow (or the one its idempotency key already started),
-    acting as the caller, within the caller's scopes."""
+    acting as the caller, within the caller's scopes. Governance decides the start first
+    (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`."""
     validated: dict | None = None
+    if governance.enabled(engine.peers):
+        slug = await db.read(lambda s: workflows.get(s, caller.tenant_id, workflow_key).slug)
+        await governance.require(engine.peers, f"workflow {slug!r}", action="execute_workflow",
+                                 resource_type="Workflow", resource_id=slug,
+                                 arguments={"step": "", "inputs": inputs})
 
     # (the execution, whether it is new, its workflow's timeout)
     def create(session: Session) -> tuple[ExecutionRow, bool, float | None]:
