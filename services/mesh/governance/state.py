@@ -38,5 +38,6 @@ class GovernanceState:
                                self.metrics)
 
     async def close(self) -> None:
+        await self.decider.close()
         await self.webhooks.close()
         await self.counters.close()

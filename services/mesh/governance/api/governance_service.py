@@ -45,11 +45,13 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def ListDecisions(self, request: pb.ListDecisionsRequest, context) -> pb.ListDecisionsResponse:
         caller = require_caller(context)
+        await self.decider.flush()
         result = await decisions.list_decisions(self.db, caller.tenant_id, request)
         return pb.ListDecisionsResponse(**result.fields(decision_message))
 
     async def GetDecision(self, request: pb.GetDecisionRequest, context) -> pb.Decision:
         caller = require_caller(context)
+        await self.decider.flush()
         return await decisions.get_decision(self.db, caller.tenant_id, request.decision_id)
 
     # -- policies --------------------------------------------------------------------------------
