@@ -156,3 +156,110 @@ def test_a_token_budget_lets_the_first_interaction_through_and_refuses_the_next(
     tenant = listed["items"][0]
     assert tenant["name"] == "tenant" and int(tenant["tokens_today"]) == first["tokens"]
     assert tenant["tokens_remaining"] == "0"
+
+
+def _audit(client, expected: int, timeout=30, **params) -> list[dict]:
+    """The tenant's audit trail once it holds `expected` events (forwarding takes a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = _ok(client.get("/api/v1/observability/audit", params={"page_size": 100, **params}))
+        if body["total"] >= expected or time.monotonic() > deadline:
+            items = body["items"]
+            while len(items) < body["total"]:
+                more = _ok(client.get("/api/v1/observability/audit", params={
+                    "page_size": 100, "page": len(items) // 100 + 1, **params}))
+                items += more["items"]
+            return items
+        time.sleep(0.5)
+
+
+def test_a_scripted_session_is_audited_once_per_change_with_its_actor(egress_mesh):
+    from tests.conftest import USER_PASSWORD
+
+    owner = register(egress_mesh)
+    me = owner.user_id
+    expected: list[tuple[str, str, str]] = []  # (action, resource id, actor)
+    with egress_mesh.client(owner.token) as client:
+        def crud(path, kind, body, change, key="id"):
+            made = _ok(client.post(path, json=body))
+            _ok(client.put(f"{path}/{made[key]}", json=change))
+            assert client.delete(f"{path}/{made[key]}").status_code == 200
+            expected.extend((f"{kind}.{verb}", made["id"], me)
+                            for verb in ("create", "update", "delete"))
+
+        crud("/api/v1/agents", "agent", {"name": _name("agent")}, {"description": "changed"})
+        crud("/api/v1/tools", "tool", {
+            "name": _name("tool"), "type": "TOOL_TYPE_BUILTIN",
+            "builtin": {"builtin_name": "echo"}}, {"description": "changed"})
+        crud("/api/v1/workflows", "workflow", {"name": _name("wf"), "steps": [
+            {"id": "t", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}}]},
+            {"description": "changed"})
+        crud("/api/v1/governance/policies", "policy", {
+            "name": _name("pol"), "cedar": "permit(principal, action, resource);"},
+            {"description": "changed"})
+        skill = _ok(client.post("/api/v1/master-data/skills", json={
+            "name": _name("skill"), "category": "language", "description": "x"}))
+        _ok(client.put(f"/api/v1/master-data/skills/{skill['id']}", json={"description": "y"}))
+        assert client.delete(f"/api/v1/master-data/skills/{skill['id']}").status_code == 200
+        template = _ok(client.post("/api/v1/templates", json={
+            "name": _name("tpl"), "kind": "TEMPLATE_KIND_AGENT",
+            "content": {"name": "{{ n }}"}, "parameters": [{"name": "n"}]}))
+        _ok(client.put(f"/api/v1/templates/{template['id']}", json={"description": "y"}))
+        assert client.delete(f"/api/v1/templates/{template['id']}").status_code == 200
+        hook = _ok(client.post("/api/v1/integration/webhook", json={
+            "name": _name("hook"), "url": "http://127.0.0.1:9/hook", "events": ["call.failed"]}))
+        assert client.delete(f"/api/v1/integration/webhooks/{hook['id']}").status_code == 200
+        expected += [("webhook.create", hook["id"], me),
+                     ("webhook.delete", hook["id"], me)]
+        alert = _ok(client.post("/api/v1/observability/alerts", json={
+            "name": _name("alert"), "severity": "SEVERITY_WARNING",
+            "condition": {"metric": "call_errors", "operator":
+                          "COMPARISON_OPERATOR_GREATER_THAN_OR_EQUAL", "threshold": 5,
+                          "window": "60s"}}))
+        expected.append(("alert.create", alert["id"], me))
+        # identity: a user, its login, a role change, an API key
+        email = f"dev-{uuid.uuid4().hex[:6]}@example.com"
+        user = _ok(client.post("/api/v1/auth/users", json={
+            "email": email, "password": USER_PASSWORD, "role": "ROLE_DEVELOPER"}))
+        _ok(client.post("/api/v1/auth/login", json={"email": email, "password": USER_PASSWORD}))
+        _ok(client.put(f"/api/v1/auth/users/{user['id']}", json={"role": "ROLE_VIEWER"}))
+        key = _ok(client.post("/api/v1/auth/api-keys", json={"name": _name("key"),
+                                                            "scopes": ["agents:read"]}))
+        expected += [("user.create", user["id"], me), ("user.login", user["id"], user["id"]),
+                     ("user.update", user["id"], me), ("api_key.create", key["id"], me)]
+
+        # + the registration's tenant and user, the skill's and the template's three each
+        events = _audit(client, len(expected) + 2 + 6)
+        skill_events = [e for e in events if e["resource_id"] == skill["id"]]
+        template_events = [e for e in events if e["resource_id"] == template["id"]]
+
+    seen = [(e["action"], e["resource_id"], e["actor"]) for e in events]
+    for item in expected:
+        assert seen.count(item) == 1, (item, seen)
+    assert len(skill_events) == 3 and {e["actor"] for e in skill_events} == {me}
+    assert len(template_events) == 3 and {e["actor"] for e in template_events} == {me}
+    assert ("tenant.create", owner.tenant_id, me) in seen
+    # nothing else: the registration, the changes above, the skill's and the template's
+    assert len(events) == len(expected) + 2 + 6, seen
+    by_key = {(e["action"], e["resource_id"]): e for e in events}
+    role = by_key[("user.update", user["id"])]
+    assert role["before"] == {"role": "ROLE_DEVELOPER"} and role["after"] == {"role": "ROLE_VIEWER"}
+    made = by_key[("api_key.create", key["id"])]
+    assert key["key"] not in str(made) and made["after"]["key_hash"] == "***"
+    assert made["correlation_id"]
+    user_made = by_key[("user.create", user["id"])]
+    assert user_made["after"]["password_hash"] == "***"
+    tool_update = next(e for e in events if e["action"] == "tool.update")
+    assert tool_update["after"] == {"description": "changed", "version": 2} or \
+        tool_update["after"]["description"] == "changed"
+    # filters
+    with egress_mesh.client(owner.token) as client:
+        only = _ok(client.get("/api/v1/observability/audit", params={"action": "tool.*"}))
+        assert only["total"] == 3
+        mine = _ok(client.get("/api/v1/observability/audit", params={"actor": user["id"]}))
+        assert [e["action"] for e in mine["items"]] == ["user.login"]
+        export = client.get("/api/v1/observability/audit/export", params={"action": "agent.*"})
+        assert export.status_code == 200, export.text
+        lines = [line for line in export.text.splitlines() if line]
+        assert [__import__("json").loads(line)["action"] for line in lines] == \
+            ["agent.create", "agent.update", "agent.delete"]

@@ -18,6 +18,7 @@ from mesh.governance import engine
 from mesh.governance.models import DecisionRow
 from mesh.governance.store import decision_message, decisions, enabled_policies
 from mesh.governance.usage import Budgets
+from mesh.runtime.audit import AuditEvent
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.errors import invalid_field
@@ -50,7 +51,8 @@ class Decider:
         """Writes the allowed decisions not yet written."""
         rows, self.pending = self.pending, []
         if rows:
-            await self.db.write(lambda session: session.add_all(rows))
+            await self.db.write(lambda session: session.add_all(
+                [*rows, *(audit_event(row) for row in rows)]))
 
     async def _flush_soon(self) -> None:
         try:
@@ -113,6 +115,7 @@ class Decider:
         else:
             def record(session: Session) -> None:
                 session.add(row)
+                session.add(audit_event(row))
 
             await self.db.write(record)
         decision = decision_message(row)
@@ -120,6 +123,22 @@ class Decider:
             self.metrics.decided(request.action, outcome.allowed, outcome.reason, outcome.micros)
         self.notify(tenant_id, decision)
         return decision
+
+
+def audit_event(row: DecisionRow) -> AuditEvent:
+    """The decision in the audit trail (mesh.runtime.audit), written with it."""
+    subject = row.principal.split("::", 1)
+    actor = row.subject if subject[0] in ("User", "ApiKey") else ""
+    return AuditEvent(
+        tenant_id=row.tenant_id, actor=actor,
+        api_key_id=row.subject if subject[0] == "ApiKey" else "", service="governance",
+        action="decision.allowed" if row.allowed else "decision.denied",
+        resource_type="decision", resource_id=row.id, correlation_id=row.correlation_id,
+        details={"action": row.action, "principal": row.principal, "resource": row.resource,
+                 "reason": row.reason, "policies": list(row.matching_policies),
+                 "policy_version": row.policy_version,
+                 "decision_time_us": row.decision_time_us},
+        created_at=row.created_at)
 
 
 def decision_request(message: pb.DecisionRequest, caller: Caller) -> engine.Request:

@@ -33,6 +33,7 @@ class PolicyVersionRow(TenantTable, table=True):
     """One immutable version of a policy: written on create and on every update, never changed."""
 
     __tablename__ = "policy_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", "policy_id", "version",
                                           name="uq_policy_versions_policy_version"),)
 
@@ -48,6 +49,7 @@ class PolicySetRow(TenantTable, table=True):
     know from one small read whether their compiled copy is current."""
 
     __tablename__ = "policy_sets"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", name="uq_policy_sets_tenant"),)
 
     version: int = 0
@@ -58,6 +60,7 @@ class DecisionRow(TenantTable, table=True):
     """The audit record of one decision. Never updated."""
 
     __tablename__ = "decisions"
+    __audit__ = False  # a record itself, not a change to audit
 
     correlation_id: str = Field(default="", index=True)
     intent: str = ""

@@ -36,6 +36,7 @@ class DeliveryRow(TenantTable, OutboxFields, table=True):
     webhooks are sent from, and the delivery history `ListWebhookDeliveries` reads."""
 
     __tablename__ = "integration_webhook_deliveries"
+    __audit__ = False  # a record itself, not a change to audit
     # The sender's query: pending rows whose next attempt is due.
     __table_args__ = (sa.Index("ix_integration_webhook_deliveries_due", "status",
                                 "next_attempt_at"),)
@@ -63,6 +64,7 @@ class ActivityRow(TenantTable, table=True):
     """When the tenant last synced, imported and exported (one row per tenant and kind)."""
 
     __tablename__ = "integration_activity"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", "kind", name="uq_integration_activity_kind"),)
 
     kind: str

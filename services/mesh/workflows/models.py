@@ -41,6 +41,7 @@ class WorkflowVersionRow(TenantTable, table=True):
     """One immutable version of a workflow: what an execution of that version runs."""
 
     __tablename__ = "workflow_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("workflow_id", "version",
                                           name="uq_workflow_versions_workflow_version"),)
 
@@ -116,6 +117,7 @@ class ExecutorRow(SQLModel, table=True):
     (mesh.workflows.recovery.watch_executors)."""
 
     __tablename__ = "workflow_executors"
+    __audit__ = False  # a record itself, not a change to audit
 
     executor_id: str = Field(primary_key=True)
     started_at: datetime | None = timestamp_field(nullable=False)
