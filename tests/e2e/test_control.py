@@ -263,3 +263,14 @@ def test_a_scripted_session_is_audited_once_per_change_with_its_actor(egress_mes
         lines = [line for line in export.text.splitlines() if line]
         assert [__import__("json").loads(line)["action"] for line in lines] == \
             ["agent.create", "agent.update", "agent.delete"]
+    # the operator reads every tenant's trail; a tenant admin may not
+    from tests.conftest import register_operator
+
+    operator = register_operator(egress_mesh)
+    with egress_mesh.client(operator.token) as ops:
+        across = _ok(ops.get("/api/v1/platform/audit", params={"tenant_id": owner.tenant_id,
+                                                               "page_size": 100}))
+        assert across["total"] == len(events)
+        assert {e["tenant_id"] for e in across["items"]} == {owner.tenant_id}
+    with egress_mesh.client(owner.token) as client:
+        assert_envelope(client.get("/api/v1/platform/audit"), 403, "PERMISSION_DENIED")
