@@ -274,3 +274,101 @@ def test_a_scripted_session_is_audited_once_per_change_with_its_actor(egress_mes
         assert {e["tenant_id"] for e in across["items"]} == {owner.tenant_id}
     with egress_mesh.client(owner.token) as client:
         assert_envelope(client.get("/api/v1/platform/audit"), 403, "PERMISSION_DENIED")
+
+
+def _eventually(fetch, ready, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if ready(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)
+
+
+def test_the_trace_of_an_interaction_is_found_from_its_call_id(client, model_server):
+    tool = _ok(client.post("/api/v1/tools", json={
+        "name": _name("echo"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+        "builtin": {"builtin_name": "echo"}}))
+    model, _ = _model(client, model_server, [
+        {"tool_call": {"name": tool["name"], "arguments": {"say": "hi"}}},
+        {"content": "done: {tool_result}"}])
+    agent = _agent(client, model, tools=[tool["name"]])
+    answer = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "go"}))
+    assert answer["status"] == "CALL_STATUS_COMPLETED", answer
+    wanted = {"gateway", "agents", "governance", "tools"}
+
+    def found():
+        listed = _ok(client.get("/api/v1/observability/traces",
+                                params={"call_id": answer["call_id"]}))
+        if listed["total"] != 1:
+            return None
+        return _ok(client.get(f"/api/v1/observability/traces/{listed['items'][0]['trace_id']}"))
+
+    trace = _eventually(found, lambda t: t is not None and wanted <= set(t["services"])
+                        and sum(s["kind"] == "SPAN_KIND_CLIENT" and s["name"].startswith("chat ")
+                                for s in t["spans"]) == 2)
+    assert trace is not None and wanted <= set(trace["services"]), trace
+    models = [s for s in trace["spans"] if s["name"].startswith("chat ")]
+    assert len(models) == 2
+    for span in models:
+        assert span["attributes"]["gen_ai.usage.input_tokens"] > 0
+        assert span["attributes"]["gen_ai.usage.output_tokens"] > 0
+        assert span["attributes"]["gen_ai.request.model"]
+    names = {s["name"] for s in trace["spans"]}
+    assert "agentmesh.governance.v1.GovernanceService/Decide" in names
+    assert "agentmesh.tools.v1.ToolService/ExecuteTool" in names
+
+
+@pytest.fixture(scope="module")
+def sparse_mesh(tmp_path_factory):
+    """A mesh that samples no reads (AGENTMESH_TRACE_SAMPLE_PERCENT=0)."""
+    from tests.conftest import start_mesh, stop_mesh
+
+    running = start_mesh(tmp_path_factory.mktemp("sparse-mesh"),
+                         extra_env={"AGENTMESH_TRACE_SAMPLE_PERCENT": "0"})
+    yield running
+    stop_mesh(running)
+
+
+def test_actions_are_always_traced_reads_at_the_ratio_and_a_sampled_traceparent_is_honoured(
+        sparse_mesh):
+    owner = register(sparse_mesh)
+    with sparse_mesh.client(owner.token) as client:
+        made = client.post("/api/v1/workflows", json={"name": _name("wf"), "steps": [
+            {"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}},
+            {"id": "b", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["a"],
+             "transform": {"expression": "steps.a.output"}}]})
+        workflow = _ok(made)
+        _ok(client.post(f"/api/v1/workflows/{workflow['id']}/activate", json={}))
+        execution = _ok(client.post(f"/api/v1/workflows/{workflow['id']}/execute",
+                                    json={"inputs": {"x": 1}}))
+        assert _wait(client, execution["id"])["status"] == "EXECUTION_STATUS_COMPLETED"
+        read = client.get(f"/api/v1/workflows/{workflow['id']}")
+        assert read.status_code == 200
+        trace_id = uuid.uuid4().hex
+        asked = client.get(f"/api/v1/workflows/{workflow['id']}",
+                           headers={"traceparent": f"00-{trace_id}-{'1' * 16}-01"})
+        assert asked.headers.get("x-trace-id") == trace_id
+
+        def found():
+            listed = _ok(client.get("/api/v1/observability/traces",
+                                    params={"execution_id": execution["id"]}))
+            if listed["total"] != 1:
+                return None
+            return _ok(client.get(
+                f"/api/v1/observability/traces/{listed['items'][0]['trace_id']}"))
+
+        trace = _eventually(found, lambda t: t is not None and sum(
+            s["name"].startswith("step ") for s in t["spans"]) == 2
+            and "gateway" in t["services"])
+        assert trace is not None, "no trace found from the execution id"
+        steps = sorted(s["name"] for s in trace["spans"] if s["name"].startswith("step "))
+        assert steps == ["step a", "step b"]
+        assert {"gateway", "workflows"} <= set(trace["services"])
+        assert _eventually(lambda: client.get(f"/api/v1/observability/traces/{trace_id}"),
+                           lambda r: r.status_code == 200).status_code == 200
+        created = client.get(f"/api/v1/observability/traces/{made.headers['x-trace-id']}")
+        assert created.status_code == 200  # a create acts: traced at 0 %
+        # the read was not sampled (0 %): its spans never arrive
+        assert client.get(f"/api/v1/observability/traces/{read.headers['x-trace-id']}"
+                          ).status_code == 404

@@ -17,7 +17,7 @@ from mesh.agents import runtime_loop
 from mesh.agents.lifecycle import RUNNABLE
 from mesh.agents.models import CallRow
 from mesh.agents.store import agents, calls
-from mesh.runtime import events, platform_events
+from mesh.runtime import events, platform_events, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.egress import EgressPolicy
@@ -101,6 +101,7 @@ class Interactions:
         variables = json_format.MessageToDict(request.context)
         plan = await runtime_loop.plan(agent, variables, self.masterdata, self.peers)
         call_id = await self.db.write(lambda s: begin(s, caller, agent, plan, request, variables))
+        telemetry.annotate(agentmesh__call_id=call_id)  # its trace is found from the call id
         await self._publish(caller.tenant_id, call_id, "call.started")
         turn = runtime_loop.Turn()
         started = time.perf_counter()

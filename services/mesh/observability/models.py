@@ -31,6 +31,9 @@ class SpanRow(TenantTable, table=True):
     status: str = "SPAN_STATUS_UNSPECIFIED"
     status_message: str = ""
     attributes: dict[str, Any] = json_field(dict)
+    # The call or execution the span worked on (`agentmesh.call_id`, `agentmesh.execution_id`):
+    # a trace is found from either (ListTraces `call_id`, `execution_id`).
+    subject_id: str = Field(default="", index=True)
 
 
 class EventRow(TenantTable, table=True):

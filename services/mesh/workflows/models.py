@@ -64,6 +64,8 @@ class ExecutionRow(TenantTable, table=True):
     workflow_slug: str = ""
     workflow_version: int = 1
     status: str = "EXECUTION_STATUS_QUEUED"
+    # The trace of the call that started it ("" when untraced): its steps' spans join it.
+    traceparent: str = Field(default="", sa_column_kwargs={"server_default": ""})
     priority: str = "EXECUTION_PRIORITY_NORMAL"
     progress: float = 0.0
     current_phase: str = ""

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from mesh.runtime import events, platform_events
+from mesh.runtime import events, metrics, platform_events
 from mesh.runtime.db import Database
 from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
@@ -95,6 +95,7 @@ def end(row: ExecutionRow, status: str, error: dict | None = None) -> None:
         return
     row.status = status
     row.ended_at = utcnow()
+    metrics.EXECUTIONS.labels(status.removeprefix("EXECUTION_STATUS_").lower()).inc()
     row.current_phase = ""
     if error is not None:
         row.errors = [*row.errors, error]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from mesh.governance import client as governance
-from mesh.runtime import schemas
+from mesh.runtime import schemas, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.errors import FailedPrecondition, InvalidArgument
@@ -74,7 +74,7 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
         limits.check_execution_quota(session, caller.tenant_id, settings)
         row = new_execution(workflow, inputs, priority, caller.user_id,
                             idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
-                            scopes=sorted(caller.scopes))
+                            scopes=sorted(caller.scopes), traceparent=telemetry.traceparent())
         row.dbos_workflow_id = row.id
         executions.add(session, row)
         return row, True, timeout_of(workflow.definition)
@@ -85,6 +85,7 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
             needed.schema, inputs, "inputs", "input_schema", tenant=caller.tenant_id))
         validated = needed.schema
         row, made, timeout = await db.write(create)
+    telemetry.annotate(agentmesh__execution_id=row.id)
     if made:
         await engine.enqueue(row.id, row.tenant_id, row.priority, timeout)
     return row

@@ -666,7 +666,7 @@ class GetMetricsRequest(_message.Message):
     def __init__(self, names: _Optional[_Iterable[str]] = ..., service: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ListTracesRequest(_message.Message):
-    __slots__ = ("page", "page_size", "service", "root_span_name", "status", "min_duration_ms", "start_time", "end_time", "order_by")
+    __slots__ = ("page", "page_size", "service", "root_span_name", "status", "min_duration_ms", "start_time", "end_time", "order_by", "call_id", "execution_id")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
@@ -676,6 +676,8 @@ class ListTracesRequest(_message.Message):
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     ORDER_BY_FIELD_NUMBER: _ClassVar[int]
+    CALL_ID_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_ID_FIELD_NUMBER: _ClassVar[int]
     page: int
     page_size: int
     service: str
@@ -685,7 +687,9 @@ class ListTracesRequest(_message.Message):
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
     order_by: str
-    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., service: _Optional[str] = ..., root_span_name: _Optional[str] = ..., status: _Optional[_Union[SpanStatus, str]] = ..., min_duration_ms: _Optional[float] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_by: _Optional[str] = ...) -> None: ...
+    call_id: str
+    execution_id: str
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., service: _Optional[str] = ..., root_span_name: _Optional[str] = ..., status: _Optional[_Union[SpanStatus, str]] = ..., min_duration_ms: _Optional[float] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order_by: _Optional[str] = ..., call_id: _Optional[str] = ..., execution_id: _Optional[str] = ...) -> None: ...
 
 class ListTracesResponse(_message.Message):
     __slots__ = ("items", "total", "page", "page_size", "pages")

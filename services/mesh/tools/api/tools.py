@@ -10,6 +10,7 @@ from agentmesh.common.v1 import common_pb2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
 from mesh.runtime.context import AGENT_HEADER, metadata_value, require_caller
+from mesh.runtime import telemetry
 from mesh.runtime.convert import changes, to_message
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import FailedPrecondition, invalid_field
@@ -103,6 +104,8 @@ class ToolService(pb_grpc.ToolServiceServicer):
         caller = require_caller(context)
         tool = await tools.fetch(self.db, caller.tenant_id, request.tool_id)
         agent = metadata_value(context, AGENT_HEADER)
+        if request.call_id:
+            telemetry.annotate(agentmesh__call_id=request.call_id)
         return to_message(await self.runner.execute(caller, tool, request, agent=agent),
                           pb.ToolExecution)
 
