@@ -6,7 +6,6 @@ webhooks. Decide, Dispatch and DryRunPolicy all come through here."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -37,22 +36,26 @@ class Decider:
     FLUSH_ROWS = 500
 
     def __init__(self, db: Database, cache: engine.PolicyCache, budgets: Budgets,
-                 notify: Callable[[str, pb.Decision], None], metrics=None) -> None:
+                 webhooks, metrics=None) -> None:
         self.db = db
         self.cache = cache
         self.budgets = budgets
-        # Told every decision once it is recorded (the tenant's webhooks).
-        self.notify = notify
+        # The tenant's decision webhooks: their deliveries are written with each decision.
+        self.webhooks = webhooks
         self.metrics = metrics
         self.pending: list[DecisionRow] = []
+        self.pending_deliveries: list = []
         self._flusher: asyncio.Task | None = None
 
     async def flush(self) -> None:
         """Writes the allowed decisions not yet written."""
         rows, self.pending = self.pending, []
+        deliveries, self.pending_deliveries = self.pending_deliveries, []
         if rows:
             await self.db.write(lambda session: session.add_all(
-                [*rows, *(audit_event(row) for row in rows)]))
+                [*rows, *(audit_event(row) for row in rows), *deliveries]))
+            if deliveries:
+                self.webhooks.outbox.wake()
 
     async def _flush_soon(self) -> None:
         try:
@@ -105,9 +108,13 @@ class Decider:
             matching_policies=outcome.matching, policy_version=outcome.version)
         now = utcnow()
         row.created_at = row.updated_at = now
+        decision = decision_message(row)
+        hooks = await self.webhooks.of(tenant_id)
+        deliveries = self.webhooks.deliveries(hooks, decision) if hooks else []
 
         if outcome.allowed:
             self.pending.append(row)
+            self.pending_deliveries.extend(deliveries)
             if len(self.pending) >= self.FLUSH_ROWS:
                 await self.flush()
             elif self._flusher is None:
@@ -116,12 +123,13 @@ class Decider:
             def record(session: Session) -> None:
                 session.add(row)
                 session.add(audit_event(row))
+                session.add_all(deliveries)
 
             await self.db.write(record)
-        decision = decision_message(row)
+            if deliveries:
+                self.webhooks.outbox.wake()
         if self.metrics is not None:
             self.metrics.decided(request.action, outcome.allowed, outcome.reason, outcome.micros)
-        self.notify(tenant_id, decision)
         return decision
 
 

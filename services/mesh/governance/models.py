@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from mesh.runtime.outbox import OutboxFields
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
 
@@ -102,3 +103,15 @@ class BudgetRow(TenantTable, table=True):
     tokens_per_month: int = Field(default=0, sa_type=sa.BigInteger)
     usd_per_day: float = 0.0
     usd_per_month: float = 0.0
+
+
+class DecisionDeliveryRow(TenantTable, OutboxFields, table=True):
+    """One decision to one decision webhook: written with the decision, sent from the outbox
+    (mesh.runtime.outbox), at least once."""
+
+    __tablename__ = "governance_webhook_deliveries"
+    __audit__ = False  # a record itself, not a change to audit
+    __table_args__ = (sa.Index("ix_governance_webhook_deliveries_due", "status",
+                               "next_attempt_at"),)
+
+    webhook_id: str = Field(index=True)

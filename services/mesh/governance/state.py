@@ -34,8 +34,11 @@ class GovernanceState:
         self.egress = EgressPolicy.from_settings(runtime.settings)
         self.webhooks = DecisionWebhooks(runtime.database, self.egress,
                                          ttl=self.settings.policy_cache_ttl_seconds)
-        self.decider = Decider(runtime.database, self.cache, self.budgets, self.webhooks.notify,
+        self.decider = Decider(runtime.database, self.cache, self.budgets, self.webhooks,
                                self.metrics)
+
+    async def start(self) -> None:
+        self.webhooks.start()
 
     async def close(self) -> None:
         await self.decider.close()
