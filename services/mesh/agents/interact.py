@@ -136,4 +136,4 @@ class Interactions:
                                             always_print_fields_with_no_presence=True)
         await events.publish(self.settings, tenant_id, "call", call_id, type_, payload)
         if type_ == "call.ended" and call.status == pb.CALL_STATUS_FAILED:
-            platform_events.emit(self.peers, tenant_id, "call.failed", payload)
+            await platform_events.record(self.db, tenant_id, "call.failed", payload)
