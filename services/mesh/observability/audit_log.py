@@ -61,7 +61,8 @@ async def ingest(db: Database, events: list[struct_pb2.Struct]) -> int:
     return await db.write(store)
 
 
-def _where(request: pb.ListAuditEventsRequest, tenant_id: str | None) -> list[Any]:
+def _where(request, tenant_id: str | None) -> list[Any]:
+    """The filters of a ListAuditEvents, ExportAuditEvents or ListPlatformAuditEvents request."""
     start = request.start_time.ToDatetime(UTC) if request.HasField("start_time") else None
     end = request.end_time.ToDatetime(UTC) if request.HasField("end_time") else None
     if start and end and end < start:
@@ -103,12 +104,11 @@ def message(row: AuditRow) -> pb.AuditEvent:
     return event
 
 
-async def page(db: Database, request: pb.ListAuditEventsRequest,
-               tenant_id: str | None) -> pb.ListAuditEventsResponse:
+async def page(db: Database, request, tenant_id: str | None) -> pb.ListAuditEventsResponse:
     """One page, newest first: the tenant's (`tenant_id`), or every tenant's (None, or the
     request's `tenant_id`)."""
     paging = PageRequest.of(request)
-    where = _where(request, tenant_id or request.tenant_id or None)
+    where = _where(request, tenant_id or getattr(request, "tenant_id", "") or None)
 
     def read(session: Session) -> Page:
         total = session.exec(select(sa.func.count()).select_from(AuditRow).where(*where)).one()
@@ -121,7 +121,7 @@ async def page(db: Database, request: pb.ListAuditEventsRequest,
     return pb.ListAuditEventsResponse(**result.fields())
 
 
-async def export(db: Database, request: pb.ListAuditEventsRequest, tenant_id: str) -> bytes:
+async def export(db: Database, request: pb.ExportAuditEventsRequest, tenant_id: str) -> bytes:
     """The tenant's matching events as JSON Lines, oldest first."""
     where = _where(request, tenant_id)
 

@@ -102,12 +102,12 @@ class ObservabilityServiceStub:
                 _registered_method=True)
         self.ExportAuditEvents = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/ExportAuditEvents',
-                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
         self.ListPlatformAuditEvents = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/ListPlatformAuditEvents',
-                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
         self.IngestAuditEvents = channel.unary_unary(
@@ -319,12 +319,12 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
             ),
             'ExportAuditEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportAuditEvents,
-                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.FromString,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'ListPlatformAuditEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPlatformAuditEvents,
-                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.FromString,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.FromString,
                     response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.SerializeToString,
             ),
             'IngestAuditEvents': grpc.unary_unary_rpc_method_handler(
@@ -686,7 +686,7 @@ class ObservabilityService:
             request,
             target,
             '/agentmesh.observability.v1.ObservabilityService/ExportAuditEvents',
-            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
@@ -713,7 +713,7 @@ class ObservabilityService:
             request,
             target,
             '/agentmesh.observability.v1.ObservabilityService/ListPlatformAuditEvents',
-            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.SerializeToString,
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
             options,
             channel_credentials,

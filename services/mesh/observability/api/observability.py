@@ -38,17 +38,16 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
                               context) -> pb.ListAuditEventsResponse:
         caller = require_caller(context)
-        request.tenant_id = ""  # the caller's tenant only
         return await audit_log.page(self.db, request, caller.tenant_id)
 
-    async def ExportAuditEvents(self, request: pb.ListAuditEventsRequest,
+    async def ExportAuditEvents(self, request: pb.ExportAuditEventsRequest,
                                 context) -> httpbody_pb2.HttpBody:
         caller = require_caller(context)
         return httpbody_pb2.HttpBody(content_type="application/x-ndjson",
                                      data=await audit_log.export(self.db, request,
                                                                  caller.tenant_id))
 
-    async def ListPlatformAuditEvents(self, request: pb.ListAuditEventsRequest,
+    async def ListPlatformAuditEvents(self, request: pb.ListPlatformAuditEventsRequest,
                                       context) -> pb.ListAuditEventsResponse:
         require_caller(context)  # platform:read, checked by the gateway
         return await audit_log.page(self.db, request, None)
