@@ -9,8 +9,8 @@ Entity model (docs/governance.md):
                 intent
 
 Outcome rules: an explicit `forbid` denies; a `permit` allows; when nothing matched (Cedar's
-implicit deny) a tool call is denied (default deny for tools) and any other action is left to
-the caller's scopes. A tenant without policies is decided by scopes alone.
+implicit deny) an agent's tool call is denied (default deny for an agent's tools) and any other
+request — a person's or an API key's tool run included — is left to the caller's scopes. A tenant without policies is decided by scopes alone.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ def evaluate(compiled: CompiledPolicies | None, request: Request,
                                      if scope_ok else "missing scope")
     elif reasons:
         allowed, reason = False, "Denied by policy " + ", ".join(matching)
-    elif request.action == "call_tool":
+    elif request.action == "call_tool" and request.principal_type == "Agent":
         allowed, reason = False, "No policy permits this tool call (default deny for tools)"
     else:
         allowed, reason = scope_ok, ("Request authorized (no policy matched; scopes allow it)"
