@@ -18,6 +18,7 @@ class WebhookRow(TenantTable, table=True):
     """An endpoint that receives the tenant's platform events, signed with `secret`."""
 
     __tablename__ = "integration_webhooks"
+    __audit_resource__ = "webhook"  # as its own audit events name it
     __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_integration_webhooks_name"),)
 
     name: str
