@@ -105,10 +105,10 @@ def test_budget_limits_are_checked(replicas):
     stub = gov_a.stub(gov_grpc.GovernanceServiceStub)
     with pytest.raises(grpc.RpcError) as bad:
         stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="agent:x", budget=gov_pb.Budget(
-            usd_per_month=-1)), metadata=me.metadata())
+            cents_per_month=-1)), metadata=me.metadata())
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     set_ = stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="api_key:k1", budget=gov_pb.Budget(
-        usd_per_month=2.5)), metadata=me.metadata())
+        cents_per_month=250)), metadata=me.metadata())
     assert set_.usd_remaining == 2.5 and set_.tokens_remaining == -1
     names = [b.name for b in stub.ListBudgets(gov_pb.ListBudgetsRequest(),
                                              metadata=me.metadata()).items]

@@ -18,7 +18,7 @@ from mesh.runtime.errors import NotFound, invalid_field
 from mesh.runtime.tables import utcnow
 
 log = logging.getLogger("mesh.governance.budgets")
-LIMITS = ("tokens_per_day", "tokens_per_month", "usd_per_day", "usd_per_month")
+LIMITS = ("tokens_per_day", "tokens_per_month", "cents_per_day", "cents_per_month")
 
 
 def _find(session: Session, tenant_id: str, name: str) -> BudgetRow | None:

@@ -101,8 +101,8 @@ class BudgetRow(TenantTable, table=True):
     name: str
     tokens_per_day: int = Field(default=0, sa_type=sa.BigInteger)
     tokens_per_month: int = Field(default=0, sa_type=sa.BigInteger)
-    usd_per_day: float = 0.0
-    usd_per_month: float = 0.0
+    cents_per_day: int = 0
+    cents_per_month: int = 0
 
 
 class DecisionDeliveryRow(TenantTable, OutboxFields, table=True):

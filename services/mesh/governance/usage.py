@@ -99,13 +99,14 @@ class Budgets:
                            usd_today=day_cost, usd_this_month=month_cost)
         if row is not None:
             answer.tokens_per_day, answer.tokens_per_month = row.tokens_per_day, row.tokens_per_month
-            answer.usd_per_day, answer.usd_per_month = row.usd_per_day, row.usd_per_month
+            answer.cents_per_day, answer.cents_per_month = row.cents_per_day, row.cents_per_month
             answer.updated_at.FromDatetime(row.updated_at)
         left = [limit - used for limit, used in ((answer.tokens_per_day, day_tokens),
                                                  (answer.tokens_per_month, month_tokens)) if limit]
         answer.tokens_remaining = max(0, min(left)) if left else -1
-        left_usd = [limit - used for limit, used in ((answer.usd_per_day, day_cost),
-                                                     (answer.usd_per_month, month_cost)) if limit]
+        left_usd = [limit / 100 - used for limit, used in ((answer.cents_per_day, day_cost),
+                                                           (answer.cents_per_month, month_cost))
+                    if limit]
         answer.usd_remaining = max(0.0, min(left_usd)) if left_usd else -1.0
         answer.day_resets_at.FromDatetime(day_window().reset_at)
         answer.month_resets_at.FromDatetime(month_end)
@@ -117,8 +118,8 @@ class Budgets:
         month, month_left, _ = month_window()
         day = day_window()
         for window, key, left, tokens_limit, usd_limit in (
-                ("day", "", day.reset_in, row.tokens_per_day, row.usd_per_day),
-                ("month", month, month_left, row.tokens_per_month, row.usd_per_month)):
+                ("day", "", day.reset_in, row.tokens_per_day, row.cents_per_day / 100),
+                ("month", month, month_left, row.tokens_per_month, row.cents_per_month / 100)):
             if not tokens_limit and not usd_limit:
                 continue
             tokens, cost = await self.usage(tenant_id, who, key)

@@ -447,12 +447,12 @@ class RecordUsageRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., model: _Optional[str] = ..., api_key_id: _Optional[str] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("name", "tokens_per_day", "tokens_per_month", "usd_per_day", "usd_per_month", "tokens_today", "tokens_this_month", "usd_today", "usd_this_month", "tokens_remaining", "usd_remaining", "day_resets_at", "month_resets_at", "updated_at")
+    __slots__ = ("name", "tokens_per_day", "tokens_per_month", "cents_per_day", "cents_per_month", "tokens_today", "tokens_this_month", "usd_today", "usd_this_month", "tokens_remaining", "usd_remaining", "day_resets_at", "month_resets_at", "updated_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_PER_MONTH_FIELD_NUMBER: _ClassVar[int]
-    USD_PER_DAY_FIELD_NUMBER: _ClassVar[int]
-    USD_PER_MONTH_FIELD_NUMBER: _ClassVar[int]
+    CENTS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    CENTS_PER_MONTH_FIELD_NUMBER: _ClassVar[int]
     TOKENS_TODAY_FIELD_NUMBER: _ClassVar[int]
     TOKENS_THIS_MONTH_FIELD_NUMBER: _ClassVar[int]
     USD_TODAY_FIELD_NUMBER: _ClassVar[int]
@@ -465,8 +465,8 @@ class Budget(_message.Message):
     name: str
     tokens_per_day: int
     tokens_per_month: int
-    usd_per_day: float
-    usd_per_month: float
+    cents_per_day: int
+    cents_per_month: int
     tokens_today: int
     tokens_this_month: int
     usd_today: float
@@ -476,7 +476,7 @@ class Budget(_message.Message):
     day_resets_at: _timestamp_pb2.Timestamp
     month_resets_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., tokens_per_day: _Optional[int] = ..., tokens_per_month: _Optional[int] = ..., usd_per_day: _Optional[float] = ..., usd_per_month: _Optional[float] = ..., tokens_today: _Optional[int] = ..., tokens_this_month: _Optional[int] = ..., usd_today: _Optional[float] = ..., usd_this_month: _Optional[float] = ..., tokens_remaining: _Optional[int] = ..., usd_remaining: _Optional[float] = ..., day_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., month_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., tokens_per_day: _Optional[int] = ..., tokens_per_month: _Optional[int] = ..., cents_per_day: _Optional[int] = ..., cents_per_month: _Optional[int] = ..., tokens_today: _Optional[int] = ..., tokens_this_month: _Optional[int] = ..., usd_today: _Optional[float] = ..., usd_this_month: _Optional[float] = ..., tokens_remaining: _Optional[int] = ..., usd_remaining: _Optional[float] = ..., day_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., month_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SetBudgetRequest(_message.Message):
     __slots__ = ("budget_name", "budget")

@@ -158,9 +158,7 @@ class ListAuditEventsRequest(_message.Message):
     def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., actor: _Optional[str] = ..., resource_type: _Optional[str] = ..., resource_id: _Optional[str] = ..., action: _Optional[str] = ..., service: _Optional[str] = ..., correlation_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ExportAuditEventsRequest(_message.Message):
-    __slots__ = ("page", "page_size", "actor", "resource_type", "resource_id", "action", "service", "correlation_id", "start_time", "end_time")
-    PAGE_FIELD_NUMBER: _ClassVar[int]
-    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("actor", "resource_type", "resource_id", "action", "service", "correlation_id", "start_time", "end_time")
     ACTOR_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -169,8 +167,6 @@ class ExportAuditEventsRequest(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     START_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
-    page: int
-    page_size: int
     actor: str
     resource_type: str
     resource_id: str
@@ -179,7 +175,7 @@ class ExportAuditEventsRequest(_message.Message):
     correlation_id: str
     start_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., actor: _Optional[str] = ..., resource_type: _Optional[str] = ..., resource_id: _Optional[str] = ..., action: _Optional[str] = ..., service: _Optional[str] = ..., correlation_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, actor: _Optional[str] = ..., resource_type: _Optional[str] = ..., resource_id: _Optional[str] = ..., action: _Optional[str] = ..., service: _Optional[str] = ..., correlation_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListPlatformAuditEventsRequest(_message.Message):
     __slots__ = ("page", "page_size", "actor", "resource_type", "resource_id", "action", "service", "correlation_id", "start_time", "end_time", "tenant_id")

@@ -24,8 +24,8 @@ def upgrade() -> None:
     sa.Column('name', sa.String(), nullable=False),
     sa.Column('tokens_per_day', sa.BigInteger(), nullable=False),
     sa.Column('tokens_per_month', sa.BigInteger(), nullable=False),
-    sa.Column('usd_per_day', sa.Float(), nullable=False),
-    sa.Column('usd_per_month', sa.Float(), nullable=False),
+    sa.Column('cents_per_day', sa.Integer(), nullable=False),
+    sa.Column('cents_per_month', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'name', name='uq_budgets_tenant_name')
     )
