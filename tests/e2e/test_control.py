@@ -144,7 +144,7 @@ def test_a_token_budget_lets_the_first_interaction_through_and_refuses_the_next(
     model, script = _model(client, model_server, [{"content": "one"}, {"content": "two"}])
     agent = _agent(client, model)
     budget = _ok(client.put("/api/v1/governance/budgets/tenant", json={"tokens_per_day": 5}))
-    assert budget["tokens_per_day"] == "5" and budget["tokens_remaining"] == "5"
+    assert budget["tokens_per_day"] == 5 and budget["tokens_remaining"] == "5"
     first = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "hi"}))
     assert first["status"] == "CALL_STATUS_COMPLETED" and first["tokens"] > 0
     second = client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "again"})

@@ -107,6 +107,9 @@ def test_budget_limits_are_checked(replicas):
         stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="agent:x", budget=gov_pb.Budget(
             cents_per_month=-1)), metadata=me.metadata())
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="tenant"), metadata=me.metadata())
+    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     set_ = stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="api_key:k1", budget=gov_pb.Budget(
         cents_per_month=250)), metadata=me.metadata())
     assert set_.usd_remaining == 2.5 and set_.tokens_remaining == -1
