@@ -107,9 +107,19 @@ def test_budget_limits_are_checked(replicas):
         stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="agent:x", budget=gov_pb.Budget(
             cents_per_month=-1)), metadata=me.metadata())
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    with pytest.raises(grpc.RpcError) as missing:
-        stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="tenant"), metadata=me.metadata())
-    assert missing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # a mask changes only the limits it names
+    stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="agent:y", budget=gov_pb.Budget(
+        tokens_per_day=10, cents_per_day=99)), metadata=me.metadata())
+    masked = stub.SetBudget(gov_pb.SetBudgetRequest(
+        budget_name="agent:y", budget=gov_pb.Budget(tokens_per_day=20),
+        update_mask={"paths": ["tokens_per_day"]}), metadata=me.metadata())
+    assert masked.tokens_per_day == 20 and masked.cents_per_day == 99
+    with pytest.raises(grpc.RpcError) as bad_mask:
+        stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="agent:y",
+                                               update_mask={"paths": ["name"]}),
+                       metadata=me.metadata())
+    assert bad_mask.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    stub.DeleteBudget(gov_pb.DeleteBudgetRequest(budget_name="agent:y"), metadata=me.metadata())
     set_ = stub.SetBudget(gov_pb.SetBudgetRequest(budget_name="api_key:k1", budget=gov_pb.Budget(
         cents_per_month=250)), metadata=me.metadata())
     assert set_.usd_remaining == 2.5 and set_.tokens_remaining == -1

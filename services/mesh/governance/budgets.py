@@ -27,8 +27,12 @@ def _find(session: Session, tenant_id: str, name: str) -> BudgetRow | None:
 
 
 async def set_budget(db: Database, budgets: Budgets, caller: Caller, name: str,
-                     budget: pb.Budget) -> pb.Budget:
-    values = {key: getattr(budget, key) for key in LIMITS}
+                     budget: pb.Budget, mask: list[str] | None = None) -> pb.Budget:
+    """Sets the holder's limits: those `mask` names, or all four without one."""
+    for path in mask or ():
+        if path not in LIMITS:
+            raise invalid_field("update_mask", f"{path!r} is not one of {', '.join(LIMITS)}")
+    values = {key: getattr(budget, key) for key in (mask or LIMITS)}
     for key, value in values.items():
         if value < 0:
             raise invalid_field(f"budget.{key}", "must not be negative")

@@ -479,12 +479,14 @@ class Budget(_message.Message):
     def __init__(self, name: _Optional[str] = ..., tokens_per_day: _Optional[int] = ..., tokens_per_month: _Optional[int] = ..., cents_per_day: _Optional[int] = ..., cents_per_month: _Optional[int] = ..., tokens_today: _Optional[int] = ..., tokens_this_month: _Optional[int] = ..., usd_today: _Optional[float] = ..., usd_this_month: _Optional[float] = ..., tokens_remaining: _Optional[int] = ..., usd_remaining: _Optional[float] = ..., day_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., month_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SetBudgetRequest(_message.Message):
-    __slots__ = ("budget_name", "budget")
+    __slots__ = ("budget_name", "budget", "update_mask")
     BUDGET_NAME_FIELD_NUMBER: _ClassVar[int]
     BUDGET_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
     budget_name: str
     budget: Budget
-    def __init__(self, budget_name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ...) -> None: ...
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, budget_name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class ListBudgetsRequest(_message.Message):
     __slots__ = ()

@@ -134,10 +134,8 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def SetBudget(self, request: pb.SetBudgetRequest, context) -> pb.Budget:
         caller = require_caller(context)
-        if not request.HasField("budget"):
-            raise invalid_field("budget", "is required")
         return await budgets.set_budget(self.db, self.state.budgets, caller, request.budget_name,
-                                        request.budget)
+                                        request.budget, list(request.update_mask.paths))
 
     async def ListBudgets(self, request: pb.ListBudgetsRequest, context) -> pb.ListBudgetsResponse:
         caller = require_caller(context)
