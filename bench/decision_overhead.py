@@ -108,7 +108,7 @@ def main() -> int:
             name="no-shell", cedar='forbid(principal, action == Action::"call_tool", '
                                   'resource == Tool::"shell");')), metadata=me.metadata())
         policies.SetBudget(gov_pb.SetBudgetRequest(budget_name="tenant", budget=gov_pb.Budget(
-            tokens_per_day=10**12)), metadata=me.metadata())
+            tokens_per_day=2**31 - 1)), metadata=me.metadata())
         tool = tools.stub(tools_grpc.ToolServiceStub).CreateTool(tools_pb.CreateToolRequest(
             tool=tools_pb.Tool(name=f"echo-{uuid.uuid4().hex[:6]}",
                                type=tools_pb.TOOL_TYPE_BUILTIN,
