@@ -73,6 +73,10 @@ def test_cedar_forbid_denies_one_tool_and_default_denies_unpermitted_tools(stub,
     # Nothing permits the calculator either: tool calls are denied by default.
     other = _decide(stub, me, _tool_call(tool="calculator"))
     assert not other.allowed and "default deny" in other.reason
+    # A person's tool run nothing matched is left to scopes (default deny is for agents).
+    person = _decide(stub, me, pb.DecisionRequest(action="call_tool", resource_type="Tool",
+                                                  resource_id="calculator"))
+    assert person.allowed and person.principal.startswith("User::")
     # A non-tool action nothing matched is left to scopes.
     model = _decide(stub, me, pb.DecisionRequest(action="call_model", resource_type="Model",
                                                  resource_id="gpt-4o"))

@@ -229,7 +229,8 @@ def test_secret_value_never_comes_back_and_reveal_is_audited(service, me):
         events = session.exec(select(AuditEvent).where(AuditEvent.tenant_id == me.tenant_id)
                               .order_by(AuditEvent.created_at)).all()
     assert [(e.action, e.resource_type) for e in events] == [
-        ("create", "secret"), ("reveal", "secret"), ("update", "secret"), ("reveal", "secret")]
+        ("secret.create", "secret"), ("secret.reveal", "secret"), ("secret.update", "secret"),
+        ("secret.reveal", "secret")]
     assert events[1].details["requested_by"] == "agents" and events[1].actor == me.user_id
     assert all(value not in str(e.details) for e in events)
 

@@ -107,9 +107,9 @@ def test_a_label_moves_in_one_step_and_each_move_is_audited(db, caller):
         select(AuditEvent).where(AuditEvent.resource_id == row.id)
         .order_by(AuditEvent.created_at)).all()], write=False)
     assert events == [
-        ("label", {"label": "production", "version": 1, "previous": None}),
-        ("label", {"label": "production", "version": 2, "previous": 1}),
-        ("unlabel", {"label": "production"})]
+        ("template.label", {"label": "production", "version": 1, "previous": None}),
+        ("template.label", {"label": "production", "version": 2, "previous": 1}),
+        ("template.unlabel", {"label": "production"})]
     assert _reason(lambda: _run(db, lambda s: TEMPLATE_VERSIONS.drop_label(
         s, caller, row.id, "production")))[:2] == (NotFound, "TEMPLATE_LABEL_NOT_FOUND")
 

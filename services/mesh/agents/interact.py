@@ -23,7 +23,7 @@ from mesh.agents.lifecycle import RUNNABLE
 from mesh.agents.models import CallRow
 from mesh.agents.runs import INTERRUPTED, Run, Runs, lease
 from mesh.agents.store import agents, calls
-from mesh.runtime import events, platform_events
+from mesh.runtime import events, platform_events, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.egress import EgressPolicy
@@ -169,6 +169,7 @@ class Interactions:
             run = self.runs.open(call_id, caller.tenant_id)
             run.recorded = asyncio.create_task(self.db.write(lambda s: record(s, call_id)))
         run.streams = stream
+        telemetry.annotate(agentmesh__call_id=run.call_id)  # its trace is found from the call id
         run.listeners.append(lambda event: self._relay(caller.tenant_id, run, event))
         run.emit("started")
         run.task = asyncio.create_task(self._execute(caller, request, prepared, run, stream))
@@ -217,6 +218,10 @@ class Interactions:
                           "INTERNAL_ERROR": "the call could not be recorded"}.get(
                 why, "the agents service stopped while the call was running")
             turn.add("system", turn.error, reason=turn.reason)
+        except DomainError as refusal:  # governance or a budget refused a model request
+            run.refusal = refusal
+            if not turn.reason:
+                turn.reason, turn.error = refusal.reason, refusal.message
         except Exception:
             log.exception("interaction %s failed", run.call_id)
             turn.reason, turn.error = "INTERNAL_ERROR", "the interaction failed unexpectedly"
@@ -251,7 +256,10 @@ class Interactions:
                        ) -> pb.InteractWithAgentResponse:
         run = await self.launch(caller, request, stream=False)
         try:
-            return await run.wait()
+            response = await run.wait()
+            if run.refusal is not None:  # recorded FAILED with its reason; the caller's error
+                raise run.refusal
+            return response
         except asyncio.CancelledError:   # the caller went away: so does its interaction
             await asyncio.shield(self.runs.cancel(run))
             raise
@@ -304,7 +312,7 @@ class Interactions:
                                             always_print_fields_with_no_presence=True)
         await events.publish(self.settings, tenant_id, "call", call_id, type_, payload)
         if type_ == "call.ended" and call.status == pb.CALL_STATUS_FAILED:
-            platform_events.emit(self.peers, tenant_id, "call.failed", payload)
+            await platform_events.record(self.db, tenant_id, "call.failed", payload)
 
 
 _pending: set[asyncio.Task] = set()

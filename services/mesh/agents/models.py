@@ -38,6 +38,7 @@ class AgentRow(TenantTable, table=True):
 
 class CallRow(TenantTable, table=True):
     __tablename__ = "calls"
+    __audit__ = False  # a record itself, not a change to audit
 
     agent_id: str = Field(index=True)
     execution_id: str = ""

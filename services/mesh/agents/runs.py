@@ -52,6 +52,9 @@ class Run:
         self.streams = False      # its model answer is streamed (tokens are events)
         self.announced = False    # `call.started` is on the live sockets
         self.held: list[pb.InteractionEvent] = []   # events waiting for `call.started`
+        # A refusal of the caller's request (governance, a budget): InteractWithAgent answers it
+        # as its error (403, 429) once the call is recorded FAILED with its reason.
+        self.refusal: Exception | None = None
 
     @property
     def ended(self) -> bool:

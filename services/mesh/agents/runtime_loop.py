@@ -38,6 +38,7 @@ from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
 from mesh.agents.model_client import ModelError, ModelTurn, base_url
 from mesh.agents.model_path import DEFAULT_MAX_RETRY_AFTER, DEFAULT_RETRIES, Candidate, ModelPath
+from mesh.runtime.context import AGENT_HEADER
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import DomainError, FailedPrecondition, NotFound, Unavailable
 from mesh.runtime.masterdata_client import Limits, MasterData, ModelSpec
@@ -273,6 +274,12 @@ class AgentLoop:
             turn.reason, turn.error = breach.reason, breach.message
         except ModelError as exc:
             turn.reason, turn.error = exc.reason, exc.message
+        except DomainError as exc:  # governance refused a model request: the caller's error
+            turn.reason, turn.error = exc.reason, exc.message
+            turn.add("system", turn.error, reason=turn.reason,
+                     **({"decision_id": exc.details["governance"].get("decision_id", "")}
+                        if "governance" in exc.details else {}))
+            raise
         if turn.reason:
             turn.add("system", turn.error, reason=turn.reason)
 
@@ -304,9 +311,8 @@ class AgentLoop:
         try:
             for step in range(1, max_steps + 1):
                 # The one model request of the loop (the model path: retries, fallbacks).
-                answer = await model.complete(messages, functions,
-                                              plan.limits.max_tokens_per_call,
-                                              on_token(step) if self.stream else None)
+                answer = await self._model_request(model, messages, functions,
+                                                   on_token(step) if self.stream else None)
                 if not turn.first_response_ms:
                     turn.first_response_ms = int((time.perf_counter() - started) * 1000)
                 self._count(turn, answer, step, model.answered_by.name)
@@ -334,6 +340,24 @@ class AgentLoop:
                          "final answer")
         finally:
             await model.close()
+
+    async def _model_request(self, model: ModelPath, messages: list[dict[str, Any]],
+                             functions: list[dict[str, Any]], on_token) -> ModelTurn:
+        """One model request, governed (mesh.governance.client): decided (`call_model`) and
+        checked against the budgets before it is made (403 GOVERNANCE_DENIED, 429
+        BUDGET_EXCEEDED), its real tokens and cost counted after (for the model that answered:
+        the model path may fall back to another)."""
+        from mesh.governance import client as governance
+
+        plan, limit = self.plan, self.plan.limits.max_tokens_per_call
+        estimated = sum(len(str(m.get("content") or "")) for m in messages) // 4 + (limit or 0)
+        await governance.guard_model_call(self.peers, agent=plan.agent, model=plan.model.name,
+                                          estimated_tokens=estimated)
+        answer = await model.complete(messages, functions, limit, on_token)
+        await governance.record_model_usage(
+            self.peers, agent=plan.agent, model=model.answered_by.name,
+            tokens=answer.prompt_tokens + answer.completion_tokens, cost_usd=answer.cost_usd)
+        return answer
 
     def _count(self, turn: Turn, answer: ModelTurn, step: int, model: str) -> None:
         turn.prompt_tokens += answer.prompt_tokens
@@ -418,7 +442,8 @@ class AgentLoop:
         request.arguments.update(arguments)
         remaining = max(1.0, self.deadline - time.monotonic())
         try:
-            execution = await stub.ExecuteTool(request, timeout=remaining)
+            execution = await stub.ExecuteTool(request, timeout=remaining,
+                                               metadata=((AGENT_HEADER, self.plan.agent),))
         except grpc.aio.AioRpcError as error:
             return "FAILED", {"error": error.details() or error.code().name}
         record["execution_id"] = execution.id

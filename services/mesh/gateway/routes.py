@@ -59,6 +59,30 @@ def routes(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
     # response headers; it ignores direct-response routes). Unknown REST paths never get past
     # the transcoder (404); an unknown gRPC method reaches the system service, which answers
     # UNIMPLEMENTED as any gRPC server would.
+    # Actions are always traced, reads at the configured ratio (options.trace_sample_percent).
+    # Envoy decides when the request's headers arrive, on the route they match then: a REST
+    # path matches no RPC's route before the transcoder rewrites it, so this route matches
+    # every REST request that acts (it is left for the RPC's route once the path is rewritten).
+    # A REST request whose `traceparent` says "sampled" (flags with the low bit set): traced,
+    # as its caller decided (Envoy's random sampling would otherwise decide again).
+    found.append({
+        "name": "sampled-by-caller",
+        "match": {"prefix": "/api/", "headers": [{"name": "traceparent", "string_match": {
+            "safe_regex": {"regex": ".*-[0-9a-f][13579bdf]"}}}]},
+        "route": {"cluster": "system", "timeout": duration(options.request_timeout_seconds)},
+        "tracing": ALWAYS_TRACED,
+        "typed_per_filter_config": {"envoy.filters.http.rbac": {
+            "@type": f"{EXTENSIONS}filters.http.rbac.v3.RBACPerRoute"}},
+    })
+    found.append({
+        "name": "actions",
+        "match": {"prefix": "/api/", "headers": [{"name": ":method", "string_match": {
+            "safe_regex": {"regex": "POST|PUT|PATCH|DELETE"}}}]},
+        "route": {"cluster": "system", "timeout": duration(options.request_timeout_seconds)},
+        "tracing": ALWAYS_TRACED,
+        "typed_per_filter_config": {"envoy.filters.http.rbac": {
+            "@type": f"{EXTENSIONS}filters.http.rbac.v3.RBACPerRoute"}},
+    })
     found.append({
         "name": "fallback",
         "match": {"prefix": "/"},
@@ -90,6 +114,14 @@ def _rbac_per_route(rpc: Rpc) -> dict[str, Any]:
     return per_route  # without `rbac`: the filter is off for this route
 
 
+# Every request of the route traced, whatever the gateway's random sampling.
+ALWAYS_TRACED = {"random_sampling": {"numerator": 100, "denominator": "HUNDRED"}}
+
+
+def _acts(rpc: Rpc) -> bool:
+    return any(binding.method != "GET" for binding in rpc.bindings)
+
+
 def _route(rpc: Rpc, options: GatewayOptions) -> dict[str, Any]:
     return {
         "name": rpc.grpc_path,
@@ -105,6 +137,7 @@ def _route(rpc: Rpc, options: GatewayOptions) -> dict[str, Any]:
             **rate_class_metadata(rpc)}}},
         "typed_per_filter_config": {"envoy.filters.http.rbac": _rbac_per_route(rpc),
                                     **rate_limit_per_route(rpc)},
+        **({"tracing": ALWAYS_TRACED} if _acts(rpc) else {}),
     }
 
 

@@ -3,14 +3,14 @@ kept in memory, decide a request in the entity model below.
 
 Entity model (docs/governance.md):
     principals  User::"<user id>", ApiKey::"<key id>", Agent::"<agent id or name>"
-    actions     Action::"dispatch", "call_tool", "execute_workflow", "call_model"
+    actions     Action::"dispatch", "call_tool", "execute_workflow", "call_model", "approve"
     resources   Agent::"..", Tool::"..", Workflow::"..", Model::"..", Intent::".."
     context     arguments (the call's arguments), usage (tenant usage so far), time, scopes,
                 intent
 
 Outcome rules: an explicit `forbid` denies; a `permit` allows; when nothing matched (Cedar's
-implicit deny) a tool call is denied (default deny for tools) and any other action is left to
-the caller's scopes. A tenant without policies is decided by scopes alone.
+implicit deny) an agent's tool call is denied (default deny for an agent's tools) and any other
+request — a person's or an API key's tool run included — is left to the caller's scopes. A tenant without policies is decided by scopes alone.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import cedarpy
 
 from mesh.runtime.errors import InvalidArgument
 
-ACTIONS = ("dispatch", "call_tool", "execute_workflow", "call_model")
+ACTIONS = ("dispatch", "call_tool", "execute_workflow", "call_model", "approve")
 PRINCIPAL_TYPES = ("User", "ApiKey", "Agent")
 RESOURCE_TYPES = ("Agent", "Tool", "Workflow", "Model", "Intent")
 _EMPTY_ENTITIES = cedarpy.Entities.from_json_str("[]")
@@ -248,7 +248,7 @@ def evaluate(compiled: CompiledPolicies | None, request: Request,
                                      if scope_ok else "missing scope")
     elif reasons:
         allowed, reason = False, "Denied by policy " + ", ".join(matching)
-    elif request.action == "call_tool":
+    elif request.action == "call_tool" and request.principal_type == "Agent":
         allowed, reason = False, "No policy permits this tool call (default deny for tools)"
     else:
         allowed, reason = scope_ok, ("Request authorized (no policy matched; scopes allow it)"

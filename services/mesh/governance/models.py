@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field
 
+from mesh.runtime.outbox import OutboxFields
 from mesh.runtime.tables import TenantTable, json_field, timestamp_field
 
 
@@ -33,6 +34,7 @@ class PolicyVersionRow(TenantTable, table=True):
     """One immutable version of a policy: written on create and on every update, never changed."""
 
     __tablename__ = "policy_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", "policy_id", "version",
                                           name="uq_policy_versions_policy_version"),)
 
@@ -48,6 +50,7 @@ class PolicySetRow(TenantTable, table=True):
     know from one small read whether their compiled copy is current."""
 
     __tablename__ = "policy_sets"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", name="uq_policy_sets_tenant"),)
 
     version: int = 0
@@ -58,6 +61,7 @@ class DecisionRow(TenantTable, table=True):
     """The audit record of one decision. Never updated."""
 
     __tablename__ = "decisions"
+    __audit__ = False  # a record itself, not a change to audit
 
     correlation_id: str = Field(default="", index=True)
     intent: str = ""
@@ -85,3 +89,29 @@ class WebhookRow(TenantTable, table=True):
     secret: str = ""
     created_by: str = ""
     last_delivery_at: datetime | None = timestamp_field()
+
+
+class BudgetRow(TenantTable, table=True):
+    """The token and cost limits of one budget holder (`tenant`, `agent:<name>`,
+    `api_key:<id>`) per UTC day and month; the usage is counted in the shared counters."""
+
+    __tablename__ = "budgets"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_budgets_tenant_name"),)
+
+    name: str
+    tokens_per_day: int = Field(default=0, sa_type=sa.BigInteger)
+    tokens_per_month: int = Field(default=0, sa_type=sa.BigInteger)
+    cents_per_day: int = 0
+    cents_per_month: int = 0
+
+
+class DecisionDeliveryRow(TenantTable, OutboxFields, table=True):
+    """One decision to one decision webhook: written with the decision, sent from the outbox
+    (mesh.runtime.outbox), at least once."""
+
+    __tablename__ = "governance_webhook_deliveries"
+    __audit__ = False  # a record itself, not a change to audit
+    __table_args__ = (sa.Index("ix_governance_webhook_deliveries_due", "status",
+                               "next_attempt_at"),)
+
+    webhook_id: str = Field(index=True)

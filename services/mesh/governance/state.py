@@ -5,8 +5,10 @@ guard, the decision webhooks and the decision path itself (`Decider`)."""
 from __future__ import annotations
 
 from mesh.governance import engine
+from mesh.governance.budgets import alert
 from mesh.governance.decisions import Decider
 from mesh.governance.limits import Limits, counters_for
+from mesh.governance.metrics import GovernanceMetrics
 from mesh.governance.settings import GovernanceSettings
 from mesh.governance.usage import Budgets
 from mesh.governance.webhooks import DecisionWebhooks
@@ -24,13 +26,21 @@ class GovernanceState:
         self.limits = Limits(self.settings, self.counters)
         self.cache = engine.PolicyCache(ttl=self.settings.policy_cache_ttl_seconds)
         caches.register("policies", self.cache.clear)
-        self.budgets = Budgets(self.counters)
+        self.budgets = Budgets(self.counters, runtime.database,
+                               ttl=self.settings.policy_cache_ttl_seconds,
+                               on_exhausted=alert(runtime.peers))
+        self.metrics = GovernanceMetrics()
         # Decision webhooks are tenant URLs: every delivery goes through the egress guard.
         self.egress = EgressPolicy.from_settings(runtime.settings)
         self.webhooks = DecisionWebhooks(runtime.database, self.egress,
                                          ttl=self.settings.policy_cache_ttl_seconds)
-        self.decider = Decider(runtime.database, self.cache, self.budgets, self.webhooks.notify)
+        self.decider = Decider(runtime.database, self.cache, self.budgets, self.webhooks,
+                               self.metrics)
+
+    async def start(self) -> None:
+        self.webhooks.start()
 
     async def close(self) -> None:
+        await self.decider.close()
         await self.webhooks.close()
         await self.counters.close()

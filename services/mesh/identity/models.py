@@ -32,6 +32,7 @@ class UserRow(TenantTable, table=True):
 
 class RefreshTokenRow(SQLModel, table=True):
     __tablename__ = "refresh_tokens"
+    __audit__ = False  # a record itself, not a change to audit
     id: str = Field(default_factory=new_id, primary_key=True)
     token_hash: str = Field(sa_column_kwargs={"unique": True})
     family_id: str = Field(index=True)
@@ -60,6 +61,7 @@ class SigningKeyRow(SQLModel, table=True):
     it cached when it becomes `active`; `retired` keys stay published until their tokens expire."""
 
     __tablename__ = "signing_keys"
+    __audit__ = False  # a record itself, not a change to audit
     kid: str = Field(primary_key=True)
     private_pem: str
     public_jwk: dict[str, Any] = json_field(dict)
@@ -75,6 +77,7 @@ class TokenRevocationRow(SQLModel, table=True):
     until `expires_at`, when every token it covers has expired anyway."""
 
     __tablename__ = "token_revocations"
+    __audit__ = False  # a record itself, not a change to audit
     id: str = Field(default_factory=new_id, primary_key=True)
     kind: str
     subject: str = Field(index=True)
@@ -88,6 +91,7 @@ class LoginThrottleRow(SQLModel, table=True):
     """Failed logins per account (hashed email) and per client IP; shared by replicas."""
 
     __tablename__ = "login_throttle"
+    __audit__ = False  # a record itself, not a change to audit
     key: str = Field(primary_key=True)
     failures: int = 0
     locked_until: datetime | None = timestamp_field()

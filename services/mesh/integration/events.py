@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,8 @@ EVENTS = {
     # Sent by the owning services (mesh.runtime.platform_events).
     "execution.finished": "a workflow execution ended: completed, failed or cancelled (workflows)",
     "call.failed": "an agent call that ended failed (agents)",
+    "budget.exceeded": "a token or cost budget was used up; model requests are refused until "
+                       "its window ends (governance)",
 }
 
 
@@ -73,9 +76,12 @@ class Events:
                                     lease_seconds=lease_seconds, poll_seconds=poll_seconds,
                                     name="webhook")
 
-    async def publish(self, tenant_id: str, event: str, data: dict[str, Any]) -> int:
+    async def publish(self, tenant_id: str, event: str, data: dict[str, Any],
+                      event_id: str = "") -> int:
         """Queues the event for every active webhook of the tenant that subscribes to it;
-        returns how many. Never raises: an event must not fail the operation that caused it."""
+        returns how many. Never raises: an event must not fail the operation that caused it.
+        With `event_id` (the sender's outbox id), an event sent again is queued once per
+        webhook: the delivery id is derived from both."""
 
         def queue(session: Session) -> int:
             hooks = session.exec(select(WebhookRow).where(
@@ -85,9 +91,16 @@ class Events:
             for hook in hooks:
                 if not matches(list(hook.events), event):
                     continue
-                payload = {"id": new_id(), "event": event, "tenant_id": tenant_id,
+                delivery_id = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event_id}:{hook.id}"))
+                               if event_id else new_id())
+                if event_id and session.exec(select(DeliveryRow.id).where(
+                        DeliveryRow.webhook_id == hook.id,
+                        DeliveryRow.delivery_id == delivery_id)).first() is not None:
+                    continue  # sent again: already queued
+                payload = {"id": event_id or new_id(), "event": event, "tenant_id": tenant_id,
                            "occurred_at": now.isoformat(), "data": data}
                 session.add(DeliveryRow(tenant_id=tenant_id, webhook_id=hook.id, event=event,
+                                        delivery_id=delivery_id,
                                         payload=webhooks.encode(payload), next_attempt_at=now,
                                         created_at=now, updated_at=now))
                 queued += 1

@@ -18,6 +18,7 @@ class WebhookRow(TenantTable, table=True):
     """An endpoint that receives the tenant's platform events, signed with `secret`."""
 
     __tablename__ = "integration_webhooks"
+    __audit_resource__ = "webhook"  # as its own audit events name it
     __table_args__ = (sa.UniqueConstraint("tenant_id", "name", name="uq_integration_webhooks_name"),)
 
     name: str
@@ -36,6 +37,7 @@ class DeliveryRow(TenantTable, OutboxFields, table=True):
     webhooks are sent from, and the delivery history `ListWebhookDeliveries` reads."""
 
     __tablename__ = "integration_webhook_deliveries"
+    __audit__ = False  # a record itself, not a change to audit
     # The sender's query: pending rows whose next attempt is due.
     __table_args__ = (sa.Index("ix_integration_webhook_deliveries_due", "status",
                                 "next_attempt_at"),)
@@ -63,6 +65,7 @@ class ActivityRow(TenantTable, table=True):
     """When the tenant last synced, imported and exported (one row per tenant and kind)."""
 
     __tablename__ = "integration_activity"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("tenant_id", "kind", name="uq_integration_activity_kind"),)
 
     kind: str

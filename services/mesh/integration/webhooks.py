@@ -77,9 +77,10 @@ async def delivery_page(state: "IntegrationState", caller: Caller, key: str,
 
 
 async def publish(state: "IntegrationState", caller: Caller, event: str,
-                  data: Any) -> int:
+                  data: Any, event_id: str = "") -> int:
     """A platform event from another service (mesh.runtime.platform_events) to the tenant's
     webhooks; how many deliveries were queued."""
     if event not in events.EVENTS:
         raise invalid_field("event", f"is not one of: {', '.join(sorted(events.EVENTS))}")
-    return await state.events.publish(caller.tenant_id, event, json_format.MessageToDict(data))
+    return await state.events.publish(caller.tenant_id, event, json_format.MessageToDict(data),
+                                      event_id=event_id)

@@ -62,6 +62,7 @@ class PromptVersionRow(TenantTable, table=True):
     """An immutable version of a prompt's content and variables."""
 
     __tablename__ = "prompt_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("prompt_id", "version",
                                           name="uq_prompt_versions_prompt_version"),)
 
@@ -119,6 +120,7 @@ class KeyCheckRow(SQLModel, table=True):
     itself (mesh.masterdata.keys checks the configured keys against it at start)."""
 
     __tablename__ = "secret_key_checks"
+    __audit__ = False  # a record itself, not a change to audit
 
     key_id: str = Field(primary_key=True)
     check_value: bytes = Field(sa_type=sa.LargeBinary, nullable=False)

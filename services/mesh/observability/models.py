@@ -18,6 +18,7 @@ class SpanRow(TenantTable, table=True):
     belongs to every tenant one of its spans names."""
 
     __tablename__ = "spans"
+    __audit__ = False  # a record itself, not a change to audit
     trace_id: str = Field(index=True)
     span_id: str
     parent_span_id: str = ""
@@ -30,10 +31,14 @@ class SpanRow(TenantTable, table=True):
     status: str = "SPAN_STATUS_UNSPECIFIED"
     status_message: str = ""
     attributes: dict[str, Any] = json_field(dict)
+    # The call or execution the span worked on (`agentmesh.call_id`, `agentmesh.execution_id`):
+    # a trace is found from either (ListTraces `call_id`, `execution_id`).
+    subject_id: str = Field(default="", index=True)
 
 
 class EventRow(TenantTable, table=True):
     __tablename__ = "events"
+    __audit__ = False  # a record itself, not a change to audit
     event_type: str
     source: str = ""
     severity: str = "SEVERITY_INFO"
@@ -47,6 +52,7 @@ class LogRow(TenantTable, table=True):
     """A log record of any service, shipped by the runtime (`mesh.runtime.logs`)."""
 
     __tablename__ = "logs"
+    __audit__ = False  # a record itself, not a change to audit
     timestamp: datetime | None = timestamp_field()
     level: str = "LOG_LEVEL_INFO"
     service: str = ""
@@ -88,7 +94,29 @@ class AlertNotificationRow(TenantTable, OutboxFields, table=True):
     so a restart between the change and its delivery loses nothing."""
 
     __tablename__ = "alert_notifications"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.Index("ix_alert_notifications_due", "status", "next_attempt_at"),)
 
     alert_id: str = Field(index=True)
     url: str
+
+
+class AuditRow(TenantTable, table=True):
+    """One event of the audit trail, forwarded by the service that recorded it
+    (mesh.runtime.audit); its id is the event's, so a repeated forward stores it once."""
+
+    __tablename__ = "audit_log"
+    __audit__ = False  # the trail itself
+    __table_args__ = (sa.Index("ix_audit_log_tenant_created_at", "tenant_id", "created_at", "id"),
+                      sa.Index("ix_audit_log_created_at", "created_at"))
+
+    actor: str = ""
+    api_key_id: str = ""
+    service: str = ""
+    action: str = ""
+    resource_type: str = ""
+    resource_id: str = ""
+    correlation_id: str = ""
+    before: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    after: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON, nullable=True)
+    details: dict[str, Any] = json_field(dict)

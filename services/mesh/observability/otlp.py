@@ -17,6 +17,8 @@ _KINDS = {0: "SPAN_KIND_UNSPECIFIED", 1: "SPAN_KIND_INTERNAL", 2: "SPAN_KIND_SER
 _STATUS = {0: "SPAN_STATUS_UNSPECIFIED", 1: "SPAN_STATUS_OK", 2: "SPAN_STATUS_ERROR"}
 # Attribute names that carry the tenant: ours, and the gateway's custom tag.
 _TENANT_KEYS = ("agentmesh.tenant_id", "tenant_id")
+# Attribute names that carry what the span worked on, by which its trace is found.
+_SUBJECT_KEYS = ("agentmesh.call_id", "agentmesh.execution_id")
 
 
 def _value(any_value) -> Any:
@@ -55,5 +57,7 @@ def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
                     ended_at=_time(span.end_time_unix_nano),
                     duration_ms=max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
                     status=_STATUS.get(span.status.code, "SPAN_STATUS_UNSPECIFIED"),
-                    status_message=span.status.message, attributes=attributes))
+                    status_message=span.status.message, attributes=attributes,
+                    subject_id=str(next((attributes[k] for k in _SUBJECT_KEYS
+                                         if attributes.get(k)), ""))))
     return rows

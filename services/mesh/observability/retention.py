@@ -1,6 +1,7 @@
 """Retention: every `AGENTMESH_RETENTION_PRUNE_SECONDS`, spans, logs, events and ended alert
 notifications older than `retention.days` of the runtime configuration (by default
-`AGENTMESH_RETENTION_DAYS`) go, so storage does not grow without bound."""
+`AGENTMESH_RETENTION_DAYS`) go, and audit events older than `AGENTMESH_AUDIT_RETENTION_DAYS`
+(365), so storage does not grow without bound."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from mesh.observability import audit_log
 from mesh.observability.models import AlertNotificationRow, EventRow, LogRow, SpanRow
 from mesh.runtime import live
 from mesh.runtime.db import Database
@@ -51,6 +53,8 @@ class Retention:
             days = float(live.value("retention", "days", self.settings.retention_days))
             before = utcnow() - timedelta(days=days)
             removed = await self.db.write(lambda s: prune(s, before))
+            removed += await self.db.write(
+                lambda s: audit_log.prune(s, self.settings.audit_retention_days))
             self.last_run_at, self.error = utcnow(), ""
             self.removed += removed
             if removed:

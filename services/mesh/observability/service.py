@@ -13,7 +13,8 @@ from __future__ import annotations
 from mesh.observability.api.analytics import AnalyticsService
 from mesh.observability.api.observability import ObservabilityService
 from mesh.observability.api.otlp import TraceReceiver
-from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow, SpanRow
+from mesh.observability.models import (AlertNotificationRow, AlertRow, AuditRow, EventRow,
+                                       LogRow, SpanRow)
 from mesh.observability.state import ObservabilityState
 from mesh.runtime.service import ServiceDefinition
 
@@ -21,5 +22,5 @@ DEFINITION = ServiceDefinition("observability",
                                servicers=[ObservabilityService, AnalyticsService],
                                extra_handlers=lambda runtime: [TraceReceiver(runtime).handler()],
                                tables=[SpanRow, EventRow, LogRow, AlertRow,
-                                       AlertNotificationRow],
+                                       AlertNotificationRow, AuditRow],
                                state=ObservabilityState)

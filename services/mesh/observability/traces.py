@@ -27,6 +27,9 @@ def list_traces(session: Session, tenant_id: str, request: pb.ListTracesRequest,
     mine = select(SpanRow.trace_id).where(SpanRow.tenant_id == tenant_id)
     if request.service:
         mine = mine.where(SpanRow.service == request.service)
+    subject = request.call_id or request.execution_id
+    if subject:
+        mine = mine.where(SpanRow.subject_id == subject)
     grouped = (select(SpanRow.trace_id, func.min(SpanRow.started_at).label("start"),
                       (func.max(SpanRow.duration_ms)).label("longest"),
                       func.max(_FAILED).label("failed"))

@@ -25,8 +25,12 @@ TOKEN_IAT_HEADER = "x-agentmesh-token-iat"
 # The API key a call came with (its id), set by identity's ext_authz; the user header is then the
 # key's creator and the scopes are the key's.
 API_KEY_HEADER = "x-agentmesh-api-key-id"
+# The agent a tool call is made for, set by the agents service on ExecuteTool: its loop has
+# decided the call with the agent as principal (mesh.governance.client), so tools does not
+# decide it again.
+AGENT_HEADER = "x-agentmesh-agent"
 IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER,
-                    API_KEY_HEADER)
+                    API_KEY_HEADER, AGENT_HEADER)
 CORRELATION_HEADER = "x-correlation-id"
 # The REST status of an answer other than 200, sent by the service as initial metadata; the
 # gateway's Lua filter makes it the answer's status (`accepted`: 202 for work that goes on).

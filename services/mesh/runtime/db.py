@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -133,9 +134,11 @@ class Database:
         return await loop.run_in_executor(self._pool, self._run, self.engine, fn)
 
     async def write(self, fn: Callable[[Session], T]) -> T:
-        """Runs `fn(session)` in a write transaction (committed, or rolled back on error)."""
+        """Runs `fn(session)` in a write transaction (committed, or rolled back on error), in
+        the caller's context (the call being served: who the audit trail names)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, self.writer, fn)
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._pool, context.run, self._run, self.writer, fn)
 
     def session(self, write: bool = False) -> Session:
         """A session for synchronous tools (CLI commands), outside any service."""

@@ -26,6 +26,36 @@ LATENCY = Histogram("agentmesh_request_duration_seconds", "Time to serve an RPC"
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                              1, 2.5, 5, 10, 30))
 
+# Domain metrics (docs/observability.md "Metrics").
+DECISIONS = Counter("agentmesh_governance_decisions", "Governance decisions, by action, outcome "
+                    "(allowed, denied) and reason kind", ["action", "outcome", "reason"])
+DECISION_LATENCY = Histogram("agentmesh_governance_decision_seconds", "Time to evaluate a "
+                             "decision's policies", ["action"],
+                             buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                      0.01, 0.05))
+MODEL_TOKENS = Counter("agentmesh_model_tokens", "Model tokens used, by model", ["model"])
+MODEL_COST = Counter("agentmesh_model_cost_usd", "Model cost in US dollars, by model", ["model"])
+EXECUTIONS = Counter("agentmesh_workflow_executions", "Workflow executions ended, by status",
+                     ["status"])
+STEP_DURATION = Histogram("agentmesh_workflow_step_duration_seconds", "Time a workflow step "
+                          "took, by type and status", ["type", "status"],
+                          buckets=(0.001, 0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600))
+
+
+def reason_kind(allowed: bool, reason: str) -> str:
+    """A decision's reason as a label of few values (the text names policies)."""
+    text = reason.lower()
+    if "default deny" in text:
+        return "default_deny"
+    if "missing scope" in text:
+        return "scope"
+    if "evaluation failed" in text:
+        return "error"
+    if "no polic" in text:
+        return "no_policy"
+    return "policy"
+
+
 _started = False
 
 

@@ -101,8 +101,9 @@ def outgoing_metadata() -> list[tuple[str, str]]:
     """The identity, correlation id and trace context of the call being served, for a call it
     makes."""
     context = current_call.get()
-    if context is None:
-        return []
+    if context is None:  # background work (a workflow step): only its span's trace, if any
+        traceparent = current_traceparent.get()
+        return [(TRACEPARENT, traceparent)] if traceparent else []
     incoming = call_metadata(context)
     metadata = [(k, v) for k, v in incoming.items() if k in _PASSED_ON]
     traceparent = current_traceparent.get()

@@ -2,6 +2,19 @@
 happened (workflows: an execution ended; agents: a call failed) tells the integration service,
 which owns the subscriptions and delivers them signed and retried.
 
+**Through the service's outbox, at least once** (what workflows and agents use):
+
+    platform_events.queue(session, tenant_id, "execution.finished", {...})  # in the change's
+    await platform_events.record(db, tenant_id, "call.failed", {...})        # or its own txn
+
+writes the event to the service's `platform_event_outbox` (every service has it: the runtime's
+migration branch); `Sender`, started by the runtime where integration is a peer, claims unsent
+rows with a lease (SKIP LOCKED on PostgreSQL), hands each to integration's
+`PublishPlatformEvent` with its id, and marks it sent. A restart or an unreachable integration
+loses nothing; integration queues each event id once per webhook.
+
+**In memory** (`emit`), for callers without a database:
+
     platform_events.emit(runtime.peers, tenant_id, "execution.finished", {...})
 
 Sent in the background and never awaited by the operation that caused it: a slow or absent
@@ -18,10 +31,103 @@ import asyncio
 import logging
 from typing import Any
 
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlmodel import Field, Session, SQLModel, select
+
 from mesh.runtime.context import TENANT_HEADER
+from mesh.runtime.tables import json_field, new_id, timestamp_field, utcnow
 
 log = logging.getLogger("mesh.runtime.platform_events")
 _pending: set[asyncio.Task] = set()
+
+
+class PlatformEventRow(SQLModel, table=True):
+    """A platform event waiting to be handed to integration (or handed, until pruned)."""
+
+    __tablename__ = "platform_event_outbox"
+    __table_args__ = (sa.Index("ix_platform_event_outbox_due", "sent_at", "next_attempt_at"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True)
+    tenant_id: str
+    event: str
+    data: dict[str, Any] = json_field(dict)
+    created_at: datetime | None = timestamp_field(nullable=False)
+    sent_at: datetime | None = timestamp_field()
+    next_attempt_at: datetime | None = timestamp_field()
+
+
+def queue(session: Session, tenant_id: str, event: str, data: dict[str, Any]) -> None:
+    """The event, in the transaction of the change that caused it."""
+    session.add(PlatformEventRow(tenant_id=tenant_id, event=event, data=data,
+                                 created_at=utcnow(), next_attempt_at=utcnow()))
+
+
+async def record(db, tenant_id: str, event: str, data: dict[str, Any]) -> None:
+    """The event, in a transaction of its own (after the change). Never raises."""
+    try:
+        await db.write(lambda session: queue(session, tenant_id, event, data))
+    except Exception:  # noqa: BLE001 - an event never fails what caused it
+        log.exception("could not queue platform event %s of tenant %s", event, tenant_id)
+
+
+class Sender:
+    """Hands the service's queued platform events to integration, at least once."""
+
+    def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 1.0,
+                 batch: int = 50, keep_sent: timedelta = timedelta(days=1)) -> None:
+        self.db, self.peers = db, peers
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_seconds, self.batch, self.keep_sent = poll_seconds, batch, keep_sent
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def _claim(self, session: Session) -> list[tuple[str, str, str, dict]]:
+        now = utcnow()
+        rows = session.exec(select(PlatformEventRow).where(
+            PlatformEventRow.sent_at.is_(None), PlatformEventRow.next_attempt_at <= now)
+            .order_by(PlatformEventRow.created_at).limit(self.batch)
+            .with_for_update(skip_locked=True)).all()
+        for row in rows:
+            row.next_attempt_at = now + self.lease
+            session.add(row)
+        session.execute(sa.delete(PlatformEventRow).where(
+            PlatformEventRow.sent_at < now - self.keep_sent))
+        return [(r.id, r.tenant_id, r.event, dict(r.data)) for r in rows]
+
+    async def send_once(self) -> int:
+        claimed = await self.db.write(self._claim)
+        sent = []
+        for event_id, tenant_id, event, data in claimed:
+            if await _send(self.peers, tenant_id, event, data, delays=(), event_id=event_id):
+                sent.append(event_id)
+        if sent:
+            await self.db.write(lambda session: session.execute(
+                sa.update(PlatformEventRow).where(PlatformEventRow.id.in_(sent))
+                .values(sent_at=utcnow())))
+        return len(claimed)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                claimed = await self.send_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - tried again at the next round
+                log.exception("platform events not sent yet")
+                claimed = 0
+            if claimed < self.batch:
+                await asyncio.sleep(self.poll_seconds)
 
 
 def emit(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None:
@@ -36,7 +142,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
 async def _send(peers, tenant_id: str, event: str, data: dict[str, Any],
-                delays: tuple[float, ...] = RETRY_DELAYS) -> bool:
+                delays: tuple[float, ...] = RETRY_DELAYS, event_id: str = "") -> bool:
     import grpc
     from google.protobuf import struct_pb2
 
@@ -45,7 +151,7 @@ async def _send(peers, tenant_id: str, event: str, data: dict[str, Any],
 
     body = struct_pb2.Struct()
     body.update(data)
-    request = pb.PublishPlatformEventRequest(event=event, data=body)
+    request = pb.PublishPlatformEventRequest(event=event, data=body, event_id=event_id)
     for attempt, delay in enumerate((*delays, None), start=1):
         try:
             stub = peers.stub(pb_grpc.IntegrationServiceStub)

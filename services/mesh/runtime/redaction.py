@@ -163,3 +163,28 @@ LOGS = _RecentSecrets()
 def remember(value: str) -> None:
     """A secret value this process now holds: masked out of its logs from now on."""
     LOGS.remember(value)
+
+
+# A column or key whose name says it holds a secret: its value is never recorded (audit
+# events' before/after). `api_key_id`, `secret_ref`, `secret_refs` name a secret, not hold one.
+_SECRET_NAME = re.compile(r"(password|passwd|secret|token|private|hash|credential|cipher|"
+                          r"encrypted|authorization|api_key|apikey|signing_key)", re.IGNORECASE)
+_NAMES_A_SECRET = re.compile(r"(_id|_ids|_ref|_refs|_hint|_prefix|_at|_type|_expires_in)$",
+                             re.IGNORECASE)
+
+
+def secret_name(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name)) and not _NAMES_A_SECRET.search(name)
+
+
+def mask_record(value: Any) -> Any:
+    """A record (a row as a dict, nested JSON) with the values of secret-named keys replaced by
+    `***` and every secret value this process revealed lately masked out of its strings."""
+    if isinstance(value, dict):
+        return {k: (MASK if isinstance(k, str) and secret_name(k) and v not in (None, "", [], {})
+                    else mask_record(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_record(v) for v in value]
+    if isinstance(value, str):
+        return LOGS._mask.value(value)
+    return value

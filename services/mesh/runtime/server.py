@@ -29,7 +29,8 @@ from grpc_reflection.v1alpha import reflection
 from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import errors, idempotency, internal, limits, live, logs, sandbox, tls, wire
+from mesh.runtime import (audit, errors, idempotency, internal, limits, live, logs,
+                          platform_events, sandbox, tls, wire)
 from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
                                   current_service)
 from mesh.runtime.db import Database
@@ -263,6 +264,8 @@ class RunningService:
     started_at: float = field(default_factory=time.time)
     database_kind: str = ""
     revisions: list[str] = field(default_factory=list)
+    audit: Any = None  # the audit trail's forwarder to observability (mesh.runtime.audit)
+    events: Any = None  # the platform events' sender to integration (platform_events.Sender)
 
     async def set_serving(self, serving: bool) -> None:
         status = (health_pb2.HealthCheckResponse.SERVING if serving
@@ -273,6 +276,10 @@ class RunningService:
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.audit is not None:
+            await self.audit.close()
+        if self.events is not None:
+            await self.events.close()
         await self.definition.stop_state(self.runtime)
         await self.runtime.peers.close()
         if self.runtime.db is not None:
@@ -312,6 +319,16 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     running.port = tls.add_port(server, settings, f"{settings.host}:{wanted}")
     await server.start()
     await definition.start_state(runtime)
+    if database is not None:
+        audit.install()
+        if "observability" in runtime.peers.addresses:
+            running.audit = audit.Forwarder(
+                database, runtime.peers,
+                local_retention_days=settings.audit_local_retention_days)
+            running.audit.start()
+        if "integration" in runtime.peers.addresses:
+            running.events = platform_events.Sender(database, runtime.peers)
+            running.events.start()
     await running.set_serving(True)
     log.info("serving %s on %s:%d", definition.name, settings.host, running.port)
     return running

@@ -108,10 +108,12 @@ class ServiceDefinition:
         """The service's tables (and the runtime's), apart from every other service's."""
         from mesh.runtime import idempotency
         from mesh.runtime.audit import AuditEvent
+        from mesh.runtime.platform_events import PlatformEventRow
         from mesh.runtime.tables import RowCount
 
         metadata = sa.MetaData()
         for table in [RowCount.__table__, idempotency.TABLE, AuditEvent.__table__,
+                      PlatformEventRow.__table__,
                       *(t.__table__ for t in self.tables)]:
             table.to_metadata(metadata)
         return metadata

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     # Retention of spans, logs and events (observability), and how often it is enforced.
     retention_days: float = Field(default=7, gt=0)
     retention_prune_seconds: float = Field(default=3600, gt=0)
+    # The audit trail (mesh.runtime.audit): how long observability keeps it, and how long a
+    # service keeps the events it has forwarded.
+    audit_retention_days: float = Field(default=365, gt=0)
+    audit_local_retention_days: float = Field(default=7, gt=0)
     # How often the observability service evaluates the tenants' alert rules.
     alert_evaluation_seconds: float = Field(default=30, gt=0)
 

@@ -313,13 +313,17 @@ def client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
     from mesh.runtime.context import current_service
 
     tracing = Tracing._instance
-    if tracing is None or not get_current_span().is_recording():
+    parent = get_current_span()
+    if tracing is None or not parent.is_recording():
         yield None
         return
     from opentelemetry.trace import SpanKind, Status, StatusCode
 
+    # Filed under the tenant of the call it is part of, as that call's span is.
+    inherited = {k: v for k, v in (getattr(parent, "attributes", None) or {}).items()
+                 if k in ("agentmesh.tenant_id", "agentmesh.service")}
     span = tracing.tracer(current_service.get() or "mesh").start_span(
-        name, kind=SpanKind.CLIENT, attributes=dict(attributes))
+        name, kind=SpanKind.CLIENT, attributes={**inherited, **dict(attributes)})
     token = attach(set_span_in_context(span))
     try:
         yield span
@@ -328,5 +332,55 @@ def client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
         span.set_status(Status(StatusCode.ERROR, str(getattr(exc, "message", "")) or None))
         raise
     finally:
+        detach(token)
+        span.end()
+
+
+def annotate(**attributes: Any) -> None:
+    """Adds attributes to the span of the call being served (`agentmesh.call_id=...`, by which
+    observability finds the trace); nothing when the call is not traced."""
+    from opentelemetry.trace import get_current_span
+
+    span = get_current_span()
+    if span.is_recording():
+        span.set_attributes({k.replace("__", "."): v for k, v in attributes.items()})
+
+
+def traceparent() -> str:
+    """The `traceparent` of the call being served ("" when it is not traced): stored with work
+    that goes on after the call (a workflow execution), so that the work's spans join its trace."""
+    return current_traceparent.get()
+
+
+@contextlib.contextmanager
+def background_span(name: str, parent: str, attributes: Mapping[str, Any]) -> Iterator[Any]:
+    """An INTERNAL span of work done outside any call (a workflow step), a child of the stored
+    `parent` traceparent: none (and no cost) when there is no parent or tracing is off. Current
+    inside the block, so the calls it makes carry its trace."""
+    tracing = Tracing._instance
+    if tracing is None or not parent:
+        yield None
+        return
+    from opentelemetry.context import attach, detach
+    from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+
+    from mesh.runtime.context import current_service
+
+    context = tracing.propagator.extract({TRACEPARENT: parent})
+    span = tracing.tracer(current_service.get() or "mesh").start_span(
+        name, context=context, kind=SpanKind.INTERNAL, attributes=dict(attributes))
+    if not span.is_recording():
+        yield None
+        return
+    token = attach(set_span_in_context(span))
+    saved = current_traceparent.set(
+        f"00-{span.get_span_context().trace_id:032x}-{span.get_span_context().span_id:016x}-01")
+    try:
+        yield span
+    except BaseException as exc:
+        span.set_status(Status(StatusCode.ERROR, str(exc)[:200] or None))
+        raise
+    finally:
+        current_traceparent.reset(saved)
         detach(token)
         span.end()

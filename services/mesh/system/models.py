@@ -46,6 +46,7 @@ class AlertRow(TenantTable, table=True):
     so a condition that holds again updates its firing alert instead of adding one."""
 
     __tablename__ = "system_alerts"
+    __audit__ = False  # a record itself, not a change to audit
 
     key: str = Field(index=True)
     title: str = ""
@@ -60,6 +61,7 @@ class CacheClearRow(SQLModel, table=True):
     """Each ClearCache: its generation is what service processes compare with their own."""
 
     __tablename__ = "cache_clears"
+    __audit__ = False  # a record itself, not a change to audit
 
     generation: int = Field(primary_key=True)
     caches: list[str] = json_field(list)

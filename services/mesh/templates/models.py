@@ -32,6 +32,7 @@ class TemplateVersionRow(TenantTable, table=True):
     """An immutable version of a template's content and parameters."""
 
     __tablename__ = "template_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("template_id", "version",
                                           name="uq_template_versions_template_version"),)
 

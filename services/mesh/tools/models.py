@@ -44,6 +44,7 @@ class ToolRow(TenantTable, table=True):
 
 class ToolExecutionRow(TenantTable, table=True):
     __tablename__ = "tool_executions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.Index("ix_tool_executions_tool", "tenant_id", "tool_id", "started_at"),)
 
     tool_id: str

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from agentmesh.tools.v1 import tools_pb2 as pb
+from mesh.governance import client as governance
 from mesh.runtime import schemas
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
@@ -59,10 +60,12 @@ async def _check_output(tool: pb.Tool, outcome: runners.Outcome,
 
 
 class ToolRunner:
-    def __init__(self, db: Database, masterdata: MasterData, policy: EgressPolicy) -> None:
+    def __init__(self, db: Database, masterdata: MasterData, policy: EgressPolicy,
+                 peers=None) -> None:
         self.db = db
         self.masterdata = masterdata
         self.policy = policy
+        self.peers = peers
 
     async def missing_secrets(self, tool: pb.Tool) -> list[tuple[str, str]]:
         missing = []
@@ -84,10 +87,12 @@ class ToolRunner:
         return await runners.run(tool, arguments, policy=self.policy, reveal=reveal,
                                  tenant=tenant)
 
-    async def execute(self, caller: Caller, tool: pb.Tool, request: pb.ExecuteToolRequest
-                      ) -> ToolExecutionRow:
+    async def execute(self, caller: Caller, tool: pb.Tool, request: pb.ExecuteToolRequest,
+                      agent: str = "") -> ToolExecutionRow:
         """Runs the tool and records the execution; a refusal (egress) is raised after it is
-        recorded, naming it."""
+        recorded, naming it. Governance decides the call first (`call_tool` on the tool, the
+        caller as principal) unless an agent's loop already decided it as the agent (`agent`);
+        a denial is 403 `GOVERNANCE_DENIED` carrying the decision, and nothing runs."""
         status = pb.ToolStatus.Name(tool.status)
         if status not in EXECUTABLE:
             raise FailedPrecondition(
@@ -100,6 +105,10 @@ class ToolRunner:
         if errors:
             raise InvalidArgument("; ".join(f"{f}: {p}" for f, p in errors),
                                   reason="ARGUMENTS_INVALID", field_violations=errors)
+        if not agent and self.peers is not None:
+            await governance.require(self.peers, f"tool {tool.name!r}", action="call_tool",
+                                     resource_type="Tool", resource_id=tool.name,
+                                     arguments=arguments)
         started = utcnow()
         outcome = await self._run(tool, arguments, caller.tenant_id)
         await _check_output(tool, outcome, caller.tenant_id)

@@ -36,6 +36,14 @@ async def decide(db: Database, peers: Peers, engine: Engine, caller: Caller, row
     if approvers and not await is_approver(peers, caller, approvers):
         raise PermissionDenied(f"{caller.user_id} is not an approver of step {step_id!r}",
                                reason="NOT_AN_APPROVER", details={"step": step_id})
+    from mesh.governance import client as governance
+
+    slug = row.workflow_slug or row.workflow_id
+    await governance.require(peers, f"the {'approval' if approved else 'rejection'} of step "
+                             f"{step_id!r}", action="approve", resource_type="Workflow",
+                             resource_id=slug, arguments={
+                                 "step": step_id, "execution_id": row.id,
+                                 "approved": approved})
     decision = {"user_id": caller.user_id, "approved": approved,
                 "comment": comment, "decided_at": timestamp(utcnow())}
 

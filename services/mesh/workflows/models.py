@@ -41,6 +41,7 @@ class WorkflowVersionRow(TenantTable, table=True):
     """One immutable version of a workflow: what an execution of that version runs."""
 
     __tablename__ = "workflow_versions"
+    __audit__ = False  # a record itself, not a change to audit
     __table_args__ = (sa.UniqueConstraint("workflow_id", "version",
                                           name="uq_workflow_versions_workflow_version"),)
 
@@ -63,6 +64,8 @@ class ExecutionRow(TenantTable, table=True):
     workflow_slug: str = ""
     workflow_version: int = 1
     status: str = "EXECUTION_STATUS_QUEUED"
+    # The trace of the call that started it ("" when untraced): its steps' spans join it.
+    traceparent: str = Field(default="", sa_column_kwargs={"server_default": ""})
     priority: str = "EXECUTION_PRIORITY_NORMAL"
     progress: float = 0.0
     current_phase: str = ""
@@ -116,6 +119,7 @@ class ExecutorRow(SQLModel, table=True):
     (mesh.workflows.recovery.watch_executors)."""
 
     __tablename__ = "workflow_executors"
+    __audit__ = False  # a record itself, not a change to audit
 
     executor_id: str = Field(primary_key=True)
     started_at: datetime | None = timestamp_field(nullable=False)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from mesh.runtime import events, platform_events
+from mesh.runtime import events, metrics, platform_events
 from mesh.runtime.db import Database
 from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
@@ -48,18 +48,19 @@ class Projection:
             row.updated_at = utcnow()
             touch(row)
             session.add(row)
-            changed.append((row.tenant_id, progress_payload(row),
-                            row.status in ENDED and not was_ended))
+            payload = progress_payload(row)
+            ended = row.status in ENDED and not was_ended
+            if ended:  # once, in the transaction that ended it: the tenant's webhooks
+                platform_events.queue(session, row.tenant_id, "execution.finished", payload)
+            changed.append((row.tenant_id, payload, ended))
             return result
         changed: list[tuple[str, dict, bool]] = []
         result = await self.db.write(apply)
         self.notify(execution_id)
-        for tenant_id, payload, ended in changed[-1:]:
+        for tenant_id, payload, _ in changed[-1:]:
             # The live service's sockets (/ws/{session_id}, /ws/executions) see every change.
             await events.publish(self.settings, tenant_id, "execution", execution_id,
                                  "execution.progress", payload)
-            if ended:  # once, in the transaction that ended it: the tenant's webhooks
-                platform_events.emit(self.peers, tenant_id, "execution.finished", payload)
         return result
 
     async def step_state(self, execution_id: str, step_id: str,
@@ -99,6 +100,7 @@ def end(row: ExecutionRow, status: str, error: dict | None = None) -> None:
         return
     row.status = status
     row.ended_at = utcnow()
+    metrics.EXECUTIONS.labels(status.removeprefix("EXECUTION_STATUS_").lower()).inc()
     row.current_phase = ""
     if error is not None:
         row.errors = [*row.errors, error]

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from dbos import DBOS
 from sqlmodel import Session
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.runtime import metrics, telemetry
 from mesh.runtime.tables import utcnow
 from mesh.workflows import definition as defn
 from mesh.workflows import limits
@@ -45,7 +47,8 @@ async def interpret(engine: Engine, execution_id: str) -> dict:
             return {"tenant_id": row.tenant_id, "workflow": version.workflow,
                     "inputs": row.inputs, "created_by": row.created_by,
                     "api_key_id": row.api_key_id, "scopes": list(row.scopes),
-                    "workflow_id": row.workflow_id}
+                    "workflow_id": row.workflow_id, "workflow_slug": row.workflow_slug,
+                    "traceparent": row.traceparent}
         return await engine.db.read(read)
 
     snapshot = await DBOS.run_step_async({"name": "load"}, load, execution_id)
@@ -91,6 +94,8 @@ class Run(StepKinds):
         self.scopes = frozenset(snapshot.get("scopes") or ())
         self.inputs = snapshot["inputs"]
         self.workflow = defn.workflow_from_json(snapshot["workflow"])
+        self.workflow_key = snapshot.get("workflow_slug") or self.workflow.name
+        self.traceparent = snapshot.get("traceparent", "")
         self.graph = defn.build_graph(self.workflow)
         self.status: dict[str, str] = {sid: "PENDING" for sid in self.graph.order}
         self.outputs: dict[str, Any] = {}
@@ -249,9 +254,19 @@ class Run(StepKinds):
             args, early = None, StepFailure("TIMEOUT", f"step {sid!r}: an input {exc}")
         else:
             early = None
-        result = await reservation.run_async(
-            {"name": f"step:{sid}", "preemptible": True}, self.attempts, sid, args,
-            None if early is None else {"code": early.code, "message": early.message})
+        started = time.perf_counter()
+        with telemetry.background_span(f"step {sid}", self.traceparent, {
+                "agentmesh.service": "workflows", "agentmesh.tenant_id": self.tenant_id,
+                "agentmesh.execution_id": self.execution_id, "agentmesh.step_id": sid,
+                "agentmesh.step_type": T.Name(step.type)}) as span:
+            result = await reservation.run_async(
+                {"name": f"step:{sid}", "preemptible": True}, self.attempts, sid, args,
+                None if early is None else {"code": early.code, "message": early.message})
+            if span is not None and not result["ok"]:
+                span.set_attribute("error.type", result["code"])
+        metrics.STEP_DURATION.labels(T.Name(step.type).removeprefix("STEP_TYPE_").lower(),
+                                     "completed" if result["ok"] else "failed").observe(
+            time.perf_counter() - started)
         return await self.record(sid, result)
 
     async def record(self, sid: str, result: dict) -> Failure:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from sqlmodel import Session, select
 
-from mesh.runtime import schemas
+from mesh.governance import client as governance
+from mesh.runtime import schemas, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.errors import FailedPrecondition, InvalidArgument
@@ -46,8 +47,14 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
                 workflow_key: str, inputs: dict, priority: str,
                 idempotency_key: str) -> ExecutionRow:
     """A new execution of the workflow (or the one its idempotency key already started),
-    acting as the caller, within the caller's scopes."""
+    acting as the caller, within the caller's scopes. Governance decides the start first
+    (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`."""
     validated: dict | None = None
+    if governance.enabled(engine.peers):
+        slug = await db.read(lambda s: workflows.get(s, caller.tenant_id, workflow_key).slug)
+        await governance.require(engine.peers, f"workflow {slug!r}", action="execute_workflow",
+                                 resource_type="Workflow", resource_id=slug,
+                                 arguments={"step": "", "inputs": inputs})
 
     # (the execution, whether it is new, its workflow's timeout)
     def create(session: Session) -> tuple[ExecutionRow, bool, float | None]:
@@ -67,7 +74,7 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
         limits.check_execution_quota(session, caller.tenant_id, settings)
         row = new_execution(workflow, inputs, priority, caller.user_id,
                             idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
-                            scopes=sorted(caller.scopes))
+                            scopes=sorted(caller.scopes), traceparent=telemetry.traceparent())
         row.dbos_workflow_id = row.id
         executions.add(session, row)
         return row, True, timeout_of(workflow.definition)
@@ -78,6 +85,7 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
             needed.schema, inputs, "inputs", "input_schema", tenant=caller.tenant_id))
         validated = needed.schema
         row, made, timeout = await db.write(create)
+    telemetry.annotate(agentmesh__execution_id=row.id)
     if made:
         await engine.enqueue(row.id, row.tenant_id, row.priority, timeout)
     return row

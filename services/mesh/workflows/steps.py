@@ -48,7 +48,8 @@ INTERACT_WITH_AGENT = "/agentmesh.agents.v1.AgentService/InteractWithAgent"
 EXECUTE_WORKFLOW = "/agentmesh.workflows.v1.WorkflowService/ExecuteWorkflow"
 SCOPE_NOT_HELD = "SCOPE_NOT_HELD"
 # Failures a retry cannot change: a bad expression, a refused address, a scope not held.
-NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED", SCOPE_NOT_HELD}
+GOVERNANCE_DENIED = "GOVERNANCE_DENIED"
+NEVER_RETRIED = {"EXPRESSION_FAILED", "EGRESS_DENIED", SCOPE_NOT_HELD, GOVERNANCE_DENIED}
 
 
 @functools.cache
@@ -71,12 +72,16 @@ class StepKinds:
     api_key_id: str
     scopes: frozenset[str]
     graph: defn.Graph
+    # The workflow's slug: the resource governance decides each step on.
+    workflow_key: str
 
     # -- attempts: the body of the step's DBOS step --
     async def attempts(self, sid: str, args: dict | None, early: dict | None) -> dict:
         """{"ok": True, "output": ...} or {"ok": False, "code": ..., "message": ...}, which the
         run records; checkpointed by DBOS, so a replay gets it without running the step."""
         step = self.graph.steps[sid]
+        if early is None:
+            early = await self._governed(step, sid)
         policy = step.retry_policy
         max_attempts = max(1, policy.max_attempts)
         backoff = defn.duration_seconds(policy, "initial_backoff") or 1.0
@@ -155,6 +160,30 @@ class StepKinds:
                 return {"ok": False, "code": failure.code, "message": failure.message}
             wait = min(max_backoff, backoff * multiplier ** (began["run_attempts"] - 1))
             await asyncio.sleep(wait)
+
+    async def _governed(self, step: pb.Step, sid: str) -> dict | None:
+        """The step decided by governance before it runs (`execute_workflow` on the workflow,
+        the step in `context.arguments`), as the execution's starter; a denial is the step's
+        failure `GOVERNANCE_DENIED` naming the decision, never retried."""
+        from mesh.governance import client as governance
+
+        if not governance.enabled(self.engine.peers):
+            return None
+        metadata = [item for item in self._metadata("") if item[0] != "idempotency-key"]
+        try:
+            decision = await governance.check_workflow_step(
+                self.engine.peers, workflow=self.workflow_key, step=sid,
+                arguments={"type": T.Name(step.type).removeprefix("STEP_TYPE_").lower(),
+                           "execution_id": self.execution_id},
+                metadata=metadata)
+        except DomainError as exc:
+            return {"code": exc.reason, "message": exc.message}
+        if decision.allowed:
+            return None
+        policies = ", ".join(decision.matching_policies)
+        return {"code": GOVERNANCE_DENIED,
+                "message": f"step {sid!r} denied by governance: {decision.reason} (decision "
+                           f"{decision.id}{', ' + policies if policies else ''})"}
 
     # -- what each kind does --
     async def perform(self, step: pb.Step, args: dict, key: str) -> Any:
@@ -344,7 +373,11 @@ async def _once(kind: str, call: Callable[[], Any]) -> Any:
 
 
 def _rpc_failure(kind: str, exc: grpc.aio.AioRpcError) -> StepFailure:
+    from mesh.runtime.errors import reason_of
+
     code = exc.code()
+    if code == grpc.StatusCode.PERMISSION_DENIED and reason_of(exc) == GOVERNANCE_DENIED:
+        return StepFailure(GOVERNANCE_DENIED, exc.details() or "denied by governance")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return StepFailure(f"{kind}_UNAVAILABLE", f"the {kind.lower()}s service cannot run this "
                                                   f"yet (UNIMPLEMENTED): {exc.details()}")

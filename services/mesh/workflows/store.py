@@ -55,8 +55,8 @@ def version_of(session: Session, workflow_id: str, version: int) -> WorkflowVers
 
 def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by: str, *,
                   execution_id: str | None = None, idempotency_key: str | None = None,
-                  api_key_id: str = "", scopes: list[str] | tuple[str, ...] = ()
-                  ) -> ExecutionRow:
+                  api_key_id: str = "", scopes: list[str] | tuple[str, ...] = (),
+                  traceparent: str = "") -> ExecutionRow:
     """A queued execution whose steps act as `created_by` (with `api_key_id`, the key it came
     with), within `scopes`."""
     steps = workflow.definition.get("steps", [])
@@ -65,7 +65,7 @@ def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by
         id=execution_id or new_id(), tenant_id=workflow.tenant_id, workflow_id=workflow.id,
         workflow_slug=workflow.slug, workflow_version=workflow.version, priority=priority,
         inputs=inputs, created_by=created_by, idempotency_key=idempotency_key or None,
-        api_key_id=api_key_id, scopes=sorted(scopes),
+        api_key_id=api_key_id, scopes=sorted(scopes), traceparent=traceparent,
         dbos_workflow_id=execution_id or "",
         step_states=[{"step_id": s["id"], "name": s.get("name") or s["id"],
                       "status": "STEP_STATUS_PENDING", "attempts": 0} for s in steps],

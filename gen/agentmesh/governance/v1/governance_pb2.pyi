@@ -397,42 +397,112 @@ class DecideRequest(_message.Message):
     def __init__(self, request: _Optional[_Union[DecisionRequest, _Mapping]] = ..., intent: _Optional[str] = ...) -> None: ...
 
 class CheckBudgetRequest(_message.Message):
-    __slots__ = ("agent_id", "model", "estimated_tokens", "max_tokens_per_call", "max_cost_per_day", "tenant_max_cost_per_day")
+    __slots__ = ("agent_id", "model", "estimated_tokens", "max_tokens_per_call", "max_cost_per_day", "tenant_max_cost_per_day", "api_key_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_PER_CALL_FIELD_NUMBER: _ClassVar[int]
     MAX_COST_PER_DAY_FIELD_NUMBER: _ClassVar[int]
     TENANT_MAX_COST_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     model: str
     estimated_tokens: int
     max_tokens_per_call: int
     max_cost_per_day: float
     tenant_max_cost_per_day: float
-    def __init__(self, agent_id: _Optional[str] = ..., model: _Optional[str] = ..., estimated_tokens: _Optional[int] = ..., max_tokens_per_call: _Optional[int] = ..., max_cost_per_day: _Optional[float] = ..., tenant_max_cost_per_day: _Optional[float] = ...) -> None: ...
+    api_key_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., model: _Optional[str] = ..., estimated_tokens: _Optional[int] = ..., max_tokens_per_call: _Optional[int] = ..., max_cost_per_day: _Optional[float] = ..., tenant_max_cost_per_day: _Optional[float] = ..., api_key_id: _Optional[str] = ...) -> None: ...
 
 class BudgetCheck(_message.Message):
-    __slots__ = ("allowed", "reason", "agent", "tenant")
+    __slots__ = ("allowed", "reason", "agent", "tenant", "budget", "window", "retry_after_seconds")
     ALLOWED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     AGENT_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     allowed: bool
     reason: str
     agent: BudgetUsage
     tenant: BudgetUsage
-    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., agent: _Optional[_Union[BudgetUsage, _Mapping]] = ..., tenant: _Optional[_Union[BudgetUsage, _Mapping]] = ...) -> None: ...
+    budget: str
+    window: str
+    retry_after_seconds: int
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[str] = ..., agent: _Optional[_Union[BudgetUsage, _Mapping]] = ..., tenant: _Optional[_Union[BudgetUsage, _Mapping]] = ..., budget: _Optional[str] = ..., window: _Optional[str] = ..., retry_after_seconds: _Optional[int] = ...) -> None: ...
 
 class RecordUsageRequest(_message.Message):
-    __slots__ = ("agent_id", "tokens", "cost_usd")
+    __slots__ = ("agent_id", "tokens", "cost_usd", "model", "api_key_id")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     tokens: int
     cost_usd: float
-    def __init__(self, agent_id: _Optional[str] = ..., tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    model: str
+    api_key_id: str
+    def __init__(self, agent_id: _Optional[str] = ..., tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., model: _Optional[str] = ..., api_key_id: _Optional[str] = ...) -> None: ...
+
+class Budget(_message.Message):
+    __slots__ = ("name", "tokens_per_day", "tokens_per_month", "cents_per_day", "cents_per_month", "tokens_today", "tokens_this_month", "usd_today", "usd_this_month", "tokens_remaining", "usd_remaining", "day_resets_at", "month_resets_at", "updated_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_PER_MONTH_FIELD_NUMBER: _ClassVar[int]
+    CENTS_PER_DAY_FIELD_NUMBER: _ClassVar[int]
+    CENTS_PER_MONTH_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_TODAY_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_THIS_MONTH_FIELD_NUMBER: _ClassVar[int]
+    USD_TODAY_FIELD_NUMBER: _ClassVar[int]
+    USD_THIS_MONTH_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    USD_REMAINING_FIELD_NUMBER: _ClassVar[int]
+    DAY_RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    MONTH_RESETS_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tokens_per_day: int
+    tokens_per_month: int
+    cents_per_day: int
+    cents_per_month: int
+    tokens_today: int
+    tokens_this_month: int
+    usd_today: float
+    usd_this_month: float
+    tokens_remaining: int
+    usd_remaining: float
+    day_resets_at: _timestamp_pb2.Timestamp
+    month_resets_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., tokens_per_day: _Optional[int] = ..., tokens_per_month: _Optional[int] = ..., cents_per_day: _Optional[int] = ..., cents_per_month: _Optional[int] = ..., tokens_today: _Optional[int] = ..., tokens_this_month: _Optional[int] = ..., usd_today: _Optional[float] = ..., usd_this_month: _Optional[float] = ..., tokens_remaining: _Optional[int] = ..., usd_remaining: _Optional[float] = ..., day_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., month_resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetBudgetRequest(_message.Message):
+    __slots__ = ("budget_name", "budget", "update_mask")
+    BUDGET_NAME_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    budget_name: str
+    budget: Budget
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, budget_name: _Optional[str] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class ListBudgetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListBudgetsResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Budget]
+    def __init__(self, items: _Optional[_Iterable[_Union[Budget, _Mapping]]] = ...) -> None: ...
+
+class DeleteBudgetRequest(_message.Message):
+    __slots__ = ("budget_name",)
+    BUDGET_NAME_FIELD_NUMBER: _ClassVar[int]
+    budget_name: str
+    def __init__(self, budget_name: _Optional[str] = ...) -> None: ...
 
 class Webhook(_message.Message):
     __slots__ = ("id", "tenant_id", "url", "events", "secret", "created_at", "updated_at")

@@ -108,6 +108,21 @@ class GovernanceServiceStub:
                 request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.FromString,
                 _registered_method=True)
+        self.SetBudget = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/SetBudget',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetBudgetRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Budget.FromString,
+                _registered_method=True)
+        self.ListBudgets = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/ListBudgets',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsResponse.FromString,
+                _registered_method=True)
+        self.DeleteBudget = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/DeleteBudget',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteBudgetRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.CreateWebhook = channel.unary_unary(
                 '/agentmesh.governance.v1.GovernanceService/CreateWebhook',
                 request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.CreateWebhookRequest.SerializeToString,
@@ -256,6 +271,32 @@ class GovernanceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetBudget(self, request, context):
+        """Sets the token and cost limits per day and month of the tenant
+        (`tenant`), one of its agents (`agent:<name>`) or API keys
+        (`api_key:<id>`). A model request past a limit is refused with
+        RESOURCE_EXHAUSTED (HTTP 429) `BUDGET_EXCEEDED` and Retry-After at the
+        end of the window. INVALID_ARGUMENT for a negative limit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBudgets(self, request, context):
+        """Lists the tenant's budgets with their usage and what remains of them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteBudget(self, request, context):
+        """Removes a budget's limits (its usage is still counted). NOT_FOUND when
+        the tenant has no such budget.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateWebhook(self, request, context):
         """Registers a URL that receives the tenant's decision events, signed
         with HMAC-SHA256. The secret is returned once, in this answer.
@@ -352,6 +393,21 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
                     servicer.RecordUsage,
                     request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.FromString,
                     response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.SerializeToString,
+            ),
+            'SetBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBudget,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetBudgetRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Budget.SerializeToString,
+            ),
+            'ListBudgets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBudgets,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsResponse.SerializeToString,
+            ),
+            'DeleteBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBudget,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteBudgetRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
             'CreateWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWebhook,
@@ -750,6 +806,87 @@ class GovernanceService:
             '/agentmesh.governance.v1.GovernanceService/RecordUsage',
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.RecordUsageRequest.SerializeToString,
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.BudgetUsage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/SetBudget',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetBudgetRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.Budget.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBudgets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/ListBudgets',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListBudgetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/DeleteBudget',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeleteBudgetRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,12 +56,14 @@ AUTH_TYPE_OAUTH2: AuthType
 AUTH_TYPE_AWS_SIGV4: AuthType
 
 class PublishPlatformEventRequest(_message.Message):
-    __slots__ = ("event", "data")
+    __slots__ = ("event", "data", "event_id")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     event: str
     data: _struct_pb2.Struct
-    def __init__(self, event: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    event_id: str
+    def __init__(self, event: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., event_id: _Optional[str] = ...) -> None: ...
 
 class PublishPlatformEventResponse(_message.Message):
     __slots__ = ("deliveries",)

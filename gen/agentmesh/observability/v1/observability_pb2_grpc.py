@@ -95,6 +95,26 @@ class ObservabilityServiceStub:
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/ListAuditEvents',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.ExportAuditEvents = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/ExportAuditEvents',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.ListPlatformAuditEvents = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/ListPlatformAuditEvents',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.IngestAuditEvents = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/IngestAuditEvents',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ObservabilityServiceServicer:
@@ -200,6 +220,40 @@ class ObservabilityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """Lists the tenant's audit trail: every change made in any service (who,
+        what, which resource, before and after with secrets masked, the
+        correlation id) and every governance decision, newest first.
+        INVALID_ARGUMENT when `end_time` precedes `start_time`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportAuditEvents(self, request, context):
+        """The tenant's audit trail with the same filters as ListAuditEvents, as
+        JSON Lines (one event per line, oldest first, at most 100,000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPlatformAuditEvents(self, request, context):
+        """The audit trail of every tenant, for the platform's operators
+        (`platform:read`); `tenant_id` narrows it to one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IngestAuditEvents(self, request, context):
+        """Stores audit events forwarded by the services (mesh.runtime.audit), each
+        once by its id. Internal.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ObservabilityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -257,6 +311,26 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
                     servicer.IngestLogs,
                     request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.FromString,
                     response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'ExportAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportAuditEvents,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'ListPlatformAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPlatformAuditEvents,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'IngestAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.IngestAuditEvents,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -560,6 +634,114 @@ class ObservabilityService:
             '/agentmesh.observability.v1.ObservabilityService/IngestLogs',
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.SerializeToString,
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/ListAuditEvents',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/ExportAuditEvents',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ExportAuditEventsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPlatformAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/ListPlatformAuditEvents',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListPlatformAuditEventsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IngestAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/IngestAuditEvents',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from pydantic import Field
 from agentmesh_client._model import Model
 
 __all__ = [
+    "Budget",
     "BudgetCheck",
     "BudgetUsage",
     "CheckBudgetRequest",
@@ -16,6 +17,7 @@ __all__ = [
     "DecideRequest",
     "Decision",
     "DecisionRequest",
+    "DeleteBudgetRequest",
     "DeletePolicyRequest",
     "DispatchRequest",
     "DispatchResponse",
@@ -30,6 +32,8 @@ __all__ = [
     "GovernanceListWebhooksRequest",
     "GovernanceListWebhooksResponse",
     "GovernanceWebhook",
+    "ListBudgetsRequest",
+    "ListBudgetsResponse",
     "ListDecisionsRequest",
     "ListDecisionsResponse",
     "ListPoliciesRequest",
@@ -43,8 +47,41 @@ __all__ = [
     "RateLimitUsage",
     "RateLimits",
     "RecordUsageRequest",
+    "SetBudgetRequest",
     "UpdatePolicyRequest",
 ]
+
+
+class Budget(Model):
+    """Token and cost limits of one budget holder per UTC day and month (0: no limit). Set with PUT, read with its usage and what remains."""
+    name: str = ""
+    """`tenant`, `agent:<agent id or name>` or `api_key:<key id>`."""
+    tokens_per_day: int = 0
+    """Tokens per UTC day (0: no limit)."""
+    tokens_per_month: int = 0
+    """Tokens per UTC month (0: no limit)."""
+    cents_per_day: int = 0
+    """US cents per UTC day (0: no limit): 250 is $2.50."""
+    cents_per_month: int = 0
+    """US cents per UTC month (0: no limit)."""
+    tokens_today: int = 0
+    """Tokens used today."""
+    tokens_this_month: int = 0
+    """Tokens used this month."""
+    usd_today: float = 0.0
+    """US dollars used today."""
+    usd_this_month: float = 0.0
+    """US dollars used this month."""
+    tokens_remaining: int = 0
+    """Tokens left today, the smaller of the day's and the month's (-1: no token limit)."""
+    usd_remaining: float = 0.0
+    """US dollars left today, the smaller of the day's and the month's (-1: no cost limit)."""
+    day_resets_at: Optional[str] = None
+    """When the day's usage resets (next midnight UTC)."""
+    month_resets_at: Optional[str] = None
+    """When the month's usage resets (the first of next month, UTC)."""
+    updated_at: Optional[str] = None
+    """Last update time of the limits."""
 
 
 class BudgetCheck(Model):
@@ -57,6 +94,12 @@ class BudgetCheck(Model):
     """The agent's usage of the day."""
     tenant: Optional[BudgetUsage] = None
     """The tenant's usage of the day."""
+    budget: str = ""
+    """The exhausted budget (`tenant`, `agent:<id>`, `api_key:<id>`); empty when allowed."""
+    window: str = ""
+    """The exhausted window: `day` or `month`; empty when allowed."""
+    retry_after_seconds: int = 0
+    """Seconds until the exhausted window ends (the answer's Retry-After)."""
 
 
 class BudgetUsage(Model):
@@ -87,6 +130,8 @@ class CheckBudgetRequest(Model):
     """The agent's constraint `max_cost_per_day` in US dollars (0: none)."""
     tenant_max_cost_per_day: float = 0.0
     """The tenant's `max_cost_per_day` in US dollars (0: none)."""
+    api_key_id: str = ""
+    """The API key the call came with (its id; its budget is checked too)."""
 
 
 class CreatePolicyRequest(Model):
@@ -148,13 +193,19 @@ class DecisionRequest(Model):
     principal_id: str = ""
     """The principal's id (default: the caller's user id)."""
     action: str = ""
-    """`dispatch`, `call_tool`, `execute_workflow` or `call_model`."""
+    """`dispatch`, `call_tool`, `execute_workflow`, `call_model` or `approve`."""
     resource_type: str = ""
     """The resource's type: `Agent`, `Tool`, `Workflow`, `Model` or `Intent`."""
     resource_id: str = ""
     """The resource's id or name."""
     arguments: Optional[dict[str, Any]] = None
     """The call's arguments (`context.arguments` in a policy)."""
+
+
+class DeleteBudgetRequest(Model):
+    """Request of DeleteBudget."""
+    budget_name: str = ""
+    """The budget's name."""
 
 
 class DeletePolicyRequest(Model):
@@ -295,6 +346,16 @@ class GovernanceWebhook(Model):
     """Creation time."""
     updated_at: Optional[str] = None
     """Last update time."""
+
+
+class ListBudgetsRequest(Model):
+    """Request of ListBudgets."""
+
+
+class ListBudgetsResponse(Model):
+    """The tenant's budgets with their usage; the tenant's own first, listed even when it has no limits."""
+    items: list[Budget] = Field(default_factory=list)
+    """The budgets."""
 
 
 class ListDecisionsRequest(Model):
@@ -495,6 +556,20 @@ class RecordUsageRequest(Model):
     """Tokens the call used."""
     cost_usd: float = 0.0
     """What the call cost, in US dollars."""
+    model: str = ""
+    """The model called (counted per model in the metrics)."""
+    api_key_id: str = ""
+    """The API key the call came with (its id), counted against its budget."""
+
+
+class SetBudgetRequest(Model):
+    """Request of SetBudget."""
+    budget_name: str = ""
+    """`tenant`, `agent:<agent>` or `api_key:<key id>`."""
+    budget: Optional[Budget] = None
+    """The limits; without a body, none (every limit 0)."""
+    update_mask: Optional[str] = None
+    """The limits to change (`tokens_per_day`, `cents_per_month`, ...); the others keep their values. Without a mask all four are set."""
 
 
 class UpdatePolicyRequest(Model):

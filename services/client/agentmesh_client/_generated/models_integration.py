@@ -471,6 +471,8 @@ class PublishPlatformEventRequest(Model):
     """The event's name, one of the documented events (`execution.finished`, `call.failed`)."""
     data: Optional[dict[str, Any]] = None
     """What happened, as the owning service's REST API shows the resource."""
+    event_id: str = ""
+    """The event's id in the sender's outbox: an event sent again (at least once) is queued once per webhook."""
 
 
 class PublishPlatformEventResponse(Model):

@@ -15,6 +15,7 @@ __all__ = [
     "Alert",
     "AlertCondition",
     "AnalyticsSummary",
+    "AuditEvent",
     "CallVolume",
     "CallVolumePoint",
     "CreateAlertRequest",
@@ -23,6 +24,7 @@ __all__ = [
     "ErrorPoint",
     "ErrorStats",
     "Event",
+    "ExportAuditEventsRequest",
     "GetActiveCallStatsRequest",
     "GetAnalyticsSummaryRequest",
     "GetCallVolumeRequest",
@@ -32,15 +34,20 @@ __all__ = [
     "GetProviderLatencyRequest",
     "GetTraceRequest",
     "GetWorkflowAnalyticsRequest",
+    "IngestAuditEventsRequest",
+    "IngestAuditEventsResponse",
     "IngestLogsRequest",
     "IngestLogsResponse",
     "LatencyPoint",
     "ListAlertsRequest",
     "ListAlertsResponse",
+    "ListAuditEventsRequest",
+    "ListAuditEventsResponse",
     "ListEventsRequest",
     "ListEventsResponse",
     "ListLogsRequest",
     "ListLogsResponse",
+    "ListPlatformAuditEventsRequest",
     "ListTracesRequest",
     "ListTracesResponse",
     "LogEntry",
@@ -170,6 +177,36 @@ class AnalyticsSummary(Model):
     """Agents that served at least one call in the range."""
 
 
+class AuditEvent(Model):
+    """One entry of the audit trail."""
+    id: str = ""
+    """The event's id (the same in the service that recorded it)."""
+    tenant_id: str = ""
+    """The tenant whose resource changed."""
+    actor: str = ""
+    """The user who made the change (for an API key, its creator)."""
+    api_key_id: str = ""
+    """The API key the change was made with; empty for a token."""
+    service: str = ""
+    """The service where it happened."""
+    action: str = ""
+    """What happened: `<resource>.create|update|delete`, `login`, `decision.denied`, ..."""
+    resource_type: str = ""
+    """The kind of resource (`tool`, `policy`, `api_key`, ...)."""
+    resource_id: str = ""
+    """The resource's id."""
+    correlation_id: str = ""
+    """The correlation id of the request that made the change."""
+    before: Optional[dict[str, Any]] = None
+    """The resource before the change (changed fields of an update), secrets masked; absent for a create."""
+    after: Optional[dict[str, Any]] = None
+    """The resource after the change, secrets masked; absent for a delete."""
+    details: Optional[dict[str, Any]] = None
+    """More about the event (a name, a reason)."""
+    created_at: Optional[str] = None
+    """When it happened."""
+
+
 class CallVolume(Model):
     """Calls per time bucket over a time range."""
     start_time: Optional[str] = None
@@ -268,6 +305,26 @@ class Event(Model):
     """The trace the event belongs to, as 32 hex digits, if any."""
     created_at: Optional[str] = None
     """When the event was recorded."""
+
+
+class ExportAuditEventsRequest(Model):
+    """Request of ExportAuditEvents: the filters of ListAuditEvents. All fields are query parameters."""
+    actor: str = ""
+    """Only events of this user id (or API key id)."""
+    resource_type: str = ""
+    """Only events of this kind of resource."""
+    resource_id: str = ""
+    """Only events of this resource."""
+    action: str = ""
+    """Only this action (`tool.update`), or actions starting with it when it ends in `*` (`tool.*`)."""
+    service: str = ""
+    """Only events of this service."""
+    correlation_id: str = ""
+    """Only events of the request with this correlation id."""
+    start_time: Optional[str] = None
+    """Only events at or after this time (RFC 3339)."""
+    end_time: Optional[str] = None
+    """Only events before this time (RFC 3339)."""
 
 
 class GetActiveCallStatsRequest(Model):
@@ -384,6 +441,18 @@ class GetWorkflowAnalyticsRequest(Model):
     """The most workflows to return, 1-100 (default 20)."""
 
 
+class IngestAuditEventsRequest(Model):
+    """Request of IngestAuditEvents."""
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    """The events, as mesh.runtime.audit.as_dict writes them."""
+
+
+class IngestAuditEventsResponse(Model):
+    """The answer of IngestAuditEvents."""
+    stored: int = 0
+    """Events stored now (those already stored are not counted)."""
+
+
 class IngestLogsRequest(Model):
     """Request of IngestLogs: records of one or several services."""
     entries: list[LogEntry] = Field(default_factory=list)
@@ -430,6 +499,44 @@ class ListAlertsResponse(Model):
     """The alerts on this page."""
     total: int = 0
     """Alerts matching the filters, over all pages."""
+    page: int = 0
+    """This page's number."""
+    page_size: int = 0
+    """The page size used."""
+    pages: int = 0
+    """Number of pages."""
+
+
+class ListAuditEventsRequest(Model):
+    """Request of ListAuditEvents. All fields are query parameters."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+    actor: str = ""
+    """Only events of this user id (or API key id)."""
+    resource_type: str = ""
+    """Only events of this kind of resource."""
+    resource_id: str = ""
+    """Only events of this resource."""
+    action: str = ""
+    """Only this action (`tool.update`), or actions starting with it when it ends in `*` (`tool.*`)."""
+    service: str = ""
+    """Only events of this service."""
+    correlation_id: str = ""
+    """Only events of the request with this correlation id."""
+    start_time: Optional[str] = None
+    """Only events at or after this time (RFC 3339)."""
+    end_time: Optional[str] = None
+    """Only events before this time (RFC 3339)."""
+
+
+class ListAuditEventsResponse(Model):
+    """A page of audit events."""
+    items: list[AuditEvent] = Field(default_factory=list)
+    """The events on this page."""
+    total: int = 0
+    """Events matching the filters, over all pages."""
     page: int = 0
     """This page's number."""
     page_size: int = 0
@@ -516,6 +623,32 @@ class ListLogsResponse(Model):
     """Number of pages."""
 
 
+class ListPlatformAuditEventsRequest(Model):
+    """Request of ListPlatformAuditEvents: the filters of ListAuditEvents and a tenant. All fields are query parameters."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+    actor: str = ""
+    """Only events of this user id (or API key id)."""
+    resource_type: str = ""
+    """Only events of this kind of resource."""
+    resource_id: str = ""
+    """Only events of this resource."""
+    action: str = ""
+    """Only this action (`tool.update`), or actions starting with it when it ends in `*` (`tool.*`)."""
+    service: str = ""
+    """Only events of this service."""
+    correlation_id: str = ""
+    """Only events of the request with this correlation id."""
+    start_time: Optional[str] = None
+    """Only events at or after this time (RFC 3339)."""
+    end_time: Optional[str] = None
+    """Only events before this time (RFC 3339)."""
+    tenant_id: str = ""
+    """Only this tenant's events."""
+
+
 class ListTracesRequest(Model):
     """Request of ListTraces. All fields are query parameters."""
     page: int = 0
@@ -536,6 +669,10 @@ class ListTracesRequest(Model):
     """Only traces that started before this time (RFC 3339)."""
     order_by: str = ""
     """`-started_at` (default) or `started_at`."""
+    call_id: str = ""
+    """Only the trace(s) of this agent call (its interaction, and each message continuing it)."""
+    execution_id: str = ""
+    """Only the trace(s) of this workflow execution (its start and its steps)."""
 
 
 class ListTracesResponse(Model):

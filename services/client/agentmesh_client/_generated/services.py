@@ -346,6 +346,18 @@ class GovernanceService(Service):
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
         return self._call('DryRunPolicy', (), body, fields, models.DryRunPolicyResponse)
 
+    def set_budget(self, budget_name: str, body: models.SetBudgetRequest | dict[str, Any] | None = None, **fields: Any) -> models.Budget:
+        """Sets the token and cost limits per day and month of the tenant (`tenant`), one of its agents (`agent:<name>`) or API keys (`api_key:<id>`). A model request past a limit is refused with RESOURCE_EXHAUSTED (HTTP 429) `BUDGET_EXCEEDED` and Retry-After at the end of the window. INVALID_ARGUMENT for a negative limit. (PUT /api/v1/governance/budgets/{budget_name})"""
+        return self._call('SetBudget', (budget_name, ), body, fields, models.Budget)
+
+    def list_budgets(self, body: models.ListBudgetsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListBudgetsResponse:
+        """Lists the tenant's budgets with their usage and what remains of them. (GET /api/v1/governance/budgets)"""
+        return self._call('ListBudgets', (), body, fields, models.ListBudgetsResponse)
+
+    def delete_budget(self, budget_name: str, body: models.DeleteBudgetRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a budget's limits (its usage is still counted). NOT_FOUND when the tenant has no such budget. (DELETE /api/v1/governance/budgets/{budget_name})"""
+        return self._call('DeleteBudget', (budget_name, ), body, fields, models.DeleteResponse)
+
     def create_webhook(self, body: models.GovernanceCreateWebhookRequest | dict[str, Any] | None = None, **fields: Any) -> models.GovernanceWebhook:
         """Registers a URL that receives the tenant's decision events, signed with HMAC-SHA256. The secret is returned once, in this answer. INVALID_ARGUMENT for a URL that is not http(s). (POST /api/v1/governance/webhooks)"""
         return self._call('CreateWebhook', (), body, fields, models.GovernanceWebhook)
@@ -407,6 +419,18 @@ class AsyncGovernanceService(AsyncService):
     async def dry_run_policy(self, body: models.DryRunPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.DryRunPolicyResponse:
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
         return await self._call('DryRunPolicy', (), body, fields, models.DryRunPolicyResponse)
+
+    async def set_budget(self, budget_name: str, body: models.SetBudgetRequest | dict[str, Any] | None = None, **fields: Any) -> models.Budget:
+        """Sets the token and cost limits per day and month of the tenant (`tenant`), one of its agents (`agent:<name>`) or API keys (`api_key:<id>`). A model request past a limit is refused with RESOURCE_EXHAUSTED (HTTP 429) `BUDGET_EXCEEDED` and Retry-After at the end of the window. INVALID_ARGUMENT for a negative limit. (PUT /api/v1/governance/budgets/{budget_name})"""
+        return await self._call('SetBudget', (budget_name, ), body, fields, models.Budget)
+
+    async def list_budgets(self, body: models.ListBudgetsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListBudgetsResponse:
+        """Lists the tenant's budgets with their usage and what remains of them. (GET /api/v1/governance/budgets)"""
+        return await self._call('ListBudgets', (), body, fields, models.ListBudgetsResponse)
+
+    async def delete_budget(self, budget_name: str, body: models.DeleteBudgetRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a budget's limits (its usage is still counted). NOT_FOUND when the tenant has no such budget. (DELETE /api/v1/governance/budgets/{budget_name})"""
+        return await self._call('DeleteBudget', (budget_name, ), body, fields, models.DeleteResponse)
 
     async def create_webhook(self, body: models.GovernanceCreateWebhookRequest | dict[str, Any] | None = None, **fields: Any) -> models.GovernanceWebhook:
         """Registers a URL that receives the tenant's decision events, signed with HMAC-SHA256. The secret is returned once, in this answer. INVALID_ARGUMENT for a URL that is not http(s). (POST /api/v1/governance/webhooks)"""
@@ -1190,6 +1214,18 @@ class ObservabilityService(Service):
         """Creates an alert rule; it starts evaluating at once. Returns ALREADY_EXISTS when the tenant already has an alert of that name, INVALID_ARGUMENT for a bad condition or an unknown channel. (POST /api/v1/observability/alerts)"""
         return self._call('CreateAlert', (), body, fields, models.Alert)
 
+    def list_audit_events(self, body: models.ListAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
+        """Lists the tenant's audit trail: every change made in any service (who, what, which resource, before and after with secrets masked, the correlation id) and every governance decision, newest first. INVALID_ARGUMENT when `end_time` precedes `start_time`. (GET /api/v1/observability/audit)"""
+        return self._call('ListAuditEvents', (), body, fields, models.ListAuditEventsResponse)
+
+    def export_audit_events(self, body: models.ExportAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000). (GET /api/v1/observability/audit/export)"""
+        return self._call('ExportAuditEvents', (), body, fields, None)
+
+    def list_platform_audit_events(self, body: models.ListPlatformAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
+        """The audit trail of every tenant, for the platform's operators (`platform:read`); `tenant_id` narrows it to one. (GET /api/v1/platform/audit)"""
+        return self._call('ListPlatformAuditEvents', (), body, fields, models.ListAuditEventsResponse)
+
 
 class AsyncObservabilityService(AsyncService):
     """Records and serves what happens inside Agent Mesh: events, metrics, traces (the service is also an OTLP receiver), logs and alerts. Every read is scoped to the caller's tenant, except the platform's metrics, which need `platform:read`."""
@@ -1235,6 +1271,18 @@ class AsyncObservabilityService(AsyncService):
     async def create_alert(self, body: models.CreateAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
         """Creates an alert rule; it starts evaluating at once. Returns ALREADY_EXISTS when the tenant already has an alert of that name, INVALID_ARGUMENT for a bad condition or an unknown channel. (POST /api/v1/observability/alerts)"""
         return await self._call('CreateAlert', (), body, fields, models.Alert)
+
+    async def list_audit_events(self, body: models.ListAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
+        """Lists the tenant's audit trail: every change made in any service (who, what, which resource, before and after with secrets masked, the correlation id) and every governance decision, newest first. INVALID_ARGUMENT when `end_time` precedes `start_time`. (GET /api/v1/observability/audit)"""
+        return await self._call('ListAuditEvents', (), body, fields, models.ListAuditEventsResponse)
+
+    async def export_audit_events(self, body: models.ExportAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000). (GET /api/v1/observability/audit/export)"""
+        return await self._call('ExportAuditEvents', (), body, fields, None)
+
+    async def list_platform_audit_events(self, body: models.ListPlatformAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
+        """The audit trail of every tenant, for the platform's operators (`platform:read`); `tenant_id` narrows it to one. (GET /api/v1/platform/audit)"""
+        return await self._call('ListPlatformAuditEvents', (), body, fields, models.ListAuditEventsResponse)
 
 
 class SystemService(Service):

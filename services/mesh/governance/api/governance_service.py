@@ -8,7 +8,7 @@ from __future__ import annotations
 from agentmesh.common.v1 import common_pb2
 from agentmesh.governance.v1 import governance_pb2 as pb
 from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
-from mesh.governance import decisions, dispatch, policies, usage, webhooks
+from mesh.governance import budgets, decisions, dispatch, policies, usage, webhooks
 from mesh.governance.models import PolicyRow
 from mesh.governance.state import GovernanceState
 from mesh.governance.store import decision_message, versions
@@ -45,11 +45,13 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def ListDecisions(self, request: pb.ListDecisionsRequest, context) -> pb.ListDecisionsResponse:
         caller = require_caller(context)
+        await self.decider.flush()
         result = await decisions.list_decisions(self.db, caller.tenant_id, request)
         return pb.ListDecisionsResponse(**result.fields(decision_message))
 
     async def GetDecision(self, request: pb.GetDecisionRequest, context) -> pb.Decision:
         caller = require_caller(context)
+        await self.decider.flush()
         return await decisions.get_decision(self.db, caller.tenant_id, request.decision_id)
 
     # -- policies --------------------------------------------------------------------------------
@@ -116,14 +118,35 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def CheckBudget(self, request: pb.CheckBudgetRequest, context) -> pb.BudgetCheck:
         caller = require_caller(context)
+        if not request.api_key_id and caller.api_key_id:
+            request.api_key_id = caller.api_key_id
         return await self.state.budgets.check(caller.tenant_id, request)
 
     async def RecordUsage(self, request: pb.RecordUsageRequest, context) -> pb.BudgetUsage:
         caller = require_caller(context)
         if request.tokens < 0 or request.cost_usd < 0:
             raise invalid_field("tokens", "tokens and cost_usd must not be negative")
-        return await self.state.budgets.record(caller.tenant_id, request.agent_id,
-                                               request.tokens, request.cost_usd)
+        answer = await self.state.budgets.record(caller.tenant_id, request.agent_id,
+                                                 request.tokens, request.cost_usd,
+                                                 request.api_key_id or caller.api_key_id)
+        self.state.metrics.model_usage(request.model, request.tokens, request.cost_usd)
+        return answer
+
+    async def SetBudget(self, request: pb.SetBudgetRequest, context) -> pb.Budget:
+        caller = require_caller(context)
+        return await budgets.set_budget(self.db, self.state.budgets, caller, request.budget_name,
+                                        request.budget, list(request.update_mask.paths))
+
+    async def ListBudgets(self, request: pb.ListBudgetsRequest, context) -> pb.ListBudgetsResponse:
+        caller = require_caller(context)
+        return await budgets.list_budgets(self.state.budgets, caller.tenant_id)
+
+    async def DeleteBudget(self, request: pb.DeleteBudgetRequest,
+                           context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+        await budgets.delete_budget(self.db, self.state.budgets, caller, request.budget_name)
+        return common_pb2.DeleteResponse(success=True,
+                                         message=f"budget {request.budget_name!r} deleted")
 
     # -- webhooks --------------------------------------------------------------------------------
     async def CreateWebhook(self, request: pb.CreateWebhookRequest, context) -> pb.Webhook:

@@ -17,8 +17,8 @@ from mesh.identity.models import ApiKeyRow, UserRow
 from mesh.identity.roles import ROLE_DESCRIPTIONS, ROLES, scopes_for
 from mesh.identity.state import IdentityState
 from mesh.identity.store import api_key_message, api_keys, user_by_email, user_message, users
-from mesh.runtime import limits
-from mesh.runtime.context import metadata_value, require_caller
+from mesh.runtime import audit, limits
+from mesh.runtime.context import Caller, correlation_id, metadata_value, require_caller
 from mesh.runtime.convert import changes, to_message
 from mesh.runtime.errors import Unauthenticated, invalid_field
 from mesh.runtime.paging import PageRequest
@@ -59,6 +59,12 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         def register(session: Session) -> pb.RegisterResponse:
             tenant, user = accounts.register(session, self.operators, request.tenant_name.strip(),
                                              email, request.full_name, password_hash)
+            session.flush()
+            actor = Caller(tenant_id=tenant.id, user_id=user.id, correlation_id=correlation_id())
+            audit.record(session, actor, "tenant.create", "tenant", tenant.id,
+                         name=tenant.name)
+            audit.record(session, actor, "user.create", "user", user.id, email=user.email,
+                         role=user.role)
             issued = self._issue(session, user)
             return pb.RegisterResponse(tenant=to_message(tenant, pb.Tenant), user=self._user(user),
                                        access_token=issued.access_token,
@@ -91,6 +97,9 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
             row = session.get(UserRow, user.id)
             row.last_login_at = utcnow()
             session.add(row)
+            audit.record(session, Caller(tenant_id=row.tenant_id, user_id=row.id,
+                                         correlation_id=correlation_id()),
+                         "login", "user", row.id, email=row.email)
             return self._issue(session, row)
 
         return await self.db.write(login)

@@ -109,7 +109,7 @@ class IntegrationService(pb_grpc.IntegrationServiceServicer):
 
     async def PublishPlatformEvent(self, request, context):
         queued = await webhooks.publish(self.state, require_caller(context), request.event,
-                                        request.data)
+                                        request.data, request.event_id)
         return pb.PublishPlatformEventResponse(deliveries=queued)
 
     # ---- API connections --------------------------------------------------------------------

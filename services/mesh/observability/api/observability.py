@@ -12,7 +12,7 @@ from sqlmodel import Session
 from agentmesh.common.v1 import common_pb2 as common
 from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
-from mesh.observability import health, metrics, traces
+from mesh.observability import audit_log, health, metrics, traces
 from mesh.observability.alerts import alert_message, alerts, new_alert
 from mesh.observability.models import AlertRow, EventRow, LogRow
 from mesh.observability.state import ObservabilityState
@@ -33,6 +33,29 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
         self.state: ObservabilityState = runtime.state
         self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
         self.egress = EgressPolicy.from_settings(runtime.settings)
+
+    # ---- the audit trail (mesh.observability.audit_log) ---------------------------------------
+    async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,
+                              context) -> pb.ListAuditEventsResponse:
+        caller = require_caller(context)
+        return await audit_log.page(self.db, request, caller.tenant_id)
+
+    async def ExportAuditEvents(self, request: pb.ExportAuditEventsRequest,
+                                context) -> httpbody_pb2.HttpBody:
+        caller = require_caller(context)
+        return httpbody_pb2.HttpBody(content_type="application/x-ndjson",
+                                     data=await audit_log.export(self.db, request,
+                                                                 caller.tenant_id))
+
+    async def ListPlatformAuditEvents(self, request: pb.ListPlatformAuditEventsRequest,
+                                      context) -> pb.ListAuditEventsResponse:
+        require_caller(context)  # platform:read, checked by the gateway
+        return await audit_log.page(self.db, request, None)
+
+    async def IngestAuditEvents(self, request: pb.IngestAuditEventsRequest,
+                                context) -> pb.IngestAuditEventsResponse:
+        return pb.IngestAuditEventsResponse(stored=await audit_log.ingest(self.db,
+                                                                          list(request.events)))
 
     # ---- metrics ---------------------------------------------------------------------------
     async def GetPrometheusMetrics(self, request, context) -> httpbody_pb2.HttpBody:

@@ -9,7 +9,8 @@ from sqlmodel import Session
 from agentmesh.common.v1 import common_pb2
 from agentmesh.tools.v1 import tools_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2_grpc as pb_grpc
-from mesh.runtime.context import require_caller
+from mesh.runtime.context import AGENT_HEADER, metadata_value, require_caller
+from mesh.runtime import telemetry
 from mesh.runtime.convert import changes, to_message
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import FailedPrecondition, invalid_field
@@ -34,7 +35,7 @@ class ToolService(pb_grpc.ToolServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
         self.runner = ToolRunner(runtime.database, MasterData(runtime.peers),
-                                 EgressPolicy.from_settings(runtime.settings))
+                                 EgressPolicy.from_settings(runtime.settings), runtime.peers)
 
     # ---- CRUD ---------------------------------------------------------------------------------
     async def ListTools(self, request: pb.ListToolsRequest, context) -> pb.ListToolsResponse:
@@ -102,7 +103,11 @@ class ToolService(pb_grpc.ToolServiceServicer):
     async def ExecuteTool(self, request: pb.ExecuteToolRequest, context) -> pb.ToolExecution:
         caller = require_caller(context)
         tool = await tools.fetch(self.db, caller.tenant_id, request.tool_id)
-        return to_message(await self.runner.execute(caller, tool, request), pb.ToolExecution)
+        agent = metadata_value(context, AGENT_HEADER)
+        if request.call_id:
+            telemetry.annotate(agentmesh__call_id=request.call_id)
+        return to_message(await self.runner.execute(caller, tool, request, agent=agent),
+                          pb.ToolExecution)
 
     async def TestTool(self, request: pb.TestToolRequest, context) -> pb.TestToolResponse:
         caller = require_caller(context)
