@@ -18,6 +18,7 @@ from agentmesh.governance.v1 import governance_pb2 as gov_pb
 from agentmesh.governance.v1 import governance_pb2_grpc as gov_grpc
 from mesh.agents.service import DEFINITION as AGENTS
 from mesh.governance.service import DEFINITION as GOVERNANCE
+from mesh.runtime import errors
 from mesh.tools.service import DEFINITION as TOOLS
 from tests.harness import Identity, ServiceHarness, error_reason
 from tests.support.fixtures import fake_masterdata, local_server
@@ -82,8 +83,8 @@ def test_a_token_budget_is_shared_by_two_agents_replicas(replicas, masterdata, m
             agent_id=agent.id, message="again"), metadata=me.metadata(), timeout=30)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert error_reason(refused.value) == "BUDGET_EXCEEDED"
-    trailers = dict(refused.value.trailing_metadata())
-    assert 0 < int(trailers["retry-after"]) <= 86400
+    # The window's end as google.rpc.RetryInfo (the gateway's Retry-After for REST clients).
+    assert 0 < errors.retry_delay(refused.value) <= 86400
     assert len(model_server.requests_for(script)) == 1  # the model was never asked again
 
     listed = gov_b.stub(gov_grpc.GovernanceServiceStub).ListBudgets(
