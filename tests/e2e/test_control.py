@@ -260,6 +260,7 @@ def test_a_scripted_session_is_audited_once_per_change_with_its_actor(egress_mes
         assert [e["action"] for e in mine["items"]] == ["user.login"]
         export = client.get("/api/v1/observability/audit/export", params={"action": "agent.*"})
         assert export.status_code == 200, export.text
+        assert export.headers["content-type"].startswith("text/plain")
         lines = [line for line in export.text.splitlines() if line]
         assert [__import__("json").loads(line)["action"] for line in lines] == \
             ["agent.create", "agent.update", "agent.delete"]

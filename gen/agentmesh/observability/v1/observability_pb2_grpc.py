@@ -232,7 +232,8 @@ class ObservabilityServiceServicer:
 
     def ExportAuditEvents(self, request, context):
         """The tenant's audit trail with the same filters as ListAuditEvents, as
-        JSON Lines (one event per line, oldest first, at most 100,000).
+        JSON Lines (one event per line, oldest first, at most 100,000), served as
+        `text/plain` so that every client generator reads it as text.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1219,7 +1219,7 @@ class ObservabilityService(Service):
         return self._call('ListAuditEvents', (), body, fields, models.ListAuditEventsResponse)
 
     def export_audit_events(self, body: models.ExportAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000). (GET /api/v1/observability/audit/export)"""
+        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000), served as `text/plain` so that every client generator reads it as text. (GET /api/v1/observability/audit/export)"""
         return self._call('ExportAuditEvents', (), body, fields, None)
 
     def list_platform_audit_events(self, body: models.ListPlatformAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
@@ -1277,7 +1277,7 @@ class AsyncObservabilityService(AsyncService):
         return await self._call('ListAuditEvents', (), body, fields, models.ListAuditEventsResponse)
 
     async def export_audit_events(self, body: models.ExportAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
-        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000). (GET /api/v1/observability/audit/export)"""
+        """The tenant's audit trail with the same filters as ListAuditEvents, as JSON Lines (one event per line, oldest first, at most 100,000), served as `text/plain` so that every client generator reads it as text. (GET /api/v1/observability/audit/export)"""
         return await self._call('ExportAuditEvents', (), body, fields, None)
 
     async def list_platform_audit_events(self, body: models.ListPlatformAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:

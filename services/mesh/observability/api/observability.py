@@ -43,7 +43,8 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
     async def ExportAuditEvents(self, request: pb.ExportAuditEventsRequest,
                                 context) -> httpbody_pb2.HttpBody:
         caller = require_caller(context)
-        return httpbody_pb2.HttpBody(content_type="application/x-ndjson",
+        # JSON Lines as text: generators (openapi-python-client) know no NDJSON media type.
+        return httpbody_pb2.HttpBody(content_type="text/plain; charset=utf-8",
                                      data=await audit_log.export(self.db, request,
                                                                  caller.tenant_id))
 
