@@ -77,9 +77,11 @@ checks.positive_data_acceptance.expected-statuses = [
 # Outbound URLs (an alert rule's `webhook:` channel, a governance decision webhook): a URL whose
 # host is or resolves to an internal address is refused when saved (403 EGRESS_DENIED,
 # docs/threat-model.md "Outbound requests"); that depends on DNS and the operator's allow-list,
-# which a document cannot state.
+# which a document cannot state. An alert's update is checked as its create, against the
+# stored rule it changes (a condition's metric, its window); a silence's `duration` must be 1
+# minute to 30 days (a Duration is a string to OpenAPI).
 [[operations]]
-include-operation-id-regex = "^(ObservabilityService_CreateAlert|GovernanceService_CreateWebhook)$"
+include-operation-id-regex = "^(ObservabilityService_(CreateAlert|UpdateAlert|SilenceAlert)|GovernanceService_CreateWebhook)$"
 checks.positive_data_acceptance.expected-statuses = [
   "2xx", "3xx", 400, 401, 403, 404, 409, 429, "5xx"]
 

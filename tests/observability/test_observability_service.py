@@ -246,3 +246,123 @@ def test_health_names_each_component_with_what_it_took_in(service):
     assert after["otlp-receiver"].details["exports_refused"] == refused + 1
     assert after["otlp-receiver"].details["last_export_at"]
 
+
+
+def _rule(stub, me, name: str, **extra) -> pb.Alert:
+    return stub.CreateAlert(pb.CreateAlertRequest(alert=pb.Alert(
+        name=name, condition=pb.AlertCondition(
+            metric="call_errors", threshold=1,
+            operator=pb.ComparisonOperator.COMPARISON_OPERATOR_GREATER_THAN), **extra)),
+        metadata=me.metadata())
+
+
+def test_an_alert_rule_is_read_changed_silenced_and_deleted(service):
+    """GetAlert by id or name; UpdateAlert changes only what it names and checks it as create
+    does; SilenceAlert holds notifications back for a while; DeleteAlert; another tenant sees
+    none of it."""
+    from google.protobuf import field_mask_pb2
+    from google.protobuf.duration_pb2 import Duration
+
+    stub = service.stub(pb_grpc.ObservabilityServiceStub)
+    me, other = Identity(), Identity()
+    made = _rule(stub, me, "errors", description="too many failed calls")
+    assert stub.GetAlert(pb.GetAlertRequest(alert_id="errors"), metadata=me.metadata()).id == made.id
+    got = stub.GetAlert(pb.GetAlertRequest(alert_id=made.id), metadata=me.metadata())
+    assert got.name == "errors" and not got.signing_secret  # the secret is shown once
+
+    changed = stub.UpdateAlert(pb.UpdateAlertRequest(
+        alert_id=made.id, alert=pb.Alert(condition=pb.AlertCondition(
+            metric="call_errors", threshold=5,
+            operator=pb.ComparisonOperator.COMPARISON_OPERATOR_GREATER_THAN),
+            description="ignored: not in the mask"),
+        update_mask=field_mask_pb2.FieldMask(paths=["condition"])), metadata=me.metadata())
+    assert changed.condition.threshold == 5 and changed.description == "too many failed calls"
+    disabled = stub.UpdateAlert(pb.UpdateAlertRequest(alert_id="errors", alert=pb.Alert(
+        enabled=False)), metadata=me.metadata())
+    assert disabled.status == pb.ALERT_STATUS_DISABLED and disabled.condition.threshold == 5
+    enabled = stub.UpdateAlert(pb.UpdateAlertRequest(alert_id="errors", alert=pb.Alert(
+        enabled=True)), metadata=me.metadata())
+    assert enabled.status == pb.ALERT_STATUS_OK
+
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.UpdateAlert(pb.UpdateAlertRequest(alert_id="errors", alert=pb.Alert(
+            condition=pb.AlertCondition(metric="no_such_metric"))), metadata=me.metadata())
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.UpdateAlert(pb.UpdateAlertRequest(alert_id="errors", alert=pb.Alert(),
+                                               update_mask=field_mask_pb2.FieldMask(
+                                                   paths=["status"])), metadata=me.metadata())
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    _rule(stub, me, "taken")
+    with pytest.raises(grpc.RpcError) as taken:
+        stub.UpdateAlert(pb.UpdateAlertRequest(alert_id="errors", alert=pb.Alert(name="taken")),
+                         metadata=me.metadata())
+    assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    before = time.time()
+    quiet = stub.SilenceAlert(pb.SilenceAlertRequest(alert_id="errors",
+                                                     duration=Duration(seconds=3600)),
+                              metadata=me.metadata())
+    assert before + 3590 < quiet.silenced_until.ToSeconds() < time.time() + 3610
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.SilenceAlert(pb.SilenceAlertRequest(alert_id="errors", duration=Duration(seconds=5)),
+                          metadata=me.metadata())
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    loud = stub.UpdateAlert(pb.UpdateAlertRequest(
+        alert_id="errors", alert=pb.Alert(),
+        update_mask=field_mask_pb2.FieldMask(paths=["silenced_until"])), metadata=me.metadata())
+    assert not loud.HasField("silenced_until")
+
+    with pytest.raises(grpc.RpcError) as hidden:
+        stub.GetAlert(pb.GetAlertRequest(alert_id=made.id), metadata=other.metadata())
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as hidden:
+        stub.DeleteAlert(pb.DeleteAlertRequest(alert_id=made.id), metadata=other.metadata())
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    assert stub.DeleteAlert(pb.DeleteAlertRequest(alert_id=made.id),
+                            metadata=me.metadata()).success
+    with pytest.raises(grpc.RpcError) as gone:
+        stub.GetAlert(pb.GetAlertRequest(alert_id=made.id), metadata=me.metadata())
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_silenced_rule_records_its_firing_but_queues_no_notification(tmp_path):
+    """Two rules whose condition holds fire at one evaluation: both record their `alert.firing`
+    event, only the one not silenced queues a notification."""
+    from sqlmodel import select
+
+    from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow
+
+    harness = ServiceHarness(DEFINITION, tmp_path, egress_allow="127.0.0.1")
+    try:
+        stub = harness.stub(pb_grpc.ObservabilityServiceStub)
+        me = Identity()
+        made = {}
+        for name in ("loud", "quiet"):
+            made[name] = stub.CreateAlert(pb.CreateAlertRequest(alert=pb.Alert(
+                name=name, channels=["webhook:http://127.0.0.1:9/alerts"],
+                condition=pb.AlertCondition(
+                    metric="error_events", threshold=-1,
+                    operator=pb.ComparisonOperator.COMPARISON_OPERATOR_GREATER_THAN))),
+                metadata=me.metadata())
+        stub.SilenceAlert(pb.SilenceAlertRequest(alert_id="quiet", duration={"seconds": 600}),
+                          metadata=me.metadata())
+        evaluator = harness.running.runtime.state.evaluator
+        database = harness.running.runtime.database
+        for name in ("loud", "quiet"):
+            row = harness._run(database.read(lambda s, i=made[name].id: s.get(AlertRow, i)))
+            harness._run(evaluator.evaluate(row))
+
+        def read(session):
+            fired = {e.attributes["alert"] for e in session.exec(select(EventRow).where(
+                EventRow.event_type == "alert.firing")).all()}
+            queued = [n.alert_id for n in session.exec(select(AlertNotificationRow)).all()]
+            return fired, queued
+        fired, queued = harness._run(database.read(read))
+        assert fired == {"loud", "quiet"}
+        assert queued == [made["loud"].id]
+        listed = stub.ListAlerts(pb.ListAlertsRequest(), metadata=me.metadata())
+        assert {a.name: a.status for a in listed.items} == {
+            "loud": pb.ALERT_STATUS_FIRING, "quiet": pb.ALERT_STATUS_FIRING}
+    finally:
+        harness.close()

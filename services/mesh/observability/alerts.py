@@ -18,10 +18,11 @@ import asyncio
 import logging
 import math
 import operator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from sqlmodel import Session, func, select
 
 from agentmesh.observability.v1 import observability_pb2 as pb
@@ -29,6 +30,7 @@ from mesh.observability.analytics import Sources, Window
 from mesh.observability.models import AlertNotificationRow, AlertRow, EventRow, LogRow
 from mesh.runtime import outbox, webhooks
 from mesh.runtime.context import SCOPES_HEADER, TENANT_HEADER, USER_HEADER
+from mesh.runtime.convert import changes
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.repository import TenantRepository
@@ -69,7 +71,8 @@ def alert_message(row: AlertRow, *, with_secret: bool = False) -> pb.Alert:
     condition.metric, condition.operator, condition.threshold = row.metric, row.operator, row.threshold
     condition.labels.update(row.labels)
     condition.window.FromTimedelta(timedelta(seconds=row.window_seconds))
-    for name in ("last_fired_at", "last_resolved_at", "created_at", "updated_at"):
+    for name in ("last_fired_at", "last_resolved_at", "created_at", "updated_at",
+                 "silenced_until"):
         value = getattr(row, name)
         if value is not None:
             getattr(out, name).FromDatetime(aware(value))
@@ -102,6 +105,61 @@ def new_alert(request: pb.CreateAlertRequest, tenant_id: str, user_id: str) -> A
         status="ALERT_STATUS_OK" if not alert.HasField("enabled") or alert.enabled
         else "ALERT_STATUS_DISABLED",
         signing_secret=webhooks.new_secret(), created_by=user_id)
+
+
+# What UpdateAlert may change, and the columns a changed rule takes from its checked form.
+WRITABLE = frozenset({"name", "description", "condition", "severity", "channels", "enabled",
+                      "silenced_until"})
+_RULE_COLUMNS = ("name", "description", "metric", "labels", "operator", "threshold",
+                 "window_seconds", "severity", "channels", "enabled")
+MIN_SILENCE, MAX_SILENCE = 60.0, 30 * 86400.0
+
+
+def updated_alert(row: AlertRow, alert: pb.Alert, mask: list[str]) -> tuple[AlertRow, set[str]]:
+    """The rule `row` would become with the fields of `alert` that the update names, checked
+    as CreateAlert checks a new one; and the names of those fields."""
+    update = changes(alert, WRITABLE, mask)
+    merged = alert_message(row)
+    for name in update:
+        field = merged.DESCRIPTOR.fields_by_name[name]
+        if field.is_repeated:
+            del getattr(merged, name)[:]
+            getattr(merged, name).extend(getattr(alert, name))
+        elif field.message_type is not None or field.has_presence:
+            merged.ClearField(name)
+            if alert.HasField(name):
+                if field.message_type is not None:
+                    getattr(merged, name).CopyFrom(getattr(alert, name))
+                else:
+                    setattr(merged, name, getattr(alert, name))
+        else:
+            setattr(merged, name, getattr(alert, name))
+    checked = new_alert(pb.CreateAlertRequest(alert=merged), row.tenant_id, row.created_by)
+    if "silenced_until" in update and merged.HasField("silenced_until"):
+        checked.silenced_until = merged.silenced_until.ToDatetime(tzinfo=UTC)
+    return checked, set(update)
+
+
+def apply_update(row: AlertRow, checked: AlertRow, fields: set[str]) -> None:
+    """`row` (locked) takes the checked rule's columns; re-enabled, it starts again at OK."""
+    was_enabled = row.enabled
+    for column in _RULE_COLUMNS:
+        setattr(row, column, getattr(checked, column))
+    if "silenced_until" in fields:
+        row.silenced_until = checked.silenced_until
+    if row.enabled and not was_enabled:
+        row.status = "ALERT_STATUS_OK"
+
+
+def silence_until(duration: Duration) -> datetime:
+    seconds = duration.ToTimedelta().total_seconds()
+    if not MIN_SILENCE <= seconds <= MAX_SILENCE:
+        raise invalid_field("duration", "must be between 1 minute and 30 days")
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def silenced(row: AlertRow, now: datetime) -> bool:
+    return row.silenced_until is not None and aware(row.silenced_until) > aware(now)
 
 
 def _tenant_metadata(tenant_id: str) -> list[tuple[str, str]]:
@@ -229,13 +287,13 @@ class Evaluator:
                     created_at=now, updated_at=now))
             session.flush()
             session.refresh(current)
-            if change:
+            if change and not silenced(current, now):  # silenced: the event, no notification
                 queue_notifications(session, current, change, value, now)
             session.expunge(current)
             return current
 
         current = await self.db.write(store)
-        if current is not None and change and any(
+        if current is not None and change and not silenced(current, now) and any(
                 c.startswith("webhook:") for c in current.channels):
             self.outbox.wake()
 

@@ -85,6 +85,8 @@ class AlertRow(TenantTable, table=True):
     last_fired_at: datetime | None = timestamp_field()
     last_resolved_at: datetime | None = timestamp_field()
     last_evaluated_at: datetime | None = timestamp_field()
+    # No notification is queued before this time (SilenceAlert); None: none held back.
+    silenced_until: datetime | None = timestamp_field()
     created_by: str = ""
 
 

@@ -6,6 +6,7 @@ from google.api import annotations_pb2 as _annotations_pb2_1
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.api import field_behavior_pb2 as _field_behavior_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -386,7 +387,7 @@ class AlertCondition(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., operator: _Optional[_Union[ComparisonOperator, str]] = ..., threshold: _Optional[float] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Alert(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "condition", "severity", "status", "channels", "enabled", "last_fired_at", "created_at", "updated_at", "signing_secret", "last_value", "last_resolved_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "condition", "severity", "status", "channels", "enabled", "last_fired_at", "created_at", "updated_at", "signing_secret", "last_value", "last_resolved_at", "silenced_until")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -402,6 +403,7 @@ class Alert(_message.Message):
     SIGNING_SECRET_FIELD_NUMBER: _ClassVar[int]
     LAST_VALUE_FIELD_NUMBER: _ClassVar[int]
     LAST_RESOLVED_AT_FIELD_NUMBER: _ClassVar[int]
+    SILENCED_UNTIL_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -417,7 +419,8 @@ class Alert(_message.Message):
     signing_secret: str
     last_value: float
     last_resolved_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., condition: _Optional[_Union[AlertCondition, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signing_secret: _Optional[str] = ..., last_value: _Optional[float] = ..., last_resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    silenced_until: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., condition: _Optional[_Union[AlertCondition, _Mapping]] = ..., severity: _Optional[_Union[Severity, str]] = ..., status: _Optional[_Union[AlertStatus, str]] = ..., channels: _Optional[_Iterable[str]] = ..., enabled: _Optional[bool] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signing_secret: _Optional[str] = ..., last_value: _Optional[float] = ..., last_resolved_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., silenced_until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AnalyticsSummary(_message.Message):
     __slots__ = ("start_time", "end_time", "total_calls", "completed_calls", "failed_calls", "active_calls", "success_rate", "average_duration_ms", "total_tokens", "total_cost_usd", "workflow_executions", "failed_workflow_executions", "active_agents")
@@ -832,6 +835,36 @@ class CreateAlertRequest(_message.Message):
     ALERT_FIELD_NUMBER: _ClassVar[int]
     alert: Alert
     def __init__(self, alert: _Optional[_Union[Alert, _Mapping]] = ...) -> None: ...
+
+class GetAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
+
+class UpdateAlertRequest(_message.Message):
+    __slots__ = ("alert_id", "alert", "update_mask")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    ALERT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    alert: Alert
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, alert_id: _Optional[str] = ..., alert: _Optional[_Union[Alert, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class SilenceAlertRequest(_message.Message):
+    __slots__ = ("alert_id", "duration")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    duration: _duration_pb2.Duration
+    def __init__(self, alert_id: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class DeleteAlertRequest(_message.Message):
+    __slots__ = ("alert_id",)
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    alert_id: str
+    def __init__(self, alert_id: _Optional[str] = ...) -> None: ...
 
 class GetAnalyticsSummaryRequest(_message.Message):
     __slots__ = ("start_time", "end_time", "agent_id", "workflow_id")

@@ -90,6 +90,26 @@ class ObservabilityServiceStub:
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
                 _registered_method=True)
+        self.GetAlert = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/GetAlert',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetAlertRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+                _registered_method=True)
+        self.UpdateAlert = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/UpdateAlert',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.UpdateAlertRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+                _registered_method=True)
+        self.SilenceAlert = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/SilenceAlert',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.SilenceAlertRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+                _registered_method=True)
+        self.DeleteAlert = channel.unary_unary(
+                '/agentmesh.observability.v1.ObservabilityService/DeleteAlert',
+                request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.DeleteAlertRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.IngestLogs = channel.unary_unary(
                 '/agentmesh.observability.v1.ObservabilityService/IngestLogs',
                 request_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.IngestLogsRequest.SerializeToString,
@@ -212,6 +232,45 @@ class ObservabilityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAlert(self, request, context):
+        """Returns one alert rule, by id or name. NOT_FOUND when the tenant has no
+        such alert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAlert(self, request, context):
+        """Changes an alert rule: the fields named in `update_mask`, or without one
+        the fields the body carries (name, description, condition, severity,
+        channels, enabled, silenced_until). Its state is kept; the next
+        evaluation moves it by the new condition. NOT_FOUND when the tenant has no
+        such alert, ALREADY_EXISTS when the new name is taken, INVALID_ARGUMENT as
+        CreateAlert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SilenceAlert(self, request, context):
+        """Silences an alert rule for `duration` (1 minute to 30 days): it is still
+        evaluated and its firings recorded as events, but no notification is sent
+        until `silenced_until`. Clear it early with UpdateAlert
+        (`update_mask=silenced_until` and no value). NOT_FOUND when the tenant has
+        no such alert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlert(self, request, context):
+        """Deletes an alert rule; its pending notifications end undelivered and its
+        history (events) stays. NOT_FOUND when the tenant has no such alert.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestLogs(self, request, context):
         """Stores log records shipped by the services' runtime (batched, best effort).
         Internal: services call it over gRPC; the gateway never routes it.
@@ -307,6 +366,26 @@ def add_ObservabilityServiceServicer_to_server(servicer, server):
                     servicer.CreateAlert,
                     request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.FromString,
                     response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.SerializeToString,
+            ),
+            'GetAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlert,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetAlertRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.SerializeToString,
+            ),
+            'UpdateAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAlert,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.UpdateAlertRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.SerializeToString,
+            ),
+            'SilenceAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.SilenceAlert,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.SilenceAlertRequest.FromString,
+                    response_serializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.SerializeToString,
+            ),
+            'DeleteAlert': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlert,
+                    request_deserializer=agentmesh_dot_observability_dot_v1_dot_observability__pb2.DeleteAlertRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
             'IngestLogs': grpc.unary_unary_rpc_method_handler(
                     servicer.IngestLogs,
@@ -608,6 +687,114 @@ class ObservabilityService:
             '/agentmesh.observability.v1.ObservabilityService/CreateAlert',
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.CreateAlertRequest.SerializeToString,
             agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/GetAlert',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.GetAlertRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/UpdateAlert',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.UpdateAlertRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SilenceAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/SilenceAlert',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.SilenceAlertRequest.SerializeToString,
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.Alert.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlert(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.observability.v1.ObservabilityService/DeleteAlert',
+            agentmesh_dot_observability_dot_v1_dot_observability__pb2.DeleteAlertRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

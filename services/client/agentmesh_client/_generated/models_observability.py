@@ -20,12 +20,14 @@ __all__ = [
     "CallVolumePoint",
     "CreateAlertRequest",
     "CreateEventRequest",
+    "DeleteAlertRequest",
     "ErrorGroup",
     "ErrorPoint",
     "ErrorStats",
     "Event",
     "ExportAuditEventsRequest",
     "GetActiveCallStatsRequest",
+    "GetAlertRequest",
     "GetAnalyticsSummaryRequest",
     "GetCallVolumeRequest",
     "GetErrorStatsRequest",
@@ -58,8 +60,10 @@ __all__ = [
     "ObservabilityMetricSeries",
     "ProviderLatency",
     "ProviderLatencyEntry",
+    "SilenceAlertRequest",
     "Span",
     "Trace",
+    "UpdateAlertRequest",
     "WorkflowAnalytics",
     "WorkflowAnalyticsEntry",
 ]
@@ -131,6 +135,8 @@ class Alert(Model):
     """The metric's value at the latest evaluation."""
     last_resolved_at: Optional[str] = None
     """When the alert last stopped firing."""
+    silenced_until: Optional[str] = None
+    """No notification is sent before this time (SilenceAlert); unset: none is held back."""
 
 
 class AlertCondition(Model):
@@ -245,6 +251,12 @@ class CreateEventRequest(Model):
     """The event to record; output-only fields are ignored."""
 
 
+class DeleteAlertRequest(Model):
+    """Request of DeleteAlert."""
+    alert_id: str = ""
+    """The alert's id or name."""
+
+
 class ErrorGroup(Model):
     """The errors of one error type."""
     error_type: str = ""
@@ -339,6 +351,12 @@ class GetActiveCallStatsRequest(Model):
     """Only calls of this agent (id or name)."""
     workflow_id: str = ""
     """Only calls made by executions of this workflow (id or slug)."""
+
+
+class GetAlertRequest(Model):
+    """Request of GetAlert."""
+    alert_id: str = ""
+    """The alert's id or name."""
 
 
 class GetAnalyticsSummaryRequest(Model):
@@ -797,6 +815,14 @@ class ProviderLatencyEntry(Model):
     """The models of the provider, each with its own figures, by name."""
 
 
+class SilenceAlertRequest(Model):
+    """Request of SilenceAlert."""
+    alert_id: str = ""
+    """The alert's id or name."""
+    duration: Optional[str] = None
+    """How long to hold notifications back, from 1 minute to 30 days ("3600s")."""
+
+
 class Span(Model):
     """One timed operation within a trace."""
     trace_id: str = ""
@@ -847,6 +873,16 @@ class Trace(Model):
     """ERROR when any span failed, OK otherwise."""
     spans: list[Span] = Field(default_factory=list)
     """The spans, by start time; empty in list answers."""
+
+
+class UpdateAlertRequest(Model):
+    """Request of UpdateAlert."""
+    alert_id: str = ""
+    """The alert's id or name."""
+    alert: Optional[Alert] = None
+    """The new values; output-only fields are ignored."""
+    update_mask: Optional[str] = None
+    """Which fields to change (query parameter `update_mask=condition,channels`)."""
 
 
 class WorkflowAnalytics(Model):

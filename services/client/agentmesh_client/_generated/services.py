@@ -1214,6 +1214,22 @@ class ObservabilityService(Service):
         """Creates an alert rule; it starts evaluating at once. Returns ALREADY_EXISTS when the tenant already has an alert of that name, INVALID_ARGUMENT for a bad condition or an unknown channel. (POST /api/v1/observability/alerts)"""
         return self._call('CreateAlert', (), body, fields, models.Alert)
 
+    def get_alert(self, alert_id: str, body: models.GetAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Returns one alert rule, by id or name. NOT_FOUND when the tenant has no such alert. (GET /api/v1/observability/alerts/{alert_id})"""
+        return self._call('GetAlert', (alert_id, ), body, fields, models.Alert)
+
+    def update_alert(self, alert_id: str, body: models.UpdateAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Changes an alert rule: the fields named in `update_mask`, or without one the fields the body carries (name, description, condition, severity, channels, enabled, silenced_until). Its state is kept; the next evaluation moves it by the new condition. NOT_FOUND when the tenant has no such alert, ALREADY_EXISTS when the new name is taken, INVALID_ARGUMENT as CreateAlert. (PATCH /api/v1/observability/alerts/{alert_id})"""
+        return self._call('UpdateAlert', (alert_id, ), body, fields, models.Alert)
+
+    def silence_alert(self, alert_id: str, body: models.SilenceAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Silences an alert rule for `duration` (1 minute to 30 days): it is still evaluated and its firings recorded as events, but no notification is sent until `silenced_until`. Clear it early with UpdateAlert (`update_mask=silenced_until` and no value). NOT_FOUND when the tenant has no such alert. (POST /api/v1/observability/alerts/{alert_id}/silence)"""
+        return self._call('SilenceAlert', (alert_id, ), body, fields, models.Alert)
+
+    def delete_alert(self, alert_id: str, body: models.DeleteAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Deletes an alert rule; its pending notifications end undelivered and its history (events) stays. NOT_FOUND when the tenant has no such alert. (DELETE /api/v1/observability/alerts/{alert_id})"""
+        return self._call('DeleteAlert', (alert_id, ), body, fields, models.DeleteResponse)
+
     def list_audit_events(self, body: models.ListAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
         """Lists the tenant's audit trail: every change made in any service (who, what, which resource, before and after with secrets masked, the correlation id) and every governance decision, newest first. INVALID_ARGUMENT when `end_time` precedes `start_time`. (GET /api/v1/observability/audit)"""
         return self._call('ListAuditEvents', (), body, fields, models.ListAuditEventsResponse)
@@ -1271,6 +1287,22 @@ class AsyncObservabilityService(AsyncService):
     async def create_alert(self, body: models.CreateAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
         """Creates an alert rule; it starts evaluating at once. Returns ALREADY_EXISTS when the tenant already has an alert of that name, INVALID_ARGUMENT for a bad condition or an unknown channel. (POST /api/v1/observability/alerts)"""
         return await self._call('CreateAlert', (), body, fields, models.Alert)
+
+    async def get_alert(self, alert_id: str, body: models.GetAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Returns one alert rule, by id or name. NOT_FOUND when the tenant has no such alert. (GET /api/v1/observability/alerts/{alert_id})"""
+        return await self._call('GetAlert', (alert_id, ), body, fields, models.Alert)
+
+    async def update_alert(self, alert_id: str, body: models.UpdateAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Changes an alert rule: the fields named in `update_mask`, or without one the fields the body carries (name, description, condition, severity, channels, enabled, silenced_until). Its state is kept; the next evaluation moves it by the new condition. NOT_FOUND when the tenant has no such alert, ALREADY_EXISTS when the new name is taken, INVALID_ARGUMENT as CreateAlert. (PATCH /api/v1/observability/alerts/{alert_id})"""
+        return await self._call('UpdateAlert', (alert_id, ), body, fields, models.Alert)
+
+    async def silence_alert(self, alert_id: str, body: models.SilenceAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.Alert:
+        """Silences an alert rule for `duration` (1 minute to 30 days): it is still evaluated and its firings recorded as events, but no notification is sent until `silenced_until`. Clear it early with UpdateAlert (`update_mask=silenced_until` and no value). NOT_FOUND when the tenant has no such alert. (POST /api/v1/observability/alerts/{alert_id}/silence)"""
+        return await self._call('SilenceAlert', (alert_id, ), body, fields, models.Alert)
+
+    async def delete_alert(self, alert_id: str, body: models.DeleteAlertRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Deletes an alert rule; its pending notifications end undelivered and its history (events) stays. NOT_FOUND when the tenant has no such alert. (DELETE /api/v1/observability/alerts/{alert_id})"""
+        return await self._call('DeleteAlert', (alert_id, ), body, fields, models.DeleteResponse)
 
     async def list_audit_events(self, body: models.ListAuditEventsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAuditEventsResponse:
         """Lists the tenant's audit trail: every change made in any service (who, what, which resource, before and after with secrets masked, the correlation id) and every governance decision, newest first. INVALID_ARGUMENT when `end_time` precedes `start_time`. (GET /api/v1/observability/audit)"""

@@ -12,6 +12,7 @@ from sqlmodel import Session
 from agentmesh.common.v1 import common_pb2 as common
 from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
+from mesh.observability import alerts as alert_rules
 from mesh.observability import audit_log, health, metrics, traces
 from mesh.observability.alerts import alert_message, alerts, new_alert
 from mesh.observability.models import AlertRow, EventRow, LogRow
@@ -176,6 +177,43 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
             s, caller.tenant_id, page, search=request.search, where=tuple(where),
             filters={"severity": severity}))
         return pb.ListAlertsResponse(**result.fields(alert_message))
+
+    async def GetAlert(self, request: pb.GetAlertRequest, context) -> pb.Alert:
+        caller = require_caller(context)
+        return alert_message(await self.db.read(
+            lambda s: alerts.get(s, caller.tenant_id, request.alert_id)))
+
+    async def UpdateAlert(self, request: pb.UpdateAlertRequest, context) -> pb.Alert:
+        caller = require_caller(context)
+        mask = list(request.update_mask.paths)
+        current = await self.db.read(lambda s: alerts.get(s, caller.tenant_id, request.alert_id))
+        checked, fields = alert_rules.updated_alert(current, request.alert, mask)
+        for channel in checked.channels if "channels" in fields else ():
+            kind, _, target = channel.partition(":")
+            if kind == "webhook":
+                await self.egress.check_url(target)
+
+        def apply(session: Session) -> AlertRow:
+            row = alerts.get(session, caller.tenant_id, request.alert_id, lock=True)
+            alert_rules.apply_update(row, checked, fields)
+            return alerts.save(session, row)
+        return alert_message(await self.db.write(apply))
+
+    async def SilenceAlert(self, request: pb.SilenceAlertRequest, context) -> pb.Alert:
+        caller = require_caller(context)
+        until = alert_rules.silence_until(request.duration)
+
+        def apply(session: Session) -> AlertRow:
+            row = alerts.get(session, caller.tenant_id, request.alert_id, lock=True)
+            row.silenced_until = until
+            return alerts.save(session, row)
+        return alert_message(await self.db.write(apply))
+
+    async def DeleteAlert(self, request: pb.DeleteAlertRequest, context) -> common.DeleteResponse:
+        caller = require_caller(context)
+        name = await self.db.write(lambda s: alerts.remove(
+            s, alerts.get(s, caller.tenant_id, request.alert_id, lock=True), caller))
+        return common.DeleteResponse(success=True, message=f"alert {name!r} deleted")
 
     # ---- health ----------------------------------------------------------------------------
     async def GetHealth(self, request, context) -> common.HealthResponse:
