@@ -19,35 +19,10 @@ from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
 from mesh.agents import store
 from mesh.agents.models import CallRow
-from mesh.agents.service import DEFINITION as AGENTS
 from mesh.runtime.tables import utcnow
-from mesh.tools.service import DEFINITION as TOOLS
-from tests.harness import ServiceHarness, error_reason
-from tests.support.fixtures import fake_masterdata, local_server
+from tests.harness import error_reason
 
-masterdata = fake_masterdata({"model-key": "sk-test-123"})
-model_server = local_server("tests.fakes.openai_server:ScriptedModelServer", scope="module")
-
-
-@pytest.fixture(scope="module")
-def services(tmp_path_factory, masterdata):
-    with ServiceHarness(TOOLS, tmp_path_factory.mktemp("tools"),
-                        peers=f"masterdata={masterdata.address}",
-                        egress_allow="127.0.0.1") as tools, \
-            ServiceHarness(AGENTS, tmp_path_factory.mktemp("agents"), egress_allow="127.0.0.1",
-                           peers=f"masterdata={masterdata.address},"
-                                 f"tools=127.0.0.1:{tools.running.port}") as agents:
-        yield agents, tools
-
-
-@pytest.fixture
-def agents(services):
-    return services[0].stub(pb_grpc.AgentServiceStub)
-
-
-@pytest.fixture
-def calls(services):
-    return services[0].stub(pb_grpc.CallServiceStub)
+# masterdata, model_server, services, agents, calls: tests/agents/conftest.py
 
 
 @pytest.fixture
