@@ -221,3 +221,25 @@ def test_websocket_routes_and_the_rate_classes_come_from_their_one_declaration()
     credentials = {r.name for r in contract.default().rpcs if rate_class_metadata(r)}
     unlimited = {r.name for r in contract.default().rpcs if rate_limit_per_route(r)}
     assert credentials == {"Register", "Login", "Refresh"} and unlimited == {"CheckHealth"}
+
+
+def test_replicas_are_health_checked_and_retries_have_a_budget():
+    """Several replicas of a service: Envoy asks each one's gRPC health every second (a killed
+    or starting replica takes no calls), a slow answer never ejects one, and retries are
+    bounded by a budget rather than Envoy's default of three in flight."""
+    backends = {**_backends(), "agents": [("127.0.0.1", 9100), ("127.0.0.1", 9101)]}
+    clusters = {c["name"]: c for c in
+                build(contract.default(), GatewayOptions(backends=backends))["static_resources"][
+                    "clusters"]}
+    agents, tools = clusters["agents"], clusters["tools"]
+    assert [e["endpoint"]["address"]["socket_address"]["port_value"]
+            for e in agents["load_assignment"]["endpoints"][0]["lb_endpoints"]] == [9100, 9101]
+    (check,) = agents["health_checks"]
+    assert "grpc_health_check" in check and check["interval"] == "1s"
+    assert agents["outlier_detection"]["enforcing_consecutive_local_origin_failure"] == 0
+    # One replica: nothing to choose between, so no checks (and no idle traffic).
+    assert "health_checks" not in tools
+    assert "enforcing_consecutive_local_origin_failure" not in tools["outlier_detection"]
+    for cluster in (agents, tools):
+        (threshold,) = cluster["circuit_breakers"]["thresholds"]
+        assert threshold["retry_budget"]["min_retry_concurrency"] >= 6

@@ -179,28 +179,12 @@ class Mesh:
         if self.ws_ports:
             env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
         env.pop("AGENTMESH_PORT", None)
-        # Spans go to the OTLP receiver of the mesh unless the user named a collector
-        # (OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md).
-        if "observability" in self.ports and not telemetry.configured_endpoint(os.environ):
-            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports['observability']}"
-        # Every service is its own agentmesh-<service>: one name for all of them (a child of
-        # --isolation process hosts one) would merge them.
-        env.pop("OTEL_SERVICE_NAME", None)
+        self._telemetry_env(env)
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
         # Restart requests of the system service arrive here (mesh/system/restart.py).
         restart.prepare(self.control_dir, groups)
         env["AGENTMESH_SUPERVISOR_CONTROL_DIR"] = str(self.control_dir)
-        # Each process serves its Prometheus metrics, and the gateway Envoy's on a metrics
-        # listener of its own (never the public one); observability gathers them for the
-        # operators' GET /metrics, Prometheus scrapes them (prometheus-targets.json).
-        metrics_ports = [stable_port(taken) for _ in groups]
-        self.admin_socket = self.admin_socket or admin_socket_path(self.data_dir)
-        self.metrics_port = (self.metrics_port or self.settings.gateway_metrics_port
-                             or stable_port(taken))
-        env["AGENTMESH_METRICS_TARGETS"] = ",".join(
-            [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
-            + [f"http://127.0.0.1:{self.metrics_port}/stats/prometheus"])
-        self._write_prometheus_targets(metrics_ports)
+        metrics_ports = self._metrics_ports(env, taken, len(groups))
         children = []
         for group, metrics_port in zip(groups, metrics_ports):
             label = group[0] if len(group) == 1 else "services"
@@ -208,6 +192,30 @@ class Mesh:
                                   {**env, "AGENTMESH_METRICS_PORT": str(metrics_port)},
                                   self.data_dir / "logs" / f"{label}.log", services=group))
         return children
+
+    def _telemetry_env(self, env: dict[str, str]) -> None:
+        # Spans go to the OTLP receiver of the mesh unless the user named a collector
+        # (OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md).
+        if "observability" in self.ports and not telemetry.configured_endpoint(os.environ):
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{self.ports['observability']}"
+        # Every service is its own agentmesh-<service>: one name for all of them (a child of
+        # --isolation process hosts one) would merge them.
+        env.pop("OTEL_SERVICE_NAME", None)
+
+    def _metrics_ports(self, env: dict[str, str], taken: set[int], processes: int) -> list[int]:
+        """Each process serves its Prometheus metrics on a port of its own (returned, one per
+        process), and the gateway Envoy's on a metrics listener of its own (never the public
+        one, read from the admin socket); observability gathers them for the operators'
+        GET /metrics, Prometheus scrapes them (prometheus-targets.json)."""
+        metrics_ports = [stable_port(taken) for _ in range(processes)]
+        self.admin_socket = self.admin_socket or admin_socket_path(self.data_dir)
+        self.metrics_port = (self.metrics_port or self.settings.gateway_metrics_port
+                             or stable_port(taken))
+        env["AGENTMESH_METRICS_TARGETS"] = ",".join(
+            [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports]
+            + [f"http://127.0.0.1:{self.metrics_port}/stats/prometheus"])
+        self._write_prometheus_targets(metrics_ports)
+        return metrics_ports
 
     def _write_prometheus_targets(self, service_ports: list[int]) -> None:
         """DATA_DIR/prometheus-targets.json, for Prometheus's `file_sd_configs`: the gateway's
@@ -464,16 +472,21 @@ class ReplicatedMesh(Mesh):
                "AGENTMESH_DATABASE_URL": self.database_url,
                "AGENTMESH_SUPERVISOR_CONTROL_DIR": str(self.control_dir)}
         env.pop("AGENTMESH_PORT", None)
+        self._telemetry_env(env)
         restart.prepare(self.control_dir, [[n] for n in names])
         # Each live replica its own WebSocket port; replicas share events through NATS only.
         self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
+        replicas = [(name, i, port) for name in names
+                    for i, port in enumerate(self.replica_ports[name])]
+        metrics_ports = self._metrics_ports(env, taken, len(replicas))
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
                       {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}",
+                       "AGENTMESH_METRICS_PORT": str(metrics_port),
                        **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
                           if name == "live" else {})},
                       self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
-                for name in names for i, port in enumerate(self.replica_ports[name])]
+                for (name, i, port), metrics_port in zip(replicas, metrics_ports)]
 
     def backends(self) -> dict:
         return {n: [("127.0.0.1", p) for p in ports] for n, ports in self.replica_ports.items()}

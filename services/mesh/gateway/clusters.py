@@ -54,16 +54,32 @@ def self_cluster(options: GatewayOptions) -> dict[str, Any]:
 
 
 def websocket_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
-    websocket = replicated_cluster(LIVE_WS_CLUSTER, address)
+    websocket = replicated_cluster(LIVE_WS_CLUSTER, address, grpc_health=False)
     websocket.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade
     websocket["per_connection_buffer_limit_bytes"] = 256 * 1024
     return websocket
 
 
-def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]]
-                       ) -> dict[str, Any]:
+# Envoy's default allows 3 retries in flight per cluster: when a replica dies under load, more
+# calls than that are refused by it at once, and the ones past the third were answered 503
+# instead of going to the live replica. A budget scales with the traffic instead.
+RETRY_BUDGET = {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 16}
+
+# Each replica's gRPC health (mesh.runtime.server: NOT_SERVING until started and while it
+# drains), asked every second while calls flow: a killed replica leaves the rotation within a
+# second and for as long as it is down, and a restarted one joins it only once it serves.
+# Outlier detection alone put a dead replica back after each ejection (base_ejection_time) and
+# sent it calls again.
+REPLICA_HEALTH_CHECK = {"timeout": "1s", "interval": "1s", "no_traffic_interval": "5s",
+                        "unhealthy_threshold": 1, "healthy_threshold": 1,
+                        "grpc_health_check": {}}
+
+
+def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]],
+                       grpc_health: bool = True) -> dict[str, Any]:
     """A service's cluster: every replica an endpoint, round robin; a replica that fails
-    connections is ejected for a while (outlier detection) instead of taking every Nth call."""
+    connections is ejected for a while (outlier detection) instead of taking every Nth call,
+    and, when there are several, one that is not SERVING takes none (active health checks)."""
     addresses = endpoints(address)
     found = cluster(name, *addresses[0])
     if len(addresses) > 1:
@@ -75,6 +91,13 @@ def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int
                                   "split_external_local_origin_errors": True,
                                   "interval": "2s", "base_ejection_time": "5s",
                                   "max_ejection_percent": 100}
+    if len(addresses) > 1 and grpc_health:
+        found["health_checks"] = [dict(REPLICA_HEALTH_CHECK)]
+        # Envoy counts a timeout as a local-origin failure too: the global rate limit's 50 ms
+        # calls timing out on a busy governance replica ejected it for longer each time, and
+        # its peer took all the traffic. A dead replica is the health check's to find.
+        found["outlier_detection"]["enforcing_consecutive_local_origin_failure"] = 0
+    found["circuit_breakers"] = {"thresholds": [{"retry_budget": RETRY_BUDGET}]}
     return found
 
 
