@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
+from collections.abc import Coroutine
 from typing import Any
 
 import httpx2
@@ -42,6 +43,7 @@ from dbos import DBOS, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.service import Runtime
 from mesh.workflows import control, recovery, run, schedules
+from mesh.workflows.dispatch import Dispatcher
 from mesh.workflows.engine import QUEUE, detached
 from mesh.workflows.models import ScheduleRow
 from mesh.workflows.projection import Projection
@@ -49,7 +51,9 @@ from mesh.workflows.steps import HTTP_STEP_TIMEOUT
 from mesh.workflows.store import scheduled_execution_id
 
 log = logging.getLogger("mesh.workflows.state")
-QUEUE_POLLING_SECONDS = 0.2
+# The queue's poll is the fallback (mesh.workflows.dispatch starts work when it is queued and
+# when a slot frees): for work another replica enqueued, or a claim that lost a race.
+QUEUE_POLLING_SECONDS = 1.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -83,6 +87,7 @@ class WorkflowsState:
         self.projection = Projection(self.db, self.settings, self.peers)
         self.executor_id = runtime.settings.replica_id or "local"
         self.queue: Any = None
+        self.dispatcher: Dispatcher | None = None
         self.ready = asyncio.Event()
         self.http: httpx2.AsyncClient | None = None
         self.stopping = False
@@ -90,6 +95,7 @@ class WorkflowsState:
         self.started = False
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self._interpreters: set[asyncio.Task] = set()
+        self._wakes: set[asyncio.Task] = set()
         self._watcher: asyncio.Task | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
@@ -132,6 +138,7 @@ class WorkflowsState:
                 QUEUE, worker_concurrency=self.settings.workflow_queue_concurrency,
                 partition_worker_concurrency=self.settings.workflow_tenant_concurrency,
                 polling_interval_sec=QUEUE_POLLING_SECONDS)
+            self.dispatcher = Dispatcher(self.queue)
         except BaseException:
             _running = None
             self.started = False
@@ -150,7 +157,8 @@ class WorkflowsState:
         # The heartbeat row stays: if this replica does not come back under its name, another
         # one recovers what it leaves pending once the heartbeat is old.
         # Interpreters in flight stop here; DBOS recovers them (PENDING) on the next start.
-        in_flight = [*self._interpreters, *(t for tasks in self._tasks.values() for t in tasks)]
+        in_flight = [*self._interpreters, *self._wakes,
+                     *(t for tasks in self._tasks.values() for t in tasks)]
         for task in in_flight:
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
@@ -170,6 +178,17 @@ class WorkflowsState:
             return await run.interpret(self, execution_id)
         finally:
             self._interpreters.discard(task)
+            if self.dispatcher is not None:
+                # A slot frees: whatever waits in the queue for one starts now.
+                self._wake(self.dispatcher.wake_when_released())
+
+    def _wake(self, claim: Coroutine) -> None:
+        if self.stopping:
+            claim.close()
+            return
+        wake = detached(claim)
+        self._wakes.add(wake)
+        wake.add_done_callback(self._wakes.discard)
 
     async def fire_schedule(self, scheduled_at: datetime, context: Any) -> str:
         schedule_id = context["schedule_id"]
@@ -195,6 +214,7 @@ class WorkflowsState:
                 SetEnqueueOptions(priority=PRIORITIES.get(priority, 3),
                                   queue_partition_key=tenant_id):
             await self.queue.enqueue_async(interpret, execution_id)
+        self._wake(self.dispatcher.wake(tenant_id))  # now, if its tenant has a slot here
 
     async def launch(self, execution_id: str, timeout: float | None) -> None:
         """A sub-workflow execution's interpreter, started at once in this process instead of

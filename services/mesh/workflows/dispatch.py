@@ -1,0 +1,99 @@
+"""Starting queued interpreters when there is work, not at DBOS's next poll.
+
+DBOS's queue thread claims queued workflows once per polling interval, and nothing wakes it:
+a root execution enqueued just after a poll waited up to the whole interval (0.2 s was ~170 of
+a three-step run's ~207 ms, issue 27), and a shorter interval costs CPU at idle (a poll is a few
+milliseconds of SQL per partition). So the engine claims itself, at the two moments work can
+start in this replica: right after it enqueues an execution (its tenant's partition), and when
+one of its interpreters ends (a slot frees: every partition with work). The claim is DBOS's own
+(`SystemDatabase.start_queued_workflows`, one transaction that respects the queue's per-worker
+and per-partition limits, the calls its queue thread makes), so a claim here and one by the
+poller or another replica never start a workflow twice. The poll stays, slower, for what this
+replica cannot see: work enqueued by another replica, and claims that lost a race.
+
+These are DBOS internals (pinned: dbos 3.4.0 in .ci/constraints.txt); tests/workflows/
+test_dispatch.py fails if they change shape. Claims run in a worker thread: they are blocking
+SQL, like the poller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from dbos._core import execute_dequeued_workflow
+from dbos._dbos import _get_dbos_instance
+from dbos._utils import GlobalParams, generate_uuid
+from sqlalchemy.exc import DBAPIError
+
+log = logging.getLogger("mesh.workflows.dispatch")
+
+
+class Dispatcher:
+    """Claims and starts a queue's workflows in this replica on demand."""
+
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+        # One claim at a time in this process: concurrent claims would only contend on the
+        # same rows (SQLite has one writer); a request while one runs is folded into it.
+        self._lock = threading.Lock()
+
+    async def wake(self, partition: str | None = None) -> int:
+        """Claims what may start now in `partition` (a tenant), or in every partition with
+        queued work; returns how many interpreters it started."""
+        try:
+            # Not asyncio.to_thread: that copies this context, and a claim made from inside a
+            # DBOS workflow (a schedule firing) would start the claimed ones as its children.
+            return await asyncio.get_running_loop().run_in_executor(None, self._claim, partition)
+        except Exception:  # the poll is the fallback: a failed wake-up only delays
+            log.warning("claiming queued executions failed; the queue's poll will",
+                        exc_info=True)
+            return 0
+
+    async def wake_when_released(self) -> int:
+        """Called by an interpreter as it ends: DBOS records the outcome and frees the slot
+        (its active set) only after the interpreter returns, so the claim waits until then
+        (a few milliseconds; at most a second, then claims anyway)."""
+        active = _get_dbos_instance()._active_workflows_set
+        holding = active.count_for_queue(self.queue.name)
+        deadline = asyncio.get_running_loop().time() + 1.0
+        while active.count_for_queue(self.queue.name) >= holding and \
+                asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.002)
+        return await self.wake()
+
+    def _claim(self, partition: str | None) -> int:
+        dbos = _get_dbos_instance()
+        system = dbos._sys_db
+        queue = self.queue
+        with self._lock:
+            keys = [partition] if partition is not None else system.get_queue_partitions(
+                queue.name)
+            started = 0
+            for key in keys:
+                # A started workflow joins the active set asynchronously (on the event loop):
+                # the ones started here count until then, as in DBOS's poller.
+                running = dbos._active_workflows_set.count_for_queue(queue.name) + started
+                if queue._worker_concurrency is not None and \
+                        running >= queue._worker_concurrency:
+                    break
+                owner = generate_uuid()
+                try:
+                    claimed, _ = system.start_queued_workflows(
+                        queue, GlobalParams.executor_id, GlobalParams.app_version, key,
+                        running, dbos._active_workflows_set.count_for_partition(queue.name, key),
+                        owner_xid=owner)
+                except DBAPIError as error:
+                    if system.is_lock_conflict(error) or system.is_serialization_conflict(error):
+                        continue  # the poller or another replica is claiming it now
+                    raise
+                statuses = {s["workflow_uuid"]: s
+                            for s in system.get_workflow_statuses(claimed)} if claimed else {}
+                for workflow_id in claimed:
+                    status = statuses.get(workflow_id) or system.get_workflow_status(workflow_id)
+                    if status is not None:
+                        execute_dequeued_workflow(dbos, status, owner)
+                        started += 1
+            return started

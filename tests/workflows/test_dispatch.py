@@ -1,0 +1,90 @@
+"""Queued executions start when there is work (mesh.workflows.dispatch), not at DBOS's next
+poll: with the poll an hour apart, an execution still starts at once, and one waiting for its
+tenant's only slot starts as soon as that slot frees; the tenant's share still holds."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+
+import pytest
+
+from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.workflows import state
+from mesh.workflows.service import DEFINITION
+from tests.harness import ServiceHarness
+from tests.workflows.conftest import Client, _drop_schemas, status_name
+
+HOUR = 3600.0
+
+
+def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
+    """dispatch.py calls DBOS internals (the ones its queue thread calls); a DBOS upgrade that
+    changes them fails here rather than leaving executions to the poll."""
+    from dbos._core import execute_dequeued_workflow
+    from dbos._sys_db import SystemDatabase
+
+    claim = inspect.signature(SystemDatabase.start_queued_workflows).parameters
+    assert list(claim)[:7] == ["self", "queue", "executor_id", "app_version",
+                               "queue_partition_key", "local_running_count",
+                               "partition_local_running_count"]
+    assert "owner_xid" in claim
+    assert list(inspect.signature(execute_dequeued_workflow).parameters) == [
+        "dbos", "status", "owner_xid"]
+    for name in ("get_queue_partitions", "get_workflow_statuses", "get_workflow_status",
+                 "is_lock_conflict", "is_serialization_conflict"):
+        assert callable(getattr(SystemDatabase, name)), name
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def slow_poll(request, tmp_path_factory):
+    """The workflows service with DBOS's queue polled once an hour and one slot per tenant."""
+    settings = {"workflow_tenant_concurrency": 1, "workflow_queue_concurrency": 4}
+    if request.param == "postgres":
+        settings["database_url"] = request.getfixturevalue("postgres_url")
+        _drop_schemas(settings["database_url"])
+    patch = pytest.MonkeyPatch()
+    patch.setattr(state, "QUEUE_POLLING_SECONDS", HOUR)
+    try:
+        with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("dispatch"),
+                            **settings) as harness:
+            yield harness
+    finally:
+        patch.undo()
+    if request.param == "postgres":
+        _drop_schemas(settings["database_url"])
+
+
+def _until(client: Client, execution_id: str, status: str, timeout: float = 10) -> float:
+    """Seconds until the execution reaches `status` (fails after `timeout`)."""
+    begun = time.monotonic()
+    client.wait(execution_id, lambda e: status_name(e) == status, timeout=timeout)
+    return time.monotonic() - begun
+
+
+def test_an_execution_starts_at_once_and_a_freed_slot_is_taken_at_once(slow_poll):
+    client = Client(slow_poll)
+    quick = client.create(f"q-{uuid.uuid4().hex[:8]}", [
+        {"id": "t", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`1`"}}])
+    done = client.execute(quick.id)
+    assert _until(client, done.id, "EXECUTION_STATUS_COMPLETED") < 10  # the poll: an hour
+
+    gated = client.create(f"g-{uuid.uuid4().hex[:8]}", [
+        {"id": "ask", "type": "STEP_TYPE_APPROVAL", "approval": {}}])
+    first = client.execute(gated.id)
+    _until(client, first.id, "EXECUTION_STATUS_WAITING_APPROVAL")
+    second = client.execute(gated.id)
+    time.sleep(1.0)
+    # The tenant's one slot is held by the first (waiting is running): the second waits...
+    assert status_name(client.get(second.id)) == "EXECUTION_STATUS_QUEUED"
+    # ...while another tenant's execution starts at once.
+    other = Client(slow_poll)
+    theirs = other.create(f"o-{uuid.uuid4().hex[:8]}", [
+        {"id": "t", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`2`"}}])
+    assert _until(other, other.execute(theirs.id).id, "EXECUTION_STATUS_COMPLETED") < 10
+    # Approving the first ends it and frees the slot: the second starts now, not in an hour.
+    client.call("ApproveStep", pb.ApproveStepRequest(execution_id=first.id, step_id="ask"))
+    _until(client, first.id, "EXECUTION_STATUS_COMPLETED")
+    assert _until(client, second.id, "EXECUTION_STATUS_WAITING_APPROVAL") < 10
+    client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=second.id))
