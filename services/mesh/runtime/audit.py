@@ -46,8 +46,10 @@ from sqlmodel import Field, Session, SQLModel, select
 from mesh.runtime.context import (Caller, caller_from, correlation_id, current_call,
                                   current_service)
 from mesh.runtime.tables import TenantTable, json_field, new_id, timestamp_field, utcnow
+from mesh.runtime.wakeups import Waiter, mark
 
 log = logging.getLogger("mesh.runtime.audit")
+WAKE_TOPIC = "audit"  # the forwarder is woken when events commit (mesh.runtime.wakeups)
 
 
 class AuditEvent(SQLModel, table=True):
@@ -106,6 +108,7 @@ def record(session: Session, caller: Caller, action: str, resource_type: str, re
         else:
             session.delete(earlier)
     session.add(event)
+    mark(session, WAKE_TOPIC)
     return event
 
 
@@ -199,6 +202,7 @@ def _before_flush(session: Session, flush_context, instances) -> None:
             before=_mask(before), after=_mask(after), created_at=utcnow())
         captured.setdefault(row.id, []).append(event)
         session.add(event)
+        mark(session, WAKE_TOPIC)
 
 
 _installed = False
@@ -225,7 +229,7 @@ def as_dict(event: AuditEvent) -> dict[str, Any]:
 class Forwarder:
     """Sends the service's audit events to observability, at least once (see the module)."""
 
-    def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 1.0,
+    def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 15.0,
                  batch: int = 200, local_retention_days: float = 7.0) -> None:
         self.db, self.peers = db, peers
         self.lease = timedelta(seconds=lease_seconds)
@@ -237,6 +241,7 @@ class Forwarder:
 
     def start(self) -> None:
         if self._task is None:
+            self._waiter = Waiter(self.db.writer, WAKE_TOPIC)
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -292,6 +297,7 @@ class Forwarder:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            self._waiter.clear()  # before the claim: a commit from now on ends the wait below
             try:
                 sent = await self.forward_once()
                 if loop.time() - self._last_prune > 3600:
@@ -302,5 +308,5 @@ class Forwarder:
             except Exception as exc:  # noqa: BLE001 - tried again at the next round
                 log.debug("audit events not forwarded yet: %s", exc)
                 sent = 0
-            if sent < self.batch:
-                await asyncio.sleep(self.poll_seconds)
+            if sent < self.batch:  # until events commit here, or the next poll (retries)
+                await self._waiter.wait(self.poll_seconds)

@@ -38,8 +38,10 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from mesh.runtime.context import TENANT_HEADER
 from mesh.runtime.tables import json_field, new_id, timestamp_field, utcnow
+from mesh.runtime.wakeups import Waiter, mark
 
 log = logging.getLogger("mesh.runtime.platform_events")
+WAKE_TOPIC = "platform_events"  # the sender is woken when events commit (mesh.runtime.wakeups)
 _pending: set[asyncio.Task] = set()
 
 
@@ -62,6 +64,7 @@ def queue(session: Session, tenant_id: str, event: str, data: dict[str, Any]) ->
     """The event, in the transaction of the change that caused it."""
     session.add(PlatformEventRow(tenant_id=tenant_id, event=event, data=data,
                                  created_at=utcnow(), next_attempt_at=utcnow()))
+    mark(session, WAKE_TOPIC)
 
 
 async def record(db, tenant_id: str, event: str, data: dict[str, Any]) -> None:
@@ -75,7 +78,7 @@ async def record(db, tenant_id: str, event: str, data: dict[str, Any]) -> None:
 class Sender:
     """Hands the service's queued platform events to integration, at least once."""
 
-    def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 1.0,
+    def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 15.0,
                  batch: int = 50, keep_sent: timedelta = timedelta(days=1)) -> None:
         self.db, self.peers = db, peers
         self.lease = timedelta(seconds=lease_seconds)
@@ -84,6 +87,7 @@ class Sender:
 
     def start(self) -> None:
         if self._task is None:
+            self._waiter = Waiter(self.db.writer, WAKE_TOPIC)
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -119,6 +123,7 @@ class Sender:
 
     async def _run(self) -> None:
         while True:
+            self._waiter.clear()  # before the claim: a commit from now on ends the wait below
             try:
                 claimed = await self.send_once()
             except asyncio.CancelledError:
@@ -126,8 +131,8 @@ class Sender:
             except Exception:  # noqa: BLE001 - tried again at the next round
                 log.exception("platform events not sent yet")
                 claimed = 0
-            if claimed < self.batch:
-                await asyncio.sleep(self.poll_seconds)
+            if claimed < self.batch:  # until events commit here, or the next poll (retries)
+                await self._waiter.wait(self.poll_seconds)
 
 
 def emit(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None:

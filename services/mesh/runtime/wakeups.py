@@ -1,0 +1,74 @@
+"""Waking a local poller when a transaction that queued work for it commits.
+
+The outbox-style loops of the runtime (the audit forwarder, the platform-events sender) used to
+look for new rows every second, each a write transaction, in every service: at idle that was
+most of what the services process did. Now the code that adds such rows marks the session
+(`mark(session, topic)`), and when that transaction commits, the poller of that topic on the
+same database is woken (`Waiter.wait`); its own slow poll is left only for what no local commit
+announces (a retry after a failure, rows left by a process that stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlmodel import Session
+
+_INFO_KEY = "wake_topics"
+# (engine, topic) -> the waiters on it, each with its loop (commits happen on worker threads).
+_waiters: dict[tuple[int, str], weakref.WeakSet] = {}
+_installed = False
+
+
+def mark(session: Session, topic: str) -> None:
+    """This transaction queues work for `topic`: wake its pollers when it commits."""
+    session.info.setdefault(_INFO_KEY, set()).add(topic)
+
+
+def _after_commit(session: Session) -> None:
+    topics = session.info.pop(_INFO_KEY, None)
+    if not topics:
+        return
+    engine = session.get_bind()
+    for topic in topics:
+        for waiter in list(_waiters.get((id(engine), topic), ())):
+            waiter.wake_threadsafe()
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_INFO_KEY, None)
+
+
+def _install() -> None:
+    global _installed
+    if not _installed:
+        sa_event.listen(Session, "after_commit", _after_commit)
+        sa_event.listen(Session, "after_rollback", _after_rollback)
+        _installed = True
+
+
+class Waiter:
+    """Wakes when a transaction on `engine` marked for `topic` commits."""
+
+    def __init__(self, engine: Any, topic: str) -> None:
+        _install()
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+        _waiters.setdefault((id(engine), topic), weakref.WeakSet()).add(self)
+
+    def wake_threadsafe(self) -> None:
+        self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, timeout: float) -> None:
+        """Until woken (since the last wait began) or `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def clear(self) -> None:
+        """Call before looking for work: a commit from then on ends the next wait."""
+        self._event.clear()
