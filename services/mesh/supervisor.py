@@ -160,6 +160,8 @@ class Mesh:
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     ws_ports: list[int] = field(default_factory=list)
+    # The integration service's MCP listener, which the gateway routes /api/v1/mcp to.
+    mcp_ports: list[int] = field(default_factory=list)
     stopping: bool = False
     _tasks: set = field(default_factory=set)
 
@@ -178,6 +180,9 @@ class Mesh:
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
         if self.ws_ports:
             env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
+        self.mcp_ports = [stable_port(taken)] if "integration" in names else []
+        if self.mcp_ports:
+            env["AGENTMESH_MCP_PORT"] = str(self.mcp_ports[0])
         env.pop("AGENTMESH_PORT", None)
         # Spans go to the OTLP receiver of the mesh unless the user named a collector
         # (OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md).
@@ -225,6 +230,7 @@ class Mesh:
             listen_port=self.port, admin_socket=self.admin_socket, metrics_port=self.metrics_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
+            mcp_http=[("127.0.0.1", p) for p in self.mcp_ports] or None,
             # The gateway's spans go where the services' go: a collector the user named (with
             # its OTEL_EXPORTER_OTLP_HEADERS), else the mesh's own receiver (with the token).
             trace_cluster="observability" if "observability" in self.ports else "",
@@ -467,11 +473,16 @@ class ReplicatedMesh(Mesh):
         restart.prepare(self.control_dir, [[n] for n in names])
         # Each live replica its own WebSocket port; replicas share events through NATS only.
         self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
+        # MCP sessions live in the process that began them (the SDK's Streamable HTTP
+        # transport): one integration replica serves MCP (docs/mcp.md).
+        self.mcp_ports = [stable_port(taken)] if "integration" in self.replica_ports else []
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
                       {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}",
                        **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
-                          if name == "live" else {})},
+                          if name == "live" else {}),
+                       **({"AGENTMESH_MCP_PORT": str(self.mcp_ports[0])}
+                          if name == "integration" and i == 0 else {})},
                       self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
                 for name in names for i, port in enumerate(self.replica_ports[name])]
 

@@ -9,7 +9,7 @@ from typing import Any
 from mesh.contract import Contract
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
-from mesh.gateway.routes import LIVE_WS_CLUSTER
+from mesh.gateway.routes import LIVE_WS_CLUSTER, MCP_CLUSTER
 
 
 def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -58,6 +58,13 @@ def websocket_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[
     websocket.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade
     websocket["per_connection_buffer_limit_bytes"] = 256 * 1024
     return websocket
+
+
+def mcp_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
+    """The integration service's MCP listener (uvicorn: HTTP/1.1)."""
+    found = replicated_cluster(MCP_CLUSTER, address)
+    found.pop("typed_extension_protocol_options", None)
+    return found
 
 
 def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]]

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     nats_url: str = ""
     # The live service's WebSocket listener (its gRPC port serves CreateTicket).
     live_ws_port: int = 0
+    # The integration service's MCP listener (Streamable HTTP, docs/mcp.md), which the gateway
+    # routes /api/v1/mcp to; 0: none.
+    mcp_port: int = 0
     # A socket whose client has not taken a message for this long is closed (4008, "too slow");
     # it may resume with its last seq.
     live_send_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,0 +1,415 @@
+"""The tenant's agents, workflows, tools and prompts as one MCP server (docs/mcp.md).
+
+The gateway routes `/api/v1/mcp` (Streamable HTTP) to the integration service's MCP listener
+(mesh/integration/mcp_listener.py) after it has authenticated the request exactly as for REST
+(a bearer JWT or an API key, its scopes, the per-tenant rate limits) and set the identity
+headers. Every handler here reads that identity from the HTTP request and calls the owning
+service over gRPC as the caller, so governance decisions, the audit trail, the call records and
+the tenant's isolation are the REST API's own. Nothing here goes outside the mesh.
+
+    MCP                      scope                 the service's RPC
+    tool  agent_<name>       agents:execute        InteractWithAgent (a running agent)
+    tool  workflow_<slug>    workflows:execute     ExecuteWorkflow, then WatchExecution (an
+                                                   ACTIVE workflow; progress notifications)
+    tool  tool_<name>        tools:execute         ExecuteTool (an ACTIVE or DEPLOYED tool)
+    prompt <name>[@label]    masterdata:read       RenderPrompt at label `production` by default
+
+A caller lists and calls only what its scopes allow. Arguments a service refuses are an MCP
+error (INVALID_PARAMS) naming the field; what the call itself ends with (a governance denial,
+a failed call) is a tool result with `isError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import mcp_types as types
+from google.protobuf import json_format, struct_pb2
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+from mcp_types.jsonrpc import INVALID_PARAMS
+
+from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
+from agentmesh.masterdata.v1 import masterdata_pb2, masterdata_pb2_grpc
+from agentmesh.tools.v1 import tools_pb2, tools_pb2_grpc
+from agentmesh.workflows.v1 import workflows_pb2, workflows_pb2_grpc
+from mesh import contract
+from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, MCP_CLIENT_HEADER,
+                                  SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER, TOKEN_IAT_HEADER,
+                                  USER_HEADER)
+from mesh.runtime.errors import ERROR_TRAILER
+from mesh.runtime.peers import Peers
+from mesh.runtime.scopes import holds
+
+log = logging.getLogger("mesh.integration.mcp")
+
+AGENT_PREFIX, WORKFLOW_PREFIX, TOOL_PREFIX = "agent_", "workflow_", "tool_"
+AGENTS_SCOPE, WORKFLOWS_SCOPE, TOOLS_SCOPE = "agents:execute", "workflows:execute", "tools:execute"
+PROMPTS_SCOPE = "masterdata:read"
+# Any of these lets a caller in at the gateway (mesh.gateway.routes): each shows something.
+SCOPES = (AGENTS_SCOPE, WORKFLOWS_SCOPE, TOOLS_SCOPE, PROMPTS_SCOPE)
+DEFAULT_LABEL = "production"
+RUNNABLE_AGENTS = ("AGENT_STATUS_ACTIVE", "AGENT_STATUS_DEPLOYED")
+EXECUTABLE_TOOLS = ("TOOL_STATUS_ACTIVE", "TOOL_STATUS_DEPLOYED")
+ENDED = contract.default().final_values("agentmesh.workflows.v1.ExecutionStatus")
+# A workflow run is followed at most this long over one tools/call (its execution goes on).
+WATCH_SECONDS = 3600.0
+PAGE = 100
+# MCP tool names: letters, digits, `_`, `-`, `.`, at most 128 characters.
+_INVALID = re.compile(r"[^A-Za-z0-9_.-]")
+
+AGENT_INPUT = {
+    "type": "object",
+    "properties": {
+        "message": {"type": "string", "description": "The message to the agent."},
+        "thread_id": {"type": "string",
+                      "description": "Continue this conversation thread (optional)."}},
+    "required": ["message"],
+    "additionalProperties": False,
+}
+
+
+def tool_name(prefix: str, name: str) -> str:
+    return (prefix + _INVALID.sub("_", name))[:128]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller the gateway verified (its identity headers on the HTTP request)."""
+
+    tenant_id: str
+    user_id: str
+    scopes: frozenset[str]
+    api_key_id: str = ""
+    correlation_id: str = ""
+    session_id: str = ""
+    token_iat: str = ""
+
+    @classmethod
+    def of(cls, headers: Any) -> "Identity":
+        scopes = (headers.get(SCOPES_HEADER) or "").replace(",", " ").split()
+        return cls(headers.get(TENANT_HEADER) or "", headers.get(USER_HEADER) or "",
+                   frozenset(scopes), headers.get(API_KEY_HEADER) or "",
+                   headers.get(CORRELATION_HEADER) or "", headers.get(SESSION_HEADER) or "",
+                   headers.get(TOKEN_IAT_HEADER) or "")
+
+    def may(self, scope: str) -> bool:
+        return holds(self.scopes, scope)
+
+    def metadata(self, client: str) -> tuple[tuple[str, str], ...]:
+        """The headers of a call made as this caller, with the MCP client's name."""
+        found = [(TENANT_HEADER, self.tenant_id), (USER_HEADER, self.user_id),
+                 (SCOPES_HEADER, " ".join(sorted(self.scopes))),
+                 (CORRELATION_HEADER, self.correlation_id), (MCP_CLIENT_HEADER, client or "mcp")]
+        for key, value in ((API_KEY_HEADER, self.api_key_id), (SESSION_HEADER, self.session_id),
+                           (TOKEN_IAT_HEADER, self.token_iat)):
+            if value:
+                found.append((key, value))
+        return tuple(found)
+
+
+def _identity(ctx) -> Identity:
+    request = ctx.request
+    identity = Identity.of(request.headers if request is not None else {})
+    if not identity.tenant_id:
+        # Only the gateway reaches this listener, and it sets the tenant on every request.
+        raise MCPError(-32001, "no verified tenant on this request; send a bearer token or an "
+                               "API key through the gateway")
+    return identity
+
+
+def _client_name(ctx) -> str:
+    """The MCP client's name: from the handshake (`initialize`), or a modern request's _meta."""
+    params = getattr(ctx.session, "client_params", None)
+    info = getattr(params, "client_info", None)
+    if info is not None and info.name:
+        return info.name[:100]
+    meta = (ctx.params or {}).get("_meta") or {}
+    found = meta.get(types.CLIENT_INFO_META_KEY) if isinstance(meta, dict) else None
+    if isinstance(found, dict) and isinstance(found.get("name"), str):
+        return found["name"][:100]
+    return "mcp"
+
+
+def _as_dict(message) -> dict[str, Any]:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    found = struct_pb2.Struct()
+    found.update(value)
+    return found
+
+
+@dataclass
+class Refusal:
+    """A service's error, read from its envelope trailer."""
+
+    code: grpc.StatusCode
+    message: str
+    reason: str
+    details: dict[str, Any]
+    violations: list[dict[str, str]]
+
+    @classmethod
+    def of(cls, error: grpc.aio.AioRpcError) -> "Refusal":
+        envelope: dict[str, Any] = {}
+        for key, value in error.trailing_metadata() or ():
+            if key == ERROR_TRAILER:
+                try:
+                    envelope = json.loads(value)
+                except ValueError:
+                    envelope = {}
+        details = dict(envelope.get("details") or {})
+        violations = [v for v in details.pop("field_violations", []) if isinstance(v, dict)]
+        return cls(error.code(), envelope.get("message") or error.details() or "the call failed",
+                   str(details.pop("reason", "") or error.code().name), details, violations)
+
+    def invalid_params(self) -> MCPError:
+        """Arguments refused: INVALID_PARAMS naming the field(s)."""
+        fields = [v.get("field", "") for v in self.violations if v.get("field")]
+        message = self.message
+        if fields and not any(f in message for f in fields):
+            message = f"{', '.join(fields)}: {message}"
+        return MCPError(INVALID_PARAMS, message,
+                        {"reason": self.reason, "field_violations": self.violations,
+                         **({"field": fields[0]} if fields else {})})
+
+    def result(self) -> types.CallToolResult:
+        """What the call ended with, as a tool result the model can read (`isError`)."""
+        body = {"error": self.code.name, "reason": self.reason, "message": self.message,
+                **{k: v for k, v in self.details.items() if k != "field"}}
+        return types.CallToolResult(content=[types.TextContent(text=self.message)],
+                                    structured_content=body, is_error=True)
+
+
+class MeshMCP:
+    """The MCP server of the mesh: one lowlevel `Server` whose handlers call the services."""
+
+    def __init__(self, peers: Peers) -> None:
+        self.peers = peers
+        self.server = Server(
+            "agentmesh", version="1",
+            instructions="The agents, workflows and tools of your Agent Mesh tenant as tools, "
+                         "its prompts as prompts.",
+            on_list_tools=self.list_tools, on_call_tool=self.call_tool,
+            on_list_prompts=self.list_prompts, on_get_prompt=self.get_prompt)
+
+    # ---- listing ------------------------------------------------------------------------------
+    async def _pages(self, call: Callable[..., Awaitable[Any]], request_type, metadata,
+                     **fields: Any) -> list[Any]:
+        found, page = [], 1
+        while True:
+            reply = await call(request_type(page=page, page_size=PAGE, **fields),
+                               metadata=metadata)
+            found.extend(reply.items)
+            if not reply.items or len(found) >= reply.total or page >= 100:
+                return found
+            page += 1
+
+    async def list_tools(self, ctx, params) -> types.ListToolsResult:
+        identity = _identity(ctx)
+        metadata = identity.metadata(_client_name(ctx))
+        listed: list[types.Tool] = []
+        try:
+            if identity.may(AGENTS_SCOPE):
+                stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
+                for agent in await self._pages(stub.ListAgents, agents_pb2.ListAgentsRequest,
+                                               metadata):
+                    if agents_pb2.AgentStatus.Name(agent.status) in RUNNABLE_AGENTS:
+                        listed.append(types.Tool(
+                            name=tool_name(AGENT_PREFIX, agent.name), title=agent.name,
+                            description=agent.description or f"Talk to the agent {agent.name}.",
+                            input_schema=AGENT_INPUT))
+            if identity.may(WORKFLOWS_SCOPE):
+                stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+                for flow in await self._pages(stub.ListWorkflows,
+                                              workflows_pb2.ListWorkflowsRequest, metadata,
+                                              status=workflows_pb2.WORKFLOW_STATUS_ACTIVE):
+                    schema = _as_dict(flow.input_schema) or {"type": "object"}
+                    listed.append(types.Tool(
+                        name=tool_name(WORKFLOW_PREFIX, flow.slug or flow.name), title=flow.name,
+                        description=flow.description or f"Run the workflow {flow.name}.",
+                        input_schema=_object_schema(schema)))
+            if identity.may(TOOLS_SCOPE):
+                stub = self.peers.stub(tools_pb2_grpc.ToolServiceStub)
+                for tool in await self._pages(stub.ListTools, tools_pb2.ListToolsRequest,
+                                              metadata):
+                    if tools_pb2.ToolStatus.Name(tool.status) in EXECUTABLE_TOOLS:
+                        schema = _as_dict(tool.input_schema) or {"type": "object"}
+                        listed.append(types.Tool(
+                            name=tool_name(TOOL_PREFIX, tool.name), title=tool.name,
+                            description=tool.description or f"Run the tool {tool.name}.",
+                            input_schema=_object_schema(schema)))
+        except grpc.aio.AioRpcError as exc:
+            raise MCPError(-32603, Refusal.of(exc).message) from None
+        return types.ListToolsResult(tools=listed)
+
+    # ---- calls --------------------------------------------------------------------------------
+    async def call_tool(self, ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        identity = _identity(ctx)
+        name, arguments = params.name, dict(params.arguments or {})
+        kinds = ((AGENT_PREFIX, AGENTS_SCOPE, self._call_agent),
+                 (WORKFLOW_PREFIX, WORKFLOWS_SCOPE, self._call_workflow),
+                 (TOOL_PREFIX, TOOLS_SCOPE, self._call_mesh_tool))
+        for prefix, scope, run in kinds:
+            if name.startswith(prefix):
+                if not identity.may(scope):
+                    raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}: calling it needs "
+                                                   f"scope {scope}, which this credential lacks",
+                                   {"reason": "MISSING_SCOPE", "required_scope": scope})
+                metadata = identity.metadata(_client_name(ctx))
+                try:
+                    return await run(ctx, name[len(prefix):], arguments, metadata)
+                except grpc.aio.AioRpcError as exc:
+                    refusal = Refusal.of(exc)
+                    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                        raise refusal.invalid_params() from None
+                    if exc.code() == grpc.StatusCode.NOT_FOUND:
+                        raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}: "
+                                                       f"{refusal.message}",
+                                       {"reason": refusal.reason}) from None
+                    return refusal.result()
+        raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}", {"reason": "UNKNOWN_TOOL"})
+
+    async def _call_agent(self, ctx, agent: str, arguments: dict, metadata) -> types.CallToolResult:
+        _only(arguments, AGENT_INPUT["properties"])
+        message = arguments.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise MCPError(INVALID_PARAMS, "message: a non-empty text is required",
+                           {"field": "message", "reason": "ARGUMENTS_INVALID"})
+        thread = arguments.get("thread_id") or ""
+        if not isinstance(thread, str):
+            raise MCPError(INVALID_PARAMS, "thread_id: a text is required",
+                           {"field": "thread_id", "reason": "ARGUMENTS_INVALID"})
+        stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
+        reply = await stub.InteractWithAgent(agents_pb2.InteractWithAgentRequest(
+            agent_id=agent, message=message, thread_id=thread), metadata=metadata)
+        status = agents_pb2.CallStatus.Name(reply.status)
+        body = {"reply": reply.reply, "call_id": reply.call_id, "status": status,
+                "tokens": reply.tokens, "cost_usd": reply.cost_usd}
+        failed = status != "CALL_STATUS_COMPLETED"
+        if failed:
+            body.update(reason=reply.reason, error=reply.error)
+        text = reply.reply if not failed else f"the call failed ({reply.reason}): {reply.error}"
+        return types.CallToolResult(content=[types.TextContent(text=text)],
+                                    structured_content=body, is_error=failed)
+
+    async def _call_workflow(self, ctx, slug: str, arguments: dict,
+                             metadata) -> types.CallToolResult:
+        stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+        execution = await stub.ExecuteWorkflow(workflows_pb2.ExecuteWorkflowRequest(
+            workflow_id=slug, inputs=_struct(arguments)), metadata=metadata)
+        status = workflows_pb2.ExecutionStatus.Name(execution.status)
+        if status not in ENDED:
+            watch = stub.WatchExecution(workflows_pb2.WatchExecutionRequest(
+                execution_id=execution.id), metadata=metadata, timeout=WATCH_SECONDS)
+            try:
+                async for progress in watch:
+                    status = workflows_pb2.ExecutionStatus.Name(progress.status)
+                    await ctx.session.report_progress(
+                        progress.progress, 100.0,
+                        progress.current_phase or status.removeprefix("EXECUTION_STATUS_"))
+                    if status in ENDED:
+                        break
+            finally:
+                watch.cancel()
+        done = await stub.GetExecution(workflows_pb2.GetExecutionRequest(
+            execution_id=execution.id), metadata=metadata)
+        status = workflows_pb2.ExecutionStatus.Name(done.status)
+        outputs = _as_dict(done.outputs)
+        failed = status != "EXECUTION_STATUS_COMPLETED"
+        body: dict[str, Any] = {"execution_id": done.id, "status": status, "outputs": outputs}
+        if failed:
+            body["errors"] = [_as_dict(e) for e in done.errors]
+        text = json.dumps(outputs if not failed else body, ensure_ascii=False)
+        return types.CallToolResult(content=[types.TextContent(text=text)],
+                                    structured_content=body, is_error=failed)
+
+    async def _call_mesh_tool(self, ctx, tool: str, arguments: dict,
+                              metadata) -> types.CallToolResult:
+        stub = self.peers.stub(tools_pb2_grpc.ToolServiceStub)
+        done = await stub.ExecuteTool(tools_pb2.ExecuteToolRequest(
+            tool_id=tool, arguments=_struct(arguments)), metadata=metadata)
+        status = tools_pb2.ToolExecutionStatus.Name(done.status)
+        output = _as_dict(done.output)
+        failed = not status.endswith("COMPLETED") and not status.endswith("SUCCESS")
+        body: dict[str, Any] = {**output} if not failed else {
+            "error": done.error, "status": status, "execution_id": done.id}
+        text = json.dumps(output, ensure_ascii=False) if not failed else done.error
+        return types.CallToolResult(content=[types.TextContent(text=text or status)],
+                                    structured_content=body, is_error=failed)
+
+    # ---- prompts ------------------------------------------------------------------------------
+    async def list_prompts(self, ctx, params) -> types.ListPromptsResult:
+        identity = _identity(ctx)
+        if not identity.may(PROMPTS_SCOPE):
+            return types.ListPromptsResult(prompts=[])
+        metadata = identity.metadata(_client_name(ctx))
+        stub = self.peers.stub(masterdata_pb2_grpc.PromptServiceStub)
+        try:
+            prompts = await self._pages(stub.ListPrompts, masterdata_pb2.ListPromptsRequest,
+                                        metadata)
+            found = []
+            for prompt in prompts:
+                if DEFAULT_LABEL in prompt.labels:  # the variables of the version served
+                    prompt = await stub.GetPrompt(masterdata_pb2.GetPromptRequest(
+                        prompt_id=prompt.id, label=DEFAULT_LABEL), metadata=metadata)
+                found.append(types.Prompt(
+                    name=prompt.name, title=prompt.name,
+                    description=prompt.description or None,
+                    arguments=[types.PromptArgument(name=v.name,
+                                                    description=v.description or None,
+                                                    required=v.required and not v.default_value)
+                               for v in prompt.variables]))
+        except grpc.aio.AioRpcError as exc:
+            raise MCPError(-32603, Refusal.of(exc).message) from None
+        return types.ListPromptsResult(prompts=found)
+
+    async def get_prompt(self, ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        identity = _identity(ctx)
+        if not identity.may(PROMPTS_SCOPE):
+            raise MCPError(INVALID_PARAMS, f"unknown prompt {params.name!r}: reading prompts "
+                                           f"needs scope {PROMPTS_SCOPE}",
+                           {"reason": "MISSING_SCOPE", "required_scope": PROMPTS_SCOPE})
+        name, _, label = params.name.partition("@")
+        stub = self.peers.stub(masterdata_pb2_grpc.PromptServiceStub)
+        metadata = identity.metadata(_client_name(ctx))
+        arguments = {k: v if isinstance(v, str) else json.dumps(v)
+                     for k, v in (params.arguments or {}).items()}
+        try:
+            rendered = await stub.RenderPrompt(masterdata_pb2.RenderPromptRequest(
+                prompt_id=name, variables=arguments, label=label or DEFAULT_LABEL),
+                metadata=metadata)
+        except grpc.aio.AioRpcError as exc:
+            refusal = Refusal.of(exc)
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise refusal.invalid_params() from None
+            raise MCPError(INVALID_PARAMS if exc.code() == grpc.StatusCode.NOT_FOUND else -32603,
+                           f"prompt {params.name!r}: {refusal.message}",
+                           {"reason": refusal.reason}) from None
+        return types.GetPromptResult(
+            description=f"{name} version {rendered.version}",
+            messages=[types.PromptMessage(role="user",
+                                          content=types.TextContent(text=rendered.content))])
+
+
+def _object_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """MCP wants an object schema for a tool's input; anything else is wrapped as one."""
+    if schema.get("type") == "object":
+        return schema
+    return {"type": "object", **{k: v for k, v in schema.items() if k != "type"}}
+
+
+def _only(arguments: dict, allowed: dict) -> None:
+    unknown = sorted(set(arguments) - set(allowed))
+    if unknown:
+        raise MCPError(INVALID_PARAMS, f"{unknown[0]}: unknown argument; expected "
+                                       f"{', '.join(sorted(allowed))}",
+                       {"field": unknown[0], "reason": "UNKNOWN_FIELD"})
