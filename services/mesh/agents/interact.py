@@ -63,7 +63,8 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
                                  "caller": caller.user_id,
                                  "correlation_id": caller.correlation_id,
                                  "context": variables,
-                                 **({"mcp_client": caller.mcp_client}
+                                 **({"mcp_client": caller.mcp_client,
+                                     "api_key_id": caller.api_key_id}
                                     if caller.mcp_client else {})})
     return calls.add(session, row).id
 

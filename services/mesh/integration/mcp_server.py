@@ -306,20 +306,20 @@ class MeshMCP:
         stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
         execution = await stub.ExecuteWorkflow(workflows_pb2.ExecuteWorkflowRequest(
             workflow_id=slug, inputs=_struct(arguments)), metadata=metadata)
-        status = workflows_pb2.ExecutionStatus.Name(execution.status)
-        if status not in ENDED:
-            watch = stub.WatchExecution(workflows_pb2.WatchExecutionRequest(
-                execution_id=execution.id), metadata=metadata, timeout=WATCH_SECONDS)
-            try:
-                async for progress in watch:
-                    status = workflows_pb2.ExecutionStatus.Name(progress.status)
-                    await ctx.session.report_progress(
-                        progress.progress, 100.0,
-                        progress.current_phase or status.removeprefix("EXECUTION_STATUS_"))
-                    if status in ENDED:
-                        break
-            finally:
-                watch.cancel()
+        # The watch begins with the current state (even of a run that has already ended),
+        # then each change: every one a progress notification, when the client asked for them.
+        watch = stub.WatchExecution(workflows_pb2.WatchExecutionRequest(
+            execution_id=execution.id), metadata=metadata, timeout=WATCH_SECONDS)
+        try:
+            async for progress in watch:
+                status = workflows_pb2.ExecutionStatus.Name(progress.status)
+                await ctx.session.report_progress(
+                    progress.progress, 100.0,
+                    progress.current_phase or status.removeprefix("EXECUTION_STATUS_"))
+                if status in ENDED:
+                    break
+        finally:
+            watch.cancel()
         done = await stub.GetExecution(workflows_pb2.GetExecutionRequest(
             execution_id=execution.id), metadata=metadata)
         status = workflows_pb2.ExecutionStatus.Name(done.status)
