@@ -9,7 +9,7 @@ import time
 import uuid
 
 import httpx2
-import mcp_types as types
+from mcp import types
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -100,8 +100,8 @@ def world(egress_mesh, model_server):
         foreign = _ok(client.post("/api/v1/agents", json={"name": _name("foreign")}))
         _ok(client.post(f"/api/v1/agents/{foreign['id']}/activate", json={}))
     return {"owner": owner, "agent": agent, "draft": draft, "tool": tool, "workflow": workflow,
-            "prompt": prompt, "foreign": foreign, "full": full, "full_id": full_key["id"], "agents_only": agents_only,
-            "nothing": nothing}
+            "prompt": prompt, "foreign": foreign, "full": full, "full_id": full_key["id"],
+            "agents_only": agents_only, "nothing": nothing}
 
 
 def test_initialize_and_list_this_tenants_agents_workflows_tools_and_prompts(egress_mesh, world):

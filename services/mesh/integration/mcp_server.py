@@ -29,11 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import mcp_types as types
 from google.protobuf import json_format, struct_pb2
+from mcp import types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
-from mcp_types.jsonrpc import INVALID_PARAMS
 
 from agentmesh.agents.v1 import agents_pb2, agents_pb2_grpc
 from agentmesh.masterdata.v1 import masterdata_pb2, masterdata_pb2_grpc
@@ -61,6 +60,7 @@ ENDED = contract.default().final_values("agentmesh.workflows.v1.ExecutionStatus"
 # A workflow run is followed at most this long over one tools/call (its execution goes on).
 WATCH_SECONDS = 3600.0
 PAGE = 100
+INVALID_PARAMS, INTERNAL_ERROR = types.INVALID_PARAMS, types.INTERNAL_ERROR
 # MCP tool names: letters, digits, `_`, `-`, `.`, at most 128 characters.
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -248,7 +248,7 @@ class MeshMCP:
                             description=tool.description or f"Run the tool {tool.name}.",
                             input_schema=_object_schema(schema)))
         except grpc.aio.AioRpcError as exc:
-            raise MCPError(-32603, Refusal.of(exc).message) from None
+            raise MCPError(INTERNAL_ERROR, Refusal.of(exc).message) from None
         return types.ListToolsResult(tools=listed)
 
     # ---- calls --------------------------------------------------------------------------------
@@ -369,7 +369,7 @@ class MeshMCP:
                                                     required=v.required and not v.default_value)
                                for v in prompt.variables]))
         except grpc.aio.AioRpcError as exc:
-            raise MCPError(-32603, Refusal.of(exc).message) from None
+            raise MCPError(INTERNAL_ERROR, Refusal.of(exc).message) from None
         return types.ListPromptsResult(prompts=found)
 
     async def get_prompt(self, ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
@@ -391,8 +391,8 @@ class MeshMCP:
             refusal = Refusal.of(exc)
             if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                 raise refusal.invalid_params() from None
-            raise MCPError(INVALID_PARAMS if exc.code() == grpc.StatusCode.NOT_FOUND else -32603,
-                           f"prompt {params.name!r}: {refusal.message}",
+            code = INVALID_PARAMS if exc.code() == grpc.StatusCode.NOT_FOUND else INTERNAL_ERROR
+            raise MCPError(code, f"prompt {params.name!r}: {refusal.message}",
                            {"reason": refusal.reason}) from None
         return types.GetPromptResult(
             description=f"{name} version {rendered.version}",
