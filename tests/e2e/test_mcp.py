@@ -34,18 +34,18 @@ def _key(client, scopes) -> str:
                                                           "scopes": scopes}))["key"]
 
 
-async def _session(mesh, key, work, bearer=False):
+async def _session(mesh, key, work, bearer=False, message_handler=None):
     headers = {"Authorization": f"Bearer {key}"} if bearer else {"X-API-Key": key}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
         async with streamable_http_client(f"{mesh.url}/api/v1/mcp", http_client=http) as (r, w):
             async with ClientSession(r, w, client_info=types.Implementation(
-                    name=CLIENT, version="1.0")) as session:
+                    name=CLIENT, version="1.0"), message_handler=message_handler) as session:
                 await session.initialize()
                 return await work(session)
 
 
-def _run(mesh, key, work, bearer=False):
-    return asyncio.run(asyncio.wait_for(_session(mesh, key, work, bearer), 120))
+def _run(mesh, key, work, bearer=False, message_handler=None):
+    return asyncio.run(asyncio.wait_for(_session(mesh, key, work, bearer, message_handler), 120))
 
 
 @pytest.fixture(scope="module")
@@ -262,3 +262,35 @@ def test_a_forbidding_policy_denies_the_call_with_its_reason(egress_mesh, world)
         decisions = _ok(client.get("/api/v1/governance/decisions", params={"allowed": "false"}))
     decision = next(d for d in decisions["items"] if d["resource"] == f'Tool::"{denied["name"]}"')
     assert decision["reason"] and decision["reason"] in result.content[0].text
+
+
+def test_the_tool_list_follows_changes(egress_mesh, world):
+    """A client that keeps its session open is told when what it may call changes (here a tool
+    is activated), and the new listing has it."""
+    seen: list[str] = []
+
+    async def on_message(message):
+        if not isinstance(message, Exception):
+            seen.append(getattr(message, "method", ""))
+
+    name = _name("fresh")
+
+    async def work(session):
+        before = {t.name for t in (await session.list_tools()).tools}
+        await asyncio.sleep(1)  # the GET stream is open and has its first listing
+
+        def add():
+            with egress_mesh.client(world["owner"].token) as client:
+                _ok(client.post("/api/v1/tools", json={
+                    "name": name, "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
+                    "builtin": {"builtin_name": "echo"}}))
+        await asyncio.to_thread(add)
+        deadline = time.monotonic() + 30
+        while "notifications/tools/list_changed" not in seen and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        after = {t.name for t in (await session.list_tools()).tools}
+        return before, after
+
+    before, after = _run(egress_mesh, world["full"], work, message_handler=on_message)
+    assert "notifications/tools/list_changed" in seen, seen
+    assert after - before == {f"tool_{name}"}

@@ -125,7 +125,12 @@ def _identity(ctx) -> Identity:
 
 
 def _client_name(ctx) -> str:
-    """The MCP client's name: from the handshake (`initialize`), or a modern request's _meta."""
+    """The MCP client's name: from its session (mesh/integration/mcp_listener.py keeps the
+    handshake's), the handshake itself, or a modern request's _meta."""
+    request = ctx.request
+    labelled = request.headers.get(MCP_CLIENT_HEADER) if request is not None else None
+    if labelled:
+        return labelled[:100]
     params = getattr(ctx.session, "client_params", None)
     info = getattr(params, "client_info", None)
     if info is not None and info.name:
@@ -215,41 +220,45 @@ class MeshMCP:
 
     async def list_tools(self, ctx, params) -> types.ListToolsResult:
         identity = _identity(ctx)
-        metadata = identity.metadata(_client_name(ctx))
-        listed: list[types.Tool] = []
         try:
-            if identity.may(AGENTS_SCOPE):
-                stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
-                for agent in await self._pages(stub.ListAgents, agents_pb2.ListAgentsRequest,
-                                               metadata):
-                    if agents_pb2.AgentStatus.Name(agent.status) in RUNNABLE_AGENTS:
-                        listed.append(types.Tool(
-                            name=tool_name(AGENT_PREFIX, agent.name), title=agent.name,
-                            description=agent.description or f"Talk to the agent {agent.name}.",
-                            input_schema=AGENT_INPUT))
-            if identity.may(WORKFLOWS_SCOPE):
-                stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
-                for flow in await self._pages(stub.ListWorkflows,
-                                              workflows_pb2.ListWorkflowsRequest, metadata,
-                                              status=workflows_pb2.WORKFLOW_STATUS_ACTIVE):
-                    schema = _as_dict(flow.input_schema) or {"type": "object"}
-                    listed.append(types.Tool(
-                        name=tool_name(WORKFLOW_PREFIX, flow.slug or flow.name), title=flow.name,
-                        description=flow.description or f"Run the workflow {flow.name}.",
-                        input_schema=_object_schema(schema)))
-            if identity.may(TOOLS_SCOPE):
-                stub = self.peers.stub(tools_pb2_grpc.ToolServiceStub)
-                for tool in await self._pages(stub.ListTools, tools_pb2.ListToolsRequest,
-                                              metadata):
-                    if tools_pb2.ToolStatus.Name(tool.status) in EXECUTABLE_TOOLS:
-                        schema = _as_dict(tool.input_schema) or {"type": "object"}
-                        listed.append(types.Tool(
-                            name=tool_name(TOOL_PREFIX, tool.name), title=tool.name,
-                            description=tool.description or f"Run the tool {tool.name}.",
-                            input_schema=_object_schema(schema)))
+            listed = await self.tools_for(identity, _client_name(ctx))
         except grpc.aio.AioRpcError as exc:
             raise MCPError(INTERNAL_ERROR, Refusal.of(exc).message) from None
         return types.ListToolsResult(tools=listed)
+
+    async def tools_for(self, identity: Identity, client: str) -> list[types.Tool]:
+        """What this caller may call: its tenant's running agents, active workflows and
+        executable tools, each kind only with its scope."""
+        metadata = identity.metadata(client)
+        listed: list[types.Tool] = []
+        if identity.may(AGENTS_SCOPE):
+            stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
+            for agent in await self._pages(stub.ListAgents, agents_pb2.ListAgentsRequest,
+                                           metadata):
+                if agents_pb2.AgentStatus.Name(agent.status) in RUNNABLE_AGENTS:
+                    listed.append(types.Tool(
+                        name=tool_name(AGENT_PREFIX, agent.name), title=agent.name,
+                        description=agent.description or f"Talk to the agent {agent.name}.",
+                        input_schema=AGENT_INPUT))
+        if identity.may(WORKFLOWS_SCOPE):
+            stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+            for flow in await self._pages(stub.ListWorkflows, workflows_pb2.ListWorkflowsRequest,
+                                          metadata, status=workflows_pb2.WORKFLOW_STATUS_ACTIVE):
+                schema = _as_dict(flow.input_schema) or {"type": "object"}
+                listed.append(types.Tool(
+                    name=tool_name(WORKFLOW_PREFIX, flow.slug or flow.name), title=flow.name,
+                    description=flow.description or f"Run the workflow {flow.name}.",
+                    input_schema=_object_schema(schema)))
+        if identity.may(TOOLS_SCOPE):
+            stub = self.peers.stub(tools_pb2_grpc.ToolServiceStub)
+            for tool in await self._pages(stub.ListTools, tools_pb2.ListToolsRequest, metadata):
+                if tools_pb2.ToolStatus.Name(tool.status) in EXECUTABLE_TOOLS:
+                    schema = _as_dict(tool.input_schema) or {"type": "object"}
+                    listed.append(types.Tool(
+                        name=tool_name(TOOL_PREFIX, tool.name), title=tool.name,
+                        description=tool.description or f"Run the tool {tool.name}.",
+                        input_schema=_object_schema(schema)))
+        return listed
 
     # ---- calls --------------------------------------------------------------------------------
     async def call_tool(self, ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -349,28 +358,31 @@ class MeshMCP:
     # ---- prompts ------------------------------------------------------------------------------
     async def list_prompts(self, ctx, params) -> types.ListPromptsResult:
         identity = _identity(ctx)
-        if not identity.may(PROMPTS_SCOPE):
-            return types.ListPromptsResult(prompts=[])
-        metadata = identity.metadata(_client_name(ctx))
-        stub = self.peers.stub(masterdata_pb2_grpc.PromptServiceStub)
         try:
-            prompts = await self._pages(stub.ListPrompts, masterdata_pb2.ListPromptsRequest,
-                                        metadata)
-            found = []
-            for prompt in prompts:
-                if DEFAULT_LABEL in prompt.labels:  # the variables of the version served
-                    prompt = await stub.GetPrompt(masterdata_pb2.GetPromptRequest(
-                        prompt_id=prompt.id, label=DEFAULT_LABEL), metadata=metadata)
-                found.append(types.Prompt(
-                    name=prompt.name, title=prompt.name,
-                    description=prompt.description or None,
-                    arguments=[types.PromptArgument(name=v.name,
-                                                    description=v.description or None,
-                                                    required=v.required and not v.default_value)
-                               for v in prompt.variables]))
+            found = await self.prompts_for(identity, _client_name(ctx))
         except grpc.aio.AioRpcError as exc:
             raise MCPError(INTERNAL_ERROR, Refusal.of(exc).message) from None
         return types.ListPromptsResult(prompts=found)
+
+    async def prompts_for(self, identity: Identity, client: str) -> list[types.Prompt]:
+        """The tenant's prompts, each with the variables of the version `production` serves
+        (the current one when it has no such label); none without the scope."""
+        if not identity.may(PROMPTS_SCOPE):
+            return []
+        metadata = identity.metadata(client)
+        stub = self.peers.stub(masterdata_pb2_grpc.PromptServiceStub)
+        found = []
+        for prompt in await self._pages(stub.ListPrompts, masterdata_pb2.ListPromptsRequest,
+                                        metadata):
+            if DEFAULT_LABEL in prompt.labels:
+                prompt = await stub.GetPrompt(masterdata_pb2.GetPromptRequest(
+                    prompt_id=prompt.id, label=DEFAULT_LABEL), metadata=metadata)
+            found.append(types.Prompt(
+                name=prompt.name, title=prompt.name, description=prompt.description or None,
+                arguments=[types.PromptArgument(name=v.name, description=v.description or None,
+                                                required=v.required and not v.default_value)
+                           for v in prompt.variables]))
+        return found
 
     async def get_prompt(self, ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
         identity = _identity(ctx)
