@@ -147,6 +147,22 @@ def test_call_an_agent_recorded_as_a_call_with_the_key_and_the_client(egress_mes
         assert call["metadata"]["api_key_id"] == world["full_id"]
 
 
+def test_an_agents_reply_streams_as_progress_when_the_client_takes_it(egress_mesh, world):
+    pieces: list[str] = []
+
+    async def on_progress(value, total, message):
+        pieces.append(message)
+
+    async def work(session):
+        return await session.call_tool(f"agent_{world['agent']['name']}",
+                                       {"message": "stream it"}, progress_callback=on_progress)
+
+    result = _run(egress_mesh, world["full"], work)
+    assert not result.is_error, result
+    assert result.content[0].text == "Hello from MCP: stream it"
+    assert len(pieces) > 1 and "".join(pieces) == "Hello from MCP: stream it"
+
+
 def test_call_a_workflow_with_progress_and_outputs(egress_mesh, world):
     progress: list[tuple[float, float | None, str | None]] = []
 

@@ -142,6 +142,14 @@ def _client_name(ctx) -> str:
     return "mcp"
 
 
+def _wants_progress(ctx) -> bool:
+    """Whether the request carries a progress token (the client takes progress)."""
+    meta = ctx.meta or {}
+    raw = (ctx.params or {}).get("_meta") or {}
+    return bool(meta.get("progress_token") or meta.get("progressToken")
+                or (isinstance(raw, dict) and raw.get("progressToken")))
+
+
 def _as_dict(message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
@@ -298,8 +306,12 @@ class MeshMCP:
             raise MCPError(INVALID_PARAMS, "thread_id: a text is required",
                            {"field": "thread_id", "reason": "ARGUMENTS_INVALID"})
         stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
-        reply = await stub.InteractWithAgent(agents_pb2.InteractWithAgentRequest(
-            agent_id=agent, message=message, thread_id=thread), metadata=metadata)
+        if _wants_progress(ctx):
+            reply = await self._streamed(ctx, stub, agents_pb2.StreamInteractionRequest(
+                agent_id=agent, message=message, thread_id=thread), metadata)
+        else:
+            reply = await stub.InteractWithAgent(agents_pb2.InteractWithAgentRequest(
+                agent_id=agent, message=message, thread_id=thread), metadata=metadata)
         status = agents_pb2.CallStatus.Name(reply.status)
         body = {"reply": reply.reply, "call_id": reply.call_id, "status": status,
                 "tokens": reply.tokens, "cost_usd": reply.cost_usd}
@@ -309,6 +321,24 @@ class MeshMCP:
         text = reply.reply if not failed else f"the call failed ({reply.reason}): {reply.error}"
         return types.CallToolResult(content=[types.TextContent(text=text)],
                                     structured_content=body, is_error=failed)
+
+    async def _streamed(self, ctx, stub, request, metadata) -> agents_pb2.InteractWithAgentResponse:
+        """The reply as it is written: each piece of text (and each tool call) a progress
+        notification, the answer of the `ended` event the result."""
+        events = stub.StreamInteraction(request, metadata=metadata)
+        try:
+            async for event in events:
+                if event.type == "ended":
+                    return event.result
+                if event.type == "token" and event.text:
+                    await ctx.session.report_progress(event.seq, None, event.text)
+                elif event.type == "tool_call.started":
+                    name = event.tool_call.fields["name"].string_value \
+                        if "name" in event.tool_call.fields else "a tool"
+                    await ctx.session.report_progress(event.seq, None, f"[calling {name}]")
+        finally:
+            events.cancel()
+        raise MCPError(INTERNAL_ERROR, "the agent's answer ended without a result")
 
     async def _call_workflow(self, ctx, slug: str, arguments: dict,
                              metadata) -> types.CallToolResult:
