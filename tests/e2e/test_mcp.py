@@ -34,18 +34,22 @@ def _key(client, scopes) -> str:
                                                           "scopes": scopes}))["key"]
 
 
-async def _session(mesh, key, work, bearer=False, message_handler=None):
+async def _session(mesh, key, work, bearer=False, message_handler=None, modern=False):
     headers = {"Authorization": f"Bearer {key}"} if bearer else {"X-API-Key": key}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
         async with streamable_http_client(f"{mesh.url}/api/v1/mcp", http_client=http) as (r, w):
             async with ClientSession(r, w, client_info=types.Implementation(
                     name=CLIENT, version="1.0"), message_handler=message_handler) as session:
-                await session.initialize()
+                if modern:  # the SDK's current revision: no handshake, every request whole
+                    await session.discover()
+                else:
+                    await session.initialize()
                 return await work(session)
 
 
-def _run(mesh, key, work, bearer=False, message_handler=None):
-    return asyncio.run(asyncio.wait_for(_session(mesh, key, work, bearer, message_handler), 120))
+def _run(mesh, key, work, bearer=False, message_handler=None, modern=False):
+    return asyncio.run(asyncio.wait_for(
+        _session(mesh, key, work, bearer, message_handler, modern), 120))
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +149,24 @@ def test_call_an_agent_recorded_as_a_call_with_the_key_and_the_client(egress_mes
         assert call["status"] == "CALL_STATUS_COMPLETED"
         assert call["metadata"]["channel"] == "mcp" and call["metadata"]["mcp_client"] == CLIENT
         assert call["metadata"]["api_key_id"] == world["full_id"]
+
+
+def test_the_current_protocol_revision_lists_and_calls_too(egress_mesh, world):
+    """A client of the SDK's current revision (`server/discover`, no session): the same
+    listing, and its calls carry its name."""
+    async def work(session):
+        tools = (await session.list_tools()).tools
+        answer = await session.call_tool(f"agent_{world['agent']['name']}",
+                                         {"message": "modern"})
+        return session.protocol_version, tools, answer
+
+    version, tools, answer = _run(egress_mesh, world["full"], work, modern=True)
+    assert version not in ("2025-06-18", "2025-11-25", "2025-03-26"), version
+    assert f"agent_{world['agent']['name']}" in {t.name for t in tools}
+    assert not answer.is_error and answer.content[0].text == "Hello from MCP: modern"
+    with egress_mesh.client(world["owner"].token) as client:
+        call = _ok(client.get(f"/api/v1/calls/{answer.structured_content['call_id']}"))
+    assert call["metadata"]["mcp_client"] == CLIENT
 
 
 def test_an_agents_reply_streams_as_progress_when_the_client_takes_it(egress_mesh, world):

@@ -114,9 +114,17 @@ class Identity:
         return tuple(found)
 
 
+def _headers(ctx) -> Any:
+    """The HTTP request's headers: the request a handshake-era message came on, or those the
+    transport keeps for a request of the current protocol revision (one request, one POST)."""
+    if ctx.request is not None:
+        return ctx.request.headers
+    outbound = getattr(ctx.session, "_request_outbound", None)
+    return getattr(getattr(outbound, "transport", None), "headers", None) or {}
+
+
 def _identity(ctx) -> Identity:
-    request = ctx.request
-    identity = Identity.of(request.headers if request is not None else {})
+    identity = Identity.of(_headers(ctx))
     if not identity.tenant_id:
         # Only the gateway reaches this listener, and it sets the tenant on every request.
         raise MCPError(-32001, "no verified tenant on this request; send a bearer token or an "
@@ -127,8 +135,7 @@ def _identity(ctx) -> Identity:
 def _client_name(ctx) -> str:
     """The MCP client's name: from its session (mesh/integration/mcp_listener.py keeps the
     handshake's), the handshake itself, or a modern request's _meta."""
-    request = ctx.request
-    labelled = request.headers.get(MCP_CLIENT_HEADER) if request is not None else None
+    labelled = _headers(ctx).get(MCP_CLIENT_HEADER)
     if labelled:
         return labelled[:100]
     params = getattr(ctx.session, "client_params", None)
