@@ -63,7 +63,8 @@ class _Server(uvicorn.Server):
 
 def session_id(client: str) -> str:
     """A session id holding the client's name (visible ASCII, as the transport requires)."""
-    name = base64.urlsafe_b64encode(client.encode()[:100]).decode().rstrip("=")
+    kept = client.encode()[:100].decode(errors="ignore").encode()  # whole characters
+    name = base64.urlsafe_b64encode(kept).decode().rstrip("=")
     return f"{SESSION_PREFIX}{name}.{secrets.token_hex(8)}"
 
 
