@@ -473,16 +473,16 @@ class ReplicatedMesh(Mesh):
         restart.prepare(self.control_dir, [[n] for n in names])
         # Each live replica its own WebSocket port; replicas share events through NATS only.
         self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
-        # MCP sessions live in the process that began them (the SDK's Streamable HTTP
-        # transport): one integration replica serves MCP (docs/mcp.md).
-        self.mcp_ports = [stable_port(taken)] if "integration" in self.replica_ports else []
+        # Each integration replica its own MCP port; every MCP request stands alone, so the
+        # gateway balances over them (docs/mcp.md).
+        self.mcp_ports = [stable_port(taken) for _ in self.replica_ports.get("integration", [])]
         return [Child(f"{name}-{i}",
                       [sys.executable, "-m", "mesh.cli", "serve", name, "--port", str(port)],
                       {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}",
                        **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
                           if name == "live" else {}),
-                       **({"AGENTMESH_MCP_PORT": str(self.mcp_ports[0])}
-                          if name == "integration" and i == 0 else {})},
+                       **({"AGENTMESH_MCP_PORT": str(self.mcp_ports[i])}
+                          if name == "integration" else {})},
                       self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
                 for name in names for i, port in enumerate(self.replica_ports[name])]
 
