@@ -126,7 +126,9 @@ def test_initialize_and_list_this_tenants_agents_workflows_tools_and_prompts(egr
     assert flow.description == "Doubles a number." and flow.input_schema["required"] == ["n"]
     tool = by_name[f"tool_{world['tool']['name']}"]
     assert tool.input_schema["properties"] == {"expression": {"type": "string"}}
-    assert set(by_name) == {agent.name, flow.name, tool.name}  # no draft, no other tenant's
+    # no draft, no other tenant's; and the pair for long runs
+    assert set(by_name) == {agent.name, flow.name, tool.name, "mesh_start_workflow",
+                            "mesh_get_execution"}
     assert f"agent_{world['foreign']['name']}" not in by_name
     assert f"agent_{world['draft']['name']}" not in by_name
     [prompt] = prompts
@@ -201,6 +203,35 @@ def test_call_a_workflow_with_progress_and_outputs(egress_mesh, world):
     assert result.structured_content["status"] == "EXECUTION_STATUS_COMPLETED"
     assert progress, "no progress notification arrived"
     assert progress[-1][0] == 100 and all(total == 100 for _, total, _ in progress)
+
+
+def test_a_long_run_without_holding_the_connection(egress_mesh, world):
+    """mesh_start_workflow answers the execution's id at once; mesh_get_execution, in another
+    session, waits for its end and has its outputs."""
+    async def start(session):
+        return await session.call_tool("mesh_start_workflow", {
+            "workflow": world["workflow"]["slug"], "inputs": {"n": 4}})
+
+    started = _run(egress_mesh, world["full"], start)
+    assert not started.is_error, started
+    execution_id = started.structured_content["execution_id"]
+
+    async def follow(session):
+        return await session.call_tool("mesh_get_execution", {
+            "execution_id": execution_id, "wait_seconds": 30})
+
+    done = _run(egress_mesh, world["full"], follow)
+    assert not done.is_error, done
+    assert done.structured_content["status"] == "EXECUTION_STATUS_COMPLETED"
+    assert done.structured_content["outputs"] == {"pair": [4, 4]}
+
+    async def wrong(session):
+        with pytest.raises(MCPError) as raised:
+            await session.call_tool("mesh_get_execution", {"execution_id": execution_id,
+                                                           "wait_seconds": 9999})
+        return raised.value
+
+    assert "wait_seconds" in _run(egress_mesh, world["full"], wrong).error.message
 
 
 def test_call_a_tool_and_get_a_prompt(egress_mesh, world):

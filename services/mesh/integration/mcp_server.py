@@ -12,6 +12,8 @@ the tenant's isolation are the REST API's own. Nothing here goes outside the mes
     tool  workflow_<slug>    workflows:execute     ExecuteWorkflow, then WatchExecution (an
                                                    ACTIVE workflow; progress notifications)
     tool  tool_<name>        tools:execute         ExecuteTool (an ACTIVE or DEPLOYED tool)
+    tool  mesh_start_workflow, mesh_get_execution  workflows:execute   a run in the
+                                                   background, then its state and outputs
     prompt <name>[@label]    masterdata:read       RenderPrompt at label `production` by default
 
 A caller lists and calls only what its scopes allow. Arguments a service refuses are an MCP
@@ -64,6 +66,27 @@ INVALID_PARAMS, INTERNAL_ERROR = types.INVALID_PARAMS, types.INTERNAL_ERROR
 # MCP tool names: letters, digits, `_`, `-`, `.`, at most 128 characters.
 _INVALID = re.compile(r"[^A-Za-z0-9_.-]")
 
+# Long runs without holding a connection: start a workflow, then ask for its execution.
+MESH_PREFIX = "mesh_"
+START_WORKFLOW, GET_EXECUTION = "mesh_start_workflow", "mesh_get_execution"
+START_INPUT = {
+    "type": "object",
+    "properties": {
+        "workflow": {"type": "string",
+                     "description": "The workflow's slug (its tool's name without workflow_)."},
+        "inputs": {"type": "object", "description": "The workflow's inputs."}},
+    "required": ["workflow"],
+    "additionalProperties": False,
+}
+EXECUTION_INPUT = {
+    "type": "object",
+    "properties": {
+        "execution_id": {"type": "string", "description": "The execution's id."},
+        "wait_seconds": {"type": "number", "minimum": 0, "maximum": 300,
+                         "description": "Wait at most this long for it to end (default 0)."}},
+    "required": ["execution_id"],
+    "additionalProperties": False,
+}
 AGENT_INPUT = {
     "type": "object",
     "properties": {
@@ -256,6 +279,16 @@ class MeshMCP:
                         description=agent.description or f"Talk to the agent {agent.name}.",
                         input_schema=AGENT_INPUT))
         if identity.may(WORKFLOWS_SCOPE):
+            listed.append(types.Tool(
+                name=START_WORKFLOW, title="Start a workflow in the background",
+                description="Starts a run of one of the workflows and answers its execution "
+                            "id at once, for runs too long to wait for; follow it with "
+                            f"{GET_EXECUTION}.", input_schema=START_INPUT))
+            listed.append(types.Tool(
+                name=GET_EXECUTION, title="A workflow execution's state and outputs",
+                description="The state, progress and outputs of a workflow execution, "
+                            "waiting for its end at most wait_seconds.",
+                input_schema=EXECUTION_INPUT))
             stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
             for flow in await self._pages(stub.ListWorkflows, workflows_pb2.ListWorkflowsRequest,
                                           metadata, status=workflows_pb2.WORKFLOW_STATUS_ACTIVE):
@@ -279,11 +312,14 @@ class MeshMCP:
     async def call_tool(self, ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         identity = _identity(ctx)
         name, arguments = params.name, dict(params.arguments or {})
-        kinds = ((AGENT_PREFIX, AGENTS_SCOPE, self._call_agent),
+        kinds = ((START_WORKFLOW, WORKFLOWS_SCOPE, self._start_workflow),
+                 (GET_EXECUTION, WORKFLOWS_SCOPE, self._get_execution),
+                 (AGENT_PREFIX, AGENTS_SCOPE, self._call_agent),
                  (WORKFLOW_PREFIX, WORKFLOWS_SCOPE, self._call_workflow),
                  (TOOL_PREFIX, TOOLS_SCOPE, self._call_mesh_tool))
         for prefix, scope, run in kinds:
-            if name.startswith(prefix):
+            if name.startswith(prefix) and (not prefix.startswith(MESH_PREFIX) or
+                                            name == prefix):
                 if not identity.may(scope):
                     raise MCPError(INVALID_PARAMS, f"unknown tool {name!r}: calling it needs "
                                                    f"scope {scope}, which this credential lacks",
@@ -352,31 +388,85 @@ class MeshMCP:
         stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
         execution = await stub.ExecuteWorkflow(workflows_pb2.ExecuteWorkflowRequest(
             workflow_id=slug, inputs=_struct(arguments)), metadata=metadata)
-        # The watch begins with the current state (even of a run that has already ended),
-        # then each change: every one a progress notification, when the client asked for them.
+        await self._follow(ctx, stub, execution.id, metadata, WATCH_SECONDS)
+        return await self._execution_result(stub, execution.id, metadata)
+
+    async def _follow(self, ctx, stub, execution_id: str, metadata, seconds: float) -> None:
+        """Progress notifications of the run until it ends or `seconds` pass. The watch begins
+        with the current state (even of a run that has already ended), then each change; the
+        first notification names the execution, so a client that stops waiting can ask for it
+        later (`mesh_get_execution`)."""
         watch = stub.WatchExecution(workflows_pb2.WatchExecutionRequest(
-            execution_id=execution.id), metadata=metadata, timeout=WATCH_SECONDS)
+            execution_id=execution_id), metadata=metadata, timeout=seconds)
+        first = True
         try:
             async for progress in watch:
                 status = workflows_pb2.ExecutionStatus.Name(progress.status)
+                phase = progress.current_phase or status.removeprefix("EXECUTION_STATUS_")
                 await ctx.session.report_progress(
                     progress.progress, 100.0,
-                    progress.current_phase or status.removeprefix("EXECUTION_STATUS_"))
+                    f"execution {execution_id}: {phase}" if first else phase)
+                first = False
                 if status in ENDED:
                     break
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise  # waited long enough: the current state is the answer
         finally:
             watch.cancel()
+
+    async def _execution_result(self, stub, execution_id: str,
+                                metadata) -> types.CallToolResult:
         done = await stub.GetExecution(workflows_pb2.GetExecutionRequest(
-            execution_id=execution.id), metadata=metadata)
+            execution_id=execution_id), metadata=metadata)
         status = workflows_pb2.ExecutionStatus.Name(done.status)
         outputs = _as_dict(done.outputs)
-        failed = status != "EXECUTION_STATUS_COMPLETED"
-        body: dict[str, Any] = {"execution_id": done.id, "status": status, "outputs": outputs}
+        body: dict[str, Any] = {"execution_id": done.id, "status": status, "outputs": outputs,
+                                "progress": done.progress}
+        failed = status in ENDED and status != "EXECUTION_STATUS_COMPLETED"
         if failed:
             body["errors"] = [_as_dict(e) for e in done.errors]
-        text = json.dumps(outputs if not failed else body, ensure_ascii=False)
+        text = json.dumps(outputs if status == "EXECUTION_STATUS_COMPLETED" else body,
+                          ensure_ascii=False)
         return types.CallToolResult(content=[types.TextContent(text=text)],
                                     structured_content=body, is_error=failed)
+
+    async def _start_workflow(self, ctx, _: str, arguments: dict,
+                              metadata) -> types.CallToolResult:
+        """`mesh_start_workflow`: a run started in the background; its id at once."""
+        _only(arguments, START_INPUT["properties"])
+        workflow, inputs = arguments.get("workflow"), arguments.get("inputs", {})
+        if not isinstance(workflow, str) or not workflow:
+            raise MCPError(INVALID_PARAMS, "workflow: the workflow's slug is required",
+                           {"field": "workflow", "reason": "ARGUMENTS_INVALID"})
+        if not isinstance(inputs, dict):
+            raise MCPError(INVALID_PARAMS, "inputs: an object is required",
+                           {"field": "inputs", "reason": "ARGUMENTS_INVALID"})
+        stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+        execution = await stub.ExecuteWorkflow(workflows_pb2.ExecuteWorkflowRequest(
+            workflow_id=workflow.removeprefix(WORKFLOW_PREFIX), inputs=_struct(inputs)),
+            metadata=metadata)
+        body = {"execution_id": execution.id,
+                "status": workflows_pb2.ExecutionStatus.Name(execution.status)}
+        return types.CallToolResult(content=[types.TextContent(text=json.dumps(body))],
+                                    structured_content=body)
+
+    async def _get_execution(self, ctx, _: str, arguments: dict,
+                             metadata) -> types.CallToolResult:
+        """`mesh_get_execution`: a run's state and outputs, after waiting for its end at most
+        `wait_seconds` (with progress notifications)."""
+        _only(arguments, EXECUTION_INPUT["properties"])
+        execution_id, wait = arguments.get("execution_id"), arguments.get("wait_seconds", 0)
+        if not isinstance(execution_id, str) or not execution_id:
+            raise MCPError(INVALID_PARAMS, "execution_id: the execution's id is required",
+                           {"field": "execution_id", "reason": "ARGUMENTS_INVALID"})
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
+            raise MCPError(INVALID_PARAMS, "wait_seconds: a number of seconds from 0 to 300",
+                           {"field": "wait_seconds", "reason": "ARGUMENTS_INVALID"})
+        stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+        if wait:
+            await self._follow(ctx, stub, execution_id, metadata, float(wait))
+        return await self._execution_result(stub, execution_id, metadata)
 
     async def _call_mesh_tool(self, ctx, tool: str, arguments: dict,
                               metadata) -> types.CallToolResult:
