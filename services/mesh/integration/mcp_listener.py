@@ -30,18 +30,18 @@ import logging
 import secrets
 import time
 
+from typing import TYPE_CHECKING
+
 import grpc
 import uvicorn
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
-from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.routing import Route
 
-from mesh.integration.mcp_server import Identity, MeshMCP
 from mesh.runtime.context import MCP_CLIENT_HEADER
 from mesh.runtime.peers import Peers
 from mesh.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from mesh.integration.mcp_server import Identity, MeshMCP
 
 log = logging.getLogger("mesh.integration.mcp")
 PATH = "/api/v1/mcp"
@@ -159,6 +159,8 @@ class Sessions:
 
     async def changes(self, scope, receive, send, client: str) -> None:
         """The server-to-client stream: list-changed notifications while it is open."""
+        from mesh.integration.mcp_server import Identity
+
         identity = Identity.of(Headers(scope=scope))
         if not identity.tenant_id:
             await _answer(send, 401, "no verified tenant on this request")
@@ -223,24 +225,66 @@ async def _answer(send, status: int, text: str = "") -> None:
 
 
 class MCPListener:
+    """uvicorn on AGENTMESH_MCP_PORT. The SDK (some 12 MiB of modules) is loaded with the first
+    request, not at start: a mesh nobody connects an MCP client to pays ~2 MiB for the listener
+    (docs/budgets.md)."""
+
     def __init__(self, settings: Settings, peers: Peers) -> None:
         self.settings = settings
-        self.mcp = MeshMCP(peers)
-        # Only the gateway reaches this port, and every request is authenticated there (no
-        # cookies: a rebinding page has no credential to send), so Host and Origin are not
-        # checked here; the gateway's CORS policy applies.
-        self.sessions = StreamableHTTPSessionManager(
-            app=self.mcp.server, stateless=True,
-            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False))
-        endpoint = Sessions(StreamableHTTPASGIApp(self.sessions), self.mcp,
-                            settings.mcp_list_poll_seconds)
-        app = Starlette(routes=[Route(PATH, endpoint=endpoint,
-                                      methods=["GET", "POST", "DELETE"])],
-                        lifespan=lambda _: self.sessions.run())
+        self.peers = peers
+        self._app = None
+        self._building = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._manager_task: asyncio.Task | None = None
         self.server = _Server(uvicorn.Config(
-            app, host=settings.host, port=settings.mcp_port, log_level="warning",
-            lifespan="on", access_log=False, timeout_graceful_shutdown=5))
+            self, host=settings.host, port=settings.mcp_port, log_level="warning",
+            lifespan="off", access_log=False, timeout_graceful_shutdown=5))
         self._task: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != PATH:
+            await _answer(send, 404, f"the MCP endpoint is {PATH}")
+            return
+        await (await self.app())(scope, receive, send)
+
+    async def app(self):
+        """The MCP app, built on first use: the SDK's stateless session manager (running until
+        the listener stops) behind `Sessions`."""
+        if self._app is not None:
+            return self._app
+        async with self._building:
+            if self._app is None:
+                from mcp.server.streamable_http_manager import (StreamableHTTPASGIApp,
+                                                                StreamableHTTPSessionManager)
+                from mcp.server.transport_security import TransportSecuritySettings
+
+                from mesh.integration.mcp_server import MeshMCP
+
+                mcp = MeshMCP(self.peers)
+                # Only the gateway reaches this port, and every request is authenticated there
+                # (no cookies: a rebinding page has no credential to send), so Host and Origin
+                # are not checked here; the gateway's CORS policy applies.
+                manager = StreamableHTTPSessionManager(
+                    app=mcp.server, stateless=True,
+                    security_settings=TransportSecuritySettings(
+                        enable_dns_rebinding_protection=False))
+                running = asyncio.Event()
+
+                async def run() -> None:
+                    async with manager.run():
+                        running.set()
+                        await self._stopping.wait()
+
+                self._manager_task = asyncio.ensure_future(run())
+                await asyncio.wait({self._manager_task, asyncio.ensure_future(running.wait())},
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if self._manager_task.done():
+                    self._manager_task.result()
+                self._app = Sessions(StreamableHTTPASGIApp(manager), mcp,
+                                     self.settings.mcp_list_poll_seconds)
+        return self._app
 
     async def start(self) -> None:
         self._task = asyncio.ensure_future(self.server.serve())
@@ -259,3 +303,7 @@ class MCPListener:
         self.server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
+        self._stopping.set()
+        if self._manager_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._manager_task, 5)
