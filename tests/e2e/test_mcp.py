@@ -137,6 +137,14 @@ def test_initialize_and_list_this_tenants_agents_workflows_tools_and_prompts(egr
                                                                 ("shop", True)}
 
 
+def test_an_access_token_works_as_a_key_does(egress_mesh, world):
+    async def work(session):
+        return [t.name for t in (await session.list_tools()).tools]
+
+    names = _run(egress_mesh, world["owner"].token, work, bearer=True)
+    assert f"agent_{world['agent']['name']}" in names and f"tool_{world['tool']['name']}" in names
+
+
 def test_call_an_agent_recorded_as_a_call_with_the_key_and_the_client(egress_mesh, world):
     async def work(session):
         return await session.call_tool(f"agent_{world['agent']['name']}", {"message": "hi there"})
