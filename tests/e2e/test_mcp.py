@@ -211,6 +211,12 @@ def test_call_a_workflow_with_progress_and_outputs(egress_mesh, world):
     assert result.structured_content["status"] == "EXECUTION_STATUS_COMPLETED"
     assert progress, "no progress notification arrived"
     assert progress[-1][0] == 100 and all(total == 100 for _, total, _ in progress)
+    execution_id = result.structured_content["execution_id"]
+    assert execution_id in progress[0][2]  # the first notification names the execution
+    with egress_mesh.client(world["owner"].token) as client:
+        execution = _ok(client.get(f"/api/v1/workflows/executions/{execution_id}"))
+    assert execution["metadata"] == {"channel": "mcp", "mcp_client": CLIENT}
+    assert execution["api_key_id"] == world["full_id"]
 
 
 def test_a_long_run_without_holding_the_connection(egress_mesh, world):
