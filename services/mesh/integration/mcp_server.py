@@ -24,7 +24,6 @@ a failed call) is a tool result with `isError`.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,8 +46,6 @@ from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, MCP_CLIENT
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.peers import Peers
 from mesh.runtime.scopes import holds
-
-log = logging.getLogger("mesh.integration.mcp")
 
 AGENT_PREFIX, WORKFLOW_PREFIX, TOOL_PREFIX = "agent_", "workflow_", "tool_"
 AGENTS_SCOPE, WORKFLOWS_SCOPE, TOOLS_SCOPE = "agents:execute", "workflows:execute", "tools:execute"
@@ -150,8 +147,8 @@ def _identity(ctx) -> Identity:
     identity = Identity.of(_headers(ctx))
     if not identity.tenant_id:
         # Only the gateway reaches this listener, and it sets the tenant on every request.
-        raise MCPError(-32001, "no verified tenant on this request; send a bearer token or an "
-                               "API key through the gateway")
+        raise MCPError(types.INVALID_REQUEST, "no verified tenant on this request; send a "
+                                              "bearer token or an API key through the gateway")
     return identity
 
 
