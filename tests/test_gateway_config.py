@@ -243,3 +243,29 @@ def test_replicas_are_health_checked_and_retries_have_a_budget():
     for cluster in (agents, tools):
         (threshold,) = cluster["circuit_breakers"]["thresholds"]
         assert threshold["retry_budget"]["min_retry_concurrency"] >= 6
+
+
+def test_the_mcp_route_goes_to_the_integration_services_listener_with_its_scopes():
+    """/api/v1/mcp reaches the MCP listener only with a scope that shows something there (the
+    MCP server's own list), streams without a request timeout, and skips the transcoder."""
+    from mesh.gateway.routes import MCP_CLUSTER, MCP_PATH, MCP_SCOPES
+    from mesh.integration import mcp_listener, mcp_server
+
+    assert set(MCP_SCOPES) == set(mcp_server.SCOPES) and MCP_PATH == mcp_listener.PATH
+    without = build(contract.default(), GatewayOptions(backends=_backends()))
+    assert MCP_CLUSTER not in json.dumps(without)
+    config = build(contract.default(), GatewayOptions(backends=_backends(),
+                                                      mcp_http=("127.0.0.1", 8082)))
+    routes = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["route_config"]["virtual_hosts"][0]["routes"]
+    [route] = [r for r in routes if r["name"] == "mcp"]
+    assert route["match"] == {"path": MCP_PATH}
+    assert route["route"]["cluster"] == MCP_CLUSTER and route["route"]["timeout"] == "0s"
+    per_route = route["typed_per_filter_config"]
+    assert per_route["envoy.filters.http.grpc_json_transcoder"]["disabled"] is True
+    granted = json.dumps(per_route["envoy.filters.http.rbac"])
+    assert all(json.dumps(scope) in granted for scope in MCP_SCOPES)
+    assert '"calls:read"' not in granted
+    [cluster] = [c for c in config["static_resources"]["clusters"] if c["name"] == MCP_CLUSTER]
+    assert "typed_extension_protocol_options" not in cluster  # HTTP/1.1 (uvicorn)
+    assert json.dumps(MCP_PATH) in lua_source(contract.default())

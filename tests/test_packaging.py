@@ -85,8 +85,10 @@ def _files_by_distribution() -> dict[Path, str]:
 
 def _distribution_of(module: str, owners: dict[Path, str]) -> str | None:
     # `google` is shared by several distributions: find the one whose files hold this module.
+    # Shortest name first: finding `dbos._core` would import `dbos` (which runs a process at
+    # import), while `dbos` alone is found without importing it.
     parts = module.split(".")
-    for end in range(len(parts), 0, -1):
+    for end in range(1, len(parts) + 1):
         try:
             spec = importlib.util.find_spec(".".join(parts[:end]))
         except ModuleNotFoundError:  # a parent package is not installed at all

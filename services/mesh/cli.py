@@ -58,12 +58,13 @@ def parse_backends(items: list[str]) -> dict[str, tuple[str, int] | list[tuple[s
             for name, addresses in found.items()}
 
 
-def _websocket_backends(items: list[str]) -> list[tuple[str, int]] | tuple[str, int] | None:
+def _websocket_backends(items: list[str], option: str = "--websocket"
+                        ) -> list[tuple[str, int]] | tuple[str, int] | None:
     found = []
     for item in items:
         host, _, port = item.rpartition(":")
         if not host or not port.isdigit():
-            raise SystemExit(f"--websocket {item!r} is not HOST:PORT")
+            raise SystemExit(f"{option} {item!r} is not HOST:PORT")
         found.append((host, int(port)))
     return found[0] if len(found) == 1 else (found or None)
 
@@ -79,7 +80,9 @@ def _gateway_config(args: argparse.Namespace) -> int:
                                            admin_socket=args.admin_socket,
                                            metrics_port=args.metrics_port,
                                            live_websocket=_websocket_backends(
-                                               getattr(args, "websocket", [])))
+                                               getattr(args, "websocket", [])),
+                                           mcp_http=_websocket_backends(
+                                               getattr(args, "mcp", []), "--mcp"))
     if args.descriptor:
         options.descriptor_set = Path(args.descriptor)
     print(json.dumps(build(contract.default(), options), indent=1))
@@ -274,10 +277,13 @@ def gateway_config_command(
     websocket: Annotated[list[str], typer.Option(
         metavar="HOST:PORT", help="the live service's WebSocket listener (repeat for "
         "replicas): routes /ws/... there")] = [],  # noqa: B006
+    mcp: Annotated[list[str], typer.Option(
+        metavar="HOST:PORT", help="the integration service's MCP listener: routes "
+        "/api/v1/mcp there (docs/mcp.md)")] = [],  # noqa: B006
 ) -> None:
     _run(_gateway_config, backend=backend, listen=listen, port=port,
          descriptor=descriptor or None, admin_socket=admin_socket, metrics_port=metrics_port,
-         websocket=websocket)
+         websocket=websocket, mcp=mcp)
 
 
 @keys_app.command("rotate", help="promote the pre-published next key now")

@@ -160,6 +160,8 @@ class Mesh:
     children: list[Child] = field(default_factory=list)
     ports: dict[str, int] = field(default_factory=dict)
     ws_ports: list[int] = field(default_factory=list)
+    # The integration service's MCP listener, which the gateway routes /api/v1/mcp to.
+    mcp_ports: list[int] = field(default_factory=list)
     stopping: bool = False
     _tasks: set = field(default_factory=set)
 
@@ -178,6 +180,9 @@ class Mesh:
                "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
         if self.ws_ports:
             env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
+        self.mcp_ports = [stable_port(taken)] if "integration" in names else []
+        if self.mcp_ports:
+            env["AGENTMESH_MCP_PORT"] = str(self.mcp_ports[0])
         env.pop("AGENTMESH_PORT", None)
         self._telemetry_env(env)
         groups = [names] if self.isolation == "shared" else [[name] for name in names]
@@ -233,6 +238,7 @@ class Mesh:
             listen_port=self.port, admin_socket=self.admin_socket, metrics_port=self.metrics_port,
             rate_limit_per_minute=self.rate_limit_per_minute,
             live_websocket=[("127.0.0.1", p) for p in self.ws_ports] or None,
+            mcp_http=[("127.0.0.1", p) for p in self.mcp_ports] or None,
             # The gateway's spans go where the services' go: a collector the user named (with
             # its OTEL_EXPORTER_OTLP_HEADERS), else the mesh's own receiver (with the token).
             trace_cluster="observability" if "observability" in self.ports else "",
@@ -476,6 +482,9 @@ class ReplicatedMesh(Mesh):
         restart.prepare(self.control_dir, [[n] for n in names])
         # Each live replica its own WebSocket port; replicas share events through NATS only.
         self.ws_ports = [stable_port(taken) for _ in self.replica_ports.get("live", [])]
+        # Each integration replica its own MCP port; every MCP request stands alone, so the
+        # gateway balances over them (docs/mcp.md).
+        self.mcp_ports = [stable_port(taken) for _ in self.replica_ports.get("integration", [])]
         replicas = [(name, i, port) for name in names
                     for i, port in enumerate(self.replica_ports[name])]
         metrics_ports = self._metrics_ports(env, taken, len(replicas))
@@ -484,7 +493,9 @@ class ReplicatedMesh(Mesh):
                       {**env, "AGENTMESH_REPLICA_ID": f"{name}-{i}",
                        "AGENTMESH_METRICS_PORT": str(metrics_port),
                        **({"AGENTMESH_LIVE_WS_PORT": str(self.ws_ports[i])}
-                          if name == "live" else {})},
+                          if name == "live" else {}),
+                       **({"AGENTMESH_MCP_PORT": str(self.mcp_ports[i])}
+                          if name == "integration" else {})},
                       self.data_dir / "logs" / f"{name}-{i}.log", services=[name], port=port)
                 for (name, i, port), metrics_port in zip(replicas, metrics_ports)]
 

@@ -175,7 +175,7 @@ def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, glo
             "--descriptor", "/etc/agentmesh/descriptor.binpb"]
     for name in catalog.names():
         argv += ["--backend", f"{name}={fullname}-{name}:50051"]
-    argv += ["--websocket", f"{fullname}-live:8081"]
+    argv += ["--websocket", f"{fullname}-live:8081", "--mcp", f"{fullname}-integration:8082"]
     env = {**os.environ, "AGENTMESH_GATEWAY_GLOBAL_RATE_LIMIT": "1" if global_limit else "0"}
     printed = json.loads(subprocess.run(argv, check=True, capture_output=True, text=True,
                                         env=env).stdout)

@@ -59,9 +59,13 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
                   status="CALL_STATUS_ACTIVE",
                   provider=plan.model.provider, model=plan.model.name, started_at=utcnow(),
                   thread_id=request.thread_id, lease_until=lease(),
-                  call_metadata={"channel": channel, "caller": caller.user_id,
+                  call_metadata={"channel": "mcp" if caller.mcp_client else channel,
+                                 "caller": caller.user_id,
                                  "correlation_id": caller.correlation_id,
-                                 "context": variables})
+                                 "context": variables,
+                                 **({"mcp_client": caller.mcp_client,
+                                     "api_key_id": caller.api_key_id}
+                                    if caller.mcp_client else {})})
     return calls.add(session, row).id
 
 

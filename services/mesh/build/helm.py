@@ -41,6 +41,7 @@ SCHEMA = CHART_DIR / "values.schema.json"
 FULLNAME = "__AGENTMESH_FULLNAME__"
 SERVICE_PORT = 50051
 LIVE_WS_PORT = 8081  # the live service's WebSocket listener (templates/services.yaml)
+MCP_PORT = 8082  # the integration service's MCP listener (templates/services.yaml)
 GATEWAY_PORT = 8080
 # Envoy's admin interface: a Unix socket in the gateway pod's /tmp (an emptyDir), never a port.
 ADMIN_SOCKET = "/tmp/envoy-admin.sock"
@@ -66,6 +67,7 @@ def gateway_config(fullname: str = FULLNAME, global_rate_limit: bool = False) ->
                              listen_port=GATEWAY_PORT, admin_socket=ADMIN_SOCKET,
                              metrics_port=METRICS_PORT, descriptor_set=Path(DESCRIPTOR_IN_POD),
                              live_websocket=(f"{fullname}-live", LIVE_WS_PORT),
+                             mcp_http=(f"{fullname}-integration", MCP_PORT),
                              global_rate_limit=global_rate_limit)
     return build(contract.default(), options)
 

@@ -9,7 +9,7 @@ from typing import Any
 from mesh.contract import Contract
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
-from mesh.gateway.routes import LIVE_WS_CLUSTER
+from mesh.gateway.routes import LIVE_WS_CLUSTER, MCP_CLUSTER
 
 
 def endpoints(address: tuple[str, int] | list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -73,6 +73,13 @@ RETRY_BUDGET = {"budget_percent": {"value": 25.0}, "min_retry_concurrency": 16}
 REPLICA_HEALTH_CHECK = {"timeout": "1s", "interval": "1s", "no_traffic_interval": "5s",
                         "unhealthy_threshold": 1, "healthy_threshold": 1,
                         "grpc_health_check": {}}
+
+
+def mcp_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
+    """The integration service's MCP listener (uvicorn: HTTP/1.1, no gRPC health)."""
+    found = replicated_cluster(MCP_CLUSTER, address, grpc_health=False)
+    found.pop("typed_extension_protocol_options", None)
+    return found
 
 
 def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]],

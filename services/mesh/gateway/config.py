@@ -6,11 +6,11 @@ composes the parts, each in a module of its own:
     listener.py    the public listener: connection manager, virtual host, CORS
     filters.py     the HTTP filter chain (lua, cors, buffer, jwt_authn, transcoder, ext_authz,
                    rbac, rate limits, router) and its order
-    routes.py      a route per exposed RPC with its scope check, the WebSockets, the catch-all
+    routes.py      a route per exposed RPC with its scope check, the WebSockets, MCP, the catch-all
     ratelimits.py  the local buckets and the global rate-limit filter
     replies.py     Envoy's own replies in the error envelope
     lua.py         gateway.lua with the contract's routes and body shapes filled in
-    clusters.py    the services' replicas, the gateway itself, the WebSocket listener
+    clusters.py    the services' replicas, the gateway itself, the WebSocket and MCP listeners
     tracing.py     the OpenTelemetry tracer and an outside collector's cluster
     admin.py       the admin socket and the metrics listener
 """
@@ -21,7 +21,8 @@ from typing import Any
 
 from mesh.contract import Contract
 from mesh.gateway.admin import admin, metrics_cluster, metrics_listener
-from mesh.gateway.clusters import self_cluster, service_clusters, websocket_cluster
+from mesh.gateway.clusters import (mcp_cluster, self_cluster, service_clusters,
+                                   websocket_cluster)
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.listener import gateway_listener
 from mesh.gateway.options import GatewayOptions
@@ -40,6 +41,8 @@ def build(contract: Contract, options: GatewayOptions) -> dict[str, Any]:
     clusters.append(self_cluster(options))
     if options.live_websocket is not None:
         clusters.append(websocket_cluster(options.live_websocket))
+    if options.mcp_http is not None:
+        clusters.append(mcp_cluster(options.mcp_http))
     listeners = [gateway_listener(contract, options)]
     bootstrap: dict[str, Any] = {
         "node": {"id": "agentmesh-gateway", "cluster": "agentmesh"},

@@ -22,6 +22,9 @@ local HTTP_STATUS_HEADER = __AGENTMESH_HTTP_STATUS_HEADER__
 local OPENAI_PREFIX = __AGENTMESH_OPENAI_PREFIX__
 local OPENAI_CHAT_PATH = __AGENTMESH_OPENAI_CHAT_PATH__
 local OPENAI_CHAT_STREAM_PATH = __AGENTMESH_OPENAI_CHAT_STREAM_PATH__
+-- The MCP endpoint (docs/mcp.md): JSON-RPC and Server-Sent Events of the MCP transport, passed
+-- through untouched (no envelope, no SSE ids); its errors are JSON-RPC's.
+local MCP_PATH = __AGENTMESH_MCP_PATH__
 local GRPC_NAMES = {
   [1] = "CANCELLED", [2] = "INTERNAL", [3] = "INVALID_ARGUMENT", [4] = "DEADLINE_EXCEEDED",
   [5] = "NOT_FOUND", [6] = "ALREADY_EXISTS", [7] = "PERMISSION_DENIED", [8] = "RESOURCE_EXHAUSTED",
@@ -124,6 +127,11 @@ function envoy_on_request(handle)
   local path = headers:get(":path") or ""
   if string.sub(path, 1, #OPENAI_PREFIX) == OPENAI_PREFIX then
     openai_key(headers)
+  end
+  if string.match(path, "^[^?]*") == MCP_PATH then
+    -- MCP clients often take one bearer token: an API key there is passed on as X-API-Key.
+    openai_key(headers)
+    metadata:set("agentmesh", "mcp", true)
   end
   if headers:get("x-api-key") ~= nil and headers:get("authorization") == nil then
     metadata:set("agentmesh", "api_key", true)
@@ -228,6 +236,9 @@ function envoy_on_response(handle)
           "the token is not valid for this API (audience)", cid, timestamp))
       return
     end
+  end
+  if meta["mcp"] then
+    return  -- the MCP transport's own answers (JSON-RPC, Server-Sent Events)
   end
   local content_type = headers:get("content-type") or ""
   local http_status = headers:get(HTTP_STATUS_HEADER)

@@ -14,6 +14,7 @@ from mesh.gateway.bodies import SCALAR_NAMES, BodySchemas, enum_values
 from mesh.gateway.envoy import EXTENSIONS
 from mesh.gateway.options import GatewayOptions
 from mesh.gateway.routes import template_pattern
+from mesh.gateway.routes import MCP_PATH
 from mesh.runtime.context import HTTP_STATUS_HEADER, IDENTITY_HEADERS
 from mesh.runtime.errors import ERROR_TRAILER
 from mesh.runtime.internal import HEADER as INTERNAL_TOKEN_HEADER
@@ -91,6 +92,7 @@ def lua_source(contract: Contract) -> str:
         "HTTP_STATUS_HEADER": HTTP_STATUS_HEADER,
         **_openai_paths(contract),
         "UNDECLARED_METHOD_HEADER": UNDECLARED_METHOD_HEADER,
+        "MCP_PATH": MCP_PATH,
         "ROUTES": routes,
         "WILDCARD_ROUTES": wildcard,
         "BODY_TYPES": schemas.types,

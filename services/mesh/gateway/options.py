@@ -70,6 +70,9 @@ class GatewayOptions:
     # The live service's WebSocket listener(s): /ws/... is routed there with the upgrade
     # enabled (docs/live-events.md). None: no WebSocket routes.
     live_websocket: tuple[str, int] | list[tuple[str, int]] | None = None
+    # The integration service's MCP listener(s) (Streamable HTTP): /api/v1/mcp is routed there
+    # (docs/mcp.md). None: no MCP route.
+    mcp_http: tuple[str, int] | list[tuple[str, int]] | None = None
     # TLS to the services' gRPC listeners (mesh.runtime.tls): the CA file that signed their
     # certificates ("" = plaintext), a client certificate and key to present (for listeners that
     # require one), and the name their certificates carry (checked, and sent as SNI).

@@ -18,6 +18,12 @@ from mesh.runtime.context import TENANT_HEADER
 # ---- WebSockets (the live service) ------------------------------------------------------------
 WS_PREFIX = sockets.PREFIX
 LIVE_WS_CLUSTER = "live_ws"
+# ---- MCP (the integration service's Streamable HTTP listener, docs/mcp.md) --------------------
+MCP_PATH = "/api/v1/mcp"
+MCP_CLUSTER = "mcp_http"
+# Any of these lets a caller reach the MCP server, which lists and runs only what the caller's
+# scopes allow (mesh/integration/mcp_server.py; its SCOPES, kept equal by a test).
+MCP_SCOPES = ("agents:execute", "workflows:execute", "tools:execute", "masterdata:read")
 
 # A request that never reached a replica (connection refused or reset before it was sent: the
 # replica died or is restarting) is safe to send to another one, whatever the method. A request
@@ -54,6 +60,8 @@ def routes(contract: Contract, options: GatewayOptions) -> list[dict[str, Any]]:
     found = [_route(rpc, options) for rpc in contract.rpcs if rpc.exposed]
     if options.live_websocket is not None:
         found.extend(_ws_routes())
+    if options.mcp_http is not None:
+        found.append(_mcp_route())
     # REST paths match no route until the transcoder rewrites them to gRPC paths. This
     # catch-all lets the CORS filter find the virtual host's policy before that (preflights and
     # response headers; it ignores direct-response routes). Unknown REST paths never get past
@@ -178,3 +186,28 @@ def _ws_routes() -> list[dict[str, Any]]:
             },
         })
     return found
+
+
+def _mcp_route() -> dict[str, Any]:
+    """POST/GET/DELETE /api/v1/mcp to the MCP listener, after jwt_authn (or ext_authz for an API
+    key) and a scope check (any scope that shows something over MCP). Responses stream (Server-
+    Sent Events while a workflow runs), so no request timeout; the transcoder stays off."""
+    principals = [principal for scope in MCP_SCOPES for principal in _scope_principals(scope)]
+    return {
+        "name": "mcp",
+        "match": {"path": MCP_PATH},
+        "route": {"cluster": MCP_CLUSTER, "timeout": "0s", "idle_timeout": "3600s",
+                  "retry_policy": _RETRY_UNSENT},
+        "metadata": {"filter_metadata": {"agentmesh": {"scope": " | ".join(MCP_SCOPES),
+                                                       "public": False, "method": "mcp"}}},
+        "tracing": ALWAYS_TRACED,
+        "typed_per_filter_config": {
+            "envoy.filters.http.rbac": {
+                "@type": f"{EXTENSIONS}filters.http.rbac.v3.RBACPerRoute",
+                "rbac": {"rules": {"action": "ALLOW", "policies": {"mcp": {
+                    "permissions": [{"any": True}], "principals": principals}}}}},
+            "envoy.filters.http.grpc_json_transcoder": {
+                "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+                "disabled": True},
+        },
+    }

@@ -29,8 +29,11 @@ API_KEY_HEADER = "x-agentmesh-api-key-id"
 # decided the call with the agent as principal (mesh.governance.client), so tools does not
 # decide it again.
 AGENT_HEADER = "x-agentmesh-agent"
+# The MCP client a call came through (its name, from the MCP handshake), set by the integration
+# service's MCP server (docs/mcp.md): the call records it in its metadata.
+MCP_CLIENT_HEADER = "x-agentmesh-mcp-client"
 IDENTITY_HEADERS = (TENANT_HEADER, USER_HEADER, SCOPES_HEADER, SESSION_HEADER, TOKEN_IAT_HEADER,
-                    API_KEY_HEADER, AGENT_HEADER)
+                    API_KEY_HEADER, AGENT_HEADER, MCP_CLIENT_HEADER)
 CORRELATION_HEADER = "x-correlation-id"
 # The REST status of an answer other than 200, sent by the service as initial metadata; the
 # gateway's Lua filter makes it the answer's status (`accepted`: 202 for work that goes on).
@@ -75,6 +78,8 @@ class Caller:
     correlation_id: str = ""
     # The API key the call came with (its id), "" for a token.
     api_key_id: str = ""
+    # The MCP client the call came through (docs/mcp.md), "" for any other.
+    mcp_client: str = ""
 
     def has_scope(self, needed: str) -> bool:
         return holds(self.scopes, needed)
@@ -89,6 +94,7 @@ def caller_from(context: grpc.aio.ServicerContext) -> Caller:
         scopes=frozenset(s for s in scopes.replace(",", " ").split() if s),
         correlation_id=metadata.get(CORRELATION_HEADER, ""),
         api_key_id=metadata.get(API_KEY_HEADER, ""),
+        mcp_client=metadata.get(MCP_CLIENT_HEADER, ""),
     )
 
 

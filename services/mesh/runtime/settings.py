@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     nats_url: str = ""
     # The live service's WebSocket listener (its gRPC port serves CreateTicket).
     live_ws_port: int = 0
+    # The integration service's MCP listener (Streamable HTTP, docs/mcp.md), which the gateway
+    # routes /api/v1/mcp to; 0: none.
+    mcp_port: int = 0
+    # While an MCP client keeps its GET stream open, its tools and prompts are listed this
+    # often (as the client) to send list-changed notifications (mesh/integration/mcp_listener.py).
+    mcp_list_poll_seconds: float = Field(default=5.0, gt=0)
     # A socket whose client has not taken a message for this long is closed (4008, "too slow");
     # it may resume with its last seq.
     live_send_timeout_seconds: float = Field(default=10.0, gt=0)

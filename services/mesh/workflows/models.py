@@ -95,6 +95,10 @@ class ExecutionRow(TenantTable, table=True):
     # the scopes in force when it started (docs/workflows.md, "Who steps act as").
     api_key_id: str = ""
     scopes: list[str] = json_field(list)
+    # How it was started when not over REST: {"channel": "mcp", "mcp_client": <name>}.
+    execution_metadata: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON,
+                                               nullable=False,
+                                               sa_column_kwargs={"server_default": "{}"})
 
 
 class ScheduleRow(TenantTable, table=True):

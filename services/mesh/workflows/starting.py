@@ -74,7 +74,9 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
         limits.check_execution_quota(session, caller.tenant_id, settings)
         row = new_execution(workflow, inputs, priority, caller.user_id,
                             idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
-                            scopes=sorted(caller.scopes), traceparent=telemetry.traceparent())
+                            scopes=sorted(caller.scopes), traceparent=telemetry.traceparent(),
+                            metadata={"channel": "mcp", "mcp_client": caller.mcp_client}
+                            if caller.mcp_client else None)
         row.dbos_workflow_id = row.id
         executions.add(session, row)
         return row, True, timeout_of(workflow.definition)

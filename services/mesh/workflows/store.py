@@ -56,7 +56,7 @@ def version_of(session: Session, workflow_id: str, version: int) -> WorkflowVers
 def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by: str, *,
                   execution_id: str | None = None, idempotency_key: str | None = None,
                   api_key_id: str = "", scopes: list[str] | tuple[str, ...] = (),
-                  traceparent: str = "") -> ExecutionRow:
+                  traceparent: str = "", metadata: dict | None = None) -> ExecutionRow:
     """A queued execution whose steps act as `created_by` (with `api_key_id`, the key it came
     with), within `scopes`."""
     steps = workflow.definition.get("steps", [])
@@ -66,7 +66,7 @@ def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by
         workflow_slug=workflow.slug, workflow_version=workflow.version, priority=priority,
         inputs=inputs, created_by=created_by, idempotency_key=idempotency_key or None,
         api_key_id=api_key_id, scopes=sorted(scopes), traceparent=traceparent,
-        dbos_workflow_id=execution_id or "",
+        execution_metadata=metadata or {}, dbos_workflow_id=execution_id or "",
         step_states=[{"step_id": s["id"], "name": s.get("name") or s["id"],
                       "status": "STEP_STATUS_PENDING", "attempts": 0} for s in steps],
         created_at=now, updated_at=now)
@@ -155,6 +155,7 @@ def execution_message(row: ExecutionRow) -> pb.Execution:
         "updated_at": timestamp(row.updated_at), "idempotency_key": row.idempotency_key,
         "parent_execution_id": row.parent_execution_id, "schedule_id": row.schedule_id,
         "api_key_id": row.api_key_id, "scopes": list(row.scopes),
+        "metadata": row.execution_metadata or None,
     }), pb.Execution(), ignore_unknown_fields=True)
 
 

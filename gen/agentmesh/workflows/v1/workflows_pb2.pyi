@@ -329,7 +329,7 @@ class WorkflowType(_message.Message):
     def __init__(self, workflow_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at", "idempotency_key", "parent_execution_id", "schedule_id", "api_key_id", "scopes")
+    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at", "idempotency_key", "parent_execution_id", "schedule_id", "api_key_id", "scopes", "metadata")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -355,6 +355,7 @@ class Execution(_message.Message):
     SCHEDULE_ID_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     workflow_id: str
@@ -380,7 +381,8 @@ class Execution(_message.Message):
     schedule_id: str
     api_key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_execution_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    metadata: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_execution_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class ExecutionError(_message.Message):
     __slots__ = ("step_id", "code", "message", "occurred_at")

@@ -294,6 +294,8 @@ class Execution(Model):
     """The API key that started it (its id), when a key did; empty otherwise."""
     scopes: list[str] = Field(default_factory=list)
     """The scopes its steps act within: the starter's when it started (those a schedule recorded when it was made; a sub-workflow's parent's). A tool step needs `tools:execute`, an agent step `agents:execute`; without it the step fails with `SCOPE_NOT_HELD`."""
+    metadata: Optional[dict[str, Any]] = None
+    """How it was started, when not over the REST API: `channel` ("mcp" for an MCP client) and `mcp_client`, the MCP client's name (docs/mcp.md)."""
 
 
 class ExecutionAggregate(Model):
