@@ -302,7 +302,9 @@ def test_every_execution_completes_when_a_workflows_replica_is_killed(replicated
                                                   "EXECUTION_STATUS_FAILED",
                                                   "EXECUTION_STATUS_CANCELLED"))
                 for e in [*first, *second]]
-    assert [d["status"] for d in done] == ["EXECUTION_STATUS_COMPLETED"] * 16, done
+    assert [d["status"] for d in done] == ["EXECUTION_STATUS_COMPLETED"] * 16, [
+        (d["id"], d["status"], d.get("errors"), d.get("step_states")) for d in done
+        if d["status"] != "EXECUTION_STATUS_COMPLETED"]
     assert [d["outputs"]["n"] for d in done] == list(range(16))
     for execution in done:  # each step ran once: replays came from DBOS checkpoints
         assert {s["step_id"]: s["attempts"] for s in execution["step_states"]} == \
