@@ -23,7 +23,7 @@ class AgentService(Service):
         return self._call('CreateAgent', (), body, fields, models.Agent)
 
     def get_agent(self, agent_id: str, body: models.GetAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
-        """Returns one agent by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/agents/{agent_id})"""
+        """Returns one agent by id or name, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the agent no such version or label. (GET /api/v1/agents/{agent_id})"""
         return self._call('GetAgent', (agent_id, ), body, fields, models.Agent)
 
     def update_agent(self, agent_id: str, body: models.UpdateAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
@@ -58,6 +58,26 @@ class AgentService(Service):
         """Returns usage statistics of one agent. (GET /api/v1/agents/{agent_id}/stats)"""
         return self._call('GetAgentStats', (agent_id, ), body, fields, models.AgentStats)
 
+    def list_agent_versions(self, agent_id: str, body: models.ListAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAgentVersionsResponse:
+        """Lists the immutable versions of an agent, newest first: every create and every update that changes the agent records one, with who made it and when. No RPC changes or deletes a version. NOT_FOUND when the tenant has no such agent, INVALID_ARGUMENT for a bad page or page size. (GET /api/v1/agents/{agent_id}/versions)"""
+        return self._call('ListAgentVersions', (agent_id, ), body, fields, models.ListAgentVersionsResponse)
+
+    def get_agent_version(self, agent_id: str, version: str, body: models.GetAgentVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentVersion:
+        """Returns one immutable version of an agent as it was saved. NOT_FOUND when the tenant has no such agent or the agent no such version. (GET /api/v1/agents/{agent_id}/versions/{version})"""
+        return self._call('GetAgentVersion', (agent_id, version, ), body, fields, models.AgentVersion)
+
+    def diff_agent_versions(self, agent_id: str, version: str, body: models.DiffAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of an agent field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such agent or the agent either version. (GET /api/v1/agents/{agent_id}/versions/{version}/diff)"""
+        return self._call('DiffAgentVersions', (agent_id, version, ), body, fields, models.VersionDiff)
+
+    def set_agent_label(self, agent_id: str, label: str, body: models.SetAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of an agent, creating or moving it in one step, and answers the agent with its version labels: moving a label back is a rollback. Interactions run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such agent or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/agents/{agent_id}/labels/{label})"""
+        return self._call('SetAgentLabel', (agent_id, label, ), body, fields, models.Agent)
+
+    def delete_agent_label(self, agent_id: str, label: str, body: models.DeleteAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from an agent. NOT_FOUND when the tenant has no such agent or the agent no such label. (DELETE /api/v1/agents/{agent_id}/labels/{label})"""
+        return self._call('DeleteAgentLabel', (agent_id, label, ), body, fields, models.DeleteResponse)
+
     def interact_with_agent(self, agent_id: str, body: models.InteractWithAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
         return self._call('InteractWithAgent', (agent_id, ), body, fields, models.InteractWithAgentResponse)
@@ -85,7 +105,7 @@ class AsyncAgentService(AsyncService):
         return await self._call('CreateAgent', (), body, fields, models.Agent)
 
     async def get_agent(self, agent_id: str, body: models.GetAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
-        """Returns one agent by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/agents/{agent_id})"""
+        """Returns one agent by id or name, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the agent no such version or label. (GET /api/v1/agents/{agent_id})"""
         return await self._call('GetAgent', (agent_id, ), body, fields, models.Agent)
 
     async def update_agent(self, agent_id: str, body: models.UpdateAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
@@ -119,6 +139,26 @@ class AsyncAgentService(AsyncService):
     async def get_agent_stats(self, agent_id: str, body: models.GetAgentStatsRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentStats:
         """Returns usage statistics of one agent. (GET /api/v1/agents/{agent_id}/stats)"""
         return await self._call('GetAgentStats', (agent_id, ), body, fields, models.AgentStats)
+
+    async def list_agent_versions(self, agent_id: str, body: models.ListAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAgentVersionsResponse:
+        """Lists the immutable versions of an agent, newest first: every create and every update that changes the agent records one, with who made it and when. No RPC changes or deletes a version. NOT_FOUND when the tenant has no such agent, INVALID_ARGUMENT for a bad page or page size. (GET /api/v1/agents/{agent_id}/versions)"""
+        return await self._call('ListAgentVersions', (agent_id, ), body, fields, models.ListAgentVersionsResponse)
+
+    async def get_agent_version(self, agent_id: str, version: str, body: models.GetAgentVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentVersion:
+        """Returns one immutable version of an agent as it was saved. NOT_FOUND when the tenant has no such agent or the agent no such version. (GET /api/v1/agents/{agent_id}/versions/{version})"""
+        return await self._call('GetAgentVersion', (agent_id, version, ), body, fields, models.AgentVersion)
+
+    async def diff_agent_versions(self, agent_id: str, version: str, body: models.DiffAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of an agent field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such agent or the agent either version. (GET /api/v1/agents/{agent_id}/versions/{version}/diff)"""
+        return await self._call('DiffAgentVersions', (agent_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_agent_label(self, agent_id: str, label: str, body: models.SetAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of an agent, creating or moving it in one step, and answers the agent with its version labels: moving a label back is a rollback. Interactions run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such agent or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/agents/{agent_id}/labels/{label})"""
+        return await self._call('SetAgentLabel', (agent_id, label, ), body, fields, models.Agent)
+
+    async def delete_agent_label(self, agent_id: str, label: str, body: models.DeleteAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from an agent. NOT_FOUND when the tenant has no such agent or the agent no such label. (DELETE /api/v1/agents/{agent_id}/labels/{label})"""
+        return await self._call('DeleteAgentLabel', (agent_id, label, ), body, fields, models.DeleteResponse)
 
     async def interact_with_agent(self, agent_id: str, body: models.InteractWithAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
