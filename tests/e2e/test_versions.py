@@ -1,0 +1,105 @@
+"""Versions everywhere, through the real gateway: an agent edited three times keeps three
+immutable versions; `production` moved to version 2 makes an interaction run version 2's model
+and prompt (the call records it); moving it back runs version 1. No route changes or deletes a
+version's content.
+
+The models are on the scripted OpenAI-compatible server, so these tests use the mesh whose
+egress allow-list names 127.0.0.1 (`egress_mesh`, tests/e2e/conftest.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.conftest import assert_envelope, register
+
+
+def _name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _ok(reply):
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+@pytest.fixture
+def client(egress_mesh):
+    with egress_mesh.client(register(egress_mesh).token) as client:
+        yield client
+
+
+def _model(client, model_server, reply):
+    script = model_server.script(_name("script"), [{"content": reply}] * 10)
+    secret = _name("key")
+    _ok(client.post("/api/v1/master-data/secrets", json={
+        "name": secret, "value": "sk-e2e-secret", "secret_type": "SECRET_TYPE_API_KEY"}))
+    return _ok(client.post("/api/v1/master-data/models", json={
+        "name": _name("model"), "provider": "openai_compatible", "model_id": script,
+        "endpoint_url": model_server.base_url, "secret_ref": secret}))
+
+
+def test_an_agent_runs_the_version_its_production_label_names(client, model_server):
+    models = [_model(client, model_server, f"answer of model {n}") for n in (1, 2, 3)]
+    agent = _ok(client.post("/api/v1/agents", json={
+        "name": _name("agent"), "model": models[0]["name"], "system_prompt": "prompt 1"}))
+    url = f"/api/v1/agents/{agent['id']}"
+    _ok(client.post(f"{url}/activate", json={}))
+    for n in (2, 3):
+        edited = _ok(client.put(url, json={"model": models[n - 1]["name"],
+                                           "system_prompt": f"prompt {n}"}))
+        assert edited["version"] == n
+    # A third edit of another field: version 4, the same model and prompt as version 3.
+    assert _ok(client.put(url, json={"description": "edited"}))["version"] == 4
+
+    listed = _ok(client.get(f"{url}/versions"))
+    assert listed["total"] == 4
+    assert [(v["version"], v["agent"]["system_prompt"], v.get("labels", []))
+            for v in listed["items"]] == [(4, "prompt 3", ["latest"]), (3, "prompt 3", []),
+                                          (2, "prompt 2", []), (1, "prompt 1", [])]
+    assert all(v["created_by"] and v["created_at"] for v in listed["items"])
+    two = _ok(client.get(f"{url}/versions/2"))
+    assert two["agent"]["model"] == models[1]["name"] and two["version"] == 2
+    diff = _ok(client.get(f"{url}/versions/2/diff", params={"against": 1}))
+    assert (diff["from_version"], diff["to_version"]) == (1, 2)
+    assert {c["field"]: (c["before"], c["after"]) for c in diff["changes"]} == {
+        "model": (models[0]["name"], models[1]["name"]), "system_prompt": ("prompt 1", "prompt 2")}
+
+    def interact():
+        answer = _ok(client.post(f"{url}/interact", json={"message": "hi"}))
+        call = _ok(client.get(f"/api/v1/calls/{answer['call_id']}"))
+        sent = model_server.requests_for(
+            next(m["model_id"] for m in models if m["name"] == call["model"]))[-1]["body"]
+        return (call["agent_version"], call["agent_label"], call["model"], answer["reply"],
+                sent["messages"][0]["content"])
+
+    # No production label yet: the latest version runs.
+    assert interact() == (4, "latest", models[2]["name"], "answer of model 3", "prompt 3")
+    labelled = _ok(client.put(f"{url}/labels/production", json={"version": 2}))
+    assert labelled["version_labels"] == {"production": 2} and labelled["version"] == 4
+    assert interact() == (2, "production", models[1]["name"], "answer of model 2", "prompt 2")
+    # Rollback: the label moves back.
+    _ok(client.put(f"{url}/labels/production", json={"version": 1}))
+    assert interact() == (1, "production", models[0]["name"], "answer of model 1", "prompt 1")
+    # An interaction may name a version or a label; a read may too.
+    pinned = _ok(client.post(f"{url}/interact", json={"message": "hi", "version": 3}))
+    assert _ok(client.get(f"/api/v1/calls/{pinned['call_id']}"))["agent_version"] == 3
+    assert _ok(client.get(url, params={"label": "production"}))["system_prompt"] == "prompt 1"
+    assert _ok(client.get(url, params={"label": "latest"}))["system_prompt"] == "prompt 3"
+
+    # `latest` cannot be set; an unknown label or version is 404.
+    assert_envelope(client.put(f"{url}/labels/latest", json={"version": 1}), 400,
+                    "INVALID_ARGUMENT")
+    body = assert_envelope(client.post(f"{url}/interact", json={"message": "hi",
+                                                                "label": "staging"}),
+                           404, "NOT_FOUND")
+    assert body["details"]["reason"] == "AGENT_LABEL_NOT_FOUND"
+    assert_envelope(client.get(f"{url}/versions/9"), 404, "NOT_FOUND")
+
+    # Versions are immutable: no route changes or deletes one.
+    for method in ("PUT", "PATCH", "DELETE", "POST"):
+        reply = client.request(method, f"{url}/versions/2", json={} if method != "DELETE"
+                               else None)
+        assert reply.status_code in (404, 405), (method, reply.status_code)
+    assert _ok(client.get(f"{url}/versions/2"))["agent"]["system_prompt"] == "prompt 2"
