@@ -21,8 +21,8 @@ from mesh.runtime.settings import Settings
 from mesh.runtime.tables import utcnow
 from mesh.workflows import limits
 from mesh.workflows.models import ExecutionRow, ScheduleRow, WorkflowRow
-from mesh.workflows.store import (executions, new_execution, priority_name, schedules,
-                                  timeout_of, workflows)
+from mesh.workflows.store import (executions, new_execution, priority_name, running,
+                                  schedules, timeout_of, workflows)
 
 log = logging.getLogger("mesh.workflows.schedules")
 
@@ -121,10 +121,13 @@ async def make_execution(db: Database, settings: Settings, schedule_id: str, exe
             log.info("schedule %s skipped its fire at %s: %s", schedule.id,
                      scheduled_at.isoformat(), skipped)
             return None
-        # As the schedule's creator, within the scopes recorded when it was made.
+        # As the schedule's creator, within the scopes recorded when it was made; the version
+        # `production` points at when it fires (else the latest), so moving the label moves
+        # the schedule's next run.
+        run = running(session, workflow)
         row = new_execution(workflow, schedule.inputs, schedule.priority,
                             schedule.created_by, execution_id=execution_id,
-                            api_key_id=schedule.api_key_id, scopes=schedule.scopes)
+                            api_key_id=schedule.api_key_id, scopes=schedule.scopes, run=run)
         row.schedule_id = schedule.id
         executions.add(session, row)
         schedule.fired += 1
@@ -132,5 +135,5 @@ async def make_execution(db: Database, settings: Settings, schedule_id: str, exe
         schedule.updated_at = utcnow()
         session.add(schedule)
         return {"priority": schedule.priority, "tenant_id": schedule.tenant_id,
-                "timeout": timeout_of(workflow.definition)}
+                "timeout": timeout_of(run.definition)}
     return await db.write(make)

@@ -25,7 +25,9 @@ __all__ = [
     "CreateWorkflowRequest",
     "DeactivateWorkflowRequest",
     "DeleteScheduleRequest",
+    "DeleteWorkflowLabelRequest",
     "DeleteWorkflowRequest",
+    "DiffWorkflowVersionsRequest",
     "ExecuteWorkflowRequest",
     "Execution",
     "ExecutionAggregate",
@@ -55,6 +57,7 @@ __all__ = [
     "RetryExecutionRequest",
     "RetryPolicy",
     "Schedule",
+    "SetWorkflowLabelRequest",
     "Step",
     "StepState",
     "SubWorkflowStepConfig",
@@ -224,10 +227,28 @@ class DeleteScheduleRequest(Model):
     """The schedule's id."""
 
 
+class DeleteWorkflowLabelRequest(Model):
+    """Request of DeleteWorkflowLabel."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    label: str = ""
+    """The label to remove."""
+
+
 class DeleteWorkflowRequest(Model):
     """Request of DeleteWorkflow."""
     workflow_id: str = ""
     """The workflow's id or slug."""
+
+
+class DiffWorkflowVersionsRequest(Model):
+    """Request of DiffWorkflowVersions."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    version: int = 0
+    """The version to compare."""
+    against: int = 0
+    """The version it is compared with; default the one before `version`."""
 
 
 class ExecuteWorkflowRequest(Model):
@@ -240,6 +261,10 @@ class ExecuteWorkflowRequest(Model):
     """How soon the execution is picked up; default NORMAL."""
     idempotency_key: str = ""
     """A client-chosen key: a second execute with the same key returns the execution the first one started instead of starting another."""
+    version: int = 0
+    """Run this version of the workflow. Default: the version `label` names."""
+    label: str = ""
+    """Run the version this label points at (`production`, `latest`, ...). Default: `production` when the workflow has that label, else `latest`. With `version` too, the label must point at that version."""
 
 
 class Execution(Model):
@@ -294,6 +319,8 @@ class Execution(Model):
     """The API key that started it (its id), when a key did; empty otherwise."""
     scopes: list[str] = Field(default_factory=list)
     """The scopes its steps act within: the starter's when it started (those a schedule recorded when it was made; a sub-workflow's parent's). A tool step needs `tools:execute`, an agent step `agents:execute`; without it the step fails with `SCOPE_NOT_HELD`."""
+    workflow_label: str = ""
+    """The label that chose `workflow_version` (`production`, `latest`, ...); empty when the start named a version."""
 
 
 class ExecutionAggregate(Model):
@@ -652,6 +679,16 @@ class Schedule(Model):
     """The scopes of its creator when it was made: the executions it starts act as its creator, within these."""
 
 
+class SetWorkflowLabelRequest(Model):
+    """Request of SetWorkflowLabel."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    label: str = ""
+    """The label: 1-50 letters, digits, `-`, `_`, `.`; not `latest`."""
+    version: int = 0
+    """The version the label points at from now on."""
+
+
 class Step(Model):
     """One typed step of a workflow's graph. A step starts once every step in `depends_on` has completed (or been skipped); steps without dependencies start first."""
     id: str = ""
@@ -818,6 +855,8 @@ class Workflow(Model):
     """Creation time."""
     updated_at: Optional[str] = None
     """Last update time."""
+    version_labels: dict[str, int] = Field(default_factory=dict)
+    """The version labels (`production`, `staging`, ...) and the version each points at; `latest`, the newest version, is implicit. Set with SetWorkflowLabel."""
 
 
 class WorkflowStats(Model):
@@ -868,3 +907,5 @@ class WorkflowVersion(Model):
     """The user who saved it."""
     created_at: Optional[str] = None
     """When it was saved."""
+    labels: list[str] = Field(default_factory=list)
+    """The labels that point at this version (`latest` for the newest)."""

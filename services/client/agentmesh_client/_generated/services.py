@@ -1779,7 +1779,7 @@ class WorkflowService(Service):
         return self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of the workflow's current version and returns it in status QUEUED. NOT_FOUND when the tenant has no such workflow, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
@@ -1842,6 +1842,18 @@ class WorkflowService(Service):
         """Returns one version of a workflow as it was saved. NOT_FOUND when the tenant has no such workflow or the workflow no such version. (GET /api/v1/workflows/{workflow_id}/versions/{version})"""
         return self._call('GetWorkflowVersion', (workflow_id, version, ), body, fields, models.WorkflowVersion)
 
+    def diff_workflow_versions(self, workflow_id: str, version: str, body: models.DiffWorkflowVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a workflow field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such workflow or the workflow either version. (GET /api/v1/workflows/{workflow_id}/versions/{version}/diff)"""
+        return self._call('DiffWorkflowVersions', (workflow_id, version, ), body, fields, models.VersionDiff)
+
+    def set_workflow_label(self, workflow_id: str, label: str, body: models.SetWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a workflow, creating or moving it in one step, and answers the workflow with its version labels: moving a label back is a rollback. Executions and schedules run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such workflow or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return self._call('SetWorkflowLabel', (workflow_id, label, ), body, fields, models.Workflow)
+
+    def delete_workflow_label(self, workflow_id: str, label: str, body: models.DeleteWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a workflow. NOT_FOUND when the tenant has no such workflow or the workflow no such label. (DELETE /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return self._call('DeleteWorkflowLabel', (workflow_id, label, ), body, fields, models.DeleteResponse)
+
     def create_schedule(self, workflow_id: str, body: models.CreateScheduleRequest | dict[str, Any] | None = None, **fields: Any) -> models.Schedule:
         """Creates a cron schedule that starts an execution of the workflow at every fire time. NOT_FOUND when the tenant has no such workflow, INVALID_ARGUMENT for a bad cron expression or time zone. (POST /api/v1/workflows/{workflow_id}/schedules)"""
         return self._call('CreateSchedule', (workflow_id, ), body, fields, models.Schedule)
@@ -1889,7 +1901,7 @@ class AsyncWorkflowService(AsyncService):
         return await self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     async def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of the workflow's current version and returns it in status QUEUED. NOT_FOUND when the tenant has no such workflow, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return await self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     async def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
@@ -1951,6 +1963,18 @@ class AsyncWorkflowService(AsyncService):
     async def get_workflow_version(self, workflow_id: str, version: str, body: models.GetWorkflowVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.WorkflowVersion:
         """Returns one version of a workflow as it was saved. NOT_FOUND when the tenant has no such workflow or the workflow no such version. (GET /api/v1/workflows/{workflow_id}/versions/{version})"""
         return await self._call('GetWorkflowVersion', (workflow_id, version, ), body, fields, models.WorkflowVersion)
+
+    async def diff_workflow_versions(self, workflow_id: str, version: str, body: models.DiffWorkflowVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a workflow field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such workflow or the workflow either version. (GET /api/v1/workflows/{workflow_id}/versions/{version}/diff)"""
+        return await self._call('DiffWorkflowVersions', (workflow_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_workflow_label(self, workflow_id: str, label: str, body: models.SetWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a workflow, creating or moving it in one step, and answers the workflow with its version labels: moving a label back is a rollback. Executions and schedules run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such workflow or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return await self._call('SetWorkflowLabel', (workflow_id, label, ), body, fields, models.Workflow)
+
+    async def delete_workflow_label(self, workflow_id: str, label: str, body: models.DeleteWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a workflow. NOT_FOUND when the tenant has no such workflow or the workflow no such label. (DELETE /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return await self._call('DeleteWorkflowLabel', (workflow_id, label, ), body, fields, models.DeleteResponse)
 
     async def create_schedule(self, workflow_id: str, body: models.CreateScheduleRequest | dict[str, Any] | None = None, **fields: Any) -> models.Schedule:
         """Creates a cron schedule that starts an execution of the workflow at every fire time. NOT_FOUND when the tenant has no such workflow, INVALID_ARGUMENT for a bad cron expression or time zone. (POST /api/v1/workflows/{workflow_id}/schedules)"""
