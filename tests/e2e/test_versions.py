@@ -8,6 +8,7 @@ egress allow-list names 127.0.0.1 (`egress_mesh`, tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -103,3 +104,65 @@ def test_an_agent_runs_the_version_its_production_label_names(client, model_serv
                                else None)
         assert reply.status_code in (404, 405), (method, reply.status_code)
     assert _ok(client.get(f"{url}/versions/2"))["agent"]["system_prompt"] == "prompt 2"
+
+
+def _wait(client, execution_id):
+    deadline = time.monotonic() + 60
+    while True:
+        state = _ok(client.get(f"/api/v1/workflows/executions/{execution_id}"))
+        if state["status"] in ("EXECUTION_STATUS_COMPLETED", "EXECUTION_STATUS_FAILED"):
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.2)
+
+
+def test_a_workflow_runs_the_version_its_production_label_names(client, model_server):
+    """Three versions of a workflow; the second asks an agent, at its `production` label."""
+    models = [_model(client, model_server, f"agent answer {n}") for n in (1, 2)]
+    agent = _ok(client.post("/api/v1/agents", json={
+        "name": _name("agent"), "model": models[0]["name"], "system_prompt": "agent v1"}))
+    _ok(client.post(f"/api/v1/agents/{agent['id']}/activate", json={}))
+    _ok(client.put(f"/api/v1/agents/{agent['id']}", json={"model": models[1]["name"]}))
+    _ok(client.put(f"/api/v1/agents/{agent['id']}/labels/production", json={"version": 1}))
+
+    def transform(value):
+        return {"steps": [{"id": "a", "type": "STEP_TYPE_TRANSFORM",
+                           "transform": {"expression": f"'{value}'"}}],
+                "outputs": {"value": "steps.a.output"}}
+
+    asking = {"steps": [{"id": "a", "type": "STEP_TYPE_AGENT",
+                         "agent": {"agent_id": agent["id"], "prompt": "hi",
+                                   "agent_label": "production"}}],
+              "outputs": {"value": "steps.a.output.reply",
+                          "agent_version": "steps.a.output.agent_version"}}
+    workflow = _ok(client.post("/api/v1/workflows", json={"name": _name("flow"),
+                                                          **transform("v1")}))
+    url = f"/api/v1/workflows/{workflow['id']}"
+    _ok(client.post(f"{url}/activate", json={}))
+    assert _ok(client.put(url, json=asking))["version"] == 2
+    assert _ok(client.put(url, json=transform("v3")))["version"] == 3
+
+    def execute(**body):
+        started = _ok(client.post(f"{url}/execute", json=body))
+        ended = _wait(client, started["id"])
+        assert ended["status"] == "EXECUTION_STATUS_COMPLETED", ended
+        return ended["workflow_version"], ended.get("workflow_label", ""), ended["outputs"]
+
+    assert execute() == (3, "latest", {"value": "v3"})
+    labelled = _ok(client.put(f"{url}/labels/production", json={"version": 2}))
+    assert labelled["version_labels"] == {"production": 2}
+    # Version 2 runs, and its agent step runs the agent's production version (1).
+    assert execute() == (2, "production", {"value": "agent answer 1", "agent_version": 1})
+    _ok(client.put(f"{url}/labels/production", json={"version": 1}))
+    assert execute() == (1, "production", {"value": "v1"})
+    assert execute(version=3) == (3, "", {"value": "v3"})
+    listed = _ok(client.get(f"{url}/versions"))
+    assert [(v["version"], v.get("labels", [])) for v in listed["items"]] == [
+        (3, ["latest"]), (2, []), (1, ["production"])]
+    diff = _ok(client.get(f"{url}/versions/3/diff"))
+    assert (diff["from_version"], diff["to_version"]) == (2, 3)
+    assert {c["field"] for c in diff["changes"]} == {"steps", "outputs"}
+    for method in ("PUT", "DELETE"):
+        reply = client.request(method, f"{url}/versions/1",
+                               json={} if method == "PUT" else None)
+        assert reply.status_code in (404, 405), (method, reply.status_code)

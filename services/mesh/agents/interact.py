@@ -242,7 +242,7 @@ class Interactions:
             call_id=run.call_id, reply=turn.reply,
             tokens=turn.prompt_tokens + turn.completion_tokens, duration_ms=duration,
             status=pb.CallStatus.Value(_status(turn)), reason=turn.reason, error=turn.error,
-            cost_usd=turn.cost_usd)
+            cost_usd=turn.cost_usd, agent_version=prepared.agent.version)
         for record in turn.tool_calls:
             response.tool_calls.add().update(record)
         result = json_format.MessageToDict(response, preserving_proto_field_name=True)

@@ -841,7 +841,7 @@ class ModelList(_message.Message):
     def __init__(self, object: _Optional[str] = ..., data: _Optional[_Iterable[_Union[OpenAIModel, _Mapping]]] = ...) -> None: ...
 
 class InteractWithAgentResponse(_message.Message):
-    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms", "status", "reason", "error", "cost_usd")
+    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms", "status", "reason", "error", "cost_usd", "agent_version")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -851,6 +851,7 @@ class InteractWithAgentResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     reply: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
@@ -860,7 +861,8 @@ class InteractWithAgentResponse(_message.Message):
     reason: str
     error: str
     cost_usd: float
-    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[_Union[CallStatus, str]] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    agent_version: int
+    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[_Union[CallStatus, str]] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., cost_usd: _Optional[float] = ..., agent_version: _Optional[int] = ...) -> None: ...
 
 class ListCallsRequest(_message.Message):
     __slots__ = ("page", "page_size", "agent_id", "status", "order_by", "started_after", "started_before")

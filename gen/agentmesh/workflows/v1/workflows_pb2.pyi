@@ -215,12 +215,16 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retryable_errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentStepConfig(_message.Message):
-    __slots__ = ("agent_id", "prompt")
+    __slots__ = ("agent_id", "prompt", "agent_version", "agent_label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     prompt: str
-    def __init__(self, agent_id: _Optional[str] = ..., prompt: _Optional[str] = ...) -> None: ...
+    agent_version: int
+    agent_label: str
+    def __init__(self, agent_id: _Optional[str] = ..., prompt: _Optional[str] = ..., agent_version: _Optional[int] = ..., agent_label: _Optional[str] = ...) -> None: ...
 
 class ToolStepConfig(_message.Message):
     __slots__ = ("tool_id", "arguments")

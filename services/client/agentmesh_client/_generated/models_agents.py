@@ -652,6 +652,8 @@ class InteractWithAgentResponse(Model):
     """What went wrong, when status is FAILED."""
     cost_usd: float = 0.0
     """The cost of this turn in US dollars."""
+    agent_version: int = 0
+    """The version of the agent that answered (the call's `agent_version`)."""
 
 
 class InteractionEvent(Model):

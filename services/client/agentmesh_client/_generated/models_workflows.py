@@ -87,6 +87,10 @@ class AgentStepConfig(Model):
     """The agent's id or name (agents service); it must be deployed when the step runs."""
     prompt: str = ""
     """The message sent to the agent; `{{name}}` placeholders are replaced by the step's inputs."""
+    agent_version: int = 0
+    """Run this version of the agent. Default: the version `agent_label` names."""
+    agent_label: str = ""
+    """Run the version of the agent this label points at. Default: `production` when the agent has that label, else `latest`."""
 
 
 class AggregateExecutionsRequest(Model):
