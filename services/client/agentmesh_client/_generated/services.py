@@ -382,6 +382,22 @@ class GovernanceService(Service):
         """Lists the immutable versions of one policy, newest first. NOT_FOUND when the tenant has no such policy. (GET /api/v1/governance/policies/{policy_id}/versions)"""
         return self._call('ListPolicyVersions', (policy_id, ), body, fields, models.ListPolicyVersionsResponse)
 
+    def get_policy_version(self, policy_id: str, version: str, body: models.GetPolicyVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.PolicyVersion:
+        """Returns one immutable version of a policy as it was saved. NOT_FOUND when the tenant has no such policy or the policy no such version. (GET /api/v1/governance/policies/{policy_id}/versions/{version})"""
+        return self._call('GetPolicyVersion', (policy_id, version, ), body, fields, models.PolicyVersion)
+
+    def diff_policy_versions(self, policy_id: str, version: str, body: models.DiffPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a policy field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such policy or the policy either version. (GET /api/v1/governance/policies/{policy_id}/versions/{version}/diff)"""
+        return self._call('DiffPolicyVersions', (policy_id, version, ), body, fields, models.VersionDiff)
+
+    def set_policy_label(self, policy_id: str, label: str, body: models.SetPolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a policy, creating or moving it in one step, and answers the policy with its version labels. Decisions evaluate the version `production` names, else the newest, so moving the label back is a rollback; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such policy or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return self._call('SetPolicyLabel', (policy_id, label, ), body, fields, models.Policy)
+
+    def delete_policy_label(self, policy_id: str, label: str, body: models.DeletePolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a policy. NOT_FOUND when the tenant has no such policy or the policy no such label. (DELETE /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return self._call('DeletePolicyLabel', (policy_id, label, ), body, fields, models.DeleteResponse)
+
     def dry_run_policy(self, body: models.DryRunPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.DryRunPolicyResponse:
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
         return self._call('DryRunPolicy', (), body, fields, models.DryRunPolicyResponse)
@@ -455,6 +471,22 @@ class AsyncGovernanceService(AsyncService):
     async def list_policy_versions(self, policy_id: str, body: models.ListPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListPolicyVersionsResponse:
         """Lists the immutable versions of one policy, newest first. NOT_FOUND when the tenant has no such policy. (GET /api/v1/governance/policies/{policy_id}/versions)"""
         return await self._call('ListPolicyVersions', (policy_id, ), body, fields, models.ListPolicyVersionsResponse)
+
+    async def get_policy_version(self, policy_id: str, version: str, body: models.GetPolicyVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.PolicyVersion:
+        """Returns one immutable version of a policy as it was saved. NOT_FOUND when the tenant has no such policy or the policy no such version. (GET /api/v1/governance/policies/{policy_id}/versions/{version})"""
+        return await self._call('GetPolicyVersion', (policy_id, version, ), body, fields, models.PolicyVersion)
+
+    async def diff_policy_versions(self, policy_id: str, version: str, body: models.DiffPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a policy field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such policy or the policy either version. (GET /api/v1/governance/policies/{policy_id}/versions/{version}/diff)"""
+        return await self._call('DiffPolicyVersions', (policy_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_policy_label(self, policy_id: str, label: str, body: models.SetPolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a policy, creating or moving it in one step, and answers the policy with its version labels. Decisions evaluate the version `production` names, else the newest, so moving the label back is a rollback; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such policy or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return await self._call('SetPolicyLabel', (policy_id, label, ), body, fields, models.Policy)
+
+    async def delete_policy_label(self, policy_id: str, label: str, body: models.DeletePolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a policy. NOT_FOUND when the tenant has no such policy or the policy no such label. (DELETE /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return await self._call('DeletePolicyLabel', (policy_id, label, ), body, fields, models.DeleteResponse)
 
     async def dry_run_policy(self, body: models.DryRunPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.DryRunPolicyResponse:
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
