@@ -8,9 +8,10 @@ import uuid
 
 import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 
 from agentmesh.agents.v1 import agents_pb2 as pb
+from agentmesh.agents.v1 import agents_pb2_grpc as pb_grpc
 from tests.harness import Identity, error_reason
 
 # masterdata, model_server, services, agents, calls: tests/agents/conftest.py
@@ -150,3 +151,23 @@ def test_an_interaction_runs_the_labelled_version_and_the_call_records_it(
     with pytest.raises(grpc.RpcError) as err:
         _interact(agents, me, created.id, label="production", version=3)
     assert error_reason(err.value) == "AGENT_LABEL_NOT_FOUND"
+
+
+def test_the_openai_door_names_a_version_or_label_after_the_agent(
+        me, agents, calls, services, versioned, masterdata, model_server):
+    created, models = versioned
+    chat = services[0].stub(pb_grpc.ChatCompletionServiceStub)
+    agents.SetAgentLabel(pb.SetAgentLabelRequest(agent_id=created.id, label="production",
+                                                 version=1), metadata=me.metadata())
+
+    def complete(model):
+        answer = chat.CreateChatCompletion(pb.CreateChatCompletionRequest(
+            model=model, messages=[pb.ChatMessage(role="user",
+                                                  content=struct_pb2.Value(string_value="hi"))]),
+            metadata=me.metadata(), timeout=60)
+        call = calls.GetCall(pb.GetCallRequest(call_id=answer.call_id), metadata=me.metadata())
+        return call.agent_version, call.agent_label, answer.choices[0].message.content
+
+    assert complete(created.name) == (1, "production", "answer of model 1")
+    assert complete(f"{created.name}@latest") == (3, "latest", "answer of model 3")
+    assert complete(f"{created.name}@2") == (2, "", "answer of model 2")

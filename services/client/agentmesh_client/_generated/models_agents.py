@@ -459,7 +459,7 @@ class CreateAgentRequest(Model):
 class CreateChatCompletionRequest(Model):
     """`POST /chat/completions` as the OpenAI protocol defines it. The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
     model: str = ""
-    """The agent's name (or id)."""
+    """The agent's name (or id), optionally with the version or label to run: `helper@production`, `helper@3` (default: `production` when the agent has it, else `latest`)."""
     messages: list[ChatMessage] = Field(default_factory=list)
     """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
     stream: bool = False
@@ -883,7 +883,7 @@ class StartInteractionRequest(Model):
 class StreamChatCompletionRequest(Model):
     """Request of StreamChatCompletion: the same fields as CreateChatCompletionRequest (`POST /chat/completions` with `"stream": true`). The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
     model: str = ""
-    """The agent's name (or id)."""
+    """The agent's name (or id), optionally with the version or label to run (`helper@production`, `helper@3`), as in CreateChatCompletion."""
     messages: list[ChatMessage] = Field(default_factory=list)
     """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
     stream: bool = False
