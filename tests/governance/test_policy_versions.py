@@ -61,3 +61,18 @@ def test_versions_read_and_diff(stub, me):
         with pytest.raises(grpc.RpcError) as caught:
             call(request, metadata=me.metadata())
         assert error_reason(caught.value) == reason
+
+
+def test_a_read_by_version_or_label(stub, me):
+    _policy(stub, me, "read-by", ALLOW_ALL)
+    stub.UpdatePolicy(pb.UpdatePolicyRequest(policy_id="read-by", policy=pb.Policy(
+        cedar=DENY_SEARCH)), metadata=me.metadata())
+    stub.SetPolicyLabel(pb.SetPolicyLabelRequest(policy_id="read-by", label="production",
+                                                 version=1), metadata=me.metadata())
+    got = stub.GetPolicy(pb.GetPolicyRequest(policy_id="read-by", label="production"),
+                         metadata=me.metadata())
+    assert (got.version, got.cedar) == (1, ALLOW_ALL)
+    assert stub.GetPolicy(pb.GetPolicyRequest(policy_id="read-by", version=2),
+                          metadata=me.metadata()).cedar == DENY_SEARCH
+    assert stub.GetPolicy(pb.GetPolicyRequest(policy_id="read-by"),
+                          metadata=me.metadata()).version == 2

@@ -109,3 +109,18 @@ def test_a_schedule_runs_the_version_its_label_points_at(client, versioned):
     assert json_format.MessageToDict(moved.outputs) == {"value": "v1"}
     client.call("DeleteSchedule", pb.DeleteScheduleRequest(workflow_id=wf.id,
                                                            schedule_id=schedule.id))
+
+
+def test_a_read_by_version_or_label(client, versioned):
+    client.call("SetWorkflowLabel", pb.SetWorkflowLabelRequest(
+        workflow_id=versioned.id, label="production", version=2))
+    for kwargs, expression, number in [({"label": "production"}, "'v2'", 2),
+                                       ({"version": 1}, "'v1'", 1),
+                                       ({"label": "latest"}, "'v3'", 3), ({}, "'v3'", 3)]:
+        got = client.call("GetWorkflow", pb.GetWorkflowRequest(workflow_id=versioned.slug,
+                                                               **kwargs))
+        assert (got.steps[0].transform.expression, got.version) == (expression, number)
+        assert got.id == versioned.id and dict(got.version_labels) == {"production": 2}
+    with pytest.raises(grpc.RpcError) as caught:
+        client.call("GetWorkflow", pb.GetWorkflowRequest(workflow_id=versioned.id, label="x"))
+    assert error_reason(caught.value) == "LABEL_NOT_FOUND"

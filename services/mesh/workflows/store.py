@@ -141,6 +141,16 @@ def workflow_message(row: WorkflowRow) -> pb.Workflow:
     return message
 
 
+def at_version(row: WorkflowRow, version: WorkflowVersionRow) -> pb.Workflow:
+    """The workflow as it was at `version`: that version's content, the row's id, status and
+    version labels."""
+    message = defn.workflow_from_json(version.workflow)
+    message.status = pb.WorkflowStatus.Value(row.status)
+    message.version_labels.clear()
+    message.version_labels.update(row.version_labels)
+    return message
+
+
 def version_message(row: WorkflowVersionRow, workflow: WorkflowRow) -> pb.WorkflowVersion:
     out = pb.WorkflowVersion(workflow_id=row.workflow_id, version=row.version,
                              workflow=defn.workflow_from_json(row.workflow),

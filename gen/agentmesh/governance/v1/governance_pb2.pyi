@@ -270,10 +270,14 @@ class CreatePolicyRequest(_message.Message):
     def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
-    __slots__ = ("policy_id",)
+    __slots__ = ("policy_id", "version", "label")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
-    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class UpdatePolicyRequest(_message.Message):
     __slots__ = ("policy_id", "policy", "update_mask")

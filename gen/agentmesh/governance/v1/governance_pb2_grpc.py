@@ -197,7 +197,9 @@ class GovernanceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none.
+        """Returns one policy by id or name, as it is now or at the version that
+        `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND
+        when the tenant has none, or the policy no such version or label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

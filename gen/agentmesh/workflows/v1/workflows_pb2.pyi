@@ -504,10 +504,14 @@ class CreateWorkflowRequest(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id",)
+    __slots__ = ("workflow_id", "version", "label")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
-    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class UpdateWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id", "workflow", "update_mask")

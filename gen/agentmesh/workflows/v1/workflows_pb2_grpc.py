@@ -219,7 +219,9 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none.
+        """Returns one workflow by id or slug, as it is now or at the version that
+        `version` or `label` names. NOT_FOUND when the tenant has none, or the
+        workflow no such version or label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -294,6 +294,10 @@ class GetPolicyRequest(Model):
     """Request of GetPolicy."""
     policy_id: str = ""
     """The policy's id or name."""
+    version: int = 0
+    """Answer the policy as it was at this version. Default: the newest."""
+    label: str = ""
+    """Answer the policy at the version this label points at (`production`, `latest`, ...); with `version` too, the label must point at that version."""
 
 
 class GetPolicyVersionRequest(Model):

@@ -411,6 +411,10 @@ class GetWorkflowRequest(Model):
     """Request of GetWorkflow."""
     workflow_id: str = ""
     """The workflow's id or slug."""
+    version: int = 0
+    """Answer the workflow as it was at this version. Default: the newest."""
+    label: str = ""
+    """Answer the workflow at the version this label points at (`production`, `latest`, ...); with `version` too, the label must point at that version."""
 
 
 class GetWorkflowStatsRequest(Model):

@@ -355,7 +355,7 @@ class GovernanceService(Service):
         return self._call('CreatePolicy', (), body, fields, models.Policy)
 
     def get_policy(self, policy_id: str, body: models.GetPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/governance/policies/{policy_id})"""
+        """Returns one policy by id or name, as it is now or at the version that `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND when the tenant has none, or the policy no such version or label. (GET /api/v1/governance/policies/{policy_id})"""
         return self._call('GetPolicy', (policy_id, ), body, fields, models.Policy)
 
     def update_policy(self, policy_id: str, body: models.UpdatePolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
@@ -445,7 +445,7 @@ class AsyncGovernanceService(AsyncService):
         return await self._call('CreatePolicy', (), body, fields, models.Policy)
 
     async def get_policy(self, policy_id: str, body: models.GetPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/governance/policies/{policy_id})"""
+        """Returns one policy by id or name, as it is now or at the version that `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND when the tenant has none, or the policy no such version or label. (GET /api/v1/governance/policies/{policy_id})"""
         return await self._call('GetPolicy', (policy_id, ), body, fields, models.Policy)
 
     async def update_policy(self, policy_id: str, body: models.UpdatePolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
@@ -1791,7 +1791,7 @@ class WorkflowService(Service):
         return self._call('CreateWorkflow', (), body, fields, models.Workflow)
 
     def get_workflow(self, workflow_id: str, body: models.GetWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none. (GET /api/v1/workflows/{workflow_id})"""
+        """Returns one workflow by id or slug, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the workflow no such version or label. (GET /api/v1/workflows/{workflow_id})"""
         return self._call('GetWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     def update_workflow(self, workflow_id: str, body: models.UpdateWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
@@ -1913,7 +1913,7 @@ class AsyncWorkflowService(AsyncService):
         return await self._call('CreateWorkflow', (), body, fields, models.Workflow)
 
     async def get_workflow(self, workflow_id: str, body: models.GetWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none. (GET /api/v1/workflows/{workflow_id})"""
+        """Returns one workflow by id or slug, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the workflow no such version or label. (GET /api/v1/workflows/{workflow_id})"""
         return await self._call('GetWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     async def update_workflow(self, workflow_id: str, body: models.UpdateWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:

@@ -88,7 +88,16 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context) -> pb.Policy:
         caller = require_caller(context)
-        return await policy_rows.fetch(self.db, caller.tenant_id, request.policy_id)
+        if not request.version and not request.label:
+            return await policy_rows.fetch(self.db, caller.tenant_id, request.policy_id)
+
+        def read(session) -> pb.Policy:
+            row = policy_rows.get(session, caller.tenant_id, request.policy_id)
+            version = POLICY_VERSIONS.resolve(session, row, request.version, request.label)
+            return to_message(row, pb.Policy, version=version.version, cedar=version.cedar,
+                              enabled=version.enabled)
+
+        return await self.db.read(read)
 
     async def UpdatePolicy(self, request: pb.UpdatePolicyRequest, context) -> pb.Policy:
         caller = require_caller(context)

@@ -25,7 +25,7 @@ from mesh.runtime.tables import aware
 from mesh.workflows import aggregates, approvals, authoring, schedules, starting
 from mesh.workflows.engine import Engine
 from mesh.workflows.models import ENDED, ExecutionRow
-from mesh.workflows.store import (SEED_PRIORITIES, WORKFLOW_VERSIONS, diff_message,
+from mesh.workflows.store import (SEED_PRIORITIES, WORKFLOW_VERSIONS, at_version, diff_message,
                                   execution_message,
                                   executions, priority_name, progress_message, schedule_message,
                                   seed_progress_message, seed_status, version_message,
@@ -67,8 +67,16 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     async def GetWorkflow(self, request, context):
         caller = require_caller(context)
-        row = await self.db.read(lambda s: workflows.get(s, caller.tenant_id, request.workflow_id))
-        return workflow_message(row)
+        if not request.version and not request.label:
+            row = await self.db.read(lambda s: workflows.get(s, caller.tenant_id,
+                                                             request.workflow_id))
+            return workflow_message(row)
+
+        def read(session: Session):
+            row = workflows.get(session, caller.tenant_id, request.workflow_id)
+            return at_version(row, WORKFLOW_VERSIONS.resolve(session, row, request.version,
+                                                             request.label))
+        return await self.db.read(read)
 
     async def UpdateWorkflow(self, request, context):
         caller = require_caller(context)
