@@ -247,3 +247,29 @@ def test_a_bundle_with_every_kind_round_trips_with_versions_and_labels(egress_me
             "system_prompt"] == "two"
         hook = _ok(client.get("/api/v1/integration/webhooks"))["items"][0]
         assert hook["secret_hint"] and hook["secret_hint"] != "****" + "a" * 4
+
+
+def test_a_deleted_agents_history_stays_in_the_audit_log(client):
+    agent = _ok(client.post("/api/v1/agents", json={"name": _name("gone"),
+                                                    "system_prompt": "one"}))
+    url = f"/api/v1/agents/{agent['id']}"
+    _ok(client.put(url, json={"system_prompt": "two"}))
+    _ok(client.put(f"{url}/labels/production", json={"version": 1}))
+    _ok(client.delete(url))
+    assert_envelope(client.get(f"{url}/versions"), 404, "NOT_FOUND")
+    deadline = time.monotonic() + 30
+    while True:   # the audit trail reaches observability at least once, shortly after
+        events = _ok(client.get("/api/v1/observability/audit", params={
+            "resource_id": agent["id"], "page_size": 100}))["items"]
+        if {e["action"] for e in events} >= {"agent.create", "agent.update", "agent.label",
+                                             "agent.delete"}:
+            break
+        assert time.monotonic() < deadline, events
+        time.sleep(0.3)
+    by_action = {e["action"]: e for e in events}
+    update = by_action["agent.update"]
+    assert (update["before"]["system_prompt"], update["after"]["system_prompt"]) == (
+        "one", "two")
+    assert by_action["agent.label"]["details"] == {"label": "production", "version": 1,
+                                                   "previous": None}
+    assert by_action["agent.delete"]["before"]["system_prompt"] == "two"
