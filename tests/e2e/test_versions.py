@@ -205,6 +205,8 @@ def test_a_bundle_with_every_kind_round_trips_with_versions_and_labels(egress_me
             "channels": [f"webhook:{web.url}/alerts"]}))
         _ok(client.put("/api/v1/governance/budgets/tenant", json={"tokens_per_day": 100000}))
         _ok(client.put("/api/v1/governance/budgets/agent:helper", json={"cents_per_day": 50}))
+        _ok(client.post("/api/v1/governance/webhooks", json={
+            "url": f"{web.url}/decisions", "events": "denied"}))
         _ok(client.post("/api/v1/integration/webhook", json={
             "name": "deploys", "url": f"{web.url}/hook", "events": ["agent.*"],
             "secret": "whsec_" + "a" * 32}))
@@ -229,6 +231,7 @@ def test_a_bundle_with_every_kind_round_trips_with_versions_and_labels(egress_me
     assert [a["name"] for a in bundle["alert_rules"]] == ["Too many errors"]
     assert bundle["budgets"] == [{"name": "agent:helper", "cents_per_day": 50},
                                  {"name": "tenant", "tokens_per_day": 100000}]
+    assert bundle["decision_webhooks"] == [{"url": f"{web.url}/decisions", "events": "denied"}]
     assert bundle["webhooks"] == [{"name": "deploys", "url": f"{web.url}/hook",
                                    "events": ["agent.*"], "active": True,
                                    "secret": "<fill in>"}]

@@ -5,7 +5,7 @@ validate (every problem at once) and import (apply with a conflict strategy).
      "secrets": [...], "skills": [...], "constraints": [...], "models": [...],
      "prompts": [...], "tools": [...], "templates": [...], "agents": [...],
      "workflows": [...], "policies": [...], "alert_rules": [...], "budgets": [...],
-     "api_connections": [...], "webhooks": [...]}
+     "decision_webhooks": [...], "api_connections": [...], "webhooks": [...]}
 
 Each entity is its resource's JSON without output-only fields (ids, tenant, timestamps,
 status set by the platform), sorted by name, so an export of an import of an export is the same
@@ -51,6 +51,8 @@ MAX_ENTITIES = 1000  # per kind
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 # An alert rule's name: any text of 1-100 characters with something other than blanks.
 _TEXT_NAME = re.compile(r"^(?=.*\S).{1,100}$", re.DOTALL)
+# A decision webhook's name: its URL.
+_URL_NAME = re.compile(r"^https?://\S{1,1990}$")
 # A budget's name: its scope.
 _BUDGET_NAME = re.compile(r"^(tenant|agent:[A-Za-z0-9._-]{1,100}|api_key:[A-Za-z0-9._-]{1,100})$")
 
@@ -120,6 +122,10 @@ KINDS = [
     Kind("budgets", "budget", "Budget", "governance", governance_pb2_grpc.GovernanceServiceStub,
          name_pattern=_BUDGET_NAME, name_rule="tenant, agent:<name> or api_key:<name>",
          renamable=False),
+    # Governance's decision webhooks, named by their URL (the signing secret is made anew).
+    Kind("decision_webhooks", "webhook", "Webhook", "governance",
+         governance_pb2_grpc.GovernanceServiceStub, name_field="url", name_pattern=_URL_NAME,
+         name_rule="an http or https URL", renamable=False),
 ]
 BY_KEY = {k.key: k for k in KINDS}
 LOCAL_KINDS = ("api_connections", "webhooks")
@@ -276,6 +282,8 @@ async def export(peers, api_connections: list[dict[str, Any]], kinds: list[str],
             name = getattr(message, kind.name_field)
             if only and _id(message) not in only and name not in only:
                 continue
+            if any(name_of(kind.key, e) == name for e in entities):
+                continue   # two decision webhooks to one URL: one entity
             entity = entity_dict(message, _VERSIONED.get(kind.key, ()))
             if kind.key == "budgets":   # its name (scope) is output-only in the message
                 entity = {"name": message.name, **entity}

@@ -462,6 +462,8 @@ async def _update_entity(state: "IntegrationState", kind: bundles.Kind, entity: 
     stub = state.peers.stub(kind.stub)
     if kind.key == "budgets":
         return await _set_budget(state, kind, entity)
+    if kind.key == "decision_webhooks":
+        return ""   # nothing to change but by deleting it: kept as it is
     if kind.key == "workflows":
         await _add_schedules(state, present.id, entity.get("schedules") or [],
                              await bundles._schedules(state.peers, present))
