@@ -429,7 +429,8 @@ def _check_versions(problems: Problems, kind: Kind, where: str,
                 problems.add(f"{where}.versions[{j}].{str(unknown[0])[:100]}",
                              f"unknown field; a policy version has {', '.join(_POLICY_VERSION)}")
             data = {**{k: v for k, v in entity.items()
-                       if k not in ("versions", "version_labels")}, **data}
+                       if k not in ("versions", "version_labels")},
+                    **{k: v for k, v in data.items() if k in _POLICY_VERSION}}
         _parse(problems, f"{where}.versions[{j}]", data, kind.message)
     return numbers
 
