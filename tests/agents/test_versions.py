@@ -171,3 +171,21 @@ def test_the_openai_door_names_a_version_or_label_after_the_agent(
     assert complete(created.name) == (1, "production", "answer of model 1")
     assert complete(f"{created.name}@latest") == (3, "latest", "answer of model 3")
     assert complete(f"{created.name}@2") == (2, "", "answer of model 2")
+
+
+def test_streamed_and_background_interactions_take_a_version_or_label(
+        me, agents, calls, versioned):
+    created, models = versioned
+    agents.SetAgentLabel(pb.SetAgentLabelRequest(agent_id=created.id, label="staging",
+                                                 version=2), metadata=me.metadata())
+    events = list(agents.StreamInteraction(pb.StreamInteractionRequest(
+        agent_id=created.id, message="hi", label="staging"), metadata=me.metadata(), timeout=60))
+    streamed = calls.GetCall(pb.GetCallRequest(call_id=events[0].call_id), metadata=me.metadata())
+    assert (streamed.agent_version, streamed.agent_label, streamed.model) == (
+        2, "staging", models[1].name)
+    started = agents.StartInteraction(pb.StartInteractionRequest(
+        agent_id=created.id, message="hi", version=1), metadata=me.metadata())
+    assert (started.agent_version, started.agent_label) == (1, "")
+    result = calls.GetCallResult(pb.GetCallResultRequest(call_id=started.id, wait_seconds=30),
+                                 metadata=me.metadata())
+    assert result.agent_version == 1 and result.reply == "answer of model 1"
