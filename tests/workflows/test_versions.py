@@ -124,3 +124,36 @@ def test_a_read_by_version_or_label(client, versioned):
     with pytest.raises(grpc.RpcError) as caught:
         client.call("GetWorkflow", pb.GetWorkflowRequest(workflow_id=versioned.id, label="x"))
     assert error_reason(caught.value) == "LABEL_NOT_FOUND"
+
+
+def test_a_schedule_pinned_to_a_label_follows_it_and_skips_when_it_is_gone(client, versioned):
+    wf = versioned
+    client.call("SetWorkflowLabel", pb.SetWorkflowLabelRequest(
+        workflow_id=wf.id, label="nightly", version=1))
+    with pytest.raises(grpc.RpcError) as caught:   # what it names must exist
+        client.call("CreateSchedule", pb.CreateScheduleRequest(
+            workflow_id=wf.id, schedule=pb.Schedule(cron="* * * * * *", label="nope")))
+    assert error_reason(caught.value) == "LABEL_NOT_FOUND"
+    schedule = client.call("CreateSchedule", pb.CreateScheduleRequest(
+        workflow_id=wf.id, schedule=pb.Schedule(cron="* * * * * *", label="nightly")))
+    assert schedule.label == "nightly"
+    deadline = time.monotonic() + 15
+    while True:
+        listed = client.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+            workflow_id=wf.id, status=pb.EXECUTION_STATUS_COMPLETED, page_size=100))
+        fired = [e for e in listed.items if e.schedule_id == schedule.id]
+        if fired:
+            break
+        assert time.monotonic() < deadline, "the schedule did not fire"
+        time.sleep(0.2)
+    assert (fired[0].workflow_version, fired[0].workflow_label) == (1, "nightly")
+    client.call("DeleteWorkflowLabel", pb.DeleteWorkflowLabelRequest(workflow_id=wf.id,
+                                                                     label="nightly"))
+    time.sleep(1.5)   # a fire made before the label went may still be queued
+    before = client.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+        workflow_id=wf.id)).total
+    time.sleep(2.0)
+    assert client.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+        workflow_id=wf.id)).total == before   # skipped, not failed
+    client.call("DeleteSchedule", pb.DeleteScheduleRequest(workflow_id=wf.id,
+                                                           schedule_id=schedule.id))

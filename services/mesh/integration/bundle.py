@@ -137,7 +137,7 @@ _SNAPSHOT_FIELD = {"agents": "agent", "workflows": "workflow"}
 # A policy version's fields.
 _POLICY_VERSION = ("cedar", "enabled")
 # What a workflow's schedule carries.
-_SCHEDULE = ("cron", "timezone", "inputs", "priority")
+_SCHEDULE = ("cron", "timezone", "inputs", "priority", "label", "version")
 WEBHOOK_FIELDS = ("name", "url", "events", "active")
 # Fields whose values are names of other entities: (kind key of the target, path).
 REFERENCES: dict[str, list[tuple[str, str]]] = {

@@ -116,6 +116,9 @@ class ScheduleRow(TenantTable, table=True):
     # The executions it starts act as its creator, within these (recorded when it was made).
     api_key_id: str = ""
     scopes: list[str] = json_field(list)
+    # The version (or label) every fire runs; neither: `production`, else `latest`, at the fire.
+    label: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ExecutorRow(SQLModel, table=True):

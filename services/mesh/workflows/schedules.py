@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
-from mesh.runtime.errors import PermissionDenied, invalid_field
+from mesh.runtime.errors import NotFound, PermissionDenied, invalid_field
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import utcnow
 from mesh.workflows import limits
@@ -64,12 +64,15 @@ async def create(db: Database, settings: Settings, caller: Caller, workflow_key:
                  spec: pb.Schedule, timezone: str) -> ScheduleRow:
     def add(session: Session) -> ScheduleRow:
         workflow = workflows.get(session, caller.tenant_id, workflow_key)
+        if spec.version or spec.label:   # what it names must exist now
+            running(session, workflow, spec.version, spec.label)
         limits.check_schedule_quota(session, caller.tenant_id, settings)
         row = ScheduleRow(tenant_id=caller.tenant_id, workflow_id=workflow.id,
                           cron=spec.cron, timezone=timezone,
                           inputs=json_format.MessageToDict(spec.inputs),
                           priority=priority_name(spec.priority), created_by=caller.user_id,
-                          api_key_id=caller.api_key_id, scopes=sorted(caller.scopes))
+                          api_key_id=caller.api_key_id, scopes=sorted(caller.scopes),
+                          label=spec.label, version=spec.version)
         return schedules.add(session, row)
     return await db.write(add)
 
@@ -122,9 +125,14 @@ async def make_execution(db: Database, settings: Settings, schedule_id: str, exe
                      scheduled_at.isoformat(), skipped)
             return None
         # As the schedule's creator, within the scopes recorded when it was made; the version
-        # `production` points at when it fires (else the latest), so moving the label moves
-        # the schedule's next run.
-        run = running(session, workflow)
+        # its label (default `production`, else `latest`) points at when it fires, so moving
+        # the label moves the schedule's next run.
+        try:
+            run = running(session, workflow, schedule.version, schedule.label)
+        except NotFound as gone:   # its label (or version) is no more: nothing to run
+            log.info("schedule %s skipped its fire at %s: %s", schedule.id,
+                     scheduled_at.isoformat(), gone.message)
+            return None
         row = new_execution(workflow, schedule.inputs, schedule.priority,
                             schedule.created_by, execution_id=execution_id,
                             api_key_id=schedule.api_key_id, scopes=schedule.scopes, run=run)

@@ -238,7 +238,8 @@ def schedule_message(row: ScheduleRow) -> pb.Schedule:
         "priority": row.priority, "created_by": row.created_by,
         "api_key_id": row.api_key_id, "scopes": list(row.scopes),
         "last_fired_at": timestamp(row.last_fired_at), "fired": row.fired,
-        "created_at": timestamp(row.created_at), "updated_at": timestamp(row.updated_at)}),
+        "created_at": timestamp(row.created_at), "updated_at": timestamp(row.updated_at),
+        "label": row.label, "version": row.version or None}),
         pb.Schedule())
 
 

@@ -685,6 +685,10 @@ class Schedule(Model):
     """The API key that created it (its id), when a key did; empty otherwise."""
     scopes: list[str] = Field(default_factory=list)
     """The scopes of its creator when it was made: the executions it starts act as its creator, within these."""
+    label: str = ""
+    """The label whose version every fire runs, looked up when it fires (so a fire follows the label when it moves). Default: `production` when the workflow has that label, else `latest`. A fire whose label is gone is skipped."""
+    version: int = 0
+    """Run this version at every fire instead of following a label."""
 
 
 class SetWorkflowLabelRequest(Model):
