@@ -309,3 +309,19 @@ def test_unknown_intent_and_order_by_are_refused_by_the_declared_patterns(stub, 
         with pytest.raises(grpc.RpcError) as caught:
             call()
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_dispatch_interact_names_the_agents_version_or_label(stub, me, peers):
+    agents, _ = peers
+    agents.stub(agents_pb2_grpc.AgentServiceStub).CreateAgent(
+        agents_pb2.CreateAgentRequest(agent=agents_pb2.Agent(name="labelled")),
+        metadata=me.metadata())
+    for extra, reason in [({"agent_label": "staging"}, "AGENT_LABEL_NOT_FOUND"),
+                          ({"agent_version": 7}, "AGENT_VERSION_NOT_FOUND"),
+                          ({}, "AGENT_NOT_RUNNABLE")]:   # found (latest), but a draft
+        context = struct_pb2.Struct()
+        context.update({"agent_id": "labelled", "message": "hi", **extra})
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Dispatch(pb.DispatchRequest(intent="interact_agent", context=context),
+                          metadata=me.metadata())
+        assert error_reason(caught.value) == reason, caught.value.details()

@@ -226,6 +226,34 @@ def test_bundle_validation_lists_every_problem():
                                              "workflows[0].steps.agent.agent_id"]
 
 
+def test_bundle_validation_of_versions_labels_and_the_governance_sections():
+    problems = bundle.check_shape({
+        "version": 1,
+        "agents": [{"name": "a", "versions": [{"version": 1, "name": "a", "tools": "x"}],
+                    "version_labels": {"production": 2}},
+                   {"name": "b"}],   # without versions: created as it is
+        "workflows": [{"slug": "w", "name": "W", "schedules": [{"cron": 5}]}],
+        "policies": [{"name": "p", "cedar": "permit(principal, action, resource);",
+                      "versions": [{"version": 1, "cedar": "x", "effect": "deny"}],
+                      "version_labels": {"production": 1}}],
+        "alert_rules": [{"name": "Too many errors", "condition": {}}, {"name": "   "}],
+        "budgets": [{"name": "tenant", "tokens_per_day": 5}, {"name": "agent"}],
+        "decision_webhooks": [{"url": "ftp://x"}],
+        "webhooks": [{"name": "h", "url": "https://h.example.com", "secret": "short"},
+                     {"name": "i", "url": "https://i.example.com", "secret": "<fill in>"}]})
+    assert [f for f, _ in problems.items] == [
+        "agents[0].versions[0]", "agents[0].version_labels.production",
+        "workflows[0].schedules[0]", "policies[0].versions[0].effect",
+        "alert_rules[1].name", "budgets[1].name", "decision_webhooks[0].url",
+        "webhooks[0].secret"]
+
+
+def test_references_in_versions_are_rewritten_by_name():
+    entity = {"tools": ["t1"], "versions": [{"version": 1, "tools": ["t1", "t2"]}]}
+    bundle.rewrite_references("agents", entity, {"tools": {"t1": "t1-2"}})
+    assert entity == {"tools": ["t1-2"], "versions": [{"version": 1, "tools": ["t1-2", "t2"]}]}
+
+
 def test_references_are_rewritten_by_name():
     entity = {"tools": ["t1", "t2"], "prompt_id": "p", "model": "gpt-4o"}
     bundle.rewrite_references("agents", entity, {"tools": {"t1": "t1-2"}, "prompts": {"p": "q"}})

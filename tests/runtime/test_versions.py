@@ -91,7 +91,9 @@ def test_a_read_by_version_by_label_or_both(db, caller):
             resolve(2, "production")) == (3, 1, 2, 2)
     assert _reason(lambda: resolve(3, "production")) == (
         NotFound, "TEMPLATE_LABEL_NOT_FOUND", {"label": "production"})
-    assert _reason(lambda: resolve(label="latest"))[1] == "TEMPLATE_LABEL_NOT_FOUND"
+    # `latest` is always there: the current version.
+    assert resolve(label="latest") == 3 and resolve(3, "latest") == 3
+    assert _reason(lambda: resolve(2, "latest"))[1] == "TEMPLATE_LABEL_NOT_FOUND"
     assert _reason(lambda: resolve(9)) == (NotFound, "TEMPLATE_VERSION_NOT_FOUND",
                                            {"version": 9})
 
@@ -116,7 +118,8 @@ def test_a_label_moves_in_one_step_and_each_move_is_audited(db, caller):
 
 def test_a_malformed_label_is_refused_before_the_resource_is_read(db, caller):
     for label, number, field in [("", 1, "label"), ("no spaces", 1, "label"),
-                                 ("-x", 1, "label"), ("ok", 0, "version")]:
+                                 ("-x", 1, "label"), ("latest", 1, "label"),
+                                 ("ok", 0, "version")]:
         with pytest.raises(InvalidArgument) as err:
             _run(db, lambda s: TEMPLATE_VERSIONS.move_label(s, caller, "absent", label, number))
         assert err.value.field_violations[0][0] == field

@@ -229,7 +229,7 @@ def test_labels_point_at_versions_for_preview_instantiate_and_export(stub, me):
     assert json.loads(exported.data)["version"] == 1
     listed = stub.ListTemplateVersions(pb.ListTemplateVersionsRequest(template_id=t.id),
                                        metadata=me.metadata())
-    assert [list(v.labels) for v in listed.items] == [[], ["production"]]
+    assert [list(v.labels) for v in listed.items] == [["latest"], ["production"]]
     _raises(lambda: stub.PreviewTemplate(pb.PreviewTemplateRequest(template_id=t.id,
                                                                    label="staging"),
                                          metadata=me.metadata()),

@@ -22,7 +22,7 @@ from mesh.agents import runtime_loop, threads
 from mesh.agents.lifecycle import RUNNABLE
 from mesh.agents.models import CallRow
 from mesh.agents.runs import INTERRUPTED, Run, Runs, lease
-from mesh.agents.store import agents, calls
+from mesh.agents.store import AGENT_VERSIONS, agents, at_version, calls
 from mesh.runtime import events, platform_events, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
@@ -44,7 +44,7 @@ class Conflict(DomainError):
 
 def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.Plan,
           request: pb.InteractWithAgentRequest, variables: dict, channel: str = "api",
-          call_id: str = "") -> str:
+          call_id: str = "", label: str = "") -> str:
     """The call ACTIVE (a new one, or the one continued), leased to this process; its id."""
     if request.call_id:
         row = calls.get(session, caller.tenant_id, request.call_id, lock=True)
@@ -54,11 +54,13 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
         row.status, row.ended_at, row.lease_until = "CALL_STATUS_ACTIVE", None, lease()
         row.model, row.provider, row.reason, row.error = \
             plan.model.name, plan.model.provider, "", ""
+        row.agent_version, row.agent_label = agent.version, label
         return calls.save(session, row).id
     row = CallRow(id=call_id or new_id(), tenant_id=caller.tenant_id, agent_id=agent.id,
                   status="CALL_STATUS_ACTIVE",
                   provider=plan.model.provider, model=plan.model.name, started_at=utcnow(),
                   thread_id=request.thread_id, lease_until=lease(),
+                  agent_version=agent.version, agent_label=label,
                   call_metadata={"channel": "mcp" if caller.mcp_client else channel,
                                  "caller": caller.user_id,
                                  "correlation_id": caller.correlation_id,
@@ -67,6 +69,15 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
                                      "api_key_id": caller.api_key_id}
                                     if caller.mcp_client else {})})
     return calls.add(session, row).id
+
+
+def running(session: Session, tenant_id: str,
+            request: pb.InteractWithAgentRequest) -> tuple[pb.Agent, str]:
+    """The agent as the version the interaction runs (`version`, `label`, else `production`
+    when the agent has it, else `latest`), and the label that chose it."""
+    row = agents.get(session, tenant_id, request.agent_id)
+    number, label = AGENT_VERSIONS.pick(row, request.version, request.label)
+    return at_version(row, AGENT_VERSIONS.get(session, row, number)), label
 
 
 def _status(turn: runtime_loop.Turn) -> str:
@@ -110,6 +121,7 @@ class Prepared:
     plan: runtime_loop.Plan
     earlier: list = field(default_factory=list)
     variables: dict = field(default_factory=dict)
+    label: str = ""   # the label that chose the agent's version ("" when a version was named)
 
 
 class Interactions:
@@ -129,7 +141,7 @@ class Interactions:
             raise invalid_field("message", "is required")
         if request.thread_id and request.call_id:
             raise invalid_field("thread_id", "give a thread or a call to continue, not both")
-        agent = await agents.fetch(self.db, caller.tenant_id, request.agent_id)
+        agent, label = await self.db.read(lambda s: running(s, caller.tenant_id, request))
         status = pb.AgentStatus.Name(agent.status)
         if status not in RUNNABLE:
             raise Conflict(f"agent {agent.name!r} is {status}; only ACTIVE or DEPLOYED agents "
@@ -152,7 +164,7 @@ class Interactions:
                 reserve=plan.model.max_output_tokens,
                 system_prompt=plan.system_prompt, message=request.message,
                 max_messages=plan.max_history_messages)
-        return Prepared(agent, plan, earlier, variables)
+        return Prepared(agent, plan, earlier, variables, label)
 
     async def launch(self, caller: Caller, request: pb.InteractWithAgentRequest, *,
                      stream: bool, history: list | None = None, channel: str = "api") -> Run:
@@ -162,7 +174,7 @@ class Interactions:
 
         def record(session: Session, call_id: str = "") -> str:
             return begin(session, caller, prepared.agent, prepared.plan, request,
-                         prepared.variables, channel, call_id)
+                         prepared.variables, channel, call_id, prepared.label)
 
         if request.call_id:   # a continued call: it must not be answering already
             run = self.runs.open(await self.db.write(record), caller.tenant_id)
@@ -234,7 +246,7 @@ class Interactions:
             call_id=run.call_id, reply=turn.reply,
             tokens=turn.prompt_tokens + turn.completion_tokens, duration_ms=duration,
             status=pb.CallStatus.Value(_status(turn)), reason=turn.reason, error=turn.error,
-            cost_usd=turn.cost_usd)
+            cost_usd=turn.cost_usd, agent_version=prepared.agent.version)
         for record in turn.tool_calls:
             response.tool_calls.add().update(record)
         result = json_format.MessageToDict(response, preserving_proto_field_name=True)

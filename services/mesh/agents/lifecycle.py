@@ -11,7 +11,8 @@ from sqlmodel import Session
 
 from agentmesh.agents.v1 import agents_pb2 as pb
 from mesh.agents.models import AgentRow
-from mesh.agents.store import agents
+from mesh.agents.store import AGENT_VERSIONS, agents, snapshot
+from mesh.runtime.context import Caller
 from mesh.runtime.errors import FailedPrecondition, invalid_field
 from mesh.runtime.tables import is_uuid, utcnow
 
@@ -37,8 +38,17 @@ def check_name(name: str) -> None:
                             "letter or digit, and not a UUID")
 
 
-def update(session: Session, tenant_id: str, key: str, changed: dict[str, Any]) -> AgentRow:
-    row = agents.get(session, tenant_id, key, lock=True)
+def create(session: Session, row: AgentRow) -> AgentRow:
+    """Adds the agent with its version 1."""
+    row = agents.add(session, row)
+    AGENT_VERSIONS.first(session, row, created_by=row.created_by, agent=snapshot(row))
+    return row
+
+
+def update(session: Session, caller: Caller, key: str, changed: dict[str, Any]) -> AgentRow:
+    """Applies the changes as a new immutable version (made by the caller), which becomes the
+    agent's current one; the labels stay where they point."""
+    row = agents.get(session, caller.tenant_id, key, lock=True)
     if row.status == "AGENT_STATUS_ARCHIVED":
         raise FailedPrecondition(f"agent {row.name!r} is archived and read-only",
                                  reason="AGENT_ARCHIVED")
@@ -46,16 +56,17 @@ def update(session: Session, tenant_id: str, key: str, changed: dict[str, Any]) 
         return row  # a no-op update keeps version and updated_at
     for name, value in changed.items():
         setattr(row, name, value)
-    row.version += 1
+    AGENT_VERSIONS.add(session, row, created_by=caller.user_id, agent=snapshot(row))
     return agents.save(session, row)
 
 
 def delete(session: Session, tenant_id: str, key: str) -> str:
-    """Deletes the agent; its name."""
+    """Deletes the agent with its versions (the audit log keeps every change); its name."""
     row = agents.get(session, tenant_id, key, lock=True)
     if row.status == "AGENT_STATUS_DEPLOYED":
         raise FailedPrecondition(f"agent {row.name!r} is deployed; undeploy it first",
                                  reason="AGENT_DEPLOYED", details={"agent": row.name})
+    AGENT_VERSIONS.delete_all(session, row)
     agents.delete(session, row)
     return row.name
 

@@ -34,6 +34,25 @@ class AgentRow(TenantTable, table=True):
     deployments: int = 0
     deployed_at: datetime | None = timestamp_field()
     created_by: str = ""
+    # Version labels (`production`, ...) -> version number (mesh.runtime.versions); `labels`
+    # above are the user's own key-value labels.
+    version_labels: dict[str, int] = json_field(dict)
+
+
+class AgentVersionRow(TenantTable, table=True):
+    """One immutable version of an agent: its configuration (the fields a client writes) as it
+    was saved. Written by every create and every update that changes the agent, never changed."""
+
+    __tablename__ = "agent_versions"
+    __audit__ = False  # a record itself, not a change to audit
+    __table_args__ = (sa.UniqueConstraint("agent_id", "version",
+                                          name="uq_agent_versions_agent_version"),)
+
+    agent_id: str = Field(index=True)
+    version: int
+    # The agent's writable fields at this version, as plain JSON values.
+    agent: dict[str, Any] = json_field(dict)
+    created_by: str = ""
 
 
 class CallRow(TenantTable, table=True):
@@ -59,6 +78,10 @@ class CallRow(TenantTable, table=True):
     model: str = ""
     reason: str = ""
     thread_id: str = ""
+    # The agent version its latest interaction ran, and the label that chose it ("" when the
+    # interaction named a version).
+    agent_version: int = 0
+    agent_label: str = ""
     # The model requests tried (model, outcome, status, reason, ms), in order.
     model_attempts: list[dict[str, Any]] = json_field(list)
     # The answer of the latest interaction (GetCallResult).

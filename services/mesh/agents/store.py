@@ -3,22 +3,68 @@ rows as an interaction begins and ends, and an agent's figures."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2
 from sqlmodel import Session, func, select
 
 from agentmesh.agents.v1 import agents_pb2 as pb
-from mesh.agents.models import AgentRow, CallRow
-from mesh.runtime.convert import to_message
+from agentmesh.common.v1 import common_pb2
+from mesh.agents.models import AgentRow, AgentVersionRow, CallRow
+from mesh.runtime.convert import plain, to_message, writable
 from mesh.runtime.repository import TenantRepository
+from mesh.runtime.versions import Versions
 
 agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
                           search_columns=("name", "description"), order_columns=("name", "status"),
                           quota="resource")
+agent_versions = TenantRepository(AgentVersionRow, noun="agent_version", name_column=None,
+                                  order_columns=("version",), default_order="-version",
+                                  quota="version")
+# An agent's versions follow the one rule set of mesh.runtime.versions: the row's
+# `version_labels` are its version labels (its `labels` are the user's key-value labels).
+AGENT_VERSIONS: Versions[AgentVersionRow] = Versions(
+    agents, agent_versions, parent="agent_id", noun="agent", labels="version_labels",
+    name_in_details=True)
+# What a version keeps: the fields a client writes (status and deployment are not versioned).
+VERSIONED = tuple(sorted(writable(pb.Agent)))
 calls = TenantRepository(CallRow, noun="call", message=pb.Call, name_column=None,
                          order_columns=("started_at", "duration_ms"), default_order="-created_at")
 
 
 def agent_message(row: AgentRow) -> pb.Agent:
     return to_message(row, pb.Agent)
+
+
+def snapshot(row: AgentRow) -> dict[str, Any]:
+    """The versioned fields of `row` as plain JSON values: what a version records."""
+    return {name: plain(getattr(row, name)) for name in VERSIONED}
+
+
+def at_version(row: AgentRow, version: AgentVersionRow) -> pb.Agent:
+    """The agent as it was at `version`: the version's fields over the row's."""
+    return to_message(row, pb.Agent, version=version.version,
+                      **{k: v for k, v in version.agent.items() if k in VERSIONED})
+
+
+def version_message(version: AgentVersionRow, row: AgentRow) -> pb.AgentVersion:
+    return to_message(version, pb.AgentVersion, agent=at_version(row, version),
+                      labels=AGENT_VERSIONS.labels_at(row, version.version))
+
+
+def diff_message(row: AgentRow, older: AgentVersionRow,
+                 newer: AgentVersionRow) -> common_pb2.VersionDiff:
+    out = common_pb2.VersionDiff(resource_id=row.id, from_version=older.version,
+                                 to_version=newer.version)
+    for name, before, after in Versions.diff(older.agent, newer.agent):
+        change = out.changes.add(field=name)
+        change.before.CopyFrom(_value(before))
+        change.after.CopyFrom(_value(after))
+    return out
+
+
+def _value(value: Any) -> struct_pb2.Value:
+    return json_format.ParseDict(value, struct_pb2.Value())
 
 
 def call_message(row: CallRow) -> pb.Call:

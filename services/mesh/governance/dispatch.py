@@ -51,9 +51,15 @@ class Operation:
 
 
 async def _interact(peers: Peers, key: str, ctx: dict[str, Any]) -> Message:
+    # `agent_version` / `agent_label` pick the version that runs (default: production, else
+    # latest), as a workflow's agent step names them.
+    version = ctx.get("agent_version")
     request = agents_pb2.InteractWithAgentRequest(
-        agent_id=key, message=str(ctx.get("message", "")), call_id=str(ctx.get("call_id", "")))
-    extra = {k: v for k, v in ctx.items() if k not in {"agent_id", "message", "call_id"}}
+        agent_id=key, message=str(ctx.get("message", "")), call_id=str(ctx.get("call_id", "")),
+        version=int(version) if isinstance(version, (int, float)) and version > 0 else 0,
+        label=str(ctx.get("agent_label") or ""))
+    extra = {k: v for k, v in ctx.items()
+             if k not in {"agent_id", "message", "call_id", "agent_version", "agent_label"}}
     request.context.update(extra)
     return await peers.stub(agents_pb2_grpc.AgentServiceStub).InteractWithAgent(request)
 

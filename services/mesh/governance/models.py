@@ -28,6 +28,9 @@ class PolicyRow(TenantTable, table=True):
     enabled: bool = True
     version: int = 1
     created_by: str = ""
+    # Version labels (`production`, ...) -> version number (mesh.runtime.versions): decisions
+    # evaluate the `production` version when it is set, else the current one.
+    version_labels: dict[str, int] = json_field(dict)
 
 
 class PolicyVersionRow(TenantTable, table=True):

@@ -14,7 +14,8 @@ from agentmesh.governance.v1 import governance_pb2 as pb
 from mesh.governance import engine
 from mesh.governance.decisions import Decider, decision_request
 from mesh.governance.models import PolicyRow
-from mesh.governance.store import bump_policy_set, enabled_policies, policies, version_row
+from mesh.governance.store import (POLICY_VERSIONS, add_version, bump_policy_set,
+                                   enabled_policies, policies)
 from mesh.runtime.context import Caller
 from mesh.runtime.convert import changes, writable
 from mesh.runtime.db import Database
@@ -56,7 +57,7 @@ def _policy_text(policy: pb.Policy, fields: dict[str, Any]) -> str:
 def _versioned(session: Session, row: PolicyRow, caller: Caller) -> PolicyRow:
     """The policy as saved now, also as its next immutable version; the tenant's policy set one
     version further."""
-    session.add(version_row(row, caller))
+    add_version(session, row, caller)
     bump_policy_set(session, caller.tenant_id)
     return row
 
@@ -119,6 +120,28 @@ async def update(db: Database, cache: engine.PolicyCache, caller: Caller, policy
         return _versioned(session, policies.save(session, row), caller)
 
     return await _change(db, cache, caller.tenant_id, apply)
+
+
+async def move_label(db: Database, cache: engine.PolicyCache, caller: Caller, policy_id: str,
+                     label: str, version: int) -> PolicyRow:
+    """`label` pointed at `version` (audited); the policy set one version further, since the
+    `production` label decides which version is evaluated."""
+    def move(session: Session) -> PolicyRow:
+        row = POLICY_VERSIONS.move_label(session, caller, policy_id, label, version)
+        bump_policy_set(session, caller.tenant_id)
+        return row
+
+    return await _change(db, cache, caller.tenant_id, move)
+
+
+async def drop_label(db: Database, cache: engine.PolicyCache, caller: Caller, policy_id: str,
+                     label: str) -> PolicyRow:
+    def drop(session: Session) -> PolicyRow:
+        row = POLICY_VERSIONS.drop_label(session, caller, policy_id, label)
+        bump_policy_set(session, caller.tenant_id)
+        return row
+
+    return await _change(db, cache, caller.tenant_id, drop)
 
 
 async def delete(db: Database, cache: engine.PolicyCache, caller: Caller, policy_id: str) -> str:

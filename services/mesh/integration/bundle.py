@@ -4,20 +4,26 @@ validate (every problem at once) and import (apply with a conflict strategy).
     {"kind": "agentmesh.bundle", "version": 1,
      "secrets": [...], "skills": [...], "constraints": [...], "models": [...],
      "prompts": [...], "tools": [...], "templates": [...], "agents": [...],
-     "workflows": [...], "api_connections": [...]}
+     "workflows": [...], "policies": [...], "alert_rules": [...], "budgets": [...],
+     "decision_webhooks": [...], "api_connections": [...], "webhooks": [...]}
 
 Each entity is its resource's JSON without output-only fields (ids, tenant, timestamps,
 status set by the platform), sorted by name, so an export of an import of an export is the same
 bundle. References between entities are names (ids are replaced on export). Prompts and
-templates carry their `versions` (oldest first) and `labels`. A secret carries its metadata and
-`"value": "<fill in>"`: the value never leaves masterdata, and importing a secret the target
-tenant lacks needs the value filled in.
+templates carry their `versions` (oldest first) and `labels`; agents, workflows and policies
+carry their `versions` (oldest first: each the resource's versioned fields at that version) and
+`version_labels` (their `labels` are the user's own key-value labels). A workflow carries its
+`schedules`. A secret carries its metadata and `"value": "<fill in>"`: the value never leaves
+masterdata, and importing a secret the target tenant lacks needs the value filled in. A webhook
+carries `"secret": "<fill in>"` the same way: imported with the placeholder, it gets a new
+signing secret.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +32,9 @@ from google.protobuf import field_mask_pb2, json_format
 from google.protobuf.message import Message
 
 from agentmesh.agents.v1 import agents_pb2_grpc
+from agentmesh.governance.v1 import governance_pb2_grpc
 from agentmesh.masterdata.v1 import masterdata_pb2_grpc
+from agentmesh.observability.v1 import observability_pb2_grpc
 from agentmesh.templates.v1 import templates_pb2_grpc
 from agentmesh.tools.v1 import tools_pb2_grpc
 from agentmesh.workflows.v1 import workflows_pb2_grpc
@@ -41,6 +49,12 @@ BUNDLE_VERSION = 1
 SECRET_PLACEHOLDER = "<fill in>"
 MAX_ENTITIES = 1000  # per kind
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+# An alert rule's name: any text of 1-100 characters with something other than blanks.
+_TEXT_NAME = re.compile(r"^(?=.*\S).{1,100}$", re.DOTALL)
+# A decision webhook's name: its URL.
+_URL_NAME = re.compile(r"^https?://\S{1,1990}$")
+# A budget's name: its scope.
+_BUDGET_NAME = re.compile(r"^(tenant|agent:[A-Za-z0-9._-]{1,100}|api_key:[A-Za-z0-9._-]{1,100})$")
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,27 @@ class Kind:
     service: str      # the owning service
     stub: type
     name_field: str = "name"
+    # How the name is checked (default: letters, digits, '.', '_', '-', not a UUID), and what
+    # a refusal says.
+    name_pattern: re.Pattern = _NAME
+    name_rule: str = "1-100 letters, digits, '.', '_' or '-', not a UUID"
+    # Its versions in the bundle: "" none; "content" (prompts, templates: the versioned fields
+    # live only in `versions`, labels in `labels`); "snapshot" (agents, workflows: each version
+    # the whole resource, labels in `version_labels`); "policy" (each version `cedar` and
+    # `enabled`, labels in `version_labels`).
+    versions: str = ""
+    # Whether an import may rename a copy (a budget's name is its scope: no).
+    renamable: bool = True
+
+    plural: str = ""   # the class's plural when not `cls` + "s"
+
+    @property
+    def list_method(self) -> str:
+        return f"List{self.plural or self.cls + 's'}"
+
+    @property
+    def labels_key(self) -> str:
+        return "labels" if self.versions == "content" else "version_labels"
 
     @property
     def module(self):
@@ -70,18 +105,40 @@ KINDS = [
     Kind("constraints", "constraint", "Constraint", "masterdata",
          masterdata_pb2_grpc.ConstraintServiceStub),
     Kind("models", "model", "Model", "masterdata", masterdata_pb2_grpc.ModelServiceStub),
-    Kind("prompts", "prompt", "Prompt", "masterdata", masterdata_pb2_grpc.PromptServiceStub),
+    Kind("prompts", "prompt", "Prompt", "masterdata", masterdata_pb2_grpc.PromptServiceStub,
+         versions="content"),
     Kind("tools", "tool", "Tool", "tools", tools_pb2_grpc.ToolServiceStub),
-    Kind("templates", "template", "Template", "templates", templates_pb2_grpc.TemplateServiceStub),
-    Kind("agents", "agent", "Agent", "agents", agents_pb2_grpc.AgentServiceStub),
+    Kind("templates", "template", "Template", "templates", templates_pb2_grpc.TemplateServiceStub,
+         versions="content"),
+    Kind("agents", "agent", "Agent", "agents", agents_pb2_grpc.AgentServiceStub,
+         versions="snapshot"),
     Kind("workflows", "workflow", "Workflow", "workflows", workflows_pb2_grpc.WorkflowServiceStub,
-         name_field="slug"),
+         name_field="slug", versions="snapshot"),
+    Kind("policies", "policy", "Policy", "governance", governance_pb2_grpc.GovernanceServiceStub,
+         versions="policy", plural="Policies"),
+    Kind("alert_rules", "alert", "Alert", "observability",
+         observability_pb2_grpc.ObservabilityServiceStub, name_pattern=_TEXT_NAME,
+         name_rule="1-100 characters, not only blanks"),
+    Kind("budgets", "budget", "Budget", "governance", governance_pb2_grpc.GovernanceServiceStub,
+         name_pattern=_BUDGET_NAME, name_rule="tenant, agent:<name> or api_key:<name>",
+         renamable=False),
+    # Governance's decision webhooks, named by their URL (the signing secret is made anew).
+    Kind("decision_webhooks", "webhook", "Webhook", "governance",
+         governance_pb2_grpc.GovernanceServiceStub, name_field="url", name_pattern=_URL_NAME,
+         name_rule="an http or https URL", renamable=False),
 ]
 BY_KEY = {k.key: k for k in KINDS}
-LOCAL_KINDS = ("api_connections",)
+LOCAL_KINDS = ("api_connections", "webhooks")
 ALL_KEYS = [k.key for k in KINDS] + list(LOCAL_KINDS)
-# Versioned kinds: the resource fields that live in each version instead.
+# Versioned kinds whose versioned fields live in each version instead of the entity.
 _VERSIONED = {"prompts": ("content", "variables"), "templates": ("content", "parameters")}
+# What a snapshot version keeps of the resource message it holds (AgentVersion.agent, ...).
+_SNAPSHOT_FIELD = {"agents": "agent", "workflows": "workflow"}
+# A policy version's fields.
+_POLICY_VERSION = ("cedar", "enabled")
+# What a workflow's schedule carries.
+_SCHEDULE = ("cron", "timezone", "inputs", "priority", "label", "version")
+WEBHOOK_FIELDS = ("name", "url", "events", "active")
 # Fields whose values are names of other entities: (kind key of the target, path).
 REFERENCES: dict[str, list[tuple[str, str]]] = {
     "agents": [("tools", "tools[]"), ("skills", "skills[]"), ("constraints", "constraints[]"),
@@ -125,6 +182,10 @@ def rewrite_references(key: str, entity: dict[str, Any], names: dict[str, dict[s
             value = container[slot]
             if isinstance(value, str) and value in mapping:
                 container[slot] = mapping[value]
+    if key in _SNAPSHOT_FIELD:   # each version refers as the resource does
+        for version in entity.get("versions") or []:
+            if isinstance(version, dict):
+                rewrite_references(key, version, names)
 
 
 def references(key: str, entity: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -143,6 +204,11 @@ def entity_dict(message: Message, drop: tuple[str, ...] = ()) -> dict[str, Any]:
     return {k: plain(v) for k, v in data.items() if k in keep and k not in drop}
 
 
+def schedule_key(schedule: dict[str, Any]) -> str:
+    """A schedule's identity within its workflow (it has no name): its fields as JSON."""
+    return json.dumps({k: schedule.get(k) for k in _SCHEDULE}, sort_keys=True, default=str)
+
+
 def name_of(key: str, entity: dict[str, Any]) -> str:
     field = BY_KEY[key].name_field if key in BY_KEY else "name"
     return str(entity.get(field) or "")
@@ -151,11 +217,22 @@ def name_of(key: str, entity: dict[str, Any]) -> str:
 # ---- export ---------------------------------------------------------------------------------
 async def read_kind(peers, kind: Kind) -> list[Message]:
     stub = peers.stub(kind.stub)
-    return await calls.list_all(kind.service, getattr(stub, f"List{kind.cls}s"),
-                                type(kind.request(f"List{kind.cls}s")))
+    if kind.key == "budgets":   # one answer, no pages; "tenant" is listed even when unset
+        answer = await calls.call(kind.service, stub.ListBudgets, kind.request("ListBudgets"))
+        return [b for b in answer.items if b.tokens_per_day or b.tokens_per_month
+                or b.cents_per_day or b.cents_per_month]
+    return await calls.list_all(kind.service, getattr(stub, kind.list_method),
+                                type(kind.request(kind.list_method)))
+
+
+def _id(message: Message) -> str:
+    """A message's id; a budget has none, its name is its key."""
+    return getattr(message, "id", "") if "id" in message.DESCRIPTOR.fields_by_name \
+        else getattr(message, "name")
 
 
 async def _versions(peers, kind: Kind, message: Message) -> tuple[list[dict], dict[str, int]]:
+    """The entity's versions, oldest first, and its version labels."""
     stub = peers.stub(kind.stub)
     method = getattr(stub, f"List{kind.cls}Versions")
     request_class = type(kind.request(f"List{kind.cls}Versions"))
@@ -163,21 +240,38 @@ async def _versions(peers, kind: Kind, message: Message) -> tuple[list[dict], di
                                  **{f"{kind.noun}_id": message.id})
     versions = []
     for item in sorted(items, key=lambda v: v.version):
-        data = {k: plain(v) for k, v in calls.to_dict(item).items()
-                if k in writable(type(item))}
+        if kind.versions == "snapshot":
+            data = entity_dict(getattr(item, _SNAPSHOT_FIELD[kind.key]))
+        elif kind.versions == "policy":
+            data = {k: plain(v) for k, v in calls.to_dict(item).items() if k in _POLICY_VERSION}
+            data.setdefault("enabled", False)
+        else:
+            data = {k: plain(v) for k, v in calls.to_dict(item).items()
+                    if k in writable(type(item))}
         data["version"] = item.version
         versions.append(data)
-    return versions, dict(sorted(message.labels.items()))
+    labels = message.labels if kind.versions == "content" else message.version_labels
+    return versions, dict(sorted(labels.items()))
+
+
+async def _schedules(peers, workflow: Message) -> list[dict[str, Any]]:
+    stub = peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
+    request_class = type(BY_KEY["workflows"].request("ListSchedules"))
+    items = await calls.list_all("workflows", stub.ListSchedules, request_class,
+                                 workflow_id=workflow.id)
+    schedules = [{k: plain(v) for k, v in calls.to_dict(item).items() if k in _SCHEDULE}
+                 for item in items]
+    return sorted(schedules, key=schedule_key)
 
 
 async def export(peers, api_connections: list[dict[str, Any]], kinds: list[str],
-                 only: set[str]) -> dict[str, Any]:
+                 only: set[str], webhooks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     read: dict[str, list[Message]] = {}
     for kind in KINDS:
         # Every kind that can be referenced is read, to turn ids into names.
         if kind.key in kinds or any(kind.key == t for k in kinds for t, _ in REFERENCES.get(k, ())):
             read[kind.key] = await read_kind(peers, kind)
-    id_names = {key: {m.id: getattr(m, BY_KEY[key].name_field) for m in items}
+    id_names = {key: {_id(m): getattr(m, BY_KEY[key].name_field) for m in items}
                 for key, items in read.items()}
     bundle: dict[str, Any] = {"kind": BUNDLE_KIND, "version": BUNDLE_VERSION}
     for kind in KINDS:
@@ -186,13 +280,20 @@ async def export(peers, api_connections: list[dict[str, Any]], kinds: list[str],
         entities = []
         for message in read[kind.key]:
             name = getattr(message, kind.name_field)
-            if only and message.id not in only and name not in only:
+            if only and _id(message) not in only and name not in only:
                 continue
+            if any(name_of(kind.key, e) == name for e in entities):
+                continue   # two decision webhooks to one URL: one entity
             entity = entity_dict(message, _VERSIONED.get(kind.key, ()))
+            if kind.key == "budgets":   # its name (scope) is output-only in the message
+                entity = {"name": message.name, **entity}
             if kind.key == "secrets":
                 entity["value"] = SECRET_PLACEHOLDER
-            if kind.key in _VERSIONED:
-                entity["versions"], entity["labels"] = await _versions(peers, kind, message)
+            if kind.versions:
+                entity["versions"], entity[kind.labels_key] = await _versions(peers, kind,
+                                                                              message)
+            if kind.key == "workflows":
+                entity["schedules"] = await _schedules(peers, message)
             rewrite_references(kind.key, entity, id_names)
             entities.append(entity)
         bundle[kind.key] = sorted(entities, key=lambda e: name_of(kind.key, e))
@@ -203,6 +304,10 @@ async def export(peers, api_connections: list[dict[str, Any]], kinds: list[str],
             entity.pop("id", None)
             rewrite_references("api_connections", entity, id_names)
         bundle["api_connections"] = sorted(entities, key=lambda e: e["name"])
+    if "webhooks" in kinds:
+        hooks = [{**{k: copy.deepcopy(h[k]) for k in WEBHOOK_FIELDS}, "secret": SECRET_PLACEHOLDER}
+                 for h in webhooks or [] if not only or h["name"] in only or h.get("id") in only]
+        bundle["webhooks"] = sorted(hooks, key=lambda e: e["name"])
     return bundle
 
 
@@ -274,10 +379,14 @@ def check_shape(bundle: Any) -> Problems:
                 continue
             name = entity.get(BY_KEY[key].name_field if key in BY_KEY else "name")
             field = f"{where}.{BY_KEY[key].name_field if key in BY_KEY else 'name'}"
+            kind = BY_KEY.get(key)
+            pattern = kind.name_pattern if kind else _NAME
             if key == "workflows" and not name:
                 problems.add(field, "is required (the workflow's slug)")
-            elif not isinstance(name, str) or not _NAME.match(name) or is_uuid(name):
-                problems.add(field, "1-100 letters, digits, '.', '_' or '-', not a UUID")
+            elif not isinstance(name, str) or not pattern.match(name) or \
+                    (pattern is _NAME and is_uuid(name)):
+                problems.add(field, kind.name_rule if kind else
+                             "1-100 letters, digits, '.', '_' or '-', not a UUID")
                 continue
             if name in seen:
                 problems.add(field, f"{name!r} appears twice")
@@ -286,7 +395,59 @@ def check_shape(bundle: Any) -> Problems:
     return problems
 
 
+def _check_webhook(problems: Problems, where: str, entity: dict[str, Any]) -> None:
+    from agentmesh.integration.v1 import integration_pb2
+    body = {k: v for k, v in entity.items() if k != "secret"}
+    secret = entity.get("secret")
+    if secret not in (None, "", SECRET_PLACEHOLDER) and (not isinstance(secret, str)
+                                                         or len(secret) < 16):
+        problems.add(f"{where}.secret", f"at least 16 characters, or {SECRET_PLACEHOLDER!r} "
+                     "for a new one")
+    _parse(problems, where, body, integration_pb2.Webhook)
+
+
+def _check_versions(problems: Problems, kind: Kind, where: str,
+                    entity: dict[str, Any]) -> list:
+    """The version numbers of a snapshot or policy kind's `versions` (optional: without them
+    the entity is created as it is), each version checked as the resource."""
+    versions = entity.get("versions")
+    if versions is None:
+        return []
+    if not isinstance(versions, list) or not versions:
+        problems.add(f"{where}.versions", "a list of at least one version, oldest first")
+        return []
+    numbers = []
+    for j, version in enumerate(versions):
+        if not isinstance(version, dict):
+            problems.add(f"{where}.versions[{j}]", "must be an object")
+            continue
+        numbers.append(version.get("version"))
+        data = {k: v for k, v in version.items() if k != "version"}
+        if kind.versions == "policy":
+            unknown = [k for k in data if k not in _POLICY_VERSION]
+            if unknown:
+                problems.add(f"{where}.versions[{j}].{str(unknown[0])[:100]}",
+                             f"unknown field; a policy version has {', '.join(_POLICY_VERSION)}")
+            data = {**{k: v for k, v in entity.items()
+                       if k not in ("versions", "version_labels")},
+                    **{k: v for k, v in data.items() if k in _POLICY_VERSION}}
+        _parse(problems, f"{where}.versions[{j}]", data, kind.message)
+    return numbers
+
+
+def _check_labels(problems: Problems, where: str, labels: Any, numbers: list) -> None:
+    if not isinstance(labels, dict):
+        problems.add(where, "must be an object of label: version")
+        return
+    for label, number in labels.items():
+        if number not in numbers:
+            problems.add(f"{where}.{label}", f"version {number!r} is not in versions")
+
+
 def _check_entity(problems: Problems, key: str, where: str, entity: dict[str, Any]) -> None:
+    if key == "webhooks":
+        _check_webhook(problems, where, entity)
+        return
     if key == "api_connections":
         try:
             connections.check(entity)
@@ -295,9 +456,27 @@ def _check_entity(problems: Problems, key: str, where: str, entity: dict[str, An
                 problems.add(f"{where}.{field}" if field else where, text)
         return
     kind = BY_KEY[key]
+    if kind.versions in ("snapshot", "policy"):
+        numbers = _check_versions(problems, kind, where, entity)
+        labels = entity.get("version_labels")
+        if labels is not None:
+            _check_labels(problems, f"{where}.version_labels", labels, numbers)
+        if key == "workflows":
+            schedules = entity.get("schedules")
+            if schedules is not None and not isinstance(schedules, list):
+                problems.add(f"{where}.schedules", "must be a list")
+            for j, schedule in enumerate(schedules or []):
+                _parse(problems, f"{where}.schedules[{j}]", schedule,
+                       type(kind.module.Schedule()))
+        body = {k: v for k, v in entity.items()
+                if k not in ("versions", "version_labels", "schedules")}
+        _parse(problems, where, body, kind.message)
+        return
     body = {k: v for k, v in entity.items() if k not in ("versions", "labels")}
     if key == "secrets":
         body.pop("value", None)
+    if key == "budgets":
+        body.pop("name", None)   # the budget's scope: output-only in the message
     if key in _VERSIONED:
         versions = entity.get("versions")
         if not isinstance(versions, list) or not versions:

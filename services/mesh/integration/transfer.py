@@ -12,9 +12,11 @@ from sqlmodel import Session
 
 from agentmesh.integration.v1 import integration_pb2 as pb
 from mesh.integration import api_connections, bundle as bundles, calls, connections, documents
-from mesh.integration.models import ApiConnectionRow
+from mesh.integration import webhooks as webhook_service
+from mesh.integration.models import ApiConnectionRow, WebhookRow
 from mesh.integration.store import (api_connections as connection_repo, connection_dict,
                                     connection_rows, record_activity)
+from mesh.integration.store import webhooks as webhook_repo
 from mesh.runtime import audit, errors
 from mesh.runtime.context import Caller
 from mesh.runtime.errors import invalid_field
@@ -143,9 +145,21 @@ async def export(state: "IntegrationState", caller: Caller, kinds: list[str],
         raise invalid_field("entity_types", f"unknown {unknown[0]!r}; use "
                             f"{', '.join(bundles.ALL_KEYS)}")
     rows = await state.db.read(lambda s: connection_rows(s, caller.tenant_id))
-    document = await bundles.export(state.peers, [connection_dict(r) for r in rows], kinds, ids)
+    hooks = await state.db.read(lambda s: _webhook_rows(s, caller.tenant_id))
+    document = await bundles.export(state.peers, [connection_dict(r) for r in rows], kinds, ids,
+                                    webhooks=[_webhook_dict(r) for r in hooks])
     await _activity(state, caller, "export", kinds=",".join(kinds))
     return document
+
+
+def _webhook_rows(session: Session, tenant_id: str) -> list[WebhookRow]:
+    from sqlmodel import select
+    return list(session.exec(select(WebhookRow).where(WebhookRow.tenant_id == tenant_id)).all())
+
+
+def _webhook_dict(row: WebhookRow) -> dict[str, Any]:
+    return {"id": row.id, "name": row.name, "url": row.url, "events": sorted(row.events),
+            "active": row.active}
 
 
 # ---- import -----------------------------------------------------------------------------------
@@ -173,8 +187,10 @@ async def import_bundle(state: "IntegrationState", caller: Caller, document: Any
     existing = await _existing(state, needed)
     local = await state.db.read(lambda s: {r.name: r for r in connection_rows(s,
                                                                               caller.tenant_id)})
+    hooks = await state.db.read(lambda s: {r.name: r for r in _webhook_rows(s, caller.tenant_id)})
     names = {k: set(v) for k, v in existing.items()}
     names["api_connections"] = set(local)
+    names["webhooks"] = set(hooks)
     bundles.check_against(problems, document, names)
     problems.raise_if_any()
     mode = mode or pb.IMPORT_MODE_SKIP_EXISTING
@@ -187,7 +203,8 @@ async def import_bundle(state: "IntegrationState", caller: Caller, document: Any
             entity = json.loads(json.dumps(entity))
             bundles.rewrite_references(key, entity, renames)
             results.append(await _import_one(state, caller, key, entity, existing.get(key, {}),
-                                             local, mode, dry_run, renames, taken))
+                                             hooks if key == "webhooks" else local, mode,
+                                             dry_run, renames, taken))
     counts = _counts(results, ("created", "updated", "skipped", "failed"))
     if not dry_run:
         await _activity(state, caller, "import", **counts)
@@ -207,9 +224,15 @@ def _rename(key: str, name: str, entity: dict[str, Any], taken: dict[str, set[st
     new = f"{name[:90]}-{n}"
     taken[key].add(new)
     renames.setdefault(key, {})[name] = new
-    entity[bundles.BY_KEY[key].name_field if key in bundles.BY_KEY else "name"] = new
-    if key == "workflows":
-        entity["name"] = f"{entity.get('name', name)} ({n})"[:200]
+    field = bundles.BY_KEY[key].name_field if key in bundles.BY_KEY else "name"
+    title = f"{entity.get('name', name)} ({n})"[:200]
+    for target in [entity, *(v for v in entity.get("versions") or [] if isinstance(v, dict)
+                             and key in ("agents", "workflows", "policies"))]:
+        # every version of the copy carries the copy's name
+        if target is entity or target.get(field) == name:
+            target[field] = new
+        if key == "workflows":
+            target["name"] = title
     return new
 
 
@@ -225,11 +248,15 @@ async def _import_one(state: "IntegrationState", caller: Caller, key: str,
     try:
         if present is not None:
             if mode == pb.IMPORT_MODE_SKIP_EXISTING:
-                result.action, result.id = "skipped", present.id
+                result.action, result.id = "skipped", getattr(present, "id", name)
                 return result
             if mode == pb.IMPORT_MODE_FAIL_ON_EXISTING:
                 raise errors.AlreadyExists(f"{noun} {name!r} already exists",
                                            reason="ALREADY_EXISTS")
+            if mode == pb.IMPORT_MODE_RENAME and key in bundles.BY_KEY and \
+                    not bundles.BY_KEY[key].renamable:
+                result.action, result.id = "skipped", getattr(present, "id", name)
+                return result
             if mode == pb.IMPORT_MODE_RENAME:
                 result.name = _rename(key, name, entity, taken, renames)
                 result.original_name = name
@@ -239,12 +266,14 @@ async def _import_one(state: "IntegrationState", caller: Caller, key: str,
             return result
         if key == "api_connections":
             result.id = await _import_connection(state, caller, entity, present)
+        elif key == "webhooks":
+            result.id = await _import_webhook(state, caller, entity, present)
         elif present is None:
             result.id = await _create_entity(state, bundles.BY_KEY[key], entity)
         else:
             result.id = await _update_entity(state, bundles.BY_KEY[key], entity, present)
             if not result.id:
-                result.action, result.id = "skipped", present.id
+                result.action, result.id = "skipped", getattr(present, "id", name)
                 return result
         result.action = "created" if present is None else "updated"
     except errors.DomainError as exc:
@@ -268,6 +297,37 @@ async def _import_connection(state: "IntegrationState", caller: Caller, entity: 
     return await state.db.write(write)
 
 
+async def _import_webhook(state: "IntegrationState", caller: Caller, entity: dict[str, Any],
+                          present: WebhookRow | None) -> str:
+    """Created as the bundle says (a placeholder secret: a new signing secret); an existing one
+    overwritten keeps its secret unless the bundle gives one."""
+    body = {k: v for k, v in entity.items() if k in bundles.WEBHOOK_FIELDS}
+    secret = entity.get("secret")
+    if secret == bundles.SECRET_PLACEHOLDER:
+        secret = None
+    hook = json_format.ParseDict(body, pb.Webhook())
+    if secret:
+        hook.secret = secret
+    if present is None:
+        return (await webhook_service.create(state, caller, hook)).id
+    url = connections.check_url(hook.url, "url")
+    await state.egress.check_url(url)
+
+    def write(session: Session) -> str:
+        row = webhook_repo.get(session, caller.tenant_id, present.id, lock=True)
+        fields: dict[str, Any] = {"url": url, "events": sorted(set(hook.events)),
+                                  "active": hook.active if hook.HasField("active") else True}
+        if secret:
+            fields.update(secret=secret, secret_hint="****" + secret[-4:])
+        for name, value in fields.items():
+            setattr(row, name, value)
+        webhook_repo.save(session, row)
+        audit.record(session, caller, "import", "webhook", row.id, name=row.name)
+        return row.id
+
+    return await state.db.write(write)
+
+
 def _version_body(version: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in version.items() if k not in ("version", "changelog")}
 
@@ -277,6 +337,10 @@ async def _create_entity(state: "IntegrationState", kind: bundles.Kind,
     """Created in its service; a prompt or template with its later versions and its labels,
     renumbered as the target numbers them."""
     stub = state.peers.stub(kind.stub)
+    if kind.key == "budgets":
+        return await _set_budget(state, kind, entity)
+    if kind.versions in ("snapshot", "policy"):
+        return await _create_versioned(state, kind, entity)
     body = {k: v for k, v in entity.items() if k not in ("versions", "labels")}
     versions = entity.get("versions") or []
     if kind.key in _VERSIONED:
@@ -303,12 +367,107 @@ async def _create_entity(state: "IntegrationState", kind: bundles.Kind,
     return created.id
 
 
+_EXTRA = ("versions", "version_labels", "schedules")
+
+
+def _body(kind: bundles.Kind, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in _EXTRA and k != "version"}
+
+
+async def _set_budget(state: "IntegrationState", kind: bundles.Kind,
+                      entity: dict[str, Any]) -> str:
+    """A budget is set whole, by its name (its scope), whether it exists or not."""
+    stub = state.peers.stub(kind.stub)
+    body = {k: v for k, v in entity.items() if k != "name"}
+    budget = json_format.ParseDict(body, kind.message())
+    paths = sorted(f for f in bundles.writable(kind.message))
+    await calls.call(kind.service, stub.SetBudget, kind.request(
+        "SetBudget", budget_name=entity["name"], budget=budget,
+        update_mask=field_mask_pb2.FieldMask(paths=paths)))
+    return entity["name"]
+
+
+async def _create_versioned(state: "IntegrationState", kind: bundles.Kind,
+                            entity: dict[str, Any]) -> str:
+    """An agent, workflow or policy created at its first version, each later version an
+    update (numbered as the target numbers them), then its version labels and (a workflow)
+    its schedules. Without `versions`: created as the entity is."""
+    stub = state.peers.stub(kind.stub)
+    current = _body(kind, entity)
+    versions = [v for v in entity.get("versions") or [] if isinstance(v, dict)] or [current]
+
+    def full(version: dict[str, Any]) -> dict[str, Any]:
+        if kind.versions == "policy":   # a policy version is its text and switch
+            return {**current, **_body(kind, version)}
+        return _body(kind, version)
+
+    first = json_format.ParseDict(full(versions[0]), kind.message())
+    created = await calls.call(kind.service, getattr(stub, f"Create{kind.cls}"),
+                               kind.request(f"Create{kind.cls}", **{kind.noun: first}))
+    number = {versions[0].get("version", 1): created.version or 1}
+    later = versions[1:]
+    if versions[-1] is not current and full(versions[-1]) != current:
+        later = [*later, current]   # a hand-edited entity past its last version
+    for version in later:
+        body = full(version)
+        updated = await calls.call(kind.service, getattr(stub, f"Update{kind.cls}"),
+                                   kind.request(f"Update{kind.cls}", **{
+                                       f"{kind.noun}_id": created.id,
+                                       kind.noun: json_format.ParseDict(body, kind.message()),
+                                       "update_mask": field_mask_pb2.FieldMask(
+                                           paths=sorted(bundles.writable(kind.message)
+                                                        & set(_mask_fields(kind, body))))}))
+        if "version" in version:
+            number[version["version"]] = updated.version
+    for label, version in sorted((entity.get("version_labels") or {}).items()):
+        await calls.call(kind.service, getattr(stub, f"Set{kind.cls}Label"),
+                         kind.request(f"Set{kind.cls}Label", **{
+                             f"{kind.noun}_id": created.id, "label": label,
+                             "version": number.get(version, version)}))
+    if kind.key == "workflows":
+        await _add_schedules(state, created.id, entity.get("schedules") or [], [])
+    return created.id
+
+
+def _mask_fields(kind: bundles.Kind, body: dict[str, Any]) -> list[str]:
+    """What an update to a version sets: every writable field (left out: cleared), but the
+    name field of a workflow (its slug) and a policy's shorthand when it has Cedar text."""
+    fields = set(bundles.writable(kind.message)) - {"rules", "rate_limit"}
+    if kind.key == "workflows":
+        fields -= {"slug"}
+    if kind.key == "policies":
+        fields -= {"effect", "match"} if body.get("cedar") else set()
+    return sorted(fields)
+
+
+async def _add_schedules(state: "IntegrationState", workflow_id: str,
+                         schedules: list[dict[str, Any]], present: list[dict[str, Any]]) -> None:
+    from agentmesh.workflows.v1 import workflows_pb2
+    stub = state.peers.stub(bundles.BY_KEY["workflows"].stub)
+    have = {bundles.schedule_key(p) for p in present}
+    for schedule in schedules:
+        if bundles.schedule_key(schedule) in have:
+            continue
+        await calls.call("workflows", stub.CreateSchedule, workflows_pb2.CreateScheduleRequest(
+            workflow_id=workflow_id,
+            schedule=json_format.ParseDict(schedule, workflows_pb2.Schedule())))
+
+
 async def _update_entity(state: "IntegrationState", kind: bundles.Kind, entity: dict[str, Any],
                          present) -> str:
     """Overwrite: the bundle's fields onto the existing entity ("" when there is nothing to
-    write, as for a secret whose value is still the placeholder)."""
+    write, as for a secret whose value is still the placeholder). An agent, workflow or policy
+    gets its entity's fields as one new version (the bundle's history is not replayed onto
+    another's); a workflow the bundle's schedules it lacks."""
     stub = state.peers.stub(kind.stub)
-    body = {k: v for k, v in entity.items() if k not in ("versions", "labels")}
+    if kind.key == "budgets":
+        return await _set_budget(state, kind, entity)
+    if kind.key == "decision_webhooks":
+        return ""   # nothing to change but by deleting it: kept as it is
+    if kind.key == "workflows":
+        await _add_schedules(state, present.id, entity.get("schedules") or [],
+                             await bundles._schedules(state.peers, present))
+    body = {k: v for k, v in entity.items() if k not in ("versions", "labels", *_EXTRA)}
     if kind.key == "secrets" and body.get("value") in (None, "", bundles.SECRET_PLACEHOLDER):
         body.pop("value", None)
         if len(body) <= 1:

@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     # per kind: `agent=500,tool=200` (kinds are the resources' nouns: agent, tool, workflow,
     # prompt, template, skill, constraint, model, secret, policy, webhook, api_connection,
     # alert, api_key, user, feature_flag); versions (prompt_version, template_version,
-    # workflow version, policy_version) count against `version_quota_per_kind`.
+    # agent_version, workflow version, policy_version) count against `version_quota_per_kind`.
     live_max_sockets_per_tenant: int = Field(default=100, ge=1)
     resource_quota_per_kind: int = Field(default=10_000, ge=1)
     version_quota_per_kind: int = Field(default=100_000, ge=1)

@@ -1,5 +1,5 @@
 """Immutable versions of a resource, and labels that point at them: one rule set for every
-versioned resource (prompts, templates, workflows; agents and policies later).
+versioned resource (prompts, templates, agents, workflows; policies later).
 
 A versioned resource is two tables:
 
@@ -19,8 +19,11 @@ A versioned resource is two tables:
 
 The numbers start at 1 and only grow: the next is the current one plus one (the current
 version cannot be deleted, so it is always the highest). A label (`production`, `latest`, ...)
-names one version and moves when it is set again; a read may ask for a version, a label, or
-both (then the label must point at that version). Every refusal has the resource's reason
+names one version and moves when it is set again; `latest` is implicit and always names the
+current (newest) version, so it cannot be set or removed. A read may ask for a version, a label,
+or both (then the label must point at that version); `diff` compares two versions field by
+field. A running resource (an agent's interaction, a workflow's execution) asks `number(row,
+version, label)` with `default_label`: `production` when the resource has it, else `latest`. Every refusal has the resource's reason
 prefix (`PROMPT_VERSION_NOT_FOUND`, `TEMPLATE_LABEL_NOT_FOUND`, ...).
 
 Nothing here is a servicer or a message: for the writes on a row it was given, the caller holds
@@ -46,13 +49,21 @@ from mesh.runtime.repository import TenantRepository
 V = TypeVar("V")  # a version table's row
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
+# The label every versioned resource has: its current (newest) version.
+LATEST = "latest"
+# The label a run uses when it names none, if the resource has it (else LATEST).
+PRODUCTION = "production"
 
 
 def check_label(label: str, version: int) -> None:
-    """A label to set: a name of 1-50 letters, digits, '.', '_' or '-', and a version from 1.
-    Checked before anything is read, so a malformed request is a 400 whatever exists."""
+    """A label to set: a name of 1-50 letters, digits, '.', '_' or '-' other than `latest`,
+    and a version from 1. Checked before anything is read, so a malformed request is a 400
+    whatever exists."""
     if not LABEL.match(label):
         raise invalid_field("label", "1-50 letters, digits, '.', '_' or '-'")
+    if label == LATEST:
+        raise invalid_field("label", "'latest' always names the newest version; it cannot "
+                            "be set")
     if version < 1:
         raise invalid_field("version", "is required (a version number from 1)")
 
@@ -127,7 +138,7 @@ class Versions(Generic[V]):
     def delete(self, session: Session, row: Any, number: int) -> V:
         """Deletes one version; refused while a label points at it or while it is current."""
         version = self.get(session, row, number)
-        pointing = self.labels_at(row, version.version)
+        pointing = self.labels_at(row, version.version, latest=False)
         if pointing:
             raise FailedPrecondition(
                 f"version {version.version} of {self._title(row)} is labelled "
@@ -171,7 +182,7 @@ class Versions(Generic[V]):
         """The version a read asks for: the label's (with a number too, only if the label
         points at it), else the number, else the current one."""
         if label:
-            labels = self._labels(row)
+            labels = {LATEST: row.version, **self._labels(row)}
             if label not in labels or (number and labels[label] != number):
                 at = f" at version {number}" if number else ""
                 raise NotFound(f"{self._title(row)} has no label {label!r}{at}",
@@ -195,9 +206,33 @@ class Versions(Generic[V]):
     def _labels(self, row: Any) -> dict[str, int]:
         return getattr(row, self.labels) if self.labels else {}
 
-    def labels_at(self, row: Any, number: int) -> list[str]:
-        """The labels that point at version `number`, sorted."""
-        return sorted(k for k, v in self._labels(row).items() if v == number)
+    def labels_at(self, row: Any, number: int, *, latest: bool = True) -> list[str]:
+        """The labels that point at version `number`, sorted; `latest` for the current one
+        of a resource with labels (unless `latest=False`: only the labels set)."""
+        named = [k for k, v in self._labels(row).items() if v == number]
+        if latest and self.labels and number == row.version and LATEST not in named:
+            named.append(LATEST)
+        return sorted(named)
+
+    def default_label(self, row: Any) -> str:
+        """The label a run that names neither version nor label runs: `production` when the
+        resource has it, else `latest`."""
+        return PRODUCTION if PRODUCTION in self._labels(row) else LATEST
+
+    def pick(self, row: Any, number: int = 0, label: str = "") -> tuple[int, str]:
+        """The version a run asks for, and the label it went by ("" when it named only a
+        version): the label's, the number, or `default_label`'s."""
+        if not number and not label:
+            label = self.default_label(row)
+        return self.number(row, number, label), label
+
+    @staticmethod
+    def diff(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+        """The top-level fields whose values differ between two versions' documents, by name:
+        (field, before, after), None where a side lacks the field."""
+        return [(name, before.get(name), after.get(name))
+                for name in sorted(set(before) | set(after))
+                if before.get(name) != after.get(name)]
 
     def set_label(self, session: Session, row: Any, label: str, number: int) -> int | None:
         """Points `label` of `row` (locked) at version `number`, which must exist; the number
@@ -211,7 +246,11 @@ class Versions(Generic[V]):
         return labels.get(label)
 
     def remove_label(self, row: Any, label: str) -> None:
-        """Removes `label` from `row` (locked), or NOT_FOUND `<NOUN>_LABEL_NOT_FOUND`."""
+        """Removes `label` from `row` (locked), or NOT_FOUND `<NOUN>_LABEL_NOT_FOUND`
+        (INVALID_ARGUMENT for `latest`, which is always there)."""
+        if label == LATEST:
+            raise invalid_field("label", "'latest' always names the newest version; it cannot "
+                                "be removed")
         labels = self._labels(row)
         if label not in labels:
             raise NotFound(f"{self._title(row)} has no label {label!r}",

@@ -113,8 +113,10 @@ def _merge(current: pb.Workflow, body: pb.Workflow, mask: list[str]) -> pb.Workf
 
 def _add_version(session: Session, row: WorkflowRow, created_by: str) -> None:
     """The row's current state (its `version` already set) as that immutable version."""
+    saved = defn.to_json(workflow_message(row))
+    saved.pop("version_labels", None)   # labels point at versions; no version holds them
     WORKFLOW_VERSIONS.add(session, row, created_by=created_by, number=row.version,
-                          workflow=defn.to_json(workflow_message(row)))
+                          workflow=saved)
 
 
 # ---- saving ------------------------------------------------------------------------------------

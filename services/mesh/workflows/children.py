@@ -15,7 +15,7 @@ from mesh.workflows.engine import Engine, detached
 from mesh.workflows.failures import StepFailure
 from mesh.workflows.models import ExecutionRow, WorkflowRow
 from mesh.workflows.store import (child_execution_id, executions, find_workflow, new_execution,
-                                  timeout_of)
+                                  running, timeout_of)
 
 E = "EXECUTION_STATUS_"
 
@@ -48,14 +48,15 @@ async def make_child(engine: Engine, parent_execution_id: str, step_id: str, wor
                 session, session.get(ExecutionRow, parent_execution_id), settings)
         except limits.LimitReached as exc:
             raise StepFailure(exc.code, exc.message) from None
+        run = running(session, workflow)   # production, else latest
         row = new_execution(workflow, inputs, "EXECUTION_PRIORITY_HIGH", created_by,
                             execution_id=child_id, api_key_id=api_key_id,
-                            scopes=sorted(scopes))  # as the parent's starter
+                            scopes=sorted(scopes), run=run)  # as the parent's starter
         row.parent_execution_id = parent_execution_id
         row.root_execution_id, row.depth = root, depth
         executions.add(session, row)
         return {"priority": row.priority, "status": row.status,
-                "timeout": timeout_of(workflow.definition)}
+                "timeout": timeout_of(run.definition)}
     return child_id, await engine.db.write(make)
 
 

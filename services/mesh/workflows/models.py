@@ -35,6 +35,9 @@ class WorkflowRow(TenantTable, table=True):
     definition: dict[str, Any] = json_field(dict)
     labels: dict[str, str] = json_field(dict)
     created_by: str = ""
+    # Version labels (`production`, ...) -> version number (mesh.runtime.versions); `labels`
+    # above are the user's own key-value labels.
+    version_labels: dict[str, int] = json_field(dict)
 
 
 class WorkflowVersionRow(TenantTable, table=True):
@@ -63,6 +66,8 @@ class ExecutionRow(TenantTable, table=True):
     workflow_id: str = Field(index=True)
     workflow_slug: str = ""
     workflow_version: int = 1
+    # The label that chose `workflow_version` ("" when the start named a version).
+    workflow_label: str = Field(default="", sa_column_kwargs={"server_default": ""})
     status: str = "EXECUTION_STATUS_QUEUED"
     # The trace of the call that started it ("" when untraced): its steps' spans join it.
     traceparent: str = Field(default="", sa_column_kwargs={"server_default": ""})
@@ -115,6 +120,9 @@ class ScheduleRow(TenantTable, table=True):
     # The executions it starts act as its creator, within these (recorded when it was made).
     api_key_id: str = ""
     scopes: list[str] = json_field(list)
+    # The version (or label) every fire runs; neither: `production`, else `latest`, at the fire.
+    label: str = Field(default="", sa_column_kwargs={"server_default": ""})
+    version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class ExecutorRow(SQLModel, table=True):

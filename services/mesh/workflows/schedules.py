@@ -16,13 +16,13 @@ from sqlmodel import Session, select
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
-from mesh.runtime.errors import PermissionDenied, invalid_field
+from mesh.runtime.errors import NotFound, PermissionDenied, invalid_field
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import utcnow
 from mesh.workflows import limits
 from mesh.workflows.models import ExecutionRow, ScheduleRow, WorkflowRow
-from mesh.workflows.store import (executions, new_execution, priority_name, schedules,
-                                  timeout_of, workflows)
+from mesh.workflows.store import (executions, new_execution, priority_name, running,
+                                  schedules, timeout_of, workflows)
 
 log = logging.getLogger("mesh.workflows.schedules")
 
@@ -64,12 +64,15 @@ async def create(db: Database, settings: Settings, caller: Caller, workflow_key:
                  spec: pb.Schedule, timezone: str) -> ScheduleRow:
     def add(session: Session) -> ScheduleRow:
         workflow = workflows.get(session, caller.tenant_id, workflow_key)
+        if spec.version or spec.label:   # what it names must exist now
+            running(session, workflow, spec.version, spec.label)
         limits.check_schedule_quota(session, caller.tenant_id, settings)
         row = ScheduleRow(tenant_id=caller.tenant_id, workflow_id=workflow.id,
                           cron=spec.cron, timezone=timezone,
                           inputs=json_format.MessageToDict(spec.inputs),
                           priority=priority_name(spec.priority), created_by=caller.user_id,
-                          api_key_id=caller.api_key_id, scopes=sorted(caller.scopes))
+                          api_key_id=caller.api_key_id, scopes=sorted(caller.scopes),
+                          label=spec.label, version=spec.version)
         return schedules.add(session, row)
     return await db.write(add)
 
@@ -121,10 +124,18 @@ async def make_execution(db: Database, settings: Settings, schedule_id: str, exe
             log.info("schedule %s skipped its fire at %s: %s", schedule.id,
                      scheduled_at.isoformat(), skipped)
             return None
-        # As the schedule's creator, within the scopes recorded when it was made.
+        # As the schedule's creator, within the scopes recorded when it was made; the version
+        # its label (default `production`, else `latest`) points at when it fires, so moving
+        # the label moves the schedule's next run.
+        try:
+            run = running(session, workflow, schedule.version, schedule.label)
+        except NotFound as gone:   # its label (or version) is no more: nothing to run
+            log.info("schedule %s skipped its fire at %s: %s", schedule.id,
+                     scheduled_at.isoformat(), gone.message)
+            return None
         row = new_execution(workflow, schedule.inputs, schedule.priority,
                             schedule.created_by, execution_id=execution_id,
-                            api_key_id=schedule.api_key_id, scopes=schedule.scopes)
+                            api_key_id=schedule.api_key_id, scopes=schedule.scopes, run=run)
         row.schedule_id = schedule.id
         executions.add(session, row)
         schedule.fired += 1
@@ -132,5 +143,5 @@ async def make_execution(db: Database, settings: Settings, schedule_id: str, exe
         schedule.updated_at = utcnow()
         session.add(schedule)
         return {"priority": schedule.priority, "tenant_id": schedule.tenant_id,
-                "timeout": timeout_of(workflow.definition)}
+                "timeout": timeout_of(run.definition)}
     return await db.write(make)

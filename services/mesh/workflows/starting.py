@@ -16,7 +16,8 @@ from mesh.runtime.settings import Settings
 from mesh.workflows import limits
 from mesh.workflows.engine import Engine
 from mesh.workflows.models import ExecutionRow, WorkflowRow
-from mesh.workflows.store import executions, new_execution, timeout_of, workflows
+from mesh.workflows.store import (Running, executions, new_execution, running, timeout_of,
+                                  workflows)
 
 
 class _ValidateInSandbox(Exception):
@@ -28,8 +29,8 @@ class _ValidateInSandbox(Exception):
         self.schema = schema
 
 
-def _check_inputs(workflow: WorkflowRow, inputs: dict, validated: dict | None = None) -> None:
-    schema = workflow.definition.get("input_schema") or {}
+def _check_inputs(run: Running, inputs: dict, validated: dict | None = None) -> None:
+    schema = run.definition.get("input_schema") or {}
     if not schema or schema == validated:
         return
     if not schemas.is_bounded(schema):
@@ -45,9 +46,10 @@ def _refuse_inputs(errors: list[tuple[str, str]]) -> None:
 
 async def start(db: Database, settings: Settings, engine: Engine, caller: Caller,
                 workflow_key: str, inputs: dict, priority: str,
-                idempotency_key: str) -> ExecutionRow:
-    """A new execution of the workflow (or the one its idempotency key already started),
-    acting as the caller, within the caller's scopes. Governance decides the start first
+                idempotency_key: str, *, version: int = 0, label: str = "") -> ExecutionRow:
+    """A new execution of the workflow's version that `version` or `label` names (default
+    `production` when it has it, else `latest`; store.running), or the one its idempotency
+    key already started, acting as the caller, within the caller's scopes. Governance decides the start first
     (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`."""
     validated: dict | None = None
     if governance.enabled(engine.peers):
@@ -70,16 +72,17 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
                 f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
                 reason="WORKFLOW_NOT_ACTIVE",
                 details={"workflow": workflow.slug, "status": workflow.status})
-        _check_inputs(workflow, inputs, validated)
+        run = running(session, workflow, version, label)
+        _check_inputs(run, inputs, validated)
         limits.check_execution_quota(session, caller.tenant_id, settings)
         row = new_execution(workflow, inputs, priority, caller.user_id,
                             idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
                             scopes=sorted(caller.scopes), traceparent=telemetry.traceparent(),
                             metadata={"channel": "mcp", "mcp_client": caller.mcp_client}
-                            if caller.mcp_client else None)
+                            if caller.mcp_client else None, run=run)
         row.dbos_workflow_id = row.id
         executions.add(session, row)
-        return row, True, timeout_of(workflow.definition)
+        return row, True, timeout_of(run.definition)
     try:
         row, made, timeout = await db.write(create)
     except _ValidateInSandbox as needed:  # nothing was written; validate, then again

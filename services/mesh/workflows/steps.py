@@ -278,9 +278,11 @@ class StepKinds:
         message = await defn.render_text_async(step.agent.prompt, args, tenant=self.tenant_id)
         reply = await _once("AGENT", lambda: stub.InteractWithAgent(
             agents_pb2.InteractWithAgentRequest(
-                agent_id=step.agent.agent_id, message=message, context=context),
+                agent_id=step.agent.agent_id, message=message, context=context,
+                version=step.agent.agent_version, label=step.agent.agent_label),
             metadata=self._metadata(key)))
-        return {"reply": reply.reply, "call_id": reply.call_id, "tokens": reply.tokens}
+        return {"reply": reply.reply, "call_id": reply.call_id, "tokens": reply.tokens,
+                "agent_version": reply.agent_version}
 
     async def _sub_workflow(self, step: pb.Step, args: dict) -> Any:
         self._require(EXECUTE_WORKFLOW)

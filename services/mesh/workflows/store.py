@@ -8,11 +8,13 @@ too: made once, whichever replica or replay asks again.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from sqlmodel import Session, select
 
+from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.versions import Versions
@@ -32,11 +34,11 @@ executions = TenantRepository(ExecutionRow, noun="execution", name_column=None,
                               order_columns=("started_at", "ended_at", "status", "priority"))
 versions = TenantRepository(WorkflowVersionRow, noun="version", name_column=None,
                               order_columns=("version",), default_order="-version", quota="version")
-# A workflow's versions follow the one rule set of mesh.runtime.versions; the row's `labels` are
-# the user's own key-value labels, not version labels (a workflow has none yet).
+# A workflow's versions follow the one rule set of mesh.runtime.versions; the row's
+# `version_labels` are its version labels (its `labels` are the user's key-value labels).
 WORKFLOW_VERSIONS: Versions[WorkflowVersionRow] = Versions(
-    workflows, versions, parent="workflow_id", noun="workflow", name="slug", labels=None,
-    reason_prefix="", name_in_details=True)
+    workflows, versions, parent="workflow_id", noun="workflow", name="slug",
+    labels="version_labels", reason_prefix="", name_in_details=True)
 schedules = TenantRepository(ScheduleRow, noun="schedule", name_column=None)
 
 
@@ -53,17 +55,41 @@ def version_of(session: Session, workflow_id: str, version: int) -> WorkflowVers
         WorkflowVersionRow.version == version)).first()
 
 
+@dataclass(frozen=True)
+class Running:
+    """The version of a workflow an execution runs: its definition (steps, schemas, timeout),
+    number, and the label that chose it ("" when the start named a version)."""
+
+    definition: dict
+    version: int
+    label: str
+
+
+def running(session: Session, workflow: WorkflowRow, number: int = 0,
+            label: str = "") -> Running:
+    """The version a start asks for: `number`, `label`, else `production` when the workflow
+    has it, else `latest` (mesh.runtime.versions); NOT_FOUND when it has no such version or
+    label."""
+    number, label = WORKFLOW_VERSIONS.pick(workflow, number, label)
+    if number == workflow.version:
+        return Running(workflow.definition, number, label)
+    return Running(WORKFLOW_VERSIONS.get(session, workflow, number).workflow, number, label)
+
+
 def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by: str, *,
                   execution_id: str | None = None, idempotency_key: str | None = None,
                   api_key_id: str = "", scopes: list[str] | tuple[str, ...] = (),
-                  traceparent: str = "", metadata: dict | None = None) -> ExecutionRow:
-    """A queued execution whose steps act as `created_by` (with `api_key_id`, the key it came
-    with), within `scopes`."""
-    steps = workflow.definition.get("steps", [])
+                  traceparent: str = "", metadata: dict | None = None,
+                  run: Running | None = None) -> ExecutionRow:
+    """A queued execution of the version `run` names (default: the current one) whose steps
+    act as `created_by` (with `api_key_id`, the key it came with), within `scopes`."""
+    run = run or Running(workflow.definition, workflow.version, "")
+    steps = run.definition.get("steps", [])
     now = utcnow()
     return ExecutionRow(
         id=execution_id or new_id(), tenant_id=workflow.tenant_id, workflow_id=workflow.id,
-        workflow_slug=workflow.slug, workflow_version=workflow.version, priority=priority,
+        workflow_slug=workflow.slug, workflow_version=run.version, workflow_label=run.label,
+        priority=priority,
         inputs=inputs, created_by=created_by, idempotency_key=idempotency_key or None,
         api_key_id=api_key_id, scopes=sorted(scopes), traceparent=traceparent,
         execution_metadata=metadata or {}, dbos_workflow_id=execution_id or "",
@@ -109,17 +135,47 @@ def workflow_message(row: WorkflowRow) -> pb.Workflow:
     message.MergeFrom(json_format.ParseDict(_clean({
         "id": row.id, "tenant_id": row.tenant_id, "name": row.name, "slug": row.slug,
         "description": row.description, "version": row.version, "status": row.status,
-        "labels": row.labels, "created_by": row.created_by,
+        "labels": row.labels, "version_labels": row.version_labels,
+        "created_by": row.created_by,
         "created_at": timestamp(row.created_at), "updated_at": timestamp(row.updated_at)}),
         pb.Workflow()))
     return message
 
 
-def version_message(row: WorkflowVersionRow) -> pb.WorkflowVersion:
+def at_version(row: WorkflowRow, version: WorkflowVersionRow) -> pb.Workflow:
+    """The workflow as it was at `version`: that version's content, the row's id, status and
+    version labels."""
+    message = defn.workflow_from_json(version.workflow)
+    message.status = pb.WorkflowStatus.Value(row.status)
+    message.version_labels.clear()
+    message.version_labels.update(row.version_labels)
+    return message
+
+
+def version_message(row: WorkflowVersionRow, workflow: WorkflowRow) -> pb.WorkflowVersion:
     out = pb.WorkflowVersion(workflow_id=row.workflow_id, version=row.version,
                              workflow=defn.workflow_from_json(row.workflow),
-                             created_by=row.created_by)
+                             created_by=row.created_by,
+                             labels=WORKFLOW_VERSIONS.labels_at(workflow, row.version))
     out.created_at.FromDatetime(aware(row.created_at))
+    return out
+
+
+# What a diff of two workflow versions leaves out: who, when and which number, not content.
+_NOT_CONTENT = ("id", "tenant_id", "version", "status", "created_by", "created_at",
+                "updated_at", "version_labels")
+
+
+def diff_message(row: WorkflowRow, older: WorkflowVersionRow,
+                 newer: WorkflowVersionRow) -> common_pb2.VersionDiff:
+    out = common_pb2.VersionDiff(resource_id=row.id, from_version=older.version,
+                                 to_version=newer.version)
+    before, after = ({k: v for k, v in version.workflow.items() if k not in _NOT_CONTENT}
+                     for version in (older, newer))
+    for name, was, now in Versions.diff(before, after):
+        change = out.changes.add(field=name)
+        change.before.CopyFrom(json_format.ParseDict(was, struct_pb2.Value()))
+        change.after.CopyFrom(json_format.ParseDict(now, struct_pb2.Value()))
     return out
 
 
@@ -156,6 +212,7 @@ def execution_message(row: ExecutionRow) -> pb.Execution:
         "parent_execution_id": row.parent_execution_id, "schedule_id": row.schedule_id,
         "api_key_id": row.api_key_id, "scopes": list(row.scopes),
         "metadata": row.execution_metadata or None,
+        "workflow_label": row.workflow_label,
     }), pb.Execution(), ignore_unknown_fields=True)
 
 
@@ -183,7 +240,8 @@ def schedule_message(row: ScheduleRow) -> pb.Schedule:
         "priority": row.priority, "created_by": row.created_by,
         "api_key_id": row.api_key_id, "scopes": list(row.scopes),
         "last_fired_at": timestamp(row.last_fired_at), "fired": row.fired,
-        "created_at": timestamp(row.created_at), "updated_at": timestamp(row.updated_at)}),
+        "created_at": timestamp(row.created_at), "updated_at": timestamp(row.updated_at),
+        "label": row.label, "version": row.version or None}),
         pb.Schedule())
 
 

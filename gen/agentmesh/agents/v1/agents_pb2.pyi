@@ -45,7 +45,7 @@ CALL_STATUS_FAILED: CallStatus
 CALL_STATUS_CANCELLED: CallStatus
 
 class Agent(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "agent_type", "model", "system_prompt", "prompt_id", "tools", "skills", "constraints", "config", "labels", "status", "version", "environment", "deployed_at", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "description", "agent_type", "model", "system_prompt", "prompt_id", "tools", "skills", "constraints", "config", "labels", "status", "version", "environment", "deployed_at", "created_by", "created_at", "updated_at", "version_labels")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,13 @@ class Agent(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class VersionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +80,7 @@ class Agent(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -93,7 +101,24 @@ class Agent(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., agent_type: _Optional[str] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., prompt_id: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., skills: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., version: _Optional[int] = ..., environment: _Optional[str] = ..., deployed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version_labels: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., agent_type: _Optional[str] = ..., model: _Optional[str] = ..., system_prompt: _Optional[str] = ..., prompt_id: _Optional[str] = ..., tools: _Optional[_Iterable[str]] = ..., skills: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., status: _Optional[_Union[AgentStatus, str]] = ..., version: _Optional[int] = ..., environment: _Optional[str] = ..., deployed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version_labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class AgentVersion(_message.Message):
+    __slots__ = ("agent_id", "version", "agent", "created_by", "created_at", "labels")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    version: int
+    agent: Agent
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, agent_id: _Optional[str] = ..., version: _Optional[int] = ..., agent: _Optional[_Union[Agent, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentStats(_message.Message):
     __slots__ = ("agent_id", "total_calls", "successful_calls", "failed_calls", "active_calls", "average_duration_ms", "total_tokens", "last_call_at", "deployments")
@@ -118,7 +143,7 @@ class AgentStats(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., total_calls: _Optional[int] = ..., successful_calls: _Optional[int] = ..., failed_calls: _Optional[int] = ..., active_calls: _Optional[int] = ..., average_duration_ms: _Optional[float] = ..., total_tokens: _Optional[int] = ..., last_call_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deployments: _Optional[int] = ...) -> None: ...
 
 class Call(_message.Message):
-    __slots__ = ("id", "tenant_id", "agent_id", "execution_id", "status", "provider", "started_at", "ended_at", "duration_ms", "error", "metadata", "created_at", "updated_at", "model", "prompt_tokens", "completion_tokens", "cost_usd", "reason", "tool_calls", "thread_id", "model_attempts")
+    __slots__ = ("id", "tenant_id", "agent_id", "execution_id", "status", "provider", "started_at", "ended_at", "duration_ms", "error", "metadata", "created_at", "updated_at", "model", "prompt_tokens", "completion_tokens", "cost_usd", "reason", "tool_calls", "thread_id", "model_attempts", "agent_version", "agent_label")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +165,8 @@ class Call(_message.Message):
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_LABEL_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     agent_id: str
@@ -161,7 +188,9 @@ class Call(_message.Message):
     tool_calls: int
     thread_id: str
     model_attempts: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., provider: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., reason: _Optional[str] = ..., tool_calls: _Optional[int] = ..., thread_id: _Optional[str] = ..., model_attempts: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    agent_version: int
+    agent_label: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., agent_id: _Optional[str] = ..., execution_id: _Optional[str] = ..., status: _Optional[_Union[CallStatus, str]] = ..., provider: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_ms: _Optional[int] = ..., error: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., model: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., cost_usd: _Optional[float] = ..., reason: _Optional[str] = ..., tool_calls: _Optional[int] = ..., thread_id: _Optional[str] = ..., model_attempts: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., agent_version: _Optional[int] = ..., agent_label: _Optional[str] = ...) -> None: ...
 
 class TranscriptEntry(_message.Message):
     __slots__ = ("role", "content", "timestamp", "metadata")
@@ -240,10 +269,74 @@ class CreateAgentRequest(_message.Message):
     def __init__(self, agent: _Optional[_Union[Agent, _Mapping]] = ...) -> None: ...
 
 class GetAgentRequest(_message.Message):
-    __slots__ = ("agent_id",)
+    __slots__ = ("agent_id", "version", "label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
-    def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, agent_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class ListAgentVersionsRequest(_message.Message):
+    __slots__ = ("page", "page_size", "agent_id")
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    page: int
+    page_size: int
+    agent_id: str
+    def __init__(self, page: _Optional[int] = ..., page_size: _Optional[int] = ..., agent_id: _Optional[str] = ...) -> None: ...
+
+class ListAgentVersionsResponse(_message.Message):
+    __slots__ = ("items", "total", "page", "page_size", "pages")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGES_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[AgentVersion]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+    def __init__(self, items: _Optional[_Iterable[_Union[AgentVersion, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class GetAgentVersionRequest(_message.Message):
+    __slots__ = ("agent_id", "version")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    version: int
+    def __init__(self, agent_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DiffAgentVersionsRequest(_message.Message):
+    __slots__ = ("agent_id", "version", "against")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    version: int
+    against: int
+    def __init__(self, agent_id: _Optional[str] = ..., version: _Optional[int] = ..., against: _Optional[int] = ...) -> None: ...
+
+class SetAgentLabelRequest(_message.Message):
+    __slots__ = ("agent_id", "label", "version")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    label: str
+    version: int
+    def __init__(self, agent_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteAgentLabelRequest(_message.Message):
+    __slots__ = ("agent_id", "label")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    label: str
+    def __init__(self, agent_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class UpdateAgentRequest(_message.Message):
     __slots__ = ("agent_id", "agent", "update_mask")
@@ -300,46 +393,58 @@ class GetAgentStatsRequest(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ...) -> None: ...
 
 class InteractWithAgentRequest(_message.Message):
-    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id")
+    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id", "version", "label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     message: str
     call_id: str
     context: _struct_pb2.Struct
     thread_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class StreamInteractionRequest(_message.Message):
-    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id")
+    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id", "version", "label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     message: str
     call_id: str
     context: _struct_pb2.Struct
     thread_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class StartInteractionRequest(_message.Message):
-    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id")
+    __slots__ = ("agent_id", "message", "call_id", "context", "thread_id", "version", "label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     THREAD_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     message: str
     call_id: str
     context: _struct_pb2.Struct
     thread_id: str
-    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, agent_id: _Optional[str] = ..., message: _Optional[str] = ..., call_id: _Optional[str] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., thread_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class InteractionEvent(_message.Message):
     __slots__ = ("type", "call_id", "seq", "text", "tool_call", "usage", "result", "step")
@@ -736,7 +841,7 @@ class ModelList(_message.Message):
     def __init__(self, object: _Optional[str] = ..., data: _Optional[_Iterable[_Union[OpenAIModel, _Mapping]]] = ...) -> None: ...
 
 class InteractWithAgentResponse(_message.Message):
-    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms", "status", "reason", "error", "cost_usd")
+    __slots__ = ("call_id", "reply", "tool_calls", "tokens", "duration_ms", "status", "reason", "error", "cost_usd", "agent_version")
     CALL_ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
@@ -746,6 +851,7 @@ class InteractWithAgentResponse(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COST_USD_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     call_id: str
     reply: str
     tool_calls: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
@@ -755,7 +861,8 @@ class InteractWithAgentResponse(_message.Message):
     reason: str
     error: str
     cost_usd: float
-    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[_Union[CallStatus, str]] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., cost_usd: _Optional[float] = ...) -> None: ...
+    agent_version: int
+    def __init__(self, call_id: _Optional[str] = ..., reply: _Optional[str] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tokens: _Optional[int] = ..., duration_ms: _Optional[int] = ..., status: _Optional[_Union[CallStatus, str]] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., cost_usd: _Optional[float] = ..., agent_version: _Optional[int] = ...) -> None: ...
 
 class ListCallsRequest(_message.Message):
     __slots__ = ("page", "page_size", "agent_id", "status", "order_by", "started_after", "started_before")

@@ -92,6 +92,31 @@ class AgentServiceStub:
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentStatsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentStats.FromString,
                 _registered_method=True)
+        self.ListAgentVersions = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/ListAgentVersions',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetAgentVersion = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/GetAgentVersion',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentVersionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentVersion.FromString,
+                _registered_method=True)
+        self.DiffAgentVersions = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/DiffAgentVersions',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DiffAgentVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+                _registered_method=True)
+        self.SetAgentLabel = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/SetAgentLabel',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.SetAgentLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
+                _registered_method=True)
+        self.DeleteAgentLabel = channel.unary_unary(
+                '/agentmesh.agents.v1.AgentService/DeleteAgentLabel',
+                request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.InteractWithAgent = channel.unary_unary(
                 '/agentmesh.agents.v1.AgentService/InteractWithAgent',
                 request_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.InteractWithAgentRequest.SerializeToString,
@@ -130,7 +155,9 @@ class AgentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetAgent(self, request, context):
-        """Returns one agent by id or name. NOT_FOUND when the tenant has none.
+        """Returns one agent by id or name, as it is now or at the version that
+        `version` or `label` names. NOT_FOUND when the tenant has none, or the
+        agent no such version or label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +221,54 @@ class AgentServiceServicer:
 
     def GetAgentStats(self, request, context):
         """Returns usage statistics of one agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentVersions(self, request, context):
+        """Lists the immutable versions of an agent, newest first: every create and
+        every update that changes the agent records one, with who made it and
+        when. No RPC changes or deletes a version. NOT_FOUND when the tenant has
+        no such agent, INVALID_ARGUMENT for a bad page or page size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAgentVersion(self, request, context):
+        """Returns one immutable version of an agent as it was saved. NOT_FOUND
+        when the tenant has no such agent or the agent no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffAgentVersions(self, request, context):
+        """Compares two versions of an agent field by field: what changed from
+        `against` (default: the version before) to `version`. NOT_FOUND when
+        the tenant has no such agent or the agent either version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAgentLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of an agent, creating or moving it in one
+        step, and answers the agent with its version labels: moving a label
+        back is a rollback. Interactions run the version `production` names,
+        else the newest; `latest` always names the newest version and cannot be
+        set. NOT_FOUND when the tenant has no such agent or version,
+        INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAgentLabel(self, request, context):
+        """Removes a version label from an agent. NOT_FOUND when the tenant has no
+        such agent or the agent no such label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -295,6 +370,31 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.GetAgentStats,
                     request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentStatsRequest.FromString,
                     response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentStats.SerializeToString,
+            ),
+            'ListAgentVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentVersions,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsResponse.SerializeToString,
+            ),
+            'GetAgentVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAgentVersion,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentVersionRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentVersion.SerializeToString,
+            ),
+            'DiffAgentVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffAgentVersions,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DiffAgentVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.SerializeToString,
+            ),
+            'SetAgentLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAgentLabel,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.SetAgentLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.SerializeToString,
+            ),
+            'DeleteAgentLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAgentLabel,
+                    request_deserializer=agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
             'InteractWithAgent': grpc.unary_unary_rpc_method_handler(
                     servicer.InteractWithAgent,
@@ -611,6 +711,141 @@ class AgentService:
             '/agentmesh.agents.v1.AgentService/GetAgentStats',
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentStatsRequest.SerializeToString,
             agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/ListAgentVersions',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.ListAgentVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAgentVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/GetAgentVersion',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.GetAgentVersionRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.AgentVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffAgentVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/DiffAgentVersions',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.DiffAgentVersionsRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAgentLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/SetAgentLabel',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.SetAgentLabelRequest.SerializeToString,
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.Agent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAgentLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.agents.v1.AgentService/DeleteAgentLabel',
+            agentmesh_dot_agents_dot_v1_dot_agents__pb2.DeleteAgentLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

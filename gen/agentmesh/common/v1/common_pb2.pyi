@@ -18,6 +18,28 @@ class DeleteResponse(_message.Message):
     message: str
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
+class VersionDiff(_message.Message):
+    __slots__ = ("resource_id", "from_version", "to_version", "changes")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    from_version: int
+    to_version: int
+    changes: _containers.RepeatedCompositeFieldContainer[FieldChange]
+    def __init__(self, resource_id: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., changes: _Optional[_Iterable[_Union[FieldChange, _Mapping]]] = ...) -> None: ...
+
+class FieldChange(_message.Message):
+    __slots__ = ("field", "before", "after")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    before: _struct_pb2.Value
+    after: _struct_pb2.Value
+    def __init__(self, field: _Optional[str] = ..., before: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., after: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
 class ErrorEnvelope(_message.Message):
     __slots__ = ("error", "message", "details", "correlation_id", "timestamp", "request_id")
     ERROR_FIELD_NUMBER: _ClassVar[int]

@@ -63,7 +63,14 @@ class RateLimitRule(_message.Message):
     def __init__(self, requests: _Optional[int] = ..., per: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Policy(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "description", "effect", "priority", "match", "rules", "rate_limit", "enabled", "created_at", "updated_at", "cedar", "version")
+    __slots__ = ("id", "tenant_id", "name", "description", "effect", "priority", "match", "rules", "rate_limit", "enabled", "created_at", "updated_at", "cedar", "version", "version_labels")
+    class VersionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +85,7 @@ class Policy(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     CEDAR_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -92,23 +100,26 @@ class Policy(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     cedar: str
     version: int
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., effect: _Optional[_Union[PolicyEffect, str]] = ..., priority: _Optional[int] = ..., match: _Optional[_Union[PolicyMatch, _Mapping]] = ..., rules: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimitRule, _Mapping]] = ..., enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cedar: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+    version_labels: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., effect: _Optional[_Union[PolicyEffect, str]] = ..., priority: _Optional[int] = ..., match: _Optional[_Union[PolicyMatch, _Mapping]] = ..., rules: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimitRule, _Mapping]] = ..., enabled: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cedar: _Optional[str] = ..., version: _Optional[int] = ..., version_labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class PolicyVersion(_message.Message):
-    __slots__ = ("policy_id", "version", "cedar", "enabled", "created_by", "created_at")
+    __slots__ = ("policy_id", "version", "cedar", "enabled", "created_by", "created_at", "labels")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CEDAR_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
     version: int
     cedar: str
     enabled: bool
     created_by: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., cedar: _Optional[str] = ..., enabled: _Optional[bool] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., cedar: _Optional[str] = ..., enabled: _Optional[bool] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("id", "tenant_id", "correlation_id", "intent", "subject", "allowed", "reason", "policy_id", "created_at", "context", "action", "principal", "resource", "matching_policies", "policy_version", "decision_time_us", "decision_time_ms")
@@ -259,10 +270,14 @@ class CreatePolicyRequest(_message.Message):
     def __init__(self, policy: _Optional[_Union[Policy, _Mapping]] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
-    __slots__ = ("policy_id",)
+    __slots__ = ("policy_id", "version", "label")
     POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     policy_id: str
-    def __init__(self, policy_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class UpdatePolicyRequest(_message.Message):
     __slots__ = ("policy_id", "policy", "update_mask")
@@ -351,6 +366,42 @@ class ListPolicyVersionsResponse(_message.Message):
     page_size: int
     pages: int
     def __init__(self, items: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., total: _Optional[int] = ..., page: _Optional[int] = ..., page_size: _Optional[int] = ..., pages: _Optional[int] = ...) -> None: ...
+
+class GetPolicyVersionRequest(_message.Message):
+    __slots__ = ("policy_id", "version")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    version: int
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DiffPolicyVersionsRequest(_message.Message):
+    __slots__ = ("policy_id", "version", "against")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    version: int
+    against: int
+    def __init__(self, policy_id: _Optional[str] = ..., version: _Optional[int] = ..., against: _Optional[int] = ...) -> None: ...
+
+class SetPolicyLabelRequest(_message.Message):
+    __slots__ = ("policy_id", "label", "version")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    label: str
+    version: int
+    def __init__(self, policy_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeletePolicyLabelRequest(_message.Message):
+    __slots__ = ("policy_id", "label")
+    POLICY_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    policy_id: str
+    label: str
+    def __init__(self, policy_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
 
 class DecisionRequest(_message.Message):
     __slots__ = ("principal_type", "principal_id", "action", "resource_type", "resource_id", "arguments")

@@ -88,6 +88,26 @@ class GovernanceServiceStub:
                 request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.FromString,
                 _registered_method=True)
+        self.GetPolicyVersion = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/GetPolicyVersion',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetPolicyVersionRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.PolicyVersion.FromString,
+                _registered_method=True)
+        self.DiffPolicyVersions = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/DiffPolicyVersions',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DiffPolicyVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+                _registered_method=True)
+        self.SetPolicyLabel = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/SetPolicyLabel',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetPolicyLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Policy.FromString,
+                _registered_method=True)
+        self.DeletePolicyLabel = channel.unary_unary(
+                '/agentmesh.governance.v1.GovernanceService/DeletePolicyLabel',
+                request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeletePolicyLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.DryRunPolicy = channel.unary_unary(
                 '/agentmesh.governance.v1.GovernanceService/DryRunPolicy',
                 request_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DryRunPolicyRequest.SerializeToString,
@@ -177,7 +197,9 @@ class GovernanceServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none.
+        """Returns one policy by id or name, as it is now or at the version that
+        `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND
+        when the tenant has none, or the policy no such version or label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,6 +250,44 @@ class GovernanceServiceServicer:
     def ListPolicyVersions(self, request, context):
         """Lists the immutable versions of one policy, newest first. NOT_FOUND
         when the tenant has no such policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyVersion(self, request, context):
+        """Returns one immutable version of a policy as it was saved. NOT_FOUND
+        when the tenant has no such policy or the policy no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffPolicyVersions(self, request, context):
+        """Compares two versions of a policy field by field: what changed from
+        `against` (default: the version before) to `version`. NOT_FOUND when
+        the tenant has no such policy or the policy either version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPolicyLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of a policy, creating or moving it in one
+        step, and answers the policy with its version labels. Decisions
+        evaluate the version `production` names, else the newest, so moving the
+        label back is a rollback; `latest` always names the newest version and
+        cannot be set. NOT_FOUND when the tenant has no such policy or version,
+        INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePolicyLabel(self, request, context):
+        """Removes a version label from a policy. NOT_FOUND when the tenant has no
+        such policy or the policy no such label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -373,6 +433,26 @@ def add_GovernanceServiceServicer_to_server(servicer, server):
                     servicer.ListPolicyVersions,
                     request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.FromString,
                     response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.SerializeToString,
+            ),
+            'GetPolicyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyVersion,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetPolicyVersionRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.PolicyVersion.SerializeToString,
+            ),
+            'DiffPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffPolicyVersions,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DiffPolicyVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.SerializeToString,
+            ),
+            'SetPolicyLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPolicyLabel,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetPolicyLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.Policy.SerializeToString,
+            ),
+            'DeletePolicyLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePolicyLabel,
+                    request_deserializer=agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeletePolicyLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
             'DryRunPolicy': grpc.unary_unary_rpc_method_handler(
                     servicer.DryRunPolicy,
@@ -698,6 +778,114 @@ class GovernanceService:
             '/agentmesh.governance.v1.GovernanceService/ListPolicyVersions',
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsRequest.SerializeToString,
             agentmesh_dot_governance_dot_v1_dot_governance__pb2.ListPolicyVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/GetPolicyVersion',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.GetPolicyVersionRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.PolicyVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/DiffPolicyVersions',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DiffPolicyVersionsRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPolicyLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/SetPolicyLabel',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.SetPolicyLabelRequest.SerializeToString,
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePolicyLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.governance.v1.GovernanceService/DeletePolicyLabel',
+            agentmesh_dot_governance_dot_v1_dot_governance__pb2.DeletePolicyLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -101,7 +101,7 @@ STEP_STATUS_SKIPPED: StepStatus
 STEP_STATUS_CANCELLED: StepStatus
 
 class Workflow(_message.Message):
-    __slots__ = ("id", "tenant_id", "name", "slug", "description", "version", "status", "steps", "input_schema", "output_schema", "outputs", "timeout", "labels", "created_by", "created_at", "updated_at")
+    __slots__ = ("id", "tenant_id", "name", "slug", "description", "version", "status", "steps", "input_schema", "output_schema", "outputs", "timeout", "labels", "created_by", "created_at", "updated_at", "version_labels")
     class OutputsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,13 @@ class Workflow(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class VersionLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +139,7 @@ class Workflow(_message.Message):
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABELS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     name: str
@@ -148,7 +156,8 @@ class Workflow(_message.Message):
     created_by: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version_labels: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., name: _Optional[str] = ..., slug: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., status: _Optional[_Union[WorkflowStatus, str]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., output_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Mapping[str, str]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., labels: _Optional[_Mapping[str, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version_labels: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class Step(_message.Message):
     __slots__ = ("id", "name", "type", "depends_on", "inputs", "agent", "tool", "condition", "parallel", "approval", "transform", "sub_workflow", "http", "retry_policy", "timeout")
@@ -206,12 +215,16 @@ class RetryPolicy(_message.Message):
     def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retryable_errors: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class AgentStepConfig(_message.Message):
-    __slots__ = ("agent_id", "prompt")
+    __slots__ = ("agent_id", "prompt", "agent_version", "agent_label")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGENT_LABEL_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     prompt: str
-    def __init__(self, agent_id: _Optional[str] = ..., prompt: _Optional[str] = ...) -> None: ...
+    agent_version: int
+    agent_label: str
+    def __init__(self, agent_id: _Optional[str] = ..., prompt: _Optional[str] = ..., agent_version: _Optional[int] = ..., agent_label: _Optional[str] = ...) -> None: ...
 
 class ToolStepConfig(_message.Message):
     __slots__ = ("tool_id", "arguments")
@@ -329,7 +342,7 @@ class WorkflowType(_message.Message):
     def __init__(self, workflow_type: _Optional[str] = ..., workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., version: _Optional[int] = ..., input_schema: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class Execution(_message.Message):
-    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at", "idempotency_key", "parent_execution_id", "schedule_id", "api_key_id", "scopes", "metadata")
+    __slots__ = ("id", "tenant_id", "workflow_id", "workflow_slug", "workflow_version", "status", "progress", "current_phase", "phases_completed", "errors", "partial_results", "inputs", "outputs", "step_states", "priority", "created_by", "created_at", "started_at", "ended_at", "updated_at", "idempotency_key", "parent_execution_id", "schedule_id", "api_key_id", "scopes", "metadata", "workflow_label")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -356,6 +369,7 @@ class Execution(_message.Message):
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_LABEL_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     workflow_id: str
@@ -382,7 +396,8 @@ class Execution(_message.Message):
     api_key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
     metadata: _struct_pb2.Struct
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_execution_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    workflow_label: str
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., workflow_slug: _Optional[str] = ..., workflow_version: _Optional[int] = ..., status: _Optional[_Union[ExecutionStatus, str]] = ..., progress: _Optional[float] = ..., current_phase: _Optional[str] = ..., phases_completed: _Optional[_Iterable[str]] = ..., errors: _Optional[_Iterable[_Union[ExecutionError, _Mapping]]] = ..., partial_results: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., outputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., step_states: _Optional[_Iterable[_Union[StepState, _Mapping]]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., parent_execution_id: _Optional[str] = ..., schedule_id: _Optional[str] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., workflow_label: _Optional[str] = ...) -> None: ...
 
 class ExecutionError(_message.Message):
     __slots__ = ("step_id", "code", "message", "occurred_at")
@@ -491,10 +506,14 @@ class CreateWorkflowRequest(_message.Message):
     def __init__(self, workflow: _Optional[_Union[Workflow, _Mapping]] = ...) -> None: ...
 
 class GetWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id",)
+    __slots__ = ("workflow_id", "version", "label")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
-    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class UpdateWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id", "workflow", "update_mask")
@@ -525,16 +544,20 @@ class DeactivateWorkflowRequest(_message.Message):
     def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
 
 class ExecuteWorkflowRequest(_message.Message):
-    __slots__ = ("workflow_id", "inputs", "priority", "idempotency_key")
+    __slots__ = ("workflow_id", "inputs", "priority", "idempotency_key", "version", "label")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     inputs: _struct_pb2.Struct
     priority: ExecutionPriority
     idempotency_key: str
-    def __init__(self, workflow_id: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    version: int
+    label: str
+    def __init__(self, workflow_id: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., idempotency_key: _Optional[str] = ..., version: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class ListWorkflowExecutionsRequest(_message.Message):
     __slots__ = ("page", "page_size", "workflow_id", "status", "order_by")
@@ -741,18 +764,20 @@ class RetryExecutionRequest(_message.Message):
     def __init__(self, execution_id: _Optional[str] = ...) -> None: ...
 
 class WorkflowVersion(_message.Message):
-    __slots__ = ("workflow_id", "version", "workflow", "created_by", "created_at")
+    __slots__ = ("workflow_id", "version", "workflow", "created_by", "created_at", "labels")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     version: int
     workflow: Workflow
     created_by: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., workflow: _Optional[_Union[Workflow, _Mapping]] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListWorkflowVersionsRequest(_message.Message):
     __slots__ = ("page", "page_size", "workflow_id")
@@ -786,8 +811,36 @@ class GetWorkflowVersionRequest(_message.Message):
     version: int
     def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
+class DiffWorkflowVersionsRequest(_message.Message):
+    __slots__ = ("workflow_id", "version", "against")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    version: int
+    against: int
+    def __init__(self, workflow_id: _Optional[str] = ..., version: _Optional[int] = ..., against: _Optional[int] = ...) -> None: ...
+
+class SetWorkflowLabelRequest(_message.Message):
+    __slots__ = ("workflow_id", "label", "version")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    label: str
+    version: int
+    def __init__(self, workflow_id: _Optional[str] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class DeleteWorkflowLabelRequest(_message.Message):
+    __slots__ = ("workflow_id", "label")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    label: str
+    def __init__(self, workflow_id: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
 class Schedule(_message.Message):
-    __slots__ = ("id", "tenant_id", "workflow_id", "cron", "timezone", "inputs", "priority", "created_by", "last_fired_at", "fired", "created_at", "updated_at", "api_key_id", "scopes")
+    __slots__ = ("id", "tenant_id", "workflow_id", "cron", "timezone", "inputs", "priority", "created_by", "last_fired_at", "fired", "created_at", "updated_at", "api_key_id", "scopes", "label", "version")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
@@ -802,6 +855,8 @@ class Schedule(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     API_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     SCOPES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant_id: str
     workflow_id: str
@@ -816,7 +871,9 @@ class Schedule(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     api_key_id: str
     scopes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ...) -> None: ...
+    label: str
+    version: int
+    def __init__(self, id: _Optional[str] = ..., tenant_id: _Optional[str] = ..., workflow_id: _Optional[str] = ..., cron: _Optional[str] = ..., timezone: _Optional[str] = ..., inputs: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., priority: _Optional[_Union[ExecutionPriority, str]] = ..., created_by: _Optional[str] = ..., last_fired_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fired: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., api_key_id: _Optional[str] = ..., scopes: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class CreateScheduleRequest(_message.Message):
     __slots__ = ("workflow_id", "schedule")

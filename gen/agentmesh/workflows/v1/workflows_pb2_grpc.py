@@ -153,6 +153,21 @@ class WorkflowServiceStub:
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.SerializeToString,
                 response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.FromString,
                 _registered_method=True)
+        self.DiffWorkflowVersions = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/DiffWorkflowVersions',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DiffWorkflowVersionsRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+                _registered_method=True)
+        self.SetWorkflowLabel = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/SetWorkflowLabel',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.SetWorkflowLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Workflow.FromString,
+                _registered_method=True)
+        self.DeleteWorkflowLabel = channel.unary_unary(
+                '/agentmesh.workflows.v1.WorkflowService/DeleteWorkflowLabel',
+                request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteWorkflowLabelRequest.SerializeToString,
+                response_deserializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
+                _registered_method=True)
         self.CreateSchedule = channel.unary_unary(
                 '/agentmesh.workflows.v1.WorkflowService/CreateSchedule',
                 request_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.CreateScheduleRequest.SerializeToString,
@@ -204,7 +219,9 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetWorkflow(self, request, context):
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none.
+        """Returns one workflow by id or slug, as it is now or at the version that
+        `version` or `label` names. NOT_FOUND when the tenant has none, or the
+        workflow no such version or label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,8 +268,10 @@ class WorkflowServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExecuteWorkflow(self, request, context):
-        """Starts an execution of the workflow's current version and returns it in
-        status QUEUED. NOT_FOUND when the tenant has no such workflow,
+        """Starts an execution of a version of the workflow (`version`, `label`,
+        else the one `production` names, else the newest) and returns it in
+        status QUEUED; the execution records the version. NOT_FOUND when the
+        tenant has no such workflow, version or label,
         FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the
         inputs do not match its `input_schema`.
         """
@@ -399,6 +418,36 @@ class WorkflowServiceServicer:
     def GetWorkflowVersion(self, request, context):
         """Returns one version of a workflow as it was saved. NOT_FOUND when the
         tenant has no such workflow or the workflow no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffWorkflowVersions(self, request, context):
+        """Compares two versions of a workflow field by field: what changed from
+        `against` (default: the version before) to `version`. NOT_FOUND when
+        the tenant has no such workflow or the workflow either version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetWorkflowLabel(self, request, context):
+        """Points a label (`production`, `staging`, any name of letters, digits,
+        `-`, `_`, `.`) at a version of a workflow, creating or moving it in one
+        step, and answers the workflow with its version labels: moving a label
+        back is a rollback. Executions and schedules run the version
+        `production` names, else the newest; `latest` always names the newest
+        version and cannot be set. NOT_FOUND when the tenant has no such
+        workflow or version, INVALID_ARGUMENT for a bad label.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteWorkflowLabel(self, request, context):
+        """Removes a version label from a workflow. NOT_FOUND when the tenant has
+        no such workflow or the workflow no such label.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -564,6 +613,21 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.GetWorkflowVersion,
                     request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.FromString,
                     response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.SerializeToString,
+            ),
+            'DiffWorkflowVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffWorkflowVersions,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DiffWorkflowVersionsRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.SerializeToString,
+            ),
+            'SetWorkflowLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetWorkflowLabel,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.SetWorkflowLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Workflow.SerializeToString,
+            ),
+            'DeleteWorkflowLabel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteWorkflowLabel,
+                    request_deserializer=agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteWorkflowLabelRequest.FromString,
+                    response_serializer=agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.SerializeToString,
             ),
             'CreateSchedule': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateSchedule,
@@ -1215,6 +1279,87 @@ class WorkflowService:
             '/agentmesh.workflows.v1.WorkflowService/GetWorkflowVersion',
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.GetWorkflowVersionRequest.SerializeToString,
             agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.WorkflowVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffWorkflowVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/DiffWorkflowVersions',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DiffWorkflowVersionsRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.VersionDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetWorkflowLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/SetWorkflowLabel',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.SetWorkflowLabelRequest.SerializeToString,
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.Workflow.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteWorkflowLabel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.workflows.v1.WorkflowService/DeleteWorkflowLabel',
+            agentmesh_dot_workflows_dot_v1_dot_workflows__pb2.DeleteWorkflowLabelRequest.SerializeToString,
+            agentmesh_dot_common_dot_v1_dot_common__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,

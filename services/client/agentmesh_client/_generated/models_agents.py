@@ -12,6 +12,7 @@ __all__ = [
     "ActivateAgentRequest",
     "Agent",
     "AgentStats",
+    "AgentVersion",
     "AgentsListModelsRequest",
     "AggregateCallsRequest",
     "AggregateCallsResponse",
@@ -34,11 +35,14 @@ __all__ = [
     "CreateChatCompletionRequest",
     "CreateThreadRequest",
     "DeactivateAgentRequest",
+    "DeleteAgentLabelRequest",
     "DeleteAgentRequest",
     "DeleteThreadRequest",
     "DeployAgentRequest",
+    "DiffAgentVersionsRequest",
     "GetAgentRequest",
     "GetAgentStatsRequest",
+    "GetAgentVersionRequest",
     "GetCallMetricsRequest",
     "GetCallRequest",
     "GetCallResultRequest",
@@ -49,6 +53,8 @@ __all__ = [
     "InteractionEvent",
     "InteractionUsage",
     "ListActiveCallsRequest",
+    "ListAgentVersionsRequest",
+    "ListAgentVersionsResponse",
     "ListAgentsRequest",
     "ListAgentsResponse",
     "ListCallsRequest",
@@ -59,6 +65,7 @@ __all__ = [
     "ListThreadsResponse",
     "ModelList",
     "OpenAIModel",
+    "SetAgentLabelRequest",
     "StartInteractionRequest",
     "StreamChatCompletionRequest",
     "StreamInteractionRequest",
@@ -108,7 +115,7 @@ class Agent(Model):
     status: str = ""
     """Lifecycle status; changes through activate, deactivate, deploy, undeploy."""
     version: int = 0
-    """Increases by one on every update."""
+    """The newest version's number: it increases by one on every update that changes the agent, each version kept immutable (ListAgentVersions)."""
     environment: str = ""
     """The deployment environment while DEPLOYED ("production", "staging", ...)."""
     deployed_at: Optional[str] = None
@@ -119,6 +126,8 @@ class Agent(Model):
     """Creation time."""
     updated_at: Optional[str] = None
     """Last update time."""
+    version_labels: dict[str, int] = Field(default_factory=dict)
+    """The version labels (`production`, `staging`, ...) and the version each points at; `latest`, the newest version, is implicit. Set with SetAgentLabel."""
 
 
 class AgentStats(Model):
@@ -141,6 +150,22 @@ class AgentStats(Model):
     """The time of the latest call."""
     deployments: int = 0
     """Times the agent was deployed."""
+
+
+class AgentVersion(Model):
+    """One immutable version of an agent: its configuration as it was saved."""
+    agent_id: str = ""
+    """The agent's id."""
+    version: int = 0
+    """The version number, unique within the agent."""
+    agent: Optional[Agent] = None
+    """The agent as it was at this version (its status and deployment are not versioned and show as they are now)."""
+    created_by: str = ""
+    """The user who made the version."""
+    created_at: Optional[str] = None
+    """When the version was made."""
+    labels: list[str] = Field(default_factory=list)
+    """The labels that point at this version (`latest` for the newest)."""
 
 
 class AgentsListModelsRequest(Model):
@@ -229,6 +254,10 @@ class Call(Model):
     """The thread the call belongs to, if any."""
     model_attempts: list[dict[str, Any]] = Field(default_factory=list)
     """The model requests tried during the call, in order: model, outcome ("ok", "retried", "failed over", "failed"), HTTP status, reason, ms."""
+    agent_version: int = 0
+    """The version of the agent that ran the call's latest interaction."""
+    agent_label: str = ""
+    """The label the interaction asked for or defaulted to (`production` when the agent has it, else `latest`); empty when it named a version."""
 
 
 class CallAggregate(Model):
@@ -430,7 +459,7 @@ class CreateAgentRequest(Model):
 class CreateChatCompletionRequest(Model):
     """`POST /chat/completions` as the OpenAI protocol defines it. The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
     model: str = ""
-    """The agent's name (or id)."""
+    """The agent's name (or id), optionally with the version or label to run: `helper@production`, `helper@3` (default: `production` when the agent has it, else `latest`)."""
     messages: list[ChatMessage] = Field(default_factory=list)
     """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
     stream: bool = False
@@ -491,6 +520,14 @@ class DeactivateAgentRequest(Model):
     """The agent's id or name."""
 
 
+class DeleteAgentLabelRequest(Model):
+    """Request of DeleteAgentLabel."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    label: str = ""
+    """The label to remove."""
+
+
 class DeleteAgentRequest(Model):
     """Request of DeleteAgent."""
     agent_id: str = ""
@@ -511,16 +548,38 @@ class DeployAgentRequest(Model):
     """Where to deploy it; default "production"."""
 
 
+class DiffAgentVersionsRequest(Model):
+    """Request of DiffAgentVersions."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    version: int = 0
+    """The version to compare."""
+    against: int = 0
+    """The version it is compared with; default the one before `version`."""
+
+
 class GetAgentRequest(Model):
     """Request of GetAgent."""
     agent_id: str = ""
     """The agent's id or name."""
+    version: int = 0
+    """Answer the agent as it was at this version. Default: the newest."""
+    label: str = ""
+    """Answer the agent as it is at the version this label points at (`production`, `latest`, ...); with `version` too, the label must point at that version."""
 
 
 class GetAgentStatsRequest(Model):
     """Request of GetAgentStats."""
     agent_id: str = ""
     """The agent's id or name."""
+
+
+class GetAgentVersionRequest(Model):
+    """Request of GetAgentVersion."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    version: int = 0
+    """The version number."""
 
 
 class GetCallMetricsRequest(Model):
@@ -567,6 +626,10 @@ class InteractWithAgentRequest(Model):
     """Extra context passed to the agent."""
     thread_id: str = ""
     """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
+    version: int = 0
+    """Run this version of the agent. Default: the version `label` names."""
+    label: str = ""
+    """Run the version this label points at (`production`, `latest`, ...). Default: `production` when the agent has that label, else `latest`. With `version` too, the label must point at that version."""
 
 
 class InteractWithAgentResponse(Model):
@@ -589,6 +652,8 @@ class InteractWithAgentResponse(Model):
     """What went wrong, when status is FAILED."""
     cost_usd: float = 0.0
     """The cost of this turn in US dollars."""
+    agent_version: int = 0
+    """The version of the agent that answered (the call's `agent_version`)."""
 
 
 class InteractionEvent(Model):
@@ -631,6 +696,30 @@ class ListActiveCallsRequest(Model):
     """Items per page, 1-100 (default 20)."""
     agent_id: str = ""
     """Only calls of this agent (id)."""
+
+
+class ListAgentVersionsRequest(Model):
+    """Request of ListAgentVersions."""
+    page: int = 0
+    """Page number, from 1 (default 1)."""
+    page_size: int = 0
+    """Items per page, 1-100 (default 20)."""
+    agent_id: str = ""
+    """The agent's id or name."""
+
+
+class ListAgentVersionsResponse(Model):
+    """A page of agent versions, newest first."""
+    items: list[AgentVersion] = Field(default_factory=list)
+    """The versions on this page."""
+    total: int = 0
+    """Versions of the agent, over all pages."""
+    page: int = 0
+    """This page's number."""
+    page_size: int = 0
+    """The page size used."""
+    pages: int = 0
+    """Number of pages."""
 
 
 class ListAgentsRequest(Model):
@@ -763,6 +852,16 @@ class OpenAIModel(Model):
     """The tenant."""
 
 
+class SetAgentLabelRequest(Model):
+    """Request of SetAgentLabel."""
+    agent_id: str = ""
+    """The agent's id or name."""
+    label: str = ""
+    """The label: 1-50 letters, digits, `-`, `_`, `.`; not `latest`."""
+    version: int = 0
+    """The version the label points at from now on."""
+
+
 class StartInteractionRequest(Model):
     """Request of StartInteraction: the same fields as InteractWithAgentRequest."""
     agent_id: str = ""
@@ -775,12 +874,16 @@ class StartInteractionRequest(Model):
     """Extra context passed to the agent."""
     thread_id: str = ""
     """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
+    version: int = 0
+    """Run this version of the agent. Default: the version `label` names."""
+    label: str = ""
+    """Run the version this label points at (`production`, `latest`, ...). Default: `production` when the agent has that label, else `latest`. With `version` too, the label must point at that version."""
 
 
 class StreamChatCompletionRequest(Model):
     """Request of StreamChatCompletion: the same fields as CreateChatCompletionRequest (`POST /chat/completions` with `"stream": true`). The agent's own model, tools and limits apply; the sampling fields are accepted and ignored."""
     model: str = ""
-    """The agent's name (or id)."""
+    """The agent's name (or id), optionally with the version or label to run (`helper@production`, `helper@3`), as in CreateChatCompletion."""
     messages: list[ChatMessage] = Field(default_factory=list)
     """The conversation: the last user message is the one answered; earlier ones are history, system (and developer) messages the context."""
     stream: bool = False
@@ -841,6 +944,10 @@ class StreamInteractionRequest(Model):
     """Extra context passed to the agent."""
     thread_id: str = ""
     """Continue this thread: its kept messages are the history, and the new message and the answer are added to it. Not together with `call_id`."""
+    version: int = 0
+    """Run this version of the agent. Default: the version `label` names."""
+    label: str = ""
+    """Run the version this label points at (`production`, `latest`, ...). Default: `production` when the agent has that label, else `latest`. With `version` too, the label must point at that version."""
 
 
 class Thread(Model):

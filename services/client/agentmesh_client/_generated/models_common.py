@@ -12,10 +12,12 @@ __all__ = [
     "AuthRule",
     "DeleteResponse",
     "ErrorEnvelope",
+    "FieldChange",
     "FieldLimits",
     "HealthResponse",
     "HttpBodyResponse",
     "ServiceHealth",
+    "VersionDiff",
 ]
 
 
@@ -53,6 +55,16 @@ class ErrorEnvelope(Model):
     """When the error was produced (RFC 3339)."""
     request_id: str = ""
     """The request's id: the same value as `correlation_id`, under the name seed 000's error response uses (also the `X-Request-ID` header)."""
+
+
+class FieldChange(Model):
+    """One field that differs between two versions."""
+    field: str = ""
+    """The field's name, as in the resource's JSON."""
+    before: Optional[Any] = None
+    """Its value in `from_version` (null when it was not set)."""
+    after: Optional[Any] = None
+    """Its value in `to_version` (null when it is not set)."""
 
 
 class FieldLimits(Model):
@@ -111,3 +123,15 @@ class ServiceHealth(Model):
     """How long the check took, in milliseconds."""
     details: Optional[dict[str, Any]] = None
     """Figures of the component: row counts of a store, what a receiver took in, when a background task last ran."""
+
+
+class VersionDiff(Model):
+    """What changed between two versions of a versioned resource (an agent, a workflow): one entry per top-level field whose value differs."""
+    resource_id: str = ""
+    """The resource's id."""
+    from_version: int = 0
+    """The version compared against (the older one, usually)."""
+    to_version: int = 0
+    """The version compared."""
+    changes: list[FieldChange] = Field(default_factory=list)
+    """The fields that differ, by name."""

@@ -18,13 +18,16 @@ __all__ = [
     "Decision",
     "DecisionRequest",
     "DeleteBudgetRequest",
+    "DeletePolicyLabelRequest",
     "DeletePolicyRequest",
+    "DiffPolicyVersionsRequest",
     "DispatchRequest",
     "DispatchResponse",
     "DryRunPolicyRequest",
     "DryRunPolicyResponse",
     "GetDecisionRequest",
     "GetPolicyRequest",
+    "GetPolicyVersionRequest",
     "GetRateLimitsRequest",
     "GovernanceCreateWebhookRequest",
     "GovernanceDecision",
@@ -48,6 +51,7 @@ __all__ = [
     "RateLimits",
     "RecordUsageRequest",
     "SetBudgetRequest",
+    "SetPolicyLabelRequest",
     "UpdatePolicyRequest",
 ]
 
@@ -208,10 +212,28 @@ class DeleteBudgetRequest(Model):
     """The budget's name."""
 
 
+class DeletePolicyLabelRequest(Model):
+    """Request of DeletePolicyLabel."""
+    policy_id: str = ""
+    """The policy's id or name."""
+    label: str = ""
+    """The label to remove."""
+
+
 class DeletePolicyRequest(Model):
     """Request of DeletePolicy."""
     policy_id: str = ""
     """The policy's id or name."""
+
+
+class DiffPolicyVersionsRequest(Model):
+    """Request of DiffPolicyVersions."""
+    policy_id: str = ""
+    """The policy's id or name."""
+    version: int = 0
+    """The version to compare."""
+    against: int = 0
+    """The version it is compared with; default the one before `version`."""
 
 
 class DispatchRequest(Model):
@@ -272,6 +294,18 @@ class GetPolicyRequest(Model):
     """Request of GetPolicy."""
     policy_id: str = ""
     """The policy's id or name."""
+    version: int = 0
+    """Answer the policy as it was at this version. Default: the newest."""
+    label: str = ""
+    """Answer the policy at the version this label points at (`production`, `latest`, ...); with `version` too, the label must point at that version."""
+
+
+class GetPolicyVersionRequest(Model):
+    """Request of GetPolicyVersion."""
+    policy_id: str = ""
+    """The policy's id or name."""
+    version: int = 0
+    """The version number."""
 
 
 class GetRateLimitsRequest(Model):
@@ -482,6 +516,8 @@ class Policy(Model):
     """The policy in the Cedar language: one or more `permit`/`forbid` statements over principals `User`, `ApiKey`, `Agent`; actions `dispatch`, `call_tool`, `execute_workflow`, `call_model` (`Action::"..."`); resources `Agent`, `Tool`, `Workflow`, `Model`, `Intent`; and `context.arguments`, `context.usage`, `context.time`. A syntax error is INVALID_ARGUMENT naming the line."""
     version: int = 0
     """The policy's version: 1 on create, one more on every update; each version is kept, immutable (ListPolicyVersions)."""
+    version_labels: dict[str, int] = Field(default_factory=dict)
+    """The version labels (`production`, `staging`, ...) and the version each points at; `latest`, the newest version, is implicit. Decisions evaluate the `production` version when it is set. Set with SetPolicyLabel."""
 
 
 class PolicyMatch(Model):
@@ -508,6 +544,8 @@ class PolicyVersion(Model):
     """The user or API key that wrote this version."""
     created_at: Optional[str] = None
     """When this version was written."""
+    labels: list[str] = Field(default_factory=list)
+    """The labels that point at this version (`latest` for the newest)."""
 
 
 class RateLimitRule(Model):
@@ -570,6 +608,16 @@ class SetBudgetRequest(Model):
     """The limits; without a body, none (every limit 0)."""
     update_mask: Optional[str] = None
     """The limits to change (`tokens_per_day`, `cents_per_month`, ...); the others keep their values. Without a mask all four are set."""
+
+
+class SetPolicyLabelRequest(Model):
+    """Request of SetPolicyLabel."""
+    policy_id: str = ""
+    """The policy's id or name."""
+    label: str = ""
+    """The label: 1-50 letters, digits, `-`, `_`, `.`; not `latest`."""
+    version: int = 0
+    """The version the label points at from now on."""
 
 
 class UpdatePolicyRequest(Model):

@@ -25,7 +25,9 @@ __all__ = [
     "CreateWorkflowRequest",
     "DeactivateWorkflowRequest",
     "DeleteScheduleRequest",
+    "DeleteWorkflowLabelRequest",
     "DeleteWorkflowRequest",
+    "DiffWorkflowVersionsRequest",
     "ExecuteWorkflowRequest",
     "Execution",
     "ExecutionAggregate",
@@ -55,6 +57,7 @@ __all__ = [
     "RetryExecutionRequest",
     "RetryPolicy",
     "Schedule",
+    "SetWorkflowLabelRequest",
     "Step",
     "StepState",
     "SubWorkflowStepConfig",
@@ -84,6 +87,10 @@ class AgentStepConfig(Model):
     """The agent's id or name (agents service); it must be deployed when the step runs."""
     prompt: str = ""
     """The message sent to the agent; `{{name}}` placeholders are replaced by the step's inputs."""
+    agent_version: int = 0
+    """Run this version of the agent. Default: the version `agent_label` names."""
+    agent_label: str = ""
+    """Run the version of the agent this label points at. Default: `production` when the agent has that label, else `latest`."""
 
 
 class AggregateExecutionsRequest(Model):
@@ -224,10 +231,28 @@ class DeleteScheduleRequest(Model):
     """The schedule's id."""
 
 
+class DeleteWorkflowLabelRequest(Model):
+    """Request of DeleteWorkflowLabel."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    label: str = ""
+    """The label to remove."""
+
+
 class DeleteWorkflowRequest(Model):
     """Request of DeleteWorkflow."""
     workflow_id: str = ""
     """The workflow's id or slug."""
+
+
+class DiffWorkflowVersionsRequest(Model):
+    """Request of DiffWorkflowVersions."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    version: int = 0
+    """The version to compare."""
+    against: int = 0
+    """The version it is compared with; default the one before `version`."""
 
 
 class ExecuteWorkflowRequest(Model):
@@ -240,6 +265,10 @@ class ExecuteWorkflowRequest(Model):
     """How soon the execution is picked up; default NORMAL."""
     idempotency_key: str = ""
     """A client-chosen key: a second execute with the same key returns the execution the first one started instead of starting another."""
+    version: int = 0
+    """Run this version of the workflow. Default: the version `label` names."""
+    label: str = ""
+    """Run the version this label points at (`production`, `latest`, ...). Default: `production` when the workflow has that label, else `latest`. With `version` too, the label must point at that version."""
 
 
 class Execution(Model):
@@ -296,6 +325,8 @@ class Execution(Model):
     """The scopes its steps act within: the starter's when it started (those a schedule recorded when it was made; a sub-workflow's parent's). A tool step needs `tools:execute`, an agent step `agents:execute`; without it the step fails with `SCOPE_NOT_HELD`."""
     metadata: Optional[dict[str, Any]] = None
     """How it was started, when not over the REST API: `channel` ("mcp" for an MCP client) and `mcp_client`, the MCP client's name (docs/mcp.md)."""
+    workflow_label: str = ""
+    """The label that chose `workflow_version` (`production`, `latest`, ...); empty when the start named a version."""
 
 
 class ExecutionAggregate(Model):
@@ -382,6 +413,10 @@ class GetWorkflowRequest(Model):
     """Request of GetWorkflow."""
     workflow_id: str = ""
     """The workflow's id or slug."""
+    version: int = 0
+    """Answer the workflow as it was at this version. Default: the newest."""
+    label: str = ""
+    """Answer the workflow at the version this label points at (`production`, `latest`, ...); with `version` too, the label must point at that version."""
 
 
 class GetWorkflowStatsRequest(Model):
@@ -652,6 +687,20 @@ class Schedule(Model):
     """The API key that created it (its id), when a key did; empty otherwise."""
     scopes: list[str] = Field(default_factory=list)
     """The scopes of its creator when it was made: the executions it starts act as its creator, within these."""
+    label: str = ""
+    """The label whose version every fire runs, looked up when it fires (so a fire follows the label when it moves). Default: `production` when the workflow has that label, else `latest`. A fire whose label is gone is skipped."""
+    version: int = 0
+    """Run this version at every fire instead of following a label."""
+
+
+class SetWorkflowLabelRequest(Model):
+    """Request of SetWorkflowLabel."""
+    workflow_id: str = ""
+    """The workflow's id or slug."""
+    label: str = ""
+    """The label: 1-50 letters, digits, `-`, `_`, `.`; not `latest`."""
+    version: int = 0
+    """The version the label points at from now on."""
 
 
 class Step(Model):
@@ -820,6 +869,8 @@ class Workflow(Model):
     """Creation time."""
     updated_at: Optional[str] = None
     """Last update time."""
+    version_labels: dict[str, int] = Field(default_factory=dict)
+    """The version labels (`production`, `staging`, ...) and the version each points at; `latest`, the newest version, is implicit. Set with SetWorkflowLabel."""
 
 
 class WorkflowStats(Model):
@@ -870,3 +921,5 @@ class WorkflowVersion(Model):
     """The user who saved it."""
     created_at: Optional[str] = None
     """When it was saved."""
+    labels: list[str] = Field(default_factory=list)
+    """The labels that point at this version (`latest` for the newest)."""

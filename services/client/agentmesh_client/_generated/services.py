@@ -23,7 +23,7 @@ class AgentService(Service):
         return self._call('CreateAgent', (), body, fields, models.Agent)
 
     def get_agent(self, agent_id: str, body: models.GetAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
-        """Returns one agent by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/agents/{agent_id})"""
+        """Returns one agent by id or name, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the agent no such version or label. (GET /api/v1/agents/{agent_id})"""
         return self._call('GetAgent', (agent_id, ), body, fields, models.Agent)
 
     def update_agent(self, agent_id: str, body: models.UpdateAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
@@ -58,6 +58,26 @@ class AgentService(Service):
         """Returns usage statistics of one agent. (GET /api/v1/agents/{agent_id}/stats)"""
         return self._call('GetAgentStats', (agent_id, ), body, fields, models.AgentStats)
 
+    def list_agent_versions(self, agent_id: str, body: models.ListAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAgentVersionsResponse:
+        """Lists the immutable versions of an agent, newest first: every create and every update that changes the agent records one, with who made it and when. No RPC changes or deletes a version. NOT_FOUND when the tenant has no such agent, INVALID_ARGUMENT for a bad page or page size. (GET /api/v1/agents/{agent_id}/versions)"""
+        return self._call('ListAgentVersions', (agent_id, ), body, fields, models.ListAgentVersionsResponse)
+
+    def get_agent_version(self, agent_id: str, version: str, body: models.GetAgentVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentVersion:
+        """Returns one immutable version of an agent as it was saved. NOT_FOUND when the tenant has no such agent or the agent no such version. (GET /api/v1/agents/{agent_id}/versions/{version})"""
+        return self._call('GetAgentVersion', (agent_id, version, ), body, fields, models.AgentVersion)
+
+    def diff_agent_versions(self, agent_id: str, version: str, body: models.DiffAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of an agent field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such agent or the agent either version. (GET /api/v1/agents/{agent_id}/versions/{version}/diff)"""
+        return self._call('DiffAgentVersions', (agent_id, version, ), body, fields, models.VersionDiff)
+
+    def set_agent_label(self, agent_id: str, label: str, body: models.SetAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of an agent, creating or moving it in one step, and answers the agent with its version labels: moving a label back is a rollback. Interactions run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such agent or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/agents/{agent_id}/labels/{label})"""
+        return self._call('SetAgentLabel', (agent_id, label, ), body, fields, models.Agent)
+
+    def delete_agent_label(self, agent_id: str, label: str, body: models.DeleteAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from an agent. NOT_FOUND when the tenant has no such agent or the agent no such label. (DELETE /api/v1/agents/{agent_id}/labels/{label})"""
+        return self._call('DeleteAgentLabel', (agent_id, label, ), body, fields, models.DeleteResponse)
+
     def interact_with_agent(self, agent_id: str, body: models.InteractWithAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
         return self._call('InteractWithAgent', (agent_id, ), body, fields, models.InteractWithAgentResponse)
@@ -85,7 +105,7 @@ class AsyncAgentService(AsyncService):
         return await self._call('CreateAgent', (), body, fields, models.Agent)
 
     async def get_agent(self, agent_id: str, body: models.GetAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
-        """Returns one agent by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/agents/{agent_id})"""
+        """Returns one agent by id or name, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the agent no such version or label. (GET /api/v1/agents/{agent_id})"""
         return await self._call('GetAgent', (agent_id, ), body, fields, models.Agent)
 
     async def update_agent(self, agent_id: str, body: models.UpdateAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
@@ -119,6 +139,26 @@ class AsyncAgentService(AsyncService):
     async def get_agent_stats(self, agent_id: str, body: models.GetAgentStatsRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentStats:
         """Returns usage statistics of one agent. (GET /api/v1/agents/{agent_id}/stats)"""
         return await self._call('GetAgentStats', (agent_id, ), body, fields, models.AgentStats)
+
+    async def list_agent_versions(self, agent_id: str, body: models.ListAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListAgentVersionsResponse:
+        """Lists the immutable versions of an agent, newest first: every create and every update that changes the agent records one, with who made it and when. No RPC changes or deletes a version. NOT_FOUND when the tenant has no such agent, INVALID_ARGUMENT for a bad page or page size. (GET /api/v1/agents/{agent_id}/versions)"""
+        return await self._call('ListAgentVersions', (agent_id, ), body, fields, models.ListAgentVersionsResponse)
+
+    async def get_agent_version(self, agent_id: str, version: str, body: models.GetAgentVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.AgentVersion:
+        """Returns one immutable version of an agent as it was saved. NOT_FOUND when the tenant has no such agent or the agent no such version. (GET /api/v1/agents/{agent_id}/versions/{version})"""
+        return await self._call('GetAgentVersion', (agent_id, version, ), body, fields, models.AgentVersion)
+
+    async def diff_agent_versions(self, agent_id: str, version: str, body: models.DiffAgentVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of an agent field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such agent or the agent either version. (GET /api/v1/agents/{agent_id}/versions/{version}/diff)"""
+        return await self._call('DiffAgentVersions', (agent_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_agent_label(self, agent_id: str, label: str, body: models.SetAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Agent:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of an agent, creating or moving it in one step, and answers the agent with its version labels: moving a label back is a rollback. Interactions run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such agent or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/agents/{agent_id}/labels/{label})"""
+        return await self._call('SetAgentLabel', (agent_id, label, ), body, fields, models.Agent)
+
+    async def delete_agent_label(self, agent_id: str, label: str, body: models.DeleteAgentLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from an agent. NOT_FOUND when the tenant has no such agent or the agent no such label. (DELETE /api/v1/agents/{agent_id}/labels/{label})"""
+        return await self._call('DeleteAgentLabel', (agent_id, label, ), body, fields, models.DeleteResponse)
 
     async def interact_with_agent(self, agent_id: str, body: models.InteractWithAgentRequest | dict[str, Any] | None = None, **fields: Any) -> models.InteractWithAgentResponse:
         """Sends one message to an active or deployed agent and returns its answer; the exchange is recorded as a call with a transcript. The agent's model is called with its system prompt, the call's history and its tools offered as functions until it answers or a constraint stops it. A breached constraint (max steps, max tokens per call, a denied tool, the timeout) or a failing model ends the call normally with status FAILED and a `reason`. NOT_FOUND when the tenant has no such agent or call, FAILED_PRECONDITION when the agent is not ACTIVE or DEPLOYED, or when its model, prompt or constraints cannot be used. (POST /api/v1/agents/{agent_id}/interact)"""
@@ -315,7 +355,7 @@ class GovernanceService(Service):
         return self._call('CreatePolicy', (), body, fields, models.Policy)
 
     def get_policy(self, policy_id: str, body: models.GetPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/governance/policies/{policy_id})"""
+        """Returns one policy by id or name, as it is now or at the version that `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND when the tenant has none, or the policy no such version or label. (GET /api/v1/governance/policies/{policy_id})"""
         return self._call('GetPolicy', (policy_id, ), body, fields, models.Policy)
 
     def update_policy(self, policy_id: str, body: models.UpdatePolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
@@ -341,6 +381,22 @@ class GovernanceService(Service):
     def list_policy_versions(self, policy_id: str, body: models.ListPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListPolicyVersionsResponse:
         """Lists the immutable versions of one policy, newest first. NOT_FOUND when the tenant has no such policy. (GET /api/v1/governance/policies/{policy_id}/versions)"""
         return self._call('ListPolicyVersions', (policy_id, ), body, fields, models.ListPolicyVersionsResponse)
+
+    def get_policy_version(self, policy_id: str, version: str, body: models.GetPolicyVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.PolicyVersion:
+        """Returns one immutable version of a policy as it was saved. NOT_FOUND when the tenant has no such policy or the policy no such version. (GET /api/v1/governance/policies/{policy_id}/versions/{version})"""
+        return self._call('GetPolicyVersion', (policy_id, version, ), body, fields, models.PolicyVersion)
+
+    def diff_policy_versions(self, policy_id: str, version: str, body: models.DiffPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a policy field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such policy or the policy either version. (GET /api/v1/governance/policies/{policy_id}/versions/{version}/diff)"""
+        return self._call('DiffPolicyVersions', (policy_id, version, ), body, fields, models.VersionDiff)
+
+    def set_policy_label(self, policy_id: str, label: str, body: models.SetPolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a policy, creating or moving it in one step, and answers the policy with its version labels. Decisions evaluate the version `production` names, else the newest, so moving the label back is a rollback; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such policy or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return self._call('SetPolicyLabel', (policy_id, label, ), body, fields, models.Policy)
+
+    def delete_policy_label(self, policy_id: str, label: str, body: models.DeletePolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a policy. NOT_FOUND when the tenant has no such policy or the policy no such label. (DELETE /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return self._call('DeletePolicyLabel', (policy_id, label, ), body, fields, models.DeleteResponse)
 
     def dry_run_policy(self, body: models.DryRunPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.DryRunPolicyResponse:
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
@@ -389,7 +445,7 @@ class AsyncGovernanceService(AsyncService):
         return await self._call('CreatePolicy', (), body, fields, models.Policy)
 
     async def get_policy(self, policy_id: str, body: models.GetPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
-        """Returns one policy by id or name. NOT_FOUND when the tenant has none. (GET /api/v1/governance/policies/{policy_id})"""
+        """Returns one policy by id or name, as it is now or at the version that `version` or `label` names (its `cedar` and `enabled` then). NOT_FOUND when the tenant has none, or the policy no such version or label. (GET /api/v1/governance/policies/{policy_id})"""
         return await self._call('GetPolicy', (policy_id, ), body, fields, models.Policy)
 
     async def update_policy(self, policy_id: str, body: models.UpdatePolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
@@ -415,6 +471,22 @@ class AsyncGovernanceService(AsyncService):
     async def list_policy_versions(self, policy_id: str, body: models.ListPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListPolicyVersionsResponse:
         """Lists the immutable versions of one policy, newest first. NOT_FOUND when the tenant has no such policy. (GET /api/v1/governance/policies/{policy_id}/versions)"""
         return await self._call('ListPolicyVersions', (policy_id, ), body, fields, models.ListPolicyVersionsResponse)
+
+    async def get_policy_version(self, policy_id: str, version: str, body: models.GetPolicyVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.PolicyVersion:
+        """Returns one immutable version of a policy as it was saved. NOT_FOUND when the tenant has no such policy or the policy no such version. (GET /api/v1/governance/policies/{policy_id}/versions/{version})"""
+        return await self._call('GetPolicyVersion', (policy_id, version, ), body, fields, models.PolicyVersion)
+
+    async def diff_policy_versions(self, policy_id: str, version: str, body: models.DiffPolicyVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a policy field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such policy or the policy either version. (GET /api/v1/governance/policies/{policy_id}/versions/{version}/diff)"""
+        return await self._call('DiffPolicyVersions', (policy_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_policy_label(self, policy_id: str, label: str, body: models.SetPolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Policy:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a policy, creating or moving it in one step, and answers the policy with its version labels. Decisions evaluate the version `production` names, else the newest, so moving the label back is a rollback; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such policy or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return await self._call('SetPolicyLabel', (policy_id, label, ), body, fields, models.Policy)
+
+    async def delete_policy_label(self, policy_id: str, label: str, body: models.DeletePolicyLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a policy. NOT_FOUND when the tenant has no such policy or the policy no such label. (DELETE /api/v1/governance/policies/{policy_id}/labels/{label})"""
+        return await self._call('DeletePolicyLabel', (policy_id, label, ), body, fields, models.DeleteResponse)
 
     async def dry_run_policy(self, body: models.DryRunPolicyRequest | dict[str, Any] | None = None, **fields: Any) -> models.DryRunPolicyResponse:
         """Evaluates a request against the tenant's enabled policies with a draft policy added (or replacing the policy of the same name), without saving anything or recording a decision. INVALID_ARGUMENT (naming the line) when the draft does not parse. (POST /api/v1/governance/policies/dry-run)"""
@@ -1719,7 +1791,7 @@ class WorkflowService(Service):
         return self._call('CreateWorkflow', (), body, fields, models.Workflow)
 
     def get_workflow(self, workflow_id: str, body: models.GetWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none. (GET /api/v1/workflows/{workflow_id})"""
+        """Returns one workflow by id or slug, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the workflow no such version or label. (GET /api/v1/workflows/{workflow_id})"""
         return self._call('GetWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     def update_workflow(self, workflow_id: str, body: models.UpdateWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
@@ -1739,7 +1811,7 @@ class WorkflowService(Service):
         return self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of the workflow's current version and returns it in status QUEUED. NOT_FOUND when the tenant has no such workflow, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
@@ -1802,6 +1874,18 @@ class WorkflowService(Service):
         """Returns one version of a workflow as it was saved. NOT_FOUND when the tenant has no such workflow or the workflow no such version. (GET /api/v1/workflows/{workflow_id}/versions/{version})"""
         return self._call('GetWorkflowVersion', (workflow_id, version, ), body, fields, models.WorkflowVersion)
 
+    def diff_workflow_versions(self, workflow_id: str, version: str, body: models.DiffWorkflowVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a workflow field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such workflow or the workflow either version. (GET /api/v1/workflows/{workflow_id}/versions/{version}/diff)"""
+        return self._call('DiffWorkflowVersions', (workflow_id, version, ), body, fields, models.VersionDiff)
+
+    def set_workflow_label(self, workflow_id: str, label: str, body: models.SetWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a workflow, creating or moving it in one step, and answers the workflow with its version labels: moving a label back is a rollback. Executions and schedules run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such workflow or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return self._call('SetWorkflowLabel', (workflow_id, label, ), body, fields, models.Workflow)
+
+    def delete_workflow_label(self, workflow_id: str, label: str, body: models.DeleteWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a workflow. NOT_FOUND when the tenant has no such workflow or the workflow no such label. (DELETE /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return self._call('DeleteWorkflowLabel', (workflow_id, label, ), body, fields, models.DeleteResponse)
+
     def create_schedule(self, workflow_id: str, body: models.CreateScheduleRequest | dict[str, Any] | None = None, **fields: Any) -> models.Schedule:
         """Creates a cron schedule that starts an execution of the workflow at every fire time. NOT_FOUND when the tenant has no such workflow, INVALID_ARGUMENT for a bad cron expression or time zone. (POST /api/v1/workflows/{workflow_id}/schedules)"""
         return self._call('CreateSchedule', (workflow_id, ), body, fields, models.Schedule)
@@ -1829,7 +1913,7 @@ class AsyncWorkflowService(AsyncService):
         return await self._call('CreateWorkflow', (), body, fields, models.Workflow)
 
     async def get_workflow(self, workflow_id: str, body: models.GetWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
-        """Returns one workflow by id or slug. NOT_FOUND when the tenant has none. (GET /api/v1/workflows/{workflow_id})"""
+        """Returns one workflow by id or slug, as it is now or at the version that `version` or `label` names. NOT_FOUND when the tenant has none, or the workflow no such version or label. (GET /api/v1/workflows/{workflow_id})"""
         return await self._call('GetWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     async def update_workflow(self, workflow_id: str, body: models.UpdateWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
@@ -1849,7 +1933,7 @@ class AsyncWorkflowService(AsyncService):
         return await self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     async def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of the workflow's current version and returns it in status QUEUED. NOT_FOUND when the tenant has no such workflow, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return await self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     async def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
@@ -1911,6 +1995,18 @@ class AsyncWorkflowService(AsyncService):
     async def get_workflow_version(self, workflow_id: str, version: str, body: models.GetWorkflowVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.WorkflowVersion:
         """Returns one version of a workflow as it was saved. NOT_FOUND when the tenant has no such workflow or the workflow no such version. (GET /api/v1/workflows/{workflow_id}/versions/{version})"""
         return await self._call('GetWorkflowVersion', (workflow_id, version, ), body, fields, models.WorkflowVersion)
+
+    async def diff_workflow_versions(self, workflow_id: str, version: str, body: models.DiffWorkflowVersionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.VersionDiff:
+        """Compares two versions of a workflow field by field: what changed from `against` (default: the version before) to `version`. NOT_FOUND when the tenant has no such workflow or the workflow either version. (GET /api/v1/workflows/{workflow_id}/versions/{version}/diff)"""
+        return await self._call('DiffWorkflowVersions', (workflow_id, version, ), body, fields, models.VersionDiff)
+
+    async def set_workflow_label(self, workflow_id: str, label: str, body: models.SetWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Workflow:
+        """Points a label (`production`, `staging`, any name of letters, digits, `-`, `_`, `.`) at a version of a workflow, creating or moving it in one step, and answers the workflow with its version labels: moving a label back is a rollback. Executions and schedules run the version `production` names, else the newest; `latest` always names the newest version and cannot be set. NOT_FOUND when the tenant has no such workflow or version, INVALID_ARGUMENT for a bad label. (PUT /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return await self._call('SetWorkflowLabel', (workflow_id, label, ), body, fields, models.Workflow)
+
+    async def delete_workflow_label(self, workflow_id: str, label: str, body: models.DeleteWorkflowLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
+        """Removes a version label from a workflow. NOT_FOUND when the tenant has no such workflow or the workflow no such label. (DELETE /api/v1/workflows/{workflow_id}/labels/{label})"""
+        return await self._call('DeleteWorkflowLabel', (workflow_id, label, ), body, fields, models.DeleteResponse)
 
     async def create_schedule(self, workflow_id: str, body: models.CreateScheduleRequest | dict[str, Any] | None = None, **fields: Any) -> models.Schedule:
         """Creates a cron schedule that starts an execution of the workflow at every fire time. NOT_FOUND when the tenant has no such workflow, INVALID_ARGUMENT for a bad cron expression or time zone. (POST /api/v1/workflows/{workflow_id}/schedules)"""

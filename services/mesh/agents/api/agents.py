@@ -13,7 +13,8 @@ from mesh.agents import lifecycle
 from mesh.agents.interact import Interactions
 from mesh.agents.models import AgentRow
 from mesh.agents.runs import Runs
-from mesh.agents.store import agent_message, agent_stats, agents, calls
+from mesh.agents.store import (AGENT_VERSIONS, agent_message, agent_stats, agents, at_version,
+                               calls, diff_message, version_message)
 from mesh.runtime import limits
 from mesh.runtime.context import accepted
 from mesh.runtime.context import require_caller
@@ -46,13 +47,21 @@ class AgentService(pb_grpc.AgentServiceServicer):
         fields = values(request.agent, _WRITABLE)
         lifecycle.check_name(fields["name"])
         row = AgentRow(tenant_id=caller.tenant_id, created_by=caller.user_id, **fields)
-        created = await self.db.write(lambda s: agents.add(s, row))
+        created = await self.db.write(lambda s: lifecycle.create(s, row))
         log.info("agent %r created (%s)", created.name, created.id)
         return agent_message(created)
 
     async def GetAgent(self, request: pb.GetAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
-        return await agents.fetch(self.db, caller.tenant_id, request.agent_id)
+        if not request.version and not request.label:
+            return await agents.fetch(self.db, caller.tenant_id, request.agent_id)
+
+        def read(session) -> pb.Agent:
+            row = agents.get(session, caller.tenant_id, request.agent_id)
+            return at_version(row, AGENT_VERSIONS.resolve(session, row, request.version,
+                                                          request.label))
+
+        return await self.db.read(read)
 
     async def UpdateAgent(self, request: pb.UpdateAgentRequest, context) -> pb.Agent:
         caller = require_caller(context)
@@ -60,8 +69,8 @@ class AgentService(pb_grpc.AgentServiceServicer):
         update = changes(request.agent, _WRITABLE, list(request.update_mask.paths))
         if "name" in update:
             lifecycle.check_name(update["name"])
-        row = await self.db.write(lambda s: lifecycle.update(s, caller.tenant_id,
-                                                             request.agent_id, update))
+        row = await self.db.write(lambda s: lifecycle.update(s, caller, request.agent_id,
+                                                             update))
         return agent_message(row)
 
     async def DeleteAgent(self, request: pb.DeleteAgentRequest, context) -> common_pb2.DeleteResponse:
@@ -95,6 +104,50 @@ class AgentService(pb_grpc.AgentServiceServicer):
     async def GetAgentStats(self, request: pb.GetAgentStatsRequest, context) -> pb.AgentStats:
         caller = require_caller(context)
         return await self.db.read(lambda s: agent_stats(s, caller.tenant_id, request.agent_id))
+
+    async def ListAgentVersions(self, request: pb.ListAgentVersionsRequest,
+                                context) -> pb.ListAgentVersionsResponse:
+        caller = require_caller(context)
+        page = PageRequest.of(request)
+        row, result = await self.db.read(lambda s: AGENT_VERSIONS.page(
+            s, caller.tenant_id, request.agent_id, page))
+        return pb.ListAgentVersionsResponse(**result.fields(lambda v: version_message(v, row)))
+
+    async def GetAgentVersion(self, request: pb.GetAgentVersionRequest,
+                              context) -> pb.AgentVersion:
+        caller = require_caller(context)
+
+        def read(session) -> pb.AgentVersion:
+            row = agents.get(session, caller.tenant_id, request.agent_id)
+            return version_message(AGENT_VERSIONS.get(session, row, request.version), row)
+
+        return await self.db.read(read)
+
+    async def DiffAgentVersions(self, request: pb.DiffAgentVersionsRequest,
+                                context) -> common_pb2.VersionDiff:
+        caller = require_caller(context)
+
+        def read(session) -> common_pb2.VersionDiff:
+            row = agents.get(session, caller.tenant_id, request.agent_id)
+            newer = AGENT_VERSIONS.get(session, row, request.version)
+            older = AGENT_VERSIONS.get(session, row, request.against or
+                                       max(request.version - 1, 1))
+            return diff_message(row, older, newer)
+
+        return await self.db.read(read)
+
+    async def SetAgentLabel(self, request: pb.SetAgentLabelRequest, context) -> pb.Agent:
+        caller = require_caller(context)
+        return agent_message(await self.db.write(lambda s: AGENT_VERSIONS.move_label(
+            s, caller, request.agent_id, request.label, request.version)))
+
+    async def DeleteAgentLabel(self, request: pb.DeleteAgentLabelRequest,
+                               context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+        row = await self.db.write(lambda s: AGENT_VERSIONS.drop_label(
+            s, caller, request.agent_id, request.label))
+        return common_pb2.DeleteResponse(
+            success=True, message=f"label {request.label!r} removed from agent {row.name!r}")
 
     async def InteractWithAgent(self, request: pb.InteractWithAgentRequest,
                                 context) -> pb.InteractWithAgentResponse:

@@ -59,6 +59,17 @@ def conversation(request) -> tuple[str, list[dict[str, str]]]:
     return messages[last][1], history
 
 
+def agent_ref(model: str) -> dict:
+    """The agent a `model` names: `name`, `name@label` (`helper@production`) or
+    `name@version` (`helper@3`); an agent's name has no '@'."""
+    name, _, at = model.partition("@")
+    if not at:
+        return {"agent_id": model}
+    if at.isdigit():
+        return {"agent_id": name, "version": int(at)}
+    return {"agent_id": name, "label": at}
+
+
 class ChatCompletionService(pb_grpc.ChatCompletionServiceServicer):
     def __init__(self, runtime: Runtime) -> None:
         self.db = runtime.database
@@ -71,7 +82,7 @@ class ChatCompletionService(pb_grpc.ChatCompletionServiceServicer):
         if request.n > 1:
             raise invalid_field("n", "only one choice is served")
         message, history = conversation(request)
-        interaction = pb.InteractWithAgentRequest(agent_id=request.model, message=message)
+        interaction = pb.InteractWithAgentRequest(message=message, **agent_ref(request.model))
         return await self.interactions.launch(caller, interaction, stream=stream,
                                               history=history, channel="openai")
 

@@ -11,14 +11,25 @@ from agentmesh.governance.v1 import governance_pb2_grpc as pb_grpc
 from mesh.governance import budgets, decisions, dispatch, policies, usage, webhooks
 from mesh.governance.models import PolicyRow
 from mesh.governance.state import GovernanceState
-from mesh.governance.store import decision_message, versions
+from mesh.governance.store import POLICY_VERSIONS, decision_message, version_message
+from mesh.runtime.versions import Versions
 from mesh.governance.store import policies as policy_rows
 from mesh.governance.store import webhooks as webhook_rows
 from mesh.runtime.context import metadata_value, require_caller
 from mesh.runtime.convert import to_message
 from mesh.runtime.errors import invalid_field
-from mesh.runtime.paging import Page, PageRequest
+from mesh.runtime.paging import PageRequest
 from mesh.runtime.service import Runtime
+
+
+def _set_value(target, value) -> None:
+    """A JSON scalar (a version's Cedar text or switch) into a google.protobuf.Value."""
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif value is None:
+        target.null_value = 0
+    else:
+        target.string_value = str(value)
 
 
 class GovernanceService(pb_grpc.GovernanceServiceServicer):
@@ -77,7 +88,16 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context) -> pb.Policy:
         caller = require_caller(context)
-        return await policy_rows.fetch(self.db, caller.tenant_id, request.policy_id)
+        if not request.version and not request.label:
+            return await policy_rows.fetch(self.db, caller.tenant_id, request.policy_id)
+
+        def read(session) -> pb.Policy:
+            row = policy_rows.get(session, caller.tenant_id, request.policy_id)
+            version = POLICY_VERSIONS.resolve(session, row, request.version, request.label)
+            return to_message(row, pb.Policy, version=version.version, cedar=version.cedar,
+                              enabled=version.enabled)
+
+        return await self.db.read(read)
 
     async def UpdatePolicy(self, request: pb.UpdatePolicyRequest, context) -> pb.Policy:
         caller = require_caller(context)
@@ -95,14 +115,55 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
         caller = require_caller(context)
         page = PageRequest.of(request)
 
-        def read(session) -> Page:
-            policy = policy_rows.get(session, caller.tenant_id, request.policy_id)
-            return versions.list(session, caller.tenant_id, page,
-                                 filters={"policy_id": policy.id})
-
-        result = await self.db.read(read)
+        row, result = await self.db.read(lambda s: POLICY_VERSIONS.page(
+            s, caller.tenant_id, request.policy_id, page))
         return pb.ListPolicyVersionsResponse(
-            **result.fields(lambda r: to_message(r, pb.PolicyVersion)))
+            **result.fields(lambda v: version_message(v, row)))
+
+    async def GetPolicyVersion(self, request: pb.GetPolicyVersionRequest,
+                               context) -> pb.PolicyVersion:
+        caller = require_caller(context)
+
+        def read(session) -> pb.PolicyVersion:
+            row = policy_rows.get(session, caller.tenant_id, request.policy_id)
+            return version_message(POLICY_VERSIONS.get(session, row, request.version), row)
+
+        return await self.db.read(read)
+
+    async def DiffPolicyVersions(self, request: pb.DiffPolicyVersionsRequest,
+                                 context) -> common_pb2.VersionDiff:
+        caller = require_caller(context)
+
+        def read(session) -> common_pb2.VersionDiff:
+            row = policy_rows.get(session, caller.tenant_id, request.policy_id)
+            newer = POLICY_VERSIONS.get(session, row, request.version)
+            older = POLICY_VERSIONS.get(session, row, request.against or
+                                        max(request.version - 1, 1))
+            out = common_pb2.VersionDiff(resource_id=row.id, from_version=older.version,
+                                         to_version=newer.version)
+            for name, before, after in Versions.diff(
+                    {"cedar": older.cedar, "enabled": older.enabled},
+                    {"cedar": newer.cedar, "enabled": newer.enabled}):
+                change = out.changes.add(field=name)
+                _set_value(change.before, before)
+                _set_value(change.after, after)
+            return out
+
+        return await self.db.read(read)
+
+    async def SetPolicyLabel(self, request: pb.SetPolicyLabelRequest, context) -> pb.Policy:
+        caller = require_caller(context)
+        row = await policies.move_label(self.db, self.state.cache, caller, request.policy_id,
+                                        request.label, request.version)
+        return to_message(row, pb.Policy)
+
+    async def DeletePolicyLabel(self, request: pb.DeletePolicyLabelRequest,
+                                context) -> common_pb2.DeleteResponse:
+        caller = require_caller(context)
+        row = await policies.drop_label(self.db, self.state.cache, caller, request.policy_id,
+                                        request.label)
+        return common_pb2.DeleteResponse(
+            success=True, message=f"label {request.label!r} removed from policy {row.name!r}")
 
     async def DryRunPolicy(self, request: pb.DryRunPolicyRequest, context) -> pb.DryRunPolicyResponse:
         caller = require_caller(context)

@@ -25,7 +25,8 @@ from mesh.runtime.tables import aware
 from mesh.workflows import aggregates, approvals, authoring, schedules, starting
 from mesh.workflows.engine import Engine
 from mesh.workflows.models import ENDED, ExecutionRow
-from mesh.workflows.store import (SEED_PRIORITIES, WORKFLOW_VERSIONS, execution_message,
+from mesh.workflows.store import (SEED_PRIORITIES, WORKFLOW_VERSIONS, at_version, diff_message,
+                                  execution_message,
                                   executions, priority_name, progress_message, schedule_message,
                                   seed_progress_message, seed_status, version_message,
                                   workflow_message, workflow_type_message, workflows)
@@ -66,8 +67,16 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
     async def GetWorkflow(self, request, context):
         caller = require_caller(context)
-        row = await self.db.read(lambda s: workflows.get(s, caller.tenant_id, request.workflow_id))
-        return workflow_message(row)
+        if not request.version and not request.label:
+            row = await self.db.read(lambda s: workflows.get(s, caller.tenant_id,
+                                                             request.workflow_id))
+            return workflow_message(row)
+
+        def read(session: Session):
+            row = workflows.get(session, caller.tenant_id, request.workflow_id)
+            return at_version(row, WORKFLOW_VERSIONS.resolve(session, row, request.version,
+                                                             request.label))
+        return await self.db.read(read)
 
     async def UpdateWorkflow(self, request, context):
         caller = require_caller(context)
@@ -98,17 +107,41 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         caller = require_caller(context)
         page = PageRequest.of(request)
 
-        _, result = await self.db.read(lambda s: WORKFLOW_VERSIONS.page(
+        row, result = await self.db.read(lambda s: WORKFLOW_VERSIONS.page(
             s, caller.tenant_id, request.workflow_id, page))
-        return pb.ListWorkflowVersionsResponse(**result.fields(version_message))
+        return pb.ListWorkflowVersionsResponse(**result.fields(
+            lambda v: version_message(v, row)))
 
     async def GetWorkflowVersion(self, request, context):
         caller = require_caller(context)
 
         def read(session: Session):
             row = workflows.get(session, caller.tenant_id, request.workflow_id)
-            return WORKFLOW_VERSIONS.get(session, row, request.version)
-        return version_message(await self.db.read(read))
+            return version_message(WORKFLOW_VERSIONS.get(session, row, request.version), row)
+        return await self.db.read(read)
+
+    async def DiffWorkflowVersions(self, request, context):
+        caller = require_caller(context)
+
+        def read(session: Session):
+            row = workflows.get(session, caller.tenant_id, request.workflow_id)
+            newer = WORKFLOW_VERSIONS.get(session, row, request.version)
+            older = WORKFLOW_VERSIONS.get(session, row, request.against or
+                                          max(request.version - 1, 1))
+            return diff_message(row, older, newer)
+        return await self.db.read(read)
+
+    async def SetWorkflowLabel(self, request, context):
+        caller = require_caller(context)
+        return workflow_message(await self.db.write(lambda s: WORKFLOW_VERSIONS.move_label(
+            s, caller, request.workflow_id, request.label, request.version)))
+
+    async def DeleteWorkflowLabel(self, request, context):
+        caller = require_caller(context)
+        row = await self.db.write(lambda s: WORKFLOW_VERSIONS.drop_label(
+            s, caller, request.workflow_id, request.label))
+        return common_pb2.DeleteResponse(
+            success=True, message=f"label {request.label!r} removed from workflow {row.slug!r}")
 
     async def GetWorkflowStats(self, request, context):
         caller = require_caller(context)
@@ -145,7 +178,8 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         caller = require_caller(context)
         row = await starting.start(self.db, self.settings, self.engine, caller,
                                    request.workflow_id, json_format.MessageToDict(request.inputs),
-                                   priority_name(request.priority), request.idempotency_key)
+                                   priority_name(request.priority), request.idempotency_key,
+                                   version=request.version, label=request.label)
         return execution_message(row)
 
     async def SubmitWorkflow(self, request, context):
