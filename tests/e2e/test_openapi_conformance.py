@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mesh import catalog, contract
 from tests.conftest import register
 
@@ -120,7 +122,8 @@ checks.positive_data_acceptance.expected-statuses = [
 MAX_EXAMPLES = int(os.environ.get("AGENTMESH_SCHEMATHESIS_MAX_EXAMPLES", "10"))
 SEED = os.environ.get("AGENTMESH_SCHEMATHESIS_SEED", "20261125")
 PHASES = os.environ.get("AGENTMESH_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing,stateful")
-TIMEOUT_SECONDS = 240
+# About 150-170 s on an idle 2-core machine; the bound is for a hang, not for speed.
+TIMEOUT_SECONDS = 480
 
 
 # Services not yet brought to 0 failures, each visibly outside the promise this test keeps until
@@ -150,6 +153,7 @@ def test_not_built_list_names_real_rpcs():
     assert set(NOT_BUILT) <= rpcs, set(NOT_BUILT) - rpcs
 
 
+@pytest.mark.timeout(TIMEOUT_SECONDS + 60)
 def test_schemathesis_finds_no_failure_on_built_routes(mesh, tmp_path, capsys):
     tenant = register(mesh, "schemathesis")
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
