@@ -170,8 +170,12 @@ def test_prompt_versions_labels_and_render(mesh, tenant):
                                   400, "INVALID_ARGUMENT")
         assert missing["details"]["missing"] == "team"
         assert [v["field"] for v in missing["details"]["field_violations"]] == ["variables.team"]
-        assert_envelope(client.delete(f"{url}/versions/3"), 409, "FAILED_PRECONDITION")
-        assert client.delete(f"{url}/versions/1").json()["success"] is True
+        # Versions are immutable: none is deleted, labelled (3) or not (1).
+        for version in (3, 1):
+            refused = assert_envelope(client.delete(f"{url}/versions/{version}"), 409,
+                                      "FAILED_PRECONDITION")
+            assert refused["details"]["reason"] == "PROMPT_VERSION_IMMUTABLE", refused
+        assert client.get(url, params={"version": 1}).json()["content"] == "v1 {{user}}"
         assert_envelope(client.get(url, params={"label": "staging"}), 404, "NOT_FOUND")
 
 

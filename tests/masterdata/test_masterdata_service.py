@@ -135,17 +135,21 @@ def test_prompt_versions_labels_and_render(service, me):
     _raises(lambda: stub.DeletePromptVersion(pb.DeletePromptVersionRequest(prompt_id=name,
                                                                            version=2),
                                              metadata=md),
-            grpc.StatusCode.FAILED_PRECONDITION, "PROMPT_VERSION_LABELLED")
+            grpc.StatusCode.FAILED_PRECONDITION, "PROMPT_VERSION_IMMUTABLE")
     versions = stub.ListPromptVersions(pb.ListPromptVersionsRequest(prompt_id=name), metadata=md)
     assert [v.version for v in versions.items] == [3, 2, 1]
     assert list(versions.items[1].labels) == ["production"]
     stub.SetPromptLabel(pb.SetPromptLabelRequest(prompt_id=name, label="production", version=3),
                         metadata=md)
-    stub.DeletePromptVersion(pb.DeletePromptVersionRequest(prompt_id=name, version=2),
-                             metadata=md)
-    _raises(lambda: stub.GetPromptVersion(pb.GetPromptVersionRequest(prompt_id=name, version=2),
-                                          metadata=md),
-            grpc.StatusCode.NOT_FOUND, "PROMPT_VERSION_NOT_FOUND")
+    # Versions are immutable: with no label on it, version 2 is still never deleted.
+    _raises(lambda: stub.DeletePromptVersion(pb.DeletePromptVersionRequest(
+        prompt_id=name, version=2), metadata=md),
+        grpc.StatusCode.FAILED_PRECONDITION, "PROMPT_VERSION_IMMUTABLE")
+    assert stub.GetPromptVersion(pb.GetPromptVersionRequest(prompt_id=name, version=2),
+                                 metadata=md).version == 2
+    _raises(lambda: stub.DeletePromptVersion(pb.DeletePromptVersionRequest(
+        prompt_id=name, version=9), metadata=md),
+        grpc.StatusCode.NOT_FOUND, "PROMPT_VERSION_NOT_FOUND")
     error = _raises(lambda: stub.CreatePrompt(pb.CreatePromptRequest(prompt=pb.Prompt(
         name=_name(), content="{{ ''.__class__ }}")), metadata=md),
         grpc.StatusCode.INVALID_ARGUMENT)

@@ -135,23 +135,17 @@ class Versions(Generic[V]):
                     setattr(row, name, fields[name])
         return version
 
-    def delete(self, session: Session, row: Any, number: int) -> V:
-        """Deletes one version; refused while a label points at it or while it is current."""
+    def refuse_delete(self, session: Session, row: Any, number: int) -> None:
+        """Versions are immutable (issue 29): none is ever deleted on its own, whatever points at
+        it. NOT_FOUND for a version that does not exist, else FAILED_PRECONDITION
+        `<NOUN>_VERSION_IMMUTABLE`; a label moves instead, and deleting the resource removes its
+        versions with it (its history stays in the audit log)."""
         version = self.get(session, row, number)
-        pointing = self.labels_at(row, version.version, latest=False)
-        if pointing:
-            raise FailedPrecondition(
-                f"version {version.version} of {self._title(row)} is labelled "
-                f"{', '.join(pointing)}; move the label(s) first",
-                reason=self._reason("VERSION_LABELLED"),
-                details=self._details(row, labels=",".join(pointing)))
-        if version.version == row.version:
-            raise FailedPrecondition(
-                f"version {version.version} is the current version of {self._title(row)}",
-                reason=self._reason("VERSION_CURRENT"),
-                details=self._details(row, version=version.version))
-        self.repository.delete(session, version)
-        return version
+        raise FailedPrecondition(
+            f"version {version.version} of {self._title(row)} cannot be deleted: versions are "
+            "immutable; move a label to another version instead",
+            reason=self._reason("VERSION_IMMUTABLE"),
+            details=self._details(row, version=version.version))
 
     def delete_all(self, session: Session, row: Any) -> None:
         """Every version of `row`, which is being deleted."""

@@ -873,10 +873,10 @@ class PromptServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeletePromptVersion(self, request, context):
-        """Deletes one version of a prompt. FAILED_PRECONDITION while a label points
-        at it (reason `PROMPT_VERSION_LABELLED`) or while it is the current
-        version (`PROMPT_VERSION_CURRENT`); NOT_FOUND when the tenant has no such
-        prompt or version.
+        """Deprecated: versions are immutable, so this always answers
+        FAILED_PRECONDITION `PROMPT_VERSION_IMMUTABLE` (NOT_FOUND when the tenant
+        has no such prompt or version). Move a label instead; deleting the prompt
+        removes its versions, its history stays in the audit log.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -987,7 +987,7 @@ class PromptService(Service):
         return self._call('GetPromptVersion', (prompt_id, version, ), body, fields, models.PromptVersion)
 
     def delete_prompt_version(self, prompt_id: str, version: str, body: models.DeletePromptVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
-        """Deletes one version of a prompt. FAILED_PRECONDITION while a label points at it (reason `PROMPT_VERSION_LABELLED`) or while it is the current version (`PROMPT_VERSION_CURRENT`); NOT_FOUND when the tenant has no such prompt or version. (DELETE /api/v1/master-data/prompts/{prompt_id}/versions/{version})"""
+        """Deprecated: versions are immutable, so this always answers FAILED_PRECONDITION `PROMPT_VERSION_IMMUTABLE` (NOT_FOUND when the tenant has no such prompt or version). Move a label instead; deleting the prompt removes its versions, its history stays in the audit log. (DELETE /api/v1/master-data/prompts/{prompt_id}/versions/{version})"""
         return self._call('DeletePromptVersion', (prompt_id, version, ), body, fields, models.DeleteResponse)
 
     def set_prompt_label(self, prompt_id: str, label: str, body: models.SetPromptLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Prompt:
@@ -1045,7 +1045,7 @@ class AsyncPromptService(AsyncService):
         return await self._call('GetPromptVersion', (prompt_id, version, ), body, fields, models.PromptVersion)
 
     async def delete_prompt_version(self, prompt_id: str, version: str, body: models.DeletePromptVersionRequest | dict[str, Any] | None = None, **fields: Any) -> models.DeleteResponse:
-        """Deletes one version of a prompt. FAILED_PRECONDITION while a label points at it (reason `PROMPT_VERSION_LABELLED`) or while it is the current version (`PROMPT_VERSION_CURRENT`); NOT_FOUND when the tenant has no such prompt or version. (DELETE /api/v1/master-data/prompts/{prompt_id}/versions/{version})"""
+        """Deprecated: versions are immutable, so this always answers FAILED_PRECONDITION `PROMPT_VERSION_IMMUTABLE` (NOT_FOUND when the tenant has no such prompt or version). Move a label instead; deleting the prompt removes its versions, its history stays in the audit log. (DELETE /api/v1/master-data/prompts/{prompt_id}/versions/{version})"""
         return await self._call('DeletePromptVersion', (prompt_id, version, ), body, fields, models.DeleteResponse)
 
     async def set_prompt_label(self, prompt_id: str, label: str, body: models.SetPromptLabelRequest | dict[str, Any] | None = None, **fields: Any) -> models.Prompt:

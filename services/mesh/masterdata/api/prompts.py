@@ -137,18 +137,14 @@ class PromptService(pb_grpc.PromptServiceServicer):
         return await self.db.read(get)
 
     async def DeletePromptVersion(self, request, context):
+        """Kept in the contract for older clients; it only refuses (versions are immutable)."""
         caller = require_caller(context)
 
-        def remove(session: Session) -> str:
-            row = prompts.get(session, caller.tenant_id, request.prompt_id, lock=True)
-            version = PROMPT_VERSIONS.delete(session, row, request.version)
-            audit.record(session, caller, "delete", "prompt_version", row.id,
-                         version=version.version)
-            return row.name
+        def refuse(session: Session) -> None:
+            row = prompts.get(session, caller.tenant_id, request.prompt_id)
+            PROMPT_VERSIONS.refuse_delete(session, row, request.version)
 
-        name = await self.db.write(remove)
-        return common_pb2.DeleteResponse(
-            success=True, message=f"version {request.version} of prompt {name!r} deleted")
+        await self.db.read(refuse)
 
     async def SetPromptLabel(self, request, context):
         caller = require_caller(context)
