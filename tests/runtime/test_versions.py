@@ -128,22 +128,33 @@ def test_a_malformed_label_is_refused_before_the_resource_is_read(db, caller):
         s, caller, row.id, "ok", 5)))[:2] == (NotFound, "TEMPLATE_VERSION_NOT_FOUND")
 
 
-def test_a_version_is_not_deleted_while_labelled_or_current(db, caller):
+def test_no_version_is_ever_deleted_on_its_own(db, caller):
+    """Versions are immutable: labelled, current or neither, a version is never deleted (only
+    with its resource); one that does not exist is NOT_FOUND."""
     row = _template(db, caller, contents=("a", "b", "c"))
     _run(db, lambda s: TEMPLATE_VERSIONS.move_label(s, caller, row.id, "stable", 1))
 
     def delete(number):
-        return _run(db, lambda s: TEMPLATE_VERSIONS.delete(
-            s, templates.get(s, caller.tenant_id, row.id, lock=True), number))
+        return _run(db, lambda s: TEMPLATE_VERSIONS.refuse_delete(
+            s, templates.get(s, caller.tenant_id, row.id), number))
 
-    assert _reason(lambda: delete(1)) == (FailedPrecondition, "TEMPLATE_VERSION_LABELLED",
-                                          {"labels": "stable"})
-    assert _reason(lambda: delete(3)) == (FailedPrecondition, "TEMPLATE_VERSION_CURRENT",
-                                          {"version": 3})
-    assert delete(2).version == 2
+    for number in (1, 2, 3):
+        assert _reason(lambda: delete(number)) == (
+            FailedPrecondition, "TEMPLATE_VERSION_IMMUTABLE", {"version": number})
+    assert _reason(lambda: delete(9))[:2] == (NotFound, "TEMPLATE_VERSION_NOT_FOUND")
     _, page = _run(db, lambda s: TEMPLATE_VERSIONS.page(s, caller.tenant_id, row.id,
                                                         PageRequest()), write=False)
-    assert [v.version for v in page.items] == [3, 1]
+    assert [v.version for v in page.items] == [3, 2, 1]
+
+
+def test_a_diff_compares_a_version_with_the_one_before_or_the_one_named(db, caller):
+    row = _template(db, caller, contents=("a", "b", "c"))
+
+    def pair(version, against=0):
+        return _run(db, lambda s: [v.version for v in TEMPLATE_VERSIONS.pair(
+            s, templates.get(s, caller.tenant_id, row.id), version, against)], write=False)
+
+    assert pair(3) == [2, 3] and pair(1) == [1, 1] and pair(3, against=1) == [1, 3]
 
 
 def test_deleting_the_resource_deletes_every_version(db, caller):

@@ -161,6 +161,12 @@ class Versions(Generic[V]):
         return self.resources.remove(session, row, caller)
 
     # ---- reads --------------------------------------------------------------------------------
+    def pair(self, session: Session, row: Any, version: int, against: int = 0) -> tuple[V, V]:
+        """The two versions a diff compares, (older, newer): `version` against `against`,
+        by default the version before it."""
+        newer = self.get(session, row, version)
+        return self.get(session, row, against or max(version - 1, 1)), newer
+
     def get(self, session: Session, row: Any, number: int) -> V:
         """Version `number` of `row`, or NOT_FOUND `<NOUN>_VERSION_NOT_FOUND`."""
         found = session.exec(select(self.table).where(

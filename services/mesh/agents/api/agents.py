@@ -129,9 +129,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
 
         def read(session) -> common_pb2.VersionDiff:
             row = agents.get(session, caller.tenant_id, request.agent_id)
-            newer = AGENT_VERSIONS.get(session, row, request.version)
-            older = AGENT_VERSIONS.get(session, row, request.against or
-                                       max(request.version - 1, 1))
+            older, newer = AGENT_VERSIONS.pair(session, row, request.version, request.against)
             return diff_message(row, older, newer)
 
         return await self.db.read(read)

@@ -136,9 +136,7 @@ class GovernanceService(pb_grpc.GovernanceServiceServicer):
 
         def read(session) -> common_pb2.VersionDiff:
             row = policy_rows.get(session, caller.tenant_id, request.policy_id)
-            newer = POLICY_VERSIONS.get(session, row, request.version)
-            older = POLICY_VERSIONS.get(session, row, request.against or
-                                        max(request.version - 1, 1))
+            older, newer = POLICY_VERSIONS.pair(session, row, request.version, request.against)
             out = common_pb2.VersionDiff(resource_id=row.id, from_version=older.version,
                                          to_version=newer.version)
             for name, before, after in Versions.diff(

@@ -125,9 +125,7 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
 
         def read(session: Session):
             row = workflows.get(session, caller.tenant_id, request.workflow_id)
-            newer = WORKFLOW_VERSIONS.get(session, row, request.version)
-            older = WORKFLOW_VERSIONS.get(session, row, request.against or
-                                          max(request.version - 1, 1))
+            older, newer = WORKFLOW_VERSIONS.pair(session, row, request.version, request.against)
             return diff_message(row, older, newer)
         return await self.db.read(read)
 
