@@ -1,0 +1,87 @@
+import { lazy, Suspense, useEffect, useState } from "react";
+import { label, session } from "./api";
+import SignIn from "./pages/SignIn";
+import Agents from "./pages/Agents";
+import AgentDetail from "./pages/AgentDetail";
+import Workflows from "./pages/Workflows";
+import WorkflowDetail from "./pages/WorkflowDetail";
+import Execution from "./pages/Execution";
+import Calls from "./pages/Calls";
+import CallDetail from "./pages/CallDetail";
+import { go, useRoute, useSession } from "./ui";
+
+// The charts library is the largest part: loaded with the overview only.
+const Overview = lazy(() => import("./pages/Overview"));
+
+const NAV: { path: string; title: string; scope: string }[] = [
+  { path: "overview", title: "Overview", scope: "analytics:read" },
+  { path: "agents", title: "Agents", scope: "agents:read" },
+  { path: "workflows", title: "Workflows", scope: "workflows:read" },
+  { path: "calls", title: "Calls", scope: "calls:read" },
+];
+
+export default function App() {
+  const current = useSession();
+  const route = useRoute();
+  const [resuming, setResuming] = useState(true);
+
+  useEffect(() => {
+    session.resume().finally(() => setResuming(false));
+  }, []);
+
+  if (resuming) return <p className="loading" aria-busy="true">Loading…</p>;
+  if (!current.me) return <SignIn />;
+
+  const me = current.me;
+  const [section, id, sub] = route;
+  let page;
+  if (section === "agents" && id) page = <AgentDetail id={id} />;
+  else if (section === "agents") page = <Agents />;
+  else if (section === "workflows" && id) page = <WorkflowDetail id={id} />;
+  else if (section === "workflows") page = <Workflows />;
+  else if (section === "executions" && id) page = <Execution id={id} />;
+  else if (section === "calls" && id) page = <CallDetail id={id} />;
+  else if (section === "calls") page = <Calls />;
+  else page = <Overview />;
+  void sub;
+
+  return (
+    <div className="shell">
+      <header className="topbar">
+        <a className="brand" href="#/overview">
+          <img src="/console/mesh.svg" alt="" width={24} height={24} /> Agent Mesh
+        </a>
+        <nav aria-label="Main">
+          <ul>
+            {NAV.filter((item) => current.can(item.scope)).map((item) => (
+              <li key={item.path}>
+                <a href={`#/${item.path}`} aria-current={(section || "overview") === item.path ? "page" : undefined}>
+                  {item.title}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div className="who" data-testid="who">
+          <span title={me.id}>{me.email}</span>
+          <span className="role" data-testid="role">{label(me.role, "ROLE_")}</span>
+          <span className="tenant" data-testid="tenant" title="tenant">
+            tenant {me.tenant_id.slice(0, 8)}
+          </span>
+          <button
+            type="button"
+            onClick={async () => {
+              await session.signOut();
+              go("");
+            }}
+          >
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main>
+        <Suspense fallback={<p aria-busy="true">Loading…</p>}>{page}</Suspense>
+      </main>
+    </div>
+  );
+}
