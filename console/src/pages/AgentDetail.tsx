@@ -43,7 +43,7 @@ export default function AgentDetail({ id }: { id: string }) {
           Activate
         </button>
       )}
-      {(status === "AGENT_STATUS_ACTIVE" || status === "AGENT_STATUS_DRAFT" || status === "AGENT_STATUS_INACTIVE") && (
+      {status === "AGENT_STATUS_ACTIVE" && (
         <button type="button" className="primary" disabled={busy} onClick={() => act("deploy")}>
           Deploy
         </button>
@@ -51,6 +51,11 @@ export default function AgentDetail({ id }: { id: string }) {
       {status === "AGENT_STATUS_DEPLOYED" && (
         <button type="button" disabled={busy} onClick={() => act("undeploy")}>
           Undeploy
+        </button>
+      )}
+      {status === "AGENT_STATUS_ACTIVE" && (
+        <button type="button" disabled={busy} onClick={() => act("deactivate")}>
+          Deactivate
         </button>
       )}
       {status !== "AGENT_STATUS_DEPLOYED" && status !== "AGENT_STATUS_ARCHIVED" && (
@@ -116,8 +121,11 @@ function Chat({ agentId }: { agentId: string }) {
   const [streaming, setStreaming] = useState(false);
   const abort = useRef<AbortController | null>(null);
   const log = useRef<HTMLOListElement>(null);
+  // The thread this panel just started: its messages are already on screen.
+  const started = useRef<string>("");
 
   useEffect(() => {
+    if (threadId && threadId === started.current) return;
     if (!threadId) {
       setTurns([]);
       return;
@@ -141,7 +149,7 @@ function Chat({ agentId }: { agentId: string }) {
   }, [turns]);
 
   function update(fn: (turn: Turn) => Turn) {
-    setTurns((all) => [...all.slice(0, -1), fn(all[all.length - 1])]);
+    setTurns((all) => (all.length && all[all.length - 1].role === "assistant" ? [...all.slice(0, -1), fn(all[all.length - 1])] : all));
   }
 
   async function send(event: FormEvent) {
@@ -155,7 +163,8 @@ function Chat({ agentId }: { agentId: string }) {
     try {
       if (!thread) {
         const created = await api.post("/api/v1/threads", { agent_id: agentId, title: text.slice(0, 60) });
-        thread = created.id;
+        thread = created.id as string;
+        started.current = thread;
         setThreadId(thread);
         threads.reload();
       }

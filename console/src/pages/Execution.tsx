@@ -43,17 +43,24 @@ export default function Execution({ id }: { id: string }) {
     let closed = false;
     let socket: WebSocket | undefined;
     let timer: number | undefined;
+    let inFlight = false;
+    // The REST answer is the truth: read on every live event (at most one read at a time) and
+    // every 2 s until the execution ends, so a missed or reordered event never sticks.
     const poll = async () => {
+      if (inFlight || closed) return;
+      inFlight = true;
+      window.clearTimeout(timer);
       try {
         const e: Exec = await api.get(`/api/v1/workflows/executions/${id}`);
         if (closed) return;
         setExecution(e);
-        if (!ENDED.includes(e.status)) timer = window.setTimeout(poll, 1000);
+        if (!ENDED.includes(e.status)) timer = window.setTimeout(poll, 2000);
       } catch (e) {
         if (!closed) setError(e);
+      } finally {
+        inFlight = false;
       }
     };
-    const merge = (payload: Partial<Exec>) => setExecution((old) => ({ ...(old as Exec), ...payload }));
     poll().then(async () => {
       try {
         socket = await openSocket(`/ws/${id}`);
@@ -62,13 +69,13 @@ export default function Execution({ id }: { id: string }) {
         return;
       }
       if (closed) return socket.close();
-      socket.onopen = () => {
-        window.clearTimeout(timer);
-        setLive("live");
-      };
+      socket.onopen = () => setLive("live");
       socket.onmessage = (m) => {
         const event = JSON.parse(m.data);
-        if (event.type === "state" || event.type === "execution.progress") merge(event.payload);
+        if (event.type === "state" || event.type === "execution.progress") {
+          setExecution((old) => (old ? { ...old, ...event.payload } : old));
+          poll();
+        }
       };
       socket.onclose = () => {
         if (closed) return;

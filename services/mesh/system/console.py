@@ -22,14 +22,21 @@ _TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
           ".html": "text/html; charset=utf-8"}
 
 
-@lru_cache(maxsize=1)
 def files() -> dict[str, str]:
-    """The served files (path below `/console/` -> content type), from the MANIFEST."""
+    """The served files (path below `/console/` -> content type), from the MANIFEST (read again
+    only when it changes: a rebuild while the mesh runs is served at once)."""
     manifest = CONSOLE_DIR / "MANIFEST"
-    if not manifest.is_file():
+    try:
+        stamp = manifest.stat().st_mtime_ns
+    except FileNotFoundError:
         return {}
+    return _read_manifest(stamp)
+
+
+@lru_cache(maxsize=1)
+def _read_manifest(stamp: int) -> dict[str, str]:
     found = {}
-    for line in manifest.read_text().splitlines()[1:]:
+    for line in (CONSOLE_DIR / "MANIFEST").read_text().splitlines()[1:]:
         _, _, name = line.partition("  ")
         suffix = Path(name).suffix
         if name and suffix in _TYPES:

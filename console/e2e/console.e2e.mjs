@@ -1,0 +1,239 @@
+// The console end to end in a real headless Chromium (Debian's, driven by playwright-core),
+// against a running mesh: tests/e2e/test_console.py starts the mesh, makes the tenant, a model
+// on the scripted model server and a viewer, then runs this script with:
+//   MESH_URL, ADMIN_EMAIL, ADMIN_PASSWORD, VIEWER_EMAIL, VIEWER_PASSWORD, MODEL_NAME,
+//   REPLY (the words the scripted model streams), SCREENSHOTS (a directory, optional)
+// It prints one JSON line per measurement ("metric") and exits non-zero at the first failure.
+// Any API answer >= 400 that the test did not provoke, and any error in the page, fails it:
+// the page may not hide an error.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const MESH = env("MESH_URL");
+const SHOTS = process.env.SCREENSHOTS || "";
+if (SHOTS) mkdirSync(SHOTS, { recursive: true });
+const started = Date.now();
+const step = (text) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
+const metric = (name, value, unit) => console.log(JSON.stringify({ metric: name, value, unit }));
+
+const profile = mkdtempSync(join(tmpdir(), "console-chromium-"));
+// A fresh profile (--user-data-dir) of its own, removed at the end.
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1280, height: 860 },
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+
+const expected = []; // API errors the test provokes: [method, path regexp, status]
+const unexpected = [];
+const pageErrors = [];
+
+async function newPage(colorScheme = "light") {
+  const page = await browser.newPage();
+  await page.emulateMedia({ colorScheme });
+  page.setDefaultTimeout(15000);
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  page.on("console", (m) => m.type() === "error" && !/Failed to load resource/.test(m.text()) && pageErrors.push(m.text()));
+  page.on("response", (r) => {
+    const url = new URL(r.url());
+    if (r.status() < 400 || !(url.pathname.startsWith("/api/") || url.pathname.startsWith("/console"))) return;
+    const i = expected.findIndex(([m, p, s]) => m === r.request().method() && p.test(url.pathname) && s === r.status());
+    if (i >= 0) expected.splice(i, 1);
+    else unexpected.push(`${r.request().method()} ${url.pathname} -> ${r.status()}`);
+  });
+  return page;
+}
+
+async function shot(page, name) {
+  if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function signIn(page, email, password) {
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("who").waitFor();
+}
+
+let failed = false;
+try {
+  // ---- first load: sizes, and time until the sign-in form answers ---------------------------
+  const page = await newPage();
+  const t0 = Date.now();
+  const assets = [];
+  page.on("response", async (r) => {
+    if (new URL(r.url()).pathname.startsWith("/console")) assets.push(r);
+  });
+  await page.goto(`${MESH}/console`);
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  const interactive = Date.now() - t0;
+  let raw = 0, compressed = 0;
+  for (const r of assets) {
+    const body = await r.body();
+    raw += body.length;
+    compressed += gzipSync(body, { level: 6 }).length;
+  }
+  metric("console_first_load_bytes", raw, "bytes");
+  metric("console_first_load_gzip_bytes", compressed, "bytes");
+  metric("console_time_to_interactive_ms", interactive, "ms");
+  await shot(page, "sign-in");
+
+  // ---- sign in: a wrong password is shown, then the right one --------------------------------
+  expected.push(["POST", /^\/api\/v1\/auth\/login$/, 401]);
+  await page.getByLabel("Email").fill(env("ADMIN_EMAIL"));
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("api-error").filter({ hasText: "wrong email or password" }).waitFor();
+  await page.getByLabel("Password").fill(env("ADMIN_PASSWORD"));
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByTestId("role").filter({ hasText: "admin" }).waitFor();
+  await page.getByTestId("tenant").waitFor();
+  step("signed in as admin");
+
+  // A reload keeps the session (the tab's refresh token), without the password.
+  await page.reload();
+  await page.getByTestId("role").filter({ hasText: "admin" }).waitFor();
+  step("a reload kept the session");
+  await page.waitForSelector(".figures");
+  await page.waitForTimeout(300);
+  await shot(page, "overview");
+
+  // ---- create an agent: the API's validation message at the field, then fixed ---------------
+  await page.getByRole("link", { name: "Agents" }).click();
+  await page.getByRole("button", { name: "New agent" }).click();
+  const form = page.getByRole("form", { name: "New agent" });
+  await form.getByLabel("Name").fill("not a valid name!");
+  await form.getByLabel("Model").fill(env("MODEL_NAME"));
+  await form.getByLabel("System prompt").fill("Be brief.");
+  expected.push(["POST", /^\/api\/v1\/agents$/, 400]);
+  await form.getByRole("button", { name: "Create agent" }).click();
+  const nameError = form.locator('.field-error[data-field="name"]');
+  await nameError.waitFor();
+  const message = await nameError.textContent();
+  if (!/must match/.test(message)) throw new Error(`the name's error says ${message}`);
+  if ((await form.getByLabel("Name").getAttribute("aria-invalid")) !== "true") throw new Error("Name is not marked invalid");
+  await shot(page, "agent-validation");
+  const agentName = `console-agent-${Date.now().toString(36)}`;
+  await form.getByLabel("Name").fill(agentName);
+  await form.getByRole("button", { name: "Create agent" }).click();
+  await page.getByRole("heading", { name: agentName }).waitFor();
+  step(`created agent ${agentName} after the validation error (${message.trim()})`);
+
+  // Activate and deploy it.
+  await page.getByRole("button", { name: "Activate" }).click();
+  await page.getByTestId("agent-status").filter({ hasText: "active" }).waitFor();
+  await page.getByRole("button", { name: "Deploy" }).click();
+  await page.getByTestId("agent-status").filter({ hasText: "deployed" }).waitFor();
+  step("deployed");
+
+  // ---- chat: the reply streams in, in a thread -----------------------------------------------
+  const words = env("REPLY");
+  await page.getByLabel("Message").fill("Hello there");
+  const sent = Date.now();
+  await page.getByLabel("Message").press("Enter");
+  const reply = page.getByTestId("reply").last();
+  // Part of the reply while the call is still streaming: tokens arrive before the end.
+  await page.locator('.turn.assistant[data-status="streaming"] [data-testid="reply"]').filter({ hasText: words.split(" ")[0] }).waitFor();
+  const partial = await reply.textContent();
+  const firstToken = Date.now() - sent;
+  await page.locator('.turn.assistant[data-status="CALL_STATUS_COMPLETED"]').waitFor({ timeout: 30000 });
+  const whole = Date.now() - sent;
+  const final = (await reply.textContent()).trim();
+  if (final !== words) throw new Error(`the reply is ${JSON.stringify(final)}, not ${JSON.stringify(words)}`);
+  if (!(partial.replace("▍", "").trim().length < words.length)) throw new Error(`no partial reply seen (${partial})`);
+  metric("chat_first_token_ms", firstToken, "ms");
+  metric("chat_whole_reply_ms", whole, "ms");
+  step(`chat: "${partial.replace("▍", "").trim()}" then "${final}"`);
+  await shot(page, "agent-chat");
+  const threadLabel = await page.getByLabel("Thread").locator("option:checked").textContent();
+  if (!/Hello there/.test(threadLabel)) throw new Error(`the chat is not in a thread (${threadLabel})`);
+
+  // ---- a workflow with an approval step: run, approve in the browser, completed ---------------
+  await page.getByRole("link", { name: "Workflows" }).click();
+  await page.getByRole("button", { name: "New workflow" }).click();
+  const wf = page.getByRole("form", { name: "New workflow" });
+  const flowName = `console-flow-${Date.now().toString(36)}`;
+  await wf.getByLabel("Name").fill(flowName);
+  await wf.getByRole("button", { name: "Create and activate" }).click();
+  await page.getByRole("heading", { name: flowName }).waitFor();
+  await page.locator('svg.graph [data-step="approve"]').waitFor();
+  await shot(page, "workflow");
+  await page.getByLabel("Inputs (JSON)").fill('{"name": "console"}');
+  await page.getByRole("button", { name: "Run workflow" }).click();
+  await page.getByRole("button", { name: "Approve approve" }).waitFor({ timeout: 30000 });
+  await page.locator('svg.graph [data-step="approve"][data-state="waiting_approval"]').waitFor();
+  await shot(page, "execution-waiting");
+  step("the execution waits for approval");
+  await page.getByRole("button", { name: "Approve approve" }).click();
+  await page.getByTestId("execution-status").filter({ hasText: "completed" }).waitFor({ timeout: 30000 });
+  const outputs = await page.getByTestId("execution-outputs").textContent();
+  if (!outputs.includes("console")) throw new Error(`the outputs are ${outputs}`);
+  await page.locator('svg.graph [data-step="done"][data-state="completed"]').waitFor();
+  step("approved in the browser; the execution completed");
+  await shot(page, "execution-completed");
+
+  // ---- the call's transcript ------------------------------------------------------------------
+  await page.getByRole("link", { name: "Calls" }).click();
+  await page.getByRole("table", { name: "Calls" }).locator("tbody a").first().click();
+  await page.getByTestId("transcript").getByText("Hello there").waitFor();
+  await page.getByTestId("transcript").getByText(words).first().waitFor();
+  await shot(page, "call");
+  step("the call's transcript shows the chat");
+
+  // ---- sign out; a viewer sees nothing that would change anything ------------------------------
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await page.reload();
+  await page.getByRole("button", { name: "Sign in" }).waitFor(); // signed out stays signed out
+  const viewer = await newPage("dark");
+  await viewer.goto(`${MESH}/console`);
+  await signIn(viewer, env("VIEWER_EMAIL"), env("VIEWER_PASSWORD"));
+  await viewer.getByTestId("role").filter({ hasText: "viewer" }).waitFor();
+  await viewer.getByRole("link", { name: "Agents" }).click();
+  await viewer.getByRole("link", { name: agentName }).click();
+  await viewer.getByRole("heading", { name: agentName }).waitFor();
+  for (const name of ["New agent", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+    if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
+  }
+  if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");
+  await shot(viewer, "viewer-agent-dark");
+  await viewer.getByRole("link", { name: "Workflows" }).click();
+  await viewer.getByRole("link", { name: flowName }).click();
+  await viewer.getByRole("heading", { name: flowName }).waitFor();
+  for (const name of ["New workflow", "Run workflow", "Deactivate", "Activate"]) {
+    if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
+  }
+  step("a viewer is offered no control that changes anything");
+
+  if (expected.length) throw new Error(`provoked errors never seen: ${expected.map(String).join(", ")}`);
+  if (unexpected.length) throw new Error(`the API answered errors: ${unexpected.join("; ")}`);
+  if (pageErrors.length) throw new Error(`errors in the page: ${pageErrors.join("; ")}`);
+  step("passed");
+} catch (error) {
+  failed = true;
+  console.error(`FAILED: ${error.stack || error}`);
+  if (unexpected.length) console.error(`API errors seen: ${unexpected.join("; ")}`);
+  if (pageErrors.length) console.error(`page errors: ${pageErrors.join("; ")}`);
+  {
+    for (const p of browser.pages()) {
+      if (SHOTS) await p.screenshot({ path: join(SHOTS, `failure-${Date.now()}.png`) }).catch(() => {});
+      console.error(`page ${p.url()}:\n${(await p.locator("main").innerText().catch(() => "")).slice(0, 2000)}`);
+    }
+  }
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.exit(failed ? 1 : 0);
