@@ -107,8 +107,6 @@ try {
   await page.getByTestId("role").filter({ hasText: "admin" }).waitFor();
   step("a reload kept the session");
   await page.waitForSelector(".figures");
-  await page.waitForTimeout(300);
-  await shot(page, "overview");
 
   // ---- create an agent: the API's validation message at the field, then fixed ---------------
   await page.getByRole("link", { name: "Agents" }).click();
@@ -191,6 +189,13 @@ try {
   await page.getByTestId("transcript").getByText(words).first().waitFor();
   await shot(page, "call");
   step("the call's transcript shows the chat");
+
+  // ---- the overview's charts, now with a call and an execution -----------------------------
+  await page.getByRole("link", { name: "Overview" }).click();
+  await page.getByRole("list", { name: "Summary" }).getByText("Calls", { exact: true }).waitFor();
+  await page.locator(".recharts-surface").first().waitFor();
+  await page.waitForTimeout(400);
+  await shot(page, "overview");
 
   // ---- sign out; a viewer sees nothing that would change anything ------------------------------
   await page.getByRole("button", { name: "Sign out" }).click();

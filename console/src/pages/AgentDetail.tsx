@@ -196,6 +196,7 @@ function Chat({ agentId }: { agentId: string }) {
     } finally {
       setStreaming(false);
       abort.current = null;
+      threads.reload();
     }
   }
 

@@ -75,15 +75,15 @@ export default function Overview() {
           <figure className="card">
             <figcaption>Call volume</figcaption>
             <ResponsiveContainer width="100%" height={220}>
-              <AreaChart data={d.volume.points ?? []}>
+              <BarChart data={d.volume.points ?? []}>
                 <CartesianGrid strokeDasharray="3 3" className="chart-grid" />
                 <XAxis dataKey="timestamp" tickFormatter={tick(hours)} minTickGap={30} />
                 <YAxis allowDecimals={false} />
                 <Tooltip labelFormatter={(v) => new Date(String(v)).toLocaleString()} />
                 <Legend />
-                <Area type="monotone" dataKey="completed" stackId="1" stroke="#2f9e44" fill="#2f9e44" fillOpacity={0.4} />
-                <Area type="monotone" dataKey="failed" stackId="1" stroke="#e03131" fill="#e03131" fillOpacity={0.4} />
-              </AreaChart>
+                <Bar dataKey="completed" stackId="1" fill="#2f9e44" />
+                <Bar dataKey="failed" stackId="1" fill="#e03131" />
+              </BarChart>
             </ResponsiveContainer>
           </figure>
           <figure className="card">
