@@ -56,6 +56,15 @@ async function newPage(colorScheme = "light") {
   return page;
 }
 
+/** Waits until `check()` is true (playwright-core has no `expect`). */
+async function until(what, check, timeout = 15000) {
+  const deadline = Date.now() + timeout;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function shot(page, name) {
   if (SHOTS) await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
 }
@@ -108,13 +117,30 @@ try {
   step("a reload kept the session");
   await page.waitForSelector(".figures");
 
+  // ---- create a tool ---------------------------------------------------------------------------
+  const toolName = `console-calc-${Date.now().toString(36)}`;
+  await page.getByRole("link", { name: "Tools" }).click();
+  await page.getByRole("button", { name: "New tool" }).click();
+  const toolForm = page.getByRole("form", { name: "New tool" });
+  await toolForm.getByLabel("Name").fill(toolName);
+  await toolForm.getByLabel("Type").selectOption("TOOL_TYPE_BUILTIN");
+  await toolForm.getByLabel("Built-in function").selectOption("math");
+  await toolForm.getByRole("button", { name: "Create tool" }).click();
+  await page.getByRole("table", { name: "Tools" }).getByText(toolName).waitFor();
+  step(`created tool ${toolName}`);
+
   // ---- create an agent: the API's validation message at the field, then fixed ---------------
   await page.getByRole("link", { name: "Agents" }).click();
+  // Another tenant's agent never appears.
+  await page.getByLabel("Search agents").fill(env("OTHER_AGENT"));
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByRole("table", { name: "Agents" }).getByText("No agents matching").waitFor();
   await page.getByRole("button", { name: "New agent" }).click();
   const form = page.getByRole("form", { name: "New agent" });
   await form.getByLabel("Name").fill("not a valid name!");
   await form.getByLabel("Model").fill(env("MODEL_NAME"));
   await form.getByLabel("System prompt").fill("Be brief.");
+  await form.getByLabel("Tools").selectOption({ label: toolName });
   expected.push(["POST", /^\/api\/v1\/agents$/, 400]);
   await form.getByRole("button", { name: "Create agent" }).click();
   const nameError = form.locator('.field-error[data-field="name"]');
@@ -137,7 +163,7 @@ try {
   step("deployed");
 
   // ---- chat: the reply streams in, in a thread -----------------------------------------------
-  const words = env("REPLY");
+  const words = env("REPLY"); // the scripted model calls the tool first, then writes these words
   await page.getByLabel("Message").fill("Hello there");
   const sent = Date.now();
   await page.getByLabel("Message").press("Enter");
@@ -149,11 +175,14 @@ try {
   await page.locator('.turn.assistant[data-status="CALL_STATUS_COMPLETED"]').waitFor({ timeout: 30000 });
   const whole = Date.now() - sent;
   const final = (await reply.textContent()).trim();
-  if (final !== words) throw new Error(`the reply is ${JSON.stringify(final)}, not ${JSON.stringify(words)}`);
+  if (!final.startsWith(words) || !final.includes("42")) throw new Error(`the reply is ${JSON.stringify(final)}`);
+  const tool = page.getByTestId("tool-call").last();
+  const toolText = await tool.textContent();
+  if (!toolText.includes(toolName) || !/completed/i.test(toolText)) throw new Error(`the tool call shows ${toolText}`);
   if (!(partial.replace("▍", "").trim().length < words.length)) throw new Error(`no partial reply seen (${partial})`);
   metric("chat_first_token_ms", firstToken, "ms");
   metric("chat_whole_reply_ms", whole, "ms");
-  step(`chat: "${partial.replace("▍", "").trim()}" then "${final}"`);
+  step(`chat: the tool call (${toolText.trim()}), "${partial.replace("▍", "").trim()}" then "${final}"`);
   await shot(page, "agent-chat");
   const threadLabel = await page.getByLabel("Thread").locator("option:checked").textContent();
   if (!/Hello there/.test(threadLabel)) throw new Error(`the chat is not in a thread (${threadLabel})`);
@@ -190,6 +219,19 @@ try {
   await shot(page, "call");
   step("the call's transcript shows the chat");
 
+  // ---- the actions in the audit log ------------------------------------------------------------
+  await page.getByRole("link", { name: "Audit" }).click();
+  const audit = page.getByRole("table", { name: "Audit events" });
+  for (const action of ["tool.create", "agent.create"]) {
+    await audit.locator(`tr[data-action="${action}"]`).first().waitFor();
+  }
+  await page.getByLabel("Action").fill("agent.create");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await audit.locator('tr[data-action="agent.create"]').filter({ hasText: agentName }).waitFor();
+  await until("the filter leaves only agent.create", async () => (await audit.locator('tbody tr:not([data-action="agent.create"])').count()) === 0);
+  await shot(page, "audit");
+  step("the actions are in the audit log");
+
   // ---- the overview's charts, now with a call and an execution -----------------------------
   await page.getByRole("link", { name: "Overview" }).click();
   await page.getByRole("list", { name: "Summary" }).getByText("Calls", { exact: true }).waitFor();
@@ -209,7 +251,7 @@ try {
   await viewer.getByRole("link", { name: "Agents" }).click();
   await viewer.getByRole("link", { name: agentName }).click();
   await viewer.getByRole("heading", { name: agentName }).waitFor();
-  for (const name of ["New agent", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+  for (const name of ["New agent", "New tool", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");

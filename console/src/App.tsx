@@ -8,6 +8,8 @@ import WorkflowDetail from "./pages/WorkflowDetail";
 import Execution from "./pages/Execution";
 import Calls from "./pages/Calls";
 import CallDetail from "./pages/CallDetail";
+import Tools from "./pages/Tools";
+import Audit from "./pages/Audit";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -18,6 +20,8 @@ const NAV: { path: string; title: string; scope: string }[] = [
   { path: "agents", title: "Agents", scope: "agents:read" },
   { path: "workflows", title: "Workflows", scope: "workflows:read" },
   { path: "calls", title: "Calls", scope: "calls:read" },
+  { path: "tools", title: "Tools", scope: "tools:read" },
+  { path: "audit", title: "Audit", scope: "observability:read" },
 ];
 
 export default function App() {
@@ -42,6 +46,8 @@ export default function App() {
   else if (section === "executions" && id) page = <Execution id={id} />;
   else if (section === "calls" && id) page = <CallDetail id={id} />;
   else if (section === "calls") page = <Calls />;
+  else if (section === "tools") page = <Tools />;
+  else if (section === "audit") page = <Audit />;
   else page = <Overview />;
   void sub;
 

@@ -2,10 +2,11 @@
 `agentmesh up`: console/e2e/console.e2e.mjs drives Debian's Chromium with playwright-core (both
 from the project's own set-up: .ci/setup installs `chromium`, console/package-lock.json pins
 playwright-core). It signs in (a wrong password shown first, a reload keeps the session), creates
-an agent with the API's validation error shown at the field and then fixed, deploys it, chats
-with it and sees the reply stream in (in a thread), creates a workflow with an approval step, runs
-it, approves the step in the browser and sees it complete, opens the call's transcript, signs
-out, and checks that a viewer is offered no control that changes anything. Any API error the
+a tool, then an agent using it with the API's validation error shown at the field and then fixed, deploys it, chats
+with it and sees the tool call and the reply stream in (in a thread), creates a workflow with an approval step, runs
+it, approves the step in the browser and sees it complete, opens the call's transcript, finds
+the actions in the audit log, signs out, and checks that a viewer is offered no control that
+changes anything; another tenant's agent never appears. Any API error the
 page did not provoke on purpose, and any error in the page, fails it. It prints the console's
 first load (raw and gzip-compressed) and its time to interactive.
 
@@ -61,17 +62,23 @@ def test_the_console_in_a_browser(egress_mesh, model_server, tmp_path):
     viewer_email = f"viewer-{uuid.uuid4().hex[:6]}@example.com"
     with egress_mesh.client(owner.token) as client:
         script = model_server.script(f"console-{uuid.uuid4().hex[:8]}",
-                                     [{"content": REPLY, "token_delay": 0.12}])
+                                     [{"tool_call": {"name": "$first", "arguments": {"expression": "40 + 2"}}},
+                                      {"content": REPLY + " {tool_result}", "token_delay": 0.12}])
         model = _ok(client.post("/api/v1/master-data/models", json={
             "name": f"console-model-{uuid.uuid4().hex[:6]}", "provider": "openai_compatible",
             "model_id": script, "endpoint_url": model_server.base_url,
             "pricing": {"input_per_1m_tokens": 500, "output_per_1m_tokens": 1500}}))
         _ok(client.post("/api/v1/auth/users", json={
             "email": viewer_email, "password": USER_PASSWORD, "role": "ROLE_VIEWER"}))
+    # Another tenant's agent, which the console must never show.
+    other = register(egress_mesh, "globex")
+    other_agent = f"globex-secret-{uuid.uuid4().hex[:6]}"
+    with egress_mesh.client(other.token) as client:
+        _ok(client.post("/api/v1/agents", json={"name": other_agent, "model": "gpt-4o"}))
     shots = os.environ.get("AGENTMESH_CONSOLE_SCREENSHOTS") or str(tmp_path / "screenshots")
     env = {**os.environ, "MESH_URL": egress_mesh.url, "ADMIN_EMAIL": owner.email,
            "ADMIN_PASSWORD": owner.password, "VIEWER_EMAIL": viewer_email,
-           "VIEWER_PASSWORD": USER_PASSWORD, "MODEL_NAME": model["name"], "REPLY": REPLY,
+           "VIEWER_PASSWORD": USER_PASSWORD, "MODEL_NAME": model["name"], "REPLY": REPLY, "OTHER_AGENT": other_agent,
            "SCREENSHOTS": str(Path(shots).resolve()), "CHROMIUM": CHROMIUM}
     started = time.monotonic()
     run = subprocess.run(["node", "e2e/console.e2e.mjs"], cwd=CONSOLE, env=env,

@@ -74,6 +74,8 @@ export default function Agents() {
 
 function CreateAgent({ onCancel }: { onCancel: () => void }) {
   const [form, setForm] = useState({ name: "", model: "", description: "", system_prompt: "" });
+  const [tools, setTools] = useState<string[]>([]);
+  const toolList = useLoad(() => (session.can("tools:read") ? api.get("/api/v1/tools", { page_size: 100 }) : Promise.resolve({ items: [] })), []);
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
   const models = useLoad(() => api.get("/api/v1/master-data/models", { page_size: 100 }).catch(() => ({ items: [] })), []);
@@ -84,7 +86,7 @@ function CreateAgent({ onCancel }: { onCancel: () => void }) {
     setBusy(true);
     setError(undefined);
     try {
-      const agent = await api.post("/api/v1/agents", form);
+      const agent = await api.post("/api/v1/agents", { ...form, tools });
       go(`agents/${agent.id}`);
     } catch (e) {
       setError(e);
@@ -94,7 +96,8 @@ function CreateAgent({ onCancel }: { onCancel: () => void }) {
   }
 
   const fields = error instanceof ApiError ? error.fields : {};
-  const unplaced = error instanceof ApiError ? Object.keys(fields).filter((f) => !(f in form)) : [];
+  const toolErrors = Object.entries(fields).filter(([f]) => f.startsWith("tools")).map(([f, d]) => `${f}: ${d}`).join("\n");
+  const unplaced = error instanceof ApiError ? Object.keys(fields).filter((f) => !(f in form) && !f.startsWith("tools")) : [];
   return (
     <form className="card form" onSubmit={submit} aria-label="New agent" noValidate>
       <h2>New agent</h2>
@@ -105,6 +108,28 @@ function CreateAgent({ onCancel }: { onCancel: () => void }) {
           <option key={m.name} value={m.name} />
         ))}
       </datalist>
+      <div className={`field${toolErrors ? " invalid" : ""}`}>
+        <label htmlFor="agent-tools">Tools</label>
+        <select
+          id="agent-tools"
+          multiple
+          value={tools}
+          aria-invalid={toolErrors ? true : undefined}
+          aria-describedby={toolErrors ? "agent-tools-error" : undefined}
+          onChange={(e) => setTools(Array.from(e.target.selectedOptions, (o) => o.value))}
+        >
+          {(toolList.data?.items ?? []).map((t: { id: string; name: string }) => (
+            <option key={t.id} value={t.name}>
+              {t.name}
+            </option>
+          ))}
+        </select>
+        {toolErrors && (
+          <small id="agent-tools-error" className="field-error" role="alert" data-field="tools">
+            {toolErrors}
+          </small>
+        )}
+      </div>
       <Field label="Description" name="description" value={form.description} onChange={set("description")} error={fields.description} />
       <Field label="System prompt" name="system_prompt" value={form.system_prompt} onChange={set("system_prompt")} error={fields.system_prompt} multiline />
       <ErrorBanner error={error && (Object.keys(fields).length === 0 || unplaced.length) ? error : undefined} />
