@@ -155,6 +155,14 @@ try {
   await page.getByRole("heading", { name: agentName }).waitFor();
   step(`created agent ${agentName} after the validation error (${message.trim()})`);
 
+  // Edit it (only the fields of the form change: ?update_mask=).
+  await page.getByRole("button", { name: "Edit" }).click();
+  const edit = page.getByRole("form", { name: "Edit agent" });
+  await edit.getByLabel("Description").fill("Edited in the console");
+  await edit.getByRole("button", { name: "Save" }).click();
+  await page.getByTestId("agent-description").filter({ hasText: "Edited in the console" }).waitFor();
+  step("edited");
+
   // Activate and deploy it.
   await page.getByRole("button", { name: "Activate" }).click();
   await page.getByTestId("agent-status").filter({ hasText: "active" }).waitFor();
@@ -251,7 +259,7 @@ try {
   await viewer.getByRole("link", { name: "Agents" }).click();
   await viewer.getByRole("link", { name: agentName }).click();
   await viewer.getByRole("heading", { name: agentName }).waitFor();
-  for (const name of ["New agent", "New tool", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+  for (const name of ["New agent", "New tool", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");
@@ -259,7 +267,7 @@ try {
   await viewer.getByRole("link", { name: "Workflows" }).click();
   await viewer.getByRole("link", { name: flowName }).click();
   await viewer.getByRole("heading", { name: flowName }).waitFor();
-  for (const name of ["New workflow", "Run workflow", "Deactivate", "Activate"]) {
+  for (const name of ["New workflow", "Edit", "Run workflow", "Deactivate", "Activate"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   step("a viewer is offered no control that changes anything");

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
-import { api, session, streamEvents } from "../api";
-import { ErrorBanner, Page, Status, useLoad, when } from "../ui";
+import { api, ApiError, session, streamEvents } from "../api";
+import { ErrorBanner, Field, Page, Status, useLoad, when } from "../ui";
 
 type Agent = {
   id: string;
@@ -19,6 +19,7 @@ export default function AgentDetail({ id }: { id: string }) {
   const agent = useLoad<Agent>(() => api.get(`/api/v1/agents/${id}`), [id]);
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
+  const [editing, setEditing] = useState(false);
   const a = agent.data;
 
   async function act(action: string) {
@@ -38,6 +39,11 @@ export default function AgentDetail({ id }: { id: string }) {
   const status = a?.status ?? "";
   const actions = canWrite && a && (
     <>
+      {status !== "AGENT_STATUS_ARCHIVED" && (
+        <button type="button" disabled={busy || editing} onClick={() => setEditing(true)}>
+          Edit
+        </button>
+      )}
       {(status === "AGENT_STATUS_DRAFT" || status === "AGENT_STATUS_INACTIVE") && (
         <button type="button" disabled={busy} onClick={() => act("activate")}>
           Activate
@@ -77,6 +83,15 @@ export default function AgentDetail({ id }: { id: string }) {
         <a href="#/agents">← All agents</a>
       </p>
       <ErrorBanner error={agent.error || error} />
+      {a && editing && (
+        <EditAgent
+          agent={a}
+          onDone={() => {
+            setEditing(false);
+            agent.reload();
+          }}
+        />
+      )}
       {a && (
         <div className="columns">
           <dl className="card facts">
@@ -84,6 +99,8 @@ export default function AgentDetail({ id }: { id: string }) {
             <dd data-testid="agent-status">
               <Status value={a.status} />
             </dd>
+            <dt>Description</dt>
+            <dd data-testid="agent-description">{a.description || "—"}</dd>
             <dt>Model</dt>
             <dd>{a.model || "—"}</dd>
             <dt>Version</dt>
@@ -101,6 +118,53 @@ export default function AgentDetail({ id }: { id: string }) {
         </div>
       )}
     </Page>
+  );
+}
+
+const EDITABLE = ["model", "description", "system_prompt"] as const;
+
+/** Changes only the fields shown (`?update_mask=`): a new version of the agent. */
+function EditAgent({ agent, onDone }: { agent: Agent; onDone: () => void }) {
+  const [form, setForm] = useState({ model: agent.model ?? "", description: agent.description ?? "", system_prompt: agent.system_prompt ?? "" });
+  const [tools, setTools] = useState((agent.tools ?? []).join(", "));
+  const [error, setError] = useState<unknown>();
+  const [busy, setBusy] = useState(false);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    try {
+      const body = { ...form, tools: tools.split(",").map((t) => t.trim()).filter(Boolean) };
+      await api.put(`/api/v1/agents/${agent.id}?update_mask=${[...EDITABLE, "tools"].join(",")}`, body);
+      onDone();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const fields = error instanceof ApiError ? error.fields : {};
+  const toolErrors = Object.entries(fields).filter(([f]) => f.startsWith("tools")).map(([f, d]) => `${f}: ${d}`).join("\n");
+  const other = Object.keys(fields).some((f) => !(EDITABLE as readonly string[]).includes(f) && !f.startsWith("tools"));
+  return (
+    <form className="card form" onSubmit={submit} aria-label="Edit agent" noValidate>
+      <h2>Edit {agent.name}</h2>
+      <Field label="Model" name="model" value={form.model} onChange={(v) => setForm({ ...form, model: v })} error={fields.model} />
+      <Field label="Description" name="description" value={form.description} onChange={(v) => setForm({ ...form, description: v })} error={fields.description} />
+      <Field label="System prompt" name="system_prompt" value={form.system_prompt} onChange={(v) => setForm({ ...form, system_prompt: v })} error={fields.system_prompt} multiline />
+      <Field label="Tools (names, comma-separated)" name="tools" value={tools} onChange={setTools} error={toolErrors || undefined} />
+      <ErrorBanner error={error && (Object.keys(fields).length === 0 || other) ? error : undefined} />
+      <div className="actions">
+        <button type="submit" className="primary" disabled={busy}>
+          Save
+        </button>
+        <button type="button" onClick={onDone}>
+          Cancel
+        </button>
+      </div>
+    </form>
   );
 }
 

@@ -50,6 +50,7 @@ export default function WorkflowDetail({ id }: { id: string }) {
   const [inputs, setInputs] = useState('{"name": "world"}');
   const [error, setError] = useState<unknown>();
   const [busy, setBusy] = useState(false);
+  const [editing, setEditing] = useState(false);
   const w = workflow.data;
 
   async function run(event: FormEvent) {
@@ -90,11 +91,16 @@ export default function WorkflowDetail({ id }: { id: string }) {
       title={w ? w.name : "Workflow"}
       actions={
         w && session.can("workflows:write") && (
-          w.status === "WORKFLOW_STATUS_ACTIVE" ? (
-            <button type="button" onClick={() => act("deactivate")}>Deactivate</button>
-          ) : (
-            <button type="button" onClick={() => act("activate")}>Activate</button>
-          )
+          <>
+            <button type="button" disabled={editing} onClick={() => setEditing(true)}>
+              Edit
+            </button>
+            {w.status === "WORKFLOW_STATUS_ACTIVE" ? (
+              <button type="button" onClick={() => act("deactivate")}>Deactivate</button>
+            ) : (
+              <button type="button" onClick={() => act("activate")}>Activate</button>
+            )}
+          </>
         )
       }
     >
@@ -102,6 +108,15 @@ export default function WorkflowDetail({ id }: { id: string }) {
         <a href="#/workflows">← All workflows</a>
       </p>
       <ErrorBanner error={workflow.error || (error && !inputErrors ? error : undefined)} />
+      {w && editing && (
+        <EditWorkflow
+          workflow={w}
+          onDone={() => {
+            setEditing(false);
+            workflow.reload();
+          }}
+        />
+      )}
       {w && (
         <>
           <p>
@@ -148,5 +163,54 @@ export default function WorkflowDetail({ id }: { id: string }) {
         </>
       )}
     </Page>
+  );
+}
+
+/** A new version of the definition (`?update_mask=description,steps`); running executions keep theirs. */
+function EditWorkflow({ workflow, onDone }: { workflow: { id: string; description?: string; steps?: unknown[] }; onDone: () => void }) {
+  const [description, setDescription] = useState(workflow.description ?? "");
+  const [steps, setSteps] = useState(JSON.stringify(workflow.steps ?? [], null, 2));
+  const [error, setError] = useState<unknown>();
+  const [busy, setBusy] = useState(false);
+
+  async function submit(event: FormEvent) {
+    event.preventDefault();
+    setError(undefined);
+    let parsed;
+    try {
+      parsed = JSON.parse(steps);
+    } catch (e) {
+      setError(new ApiError(400, { error: "INVALID_JSON", message: (e as Error).message, details: { field_violations: [{ field: "steps", description: `not JSON: ${(e as Error).message}` }] } }));
+      return;
+    }
+    setBusy(true);
+    try {
+      await api.put(`/api/v1/workflows/${workflow.id}?update_mask=description,steps`, { description, steps: parsed });
+      onDone();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  const fields = error instanceof ApiError ? error.fields : {};
+  const stepErrors = Object.entries(fields).filter(([f]) => f.startsWith("steps")).map(([f, d]) => `${f}: ${d}`).join("\n");
+  const other = Object.keys(fields).some((f) => f !== "description" && !f.startsWith("steps"));
+  return (
+    <form className="card form" onSubmit={submit} aria-label="Edit workflow" noValidate>
+      <h2>Edit the definition</h2>
+      <Field label="Description" name="description" value={description} onChange={setDescription} error={fields.description} />
+      <Field label="Steps (JSON)" name="steps" value={steps} onChange={setSteps} error={stepErrors || undefined} multiline />
+      <ErrorBanner error={error && (Object.keys(fields).length === 0 || other) ? error : undefined} />
+      <div className="actions">
+        <button type="submit" className="primary" disabled={busy}>
+          Save as a new version
+        </button>
+        <button type="button" onClick={onDone}>
+          Cancel
+        </button>
+      </div>
+    </form>
   );
 }
