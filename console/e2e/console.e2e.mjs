@@ -127,6 +127,7 @@ try {
   await toolForm.getByLabel("Built-in function").selectOption("math");
   await toolForm.getByRole("button", { name: "Create tool" }).click();
   await page.getByRole("table", { name: "Tools" }).getByText(toolName).waitFor();
+  await shot(page, "tools");
   step(`created tool ${toolName}`);
 
   // ---- create an agent: the API's validation message at the field, then fixed ---------------
