@@ -47,10 +47,11 @@ export default function CallDetail({ id }: { id: string }) {
       {session.can("observability:read") && <Trace callId={id} />}
       <h2>Transcript</h2>
       <ol className="turns" data-testid="transcript">
-        {(transcript.data?.entries ?? []).map((e: { role: string; content: string; timestamp?: string }, i: number) => (
+        {(transcript.data?.entries ?? []).map((e: { role: string; content: string; timestamp?: string; metadata?: Record<string, unknown> }, i: number) => (
           <li key={i} className={`turn ${e.role === "user" ? "user" : "assistant"}`}>
             <span className="who">{e.role}</span>
             <div className="content">{e.content}</div>
+            {!e.content && e.metadata && Object.keys(e.metadata).length > 0 && <code className="pre">{JSON.stringify(e.metadata)}</code>}
             <span className="muted">{when(e.timestamp)}</span>
           </li>
         ))}
