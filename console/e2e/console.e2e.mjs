@@ -214,11 +214,19 @@ try {
   step("the execution waits for approval");
   await page.getByRole("button", { name: "Approve approve" }).click();
   await page.getByTestId("execution-status").filter({ hasText: "completed" }).waitFor({ timeout: 30000 });
-  const outputs = await page.getByTestId("execution-outputs").textContent();
-  if (!outputs.includes("console")) throw new Error(`the outputs are ${outputs}`);
+  await until("the outputs hold the input", async () => (await page.getByTestId("execution-outputs").textContent()).includes("console"));
   await page.locator('svg.graph [data-step="done"][data-state="completed"]').waitFor();
   step("approved in the browser; the execution completed");
   await shot(page, "execution-completed");
+
+  // Run it again and reject the step: the execution fails with the rejection.
+  await page.getByRole("link", { name: /^← / }).click();
+  await page.getByRole("heading", { name: flowName }).waitFor();
+  await page.getByRole("button", { name: "Run workflow" }).click();
+  await page.getByRole("button", { name: "Reject approve" }).click({ timeout: 30000 });
+  await page.getByTestId("execution-status").filter({ hasText: "failed" }).waitFor({ timeout: 30000 });
+  await page.getByText("APPROVAL_REJECTED").first().waitFor();
+  step("rejected in the browser; the execution failed with APPROVAL_REJECTED");
 
   // ---- the call's transcript ------------------------------------------------------------------
   await page.getByRole("link", { name: "Calls" }).click();
