@@ -58,3 +58,26 @@ def test_assets_are_served_with_their_media_type_and_nothing_else():
                  "assets/../index.html", "/etc/passwd", "nope.js"):
         with pytest.raises(NotFound):
             asyncio.run(console.asset(path))
+
+
+def _segments_match(used: list[str], route: list[str]) -> bool:
+    return len(used) == len(route) and all(
+        u == "*" or r.startswith("{") or u == r for u, r in zip(used, route))
+
+
+def test_the_console_uses_only_public_routes_of_the_contract():
+    """Every REST path the console's source names is a route of the published OpenAPI document
+    (`${...}` stands for any one segment): it has no API of its own."""
+    import json
+
+    document = json.loads((ROOT / "gen/agentmesh/openapi.json").read_text())
+    routes = [p.strip("/").split("/") for p in document["paths"]]
+    used = set()
+    for source in (ROOT / "console/src").rglob("*.ts*"):
+        for literal in re.findall(r'[`"](/api/v1/[^`"]*)[`"]', source.read_text()):
+            path = re.sub(r"\$\{[^}]*\}", "*", literal.split("?")[0])
+            used.add(path)
+    assert len(used) > 20
+    unknown = [p for p in sorted(used) if not any(_segments_match(p.strip("/").split("/"), r)
+                                                  for r in routes)]
+    assert not unknown, unknown
