@@ -249,6 +249,24 @@ try {
   await shot(page, "audit");
   step("the actions are in the audit log");
 
+  // ---- settings: an API key shown once, then revoked -------------------------------------------
+  await page.getByRole("link", { name: "Settings" }).click();
+  const keyName = `console-key-${Date.now().toString(36)}`;
+  await page.getByLabel("Key name").fill(keyName);
+  await page.getByLabel("Scopes (space-separated)").fill("agents:read calls:read");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const shown = (await page.getByTestId("new-key").locator("pre").textContent()).trim();
+  if (shown.length < 20) throw new Error(`the new key shows ${shown}`);
+  await shot(page, "settings");
+  await page.getByRole("button", { name: "I have copied it" }).click();
+  if (await page.getByText(shown).count()) throw new Error("the key is still shown");
+  const keyRow = page.getByRole("table", { name: "API keys" }).getByRole("row", { name: new RegExp(keyName) });
+  await keyRow.waitFor();
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: `Revoke ${keyName}` }).click();
+  await until("the revoked key leaves the list", async () => (await keyRow.count()) === 0);
+  step("an API key shown once, then revoked");
+
   // ---- the overview's charts, now with a call and an execution -----------------------------
   await page.getByRole("link", { name: "Overview" }).click();
   await page.getByRole("list", { name: "Summary" }).getByText("Calls", { exact: true }).waitFor();
@@ -279,6 +297,7 @@ try {
   for (const name of ["New workflow", "Edit", "Run workflow", "Deactivate", "Activate"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
+  if (await viewer.getByRole("link", { name: "Settings" }).count()) throw new Error("a viewer is offered the settings");
   step("a viewer is offered no control that changes anything");
 
   if (expected.length) throw new Error(`provoked errors never seen: ${expected.map(String).join(", ")}`);

@@ -10,6 +10,7 @@ import Calls from "./pages/Calls";
 import CallDetail from "./pages/CallDetail";
 import Tools from "./pages/Tools";
 import Audit from "./pages/Audit";
+import Settings from "./pages/Settings";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -48,6 +49,7 @@ export default function App() {
   else if (section === "calls") page = <Calls />;
   else if (section === "tools") page = <Tools />;
   else if (section === "audit") page = <Audit />;
+  else if (section === "settings") page = <Settings />;
   else page = <Overview />;
   void sub;
 
@@ -59,7 +61,9 @@ export default function App() {
         </a>
         <nav aria-label="Main">
           <ul>
-            {NAV.filter((item) => current.can(item.scope)).map((item) => (
+            {[...NAV, ...(current.can("users:read") || current.can("apikeys:read") ? [{ path: "settings", title: "Settings", scope: "" }] : [])]
+              .filter((item) => !item.scope || current.can(item.scope))
+              .map((item) => (
               <li key={item.path}>
                 <a href={`#/${item.path}`} aria-current={(section || "overview") === item.path ? "page" : undefined}>
                   {item.title}
