@@ -249,6 +249,29 @@ try {
   await shot(page, "audit");
   step("the actions are in the audit log");
 
+  // ---- a prompt: two versions, a label moved, the diff between them ------------------------------
+  await page.getByRole("link", { name: "Prompts" }).click();
+  await page.getByRole("button", { name: "New prompt" }).click();
+  const promptName = `console-prompt-${Date.now().toString(36)}`;
+  const promptForm = page.getByRole("form", { name: "New prompt" });
+  await promptForm.getByLabel("Name").fill(promptName);
+  await promptForm.getByLabel("Content").fill("You are helpful.\nAnswer in English.");
+  await promptForm.getByRole("button", { name: "Create prompt" }).click();
+  await page.getByRole("heading", { name: promptName }).waitFor();
+  await page.getByLabel("Version content").fill("You are helpful.\nAnswer in French.");
+  await page.getByLabel("Changelog").fill("French");
+  await page.getByRole("button", { name: "Save version" }).click();
+  await page.getByRole("table", { name: "Versions" }).getByText("French").waitFor();
+  await page.getByLabel("To version").selectOption("2");
+  await page.getByRole("button", { name: "Set label" }).click();
+  await page.getByTestId("prompt-labels").filter({ hasText: "production → 2" }).waitFor();
+  await page.getByLabel("From").selectOption("1");
+  await page.getByLabel("To", { exact: true }).selectOption("2");
+  await page.getByTestId("diff").locator(".removed").filter({ hasText: "- Answer in English." }).waitFor();
+  await page.getByTestId("diff").locator(".added").filter({ hasText: "+ Answer in French." }).waitFor();
+  await shot(page, "prompt-diff");
+  step("a prompt's second version, its label moved, the diff shown");
+
   // ---- settings: an API key shown once, then revoked -------------------------------------------
   await page.getByRole("link", { name: "Settings" }).click();
   const keyName = `console-key-${Date.now().toString(36)}`;
@@ -287,7 +310,7 @@ try {
   await viewer.getByRole("link", { name: "Agents" }).click();
   await viewer.getByRole("link", { name: agentName }).click();
   await viewer.getByRole("heading", { name: agentName }).waitFor();
-  for (const name of ["New agent", "New tool", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+  for (const name of ["New agent", "New tool", "New prompt", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");

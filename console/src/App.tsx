@@ -11,6 +11,7 @@ import CallDetail from "./pages/CallDetail";
 import Tools from "./pages/Tools";
 import Audit from "./pages/Audit";
 import Settings from "./pages/Settings";
+import Prompts from "./pages/Prompts";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -22,6 +23,7 @@ const NAV: { path: string; title: string; scope: string }[] = [
   { path: "workflows", title: "Workflows", scope: "workflows:read" },
   { path: "calls", title: "Calls", scope: "calls:read" },
   { path: "tools", title: "Tools", scope: "tools:read" },
+  { path: "prompts", title: "Prompts", scope: "masterdata:read" },
   { path: "audit", title: "Audit", scope: "observability:read" },
 ];
 
@@ -50,6 +52,7 @@ export default function App() {
   else if (section === "tools") page = <Tools />;
   else if (section === "audit") page = <Audit />;
   else if (section === "settings") page = <Settings />;
+  else if (section === "prompts") page = <Prompts id={id} />;
   else page = <Overview />;
   void sub;
 
