@@ -76,8 +76,8 @@ export default function App() {
           </ul>
         </nav>
         <div className="who" data-testid="who">
-          <span title={me.id}>{me.email}</span>
-          <span className="role" data-testid="role">{label(me.role, "ROLE_")}</span>
+          <span className="email" title={me.id}>{me.email}</span>
+          <span className="role" data-testid="role" title={me.email}>{label(me.role, "ROLE_")}</span>
           <span className="tenant" data-testid="tenant" title="tenant">
             tenant {me.tenant_id.slice(0, 8)}
           </span>

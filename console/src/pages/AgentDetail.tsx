@@ -285,7 +285,7 @@ function Chat({ agentId }: { agentId: string }) {
             <span className="who">{turn.role === "user" ? "You" : "Agent"}</span>
             {(turn.tools ?? []).map((call) => (
               <div key={call.id} className="tool-call" data-testid="tool-call">
-                🔧 <code>{call.name}</code>({JSON.stringify(call.arguments ?? {})}) —{" "}
+                <span className="muted">tool</span> <code>{call.name}</code>({JSON.stringify(call.arguments ?? {})}) —{" "}
                 <span>{String(call.status ?? "running").toLowerCase()}</span>
                 {call.output !== undefined && <code className="output"> → {JSON.stringify(call.output)}</code>}
               </div>
