@@ -8,7 +8,7 @@ it, approves the step in the browser and sees it complete, opens the call's tran
 the actions in the audit log, signs out, and checks that a viewer is offered no control that
 changes anything; another tenant's agent never appears. Any API error the
 page did not provoke on purpose, and any error in the page, fails it. It prints the console's
-first load (raw and gzip-compressed) and its time to interactive.
+first load (as sent, gzip-compressed by the gateway, and unpacked) and its time to interactive.
 
 The screenshots of docs/console.md are taken by this test:
 `AGENTMESH_CONSOLE_SCREENSHOTS=docs/console .venv/bin/python -m pytest -q tests/e2e/test_console.py`.
@@ -88,7 +88,7 @@ def test_the_console_in_a_browser(egress_mesh, model_server, tmp_path):
     metrics = {m["metric"]: m for m in (json.loads(line) for line in run.stdout.splitlines()
                                         if line.startswith('{"metric"'))}
     print(f"console: first load {metrics['console_first_load_bytes']['value']} bytes, "
-          f"{metrics['console_first_load_gzip_bytes']['value']} gzip-compressed; "
+          f"{metrics['console_first_load_gzip_bytes']['value']} sent gzip-compressed; "
           f"time to interactive {metrics['console_time_to_interactive_ms']['value']} ms; "
           f"browser run {time.monotonic() - started:.1f} s")
     # The budget of docs/console.md: the first load stays small, the page answers quickly.
