@@ -229,6 +229,15 @@ try {
   await page.getByText("APPROVAL_REJECTED").first().waitFor();
   step("rejected in the browser; the execution failed with APPROVAL_REJECTED");
 
+  // And once more, cancelled while it waits.
+  await page.getByRole("link", { name: /^← / }).click();
+  await page.getByRole("heading", { name: flowName }).waitFor();
+  await page.getByRole("button", { name: "Run workflow" }).click();
+  await page.getByRole("button", { name: "Approve approve" }).waitFor({ timeout: 30000 });
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByTestId("execution-status").filter({ hasText: "cancelled" }).waitFor({ timeout: 30000 });
+  step("cancelled in the browser");
+
   // ---- the call's transcript ------------------------------------------------------------------
   await page.getByRole("link", { name: "Calls" }).click();
   await page.getByRole("table", { name: "Calls" }).locator("tbody a").first().click();
