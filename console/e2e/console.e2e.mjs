@@ -282,6 +282,24 @@ try {
   await shot(page, "prompt-diff");
   step("a prompt's second version, its label moved, the diff shown");
 
+  // ---- models and secrets: a secret is write only -----------------------------------------------
+  await page.getByRole("link", { name: "Models" }).click();
+  await page.getByRole("table", { name: "Models" }).getByText(env("MODEL_NAME")).waitFor();
+  const secretName = `console-secret-${Date.now().toString(36)}`;
+  const secretValue = `sv-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+  await page.getByLabel("Secret name").fill(secretName);
+  await page.getByLabel("Secret value").fill(secretValue);
+  await page.getByRole("button", { name: "Add secret" }).click();
+  const secretRow = page.getByRole("table", { name: "Secrets" }).getByRole("row", { name: new RegExp(secretName) });
+  await secretRow.waitFor();
+  await page.getByRole("button", { name: `Rotate ${secretName}` }).click();
+  await page.getByLabel("New value").fill(`${secretValue}-2`);
+  await page.getByRole("button", { name: "Save new value" }).click();
+  await until("the secret's version is 2", async () => (await secretRow.locator("td").nth(2).textContent()) === "2");
+  if ((await page.content()).includes(secretValue)) throw new Error("a secret's value is on the page");
+  await shot(page, "models-secrets");
+  step("a secret added and rotated, its value never shown");
+
   // ---- settings: an API key shown once, then revoked -------------------------------------------
   await page.getByRole("link", { name: "Settings" }).click();
   const keyName = `console-key-${Date.now().toString(36)}`;
@@ -320,7 +338,7 @@ try {
   await viewer.getByRole("link", { name: "Agents" }).click();
   await viewer.getByRole("link", { name: agentName }).click();
   await viewer.getByRole("heading", { name: agentName }).waitFor();
-  for (const name of ["New agent", "New tool", "New prompt", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+  for (const name of ["New agent", "New tool", "New prompt", "Add model", "Add secret", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");
@@ -332,6 +350,10 @@ try {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByRole("link", { name: "Settings" }).count()) throw new Error("a viewer is offered the settings");
+  await viewer.getByRole("link", { name: "Models" }).click();
+  await viewer.getByRole("table", { name: "Models" }).waitFor();
+  if (await viewer.getByRole("button", { name: "Add model" }).count()) throw new Error("a viewer is offered Add model");
+  if (await viewer.getByRole("heading", { name: "Secrets", exact: true }).count()) throw new Error("a viewer is shown the secrets");
   step("a viewer is offered no control that changes anything");
 
   if (expected.length) throw new Error(`provoked errors never seen: ${expected.map(String).join(", ")}`);

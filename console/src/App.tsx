@@ -12,6 +12,7 @@ import Tools from "./pages/Tools";
 import Audit from "./pages/Audit";
 import Settings from "./pages/Settings";
 import Prompts from "./pages/Prompts";
+import Models from "./pages/Models";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -24,6 +25,7 @@ const NAV: { path: string; title: string; scope: string }[] = [
   { path: "calls", title: "Calls", scope: "calls:read" },
   { path: "tools", title: "Tools", scope: "tools:read" },
   { path: "prompts", title: "Prompts", scope: "masterdata:read" },
+  { path: "models", title: "Models", scope: "masterdata:read" },
   { path: "audit", title: "Audit", scope: "observability:read" },
 ];
 
@@ -53,6 +55,7 @@ export default function App() {
   else if (section === "audit") page = <Audit />;
   else if (section === "settings") page = <Settings />;
   else if (section === "prompts") page = <Prompts id={id} />;
+  else if (section === "models") page = <Models />;
   else page = <Overview />;
   void sub;
 
