@@ -282,6 +282,13 @@ try {
   await shot(page, "prompt-diff");
   step("a prompt's second version, its label moved, the diff shown");
 
+  // ---- governance: the decisions of this session are in the log ---------------------------------------
+  await page.getByRole("link", { name: "Governance" }).click();
+  await page.getByRole("table", { name: "Decisions" }).locator('tbody tr[data-allowed="true"]').first().waitFor();
+  await page.getByRole("table", { name: "Budgets" }).waitFor();
+  await shot(page, "governance");
+  step("the governance decisions are in the decision log");
+
   // ---- models and secrets: a secret is write only -----------------------------------------------
   await page.getByRole("link", { name: "Models" }).click();
   await page.getByRole("table", { name: "Models" }).getByText(env("MODEL_NAME")).waitFor();

@@ -13,6 +13,7 @@ import Audit from "./pages/Audit";
 import Settings from "./pages/Settings";
 import Prompts from "./pages/Prompts";
 import Models from "./pages/Models";
+import Governance from "./pages/Governance";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -26,6 +27,7 @@ const NAV: { path: string; title: string; scope: string }[] = [
   { path: "tools", title: "Tools", scope: "tools:read" },
   { path: "prompts", title: "Prompts", scope: "masterdata:read" },
   { path: "models", title: "Models", scope: "masterdata:read" },
+  { path: "governance", title: "Governance", scope: "governance:read" },
   { path: "audit", title: "Audit", scope: "observability:read" },
 ];
 
@@ -56,6 +58,7 @@ export default function App() {
   else if (section === "settings") page = <Settings />;
   else if (section === "prompts") page = <Prompts id={id} />;
   else if (section === "models") page = <Models />;
+  else if (section === "governance") page = <Governance />;
   else page = <Overview />;
   void sub;
 
