@@ -289,6 +289,19 @@ try {
   await shot(page, "governance");
   step("the governance decisions are in the decision log");
 
+  // ---- a template: preview, then create the agent it describes ---------------------------------
+  await page.getByRole("link", { name: "Templates" }).click();
+  await page.getByRole("link", { name: env("TEMPLATE_NAME") }).click();
+  const fromTemplate = `console-from-template-${Date.now().toString(36)}`;
+  await page.getByLabel("agent_name (required)").fill(fromTemplate);
+  await page.getByLabel("team (required)").fill("billing");
+  await page.getByRole("button", { name: "Preview" }).click();
+  await page.getByTestId("template-preview").filter({ hasText: "You help the billing team." }).waitFor();
+  await page.getByRole("button", { name: "Create the agent" }).click();
+  await page.getByTestId("template-made").getByRole("link").click();
+  await page.getByRole("heading", { name: fromTemplate }).waitFor();
+  step("a template previewed, then instantiated as an agent");
+
   // ---- models and secrets: a secret is write only -----------------------------------------------
   await page.getByRole("link", { name: "Models" }).click();
   await page.getByRole("table", { name: "Models" }).getByText(env("MODEL_NAME")).waitFor();
@@ -345,7 +358,7 @@ try {
   await viewer.getByRole("link", { name: "Agents" }).click();
   await viewer.getByRole("link", { name: agentName }).click();
   await viewer.getByRole("heading", { name: agentName }).waitFor();
-  for (const name of ["New agent", "New tool", "New prompt", "Add model", "Add secret", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
+  for (const name of ["New agent", "New tool", "New prompt", "Add model", "Add secret", "Create the agent", "Edit", "Deploy", "Undeploy", "Retire", "Activate", "Deactivate", "Send"]) {
     if (await viewer.getByRole("button", { name }).count()) throw new Error(`a viewer is offered "${name}"`);
   }
   if (await viewer.getByLabel("Message").count()) throw new Error("a viewer is offered the chat");

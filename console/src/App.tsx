@@ -14,6 +14,7 @@ import Settings from "./pages/Settings";
 import Prompts from "./pages/Prompts";
 import Models from "./pages/Models";
 import Governance from "./pages/Governance";
+import Templates from "./pages/Templates";
 import { go, useRoute, useSession } from "./ui";
 
 // The charts library is the largest part: loaded with the overview only.
@@ -27,6 +28,7 @@ const NAV: { path: string; title: string; scope: string }[] = [
   { path: "tools", title: "Tools", scope: "tools:read" },
   { path: "prompts", title: "Prompts", scope: "masterdata:read" },
   { path: "models", title: "Models", scope: "masterdata:read" },
+  { path: "templates", title: "Templates", scope: "templates:read" },
   { path: "governance", title: "Governance", scope: "governance:read" },
   { path: "audit", title: "Audit", scope: "observability:read" },
 ];
@@ -59,6 +61,7 @@ export default function App() {
   else if (section === "prompts") page = <Prompts id={id} />;
   else if (section === "models") page = <Models />;
   else if (section === "governance") page = <Governance />;
+  else if (section === "templates") page = <Templates id={id} />;
   else page = <Overview />;
   void sub;
 

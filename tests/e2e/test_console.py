@@ -70,6 +70,13 @@ def test_the_console_in_a_browser(egress_mesh, model_server, tmp_path):
             "pricing": {"input_per_1m_tokens": 500, "output_per_1m_tokens": 1500}}))
         _ok(client.post("/api/v1/auth/users", json={
             "email": viewer_email, "password": USER_PASSWORD, "role": "ROLE_VIEWER"}))
+        template = _ok(client.post("/api/v1/templates", json={
+            "name": f"console-template-{uuid.uuid4().hex[:6]}", "kind": "TEMPLATE_KIND_AGENT",
+            "description": "a support agent",
+            "content": {"name": "{{ agent_name }}", "model": model["name"],
+                        "system_prompt": "You help the {{ team }} team."},
+            "parameters": [{"name": "agent_name", "required": True},
+                           {"name": "team", "required": True}]}))
     # Another tenant's agent, which the console must never show.
     other = register(egress_mesh, "globex")
     other_agent = f"globex-secret-{uuid.uuid4().hex[:6]}"
@@ -79,6 +86,7 @@ def test_the_console_in_a_browser(egress_mesh, model_server, tmp_path):
     env = {**os.environ, "MESH_URL": egress_mesh.url, "ADMIN_EMAIL": owner.email,
            "ADMIN_PASSWORD": owner.password, "VIEWER_EMAIL": viewer_email,
            "VIEWER_PASSWORD": USER_PASSWORD, "MODEL_NAME": model["name"], "REPLY": REPLY, "OTHER_AGENT": other_agent,
+           "TEMPLATE_NAME": template["name"],
            "SCREENSHOTS": str(Path(shots).resolve()), "CHROMIUM": CHROMIUM}
     started = time.monotonic()
     run = subprocess.run(["node", "e2e/console.e2e.mjs"], cwd=CONSOLE, env=env,
