@@ -69,7 +69,7 @@ export default function App() {
     <div className="shell">
       <header className="topbar">
         <a className="brand" href="#/overview">
-          <img src="/console/mesh.svg" alt="" width={24} height={24} /> Agent Mesh
+          <img src="/console/mesh.svg" alt="" width={24} height={24} /> <span className="brand-name">Agent Mesh</span>
         </a>
         <nav aria-label="Main">
           <ul>
