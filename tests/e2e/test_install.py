@@ -92,6 +92,9 @@ def test_wheel_in_a_clean_venv_runs_agentmesh_up(tmp_path):
             assert health.json()["status"] == "healthy"
             assert client.get("/api/v1/openapi.json").json()["openapi"] == "3.1.0"
             assert client.get("/docs/swagger-ui.css").status_code == 200
+            # The web console's build ships as package data too (no Node needed).
+            console = client.get("/console")
+            assert console.status_code == 200 and 'id="root"' in console.text
             registered = client.post("/api/v1/auth/register", json={
                 "tenant_name": "installed", "email": f"u-{uuid.uuid4().hex[:8]}@example.com",
                 "password": "correct-horse-1"})

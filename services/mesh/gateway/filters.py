@@ -31,6 +31,7 @@ def http_filters(contract: Contract, options: GatewayOptions
     """The filter chain, and the rate-limit actions the virtual host adds for the global rate
     limit (none when it is off)."""
     filters = [
+        _compressor(),
         lua_filter(contract, options),
         {"name": "envoy.filters.http.cors", "typed_config": {
             "@type": f"{EXTENSIONS}filters.http.cors.v3.Cors"}},
@@ -65,6 +66,23 @@ def http_filters(contract: Contract, options: GatewayOptions
             if item["name"] == "envoy.filters.http.local_ratelimit":
                 item["typed_config"].pop("enable_x_ratelimit_headers", None)
     return filters, virtual_host_limits
+
+
+# The static pages' files (the console, the Swagger UI) are sent gzip-compressed to a client that
+# accepts it. Only these media types: JSON answers stay as they are, and a stream
+# (text/event-stream) is never held back by a compressor.
+COMPRESSED_TYPES = ["text/html", "text/css", "text/javascript", "image/svg+xml"]
+
+
+def _compressor() -> dict[str, Any]:
+    # First in the chain, so last on the way out: it sees the transcoded answer (the HttpBody's
+    # own content type) and the Lua filter never sees a compressed body.
+    return {"name": "envoy.filters.http.compressor", "typed_config": {
+        "@type": f"{EXTENSIONS}filters.http.compressor.v3.Compressor",
+        "response_direction_config": {"common_config": {
+            "min_content_length": 1024, "content_type": COMPRESSED_TYPES}},
+        "compressor_library": {"name": "gzip", "typed_config": {
+            "@type": f"{EXTENSIONS}compression.gzip.compressor.v3.Gzip"}}}}
 
 
 def _jwt_authn(contract: Contract, options: GatewayOptions) -> dict[str, Any]:

@@ -571,6 +571,16 @@ class GetDocsAssetRequest(_message.Message):
     path: str
     def __init__(self, path: _Optional[str] = ...) -> None: ...
 
+class GetConsolePageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetConsoleAssetRequest(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
 class GetRuntimeConfigRequest(_message.Message):
     __slots__ = ("services", "known_revision")
     SERVICES_FIELD_NUMBER: _ClassVar[int]

@@ -142,6 +142,16 @@ class SystemServiceStub:
                 request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.GetConsolePage = channel.unary_unary(
+                '/agentmesh.system.v1.SystemService/GetConsolePage',
+                request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsolePageRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.GetConsoleAsset = channel.unary_unary(
+                '/agentmesh.system.v1.SystemService/GetConsoleAsset',
+                request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsoleAssetRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
         self.GetRuntimeConfig = channel.unary_unary(
                 '/agentmesh.system.v1.SystemService/GetRuntimeConfig',
                 request_serializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetRuntimeConfigRequest.SerializeToString,
@@ -336,6 +346,24 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetConsolePage(self, request, context):
+        """Returns the web console's page (`text/html`): a single-page app that
+        uses only the public REST API and the live WebSockets (docs/console.md).
+        It needs no credentials; the page asks for them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsoleAsset(self, request, context):
+        """Returns one built asset of the web console (script, style sheet, image)
+        with its content type. NOT_FOUND for an unknown path. It needs no
+        credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetRuntimeConfig(self, request, context):
         """The runtime configuration, feature flags and cache-clear generation
         every service process polls (`mesh.runtime.live`), so a change reaches
@@ -442,6 +470,16 @@ def add_SystemServiceServicer_to_server(servicer, server):
             'GetDocsAsset': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDocsAsset,
                     request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetConsolePage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsolePage,
+                    request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsolePageRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'GetConsoleAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsoleAsset,
+                    request_deserializer=agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsoleAssetRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
             'GetRuntimeConfig': grpc.unary_unary_rpc_method_handler(
@@ -973,6 +1011,60 @@ class SystemService:
             target,
             '/agentmesh.system.v1.SystemService/GetDocsAsset',
             agentmesh_dot_system_dot_v1_dot_system__pb2.GetDocsAssetRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsolePage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.system.v1.SystemService/GetConsolePage',
+            agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsolePageRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsoleAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentmesh.system.v1.SystemService/GetConsoleAsset',
+            agentmesh_dot_system_dot_v1_dot_system__pb2.GetConsoleAssetRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,

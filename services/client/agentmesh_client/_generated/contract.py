@@ -156,6 +156,8 @@ ROUTES = {
     'agentmesh.system.v1.SystemService/CheckHealth': ('GET', '/health', '', False, 'HealthResponse', 'CheckHealthRequest'),
     'agentmesh.system.v1.SystemService/ClearCache': ('POST', '/api/v1/system/cache/clear', '*', False, 'ClearCacheResponse', 'ClearCacheRequest'),
     'agentmesh.system.v1.SystemService/CreateBackup': ('POST', '/api/v1/system/backup', 'backup', False, 'Backup', 'CreateBackupRequest'),
+    'agentmesh.system.v1.SystemService/GetConsoleAsset': ('GET', '/console/{path=**}', '', False, '', 'GetConsoleAssetRequest'),
+    'agentmesh.system.v1.SystemService/GetConsolePage': ('GET', '/console', '', False, '', 'GetConsolePageRequest'),
     'agentmesh.system.v1.SystemService/GetDocsAsset': ('GET', '/docs/{path=**}', '', False, '', 'GetDocsAssetRequest'),
     'agentmesh.system.v1.SystemService/GetDocsPage': ('GET', '/docs', '', False, '', 'GetDocsPageRequest'),
     'agentmesh.system.v1.SystemService/GetHealth': ('GET', '/api/v1/system/health', '', False, 'HealthResponse', 'SystemGetHealthRequest'),

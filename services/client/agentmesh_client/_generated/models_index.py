@@ -316,6 +316,8 @@ INDEX = {
     "ClearCacheResponse": "models_system",
     "CreateBackupRequest": "models_system",
     "FeatureFlag": "models_system",
+    "GetConsoleAssetRequest": "models_system",
+    "GetConsolePageRequest": "models_system",
     "GetDocsAssetRequest": "models_system",
     "GetDocsPageRequest": "models_system",
     "GetOpenApiDocumentRequest": "models_system",

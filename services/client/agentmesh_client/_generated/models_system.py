@@ -15,6 +15,8 @@ __all__ = [
     "ClearCacheResponse",
     "CreateBackupRequest",
     "FeatureFlag",
+    "GetConsoleAssetRequest",
+    "GetConsolePageRequest",
     "GetDocsAssetRequest",
     "GetDocsPageRequest",
     "GetOpenApiDocumentRequest",
@@ -135,6 +137,16 @@ class FeatureFlag(Model):
     """Creation time."""
     updated_at: Optional[str] = None
     """Last update time."""
+
+
+class GetConsoleAssetRequest(Model):
+    """Request of GetConsoleAsset."""
+    path: str = ""
+    """The asset's path below `/console/` ("assets/index-1a2b3c.js")."""
+
+
+class GetConsolePageRequest(Model):
+    """Request of GetConsolePage. It has no parameters."""
 
 
 class GetDocsAssetRequest(Model):

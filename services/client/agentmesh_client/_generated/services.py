@@ -1470,6 +1470,14 @@ class SystemService(Service):
         """Returns one static asset of the Swagger UI (script, style sheet, image) with its content type. NOT_FOUND for an unknown path. It needs no credentials. (GET /docs/{path=**})"""
         return self._call('GetDocsAsset', (path, ), body, fields, None)
 
+    def get_console_page(self, body: models.GetConsolePageRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Returns the web console's page (`text/html`): a single-page app that uses only the public REST API and the live WebSockets (docs/console.md). It needs no credentials; the page asks for them. (GET /console)"""
+        return self._call('GetConsolePage', (), body, fields, None)
+
+    def get_console_asset(self, path: str, body: models.GetConsoleAssetRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Returns one built asset of the web console (script, style sheet, image) with its content type. NOT_FOUND for an unknown path. It needs no credentials. (GET /console/{path=**})"""
+        return self._call('GetConsoleAsset', (path, ), body, fields, None)
+
 
 class AsyncSystemService(AsyncService):
     """Operates the platform as a whole: health and status of every service, build information, runtime configuration and feature flags, metrics, logs, alerts, restarts, caches and backups. It also serves the gateway's readiness route, the OpenAPI document and the Swagger UI. What a tenant may see about itself (`system:read`: health, its statistics, its log lines, the features on for it) is kept apart from the platform's internals (`platform:read`: status with service addresses and migrations, runtime configuration, host and all-tenant metrics, platform alerts, feature flags with their targeted tenants), which only the admins of an operator tenant hold."""
@@ -1551,6 +1559,14 @@ class AsyncSystemService(AsyncService):
     async def get_docs_asset(self, path: str, body: models.GetDocsAssetRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
         """Returns one static asset of the Swagger UI (script, style sheet, image) with its content type. NOT_FOUND for an unknown path. It needs no credentials. (GET /docs/{path=**})"""
         return await self._call('GetDocsAsset', (path, ), body, fields, None)
+
+    async def get_console_page(self, body: models.GetConsolePageRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Returns the web console's page (`text/html`): a single-page app that uses only the public REST API and the live WebSockets (docs/console.md). It needs no credentials; the page asks for them. (GET /console)"""
+        return await self._call('GetConsolePage', (), body, fields, None)
+
+    async def get_console_asset(self, path: str, body: models.GetConsoleAssetRequest | dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Returns one built asset of the web console (script, style sheet, image) with its content type. NOT_FOUND for an unknown path. It needs no credentials. (GET /console/{path=**})"""
+        return await self._call('GetConsoleAsset', (path, ), body, fields, None)
 
 
 class TemplateService(Service):

@@ -20,7 +20,7 @@ from mesh.runtime.errors import Unavailable
 from mesh.runtime.logs import version
 from mesh.runtime.paging import PageRequest
 from mesh.runtime.service import Runtime
-from mesh.system import docs, flags, health, info, metrics, operations, stats
+from mesh.system import console, docs, flags, health, info, metrics, operations, stats
 from mesh.system.models import PLATFORM, FeatureFlagRow
 from mesh.system.state import SystemState
 from mesh.system.store import alert_message, alerts_repo, flag_message, flags_repo, now_stamp, stamp
@@ -162,3 +162,9 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def GetDocsAsset(self, request, context) -> httpbody_pb2.HttpBody:
         return await docs.asset(request.path)
+
+    async def GetConsolePage(self, request, context) -> httpbody_pb2.HttpBody:
+        return await console.page()
+
+    async def GetConsoleAsset(self, request, context) -> httpbody_pb2.HttpBody:
+        return await console.asset(request.path)
