@@ -5,6 +5,7 @@ recorded decision naming the policy and its version; budgets that refuse a model
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -286,7 +287,19 @@ def _eventually(fetch, ready, timeout=30.0):
         time.sleep(0.3)
 
 
-def test_the_trace_of_an_interaction_is_found_from_its_call_id(client, model_server):
+def _streamed(client, agent_id: str) -> dict:
+    """The result of an interaction streamed over SSE (its `ended` event)."""
+    with client.stream("POST", f"/api/v1/agents/{agent_id}/interact/stream",
+                       json={"message": "go"}) as response:
+        assert response.status_code == 200
+        events = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ")]
+    assert events[-1]["type"] == "ended", events
+    return events[-1]["result"]
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["waited", "streamed"])
+def test_the_trace_of_an_interaction_is_found_from_its_call_id(client, model_server, streamed):
     tool = _ok(client.post("/api/v1/tools", json={
         "name": _name("echo"), "type": "TOOL_TYPE_BUILTIN", "status": "TOOL_STATUS_ACTIVE",
         "builtin": {"builtin_name": "echo"}}))
@@ -294,7 +307,8 @@ def test_the_trace_of_an_interaction_is_found_from_its_call_id(client, model_ser
         {"tool_call": {"name": tool["name"], "arguments": {"say": "hi"}}},
         {"content": "done: {tool_result}"}])
     agent = _agent(client, model, tools=[tool["name"]])
-    answer = _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "go"}))
+    answer = (_streamed(client, agent["id"]) if streamed else
+              _ok(client.post(f"/api/v1/agents/{agent['id']}/interact", json={"message": "go"})))
     assert answer["status"] == "CALL_STATUS_COMPLETED", answer
     wanted = {"gateway", "agents", "governance", "tools"}
 

@@ -186,13 +186,22 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
     return handler
 
 
-def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, body: str = ""):
+def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, body: str = "",
+                 tracing: Tracing | None = None):
     revocations = guards.revocations
+    every_call = tracing is not None and tracing.every_call
 
     @functools.wraps(fn)
     async def handler(request, context):
+        metadata = dict(context.invocation_metadata() or ())
         call_token, service_token = current_call.set(context), current_service.set(service)
-        metadata_token = current_metadata.set(dict(context.invocation_metadata() or ()))
+        metadata_token = current_metadata.set(metadata)
+        # A streamed call is traced as a unary one is (a streamed interaction is an action: the
+        # gateway samples it always); its span lasts until the last message is sent.
+        span = None
+        if tracing is not None and (metadata.get(TRACEPARENT, "").endswith("-01") or every_call):
+            span = tracing.start(service, method, metadata, metadata.get(TENANT_HEADER, ""))
+        succeeded = False
         try:
             if type(request) is wire.Malformed:
                 raise wire.refusal(request)
@@ -206,11 +215,23 @@ def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, bod
             else:  # a generated placeholder raises NotImplementedError when called
                 for item in stream or ():
                     yield item
-        except (grpc.aio.AbortError, asyncio.CancelledError):
+            succeeded = True
+        except grpc.aio.AbortError:
+            if span is not None:
+                span.failed(context.code() or grpc.StatusCode.UNKNOWN)
+            raise
+        except asyncio.CancelledError:
+            if span is not None:
+                span.failed(grpc.StatusCode.CANCELLED)
             raise
         except BaseException as exc:  # noqa: BLE001
-            await context.abort_with_status(errors.to_status(_failure(exc, method), domain))
+            error = _failure(exc, method)
+            if span is not None:
+                span.failed(error.code, error, exc)
+            await context.abort_with_status(errors.to_status(error, domain))
         finally:
+            if span is not None:
+                span.end(succeeded)
             current_call.reset(call_token)
             current_service.reset(service_token)
             current_metadata.reset(metadata_token)
@@ -241,7 +262,8 @@ def handlers(servicer: Any, service: str, guards: Guards,
         deserialize = wire.safe_deserializer(request_class)
         if method.server_streaming:
             table[method.name] = grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(fn, path, service, domain, guards, _body_field(method)), deserialize,
+                _wrap_stream(fn, path, service, domain, guards, _body_field(method),
+                             tracing if traced else None), deserialize,
                 response_class.SerializeToString)
             continue
         idempotent = idempotency.applies_to(method)
