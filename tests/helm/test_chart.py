@@ -192,6 +192,34 @@ def test_rendered_envoy_config_is_what_agentmesh_gateway_config_prints(kind, glo
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("kind", ["default", "production"])
+def test_network_policies_let_the_gateway_reach_every_port_its_envoy_calls(kind):
+    """Every port of the release the rendered Envoy has a cluster for (gRPC, the live service's
+    WebSockets, integration's MCP listener) is open in the gateway's egress and in the
+    services' ingress: a port missing there works on a laptop and fails in a cluster that
+    enforces NetworkPolicy."""
+    fullname = _fullname(kind)
+    documents = _render(_values(kind))
+    config, _ = _rendered_envoy(documents, fullname)
+    called = set()
+    for cluster in config["static_resources"]["clusters"]:
+        for group in cluster.get("load_assignment", {}).get("endpoints", []):
+            for endpoint in group["lb_endpoints"]:
+                address = endpoint["endpoint"]["address"].get("socket_address")
+                if address and address["address"].startswith(f"{fullname}-"):
+                    called.add(address["port_value"])
+    assert {50051, 8081, 8082} <= called
+    policies = _by_kind(documents, "NetworkPolicy")
+
+    def opened(rules: list[dict]) -> set[int]:
+        return {p["port"] for rule in rules if "podSelector" in json.dumps(rule.get("to")
+                                                                             or rule.get("from"))
+                for p in rule.get("ports", [])}
+
+    assert called <= opened(policies[f"{fullname}-gateway"]["spec"]["egress"])
+    assert called <= opened(policies[f"{fullname}-services"]["spec"]["ingress"])
+
+
 @pytest.mark.parametrize("typo", [
     {"gatway": {"replicaCount": 3}},
     {"defaults": {"replicaCont": 3}},
