@@ -15,7 +15,7 @@ The steps are transforms (builtin, no network) until the tools service executes 
 memory DBOS adds being the difference. Nothing is asserted: this is a measuring tool.
 
     .venv/bin/python bench/workflows_engine.py [--executions 200] [--concurrency 16]
-        [--latency-runs 50] [--steps 3] [--rss]
+        [--latency-runs 50] [--steps 3] [--rss] [--poll-only]
 """
 
 from __future__ import annotations
@@ -56,7 +56,22 @@ def workflow(steps: int) -> pb.Workflow:
     return json_format.ParseDict({"name": f"bench {steps} steps", "steps": chain}, pb.Workflow())
 
 
+def poll_only() -> None:
+    """The engine as it was before issue 27: executions wait for DBOS's queue poll (200 ms), no
+    claim when one is enqueued or a slot frees. For a before/after in one sitting."""
+    from mesh.workflows import dispatch, state
+
+    async def nothing(*args, **kwargs) -> int:
+        return 0
+
+    state.QUEUE_POLLING_SECONDS = 0.2
+    dispatch.Dispatcher.wake = nothing
+    dispatch.Dispatcher.wake_when_released = nothing
+
+
 def run(args) -> None:
+    if args.poll_only:
+        poll_only()
     data = Path(tempfile.mkdtemp(prefix="wf-bench-"))
     harness = ServiceHarness(DEFINITION, data)
     identity = Identity()
@@ -76,7 +91,7 @@ def run(args) -> None:
         for i in range(3):
             list(stub.WatchExecution(pb.WatchExecutionRequest(execution_id=execute(i)),
                                      metadata=meta))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(args.concurrency) as pool:
             ids = list(pool.map(execute, range(args.executions)))
         accept = time.perf_counter() - started
@@ -84,6 +99,7 @@ def run(args) -> None:
             list(stub.WatchExecution(pb.WatchExecutionRequest(execution_id=execution_id),
                                      metadata=meta))
         drained = time.perf_counter() - started
+        cpu = time.process_time() - cpu  # the service and its client, in this one process
         failed = sum(1 for e in ids if stub.GetExecution(pb.GetExecutionRequest(
             execution_id=e), metadata=meta).status != pb.EXECUTION_STATUS_COMPLETED)
 
@@ -97,12 +113,16 @@ def run(args) -> None:
                 pass
             assert last.status == pb.EXECUTION_STATUS_COMPLETED, last
             latencies.append((time.perf_counter() - t0) * 1000)
-        print(f"workflows on DBOS, SQLite, {args.steps}-step workflow of transform steps")
+        print(f"workflows on DBOS, SQLite, {args.steps}-step workflow of transform steps"
+              + (" (poll only: DBOS's 200 ms queue poll, no claim on enqueue)"
+                 if args.poll_only else ""))
         print(f"  started:  {args.executions} executions in {accept:.2f}s = "
               f"{args.executions / accept:.0f} executions/s accepted "
               f"(concurrency {args.concurrency})")
         print(f"  drained:  all {args.executions} COMPLETED after {drained:.2f}s = "
               f"{args.executions / drained:.1f} executions/s end to end ({failed} not completed)")
+        print(f"  cpu:      {cpu * 1000 / args.executions:.1f} ms of this process's CPU per "
+              f"execution (service and gRPC client)")
         print(f"  latency:  {args.steps} steps, submit -> COMPLETED, {args.latency_runs} runs one "
               f"at a time: p50 {percentile(latencies, 0.5):.0f} ms, p99 "
               f"{percentile(latencies, 0.99):.0f} ms, mean {statistics.mean(latencies):.0f} ms")
@@ -139,6 +159,8 @@ if __name__ == "__main__":
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--rss", action="store_true")
+    parser.add_argument("--poll-only", action="store_true",
+                        help="without the engine's claims (the queue poll at 200 ms), to compare")
     options = parser.parse_args()
     run(options)
     if options.rss:

@@ -36,17 +36,35 @@ class Dispatcher:
 
     def __init__(self, queue: Any) -> None:
         self.queue = queue
-        # One claim at a time in this process: concurrent claims would only contend on the
-        # same rows (SQLite has one writer); a request while one runs is folded into it.
+        # One claim at a time in this process (SQLite has one writer; concurrent claims would
+        # only contend on the same rows), and wake-ups that arrive meanwhile are folded into
+        # one more claim after it: under load a claim per enqueue cost more CPU than the poll.
         self._lock = threading.Lock()
+        self._claiming = False
+        self._pending: set[str | None] = set()  # None: every partition
 
     async def wake(self, partition: str | None = None) -> int:
         """Claims what may start now in `partition` (a tenant), or in every partition with
         queued work; returns how many interpreters it started."""
+        self._pending.add(partition)
+        if self._claiming:
+            return 0  # the claim running now takes it up when it is done
+        self._claiming = True
+        started = 0
+        try:
+            while self._pending:
+                wanted = None if None in self._pending else sorted(self._pending)
+                self._pending.clear()
+                started += await self._claim_in_thread(wanted)
+        finally:
+            self._claiming = False
+        return started
+
+    async def _claim_in_thread(self, partitions: list[str] | None) -> int:
         try:
             # Not asyncio.to_thread: that copies this context, and a claim made from inside a
             # DBOS workflow (a schedule firing) would start the claimed ones as its children.
-            return await asyncio.get_running_loop().run_in_executor(None, self._claim, partition)
+            return await asyncio.get_running_loop().run_in_executor(None, self._claim, partitions)
         except Exception:  # the poll is the fallback: a failed wake-up only delays
             log.warning("claiming queued executions failed; the queue's poll will",
                         exc_info=True)
@@ -64,12 +82,12 @@ class Dispatcher:
             await asyncio.sleep(0.002)
         return await self.wake()
 
-    def _claim(self, partition: str | None) -> int:
+    def _claim(self, partitions: list[str] | None) -> int:
         dbos = _get_dbos_instance()
         system = dbos._sys_db
         queue = self.queue
         with self._lock:
-            keys = [partition] if partition is not None else system.get_queue_partitions(
+            keys = partitions if partitions is not None else system.get_queue_partitions(
                 queue.name)
             started = 0
             for key in keys:
