@@ -142,26 +142,29 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
                                      details={"agent": agent.name, noun: key}) from None
 
     model = await resolved(masterdata.model(agent.model), "model", agent.model)
-    api_key = await resolved(masterdata.reveal_secret(model.secret_ref, f"model {model.name}"),
-                             "secret", model.secret_ref) if model.secret_ref else ""
     config = json_format.MessageToDict(agent.config)
-    if agent.prompt_id:
+
+    async def key_of_model() -> str:
+        return await resolved(masterdata.reveal_secret(model.secret_ref, f"model {model.name}"),
+                              "secret", model.secret_ref) if model.secret_ref else ""
+
+    async def prompt() -> str:
+        if not agent.prompt_id:
+            return agent.system_prompt
         label = str(config.get("prompt_label") or "")
-        system_prompt = await resolved(masterdata.render_prompt(
+        return await resolved(masterdata.render_prompt(
             agent.prompt_id, context, label or "production", label_required=bool(label)),
             "prompt", agent.prompt_id)
-    else:
-        system_prompt = agent.system_prompt
-    limits = await resolved(masterdata.limits(list(agent.constraints)), "constraint",
-                            ",".join(agent.constraints))
-    limits = _limits_from_config(config, limits)
+
+    async def constraints():
+        return await resolved(masterdata.limits(list(agent.constraints)), "constraint",
+                              ",".join(agent.constraints))
 
     stub = peers.stub(tools_grpc.ToolServiceStub)
-    offered: dict[str, OfferedTool] = {}
-    denied: set[str] = set()
-    for key in agent.tools:
+
+    async def tool_named(key: str) -> tools_pb.Tool:
         try:
-            tool = await stub.GetTool(tools_pb.GetToolRequest(tool_id=key))
+            return await stub.GetTool(tools_pb.GetToolRequest(tool_id=key))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise FailedPrecondition(f"agent {agent.name!r} names tool {key!r}, which does "
@@ -170,6 +173,22 @@ async def plan(agent: pb.Agent, context: dict[str, Any], masterdata: MasterData,
             raise Unavailable(f"the tools service cannot answer for tool {key!r}: "
                               f"{error.code().name}", reason="TOOLS_UNAVAILABLE",
                               details={"tool": key}) from None
+
+    # The rest depends on the model only: asked at once, not one round trip after another
+    # (each is a call to masterdata or tools on the way to the first token). The first
+    # failure in this order is the one reported.
+    found = await asyncio.gather(key_of_model(), prompt(), constraints(),
+                                 *(tool_named(key) for key in agent.tools),
+                                 return_exceptions=True)
+    for outcome in found:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    api_key, system_prompt, limits, *tools = found
+    limits = _limits_from_config(config, limits)
+
+    offered: dict[str, OfferedTool] = {}
+    denied: set[str] = set()
+    for key, tool in zip(agent.tools, tools):
         names = _names(tool, key)
         if names & limits.denied_tools or (limits.allowed_tools is not None
                                            and not names & limits.allowed_tools):
