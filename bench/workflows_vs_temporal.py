@@ -149,16 +149,17 @@ class System:
     def pids(self) -> set[int]:
         raise NotImplementedError
 
-    def usage(self) -> tuple[int, int, int]:
-        """(CPU ticks, RSS kB, PSS kB) summed over the system's processes."""
+    def usage(self) -> tuple[int, int, int, int]:
+        """(CPU ticks, RSS kB, PSS kB) summed over the system's processes, and their number."""
         ticks = rss = pss = 0
-        for pid in self.pids():
+        pids = self.pids()
+        for pid in pids:
             stat = _stat(pid)
             if stat:
                 ticks += stat[1]
                 rss += stat[2]
                 pss += _pss_kb(pid)
-        return ticks, rss, pss
+        return ticks, rss, pss, len(pids)
 
     async def start(self) -> None: ...
 
@@ -385,10 +386,10 @@ async def main(args) -> None:
         await asyncio.sleep(args.idle)
         idle = {}
         for s in systems:
-            ticks, rss, pss = s.usage()
+            ticks, rss, pss, count = s.usage()
             idle[s.name] = ((ticks - before[s.name][0]) / TICKS / args.idle * 100,
                             (rss + before[s.name][1]) / 2 / 1024,
-                            (pss + before[s.name][2]) / 2 / 1024)
+                            (pss + before[s.name][2]) / 2 / 1024, count)
         print(f"idle measured over {args.idle:.0f}s", flush=True)
 
         latencies: dict[str, list[float]] = {s.name: [] for s in systems}
@@ -421,9 +422,9 @@ async def main(args) -> None:
             "p50 ms": percentile(lat, 0.5), "p90 ms": percentile(lat, 0.9), "max ms": max(lat),
             "exec/s": total / seconds, "CPU ms/exec": ticks / TICKS * 1000 / total,
             "idle RSS MiB": idle[s.name][1], "idle PSS MiB": idle[s.name][2],
-            "idle CPU %": idle[s.name][0]}
+            "idle CPU %": idle[s.name][0], "processes": idle[s.name][3]}
     columns = ["p50 ms", "p90 ms", "max ms", "exec/s", "CPU ms/exec", "idle RSS MiB",
-               "idle PSS MiB", "idle CPU %"]
+               "idle PSS MiB", "idle CPU %", "processes"]
     label = {"temporal": "Temporal dev server + worker", "sqlite": "Agent Mesh, SQLite",
              "postgres": "Agent Mesh, PostgreSQL"}
     width = max(len(label[n]) for n in rows) + 2
@@ -435,7 +436,9 @@ async def main(args) -> None:
     print("|" + "-" * (width + 1) + "".join("|" + "-" * 13 + ":" for _ in columns) + "|")
     for name, row in rows.items():
         print(f"| {label[name]}".ljust(width + 2)
-              + "".join(f"| {row[c]:>12.{1 if row[c] < 100 else 0}f} " for c in columns) + "|")
+              + "".join(f"| {row[c]:>12} " if isinstance(row[c], int)
+                        else f"| {row[c]:>12.{1 if row[c] < 100 else 0}f} " for c in columns)
+              + "|")
     if "temporal" in rows:
         for name in (n for n in rows if n != "temporal"):
             ratios = ", ".join(f"{c} {rows[name][c] / rows['temporal'][c]:.2f}x"
