@@ -41,6 +41,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -411,6 +412,7 @@ async def main(args) -> None:
     finally:
         for system in systems:
             await system.stop()
+            shutil.rmtree(system.dir, ignore_errors=True)
 
     rows = {}
     for s in systems:
