@@ -53,7 +53,10 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio import activity, workflow
+try:
+    from temporalio import activity, workflow
+except ImportError:  # the `bench` extra
+    sys.exit("temporalio is not installed: run `bash bench/setup` (the bench extra) first")
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
