@@ -121,7 +121,7 @@ def test_initialize_and_list_this_tenants_agents_workflows_tools_and_prompts(egr
     agent = by_name[f"agent_{world['agent']['name']}"]
     assert agent.description == "Answers politely."
     assert agent.input_schema["required"] == ["message"]
-    assert set(agent.input_schema["properties"]) == {"message", "thread_id"}
+    assert set(agent.input_schema["properties"]) == {"message", "thread_id", "version", "label"}
     flow = by_name[f"workflow_{world['workflow']['slug']}"]
     assert flow.description == "Doubles a number." and flow.input_schema["required"] == ["n"]
     tool = by_name[f"tool_{world['tool']['name']}"]
@@ -159,6 +159,49 @@ def test_call_an_agent_recorded_as_a_call_with_the_key_and_the_client(egress_mes
         assert call["status"] == "CALL_STATUS_COMPLETED"
         assert call["metadata"]["channel"] == "mcp" and call["metadata"]["mcp_client"] == CLIENT
         assert call["metadata"]["api_key_id"] == world["full_id"]
+
+
+def test_an_agent_runs_the_version_or_label_the_call_names(egress_mesh, model_server):
+    """Issue 29 over MCP: `version` or `label` picks what runs, and the call records it; a bad
+    version is an MCP error naming the field. (A tenant of its own: the module's listings stay
+    as they are.)"""
+    owner = register(egress_mesh, "versions")
+    with egress_mesh.client(owner.token) as client:
+        secret = _name("key")
+        _ok(client.post("/api/v1/master-data/secrets", json={
+            "name": secret, "value": "sk-e2e", "secret_type": "SECRET_TYPE_API_KEY"}))
+        models = [_ok(client.post("/api/v1/master-data/models", json={
+            "name": _name(f"model-{i}"), "provider": "openai_compatible",
+            "model_id": model_server.script(_name("s"), [{"content": f"{words}: {{user}}"}]),
+            "endpoint_url": model_server.base_url, "secret_ref": secret}))
+            for i, words in enumerate(["Version one", "Version two"])]
+        agent = _ok(client.post("/api/v1/agents", json={
+            "name": _name("versioned"), "model": models[0]["name"]}))
+        agent = _ok(client.post(f"/api/v1/agents/{agent['id']}/activate", json={}))
+        edited = _ok(client.put(f"/api/v1/agents/{agent['id']}",
+                                json={"model": models[1]["name"]}))
+        newest = edited["version"]
+        _ok(client.put(f"/api/v1/agents/{agent['id']}/labels/canary", json={"version": newest}))
+        key = _key(client, ["agents:execute"])
+
+    async def work(session):
+        name = f"agent_{agent['name']}"
+        first = await session.call_tool(name, {"message": "hi", "version": 1})
+        labelled = await session.call_tool(name, {"message": "hi", "label": "canary"})
+        with pytest.raises(MCPError) as raised:
+            await session.call_tool(name, {"message": "hi", "version": "two"})
+        return first, labelled, raised.value
+
+    first, labelled, bad = _run(egress_mesh, key, work)
+    assert first.content[0].text == "Version one: hi", first
+    assert labelled.content[0].text == "Version two: hi", labelled
+    assert bad.error.code == -32602 and "version" in bad.error.message
+    with egress_mesh.client(owner.token) as client:
+        calls = {c["id"]: c for c in _ok(client.get(
+            "/api/v1/calls", params={"agent_id": agent["id"], "page_size": 100}))["items"]}
+    assert calls[first.structured_content["call_id"]]["agent_version"] == 1
+    assert calls[labelled.structured_content["call_id"]]["agent_version"] == newest
+    assert calls[labelled.structured_content["call_id"]]["agent_label"] == "canary"
 
 
 def test_the_current_protocol_revision_lists_and_calls_too(egress_mesh, world):

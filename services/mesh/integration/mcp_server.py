@@ -71,7 +71,12 @@ START_INPUT = {
     "properties": {
         "workflow": {"type": "string",
                      "description": "The workflow's slug (its tool's name without workflow_)."},
-        "inputs": {"type": "object", "description": "The workflow's inputs."}},
+        "inputs": {"type": "object", "description": "The workflow's inputs."},
+        "version": {"type": "integer", "minimum": 1,
+                    "description": "Run this version (optional; default: the label's)."},
+        "label": {"type": "string",
+                  "description": "Run the version this label points at (optional; default: "
+                                 "production when set, else latest)."}},
     "required": ["workflow"],
     "additionalProperties": False,
 }
@@ -89,10 +94,28 @@ AGENT_INPUT = {
     "properties": {
         "message": {"type": "string", "description": "The message to the agent."},
         "thread_id": {"type": "string",
-                      "description": "Continue this conversation thread (optional)."}},
+                      "description": "Continue this conversation thread (optional)."},
+        "version": {"type": "integer", "minimum": 1,
+                    "description": "Run this version (optional; default: the label's)."},
+        "label": {"type": "string",
+                  "description": "Run the version this label points at (optional; default: "
+                                 "production when set, else latest)."}},
     "required": ["message"],
     "additionalProperties": False,
 }
+
+
+def _version_and_label(arguments: dict) -> dict:
+    """The optional `version` and `label` arguments (issue 29), checked, as request fields."""
+    version, label = arguments.get("version", 0), arguments.get("label", "")
+    if "version" in arguments and (isinstance(version, bool) or not isinstance(version, int)
+                                   or version < 1):
+        raise MCPError(INVALID_PARAMS, "version: a whole number from 1 is required",
+                       {"field": "version", "reason": "ARGUMENTS_INVALID"})
+    if not isinstance(label, str):
+        raise MCPError(INVALID_PARAMS, "label: a text is required",
+                       {"field": "label", "reason": "ARGUMENTS_INVALID"})
+    return {"version": version, "label": label}
 
 
 def tool_name(prefix: str, name: str) -> str:
@@ -345,13 +368,15 @@ class MeshMCP:
         if not isinstance(thread, str):
             raise MCPError(INVALID_PARAMS, "thread_id: a text is required",
                            {"field": "thread_id", "reason": "ARGUMENTS_INVALID"})
+        chosen = _version_and_label(arguments)
         stub = self.peers.stub(agents_pb2_grpc.AgentServiceStub)
         if _wants_progress(ctx):
             reply = await self._streamed(ctx, stub, agents_pb2.StreamInteractionRequest(
-                agent_id=agent, message=message, thread_id=thread), metadata)
+                agent_id=agent, message=message, thread_id=thread, **chosen), metadata)
         else:
             reply = await stub.InteractWithAgent(agents_pb2.InteractWithAgentRequest(
-                agent_id=agent, message=message, thread_id=thread), metadata=metadata)
+                agent_id=agent, message=message, thread_id=thread, **chosen),
+                metadata=metadata)
         status = agents_pb2.CallStatus.Name(reply.status)
         body = {"reply": reply.reply, "call_id": reply.call_id, "status": status,
                 "tokens": reply.tokens, "cost_usd": reply.cost_usd}
@@ -439,10 +464,11 @@ class MeshMCP:
         if not isinstance(inputs, dict):
             raise MCPError(INVALID_PARAMS, "inputs: an object is required",
                            {"field": "inputs", "reason": "ARGUMENTS_INVALID"})
+        chosen = _version_and_label(arguments)
         stub = self.peers.stub(workflows_pb2_grpc.WorkflowServiceStub)
         execution = await stub.ExecuteWorkflow(workflows_pb2.ExecuteWorkflowRequest(
-            workflow_id=workflow.removeprefix(WORKFLOW_PREFIX), inputs=_struct(inputs)),
-            metadata=metadata)
+            workflow_id=workflow.removeprefix(WORKFLOW_PREFIX), inputs=_struct(inputs),
+            **chosen), metadata=metadata)
         body = {"execution_id": execution.id,
                 "status": workflows_pb2.ExecutionStatus.Name(execution.status)}
         return types.CallToolResult(content=[types.TextContent(text=json.dumps(body))],
