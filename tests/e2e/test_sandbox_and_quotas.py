@@ -27,7 +27,10 @@ from tests.conftest import assert_envelope, register, start_mesh, stop_mesh
 
 SOCKET_QUOTA = 3
 AGENT_QUOTA = 3
-LATENCY_P99_MS = 100.0
+# Not a speed goal (bench/ holds those): a bar that a stall would cross. The failures this
+# guards against held another tenant's calls for the whole payload (seconds); on 2 cores, with the
+# sandbox worker busy on one, an unstalled p99 was seen at 20-110 ms in CI.
+LATENCY_P99_MS = 250.0
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +95,8 @@ class Latency:
               f"{statistics.median(self.baseline):.1f} ms, max {max(self.baseline):.1f} ms)")
         # Never queued behind the payload (the failure: the whole payload's time)...
         assert worst < max(500.0, payload_seconds * 1000 / 4), self.samples
-        # ...and the bar itself: 100 ms at p99. On a machine already that slow before the payload
-        # (shared CI, other work), no worse than twice what the same calls took just before.
+        # ...and no stall at p99 either (LATENCY_P99_MS). On a machine already that slow before
+        # the payload (shared CI, other work), no worse than twice what the calls took just before.
         before = statistics.quantiles(self.baseline, n=100, method="inclusive")[98]
         assert self.p99 < max(LATENCY_P99_MS, 2 * before), (before, sorted(self.samples)[-10:])
 
