@@ -339,6 +339,22 @@ try {
   await until("the revoked key leaves the list", async () => (await keyRow.count()) === 0);
   step("an API key shown once, then revoked");
 
+  // ---- settings: a webhook added, its secret never shown, then deleted ----------------------
+  const hookName = `console-hook-${Date.now().toString(36)}`;
+  await page.getByLabel("Webhook name").fill(hookName);
+  await page.getByLabel("URL", { exact: true }).fill("http://127.0.0.1:9/hook");
+  await page.getByLabel("Events (space-separated; empty: every event)").fill("agent.*");
+  await page.getByRole("button", { name: "Add webhook" }).click();
+  const hookRow = page.getByRole("table", { name: "Webhooks" }).getByRole("row", { name: new RegExp(hookName) });
+  await hookRow.waitFor();
+  if (!(await hookRow.textContent()).includes("agent.*")) throw new Error("the webhook's events are not shown");
+  await page.getByRole("button", { name: `Deliveries of ${hookName}` }).click();
+  await page.getByRole("table", { name: "Deliveries" }).waitFor();
+  page.once("dialog", (d) => d.accept());
+  await page.getByRole("button", { name: `Delete ${hookName}` }).click();
+  await until("the deleted webhook leaves the list", async () => (await hookRow.count()) === 0);
+  step("a webhook added and deleted");
+
   // ---- the overview's charts, now with a call and an execution -----------------------------
   await page.getByRole("link", { name: "Overview" }).click();
   await page.getByRole("list", { name: "Summary" }).getByText("Calls", { exact: true }).waitFor();
