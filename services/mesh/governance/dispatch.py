@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -178,16 +177,9 @@ def _target_error(exc: grpc.aio.AioRpcError, operation: Operation,
                   decision: pb.Decision) -> errors.DomainError:
     """The operation's failure, in its own words, with the (allowing) decision attached."""
     details: dict[str, Any] = {"operation": operation.rpc, **_governance_details(decision)}
-    message = exc.details() or exc.code().name
-    reason = ""
-    for key, value in exc.trailing_metadata() or ():
-        if key == errors.ERROR_TRAILER:
-            try:
-                envelope = json.loads(value)
-                message = envelope.get("message", message)
-                reason = envelope.get("details", {}).get("reason", "")
-            except ValueError:
-                pass
+    envelope = errors.peer_envelope(exc)
+    message = envelope.get("message") or exc.details() or exc.code().name
+    reason = (envelope.get("details") or {}).get("reason", "")
     if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
         return Unimplemented(f"{operation.rpc} is not available in this deployment yet",
                              reason="OPERATION_NOT_IMPLEMENTED", details=details)

@@ -43,7 +43,7 @@ from mesh import contract
 from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, MCP_CLIENT_HEADER,
                                   SCOPES_HEADER, SESSION_HEADER, TENANT_HEADER, TOKEN_IAT_HEADER,
                                   USER_HEADER)
-from mesh.runtime.errors import ERROR_TRAILER
+from mesh.runtime.errors import peer_envelope
 from mesh.runtime.peers import Peers
 from mesh.runtime.scopes import holds
 
@@ -222,13 +222,7 @@ class Refusal:
 
     @classmethod
     def of(cls, error: grpc.aio.AioRpcError) -> "Refusal":
-        envelope: dict[str, Any] = {}
-        for key, value in error.trailing_metadata() or ():
-            if key == ERROR_TRAILER:
-                try:
-                    envelope = json.loads(value)
-                except ValueError:
-                    envelope = {}
+        envelope = peer_envelope(error)
         details = dict(envelope.get("details") or {})
         violations = [v for v in details.pop("field_violations", []) if isinstance(v, dict)]
         return cls(error.code(), envelope.get("message") or error.details() or "the call failed",

@@ -162,18 +162,24 @@ _BY_CODE = {c.code: c for c in (InvalidArgument, NotFound, AlreadyExists, Failed
                                 Aborted, ResourceExhausted)}
 
 
+def peer_envelope(error: grpc.aio.AioRpcError) -> dict[str, Any]:
+    """The error envelope a peer service sent in its trailer ({} when there is none)."""
+    for key, value in error.trailing_metadata() or ():
+        if key == ERROR_TRAILER:
+            try:
+                found = json.loads(value)
+            except ValueError:
+                return {}
+            return found if isinstance(found, dict) else {}
+    return {}
+
+
 def from_peer(error: grpc.aio.AioRpcError, service: str) -> DomainError:
     """Another service's error as a domain error of the same code, reason, details and field
     violations (read back from its envelope trailer), for a caller that passes it on: a 404 of
     the agents service stays a 404. A peer that cannot be reached is UNAVAILABLE
     PEER_UNAVAILABLE; a service not built yet, UNIMPLEMENTED TARGET_SERVICE_NOT_BUILT."""
-    envelope: dict[str, Any] = {}
-    for key, value in error.trailing_metadata() or ():
-        if key == ERROR_TRAILER:
-            try:
-                envelope = json.loads(value)
-            except ValueError:
-                envelope = {}
+    envelope = peer_envelope(error)
     details = dict(envelope.get("details") or {})
     violations = [(v.get("field", ""), v.get("description", ""))
                   for v in details.pop("field_violations", []) if isinstance(v, dict)]
