@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # of those at most this many per tenant (its partition's share).
     workflow_queue_concurrency: int = Field(default=64, ge=1)
     workflow_tenant_concurrency: int = Field(default=8, ge=1)
+    # A pure workflow (transforms and conditions with bounded expressions) runs in the call
+    # that starts it, written once when it ends (mesh.workflows.inline); false queues it.
+    workflow_inline: bool = True
     # Per tenant: executions queued, running or waiting for approval (children included);
     # past it 429 EXECUTION_QUOTA_EXCEEDED.
     tenant_max_live_executions: int = Field(default=500, ge=1)

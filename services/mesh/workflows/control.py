@@ -11,7 +11,7 @@ from dbos import DBOS, SetWorkflowID
 from mesh.workflows.engine import QUEUE, Engine
 from mesh.workflows.models import ENDED, ExecutionRow
 from mesh.workflows.projection import end, error_record
-from mesh.workflows.store import iso
+from mesh.workflows.store import iso, timeout_of, version_of
 
 E = "EXECUTION_STATUS_"
 S = "STEP_STATUS_"
@@ -55,10 +55,11 @@ async def retry(engine: Engine, execution_id: str,
         failed = {s["step_id"] for s in row.step_states
                   if s["status"] in (S + "FAILED", S + "CANCELLED")}
         old = row.dbos_workflow_id or row.id
+        ran_in_call = not row.dbos_workflow_id  # a pure workflow's run: no DBOS workflow
         if scopes is not None:
             row.scopes = scopes
         row.runs += 1
-        row.dbos_workflow_id = f"{row.id}.r{row.runs}"
+        row.dbos_workflow_id = row.id if ran_in_call else f"{row.id}.r{row.runs}"
         row.status = E + "QUEUED"
         row.ended_at = None
         row.current_phase = ""
@@ -70,8 +71,17 @@ async def retry(engine: Engine, execution_id: str,
                              ended_at=None, error="")
             states.append(state)
         row.step_states = states
+        if ran_in_call:
+            return None
         return old, row.dbos_workflow_id, failed, row.tenant_id, row.parent_execution_id
-    old, new, failed, tenant_id, parent = await engine.projection.update(execution_id, apply)
+    retried = await engine.projection.update(execution_id, apply)
+    if retried is None:  # run in the call that started it: queued now, from the start
+        row = await engine.db.read(lambda s: s.get(ExecutionRow, execution_id))
+        timeout = await engine.db.read(lambda s: timeout_of(
+            version_of(s, row.workflow_id, row.workflow_version).workflow))
+        await engine.enqueue(row.id, row.tenant_id, row.priority, timeout)
+        return
+    old, new, failed, tenant_id, parent = retried
     steps = await DBOS.list_workflow_steps_async(old)
     # From the earliest checkpoint of a step that did not complete: everything before it
     # is copied (not run again), that step and what follows run again.

@@ -28,6 +28,7 @@ workers import it.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import re
@@ -49,6 +50,13 @@ MAX_RENDERED_BYTES = 1024 * 1024  # the default of AGENTMESH_RENDER_MAX_BYTES
 _BOUNDED_NODES = frozenset({
     "field", "subexpression", "index_expression", "index", "current", "identity", "literal",
     "comparator", "and_expression", "or_expression", "not_expression", "pipe"})
+# Multi-selects build a value of references into the document, in time bounded by the
+# expression; what they build grows with a chain of them. A run in the call that starts it
+# (mesh.workflows.inline) evaluates them on the loop and measures each value they built.
+_BUILDING_NODES = frozenset({"multi_select_dict", "multi_select_list", "key_val_pair"})
+# Set while such a run evaluates its expressions.
+BUILDING_MEASURED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "building_measured", default=False)
 # Functions of one value whose result is no larger than their argument.
 _BOUNDED_FUNCTIONS = frozenset({
     "abs", "avg", "ceil", "contains", "ends_with", "floor", "join", "keys", "length", "max",
@@ -70,31 +78,52 @@ def compile_expression(text: str):
         raise ExpressionError(f"{text!r} is not a valid expression: {exc}") from None
 
 
-def _bounded_node(node: Any) -> bool:
+def _bounded_node(node: Any, building: bool = False) -> bool:
     if not isinstance(node, dict):
         return True  # a slice's bounds and other plain values
     kind = node.get("type")
     if kind == "function_expression":
         if node.get("value") not in _BOUNDED_FUNCTIONS:
             return False
-    elif kind not in _BOUNDED_NODES:
+    elif kind not in _BOUNDED_NODES and not (building and kind in _BUILDING_NODES):
         return False
-    return all(_bounded_node(child) for child in node.get("children", ()))
+    return all(_bounded_node(child, building) for child in node.get("children", ()))
 
 
 @functools.lru_cache(maxsize=4096)
-def _bounded_expression(text: str) -> bool:
+def _bounded_expression(text: str, building: bool = False) -> bool:
     try:
-        return _bounded_node(compile_expression(text).parsed)
+        return _bounded_node(compile_expression(text).parsed, building)
     except ExpressionError:
         return True  # fails at once, wherever it runs
 
 
-def is_bounded(text: str) -> bool:
+def is_bounded(text: str, *, building: bool = False) -> bool:
     """Whether every expression in `text` (an expression or a `{{ }}` template) costs at most
-    about the size of the document, so it may run on the event loop."""
+    about the size of the document, so it may run on the event loop. `building`: multi-selects
+    too, for a caller that measures what they build (BUILDING_MEASURED)."""
     matches = [m.group(1) for m in TEMPLATE.finditer(text)]
-    return all(_bounded_expression(e) for e in (matches or [text]))
+    return all(_bounded_expression(e, building) for e in (matches or [text]))
+
+
+def expanded_size(value: Any, limit: int) -> int:
+    """About the bytes of `value` as JSON, each reference counted as often as it occurs (what
+    writing it costs), counted until past `limit`."""
+    size = 0
+    pending = [value]
+    while pending and size <= limit:
+        item = pending.pop()
+        if isinstance(item, dict):
+            size += 2 + sum(len(key) + 4 for key in item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            size += 2 + len(item)
+            pending.extend(item)
+        elif isinstance(item, str):
+            size += len(item) + 2
+        else:
+            size += 8
+    return size
 
 
 def evaluate(text: str, document: dict[str, Any], max_bytes: int = MAX_RENDERED_BYTES) -> Any:
@@ -174,7 +203,7 @@ async def evaluate_async(text: str, document: dict[str, Any], *, timeout: float 
                          tenant: str = "") -> Any:
     """`evaluate`, inline when bounded, else in the sandbox under `timeout` (the sandbox's
     default when None): TimeoutError when it passes, ExpressionError for what went wrong."""
-    if is_bounded(text):
+    if is_bounded(text, building=BUILDING_MEASURED.get()):
         return evaluate(text, document, _max_bytes())
     from mesh.runtime import sandbox
 

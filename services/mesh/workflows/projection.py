@@ -43,25 +43,31 @@ class Projection:
             if row is None:
                 return None
             was_ended = row.status in ENDED
-            result = fn(row)
-            row.seq += 1
-            row.updated_at = utcnow()
-            touch(row)
-            session.add(row)
-            payload = progress_payload(row)
-            ended = row.status in ENDED and not was_ended
-            if ended:  # once, in the transaction that ended it: the tenant's webhooks
-                platform_events.queue(session, row.tenant_id, "execution.finished", payload)
-            changed.append((row.tenant_id, payload, ended))
+            result = change(row, fn)
+            changed.append((row.tenant_id, self.write(session, row, was_ended)))
             return result
-        changed: list[tuple[str, dict, bool]] = []
+        changed: list[tuple[str, dict]] = []
         result = await self.db.write(apply)
         self.notify(execution_id)
-        for tenant_id, payload, _ in changed[-1:]:
-            # The live service's sockets (/ws/{session_id}, /ws/executions) see every change.
-            await events.publish(self.settings, tenant_id, "execution", execution_id,
-                                 "execution.progress", payload)
+        for tenant_id, payload in changed[-1:]:
+            await self.announce(execution_id, tenant_id, payload)
         return result
+
+    @staticmethod
+    def write(session: Session, row: ExecutionRow, was_ended: bool) -> dict:
+        """Adds the changed row to the transaction and, in the transaction that ends the
+        execution (once), its message to the tenant's webhooks; the progress payload."""
+        session.add(row)
+        payload = progress_payload(row)
+        if row.status in ENDED and not was_ended:
+            platform_events.queue(session, row.tenant_id, "execution.finished", payload)
+        return payload
+
+    async def announce(self, execution_id: str, tenant_id: str, payload: dict) -> None:
+        """After the commit: the live service's sockets (/ws/{session_id}, /ws/executions) see
+        every change."""
+        await events.publish(self.settings, tenant_id, "execution", execution_id,
+                             "execution.progress", payload)
 
     async def step_state(self, execution_id: str, step_id: str,
                          fn: Callable[[dict, ExecutionRow], Any]) -> Any:
@@ -89,6 +95,27 @@ class Projection:
         if event is None:
             event = self._changed[execution_id] = asyncio.Event()
         return event
+
+
+class Unwritten(Projection):
+    """The projection of a run made in memory (mesh.workflows.inline): every change is made
+    to one row not yet written, as `update` makes it; the run's caller writes the row once."""
+
+    def __init__(self, row: ExecutionRow) -> None:
+        self.row = row
+
+    async def update(self, execution_id: str, fn: Callable[[ExecutionRow], Any]) -> Any:
+        return change(self.row, fn)
+
+
+def change(row: ExecutionRow, fn: Callable[[ExecutionRow], Any]) -> Any:
+    """One change of an execution row: `fn`, then the `seq` bump (WatchExecution's event id)
+    and the derived fields."""
+    result = fn(row)
+    row.seq += 1
+    row.updated_at = utcnow()
+    touch(row)
+    return result
 
 
 def error_record(step_id: str, code: str, message: str) -> dict:

@@ -208,8 +208,7 @@ class Run(StepKinds):
     async def concurrently(self, sids: list[str], fail_fast: bool = False) -> Failure:
         if not sids:
             return None
-        # Reserved in order before anything runs: replay meets the same step ids.
-        reservations = [DBOS.reserve_step() for _ in sids]
+        reservations = self.reserve(len(sids))
         tasks = []
         for sid, reservation in zip(sids, reservations):
             task = asyncio.ensure_future(self._bounded(sid, reservation))
@@ -239,6 +238,11 @@ class Run(StepKinds):
                 raise result
             failure = failure or _failure_of(task)
         return failure
+
+    def reserve(self, count: int) -> list:
+        """The DBOS steps (checkpoints) of `count` steps about to run together, reserved in
+        order before anything runs: a replay meets the same step ids."""
+        return [DBOS.reserve_step() for _ in range(count)]
 
     async def _bounded(self, sid: str, reservation) -> Failure:
         async with self.slots:

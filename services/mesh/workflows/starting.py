@@ -16,6 +16,7 @@ from mesh.runtime.settings import Settings
 from mesh.workflows import limits
 from mesh.workflows.engine import Engine
 from mesh.workflows.models import ExecutionRow, WorkflowRow
+from mesh.runtime.tables import new_id
 from mesh.workflows.store import (Running, executions, new_execution, running, timeout_of,
                                   workflows)
 
@@ -46,27 +47,108 @@ def _refuse_inputs(errors: list[tuple[str, str]]) -> None:
 
 async def start(db: Database, settings: Settings, engine: Engine, caller: Caller,
                 workflow_key: str, inputs: dict, priority: str,
-                idempotency_key: str, *, version: int = 0, label: str = "") -> ExecutionRow:
+                idempotency_key: str, *, version: int = 0, label: str = "",
+                inline: bool = True) -> ExecutionRow:
     """A new execution of the workflow's version that `version` or `label` names (default
     `production` when it has it, else `latest`; store.running), or the one its idempotency
     key already started, acting as the caller, within the caller's scopes. Governance decides the start first
-    (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`."""
-    validated: dict | None = None
+    (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`.
+    A pure workflow runs to its end in this call (`inline`, mesh.workflows.inline); any other
+    is queued."""
     if governance.enabled(engine.peers):
         slug = await db.read(lambda s: workflows.get(s, caller.tenant_id, workflow_key).slug)
         await governance.require(engine.peers, f"workflow {slug!r}", action="execute_workflow",
                                  resource_type="Workflow", resource_id=slug,
                                  arguments={"step": "", "inputs": inputs})
+    if inline and settings.workflow_inline:
+        row = await _run_inline(db, settings, engine, caller, workflow_key, inputs, priority,
+                                idempotency_key, version, label)
+        if row is not None:
+            telemetry.annotate(agentmesh__execution_id=row.id)
+            return row
+    return await _queue(db, settings, engine, caller, workflow_key, inputs, priority,
+                        idempotency_key, version, label)
+
+
+def _new_row(caller: Caller, workflow: WorkflowRow, run: Running, inputs: dict, priority: str,
+             idempotency_key: str, execution_id: str | None = None) -> ExecutionRow:
+    return new_execution(workflow, inputs, priority, caller.user_id,
+                         execution_id=execution_id, idempotency_key=idempotency_key,
+                         api_key_id=caller.api_key_id, scopes=sorted(caller.scopes),
+                         traceparent=telemetry.traceparent(),
+                         metadata={"channel": "mcp", "mcp_client": caller.mcp_client}
+                         if caller.mcp_client else None, run=run)
+
+
+def _existing(session: Session, tenant_id: str, idempotency_key: str) -> ExecutionRow | None:
+    if not idempotency_key:
+        return None
+    return session.exec(select(ExecutionRow).where(
+        ExecutionRow.tenant_id == tenant_id,
+        ExecutionRow.idempotency_key == idempotency_key)).first()
+
+
+async def _run_inline(db: Database, settings: Settings, engine: Engine, caller: Caller,
+                      workflow_key: str, inputs: dict, priority: str, idempotency_key: str,
+                      version: int, label: str) -> ExecutionRow | None:
+    """The execution run to its end in this call and written once, or None when it must be
+    queued (not pure, the tenant at its share of the queue, inputs to validate in the
+    sandbox, not active: the queued path says why)."""
+    def plan(session: Session) -> tuple[WorkflowRow, Running] | ExecutionRow | None:
+        existing = _existing(session, caller.tenant_id, idempotency_key)
+        if existing is not None:
+            return existing
+        workflow = workflows.get(session, caller.tenant_id, workflow_key)
+        if workflow.status != "WORKFLOW_STATUS_ACTIVE" or limits.live_executions(
+                session, caller.tenant_id) >= settings.workflow_tenant_concurrency:
+            return None
+        run = running(session, workflow, version, label)
+        try:
+            _check_inputs(run, inputs)
+        except _ValidateInSandbox:
+            return None
+        return workflow, run
+    planned = await db.read(plan)
+    if planned is None or isinstance(planned, ExecutionRow):
+        return planned
+    workflow, run = planned
+    from mesh.workflows import inline  # the interpreter: DBOS, loaded once the service runs
+
+    execution_id = new_id()
+
+    def new_row() -> ExecutionRow:
+        row = _new_row(caller, workflow, run, inputs, priority, idempotency_key, execution_id)
+        row.dbos_workflow_id = ""  # none: run in this call
+        return row
+    ended = await inline.run(engine, new_row, run.definition)
+    if ended is None:
+        return None
+
+    def insert(session: Session) -> tuple[ExecutionRow, dict | None]:
+        existing = _existing(session, caller.tenant_id, idempotency_key)
+        if existing is not None:  # a concurrent start with the same key won
+            return existing, None
+        limits.check_execution_quota(session, caller.tenant_id, settings)
+        executions.add(session, ended)
+        return ended, engine.projection.write(session, ended, was_ended=False)
+    row, payload = await db.write(insert)
+    if payload is not None:
+        await engine.projection.announce(row.id, row.tenant_id, payload)
+    return row
+
+
+async def _queue(db: Database, settings: Settings, engine: Engine, caller: Caller,
+                 workflow_key: str, inputs: dict, priority: str, idempotency_key: str,
+                 version: int, label: str) -> ExecutionRow:
+    """The execution written QUEUED and its interpreter put on the queue."""
+    validated: dict | None = None
 
     # (the execution, whether it is new, its workflow's timeout)
     def create(session: Session) -> tuple[ExecutionRow, bool, float | None]:
         workflow = workflows.get(session, caller.tenant_id, workflow_key)
-        if idempotency_key:
-            existing = session.exec(select(ExecutionRow).where(
-                ExecutionRow.tenant_id == caller.tenant_id,
-                ExecutionRow.idempotency_key == idempotency_key)).first()
-            if existing is not None:
-                return existing, False, None  # already enqueued
+        existing = _existing(session, caller.tenant_id, idempotency_key)
+        if existing is not None:
+            return existing, False, None  # already enqueued
         if workflow.status != "WORKFLOW_STATUS_ACTIVE":
             raise FailedPrecondition(
                 f"workflow {workflow.slug!r} is {workflow.status}; activate it first",
@@ -75,11 +157,7 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
         run = running(session, workflow, version, label)
         _check_inputs(run, inputs, validated)
         limits.check_execution_quota(session, caller.tenant_id, settings)
-        row = new_execution(workflow, inputs, priority, caller.user_id,
-                            idempotency_key=idempotency_key, api_key_id=caller.api_key_id,
-                            scopes=sorted(caller.scopes), traceparent=telemetry.traceparent(),
-                            metadata={"channel": "mcp", "mcp_client": caller.mcp_client}
-                            if caller.mcp_client else None, run=run)
+        row = _new_row(caller, workflow, run, inputs, priority, idempotency_key)
         row.dbos_workflow_id = row.id
         executions.add(session, row)
         return row, True, timeout_of(run.definition)

@@ -165,6 +165,11 @@ class StepKinds:
         """The step decided by governance before it runs (`execute_workflow` on the workflow,
         the step in `context.arguments`), as the execution's starter; a denial is the step's
         failure `GOVERNANCE_DENIED` naming the decision, never retried."""
+        return await self.decide_step(step, sid)
+
+    async def decide_step(self, step: pb.Step, sid: str) -> dict | None:
+        """Governance's decision on the step (`_governed`): the failure a denial makes, or
+        None."""
         from mesh.governance import client as governance
 
         if not governance.enabled(self.engine.peers):

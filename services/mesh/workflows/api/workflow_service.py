@@ -194,9 +194,10 @@ class WorkflowService(pb_grpc.WorkflowServiceServicer):
         inputs = {"requirements": request.requirements,
                   "configuration": json_format.MessageToDict(request.configuration)}
         try:
+            # Queued even when pure: seed 000 answers a submission "queued", then progress.
             row = await starting.start(self.db, self.settings, self.engine, caller,
                                        request.workflow_type, inputs, priority,
-                                       request.idempotency_key)
+                                       request.idempotency_key, inline=False)
         except NotFound:
             raise InvalidArgument(
                 f"Unknown workflow type: {request.workflow_type}; see /api/v1/workflow-types",

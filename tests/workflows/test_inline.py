@@ -1,0 +1,133 @@
+"""Pure workflows run in the call that starts them (mesh.workflows.inline): the answer is the
+ended execution, the same one the queued interpreter makes of the same definition; anything
+else is queued as before. Governance's part (a denied step) is in tests/e2e/test_workflows.py."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from google.protobuf import json_format
+
+from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.workflows.service import DEFINITION
+from tests.harness import ServiceHarness
+from tests.workflows.conftest import Client, output, states, status_name, step_status
+
+BRANCHING = [
+    {"id": "check", "type": "STEP_TYPE_CONDITION",
+     "condition": {"expression": "inputs.n > `1`", "then_step_ids": ["big"],
+                   "else_step_ids": ["small"]}},
+    {"id": "big", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["check"],
+     "inputs": {"n": "inputs.n"}, "transform": {"expression": "{size: 'big', n: args.n}"}},
+    {"id": "small", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["check"],
+     "transform": {"expression": "{size: 'small'}"}},
+    {"id": "last", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["big", "small"],
+     "name": "Summing up", "transform": {"expression": "[steps.big.output, steps.small.output]"}},
+]
+OUTPUTS = {"size": "steps.big.output.size || steps.small.output.size", "all": "steps.last.output"}
+
+
+def _slug() -> str:
+    return f"w-{uuid.uuid4().hex[:8]}"
+
+
+class Queued(Client):
+    """The same service as if AGENTMESH_WORKFLOW_INLINE were false: its executions queued."""
+
+    def __init__(self, harness: ServiceHarness) -> None:
+        super().__init__(harness)
+        self.settings = harness.settings
+
+    def execute(self, *args, **kwargs) -> pb.Execution:
+        self.settings.workflow_inline = False
+        try:
+            return super().execute(*args, **kwargs)
+        finally:
+            self.settings.workflow_inline = True
+
+
+@pytest.fixture
+def queued(service) -> Queued:
+    return Queued(service)
+
+
+def _shape(execution: pb.Execution) -> dict:
+    """What a user reads of an ended execution, without its ids and times."""
+    return {
+        "status": status_name(execution), "progress": execution.progress,
+        "outputs": json_format.MessageToDict(execution.outputs),
+        "steps": {sid: (pb.StepStatus.Name(s.status), json_format.MessageToDict(s.output),
+                        s.attempts, bool(s.started_at.seconds), bool(s.ended_at.seconds),
+                        s.error)
+                  for sid, s in states(execution).items()},
+        "phases": list(execution.phases_completed),
+        "errors": [(e.step_id, e.code) for e in execution.errors],
+        "version": execution.workflow_version, "current_phase": execution.current_phase,
+        "timed": bool(execution.started_at.seconds and execution.ended_at.seconds),
+    }
+
+
+@pytest.mark.parametrize("n", [5, 0])
+def test_a_pure_workflow_answers_ended_as_the_queued_interpreter_would(client, queued, n):
+    now = client.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    later = queued.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    answered = client.execute(now.id, {"n": n})
+    assert status_name(answered) == "EXECUTION_STATUS_COMPLETED"
+    assert answered.workflow_id == now.id and answered.workflow_slug == now.slug
+    assert client.get(answered.id) == answered  # written as answered, in one go
+    done = queued.wait(queued.execute(later.id, {"n": n}).id)
+    assert _shape(answered) == _shape(done)
+    taken, skipped = ("big", "small") if n else ("small", "big")
+    assert step_status(answered, skipped) == "STEP_STATUS_SKIPPED"
+    assert output(answered, taken)["size"] == taken
+    assert json_format.MessageToDict(answered.outputs)["size"] == taken
+    # the stream of an ended execution: its last state, at once
+    events = list(client.call("WatchExecution", pb.WatchExecutionRequest(
+        execution_id=answered.id), timeout=5))
+    assert events and events[-1].status == answered.status
+
+
+def test_a_failing_expression_fails_it_in_the_call_and_a_retry_runs_it_queued(client, queued):
+    steps = [{"id": "ok", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`1`"}},
+             {"id": "bad", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["ok"],
+              "transform": {"expression": "abs(inputs.word)"}},
+             {"id": "after", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["bad"],
+              "transform": {"expression": "`2`"}}]
+    now, later = client.create(_slug(), steps), queued.create(_slug(), steps)
+    failed = client.execute(now.id, {"word": "text"})
+    assert status_name(failed) == "EXECUTION_STATUS_FAILED"
+    assert [(e.step_id, e.code) for e in failed.errors] == [("bad", "EXPRESSION_FAILED")]
+    assert step_status(failed, "after") == "STEP_STATUS_SKIPPED"
+    assert _shape(failed) == _shape(queued.wait(queued.execute(later.id, {"word": "text"}).id))
+    # A retry queues an interpreter (the inline run left no DBOS workflow to fork): it runs
+    # the steps again and fails the same way, as a second run.
+    retried = client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=failed.id))
+    assert status_name(retried) in ("EXECUTION_STATUS_QUEUED", "EXECUTION_STATUS_RUNNING",
+                                    "EXECUTION_STATUS_FAILED")
+    again = client.wait(failed.id, lambda e: len(e.errors) == 2 and status_name(e) in (
+        "EXECUTION_STATUS_FAILED", "EXECUTION_STATUS_COMPLETED"))
+    assert status_name(again) == "EXECUTION_STATUS_FAILED"
+    assert [e.code for e in again.errors] == ["EXPRESSION_FAILED", "EXPRESSION_FAILED"]
+
+
+def test_an_idempotency_key_answers_the_first_run(client):
+    workflow = client.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    key = uuid.uuid4().hex
+    first = client.execute(workflow.id, {"n": 5}, idempotency_key=key)
+    second = client.execute(workflow.id, {"n": 0}, idempotency_key=key)
+    assert second.id == first.id and second.outputs == first.outputs
+
+
+def test_what_is_not_pure_is_queued(client, web):
+    unbounded = client.create(_slug(), [  # sort_by's cost is not bounded by the document
+        {"id": "s", "type": "STEP_TYPE_TRANSFORM",
+         "transform": {"expression": "sort_by(inputs.items, &@)"}}])
+    effect = client.create(_slug(), [
+        {"id": "t", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`1`"}},
+        {"id": "h", "type": "STEP_TYPE_HTTP", "depends_on": ["t"],
+         "http": {"url": f"{web.url}/effect"}}])
+    for workflow, inputs in ((unbounded, {"items": [3, 1, 2]}), (effect, None)):
+        started = client.execute(workflow.id, inputs)
+        assert status_name(started) == "EXECUTION_STATUS_QUEUED"
+        assert status_name(client.wait(started.id)) == "EXECUTION_STATUS_COMPLETED"
