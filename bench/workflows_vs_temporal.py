@@ -8,11 +8,16 @@
   * sqlite   - `agentmesh up` (every service in one process behind Envoy, SQLite files), driven
                through the gateway's REST API: a tenant registered, a 3-step transform workflow
                ({n: inputs.n}, n+1, n+1, as bench/workflows_engine.py) created and activated,
-               `POST /api/v1/workflows/{id}/execute`, completion seen on the SSE watch stream
+               `POST /api/v1/workflows/{id}/execute`, completion seen in its answer or on the SSE
+               watch stream
                `GET /api/v1/workflows/executions/{id}/watch`.
   * postgres - the same with `agentmesh up --database-url` on a new database of the local
                server (created and dropped here; AGENTMESH_BENCH_PG, default
                postgresql+psycopg://postgres@127.0.0.1:5432/postgres, names the server).
+  * sqlite-queued, postgres-queued - the same with AGENTMESH_WORKFLOW_INLINE=false: each
+               execution queued for a DBOS interpreter, as before the workflow, being pure,
+               ran in the call that starts it (mesh.workflows.inline). With it, the execute
+               call answers the ended execution and the client watches nothing more.
 
 All systems are up at once and measured interleaved (one latency run of each in turn; the
 throughput rounds alternate), so machine load falls on all of them alike:
@@ -240,9 +245,12 @@ STEPS = [
 
 
 class Mesh(System):
-    def __init__(self, name: str, pg_server: str | None = None):
+    def __init__(self, name: str, pg_server: str | None = None, queued: bool = False):
         self.name = name
         self.pg_server = pg_server
+        # AGENTMESH_WORKFLOW_INLINE=false: every execution queued for a DBOS interpreter, as
+        # before pure workflows ran in the call that starts them.
+        self.queued = queued
         self.database = None
         self.dir = Path(tempfile.mkdtemp(prefix=f"bench-mesh-{name}-"))
         self.process = None
@@ -266,7 +274,8 @@ class Mesh(System):
             self._pg(f'CREATE DATABASE "{self.database}"')
             command += ["--database-url", self.pg_server.rsplit("/", 1)[0] + "/" + self.database]
         env = {**os.environ, "AGENTMESH_GATEWAY_AUTH_RATE_LIMIT": "100000",
-               "AGENTMESH_LOG_LEVEL": "WARNING"}
+               "AGENTMESH_LOG_LEVEL": "WARNING",
+               "AGENTMESH_WORKFLOW_INLINE": "false" if self.queued else "true"}
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
         output = []
@@ -315,7 +324,10 @@ class Mesh(System):
         reply = await self.client.post(f"/api/v1/workflows/{self.workflow_id}/execute",
                                        json={"inputs": {"n": n}})
         assert reply.status_code == 200, reply.text
-        execution_id = reply.json()["id"]
+        execution = reply.json()
+        if execution["status"] == "EXECUTION_STATUS_COMPLETED":
+            return  # run in the call (a pure workflow): the answer is the ended execution
+        execution_id = execution["id"]
         last = None
         async with self.client.stream(
                 "GET", f"/api/v1/workflows/executions/{execution_id}/watch") as stream:
@@ -373,8 +385,13 @@ async def main(args) -> None:
             systems.append(Mesh("sqlite"))
         elif name == "postgres":
             systems.append(Mesh("postgres", args.pg))
+        elif name == "sqlite-queued":
+            systems.append(Mesh("sqlite-queued", queued=True))
+        elif name == "postgres-queued":
+            systems.append(Mesh("postgres-queued", args.pg, queued=True))
         else:
-            raise SystemExit(f"unknown system {name!r}: temporal, sqlite, postgres")
+            raise SystemExit(f"unknown system {name!r}: temporal, sqlite, postgres, "
+                             "sqlite-queued, postgres-queued")
     try:
         for system in systems:
             t0 = time.perf_counter()
@@ -431,7 +448,9 @@ async def main(args) -> None:
     columns = ["p50 ms", "p90 ms", "max ms", "exec/s", "CPU ms/exec", "idle RSS MiB",
                "idle PSS MiB", "idle CPU %", "processes"]
     label = {"temporal": "Temporal dev server + worker", "sqlite": "Agent Mesh, SQLite",
-             "postgres": "Agent Mesh, PostgreSQL"}
+             "postgres": "Agent Mesh, PostgreSQL",
+             "sqlite-queued": "Agent Mesh, SQLite, queued",
+             "postgres-queued": "Agent Mesh, PostgreSQL, queued"}
     width = max(len(label[n]) for n in rows) + 2
     print()
     print(f"3-step workflow ({'local ' if args.temporal_local else ''}activities / transform "

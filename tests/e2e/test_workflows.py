@@ -441,3 +441,65 @@ def test_a_tool_step_acts_as_the_starter_and_needs_its_tools_execute(mesh, tenan
                                        headers={"x-agentmesh-api-key-id": "forged"}).json()["id"])
     assert mine["status"] == "EXECUTION_STATUS_COMPLETED" and not mine.get("api_key_id")
     assert "tools:*" in mine["scopes"]  # a tenant admin's token
+
+
+def test_a_pure_workflow_answers_ended_and_each_step_that_ran_is_decided_once(mesh):
+    """A pure workflow (transforms and conditions) runs in the call that starts it
+    (mesh.workflows.inline): the execute answer is the ended execution. Governance decided
+    each step that ran, once; a policy forbidding a step fails the execution as the queued
+    interpreter would; a retry once the policy is gone completes it."""
+    owner = register(mesh)
+    with mesh.client(owner.token) as client:
+        def ok(reply):
+            assert reply.status_code == 200, reply.text
+            return reply.json()
+
+        def decided(execution_id: str, **params) -> list[dict]:
+            return ok(client.get("/api/v1/governance/decisions", params={
+                "correlation_id": execution_id, "page_size": 100, **params}))["items"]
+
+        workflow = _create(client, [
+            {"id": "check", "type": "STEP_TYPE_CONDITION",
+             "condition": {"expression": "inputs.n > `1`", "then_step_ids": ["big"],
+                           "else_step_ids": ["small"]}},
+            {"id": "big", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["check"],
+             "transform": {"expression": "{size: 'big', n: inputs.n}"}},
+            {"id": "small", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["check"],
+             "transform": {"expression": "{size: 'small'}"}},
+            {"id": "last", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["big", "small"],
+             "transform": {"expression": "steps.big.output || steps.small.output"}},
+        ], outputs={"result": "steps.last.output"})
+        execute = f"/api/v1/workflows/{workflow['slug']}/execute"
+
+        execution = ok(client.post(execute, json={"inputs": {"n": 5}}))
+        assert execution["status"] == "EXECUTION_STATUS_COMPLETED", execution
+        assert execution["outputs"] == {"result": {"size": "big", "n": 5}}
+        assert _step(execution, "small")["status"] == "STEP_STATUS_SKIPPED"
+        assert execution["progress"] == 100
+        assert ok(client.get(f"/api/v1/workflows/executions/{execution['id']}")) == execution
+        events: list = []
+        _sse(client, f"/api/v1/workflows/executions/{execution['id']}/watch", events)
+        assert events[-1][1]["status"] == "EXECUTION_STATUS_COMPLETED"
+        steps = sorted(d["context"]["arguments"]["step"] for d in decided(execution["id"]))
+        assert steps == ["big", "check", "last"]  # `small` never ran
+
+        policy = ok(client.post("/api/v1/governance/policies", json={
+            "name": f"no-big-{uuid.uuid4().hex[:6]}", "cedar": (
+                'permit(principal, action, resource);\n'
+                'forbid(principal, action == Action::"execute_workflow", resource) when '
+                '{ context.arguments has step && context.arguments.step == "big" };')}))
+        failed = ok(client.post(execute, json={"inputs": {"n": 5}}))
+        assert failed["status"] == "EXECUTION_STATUS_FAILED", failed
+        assert _step(failed, "big")["status"] == "STEP_STATUS_FAILED"
+        assert f"{policy['name']}@1" in _step(failed, "big")["error"]
+        assert _step(failed, "last")["status"] == "STEP_STATUS_SKIPPED"
+        assert [e["code"] for e in failed["errors"]] == ["GOVERNANCE_DENIED"]
+        assert [d["context"]["arguments"]["step"]
+                for d in decided(failed["id"], allowed="false")] == ["big"]
+        assert len(decided(failed["id"])) == 2  # check and big, each once
+
+        assert client.delete(f"/api/v1/governance/policies/{policy['id']}").status_code == 200
+        ok(client.post(f"/api/v1/workflows/executions/{failed['id']}/retry", json={}))
+        done = _wait(client, failed["id"])
+        assert done["status"] == "EXECUTION_STATUS_COMPLETED", done
+        assert done["outputs"] == {"result": {"size": "big", "n": 5}}

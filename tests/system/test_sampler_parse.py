@@ -1,5 +1,6 @@
-"""The sampler reads Prometheus text with prometheus_client's own parser: the figures of a real
-exposition (made by prometheus_client, as every service process serves it) and Envoy's lines."""
+"""The sampler reads Prometheus text (with two regular expressions; prometheus_client's parser
+for a line they cannot read): the figures of a real exposition (made by prometheus_client, as
+every service process serves it) and Envoy's lines, read as that parser reads them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from mesh.system.sampler import _Counters, parse
+from prometheus_client.parser import text_string_to_metric_families
+
+from mesh.system.sampler import _Counters, _samples, parse
 
 
 def test_a_real_exposition_gives_requests_failures_buckets_and_the_gateways_figures():
@@ -42,3 +45,23 @@ def test_a_malformed_line_costs_only_itself():
           'agentmesh_requests_total{service="b" 2\n'
           'agentmesh_requests_total{service="c",code="OK"} 3\n', 0, counters)
     assert counters.requests == {"a": 1.0, "c": 3.0}
+
+
+def test_every_wanted_sample_is_read_as_prometheus_clients_parser_reads_it():
+    registry = CollectorRegistry()
+    requests = Counter("agentmesh_requests", "calls", ["service", "method", "code"],
+                       registry=registry)
+    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service", "method"],
+                        registry=registry)
+    for service in ("agents", 'we"ird\\name', "line\nbreak"):
+        for method in ("Get", "List", "Create"):
+            requests.labels(service, method, "OK").inc(3)
+            latency.labels(service, method).observe(0.02)
+    text = generate_latest(registry).decode()
+    expected = [(sample.name, sample.labels, sample.value)
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith(("agentmesh_requests_total",
+                                           "agentmesh_request_duration_seconds_bucket"))]
+    assert len(expected) > 50
+    assert list(_samples(text)) == expected

@@ -64,6 +64,35 @@ def test_only_expressions_bounded_by_the_document_run_inline(expression, bounded
     assert is_bounded(expression) is bounded
 
 
+@pytest.mark.parametrize("expression, bounded", [
+    ("{total: sum(args.prices)}", True),         # one level of references, then measured
+    ("{n: sum([args.n, `1`])}", True),
+    ("[steps.a.output, steps.b.output]", True),
+    ("[@, @][0]", True),
+    ("{a: inputs}.a.b", True),
+    ("length([@, @])", True),
+    ("[@, @].[@, @]", False),                    # 2^n by reference in n steps
+    ("{a: inputs}.a.[@, @]", False),
+    ("[@, @] | [@, @]", False),
+    ("([@, @] || inputs).[@, @]", False),
+    ("to_string([@, @])", False),                # walks every reference whole
+    ("[@, @] == [@, @]", False),
+    ("contains([@], `1`)", False),
+    ("inputs.items[*].name", False),
+])
+def test_a_run_in_the_call_may_build_values_it_measures(expression, bounded):
+    """mesh.workflows.inline evaluates multi-selects on the loop and measures each value they
+    build; what would build on a built value, or walk one whole, still goes to the sandbox."""
+    from mesh.workflows.expressions import expanded_size, is_bounded
+
+    assert is_bounded(expression, building=True) is bounded
+    shared = {"s": "x" * 100}
+    doubled = [shared, shared]
+    for _ in range(30):  # 2^30 references: counted only until past the limit
+        doubled = [doubled, doubled]
+    assert 1000 < expanded_size(doubled, 1000) < 2000
+
+
 def test_rendered_text_is_refused_before_it_passes_its_limit():
     from mesh.workflows.expressions import evaluate as evaluate_capped
 

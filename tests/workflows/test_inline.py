@@ -131,3 +131,21 @@ def test_what_is_not_pure_is_queued(client, web):
         started = client.execute(workflow.id, inputs)
         assert status_name(started) == "EXECUTION_STATUS_QUEUED"
         assert status_name(client.wait(started.id)) == "EXECUTION_STATUS_COMPLETED"
+
+
+def test_a_run_that_builds_past_the_limit_is_queued_instead(client):
+    """Each step doubles its input by reference ({a: x, b: x}): cheap to evaluate, 2^n to
+    write. Past AGENTMESH_RENDER_MAX_BYTES (1 MiB) the run in the call stops, nothing written,
+    and the execution is queued (where the sandbox evaluates multi-selects)."""
+    steps = [{"id": "s0", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs"}}]
+    for i in range(1, 10):
+        steps.append({"id": f"s{i}", "type": "STEP_TYPE_TRANSFORM", "depends_on": [f"s{i-1}"],
+                      "transform": {"expression": f"{{a: steps.s{i-1}.output, "
+                                                  f"b: steps.s{i-1}.output}}"}})
+    workflow = client.create(_slug(), steps)
+    started = client.execute(workflow.id, {"text": "x" * 8192})
+    assert status_name(started) == "EXECUTION_STATUS_QUEUED"
+    client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=started.id))
+    assert status_name(client.wait(started.id)) == "EXECUTION_STATUS_CANCELLED"
+    small = client.execute(workflow.id, {"text": "x"})  # 2^9 references of a few bytes
+    assert status_name(small) == "EXECUTION_STATUS_COMPLETED"

@@ -4,6 +4,8 @@ exported spans and the `x-trace-id` answer header), so a trace's log lines are f
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import sys
 
@@ -53,7 +55,9 @@ class _LevelFilter(logging.Filter):
                                            current_service.get())
 
 
+@functools.cache
 def version() -> str:
+    """The installed package's version (read once: importlib.metadata scans the path)."""
     from importlib.metadata import PackageNotFoundError, version as package_version
 
     try:

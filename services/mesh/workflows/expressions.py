@@ -82,12 +82,52 @@ def _bounded_node(node: Any, building: bool = False) -> bool:
     if not isinstance(node, dict):
         return True  # a slice's bounds and other plain values
     kind = node.get("type")
+    children = node.get("children", ())
     if kind == "function_expression":
         if node.get("value") not in _BOUNDED_FUNCTIONS:
             return False
-    elif kind not in _BOUNDED_NODES and not (building and kind in _BUILDING_NODES):
+    elif kind in _BUILDING_NODES:
+        if not building:
+            return False
+    elif kind not in _BOUNDED_NODES:
         return False
-    return all(_bounded_node(child, building) for child in node.get("children", ()))
+    if building and not _builds_safely(node, kind, children):
+        return False
+    return all(_bounded_node(child, building) for child in children)
+
+
+# What walks a value whole (serializes or compares it deeply): given a value a multi-select
+# built, it walks every reference in it as often as it occurs.
+_DEEP_FUNCTIONS = frozenset({"to_string", "contains"})
+# Nodes that only walk into a value.
+_WALKING_NODES = frozenset({"field", "subexpression", "index_expression", "index", "current",
+                            "identity", "literal"})
+
+
+def _builds(node: Any) -> bool:
+    return isinstance(node, dict) and (node.get("type") in _BUILDING_NODES or any(
+        _builds(child) for child in node.get("children", ())))
+
+
+def _walks_only(node: Any) -> bool:
+    return not isinstance(node, dict) or (node.get("type") in _WALKING_NODES and all(
+        _walks_only(child) for child in node.get("children", ())))
+
+
+def _builds_safely(node: dict, kind: str, children: tuple | list) -> bool:
+    """What a multi-select builds stays about (expression size) x (document size): it is not
+    walked whole, and nothing builds again on top of it (`[@,@].[@,@]...`, each step doubling
+    by reference, would build 2^n in n steps)."""
+    if kind == "comparator" or (kind == "function_expression"
+                                and node.get("value") in _DEEP_FUNCTIONS):
+        return not any(_builds(child) for child in children)
+    if kind in ("subexpression", "pipe", "index_expression"):  # a chain, left to right
+        built = False
+        for child in children:
+            if built and not _walks_only(child):
+                return False
+            built = built or _builds(child)
+    return True
 
 
 @functools.lru_cache(maxsize=4096)

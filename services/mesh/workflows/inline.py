@@ -19,8 +19,9 @@ without asking; then the steps it ran are decided together, concurrently. When o
 the run is made again with the decisions (it is deterministic), so it ends as the queued
 interpreter would have ended it: that step FAILED with GOVERNANCE_DENIED, the rest skipped.
 
-A run that passes a bound (MAX_SECONDS, or a value larger than AGENTMESH_RENDER_MAX_BYTES as
-JSON) stops and is queued instead, where the sandbox runs what is not bounded.
+A run that passes a bound (MAX_SECONDS of evaluating, or a value larger than
+AGENTMESH_RENDER_MAX_BYTES as JSON) stops and is queued instead, where the sandbox evaluates
+what builds values.
 
 A tenant at its share of the queue (as many live executions as
 AGENTMESH_WORKFLOW_TENANT_CONCURRENCY) is queued as before, so a pure run never overtakes the
@@ -46,7 +47,7 @@ PURE_STEPS = frozenset({T.STEP_TYPE_TRANSFORM, T.STEP_TYPE_CONDITION})
 
 
 # Past either, the run stops and the execution is queued instead (nothing was written): the
-# wall time of the whole run, and what one step's output or the outputs would be as JSON
+# time its expressions took, and what one step's output or the outputs would be as JSON
 # (AGENTMESH_RENDER_MAX_BYTES, the bound of any rendered value).
 MAX_SECONDS = 0.05
 
@@ -92,7 +93,9 @@ class InlineRun(Run):
         self.projection = Unwritten(row)
         self.decided = decided
         self.ran: list[tuple[pb.Step, str]] = []
-        self.began = time.perf_counter()
+        # Seconds spent evaluating (inline, so without yielding to the loop): the loop's time
+        # this run took from every other call (a wall clock would count theirs too).
+        self.spent = 0.0
         self.max_bytes = engine.settings.render_max_bytes
 
     async def execute(self) -> dict:
@@ -107,13 +110,27 @@ class InlineRun(Run):
     def reserve(self, count: int) -> list:
         return [_Now] * count
 
+    async def resolve_inputs(self, step: pb.Step) -> dict:
+        began = time.perf_counter()
+        args = await super().resolve_inputs(step)
+        self.spent += time.perf_counter() - began
+        self.measure(args)
+        return args
+
+    async def perform(self, step: pb.Step, args: dict, key: str) -> Any:
+        began = time.perf_counter()
+        try:
+            return await super().perform(step, args, key)
+        finally:
+            self.spent += time.perf_counter() - began
+
     async def record(self, sid: str, result: dict) -> Any:
         if result["ok"]:
             self.measure(result["output"])
         return await super().record(sid, result)
 
     def measure(self, value: Any) -> None:
-        if time.perf_counter() - self.began > MAX_SECONDS or \
+        if self.spent > MAX_SECONDS or \
                 expanded_size(value, self.max_bytes) > self.max_bytes:
             raise _TooCostly
 

@@ -1,9 +1,12 @@
 """Starting an execution from the API: the workflow must be active, the inputs must match its
 input schema, the tenant must be under its execution quota; an idempotency key makes a second
-start answer the first execution. The row is written, then its interpreter queued.
+start answer the first execution. The row is written, then its interpreter queued; a pure
+workflow instead runs in the call and is written once, ended (mesh.workflows.inline).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlmodel import Session, select
 
@@ -45,6 +48,18 @@ def _refuse_inputs(errors: list[tuple[str, str]]) -> None:
                               field_violations=errors)
 
 
+@dataclass
+class _Plan:
+    """What one read tells a start: the workflow's slug (what governance decides on), the
+    execution its idempotency key already started, and, when it may run in this call, the
+    workflow and the version to run."""
+
+    slug: str
+    existing: ExecutionRow | None = None
+    workflow: WorkflowRow | None = None
+    run: Running | None = None
+
+
 async def start(db: Database, settings: Settings, engine: Engine, caller: Caller,
                 workflow_key: str, inputs: dict, priority: str,
                 idempotency_key: str, *, version: int = 0, label: str = "",
@@ -55,19 +70,46 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
     (`execute_workflow` on the workflow's slug): a denial is 403 `GOVERNANCE_DENIED`.
     A pure workflow runs to its end in this call (`inline`, mesh.workflows.inline); any other
     is queued."""
-    if governance.enabled(engine.peers):
-        slug = await db.read(lambda s: workflows.get(s, caller.tenant_id, workflow_key).slug)
-        await governance.require(engine.peers, f"workflow {slug!r}", action="execute_workflow",
-                                 resource_type="Workflow", resource_id=slug,
-                                 arguments={"step": "", "inputs": inputs})
-    if inline and settings.workflow_inline:
-        row = await _run_inline(db, settings, engine, caller, workflow_key, inputs, priority,
-                                idempotency_key, version, label)
+    inline = inline and settings.workflow_inline
+    decided = governance.enabled(engine.peers)
+    plan = await db.read(lambda session: _plan(session, settings, caller, workflow_key,
+                                               inputs, idempotency_key, version, label,
+                                               inline)) if inline or decided else None
+    if decided:
+        await governance.require(engine.peers, f"workflow {plan.slug!r}",
+                                 action="execute_workflow", resource_type="Workflow",
+                                 resource_id=plan.slug, arguments={"step": "", "inputs": inputs})
+    if plan is not None and plan.existing is not None:
+        return plan.existing
+    if plan is not None and plan.run is not None:
+        row = await _run_inline(db, engine, caller, plan, inputs, priority, idempotency_key)
         if row is not None:
             telemetry.annotate(agentmesh__execution_id=row.id)
             return row
     return await _queue(db, settings, engine, caller, workflow_key, inputs, priority,
                         idempotency_key, version, label)
+
+
+def _plan(session: Session, settings: Settings, caller: Caller, workflow_key: str,
+          inputs: dict, idempotency_key: str, version: int, label: str,
+          inline: bool) -> _Plan:
+    """`run` is set when the execution may run in this call: the workflow active, the tenant
+    below its share of the queue and its quota (so the run never overtakes its backlog), the
+    inputs valid without the sandbox. Otherwise the queued path starts it, or says why not."""
+    workflow = workflows.get(session, caller.tenant_id, workflow_key)
+    plan = _Plan(workflow.slug, _existing(session, caller.tenant_id, idempotency_key))
+    if plan.existing is not None or not inline or workflow.status != "WORKFLOW_STATUS_ACTIVE":
+        return plan
+    room = min(settings.workflow_tenant_concurrency, settings.tenant_max_live_executions)
+    if limits.live_executions(session, caller.tenant_id) >= room:
+        return plan
+    run = running(session, workflow, version, label)
+    try:
+        _check_inputs(run, inputs)
+    except (_ValidateInSandbox, InvalidArgument):  # the queued path validates and says why
+        return plan
+    plan.workflow, plan.run = workflow, run
+    return plan
 
 
 def _new_row(caller: Caller, workflow: WorkflowRow, run: Running, inputs: dict, priority: str,
@@ -88,47 +130,28 @@ def _existing(session: Session, tenant_id: str, idempotency_key: str) -> Executi
         ExecutionRow.idempotency_key == idempotency_key)).first()
 
 
-async def _run_inline(db: Database, settings: Settings, engine: Engine, caller: Caller,
-                      workflow_key: str, inputs: dict, priority: str, idempotency_key: str,
-                      version: int, label: str) -> ExecutionRow | None:
+async def _run_inline(db: Database, engine: Engine, caller: Caller, plan: _Plan, inputs: dict,
+                      priority: str, idempotency_key: str) -> ExecutionRow | None:
     """The execution run to its end in this call and written once, or None when it must be
-    queued (not pure, the tenant at its share of the queue, inputs to validate in the
-    sandbox, not active: the queued path says why)."""
-    def plan(session: Session) -> tuple[WorkflowRow, Running] | ExecutionRow | None:
-        existing = _existing(session, caller.tenant_id, idempotency_key)
-        if existing is not None:
-            return existing
-        workflow = workflows.get(session, caller.tenant_id, workflow_key)
-        if workflow.status != "WORKFLOW_STATUS_ACTIVE" or limits.live_executions(
-                session, caller.tenant_id) >= settings.workflow_tenant_concurrency:
-            return None
-        run = running(session, workflow, version, label)
-        try:
-            _check_inputs(run, inputs)
-        except _ValidateInSandbox:
-            return None
-        return workflow, run
-    planned = await db.read(plan)
-    if planned is None or isinstance(planned, ExecutionRow):
-        return planned
-    workflow, run = planned
+    queued after all (not pure, or past a bound of mesh.workflows.inline)."""
     from mesh.workflows import inline  # the interpreter: DBOS, loaded once the service runs
 
     execution_id = new_id()
 
     def new_row() -> ExecutionRow:
-        row = _new_row(caller, workflow, run, inputs, priority, idempotency_key, execution_id)
+        row = _new_row(caller, plan.workflow, plan.run, inputs, priority, idempotency_key,
+                       execution_id)
         row.dbos_workflow_id = ""  # none: run in this call
         return row
-    ended = await inline.run(engine, new_row, run.definition)
+    ended = await inline.run(engine, new_row, plan.run.definition)
     if ended is None:
         return None
 
+    # No quota check: an ended execution is not live, so it takes nothing from the quota.
     def insert(session: Session) -> tuple[ExecutionRow, dict | None]:
         existing = _existing(session, caller.tenant_id, idempotency_key)
         if existing is not None:  # a concurrent start with the same key won
             return existing, None
-        limits.check_execution_quota(session, caller.tenant_id, settings)
         executions.add(session, ended)
         return ended, engine.projection.write(session, ended, was_ended=False)
     row, payload = await db.write(insert)
