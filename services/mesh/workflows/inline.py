@@ -15,7 +15,8 @@ steps again gives the same result. A retry of such a FAILED execution queues an 
 from the start (`mesh.workflows.control.retry`).
 
 Governance still decides every step that runs, as the execution's starter. The run is made once
-without asking; then the steps it ran are decided together, concurrently. When one is denied
+without asking; then the steps it ran are decided, a wave's steps together (as the queued
+interpreter asks, wave after wave, and no further than a wave with a denial). When one is denied
 the run is made again with the decisions (it is deterministic), so it ends as the queued
 interpreter would have ended it: that step FAILED with GOVERNANCE_DENIED, the rest skipped.
 
@@ -92,7 +93,9 @@ class InlineRun(Run):
         super().__init__(engine, row.id, snapshot)
         self.projection = Unwritten(row)
         self.decided = decided
-        self.ran: list[tuple[pb.Step, str]] = []
+        # (wave, step, id) of each step run without asking.
+        self.ran: list[tuple[int, pb.Step, str]] = []
+        self.wave = 0
         # Seconds spent evaluating (inline, so without yielding to the loop): the loop's time
         # this run took from every other call (a wall clock would count theirs too).
         self.spent = 0.0
@@ -106,6 +109,10 @@ class InlineRun(Run):
     @property
     def row(self) -> ExecutionRow:
         return self.projection.row
+
+    async def _run_wave(self, wave: list[str]) -> Any:
+        self.wave += 1
+        return await super()._run_wave(wave)
 
     def reserve(self, count: int) -> list:
         return [_Now] * count
@@ -136,7 +143,7 @@ class InlineRun(Run):
 
     async def _governed(self, step: pb.Step, sid: str) -> dict | None:
         if self.decided is None:
-            self.ran.append((step, sid))
+            self.ran.append((self.wave, step, sid))
             return None
         return self.decided.get(sid)
 
@@ -169,8 +176,15 @@ async def _run(engine: Engine, new_row: Callable[[], ExecutionRow],
     if not is_pure(first.workflow):
         return None
     await first.execute()
-    answers = await asyncio.gather(*(first.decide_step(step, sid) for step, sid in first.ran))
-    denied = {sid: answer for (_, sid), answer in zip(first.ran, answers) if answer is not None}
+    # Wave by wave, as the queued interpreter asks: a wave's steps together; after a wave with
+    # a denial no later step runs, so none is decided.
+    denied: dict[str, dict] = {}
+    for wave in sorted({number for number, _, _ in first.ran}):
+        steps = [(step, sid) for number, step, sid in first.ran if number == wave]
+        answers = await asyncio.gather(*(first.decide_step(step, sid) for step, sid in steps))
+        denied = {sid: answer for (_, sid), answer in zip(steps, answers) if answer is not None}
+        if denied:
+            break
     if not denied:
         return first.row
     row = new_row()
