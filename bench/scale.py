@@ -286,11 +286,13 @@ class Bench:
         target: dict[str, str] = {}
         arrived = asyncio.Event()
         need = [0]
+        messages = [0]   # every message any socket read, for the messages per socket per end
 
         async def read(index: int, ws) -> None:
             try:
                 async for message in ws:
                     received = time.time()
+                    messages[0] += 1
                     # the payload is parsed after the time is taken; only the target's end counts
                     if '"EXECUTION_STATUS_COMPLETED"' not in message:
                         continue
@@ -312,7 +314,7 @@ class Bench:
             sockets[index] = ws
             readers.append(asyncio.create_task(read(index, ws)))
 
-        async def one_end(expected: int) -> tuple[list[float], list[float], int, float]:
+        async def one_end(expected: int) -> tuple[list[float], list[float], int, float, float]:
             finals.clear()
             arrived.clear()
             need[0] = expected
@@ -321,6 +323,7 @@ class Bench:
             await self.wait_status(execution, WAITING)
             await asyncio.sleep(0.5)   # the WAITING events delivered; the sockets are quiet
             client_cpu = time.process_time()
+            messages[0] = 0
             await self.approve(execution)
             returned = time.time()
             try:
@@ -328,9 +331,10 @@ class Bench:
             except TimeoutError:
                 pass
             client_cpu = time.process_time() - client_cpu
+            per_socket = messages[0] / max(1, expected)
             from_end = [(r - stamp(p["updated_at"])) * 1000 for r, p in finals.values()]
             from_call = [(r - returned) * 1000 for r, _ in finals.values()]
-            return from_end, from_call, len(finals), client_cpu
+            return from_end, from_call, len(finals), client_cpu, per_socket
 
         rows = []
         # the floor: one socket
@@ -355,21 +359,25 @@ class Bench:
         envoy_per = (envoy_held - envoy_before) * 1024 / max(1, len(sockets))
         print(f"  per subscriber: services {per:.1f} KiB, Envoy {envoy_per:.1f} KiB")
         print(f"  {'sockets':>8}{'got it':>9}{'from the end: p50':>19}{'p99':>8}{'max':>8}"
-              f"{'from approve returned: p50':>28}{'p99':>8}{'max':>8}{'client CPU':>12}")
-        for sockets_open, from_end, from_call, got, client_cpu in rows:
+              f"{'from approve returned: p50':>28}{'p99':>8}{'max':>8}{'client CPU':>12}"
+              f"{'msgs/socket':>13}")
+        for sockets_open, from_end, from_call, got, client_cpu, per_socket in rows:
             print(f"  {sockets_open:>8}{got:>9}{percentile(from_end, 50):>17.1f}ms"
                   f"{percentile(from_end, 99):>6.1f}ms{max(from_end, default=math.nan):>6.1f}ms"
                   f"{percentile(from_call, 50):>26.1f}ms{percentile(from_call, 99):>6.1f}ms"
-                  f"{max(from_call, default=math.nan):>6.1f}ms{client_cpu * 1000:>10.0f}ms")
+                  f"{max(from_call, default=math.nan):>6.1f}ms{client_cpu * 1000:>10.0f}ms"
+                  f"{per_socket:>13.1f}")
         sys.stdout.flush()
         if many[2] < len(sockets):
             self.problems.append(f"only {many[2]} of {len(sockets)} sockets got the end")
-        for ws in list(sockets.values()):
-            await ws.close()
+        began = time.perf_counter()
+        await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
         for task in readers:
             task.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
-        _, from_end, from_call, got, _ = rows[-1]
+        await asyncio.sleep(2)
+        print(f"  all closed in {time.perf_counter() - began:.1f} s: {self.memory()}", flush=True)
+        _, from_end, from_call, got, _, _ = rows[-1]
         self.note(f"subscribers: {len(sockets)} of {count} open",
                   f"in {opened:.1f} s; per subscriber services {per:.1f} KiB, "
                   f"Envoy {envoy_per:.1f} KiB")
@@ -380,7 +388,7 @@ class Bench:
                   f"{max(from_end, default=math.nan):.1f} ms after updated_at, "
                   f"{percentile(from_call, 50):.1f}/{percentile(from_call, 99):.1f}/"
                   f"{max(from_call, default=math.nan):.1f} ms after approve returned")
-        _, from_end, from_call, got, _ = rows[0]
+        _, from_end, from_call, got, _, _ = rows[0]
         self.note("subscribers: one socket alone",
                   f"{from_end[0] if from_end else math.nan:.1f} ms after updated_at, "
                   f"{from_call[0] if from_call else math.nan:.1f} ms after approve returned")
