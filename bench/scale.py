@@ -1,4 +1,4 @@
-"""What one `agentmesh up` holds: executions waiting for approval, WebSocket subscribers, SSE watchers.
+"""What one `agentmesh up` holds: executions waiting for approval, WebSocket subscribers, watchers.
 
 Starts the real mesh (`agentmesh up`'s supervisor in-process: every service in one Python
 process plus Envoy, on 127.0.0.1, a temporary data directory, SQLite), registers a tenant over
@@ -133,6 +133,24 @@ class Bench:
         return (f"services {rss_mib(self.services):.0f} MiB "
                 f"(with its children {rss_mib(self.services, tree=True):.0f}), "
                 f"{threads(self.services)} threads; Envoy {rss_mib(self.envoy):.0f} MiB")
+
+    async def envoy_stats(self, prefix: str) -> dict[str, int]:
+        """Envoy's counters and gauges under `prefix`, from its admin socket."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(self.mesh.admin_socket)
+            writer.write(f"GET /stats?filter=^{prefix} HTTP/1.1\r\nHost: localhost\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            await writer.drain()
+            text = (await reader.read()).decode(errors="replace")
+            writer.close()
+        except OSError:
+            return {}
+        found = {}
+        for line in text.split("\r\n\r\n", 1)[-1].splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().isdigit():
+                found[name[len(prefix):]] = int(value)
+        return found
 
     # ---- the workflow ------------------------------------------------------------------------
     async def approval_workflow(self) -> str:
@@ -306,7 +324,8 @@ class Bench:
                 pass
 
         async def open_one(index: int) -> None:
-            ws = await connect(url, additional_headers=headers, open_timeout=60,
+            ws = await connect(url, additional_headers=headers,
+                               open_timeout=self.args.open_timeout,
                                max_queue=64, ping_interval=None)
             first = json.loads(await asyncio.wait_for(ws.recv(), 60))
             if first.get("type") != "state":
@@ -353,6 +372,11 @@ class Bench:
         await asyncio.sleep(2)
         held, envoy_held = rss_mib(self.services), rss_mib(self.envoy)
         print(f"  {len(sockets)} open in {opened:.1f} s: {self.memory()}", flush=True)
+        stats = await self.envoy_stats("cluster.live_ws.")
+        print("  Envoy, the live_ws cluster: " + ", ".join(
+            f"{name} {stats.get(name, '?')}" for name in (
+                "upstream_cx_active", "upstream_cx_overflow", "upstream_rq_pending_active",
+                "upstream_rq_pending_overflow", "circuit_breakers.default.cx_open")), flush=True)
         many = await one_end(len(sockets))
         rows.append((len(sockets), *many))
         per = (held - before) * 1024 / max(1, len(sockets))
@@ -513,6 +537,8 @@ def main() -> int:
                         help="concurrent callers starting and approving (waiting)")
     parser.add_argument("--open-concurrency", type=int, default=32,
                         help="WebSockets being opened at once (subscribers)")
+    parser.add_argument("--open-timeout", type=float, default=15.0,
+                        help="seconds a WebSocket's opening handshake may take (subscribers)")
     parser.add_argument("--watch-concurrency", type=int, default=1)
     parser.add_argument("--idle", type=float, default=5.0,
                         help="seconds the services' CPU is sampled while every execution waits")
