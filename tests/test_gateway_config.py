@@ -269,3 +269,21 @@ def test_the_mcp_route_goes_to_the_integration_services_listener_with_its_scopes
     [cluster] = [c for c in config["static_resources"]["clusters"] if c["name"] == MCP_CLUSTER]
     assert "typed_extension_protocol_options" not in cluster  # HTTP/1.1 (uvicorn)
     assert json.dumps(MCP_PATH) in lua_source(contract.default())
+
+
+def test_long_lived_connections_are_not_capped_at_envoys_default_of_1024():
+    """Each open WebSocket (and MCP stream) holds one upstream connection: with Envoy's default
+    circuit breaker the 1,025th socket hung in its handshake (bench/scale.py). The live
+    service's per-tenant socket quota bounds them, not the gateway."""
+    from mesh.gateway.routes import LIVE_WS_CLUSTER, MCP_CLUSTER
+
+    config = build(contract.default(), GatewayOptions(
+        backends=_backends(), live_websocket=("127.0.0.1", 9300), mcp_http=("127.0.0.1", 9301)))
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    for name in (LIVE_WS_CLUSTER, MCP_CLUSTER):
+        (threshold,) = clusters[name]["circuit_breakers"]["thresholds"]
+        for limit in ("max_connections", "max_pending_requests", "max_requests"):
+            assert threshold[limit] >= 100_000, (name, limit)
+        assert "typed_extension_protocol_options" not in clusters[name]  # HTTP/1.1
+    (threshold,) = clusters["agents"]["circuit_breakers"]["thresholds"]
+    assert "max_connections" not in threshold  # gRPC multiplexes calls on few connections

@@ -53,9 +53,23 @@ def self_cluster(options: GatewayOptions) -> dict[str, Any]:
     return cluster("gateway_self", "127.0.0.1", options.listen_port, http2=False)
 
 
+# Every open WebSocket (and MCP stream) holds one HTTP/1.1 connection to its upstream. Envoy's
+# default circuit breaker allows 1,024 connections (and requests) per cluster: the 1,025th
+# socket hung in its handshake, never refused (bench/scale.py found it). What bounds sockets is
+# the live service's per-tenant quota (AGENTMESH_LIVE_MAX_SOCKETS_PER_TENANT), not the gateway.
+LONG_LIVED_CONNECTIONS = 100_000
+
+
+def _long_lived(found: dict[str, Any]) -> dict[str, Any]:
+    found.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade, SSE
+    found["circuit_breakers"]["thresholds"][0].update(
+        max_connections=LONG_LIVED_CONNECTIONS, max_pending_requests=LONG_LIVED_CONNECTIONS,
+        max_requests=LONG_LIVED_CONNECTIONS)
+    return found
+
+
 def websocket_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
-    websocket = replicated_cluster(LIVE_WS_CLUSTER, address, grpc_health=False)
-    websocket.pop("typed_extension_protocol_options", None)  # HTTP/1.1: the upgrade
+    websocket = _long_lived(replicated_cluster(LIVE_WS_CLUSTER, address, grpc_health=False))
     websocket["per_connection_buffer_limit_bytes"] = 256 * 1024
     return websocket
 
@@ -77,9 +91,7 @@ REPLICA_HEALTH_CHECK = {"timeout": "1s", "interval": "1s", "no_traffic_interval"
 
 def mcp_cluster(address: tuple[str, int] | list[tuple[str, int]]) -> dict[str, Any]:
     """The integration service's MCP listener (uvicorn: HTTP/1.1, no gRPC health)."""
-    found = replicated_cluster(MCP_CLUSTER, address, grpc_health=False)
-    found.pop("typed_extension_protocol_options", None)
-    return found
+    return _long_lived(replicated_cluster(MCP_CLUSTER, address, grpc_health=False))
 
 
 def replicated_cluster(name: str, address: tuple[str, int] | list[tuple[str, int]],
