@@ -35,17 +35,27 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
     for name in ("get_queue_partitions", "get_workflow_statuses", "get_workflow_status",
                  "is_lock_conflict", "is_serialization_conflict"):
         assert callable(getattr(SystemDatabase, name)), name
+    # control.wake_receiver: the waiter's key, and the map of waiting receivers.
+    assert list(inspect.signature(SystemDatabase._waiter).parameters) == [
+        "self", "workflow_id", "name"]
+    from dbos._sys_db import ThreadSafeEventDict
+
+    assert callable(ThreadSafeEventDict.get)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def slow_poll(request, tmp_path_factory):
-    """The workflows service with DBOS's queue polled once an hour and one slot per tenant."""
-    settings = {"workflow_tenant_concurrency": 1, "workflow_queue_concurrency": 4}
+    """The workflows service with DBOS's queue and messages polled once an hour and one slot
+    per tenant."""
+    # Every execution queued (a pure one would run in the call, mesh.workflows.inline).
+    settings = {"workflow_tenant_concurrency": 1, "workflow_queue_concurrency": 4,
+                "workflow_inline": False}
     if request.param == "postgres":
         settings["database_url"] = request.getfixturevalue("postgres_url")
         _drop_schemas(settings["database_url"])
     patch = pytest.MonkeyPatch()
     patch.setattr(state, "QUEUE_POLLING_SECONDS", HOUR)
+    patch.setattr(state, "MESSAGE_POLLING_SECONDS", HOUR)
     try:
         with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("dispatch"),
                             **settings) as harness:
@@ -84,7 +94,9 @@ def test_an_execution_starts_at_once_and_a_freed_slot_is_taken_at_once(slow_poll
         {"id": "t", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`2`"}}])
     assert _until(other, other.execute(theirs.id).id, "EXECUTION_STATUS_COMPLETED") < 10
     # Approving the first ends it and frees the slot: the second starts now, not in an hour.
+    # The decision wakes the waiting interpreter (control.wake_receiver): DBOS's message poll
+    # is an hour apart here too.
     client.call("ApproveStep", pb.ApproveStepRequest(execution_id=first.id, step_id="ask"))
-    _until(client, first.id, "EXECUTION_STATUS_COMPLETED")
+    assert _until(client, first.id, "EXECUTION_STATUS_COMPLETED") < 10
     assert _until(client, second.id, "EXECUTION_STATUS_WAITING_APPROVAL") < 10
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=second.id))

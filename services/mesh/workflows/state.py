@@ -54,6 +54,8 @@ log = logging.getLogger("mesh.workflows.state")
 # The queue's poll is the fallback (mesh.workflows.dispatch starts work when it is queued and
 # when a slot frees): for work another replica enqueued, or a claim that lost a race.
 QUEUE_POLLING_SECONDS = 1.0
+# DBOS's poll for messages (approval decisions) on SQLite; PostgreSQL has LISTEN/NOTIFY.
+MESSAGE_POLLING_SECONDS = 10.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -115,6 +117,11 @@ class WorkflowsState:
         if self.db.sqlite_path is not None:
             path = self.db.sqlite_path.with_suffix(".dbos.db")
             config["system_database_url"] = f"sqlite:///{path}"
+            # On SQLite DBOS learns of a message by polling, one query per waiting receiver
+            # (1,000 executions waiting for approval kept half a core busy, bench/scale.py);
+            # an approval sent here wakes its receiver at once (control.send_decision), and
+            # SQLite has no other process to send one, so the poll is only a safety net.
+            config["notification_listener_polling_interval_sec"] = MESSAGE_POLLING_SECONDS
         else:
             config["system_database_url"] = self.settings.database_url
             config["dbos_system_schema"] = f"{self.db.schema}_dbos"
