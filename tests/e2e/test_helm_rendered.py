@@ -136,11 +136,13 @@ def test_every_deployment_runs_as_rendered_and_the_helm_test_smoke_flow_passes(r
 
 
 def _flow(client: httpx2.Client) -> str:
+    """Three steps, queued: `b`'s projection is not bounded (a pure workflow would run in the
+    call that starts it, and be seen as one event, mesh.workflows.inline)."""
     steps = [{"id": "a", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "inputs.n"}},
              {"id": "b", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["a"],
-              "transform": {"expression": "{v: steps.a.output}"}},
+              "transform": {"expression": "[steps.a.output][*]"}},
              {"id": "c", "type": "STEP_TYPE_TRANSFORM", "depends_on": ["b"],
-              "transform": {"expression": "steps.b.output.v"}}]
+              "transform": {"expression": "steps.b.output[0]"}}]
     reply = client.post("/api/v1/workflows", json={"name": f"live-{uuid.uuid4().hex[:8]}",
                                                     "steps": steps,
                                                     "outputs": {"n": "steps.c.output"}})

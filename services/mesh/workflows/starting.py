@@ -152,6 +152,7 @@ async def _run_inline(db: Database, engine: Engine, caller: Caller, plan: _Plan,
         existing = _existing(session, caller.tenant_id, idempotency_key)
         if existing is not None:  # a concurrent start with the same key won
             return existing, None
+        ended.seq = 1  # the one state anyone sees of it: its first event (WatchExecution)
         executions.add(session, ended)
         return ended, engine.projection.write(session, ended, was_ended=False)
     row, payload = await db.write(insert)
