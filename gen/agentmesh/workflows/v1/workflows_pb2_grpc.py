@@ -270,7 +270,9 @@ class WorkflowServiceServicer:
     def ExecuteWorkflow(self, request, context):
         """Starts an execution of a version of the workflow (`version`, `label`,
         else the one `production` names, else the newest) and returns it in
-        status QUEUED; the execution records the version. NOT_FOUND when the
+        status QUEUED; a pure workflow (transforms and conditions) runs in the
+        call and is returned ended, COMPLETED or FAILED. The execution records
+        the version. NOT_FOUND when the
         tenant has no such workflow, version or label,
         FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the
         inputs do not match its `input_schema`.

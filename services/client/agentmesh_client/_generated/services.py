@@ -1827,7 +1827,7 @@ class WorkflowService(Service):
         return self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; a pure workflow (transforms and conditions) runs in the call and is returned ended, COMPLETED or FAILED. The execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
@@ -1949,7 +1949,7 @@ class AsyncWorkflowService(AsyncService):
         return await self._call('DeactivateWorkflow', (workflow_id, ), body, fields, models.Workflow)
 
     async def execute_workflow(self, workflow_id: str, body: models.ExecuteWorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> models.Execution:
-        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; the execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
+        """Starts an execution of a version of the workflow (`version`, `label`, else the one `production` names, else the newest) and returns it in status QUEUED; a pure workflow (transforms and conditions) runs in the call and is returned ended, COMPLETED or FAILED. The execution records the version. NOT_FOUND when the tenant has no such workflow, version or label, FAILED_PRECONDITION when it is not active, INVALID_ARGUMENT when the inputs do not match its `input_schema`. (POST /api/v1/workflows/{workflow_id}/execute)"""
         return await self._call('ExecuteWorkflow', (workflow_id, ), body, fields, models.Execution)
 
     async def list_workflow_executions(self, workflow_id: str, body: models.ListWorkflowExecutionsRequest | dict[str, Any] | None = None, **fields: Any) -> models.ListWorkflowExecutionsResponse:
