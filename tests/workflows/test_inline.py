@@ -149,3 +149,16 @@ def test_a_run_that_builds_past_the_limit_is_queued_instead(client):
     assert status_name(client.wait(started.id)) == "EXECUTION_STATUS_CANCELLED"
     small = client.execute(workflow.id, {"text": "x"})  # 2^9 references of a few bytes
     assert status_name(small) == "EXECUTION_STATUS_COMPLETED"
+
+
+def test_nothing_of_an_ended_run_is_kept_in_the_process(client, queued):
+    """The engine tracks a run's step tasks (to cancel them) only while they run: after many
+    executions, in the call and queued, nothing of them is left in its maps."""
+    from mesh.workflows import state
+
+    workflow = client.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    for n in range(20):
+        client.execute(workflow.id, {"n": n})
+    later = queued.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    queued.wait(queued.execute(later.id, {"n": 1}).id)
+    assert state.running()._tasks == {}

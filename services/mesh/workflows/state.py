@@ -237,7 +237,16 @@ class WorkflowsState:
 
     def track(self, execution_id: str, task: asyncio.Task) -> None:
         self._tasks.setdefault(execution_id, set()).add(task)
-        task.add_done_callback(lambda t: self._tasks.get(execution_id, set()).discard(t))
+
+        def done(finished: asyncio.Task) -> None:
+            # The execution's entry goes with its last task: one was left behind for every
+            # execution this process ever ran.
+            tasks = self._tasks.get(execution_id)
+            if tasks is not None:
+                tasks.discard(finished)
+                if not tasks:
+                    del self._tasks[execution_id]
+        task.add_done_callback(done)
 
     def cancel_steps(self, execution_id: str) -> None:
         for task in list(self._tasks.get(execution_id, ())):
