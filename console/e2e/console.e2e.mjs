@@ -275,8 +275,14 @@ try {
   await page.getByLabel("To version").selectOption("2");
   await page.getByRole("button", { name: "Set label" }).click();
   await page.getByTestId("prompt-labels").filter({ hasText: "production → 2" }).waitFor();
-  await page.getByLabel("From").selectOption("1");
-  await page.getByLabel("To", { exact: true }).selectOption("2");
+  // Each picked as a user would, from the other value (so each pick is a change even when the
+  // page already showed it: one CI run saw v1 against v1 after picking what was shown).
+  await page.getByRole("table", { name: "Versions" }).getByText("production").waitFor();
+  for (const [label, first, then] of [["From", "2", "1"], ["To", "1", "2"]]) {
+    const select = label === "To" ? page.getByLabel("To", { exact: true }) : page.getByLabel(label);
+    await select.selectOption(first);
+    await select.selectOption(then);
+  }
   await page.getByTestId("diff").locator(".removed").filter({ hasText: "- Answer in English." }).waitFor();
   await page.getByTestId("diff").locator(".added").filter({ hasText: "+ Answer in French." }).waitFor();
   await shot(page, "prompt-diff");
