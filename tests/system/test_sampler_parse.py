@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from mesh.system.sampler import _Counters, _samples, parse
+from mesh.system.sampler import _Counters, _samples, p95, parse
 
 
 def test_a_real_exposition_gives_requests_failures_buckets_and_the_gateways_figures():
@@ -34,7 +34,9 @@ def test_a_real_exposition_gives_requests_failures_buckets_and_the_gateways_figu
     counters = _Counters(at=0.0)
     parse(text, 0, counters)
     assert counters.requests == {"agents": 10.0} and counters.failures == {"agents": 2.0}
-    assert counters.buckets == {"agents": {0.01: 0.0, 0.1: 1.0, math.inf: 1.0}}
+    # The empty bucket (le=0.01) is kept only as a bound.
+    assert counters.buckets == {"agents": {0.1: 1.0, math.inf: 1.0}}
+    assert counters.bounds == {0.01, 0.1, math.inf}
     assert counters.gateway_requests == 40.0 and counters.gateway_connections == 3
     assert counters.process_memory == {0: 1.5e8} and counters.hosts == {"agents": 0}
 
@@ -64,4 +66,30 @@ def test_every_wanted_sample_is_read_as_prometheus_clients_parser_reads_it():
                 if sample.name.startswith(("agentmesh_requests_total",
                                            "agentmesh_request_duration_seconds_bucket"))]
     assert len(expected) > 50
-    assert list(_samples(text)) == expected
+    read = list(_samples(text))
+    assert len(read) == len(expected)
+    for (name, labels, value), wanted in zip(read, expected):
+        if value == 0 and name.endswith("_bucket"):  # an empty bucket: its bound only
+            assert wanted[2] == 0 and labels == {"le": wanted[1]["le"]}
+        else:
+            assert (name, labels, value) == wanted
+
+
+def test_the_95th_percentile_is_the_same_without_the_empty_buckets_lines():
+    """Empty buckets are read as bounds only: the estimate between two scrapes is the one the
+    whole histograms give (its interpolation starts at the bound below the first non-empty
+    bucket)."""
+    registry = CollectorRegistry()
+    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service"],
+                        registry=registry)
+    before = _Counters(at=0.0)
+    parse(generate_latest(registry).decode(), 0, before)
+    for seconds in (0.03, 0.04, 0.045):  # all in (0.025, 0.05]: 0.025's bucket is empty
+        latency.labels("agents").observe(seconds)
+    after = _Counters(at=1.0)
+    parse(generate_latest(registry).decode(), 0, after)
+    whole = {float(s.labels["le"]): s.value
+             for family in text_string_to_metric_families(generate_latest(registry).decode())
+             for s in family.samples if s.name.endswith("_bucket")}
+    estimate = p95(before.buckets.get("agents", {}), after.buckets["agents"], after.bounds)
+    assert estimate == p95({}, whole) and 48 < estimate <= 50

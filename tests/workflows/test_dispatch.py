@@ -35,6 +35,19 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
     for name in ("get_queue_partitions", "get_workflow_statuses", "get_workflow_status",
                  "is_lock_conflict", "is_serialization_conflict"):
         assert callable(getattr(SystemDatabase, name)), name
+    # state._slow_dbos_polls: the internal queue's interval, read at each of its polls, and
+    # the background jobs' interval, read when DBOS launches.
+    from dbos import _workflow_commands
+    from dbos._dbos import DBOSRegistry
+    from dbos._queue import Queue
+
+    assert isinstance(_workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC, float)
+    assert "_BACKGROUND_JOBS_INTERVAL_SEC" in inspect.getsource(
+        _workflow_commands.background_jobs_thread)
+    assert callable(DBOSRegistry.get_internal_queue)
+    assert "queue._polling_interval_sec" in inspect.getsource(
+        __import__("dbos._queue", fromlist=["queue_worker_thread"]).queue_worker_thread)
+    assert "_polling_interval_sec" in inspect.getsource(Queue.__init__)
     # control.wake_receiver: the waiter's key, and the map of waiting receivers.
     assert list(inspect.signature(SystemDatabase._waiter).parameters) == [
         "self", "workflow_id", "name"]
@@ -55,6 +68,7 @@ def slow_poll(request, tmp_path_factory):
         _drop_schemas(settings["database_url"])
     patch = pytest.MonkeyPatch()
     patch.setattr(state, "QUEUE_POLLING_SECONDS", HOUR)
+    patch.setattr(state, "SQLITE_QUEUE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "MESSAGE_POLLING_SECONDS", HOUR)
     try:
         with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("dispatch"),
@@ -100,3 +114,18 @@ def test_an_execution_starts_at_once_and_a_freed_slot_is_taken_at_once(slow_poll
     assert _until(client, first.id, "EXECUTION_STATUS_COMPLETED") < 10
     assert _until(client, second.id, "EXECUTION_STATUS_WAITING_APPROVAL") < 10
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=second.id))
+
+
+def test_a_retried_execution_starts_at_once(slow_poll):
+    """A retry forks the interpreter onto the queue (DBOS's fork, which wakes nobody): the
+    engine claims it at once, not at the queue's next poll (an hour here)."""
+    client = Client(slow_poll)
+    gated = client.create(f"r-{uuid.uuid4().hex[:8]}", [
+        {"id": "ask", "type": "STEP_TYPE_APPROVAL", "approval": {}}])
+    execution = client.execute(gated.id)
+    _until(client, execution.id, "EXECUTION_STATUS_WAITING_APPROVAL")
+    client.call("RejectStep", pb.RejectStepRequest(execution_id=execution.id, step_id="ask"))
+    _until(client, execution.id, "EXECUTION_STATUS_FAILED")
+    client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=execution.id))
+    assert _until(client, execution.id, "EXECUTION_STATUS_WAITING_APPROVAL") < 10
+    client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))

@@ -64,6 +64,8 @@ class _Counters:
     hosts: dict[str, int] = field(default_factory=dict)           # service -> target
     gateway_requests: float | None = None
     gateway_connections: int = 0
+    # Every histogram bound seen, those of empty buckets too (whose lines are not kept).
+    bounds: set[float] = field(default_factory=set)
 
 
 # One sample line of the text exposition format: name, optional {labels}, value (a timestamp
@@ -71,6 +73,8 @@ class _Counters:
 _SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+_BUCKET = "agentmesh_request_duration_seconds_bucket"
+_EMPTY = (" 0.0", " 0")
 
 
 def _samples(text: str):
@@ -82,6 +86,14 @@ def _samples(text: str):
     for line in text.splitlines():
         if not line.startswith(_WANTED):
             continue
+        if line.endswith(_EMPTY) and line.startswith(_BUCKET):
+            # Most of a scrape: one histogram per RPC, most of them never observed. An empty
+            # bucket adds nothing but its bound (cumulative buckets: every lower one of the
+            # same series is empty too), read without the regular expressions.
+            start = line.rfind('le="') + 4
+            if start > 3:
+                yield _BUCKET, {"le": line[start:line.index('"', start)]}, 0.0
+                continue
         match = _SAMPLE.match(line)
         try:
             if match is None:
@@ -115,10 +127,12 @@ def parse(text: str, target: int, into: _Counters) -> None:
             into.requests[service] = into.requests.get(service, 0.0) + value
             if labels.get("code") in SERVER_FAILURES:
                 into.failures[service] = into.failures.get(service, 0.0) + value
-        elif name == "agentmesh_request_duration_seconds_bucket":
+        elif name == _BUCKET:
             le = math.inf if labels.get("le") == "+Inf" else float(labels.get("le", "inf"))
-            per = into.buckets.setdefault(labels.get("service", ""), {})
-            per[le] = per.get(le, 0.0) + value
+            into.bounds.add(le)
+            if value:
+                per = into.buckets.setdefault(labels.get("service", ""), {})
+                per[le] = per.get(le, 0.0) + value
         elif name == "process_cpu_seconds_total":
             into.process_cpu[target] = value
         elif name == "process_resident_memory_bytes":
@@ -136,10 +150,12 @@ def _public(labels: dict[str, str]) -> bool:
     return "admin" not in prefix and prefix != "metrics"
 
 
-def p95(before: dict[float, float], after: dict[float, float]) -> float:
-    """The 95th percentile (ms) of the observations between two cumulative histograms."""
-    bounds = sorted(after)
-    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+def p95(before: dict[float, float], after: dict[float, float],
+        empty: set[float] | frozenset[float] = frozenset()) -> float:
+    """The 95th percentile (ms) of the observations between two cumulative histograms
+    (bound -> count; `empty`: more bounds, whose buckets hold nothing)."""
+    bounds = sorted(set(after).union(empty))
+    counts = [after.get(b, 0.0) - before.get(b, 0.0) for b in bounds]
     total = counts[-1] if counts else 0.0
     if total <= 0:
         return 0.0
@@ -241,9 +257,9 @@ class Sampler:
                     memory_mb=round(now.process_memory.get(target, 0.0) / 1048576, 1),
                     request_rate=round(requests / elapsed, 3),
                     error_rate=round(failures / requests, 4) if requests else 0.0,
-                    p95_latency_ms=round(p95(before, after), 2))
+                    p95_latency_ms=round(p95(before, after, now.bounds), 2))
             sample.error_rate = round(all_failures / all_requests, 4) if all_requests else 0.0
-            sample.p95_latency_ms = round(p95(merged_before, merged_after), 2)
+            sample.p95_latency_ms = round(p95(merged_before, merged_after, now.bounds), 2)
             if now.gateway_requests is not None and last.gateway_requests is not None:
                 sample.request_rate = round(
                     max(0.0, now.gateway_requests - last.gateway_requests) / elapsed, 3)

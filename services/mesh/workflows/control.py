@@ -98,6 +98,8 @@ async def retry(engine: Engine, execution_id: str,
                                                   "queue_partition_key": tenant_id}
     with SetWorkflowID(new):
         await DBOS.fork_workflow_async(old, start, **where)
+    if not parent:  # now, if its tenant has a slot here (the queue's poll is a safety net)
+        engine.wake_queue(tenant_id)
 
 
 async def requeue_in_partition(engine: Engine, execution_id: str) -> None:
@@ -113,6 +115,7 @@ async def requeue_in_partition(engine: Engine, execution_id: str) -> None:
     with SetWorkflowID(new):
         await DBOS.fork_workflow_async(old, 1, queue_name=QUEUE,
                                        queue_partition_key=tenant_id)
+    engine.wake_queue(tenant_id)
 
 
 async def send_decision(engine: Engine, execution_id: str, step_id: str,

@@ -59,6 +59,10 @@ class Engine(Protocol):
     async def launch(self, execution_id: str, timeout: float | None) -> None:
         """A sub-workflow execution's interpreter, started at once."""
 
+    def wake_queue(self, tenant_id: str) -> None:
+        """Claims the tenant's queued interpreters now (work put on the queue by DBOS itself,
+        a fork, is not seen until the queue's next poll otherwise)."""
+
     def track(self, execution_id: str, task: asyncio.Task) -> None:
         """A step's task, cancelled when the execution is stopped or the engine closes."""
 

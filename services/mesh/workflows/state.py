@@ -56,6 +56,15 @@ log = logging.getLogger("mesh.workflows.state")
 QUEUE_POLLING_SECONDS = 1.0
 # DBOS's poll for messages (approval decisions) on SQLite; PostgreSQL has LISTEN/NOTIFY.
 MESSAGE_POLLING_SECONDS = 10.0
+# On SQLite the workflows service is one process (replicas need PostgreSQL), so nothing is
+# enqueued that this process does not wake for, and DBOS's polls are safety nets: each is a
+# few milliseconds of SQL, and at one a second they were a third of what the idle mesh did
+# (docs/budgets.md). Its queue is polled every SQLITE_QUEUE_POLLING_SECONDS; DBOS's internal
+# queue (schedule fires, recovered and retried child executions, which nothing wakes), its
+# background jobs (workflow timeouts) and its schedule list every SQLITE_DBOS_POLLING_SECONDS:
+# a schedule fires, and a workflow's timeout ends it, up to that much late.
+SQLITE_QUEUE_POLLING_SECONDS = 10.0
+SQLITE_DBOS_POLLING_SECONDS = 2.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -79,6 +88,17 @@ async def interpret(execution_id: str) -> dict:
 @DBOS.workflow(name="agentmesh.workflows.fire_schedule")
 async def fire_schedule(scheduled_at: datetime, context: Any) -> str:
     return await running().fire_schedule(scheduled_at, context)
+
+
+def _slow_dbos_polls(seconds: float) -> None:
+    """DBOS's internal queue and its background jobs poll every `seconds` (DBOS internals,
+    pinned in tests/workflows/test_dispatch.py: its internal queue's interval and the module
+    constant its background-jobs thread reads when DBOS launches)."""
+    from dbos import _workflow_commands
+    from dbos._dbos import _get_dbos_instance
+
+    _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = seconds
+    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = seconds
 
 
 class WorkflowsState:
@@ -122,6 +142,7 @@ class WorkflowsState:
             # an approval sent here wakes its receiver at once (control.send_decision), and
             # SQLite has no other process to send one, so the poll is only a safety net.
             config["notification_listener_polling_interval_sec"] = MESSAGE_POLLING_SECONDS
+            config["scheduler_polling_interval_sec"] = SQLITE_DBOS_POLLING_SECONDS
         else:
             config["system_database_url"] = self.settings.database_url
             config["dbos_system_schema"] = f"{self.db.schema}_dbos"
@@ -138,13 +159,17 @@ class WorkflowsState:
         self.http = EgressPolicy.from_settings(self.settings).client(timeout=HTTP_STEP_TIMEOUT)
         logging.getLogger("dbos").setLevel(logging.WARNING)
         try:
+            sqlite = self.db.sqlite_path is not None
             DBOS(config=self.config())
+            if sqlite:
+                _slow_dbos_polls(SQLITE_DBOS_POLLING_SECONDS)
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
             self.queue = await DBOS.register_queue_async(
                 QUEUE, worker_concurrency=self.settings.workflow_queue_concurrency,
                 partition_worker_concurrency=self.settings.workflow_tenant_concurrency,
-                polling_interval_sec=QUEUE_POLLING_SECONDS)
+                polling_interval_sec=SQLITE_QUEUE_POLLING_SECONDS if sqlite
+                else QUEUE_POLLING_SECONDS)
             self.dispatcher = Dispatcher(self.queue)
         except BaseException:
             _running = None
@@ -221,7 +246,12 @@ class WorkflowsState:
                 SetEnqueueOptions(priority=PRIORITIES.get(priority, 3),
                                   queue_partition_key=tenant_id):
             await self.queue.enqueue_async(interpret, execution_id)
-        self._wake(self.dispatcher.wake(tenant_id))  # now, if its tenant has a slot here
+        self.wake_queue(tenant_id)
+
+    def wake_queue(self, tenant_id: str) -> None:
+        """Claims the tenant's queued interpreters now, if it has a slot in this replica."""
+        if self.dispatcher is not None:
+            self._wake(self.dispatcher.wake(tenant_id))
 
     async def launch(self, execution_id: str, timeout: float | None) -> None:
         """A sub-workflow execution's interpreter, started at once in this process instead of
