@@ -9,7 +9,7 @@ from typing import Any
 from google.protobuf import json_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 
-from mesh.observability.models import SpanRow
+from mesh.runtime.tables import new_id
 from mesh.runtime.telemetry import SERVICE_NAMESPACE
 
 _KINDS = {0: "SPAN_KIND_UNSPECIFIED", 1: "SPAN_KIND_INTERNAL", 2: "SPAN_KIND_SERVER",
@@ -36,7 +36,9 @@ def _time(nanos: int) -> datetime | None:
     return datetime.fromtimestamp(nanos / 1e9, UTC) if nanos else None
 
 
-def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
+def span_rows(request: otlp.ExportTraceServiceRequest, now: datetime) -> list[dict[str, Any]]:
+    """The `spans` rows of an export, as column values (inserted without ORM objects: spans
+    are most of what the platform writes, and the ORM's unit of work doubled their cost)."""
     rows = []
     for resource_spans in request.resource_spans:
         resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
@@ -49,15 +51,18 @@ def span_rows(request: otlp.ExportTraceServiceRequest) -> list[SpanRow]:
                 service = str(attributes.get("agentmesh.service")
                               or str(resource.get("service.name", "")).removeprefix(
                                   f"{SERVICE_NAMESPACE}-"))
-                rows.append(SpanRow(
-                    tenant_id=tenant, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                    parent_span_id=span.parent_span_id.hex(), name=span.name, service=service,
-                    kind=_KINDS.get(span.kind, "SPAN_KIND_UNSPECIFIED"),
-                    started_at=_time(span.start_time_unix_nano),
-                    ended_at=_time(span.end_time_unix_nano),
-                    duration_ms=max(0, span.end_time_unix_nano - span.start_time_unix_nano) / 1e6,
-                    status=_STATUS.get(span.status.code, "SPAN_STATUS_UNSPECIFIED"),
-                    status_message=span.status.message, attributes=attributes,
-                    subject_id=str(next((attributes[k] for k in _SUBJECT_KEYS
-                                         if attributes.get(k)), ""))))
+                rows.append({
+                    "id": new_id(), "created_at": now, "updated_at": now,
+                    "tenant_id": tenant, "trace_id": span.trace_id.hex(),
+                    "span_id": span.span_id.hex(), "parent_span_id": span.parent_span_id.hex(),
+                    "name": span.name, "service": service,
+                    "kind": _KINDS.get(span.kind, "SPAN_KIND_UNSPECIFIED"),
+                    "started_at": _time(span.start_time_unix_nano),
+                    "ended_at": _time(span.end_time_unix_nano),
+                    "duration_ms": max(0, span.end_time_unix_nano
+                                       - span.start_time_unix_nano) / 1e6,
+                    "status": _STATUS.get(span.status.code, "SPAN_STATUS_UNSPECIFIED"),
+                    "status_message": span.status.message, "attributes": attributes,
+                    "subject_id": str(next((attributes[k] for k in _SUBJECT_KEYS
+                                            if attributes.get(k)), ""))})
     return rows

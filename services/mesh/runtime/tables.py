@@ -16,8 +16,39 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import weakref
+
 import sqlalchemy as sa
+from pydantic._internal import _fields as pydantic_fields
 from sqlmodel import JSON, Field, SQLModel
+
+
+def _once_per_factory(inspect_factory):
+    """pydantic (2.14) asks whether a field's default factory takes the validated data by
+    reading the factory's signature (`inspect.signature`) every time a default is made, and
+    SQLModel makes every default of every new row that way: a row of ten defaults cost ~50 us
+    of signature inspection, the largest single item of a workflow execution's profile.
+    A factory's signature does not change, so the answer is kept per factory (weakly: a
+    factory that goes away takes its entry along; one that cannot be weakly referenced is
+    asked every time, as before)."""
+    answers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def takes_validated_data_argument(factory):
+        try:
+            return answers[factory]
+        except KeyError:
+            answer = answers[factory] = inspect_factory(factory)
+            return answer
+        except TypeError:
+            return inspect_factory(factory)
+
+    takes_validated_data_argument.uncached = inspect_factory
+    return takes_validated_data_argument
+
+
+if not hasattr(pydantic_fields.takes_validated_data_argument, "uncached"):
+    pydantic_fields.takes_validated_data_argument = _once_per_factory(
+        pydantic_fields.takes_validated_data_argument)
 
 
 def utcnow() -> datetime:

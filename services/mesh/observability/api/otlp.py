@@ -9,6 +9,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
 from sqlmodel import Session
 
+from mesh.observability.models import SpanRow
 from mesh.observability.otlp import span_rows
 from mesh.observability.state import ObservabilityState
 from mesh.runtime import internal
@@ -40,14 +41,11 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
             self.intake.spans_refused += 1
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "spans are accepted only from the platform's own exporters")
-        rows = span_rows(request)
+        now = utcnow()
+        rows = span_rows(request, now)
         if rows:
-            now = utcnow()
-
             def store(session: Session) -> None:
-                for row in rows:
-                    row.created_at = row.updated_at = now
-                session.add_all(rows)
+                session.connection().execute(SpanRow.__table__.insert(), rows)
 
             try:
                 await self.db.write(store)
