@@ -21,7 +21,7 @@ from agentmesh.identity.v1 import identity_pb2 as pb
 from agentmesh.identity.v1 import identity_pb2_grpc as pb_grpc
 from mesh.identity.models import TokenRevocationRow
 from mesh.identity.service import DEFINITION
-from mesh.runtime.metrics import REQUESTS
+from mesh.runtime.metrics import LATENCY, REQUESTS
 from mesh.runtime.peers import Peers
 from mesh.runtime.revocation import RevocationGuard
 from mesh.runtime.tables import utcnow
@@ -125,12 +125,16 @@ def test_a_revocation_written_by_another_process_is_seen_within_the_check_interv
 
 
 def test_a_held_call_answers_the_same_list_when_its_wait_ends(identity):
+    latency = LATENCY.labels("identity", "ListRevocations")
     first = _stub(identity).ListRevocations(pb.ListRevocationsRequest())
+    timed = latency._sum.get()
     began = time.monotonic()
     again = _held(identity, first.version, wait=1).result(10)
     assert 0.9 < time.monotonic() - began < 3
     assert again.version == first.version
     assert sorted(again.revoked_sessions) == sorted(first.revoked_sessions)
+    # The second it was held is not serving time: the latency metric has the work only.
+    assert latency._sum.get() - timed < 0.5
 
 
 def test_a_held_call_ends_at_once_when_identity_drains(tmp_path):

@@ -131,3 +131,17 @@ def test_the_poller_makes_one_call_per_hold_and_applies_a_change_at_once(system)
         logs.apply_levels("INFO")
     assert idle_calls == 0
     assert applied < 1.0, applied
+
+
+def test_a_process_that_goes_away_stops_counting_as_held(system, monkeypatch):
+    """Its call is cancelled with its connection: the hold ends (and the TTL runs from then)."""
+    monkeypatch.setattr(health, "_REPORT_TTL", 0.5)
+    instances = system.running.runtime.state.instances
+    held = _held(system, _revision(system), wait=30, pid=4343)
+    time.sleep(0.5)
+    assert ("agents", "long-poll-test", 4343) in instances.held
+    held.cancel()
+    time.sleep(0.5)
+    assert ("agents", "long-poll-test", 4343) not in instances.held
+    time.sleep(0.6)
+    assert 4343 not in {r.pid for r in instances.of("agents")}
