@@ -3,7 +3,9 @@
 Revocations (docs/threat-model.md): rows in `token_revocations`, published by the internal
 `ListRevocations` RPC and checked in memory by every service's runtime
 (mesh/runtime/revocation.py). A row lives as long as the tokens it can refuse: the access-token
-lifetime plus the gateway's clock skew, plus a margin.
+lifetime plus the gateway's clock skew, plus a margin. A transaction that adds one is marked
+(`WAKE_TOPIC`), so its commit answers the held `ListRevocations` long polls at once
+(mesh/runtime/watch.py); `version` names a list's content.
 
 Login throttling: failures are counted per account (the normalized email, hashed, whether or not
 the account exists, so the throttle reveals nothing) and per client IP, in the database, so the
@@ -16,6 +18,7 @@ account's count.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from datetime import timedelta
 
@@ -25,8 +28,10 @@ from mesh.identity.models import LoginThrottleRow, TokenRevocationRow
 from mesh.runtime.errors import ResourceExhausted
 from mesh.runtime.tables import aware, utcnow
 from mesh.runtime.settings import Settings
+from mesh.runtime.wakeups import mark
 
 _MARGIN_SECONDS = 60
+WAKE_TOPIC = "revocations"  # a committed revocation answers the held ListRevocations calls
 
 
 def _lifetime(settings: Settings) -> timedelta:
@@ -39,12 +44,14 @@ def revoke_user(session: Session, settings: Settings, user_id: str) -> None:
     now = utcnow()
     session.add(TokenRevocationRow(kind="user", subject=user_id, not_before=now,
                                    expires_at=now + _lifetime(settings), created_at=now))
+    mark(session, WAKE_TOPIC)
 
 
 def revoke_session(session: Session, settings: Settings, session_id: str) -> None:
     now = utcnow()
     session.add(TokenRevocationRow(kind="session", subject=session_id, not_before=now,
                                    expires_at=now + _lifetime(settings), created_at=now))
+    mark(session, WAKE_TOPIC)
 
 
 def user_not_before(session: Session, user_id: str) -> float:
@@ -70,6 +77,13 @@ def revocations(session: Session) -> tuple[dict[str, int], list[str]]:
     # in the same second before the revocation is refused too (identity issues later tokens
     # with iat >= that second; see keys.issue_access_token).
     return {user: math.ceil(stamp) for user, stamp in users.items()}, sessions
+
+
+def version(revocations: tuple[dict[str, int], list[str]]) -> str:
+    """Names the list's content: equal lists, equal versions (ListRevocations' `version`)."""
+    users, sessions = revocations
+    text = json.dumps([sorted(users.items()), sorted(sessions)], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def purge_expired_revocations(session: Session) -> None:

@@ -73,19 +73,23 @@ class Hub:
 
     async def _close_revoked(self) -> None:
         """A socket lives as long as its client wants, its token does not: once the token is
-        revoked (logout, user deleted, deactivated or re-roled), the socket is closed within a
-        poll of the revocation list, as a REST call with that token would be refused."""
+        revoked (logout, user deleted, deactivated or re-roled), the socket is closed as soon
+        as the process's revocation list has the revocation (`RevocationGuard.changed`), as a
+        REST call with that token would be refused."""
         revocations = self.runtime.revocations
         if revocations is None:
             return
+        seen = revocations.generation
         while True:
-            await asyncio.sleep(self.settings.revocation_poll_seconds)
-            current = revocations.current
+            seen = await revocations.changed(seen)
             for ws in list(self.sockets):
-                identity = ws.watch[1]
-                if current.refuses(identity.token_metadata()):
-                    with contextlib.suppress(Exception):
-                        await ws.close(CLOSE_REVOKED, "the access token was revoked; sign in again")
+                await self._close_if_revoked(ws)
+
+    async def _close_if_revoked(self, ws: ServerConnection) -> None:
+        revocations = self.runtime.revocations
+        if revocations is not None and revocations.current.refuses(ws.watch[1].token_metadata()):
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_REVOKED, "the access token was revoked; sign in again")
 
     async def stop(self) -> None:
         if self._revoker is not None:
@@ -210,6 +214,15 @@ class Hub:
         route, identity, after, state = ws.watch
         queue = stream.Outbox()
         self.sockets.add(ws)
+        # A revocation that arrived during the handshake (after its check) has been announced
+        # already: look again now that the socket is one of those checked at each change.
+        revocations = self.runtime.revocations
+        if revocations is not None and revocations.current.refuses(identity.token_metadata()):
+            self.sockets.discard(ws)
+            self._release(ws, identity.tenant_id)
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_REVOKED, "the access token was revoked; sign in again")
+            return
         sender = asyncio.ensure_future(stream.send(ws, queue,
                                                     self.settings.live_send_timeout_seconds))
         reader = asyncio.ensure_future(stream.read(ws, queue))

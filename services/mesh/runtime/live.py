@@ -1,16 +1,21 @@
-"""Runtime settings that change without a restart: every service process polls the system
-service (`GetRuntimeConfig`, internal) every `AGENTMESH_LIVE_POLL_SECONDS` and applies what
-changed: log levels (at once, for every logger of the process), retention, feature flags, and
-cache clears. The same poll reports what the process runs (service, version, start time,
-database, migration revisions, the revision it applied), so the system service knows every
-running instance without reaching into another service's data.
+"""Runtime settings that change without a restart: every service process long-polls the system
+service (`GetRuntimeConfig`, internal): it calls with the revision it applied and
+`wait_seconds` (HOLD_SECONDS), the system service answers when the revision changes or the wait
+ends (mesh/runtime/watch.py), and the process applies what changed: log levels (at once, for
+every logger of the process), retention, feature flags, and cache clears. A change reaches it
+at once when the system process that committed it holds its call, and within
+`AGENTMESH_LIVE_POLL_SECONDS` (how often the system service looks for other processes' changes)
+when another replica does; an idle process makes one call every HOLD_SECONDS. The same call
+reports what the process runs (service, version, start time, database, migration revisions,
+the revision it applied), so the system service knows every running instance without reaching
+into another service's data; while the call is held, the process counts as running.
 
     from mesh.runtime import live
     days = live.value("retention", "days", settings.retention_days)
     if live.flag_enabled("workflow_streaming", caller.tenant_id): ...
 
 A process that cannot reach the system service keeps what it applied last (or the settings it
-started with) and tries again at the next poll.
+started with) and tries again every `AGENTMESH_LIVE_POLL_SECONDS`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +34,8 @@ from google.protobuf import json_format
 from mesh.runtime import caches, logs
 
 log = logging.getLogger("mesh.live")
+HOLD_SECONDS = 30  # how long the system service may hold a call while the revision is the same
+DEADLINE_MARGIN_SECONDS = 10.0  # the call's deadline is the hold plus this
 
 
 def flag_on(flag: Any, tenant_id: str) -> bool:
@@ -57,15 +65,18 @@ class Live:
         self.cache_generation: int | None = None
         self._task: asyncio.Task | None = None
 
-    async def poll(self) -> bool:
-        """One poll; whether something new was applied."""
+    async def poll(self, wait_seconds: float = 0) -> bool:
+        """One call, held by the system service up to `wait_seconds` while the revision is
+        the one applied; whether something new was applied."""
         from agentmesh.system.v1 import system_pb2 as pb
         from agentmesh.system.v1 import system_pb2_grpc as pb_grpc
 
+        wait = int(wait_seconds)
         request = pb.GetRuntimeConfigRequest(known_revision=self.revision,
-                                             services=self.reports(self.revision))
+                                             services=self.reports(self.revision),
+                                             wait_seconds=wait)
         reply = await self.peers.stub(pb_grpc.SystemServiceStub).GetRuntimeConfig(
-            request, timeout=5)
+            request, timeout=wait + DEADLINE_MARGIN_SECONDS)
         if reply.unchanged:
             return False
         self.apply(json_format.MessageToDict(reply.config),
@@ -86,22 +97,33 @@ class Live:
         self.cache_generation = generation
 
     async def _run(self) -> None:
+        pause = self.settings.live_poll_seconds
         while True:
+            began = time.monotonic()
             try:
-                await self.poll()
+                new = await self.poll(HOLD_SECONDS)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # noqa: BLE001 - the system service may be restarting
                 log.debug("runtime config poll failed: %s", exc)
-            await asyncio.sleep(self.settings.live_poll_seconds)
+                await asyncio.sleep(pause)
+                continue
+            # Nothing new, answered at once (a system service draining, or one that does not
+            # hold calls): ask again after the poll interval, not in a tight loop.
+            quick = time.monotonic() - began
+            if not new and quick < pause:
+                await asyncio.sleep(pause - quick)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="runtime-config")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     def forget(self, _pattern: str = "") -> int:
-        """The "config" cache: fetched again at the next poll."""
+        """The "config" cache: fetched again with the next call."""
         self.revision = ""
         return 1
 

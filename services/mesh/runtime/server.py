@@ -30,7 +30,7 @@ from google.api import annotations_pb2
 from google.protobuf import message_factory
 
 from mesh.runtime import (audit, errors, idempotency, internal, limits, live, logs,
-                          platform_events, sandbox, tls, wire)
+                          platform_events, sandbox, tls, watch, wire)
 from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
                                   current_service)
 from mesh.runtime.db import Database
@@ -100,7 +100,7 @@ def _body_field(method) -> str:
 
 
 def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body: str = "",
-                idempotent: bool = False, tracing: Tracing | None = None):
+                idempotent: bool = False, tracing: Tracing | None = None, holds: bool = False):
     is_coroutine = inspect.iscoroutinefunction(fn)
     metrics = MethodMetrics(service, method.rsplit("/", 1)[-1])
     revocations = guards.revocations
@@ -123,6 +123,14 @@ def _wrap_unary(fn, method: str, service: str, domain: str, guards: Guards, body
             if key and tenant:
                 result = await keys.run(method, key, tenant, idempotency.caller_of(metadata),
                                         request, context, lambda: call(request, context))
+            elif holds:  # a long poll: the time it is held waiting is not serving time
+                held = [0.0]
+                token = watch.HELD.set(held)
+                try:
+                    result = await call(request, context)
+                finally:
+                    watch.HELD.reset(token)
+                    started += held[0]
             else:
                 result = await call(request, context)
             elapsed = time.perf_counter() - started
@@ -267,8 +275,10 @@ def handlers(servicer: Any, service: str, guards: Guards,
                 response_class.SerializeToString)
             continue
         idempotent = idempotency.applies_to(method)
+        # A request with `wait_seconds` may be held (mesh.runtime.watch: long polls).
+        holds = "wait_seconds" in request_class.DESCRIPTOR.fields_by_name
         handler = _wrap_unary(fn, path, service, domain, guards, _body_field(method), idempotent,
-                              tracing if traced else None)
+                              tracing if traced else None, holds)
         serialize = (idempotency.serializer(response_class) if idempotent
                      else response_class.SerializeToString)
         table[method.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
@@ -297,6 +307,8 @@ class RunningService:
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
+        for hook in self.runtime.drain_hooks:  # held long polls answer now (mesh.runtime.watch)
+            hook()
         await self.server.stop(grace)
         if self.audit is not None:
             await self.audit.close()
@@ -367,7 +379,7 @@ async def serve_many(definitions: Sequence[ServiceDefinition], settings: Setting
     sandbox.configure(settings)  # its workers start on first use (mesh.runtime.sandbox)
     # Made before the services so that it knows how many this process hosts (service.name).
     tracing = Tracing.of(settings, tuple(d.name for d in definitions))
-    # One revocation list per process, refreshed from identity, checked by every service.
+    # One revocation list per process, long-polled from identity, checked by every service.
     revocations = RevocationGuard(settings, Peers(settings))
     running = []
     for definition in definitions:

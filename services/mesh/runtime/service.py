@@ -51,6 +51,9 @@ class Runtime:
     # servicers (None for a service without any). A servicer keeps a typed reference:
     # `self.state: GovernanceState = runtime.state`.
     state: Any = None
+    # Called when the service starts to drain (SIGTERM), before in-flight calls get their grace
+    # period: what holds a call open (a long poll, mesh.runtime.watch) answers it now.
+    drain_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def database(self) -> "Database":

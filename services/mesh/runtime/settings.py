@@ -132,8 +132,12 @@ class Settings(BaseSettings):
     tenant_max_schedules: int = Field(default=50, ge=0)
     schedule_min_interval_seconds: float = Field(default=60.0, ge=1)
 
-    # Runtime configuration (mesh.runtime.live): how often each process polls the system
-    # service for log levels, retention, feature flags and cache clears.
+    # Runtime configuration (mesh.runtime.live): each process long-polls the system service
+    # for log levels, retention, feature flags and cache clears, and gets a change the system
+    # process commits at once. This is how often the system service, while calls are held,
+    # looks for changes committed by another process (another replica: on SQLite a stat of
+    # the database files, on PostgreSQL a query), and how long a process waits before asking
+    # again after a failed call.
     live_poll_seconds: float = Field(default=2.0, gt=0, le=60)
     # The system service's sampler (mesh.system.sampler): every this many seconds it records
     # CPU, memory, disk and request rates, and checks every service's health; it keeps
@@ -144,9 +148,13 @@ class Settings(BaseSettings):
     # requests (docs/system.md). Empty: no supervisor (Kubernetes, a bare `agentmesh serve`).
     supervisor_control_dir: str = ""
 
-    # Token revocation (mesh/runtime/revocation.py): how often every service refreshes the
-    # revocation list from identity. A revoked token is refused at most about this long (plus
-    # one round trip) after the revocation.
+    # Token revocation (mesh/runtime/revocation.py): every process long-polls the revocation
+    # list from identity and gets a revocation the identity process commits at once. This is
+    # how often identity, while calls are held, looks for revocations committed by another
+    # process (another replica: on SQLite a stat of the database files, on PostgreSQL a
+    # query), so a revoked token is refused at most about this long (plus a read and a round
+    # trip) after the revocation; and how long a process waits before asking again after a
+    # failed call.
     revocation_poll_seconds: float = Field(default=1.0, gt=0, le=30)
     # Idempotency-Key (mesh/runtime/idempotency.py): how long a create's first answer is kept.
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)

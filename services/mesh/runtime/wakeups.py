@@ -6,6 +6,9 @@ most of what the services process did. Now the code that adds such rows marks th
 (`mark(session, topic)`), and when that transaction commits, the poller of that topic on the
 same database is woken (`Waiter.wait`); its own slow poll is left only for what no local commit
 announces (a retry after a failure, rows left by a process that stopped).
+
+The long polls of the runtime (`mesh.runtime.watch`) use the same marks to answer their held
+calls when a change commits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def mark(session: Session, topic: str) -> None:
 
 
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
     topics = session.info.pop(_INFO_KEY, None)
     if not topics:
         return
@@ -39,6 +44,8 @@ def _after_commit(session: Session) -> None:
 
 
 def _after_rollback(session: Session) -> None:
+    if session.in_nested_transaction():  # back to a savepoint: the marks stand
+        return
     session.info.pop(_INFO_KEY, None)
 
 
@@ -62,12 +69,13 @@ class Waiter:
     def wake_threadsafe(self) -> None:
         self._loop.call_soon_threadsafe(self._event.set)
 
-    async def wait(self, timeout: float) -> None:
-        """Until woken (since the last wait began) or `timeout` seconds."""
+    async def wait(self, timeout: float) -> bool:
+        """Until woken (since the last `clear`) or `timeout` seconds; whether it was woken."""
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
+            return True
         except TimeoutError:
-            pass
+            return False
 
     def clear(self) -> None:
         """Call before looking for work: a commit from then on ends the next wait."""

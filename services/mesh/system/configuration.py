@@ -1,12 +1,14 @@
 """The runtime configuration as stored (one row per version, audited) and as running processes
-poll it: GetRuntimeConfig answers a revision made of the configuration's version, the feature
-flags and the cache clears, and the whole document only when the revision changed. The
-document's sections and validation are in mesh/system/config.py."""
+keep it: GetRuntimeConfig answers a revision made of the configuration's version, the feature
+flags and the cache clears, and the whole document only when the revision changed. It is a long
+poll (mesh/runtime/watch.py): a call that knows the current revision is held until it changes
+— a write of this process (config, flag, cache clear) marks its transaction with `WAKE_TOPIC`
+and answers it at once, another replica's is seen within `live_poll_seconds` — or its wait
+ends. The document's sections and validation are in mesh/system/config.py."""
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from google.protobuf import json_format
@@ -18,25 +20,33 @@ from mesh.runtime import audit
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
 from mesh.runtime.errors import FailedPrecondition, invalid_field
-from mesh.runtime.settings import Settings
+from mesh.runtime.service import Runtime
 from mesh.runtime.tables import aware, utcnow
+from mesh.runtime.wakeups import mark
+from mesh.runtime.watch import Watched
 from mesh.system import config
 from mesh.system.models import CacheClearRow, ConfigVersionRow
-from mesh.system.store import (all_flags, flag_message, latest_config, revision_inputs, stamp)
+from mesh.system.store import (WAKE_TOPIC, all_flags, flag_message, latest_config,
+                               revision_inputs, stamp)
 
 log = logging.getLogger("mesh.system")
-_REVISION_SECONDS = 1.0  # how long a computed revision answers the polls
+
+Revision = tuple[str, int, CacheClearRow | None]  # (revision, config version, newest clear)
+
+
+def revision(session: Session) -> Revision:
+    version, count, changed, clear = revision_inputs(session)
+    text = f"{version}.{count}.{aware(changed).timestamp() if changed else 0}." \
+           f"{clear.generation if clear else 0}"
+    return text, version, clear
 
 
 class RuntimeConfiguration:
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db = db
-        self.settings = settings
-        self._revision: tuple[float, tuple[str, int, CacheClearRow | None]] | None = None
-
-    def changed(self) -> None:
-        """The next poll computes the revision again (a write of this process changed it)."""
-        self._revision = None
+    def __init__(self, runtime: Runtime) -> None:
+        self.db: Database = runtime.database
+        self.settings = settings = runtime.settings
+        self.revisions = Watched(runtime, WAKE_TOPIC, revision, lambda found: found[0],
+                                 lambda: settings.live_poll_seconds)
 
     async def current(self) -> tuple[ConfigVersionRow | None, dict[str, Any]]:
         row = await self.db.read(latest_config)
@@ -93,30 +103,20 @@ class RuntimeConfiguration:
             session.add(row)
             audit.record(session, caller, "update", "system_config", str(version + 1),
                          sections=sorted(checked) or sorted(sections), previous=version)
+            mark(session, WAKE_TOPIC)
             return row, config.effective(stored, self.settings)
 
         row, document = await self.db.write(apply)
         log.info("runtime configuration version %d by %s", row.version, caller.user_id)
-        self.changed()
         return self.message(row, document)
 
     async def flags(self) -> list[pb.FeatureFlag]:
         return [flag_message(r) for r in await self.db.read(all_flags)]
 
-    async def revision(self) -> tuple[str, int, CacheClearRow | None]:
-        cached = self._revision
-        if cached is not None and time.monotonic() - cached[0] < _REVISION_SECONDS:
-            return cached[1]
-        version, count, changed, clear = await self.db.read(revision_inputs)
-        revision = f"{version}.{count}.{aware(changed).timestamp() if changed else 0}." \
-                   f"{clear.generation if clear else 0}"
-        value = (revision, version, clear)
-        self._revision = (time.monotonic(), value)
-        return value
-
-    async def poll(self, known_revision: str) -> pb.RuntimeConfig:
-        """What a running process applies: `unchanged` while it knows the revision."""
-        revision, _, clear = await self.revision()
+    async def poll(self, known_revision: str, wait_seconds: float = 0) -> pb.RuntimeConfig:
+        """What a running process applies: `unchanged` while it knows the revision (after
+        holding the call up to `wait_seconds` for a change)."""
+        revision, _, clear = (await self.revisions.poll(known_revision, wait_seconds))[1]
         if known_revision == revision:
             return pb.RuntimeConfig(revision=revision, unchanged=True)
         _, document = await self.current()

@@ -12,8 +12,9 @@ from agentmesh.system.v1 import system_pb2 as pb
 from mesh.runtime import audit
 from mesh.runtime.context import Caller
 from mesh.runtime.errors import NotFound, invalid_field
+from mesh.runtime.wakeups import mark
 from mesh.system.models import PLATFORM, FeatureFlagRow
-from mesh.system.store import flags_repo
+from mesh.system.store import WAKE_TOPIC, flags_repo
 
 WRITABLE = {"description", "enabled", "rollout_percentage", "tenant_ids", "rules"}
 
@@ -43,6 +44,7 @@ def requested_update(request: pb.UpdateFeatureFlagRequest) -> dict[str, Any]:
 
 def apply(session: Session, caller: Caller, name: str, update: dict[str, Any],
           allow_missing: bool) -> FeatureFlagRow:
+    mark(session, WAKE_TOPIC)  # running processes get the flag at once (GetRuntimeConfig)
     row = flags_repo.find(session, PLATFORM, name, lock=True)
     if row is None:
         if not allow_missing:

@@ -1,11 +1,13 @@
 """The platform's health: every service's gRPC health as this one reaches it, the instances
-that report to it (each process polling GetRuntimeConfig says what it runs), and from both the
-status of each service of the catalog."""
+that report to it (each process's GetRuntimeConfig long poll says what it runs), and from both
+the status of each service of the catalog."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +22,10 @@ from mesh.runtime.peers import Peers
 from mesh.system import restart
 from mesh.system.store import now_stamp
 
-_REPORT_TTL = 30.0  # a process that has not polled for this long is not counted as running
+# A process whose GetRuntimeConfig call is held counts as running; one with no call held is
+# counted for this long after its last call ended (its next call comes at once, or after a back-off
+# of a few seconds when the system service was unreachable).
+_REPORT_TTL = 30.0
 
 
 class Health:
@@ -68,21 +73,44 @@ class Health:
 
 
 class Instances:
-    """The service processes running now, from what each reports when it polls."""
+    """The service processes running now, from what each reports with its long poll of the
+    runtime configuration: alive while its call is held, and for `_REPORT_TTL` after."""
 
     def __init__(self) -> None:
         # name -> {(host, pid): (received monotonic, ServiceReport)}
         self.reports: dict[str, dict[tuple[str, int], tuple[float, pb.ServiceReport]]] = {}
+        # (name, host, pid) -> calls of that instance held now
+        self.held: dict[tuple[str, str, int], int] = {}
 
     def record(self, reports) -> None:
         now = time.monotonic()
         for report in reports:
             self.reports.setdefault(report.name, {})[(report.host, report.pid)] = (now, report)
 
+    @contextlib.contextmanager
+    def holding(self, reports) -> Iterator[None]:
+        """While a call that carries these reports is held (a heartbeat that lasts); recorded
+        when it starts and when it ends."""
+        self.record(reports)
+        keys = [(r.name, r.host, r.pid) for r in reports]
+        for key in keys:
+            self.held[key] = self.held.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            for key in keys:
+                left = self.held.get(key, 0) - 1
+                if left > 0:
+                    self.held[key] = left
+                else:
+                    self.held.pop(key, None)
+            self.record(reports)
+
     def of(self, name: str) -> list[pb.ServiceReport]:
         now = time.monotonic()
         found = self.reports.get(name, {})
-        return [report for seen, report in found.values() if now - seen < _REPORT_TTL]
+        return [report for (host, pid), (seen, report) in found.items()
+                if now - seen < _REPORT_TTL or (name, host, pid) in self.held]
 
 
 async def statuses(health: Health, instances: Instances, peers: Peers,

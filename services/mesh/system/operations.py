@@ -20,10 +20,11 @@ from mesh.runtime.errors import (FailedPrecondition, NotFound, Unavailable, Unim
                                  invalid_field)
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import new_id, utcnow
+from mesh.runtime.wakeups import mark
 from mesh.system import backup, kube, restart
 from mesh.system.alerts import SystemAlerts
 from mesh.system.models import CacheClearRow
-from mesh.system.store import next_clear_generation, stamp
+from mesh.system.store import WAKE_TOPIC, next_clear_generation, stamp
 
 log = logging.getLogger("mesh.system")
 MAX_GRACE_SECONDS = 300
@@ -99,7 +100,8 @@ async def _rollout_restart(db: Database, caller: Caller, request: pb.RestartServ
 async def clear_caches(db: Database, settings: Settings, caller: Caller,
                        request: pb.ClearCacheRequest) -> pb.ClearCacheResponse:
     """Clears this process's caches now and publishes the clear (a new generation) that the
-    other processes apply at their next poll."""
+    other processes apply when their held GetRuntimeConfig call answers: at once when it is
+    held by this system process, within `live_poll_seconds` when by another replica."""
     unknown = [c for c in request.caches if c not in caches.KNOWN]
     if unknown:
         raise invalid_field("caches", f"unknown caches {', '.join(unknown)}; caches: "
@@ -110,6 +112,7 @@ async def clear_caches(db: Database, settings: Settings, caller: Caller,
         session.add(CacheClearRow(generation=next_clear_generation(session), caches=names,
                                   pattern=request.pattern, created_by=caller.user_id,
                                   tenant_id=caller.tenant_id, created_at=utcnow()))
+        mark(session, WAKE_TOPIC)  # answers the held GetRuntimeConfig calls at once
         audit.record(session, caller, "clear", "cache", ",".join(names), pattern=request.pattern)
     await db.write(publish)
     removed = caches.clear(names, request.pattern)

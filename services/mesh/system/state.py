@@ -31,7 +31,7 @@ class SystemState:
         self.health = Health(runtime.peers)
         self.instances = Instances()
         self.sampler = Sampler(self.settings)
-        self.config = RuntimeConfiguration(runtime.database, self.settings)
+        self.config = RuntimeConfiguration(runtime)
         self.alerts = SystemAlerts(runtime.database)
         self.backups = Backups(runtime.database, self.settings, self.alerts)
         self.build = Build()

@@ -16,6 +16,10 @@ from mesh.system.models import PLATFORM, AlertRow, CacheClearRow, ConfigVersionR
 
 alerts_repo = TenantRepository(AlertRow, noun="alert", message=pb.SystemAlert, name_column=None,
                                order_columns=("severity",))
+# A commit that changes what GetRuntimeConfig answers (config, flags, cache clears) is marked
+# with this (mesh.runtime.wakeups), which answers the held calls at once.
+WAKE_TOPIC = "runtime_config"
+
 flags_repo = TenantRepository(FeatureFlagRow, noun="feature_flag", message=pb.FeatureFlag,
                               search_columns=("name", "description"), order_columns=("name",),
                               default_order="name", quota="resource")

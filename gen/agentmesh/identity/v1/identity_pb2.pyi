@@ -285,11 +285,15 @@ class GetJwksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListRevocationsRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("known_version", "wait_seconds")
+    KNOWN_VERSION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    known_version: str
+    wait_seconds: int
+    def __init__(self, known_version: _Optional[str] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
 
 class ListRevocationsResponse(_message.Message):
-    __slots__ = ("users_not_before", "revoked_sessions", "generated_at")
+    __slots__ = ("users_not_before", "revoked_sessions", "generated_at", "version")
     class UsersNotBeforeEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -300,10 +304,12 @@ class ListRevocationsResponse(_message.Message):
     USERS_NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     REVOKED_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     GENERATED_AT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     users_not_before: _containers.ScalarMap[str, int]
     revoked_sessions: _containers.RepeatedScalarFieldContainer[str]
     generated_at: _timestamp_pb2.Timestamp
-    def __init__(self, users_not_before: _Optional[_Mapping[str, int]] = ..., revoked_sessions: _Optional[_Iterable[str]] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    version: str
+    def __init__(self, users_not_before: _Optional[_Mapping[str, int]] = ..., revoked_sessions: _Optional[_Iterable[str]] = ..., generated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class JsonWebKeySet(_message.Message):
     __slots__ = ("keys",)

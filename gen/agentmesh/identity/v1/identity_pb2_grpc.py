@@ -248,9 +248,14 @@ class IdentityServiceServicer:
     def ListRevocations(self, request, context):
         """Lists the access-token revocations in force: per-user "not before" times
         (user deleted, deactivated or changed role) and revoked sessions (logout,
-        refresh-token reuse). Internal: the shared runtime of every service polls
-        it every second or so and refuses revoked tokens from memory. Entries
-        leave the list once every token they cover has expired.
+        refresh-token reuse). Internal: the shared runtime of every service keeps
+        the list in memory and refuses revoked tokens from there. A long poll: a
+        call whose `known_version` is the current version and that sets
+        `wait_seconds` is held until the list changes (a revocation committed by
+        this identity process ends it at once; one committed by another replica
+        within about `AGENTMESH_REVOCATION_POLL_SECONDS`) or the wait ends, then
+        answers the current list. Entries leave the list once every token they
+        cover has expired.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

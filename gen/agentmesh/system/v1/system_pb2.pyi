@@ -582,12 +582,14 @@ class GetConsoleAssetRequest(_message.Message):
     def __init__(self, path: _Optional[str] = ...) -> None: ...
 
 class GetRuntimeConfigRequest(_message.Message):
-    __slots__ = ("services", "known_revision")
+    __slots__ = ("services", "known_revision", "wait_seconds")
     SERVICES_FIELD_NUMBER: _ClassVar[int]
     KNOWN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     services: _containers.RepeatedCompositeFieldContainer[ServiceReport]
     known_revision: str
-    def __init__(self, services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., known_revision: _Optional[str] = ...) -> None: ...
+    wait_seconds: int
+    def __init__(self, services: _Optional[_Iterable[_Union[ServiceReport, _Mapping]]] = ..., known_revision: _Optional[str] = ..., wait_seconds: _Optional[int] = ...) -> None: ...
 
 class RuntimeConfig(_message.Message):
     __slots__ = ("revision", "unchanged", "config", "feature_flags", "cache_generation", "clear_caches")

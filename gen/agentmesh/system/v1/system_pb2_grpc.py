@@ -366,9 +366,14 @@ class SystemServiceServicer:
 
     def GetRuntimeConfig(self, request, context):
         """The runtime configuration, feature flags and cache-clear generation
-        every service process polls (`mesh.runtime.live`), so a change reaches
+        every service process keeps (`mesh.runtime.live`), so a change reaches
         running services without a restart. `known_revision` set to the current
-        revision answers `unchanged` with nothing else.
+        revision answers `unchanged` with nothing else. A long poll: with
+        `wait_seconds` such a call is held until the revision changes (a change
+        committed by this system process ends it at once; one committed by
+        another replica within about `AGENTMESH_LIVE_POLL_SECONDS`) or the wait
+        ends. The call reports what the calling process runs; while it is held
+        the process counts as running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -132,6 +132,10 @@ class ListApiKeysResponse(Model):
 
 class ListRevocationsRequest(Model):
     """Request of ListRevocations."""
+    known_version: str = ""
+    """The `version` of the list the caller has; empty (or another version) answers at once."""
+    wait_seconds: int = 0
+    """While `known_version` is current, hold the call up to this many seconds (0-60) for the list to change; 0 answers at once."""
 
 
 class ListRevocationsResponse(Model):
@@ -142,6 +146,8 @@ class ListRevocationsResponse(Model):
     """Revoked sessions: the `sid` claim (refresh-token family) of access tokens that are refused."""
     generated_at: Optional[str] = None
     """When the list was made."""
+    version: str = ""
+    """Changes whenever the list's content changes (a hash of it): the caller's next `known_version`."""
 
 
 class ListRolesRequest(Model):

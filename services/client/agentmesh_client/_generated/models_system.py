@@ -166,8 +166,11 @@ class GetOpenApiDocumentRequest(Model):
 class GetRuntimeConfigRequest(Model):
     """Request of GetRuntimeConfig."""
     services: list[ServiceReport] = Field(default_factory=list)
-    """The revision the caller already has; empty for the first poll. What the calling process runs, reported on every poll (a heartbeat)."""
+    """What the calling process runs, reported on every call (a heartbeat)."""
     known_revision: str = ""
+    """The revision the caller already has; empty for the first call."""
+    wait_seconds: int = 0
+    """While `known_revision` is current, hold the call up to this many seconds (0-60) for the revision to change; 0 answers at once."""
 
 
 class GetSystemConfigRequest(Model):

@@ -38,6 +38,7 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
         self.settings = runtime.settings
         state: IdentityState = runtime.state
         self.operators = state.operators
+        self.revocations = state.revocations
 
     def _scopes(self, user: UserRow) -> list[str]:
         return accounts.user_scopes(user, self.operators)
@@ -142,9 +143,11 @@ class IdentityService(pb_grpc.IdentityServiceServicer):
                                      data=json.dumps(document).encode())
 
     async def ListRevocations(self, request, context) -> pb.ListRevocationsResponse:
-        users_not_before, sessions = await self.db.read(security.revocations)
+        """A long poll: held while `known_version` is current (mesh/runtime/watch.py)."""
+        version, (users_not_before, sessions) = await self.revocations.poll(
+            request.known_version, request.wait_seconds)
         reply = pb.ListRevocationsResponse(users_not_before=users_not_before,
-                                           revoked_sessions=sessions)
+                                           revoked_sessions=sessions, version=version)
         reply.generated_at.GetCurrentTime()
         return reply
 

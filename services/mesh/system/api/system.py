@@ -130,13 +130,13 @@ class SystemService(pb_grpc.SystemServiceServicer):
         update = flags.requested_update(request)
         row = await self.db.write(lambda s: flags.apply(s, caller, request.flag_name, update,
                                                         request.allow_missing))
-        self.state.config.changed()
         return flag_message(row)
 
     async def GetRuntimeConfig(self, request, context) -> pb.RuntimeConfig:
-        """What every running process polls (and how it says what it runs)."""
-        self.state.instances.record(request.services)
-        return await self.state.config.poll(request.known_revision)
+        """What every running process long-polls (and how it says what it runs: while its call
+        is held, it counts as running)."""
+        with self.state.instances.holding(request.services):
+            return await self.state.config.poll(request.known_revision, request.wait_seconds)
 
     # ---- restarts, caches, backups ---------------------------------------------------------
     async def RestartService(self, request, context) -> pb.RestartServiceResponse:
@@ -145,10 +145,7 @@ class SystemService(pb_grpc.SystemServiceServicer):
 
     async def ClearCache(self, request, context) -> pb.ClearCacheResponse:
         caller = require_caller(context)
-        try:
-            return await operations.clear_caches(self.db, self.settings, caller, request)
-        finally:
-            self.state.config.changed()
+        return await operations.clear_caches(self.db, self.settings, caller, request)
 
     async def CreateBackup(self, request, context) -> pb.Backup:
         return await self.state.backups.create(require_caller(context), request)
