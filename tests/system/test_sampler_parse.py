@@ -17,7 +17,7 @@ def test_a_real_exposition_gives_requests_failures_buckets_and_the_gateways_figu
     registry = CollectorRegistry()
     requests = Counter("agentmesh_requests", "calls", ["service", "method", "code"],
                        registry=registry)
-    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service"],
+    latency = Histogram("agentmesh_service_request_duration_seconds", "latency", ["service"],
                         buckets=(0.01, 0.1), registry=registry)
     requests.labels("agents", "GetAgent", "OK").inc(7)
     requests.labels("agents", "GetAgent", "INTERNAL").inc(2)
@@ -53,7 +53,7 @@ def test_every_wanted_sample_is_read_as_prometheus_clients_parser_reads_it():
     registry = CollectorRegistry()
     requests = Counter("agentmesh_requests", "calls", ["service", "method", "code"],
                        registry=registry)
-    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service", "method"],
+    latency = Histogram("agentmesh_service_request_duration_seconds", "latency", ["service", "method"],
                         registry=registry)
     for service in ("agents", 'we"ird\\name', "line\nbreak"):
         for method in ("Get", "List", "Create"):
@@ -64,7 +64,7 @@ def test_every_wanted_sample_is_read_as_prometheus_clients_parser_reads_it():
                 for family in text_string_to_metric_families(text)
                 for sample in family.samples
                 if sample.name.startswith(("agentmesh_requests_total",
-                                           "agentmesh_request_duration_seconds_bucket"))]
+                                           "agentmesh_service_request_duration_seconds_bucket"))]
     assert len(expected) > 50
     read = list(_samples(text))
     assert len(read) == len(expected)
@@ -80,7 +80,7 @@ def test_the_95th_percentile_is_the_same_without_the_empty_buckets_lines():
     whole histograms give (its interpolation starts at the bound below the first non-empty
     bucket)."""
     registry = CollectorRegistry()
-    latency = Histogram("agentmesh_request_duration_seconds", "latency", ["service"],
+    latency = Histogram("agentmesh_service_request_duration_seconds", "latency", ["service"],
                         registry=registry)
     before = _Counters(at=0.0)
     parse(generate_latest(registry).decode(), 0, before)
@@ -93,3 +93,27 @@ def test_the_95th_percentile_is_the_same_without_the_empty_buckets_lines():
              for s in family.samples if s.name.endswith("_bucket")}
     estimate = p95(before.buckets.get("agents", {}), after.buckets["agents"], after.bounds)
     assert estimate == p95({}, whole) and 48 < estimate <= 50
+
+
+def test_a_scrape_asks_each_target_for_the_wanted_lines_only():
+    """Every target is asked for what the sampler reads: prometheus_client's exposition by
+    `name[]` (the per-RPC histogram, most of a scrape, is left out), Envoy's by `filter`."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from prometheus_client import REGISTRY, generate_latest
+
+    from mesh.runtime.metrics import MethodMetrics
+    from mesh.system.sampler import _OWN, _only_wanted
+
+    url = _only_wanted("http://127.0.0.1:9/metrics")
+    query = parse_qs(urlsplit(url).query)
+    assert query["name[]"] == list(_OWN) and "envoy_http_downstream_rq_total" not in _OWN
+    assert _only_wanted("http://h/stats/prometheus?usedonly").startswith(
+        "http://h/stats/prometheus?usedonly&name%5B%5D=")
+    MethodMetrics("agents", "GetAgent").observe(0.02)
+    text = generate_latest(REGISTRY.restricted_registry(query["name[]"])).decode()
+    assert "agentmesh_service_request_duration_seconds_bucket" in text
+    assert "agentmesh_request_duration_seconds_bucket" not in text  # the per-RPC histogram
+    counters = _Counters(at=0.0)
+    parse(text, 0, counters)
+    assert counters.buckets["agents"][0.025] >= 1 and counters.requests["agents"] >= 1

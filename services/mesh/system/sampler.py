@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -23,9 +24,15 @@ from mesh.runtime.metrics import scrape
 
 # gRPC codes that mean the server failed (the 5xx of the REST API); the others are the caller's.
 SERVER_FAILURES = {"INTERNAL", "UNKNOWN", "UNAVAILABLE", "DEADLINE_EXCEEDED", "DATA_LOSS"}
-_WANTED = ("agentmesh_requests_total", "agentmesh_request_duration_seconds_bucket",
+_WANTED = ("agentmesh_requests_total", "agentmesh_service_request_duration_seconds_bucket",
            "process_cpu_seconds_total", "process_resident_memory_bytes",
            "envoy_http_downstream_rq_total", "envoy_http_downstream_cx_active")
+# Asked of every target, so that it renders only what is read: prometheus_client's exposition
+# takes `name[]` (the samples wanted), Envoy's admin `filter` (a regular expression on its stat
+# names; its full text is ~350 KB); each ignores the other's parameter.
+_OWN = tuple(name for name in _WANTED if not name.startswith("envoy_"))
+_QUERY = urlencode([*(("name[]", name) for name in _OWN),
+                    ("filter", r"\.downstream_(rq_total|cx_active)$")])
 
 
 @dataclass
@@ -73,7 +80,7 @@ class _Counters:
 _SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 _UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
-_BUCKET = "agentmesh_request_duration_seconds_bucket"
+_BUCKET = "agentmesh_service_request_duration_seconds_bucket"
 _EMPTY = (" 0.0", " 0")
 
 
@@ -194,6 +201,10 @@ def _memory() -> tuple[float, float]:
         return 0.0, 0.0
 
 
+def _only_wanted(target: str) -> str:
+    return f"{target}{'&' if '?' in target else '?'}{_QUERY}"
+
+
 class Sampler:
     def __init__(self, settings) -> None:
         self.settings = settings
@@ -206,12 +217,12 @@ class Sampler:
     async def _counters(self) -> _Counters:
         counters = _Counters(at=time.monotonic())
         if not self.targets:
-            from prometheus_client import generate_latest
+            from prometheus_client import REGISTRY, generate_latest
 
-            parse(generate_latest().decode(), 0, counters)
+            parse(generate_latest(REGISTRY.restricted_registry(_OWN)).decode(), 0, counters)
             return counters
-        texts = await asyncio.gather(*(asyncio.to_thread(scrape, url) for url in self.targets),
-                                     return_exceptions=True)
+        texts = await asyncio.gather(*(asyncio.to_thread(scrape, _only_wanted(url))
+                                       for url in self.targets), return_exceptions=True)
         for index, text in enumerate(texts):
             if isinstance(text, str):
                 parse(text, index, counters)
