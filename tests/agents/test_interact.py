@@ -102,6 +102,20 @@ def test_answer_that_needs_a_tool_call(me, agents, calls, tools, masterdata, mod
     assert stats.total_executions == 1 and stats.successful_executions == 1
 
 
+def test_interactions_reuse_the_connection_to_the_model_server(me, agents, tools, masterdata,
+                                                               model_server):
+    """The agents service keeps its connections to model servers between interactions
+    (mesh.agents.model_client.ModelConnections): the next interaction's model request goes
+    over the connection the last one opened, not a new one."""
+    agent = _setup(me, agents, tools, masterdata, model_server, [{"content": "hello"}])
+    for _ in range(3):
+        assert _interact(agents, me, agent, "hi").reply == "hello"
+    asked = model_server.requests_for(masterdata.models[agent.model].model_id)
+    peers = {r["peer"] for r in asked}
+    assert len(asked) == 3
+    assert len(peers) == 1, peers
+
+
 def test_conversation_continues_with_history(me, agents, calls, tools, masterdata, model_server):
     agent = _setup(me, agents, tools, masterdata, model_server, [{"content": "you said {user}"}])
     first = _interact(agents, me, agent, "hello")

@@ -61,7 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
-        step = owner.next_step(request, {k.lower(): v for k, v in self.headers.items()})
+        step = owner.next_step(request, {k.lower(): v for k, v in self.headers.items()},
+                               self.client_address)
         if step is None:
             self._send(404, {"error": {"message": f"no script for model {request.get('model')}",
                                        "type": "invalid_request_error"}})
@@ -187,10 +188,12 @@ class ScriptedModelServer:
             self.cursors[model] = 0
         return model
 
-    def next_step(self, request: dict, headers: dict) -> dict | None:
+    def next_step(self, request: dict, headers: dict, peer=None) -> dict | None:
         model = request.get("model", "")
         with self.lock:
-            self.requests.append({"model": model, "body": request, "headers": headers})
+            # `peer`: the client's (address, port), one per connection.
+            self.requests.append({"model": model, "body": request, "headers": headers,
+                                  "peer": peer})
             steps = self.scripts.get(model)
             if not steps:
                 return None

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from agentmesh.agents.v1 import agents_pb2 as pb
 from mesh.agents import runtime_loop, threads
+from mesh.agents.model_client import ModelConnections
 from mesh.agents.lifecycle import RUNNABLE
 from mesh.agents.models import CallRow
 from mesh.agents.runs import INTERRUPTED, Run, Runs, lease
@@ -132,6 +133,7 @@ class Interactions:
         self.runs = runs
         self.masterdata = MasterData(peers)
         self.policy = EgressPolicy.from_settings(settings)
+        self.models = ModelConnections(self.policy)
         self._tokens: dict[str, pb.InteractionEvent] = {}   # call -> tokens not yet relayed
         runs.on_interrupted = lambda tenant, call: self._publish(tenant, call, "call.ended")
 
@@ -222,7 +224,7 @@ class Interactions:
         started = time.perf_counter()
         announced = asyncio.create_task(self._started(caller, run))
         loop = runtime_loop.AgentLoop(prepared.plan, self.peers, self.policy, run.call_id,
-                                      emit=run.emit, stream=stream)
+                                      emit=run.emit, stream=stream, connections=self.models)
         try:
             if cancelled:
                 raise asyncio.CancelledError

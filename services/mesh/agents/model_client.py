@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -140,23 +141,64 @@ def _parse_arguments(text: str) -> tuple[dict[str, Any] | None, str]:
     return value, ""
 
 
+class ModelConnections:
+    """Connections to model servers, kept from one interaction to the next: one guarded HTTP
+    pool (each request carries its model's timeout, which the guarded transport applies) and
+    an OpenAI client per (key, URL, timeout), the most recent `MAX_CLIENTS`. Each interaction
+    used to build both and open a new connection (TCP, and TLS for a hosted provider) before
+    its first token could come. A pooled connection was checked by the egress guard when it
+    was opened; each request still names its own key."""
+
+    MAX_CLIENTS = 256
+    POOL_TIMEOUT = 60.0  # for a request that names none (every request here names its own)
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self.policy = policy
+        self._http: Any = None
+        self._clients: OrderedDict[tuple, openai.AsyncOpenAI] = OrderedDict()
+
+    def client(self, spec: ModelSpec, api_key: str, timeout: float,
+               max_retries: int) -> openai.AsyncOpenAI:
+        key = (api_key, base_url(spec), timeout, max_retries)
+        found = self._clients.get(key)
+        if found is not None:
+            self._clients.move_to_end(key)
+            return found
+        if self._http is None:
+            self._http = self.policy.client(timeout=self.POOL_TIMEOUT)
+        found = self._clients[key] = openai.AsyncOpenAI(
+            api_key=api_key or "not-needed", base_url=key[1], timeout=timeout,
+            max_retries=max_retries, http_client=self._http)
+        if len(self._clients) > self.MAX_CLIENTS:  # not closed: the pool is shared
+            self._clients.popitem(last=False)
+        return found
+
+    async def close(self) -> None:
+        self._clients.clear()
+        if self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+
 class ChatClient:
     def __init__(self, spec: ModelSpec, api_key: str, policy: EgressPolicy, *,
                  timeout: float = DEFAULT_TIMEOUT, max_retries: int = DEFAULT_RETRIES,
-                 parameters: dict[str, Any] | None = None) -> None:
+                 parameters: dict[str, Any] | None = None,
+                 connections: ModelConnections | None = None) -> None:
         self.spec = spec
         self.parameters = {k: v for k, v in {**spec.parameters, **(parameters or {})}.items()
                            if k in _PASSED_PARAMETERS}
         # A server's error (or answer) may quote the key back; none of it is recorded as is.
         self.mask = SecretMask()
         self.mask.add(api_key)
-        self.http = policy.client(timeout=timeout)
-        self.client = openai.AsyncOpenAI(
-            api_key=api_key or "not-needed", base_url=base_url(spec), timeout=timeout,
-            max_retries=max_retries, http_client=self.http)
+        # Its own connections when none are shared (closed with it).
+        self._owned = connections is None
+        self.client = (ModelConnections(policy) if connections is None else connections).client(
+            spec, api_key, timeout, max_retries)
 
     async def close(self) -> None:
-        await self.client.close()
+        if self._owned:
+            await self.client.close()
 
     def _span_attributes(self, max_tokens: int | None) -> dict[str, Any]:
         """The GenAI request attributes of a model request's span."""

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mesh.agents.model_client import ChatClient, ModelError, ModelTurn
+from mesh.agents.model_client import ChatClient, ModelConnections, ModelError, ModelTurn
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.masterdata_client import ModelSpec
 
@@ -42,10 +42,12 @@ class ModelPath:
     """`complete()` over the candidates in order; `attempts` what was tried."""
 
     def __init__(self, candidates: list[Candidate], policy: EgressPolicy,
-                 parameters: dict[str, Any] | None = None) -> None:
+                 parameters: dict[str, Any] | None = None,
+                 connections: ModelConnections | None = None) -> None:
         self.candidates = candidates
         self.clients = [ChatClient(c.spec, c.api_key, policy, timeout=c.timeout, max_retries=0,
-                                   parameters=parameters) for c in candidates]
+                                   parameters=parameters, connections=connections)
+                        for c in candidates]
         self.attempts: list[dict[str, Any]] = []
         self.answered_by: ModelSpec = candidates[0].spec
 

@@ -36,7 +36,7 @@ from google.protobuf import json_format
 from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.tools.v1 import tools_pb2 as tools_pb
 from agentmesh.tools.v1 import tools_pb2_grpc as tools_grpc
-from mesh.agents.model_client import ModelError, ModelTurn, base_url
+from mesh.agents.model_client import ModelConnections, ModelError, ModelTurn, base_url
 from mesh.agents.model_path import DEFAULT_MAX_RETRY_AFTER, DEFAULT_RETRIES, Candidate, ModelPath
 from mesh.runtime.context import AGENT_HEADER
 from mesh.runtime.egress import EgressPolicy
@@ -272,10 +272,12 @@ class AgentLoop:
     tokens when `stream`, tool calls' starts and ends, each model request's usage)."""
 
     def __init__(self, plan: Plan, peers: Peers, policy: EgressPolicy, call_id: str,
-                 emit=_quiet, stream: bool = False) -> None:
+                 emit=_quiet, stream: bool = False,
+                 connections: ModelConnections | None = None) -> None:
         self.plan = plan
         self.peers = peers
         self.policy = policy
+        self.connections = connections
         self.call_id = call_id
         self.emit = emit
         self.stream = stream
@@ -316,7 +318,8 @@ class AgentLoop:
         functions = _functions(plan)
         max_steps = plan.limits.max_steps or DEFAULT_MAX_STEPS
         model = ModelPath(plan.candidates or [Candidate(plan.model, plan.api_key,
-                                                        plan.model_timeout)], self.policy)
+                                                        plan.model_timeout)], self.policy,
+                          connections=self.connections)
         turn.model_attempts = model.attempts
         started = time.perf_counter()
 
