@@ -79,6 +79,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="agentmesh up --isolation (shared, the default of agentmesh up)")
     parser.add_argument("--no-floor", dest="floor", action="store_false",
                         help="skip the floor: a bare grpc.aio handler behind the same gateway")
+    parser.add_argument("--reference-workers", type=int, default=1,
+                        help="uvicorn workers of the reference (1; 2 is what a user on two "
+                             "cores would run)")
     parser.add_argument("--keep", action="store_true", help="keep the data and logs")
     args = parser.parse_args(argv)
     args.connections = [int(c) for c in args.connections.split(",") if c]
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     script = work / "report.lua"
     script.write_text(WRK_SCRIPT)
     mesh = Mesh(work / "mesh", args.isolation)
-    reference = Reference(work)
+    reference = Reference(work, args.reference_workers)
     keep = args.keep
     try:
         print(f"date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

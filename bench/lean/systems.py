@@ -111,10 +111,12 @@ class Mesh:
 
 
 class Reference:
-    """bench/reference_app.py under uvicorn, one worker, as FastAPI installs it."""
+    """bench/reference_app.py under uvicorn as FastAPI installs it, `workers` processes (one
+    by default; a user on two cores would run two)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, workers: int = 1) -> None:
         self.work = work
+        self.workers = workers
         self.database = work / "reference.db"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -158,10 +160,10 @@ class Reference:
                "REFERENCE_AUDIENCE": REF_AUDIENCE}
         log = open(self.work / "reference.log", "ab")
         # No access log: Envoy in the mesh writes none either, and a line per request would
-        # measure logging. Everything else is uvicorn's default (uvloop, httptools, 1 worker).
+        # measure logging. Everything else is uvicorn's default (uvloop, httptools).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "reference_app:app", "--app-dir", str(BENCH_DIR),
-             "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
              "--no-access-log"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
@@ -182,7 +184,11 @@ class Reference:
 
     def processes(self) -> list[Proc]:
         assert self.process
-        return [Proc("reference", self.process.pid)]
+        # With several workers uvicorn's first process supervises them: theirs is the work.
+        return [Proc("reference", self.process.pid),
+                *(Proc(f"reference worker {n}", pid)
+                  for n, pid in enumerate(children(self.process.pid), 1)
+                  if self.workers > 1)]
 
     def stop(self) -> None:
         self.engine.dispose()
