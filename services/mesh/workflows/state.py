@@ -57,14 +57,15 @@ QUEUE_POLLING_SECONDS = 1.0
 # DBOS's poll for messages (approval decisions) on SQLite; PostgreSQL has LISTEN/NOTIFY.
 MESSAGE_POLLING_SECONDS = 10.0
 # On SQLite the workflows service is one process (replicas need PostgreSQL), so nothing is
-# enqueued that this process does not wake for, and DBOS's polls are safety nets: each is a
-# few milliseconds of SQL, and at one a second they were a third of what the idle mesh did
-# (docs/budgets.md). Its queue is polled every SQLITE_QUEUE_POLLING_SECONDS; DBOS's internal
-# queue (schedule fires, recovered and retried child executions, which nothing wakes), its
-# background jobs (workflow timeouts) and its schedule list every SQLITE_DBOS_POLLING_SECONDS:
-# a schedule fires, and a workflow's timeout ends it, up to that much late.
+# enqueued that this process does not wake for, and its queue's poll is a safety net, every
+# SQLITE_QUEUE_POLLING_SECONDS. DBOS's other pollers, its internal queue (schedule fires,
+# recovered and retried child executions, which nothing wakes), its background jobs (workflow
+# timeouts) and its schedule list, run every DBOS_POLLING_SECONDS on either database instead
+# of every second: a schedule fires, and a workflow's timeout ends it, up to that much late.
+# Each poll is a few milliseconds of SQL (and a PostgreSQL backend's work); at one a second
+# they were a third of what the idle mesh did (docs/budgets.md).
 SQLITE_QUEUE_POLLING_SECONDS = 10.0
-SQLITE_DBOS_POLLING_SECONDS = 2.0
+DBOS_POLLING_SECONDS = 2.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -131,7 +132,7 @@ class WorkflowsState:
             # executions it was running, never one another replica is running now.
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "scheduler_polling_interval_sec": 1.0,
+            "scheduler_polling_interval_sec": DBOS_POLLING_SECONDS,
             "notification_listener_polling_interval_sec": 0.5,
         }
         if self.db.sqlite_path is not None:
@@ -142,7 +143,6 @@ class WorkflowsState:
             # an approval sent here wakes its receiver at once (control.send_decision), and
             # SQLite has no other process to send one, so the poll is only a safety net.
             config["notification_listener_polling_interval_sec"] = MESSAGE_POLLING_SECONDS
-            config["scheduler_polling_interval_sec"] = SQLITE_DBOS_POLLING_SECONDS
         else:
             config["system_database_url"] = self.settings.database_url
             config["dbos_system_schema"] = f"{self.db.schema}_dbos"
@@ -161,8 +161,7 @@ class WorkflowsState:
         try:
             sqlite = self.db.sqlite_path is not None
             DBOS(config=self.config())
-            if sqlite:
-                _slow_dbos_polls(SQLITE_DBOS_POLLING_SECONDS)
+            _slow_dbos_polls(DBOS_POLLING_SECONDS)
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
             self.queue = await DBOS.register_queue_async(
