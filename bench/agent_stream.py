@@ -210,6 +210,9 @@ async def run(args: argparse.Namespace) -> int:
                   f"{percentile(added_first, 99):>7.2f}ms{percentile(added_total, 50):>15.2f}ms"
                   f"{percentile(added_total, 99):>7.2f}ms")
 
+            if not args.streams:
+                failed = bool(bad)
+                return 1 if failed else 0
             services = next(c.process.pid for c in mesh.children
                             if c.process is not None and "serve" in " ".join(c.argv))
             print(f"\nconcurrent streams, one word every {args.interval:g} s for {args.hold:g} s "
@@ -272,8 +275,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=20)
-    parser.add_argument("--streams", type=lambda v: [int(x) for x in v.split(",")],
-                        default=[100, 300])
+    parser.add_argument("--streams", type=lambda v: [n for x in v.split(",") if (n := int(x))],
+                        default=[100, 300], help="0 skips the concurrent streams")
     parser.add_argument("--interval", type=float, default=0.5)
     parser.add_argument("--hold", type=float, default=10.0)
     parser.add_argument("--ramp", type=float, default=100.0,

@@ -292,3 +292,56 @@ def test_a_run_cancelled_before_its_first_step_still_ends(me, agents, calls, ser
     assert call_id not in runs.runs
     call = calls.GetCall(pb.GetCallRequest(call_id=call_id), metadata=me.metadata())
     assert call.status == pb.CALL_STATUS_CANCELLED
+
+
+def test_the_model_is_asked_before_the_call_is_written(me, agents, calls, services, masterdata,
+                                                       model_server, monkeypatch):
+    """Writing the call's row is not on the way to the first token (it shared the one core with
+    the model request): the model is asked first, and the call is recorded all the same."""
+    from mesh.agents import interact
+
+    order: list[str] = []
+    begin, next_step = interact.begin, model_server.next_step
+
+    def recorded(*args, **kwargs):
+        order.append("call written")
+        return begin(*args, **kwargs)
+
+    def asked(*args, **kwargs):
+        order.append("model asked")
+        return next_step(*args, **kwargs)
+
+    monkeypatch.setattr(interact, "begin", recorded)
+    monkeypatch.setattr(interact, "RECORD_AFTER", 30.0)   # a first model request may be slow
+    monkeypatch.setattr(model_server, "next_step", asked)
+    model, _ = _model(masterdata, model_server, [{"content": "first things first"}])
+    agent = _agent(me, agents, services, model)
+    events = list(agents.StreamInteraction(pb.InteractWithAgentRequest(
+        agent_id=agent.id, message="go"), metadata=me.metadata(), timeout=30))
+    assert order == ["model asked", "call written"]
+    assert [e.type for e in events][-1] == "ended"
+    call = calls.GetCall(pb.GetCallRequest(call_id=events[0].call_id), metadata=me.metadata())
+    assert call.status == pb.CALL_STATUS_COMPLETED
+    assert events[-1].result.reply == "first things first"
+
+
+def test_a_call_waiting_for_its_model_is_shown_at_once(me, agents, calls, services, masterdata,
+                                                       model_server, monkeypatch):
+    """The call's row waits for the model's first answer; a client that asks for the call
+    meanwhile (its id from `started`) finds it ACTIVE, in the list of active calls too."""
+    from mesh.agents import interact
+
+    monkeypatch.setattr(interact, "RECORD_AFTER", 30.0)   # only the reads may write it here
+    model, _ = _model(masterdata, model_server, [{"content": "slowly", "sleep": 1.5}])
+    agent = _agent(me, agents, services, model)
+    stream = agents.StreamInteraction(pb.InteractWithAgentRequest(
+        agent_id=agent.id, message="go"), metadata=me.metadata(), timeout=30)
+    started = next(stream)
+    assert started.type == "started"
+    call = calls.GetCall(pb.GetCallRequest(call_id=started.call_id), metadata=me.metadata())
+    assert call.status == pb.CALL_STATUS_ACTIVE and call.agent_id == agent.id
+    active = calls.ListActiveCalls(pb.ListActiveCallsRequest(agent_id=agent.id),
+                                   metadata=me.metadata())
+    assert [c.id for c in active.items] == [started.call_id]
+    rest = list(stream)
+    assert rest[-1].type == "ended" and rest[-1].result.reply == "slowly"

@@ -182,10 +182,10 @@ class Interactions:
             run = self.runs.open(await self.db.write(record), caller.tenant_id)
             run.recorded = asyncio.get_running_loop().create_future()
             run.recorded.set_result(run.call_id)
-        else:   # a new call is recorded while the model is already asked (time to first token)
+        else:   # a new call is recorded once the model has answered (Run.defer_record)
             call_id = new_id()
             run = self.runs.open(call_id, caller.tenant_id)
-            run.recorded = asyncio.create_task(self.db.write(lambda s: record(s, call_id)))
+            run.defer_record(lambda: self.db.write(lambda s: record(s, call_id)), RECORD_AFTER)
         run.streams = stream
         telemetry.annotate(agentmesh__call_id=run.call_id)  # its trace is found from the call id
         run.listeners.append(lambda event: self._relay(caller.tenant_id, run, event))
@@ -253,6 +253,7 @@ class Interactions:
             response.tool_calls.add().update(record)
         result = json_format.MessageToDict(response, preserving_proto_field_name=True)
         try:
+            run.record_now()
             await asyncio.gather(announced, return_exceptions=True)
             await self.db.write(lambda s: finish(s, caller.tenant_id, run.call_id, turn,
                                                  duration, result))
@@ -335,3 +336,5 @@ class Interactions:
 
 _pending: set[asyncio.Task] = set()
 RELAY_SECONDS = 0.05
+RECORD_AFTER = 0.05
+"""Seconds a new call waits at most for its model's first answer before its row is written."""

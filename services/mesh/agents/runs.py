@@ -42,9 +42,11 @@ class Run:
         self.tenant_id = tenant_id
         self.events: list[pb.InteractionEvent] = []
         self.task: asyncio.Task | None = None
-        # Resolves to the call's id once its row is written (a new call is recorded while the
-        # model is already asked).
+        # Resolves to the call's id once its row is written (a new call is recorded once its
+        # model has answered: `defer_record`).
         self.recorded: asyncio.Future | None = None
+        self._record = None       # the deferred write of the call's row, until it is started
+        self._record_timer: asyncio.TimerHandle | None = None
         self.result: pb.InteractWithAgentResponse | None = None
         self.stopping = ""          # why it is being cancelled: "" (running), CANCELLED, INTERRUPTED
         self._changed = asyncio.Event()
@@ -60,6 +62,37 @@ class Run:
     def ended(self) -> bool:
         return self.result is not None
 
+    def defer_record(self, write, after: float) -> None:
+        """The call's row is written (`write()`, a coroutine) when the run's first event after
+        `started` comes (the model's first token, a tool call, its end), when someone asks for
+        the call (`record_now`), or `after` seconds from now, whichever is first: a write on
+        the way to the first token shares the process's one core (and the GIL, with the
+        database's worker thread) with the model request and the relay of that token."""
+        loop = asyncio.get_running_loop()
+        self.recorded = loop.create_future()
+        self._record = write
+        self._record_timer = loop.call_later(after, self.record_now)
+
+    def record_now(self) -> asyncio.Future:
+        """Starts the deferred write of the call's row, if it has not started; `recorded`."""
+        if self._record is not None:
+            write, self._record = self._record, None
+            if self._record_timer is not None:
+                self._record_timer.cancel()
+            recorded = self.recorded
+
+            def done(task: asyncio.Task) -> None:
+                if recorded.done():
+                    return
+                if task.cancelled():
+                    recorded.cancel()
+                elif task.exception() is not None:
+                    recorded.set_exception(task.exception())
+                else:
+                    recorded.set_result(task.result())
+            asyncio.ensure_future(write()).add_done_callback(done)
+        return self.recorded
+
     def emit(self, type_: str, *, text: str = "", tool_call: dict | None = None,
              usage: pb.InteractionUsage | None = None, step: int = 0,
              result: pb.InteractWithAgentResponse | None = None) -> pb.InteractionEvent:
@@ -73,6 +106,9 @@ class Run:
             event.result.CopyFrom(result)
             self.result = result
         self.events.append(event)
+        if self._record is not None and type_ != "started":
+            # After this event is relayed (the streams follow on the next turn of the loop).
+            asyncio.get_running_loop().call_soon(self.record_now)
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         for listener in self.listeners:
@@ -162,6 +198,16 @@ class Runs:
 
     def get(self, call_id: str) -> Run | None:
         return self.runs.get(call_id)
+
+    async def written(self, tenant_id: str, call_id: str | None = None) -> None:
+        """The rows of the tenant's runs here (or of the one call) written before a read shows
+        them: a new call's row waits for its model's first answer (Run.defer_record)."""
+        runs = self.runs.values() if call_id is None else [self.runs.get(call_id)]
+        pending = [run.record_now() for run in list(runs)
+                   if run is not None and run.tenant_id == tenant_id and
+                   run.recorded is not None and not run.recorded.done()]
+        if pending:   # shielded: a reader that goes away does not cancel the write
+            await asyncio.gather(*(asyncio.shield(f) for f in pending), return_exceptions=True)
 
     async def cancel(self, run: Run, why: str = "CANCELLED") -> None:
         """Cancels the run's task and waits (10 s at most) until it has recorded its end."""

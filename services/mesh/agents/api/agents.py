@@ -166,7 +166,7 @@ class AgentService(pb_grpc.AgentServiceServicer):
         caller = require_caller(context)
         run = await self.interactions.launch(caller, _interaction(request), stream=True,
                                              channel="run")
-        await run.recorded
+        await run.record_now()
         await accepted(context)
         return await calls.fetch(self.db, caller.tenant_id, run.call_id)
 

@@ -27,6 +27,7 @@ class CallService(pb_grpc.CallServiceServicer):
 
     async def ListCalls(self, request: pb.ListCallsRequest, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id)
         page = PageRequest.of(request)
         status = pb.CallStatus.Name(request.status) if request.status else None
         filters = {"agent_id": request.agent_id, "status": status}
@@ -44,6 +45,7 @@ class CallService(pb_grpc.CallServiceServicer):
 
     async def ListActiveCalls(self, request, context) -> pb.ListCallsResponse:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id)
         page = PageRequest.of(request)
         result = await calls.page(self.db, caller.tenant_id, page, filters={
             "agent_id": request.agent_id, "status": "CALL_STATUS_ACTIVE"})
@@ -51,10 +53,12 @@ class CallService(pb_grpc.CallServiceServicer):
 
     async def GetCall(self, request: pb.GetCallRequest, context) -> pb.Call:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id, request.call_id)
         return await calls.fetch(self.db, caller.tenant_id, request.call_id)
 
     async def GetCallTranscript(self, request, context) -> pb.CallTranscript:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id, request.call_id)
         row = await self.db.read(lambda s: calls.get(s, caller.tenant_id, request.call_id))
         transcript = pb.CallTranscript(call_id=row.id)
         for entry in row.transcript:
@@ -68,16 +72,19 @@ class CallService(pb_grpc.CallServiceServicer):
 
     async def GetCallMetrics(self, request, context) -> pb.CallMetrics:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id, request.call_id)
         row = await self.db.read(lambda s: calls.get(s, caller.tenant_id, request.call_id))
         return to_message(row, pb.CallMetrics, call_id=row.id, turns=len(row.transcript))
 
     async def AggregateCalls(self, request: pb.AggregateCallsRequest,
                              context) -> pb.AggregateCallsResponse:
         caller = require_caller(context)
+        await self.runs.written(caller.tenant_id)
         return await self.db.read(lambda s: aggregate_calls(s, caller.tenant_id, request))
 
     async def _ended(self, tenant_id: str, call_id: str) -> pb.InteractWithAgentResponse | None:
         """The answer recorded on the call; None while it is ACTIVE."""
+        await self.runs.written(tenant_id, call_id)
         row = await self.db.read(lambda s: calls.get(s, tenant_id, call_id))
         if row.status == "CALL_STATUS_ACTIVE":
             return None
