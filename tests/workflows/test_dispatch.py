@@ -48,6 +48,20 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
     assert "queue._polling_interval_sec" in inspect.getsource(
         __import__("dbos._queue", fromlist=["queue_worker_thread"]).queue_worker_thread)
     assert "_polling_interval_sec" in inspect.getsource(Queue.__init__)
+    # state._slow_queue_manager and state._waking_on_fire: the queue manager's thread target
+    # (its own waits on the stop event it is handed, which its workers get too) and the
+    # function every schedule fire is enqueued through.
+    from dbos import _dbos as dbos_module
+    from dbos import _queue, _scheduler
+
+    manager = inspect.getsource(_queue.queue_thread)
+    assert list(inspect.signature(_queue.queue_thread).parameters) == ["stop_event", "dbos"]
+    assert "stop_event.wait(timeout=check_interval)" in manager
+    assert "args=(stop_event, dbos, queue)" in manager
+    assert "target=queue_thread" in inspect.getsource(dbos_module.DBOS._launch)
+    assert "INTERNAL_QUEUE_NAME" in inspect.getsource(
+        inspect.unwrap(_scheduler._enqueue_scheduled_workflow))
+    assert inspect.getsource(_scheduler).count("_enqueue_scheduled_workflow(") >= 3
     # control.wake_receiver: the waiter's key, and the map of waiting receivers.
     assert list(inspect.signature(SystemDatabase._waiter).parameters) == [
         "self", "workflow_id", "name"]
@@ -62,7 +76,7 @@ def slow_poll(request, tmp_path_factory):
     per tenant."""
     # Every execution queued (a pure one would run in the call, mesh.workflows.inline).
     settings = {"workflow_tenant_concurrency": 1, "workflow_queue_concurrency": 4,
-                "workflow_inline": False}
+                "workflow_inline": False, "schedule_min_interval_seconds": 1}
     if request.param == "postgres":
         settings["database_url"] = request.getfixturevalue("postgres_url")
         _drop_schemas(settings["database_url"])
@@ -70,6 +84,7 @@ def slow_poll(request, tmp_path_factory):
     patch.setattr(state, "QUEUE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "SQLITE_QUEUE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "MESSAGE_POLLING_SECONDS", HOUR)
+    patch.setattr(state, "DBOS_POLLING_SECONDS", HOUR)  # the internal queue on PostgreSQL
     try:
         with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("dispatch"),
                             **settings) as harness:
@@ -129,3 +144,53 @@ def test_a_retried_execution_starts_at_once(slow_poll):
     client.call("RetryExecution", pb.RetryExecutionRequest(execution_id=execution.id))
     assert _until(client, execution.id, "EXECUTION_STATUS_WAITING_APPROVAL") < 10
     client.call("CancelExecution", pb.CancelExecutionRequest(execution_id=execution.id))
+
+
+def test_a_schedule_fires_at_once(slow_poll):
+    """A fire goes on DBOS's internal queue from a scheduler thread; the engine claims it at
+    once, not at that queue's next poll (an hour here)."""
+    client = Client(slow_poll)
+    wf = client.create(f"s-{uuid.uuid4().hex[:8]}", [
+        {"id": "tick", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`1`"}}])
+    schedule = client.call("CreateSchedule", pb.CreateScheduleRequest(
+        workflow_id=wf.id, schedule=pb.Schedule(cron="* * * * * *")))
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            listed = client.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+                workflow_id=wf.id, status=pb.EXECUTION_STATUS_COMPLETED))
+            if listed.total:
+                break
+            time.sleep(0.2)
+        assert listed.total >= 1
+    finally:
+        client.call("DeleteSchedule", pb.DeleteScheduleRequest(workflow_id=wf.id,
+                                                               schedule_id=schedule.id))
+
+
+def test_the_queue_manager_waits_longer_and_its_workers_do_not():
+    """state._slow_queue_manager stretches only the manager thread's own waits."""
+    import threading
+
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def manager(stop_event, dbos):
+        def worker():
+            begun = time.monotonic()
+            stop_event.wait(timeout=0.05)
+            seen["worker"] = time.monotonic() - begun
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        begun = time.monotonic()
+        stop_event.wait(timeout=0.05)
+        seen["manager"] = time.monotonic() - begun
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(state, "QUEUE_MANAGER_SECONDS", 0.5)
+    try:
+        state._slow_queue_manager(manager)(stop, None)
+    finally:
+        patch.undo()
+    assert seen["worker"] < 0.4 <= seen["manager"]

@@ -47,6 +47,7 @@ class Run:
         self.recorded: asyncio.Future | None = None
         self._record = None       # the deferred write of the call's row, until it is started
         self._record_timer: asyncio.TimerHandle | None = None
+        self._record_task: asyncio.Task | None = None
         self.result: pb.InteractWithAgentResponse | None = None
         self.stopping = ""          # why it is being cancelled: "" (running), CANCELLED, INTERRUPTED
         self._changed = asyncio.Event()
@@ -90,7 +91,9 @@ class Run:
                     recorded.set_exception(task.exception())
                 else:
                     recorded.set_result(task.result())
-            asyncio.ensure_future(write()).add_done_callback(done)
+            # Kept: the loop holds tasks weakly, and a write collected mid-flight is a lost row.
+            self._record_task = asyncio.ensure_future(write())
+            self._record_task.add_done_callback(done)
         return self.recorded
 
     def emit(self, type_: str, *, text: str = "", tool_call: dict | None = None,
@@ -143,13 +146,23 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _expired(now):
+    return (CallRow.status == "CALL_STATUS_ACTIVE",
+            sa.or_(CallRow.lease_until.is_(None), CallRow.lease_until < now))
+
+
+def any_expired(session: Session) -> bool:
+    """Whether some ACTIVE call's lease ran out (a read: the sweep's usual answer is no, and a
+    write transaction that finds nothing would still take SQLite's write lock)."""
+    return session.exec(select(CallRow.id).where(*_expired(utcnow())).limit(1)).first() \
+        is not None
+
+
 def interrupt_expired(session: Session) -> list[tuple[str, str]]:
     """Ends FAILED (INTERRUPTED) every ACTIVE call whose lease ran out; their (tenant, id)."""
     now = utcnow()
-    rows = session.exec(select(CallRow).where(
-        CallRow.status == "CALL_STATUS_ACTIVE",
-        sa.or_(CallRow.lease_until.is_(None), CallRow.lease_until < now))
-        .with_for_update(skip_locked=True)).all()
+    rows = session.exec(select(CallRow).where(*_expired(now))
+                        .with_for_update(skip_locked=True)).all()
     for row in rows:
         row.status, row.reason = "CALL_STATUS_FAILED", INTERRUPTED
         row.error = ("the call was cut off: the agents service running it stopped (crash or "
@@ -218,6 +231,8 @@ class Runs:
             await asyncio.wait_for(asyncio.shield(run.wait()), 10)
 
     async def sweep(self) -> list[tuple[str, str]]:
+        if not await self.runtime.database.read(any_expired):
+            return []
         ended = await self.runtime.database.write(interrupt_expired)
         for tenant_id, call_id in ended:
             log.warning("call %s was cut off by a stop of the agents service: FAILED "

@@ -60,6 +60,22 @@ class _Server(uvicorn.Server):
     def capture_signals(self):
         yield
 
+    async def main_loop(self) -> None:
+        # uvicorn ticks ten times a second to look at should_exit (and refreshes its Date
+        # header every tenth tick): the idle mesh's most frequent timer. Here a tick a second
+        # keeps the header fresh, and `exit` wakes the loop at once.
+        self.exiting = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.exiting.wait(), 1.0)
+
+    def exit(self) -> None:
+        self.should_exit = True
+        if getattr(self, "exiting", None) is not None:
+            self.exiting.set()
+
 
 def session_id(client: str) -> str:
     """A session id holding the client's name (visible ASCII, as the transport requires)."""
@@ -300,7 +316,7 @@ class MCPListener:
     async def stop(self) -> None:
         if self._task is None:
             return
-        self.server.should_exit = True
+        self.server.exit()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
         self._stopping.set()

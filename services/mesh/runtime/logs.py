@@ -118,7 +118,8 @@ def configure(service: str, level: str = "INFO", fmt: str = "json") -> None:
 class LogShipper(logging.Handler):
     """Ships log records to the observability service (`IngestLogs`), batched, best effort:
     records wait in a bounded buffer (the oldest are dropped when it is full, and counted) and
-    leave every half second, so logging never blocks or fails a call."""
+    leave half a second after the first of a batch, so logging never blocks or fails a call.
+    With nothing logged the shipper sleeps (a timer twice a second was idle CPU of its own)."""
 
     def __init__(self, peers, capacity: int = 10_000, level: int = logging.INFO) -> None:
         super().__init__(level)
@@ -128,6 +129,8 @@ class LogShipper(logging.Handler):
         self.buffer: collections.deque = collections.deque(maxlen=capacity)
         self.dropped = 0
         self._task = None
+        self._loop = None
+        self._waiting = None  # an asyncio.Event while the shipper sleeps for a first record
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith(("grpc", "mesh.logs")) or \
@@ -145,17 +148,27 @@ class LogShipper(logging.Handler):
                             else "",
                             metadata_value(context, TENANT_HEADER) if context is not None else "",
                             record.name))
+        waiting = self._waiting
+        if waiting is not None:  # records come from any thread: wake the loop's task safely
+            self._waiting = None
+            self._loop.call_soon_threadsafe(waiting.set)
 
     def start(self) -> None:
         import asyncio
 
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run())
 
     async def _run(self) -> None:
         import asyncio
 
         while True:
-            await asyncio.sleep(0.5)
+            if not self.buffer:
+                waiting = self._waiting = asyncio.Event()
+                if not self.buffer:  # a record emitted before the event was set is not missed
+                    await waiting.wait()
+                self._waiting = None
+            await asyncio.sleep(0.5)  # what else is logged meanwhile leaves in the same batch
             await self.flush_async()
 
     async def flush_async(self) -> None:

@@ -98,7 +98,10 @@ async def retry(engine: Engine, execution_id: str,
                                                   "queue_partition_key": tenant_id}
     with SetWorkflowID(new):
         await DBOS.fork_workflow_async(old, start, **where)
-    if not parent:  # now, if its tenant has a slot here (the queue's poll is a safety net)
+    # Now (the queues' polls are safety nets): a root if its tenant has a slot here.
+    if parent:
+        engine.wake_internal_queue()
+    else:
         engine.wake_queue(tenant_id)
 
 

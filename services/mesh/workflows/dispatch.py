@@ -87,8 +87,11 @@ class Dispatcher:
         system = dbos._sys_db
         queue = self.queue
         with self._lock:
-            keys = partitions if partitions is not None else system.get_queue_partitions(
-                queue.name)
+            if not queue._has_partition_limits():  # DBOS's internal queue: one partition
+                keys: list[str | None] = [None]
+            else:
+                keys = partitions if partitions is not None else \
+                    system.get_queue_partitions(queue.name)
             started = 0
             for key in keys:
                 # A started workflow joins the active set asynchronously (on the event loop):
@@ -101,7 +104,8 @@ class Dispatcher:
                 try:
                     claimed, _ = system.start_queued_workflows(
                         queue, GlobalParams.executor_id, GlobalParams.app_version, key,
-                        running, dbos._active_workflows_set.count_for_partition(queue.name, key),
+                        running, dbos._active_workflows_set.count_for_partition(queue.name, key)
+                        if key is not None else 0,
                         owner_xid=owner)
                 except DBAPIError as error:
                     if system.is_lock_conflict(error) or system.is_serialization_conflict(error):

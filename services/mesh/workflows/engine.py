@@ -63,6 +63,10 @@ class Engine(Protocol):
         """Claims the tenant's queued interpreters now (work put on the queue by DBOS itself,
         a fork, is not seen until the queue's next poll otherwise)."""
 
+    def wake_internal_queue(self) -> None:
+        """Claims what waits on DBOS's internal queue now (a retried child execution, a
+        schedule's fire), instead of at that queue's next poll."""
+
     def track(self, execution_id: str, task: asyncio.Task) -> None:
         """A step's task, cancelled when the execution is stopped or the engine closes."""
 

@@ -32,13 +32,17 @@ the service starts, never the catalog.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import threading
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from collections.abc import Coroutine
 from typing import Any
 
 import httpx2
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID, SetWorkflowTimeout
+from dbos._dbos import _get_dbos_instance
 
 from mesh.runtime.egress import EgressPolicy
 from mesh.runtime.service import Runtime
@@ -66,6 +70,14 @@ MESSAGE_POLLING_SECONDS = 10.0
 # they were a third of what the idle mesh did (docs/budgets.md).
 SQLITE_QUEUE_POLLING_SECONDS = 10.0
 DBOS_POLLING_SECONDS = 2.0
+# On SQLite the same goes for DBOS's internal queue (this process wakes it: a schedule's fire,
+# a retried child; SQLITE_QUEUE_POLLING_SECONDS), and its schedule list and background jobs
+# poll every SQLITE_DBOS_POLLING_SECONDS: a new or changed schedule is taken up, and a workflow
+# timeout ends its execution, up to that much late.
+SQLITE_DBOS_POLLING_SECONDS = 5.0
+# DBOS's queue manager lists the registered queues every second to start a worker for a new
+# one; this service registers its one queue at start (and claims its work itself, dispatch.py).
+QUEUE_MANAGER_SECONDS = 10.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -91,15 +103,64 @@ async def fire_schedule(scheduled_at: datetime, context: Any) -> str:
     return await running().fire_schedule(scheduled_at, context)
 
 
-def _slow_dbos_polls(seconds: float) -> None:
-    """DBOS's internal queue and its background jobs poll every `seconds` (DBOS internals,
-    pinned in tests/workflows/test_dispatch.py: its internal queue's interval and the module
-    constant its background-jobs thread reads when DBOS launches)."""
-    from dbos import _workflow_commands
-    from dbos._dbos import _get_dbos_instance
+def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
+    """DBOS's internal queue and its background jobs poll every so many seconds (DBOS
+    internals, pinned in tests/workflows/test_dispatch.py: its internal queue's interval and
+    the module constant its background-jobs thread reads when DBOS launches), its queue
+    manager every QUEUE_MANAGER_SECONDS, and a schedule's fire wakes the internal queue."""
+    from dbos import _dbos, _scheduler, _workflow_commands
 
-    _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = seconds
-    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = seconds
+    _dbos._get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = \
+        internal_queue
+    _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = background_jobs
+    if not getattr(_dbos.queue_thread, "slowed", False):
+        _dbos.queue_thread = _slow_queue_manager(_dbos.queue_thread)
+    if not getattr(_scheduler._enqueue_scheduled_workflow, "wakes", False):
+        _scheduler._enqueue_scheduled_workflow = _waking_on_fire(
+            _scheduler._enqueue_scheduled_workflow)
+
+
+def _slow_queue_manager(queue_thread: Callable) -> Callable:
+    """DBOS's queue manager thread with its own waits QUEUE_MANAGER_SECONDS long (its interval
+    is a constant inside the function): it is handed a stop event whose `wait` lasts that long
+    when called from the manager's thread, and is DBOS's own everywhere else (the queue
+    workers the manager starts get the same object and keep their intervals)."""
+
+    @functools.wraps(queue_thread)
+    def slowed(stop_event: threading.Event, dbos: Any) -> None:
+        manager = threading.get_ident()
+
+        class Stop:
+            def is_set(self) -> bool:
+                return stop_event.is_set()
+
+            def set(self) -> None:
+                stop_event.set()
+
+            def wait(self, timeout: float | None = None) -> bool:
+                if timeout is not None and threading.get_ident() == manager:
+                    timeout = max(timeout, QUEUE_MANAGER_SECONDS)
+                return stop_event.wait(timeout)
+
+        queue_thread(Stop(), dbos)
+    slowed.slowed = True
+    return slowed
+
+
+def _waking_on_fire(enqueue: Callable) -> Callable:
+    """DBOS's enqueue of a schedule's fire (onto its internal queue, from a scheduler thread),
+    followed by a wake of that queue on the engine's loop: the fire starts now, not at the
+    internal queue's next poll."""
+
+    @functools.wraps(enqueue)
+    def fire(*args: Any, **kwargs: Any) -> Any:
+        result = enqueue(*args, **kwargs)
+        engine = _running
+        if engine is not None:
+            engine.wake_internal_queue_threadsafe()
+        return result
+    fire.wakes = True
+    return fire
 
 
 class WorkflowsState:
@@ -111,6 +172,8 @@ class WorkflowsState:
         self.executor_id = runtime.settings.replica_id or "local"
         self.queue: Any = None
         self.dispatcher: Dispatcher | None = None
+        self.internal_dispatcher: Dispatcher | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = asyncio.Event()
         self.http: httpx2.AsyncClient | None = None
         self.stopping = False
@@ -132,7 +195,8 @@ class WorkflowsState:
             # executions it was running, never one another replica is running now.
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "scheduler_polling_interval_sec": DBOS_POLLING_SECONDS,
+            "scheduler_polling_interval_sec": DBOS_POLLING_SECONDS
+            if self.db.sqlite_path is None else SQLITE_DBOS_POLLING_SECONDS,
             "notification_listener_polling_interval_sec": 0.5,
         }
         if self.db.sqlite_path is not None:
@@ -155,13 +219,15 @@ class WorkflowsState:
             raise RuntimeError("DBOS is a process singleton: one workflows service per process")
         _running = self
         self.started = True
+        self.loop = asyncio.get_running_loop()
         # HTTP steps call tenant URLs: through the egress guard, with a timeout.
         self.http = EgressPolicy.from_settings(self.settings).client(timeout=HTTP_STEP_TIMEOUT)
         logging.getLogger("dbos").setLevel(logging.WARNING)
         try:
             sqlite = self.db.sqlite_path is not None
             DBOS(config=self.config())
-            _slow_dbos_polls(DBOS_POLLING_SECONDS)
+            _slow_dbos_polls(SQLITE_QUEUE_POLLING_SECONDS if sqlite else DBOS_POLLING_SECONDS,
+                             SQLITE_DBOS_POLLING_SECONDS if sqlite else DBOS_POLLING_SECONDS)
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
             self.queue = await DBOS.register_queue_async(
@@ -170,6 +236,8 @@ class WorkflowsState:
                 polling_interval_sec=SQLITE_QUEUE_POLLING_SECONDS if sqlite
                 else QUEUE_POLLING_SECONDS)
             self.dispatcher = Dispatcher(self.queue)
+            self.internal_dispatcher = Dispatcher(
+                _get_dbos_instance()._registry.get_internal_queue())
         except BaseException:
             _running = None
             self.started = False
@@ -251,6 +319,16 @@ class WorkflowsState:
         """Claims the tenant's queued interpreters now, if it has a slot in this replica."""
         if self.dispatcher is not None:
             self._wake(self.dispatcher.wake(tenant_id))
+
+    def wake_internal_queue(self) -> None:
+        if self.internal_dispatcher is not None:
+            self._wake(self.internal_dispatcher.wake())
+
+    def wake_internal_queue_threadsafe(self) -> None:
+        """`wake_internal_queue` from another thread (DBOS's scheduler threads)."""
+        if self.loop is not None and not self.stopping:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(self.wake_internal_queue)
 
     async def launch(self, execution_id: str, timeout: float | None) -> None:
         """A sub-workflow execution's interpreter, started at once in this process instead of
