@@ -79,10 +79,14 @@ class Sender:
     """Hands the service's queued platform events to integration, at least once."""
 
     def __init__(self, db, peers, *, lease_seconds: float = 30.0, poll_seconds: float = 15.0,
-                 batch: int = 50, keep_sent: timedelta = timedelta(days=1)) -> None:
+                 idle_seconds: float = 60.0, batch: int = 50,
+                 keep_sent: timedelta = timedelta(days=1)) -> None:
         self.db, self.peers = db, peers
         self.lease = timedelta(seconds=lease_seconds)
-        self.poll_seconds, self.batch, self.keep_sent = poll_seconds, batch, keep_sent
+        # As the audit forwarder's: poll_seconds after a failure, idle_seconds otherwise.
+        self.poll_seconds, self.idle_seconds = poll_seconds, idle_seconds
+        self.batch, self.keep_sent = batch, keep_sent
+        self._unsent = 0  # of the last batch: not handed over (tried again after the lease)
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -115,6 +119,7 @@ class Sender:
         for event_id, tenant_id, event, data in claimed:
             if await _send(self.peers, tenant_id, event, data, delays=(), event_id=event_id):
                 sent.append(event_id)
+        self._unsent = len(claimed) - len(sent)
         if sent:
             await self.db.write(lambda session: session.execute(
                 sa.update(PlatformEventRow).where(PlatformEventRow.id.in_(sent))
@@ -130,9 +135,10 @@ class Sender:
                 raise
             except Exception:  # noqa: BLE001 - tried again at the next round
                 log.exception("platform events not sent yet")
-                claimed = 0
+                claimed, self._unsent = 0, 1
             if claimed < self.batch:  # until events commit here, or the next poll (retries)
-                await self._waiter.wait(self.poll_seconds)
+                await self._waiter.wait(self.poll_seconds if self._unsent else
+                                        self.idle_seconds)
 
 
 def emit(peers, tenant_id: str, event: str, data: dict[str, Any]) -> None:
