@@ -86,6 +86,16 @@ class Client:
                 raise AssertionError(f"execution did not get there in {timeout}s: {execution}")
             time.sleep(0.05)
 
+    def completed(self, workflow_id: str, timeout: float = 15) -> pb.ListWorkflowExecutionsResponse:
+        """The workflow's COMPLETED executions, once there is one (a schedule's fire)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.call("ListWorkflowExecutions", pb.ListWorkflowExecutionsRequest(
+                workflow_id=workflow_id, status=pb.EXECUTION_STATUS_COMPLETED))
+            if listed.total or time.monotonic() > deadline:
+                return listed
+            time.sleep(0.2)
+
 
 def states(execution: pb.Execution) -> dict[str, pb.StepState]:
     return {s.step_id: s for s in execution.step_states}
