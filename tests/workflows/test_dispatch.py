@@ -48,6 +48,7 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
     assert "queue._polling_interval_sec" in inspect.getsource(
         __import__("dbos._queue", fromlist=["queue_worker_thread"]).queue_worker_thread)
     assert "_polling_interval_sec" in inspect.getsource(Queue.__init__)
+    assert callable(Queue._has_partition_limits)  # the internal queue: no partitions
     # state._slow_queue_manager and state._waking_on_fire: the queue manager's thread target
     # (its own waits on the stop event it is handed, which its workers get too) and the
     # function every schedule fire is enqueued through.

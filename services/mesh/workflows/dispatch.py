@@ -9,7 +9,9 @@ one of its interpreters ends (a slot frees: every partition with work). The clai
 (`SystemDatabase.start_queued_workflows`, one transaction that respects the queue's per-worker
 and per-partition limits, the calls its queue thread makes), so a claim here and one by the
 poller or another replica never start a workflow twice. The poll stays, slower, for what this
-replica cannot see: work enqueued by another replica, and claims that lost a race.
+replica cannot see: work enqueued by another replica, and claims that lost a race. The same
+class claims for DBOS's internal queue (one partition), woken by a schedule's fire and a
+retried child (mesh.workflows.state).
 
 These are DBOS internals (pinned: dbos 3.4.0 in .ci/constraints.txt); tests/workflows/
 test_dispatch.py fails if they change shape. Claims run in a worker thread: they are blocking

@@ -60,23 +60,21 @@ log = logging.getLogger("mesh.workflows.state")
 QUEUE_POLLING_SECONDS = 1.0
 # DBOS's poll for messages (approval decisions) on SQLite; PostgreSQL has LISTEN/NOTIFY.
 MESSAGE_POLLING_SECONDS = 10.0
-# On SQLite the workflows service is one process (replicas need PostgreSQL), so nothing is
-# enqueued that this process does not wake for, and its queue's poll is a safety net, every
-# SQLITE_QUEUE_POLLING_SECONDS. DBOS's other pollers, its internal queue (schedule fires,
-# recovered and retried child executions, which nothing wakes), its background jobs (workflow
-# timeouts) and its schedule list, run every DBOS_POLLING_SECONDS on either database instead
-# of every second: a schedule fires, and a workflow's timeout ends it, up to that much late.
-# Each poll is a few milliseconds of SQL (and a PostgreSQL backend's work); at one a second
-# they were a third of what the idle mesh did (docs/budgets.md).
+# DBOS's polls are safety nets: this process wakes its queues itself (mesh.workflows.dispatch:
+# an enqueue, a freed slot, a retry, a schedule's fire), and each poll is a few milliseconds of
+# SQL (and a PostgreSQL backend's work); at one a second they were a third of what the idle mesh
+# did (docs/budgets.md). On PostgreSQL the queues are polled every QUEUE_POLLING_SECONDS (the
+# workflows queue: other replicas' work) and DBOS_POLLING_SECONDS (its internal queue), and its
+# background jobs (workflow timeouts) and schedule list every DBOS_POLLING_SECONDS. On SQLite
+# the workflows service is one process (replicas need PostgreSQL), so both queues are polled
+# every SQLITE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
+# SQLITE_DBOS_POLLING_SECONDS: a workflow's timeout ends it, and a new or changed schedule is
+# taken up, up to that much late. DBOS's queue manager lists the registered queues (to start a
+# worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers its one queue at
+# start.
 SQLITE_QUEUE_POLLING_SECONDS = 10.0
 DBOS_POLLING_SECONDS = 2.0
-# On SQLite the same goes for DBOS's internal queue (this process wakes it: a schedule's fire,
-# a retried child; SQLITE_QUEUE_POLLING_SECONDS), and its schedule list and background jobs
-# poll every SQLITE_DBOS_POLLING_SECONDS: a new or changed schedule is taken up, and a workflow
-# timeout ends its execution, up to that much late.
 SQLITE_DBOS_POLLING_SECONDS = 5.0
-# DBOS's queue manager lists the registered queues every second to start a worker for a new
-# one; this service registers its one queue at start (and claims its work itself, dispatch.py).
 QUEUE_MANAGER_SECONDS = 10.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
@@ -110,8 +108,7 @@ def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
     manager every QUEUE_MANAGER_SECONDS, and a schedule's fire wakes the internal queue."""
     from dbos import _dbos, _scheduler, _workflow_commands
 
-    _dbos._get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = \
-        internal_queue
+    _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = internal_queue
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = background_jobs
     if not getattr(_dbos.queue_thread, "slowed", False):
         _dbos.queue_thread = _slow_queue_manager(_dbos.queue_thread)
