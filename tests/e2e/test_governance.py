@@ -6,6 +6,7 @@ headers, one limit shared by two gateways through Redis."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import pytest
@@ -41,6 +42,29 @@ def test_dispatch_allowed_has_the_seed_shape_and_the_operation_result(mesh, tena
     assert decision["intent"] == "get_agent" and decision["resource"] == f'Agent::"{name}"'
     assert decision["decision_time_ms"] == governance["decision_time_ms"] == \
         decision["decision_time_us"] / 1000
+
+
+def test_a_decision_reaches_the_audit_trail_within_seconds(mesh, tenant):
+    """Written with the decision, the audit event wakes the forwarder when it commits: it is
+    in the tenant's trail in seconds, not at the forwarder's idle poll (a minute)."""
+    name = _name("agent")
+    with mesh.client(tenant.token) as client:
+        client.post("/api/v1/agents", json={"name": name})
+        reply = client.post("/api/v1/dispatch", json={"intent": "get_agent",
+                                                      "context": {"agent_id": name}})
+        assert reply.status_code == 200, reply.text
+        decision_id = reply.json()["governance"]["decision_id"]
+        deadline = time.monotonic() + 10
+        while True:
+            events = client.get("/api/v1/observability/audit", params={
+                "resource_id": decision_id}).json()["items"]
+            if events or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert [e["action"] for e in events] == ["decision.allowed"], events
+    event = events[0]
+    assert event["service"] == "governance" and event["actor"] == tenant.user_id
+    assert event["details"]["resource"] == f'Agent::"{name}"'
 
 
 def test_dispatch_denied_by_a_cedar_policy_is_403_with_the_decision(mesh, tenant):

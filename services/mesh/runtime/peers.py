@@ -150,6 +150,9 @@ class Peers:
         self.addresses = settings.peer_addresses
         self.settings = settings
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # A stub builds a callable per method of its service (thirty for governance's):
+        # made once per class, not per call.
+        self._stubs: dict[type, Any] = {}
         self._pass_on: _PassOn | None = None
 
     def address(self, service: str) -> str:
@@ -173,10 +176,14 @@ class Peers:
 
     def stub(self, stub_class: type[S]) -> S:
         """A stub of the generated module `agentmesh.<service>.v1.*_pb2_grpc`."""
-        service = stub_class.__module__.split(".")[1]
-        return stub_class(self.channel(service))
+        stub = self._stubs.get(stub_class)
+        if stub is None:
+            service = stub_class.__module__.split(".")[1]
+            stub = self._stubs[stub_class] = stub_class(self.channel(service))
+        return stub
 
     async def close(self) -> None:
+        self._stubs = {}
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             await channel.close()

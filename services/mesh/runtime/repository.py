@@ -86,6 +86,15 @@ def holds(column: Any, value: str):
     return sa.cast(column, sa.Text).like(pattern, escape="\\")
 
 
+# The counter's bump, built once (a statement built per insert cost more than running it).
+_COUNTS = RowCount.__table__
+_BUMP = (sa.update(_COUNTS)
+         .where(_COUNTS.c.table_name == sa.bindparam("count_table"),
+                _COUNTS.c.tenant_id == sa.bindparam("count_tenant"))
+         .values(n=_COUNTS.c.n + sa.bindparam("count_delta"))
+         .returning(_COUNTS.c.n))
+
+
 class TenantRepository(Generic[Row]):
     """CRUD and lists for one tenant table, answering `message` on the fast read path."""
 
@@ -183,13 +192,18 @@ class TenantRepository(Generic[Row]):
         rows = session.exec(query.order_by(*order).offset(page.offset).limit(page.page_size)).all()
         return Page(list(rows), total, page.page, page.page_size)
 
-    def add(self, session: Session, row: Row) -> Row:
-        """Inserts; a unique-constraint violation becomes ALREADY_EXISTS (409)."""
+    def add(self, session: Session, row: Row, *, unique: bool = True) -> Row:
+        """Inserts; a unique-constraint violation becomes ALREADY_EXISTS (409). `unique=False`:
+        the caller knows the row can break no unique constraint (a new id, no other unique
+        value): no savepoint is taken to catch a violation."""
         now = utcnow()
         row.created_at = row.created_at or now
         row.updated_at = now
         session.add(row)
-        self._flush(session, row)
+        if unique:
+            self._flush(session, row)
+        else:
+            session.flush()
         self._count(session, row.tenant_id, +1)
         return row
 
@@ -233,10 +247,8 @@ class TenantRepository(Generic[Row]):
         self._count(session, row.tenant_id, -1)
 
     def _count(self, session: Session, tenant_id: str, delta: int) -> None:
-        key = (RowCount.table_name == self.table.name, RowCount.tenant_id == tenant_id)
-        bump = sa.update(RowCount).where(*key).values(n=RowCount.n + delta) \
-            .returning(RowCount.n)
-        counted = session.execute(bump).first()
+        params = {"count_table": self.table.name, "count_tenant": tenant_id, "count_delta": delta}
+        counted = session.connection().execute(_BUMP, params).first()
         if counted is None:  # first write of this tenant here: start from an exact count
             exact = session.exec(select(func.count()).select_from(self.model)
                                  .where(self.model.tenant_id == tenant_id)).one()
@@ -249,7 +261,7 @@ class TenantRepository(Generic[Row]):
                 table_name=self.table.name, tenant_id=tenant_id, n=exact
             ).on_conflict_do_nothing().returning(RowCount.__table__.c.n)).first()
             if counted is None:
-                counted = session.execute(bump).first()
+                counted = session.connection().execute(_BUMP, params).first()
         if delta > 0 and self.quota is not None and counted is not None:
             limit = quota_of(self.noun, self.quota)
             if counted[0] > limit:  # the transaction, this insert included, is rolled back

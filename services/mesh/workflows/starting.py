@@ -153,7 +153,8 @@ async def _run_inline(db: Database, engine: Engine, caller: Caller, plan: _Plan,
         if existing is not None:  # a concurrent start with the same key won
             return existing, None
         ended.seq = 1  # the one state anyone sees of it: its first event (WatchExecution)
-        executions.add(session, ended)
+        # A new id, and an idempotency key (the one unique value it may have) only when given.
+        executions.add(session, ended, unique=bool(idempotency_key))
         return ended, engine.projection.write(session, ended, was_ended=False)
     row, payload = await db.write(insert)
     if payload is not None:

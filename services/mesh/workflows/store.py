@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from agentmesh.common.v1 import common_pb2
 from agentmesh.workflows.v1 import workflows_pb2 as pb
+from mesh.runtime.convert import from_stored
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.versions import Versions
 from mesh.runtime.tables import aware, new_id, utcnow
@@ -199,31 +200,31 @@ def _step_state(state: dict) -> dict:
 
 
 def execution_message(row: ExecutionRow) -> pb.Execution:
-    return json_format.ParseDict(_clean({
+    return from_stored(pb.Execution, {
         "id": row.id, "tenant_id": row.tenant_id, "workflow_id": row.workflow_id,
         "workflow_slug": row.workflow_slug, "workflow_version": row.workflow_version,
         "status": row.status, "progress": row.progress, "current_phase": row.current_phase,
         "phases_completed": row.phases_completed, "errors": row.errors,
         "partial_results": row.partial_results, "inputs": row.inputs, "outputs": row.outputs,
         "step_states": [_step_state(s) for s in row.step_states], "priority": row.priority,
-        "created_by": row.created_by, "created_at": timestamp(row.created_at),
-        "started_at": timestamp(row.started_at), "ended_at": timestamp(row.ended_at),
-        "updated_at": timestamp(row.updated_at), "idempotency_key": row.idempotency_key,
+        "created_by": row.created_by, "created_at": row.created_at,
+        "started_at": row.started_at, "ended_at": row.ended_at,
+        "updated_at": row.updated_at, "idempotency_key": row.idempotency_key,
         "parent_execution_id": row.parent_execution_id, "schedule_id": row.schedule_id,
         "api_key_id": row.api_key_id, "scopes": list(row.scopes),
         "metadata": row.execution_metadata or None,
         "workflow_label": row.workflow_label,
-    }), pb.Execution(), ignore_unknown_fields=True)
+    })
 
 
 def progress_message(row: ExecutionRow) -> pb.ExecutionProgress:
-    return json_format.ParseDict(_clean({
+    return from_stored(pb.ExecutionProgress, {
         "execution_id": row.id, "session_id": row.id, "status": row.status,
         "progress": row.progress, "current_phase": row.current_phase,
         "phases_completed": row.phases_completed, "errors": row.errors,
-        "partial_results": row.partial_results, "updated_at": timestamp(row.updated_at),
+        "partial_results": row.partial_results, "updated_at": row.updated_at,
         "event_id": row.seq, "step_states": [_step_state(s) for s in row.step_states],
-    }), pb.ExecutionProgress(), ignore_unknown_fields=True)
+    })
 
 
 def progress_payload(row: ExecutionRow) -> dict:
