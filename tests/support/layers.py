@@ -43,6 +43,7 @@ IO_MODULES = frozenset({
     "helm/test_keys_secret.py",  # a fake Kubernetes API, the CLI
     "runtime/test_egress.py",  # local servers
     "runtime/test_internal_grpc.py",  # gRPC servers, Envoy
+    "runtime/test_local_calls.py",  # gRPC servers, SQLite
     "runtime/test_migrations.py",  # SQLite
     "runtime/test_patterns.py",  # the sandbox
     "runtime/test_platform_events.py",  # a gRPC server

@@ -18,6 +18,10 @@ deadline to inherit (a background task, a caller that set none) gets the default
 15 minutes for the contract's effect RPCs (running a tool, an agent's conversation).
 
 With `AGENTMESH_TLS_CA_FILE` set, channels are TLS, checked against that CA (mesh.runtime.tls).
+
+A service this process itself serves at the peer list's address (`agentmesh up`: every service
+in one process) is called in-process, with the same metadata, deadline and errors
+(mesh.runtime.local).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import grpc
 
 from mesh.runtime.context import (API_KEY_HEADER, CORRELATION_HEADER, SCOPES_HEADER,
                                   TENANT_HEADER, USER_HEADER, call_metadata, current_call)
-from mesh.runtime import internal, tls
+from mesh.runtime import internal, local, tls
 from mesh.runtime.errors import Unavailable
 from mesh.runtime.settings import Settings
 from mesh.runtime.telemetry import TRACEPARENT, TRACESTATE, current_traceparent
@@ -120,12 +124,17 @@ class _PassOn(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientIn
         # ignore it. The gateway strips a client-sent copy.
         self.token = ((internal.HEADER, internal_token),) if internal_token else ()
 
-    async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        metadata = list(details.metadata or ())
+    def metadata(self, given) -> list[tuple[str, Any]]:
+        """A call's metadata: what the caller gave, the served call's identity and trace
+        (`outgoing_metadata`) where it gave none, the internal token."""
+        metadata = list(given or ())
         present = {k for k, _ in metadata}
         metadata.extend(item for item in outgoing_metadata() if item[0] not in present)
         metadata.extend(self.token)
-        return details._replace(metadata=grpc.aio.Metadata(*metadata),
+        return metadata
+
+    async def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        return details._replace(metadata=grpc.aio.Metadata(*self.metadata(details.metadata)),
                                 timeout=call_deadline(details.method, details.timeout))
 
     async def intercept_unary_unary(self, continuation, details, request):
@@ -152,7 +161,7 @@ class Peers:
         self._channels: dict[str, grpc.aio.Channel] = {}
         # A stub builds a callable per method of its service (thirty for governance's):
         # made once per class, not per call.
-        self._stubs: dict[type, Any] = {}
+        self._stubs: dict[tuple[type, bool], Any] = {}
         self._pass_on: _PassOn | None = None
 
     def address(self, service: str) -> str:
@@ -162,7 +171,14 @@ class Peers:
             raise Unavailable(f"no address for service {service!r}; set AGENTMESH_PEERS",
                               reason="PEER_NOT_CONFIGURED", details={"service": service}) from None
 
-    def channel(self, service: str) -> grpc.aio.Channel:
+    def _hosted(self, service: str) -> dict | None:
+        """The handlers of `service` when this process serves it where the peer list says
+        (mesh.runtime.local), unless AGENTMESH_LOCAL_CALLS=false."""
+        if not self.settings.local_calls:
+            return None
+        return local.hosted(service, self.address(service))
+
+    def _network(self, service: str) -> grpc.aio.Channel:
         channel = self._channels.get(service)
         if channel is None:
             if self._pass_on is None:
@@ -174,12 +190,30 @@ class Peers:
                          ("grpc.enable_retries", 1)])
         return channel
 
+    def channel(self, service: str) -> grpc.aio.Channel:
+        """The channel to `service`: in-process (`local.LocalChannel`) when this process
+        serves it at its address, else gRPC. Asked each time, so a service that starts (or
+        stops) serving here after the first call is called the right way from then on."""
+        methods = self._hosted(service)
+        if methods is None:
+            return self._network(service)
+        key = f"{service}:local"
+        channel = self._channels.get(key)
+        if channel is None:
+            if self._pass_on is None:
+                self._pass_on = _PassOn(internal.token(self.settings))
+            channel = self._channels[key] = local.LocalChannel(
+                methods, functools.partial(self._network, service), self._pass_on.metadata,
+                call_deadline)
+        return channel
+
     def stub(self, stub_class: type[S]) -> S:
         """A stub of the generated module `agentmesh.<service>.v1.*_pb2_grpc`."""
-        stub = self._stubs.get(stub_class)
+        service = stub_class.__module__.split(".")[1]
+        key = (stub_class, self._hosted(service) is not None)
+        stub = self._stubs.get(key)
         if stub is None:
-            service = stub_class.__module__.split(".")[1]
-            stub = self._stubs[stub_class] = stub_class(self.channel(service))
+            stub = self._stubs[key] = stub_class(self.channel(service))
         return stub
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ from grpc_reflection.v1alpha import reflection
 from google.api import annotations_pb2
 from google.protobuf import message_factory
 
-from mesh.runtime import (audit, errors, idempotency, internal, limits, live, logs,
+from mesh.runtime import (audit, errors, idempotency, internal, limits, live, local, logs,
                           platform_events, sandbox, tls, watch, wire)
 from mesh.runtime.context import (TENANT_HEADER, call_metadata, current_call, current_metadata,
                                   current_service)
@@ -255,6 +255,14 @@ def handlers(servicer: Any, service: str, guards: Guards,
     calls when tracing is on. Built here rather than by the generated `add_*_to_server`, so the
     deserializers can be the safe ones."""
     descriptor = service_descriptor(servicer)
+    return grpc.method_handlers_generic_handler(
+        descriptor.full_name, method_handlers(servicer, service, guards, tracing))
+
+
+def method_handlers(servicer: Any, service: str, guards: Guards,
+                    tracing: Tracing | None = None) -> dict[str, grpc.RpcMethodHandler]:
+    """`handlers`' table: {method name: its wrapped handler}."""
+    descriptor = service_descriptor(servicer)
     domain = f"{service}.agentmesh.dev"
     traced = tracing is not None and not descriptor.full_name.startswith("opentelemetry.")
     table = {}
@@ -283,7 +291,7 @@ def handlers(servicer: Any, service: str, guards: Guards,
         serialize = (idempotency.serializer(response_class) if idempotent
                      else response_class.SerializeToString)
         table[method.name] = grpc.unary_unary_rpc_method_handler(handler, deserialize, serialize)
-    return grpc.method_handlers_generic_handler(descriptor.full_name, table)
+    return table
 
 
 @dataclass
@@ -307,6 +315,8 @@ class RunningService:
             await self.health.set(name, status)
 
     async def stop(self, grace: float) -> None:
+        # Calls to it go over the network from now on, as from elsewhere.
+        local.unhost(self.definition.name, f"{self.runtime.settings.host}:{self.port}")
         await self.health.enter_graceful_shutdown()
         for hook in self.runtime.drain_hooks:  # held long polls answer now (mesh.runtime.watch)
             hook()
@@ -337,8 +347,14 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     guards = Guards(revocations, Idempotency(database, settings) if database else None,
                     internal.token(settings))
     names = []
+    unary: dict[str, grpc.RpcMethodHandler] = {}  # by path: what local calls may call
     for servicer in definition.build(runtime):
-        server.add_generic_rpc_handlers((handlers(servicer, definition.name, guards, tracing),))
+        table = method_handlers(servicer, definition.name, guards, tracing)
+        full_name = service_descriptor(servicer).full_name
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(full_name, table),))
+        unary.update({f"/{full_name}/{name}": handler for name, handler in table.items()
+                      if not handler.response_streaming})
         names.append(registration(servicer)[2])
     if definition.extra_handlers is not None:
         server.add_generic_rpc_handlers(tuple(definition.extra_handlers(runtime)))
@@ -353,6 +369,7 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     wanted = settings.port if port is None else port
     running.port = tls.add_port(server, settings, f"{settings.host}:{wanted}")
     await server.start()
+    local.host(definition.name, f"{settings.host}:{running.port}", unary)
     await definition.start_state(runtime)
     if database is not None:
         audit.install()

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     # `service=host:port,...`: addresses of the services, for internal gRPC calls
     # (mesh.runtime.peers). A process serving several services binds each at its address here.
     peers: str = ""
+    # Calls to a service this process serves at its peer address are made in-process, without
+    # gRPC's transport (mesh.runtime.local); false: every call over gRPC.
+    local_calls: bool = True
     # Which replica of its service this process is (`agents-1`, a pod's name): names the
     # process's durable work (the workflows service's DBOS executor). Empty: the only one.
     replica_id: str = ""

@@ -1,0 +1,183 @@
+"""Calls between services of one process (mesh.runtime.local) answer as gRPC does: the same
+response, the same error (code, message, reason, the envelope trailer), the caller's identity,
+the deadline, and nothing of the caller's context or objects shared with the handler. Each
+case is made twice, in-process and over gRPC (AGENTMESH_LOCAL_CALLS=false), on the real
+governance and identity services served by this test's event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import uuid
+
+import grpc
+import pytest
+
+from agentmesh.governance.v1 import governance_pb2 as gov
+from agentmesh.governance.v1 import governance_pb2_grpc as gov_grpc
+from agentmesh.identity.v1 import identity_pb2 as idn
+from agentmesh.identity.v1 import identity_pb2_grpc as idn_grpc
+from mesh import catalog
+from mesh.runtime import local
+from mesh.runtime.context import (CORRELATION_HEADER, SCOPES_HEADER, TENANT_HEADER,
+                                  USER_HEADER)
+from mesh.runtime.errors import from_peer, reason_of
+from mesh.runtime.peers import Peers
+from mesh.runtime.server import start
+from mesh.runtime.settings import Settings
+
+TENANT = str(uuid.uuid4())
+IDENTITY = ((TENANT_HEADER, TENANT), (USER_HEADER, "user-1"), (SCOPES_HEADER, "*"),
+            (CORRELATION_HEADER, "corr-local-1"))
+DECIDE = gov.DecideRequest(request=gov.DecisionRequest(
+    action="execute_workflow", resource_type="Workflow", resource_id="flow"))
+
+
+async def _served(tmp_path, *names):
+    settings = Settings(data_dir=tmp_path)
+    running = [await start(catalog.definition(name), settings, port=0) for name in names]
+    peers = ",".join(f"{r.definition.name}=127.0.0.1:{r.port}" for r in running)
+    return running, peers
+
+
+def _both(tmp_path, *names):
+    """(running services, Peers calling them in-process, Peers calling them over gRPC)."""
+    async def make():
+        running, peers = await _served(tmp_path, *names)
+        return (running, Peers(Settings(data_dir=tmp_path, peers=peers)),
+                Peers(Settings(data_dir=tmp_path, peers=peers, local_calls=False)))
+    return make()
+
+
+async def _stop(running, *peers):
+    for p in peers:
+        await p.close()
+    for r in running:
+        await r.stop(0)
+
+
+def test_a_call_to_a_service_of_this_process_is_made_in_process_and_answers_alike(tmp_path):
+    async def scenario():
+        running, near, far = await _both(tmp_path, "governance")
+        try:
+            assert isinstance(near.channel("governance"), local.LocalChannel)
+            assert isinstance(far.channel("governance"), grpc.aio.Channel)
+            answers = []
+            for peers in (near, far):
+                stub = peers.stub(gov_grpc.GovernanceServiceStub)
+                answers.append(await stub.Decide(DECIDE, metadata=IDENTITY))
+            for decision in answers:  # decided for the caller the metadata names
+                assert decision.allowed and decision.correlation_id == "corr-local-1"
+                assert decision.resource == 'Workflow::"flow"'
+            # the two answers differ only in what each decision made anew
+            fresh = ("id", "decision_time_ms", "decision_time_us", "created_at")
+            for field in fresh:
+                for decision in answers:
+                    decision.ClearField(field)
+            assert answers[0] == answers[1]
+        finally:
+            await _stop(running, near, far)
+    asyncio.run(scenario())
+
+
+def test_an_error_arrives_as_over_grpc_with_its_code_reason_and_envelope(tmp_path):
+    async def scenario():
+        running, near, far = await _both(tmp_path, "governance")
+        try:
+            errors = []
+            for peers in (near, far):
+                stub = peers.stub(gov_grpc.GovernanceServiceStub)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.GetPolicy(gov.GetPolicyRequest(policy_id="no-such-policy"),
+                                         metadata=IDENTITY)
+                errors.append(caught.value)
+            local_error, network_error = errors
+            assert local_error.code() == network_error.code() == grpc.StatusCode.NOT_FOUND
+            assert local_error.details() == network_error.details()
+            assert reason_of(local_error) == reason_of(network_error) == "POLICY_NOT_FOUND"
+            as_domain = [from_peer(e, "governance") for e in errors]
+            assert as_domain[0].reason == as_domain[1].reason == "POLICY_NOT_FOUND"
+            assert as_domain[0].details == as_domain[1].details
+            # an internal RPC still wants the platform's token: without identity it refuses
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await near.stub(gov_grpc.GovernanceServiceStub).Decide(DECIDE)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await _stop(running, near, far)
+    asyncio.run(scenario())
+
+
+def test_the_deadline_ends_a_held_call_and_the_handler_with_it(tmp_path):
+    async def scenario():
+        running, near, far = await _both(tmp_path, "identity")
+        try:
+            for peers in (near, far):
+                stub = peers.stub(idn_grpc.IdentityServiceStub)
+                current = await stub.ListRevocations(idn.ListRevocationsRequest())
+                started = time.monotonic()
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await stub.ListRevocations(idn.ListRevocationsRequest(
+                        known_version=current.version, wait_seconds=30), timeout=0.3)
+                assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert time.monotonic() - started < 5
+        finally:
+            await _stop(running, near, far)
+    asyncio.run(scenario())
+
+
+MARK = contextvars.ContextVar("mark", default="unset")
+
+
+def test_the_handler_shares_no_context_and_no_objects_with_its_caller(tmp_path):
+    async def scenario():
+        running, near, _ = await _both(tmp_path, "governance")
+        try:
+            MARK.set("the caller's")
+            request = gov.DecideRequest()
+            request.CopyFrom(DECIDE)
+            stub = near.stub(gov_grpc.GovernanceServiceStub)
+            first = await stub.Decide(request, metadata=IDENTITY)
+            request.request.resource_id = "changed-after-the-call"
+            first.reason = "changed by the caller"
+            second = await stub.Decide(DECIDE, metadata=IDENTITY)
+            assert second.resource == 'Workflow::"flow"' and second.reason != first.reason
+            assert MARK.get() == "the caller's"  # the handler ran in a context of its own
+        finally:
+            await _stop(running, near)
+    asyncio.run(scenario())
+
+
+def test_a_service_stopped_here_is_called_over_the_network(tmp_path):
+    async def scenario():
+        running, near, _ = await _both(tmp_path, "governance")
+        address = near.address("governance")
+        assert local.hosted("governance", address) is not None
+        await running[0].stop(0)
+        try:
+            assert local.hosted("governance", address) is None
+            channel = near.channel("governance")
+            assert not isinstance(channel, local.LocalChannel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await near.stub(gov_grpc.GovernanceServiceStub).Decide(
+                    DECIDE, metadata=IDENTITY, timeout=2)
+            assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE,
+                                           grpc.StatusCode.DEADLINE_EXCEEDED)
+        finally:
+            await near.close()
+    asyncio.run(scenario())
+
+
+def test_another_event_loop_is_not_served_in_process(tmp_path):
+    async def serve():
+        return await _served(tmp_path, "governance")
+    loop = asyncio.new_event_loop()
+    try:
+        running, peers = loop.run_until_complete(serve())
+
+        async def elsewhere():  # a second loop of this process: a test harness's shape
+            return local.hosted("governance", peers.split("=", 1)[1])
+        assert asyncio.run(elsewhere()) is None
+        loop.run_until_complete(_stop(running))
+    finally:
+        loop.close()
