@@ -40,3 +40,16 @@ def test_resource_names_come_from_table_names():
     assert resource_name(Policies()) == "policy"
     assert resource_name(ApiKeys()) == "api_key"
     assert resource_name(Named()) == "webhook"
+
+
+def test_an_execution_start_shows_what_was_started_not_how_it_ran():
+    from mesh.runtime.audit import _snapshot
+    from mesh.workflows.models import ExecutionRow
+
+    row = ExecutionRow(tenant_id="t", workflow_id="w", workflow_slug="flow", inputs={"n": 1},
+                       outputs={"n": 3}, step_states=[{"step_id": "s0"}], created_by="u",
+                       status="EXECUTION_STATUS_COMPLETED", scopes=["workflows:execute"])
+    shown = _snapshot(row)
+    assert shown["inputs"] == {"n": 1} and shown["workflow_slug"] == "flow"
+    assert shown["created_by"] == "u" and shown["scopes"] == ["workflows:execute"]
+    assert not {"outputs", "step_states", "partial_results", "errors"} & set(shown)

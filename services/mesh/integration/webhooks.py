@@ -82,5 +82,7 @@ async def publish(state: "IntegrationState", caller: Caller, event: str,
     webhooks; how many deliveries were queued."""
     if event not in events.EVENTS:
         raise invalid_field("event", f"is not one of: {', '.join(sorted(events.EVENTS))}")
+    if not await state.events.subscribed(caller.tenant_id, event):
+        return 0
     return await state.events.publish(caller.tenant_id, event, json_format.MessageToDict(data),
                                       event_id=event_id)

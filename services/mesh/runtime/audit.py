@@ -10,7 +10,8 @@ one), tenant, service, `action` (`<resource>.create|update|delete`), resource ty
 correlation id, and the row `before` and `after` the change (changed columns only for an
 update) with secrets masked (`mesh.runtime.redaction.mask_record`: columns named like a secret,
 and every secret value this process revealed). A table that is itself a record (decisions,
-executions, spans, deliveries, sessions ...) says `__audit__ = False`.
+executions' progress, spans, deliveries, sessions ...) says `__audit__ = False`; one whose
+rows carry more than the caller's change names the columns an event shows in `__audit_columns__`.
 
 **Explicit events** for what is not a row change (a login, a revealed secret, a decision) or
 where a service wants its own words:
@@ -34,6 +35,7 @@ by its id. Forwarded rows are deleted from the service's table after
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,7 +131,16 @@ def _plain(value: Any) -> Any:
 
 
 def _columns(row: TenantTable) -> list[str]:
-    return [c.key for c in sa.inspect(type(row)).column_attrs if c.key not in _SKIPPED_COLUMNS]
+    return _columns_of(type(row))
+
+
+@functools.cache
+def _columns_of(table: type) -> list[str]:
+    """The columns an event shows of a row: the table's `__audit_columns__` when it names
+    them (what a caller's change is; an execution's outcome is its own record), else all."""
+    kept = getattr(table, "__audit_columns__", None)
+    return [c.key for c in sa.inspect(table).column_attrs
+            if c.key not in _SKIPPED_COLUMNS and (kept is None or c.key in kept)]
 
 
 def _snapshot(row: TenantTable) -> dict[str, Any]:

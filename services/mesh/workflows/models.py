@@ -60,6 +60,12 @@ class ExecutionRow(TenantTable, table=True):
     interpreter (a retry runs a fork whose id is `dbos_workflow_id`)."""
 
     __tablename__ = "executions"
+    # Its start in the audit trail: who ran what, with which inputs, as whom. Its progress
+    # and outcome are the execution's own record (GET .../executions/{id}), not a change.
+    __audit_columns__ = frozenset({
+        "workflow_id", "workflow_slug", "workflow_version", "workflow_label", "status",
+        "priority", "inputs", "created_by", "idempotency_key", "parent_execution_id",
+        "root_execution_id", "schedule_id", "api_key_id", "scopes", "execution_metadata"})
     __table_args__ = (sa.UniqueConstraint("tenant_id", "idempotency_key",
                                           name="uq_executions_tenant_idempotency_key"),)
 
