@@ -57,95 +57,110 @@ async def _stop(running, *peers):
         await r.stop(0)
 
 
-def test_a_call_to_a_service_of_this_process_is_made_in_process_and_answers_alike(tmp_path):
+def _run_both(tmp_path, names, body):
+    """`body(near, far)` with `names` served here: near calls in-process, far over gRPC."""
     async def scenario():
-        running, near, far = await _both(tmp_path, "governance")
+        running, near, far = await _both(tmp_path, *names)
         try:
-            assert isinstance(near.channel("governance"), local.LocalChannel)
-            assert isinstance(far.channel("governance"), grpc.aio.Channel)
-            answers = []
-            for peers in (near, far):
-                stub = peers.stub(gov_grpc.GovernanceServiceStub)
-                answers.append(await stub.Decide(DECIDE, metadata=IDENTITY))
-            for decision in answers:  # decided for the caller the metadata names
-                assert decision.allowed and decision.correlation_id == "corr-local-1"
-                assert decision.resource == 'Workflow::"flow"'
-            # the two answers differ only in what each decision made anew
-            fresh = ("id", "decision_time_ms", "decision_time_us", "created_at")
-            for field in fresh:
-                for decision in answers:
-                    decision.ClearField(field)
-            assert answers[0] == answers[1]
+            await body(near, far)
         finally:
             await _stop(running, near, far)
     asyncio.run(scenario())
+
+
+def test_a_call_to_a_service_of_this_process_is_made_in_process_and_answers_alike(tmp_path):
+    async def body(near, far):
+        assert isinstance(near.channel("governance"), local.LocalChannel)
+        assert isinstance(far.channel("governance"), grpc.aio.Channel)
+        answers = []
+        for peers in (near, far):
+            stub = peers.stub(gov_grpc.GovernanceServiceStub)
+            answers.append(await stub.Decide(DECIDE, metadata=IDENTITY))
+        for decision in answers:  # decided for the caller the metadata names
+            assert decision.allowed and decision.correlation_id == "corr-local-1"
+            assert decision.resource == 'Workflow::"flow"'
+        # the two answers differ only in what each decision made anew
+        fresh = ("id", "decision_time_ms", "decision_time_us", "created_at")
+        for field in fresh:
+            for decision in answers:
+                decision.ClearField(field)
+        assert answers[0] == answers[1]
+    _run_both(tmp_path, ("governance",), body)
 
 
 def test_an_error_arrives_as_over_grpc_with_its_code_reason_and_envelope(tmp_path):
-    async def scenario():
-        running, near, far = await _both(tmp_path, "governance")
-        try:
-            errors = []
-            for peers in (near, far):
-                stub = peers.stub(gov_grpc.GovernanceServiceStub)
-                with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await stub.GetPolicy(gov.GetPolicyRequest(policy_id="no-such-policy"),
-                                         metadata=IDENTITY)
-                errors.append(caught.value)
-            local_error, network_error = errors
-            assert local_error.code() == network_error.code() == grpc.StatusCode.NOT_FOUND
-            assert local_error.details() == network_error.details()
-            assert reason_of(local_error) == reason_of(network_error) == "POLICY_NOT_FOUND"
-            as_domain = [from_peer(e, "governance") for e in errors]
-            assert as_domain[0].reason == as_domain[1].reason == "POLICY_NOT_FOUND"
-            assert as_domain[0].details == as_domain[1].details
-            # an internal RPC still wants the platform's token: without identity it refuses
+    async def body(near, far):
+        errors = []
+        for peers in (near, far):
+            stub = peers.stub(gov_grpc.GovernanceServiceStub)
             with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await near.stub(gov_grpc.GovernanceServiceStub).Decide(DECIDE)
-            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        finally:
-            await _stop(running, near, far)
-    asyncio.run(scenario())
+                await stub.GetPolicy(gov.GetPolicyRequest(policy_id="no-such-policy"),
+                                     metadata=IDENTITY)
+            errors.append(caught.value)
+        local_error, network_error = errors
+        assert local_error.code() == network_error.code() == grpc.StatusCode.NOT_FOUND
+        assert local_error.details() == network_error.details()
+        assert reason_of(local_error) == reason_of(network_error) == "POLICY_NOT_FOUND"
+        as_domain = [from_peer(e, "governance") for e in errors]
+        assert as_domain[0].reason == as_domain[1].reason == "POLICY_NOT_FOUND"
+        assert as_domain[0].details == as_domain[1].details
+        # a call without the caller's identity is refused, as over the wire
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await near.stub(gov_grpc.GovernanceServiceStub).Decide(DECIDE)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    _run_both(tmp_path, ("governance",), body)
 
 
 def test_the_deadline_ends_a_held_call_and_the_handler_with_it(tmp_path):
-    async def scenario():
-        running, near, far = await _both(tmp_path, "identity")
-        try:
-            for peers in (near, far):
-                stub = peers.stub(idn_grpc.IdentityServiceStub)
-                current = await stub.ListRevocations(idn.ListRevocationsRequest())
-                started = time.monotonic()
-                with pytest.raises(grpc.aio.AioRpcError) as caught:
-                    await stub.ListRevocations(idn.ListRevocationsRequest(
-                        known_version=current.version, wait_seconds=30), timeout=0.3)
-                assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                assert time.monotonic() - started < 5
-        finally:
-            await _stop(running, near, far)
-    asyncio.run(scenario())
+    async def body(near, far):
+        for peers in (near, far):
+            stub = peers.stub(idn_grpc.IdentityServiceStub)
+            current = await stub.ListRevocations(idn.ListRevocationsRequest())
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.ListRevocations(idn.ListRevocationsRequest(
+                    known_version=current.version, wait_seconds=30), timeout=0.3)
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 5
+    _run_both(tmp_path, ("identity",), body)
 
 
 MARK = contextvars.ContextVar("mark", default="unset")
 
 
 def test_the_handler_shares_no_context_and_no_objects_with_its_caller(tmp_path):
-    async def scenario():
-        running, near, _ = await _both(tmp_path, "governance")
-        try:
-            MARK.set("the caller's")
-            request = gov.DecideRequest()
-            request.CopyFrom(DECIDE)
-            stub = near.stub(gov_grpc.GovernanceServiceStub)
-            first = await stub.Decide(request, metadata=IDENTITY)
-            request.request.resource_id = "changed-after-the-call"
-            first.reason = "changed by the caller"
-            second = await stub.Decide(DECIDE, metadata=IDENTITY)
-            assert second.resource == 'Workflow::"flow"' and second.reason != first.reason
-            assert MARK.get() == "the caller's"  # the handler ran in a context of its own
-        finally:
-            await _stop(running, near)
-    asyncio.run(scenario())
+    async def body(near, far):
+        MARK.set("the caller's")
+        request = gov.DecideRequest()
+        request.CopyFrom(DECIDE)
+        stub = near.stub(gov_grpc.GovernanceServiceStub)
+        first = await stub.Decide(request, metadata=IDENTITY)
+        request.request.resource_id = "changed-after-the-call"
+        first.reason = "changed by the caller"
+        second = await stub.Decide(DECIDE, metadata=IDENTITY)
+        assert second.resource == 'Workflow::"flow"' and second.reason != first.reason
+    _run_both(tmp_path, ("governance",), body)
+
+    seen = []
+
+    async def handler(request, context):  # what a handler finds of the caller's context
+        seen.append((MARK.get(), dict(context.invocation_metadata())))
+        MARK.set("the handler's")
+        return gov.Decision(reason="ok")
+
+    async def call():
+        MARK.set("the caller's")
+        method = grpc.unary_unary_rpc_method_handler(
+            handler, gov.DecideRequest.FromString, gov.Decision.SerializeToString)
+        channel = local.LocalChannel({"/x.Y/Decide": method}, lambda: None,
+                                     lambda given: [*given, ("x-token", "t")], lambda m, t: 5.0)
+        answer = await channel.unary_unary("/x.Y/Decide", gov.DecideRequest.SerializeToString,
+                                           gov.Decision.FromString)(DECIDE, metadata=IDENTITY)
+        return answer, MARK.get()
+    answer, after = asyncio.run(call())
+    assert answer.reason == "ok" and after == "the caller's"
+    assert seen[0][0] == "unset"  # the caller's context did not reach the handler
+    assert seen[0][1][TENANT_HEADER] == TENANT and seen[0][1]["x-token"] == "t"
 
 
 def test_a_service_stopped_here_is_called_over_the_network(tmp_path):
