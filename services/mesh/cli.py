@@ -38,7 +38,7 @@ def _up(args: argparse.Namespace) -> int:
 
     if args.replicas > 1 or args.database_url:
         return asyncio.run(run_up_replicated(Path(args.data_dir), args.port, args.rate_limit,
-                                             args.replicas, args.database_url))
+                                             args.replicas, args.database_url, args.isolation))
     return asyncio.run(run_up(Path(args.data_dir), args.port, args.rate_limit, args.isolation))
 
 

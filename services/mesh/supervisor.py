@@ -177,7 +177,8 @@ class Mesh:
         self.ws_ports = [stable_port(taken)] if "live" in names else []
         peers = ",".join(f"{n}=127.0.0.1:{p}" for n, p in self.ports.items())
         env = {**os.environ, "AGENTMESH_DATA_DIR": str(self.data_dir),
-               "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1"}
+               "AGENTMESH_HOST": "127.0.0.1", "AGENTMESH_PEERS": peers, "PYTHONUNBUFFERED": "1",
+               **self._database_env()}
         if self.ws_ports:
             env["AGENTMESH_LIVE_WS_PORT"] = str(self.ws_ports[0])
         self.mcp_ports = [stable_port(taken)] if "integration" in names else []
@@ -197,6 +198,10 @@ class Mesh:
                                   {**env, "AGENTMESH_METRICS_PORT": str(metrics_port)},
                                   self.data_dir / "logs" / f"{label}.log", services=group))
         return children
+
+    def _database_env(self) -> dict[str, str]:
+        """What the services are told of the database (nothing: SQLite files in data_dir)."""
+        return {}
 
     def _telemetry_env(self, env: dict[str, str]) -> None:
         # Spans go to the OTLP receiver of the mesh unless the user named a collector
@@ -451,7 +456,8 @@ def stable_port(taken: set[int] | None = None) -> int:
 @dataclass
 class ReplicatedMesh(Mesh):
     """`agentmesh up --replicas N --database-url postgresql+psycopg://...`: N processes of each
-    service (`--isolation process` semantics, each on its own port), all on one PostgreSQL, and
+    service (`--isolation process` semantics, each on its own port; with one replica,
+    `--isolation`'s shape: by default every service in one process), all on one PostgreSQL, and
     one Envoy whose cluster for a service lists every replica (round robin, a failing replica
     ejected). The same topology as the Helm chart, on one machine. Migrations and the first
     signing keys are made once, before any replica starts (`agentmesh db upgrade`, as the
@@ -462,7 +468,16 @@ class ReplicatedMesh(Mesh):
     database_url: str = ""
     replica_ports: dict[str, list[int]] = field(default_factory=dict)
 
+    def _database_env(self) -> dict[str, str]:
+        return {"AGENTMESH_DATABASE_URL": self.database_url}
+
     def _service_children(self) -> list[Child]:
+        if self.replicas == 1 and self.isolation == "shared":
+            # One replica: every service in one process, as on SQLite (calls between them
+            # in-process, one interpreter's memory and idle wake-ups), on the shared database.
+            children = super()._service_children()
+            self.replica_ports = {n: [p] for n, p in self.ports.items()}
+            return children
         names = catalog.names()
         taken: set[int] = {self.port}
         # Live replicas share events only through NATS: without it, one live process holds
@@ -526,8 +541,10 @@ class ReplicatedMesh(Mesh):
 
 
 async def run_up_replicated(data_dir: Path, port: int, rate_limit_per_minute: int,
-                            replicas: int, database_url: str) -> int:
+                            replicas: int, database_url: str, isolation: str = "shared") -> int:
+    """Several replicas run a process per service each; one replica is `isolation`'s shape."""
     mesh = ReplicatedMesh(data_dir=data_dir.resolve(), port=port,
-                          rate_limit_per_minute=rate_limit_per_minute, isolation="process",
+                          rate_limit_per_minute=rate_limit_per_minute,
+                          isolation=isolation if replicas == 1 else "process",
                           replicas=replicas, database_url=database_url)
     return await run_up(data_dir, port, rate_limit_per_minute, mesh=mesh)
