@@ -65,9 +65,11 @@ MESSAGE_POLLING_SECONDS = 10.0
 # SQL (and a PostgreSQL backend's work); at one a second they were a third of what the idle mesh
 # did (docs/budgets.md). On PostgreSQL the queues are polled every QUEUE_POLLING_SECONDS (the
 # workflows queue: other replicas' work) and DBOS_POLLING_SECONDS (its internal queue), and its
-# background jobs (workflow timeouts) and schedule list every DBOS_POLLING_SECONDS. On SQLite
-# the workflows service is one process (replicas need PostgreSQL), so both queues are polled
-# every SQLITE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
+# background jobs (workflow timeouts) and schedule list every DBOS_POLLING_SECONDS. Where the
+# workflows service is the only replica — on SQLite (replicas need PostgreSQL), or on
+# PostgreSQL without AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and
+# `--replicas N` name every replica) — nothing else enqueues, so both queues are polled every
+# SQLITE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
 # SQLITE_DBOS_POLLING_SECONDS: a workflow's timeout ends it, and a new or changed schedule is
 # taken up, up to that much late. DBOS's queue manager lists the registered queues (to start a
 # worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers its one queue at
@@ -76,6 +78,7 @@ SQLITE_QUEUE_POLLING_SECONDS = 10.0
 DBOS_POLLING_SECONDS = 2.0
 SQLITE_DBOS_POLLING_SECONDS = 5.0
 QUEUE_MANAGER_SECONDS = 10.0
+NOTIFIER_SECONDS = 1.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
               "EXECUTION_PRIORITY_NORMAL": 3, "EXECUTION_PRIORITY_LOW": 4}
 
@@ -182,6 +185,12 @@ class WorkflowsState:
         self._watcher: asyncio.Task | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
+    @property
+    def alone(self) -> bool:
+        """Whether this is the only replica of the workflows service: on SQLite, or on
+        PostgreSQL with no replica id (the chart and `--replicas N` give every one an id)."""
+        return self.db.sqlite_path is not None or not self.settings.replica_id
+
     def config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
             "name": "agentmesh-workflows",
@@ -192,8 +201,8 @@ class WorkflowsState:
             # executions it was running, never one another replica is running now.
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "scheduler_polling_interval_sec": DBOS_POLLING_SECONDS
-            if self.db.sqlite_path is None else SQLITE_DBOS_POLLING_SECONDS,
+            "scheduler_polling_interval_sec": SQLITE_DBOS_POLLING_SECONDS if self.alone
+            else DBOS_POLLING_SECONDS,
             "notification_listener_polling_interval_sec": 0.5,
         }
         if self.db.sqlite_path is not None:
@@ -208,6 +217,11 @@ class WorkflowsState:
             config["system_database_url"] = self.settings.database_url
             config["dbos_system_schema"] = f"{self.db.schema}_dbos"
             config["sys_db_pool_size"] = 10
+            # DBOS's notifier thread flushes coalesced notifications of workflow events and
+            # streams, which the interpreter uses neither of (approvals are messages, notified
+            # on their own), every this many seconds: at its default of 10 ms it woke 100 times
+            # a second, 0.7% of a core of the idle mesh on PostgreSQL.
+            config["notification_coalesce_sec"] = NOTIFIER_SECONDS
         return config
 
     async def start(self) -> None:
@@ -221,16 +235,16 @@ class WorkflowsState:
         self.http = EgressPolicy.from_settings(self.settings).client(timeout=HTTP_STEP_TIMEOUT)
         logging.getLogger("dbos").setLevel(logging.WARNING)
         try:
-            sqlite = self.db.sqlite_path is not None
+            alone = self.alone
             DBOS(config=self.config())
-            _slow_dbos_polls(SQLITE_QUEUE_POLLING_SECONDS if sqlite else DBOS_POLLING_SECONDS,
-                             SQLITE_DBOS_POLLING_SECONDS if sqlite else DBOS_POLLING_SECONDS)
+            _slow_dbos_polls(SQLITE_QUEUE_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS,
+                             SQLITE_DBOS_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS)
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
             self.queue = await DBOS.register_queue_async(
                 QUEUE, worker_concurrency=self.settings.workflow_queue_concurrency,
                 partition_worker_concurrency=self.settings.workflow_tenant_concurrency,
-                polling_interval_sec=SQLITE_QUEUE_POLLING_SECONDS if sqlite
+                polling_interval_sec=SQLITE_QUEUE_POLLING_SECONDS if alone
                 else QUEUE_POLLING_SECONDS)
             self.dispatcher = Dispatcher(self.queue)
             self.internal_dispatcher = Dispatcher(
