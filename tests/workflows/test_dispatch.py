@@ -83,7 +83,7 @@ def slow_poll(request, tmp_path_factory):
         _drop_schemas(settings["database_url"])
     patch = pytest.MonkeyPatch()
     patch.setattr(state, "QUEUE_POLLING_SECONDS", HOUR)
-    patch.setattr(state, "SQLITE_QUEUE_POLLING_SECONDS", HOUR)
+    patch.setattr(state, "ALONE_QUEUE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "MESSAGE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "DBOS_POLLING_SECONDS", HOUR)  # the internal queue on PostgreSQL
     try:

@@ -2,8 +2,8 @@
 
 `agentmesh up` serves every service in one process (`serve_many`), each behind its own gRPC
 server and port, and the services call each other through `mesh.runtime.peers`. Through gRPC on
-loopback, one unary call cost ~0.8 ms of CPU on a two-core VM, about ten times the work of a
-governance decision behind it (`bench/README.md`); a workflow execution makes four of them and an
+loopback, one unary call cost ~0.9 ms of CPU on a two-core VM, about ten times the work of a
+governance decision behind it (docs/budgets.md); a workflow execution makes four of them and an
 agent's first token waits for two. A call to a service this process serves at the very address
 the peer list names (`hosted`) is made here instead: the request is serialized and read back by
 the service's own deserializer (the two sides never share a message object), the service's
@@ -30,10 +30,11 @@ from typing import Any
 import grpc
 
 # (service, the address it is served at) -> (the event loop serving it, {method path: handler})
-_HOSTED: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, dict[str, grpc.RpcMethodHandler]]] = {}
+Methods = dict[str, grpc.RpcMethodHandler]
+_HOSTED: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, Methods]] = {}
 
 
-def host(service: str, address: str, methods: dict[str, grpc.RpcMethodHandler]) -> None:
+def host(service: str, address: str, methods: Methods) -> None:
     """`service` is served by this process at `address` (host:port), on the running event
     loop, with these unary handlers, from now on."""
     _HOSTED[(service, address)] = (asyncio.get_running_loop(), methods)
@@ -45,7 +46,7 @@ def unhost(service: str, address: str) -> None:
     _HOSTED.pop((service, address), None)
 
 
-def hosted(service: str, address: str) -> dict[str, grpc.RpcMethodHandler] | None:
+def hosted(service: str, address: str) -> Methods | None:
     """The handlers of `service` when this process serves it at `address` on the event loop
     that asks (a handler runs on its own loop: test harnesses run services on loops of their
     own); else None."""
@@ -247,7 +248,7 @@ class LocalChannel:
     """The channel `Peers` gives for a service this process serves: its unary methods are
     called here, anything else on `network` (a real channel, made when first needed)."""
 
-    def __init__(self, methods: dict[str, grpc.RpcMethodHandler],
+    def __init__(self, methods: Methods,
                  network: Callable[[], grpc.aio.Channel],
                  metadata: Callable[[Sequence[tuple[str, Any]]], list[tuple[str, Any]]],
                  deadline: Callable[[str, float | None], float]) -> None:

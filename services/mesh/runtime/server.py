@@ -248,20 +248,13 @@ def _wrap_stream(fn, method: str, service: str, domain: str, guards: Guards, bod
     return handler
 
 
-def handlers(servicer: Any, service: str, guards: Guards,
-             tracing: Tracing | None = None) -> grpc.GenericRpcHandler:
-    """The servicer's methods as gRPC handlers, each wrapped once: errors mapped, context set,
-    guards applied, malformed bodies refused (`wire.safe_deserializer`), a span for sampled
-    calls when tracing is on. Built here rather than by the generated `add_*_to_server`, so the
-    deserializers can be the safe ones."""
-    descriptor = service_descriptor(servicer)
-    return grpc.method_handlers_generic_handler(
-        descriptor.full_name, method_handlers(servicer, service, guards, tracing))
-
-
 def method_handlers(servicer: Any, service: str, guards: Guards,
                     tracing: Tracing | None = None) -> dict[str, grpc.RpcMethodHandler]:
-    """`handlers`' table: {method name: its wrapped handler}."""
+    """The servicer's methods as gRPC handlers by name, each wrapped once: errors mapped,
+    context set, guards applied, malformed bodies refused (`wire.safe_deserializer`), a span
+    for sampled calls when tracing is on. Built here rather than by the generated
+    `add_*_to_server`, so the deserializers can be the safe ones; the server gets them as one
+    generic handler, and calls made in-process (mesh.runtime.local) call them by path."""
     descriptor = service_descriptor(servicer)
     domain = f"{service}.agentmesh.dev"
     traced = tracing is not None and not descriptor.full_name.startswith("opentelemetry.")

@@ -69,14 +69,14 @@ MESSAGE_POLLING_SECONDS = 10.0
 # workflows service is the only replica — on SQLite (replicas need PostgreSQL), or on
 # PostgreSQL without AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and
 # `--replicas N` name every replica) — nothing else enqueues, so both queues are polled every
-# SQLITE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
-# SQLITE_DBOS_POLLING_SECONDS: a workflow's timeout ends it, and a new or changed schedule is
+# ALONE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
+# ALONE_DBOS_POLLING_SECONDS: a workflow's timeout ends it, and a new or changed schedule is
 # taken up, up to that much late. DBOS's queue manager lists the registered queues (to start a
 # worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers its one queue at
 # start.
-SQLITE_QUEUE_POLLING_SECONDS = 10.0
+ALONE_QUEUE_POLLING_SECONDS = 10.0
 DBOS_POLLING_SECONDS = 2.0
-SQLITE_DBOS_POLLING_SECONDS = 5.0
+ALONE_DBOS_POLLING_SECONDS = 5.0
 QUEUE_MANAGER_SECONDS = 10.0
 NOTIFIER_SECONDS = 1.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
@@ -201,7 +201,7 @@ class WorkflowsState:
             # executions it was running, never one another replica is running now.
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "scheduler_polling_interval_sec": SQLITE_DBOS_POLLING_SECONDS if self.alone
+            "scheduler_polling_interval_sec": ALONE_DBOS_POLLING_SECONDS if self.alone
             else DBOS_POLLING_SECONDS,
             "notification_listener_polling_interval_sec": 0.5,
         }
@@ -237,14 +237,14 @@ class WorkflowsState:
         try:
             alone = self.alone
             DBOS(config=self.config())
-            _slow_dbos_polls(SQLITE_QUEUE_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS,
-                             SQLITE_DBOS_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS)
+            _slow_dbos_polls(ALONE_QUEUE_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS,
+                             ALONE_DBOS_POLLING_SECONDS if alone else DBOS_POLLING_SECONDS)
             # On the service's loop: recovered and queued interpreters run here.
             DBOS.launch()
             self.queue = await DBOS.register_queue_async(
                 QUEUE, worker_concurrency=self.settings.workflow_queue_concurrency,
                 partition_worker_concurrency=self.settings.workflow_tenant_concurrency,
-                polling_interval_sec=SQLITE_QUEUE_POLLING_SECONDS if alone
+                polling_interval_sec=ALONE_QUEUE_POLLING_SECONDS if alone
                 else QUEUE_POLLING_SECONDS)
             self.dispatcher = Dispatcher(self.queue)
             self.internal_dispatcher = Dispatcher(
