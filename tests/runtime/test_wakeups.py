@@ -73,3 +73,40 @@ def test_a_savepoint_neither_wakes_nor_drops_the_marks_of_its_transaction(tmp_pa
 
     woken, after = asyncio.run(main())
     assert woken and 1.0 <= after < 3.0  # at the commit, after the savepoints (not before)
+
+
+def test_a_burst_of_commits_is_one_wake_up_that_lets_the_burst_settle(tmp_path):
+    """An outbox's poller (`settle_seconds`) is woken by the first commit of a burst and returns
+    `settle_seconds` later, so that what the rest of the burst commits meanwhile is claimed in
+    the same batch; the burst schedules one wake-up on the loop, not one per commit, and a
+    commit after `clear` wakes it again."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+
+    async def main() -> tuple[bool, float, int, bool]:
+        loop = asyncio.get_running_loop()
+        waiter = Waiter(engine, "audit", settle_seconds=0.5)
+        scheduled = 0
+        schedule = loop.call_soon_threadsafe
+
+        def counted(callback, *args, **kwargs):  # the waiter's wake-ups among the loop's own
+            nonlocal scheduled
+            scheduled += getattr(callback, "__self__", None) is waiter._event
+            return schedule(callback, *args, **kwargs)
+        loop.call_soon_threadsafe = counted
+        waiter.clear()
+        begun = time.monotonic()
+
+        def burst() -> None:
+            for _ in range(5):
+                _transaction(engine, "audit")
+        woken, _ = await asyncio.gather(waiter.wait(5.0), asyncio.to_thread(burst))
+        after = time.monotonic() - begun
+        waiter.clear()
+        await asyncio.to_thread(_transaction, engine, "audit")
+        again = await waiter.wait(2.0)
+        return woken, after, scheduled, again
+
+    woken, after, scheduled, again = asyncio.run(main())
+    assert woken and 0.5 <= after < 2.0
+    assert scheduled == 2  # the burst's one wake-up, and the commit after clear()
+    assert again

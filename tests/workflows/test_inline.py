@@ -11,7 +11,7 @@ from google.protobuf import json_format
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
 from mesh.workflows.service import DEFINITION
-from tests.harness import ServiceHarness
+from tests.harness import Identity, ServiceHarness
 from tests.workflows.conftest import Client, output, states, status_name, step_status
 
 BRANCHING = [
@@ -162,3 +162,39 @@ def test_nothing_of_an_ended_run_is_kept_in_the_process(client, queued):
     later = queued.create(_slug(), BRANCHING, outputs=OUTPUTS)
     queued.wait(queued.execute(later.id, {"n": 1}).id)
     assert state.running()._tasks == {}
+
+
+def test_an_execution_run_in_its_call_is_audited_and_counted_as_any_row(service):
+    """A run in the call is inserted as values, without the ORM's flush (and its audit hook):
+    its start is in the audit trail all the same, with who started it and what, and the
+    tenant's row count (an unfiltered list's total) counts it. With an idempotency key it goes
+    through the ORM: both ways give the same event."""
+    from sqlmodel import select
+
+    from mesh.runtime.audit import AuditEvent
+    from mesh.runtime.tables import RowCount
+
+    me = Identity()
+    client = Client(service, me)
+    workflow = client.create(_slug(), BRANCHING, outputs=OUTPUTS)
+    plain = client.execute(workflow.id, {"n": 5})
+    keyed = client.execute(workflow.id, {"n": 0}, idempotency_key=uuid.uuid4().hex)
+    assert status_name(plain) == status_name(keyed) == "EXECUTION_STATUS_COMPLETED"
+
+    db = service.running.runtime.database
+    with db.session() as session:
+        events = {e.resource_id: e for e in session.exec(select(AuditEvent).where(
+            AuditEvent.tenant_id == me.tenant_id,
+            AuditEvent.resource_type == "execution")).all()}
+        counted = session.exec(select(RowCount.n).where(
+            RowCount.table_name == "executions", RowCount.tenant_id == me.tenant_id)).one()
+    assert counted == 2
+    assert set(events) == {plain.id, keyed.id}
+    for execution, n in ((plain, 5), (keyed, 0)):
+        event = events[execution.id]
+        assert (event.action, event.actor, event.service) == (
+            "execution.create", me.user_id, "workflows")
+        assert event.after["workflow_id"] == workflow.id and event.after["inputs"] == {"n": n}
+        assert "outputs" not in event.after and "step_states" not in event.after
+        assert event.before is None and event.correlation_id
+    assert set(events[plain.id].after) == set(events[keyed.id].after)

@@ -48,7 +48,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from mesh.runtime.context import (Caller, caller_from, correlation_id, current_call,
                                   current_service)
 from mesh.runtime.tables import TenantTable, json_field, new_id, timestamp_field, utcnow
-from mesh.runtime.wakeups import Waiter, mark
+from mesh.runtime.wakeups import OUTBOX_SETTLE_SECONDS, Waiter, mark
 
 log = logging.getLogger("mesh.runtime.audit")
 WAKE_TOPIC = "audit"  # the forwarder is woken when events commit (mesh.runtime.wakeups)
@@ -204,15 +204,36 @@ def _before_flush(session: Session, flush_context, instances) -> None:
             if earlier:  # changed again in the same transaction: still one event
                 earlier[-1].after = {**(earlier[-1].after or {}), **(_mask(after) or {})}
                 continue
-        details = {"name": row.name} if isinstance(getattr(row, "name", None), str) else {}
-        kind = resource_name(row)
-        event = AuditEvent(
-            tenant_id=row.tenant_id, actor=caller.user_id, api_key_id=caller.api_key_id,
-            service=current_service.get(), action=f"{kind}.{verb}", resource_type=kind,
-            resource_id=row.id, correlation_id=caller.correlation_id, details=details,
-            before=_mask(before), after=_mask(after), created_at=utcnow())
+        event = AuditEvent(**_captured(row, verb, caller, before, after))
         captured.setdefault(row.id, []).append(event)
         session.add(event)
+        mark(session, WAKE_TOPIC)
+
+
+def _captured(row: TenantTable, verb: str, caller: Caller, before: dict[str, Any] | None,
+              after: dict[str, Any] | None) -> dict[str, Any]:
+    """The values of the event a caller's change of `row` is captured as."""
+    details = {"name": row.name} if isinstance(getattr(row, "name", None), str) else {}
+    kind = resource_name(row)
+    return dict(
+        id=new_id(), tenant_id=row.tenant_id, actor=caller.user_id,
+        api_key_id=caller.api_key_id, service=current_service.get(), action=f"{kind}.{verb}",
+        resource_type=kind, resource_id=row.id, correlation_id=caller.correlation_id,
+        details=details, before=_mask(before), after=_mask(after), created_at=utcnow(),
+        forwarded_at=None, next_forward_at=None)
+
+
+def record_inserted(session: Session, rows: list[TenantTable]) -> None:
+    """The events `rows` would be captured as, for rows inserted as values without the ORM's
+    flush (mesh.runtime.repository `insert`): the same events, in the same transaction."""
+    context = current_call.get()
+    if context is None:
+        return
+    caller = caller_from(context)
+    events = [_captured(row, "create", caller, None, _snapshot(row))
+              for row in rows if _audited(row)]
+    if events:
+        session.connection().execute(sa.insert(AuditEvent.__table__), events)
         mark(session, WAKE_TOPIC)
 
 
@@ -228,7 +249,14 @@ def install() -> None:
 
 
 # ---- forwarded to observability -------------------------------------------------------------
-def as_dict(event: AuditEvent) -> dict[str, Any]:
+# What is forwarded of an event: read as values, not ORM objects (a batch is up to 200).
+_FORWARDED = tuple(getattr(AuditEvent, name) for name in (
+    "id", "tenant_id", "actor", "api_key_id", "service", "action", "resource_type",
+    "resource_id", "correlation_id", "details", "before", "after", "created_at"))
+
+
+def as_dict(event: Any) -> dict[str, Any]:
+    """An event (its row, or the columns `_FORWARDED` of it) as it is forwarded."""
     return {"id": event.id, "tenant_id": event.tenant_id, "actor": event.actor,
             "api_key_id": event.api_key_id, "service": event.service, "action": event.action,
             "resource_type": event.resource_type, "resource_id": event.resource_id,
@@ -257,7 +285,7 @@ class Forwarder:
 
     def start(self) -> None:
         if self._task is None:
-            self._waiter = Waiter(self.db.writer, WAKE_TOPIC)
+            self._waiter = Waiter(self.db.writer, WAKE_TOPIC, OUTBOX_SETTLE_SECONDS)
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
@@ -268,7 +296,7 @@ class Forwarder:
 
     def _claim(self, session: Session) -> list[dict[str, Any]]:
         now = utcnow()
-        rows = session.exec(select(AuditEvent).where(
+        rows = session.execute(sa.select(*_FORWARDED).where(
             AuditEvent.forwarded_at.is_(None),
             sa.or_(AuditEvent.next_forward_at.is_(None), AuditEvent.next_forward_at <= now))
             .order_by(AuditEvent.created_at).limit(self.batch)

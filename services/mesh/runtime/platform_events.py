@@ -38,7 +38,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from mesh.runtime.context import TENANT_HEADER
 from mesh.runtime.tables import json_field, new_id, timestamp_field, utcnow
-from mesh.runtime.wakeups import Waiter, mark
+from mesh.runtime.wakeups import OUTBOX_SETTLE_SECONDS, Waiter, mark
 
 log = logging.getLogger("mesh.runtime.platform_events")
 WAKE_TOPIC = "platform_events"  # the sender is woken when events commit (mesh.runtime.wakeups)
@@ -91,7 +91,7 @@ class Sender:
 
     def start(self) -> None:
         if self._task is None:
-            self._waiter = Waiter(self.db.writer, WAKE_TOPIC)
+            self._waiter = Waiter(self.db.writer, WAKE_TOPIC, OUTBOX_SETTLE_SECONDS)
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:

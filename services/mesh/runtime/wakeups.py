@@ -21,6 +21,9 @@ from sqlalchemy import event as sa_event
 from sqlmodel import Session
 
 _INFO_KEY = "wake_topics"
+# How long an outbox's poller lets a burst of commits gather before it claims them: the
+# delay it adds to forwarding an audit event or sending a platform event.
+OUTBOX_SETTLE_SECONDS = 0.2
 # (engine, topic) -> the waiters on it, each with its loop (commits happen on worker threads).
 _waiters: dict[tuple[int, str], weakref.WeakSet] = {}
 _installed = False
@@ -58,25 +61,36 @@ def _install() -> None:
 
 
 class Waiter:
-    """Wakes when a transaction on `engine` marked for `topic` commits."""
+    """Wakes when a transaction on `engine` marked for `topic` commits. With `settle_seconds`,
+    a wait that is woken lasts that much longer, so that the commits of a burst are handled in
+    one batch (an outbox's claim, send and mark cost about as much for one row as for fifty)."""
 
-    def __init__(self, engine: Any, topic: str) -> None:
+    def __init__(self, engine: Any, topic: str, settle_seconds: float = 0.0) -> None:
         _install()
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
+        self._woken = False  # a wake-up is on its way to the loop: the next commits need none
+        self.settle_seconds = settle_seconds
         _waiters.setdefault((id(engine), topic), weakref.WeakSet()).add(self)
 
     def wake_threadsafe(self) -> None:
-        self._loop.call_soon_threadsafe(self._event.set)
+        # Called by every commit of the topic; each call_soon_threadsafe writes to the loop's
+        # wake-up pipe. A race with clear() costs at most one spare wake-up.
+        if not self._woken:
+            self._woken = True
+            self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self, timeout: float) -> bool:
         """Until woken (since the last `clear`) or `timeout` seconds; whether it was woken."""
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
-            return True
         except TimeoutError:
             return False
+        if self.settle_seconds:
+            await asyncio.sleep(self.settle_seconds)
+        return True
 
     def clear(self) -> None:
         """Call before looking for work: a commit from then on ends the next wait."""
+        self._woken = False
         self._event.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
@@ -153,8 +154,12 @@ def check_schedule_quota(session: Session, tenant_id: str, settings: Settings) -
 # ---- executions ----------------------------------------------------------------------------
 
 def live_executions(session: Session, tenant_id: str) -> int:
-    return session.exec(select(func.count()).select_from(ExecutionRow).where(
-        ExecutionRow.tenant_id == tenant_id, ExecutionRow.status.in_(LIVE))).one()
+    return session.execute(_LIVE_COUNT, {"tenant_id": tenant_id}).scalar_one()
+
+
+# Built once (every start asks): building a statement cost more than running it.
+_LIVE_COUNT = sa.select(func.count()).select_from(ExecutionRow).where(
+    ExecutionRow.tenant_id == sa.bindparam("tenant_id"), ExecutionRow.status.in_(LIVE))
 
 
 def check_execution_quota(session: Session, tenant_id: str, settings: Settings) -> None:

@@ -58,6 +58,11 @@ class Projection:
         """Adds the changed row to the transaction and, in the transaction that ends the
         execution (once), its message to the tenant's webhooks; the progress payload."""
         session.add(row)
+        return Projection.written(session, row, was_ended)
+
+    @staticmethod
+    def written(session: Session, row: ExecutionRow, was_ended: bool) -> dict:
+        """As `write`, for a row the transaction has already written."""
         payload = progress_payload(row)
         if row.status in ENDED and not was_ended:
             platform_events.queue(session, row.tenant_id, "execution.finished", payload)

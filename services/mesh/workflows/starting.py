@@ -153,9 +153,11 @@ async def _run_inline(db: Database, engine: Engine, caller: Caller, plan: _Plan,
         if existing is not None:  # a concurrent start with the same key won
             return existing, None
         ended.seq = 1  # the one state anyone sees of it: its first event (WatchExecution)
-        # A new id, and an idempotency key (the one unique value it may have) only when given.
-        executions.add(session, ended, unique=bool(idempotency_key))
-        return ended, engine.projection.write(session, ended, was_ended=False)
+        if idempotency_key:  # unique per tenant: a concurrent start may hold it (409)
+            executions.add(session, ended)
+            return ended, engine.projection.write(session, ended, was_ended=False)
+        executions.insert(session, ended)  # a new id and no other unique value
+        return ended, engine.projection.written(session, ended, was_ended=False)
     row, payload = await db.write(insert)
     if payload is not None:
         await engine.projection.announce(row.id, row.tenant_id, payload)
