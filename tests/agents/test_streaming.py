@@ -345,3 +345,48 @@ def test_a_call_waiting_for_its_model_is_shown_at_once(me, agents, calls, servic
     assert [c.id for c in active.items] == [started.call_id]
     rest = list(stream)
     assert rest[-1].type == "ended" and rest[-1].result.reply == "slowly"
+
+
+def test_a_streamed_model_request_fails_and_falls_back_as_an_answered_one(
+        me, agents, calls, services, masterdata, model_server):
+    """The streamed request (ChatClient._stream: the SDK's `post`, the answer read as it comes)
+    ends as the answered one does: a 5xx retried then failed over with its status, a 429
+    retried, a 4xx with the server's message, an internal address refused by the egress guard,
+    a slow model timed out."""
+    def streamed(agent):
+        events = list(agents.StreamInteraction(pb.InteractWithAgentRequest(
+            agent_id=agent.id, message="hi"), metadata=me.metadata(), timeout=30))
+        call = calls.GetCall(pb.GetCallRequest(call_id=events[0].call_id),
+                             metadata=me.metadata())
+        return "".join(e.text for e in events if e.type == "token"), call
+
+    spare, _ = _model(masterdata, model_server, [{"content": "from the spare"}])
+    broken, _ = _model(masterdata, model_server, [{"status": 503, "message": "overloaded"}],
+                       fallback_models=[spare.name], max_retries=1)
+    reply, call = streamed(_agent(me, agents, services, broken))
+    assert reply == "from the spare" and call.status == pb.CALL_STATUS_COMPLETED
+    assert [(a["model"], a["outcome"], a["status"]) for a in (
+        json_format.MessageToDict(a) for a in call.model_attempts)] == [
+        (broken.name, "retried", 503), (broken.name, "failed over", 503),
+        (spare.name, "ok", 200)]
+
+    limited, _ = _model(masterdata, model_server, [{"status": 429}, {"content": "patience"}])
+    reply, call = streamed(_agent(me, agents, services, limited))
+    assert reply == "patience"
+    assert [json_format.MessageToDict(a)["outcome"] for a in call.model_attempts] == \
+        ["retried", "ok"]
+
+    refused, _ = _model(masterdata, model_server, [{"status": 400, "message": "bad field"}])
+    _, call = streamed(_agent(me, agents, services, refused))
+    assert call.status == pb.CALL_STATUS_FAILED and call.reason == "MODEL_ERROR"
+    assert "answered HTTP 400" in call.error and "bad field" in call.error
+
+    slow, _ = _model(masterdata, model_server, [{"sleep": 2, "content": "late"}])
+    _, call = streamed(_agent(me, agents, services, slow,
+                              config={"model_timeout_seconds": 0.3, "max_retries": 0}))
+    assert call.reason == "MODEL_TIMEOUT" and "did not answer" in call.error
+
+    inside = masterdata.add_model(_name("model"), provider="openai_compatible",
+                                  model_id="x", endpoint_url="http://169.254.169.254/v1")
+    _, call = streamed(_agent(me, agents, services, inside))
+    assert call.status == pb.CALL_STATUS_FAILED and call.reason == "EGRESS_DENIED"

@@ -189,3 +189,43 @@ def test_streamed_and_background_interactions_take_a_version_or_label(
     result = calls.GetCallResult(pb.GetCallResultRequest(call_id=started.id, wait_seconds=30),
                                  metadata=me.metadata())
     assert result.agent_version == 1 and result.reply == "answer of model 1"
+
+
+def test_each_interaction_reads_the_agent_afresh(me, agents, calls, versioned, masterdata,
+                                                 model_server):
+    """A version's fields are kept between interactions (mesh.agents.store.VersionFields: a
+    version never changes); the agent's row is read every time: a change, a deactivation or a
+    deletion shows on the very next interaction, and the agent is another tenant's to no one."""
+    created, models = versioned
+
+    def ran(**fields):
+        answer = _interact(agents, me, created.id, **fields)
+        call = calls.GetCall(pb.GetCallRequest(call_id=answer.call_id), metadata=me.metadata())
+        sent = model_server.requests_for(masterdata.models[call.model].model_id)[-1]["body"]
+        return call.agent_version, answer.reply, sent["messages"][0]["content"]
+
+    assert ran() == (3, "answer of model 3", "prompt 3")
+    assert ran(version=2) == (2, "answer of model 2", "prompt 2")   # versions 3 and 2 kept
+    _update(agents, me, created.id, model=models[0].name, system_prompt="prompt 4")
+    assert ran() == (4, "answer of model 1", "prompt 4")
+    assert ran(version=3) == (3, "answer of model 3", "prompt 3")
+    agents.DeactivateAgent(pb.DeactivateAgentRequest(agent_id=created.id),
+                           metadata=me.metadata())
+    with pytest.raises(grpc.RpcError) as err:
+        _interact(agents, me, created.id)
+    assert error_reason(err.value) == "AGENT_NOT_RUNNABLE"
+    agents.ActivateAgent(pb.ActivateAgentRequest(agent_id=created.id), metadata=me.metadata())
+    assert ran()[0] == 4
+    with pytest.raises(grpc.RpcError) as err:   # another tenant: the same id is not found
+        agents.InteractWithAgent(pb.InteractWithAgentRequest(
+            agent_id=created.id, message="hi", version=3), metadata=Identity().metadata(),
+            timeout=60)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert error_reason(err.value) == "AGENT_NOT_FOUND"
+    with pytest.raises(grpc.RpcError) as err:
+        _interact(agents, me, created.id, version=9)
+    assert error_reason(err.value) == "AGENT_VERSION_NOT_FOUND"
+    agents.DeleteAgent(pb.DeleteAgentRequest(agent_id=created.id), metadata=me.metadata())
+    with pytest.raises(grpc.RpcError) as err:
+        _interact(agents, me, created.id, version=3)
+    assert error_reason(err.value) == "AGENT_NOT_FOUND"

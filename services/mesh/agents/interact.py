@@ -23,7 +23,7 @@ from mesh.agents.model_client import ModelConnections
 from mesh.agents.lifecycle import RUNNABLE
 from mesh.agents.models import CallRow
 from mesh.agents.runs import INTERRUPTED, Run, Runs, lease
-from mesh.agents.store import AGENT_VERSIONS, agents, at_version, calls
+from mesh.agents.store import AGENT_VERSIONS, VersionFields, at_number, calls, current
 from mesh.runtime import events, platform_events, telemetry
 from mesh.runtime.context import Caller
 from mesh.runtime.db import Database
@@ -72,13 +72,15 @@ def begin(session: Session, caller: Caller, agent: pb.Agent, plan: runtime_loop.
     return calls.add(session, row).id
 
 
-def running(session: Session, tenant_id: str,
-            request: pb.InteractWithAgentRequest) -> tuple[pb.Agent, str]:
+async def running(db: Database, versions: VersionFields, tenant_id: str,
+                  request: pb.InteractWithAgentRequest) -> tuple[pb.Agent, str]:
     """The agent as the version the interaction runs (`version`, `label`, else `production`
-    when the agent has it, else `latest`), and the label that chose it."""
-    row = agents.get(session, tenant_id, request.agent_id)
+    when the agent has it, else `latest`), and the label that chose it. Its row is read
+    afresh every time (its status, labels and current version may have just changed); the
+    version's fields, which never change, once (`versions`)."""
+    row = await current(db, tenant_id, request.agent_id)
     number, label = AGENT_VERSIONS.pick(row, request.version, request.label)
-    return at_version(row, AGENT_VERSIONS.get(session, row, number)), label
+    return at_number(row, number, await versions.get(db, row, number)), label
 
 
 def _status(turn: runtime_loop.Turn) -> str:
@@ -134,6 +136,7 @@ class Interactions:
         self.masterdata = MasterData(peers)
         self.policy = EgressPolicy.from_settings(settings)
         self.models = ModelConnections(self.policy)
+        self.versions = VersionFields()
         self._tokens: dict[str, pb.InteractionEvent] = {}   # call -> tokens not yet relayed
         runs.on_interrupted = lambda tenant, call: self._publish(tenant, call, "call.ended")
 
@@ -143,7 +146,7 @@ class Interactions:
             raise invalid_field("message", "is required")
         if request.thread_id and request.call_id:
             raise invalid_field("thread_id", "give a thread or a call to continue, not both")
-        agent, label = await self.db.read(lambda s: running(s, caller.tenant_id, request))
+        agent, label = await running(self.db, self.versions, caller.tenant_id, request)
         status = pb.AgentStatus.Name(agent.status)
         if status not in RUNNABLE:
             raise Conflict(f"agent {agent.name!r} is {status}; only ACTIVE or DEPLOYED agents "

@@ -3,6 +3,9 @@ rows as an interaction begins and ends, and an agent's figures."""
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+from types import SimpleNamespace
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
@@ -12,7 +15,10 @@ from agentmesh.agents.v1 import agents_pb2 as pb
 from agentmesh.common.v1 import common_pb2
 from mesh.agents.models import AgentRow, AgentVersionRow, CallRow
 from mesh.runtime.convert import plain, to_message, writable
+from mesh.runtime.db import Database
+from mesh.runtime.errors import invalid_field
 from mesh.runtime.repository import TenantRepository
+from mesh.runtime.tables import is_uuid
 from mesh.runtime.versions import Versions
 
 agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
@@ -43,8 +49,64 @@ def snapshot(row: AgentRow) -> dict[str, Any]:
 
 def at_version(row: AgentRow, version: AgentVersionRow) -> pb.Agent:
     """The agent as it was at `version`: the version's fields over the row's."""
-    return to_message(row, pb.Agent, version=version.version,
-                      **{k: v for k, v in version.agent.items() if k in VERSIONED})
+    return at_number(row, version.version, version.agent)
+
+
+def at_number(row: Any, number: int, fields: dict[str, Any]) -> pb.Agent:
+    """The agent as it was at version `number`, whose fields (`AgentVersionRow.agent`) are
+    `fields`; `row` is an ORM row or a `current` one."""
+    return to_message(row, pb.Agent, version=number,
+                      **{k: v for k, v in fields.items() if k in VERSIONED})
+
+
+async def current(db: Database, tenant_id: str, key: str) -> SimpleNamespace:
+    """The agent's row by id or name, read as `agents.fetch` reads it (one indexed SELECT on
+    the raw connection, inline on SQLite), not as an ORM row: an interaction reads it before
+    anything else, and the session on a worker thread cost more than the query. Its columns are
+    its attributes, JSON as text and times as the database gives them (`to_message` reads
+    both), `version_labels` parsed (the version an interaction runs is picked from them)."""
+    if not key:
+        raise invalid_field("agent_id", "is required")
+    column = "id" if is_uuid(key) else "name"
+    p = db.placeholder
+    (rows,) = await db.fetch((_CURRENT.format(column=column, p=p), (tenant_id, key)),
+                             inline=True)
+    if not rows:
+        raise agents.not_found(key)
+    row = SimpleNamespace(**dict(zip(agents.columns, rows[0])))
+    if isinstance(row.version_labels, str):
+        row.version_labels = json.loads(row.version_labels)
+    return row
+
+
+_CURRENT = ("SELECT " + ", ".join(f'"{c}"' for c in agents.columns) + ' FROM "agents" '
+            'WHERE "tenant_id" = {p} AND "{column}" = {p}')
+
+
+class VersionFields:
+    """The fields of agents' versions (`AgentVersionRow.agent`), read once each. A version is
+    never changed once written (mesh.runtime.versions), so the one thing to know afresh for
+    an interaction is the agent's row, which says which version runs; an agent's deletion
+    takes its row with it, so a version kept here of a deleted agent is never reached.
+    Keyed by tenant, agent id and number; the `size` most recently used."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._fields: OrderedDict[tuple[str, str, int], dict[str, Any]] = OrderedDict()
+
+    async def get(self, db: Database, row: Any, number: int) -> dict[str, Any]:
+        """Version `number` of `row` (a `current` row)'s fields, or NOT_FOUND
+        `AGENT_VERSION_NOT_FOUND` as `AGENT_VERSIONS.get` says it."""
+        key = (row.tenant_id, row.id, number)
+        found = self._fields.get(key)
+        if found is not None:
+            self._fields.move_to_end(key)
+            return found
+        version = await db.read(lambda s: AGENT_VERSIONS.get(s, row, number))
+        found = self._fields[key] = version.agent
+        if len(self._fields) > self.size:
+            self._fields.popitem(last=False)
+        return found
 
 
 def version_message(version: AgentVersionRow, row: AgentRow) -> pb.AgentVersion:
