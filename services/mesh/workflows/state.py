@@ -65,17 +65,17 @@ MESSAGE_POLLING_SECONDS = 10.0
 # SQL (and a PostgreSQL backend's work); at one a second they were a third of what the idle mesh
 # did (docs/budgets.md). On PostgreSQL the queues are polled every QUEUE_POLLING_SECONDS (the
 # workflows queue: other replicas' work) and DBOS_POLLING_SECONDS (its internal queue), and its
-# background jobs (workflow timeouts) and schedule list every DBOS_POLLING_SECONDS. Where the
-# workflows service is the only replica — on SQLite (replicas need PostgreSQL), or on
-# PostgreSQL without AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and
-# `--replicas N` name every replica) — nothing else enqueues, so both queues are polled every
-# ALONE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
-# ALONE_DBOS_POLLING_SECONDS: a workflow's timeout ends it up to that much late. DBOS's
-# scheduler thread reads the schedule list (to start a thread per schedule) when this engine
-# creates or deletes a schedule (`_scheduler_woken`), and every DBOS_POLLING_SECONDS for
-# another replica's change; the only replica changes every schedule itself, so it reads the
-# list every ALONE_SCHEDULES_SECONDS, a safety net (at 5 s its reads were the busiest thread of
-# the idle mesh on PostgreSQL, 0.18% of a core). DBOS's queue manager lists the registered
+# background jobs (workflow timeouts) run every DBOS_POLLING_SECONDS. Where the workflows
+# service is the only replica — on SQLite (replicas need PostgreSQL), or on PostgreSQL without
+# AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and `--replicas N` name
+# every replica) — nothing else enqueues, so both queues are polled every
+# ALONE_QUEUE_POLLING_SECONDS, and the background jobs run every ALONE_DBOS_POLLING_SECONDS: a
+# workflow's timeout ends it up to that much late. DBOS's scheduler thread reads the schedule
+# list (to start a thread per schedule) when this engine creates or deletes a schedule
+# (`_scheduler_woken`), and every DBOS_POLLING_SECONDS for another replica's change; the only
+# replica changes every schedule itself, so it reads the list every ALONE_SCHEDULES_SECONDS, a
+# safety net (at 5 s its thread was, with the background jobs', the busiest of the idle mesh on
+# PostgreSQL after the event loop: 0.18% of a core). DBOS's queue manager lists the registered
 # queues (to start a worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers
 # its one queue at start.
 ALONE_QUEUE_POLLING_SECONDS = 10.0
