@@ -199,6 +199,42 @@ def test_calls_whose_lease_ran_out_end_failed_at_start(me, services, tmp_path, m
     assert result.status == pb.CALL_STATUS_FAILED and result.reason == "INTERRUPTED"
 
 
+@pytest.mark.parametrize("replica_id", ["", "agents-0"])
+def test_the_only_replica_sweeps_through_two_leases_then_every_minute(replica_id, monkeypatch):
+    """A named replica sweeps every LEASE_SECONDS / 3 (another replica may crash any time); the
+    only one through its first two leases (the calls of the process before it), then every
+    ALONE_SWEEP_SECONDS (a call whose end it could not record)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from mesh.agents import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "LEASE_SECONDS", 0.3)
+    monkeypatch.setattr(runs_module, "ALONE_SWEEP_SECONDS", 1.0)
+    runtime = SimpleNamespace(settings=SimpleNamespace(replica_id=replica_id))
+    runs = runs_module.Runs(runtime)
+    swept: list[float] = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+
+        async def sweep():
+            swept.append(loop.time() - began)
+            return []
+        runs.sweep = sweep
+        keeper = asyncio.create_task(runs._keep())
+        await asyncio.sleep(2.55)
+        keeper.cancel()
+
+    asyncio.run(scenario())
+    if replica_id:
+        assert len(swept) >= 15  # every 0.1 s, give or take the loop
+    else:  # through 0.6 s, then at 1 s after the last of those, and 1 s after that
+        assert 4 <= len([t for t in swept if t < 0.65]) and len(swept) <= 8, swept
+        assert all(b - a >= 0.99 for a, b in zip(swept, swept[1:]) if a > 0.65), swept
+
+
 def test_a_thread_of_ten_turns_sends_only_the_kept_history(me, agents, threads, services,
                                                            masterdata, model_server):
     model, script = _model(masterdata, model_server, [{"content": "reply to {user}"}])

@@ -1,8 +1,9 @@
 """ListRevocations is a long poll (mesh/runtime/watch.py), on SQLite and PostgreSQL: a call
 that knows the current version is held until a revocation commits here (answered at once) or
-is written by another process (within about `revocation_poll_seconds`), ends at once when
-identity drains, and the runtime's RevocationGuard makes one call per hold while nothing changes
-and hears of a revocation at once."""
+is written by another process (within about `revocation_poll_seconds`; on PostgreSQL, when
+identity is a named replica: the only one checks every `ALONE_CHECK_SECONDS`), ends at once
+when identity drains, and the runtime's RevocationGuard makes one call per hold while nothing
+changes and hears of a revocation at once."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ def _identity(request, data_dir, **settings):
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def identity(request, tmp_path_factory):
-    with _identity(request, tmp_path_factory.mktemp("identity"),
+    """A replica of identity (named: other replicas may write beside it)."""
+    with _identity(request, tmp_path_factory.mktemp("identity"), replica_id="identity-0",
                    revocation_poll_seconds=CHECK_SECONDS) as harness:
         yield harness
 
@@ -122,6 +124,33 @@ def test_a_revocation_written_by_another_process_is_seen_within_the_check_interv
     elapsed = time.monotonic() - began
     assert subject in reply.revoked_sessions
     assert elapsed < CHECK_SECONDS * 2 + 0.5, elapsed
+
+
+@pytest.mark.parametrize("unchecked_identity", ["postgresql"], indirect=True)
+def test_the_only_replica_on_postgresql_reads_again_only_every_alone_check(unchecked_identity,
+                                                                            monkeypatch):
+    """No replica id on PostgreSQL: no other replica writes, so a held call costs no read a
+    check interval (the commits here answer at once, above); a write from outside the mesh is
+    read within ALONE_CHECK_SECONDS."""
+    from mesh.runtime import watch
+
+    identity = unchecked_identity
+    monkeypatch.setattr(watch, "ALONE_CHECK_SECONDS", 2.0)
+    identity.settings.revocation_poll_seconds = 0.1
+    watched = identity.running.runtime.state.revocations
+    version = _stub(identity).ListRevocations(pb.ListRevocationsRequest()).version
+    held = _held(identity, version)
+    time.sleep(0.5)
+    reads = watched.reads
+    time.sleep(1.0)  # ten intervals of revocation_poll_seconds
+    assert watched.reads == reads and not held.done()
+    subject = f"session-{uuid.uuid4().hex}"
+    with Session(identity.other) as session:  # from outside the mesh: no mark
+        now = utcnow()
+        session.add(TokenRevocationRow(kind="session", subject=subject, not_before=now,
+                                       expires_at=now + timedelta(hours=1), created_at=now))
+        session.commit()
+    assert subject in held.result(10).revoked_sessions  # at the next check, 2 s at most
 
 
 def test_a_held_call_answers_the_same_list_when_its_wait_ends(identity):

@@ -1,7 +1,9 @@
 """Long polls on the server (mesh.runtime.watch), on SQLite and PostgreSQL: a held call answers
 at once when a marked commit of this process changes the content, within about the check
 interval when another connection (another process) writes it, and at once when the service
-drains; however many calls are held, one read serves them all."""
+drains; however many calls are held, one read serves them all. The watches here are a named
+replica's (other replicas may write); the only replica on PostgreSQL checks every
+ALONE_CHECK_SECONDS."""
 
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ def database(request, tmp_path):
         db.close()
 
 
-def _watched(db: Database, interval: float = INTERVAL) -> tuple[Watched, Runtime]:
-    runtime = Runtime("watched", Settings(), None, db)
+def _watched(db: Database, interval: float = INTERVAL,
+             replica_id: str = "watched-0") -> tuple[Watched, Runtime]:
+    runtime = Runtime("watched", Settings(replica_id=replica_id), None, db)
     return Watched(runtime, TOPIC, _names, _version, lambda: interval), runtime
 
 
@@ -214,3 +217,36 @@ def test_idle_checks_read_nothing_on_sqlite_and_once_per_interval_on_postgres(da
         assert reads == 0
     else:  # about one per interval, whatever the number of held calls
         assert 5 <= reads <= 12, reads
+
+
+def test_the_only_replica_checks_every_alone_check_on_postgres(database, monkeypatch):
+    """No replica id: no other replica writes. On PostgreSQL a check (a read) comes every
+    ALONE_CHECK_SECONDS, not every interval; a marked commit still answers at once; SQLite
+    keeps its interval (a check there is two stat calls)."""
+    from mesh.runtime import watch
+
+    monkeypatch.setattr(watch, "ALONE_CHECK_SECONDS", 2.0)
+
+    async def scenario():
+        watched, _ = _watched(database, interval=0.1, replica_id="")
+        version, _ = await watched.poll("", 0)
+        held = asyncio.create_task(watched.poll(version, 20))
+        await asyncio.sleep(2.5)  # past SQLite's window for a file written just now
+        before = watched.reads
+        await asyncio.sleep(1.0)  # ten intervals
+        idle_reads = watched.reads - before
+        await asyncio.to_thread(_insert_elsewhere, database, "c")
+        elapsed, answer = await _timed(held)
+        version = answer[0]
+        held = asyncio.create_task(watched.poll(version, 20))
+        await asyncio.sleep(0.5)
+        after_commit, answer = await _timed(asyncio.gather(_insert_marked(database, "d"), held))
+        return idle_reads, elapsed, after_commit, answer[1]
+
+    idle_reads, elapsed, after_commit, answer = asyncio.run(scenario())
+    assert answer == ("v:c,d", ("c", "d"))
+    assert after_commit < 0.5, after_commit
+    if database.kind == "sqlite":
+        assert idle_reads == 0 and elapsed < 0.5, elapsed
+    else:  # another process's write: at the next check, 2 s at most
+        assert idle_reads == 0 and elapsed < 2.5, elapsed

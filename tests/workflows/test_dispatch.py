@@ -60,6 +60,14 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
     assert "stop_event.wait(timeout=check_interval)" in manager
     assert "args=(stop_event, dbos, queue)" in manager
     assert "target=queue_thread" in inspect.getsource(dbos_module.DBOS._launch)
+    # state._scheduler_woken: the scheduler thread's target, which waits its interval on the
+    # stop event it is handed.
+    assert list(inspect.signature(_scheduler.dynamic_scheduler_loop).parameters) == [
+        "stop_event", "polling_interval_sec"]
+    assert "stop_event.wait(timeout=poll_timeout())" in inspect.getsource(
+        _scheduler.dynamic_scheduler_loop)
+    assert "target=dynamic_scheduler_loop" in inspect.getsource(dbos_module.DBOS._launch)
+    assert isinstance(_scheduler._STARTUP_FAST_POLL_DURATION_SEC, float)
     assert "INTERNAL_QUEUE_NAME" in inspect.getsource(
         inspect.unwrap(_scheduler._enqueue_scheduled_workflow))
     assert inspect.getsource(_scheduler).count("_enqueue_scheduled_workflow(") >= 3
@@ -73,8 +81,8 @@ def test_the_dbos_calls_the_dispatcher_makes_keep_their_shape():
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def slow_poll(request, tmp_path_factory):
-    """The workflows service with DBOS's queue and messages polled once an hour and one slot
-    per tenant."""
+    """The workflows service with DBOS's queue, messages and schedule list polled once an hour
+    and one slot per tenant."""
     # Every execution queued (a pure one would run in the call, mesh.workflows.inline).
     settings = {"workflow_tenant_concurrency": 1, "workflow_queue_concurrency": 4,
                 "workflow_inline": False, "schedule_min_interval_seconds": 1}
@@ -86,6 +94,9 @@ def slow_poll(request, tmp_path_factory):
     patch.setattr(state, "ALONE_QUEUE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "MESSAGE_POLLING_SECONDS", HOUR)
     patch.setattr(state, "DBOS_POLLING_SECONDS", HOUR)  # the internal queue on PostgreSQL
+    patch.setattr(state, "ALONE_SCHEDULES_SECONDS", HOUR)  # the schedule list
+    from dbos import _scheduler
+    patch.setattr(_scheduler, "_STARTUP_FAST_POLL_DURATION_SEC", 0.0)  # its first minute too
     try:
         with ServiceHarness(DEFINITION, tmp_path_factory.mktemp("dispatch"),
                             **settings) as harness:
@@ -148,8 +159,9 @@ def test_a_retried_execution_starts_at_once(slow_poll):
 
 
 def test_a_schedule_fires_at_once(slow_poll):
-    """A fire goes on DBOS's internal queue from a scheduler thread; the engine claims it at
-    once, not at that queue's next poll (an hour here)."""
+    """A new schedule is taken up at once (DBOS's scheduler thread is woken, not left to its
+    next read of the schedule list, an hour here), and a fire goes on DBOS's internal queue
+    from a scheduler thread; the engine claims it at once, not at that queue's next poll."""
     client = Client(slow_poll)
     wf = client.create(f"s-{uuid.uuid4().hex[:8]}", [
         {"id": "tick", "type": "STEP_TYPE_TRANSFORM", "transform": {"expression": "`1`"}}])
@@ -161,6 +173,39 @@ def test_a_schedule_fires_at_once(slow_poll):
     finally:
         client.call("DeleteSchedule", pb.DeleteScheduleRequest(workflow_id=wf.id,
                                                                schedule_id=schedule.id))
+
+
+def test_the_scheduler_thread_wakes_when_the_schedules_change_and_ends_with_its_engine(
+        monkeypatch):
+    """state._scheduler_woken: DBOS's scheduler loop, waiting an hour between reads of the
+    schedule list, reads it again at once when this engine changes a schedule, and ends when
+    the engine stops (DBOS's destroy joins it)."""
+    import threading
+    from types import SimpleNamespace
+
+    waits: list[float] = []
+
+    def scheduler_loop(stop_event, polling_interval_sec):
+        while not stop_event.is_set():
+            began = time.monotonic()
+            stopped = stop_event.wait(timeout=polling_interval_sec)
+            waits.append(time.monotonic() - began)
+            if stopped:
+                break
+
+    engine = SimpleNamespace(stopping=False)
+    monkeypatch.setattr(state, "_running", engine)
+    thread = threading.Thread(target=state._scheduler_woken(scheduler_loop),
+                              args=(threading.Event(), HOUR), daemon=True)
+    thread.start()
+    time.sleep(0.2)
+    state._schedules_changed.set()  # a schedule created or deleted
+    time.sleep(0.2)
+    engine.stopping = True
+    state._schedules_changed.set()  # what close() does
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(waits) == 2 and max(waits) < 1, waits
 
 
 def test_the_queue_manager_waits_longer_and_its_workers_do_not():

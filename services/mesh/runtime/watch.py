@@ -23,7 +23,10 @@ keeps the current value, however many calls wait, and learns of a change in two 
   before its last read and reads again only when they differ, so an idle check is two stat
   calls; a file whose mtime is under `RACY_SECONDS` old is read again at the next check too, in
   case a write landed within its timestamp's granularity. On PostgreSQL it reads again: one
-  query per interval per server process.
+  query per interval per server process. A process that is its service's only replica (no
+  `AGENTMESH_REPLICA_ID`: `agentmesh up --database-url`; the Helm chart and `--replicas N` name
+  every replica) has no other replica to hear from, so on PostgreSQL it checks only every
+  `ALONE_CHECK_SECONDS`, for a write from outside the mesh (a tool on the database).
 
 A call whose `known` version is not the task's reads the content again first (it may come from
 another replica that already saw a change), so a caller never gets a list older than its own.
@@ -60,6 +63,10 @@ T = TypeVar("T")
 MAX_WAIT_SECONDS = 60.0  # the longest a call is held, whatever it asks (the contract says 0-60)
 RACY_SECONDS = 2.0  # a file changed this recently may change again within the same mtime
 _IDLE_CHECKS = 2  # checks without a held call before the task stops
+# The check on PostgreSQL of a service's only replica: its own commits wake the task; a read
+# every second (revocations) and every two (runtime configuration, three tables) made 150 of
+# the idle mesh's ~350 table scans a minute (pg_stat_user_tables).
+ALONE_CHECK_SECONDS = 30.0
 # The seconds the call being served spent held (a one-item list the method wrapper sets for
 # RPCs that can hold a call; None elsewhere).
 HELD: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("held", default=None)
@@ -93,6 +100,7 @@ class Watched(Generic[T]):
         self.db = runtime.database
         self.topic = topic
         self._read, self._version, self._interval = read, version, interval
+        self._alone = not runtime.settings.replica_id
         self.current: tuple[str, T] | None = None  # valid while the task runs
         self.reads = 0  # reads the task made (many held calls share each)
         self.closed = False
@@ -198,7 +206,7 @@ class Watched(Generic[T]):
                     done, self._read_done = self._read_done, asyncio.Event()
                     done.set()
                 while not self.closed:  # until something may have changed
-                    woken = await waiter.wait(self._interval())
+                    woken = await waiter.wait(self._check_seconds())
                     idle = idle + 1 if self._holders == 0 else 0
                     if idle >= _IDLE_CHECKS:
                         return
@@ -213,6 +221,12 @@ class Watched(Generic[T]):
             for event in (self._changed, self._read_done):
                 event.set()
             self._changed, self._read_done = asyncio.Event(), asyncio.Event()
+
+    def _check_seconds(self) -> float:
+        interval = self._interval()
+        if self.db.sqlite_path is None and self._alone:
+            return max(interval, ALONE_CHECK_SECONDS)
+        return interval
 
     def _publish(self, version: str, value: T) -> None:
         previous = self.current

@@ -65,18 +65,23 @@ MESSAGE_POLLING_SECONDS = 10.0
 # SQL (and a PostgreSQL backend's work); at one a second they were a third of what the idle mesh
 # did (docs/budgets.md). On PostgreSQL the queues are polled every QUEUE_POLLING_SECONDS (the
 # workflows queue: other replicas' work) and DBOS_POLLING_SECONDS (its internal queue), and its
-# background jobs (workflow timeouts) and schedule list every DBOS_POLLING_SECONDS. Where the
-# workflows service is the only replica — on SQLite (replicas need PostgreSQL), or on
-# PostgreSQL without AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and
-# `--replicas N` name every replica) — nothing else enqueues, so both queues are polled every
-# ALONE_QUEUE_POLLING_SECONDS, and the background jobs and schedule list every
-# ALONE_DBOS_POLLING_SECONDS: a workflow's timeout ends it, and a new or changed schedule is
-# taken up, up to that much late. DBOS's queue manager lists the registered queues (to start a
-# worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers its one queue at
-# start.
+# background jobs (workflow timeouts) run every DBOS_POLLING_SECONDS. Where the workflows
+# service is the only replica — on SQLite (replicas need PostgreSQL), or on PostgreSQL without
+# AGENTMESH_REPLICA_ID (`agentmesh up --database-url`; the Helm chart and `--replicas N` name
+# every replica) — nothing else enqueues, so both queues are polled every
+# ALONE_QUEUE_POLLING_SECONDS, and the background jobs run every ALONE_DBOS_POLLING_SECONDS: a
+# workflow's timeout ends it up to that much late. DBOS's scheduler thread reads the schedule
+# list (to start a thread per schedule) when this engine creates or deletes a schedule
+# (`_scheduler_woken`), and every DBOS_POLLING_SECONDS for another replica's change; the only
+# replica changes every schedule itself, so it reads the list every ALONE_SCHEDULES_SECONDS, a
+# safety net (at 5 s its thread was, with the background jobs', the busiest of the idle mesh on
+# PostgreSQL after the event loop: 0.18% of a core). DBOS's queue manager lists the registered
+# queues (to start a worker for a new one) every QUEUE_MANAGER_SECONDS: this service registers
+# its one queue at start.
 ALONE_QUEUE_POLLING_SECONDS = 10.0
 DBOS_POLLING_SECONDS = 2.0
 ALONE_DBOS_POLLING_SECONDS = 5.0
+ALONE_SCHEDULES_SECONDS = 60.0
 QUEUE_MANAGER_SECONDS = 10.0
 NOTIFIER_SECONDS = 1.0
 PRIORITIES = {"EXECUTION_PRIORITY_CRITICAL": 1, "EXECUTION_PRIORITY_HIGH": 2,
@@ -108,13 +113,16 @@ def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
     """DBOS's internal queue and its background jobs poll every so many seconds (DBOS
     internals, pinned in tests/workflows/test_dispatch.py: its internal queue's interval and
     the module constant its background-jobs thread reads when DBOS launches), its queue
-    manager every QUEUE_MANAGER_SECONDS, and a schedule's fire wakes the internal queue."""
+    manager every QUEUE_MANAGER_SECONDS, a schedule's fire wakes the internal queue, and a
+    change of the schedules wakes the scheduler thread."""
     from dbos import _dbos, _scheduler, _workflow_commands
 
     _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = internal_queue
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = background_jobs
     if not getattr(_dbos.queue_thread, "slowed", False):
         _dbos.queue_thread = _slow_queue_manager(_dbos.queue_thread)
+    if not getattr(_dbos.dynamic_scheduler_loop, "woken", False):
+        _dbos.dynamic_scheduler_loop = _scheduler_woken(_dbos.dynamic_scheduler_loop)
     if not getattr(_scheduler._enqueue_scheduled_workflow, "wakes", False):
         _scheduler._enqueue_scheduled_workflow = _waking_on_fire(
             _scheduler._enqueue_scheduled_workflow)
@@ -145,6 +153,38 @@ def _slow_queue_manager(queue_thread: Callable) -> Callable:
         queue_thread(Stop(), dbos)
     slowed.slowed = True
     return slowed
+
+
+# Set when this process creates or deletes a schedule, or its engine stops: ends the wait of
+# DBOS's scheduler thread.
+_schedules_changed = threading.Event()
+
+
+def _scheduler_woken(scheduler_loop: Callable) -> Callable:
+    """DBOS's scheduler thread (it reads the schedule list, then waits its polling interval on
+    the stop event it is handed) with its waits ended by `_schedules_changed`: a schedule this
+    engine creates or deletes is taken up at once. It stops when its engine does (before DBOS
+    is destroyed, which joins it), or when DBOS's stop event is set at the end of a wait."""
+
+    @functools.wraps(scheduler_loop)
+    def woken(stop_event: threading.Event, polling_interval_sec: float) -> None:
+        engine = _running
+
+        class Stop:
+            def is_set(self) -> bool:
+                return stop_event.is_set() or (engine is not None and engine.stopping)
+
+            def set(self) -> None:
+                stop_event.set()
+
+            def wait(self, timeout: float | None = None) -> bool:
+                _schedules_changed.wait(timeout)
+                _schedules_changed.clear()  # before the list is read again
+                return self.is_set()
+
+        scheduler_loop(Stop(), polling_interval_sec)
+    woken.woken = True
+    return woken
 
 
 def _waking_on_fire(enqueue: Callable) -> Callable:
@@ -201,7 +241,7 @@ class WorkflowsState:
             # executions it was running, never one another replica is running now.
             "executor_id": self.executor_id,
             "log_level": "WARNING",
-            "scheduler_polling_interval_sec": ALONE_DBOS_POLLING_SECONDS if self.alone
+            "scheduler_polling_interval_sec": ALONE_SCHEDULES_SECONDS if self.alone
             else DBOS_POLLING_SECONDS,
             "notification_listener_polling_interval_sec": 0.5,
         }
@@ -267,6 +307,7 @@ class WorkflowsState:
         # The heartbeat row stays: if this replica does not come back under its name, another
         # one recovers what it leaves pending once the heartbeat is old.
         # Interpreters in flight stop here; DBOS recovers them (PENDING) on the next start.
+        _schedules_changed.set()  # DBOS's scheduler thread ends (self.stopping)
         in_flight = [*self._interpreters, *self._wakes,
                      *(t for tasks in self._tasks.values() for t in tasks)]
         for task in in_flight:
@@ -392,6 +433,8 @@ class WorkflowsState:
             schedule_name=schedule.id, workflow_fn=fire_schedule, schedule=schedule.cron,
             context={"schedule_id": schedule.id, "tenant_id": schedule.tenant_id},
             cron_timezone=schedule.timezone or None)
+        _schedules_changed.set()
 
     async def remove_schedule(self, schedule_id: str) -> None:
         await DBOS.delete_schedule_async(schedule_id)
+        _schedules_changed.set()
