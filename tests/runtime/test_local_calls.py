@@ -196,3 +196,56 @@ def test_another_event_loop_is_not_served_in_process(tmp_path):
         loop.run_until_complete(_stop(running))
     finally:
         loop.close()
+
+
+def test_spans_are_handed_to_the_trace_receiver_of_this_process_without_otlp(tmp_path):
+    """The span exporter (telemetry.InProcessFirst) gives the SDK's spans to the observability
+    service this process serves, which stores them; on that service's own loop, or once it
+    stops, it leaves them to the OTLP exporter (it would wait on itself, or on nobody)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+    from sqlmodel import select
+
+    from mesh.observability.models import SpanRow
+    from mesh.runtime.telemetry import InProcessFirst
+
+    class Otlp(SpanExporter):
+        def __init__(self) -> None:
+            self.exported: list = []
+
+        def export(self, spans):
+            self.exported.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    class Kept(SpanExporter):
+        spans: list = []
+
+        def export(self, spans):
+            self.spans.extend(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Kept()))
+    for name in ("first", "second", "third"):
+        provider.get_tracer("test").start_span(name, attributes={
+            "agentmesh.tenant_id": TENANT}).end()
+    first, second, third = Kept.spans
+
+    async def scenario() -> tuple[list, list]:
+        (observability,), _ = await _served(tmp_path, "observability")
+        otlp = Otlp()
+        exporter = InProcessFirst(otlp, f"127.0.0.1:{observability.port}")
+        try:
+            await asyncio.to_thread(exporter.export, [first])   # the batch processor's thread
+            exporter.export([second])                           # the receiver's own loop
+            db = observability.runtime.database
+            stored = await db.read(lambda s: list(s.exec(
+                select(SpanRow.name).where(SpanRow.tenant_id == TENANT)).all()))
+        finally:
+            await observability.stop(0)
+        await asyncio.to_thread(exporter.export, [third])       # stopped: over OTLP
+        return stored, [span.name for span in otlp.exported]
+
+    stored, over_otlp = asyncio.run(scenario())
+    assert stored == ["first"]
+    assert over_otlp == ["second", "third"]

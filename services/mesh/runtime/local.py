@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -32,18 +32,34 @@ import grpc
 # (service, the address it is served at) -> (the event loop serving it, {method path: handler})
 Methods = dict[str, grpc.RpcMethodHandler]
 _HOSTED: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, Methods]] = {}
+# The address of an OTLP receiver this process serves -> (its loop, what stores SDK spans).
+SpanReceiver = Callable[[Sequence[Any]], Awaitable[None]]
+_SPANS: dict[str, tuple[asyncio.AbstractEventLoop, SpanReceiver]] = {}
 
 
-def host(service: str, address: str, methods: Methods) -> None:
+def host(service: str, address: str, methods: Methods,
+         spans: SpanReceiver | None = None) -> None:
     """`service` is served by this process at `address` (host:port), on the running event
-    loop, with these unary handlers, from now on."""
-    _HOSTED[(service, address)] = (asyncio.get_running_loop(), methods)
+    loop, with these unary handlers (and, for the trace receiver, what stores spans), from
+    now on."""
+    loop = asyncio.get_running_loop()
+    _HOSTED[(service, address)] = (loop, methods)
+    if spans is not None:
+        _SPANS[address] = (loop, spans)
 
 
 def unhost(service: str, address: str) -> None:
     """`service` stops being served at `address`: calls to it go over the network (and fail
     as they would)."""
-    _HOSTED.pop((service, address), None)
+    if _HOSTED.pop((service, address), None) is not None:
+        _SPANS.pop(address, None)
+
+
+def span_receiver(address: str) -> tuple[asyncio.AbstractEventLoop, SpanReceiver] | None:
+    """The trace receiver this process serves at `address` (host:port), with its loop: the
+    span exporter hands it the SDK's spans as they are (mesh.runtime.telemetry), where OTLP's
+    encoding and decoding cost more than making the spans. None when not served here."""
+    return _SPANS.get(address)
 
 
 def hosted(service: str, address: str) -> Methods | None:

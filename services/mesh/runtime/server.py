@@ -362,7 +362,8 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     wanted = settings.port if port is None else port
     running.port = tls.add_port(server, settings, f"{settings.host}:{wanted}")
     await server.start()
-    local.host(definition.name, f"{settings.host}:{running.port}", unary)
+    local.host(definition.name, f"{settings.host}:{running.port}", unary,
+               spans=runtime.span_receiver)
     await definition.start_state(runtime)
     if database is not None:
         audit.install()

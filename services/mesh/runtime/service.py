@@ -54,6 +54,9 @@ class Runtime:
     # Called when the service starts to drain (SIGTERM), before in-flight calls get their grace
     # period: what holds a call open (a long poll, mesh.runtime.watch) answers it now.
     drain_hooks: list[Callable[[], None]] = field(default_factory=list)
+    # Stores spans this process made, handed over without OTLP (the observability service's
+    # receiver; mesh.runtime.local).
+    span_receiver: Callable[[Sequence[Any]], Awaitable[None]] | None = None
 
     @property
     def database(self) -> "Database":

@@ -187,6 +187,56 @@ class ServerSpan:
         self.span.end()
 
 
+class InProcessFirst:
+    """The OTLP exporter, except when this process serves the trace receiver it exports to
+    (`agentmesh up`): then the spans are handed to it as the SDK made them (mesh.runtime.local,
+    the observability service stores them as it stores an export), where encoding them to OTLP
+    and decoding them back cost more than making them. Runs on the batch processor's thread;
+    on the receiver's own loop (a flush at shutdown) or once it stops, spans go over OTLP."""
+
+    def __init__(self, exporter: Any, address: str) -> None:
+        self.exporter = exporter
+        self.address = address
+
+    def export(self, spans) -> Any:
+        import asyncio
+
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        from mesh.runtime import local
+
+        found = local.span_receiver(self.address)
+        if found is None or found[0].is_closed() or _running(found[0]):
+            return self.exporter.export(spans)
+        loop, receive = found
+        handed = asyncio.run_coroutine_threadsafe(receive(spans), loop)
+        try:
+            handed.result(IN_PROCESS_EXPORT_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - as an export that failed: the batch is lost
+            handed.cancel()
+            log.warning("%d spans not stored: %s", len(spans), exc or type(exc).__name__)
+            return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+IN_PROCESS_EXPORT_SECONDS = 10.0  # as long as the OTLP exporter's own timeout
+
+
+def _running(loop: Any) -> bool:
+    import asyncio
+
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
 class Tracing:
     """The tracing of one process: a TracerProvider per service it hosts, one exporter."""
 
@@ -194,7 +244,7 @@ class Tracing:
 
     def __init__(self, endpoint: str, headers: Mapping[str, str] | None = None,
                  exporter: Any = None, hosted: tuple[str, ...] = (),
-                 environ: Mapping[str, str] = os.environ) -> None:
+                 environ: Mapping[str, str] = os.environ, in_process: bool = False) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -203,6 +253,9 @@ class Tracing:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers or {}) or None)
+            host, port, tls = parse_endpoint(endpoint, environ)
+            if in_process and not tls:
+                exporter = InProcessFirst(exporter, f"{host}:{port}")
         self.endpoint = endpoint
         # Spans leave every half second unless OTEL_BSP_SCHEDULE_DELAY says otherwise, so a
         # user finds a request's trace right after the answer.
@@ -237,7 +290,8 @@ class Tracing:
                 from mesh.runtime import internal
 
                 headers[internal.HEADER] = internal.token(settings)
-            cls._instance = cls(endpoint, headers, hosted=hosted)
+            cls._instance = cls(endpoint, headers, hosted=hosted,
+                                in_process=settings.local_calls)
         return cls._instance
 
     @classmethod

@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otl
 from sqlmodel import Session
 
 from mesh.observability.models import SpanRow
-from mesh.observability.otlp import span_rows
+from mesh.observability.otlp import sdk_span_rows, span_rows
 from mesh.observability.state import ObservabilityState
 from mesh.runtime import internal
 from mesh.runtime.service import Runtime
@@ -34,6 +34,7 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
         state: ObservabilityState = runtime.state
         self.intake = state.intake
         self.token = internal.token(runtime.settings)
+        runtime.span_receiver = self.receive  # the spans of this process, without OTLP
 
     async def Export(self, request: otlp.ExportTraceServiceRequest, context):
         presented = dict(context.invocation_metadata() or ()).get(internal.HEADER, "")
@@ -42,19 +43,29 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "spans are accepted only from the platform's own exporters")
         now = utcnow()
-        rows = span_rows(request, now)
-        if rows:
-            def store(session: Session) -> None:
-                session.connection().execute(SpanRow.__table__.insert(), rows)
-
-            try:
-                await self.db.write(store)
-            except Exception:  # noqa: BLE001 - an exporter retries; never a stack trace out
-                log.exception("could not store %d spans", len(rows))
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "spans not stored; retry")
-            self.intake.spans_received += len(rows)
-            self.intake.last_export_at = now
+        try:
+            await self._store(span_rows(request, now), now)
+        except Exception:  # noqa: BLE001 - an exporter retries; never a stack trace out
+            log.exception("could not store %d spans", sum(
+                len(s.spans) for r in request.resource_spans for s in r.scope_spans))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "spans not stored; retry")
         return otlp.ExportTraceServiceResponse()
+
+    async def receive(self, spans) -> None:
+        """Stores spans this process made (the SDK's, mesh.runtime.local): trusted as the
+        platform's own exporter's; raises when they are not stored."""
+        now = utcnow()
+        await self._store(sdk_span_rows(spans, now), now)
+
+    async def _store(self, rows: list[dict], now) -> None:
+        if not rows:
+            return
+
+        def store(session: Session) -> None:
+            session.connection().execute(SpanRow.__table__.insert(), rows)
+        await self.db.write(store)
+        self.intake.spans_received += len(rows)
+        self.intake.last_export_at = now
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generated registration's handler, without the runtime's wrapper: OTLP carries
