@@ -16,9 +16,7 @@ from agentmesh.common.v1 import common_pb2
 from mesh.agents.models import AgentRow, AgentVersionRow, CallRow
 from mesh.runtime.convert import plain, to_message, writable
 from mesh.runtime.db import Database
-from mesh.runtime.errors import invalid_field
 from mesh.runtime.repository import TenantRepository
-from mesh.runtime.tables import is_uuid
 from mesh.runtime.versions import Versions
 
 agents = TenantRepository(AgentRow, noun="agent", message=pb.Agent,
@@ -60,27 +58,17 @@ def at_number(row: Any, number: int, fields: dict[str, Any]) -> pb.Agent:
 
 
 async def current(db: Database, tenant_id: str, key: str) -> SimpleNamespace:
-    """The agent's row by id or name, read as `agents.fetch` reads it (one indexed SELECT on
-    the raw connection, inline on SQLite), not as an ORM row: an interaction reads it before
-    anything else, and the session on a worker thread cost more than the query. Its columns are
-    its attributes, JSON as text and times as the database gives them (`to_message` reads
-    both), `version_labels` parsed (the version an interaction runs is picked from them)."""
-    if not key:
-        raise invalid_field("agent_id", "is required")
-    column = "id" if is_uuid(key) else "name"
-    p = db.placeholder
-    (rows,) = await db.fetch((_CURRENT.format(column=column, p=p), (tenant_id, key)),
-                             inline=True)
-    if not rows:
-        raise agents.not_found(key)
-    row = SimpleNamespace(**dict(zip(agents.columns, rows[0])))
+    """The agent's row by id or name, read as `GET` reads it (`agents.fetch_values`: one
+    indexed SELECT on the raw connection, inline on SQLite), not as an ORM row: an interaction
+    reads it before anything else, and the session on a worker thread cost more than the query.
+    Its columns are its attributes, JSON as text and times as the database gives them
+    (`to_message` reads both), `version_labels` parsed (the version an interaction runs is
+    picked from them)."""
+    row = SimpleNamespace(**dict(zip(agents.columns, await agents.fetch_values(
+        db, tenant_id, key))))
     if isinstance(row.version_labels, str):
         row.version_labels = json.loads(row.version_labels)
     return row
-
-
-_CURRENT = ("SELECT " + ", ".join(f'"{c}"' for c in agents.columns) + ' FROM "agents" '
-            'WHERE "tenant_id" = {p} AND "{column}" = {p}')
 
 
 class VersionFields:

@@ -297,6 +297,11 @@ class TenantRepository(Generic[Row]):
 
     async def fetch(self, db: Database, tenant_id: str, key: str) -> Message:
         """The row with this id (or name) as the repository's message, or NOT_FOUND."""
+        return self._convert(await self.fetch_values(db, tenant_id, key))
+
+    async def fetch_values(self, db: Database, tenant_id: str, key: str) -> tuple:
+        """The row with this id (or name) as the driver gives it, its values in the order of
+        `columns` (one indexed SELECT on the raw connection, inline on SQLite), or NOT_FOUND."""
         self._require_key(key)
         column = "id" if is_uuid(key) or not self.name_column else self.name_column
         p = db.placeholder
@@ -305,7 +310,7 @@ class TenantRepository(Generic[Row]):
         (rows,) = await db.fetch((sql, (tenant_id, key)), inline=True)
         if not rows:
             raise self.not_found(key)
-        return self._convert(rows[0])
+        return rows[0]
 
     async def page(self, db: Database, tenant_id: str, page: PageRequest, *,
                    filters: dict[str, Any] | None = None, search: str = "") -> Page[Message]:
