@@ -50,15 +50,18 @@ class Decider:
         self.pending: list[dict[str, Any]] = []  # decisions table rows, as values
         self.pending_deliveries: list = []
         self._flusher: asyncio.Task | None = None
+        self._flushing = asyncio.Lock()
 
     async def flush(self) -> None:
-        """Writes the allowed decisions not yet written."""
-        rows, self.pending = self.pending, []
-        deliveries, self.pending_deliveries = self.pending_deliveries, []
-        if rows:
-            await self.db.write(lambda session: _record(session, rows, deliveries))
-            if deliveries:
-                self.webhooks.outbox.wake()
+        """Writes the allowed decisions not yet written; returns once those a flush already
+        under way took are written too (a read that flushes first must see them)."""
+        async with self._flushing:
+            rows, self.pending = self.pending, []
+            deliveries, self.pending_deliveries = self.pending_deliveries, []
+            if rows:
+                await self.db.write(lambda session: _record(session, rows, deliveries))
+                if deliveries:
+                    self.webhooks.outbox.wake()
 
     async def _flush_soon(self) -> None:
         try:
