@@ -71,8 +71,10 @@ def summarize(runs: list[Run], calls: list[str], args: argparse.Namespace) -> di
                      for r in mesh if r.requests])
         envoy = median([r.cpu.get("envoy", 0) / r.requests * 1000 for r in mesh if r.requests])
         envoy_cores = median([r.cpu.get("envoy", 0) / r.seconds for r in mesh if r.seconds])
-        refcpu = median([r.cpu.get("reference", 0) / r.requests * 1000
-                         for r in ref if r.requests])
+        # uvicorn's first process and, with --reference-workers, its workers ("reference
+        # worker N"): the workers do the work.
+        refcpu = median([sum(v for k, v in r.cpu.items() if k.startswith("reference"))
+                         / r.requests * 1000 for r in ref if r.requests])
         wrk = median([r.cpu["wrk"] / r.seconds for r in mesh + ref if r.seconds])
         machine = median([r.machine_cores for r in mesh + ref])
         ours = median([(sum(v for k, v in r.cpu.items()) + 0.0) / r.seconds

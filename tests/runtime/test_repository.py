@@ -188,3 +188,51 @@ def test_a_quota_holds_under_concurrent_creates_and_writes_nothing_past_it(datab
             asyncio.run(create("t1", "one-more"))
     finally:
         settings_module.get_settings.cache_clear()
+
+
+def test_a_row_read_again_is_the_same_message_and_a_change_is_seen_at_once(database):
+    """`fetch` and `page` keep recent rows' messages (mesh.runtime.repository.ROWS_READ): a
+    second read answers the same fields in a message of its own, and a changed row its change."""
+    row = _add(database, "t1", "memo")
+
+    def change(session):
+        found = repo.get(session, "t1", row.id)
+        found.description, found.config = "changed", {"temperature": 0.5, "tags": ["a"]}
+        session.add(found)
+
+    first = asyncio.run(repo.fetch(database, "t1", row.id))
+    again = asyncio.run(repo.fetch(database, "t1", row.id))
+    assert again == first and again is not first
+    again.name = "scribbled on by a caller"  # a caller's own copy: the next read is unchanged
+    assert asyncio.run(repo.fetch(database, "t1", row.id)).name == "memo"
+    asyncio.run(database.write(change))
+    changed = asyncio.run(repo.fetch(database, "t1", row.id))
+    assert changed.description == "changed"
+    assert dict(changed.config) == {"temperature": 0.5, "tags": ["a"]}
+    (listed,) = asyncio.run(repo.page(database, "t1", PageRequest())).items
+    assert listed == changed
+
+
+def test_the_row_memo_is_bounded_and_converts_what_it_cannot_key():
+    from mesh.runtime.convert import RowMemo
+
+    memo, converted = RowMemo(entries=3, max_bytes=64), []
+
+    def convert(row):
+        converted.append(row)
+        return pb.Agent(id=row[0], name=row[1])
+
+    for i in range(5):
+        assert memo.message(pb.Agent, (f"id-{i}", "n"), convert).id == f"id-{i}"
+    assert len(memo._held) == 3
+    memo.message(pb.Agent, ("id-4", "n"), convert)  # held: not converted again
+    assert len(converted) == 5
+    memo.message(pb.Agent, ("id-0", "n"), convert)  # evicted first: converted again
+    assert len(converted) == 6
+    unhashable = ("id-9", "n", {"a": 1})  # a driver's dict for a JSON column
+    assert memo.message(pb.Agent, unhashable, convert).id == "id-9"
+    memo.message(pb.Agent, unhashable, convert)
+    assert converted[-2:] == [unhashable, unhashable]
+    large = ("id-big", "x" * 100)  # over max_bytes: never held
+    memo.message(pb.Agent, large, convert)
+    assert ("id-big" not in {k[1][0] for k in memo._held})

@@ -41,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, func, or_, select
 
 from mesh.runtime import audit
-from mesh.runtime.convert import TupleReader
+from mesh.runtime.convert import RowMemo, TupleReader
 from mesh.runtime.db import Database
 from mesh.runtime.errors import AlreadyExists, NotFound, ResourceExhausted, invalid_field
 from mesh.runtime.paging import Page, PageRequest
@@ -93,6 +93,8 @@ _BUMP = (sa.update(_COUNTS)
                 _COUNTS.c.tenant_id == sa.bindparam("count_tenant"))
          .values(n=_COUNTS.c.n + sa.bindparam("count_delta"))
          .returning(_COUNTS.c.n))
+# Every repository's rows read lately, as messages (`fetch`, `page`): one bound for the process.
+ROWS_READ = RowMemo()
 
 
 class TenantRepository(Generic[Row]):
@@ -123,6 +125,7 @@ class TenantRepository(Generic[Row]):
             sa.Index(name, self.table.c.tenant_id, self.table.c[column], self.table.c.id)
         self.columns = [c.name for c in self.table.columns]
         self._reader = TupleReader(message, self.columns) if message is not None else None
+        self._columns_sql = ", ".join(f'"{c}"' for c in self.columns)
 
     # ---- inside a session -------------------------------------------------------------------
     def _scoped(self, tenant_id: str):
@@ -288,16 +291,17 @@ class TenantRepository(Generic[Row]):
                     details={"kind": self.noun, "limit": limit})
 
     # ---- the hot read path ------------------------------------------------------------------
-    def _select(self, db: Database) -> str:
-        return ", ".join(f'"{c}"' for c in self.columns)
-
     def _convert(self, row: tuple) -> Message:
         message = self._reader(row)
         return self.finish(message) if self.finish else message
 
+    def _message(self, row: tuple) -> Message:
+        """`_convert(row)`, through the process's memo of rows read lately."""
+        return ROWS_READ.message(self.message, row, self._convert)
+
     async def fetch(self, db: Database, tenant_id: str, key: str) -> Message:
         """The row with this id (or name) as the repository's message, or NOT_FOUND."""
-        return self._convert(await self.fetch_values(db, tenant_id, key))
+        return self._message(await self.fetch_values(db, tenant_id, key))
 
     async def fetch_values(self, db: Database, tenant_id: str, key: str) -> tuple:
         """The row with this id (or name) as the driver gives it, its values in the order of
@@ -305,7 +309,7 @@ class TenantRepository(Generic[Row]):
         self._require_key(key)
         column = "id" if is_uuid(key) or not self.name_column else self.name_column
         p = db.placeholder
-        sql = f'SELECT {self._select(db)} FROM "{self.table.name}" ' \
+        sql = f'SELECT {self._columns_sql} FROM "{self.table.name}" ' \
               f'WHERE "tenant_id" = {p} AND "{column}" = {p}'
         (rows,) = await db.fetch((sql, (tenant_id, key)), inline=True)
         if not rows:
@@ -329,7 +333,7 @@ class TenantRepository(Generic[Row]):
         order = ", ".join(f'"{c}" {"DESC" if d else "ASC"}' for c, d in self._order(page.order_by))
         condition = " AND ".join(where)
         table = f'"{self.table.name}"'
-        rows_sql = (f"SELECT {self._select(db)} FROM {table} WHERE \"id\" IN "
+        rows_sql = (f"SELECT {self._columns_sql} FROM {table} WHERE \"id\" IN "
                     f"(SELECT \"id\" FROM {table} WHERE {condition} ORDER BY {order} "
                     f"LIMIT {p} OFFSET {p}) ORDER BY {order}")
         unfiltered = len(where) == 1
@@ -343,5 +347,5 @@ class TenantRepository(Generic[Row]):
             count_params = tuple(params)
         rows, count = await db.fetch((rows_sql, (*params, page.page_size, page.offset)),
                                      (count_sql, count_params), inline=unfiltered)
-        return Page([self._convert(r) for r in rows], int(count[0][0]), page.page,
+        return Page([self._message(r) for r in rows], int(count[0][0]), page.page,
                     page.page_size)
