@@ -93,10 +93,10 @@ class Run(StepKinds):
         self.api_key_id = snapshot.get("api_key_id", "")
         self.scopes = frozenset(snapshot.get("scopes") or ())
         self.inputs = snapshot["inputs"]
-        self.workflow = defn.workflow_from_json(snapshot["workflow"])
+        self.graph = defn.parsed_graph(snapshot["workflow"])
+        self.workflow = self.graph.workflow
         self.workflow_key = snapshot.get("workflow_slug") or self.workflow.name
         self.traceparent = snapshot.get("traceparent", "")
-        self.graph = defn.build_graph(self.workflow)
         self.status: dict[str, str] = {sid: "PENDING" for sid in self.graph.order}
         self.outputs: dict[str, Any] = {}
         self.not_taken: set[str] = set()
