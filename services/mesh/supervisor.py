@@ -38,6 +38,9 @@ from mesh.runtime import internal, telemetry, tls
 from mesh.runtime.settings import Settings, get_settings
 from mesh.system import restart
 
+# How often `supervise` reads the restart requests (files in the control directory).
+CONTROL_POLL_SECONDS = 1.0
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -120,6 +123,7 @@ class Child:
     started_at: float = 0.0
     restarting: bool = False  # being restarted on request: the watchdog leaves it alone
     port: int = 0  # a replica's own port (ReplicatedMesh); 0: the mesh's port of its service
+    exited: asyncio.Future | None = None  # done when the process exits
 
     async def start(self) -> None:
         log = open(self.log_path, "ab")
@@ -128,6 +132,7 @@ class Child:
             preexec_fn=_die_with_parent)
         log.close()
         self.started_at = time.monotonic()
+        self.exited = asyncio.ensure_future(self.process.wait())
 
     async def stop(self, grace: float) -> None:
         if self.process is None or self.process.returncode is not None:
@@ -377,7 +382,14 @@ class Mesh:
                 await asyncio.sleep(backoff)
                 if not self.stopping:
                     await child.start()
-            await asyncio.sleep(0.5)
+            # Woken by a child's exit at once; restart requests (files) are read every
+            # CONTROL_POLL_SECONDS (at 0.5 s this loop was a tenth of the idle mesh's CPU).
+            running = [c.exited for c in self.children if c.exited and not c.exited.done()]
+            if running:
+                await asyncio.wait(running, timeout=CONTROL_POLL_SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(CONTROL_POLL_SECONDS)
 
     async def stop(self, grace: float = 15) -> None:
         self.stopping = True

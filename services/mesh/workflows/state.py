@@ -112,13 +112,15 @@ async def fire_schedule(scheduled_at: datetime, context: Any) -> str:
 def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
     """DBOS's internal queue and its background jobs poll every so many seconds (DBOS
     internals, pinned in tests/workflows/test_dispatch.py: its internal queue's interval and
-    the module constant its background-jobs thread reads when DBOS launches), its queue
-    manager every QUEUE_MANAGER_SECONDS, a schedule's fire wakes the internal queue, and a
+    the module constant its background-jobs thread reads when DBOS launches; the only replica
+    runs those jobs without their lock), its queue manager every QUEUE_MANAGER_SECONDS, a schedule's fire wakes the internal queue, and a
     change of the schedules wakes the scheduler thread."""
     from dbos import _dbos, _scheduler, _workflow_commands
 
     _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = internal_queue
     _workflow_commands._BACKGROUND_JOBS_INTERVAL_SEC = background_jobs
+    if not getattr(_dbos.background_jobs_thread, "unlocked", False):
+        _dbos.background_jobs_thread = _unlocked_when_alone(_dbos.background_jobs_thread)
     if not getattr(_dbos.queue_thread, "slowed", False):
         _dbos.queue_thread = _slow_queue_manager(_dbos.queue_thread)
     if not getattr(_dbos.dynamic_scheduler_loop, "woken", False):
@@ -126,6 +128,27 @@ def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
     if not getattr(_scheduler._enqueue_scheduled_workflow, "wakes", False):
         _scheduler._enqueue_scheduled_workflow = _waking_on_fire(
             _scheduler._enqueue_scheduled_workflow)
+
+
+@contextlib.contextmanager
+def _no_other_replica(job_name: str):
+    yield True
+
+
+def _unlocked_when_alone(jobs_thread: Callable) -> Callable:
+    """DBOS's background-jobs thread, which on the only replica runs the jobs without their
+    lock. On PostgreSQL the lock is a transaction kept open through each interval, which the
+    lock's own idle timeout (5 s, as long as the only replica's interval) ended every 10-45 s:
+    a new session, and a new PostgreSQL backend, each time; with no other replica there is no
+    one to exclude. (On SQLite the lock is already none.)"""
+
+    @functools.wraps(jobs_thread)
+    def unlocked(stop_event: threading.Event, dbos: Any) -> None:
+        if _running is not None and _running.alone:
+            dbos._sys_db.background_job_lock = _no_other_replica
+        jobs_thread(stop_event, dbos)
+    unlocked.unlocked = True
+    return unlocked
 
 
 def _slow_queue_manager(queue_thread: Callable) -> Callable:
