@@ -249,3 +249,49 @@ def test_spans_are_handed_to_the_trace_receiver_of_this_process_without_otlp(tmp
     stored, over_otlp = asyncio.run(scenario())
     assert stored == ["first"]
     assert over_otlp == ["second", "third"]
+
+
+def test_audit_events_are_handed_to_the_audit_trail_of_this_process_as_over_grpc(tmp_path):
+    """The audit forwarder (mesh.runtime.audit.Forwarder) gives its events as dicts to the
+    observability service this process serves on its loop, which stores what IngestAuditEvents
+    stores for the same events (AGENTMESH_LOCAL_CALLS=false)."""
+    from sqlmodel import select
+
+    from mesh.observability.models import AuditRow
+    from mesh.runtime.audit import Forwarder
+
+    def event(n: int) -> dict:
+        return {"id": str(uuid.uuid4()), "tenant_id": TENANT, "actor": "user-1",
+                "api_key_id": "", "service": "agents", "action": "update",
+                "resource_type": "agent", "resource_id": f"agent-{n}", "correlation_id": "c",
+                "details": {"fields": ["name"], "n": n}, "before": {"name": "a", "v": 1},
+                "after": {"name": "b", "v": 2}, "created_at": "2026-12-07T10:00:00.123456"}
+
+    async def scenario() -> tuple[list, list, bool]:
+        running, near, far = await _both(tmp_path, "observability")
+        (observability,) = running
+        took = near.receiver("observability", "audit") is not None
+        stored = []
+        try:
+            for peers, n in ((near, 1), (far, 2)):
+                sent = event(n)
+                forwarder = Forwarder.__new__(Forwarder)
+                forwarder.peers = peers
+                await forwarder._send([sent])
+                rows = await observability.runtime.database.read(lambda s: list(s.exec(
+                    select(AuditRow).where(AuditRow.id == sent["id"])).all()))
+                stored.append([{k: v for k, v in r.model_dump().items() if k != "id"}
+                               for r in rows])
+        finally:
+            await _stop(running, near, far)
+        return stored, far.receiver("observability", "audit"), took
+
+    (near_rows, far_rows), far_takes, near_takes = asyncio.run(scenario())
+    assert near_takes and far_takes is None
+    assert len(near_rows) == len(far_rows) == 1
+    near_row, far_row = near_rows[0], far_rows[0]
+    assert near_row.pop("resource_id") == "agent-1" and far_row.pop("resource_id") == "agent-2"
+    assert near_row.pop("details") == {"fields": ["name"], "n": 1}
+    assert far_row.pop("details") == {"fields": ["name"], "n": 2}  # a Struct's 2.0 equals 2
+    assert near_row == far_row
+    assert near_row["after"] == {"name": "b", "v": 2} and near_row["tenant_id"] == TENANT

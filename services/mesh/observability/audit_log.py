@@ -33,8 +33,13 @@ def _time(text: str) -> datetime:
 
 async def ingest(db: Database, events: list[struct_pb2.Struct]) -> int:
     """Stores the events not stored yet (a forward may be repeated: at least once)."""
-    items = [json_format.MessageToDict(e) for e in events]
-    items = [i for i in items if i.get("id") and i.get("tenant_id")]
+    return await store(db, [json_format.MessageToDict(e) for e in events])
+
+
+async def store(db: Database, events: list[dict[str, Any]]) -> int:
+    """`ingest` of events as dicts (`mesh.runtime.audit.as_dict`): what the forwarder of this
+    process hands over without a call (mesh.runtime.local)."""
+    items = [i for i in events if i.get("id") and i.get("tenant_id")]
     if not items:
         return 0
 

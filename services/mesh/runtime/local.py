@@ -32,34 +32,38 @@ import grpc
 # (service, the address it is served at) -> (the event loop serving it, {method path: handler})
 Methods = dict[str, grpc.RpcMethodHandler]
 _HOSTED: dict[tuple[str, str], tuple[asyncio.AbstractEventLoop, Methods]] = {}
-# The address of an OTLP receiver this process serves -> (its loop, what stores SDK spans).
-SpanReceiver = Callable[[Sequence[Any]], Awaitable[None]]
-_SPANS: dict[str, tuple[asyncio.AbstractEventLoop, SpanReceiver]] = {}
+# The address of a service this process serves -> {name: (its loop, what takes the items)}:
+# what a service takes from this process's own runtime without a call ("spans": the SDK's spans
+# for the trace receiver; "audit": forwarded audit events, as dicts, for the audit trail).
+Receiver = Callable[[Sequence[Any]], Awaitable[Any]]
+_RECEIVERS: dict[str, dict[str, tuple[asyncio.AbstractEventLoop, Receiver]]] = {}
 
 
 def host(service: str, address: str, methods: Methods,
-         spans: SpanReceiver | None = None) -> None:
+         receivers: dict[str, Receiver] | None = None) -> None:
     """`service` is served by this process at `address` (host:port), on the running event
-    loop, with these unary handlers (and, for the trace receiver, what stores spans), from
+    loop, with these unary handlers (and what it takes without a call, `receivers`), from
     now on."""
     loop = asyncio.get_running_loop()
     _HOSTED[(service, address)] = (loop, methods)
-    if spans is not None:
-        _SPANS[address] = (loop, spans)
+    if receivers:
+        _RECEIVERS[address] = {name: (loop, take) for name, take in receivers.items()}
 
 
 def unhost(service: str, address: str) -> None:
     """`service` stops being served at `address`: calls to it go over the network (and fail
     as they would)."""
     if _HOSTED.pop((service, address), None) is not None:
-        _SPANS.pop(address, None)
+        _RECEIVERS.pop(address, None)
 
 
-def span_receiver(address: str) -> tuple[asyncio.AbstractEventLoop, SpanReceiver] | None:
-    """The trace receiver this process serves at `address` (host:port), with its loop: the
-    span exporter hands it the SDK's spans as they are (mesh.runtime.telemetry), where OTLP's
-    encoding and decoding cost more than making the spans. None when not served here."""
-    return _SPANS.get(address)
+def receiver(address: str, name: str) -> tuple[asyncio.AbstractEventLoop, Receiver] | None:
+    """What the service this process serves at `address` (host:port) takes as `name`, with its
+    loop, or None when not served here: the span exporter hands the trace receiver the SDK's
+    spans as they are (mesh.runtime.telemetry), where OTLP's encoding and decoding cost more
+    than making the spans; the audit forwarder hands the audit trail its events as dicts
+    (mesh.runtime.audit), where Structs both ways cost more than storing them."""
+    return _RECEIVERS.get(address, {}).get(name)
 
 
 def hosted(service: str, address: str) -> Methods | None:

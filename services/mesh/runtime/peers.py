@@ -26,6 +26,7 @@ in one process) is called in-process, with the same metadata, deadline and error
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from typing import Any, TypeVar
@@ -177,6 +178,17 @@ class Peers:
         if not self.settings.local_calls:
             return None
         return local.hosted(service, self.address(service))
+
+    def receiver(self, service: str, name: str):
+        """What `service` takes as `name` without a call when this process serves it on the
+        running loop (mesh.runtime.local.receiver), unless AGENTMESH_LOCAL_CALLS=false; else
+        None."""
+        if not self.settings.local_calls:
+            return None
+        found = local.receiver(self.address(service), name)
+        if found is None or found[0] is not asyncio.get_running_loop():
+            return None
+        return found[1]
 
     def _network(self, service: str) -> grpc.aio.Channel:
         channel = self._channels.get(service)

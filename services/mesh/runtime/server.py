@@ -363,7 +363,7 @@ async def start(definition: ServiceDefinition, settings: Settings, port: int | N
     running.port = tls.add_port(server, settings, f"{settings.host}:{wanted}")
     await server.start()
     local.host(definition.name, f"{settings.host}:{running.port}", unary,
-               spans=runtime.span_receiver)
+               receivers=runtime.receivers)
     await definition.start_state(runtime)
     if database is not None:
         audit.install()

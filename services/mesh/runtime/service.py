@@ -54,9 +54,10 @@ class Runtime:
     # Called when the service starts to drain (SIGTERM), before in-flight calls get their grace
     # period: what holds a call open (a long poll, mesh.runtime.watch) answers it now.
     drain_hooks: list[Callable[[], None]] = field(default_factory=list)
-    # Stores spans this process made, handed over without OTLP (the observability service's
-    # receiver; mesh.runtime.local).
-    span_receiver: Callable[[Sequence[Any]], Awaitable[None]] | None = None
+    # What the service takes from this process's own runtime without a call, by name (the
+    # observability service's "spans" and "audit"; mesh.runtime.local.receiver).
+    receivers: dict[str, Callable[[Sequence[Any]], Awaitable[Any]]] = \
+        field(default_factory=dict)
 
     @property
     def database(self) -> "Database":

@@ -205,7 +205,7 @@ class InProcessFirst:
 
         from mesh.runtime import local
 
-        found = local.span_receiver(self.address)
+        found = local.receiver(self.address, "spans")
         if found is None or found[0].is_closed() or _running(found[0]):
             return self.exporter.export(spans)
         loop, receive = found

@@ -34,6 +34,8 @@ class ObservabilityService(pb_grpc.ObservabilityServiceServicer):
         self.state: ObservabilityState = runtime.state
         self.targets = [t.strip() for t in runtime.settings.metrics_targets.split(",") if t.strip()]
         self.egress = EgressPolicy.from_settings(runtime.settings)
+        # The audit events of this process's services, as dicts, without Structs both ways.
+        runtime.receivers["audit"] = lambda events: audit_log.store(self.db, list(events))
 
     # ---- the audit trail (mesh.observability.audit_log) ---------------------------------------
     async def ListAuditEvents(self, request: pb.ListAuditEventsRequest,

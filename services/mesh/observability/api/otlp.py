@@ -34,7 +34,7 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
         state: ObservabilityState = runtime.state
         self.intake = state.intake
         self.token = internal.token(runtime.settings)
-        runtime.span_receiver = self.receive  # the spans of this process, without OTLP
+        runtime.receivers["spans"] = self.receive  # the spans of this process, without OTLP
 
     async def Export(self, request: otlp.ExportTraceServiceRequest, context):
         presented = dict(context.invocation_metadata() or ()).get(internal.HEADER, "")
