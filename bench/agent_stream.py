@@ -67,45 +67,55 @@ class ModelServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests one after another on a kept connection, each answer chunked (HTTP/1.1), as
+        a model server does: a client that pools connections (the mesh's, the SDK's) opens
+        one once, not one per request."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":", 1)[1])
-            request = json.loads(await reader.readexactly(length) if length else b"{}")
-            model = str(request.get("model", ""))
-            count, interval = self.words, 0.0
-            if model.startswith("slow-"):
-                _, n, seconds = model.split("-")
-                count, interval = int(n), float(seconds)
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                         b"Connection: close\r\n\r\n")
-
-            def chunk(delta, finish=None, usage=None) -> bytes:
-                body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk",
-                        "created": 0, "model": model,
-                        "choices": [] if delta is None else
-                        [{"index": 0, "delta": delta, "finish_reason": finish}]}
-                if usage:
-                    body["usage"] = usage
-                return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-            writer.write(chunk({"role": "assistant", "content": ""}))
-            for i in range(count):
-                writer.write(chunk({"content": f"w{i} "}))
-                if interval:
-                    await writer.drain()
-                    await asyncio.sleep(interval)
-            writer.write(chunk({}, "stop"))
-            writer.write(chunk(None, usage={"prompt_tokens": 10, "completion_tokens": count,
-                                            "total_tokens": 10 + count}))
-            writer.write(b"data: [DONE]\n\n")
-            await writer.drain()
+            while True:
+                await self.answer(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+
+    async def answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        request = json.loads(await reader.readexactly(length) if length else b"{}")
+        model = str(request.get("model", ""))
+        count, interval = self.words, 0.0
+        if model.startswith("slow-"):
+            _, n, seconds = model.split("-")
+            count, interval = int(n), float(seconds)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+
+        def chunk(delta, finish=None, usage=None) -> bytes:
+            body = {"id": "chatcmpl-bench", "object": "chat.completion.chunk",
+                    "created": 0, "model": model,
+                    "choices": [] if delta is None else
+                    [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage:
+                body["usage"] = usage
+            return framed(b"data: " + json.dumps(body).encode() + b"\n\n")
+
+        def framed(data: bytes) -> bytes:
+            return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+        writer.write(chunk({"role": "assistant", "content": ""}))
+        for i in range(count):
+            writer.write(chunk({"content": f"w{i} "}))
+            if interval:
+                await writer.drain()
+                await asyncio.sleep(interval)
+        writer.write(chunk({}, "stop"))
+        writer.write(chunk(None, usage={"prompt_tokens": 10, "completion_tokens": count,
+                                        "total_tokens": 10 + count}))
+        writer.write(framed(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
 
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.server.close)

@@ -92,6 +92,22 @@ def test_tokens_arrive_before_the_model_has_finished(me, agents, calls, services
     assert [json_format.MessageToDict(a)["outcome"] for a in call.model_attempts] == ["ok"]
 
 
+def test_streamed_answers_read_to_their_end_leave_the_connection_for_the_next(
+        me, agents, services, masterdata, model_server):
+    """A streamed answer is read past `[DONE]` to the end of its body, so its connection goes
+    back to the pool (mesh.agents.model_client): three streamed interactions, one connection.
+    Closed after `[DONE]` instead, each one opened another."""
+    model, script = _model(masterdata, model_server, [{"content": "one two three"}])
+    agent = _agent(me, agents, services, model)
+    for _ in range(3):
+        events = list(agents.StreamInteraction(pb.InteractWithAgentRequest(
+            agent_id=agent.id, message="count"), metadata=me.metadata(), timeout=30))
+        assert events[-1].result.reply == "one two three"
+    asked = model_server.requests_for(script)
+    assert len(asked) == 3
+    assert len({r["peer"] for r in asked}) == 1, [r["peer"] for r in asked]
+
+
 def test_a_tool_call_mid_stream_streams_its_start_and_end(me, agents, services, masterdata,
                                                           model_server):
     model, _ = _model(masterdata, model_server, [

@@ -15,7 +15,8 @@ repeats. Steps: `tool_call` (name and arguments; `$first` names the first functi
 `status` (an HTTP error such as 429, with `Retry-After: 0`), `sleep` (seconds before answering),
 `length` (finish_reason "length"). Usage is counted as characters / 4, deterministically.
 
-A request with `"stream": true` is answered with Server-Sent Events as the official API does:
+A request with `"stream": true` is answered with Server-Sent Events as the official API does
+(chunked, on a connection kept for the next request):
 the content word by word (`token_delay` seconds between words, default 0), a tool call in two
 pieces, the finish reason, usage when `stream_options.include_usage`, then `[DONE]`. A client
 that closes the connection mid-stream is noted in `disconnects` (model, monotonic time, words
@@ -121,9 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         created = int(time.time())
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Connection", "close")
+        # Chunked on a kept connection, as the official API streams.
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.close_connection = True
 
         def chunk(delta: dict | None, finish_reason=None, usage=None) -> bytes:
             body = {"id": answer_id, "object": "chat.completion.chunk", "created": created,
@@ -154,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
                                              "completion_tokens": completion,
                                              "total_tokens": prompt + completion}))
         pieces.append(b"data: [DONE]\n\n")
+        pieces = [f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces]
+        pieces[-1] += b"0\r\n\r\n"  # the body's end
         delay = float(step.get("token_delay", 0))
         for index, piece in enumerate(pieces):
             if delay and 1 < index < len(pieces) - 2:

@@ -305,12 +305,17 @@ class ChatClient:
                 stream_cls=openai.AsyncStream[ChatCompletionChunk],
                 options={"headers": {_RAW_RESPONSE: "stream"}})
             try:
+                done = False
                 async for line in response.iter_lines():
-                    if not line.startswith("data:"):
+                    # Read on past [DONE] to the end of the body (its last chunk follows at
+                    # once): a connection whose answer was read through goes back to the
+                    # pool; one closed mid-answer is closed, and the next request opens another.
+                    if done or not line.startswith("data:"):
                         continue
                     data = line[5:].strip()
                     if data == "[DONE]":
-                        break
+                        done = True
+                        continue
                     self._chunk(json.loads(data), state, text, pieces, on_token)
             finally:
                 await response.close()
