@@ -198,3 +198,31 @@ def test_an_execution_run_in_its_call_is_audited_and_counted_as_any_row(service)
         assert "outputs" not in event.after and "step_states" not in event.after
         assert event.before is None and event.correlation_id
     assert set(events[plain.id].after) == set(events[keyed.id].after)
+
+
+
+def test_runs_of_one_definition_share_its_parse_and_an_update_runs_the_new_one(client, service):
+    """Definitions are parsed once per distinct definition (definition.parsed_graph): two
+    tenants' identical workflows and repeated runs each answer their own inputs from one
+    parse, and an update's new expression runs on the next execution, the other tenant's
+    workflow unchanged."""
+    from mesh.workflows import definition
+
+    steps = [{"id": "echo", "type": "STEP_TYPE_TRANSFORM",
+              "transform": {"expression": "{n: inputs.n, by: 'first'}"}}]
+    other = Client(service, Identity())
+    mine, theirs = client.create(_slug(), steps), other.create(_slug(), steps)
+    client.execute(mine.id, {"n": 1})  # parsed here, if no earlier test ran this definition
+    before = definition._parsed_graph.cache_info()
+    runs = [client.execute(mine.id, {"n": 4}), other.execute(theirs.id, {"n": 5}),
+            client.execute(mine.id, {"n": 6})]
+    assert [output(e, "echo") for e in runs] == [{"n": n, "by": "first"} for n in (4, 5, 6)]
+    after = definition._parsed_graph.cache_info()
+    assert (after.hits - before.hits, after.misses - before.misses) == (3, 0)
+
+    changed = [{**steps[0], "transform": {"expression": "{n: inputs.n, by: 'second'}"}}]
+    client.call("UpdateWorkflow", pb.UpdateWorkflowRequest(
+        workflow_id=mine.id, workflow=json_format.ParseDict({"steps": changed}, pb.Workflow()),
+        update_mask={"paths": ["steps"]}))
+    assert output(client.execute(mine.id, {"n": 4}), "echo") == {"n": 4, "by": "second"}
+    assert output(other.execute(theirs.id, {"n": 4}), "echo") == {"n": 4, "by": "first"}

@@ -4,6 +4,7 @@ over the execution's document, `{{ }}` templates) and where expressions run are 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -308,25 +309,24 @@ def workflow_from_json(data: dict[str, Any]) -> pb.Workflow:
     return json_format.ParseDict(data, pb.Workflow(), ignore_unknown_fields=True)
 
 
-# Definitions parsed lately, by their JSON text: an execution's definition is read and its graph
-# built once per distinct definition, not once per execution (ParseDict's reflection and the
-# graph were a twentieth of an execution's CPU). Both are only read by the runs sharing them.
-_PARSED: dict[str, Graph] = {}
-_PARSED_ENTRIES = 256
+# A definition larger than this is parsed for each run rather than kept (the cache's bound is
+# then 256 entries of at most this much text).
 _PARSED_MAX_TEXT = 64 * 1024
 
 
 def parsed_graph(data: dict[str, Any]) -> Graph:
-    """`build_graph(workflow_from_json(data))`, shared by every run of the same definition."""
-    key = json.dumps(data, separators=(",", ":"), default=str)
-    graph = _PARSED.get(key)
-    if graph is None:
-        graph = build_graph(workflow_from_json(data))
-        if len(key) <= _PARSED_MAX_TEXT:
-            if len(_PARSED) >= _PARSED_ENTRIES:
-                _PARSED.pop(next(iter(_PARSED), None), None)
-            _PARSED[key] = graph
-    return graph
+    """`build_graph(workflow_from_json(data))`, shared by every run of the same definition:
+    ParseDict's reflection and the graph were a twentieth of an execution's CPU, and both are
+    only read by the runs sharing them."""
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    if len(text) > _PARSED_MAX_TEXT:
+        return build_graph(workflow_from_json(data))
+    return _parsed_graph(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_graph(text: str) -> Graph:
+    return build_graph(workflow_from_json(json.loads(text)))
 
 
 def check_slug(slug: str) -> None:

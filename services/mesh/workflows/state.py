@@ -113,8 +113,9 @@ def _slow_dbos_polls(internal_queue: float, background_jobs: float) -> None:
     """DBOS's internal queue and its background jobs poll every so many seconds (DBOS
     internals, pinned in tests/workflows/test_dispatch.py: its internal queue's interval and
     the module constant its background-jobs thread reads when DBOS launches; the only replica
-    runs those jobs without their lock), its queue manager every QUEUE_MANAGER_SECONDS, a schedule's fire wakes the internal queue, and a
-    change of the schedules wakes the scheduler thread."""
+    runs those jobs without their lock), its queue manager every QUEUE_MANAGER_SECONDS, a
+    schedule's fire wakes the internal queue, and a change of the schedules wakes the
+    scheduler thread."""
     from dbos import _dbos, _scheduler, _workflow_commands
 
     _get_dbos_instance()._registry.get_internal_queue()._polling_interval_sec = internal_queue
