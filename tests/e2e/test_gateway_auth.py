@@ -162,3 +162,19 @@ def test_key_rotation_causes_no_401s(mesh, tenant):
     for token in (before, after):
         with mesh.client(token) as client:
             assert client.get("/api/v1/agents").status_code == 200
+
+
+def test_a_token_that_passed_is_refused_once_it_expires(mesh, tenant):
+    """The gateway keeps tokens it verified (Envoy's JWT cache, mesh.gateway.filters) but
+    checks their expiry, with its clock skew, on every request: the same token is 200, then
+    401 once past `exp`."""
+    import time
+
+    kid, pem = tokens.signing_key(mesh)
+    expires = int(time.time()) + 2
+    token = tokens.signed(tenant, pem, kid, exp=expires)
+    with mesh.client(token) as client:
+        assert client.get("/api/v1/agents").status_code == 200
+        assert client.get("/api/v1/agents").status_code == 200  # the cached verification
+        time.sleep(max(0.0, expires + 5 + 1.5 - time.time()))  # past exp and 5 s of skew
+        assert_envelope(client.get("/api/v1/agents"), 401, "UNAUTHENTICATED")
