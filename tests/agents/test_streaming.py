@@ -4,6 +4,7 @@ OpenAI-compatible model server streaming word by word with delays."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -106,6 +107,38 @@ def test_streamed_answers_read_to_their_end_leave_the_connection_for_the_next(
     asked = model_server.requests_for(script)
     assert len(asked) == 3
     assert len({r["peer"] for r in asked}) == 1, [r["peer"] for r in asked]
+
+
+def test_the_first_token_is_passed_on_before_the_rest_of_a_burst_is_read(model_server):
+    """A model server that writes its whole answer at once (a fast one does; it is then read in
+    one go): the first token is handed on and the loop turns — so the stream relaying it runs
+    — before the next chunk is parsed, not after the whole burst; the rest follow in order."""
+    from mesh.agents.model_client import ChatClient
+    from mesh.runtime.egress import EgressPolicy
+    from mesh.runtime.masterdata_client import ModelSpec
+
+    script = model_server.script(_name("burst"), [{"content": "one two three", "burst": True}])
+    spec = ModelSpec(id="m-burst", name="burst", provider="openai_compatible", model=script,
+                     base_url=model_server.base_url)
+    seen: list[str] = []
+
+    async def streamed():
+        loop = asyncio.get_running_loop()
+
+        def on_token(text: str) -> None:
+            seen.append(text)
+            if len(seen) == 1:   # what the loop runs next: the relay of the first token
+                loop.call_soon(seen.append, "relayed")
+        client = ChatClient(spec, "sk-test", EgressPolicy.parse("127.0.0.1"))
+        try:
+            return await client.complete([{"role": "user", "content": "hi"}], [],
+                                         on_token=on_token)
+        finally:
+            await client.close()
+
+    turn = asyncio.run(streamed())
+    assert seen == ["one", "relayed", " two", " three"]
+    assert turn.content == "one two three" and turn.finish_reason == "stop"
 
 
 def test_a_tool_call_mid_stream_streams_its_start_and_end(me, agents, services, masterdata,

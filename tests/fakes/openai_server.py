@@ -17,8 +17,8 @@ repeats. Steps: `tool_call` (name and arguments; `$first` names the first functi
 
 A request with `"stream": true` is answered with Server-Sent Events as the official API does
 (chunked, on a connection kept for the next request):
-the content word by word (`token_delay` seconds between words, default 0), a tool call in two
-pieces, the finish reason, usage when `stream_options.include_usage`, then `[DONE]`. A client
+the content word by word (`token_delay` seconds between words, default 0; `burst`: the whole
+answer in one write), a tool call in two pieces, the finish reason, usage when `stream_options.include_usage`, then `[DONE]`. A client
 that closes the connection mid-stream is noted in `disconnects` (model, monotonic time, words
 sent), which the cancel tests read.
 """
@@ -157,6 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
         pieces.append(b"data: [DONE]\n\n")
         pieces = [f"{len(piece):x}\r\n".encode() + piece + b"\r\n" for piece in pieces]
         pieces[-1] += b"0\r\n\r\n"  # the body's end
+        if step.get("burst"):  # the whole answer in one write, as a fast server's may come
+            pieces = [b"".join(pieces)]
         delay = float(step.get("token_delay", 0))
         for index, piece in enumerate(pieces):
             if delay and 1 < index < len(pieces) - 2:

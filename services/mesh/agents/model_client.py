@@ -22,6 +22,7 @@ messages themselves are never recorded on it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict
@@ -306,6 +307,7 @@ class ChatClient:
                 options={"headers": {_RAW_RESPONSE: "stream"}})
             try:
                 done = False
+                relayed = False
                 async for line in response.iter_lines():
                     # Read on past [DONE] to the end of the body (its last chunk follows at
                     # once): a connection whose answer was read through goes back to the
@@ -317,6 +319,12 @@ class ChatClient:
                         done = True
                         continue
                     self._chunk(json.loads(data), state, text, pieces, on_token)
+                    if text and not relayed:
+                        # The first token goes on before the rest of what was read is parsed:
+                        # a burst of chunks read at once is otherwise parsed to its end (no
+                        # await in between) while the token waits for the stream to be resumed.
+                        relayed = True
+                        await asyncio.sleep(0)
             finally:
                 await response.close()
         except (openai.OpenAIError, DomainError) as exc:
