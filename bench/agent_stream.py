@@ -34,6 +34,7 @@ import uuid
 from pathlib import Path
 
 import httpx2 as httpx
+from lean.procfs import cpu_seconds
 
 from mesh.supervisor import Mesh, free_port
 
@@ -193,16 +194,27 @@ async def run(args: argparse.Namespace) -> int:
             for _ in range(args.warmup):
                 await timed_stream(http, "POST", direct_url, direct_body, "model")
                 await timed_stream(http, "POST", agent_url, {"message": "hi"}, "agent")
+            # The mesh's processes (every service, Envoy): their CPU per interaction is steadier
+            # than a latency on a shared machine (the direct requests never reach them).
+            pids = {c.name: c.process.pid for c in mesh.children if c.process is not None}
+
+            def cpu() -> dict[str, float]:
+                return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
             direct, mesh_runs = [], []
+            before = cpu()
             for _ in range(args.requests):   # alternating, so neither side always goes first
                 direct.append(await timed_stream(http, "POST", direct_url, direct_body, "model"))
                 mesh_runs.append(await timed_stream(http, "POST", agent_url, {"message": "hi"},
                                                     "agent"))
+            interactions_cpu = {n: v - before[n] for n, v in cpu().items()}
             floor = []   # a plain read of the same agent through the gateway
+            before = cpu()
             for _ in range(args.requests):
                 began = time.perf_counter()
                 (await http.get(f"/api/v1/agents/{fast}")).raise_for_status()
                 floor.append((time.perf_counter() - began) * 1000)
+            floor_cpu = sum(cpu().values()) - sum(before.values())
             bad = [r for r in mesh_runs if r[2] != args.tokens]
             print(f"\n{args.requests} sequential streamed interactions, {args.tokens} words each, "
                   f"{os.cpu_count()} cores shared with Envoy and every service\n")
@@ -219,6 +231,10 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{'the mesh adds (pairwise)':<34}{percentile(added_first, 50):>14.2f}ms"
                   f"{percentile(added_first, 99):>7.2f}ms{percentile(added_total, 50):>15.2f}ms"
                   f"{percentile(added_total, 99):>7.2f}ms")
+            per = {n: v * 1000 / args.requests for n, v in interactions_cpu.items()}
+            print(f"\nCPU of the mesh's processes per interaction: {sum(per.values()):.2f} ms ("
+                  + ", ".join(f"{n} {v:.2f}" for n, v in sorted(per.items())) + "); per GET "
+                  f"{floor_cpu * 1000 / args.requests:.2f} ms")
 
             if not args.streams:
                 failed = bool(bad)

@@ -18,7 +18,7 @@ from agentmesh.observability.v1 import observability_pb2 as pb
 from agentmesh.observability.v1 import observability_pb2_grpc as pb_grpc
 from mesh.observability.service import DEFINITION
 from mesh.runtime import internal, logs
-from mesh.runtime.telemetry import Tracing
+from mesh.runtime.telemetry import Tracing, parent_context
 from tests.harness import Identity, ServiceHarness
 from tests.support.fixtures import local_server
 
@@ -71,6 +71,25 @@ def json_log_lines():
 def _traceparent(sampled: bool = True) -> tuple[str, str, str]:
     trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
     return trace_id, parent, f"00-{trace_id}-{parent}-{'01' if sampled else '00'}"
+
+
+def test_a_parent_is_read_once_for_every_span_of_it_and_keeps_its_tracestate():
+    """The calls one span makes carry the same traceparent: its context is parsed once and
+    shared (immutable); a tracestate is its own entry; a malformed header is no parent."""
+    from opentelemetry.trace import get_current_span
+
+    trace_id, parent, traceparent = _traceparent()
+    with_state = parent_context(traceparent, "vendor=abc")
+    assert parent_context(traceparent, "vendor=abc") is with_state
+    remote = get_current_span(with_state).get_span_context()
+    assert (f"{remote.trace_id:032x}", f"{remote.span_id:016x}") == (trace_id, parent)
+    assert remote.is_remote and remote.trace_flags.sampled
+    assert remote.trace_state.get("vendor") == "abc"
+    assert get_current_span(parent_context(traceparent)).get_span_context() \
+        .trace_state.get("vendor") is None
+    assert not get_current_span(parent_context("00-nothing")).get_span_context().is_valid
+    with pytest.raises(ValueError):  # shared, so it must not change
+        with_state["key"] = "value"
 
 
 def _flush() -> None:

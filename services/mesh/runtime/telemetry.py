@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -247,7 +248,6 @@ class Tracing:
                  environ: Mapping[str, str] = os.environ, in_process: bool = False) -> None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -268,7 +268,6 @@ class Tracing:
         # A sampler other than "follow the caller" decides on every call, sampled or not.
         self.every_call = sampler_name not in ("", "parentbased_always_off")
         self.old_conventions, self.new_conventions = _semconv_modes(environ)
-        self.propagator = TraceContextTextMapPropagator()
         # OTEL_SERVICE_NAME names a process's only service; several are each their own.
         self.single_name = (environ.get("OTEL_SERVICE_NAME", "").strip()
                             if len(hosted) == 1 else "")
@@ -341,8 +340,9 @@ class Tracing:
         if self.new_conventions:
             attributes.update({"rpc.system.name": "grpc", "rpc.method": full_name})
         span = self.tracer(service).start_span(
-            full_name, context=self.propagator.extract(metadata), kind=SpanKind.SERVER,
-            attributes=attributes)
+            full_name, context=parent_context(metadata.get(TRACEPARENT, ""),
+                                              metadata.get(TRACESTATE, "")),
+            kind=SpanKind.SERVER, attributes=attributes)
         if not span.is_recording():
             return None
         return ServerSpan(span, self.old_conventions, self.new_conventions)
@@ -354,6 +354,20 @@ class Tracing:
         self.processor.shutdown()  # shared by every provider: shut once, here
         if Tracing._instance is self:
             Tracing._instance = None
+
+
+@functools.lru_cache(maxsize=1024)
+def parent_context(traceparent: str, tracestate: str = ""):
+    """The OpenTelemetry context of a W3C parent (read by the SDK's propagator), for a span to
+    start in. The calls one span makes all carry its traceparent, so each is parsed once (the
+    propagator's regular expressions were a quarter of a span's start); a Context is
+    immutable, so every span of that parent shares it."""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier = {TRACEPARENT: traceparent}
+    if tracestate:
+        carrier[TRACESTATE] = tracestate
+    return TraceContextTextMapPropagator().extract(carrier)
 
 
 @contextlib.contextmanager
@@ -420,7 +434,7 @@ def background_span(name: str, parent: str, attributes: Mapping[str, Any]) -> It
 
     from mesh.runtime.context import current_service
 
-    context = tracing.propagator.extract({TRACEPARENT: parent})
+    context = parent_context(parent)
     span = tracing.tracer(current_service.get() or "mesh").start_span(
         name, context=context, kind=SpanKind.INTERNAL, attributes=dict(attributes))
     if not span.is_recording():
