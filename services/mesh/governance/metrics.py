@@ -7,10 +7,20 @@ from mesh.runtime import metrics
 
 
 class GovernanceMetrics:
+    def __init__(self) -> None:
+        # The labelled counters of each (action, outcome, reason kind), looked up once: every
+        # action of the platform is decided, and a labels() lookup takes a lock each time.
+        self._decisions: dict[tuple[str, bool, str], tuple] = {}
+
     def decided(self, action: str, allowed: bool, reason: str, micros: int) -> None:
-        metrics.DECISIONS.labels(action, "allowed" if allowed else "denied",
-                                 metrics.reason_kind(allowed, reason)).inc()
-        metrics.DECISION_LATENCY.labels(action).observe(micros / 1e6)
+        kind = metrics.reason_kind(allowed, reason)
+        counters = self._decisions.get((action, allowed, kind))
+        if counters is None:
+            counters = self._decisions[(action, allowed, kind)] = (
+                metrics.DECISIONS.labels(action, "allowed" if allowed else "denied", kind),
+                metrics.DECISION_LATENCY.labels(action))
+        counters[0].inc()
+        counters[1].observe(micros / 1e6)
 
     def model_usage(self, model: str, tokens: int, cost_usd: float) -> None:
         model = model or "unknown"

@@ -362,12 +362,17 @@ def parent_context(traceparent: str, tracestate: str = ""):
     start in. The calls one span makes all carry its traceparent, so each is parsed once (the
     propagator's regular expressions were a quarter of a span's start); a Context is
     immutable, so every span of that parent shares it."""
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
     carrier = {TRACEPARENT: traceparent}
     if tracestate:
         carrier[TRACESTATE] = tracestate
-    return TraceContextTextMapPropagator().extract(carrier)
+    return _w3c_propagator().extract(carrier)
+
+
+@functools.cache
+def _w3c_propagator():
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 @contextlib.contextmanager
