@@ -75,7 +75,8 @@ def _traceparent(sampled: bool = True) -> tuple[str, str, str]:
 
 def test_a_parent_is_read_once_for_every_span_of_it_and_keeps_its_tracestate():
     """The calls one span makes carry the same traceparent: its context is parsed once and
-    shared (immutable); a tracestate is its own entry; a malformed header is no parent."""
+    shared (immutable); a tracestate is its own entry; a long one (a client's) is read each
+    time, not kept; a malformed header is no parent."""
     from opentelemetry.trace import get_current_span
 
     trace_id, parent, traceparent = _traceparent()
@@ -90,6 +91,10 @@ def test_a_parent_is_read_once_for_every_span_of_it_and_keeps_its_tracestate():
     assert not get_current_span(parent_context("00-nothing")).get_span_context().is_valid
     with pytest.raises(ValueError):  # shared, so it must not change
         with_state["key"] = "value"
+    long_state = ",".join(f"v{n}=" + "x" * 200 for n in range(8))   # read, not kept
+    long = parent_context(traceparent, long_state)
+    assert parent_context(traceparent, long_state) is not long
+    assert get_current_span(long).get_span_context().trace_state.get("v7") == "x" * 200
 
 
 def _flush() -> None:

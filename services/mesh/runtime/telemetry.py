@@ -356,16 +356,28 @@ class Tracing:
             Tracing._instance = None
 
 
-@functools.lru_cache(maxsize=1024)
+# A parent longer than this (a client's own tracestate can be kilobytes) is read, not kept.
+_KEPT_PARENT_CHARS = 512
+
+
 def parent_context(traceparent: str, tracestate: str = ""):
     """The OpenTelemetry context of a W3C parent (read by the SDK's propagator), for a span to
-    start in. The calls one span makes all carry its traceparent, so each is parsed once (the
-    propagator's regular expressions were a quarter of a span's start); a Context is
-    immutable, so every span of that parent shares it."""
+    start in. The calls one span makes all carry its traceparent, so each is read once and
+    kept, the 1,024 most recent (the propagator's regular expressions were a quarter of a
+    span's start); a Context is immutable, so every span of that parent shares it."""
+    if len(traceparent) + len(tracestate) > _KEPT_PARENT_CHARS:
+        return _read_parent(traceparent, tracestate)
+    return _kept_parent(traceparent, tracestate)
+
+
+def _read_parent(traceparent: str, tracestate: str):
     carrier = {TRACEPARENT: traceparent}
     if tracestate:
         carrier[TRACESTATE] = tracestate
     return _w3c_propagator().extract(carrier)
+
+
+_kept_parent = functools.lru_cache(maxsize=1024)(_read_parent)
 
 
 @functools.cache
