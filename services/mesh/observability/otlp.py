@@ -3,7 +3,7 @@ its attributes name and the Agent Mesh service that made it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,8 +62,8 @@ def sdk_span_rows(spans: Sequence[ReadableSpan], now: datetime) -> list[dict[str
     rows = []
     for span in spans:
         context, parent = span.context, span.parent
-        rows.append(_row(
-            now, _sdk_attributes(span.resource.attributes), _sdk_attributes(span.attributes),
+        rows.append(_row(  # of the resource only `service.name` is read: not converted
+            now, span.resource.attributes, _sdk_attributes(span.attributes),
             f"{context.trace_id:032x}", f"{context.span_id:016x}",
             f"{parent.span_id:016x}" if parent is not None else "", span.name,
             span.kind.value + 1,  # OTLP's kinds count UNSPECIFIED first
@@ -78,7 +78,7 @@ def _sdk_attributes(attributes) -> dict[str, Any]:
             else _value(_encode_value(value)) for key, value in (attributes or {}).items()}
 
 
-def _row(now: datetime, resource: dict[str, Any], attributes: dict[str, Any], trace_id: str,
+def _row(now: datetime, resource: Mapping[str, Any], attributes: dict[str, Any], trace_id: str,
          span_id: str, parent_span_id: str, name: str, kind: int, start_ns: int, end_ns: int,
          status: int, status_message: str) -> dict[str, Any]:
     tenant = next((str(attributes[k]) for k in _TENANT_KEYS if attributes.get(k)), "")
