@@ -287,7 +287,9 @@ class AgentLoop:
         timeout = self.plan.limits.timeout_seconds or DEFAULT_TIMEOUT
         self.deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(self._run(turn, earlier, message), timeout)
+            # In this task (`wait_for` would start another for it, a turn of the loop later).
+            async with asyncio.timeout(timeout):
+                await self._run(turn, earlier, message)
         except TimeoutError:
             turn.reason = "TIMEOUT"
             turn.error = f"the interaction did not finish within {timeout:g} s"
