@@ -155,7 +155,7 @@ class Interactions:
         earlier: list = list(history or [])
         if request.call_id:
             previous = await self.db.read(
-                lambda s: calls.get(s, caller.tenant_id, request.call_id))
+                lambda s: calls.get(s, caller.tenant_id, request.call_id), inline=True)
             if previous.agent_id != agent.id:
                 raise invalid_field("call_id", f"call {request.call_id!r} belongs to another agent")
             earlier = runtime_loop.history(previous.transcript)
@@ -163,7 +163,8 @@ class Interactions:
         plan = await runtime_loop.plan(agent, variables, self.masterdata, self.peers)
         if request.thread_id:
             rows = await self.db.write(lambda s: threads.bind(s, caller.tenant_id,
-                                                              request.thread_id, agent.id))
+                                                              request.thread_id, agent.id),
+                                       inline=True)
             earlier = threads.window(
                 rows, context_window=plan.context_window,
                 reserve=plan.model.max_output_tokens,
@@ -182,13 +183,14 @@ class Interactions:
                          prepared.variables, channel, call_id, prepared.label)
 
         if request.call_id:   # a continued call: it must not be answering already
-            run = self.runs.open(await self.db.write(record), caller.tenant_id)
+            run = self.runs.open(await self.db.write(record, inline=True), caller.tenant_id)
             run.recorded = asyncio.get_running_loop().create_future()
             run.recorded.set_result(run.call_id)
         else:   # a new call is recorded once the model has answered (Run.defer_record)
             call_id = new_id()
             run = self.runs.open(call_id, caller.tenant_id)
-            run.defer_record(lambda: self.db.write(lambda s: record(s, call_id)), RECORD_AFTER)
+            run.defer_record(lambda: self.db.write(lambda s: record(s, call_id), inline=True),
+                             RECORD_AFTER)
         run.streams = stream
         telemetry.annotate(agentmesh__call_id=run.call_id)  # its trace is found from the call id
         run.listeners.append(lambda event: self._relay(caller.tenant_id, run, event))
@@ -259,13 +261,13 @@ class Interactions:
             run.record_now()
             await asyncio.gather(announced, return_exceptions=True)
             await self.db.write(lambda s: finish(s, caller.tenant_id, run.call_id, turn,
-                                                 duration, result))
+                                                 duration, result), inline=True)
             if request.thread_id:
                 said = [("user", request.message)] + ([("assistant", turn.reply)]
                                                       if turn.reply else [])
                 try:
                     await self.db.write(lambda s: threads.append(
-                        s, caller.tenant_id, request.thread_id, run.call_id, said))
+                        s, caller.tenant_id, request.thread_id, run.call_id, said), inline=True)
                 except Exception:
                     log.exception("call %s: its messages were not added to thread %s",
                                   run.call_id, request.thread_id)

@@ -59,7 +59,8 @@ class Decider:
             rows, self.pending = self.pending, []
             deliveries, self.pending_deliveries = self.pending_deliveries, []
             if rows:
-                await self.db.write(lambda session: _record(session, rows, deliveries))
+                await self.db.write(lambda session: _record(session, rows, deliveries),
+                                    inline=True)
                 if deliveries:
                     self.webhooks.outbox.wake()
 

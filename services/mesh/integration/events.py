@@ -9,12 +9,12 @@ A payload is `{"id", "event", "tenant_id", "occurred_at", "data": {...}}`."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from mesh.integration.models import DeliveryRow, WebhookRow
@@ -63,8 +63,10 @@ def _targets(session: Session, rows: Sequence[DeliveryRow]) -> dict[str, tuple[s
 
 # The events of the tenant's active webhooks. Built once: every platform event asks, and
 # building the statement cost more than running it.
-_SUBSCRIBED = sa.select(WebhookRow.events).where(
-    WebhookRow.tenant_id == sa.bindparam("tenant_id"), WebhookRow.active == sa.true())
+# The events of the tenant's active webhooks: read for every event published, on the hot path's
+# raw connection (Database.fetch), without a session.
+_SUBSCRIBED = (f'SELECT "events" FROM "{WebhookRow.__tablename__}" '
+               'WHERE "tenant_id" = {p} AND "active"')
 
 
 class Events:
@@ -86,14 +88,14 @@ class Events:
     async def subscribed(self, tenant_id: str, event: str) -> bool:
         """Whether an active webhook of the tenant takes `event`: most events have no
         receiver, and a read says so without the write transaction `publish` takes."""
-        def read(session: Session) -> bool:
-            hooks = session.execute(_SUBSCRIBED, {"tenant_id": tenant_id}).scalars()
-            return any(matches(list(kinds), event) for kinds in hooks)
-
         try:
-            return await self.db.read(read)
+            (rows,) = await self.db.fetch(
+                (_SUBSCRIBED.format(p=self.db.placeholder), (tenant_id,)), inline=True)
         except Exception:  # noqa: BLE001 - publish says it, if it fails too
             return True
+        # A JSON column: text on SQLite, decoded by psycopg on PostgreSQL.
+        return any(matches(json.loads(kinds) if isinstance(kinds, str) else list(kinds), event)
+                   for (kinds,) in rows)
 
     async def publish(self, tenant_id: str, event: str, data: dict[str, Any],
                       event_id: str = "") -> int:

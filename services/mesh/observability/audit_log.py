@@ -64,7 +64,7 @@ async def store(db: Database, events: list[dict[str, Any]]) -> int:
             session.execute(sa.insert(AuditRow.__table__), rows)
         return len(rows)
 
-    return await db.write(store)
+    return await db.write(store, inline=True)
 
 
 def _where(request, tenant_id: str | None) -> list[Any]:

@@ -320,11 +320,13 @@ class Forwarder:
 
     async def forward_once(self) -> int:
         """One batch claimed, sent and marked; how many."""
-        events = await self.db.write(self._claim)
+        # A batch by key, on the loop as the writes that queue events are (mesh.runtime.db):
+        # a claim waiting on a thread would send those to threads behind it.
+        events = await self.db.write(self._claim, inline=True)
         if not events:
             return 0
         await self._send(events)
-        await self.db.write(self._done([e["id"] for e in events]))
+        await self.db.write(self._done([e["id"] for e in events]), inline=True)
         return len(events)
 
     async def _send(self, events: list[dict[str, Any]]) -> None:

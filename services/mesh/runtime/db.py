@@ -3,7 +3,12 @@
 * `write(fn)` / `read(fn)`: `fn(session)` in a SQLModel session on a worker thread, in one
   transaction, so database work never blocks the event loop. Writers on SQLite open with
   `BEGIN IMMEDIATE`: concurrent read-then-write transactions queue on the write lock instead of
-  failing with "database is locked" when they upgrade.
+  failing with "database is locked" when they upgrade. On SQLite, `inline=True` runs a short
+  transaction of a hot path (a few rows by key: an execution's insert, a batch of decisions or
+  spans) on the event loop itself: on a worker thread every statement hands the GIL to the
+  busy loop and back, context switches each way, which cost more than the transaction itself
+  (docs/budgets.md). It never waits on the loop: when another connection holds the write lock,
+  it runs on a thread as any other.
 * `fetch(sql, params, inline=...)`: the hot read path. A statement planned once (see
   `mesh.runtime.repository`) runs on a raw DB-API connection, no ORM, no session. On SQLite,
   short indexed reads (a row by key, one page through an index) run inline on the event loop on
@@ -32,6 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlmodel import Session
 
+from mesh.runtime import wakeups
 from mesh.runtime.settings import Settings
 
 T = TypeVar("T")
@@ -39,19 +45,25 @@ _WRITE = "agentmesh_write"
 WORKERS = 8
 _SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON",
                    "PRAGMA busy_timeout=30000", "PRAGMA synchronous=NORMAL")
+# The event loop's own connection never waits for a lock: busy, the work goes to a thread.
+_NEVER_WAIT = "PRAGMA busy_timeout=0"
 
 
-def _sqlite_engine(path: Path) -> sa.Engine:
+def _sqlite_engine(path: Path, on_loop: bool = False) -> sa.Engine:
     path.parent.mkdir(parents=True, exist_ok=True)
     # One pooled connection per worker thread, kept open: reconnecting reruns the PRAGMAs.
-    engine = sa.create_engine(f"sqlite:///{path}", pool_size=WORKERS + 2, max_overflow=0,
-                              connect_args={"check_same_thread": False, "timeout": 30})
+    # The loop's engine: one connection (its transactions never overlap; two in reserve).
+    engine = sa.create_engine(f"sqlite:///{path}", pool_size=1 if on_loop else WORKERS + 2,
+                              max_overflow=2 if on_loop else 0,
+                              connect_args={"check_same_thread": False,
+                                            "timeout": 0 if on_loop else 30})
+    pragmas = (*_SQLITE_PRAGMAS, _NEVER_WAIT) if on_loop else _SQLITE_PRAGMAS
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         # Let SQLAlchemy's "begin" event, not pysqlite, decide how transactions start.
         dbapi_connection.isolation_level = None
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in pragmas:
             dbapi_connection.execute(pragma)
 
     @event.listens_for(engine, "begin")
@@ -75,6 +87,8 @@ class Database:
         self.writer = engine.execution_options(**{_WRITE: True})
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="db")
         self._inline: sqlite3.Connection | None = None
+        # SQLite: the engines (reader, writer) of `inline` sessions, made at the first.
+        self._on_loop: tuple[sa.Engine, sa.Engine] | None = None
         self._local = threading.local()
 
     @classmethod
@@ -130,17 +144,52 @@ class Database:
             with session.begin():
                 return fn(session)
 
-    async def read(self, fn: Callable[[Session], T]) -> T:
-        """Runs `fn(session)` in a read transaction on a worker thread."""
+    async def read(self, fn: Callable[[Session], T], *, inline: bool = False) -> T:
+        """Runs `fn(session)` in a read transaction on a worker thread (`inline`: on SQLite,
+        on the loop; for a few rows by key)."""
+        if inline and self.sqlite_path is not None:
+            ran, result = self._run_on_loop(fn, write=False)
+            if ran:
+                return result
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._run, self.engine, fn)
 
-    async def write(self, fn: Callable[[Session], T]) -> T:
+    async def write(self, fn: Callable[[Session], T], *, inline: bool = False) -> T:
         """Runs `fn(session)` in a write transaction (committed, or rolled back on error), in
-        the caller's context (the call being served: who the audit trail names)."""
+        the caller's context (the call being served: who the audit trail names). `inline`: on
+        SQLite, on the loop when the write lock is free (a short transaction of a hot path)."""
+        if inline and self.sqlite_path is not None:
+            ran, result = self._run_on_loop(fn, write=True)
+            if ran:
+                return result
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
         return await loop.run_in_executor(self._pool, context.run, self._run, self.writer, fn)
+
+    def _run_on_loop(self, fn: Callable[[Session], T], write: bool) -> tuple[bool, T | None]:
+        """(True, what `fn` returned) run on the loop's connection, or (False, None) when the
+        database was busy (another connection holds the write lock) before a write's `fn` ran,
+        or at any point of a read."""
+        if self._on_loop is None:
+            engine = _sqlite_engine(self.sqlite_path, on_loop=True)
+            self._on_loop = (engine, engine.execution_options(**{_WRITE: True}))
+            # Its commits wake the pollers of this database (outboxes, long polls) as the
+            # pool's do.
+            wakeups.same_database(self._on_loop[1], self.writer)
+        engine = self._on_loop[write]
+        began = False
+
+        def body(session: Session) -> T:
+            nonlocal began
+            session.connection()  # BEGIN (IMMEDIATE): busy here, nothing has run yet
+            began = True
+            return fn(session)
+        try:
+            return True, self._run(engine, body)
+        except (sa.exc.OperationalError, sqlite3.OperationalError) as exc:
+            if (began and write) or not _busy(exc):
+                raise
+            return False, None
 
     def session(self, write: bool = False) -> Session:
         """A session for synchronous tools (CLI commands), outside any service."""
@@ -182,7 +231,15 @@ class Database:
         self._pool.shutdown(wait=True)
         if self._inline is not None:
             self._inline.close()
+        if self._on_loop is not None:
+            self._on_loop[0].dispose()
         self.engine.dispose()
+
+
+def _busy(exc: Exception) -> bool:
+    """Whether SQLite refused for a lock another connection holds (SQLITE_BUSY/LOCKED)."""
+    error = getattr(exc, "orig", exc)
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
 def serialize(session: Session, name: str) -> None:

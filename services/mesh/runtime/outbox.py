@@ -117,7 +117,7 @@ class Outbox(Generic[Row]):
                     pass
                 continue
             try:
-                claimed = await self.db.write(self._claim)
+                claimed = await self.db.write(self._claim, inline=True)  # as audit's
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the database is back at the next round
@@ -191,6 +191,6 @@ class Outbox(Generic[Row]):
                 now + timedelta(seconds=self.sender.backoff(delivery.attempts))))
 
         try:
-            await self.db.write(record)
+            await self.db.write(record, inline=True)
         except Exception:  # noqa: BLE001 - the lease ends and the row is attempted again
             log.exception("could not record %s delivery %s", self.name, row.delivery_id)

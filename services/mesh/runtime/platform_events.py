@@ -123,7 +123,7 @@ class Sender:
         return [(r.id, r.tenant_id, r.event, dict(r.data)) for r in rows]
 
     async def send_once(self) -> int:
-        claimed = await self.db.write(self._claim)
+        claimed = await self.db.write(self._claim, inline=True)  # as audit.Forwarder's
         sent = []
         for event_id, tenant_id, event, data in claimed:
             if await _send(self.peers, tenant_id, event, data, delays=(), event_id=event_id):
@@ -132,7 +132,7 @@ class Sender:
         if sent:
             await self.db.write(lambda session: session.execute(
                 sa.update(PlatformEventRow).where(PlatformEventRow.id.in_(sent))
-                .values(sent_at=utcnow())))
+                .values(sent_at=utcnow())), inline=True)
         return len(claimed)
 
     async def _run(self) -> None:

@@ -26,7 +26,16 @@ _INFO_KEY = "wake_topics"
 OUTBOX_SETTLE_SECONDS = 0.2
 # (engine, topic) -> the waiters on it, each with its loop (commits happen on worker threads).
 _waiters: dict[tuple[int, str], weakref.WeakSet] = {}
+# An engine committing to another's database (mesh.runtime.db's connection on the event loop)
+# -> the engine whose waiters its commits wake.
+_same_as: dict[int, int] = {}
 _installed = False
+
+
+def same_database(engine: Any, as_engine: Any) -> None:
+    """Commits through `engine` wake the waiters registered on `as_engine`."""
+    _same_as[id(engine)] = id(as_engine)
+    weakref.finalize(engine, _same_as.pop, id(engine), None)
 
 
 def mark(session: Session, topic: str) -> None:
@@ -40,9 +49,10 @@ def _after_commit(session: Session) -> None:
     topics = session.info.pop(_INFO_KEY, None)
     if not topics:
         return
-    engine = session.get_bind()
+    key = id(session.get_bind())
+    key = _same_as.get(key, key)
     for topic in topics:
-        for waiter in list(_waiters.get((id(engine), topic), ())):
+        for waiter in list(_waiters.get((key, topic), ())):
             waiter.wake_threadsafe()
 
 

@@ -118,7 +118,7 @@ class ToolRunner:
             error=outcome.error, duration_ms=outcome.duration_ms, started_at=started,
             ended_at=utcnow(), caller=caller.user_id, correlation_id=caller.correlation_id,
             call_id=request.call_id)
-        saved = await self.db.write(lambda s: executions.add(s, row))
+        saved = await self.db.write(lambda s: executions.add(s, row), inline=True)
         if outcome.refusal is not None:
             outcome.refusal.details.setdefault("execution_id", saved.id)
             raise outcome.refusal

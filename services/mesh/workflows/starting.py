@@ -72,9 +72,11 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
     is queued."""
     inline = inline and settings.workflow_inline
     decided = governance.enabled(engine.peers)
-    plan = await db.read(lambda session: _plan(session, settings, caller, workflow_key,
-                                               inputs, idempotency_key, version, label,
-                                               inline)) if inline or decided else None
+    plan = None
+    if inline or decided:  # a few rows by key: on the loop (mesh.runtime.db)
+        plan = await db.read(lambda session: _plan(session, settings, caller, workflow_key,
+                                                   inputs, idempotency_key, version, label,
+                                                   inline), inline=True)
     if decided:
         await governance.require(engine.peers, f"workflow {plan.slug!r}",
                                  action="execute_workflow", resource_type="Workflow",
@@ -158,7 +160,7 @@ async def _run_inline(db: Database, engine: Engine, caller: Caller, plan: _Plan,
             return ended, engine.projection.write(session, ended, was_ended=False)
         executions.insert(session, ended)  # a new id and no other unique value
         return ended, engine.projection.written(session, ended, was_ended=False)
-    row, payload = await db.write(insert)
+    row, payload = await db.write(insert, inline=True)
     if payload is not None:
         await engine.projection.announce(row.id, row.tenant_id, payload)
     return row

@@ -63,7 +63,7 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
 
         def store(session: Session) -> None:
             session.connection().execute(SpanRow.__table__.insert(), rows)
-        await self.db.write(store)
+        await self.db.write(store, inline=True)  # one statement, a batch of rows
         self.intake.spans_received += len(rows)
         self.intake.last_export_at = now
 
