@@ -47,7 +47,7 @@ class Projection:
             changed.append((row.tenant_id, self.write(session, row, was_ended)))
             return result
         changed: list[tuple[str, dict]] = []
-        result = await self.db.write(apply)
+        result = await self.db.write(apply, inline=True)  # one row by key
         self.notify(execution_id)
         for tenant_id, payload in changed[-1:]:
             await self.announce(execution_id, tenant_id, payload)

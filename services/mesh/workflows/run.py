@@ -49,7 +49,7 @@ async def interpret(engine: Engine, execution_id: str) -> dict:
                     "api_key_id": row.api_key_id, "scopes": list(row.scopes),
                     "workflow_id": row.workflow_id, "workflow_slug": row.workflow_slug,
                     "traceparent": row.traceparent}
-        return await engine.db.read(read)
+        return await engine.db.read(read, inline=True)  # two rows by key
 
     snapshot = await DBOS.run_step_async({"name": "load"}, load, execution_id)
     run = Run(engine, execution_id, snapshot)
