@@ -13,7 +13,7 @@ from sqlmodel import select
 from agentmesh.agents.v1 import agents_pb2 as pb
 from mesh.agents.models import AgentRow
 from mesh.agents.service import DEFINITION as AGENTS
-from mesh.runtime.db import Database
+from mesh.runtime.db import Database, in_turns
 from mesh.runtime.repository import TenantRepository
 from mesh.runtime.settings import Settings
 from mesh.runtime.wakeups import Waiter, mark
@@ -114,3 +114,18 @@ def test_an_inline_commit_wakes_the_pollers_of_its_database(database):
         return await waiter.wait(2.0)
 
     assert asyncio.run(main()) is True
+
+
+def test_a_batch_written_in_turns_lets_the_loop_serve_others_between_its_slices():
+    """A batch of spans or audit events is written on the loop in slices (`in_turns`): what
+    became ready during one slice (a streamed token, say) runs before the next."""
+    seen: list = []
+
+    async def main():
+        async for part in in_turns(list(range(120)), 50):
+            seen.append(len(part))
+            if len(seen) == 1:
+                asyncio.get_running_loop().call_soon(seen.append, "other")
+
+    asyncio.run(main())
+    assert seen == [50, "other", 50, 20]

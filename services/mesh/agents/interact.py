@@ -189,8 +189,8 @@ class Interactions:
         else:   # a new call is recorded once the model has answered (Run.defer_record)
             call_id = new_id()
             run = self.runs.open(call_id, caller.tenant_id)
-            run.defer_record(lambda: self.db.write(lambda s: record(s, call_id), inline=True),
-                             RECORD_AFTER)
+            # On a thread: it is written as the first token is relayed, which it must not hold.
+            run.defer_record(lambda: self.db.write(lambda s: record(s, call_id)), RECORD_AFTER)
         run.streams = stream
         telemetry.annotate(agentmesh__call_id=run.call_id)  # its trace is found from the call id
         run.listeners.append(lambda event: self._relay(caller.tenant_id, run, event))

@@ -6,6 +6,7 @@ and pages, per tenant or across tenants; exported as JSON Lines; pruned after
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlmodel import Session, select
 
 from agentmesh.observability.v1 import observability_pb2 as pb
 from mesh.observability.models import AuditRow
-from mesh.runtime.db import Database
+from mesh.runtime.db import Database, in_turns
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.tables import utcnow
@@ -43,7 +44,7 @@ async def store(db: Database, events: list[dict[str, Any]]) -> int:
     if not items:
         return 0
 
-    def store(session: Session) -> int:
+    def store(session: Session, items: Sequence[dict[str, Any]]) -> int:
         known = set(session.exec(select(AuditRow.id).where(
             AuditRow.id.in_([i["id"] for i in items]))).all())
         rows = []
@@ -64,7 +65,10 @@ async def store(db: Database, events: list[dict[str, Any]]) -> int:
             session.execute(sa.insert(AuditRow.__table__), rows)
         return len(rows)
 
-    return await db.write(store, inline=True)
+    stored = 0
+    async for part in in_turns(items):
+        stored += await db.write(lambda session: store(session, part), inline=True)
+    return stored
 
 
 def _where(request, tenant_id: str | None) -> list[Any]:

@@ -28,7 +28,7 @@ import concurrent.futures
 import contextvars
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -234,6 +234,20 @@ class Database:
         if self._on_loop is not None:
             self._on_loop[0].dispose()
         self.engine.dispose()
+
+
+# An inline transaction writes about this many rows at most: a batch (spans, audit events) is
+# written in slices of it, the loop serving its other calls between them (`in_turns`); one
+# transaction of hundreds of rows held the loop for milliseconds (a streamed token waited).
+INLINE_ROWS = 20
+
+
+async def in_turns(rows: Sequence[T], size: int = INLINE_ROWS) -> AsyncIterator[Sequence[T]]:
+    """`rows` in slices of `size`, the event loop served between them."""
+    for start in range(0, len(rows), size):
+        if start:
+            await asyncio.sleep(0)
+        yield rows[start:start + size]
 
 
 def _busy(exc: Exception) -> bool:

@@ -7,12 +7,12 @@ import logging
 import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as otlp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as otlp_grpc
-from sqlmodel import Session
 
 from mesh.observability.models import SpanRow
 from mesh.observability.otlp import sdk_span_rows, span_rows
 from mesh.observability.state import ObservabilityState
 from mesh.runtime import internal
+from mesh.runtime.db import in_turns
 from mesh.runtime.service import Runtime
 from mesh.runtime.tables import utcnow
 
@@ -61,9 +61,9 @@ class TraceReceiver(otlp_grpc.TraceServiceServicer):
         if not rows:
             return
 
-        def store(session: Session) -> None:
-            session.connection().execute(SpanRow.__table__.insert(), rows)
-        await self.db.write(store, inline=True)  # one statement, a batch of rows
+        async for part in in_turns(rows):
+            await self.db.write(lambda session: session.connection().execute(
+                SpanRow.__table__.insert(), part), inline=True)
         self.intake.spans_received += len(rows)
         self.intake.last_export_at = now
 
