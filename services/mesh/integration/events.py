@@ -61,8 +61,6 @@ def _targets(session: Session, rows: Sequence[DeliveryRow]) -> dict[str, tuple[s
     return found
 
 
-# The events of the tenant's active webhooks. Built once: every platform event asks, and
-# building the statement cost more than running it.
 # The events of the tenant's active webhooks: read for every event published, on the hot path's
 # raw connection (Database.fetch), without a session.
 _SUBSCRIBED = (f'SELECT "events" FROM "{WebhookRow.__tablename__}" '
