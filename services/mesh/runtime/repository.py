@@ -306,15 +306,31 @@ class TenantRepository(Generic[Row]):
     async def fetch_values(self, db: Database, tenant_id: str, key: str) -> tuple:
         """The row with this id (or name) as the driver gives it, its values in the order of
         `columns` (one indexed SELECT on the raw connection, inline on SQLite), or NOT_FOUND."""
-        self._require_key(key)
-        column = "id" if is_uuid(key) or not self.name_column else self.name_column
-        p = db.placeholder
-        sql = f'SELECT {self._columns_sql} FROM "{self.table.name}" ' \
-              f'WHERE "tenant_id" = {p} AND "{column}" = {p}'
-        (rows,) = await db.fetch((sql, (tenant_id, key)), inline=True)
+        (rows,) = await db.fetch(self.finding(db, tenant_id, key), inline=True)
         if not rows:
             raise self.not_found(key)
         return rows[0]
+
+    def finding(self, db: Database, tenant_id: str, key: str) -> tuple[str, tuple]:
+        """The statement of `fetch_values`, for `Database.fetch` with others in one snapshot."""
+        self._require_key(key)
+        column = "id" if is_uuid(key) or not self.name_column else self.name_column
+        p = db.placeholder
+        return (f'SELECT {self._columns_sql} FROM "{self.table.name}" '
+                f'WHERE "tenant_id" = {p} AND "{column}" = {p}', (tenant_id, key))
+
+    def row_of(self, db: Database, values: tuple) -> Row:
+        """An ORM row in no session from values as `fetch_values` gives them, each as the
+        column's type reads it (JSON, times): what `find` would have loaded, without a
+        session's unit of work (a hot path reading a row it does not change)."""
+        processors = self._processors(db.engine.dialect)
+        return self.model(**{name: process(value) if process and value is not None else value
+                             for name, process, value in zip(self.columns, processors, values)})
+
+    @functools.cache
+    def _processors(self, dialect: sa.Dialect) -> list[Callable[[Any], Any] | None]:
+        return [c.type.dialect_impl(dialect).result_processor(dialect, None)
+                for c in self.table.columns]
 
     async def page(self, db: Database, tenant_id: str, page: PageRequest, *,
                    filters: dict[str, Any] | None = None, search: str = "") -> Page[Message]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from agentmesh.workflows.v1 import workflows_pb2 as pb
-from mesh.runtime.db import serialize
+from mesh.runtime.db import Database, serialize
 from mesh.runtime.errors import InvalidArgument, ResourceExhausted
 from mesh.runtime.settings import Settings
 from mesh.runtime.tables import aware
@@ -160,6 +160,13 @@ def live_executions(session: Session, tenant_id: str) -> int:
 # Built once (every start asks): building a statement cost more than running it.
 _LIVE_COUNT = sa.select(func.count()).select_from(ExecutionRow).where(
     ExecutionRow.tenant_id == sa.bindparam("tenant_id"), ExecutionRow.status.in_(LIVE))
+
+
+def live_counting(db: Database, tenant_id: str) -> tuple[str, tuple]:
+    """`live_executions` as a statement for `Database.fetch` (one row, one count)."""
+    p = db.placeholder
+    return (f'SELECT count(*) FROM "{ExecutionRow.__tablename__}" WHERE "tenant_id" = {p} '
+            f'AND "status" IN ({", ".join([p] * len(LIVE))})', (tenant_id, *LIVE))
 
 
 def check_execution_quota(session: Session, tenant_id: str, settings: Settings) -> None:

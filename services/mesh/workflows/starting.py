@@ -6,6 +6,7 @@ workflow instead runs in the call and is written once, ended (mesh.workflows.inl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlmodel import Session, select
@@ -20,8 +21,8 @@ from mesh.workflows import limits
 from mesh.workflows.engine import Engine
 from mesh.workflows.models import ExecutionRow, WorkflowRow
 from mesh.runtime.tables import new_id
-from mesh.workflows.store import (Running, executions, new_execution, running, timeout_of,
-                                  workflows)
+from mesh.workflows.store import (Running, executions, new_execution, running,
+                                  running_current, timeout_of, workflows)
 
 
 class _ValidateInSandbox(Exception):
@@ -73,10 +74,9 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
     inline = inline and settings.workflow_inline
     decided = governance.enabled(engine.peers)
     plan = None
-    if inline or decided:  # a few rows by key: on the loop (mesh.runtime.db)
-        plan = await db.read(lambda session: _plan(session, settings, caller, workflow_key,
-                                                   inputs, idempotency_key, version, label,
-                                                   inline), inline=True)
+    if inline or decided:
+        plan = await _read_plan(db, settings, caller, workflow_key, inputs, idempotency_key,
+                                version, label, inline)
     if decided:
         await governance.require(engine.peers, f"workflow {plan.slug!r}",
                                  action="execute_workflow", resource_type="Workflow",
@@ -92,20 +92,61 @@ async def start(db: Database, settings: Settings, engine: Engine, caller: Caller
                         idempotency_key, version, label)
 
 
+class _ReadVersion(Exception):
+    """The start asks for a version other than the workflow's current one: its definition is
+    in another row."""
+
+
+async def _read_plan(db: Database, settings: Settings, caller: Caller, workflow_key: str,
+                     inputs: dict, idempotency_key: str, version: int, label: str,
+                     inline: bool) -> _Plan:
+    """A few rows by key, on the loop (mesh.runtime.db). Without an idempotency key (whose
+    execution would be an ORM row) or an older version to read, two raw statements in one
+    snapshot: the ORM's session cost more than they do."""
+    if not idempotency_key:
+        found, ((live,),) = await db.fetch(
+            workflows.finding(db, caller.tenant_id, workflow_key),
+            limits.live_counting(db, caller.tenant_id), inline=True)
+        if not found:
+            raise workflows.not_found(workflow_key)
+        workflow = workflows.row_of(db, found[0])
+
+        def current() -> Running:
+            run = running_current(workflow, version, label)
+            if run is None:
+                raise _ReadVersion
+            return run
+        try:
+            return _planned(settings, workflow, None, lambda: live, current, inputs, inline)
+        except _ReadVersion:
+            pass
+    return await db.read(lambda session: _plan(session, settings, caller, workflow_key,
+                                               inputs, idempotency_key, version, label,
+                                               inline), inline=True)
+
+
 def _plan(session: Session, settings: Settings, caller: Caller, workflow_key: str,
           inputs: dict, idempotency_key: str, version: int, label: str,
           inline: bool) -> _Plan:
+    workflow = workflows.get(session, caller.tenant_id, workflow_key)
+    return _planned(settings, workflow, _existing(session, caller.tenant_id, idempotency_key),
+                    lambda: limits.live_executions(session, caller.tenant_id),
+                    lambda: running(session, workflow, version, label), inputs, inline)
+
+
+def _planned(settings: Settings, workflow: WorkflowRow, existing: ExecutionRow | None,
+             live: Callable[[], int], run_of: Callable[[], Running], inputs: dict,
+             inline: bool) -> _Plan:
     """`run` is set when the execution may run in this call: the workflow active, the tenant
     below its share of the queue and its quota (so the run never overtakes its backlog), the
     inputs valid without the sandbox. Otherwise the queued path starts it, or says why not."""
-    workflow = workflows.get(session, caller.tenant_id, workflow_key)
-    plan = _Plan(workflow.slug, _existing(session, caller.tenant_id, idempotency_key))
+    plan = _Plan(workflow.slug, existing)
     if plan.existing is not None or not inline or workflow.status != "WORKFLOW_STATUS_ACTIVE":
         return plan
     room = min(settings.workflow_tenant_concurrency, settings.tenant_max_live_executions)
-    if limits.live_executions(session, caller.tenant_id) >= room:
+    if live() >= room:
         return plan
-    run = running(session, workflow, version, label)
+    run = run_of()
     try:
         _check_inputs(run, inputs)
     except (_ValidateInSandbox, InvalidArgument):  # the queued path validates and says why

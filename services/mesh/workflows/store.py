@@ -71,10 +71,18 @@ def running(session: Session, workflow: WorkflowRow, number: int = 0,
     """The version a start asks for: `number`, `label`, else `production` when the workflow
     has it, else `latest` (mesh.runtime.versions); NOT_FOUND when it has no such version or
     label."""
+    current = running_current(workflow, number, label)
+    if current is not None:
+        return current
     number, label = WORKFLOW_VERSIONS.pick(workflow, number, label)
-    if number == workflow.version:
-        return Running(workflow.definition, number, label)
     return Running(WORKFLOW_VERSIONS.get(session, workflow, number).workflow, number, label)
+
+
+def running_current(workflow: WorkflowRow, number: int = 0, label: str = "") -> Running | None:
+    """`running` when the version asked for is the workflow's current one (nothing to read),
+    else None."""
+    number, label = WORKFLOW_VERSIONS.pick(workflow, number, label)
+    return Running(workflow.definition, number, label) if number == workflow.version else None
 
 
 def new_execution(workflow: WorkflowRow, inputs: dict, priority: str, created_by: str, *,
