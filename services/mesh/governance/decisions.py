@@ -22,7 +22,7 @@ from mesh.governance.store import decision_message, decisions, enabled_policies
 from mesh.governance.usage import Budgets
 from mesh.runtime.audit import WAKE_TOPIC, AuditEvent
 from mesh.runtime.context import Caller
-from mesh.runtime.db import Database
+from mesh.runtime.db import INLINE_ROWS, Database, in_turns
 from mesh.runtime.errors import invalid_field
 from mesh.runtime.paging import Page, PageRequest
 from mesh.runtime.tables import is_uuid, new_id, utcnow
@@ -58,9 +58,12 @@ class Decider:
         async with self._flushing:
             rows, self.pending = self.pending, []
             deliveries, self.pending_deliveries = self.pending_deliveries, []
-            if rows:
-                await self.db.write(lambda session: _record(session, rows, deliveries),
-                                    inline=True)
+            if rows:  # two rows each (the decision, its audit event): half a slice
+                with_part = deliveries  # written with the first slice
+                async for part in in_turns(rows, INLINE_ROWS // 2):
+                    await self.db.write(lambda session: _record(session, part, with_part),
+                                        inline=True)
+                    with_part = []
                 if deliveries:
                     self.webhooks.outbox.wake()
 

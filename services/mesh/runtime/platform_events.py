@@ -28,6 +28,7 @@ logged and dropped.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -70,7 +71,13 @@ def queue(session: Session, tenant_id: str, event: str, data: dict[str, Any]) ->
     mark(session, WAKE_TOPIC)
 
 
-_QUEUE = sa.insert(PlatformEventRow.__table__)
+_EVENTS = PlatformEventRow.__table__
+_QUEUE = sa.insert(_EVENTS)
+# The sender's statements, built once and run as SQL (as audit.Forwarder's).
+_CLAIMED = sa.update(_EVENTS).where(_EVENTS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_LEASE = _CLAIMED.values(next_attempt_at=sa.bindparam("until"))
+_SENT = _CLAIMED.values(sent_at=sa.bindparam("at"))
+_PRUNE = sa.delete(_EVENTS).where(_EVENTS.c.sent_at < sa.bindparam("before"))
 
 
 async def record(db, tenant_id: str, event: str, data: dict[str, Any]) -> None:
@@ -108,31 +115,33 @@ class Sender:
 
     def _claim(self, session: Session) -> list[tuple[str, str, str, dict]]:
         now = utcnow()
-        rows = session.execute(sa.select(
-            PlatformEventRow.id, PlatformEventRow.tenant_id, PlatformEventRow.event,
-            PlatformEventRow.data).where(
-            PlatformEventRow.sent_at.is_(None), PlatformEventRow.next_attempt_at <= now)
-            .order_by(PlatformEventRow.created_at).limit(self.batch)
-            .with_for_update(skip_locked=True)).all()
+        connection = session.connection()
+        rows = connection.execute(self._claimable, {"now": now}).all()
         if rows:
-            session.execute(sa.update(PlatformEventRow).where(
-                PlatformEventRow.id.in_([r.id for r in rows]))
-                .values(next_attempt_at=now + self.lease))
-        session.execute(sa.delete(PlatformEventRow).where(
-            PlatformEventRow.sent_at < now - self.keep_sent))
+            connection.execute(_LEASE, {"ids": [r.id for r in rows], "until": now + self.lease})
+        connection.execute(_PRUNE, {"before": now - self.keep_sent})
         return [(r.id, r.tenant_id, r.event, dict(r.data)) for r in rows]
+
+    @functools.cached_property
+    def _claimable(self):
+        return (sa.select(_EVENTS.c.id, _EVENTS.c.tenant_id, _EVENTS.c.event, _EVENTS.c.data)
+                .where(_EVENTS.c.sent_at.is_(None),
+                       _EVENTS.c.next_attempt_at <= sa.bindparam("now"))
+                .order_by(_EVENTS.c.created_at).limit(self.batch)
+                .with_for_update(skip_locked=True))
 
     async def send_once(self) -> int:
         claimed = await self.db.write(self._claim, inline=True)  # as audit.Forwarder's
+        if claimed:
+            await asyncio.sleep(0)
         sent = []
         for event_id, tenant_id, event, data in claimed:
             if await _send(self.peers, tenant_id, event, data, delays=(), event_id=event_id):
                 sent.append(event_id)
         self._unsent = len(claimed) - len(sent)
         if sent:
-            await self.db.write(lambda session: session.execute(
-                sa.update(PlatformEventRow).where(PlatformEventRow.id.in_(sent))
-                .values(sent_at=utcnow())), inline=True)
+            await self.db.write(lambda session: session.connection().execute(
+                _SENT, {"ids": sent, "at": utcnow()}), inline=True)
         return len(claimed)
 
     async def _run(self) -> None:
