@@ -262,8 +262,15 @@ class Mesh:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(json.dumps(config, indent=1))
+        # One worker per service process, up to the cores (and 2): each worker keeps its own
+        # HTTP/2 connection to every service, and one process (the default, every service in
+        # it) served GET-by-id at 1,550 req/s from two workers and 2,200-2,450 from one, CPU
+        # per request 0.55 -> 0.42 ms in Python and 0.51 -> 0.36 in Envoy (docs/budgets.md):
+        # one worker is more than one process can keep busy.
+        processes = sum(1 for c in self.children if c.services)
+        workers = max(1, min(2, os.cpu_count() or 1, processes))
         argv = [envoy_binary(), "-c", str(path), "--log-level", "warn", "--disable-hot-restart",
-                "--concurrency", str(min(2, os.cpu_count() or 1))]
+                "--concurrency", str(workers)]
         return Child("gateway", argv, dict(os.environ), self.data_dir / "logs" / "gateway.log")
 
     def backends(self) -> dict:
