@@ -125,6 +125,20 @@ def test_fast_path_fetch_and_page_match_the_session_path(database):
     assert [m.name for m in by_name.items] == ["agent-4"] and by_name.total == 1
 
 
+def test_a_row_made_from_raw_values_is_the_row_the_orm_loads(database):
+    """`row_of(fetch_values(...))` (a hot path's read without a session) holds what `get`
+    loads: JSON columns decoded, times as times, on either database."""
+    def add(session):
+        return repo.add(session, AgentRow(tenant_id="t1", name="raw", tools=["a", "b"],
+                                          config={"temperature": 0.5, "nested": {"k": [1]}},
+                                          labels={"team": "x"}))
+    asyncio.run(database.write(add))
+    loaded = asyncio.run(database.read(lambda s: repo.get(s, "t1", "raw")))
+    made = repo.row_of(database, asyncio.run(repo.fetch_values(database, "t1", "raw")))
+    assert made.model_dump() == loaded.model_dump()
+    assert made.config["nested"] == {"k": [1]} and made.created_at == loaded.created_at
+
+
 def test_search_takes_like_wildcards_literally(database):
     _add(database, "t1", "plain")
     _add(database, "t1", "with_underscore")
