@@ -47,6 +47,7 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from mesh.runtime.context import (Caller, caller_from, correlation_id, current_call,
                                   current_service)
+from mesh.runtime.db import pause
 from mesh.runtime.tables import TenantTable, json_field, new_id, timestamp_field, utcnow
 from mesh.runtime.wakeups import OUTBOX_SETTLE_SECONDS, Waiter, mark
 
@@ -337,9 +338,9 @@ class Forwarder:
         events = await self.db.write(self._claim, inline=True)
         if not events:
             return 0
-        await asyncio.sleep(0)  # each step its own turn of the loop: its other calls between
+        await pause()  # each step on its own, the loop's calls served between them
         await self._send(events)
-        await asyncio.sleep(0)
+        await pause()
         await self.db.write(self._done([e["id"] for e in events]), inline=True)
         return len(events)
 

@@ -240,13 +240,23 @@ class Database:
 # written in slices of it, the loop serving its other calls between them (`in_turns`); one
 # transaction of hundreds of rows held the loop for milliseconds (a streamed token waited).
 INLINE_ROWS = 20
+# Between two steps of background work on the loop (a batch's slices, an outbox's claim and
+# its marks) it serves its other calls for this long, not for one turn: a call in flight takes
+# many turns (each await one), and a slice in every one of them added up to milliseconds on a
+# streamed reply's first token.
+BACKGROUND_PAUSE = 0.002
+
+
+async def pause() -> None:
+    """Lets the loop serve its calls before background work goes on (`BACKGROUND_PAUSE`)."""
+    await asyncio.sleep(BACKGROUND_PAUSE)
 
 
 async def in_turns(rows: Sequence[T], size: int = INLINE_ROWS) -> AsyncIterator[Sequence[T]]:
-    """`rows` in slices of `size`, the event loop served between them."""
+    """`rows` in slices of `size`, the event loop's calls served between them (`pause`)."""
     for start in range(0, len(rows), size):
         if start:
-            await asyncio.sleep(0)
+            await pause()
         yield rows[start:start + size]
 
 

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel
 
 from mesh.runtime.context import TENANT_HEADER
+from mesh.runtime.db import pause
 from mesh.runtime.tables import json_field, new_id, timestamp_field, utcnow
 from mesh.runtime.wakeups import OUTBOX_SETTLE_SECONDS, Waiter, mark
 
@@ -133,7 +134,7 @@ class Sender:
     async def send_once(self) -> int:
         claimed = await self.db.write(self._claim, inline=True)  # as audit.Forwarder's
         if claimed:
-            await asyncio.sleep(0)
+            await pause()
         sent = []
         for event_id, tenant_id, event, data in claimed:
             if await _send(self.peers, tenant_id, event, data, delays=(), event_id=event_id):
